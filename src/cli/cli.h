@@ -1,0 +1,16 @@
+/* noded command line: one file per subcommand, each `int nd_cli_X(argc, argv)`
+ * returning the process exit status. */
+#ifndef ND_CLI_H
+#define ND_CLI_H
+
+#include <stdint.h>
+
+int nd_cli_master(int argc, char **argv);
+
+/* Parses a whole unsigned number in [min, max] for option opt; prints why
+ * and returns false when it is not one. */
+#include <stdbool.h>
+bool nd_cli_uint(const char *opt, const char *s, uint64_t min, uint64_t max,
+		 uint64_t *out);
+
+#endif

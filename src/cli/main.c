@@ -1,0 +1,69 @@
+/* noded: one binary, a subcommand per role or client action. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef ND_NO_MIMALLOC
+#include <mimalloc.h>
+#endif
+
+#include "cli/cli.h"
+
+#define ND_VERSION "0.1.0"
+
+bool nd_cli_uint(const char *opt, const char *s, uint64_t min, uint64_t max,
+		 uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-' || v < min || v > max) {
+		fprintf(stderr, "noded: %s wants a whole number from %llu to "
+			"%llu, not '%s'\n", opt, (unsigned long long)min,
+			(unsigned long long)max, s);
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: noded <command> [options]\n"
+		"\n"
+		"commands:\n"
+		"  master     serve the noded protocol (see noded master --help)\n"
+		"  version    print the version\n"
+		"  help       this text\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "master"))
+		return nd_cli_master(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+#ifndef ND_NO_MIMALLOC
+		printf("noded %s (mimalloc %d)\n", ND_VERSION, mi_version());
+#else
+		printf("noded %s (sanitizer build, system allocator)\n",
+		       ND_VERSION);
+#endif
+		return 0;
+	}
+	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
+	    !strcmp(argv[1], "-h")) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "noded: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,122 @@
+/* noded master: serve the protocol until SIGINT/SIGTERM. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/server.h"
+#include "rpc/server.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: noded master [options]\n"
+		"  --listen HOST:PORT     address to serve (default 127.0.0.1:7070;\n"
+		"                         port 0 picks a free one)\n"
+		"  --shards N             event-loop threads (default: CPUs)\n"
+		"  --name NAME            node name (default: host name)\n"
+		"  --max-frame BYTES      largest frame accepted (default 16777216)\n"
+		"  --max-conns N          connections at once (default 65536)\n"
+		"  --idle-timeout SECS    close silent connections (default 60, 0 off)\n"
+		"  --max-output BYTES     per-connection output before reading\n"
+		"                         stops (default 4194304)\n"
+		"  --stall-timeout SECS   close connections whose output stays\n"
+		"                         over --max-output (default 10)\n"
+		"On start it prints 'listening on HOST:PORT' on stdout.\n");
+}
+
+int nd_cli_master(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "shards", required_argument, NULL, 's' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "max-frame", required_argument, NULL, 'F' },
+		{ "max-conns", required_argument, NULL, 'C' },
+		{ "idle-timeout", required_argument, NULL, 'I' },
+		{ "max-output", required_argument, NULL, 'O' },
+		{ "stall-timeout", required_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct nd_config cfg = { 0 };
+	struct nd_server srv;
+	char addr[80];
+	uint64_t v;
+	bool idle_set = false;
+	int o, ret;
+
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'l':
+			cfg.listen = optarg;
+			break;
+		case 'n':
+			if (!*optarg || strlen(optarg) > ND_NAME_MAX) {
+				fprintf(stderr, "noded: --name must be 1 to %d "
+					"bytes\n", ND_NAME_MAX);
+				return 2;
+			}
+			cfg.name = optarg;
+			break;
+		case 's':
+			if (!nd_cli_uint("--shards", optarg, 1, 256, &v))
+				return 2;
+			cfg.shards = (unsigned)v;
+			break;
+		case 'F':
+			if (!nd_cli_uint("--max-frame", optarg, 64, 1u << 30, &v))
+				return 2;
+			cfg.max_frame = (uint32_t)v;
+			break;
+		case 'C':
+			if (!nd_cli_uint("--max-conns", optarg, 1, 1u << 20, &v))
+				return 2;
+			cfg.max_conns = (uint32_t)v;
+			break;
+		case 'I':
+			if (!nd_cli_uint("--idle-timeout", optarg, 0, 86400, &v))
+				return 2;
+			cfg.idle_timeout_ms = (uint32_t)v * 1000;
+			idle_set = true;
+			break;
+		case 'O':
+			if (!nd_cli_uint("--max-output", optarg, 4096, 1u << 30, &v))
+				return 2;
+			cfg.max_output = v;
+			break;
+		case 'S':
+			if (!nd_cli_uint("--stall-timeout", optarg, 1, 86400, &v))
+				return 2;
+			cfg.stall_timeout_ms = (uint32_t)v * 1000;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "noded master: unexpected argument '%s'\n",
+			argv[optind]);
+		return 2;
+	}
+	if (!idle_set)
+		cfg.idle_timeout_ms = 60000;
+
+	ret = nd_server_init(&srv, &cfg);
+	if (ret)
+		return 1;
+	nd_rpc_install();
+	nd_server_addr(&srv, addr, sizeof(addr));
+	printf("listening on %s\n", addr);
+	fflush(stdout);
+	fprintf(stderr, "noded: master %s on %s, %u shards\n", srv.cfg.name,
+		addr, srv.cfg.shards);
+	ret = nd_server_run(&srv);
+	nd_server_close(&srv);
+	return ret ? 1 : 0;
+}

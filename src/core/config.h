@@ -1,0 +1,27 @@
+/* Server settings, filled from the command line (src/cli) and read-only once
+ * the shards run. A zeroed struct takes every default (nd_config_defaults). */
+#ifndef ND_CORE_CONFIG_H
+#define ND_CORE_CONFIG_H
+
+#include <stdint.h>
+
+struct nd_config {
+	const char *listen;          /* "HOST:PORT"; default 127.0.0.1:7070 */
+	const char *name;            /* our node name; default: host name */
+	unsigned shards;             /* default: number of CPUs */
+	uint32_t max_frame;          /* largest frame accepted; 16 MiB */
+	uint32_t max_conns;          /* connections at once; 65536 or the fd limit */
+	uint32_t idle_timeout_ms;    /* silent connection closed; 60 s, 0 off */
+	uint32_t stall_timeout_ms;   /* output stuck over max_output; 10 s */
+	uint32_t drain_timeout_ms;   /* SIGTERM drain before forcing; 5 s */
+	uint32_t heartbeat_ms;       /* interval asked of workers; 1 s */
+	uint32_t heartbeat_timeout_ms; /* silence before a node is dead; 3 s */
+	size_t max_output;           /* per-connection output high watermark; 4 MiB */
+	unsigned buf_count;          /* provided receive buffers per shard; 1024 */
+	unsigned buf_size;           /* bytes each; 4096 */
+};
+
+/* Fills every zero field with its default. */
+void nd_config_defaults(struct nd_config *cfg);
+
+#endif

@@ -1,0 +1,502 @@
+/*
+ * Transport connections: see conn.h for the contract.
+ *
+ * Input: one multishot recv per connection, filled from the shard's provided
+ * buffer ring, so an idle connection holds no receive buffer. Bytes are handed
+ * to the protocol straight from the ring buffer; only what it leaves (a frame
+ * spanning buffers) is copied into c->in. The buffer goes back to the ring at
+ * once.
+ *
+ * Output: the protocol appends to c->out; before each submit the shard starts
+ * one send per dirty connection (all replies of an iteration coalesced). While
+ * a send is in flight new output collects in c->out; the two buffers swap.
+ *
+ * Backpressure: once queued output passes max_output the connection is paused
+ * (its recv cancelled, so the kernel's receive window closes on the peer) and
+ * resumed when output falls below a quarter of it. A connection paused longer
+ * than the stall timeout is dropped.
+ *
+ * Closing with flush: input is discarded, output sent, then FIN (SHUT_WR) and
+ * we linger until the peer's EOF or the stall timeout, so the peer reads our
+ * last frame instead of an RST. Freeing waits until no io_uring operation
+ * refers to the connection; that happens in nd_conn_reap(), never inside a
+ * callback.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/conn.h"
+
+const struct nd_conn_ops *nd_conn_proto;
+
+#define OUT_MIN 256
+#define OUT_KEEP (64 * 1024)   /* larger buffers are freed once drained */
+
+static size_t queued(const struct nd_conn *c)
+{
+	return c->out_len + (c->tx_len - c->tx_off);
+}
+
+static size_t in_limit(const struct nd_shard *s)
+{
+	return (size_t)s->cfg->max_frame + 4 +
+	       (size_t)s->buf_count * s->buf_size;
+}
+
+static void buf_return(struct nd_shard *s, unsigned bid)
+{
+	io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * s->buf_size,
+			      s->buf_size, (unsigned short)bid,
+			      io_uring_buf_ring_mask(s->buf_count),
+			      (int)s->bufs_returned++);
+}
+
+static void arm_recv(struct nd_conn *c)
+{
+	struct io_uring_sqe *sqe = nd_shard_sqe(c->shard);
+
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = 0;
+	io_uring_sqe_set_data64(sqe, ND_UD(c, ND_TAG_RECV));
+	c->flags |= ND_CONN_RECV_ARMED;
+	c->ops++;
+}
+
+static void cancel_op(struct nd_conn *c, unsigned tag)
+{
+	struct io_uring_sqe *sqe = nd_shard_sqe(c->shard);
+
+	io_uring_prep_cancel64(sqe, ND_UD(c, tag), 0);
+	io_uring_sqe_set_data64(sqe, ND_UD(NULL, ND_TAG_IGNORE));
+}
+
+/* Drop the connection now; it is freed by nd_conn_reap(). */
+static void conn_kill(struct nd_conn *c)
+{
+	struct nd_shard *s = c->shard;
+
+	if (c->flags & ND_CONN_DEAD)
+		return;
+	c->flags |= ND_CONN_DEAD;
+	/* shutdown() ends a pending recv or send at once; the cancels are for
+	 * the rare op that is not waiting on the socket. */
+	shutdown(c->fd, SHUT_RDWR);
+	if (c->flags & ND_CONN_RECV_ARMED)
+		cancel_op(c, ND_TAG_RECV);
+	if (c->flags & ND_CONN_SENDING)
+		cancel_op(c, ND_TAG_SEND);
+	nd_list_del(&c->dirty);
+	nd_list_del(&c->rearm);
+	nd_list_del(&c->stall);
+	nd_list_move_tail(&s->dead, &c->link);
+}
+
+static void stall_start(struct nd_conn *c)
+{
+	if (!nd_list_linked(&c->stall)) {
+		c->stall_since_ms = c->shard->now_ms;
+		nd_list_add_tail(&c->shard->stalled, &c->stall);
+	}
+}
+
+static void want_recv(struct nd_conn *c)
+{
+	if (!(c->flags & (ND_CONN_RECV_ARMED | ND_CONN_DEAD | ND_CONN_EOF)) &&
+	    !nd_list_linked(&c->rearm))
+		nd_list_add_tail(&c->shard->rearm, &c->rearm);
+}
+
+/* Keeps p[0..n) for later; false when that would pass the input limit. */
+static bool in_append(struct nd_conn *c, const uint8_t *p, size_t n)
+{
+	size_t need = c->in_len + n;
+
+	if (need > in_limit(c->shard))
+		return false;
+	if (need > c->in_cap) {
+		size_t cap = c->in_cap ? c->in_cap : 512;
+		uint8_t *in;
+
+		while (cap < need)
+			cap *= 2;
+		in = realloc(c->in, cap);
+		if (!in)
+			return false;
+		c->in = in;
+		c->in_cap = cap;
+	}
+	memcpy(c->in + c->in_len, p, n);
+	c->in_len = need;
+	return true;
+}
+
+static void in_consume(struct nd_conn *c, size_t n)
+{
+	c->in_len -= n;
+	if (c->in_len == 0) {
+		free(c->in);
+		c->in = NULL;
+		c->in_cap = 0;
+	} else if (n) {
+		memmove(c->in, c->in + n, c->in_len);
+	}
+}
+
+static void pause_input(struct nd_conn *c)
+{
+	c->flags |= ND_CONN_PAUSED;
+	c->shard->st.paused++;
+	stall_start(c);
+	if (c->flags & ND_CONN_RECV_ARMED)
+		cancel_op(c, ND_TAG_RECV);
+	nd_list_del(&c->rearm);
+}
+
+static void check_watermark(struct nd_conn *c)
+{
+	if (queued(c) > c->shard->cfg->max_output && nd_conn_readable(c))
+		pause_input(c);
+}
+
+/* Hands kept input to the protocol (after a resume, or with new bytes). */
+static void feed_kept(struct nd_conn *c)
+{
+	size_t used;
+
+	if (!c->in_len || !nd_conn_readable(c))
+		return;
+	used = nd_conn_proto->data(c, c->in, c->in_len);
+	in_consume(c, used);
+	check_watermark(c);
+}
+
+static void input(struct nd_conn *c, const uint8_t *p, size_t n)
+{
+	size_t used = 0;
+	bool direct = !c->in_len && nd_conn_readable(c);
+
+	if (direct) {
+		used = nd_conn_proto->data(c, p, n);
+		check_watermark(c);
+	}
+	if (used == n || (c->flags & (ND_CONN_CLOSING | ND_CONN_DEAD)))
+		return; /* all consumed, or the rest is discarded */
+	if (!in_append(c, p + used, n - used)) {
+		fprintf(stderr, "noded: shard %u: fd %d: more than %zu bytes "
+			"of input kept, dropping connection\n", c->shard->id,
+			c->fd, in_limit(c->shard));
+		conn_kill(c);
+		return;
+	}
+	if (!direct)
+		feed_kept(c);
+}
+
+static void resume(struct nd_conn *c)
+{
+	c->flags &= ~ND_CONN_PAUSED;
+	nd_list_del(&c->stall);
+	feed_kept(c);
+	if (nd_conn_readable(c))
+		want_recv(c);
+}
+
+int nd_conn_adopt(struct nd_shard *s, int fd, bool overload)
+{
+	struct nd_conn *c;
+	int one = 1;
+
+	c = calloc(1, sizeof(*c) + nd_conn_proto->state_size);
+	if (!c) {
+		close(fd);
+		return -ENOMEM;
+	}
+	c->shard = s;
+	c->fd = fd;
+	c->last_active_ms = s->now_ms;
+	if (overload)
+		c->flags |= ND_CONN_OVERLOAD;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	nd_list_add_tail(&s->conns, &c->link);
+	s->nconns++;
+	atomic_store_explicit(&s->load, s->nconns, memory_order_relaxed);
+	s->st.accepted++;
+	nd_conn_proto->open(c);
+	if (!(c->flags & ND_CONN_DEAD))
+		arm_recv(c);
+	return 0;
+}
+
+uint8_t *nd_conn_reserve(struct nd_conn *c, size_t n)
+{
+	if (c->flags & (ND_CONN_DEAD | ND_CONN_WR_SHUT))
+		return NULL;
+	if (c->out_len + n > c->out_cap) {
+		size_t cap = c->out_cap ? c->out_cap : OUT_MIN;
+		uint8_t *out;
+
+		while (cap < c->out_len + n)
+			cap *= 2;
+		out = realloc(c->out, cap);
+		if (!out)
+			return NULL;
+		c->out = out;
+		c->out_cap = cap;
+	}
+	return c->out + c->out_len;
+}
+
+void nd_conn_commit(struct nd_conn *c, size_t n)
+{
+	c->out_len += n;
+	if (!(c->flags & ND_CONN_SENDING) && !nd_list_linked(&c->dirty))
+		nd_list_add_tail(&c->shard->dirty, &c->dirty);
+}
+
+static void send_tx(struct nd_conn *c)
+{
+	struct io_uring_sqe *sqe = nd_shard_sqe(c->shard);
+
+	io_uring_prep_send(sqe, c->fd, c->tx + c->tx_off, c->tx_len - c->tx_off,
+			   MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ND_UD(c, ND_TAG_SEND));
+	c->flags |= ND_CONN_SENDING;
+	c->ops++;
+	c->shard->st.sends++;
+}
+
+/* All output is out: finish a flushing close with FIN, then linger. */
+static void flushed(struct nd_conn *c)
+{
+	if (!(c->flags & ND_CONN_CLOSING) || (c->flags & ND_CONN_WR_SHUT))
+		return;
+	c->flags |= ND_CONN_WR_SHUT;
+	if (c->flags & ND_CONN_EOF) {
+		conn_kill(c);
+		return;
+	}
+	shutdown(c->fd, SHUT_WR);
+	want_recv(c);
+}
+
+static void start_send(struct nd_conn *c)
+{
+	uint8_t *b = c->tx;
+	size_t cap = c->tx_cap;
+
+	if ((c->flags & (ND_CONN_SENDING | ND_CONN_DEAD)) || !c->out_len)
+		return;
+	c->tx = c->out;
+	c->tx_cap = c->out_cap;
+	c->tx_len = c->out_len;
+	c->tx_off = 0;
+	c->out = b;
+	c->out_cap = cap;
+	c->out_len = 0;
+	send_tx(c);
+}
+
+void nd_conn_on_send(struct nd_conn *c, struct io_uring_cqe *cqe)
+{
+	struct nd_shard *s = c->shard;
+
+	c->ops--;
+	c->flags &= ~ND_CONN_SENDING;
+	if (c->flags & ND_CONN_DEAD)
+		return;
+	if (cqe->res < 0) {
+		if (cqe->res != -EPIPE && cqe->res != -ECONNRESET)
+			fprintf(stderr, "noded: shard %u: send: %s\n", s->id,
+				strerror(-cqe->res));
+		conn_kill(c);
+		return;
+	}
+	s->st.bytes_out += (unsigned)cqe->res;
+	c->tx_off += (unsigned)cqe->res;
+	if (c->tx_off < c->tx_len) {
+		send_tx(c);
+		return;
+	}
+	c->tx_len = c->tx_off = 0;
+	if (c->tx_cap > OUT_KEEP) {
+		free(c->tx);
+		c->tx = NULL;
+		c->tx_cap = 0;
+	}
+	if (c->out_len)
+		start_send(c);
+	else
+		flushed(c);
+	if ((c->flags & ND_CONN_PAUSED) && queued(c) <= s->cfg->max_output / 4)
+		resume(c);
+}
+
+void nd_conn_on_recv(struct nd_conn *c, struct io_uring_cqe *cqe)
+{
+	struct nd_shard *s = c->shard;
+	int res = cqe->res;
+
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		c->flags &= ~ND_CONN_RECV_ARMED;
+		c->ops--;
+	}
+	if (cqe->flags & IORING_CQE_F_BUFFER) {
+		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+
+		if (res > 0) {
+			s->st.bytes_in += (unsigned)res;
+			/* closing or dead conns discard what arrives */
+			if (!(c->flags & (ND_CONN_DEAD | ND_CONN_CLOSING))) {
+				c->last_active_ms = s->now_ms;
+				nd_list_move_tail(&s->conns, &c->link);
+				input(c, s->bufs + (size_t)bid * s->buf_size,
+				      (size_t)res);
+			}
+		}
+		buf_return(s, bid);
+	}
+	if (c->flags & ND_CONN_DEAD)
+		return;
+	if (res == 0) {
+		c->flags |= ND_CONN_EOF;
+		if (c->flags & ND_CONN_WR_SHUT)
+			conn_kill(c);
+		else
+			nd_conn_close(c, true); /* a half-close still gets replies */
+		return;
+	}
+	if (res < 0) {
+		if (res == -ENOBUFS) {
+			s->st.recv_enobufs++;
+		} else if (res != -ECANCELED) {
+			conn_kill(c);
+			return;
+		}
+	}
+	if (!(c->flags & ND_CONN_RECV_ARMED) &&
+	    (nd_conn_readable(c) || (c->flags & ND_CONN_CLOSING)))
+		want_recv(c);
+}
+
+void nd_conn_close(struct nd_conn *c, bool flush)
+{
+	if (c->flags & ND_CONN_DEAD)
+		return;
+	if (!flush) {
+		conn_kill(c);
+		return;
+	}
+	if (c->flags & ND_CONN_CLOSING)
+		return;
+	c->flags |= ND_CONN_CLOSING;
+	c->flags &= ~ND_CONN_PAUSED;
+	stall_start(c);
+	if (!queued(c))
+		flushed(c);
+	else if (!(c->flags & ND_CONN_RECV_ARMED))
+		want_recv(c); /* to see the peer's EOF while we flush */
+}
+
+void nd_conn_flush_all(struct nd_shard *s)
+{
+	while (!nd_list_empty(&s->dirty)) {
+		struct nd_conn *c = nd_container_of(s->dirty.next,
+						    struct nd_conn, dirty);
+
+		nd_list_del(&c->dirty);
+		start_send(c);
+	}
+	while (!nd_list_empty(&s->rearm)) {
+		struct nd_conn *c = nd_container_of(s->rearm.next,
+						    struct nd_conn, rearm);
+
+		nd_list_del(&c->rearm);
+		if (!(c->flags & (ND_CONN_RECV_ARMED | ND_CONN_DEAD |
+				  ND_CONN_PAUSED | ND_CONN_EOF)))
+			arm_recv(c);
+	}
+}
+
+static void conn_free(struct nd_conn *c)
+{
+	struct nd_shard *s = c->shard;
+
+	nd_conn_proto->close(c);
+	close(c->fd);
+	nd_list_del(&c->link);
+	free(c->in);
+	free(c->out);
+	free(c->tx);
+	s->nconns--;
+	atomic_store_explicit(&s->load, s->nconns, memory_order_relaxed);
+	s->st.closed++;
+	free(c);
+}
+
+void nd_conn_reap(struct nd_shard *s)
+{
+	struct nd_list *n = s->dead.next, *next;
+
+	for (; n != &s->dead; n = next) {
+		struct nd_conn *c = nd_container_of(n, struct nd_conn, link);
+
+		next = n->next;
+		if (!c->ops)
+			conn_free(c);
+	}
+}
+
+void nd_conn_sweep(struct nd_shard *s)
+{
+	const struct nd_config *cfg = s->cfg;
+	struct nd_list *n, *next;
+
+	for (n = s->stalled.next; n != &s->stalled; n = next) {
+		struct nd_conn *c = nd_container_of(n, struct nd_conn, stall);
+
+		next = n->next;
+		if (s->now_ms - c->stall_since_ms >= cfg->stall_timeout_ms)
+			conn_kill(c);
+	}
+	if (!cfg->idle_timeout_ms)
+		return;
+	for (n = s->conns.next; n != &s->conns; n = next) {
+		struct nd_conn *c = nd_container_of(n, struct nd_conn, link);
+
+		next = n->next;
+		if (s->now_ms - c->last_active_ms < cfg->idle_timeout_ms)
+			break; /* ordered by activity: the rest are younger */
+		if (c->flags & ND_CONN_CLOSING)
+			continue;
+		nd_conn_proto->idle(c);
+		nd_conn_close(c, true);
+	}
+}
+
+void nd_conn_drain_all(struct nd_shard *s)
+{
+	struct nd_list *n, *next;
+
+	for (n = s->conns.next; n != &s->conns; n = next) {
+		struct nd_conn *c = nd_container_of(n, struct nd_conn, link);
+
+		next = n->next;
+		if (c->flags & ND_CONN_CLOSING)
+			continue;
+		nd_conn_proto->drain(c);
+		nd_conn_close(c, true);
+	}
+}
+
+void nd_conn_kill_all(struct nd_shard *s)
+{
+	while (!nd_list_empty(&s->conns))
+		conn_kill(nd_container_of(s->conns.next, struct nd_conn, link));
+}

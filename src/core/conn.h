@@ -1,0 +1,117 @@
+/*
+ * A transport connection on a shard: a socket driven by io_uring (multishot
+ * recv from the shard's buffer ring, coalesced sends), with bounded output,
+ * backpressure, idle and stall timeouts. The protocol on top (src/rpc) sees
+ * only bytes in (nd_conn_ops.data) and bytes out (nd_conn_reserve/commit),
+ * never the socket, so another transport can replace this one.
+ *
+ * Lifecycle: the shard adopts an accepted fd (nd_conn_adopt); the protocol's
+ * state lives right after struct nd_conn in the same allocation
+ * (nd_conn_state). nd_conn_close() starts the end; the conn is freed once no
+ * io_uring operation refers to it any more, after ops->close ran.
+ */
+#ifndef ND_CORE_CONN_H
+#define ND_CORE_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/list.h"
+#include "core/shard.h"
+
+enum {
+	ND_CONN_RECV_ARMED = 1 << 0,  /* a multishot recv is in the kernel */
+	ND_CONN_SENDING = 1 << 1,     /* a send is in the kernel */
+	ND_CONN_PAUSED = 1 << 2,      /* output over the watermark: not reading */
+	ND_CONN_CLOSING = 1 << 3,     /* no more input; close once flushed */
+	ND_CONN_DEAD = 1 << 4,        /* shut down; freed when ops reach 0 */
+	ND_CONN_EOF = 1 << 5,         /* the peer closed its side */
+	ND_CONN_WR_SHUT = 1 << 6,     /* closing: flushed, FIN sent, lingering */
+	ND_CONN_OVERLOAD = 1 << 7,    /* over max_conns: refuse in ops->open */
+};
+
+struct nd_conn {
+	struct nd_shard *shard;
+	int fd;
+	unsigned flags;
+	unsigned ops;                 /* io_uring operations referring to us */
+	uint64_t last_active_ms;
+	uint64_t stall_since_ms;
+	struct nd_list link;          /* shard->conns, by activity */
+	struct nd_list dirty;         /* shard->dirty */
+	struct nd_list rearm;         /* shard->rearm */
+	struct nd_list stall;         /* shard->stalled */
+
+	uint8_t *in;                  /* unconsumed input (partial frame) */
+	size_t in_len, in_cap;
+	uint8_t *out;                 /* queued output */
+	size_t out_len, out_cap;
+	uint8_t *tx;                  /* output being sent */
+	size_t tx_len, tx_off, tx_cap;
+};
+
+/* What the protocol on top of a connection provides. */
+struct nd_conn_ops {
+	size_t state_size;            /* bytes of protocol state per conn */
+	/* A new connection; state is zeroed. */
+	void (*open)(struct nd_conn *c);
+	/*
+	 * Bytes received. Returns how many it consumed; it stops early (leaving
+	 * a partial frame, or more) when !nd_conn_readable(c). The rest is kept
+	 * and handed back with more bytes later.
+	 */
+	size_t (*data)(struct nd_conn *c, const uint8_t *p, size_t len);
+	/* The connection was silent for idle_timeout; it is closed after. */
+	void (*idle)(struct nd_conn *c);
+	/* The server is stopping: say goodbye; it is closed after. */
+	void (*drain)(struct nd_conn *c);
+	/* Last call: release protocol state. */
+	void (*close)(struct nd_conn *c);
+};
+
+extern const struct nd_conn_ops *nd_conn_proto;
+
+static inline void *nd_conn_state(struct nd_conn *c)
+{
+	return c + 1;
+}
+
+/* Takes ownership of fd and starts reading. With overload, ops->open sees
+ * ND_CONN_OVERLOAD and refuses the peer. Returns 0 or -errno (fd closed). */
+int nd_conn_adopt(struct nd_shard *s, int fd, bool overload);
+
+/* May the protocol consume more input now (not paused, not closing)? */
+static inline bool nd_conn_readable(const struct nd_conn *c)
+{
+	return !(c->flags & (ND_CONN_PAUSED | ND_CONN_CLOSING | ND_CONN_DEAD));
+}
+
+/*
+ * Room for n bytes of output; write them and call nd_conn_commit(c, n).
+ * Returns NULL when out of memory or when the conn is dead.
+ */
+uint8_t *nd_conn_reserve(struct nd_conn *c, size_t n);
+void nd_conn_commit(struct nd_conn *c, size_t n);
+
+/*
+ * Ends the connection. With flush, queued output is sent first (bounded by
+ * the stall timeout) and no more input is read; without, it is dropped.
+ */
+void nd_conn_close(struct nd_conn *c, bool flush);
+
+/* Completion handlers, called by the shard loop. */
+void nd_conn_on_recv(struct nd_conn *c, struct io_uring_cqe *cqe);
+void nd_conn_on_send(struct nd_conn *c, struct io_uring_cqe *cqe);
+/* Before each submit: start sends for dirty conns, re-arm receives. */
+void nd_conn_flush_all(struct nd_shard *s);
+/* Once a second: idle and stall timeouts. */
+void nd_conn_sweep(struct nd_shard *s);
+/* Frees the conns that died and that no operation refers to any more. */
+void nd_conn_reap(struct nd_shard *s);
+/* Server stopping: tell every conn. */
+void nd_conn_drain_all(struct nd_shard *s);
+/* Drain deadline passed: drop everything. */
+void nd_conn_kill_all(struct nd_shard *s);
+
+#endif

@@ -1,0 +1,317 @@
+/* Server set-up and the main thread: see server.h. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "core/conn.h"
+#include "core/server.h"
+#include "noded/errors.h"
+
+void *nd__shard_main(void *arg);
+
+void nd_config_defaults(struct nd_config *cfg)
+{
+	static char host[256];
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (!cfg->name) {
+		if (gethostname(host, sizeof(host) - 1))
+			snprintf(host, sizeof(host), "noded");
+		cfg->name = host;
+	}
+	if (!cfg->listen)
+		cfg->listen = "127.0.0.1:7070";
+	if (!cfg->shards)
+		cfg->shards = ncpu > 0 ? (unsigned)ncpu : 1;
+	if (!cfg->max_frame)
+		cfg->max_frame = 16u << 20;
+	if (!cfg->stall_timeout_ms)
+		cfg->stall_timeout_ms = 10000;
+	if (!cfg->drain_timeout_ms)
+		cfg->drain_timeout_ms = 5000;
+	if (!cfg->heartbeat_ms)
+		cfg->heartbeat_ms = 1000;
+	if (!cfg->heartbeat_timeout_ms)
+		cfg->heartbeat_timeout_ms = 3000;
+	if (!cfg->max_output)
+		cfg->max_output = 4u << 20;
+	if (!cfg->buf_count)
+		cfg->buf_count = 1024;
+	if (!cfg->buf_size)
+		cfg->buf_size = 4096;
+}
+
+int nd_parse_addr(const char *s, struct sockaddr_storage *out, socklen_t *len)
+{
+	struct addrinfo hints = { 0 }, *res = NULL;
+	char host[256];
+	const char *colon, *h = s;
+	size_t hl;
+	char *end;
+	long port;
+
+	colon = strrchr(s, ':');
+	if (!colon || colon == s)
+		return ND_EADDR;
+	hl = (size_t)(colon - s);
+	if (s[0] == '[' && colon[-1] == ']') { /* [::1]:7070 */
+		h = s + 1;
+		hl -= 2;
+	}
+	if (hl >= sizeof(host))
+		return ND_EADDR;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (errno || *end || end == colon + 1 || port < 0 || port > 65535)
+		return ND_EADDR;
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, NULL, &hints, &res) || !res)
+		return ND_EADDR;
+	memcpy(out, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	if (out->ss_family == AF_INET)
+		((struct sockaddr_in *)out)->sin_port = htons((uint16_t)port);
+	else
+		((struct sockaddr_in6 *)out)->sin6_port = htons((uint16_t)port);
+	return 0;
+}
+
+void nd_server_addr(const struct nd_server *srv, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	if (srv->addr.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const void *)&srv->addr;
+
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		snprintf(buf, len, "[%s]:%u", host, ntohs(a->sin6_port));
+	} else {
+		const struct sockaddr_in *a = (const void *)&srv->addr;
+
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		snprintf(buf, len, "%s:%u", host, ntohs(a->sin_port));
+	}
+}
+
+/* Fails with a message naming what to check when io_uring is unusable. */
+static int probe_uring(void)
+{
+	struct io_uring ring;
+	struct io_uring_probe *probe;
+	static const struct { int op; const char *name; } need[] = {
+		{ IORING_OP_ACCEPT, "ACCEPT" }, { IORING_OP_RECV, "RECV" },
+		{ IORING_OP_SEND, "SEND" }, { IORING_OP_MSG_RING, "MSG_RING" },
+		{ IORING_OP_TIMEOUT, "TIMEOUT" },
+		{ IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL" },
+		{ IORING_OP_READ, "READ" },
+	};
+	int ret = nd_uring_init(&ring, 8, 16, NULL);
+
+	if (ret) {
+		fprintf(stderr,
+			"noded: io_uring is not available: %s.\n"
+			"  Check: kernel 6.1 or newer (uname -r); sysctl "
+			"kernel.io_uring_disabled is 0; no seccomp or container "
+			"profile blocking io_uring_setup (docker/podman default "
+			"profiles do).\n",
+			ret == -EOPNOTSUPP ? "kernel lacks IORING_FEAT_NODROP"
+					   : strerror(-ret));
+		return ND_EURING;
+	}
+	probe = io_uring_get_probe_ring(&ring);
+	for (size_t i = 0; probe && i < sizeof(need) / sizeof(need[0]); i++) {
+		if (!io_uring_opcode_supported(probe, need[i].op)) {
+			fprintf(stderr, "noded: io_uring lacks IORING_OP_%s; "
+				"a 6.1 or newer kernel is needed\n",
+				need[i].name);
+			ret = ND_EURING;
+		}
+	}
+	io_uring_free_probe(probe);
+	io_uring_queue_exit(&ring);
+	return ret;
+}
+
+/*
+ * Room for max_conns sockets plus our own descriptors. Without --max-conns,
+ * take 65536 or whatever the hard limit allows, silently.
+ */
+static void raise_nofile(struct nd_config *cfg)
+{
+	bool asked = cfg->max_conns != 0;
+	rlim_t need, reserve = 64 + 4 * (rlim_t)cfg->shards;
+	struct rlimit rl;
+
+	if (!asked)
+		cfg->max_conns = 65536;
+	need = (rlim_t)cfg->max_conns + reserve;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= need)
+		return;
+	rl.rlim_cur = need;
+	if (rl.rlim_max < need)
+		rl.rlim_max = need;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+		return;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	rl.rlim_cur = rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur > reserve)
+		cfg->max_conns = (uint32_t)(rl.rlim_cur - reserve);
+	if (asked)
+		fprintf(stderr, "noded: RLIMIT_NOFILE is %llu (hard limit); "
+		"--max-conns lowered to %u\n", (unsigned long long)rl.rlim_cur,
+		cfg->max_conns);
+}
+
+int nd_server_init(struct nd_server *srv, const struct nd_config *cfg)
+{
+	socklen_t alen = sizeof(srv->addr);
+	int one = 1, ret;
+
+	memset(srv, 0, sizeof(*srv));
+	srv->listen_fd = -1;
+	srv->cfg = *cfg;
+	nd_config_defaults(&srv->cfg);
+	ret = probe_uring();
+	if (ret)
+		return ret;
+	raise_nofile(&srv->cfg);
+	if (nd_parse_addr(srv->cfg.listen, &srv->addr, &alen)) {
+		fprintf(stderr, "noded: bad --listen address '%s' "
+			"(want HOST:PORT)\n", srv->cfg.listen);
+		return ND_EADDR;
+	}
+	srv->listen_fd = socket(srv->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (srv->listen_fd < 0)
+		goto err_errno;
+	setsockopt(srv->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(srv->listen_fd, (struct sockaddr *)&srv->addr, alen) ||
+	    listen(srv->listen_fd, 4096))
+		goto err_errno;
+	alen = sizeof(srv->addr);
+	getsockname(srv->listen_fd, (struct sockaddr *)&srv->addr, &alen);
+	return 0;
+
+err_errno:
+	ret = -errno;
+	fprintf(stderr, "noded: listen on %s: %s\n", srv->cfg.listen,
+		strerror(errno));
+	if (srv->listen_fd >= 0)
+		close(srv->listen_fd);
+	srv->listen_fd = -1;
+	return ret;
+}
+
+static void wake_all(struct nd_server *srv, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		eventfd_write(srv->shards[i].wake_fd, 1);
+}
+
+static void print_stats(struct nd_server *srv)
+{
+	for (unsigned i = 0; i < srv->nshards; i++) {
+		struct nd_shard_stats *st = &srv->shards[i].st;
+
+		fprintf(stderr, "noded: shard %u: accepted=%llu requests=%llu "
+			"errors=%llu bytes_in=%llu bytes_out=%llu sends=%llu "
+			"loops=%llu enobufs=%llu paused=%llu\n", i,
+			(unsigned long long)st->accepted,
+			(unsigned long long)st->requests,
+			(unsigned long long)st->errors,
+			(unsigned long long)st->bytes_in,
+			(unsigned long long)st->bytes_out,
+			(unsigned long long)st->sends,
+			(unsigned long long)st->loops,
+			(unsigned long long)st->recv_enobufs,
+			(unsigned long long)st->paused);
+	}
+}
+
+int nd_server_run(struct nd_server *srv)
+{
+	const struct nd_config *cfg = &srv->cfg;
+	unsigned started = 0;
+	sigset_t set;
+	int sig, ret = 0;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by the shards */
+	signal(SIGPIPE, SIG_IGN);
+
+	srv->nshards = cfg->shards;
+	srv->shards = calloc(srv->nshards, sizeof(*srv->shards));
+	if (!srv->shards)
+		return -ENOMEM;
+	sem_init(&srv->started, 0, 0);
+	for (unsigned i = 0; i < srv->nshards; i++) {
+		struct nd_shard *s = &srv->shards[i];
+
+		s->id = i;
+		s->srv = srv;
+		s->cfg = cfg;
+		s->buf_count = cfg->buf_count;
+		s->buf_size = cfg->buf_size;
+		nd_list_init(&s->conns);
+		nd_list_init(&s->dirty);
+		nd_list_init(&s->rearm);
+		nd_list_init(&s->stalled);
+		nd_list_init(&s->dead);
+		s->wake_fd = eventfd(0, EFD_CLOEXEC);
+		if (s->wake_fd < 0 ||
+		    pthread_create(&s->thread, NULL, nd__shard_main, s)) {
+			ret = -errno;
+			break;
+		}
+		while (sem_wait(&srv->started) && errno == EINTR)
+			;
+		started++;
+		if (s->setup_err) {
+			ret = s->setup_err;
+			fprintf(stderr, "noded: shard %u: io_uring set-up: %s\n",
+				i, nd_strerror(ret));
+			break;
+		}
+	}
+	if (!ret) {
+		while (sigwait(&set, &sig))
+			;
+		fprintf(stderr, "noded: %s, draining\n",
+			sig == SIGINT ? "SIGINT" : "SIGTERM");
+	}
+	atomic_store(&srv->stop, true);
+	wake_all(srv, started);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(srv->shards[i].thread, NULL);
+	if (!ret)
+		print_stats(srv);
+	return ret;
+}
+
+void nd_server_close(struct nd_server *srv)
+{
+	if (srv->listen_fd >= 0)
+		close(srv->listen_fd);
+	for (unsigned i = 0; srv->shards && i < srv->nshards; i++)
+		if (srv->shards[i].wake_fd > 0)
+			close(srv->shards[i].wake_fd);
+	if (srv->shards)
+		sem_destroy(&srv->started);
+	free(srv->shards);
+	srv->shards = NULL;
+}

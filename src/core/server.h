@@ -1,0 +1,56 @@
+/*
+ * The server: a listener, N shards (threads with their own io_uring) and the
+ * main thread, which only waits for SIGINT/SIGTERM and then asks the shards
+ * to drain.
+ *
+ * Connection placement: shard 0 accepts (multishot) and hands each new
+ * connection to the shard with the fewest connections, over MSG_RING. One
+ * acceptor gives an exact balance where per-shard SO_REUSEPORT listeners
+ * hash 4-tuples and can be lopsided (Seastar turned reuseport off for that);
+ * the cost is one MSG_RING per accepted connection.
+ */
+#ifndef ND_CORE_SERVER_H
+#define ND_CORE_SERVER_H
+
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include "core/config.h"
+#include "core/shard.h"
+
+struct nd_server {
+	struct nd_config cfg;
+	struct nd_shard *shards;
+	unsigned nshards;
+	int listen_fd;
+	struct sockaddr_storage addr;   /* bound address (port 0 resolved) */
+	atomic_bool stop;
+	sem_t started;                  /* posted by each shard after set-up */
+};
+
+/*
+ * Checks io_uring, raises RLIMIT_NOFILE for max_conns, binds and listens.
+ * cfg is copied (its strings must outlive the server). Prints why on failure:
+ * ND_EURING when io_uring cannot be used, ND_EADDR for a bad address, or
+ * -errno.
+ */
+int nd_server_init(struct nd_server *srv, const struct nd_config *cfg);
+
+/* Writes "HOST:PORT" of the bound address into buf. */
+void nd_server_addr(const struct nd_server *srv, char *buf, size_t len);
+
+/*
+ * Starts the shards and serves until SIGINT or SIGTERM, then drains (for at
+ * most drain_timeout) and returns 0, or -errno when a shard could not start.
+ */
+int nd_server_run(struct nd_server *srv);
+
+void nd_server_close(struct nd_server *srv);
+
+/* Parses "HOST:PORT" (IPv4, [IPv6] or a host name). 0 or ND_EADDR. */
+int nd_parse_addr(const char *s, struct sockaddr_storage *out,
+		  socklen_t *len);
+
+#endif

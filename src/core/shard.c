@@ -1,0 +1,364 @@
+/*
+ * The shard event loop: one io_uring per thread, completions dispatched by
+ * the tag in user_data's low bits (STYLE 7), one cq_advance per batch, buffer
+ * ring refilled once per batch, decode arena reset once per batch.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/conn.h"
+#include "core/server.h"
+#include "core/shard.h"
+
+uint64_t nd_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int nd_uring_init(struct io_uring *ring, unsigned entries, unsigned cq_entries,
+		  unsigned *flags_out)
+{
+	/* Best first; older kernels refuse the newer flags with -EINVAL. */
+	static const unsigned tries[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+			IORING_SETUP_SUBMIT_ALL,
+		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+		0,
+	};
+	struct io_uring_params p;
+	int ret = -EINVAL;
+
+	for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
+		memset(&p, 0, sizeof(p));
+		p.flags = tries[i] | IORING_SETUP_CQSIZE;
+		p.cq_entries = cq_entries;
+		ret = io_uring_queue_init_params(entries, ring, &p);
+		if (ret == 0) {
+			if (!(p.features & IORING_FEAT_NODROP)) {
+				io_uring_queue_exit(ring);
+				return -EOPNOTSUPP;
+			}
+			if (flags_out)
+				*flags_out = p.flags;
+			return 0;
+		}
+		if (ret != -EINVAL)
+			break;
+	}
+	return ret;
+}
+
+struct io_uring_sqe *nd_shard_sqe(struct nd_shard *s)
+{
+	struct io_uring_sqe *sqe;
+
+	while (!(sqe = io_uring_get_sqe(&s->ring)))
+		io_uring_submit(&s->ring);
+	return sqe;
+}
+
+int nd_shard_post(struct nd_shard *from, struct nd_shard *to,
+		  void (*fn)(struct nd_shard *, void *), void *arg)
+{
+	struct nd_msg *m = malloc(sizeof(*m));
+	struct io_uring_sqe *sqe;
+
+	if (!m)
+		return -ENOMEM;
+	m->fn = fn;
+	m->arg = arg;
+	/* The target sees res == 1 and runs it; our own completion has res 0
+	 * (delivered) or < 0 (not delivered: we run it here instead). */
+	sqe = nd_shard_sqe(from);
+	io_uring_prep_msg_ring(sqe, to->ring.ring_fd, 1, ND_UD(m, ND_TAG_MSG), 0);
+	io_uring_sqe_set_data64(sqe, ND_UD(m, ND_TAG_MSG));
+	return 0;
+}
+
+static int bufring_setup(struct nd_shard *s)
+{
+	struct io_uring_buf_reg reg = { 0 };
+	size_t ring_bytes = s->buf_count * sizeof(struct io_uring_buf);
+	int ret;
+
+	s->br = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE,
+		     MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (s->br == MAP_FAILED) {
+		s->br = NULL;
+		return -errno;
+	}
+	s->bufs = malloc((size_t)s->buf_count * s->buf_size);
+	if (!s->bufs) {
+		ret = -ENOMEM;
+		goto err_unmap;
+	}
+	io_uring_buf_ring_init(s->br);
+	reg.ring_addr = (uint64_t)(uintptr_t)s->br;
+	reg.ring_entries = s->buf_count;
+	reg.bgid = 0;
+	ret = io_uring_register_buf_ring(&s->ring, &reg, 0);
+	if (ret)
+		goto err_free;
+	for (unsigned i = 0; i < s->buf_count; i++)
+		io_uring_buf_ring_add(s->br, s->bufs + (size_t)i * s->buf_size,
+				      s->buf_size, (unsigned short)i,
+				      io_uring_buf_ring_mask(s->buf_count),
+				      (int)i);
+	io_uring_buf_ring_advance(s->br, s->buf_count);
+	return 0;
+
+err_free:
+	free(s->bufs);
+	s->bufs = NULL;
+err_unmap:
+	munmap(s->br, ring_bytes);
+	s->br = NULL;
+	return ret;
+}
+
+static void arm_accept(struct nd_shard *s)
+{
+	struct io_uring_sqe *sqe = nd_shard_sqe(s);
+
+	io_uring_prep_multishot_accept(sqe, s->srv->listen_fd, NULL, NULL,
+				       SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ND_UD(s->srv, ND_TAG_ACCEPT));
+	s->accept_armed = true;
+}
+
+static void arm_timer(struct nd_shard *s)
+{
+	struct io_uring_sqe *sqe = nd_shard_sqe(s);
+
+	s->tick.tv_sec = 0;
+	s->tick.tv_nsec = 250 * 1000 * 1000;
+	io_uring_prep_timeout(sqe, &s->tick, 0, 0);
+	io_uring_sqe_set_data64(sqe, ND_UD(s, ND_TAG_TIMER));
+}
+
+static void arm_wake(struct nd_shard *s)
+{
+	struct io_uring_sqe *sqe = nd_shard_sqe(s);
+
+	io_uring_prep_read(sqe, s->wake_fd, &s->wake_val, sizeof(s->wake_val), 0);
+	io_uring_sqe_set_data64(sqe, ND_UD(s, ND_TAG_WAKE));
+}
+
+struct handoff {
+	int fd;
+	bool overload;
+};
+
+static void adopt_msg(struct nd_shard *to, void *arg)
+{
+	struct handoff *h = arg;
+
+	nd_conn_adopt(to, h->fd, h->overload);
+	free(h);
+}
+
+/* A new connection: keep it or hand it to the least-loaded shard. */
+static void on_accept(struct nd_shard *s, struct io_uring_cqe *cqe)
+{
+	struct nd_server *srv = s->srv;
+	unsigned best = s->id, best_load = ~0u, total = 0;
+	struct handoff *h;
+
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		s->accept_armed = false;
+	if (cqe->res < 0) {
+		if (cqe->res != -ECANCELED)
+			fprintf(stderr, "noded: accept: %s\n",
+				strerror(-cqe->res));
+		return; /* re-armed by the next tick, not in a tight loop */
+	}
+	for (unsigned i = 0; i < srv->nshards; i++) {
+		unsigned l = atomic_load_explicit(&srv->shards[i].load,
+						  memory_order_relaxed);
+
+		total += l;
+		if (l < best_load) {
+			best_load = l;
+			best = i;
+		}
+	}
+	h = malloc(sizeof(*h));
+	if (!h) {
+		close(cqe->res);
+		return;
+	}
+	h->fd = cqe->res;
+	h->overload = total >= srv->cfg.max_conns;
+	if (best == s->id) {
+		adopt_msg(s, h);
+		return;
+	}
+	/* Count it now so a burst of accepts spreads before the target runs. */
+	atomic_fetch_add_explicit(&srv->shards[best].load, 1,
+				  memory_order_relaxed);
+	if (nd_shard_post(s, &srv->shards[best], adopt_msg, h) < 0)
+		adopt_msg(s, h);
+}
+
+static void on_msg(struct nd_shard *s, struct io_uring_cqe *cqe)
+{
+	struct nd_msg *m = (struct nd_msg *)(uintptr_t)(cqe->user_data &
+							~(uint64_t)ND_TAG_MASK);
+
+	if (cqe->res == 0)
+		return; /* our send of it was delivered */
+	if (cqe->res < 0)
+		fprintf(stderr, "noded: shard %u: msg_ring: %s, running here\n",
+			s->id, strerror(-cqe->res));
+	m->fn(s, m->arg);
+	free(m);
+}
+
+static void start_drain(struct nd_shard *s)
+{
+	if (s->draining)
+		return;
+	s->draining = true;
+	s->drain_deadline_ms = s->now_ms + s->cfg->drain_timeout_ms;
+	if (s->accept_armed) {
+		struct io_uring_sqe *sqe = nd_shard_sqe(s);
+
+		io_uring_prep_cancel64(sqe, ND_UD(s->srv, ND_TAG_ACCEPT), 0);
+		io_uring_sqe_set_data64(sqe, ND_UD(NULL, ND_TAG_IGNORE));
+	}
+	nd_conn_drain_all(s);
+}
+
+static void on_tick(struct nd_shard *s)
+{
+	nd_conn_sweep(s);
+	if (s->draining && s->now_ms >= s->drain_deadline_ms)
+		nd_conn_kill_all(s);
+	if (s->id == 0 && !s->accept_armed && !s->draining)
+		arm_accept(s);
+	arm_timer(s);
+}
+
+static void dispatch(struct nd_shard *s, struct io_uring_cqe *cqe)
+{
+	void *p = (void *)(uintptr_t)(cqe->user_data & ~(uint64_t)ND_TAG_MASK);
+
+	switch (cqe->user_data & ND_TAG_MASK) {
+	case ND_TAG_RECV:
+		nd_conn_on_recv(p, cqe);
+		break;
+	case ND_TAG_SEND:
+		nd_conn_on_send(p, cqe);
+		break;
+	case ND_TAG_ACCEPT:
+		on_accept(s, cqe);
+		break;
+	case ND_TAG_MSG:
+		on_msg(s, cqe);
+		break;
+	case ND_TAG_TIMER:
+		on_tick(s);
+		break;
+	case ND_TAG_WAKE:
+		if (atomic_load(&s->srv->stop))
+			start_drain(s);
+		arm_wake(s);
+		break;
+	default:
+		break;
+	}
+}
+
+static int shard_setup(struct nd_shard *s)
+{
+	cpu_set_t set;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned sq = 4096, cq = 16384;
+	int ret;
+
+	if (ncpu > 0) {
+		CPU_ZERO(&set);
+		CPU_SET(s->id % (unsigned)ncpu, &set);
+		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	}
+	/* Created on the shard's own thread: SINGLE_ISSUER binds to it. */
+	ret = nd_uring_init(&s->ring, sq, cq, &s->ring_flags);
+	if (ret)
+		return ret;
+	ret = bufring_setup(s);
+	if (ret)
+		goto err_ring;
+	ret = nd_arena_init(&s->arena, 0);
+	if (ret)
+		goto err_ring;
+	return 0;
+
+err_ring:
+	io_uring_queue_exit(&s->ring);
+	return ret;
+}
+
+static void shard_teardown(struct nd_shard *s)
+{
+	nd_arena_close(&s->arena);
+	io_uring_queue_exit(&s->ring);
+	if (s->br)
+		munmap(s->br, s->buf_count * sizeof(struct io_uring_buf));
+	free(s->bufs);
+}
+
+void *nd__shard_main(void *arg);
+
+void *nd__shard_main(void *arg)
+{
+	struct nd_shard *s = arg;
+	struct io_uring_cqe *cqe;
+	unsigned head, n;
+	int ret;
+
+	s->now_ms = nd_now_ms();
+	s->setup_err = shard_setup(s);
+	sem_post(&s->srv->started);
+	if (s->setup_err)
+		return NULL;
+	arm_wake(s);
+	arm_timer(s);
+	if (s->id == 0)
+		arm_accept(s);
+	for (;;) {
+		nd_conn_flush_all(s);
+		if (s->draining && s->nconns == 0)
+			break;
+		ret = io_uring_submit_and_wait(&s->ring, 1);
+		if (ret < 0 && ret != -EINTR && ret != -EBUSY && ret != -ETIME) {
+			fprintf(stderr, "noded: shard %u: io_uring_enter: %s\n",
+				s->id, strerror(-ret));
+			break;
+		}
+		s->now_ms = nd_now_ms();
+		n = 0;
+		io_uring_for_each_cqe(&s->ring, head, cqe) {
+			dispatch(s, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&s->ring, n);
+		if (s->bufs_returned) {
+			io_uring_buf_ring_advance(s->br, (int)s->bufs_returned);
+			s->bufs_returned = 0;
+		}
+		nd_conn_reap(s);
+		nd_arena_reset(&s->arena);
+		s->st.loops++;
+	}
+	shard_teardown(s);
+	return NULL;
+}

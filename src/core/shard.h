@@ -1,0 +1,107 @@
+/*
+ * A shard: one thread, pinned to one CPU, with its own io_uring, provided
+ * buffer ring, decode arena and connections. Nothing in a shard is touched by
+ * another thread except the atomics marked so; cross-shard work travels as
+ * IORING_OP_MSG_RING completions (nd_shard_post).
+ */
+#ifndef ND_CORE_SHARD_H
+#define ND_CORE_SHARD_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <liburing.h>
+
+#include "core/config.h"
+#include "core/list.h"
+#include "wire/arena.h"
+
+struct nd_server;
+struct nd_shard;
+struct nd_conn;
+
+/* What a completion's user_data points at, in its low 3 bits. */
+enum nd_tag {
+	ND_TAG_IGNORE = 0,  /* nothing to do (cancel results, sent messages) */
+	ND_TAG_ACCEPT,      /* multishot accept on the listener */
+	ND_TAG_RECV,        /* multishot recv; pointer: conn */
+	ND_TAG_SEND,        /* send; pointer: conn */
+	ND_TAG_MSG,         /* cross-shard message; pointer: struct nd_msg */
+	ND_TAG_TIMER,       /* periodic sweep */
+	ND_TAG_WAKE,        /* eventfd read: the main thread wants attention */
+};
+
+#define ND_TAG_MASK 7u
+#define ND_UD(ptr, tag) ((uint64_t)(uintptr_t)(ptr) | (tag))
+
+/* Counters a shard keeps for itself; summed by whoever reports them. */
+struct nd_shard_stats {
+	uint64_t accepted;
+	uint64_t closed;
+	uint64_t requests;
+	uint64_t errors;          /* error replies sent */
+	uint64_t bytes_in, bytes_out;
+	uint64_t recv_enobufs;    /* buffer ring ran dry */
+	uint64_t sends;
+	uint64_t paused;          /* backpressure engaged */
+	uint64_t loops;
+};
+
+/* A function run on another shard's thread. */
+struct nd_msg {
+	void (*fn)(struct nd_shard *to, void *arg);
+	void *arg;
+};
+
+struct nd_shard {
+	unsigned id;
+	struct nd_server *srv;
+	const struct nd_config *cfg;
+	pthread_t thread;
+	int setup_err;                  /* thread start-up result */
+	struct io_uring ring;
+	unsigned ring_flags;            /* setup flags the kernel accepted */
+
+	struct io_uring_buf_ring *br;   /* provided receive buffers, group 0 */
+	uint8_t *bufs;
+	unsigned buf_count, buf_size;
+	unsigned bufs_returned;         /* added since the last advance */
+
+	struct nd_arena arena;          /* protobuf-c decoding, reset per batch */
+
+	struct nd_list conns;           /* by last activity, oldest first */
+	struct nd_list dirty;           /* output queued, no send in flight */
+	struct nd_list rearm;           /* recv to re-arm after ENOBUFS/resume */
+	struct nd_list stalled;         /* paused or closing with output left */
+	struct nd_list dead;            /* killed, waiting for their ops */
+	unsigned nconns;
+	_Atomic unsigned load;          /* nconns, for the acceptor (atomic) */
+
+	int wake_fd;                    /* eventfd, written by the main thread */
+	uint64_t wake_val;
+	uint64_t now_ms;                /* monotonic, refreshed each loop */
+	bool draining;
+	uint64_t drain_deadline_ms;
+	bool accept_armed;
+	struct __kernel_timespec tick;
+
+	struct nd_shard_stats st;
+};
+
+/* Returns an SQE, submitting first when the SQ is full. Never NULL. */
+struct io_uring_sqe *nd_shard_sqe(struct nd_shard *s);
+
+/* Runs fn(to, arg) on shard to's thread. Called from shard from's thread. */
+int nd_shard_post(struct nd_shard *from, struct nd_shard *to,
+		  void (*fn)(struct nd_shard *, void *), void *arg);
+
+/* Sets up the ring with the best flags this kernel takes. Returns 0 or
+ * -errno; *flags_out gets the flags used. */
+int nd_uring_init(struct io_uring *ring, unsigned entries, unsigned cq_entries,
+		  unsigned *flags_out);
+
+uint64_t nd_now_ms(void);
+
+#endif

@@ -1,0 +1,47 @@
+/* Hello: protocol version check and peer identity; must come first. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/server.h"
+#include "rpc/server.h"
+
+void nd__rpc_hello(struct nd_conn *c, const Noded__Frame *f)
+{
+	const Noded__HelloRequest *h = f->hello;
+	struct nd_rpc_conn *rc = nd_rpc(c);
+	const struct nd_config *cfg = c->shard->cfg;
+	Noded__Frame r = NODED__FRAME__INIT;
+	Noded__HelloReply hr = NODED__HELLO_REPLY__INIT;
+
+	if (rc->hello) {
+		nd_rpc_fatal(c, f->id, NODED__ERROR_CODE__BAD_REQUEST,
+			     "hello sent twice");
+		return;
+	}
+	if (h->protocol_version != ND_PROTOCOL_VERSION) {
+		nd_rpc_fatal(c, f->id, NODED__ERROR_CODE__VERSION_MISMATCH,
+			     "protocol version %u not supported (this server "
+			     "speaks %u)", h->protocol_version,
+			     ND_PROTOCOL_VERSION);
+		return;
+	}
+	if (strlen(h->node_name) > ND_NAME_MAX) {
+		nd_rpc_fatal(c, f->id, NODED__ERROR_CODE__BAD_REQUEST,
+			     "node name longer than %d bytes", ND_NAME_MAX);
+		return;
+	}
+	rc->peer_name = strdup(h->node_name);
+	rc->peer_role = h->role;
+	rc->hello = true;
+
+	hr.protocol_version = ND_PROTOCOL_VERSION;
+	hr.node_name = (char *)cfg->name;
+	hr.role = NODED__ROLE__ROLE_MASTER;
+	hr.max_frame = cfg->max_frame;
+	hr.heartbeat_interval_ms = cfg->heartbeat_ms;
+	r.id = f->id;
+	r.kind = NODED__FRAME_KIND__REPLY;
+	r.body_case = NODED__FRAME__BODY_HELLO_REPLY;
+	r.hello_reply = &hr;
+	nd_rpc_send(c, &r);
+}

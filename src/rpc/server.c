@@ -1,0 +1,185 @@
+/* Frame parsing and method dispatch for server connections: see server.h. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "noded/errors.h"
+#include "rpc/server.h"
+
+int nd_rpc_send(struct nd_conn *c, const Noded__Frame *f)
+{
+	size_t n = nd_frame_size(f);
+	uint8_t *p = nd_conn_reserve(c, n);
+
+	if (!p)
+		return -EPIPE;
+	nd_frame_encode(f, p);
+	nd_conn_commit(c, n);
+	return 0;
+}
+
+static void verror(struct nd_conn *c, uint64_t id, Noded__FrameKind kind,
+		   Noded__ErrorCode code, const char *fmt, va_list ap)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__Error e = NODED__ERROR__INIT;
+	char msg[256];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	e.code = code;
+	e.message = msg;
+	f.id = id;
+	f.kind = kind;
+	f.body_case = NODED__FRAME__BODY_ERROR;
+	f.error = &e;
+	c->shard->st.errors++;
+	nd_rpc_send(c, &f);
+}
+
+void nd_rpc_error(struct nd_conn *c, uint64_t id, Noded__FrameKind kind,
+		  Noded__ErrorCode code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	verror(c, id, kind, code, fmt, ap);
+	va_end(ap);
+}
+
+void nd_rpc_fatal(struct nd_conn *c, uint64_t id, Noded__ErrorCode code,
+		  const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	verror(c, id, NODED__FRAME_KIND__REPLY, code, fmt, ap);
+	va_end(ap);
+	nd_conn_close(c, true);
+}
+
+static void on_frame(struct nd_conn *c, const uint8_t *body, size_t len)
+{
+	struct nd_rpc_conn *rc = nd_rpc(c);
+	Noded__Frame *f = nd_frame_decode(body, len, &c->shard->arena.pc);
+
+	if (!f) {
+		nd_rpc_fatal(c, 0, NODED__ERROR_CODE__BAD_FRAME,
+			     "frame of %zu bytes is not a valid noded.Frame",
+			     len);
+		return;
+	}
+	c->shard->st.requests++;
+	if (f->kind == NODED__FRAME_KIND__CANCEL) {
+		nd__rpc_assign_cancel(c, f);
+		return;
+	}
+	if (f->kind != NODED__FRAME_KIND__REQUEST) {
+		nd_rpc_fatal(c, f->id, NODED__ERROR_CODE__BAD_REQUEST,
+			     "frame kind %d is not one a client sends",
+			     (int)f->kind);
+		return;
+	}
+	if (!rc->hello && f->body_case != NODED__FRAME__BODY_HELLO) {
+		nd_rpc_fatal(c, f->id, NODED__ERROR_CODE__HELLO_REQUIRED,
+			     "the first request must be hello, not %s",
+			     nd_frame_method_name(f->body_case));
+		return;
+	}
+	switch (f->body_case) {
+	case NODED__FRAME__BODY_PING:
+		nd__rpc_ping(c, f);
+		break;
+	case NODED__FRAME__BODY_HELLO:
+		nd__rpc_hello(c, f);
+		break;
+	case NODED__FRAME__BODY_REPORT_STATUS:
+		nd__rpc_report_status(c, f);
+		break;
+	case NODED__FRAME__BODY_ASSIGN_TASK:
+		nd__rpc_assign_task(c, f);
+		break;
+	case NODED__FRAME__BODY__NOT_SET:
+		nd_rpc_fatal(c, f->id, NODED__ERROR_CODE__UNKNOWN_METHOD,
+			     "request names no method this server knows");
+		break;
+	default:
+		nd_rpc_fatal(c, f->id, NODED__ERROR_CODE__UNKNOWN_METHOD,
+			     "%s is not a request method",
+			     nd_frame_method_name(f->body_case));
+		break;
+	}
+}
+
+/* Consumes whole frames while the connection may read; see nd_conn_ops. */
+static size_t rpc_data(struct nd_conn *c, const uint8_t *p, size_t len)
+{
+	uint32_t max = c->shard->cfg->max_frame;
+	size_t off = 0, need;
+	int64_t n;
+
+	while (nd_conn_readable(c)) {
+		n = nd_frame_peek(p + off, len - off, max, &need);
+		if (n == ND_EEMPTYFRAME) {
+			nd_rpc_fatal(c, 0, NODED__ERROR_CODE__EMPTY_FRAME,
+				     "frame length is 0");
+			break;
+		}
+		if (n == ND_EFRAMETOOBIG) {
+			nd_rpc_fatal(c, 0, NODED__ERROR_CODE__FRAME_TOO_LARGE,
+				     "frame length %u is over the maximum %u",
+				     (unsigned)((p[off] << 24) | (p[off + 1] << 16) |
+						(p[off + 2] << 8) | p[off + 3]),
+				     max);
+			break;
+		}
+		if (n == 0 || need > len - off)
+			break; /* partial: kept by the transport */
+		on_frame(c, p + off + ND_FRAME_HDR, (size_t)n);
+		off += need;
+	}
+	return off;
+}
+
+static void rpc_open(struct nd_conn *c)
+{
+	if (c->flags & ND_CONN_OVERLOAD)
+		nd_rpc_fatal(c, 0, NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
+			     "too many connections (--max-conns %u)",
+			     c->shard->cfg->max_conns);
+}
+
+static void rpc_idle(struct nd_conn *c)
+{
+	nd__rpc_assign_end(c, NODED__ERROR_CODE__TIMEOUT, "idle timeout");
+	nd_rpc_error(c, 0, NODED__FRAME_KIND__REPLY, NODED__ERROR_CODE__TIMEOUT,
+		     "no frame for %u ms (--idle-timeout), closing",
+		     c->shard->cfg->idle_timeout_ms);
+}
+
+static void rpc_drain(struct nd_conn *c)
+{
+	nd__rpc_assign_end(c, NODED__ERROR_CODE__UNAVAILABLE,
+			   "server shutting down");
+}
+
+static void rpc_close(struct nd_conn *c)
+{
+	struct nd_rpc_conn *rc = nd_rpc(c);
+
+	free(rc->peer_name);
+	free(rc->status);
+}
+
+static const struct nd_conn_ops rpc_ops = {
+	.state_size = sizeof(struct nd_rpc_conn),
+	.open = rpc_open,
+	.data = rpc_data,
+	.idle = rpc_idle,
+	.drain = rpc_drain,
+	.close = rpc_close,
+};
+
+void nd_rpc_install(void)
+{
+	nd_conn_proto = &rpc_ops;
+}

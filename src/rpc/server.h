@@ -1,0 +1,63 @@
+/*
+ * The server side of the noded protocol on a transport connection: frame
+ * parsing, the Hello gate, method dispatch and replies. One file per method
+ * (hello.c, ping.c, report_status.c, assign_task.c).
+ *
+ * Decoded frames live in the shard's arena and are gone after the current
+ * batch: a handler copies whatever it keeps.
+ */
+#ifndef ND_RPC_SERVER_H
+#define ND_RPC_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/conn.h"
+#include "noded/wire.h"
+
+/* Protocol state of one connection (nd_conn_state(c)). */
+struct nd_rpc_conn {
+	bool hello;                  /* handshake done */
+	bool stream_open;            /* an AssignTask stream is open */
+	uint64_t stream_id;
+	Noded__Role peer_role;
+	char *peer_name;             /* from Hello; owned */
+	uint8_t *status;             /* last NodeStatus, packed; owned */
+	size_t status_len;
+};
+
+#define ND_NAME_MAX 253
+
+/* Makes this protocol the one new connections speak. */
+void nd_rpc_install(void);
+
+static inline struct nd_rpc_conn *nd_rpc(struct nd_conn *c)
+{
+	return nd_conn_state(c);
+}
+
+/* Queues f on c. 0, or -ENOMEM / -EPIPE (connection already closing). */
+int nd_rpc_send(struct nd_conn *c, const Noded__Frame *f);
+
+/* Queues an Error body in a frame of the given kind answering id. */
+void nd_rpc_error(struct nd_conn *c, uint64_t id, Noded__FrameKind kind,
+		  Noded__ErrorCode code, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+/* A protocol violation: Error reply, then the connection is closed (after
+ * the reply is flushed). */
+void nd_rpc_fatal(struct nd_conn *c, uint64_t id, Noded__ErrorCode code,
+		  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Method handlers: f is a REQUEST whose body case names the method. */
+void nd__rpc_hello(struct nd_conn *c, const Noded__Frame *f);
+void nd__rpc_ping(struct nd_conn *c, const Noded__Frame *f);
+void nd__rpc_report_status(struct nd_conn *c, const Noded__Frame *f);
+void nd__rpc_assign_task(struct nd_conn *c, const Noded__Frame *f);
+/* A CANCEL frame: ends the AssignTask stream it names. */
+void nd__rpc_assign_cancel(struct nd_conn *c, const Noded__Frame *f);
+/* Ends an open AssignTask stream with an Error (drain, close). */
+void nd__rpc_assign_end(struct nd_conn *c, Noded__ErrorCode code,
+			const char *msg);
+
+#endif
