@@ -229,6 +229,10 @@ int nd_conn_adopt(struct nd_shard *s, int fd, bool overload)
 	atomic_store_explicit(&s->load, s->nconns, memory_order_relaxed);
 	s->st.accepted++;
 	nd_conn_proto->open(c);
+	if (s->draining && !(c->flags & ND_CONN_CLOSING)) {
+		nd_conn_proto->drain(c);
+		nd_conn_close(c, true);
+	}
 	if (!(c->flags & ND_CONN_DEAD))
 		arm_recv(c);
 	return 0;
@@ -278,7 +282,9 @@ static void flushed(struct nd_conn *c)
 	if (!(c->flags & ND_CONN_CLOSING) || (c->flags & ND_CONN_WR_SHUT))
 		return;
 	c->flags |= ND_CONN_WR_SHUT;
-	if (c->flags & ND_CONN_EOF) {
+	/* Draining, we do not wait for the peer: its unread input, if any,
+	 * turns our close into a reset, which a stopping server may do. */
+	if (c->flags & ND_CONN_EOF || c->shard->draining) {
 		conn_kill(c);
 		return;
 	}

@@ -289,6 +289,15 @@ int nd_server_run(struct nd_server *srv)
 		}
 	}
 	if (!ret) {
+		unsigned f = srv->shards[0].ring_flags;
+
+		fprintf(stderr, "noded: %u shards up; io_uring %s\n",
+			srv->nshards,
+			(f & IORING_SETUP_DEFER_TASKRUN) ?
+				"single issuer, deferred task work" :
+			(f & IORING_SETUP_COOP_TASKRUN) ?
+				"cooperative task work (pre-6.1 kernel)" :
+				"default flags (old kernel)");
 		while (sigwait(&set, &sig))
 			;
 		fprintf(stderr, "noded: %s, draining\n",
