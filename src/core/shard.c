@@ -278,18 +278,37 @@ static void dispatch(struct nd_shard *s, struct io_uring_cqe *cqe)
 	}
 }
 
+/*
+ * Pins shard i to the i-th CPU the process may run on (modulo their number),
+ * so `taskset` placement is respected rather than overridden.
+ */
+static void pin(struct nd_shard *s)
+{
+	cpu_set_t allowed, one;
+	int n, k;
+
+	if (sched_getaffinity(0, sizeof(allowed), &allowed))
+		return;
+	n = CPU_COUNT(&allowed);
+	if (n <= 0)
+		return;
+	k = (int)(s->id % (unsigned)n);
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (!CPU_ISSET(cpu, &allowed) || k--)
+			continue;
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
+		return;
+	}
+}
+
 static int shard_setup(struct nd_shard *s)
 {
-	cpu_set_t set;
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned sq = 4096, cq = 16384;
 	int ret;
 
-	if (ncpu > 0) {
-		CPU_ZERO(&set);
-		CPU_SET(s->id % (unsigned)ncpu, &set);
-		pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-	}
+	pin(s);
 	/* Created on the shard's own thread: SINGLE_ISSUER binds to it. */
 	ret = nd_uring_init(&s->ring, sq, cq, &s->ring_flags);
 	if (ret)
