@@ -1,0 +1,880 @@
+/*
+ * noded-bench: load generator for noded.
+ *
+ *   noded-bench ping --addr HOST:PORT --conns C --depth D --duration SECS
+ *                    [--payload BYTES] [--json]
+ *   noded-bench idle --addr HOST:PORT --conns N --hold SECS [--raw]
+ *
+ * ping opens C connections with the client library (blocking handshake),
+ * then drives all of them from this one thread with io_uring, the library
+ * used sans-I/O: one single-shot recv per connection, re-armed at each
+ * completion, and at most one send per connection at a time. Each connection
+ * keeps D Pings in flight; every completion records the latency of its
+ * request and starts the next one, until the duration is over. In-flight
+ * requests then get at most DRAIN_NS to finish; what is left counts as
+ * errors.
+ *
+ * idle opens N connections (Hello handshake each, or --raw TCP only), says
+ * so on stdout, holds them and closes them: scripts/bench.sh reads the
+ * server's RSS meanwhile to get the memory cost of an idle connection.
+ *
+ * Exit status: 0 on success, 1 when the run failed (no request succeeded,
+ * not every idle connection opened), 2 on bad usage.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <liburing.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "noded/client.h"
+#include "hist.h"
+
+#define RBUF_SIZE (64u << 10)
+#define DRAIN_NS (2000000000ull)
+#define WAIT_NS (50000000ll)            /* longest sleep in the loop */
+#define MAX_CONNS 100000
+#define MAX_DEPTH 65536
+
+enum { OP_RECV = 0, OP_SEND = 1 };
+
+struct bench;
+
+/* One request slot: D per connection, reused for the next request. */
+struct req {
+	struct bconn *bc;
+	uint64_t t0;
+};
+
+/* One benchmark connection; its client does the protocol, we move bytes. */
+struct bconn {
+	struct bench *b;
+	struct nd_client *c;
+	int fd;
+	bool dead;          /* lost: no more requests, ops still may complete */
+	bool recv_armed;
+	bool sending;
+	bool dirty;         /* on b->dirty: has output to send */
+	unsigned inflight;
+	uint8_t *rbuf;
+	uint8_t *tx;        /* copy of the client's output being sent */
+	size_t tx_len, tx_off, tx_cap;
+	struct req *reqs;
+};
+
+struct bench {
+	struct io_uring ring;
+	struct bconn *conns;
+	unsigned nconns, live;
+	unsigned depth;
+	unsigned ops;           /* io_uring operations in the kernel */
+	unsigned *dirty;
+	unsigned ndirty;
+	bool stopping;          /* duration over: no new requests */
+	bool finishing;         /* tearing down: completions are ignored */
+	uint64_t end_ns;
+	uint64_t last_ns;       /* time of the last successful reply */
+	uint64_t inflight;
+	uint64_t requests, errors;
+	size_t payload_len;
+	uint8_t *payload;
+	Noded__PingRequest ping;
+	Noded__Frame frame;
+	struct nd_hist hist;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Raises the soft RLIMIT_NOFILE to the hard limit: C connections need C fds. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static long parse_num(const char *opt, const char *s, long min, long max)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max) {
+		fprintf(stderr, "noded-bench: %s wants an integer in %ld..%ld, "
+				"got '%s'\n", opt, min, max, s);
+		exit(2);
+	}
+	return v;
+}
+
+static double parse_secs(const char *opt, const char *s)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v > 0) || v > 86400) {
+		fprintf(stderr, "noded-bench: %s wants seconds in (0, 86400], "
+				"got '%s'\n", opt, s);
+		exit(2);
+	}
+	return v;
+}
+
+/* ---- ping: io_uring driver ---- */
+
+static struct io_uring_sqe *get_sqe(struct bench *b)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+
+	if (!sqe) {
+		/* SQ full: hand the batch to the kernel and take a slot. */
+		io_uring_submit(&b->ring);
+		sqe = io_uring_get_sqe(&b->ring);
+	}
+	return sqe;
+}
+
+static uint64_t tag(const struct bench *b, const struct bconn *bc, int op)
+{
+	return (uint64_t)(bc - b->conns) << 1 | (uint64_t)op;
+}
+
+static void conn_lost(struct bconn *bc);
+
+static void arm_recv(struct bconn *bc)
+{
+	struct bench *b = bc->b;
+	struct io_uring_sqe *sqe;
+
+	if (bc->dead || bc->recv_armed || b->finishing)
+		return;
+	sqe = get_sqe(b);
+	if (!sqe) {
+		conn_lost(bc);
+		return;
+	}
+	io_uring_prep_recv(sqe, bc->fd, bc->rbuf, RBUF_SIZE, 0);
+	io_uring_sqe_set_data64(sqe, tag(b, bc, OP_RECV));
+	bc->recv_armed = true;
+	b->ops++;
+}
+
+static void submit_tx(struct bconn *bc)
+{
+	struct bench *b = bc->b;
+	struct io_uring_sqe *sqe = get_sqe(b);
+
+	if (!sqe) {
+		conn_lost(bc);
+		return;
+	}
+	io_uring_prep_send(sqe, bc->fd, bc->tx + bc->tx_off,
+			   bc->tx_len - bc->tx_off, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, tag(b, bc, OP_SEND));
+	bc->sending = true;
+	b->ops++;
+}
+
+/*
+ * Starts a send of everything the client queued. The bytes are copied out
+ * (and consumed from the client) because callbacks keep queueing requests
+ * while the send is in the kernel, which may move the client's buffer.
+ */
+static void kick_send(struct bconn *bc)
+{
+	const uint8_t *out;
+	size_t n;
+
+	if (bc->dead || bc->sending || bc->b->finishing)
+		return;
+	n = nd_client_output(bc->c, &out);
+	if (!n)
+		return;
+	if (n > bc->tx_cap) {
+		uint8_t *p = realloc(bc->tx, n);
+
+		if (!p) {
+			conn_lost(bc);
+			return;
+		}
+		bc->tx = p;
+		bc->tx_cap = n;
+	}
+	memcpy(bc->tx, out, n);
+	nd_client_consume(bc->c, n);
+	bc->tx_len = n;
+	bc->tx_off = 0;
+	submit_tx(bc);
+}
+
+static void mark_dirty(struct bconn *bc)
+{
+	if (bc->dirty || bc->dead)
+		return;
+	bc->dirty = true;
+	bc->b->dirty[bc->b->ndirty++] = (unsigned)(bc - bc->b->conns);
+}
+
+static void ping_cb(struct nd_client *c, int status, const Noded__Frame *f,
+		    bool done, void *arg);
+
+/* Starts one Ping in slot r. */
+static void start_ping(struct req *r, uint64_t now)
+{
+	struct bconn *bc = r->bc;
+	struct bench *b = bc->b;
+	int64_t id;
+
+	r->t0 = now;
+	id = nd_client_start(bc->c, &b->frame, ping_cb, r);
+	if (id < 0) {
+		b->errors++;
+		return;
+	}
+	bc->inflight++;
+	b->inflight++;
+	mark_dirty(bc);
+}
+
+static void ping_cb(struct nd_client *c, int status, const Noded__Frame *f,
+		    bool done, void *arg)
+{
+	struct req *r = arg;
+	struct bconn *bc = r->bc;
+	struct bench *b = bc->b;
+	uint64_t now = now_ns();
+
+	bc->inflight--;
+	b->inflight--;
+	if (!status && f && f->body_case == NODED__FRAME__BODY_PONG &&
+	    f->pong->payload.len == b->payload_len) {
+		nd_hist_record(&b->hist, (now - r->t0) / 1000);
+		b->requests++;
+		b->last_ns = now;
+	} else {
+		b->errors++;
+	}
+	/* Keep the depth while the run lasts, unless the connection is gone
+	 * (its pending calls fail with a negative errno, not ND_EREMOTE). */
+	if (b->stopping || now >= b->end_ns || bc->dead ||
+	    (status < 0 && status != ND_EREMOTE))
+		return;
+	start_ping(r, now);
+}
+
+/* The connection failed: its pending requests end (as errors), no more. */
+static void conn_lost(struct bconn *bc)
+{
+	if (bc->dead)
+		return;
+	bc->dead = true;
+	bc->b->live--;
+	/* feed(EOF) fails every pending request through ping_cb. */
+	nd_client_feed(bc->c, NULL, 0);
+	/* Makes the recv still in the kernel complete. */
+	shutdown(bc->fd, SHUT_RDWR);
+}
+
+static void on_recv(struct bconn *bc, int res)
+{
+	int r;
+
+	bc->recv_armed = false;
+	if (bc->dead || bc->b->finishing)
+		return;
+	if (res == -EINTR || res == -EAGAIN || res == -ENOBUFS) {
+		arm_recv(bc);
+		return;
+	}
+	if (res <= 0) {
+		conn_lost(bc);
+		return;
+	}
+	r = nd_client_feed(bc->c, bc->rbuf, (size_t)res);
+	if (r < 0) {
+		/* Protocol error or fatal Error: the client failed the
+		 * pending requests already. */
+		conn_lost(bc);
+		return;
+	}
+	arm_recv(bc);
+}
+
+static void on_send(struct bconn *bc, int res)
+{
+	bc->sending = false;
+	if (bc->dead || bc->b->finishing)
+		return;
+	if (res == -EINTR || res == -EAGAIN) {
+		submit_tx(bc);
+		return;
+	}
+	if (res <= 0) {
+		conn_lost(bc);
+		return;
+	}
+	bc->tx_off += (size_t)res;
+	if (bc->tx_off < bc->tx_len) {
+		submit_tx(bc);  /* short send: the rest */
+		return;
+	}
+	kick_send(bc);
+}
+
+/* Reaps what completed; one batched cq_advance. */
+static unsigned reap(struct bench *b)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	io_uring_for_each_cqe(&b->ring, head, cqe) {
+		uint64_t ud = io_uring_cqe_get_data64(cqe);
+		struct bconn *bc = &b->conns[ud >> 1];
+
+		n++;
+		b->ops--;
+		switch (ud & 1) {
+		case OP_RECV:
+			on_recv(bc, cqe->res);
+			break;
+		case OP_SEND:
+			on_send(bc, cqe->res);
+			break;
+		}
+	}
+	io_uring_cq_advance(&b->ring, n);
+	return n;
+}
+
+static void flush_dirty(struct bench *b)
+{
+	for (unsigned i = 0; i < b->ndirty; i++) {
+		struct bconn *bc = &b->conns[b->dirty[i]];
+
+		bc->dirty = false;
+		kick_send(bc);
+	}
+	b->ndirty = 0;
+}
+
+/* One loop iteration: queue sends, submit, wait up to wait_ns, reap. */
+static int step(struct bench *b, int64_t wait_ns)
+{
+	struct __kernel_timespec ts;
+	struct io_uring_cqe *cqe;
+	int r;
+
+	flush_dirty(b);
+	if (wait_ns < 0)
+		wait_ns = 0;
+	ts.tv_sec = wait_ns / 1000000000;
+	ts.tv_nsec = wait_ns % 1000000000;
+	r = io_uring_submit_and_wait_timeout(&b->ring, &cqe, 1, &ts, NULL);
+	if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY &&
+	    r != -EAGAIN)
+		return r;
+	reap(b);
+	return 0;
+}
+
+static int ring_init(struct bench *b)
+{
+	struct io_uring_params p;
+	unsigned entries = 64;
+	int r;
+
+	while (entries < 2 * b->nconns && entries < 4096)
+		entries *= 2;
+	/* The set the shards use, then plainer ones for older kernels. */
+	static const unsigned flag_sets[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	for (unsigned i = 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
+		memset(&p, 0, sizeof(p));
+		p.flags = flag_sets[i] | IORING_SETUP_CQSIZE;
+		p.cq_entries = entries * 4;
+		r = io_uring_queue_init_params(entries, &b->ring, &p);
+		if (r == 0)
+			return 0;
+		if (r != -EINVAL)
+			break;
+	}
+	return r;
+}
+
+static void ping_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: noded-bench ping --addr HOST:PORT [--conns C] "
+		"[--depth D]\n"
+		"                        [--duration SECS] [--payload BYTES] "
+		"[--json]\n"
+		"  Keeps D Pings in flight on each of C connections for SECS "
+		"seconds\n"
+		"  (defaults: C 1, D 1, 10 s, empty payload) and reports "
+		"throughput and\n"
+		"  latency percentiles (microseconds).\n");
+}
+
+struct ping_opts {
+	const char *addr;
+	unsigned conns, depth;
+	double duration;
+	size_t payload;
+	bool json;
+};
+
+static void ping_report(const struct bench *b, const struct ping_opts *o,
+			double secs)
+{
+	double rps = secs > 0 ? (double)b->requests / secs : 0;
+	uint64_t p50 = nd_hist_percentile(&b->hist, 50);
+	uint64_t p90 = nd_hist_percentile(&b->hist, 90);
+	uint64_t p99 = nd_hist_percentile(&b->hist, 99);
+	uint64_t p999 = nd_hist_percentile(&b->hist, 99.9);
+	uint64_t max = b->hist.count ? b->hist.max : 0;
+
+	if (o->json) {
+		printf("{\"conns\":%u,\"depth\":%u,\"payload\":%zu,"
+		       "\"duration_s\":%.3f,\"requests\":%" PRIu64
+		       ",\"errors\":%" PRIu64 ",\"rps\":%.1f,"
+		       "\"p50_us\":%" PRIu64 ",\"p90_us\":%" PRIu64
+		       ",\"p99_us\":%" PRIu64 ",\"p999_us\":%" PRIu64
+		       ",\"max_us\":%" PRIu64 ",\"mean_us\":%.1f}\n",
+		       o->conns, o->depth, o->payload, secs, b->requests,
+		       b->errors, rps, p50, p90, p99, p999, max,
+		       nd_hist_mean(&b->hist));
+		return;
+	}
+	printf("ping %s: %u conns x depth %u, payload %zu B\n", o->addr,
+	       o->conns, o->depth, o->payload);
+	printf("  requests   %" PRIu64 "\n", b->requests);
+	printf("  errors     %" PRIu64 "\n", b->errors);
+	printf("  duration   %.3f s\n", secs);
+	printf("  requests/s %.0f\n", rps);
+	printf("  latency us p50 %" PRIu64 "  p90 %" PRIu64 "  p99 %" PRIu64
+	       "  p99.9 %" PRIu64 "  max %" PRIu64 "  mean %.1f\n",
+	       p50, p90, p99, p999, max, nd_hist_mean(&b->hist));
+}
+
+/* Connects every connection; failures are counted, not fatal. */
+static void ping_connect(struct bench *b, const struct ping_opts *o)
+{
+	struct nd_client_opts co = {
+		.node_name = "noded-bench",
+		.role = NODED__ROLE__ROLE_CLIENT,
+	};
+
+	for (unsigned i = 0; i < b->nconns; i++) {
+		struct bconn *bc = &b->conns[i];
+		int r;
+
+		bc->b = b;
+		bc->dead = true;
+		r = nd_client_connect(&bc->c, o->addr, &co);
+		if (r) {
+			fprintf(stderr, "noded-bench: connect %s: %s\n",
+				o->addr, nd_strerror(r));
+			b->errors++;
+			continue;
+		}
+		bc->fd = nd_client_fd(bc->c);
+		bc->rbuf = malloc(RBUF_SIZE);
+		bc->reqs = calloc(b->depth, sizeof(*bc->reqs));
+		if (!bc->rbuf || !bc->reqs) {
+			b->errors++;
+			continue;
+		}
+		bc->dead = false;
+		b->live++;
+	}
+}
+
+/*
+ * Ends the run: stop reading (completions from now on are ignored), make
+ * every recv still in the kernel complete, wait for them (bounded), then
+ * close the clients, which fails what never got an answer (-ECANCELED,
+ * counted as errors in ping_cb).
+ */
+static void ping_teardown(struct bench *b, bool ring_ok)
+{
+	uint64_t deadline = now_ns() + 1000000000ull;
+
+	b->finishing = true;
+	b->stopping = true;
+	for (unsigned i = 0; i < b->nconns; i++)
+		if (b->conns[i].c)
+			shutdown(b->conns[i].fd, SHUT_RDWR);
+	while (ring_ok && b->ops && now_ns() < deadline)
+		if (step(b, WAIT_NS) < 0)
+			break;
+	if (ring_ok)
+		io_uring_queue_exit(&b->ring);
+	for (unsigned i = 0; i < b->nconns; i++) {
+		struct bconn *bc = &b->conns[i];
+
+		nd_client_close(bc->c);
+		free(bc->rbuf);
+		free(bc->tx);
+		free(bc->reqs);
+	}
+}
+
+static int cmd_ping(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "addr", required_argument, NULL, 'a' },
+		{ "conns", required_argument, NULL, 'c' },
+		{ "depth", required_argument, NULL, 'd' },
+		{ "duration", required_argument, NULL, 't' },
+		{ "payload", required_argument, NULL, 'p' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ping_opts o = { .conns = 1, .depth = 1, .duration = 10 };
+	struct bench *b;
+	uint64_t t0, t1;
+	bool ring_ok = false;
+	int opt, r, rc = 1;
+
+	while ((opt = getopt_long(argc, argv, "a:c:d:t:p:jh", lopts, NULL)) !=
+	       -1) {
+		switch (opt) {
+		case 'a': o.addr = optarg; break;
+		case 'c': o.conns = (unsigned)parse_num("--conns", optarg, 1,
+							MAX_CONNS); break;
+		case 'd': o.depth = (unsigned)parse_num("--depth", optarg, 1,
+							MAX_DEPTH); break;
+		case 't': o.duration = parse_secs("--duration", optarg); break;
+		case 'p': o.payload = (size_t)parse_num("--payload", optarg,
+							0, 8 << 20); break;
+		case 'j': o.json = true; break;
+		case 'h': ping_usage(stdout); return 0;
+		default: ping_usage(stderr); return 2;
+		}
+	}
+	if (!o.addr || optind != argc) {
+		ping_usage(stderr);
+		return 2;
+	}
+	raise_nofile();
+
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return 1;
+	b->nconns = o.conns;
+	b->depth = o.depth;
+	b->payload_len = o.payload;
+	nd_hist_init(&b->hist);
+	b->conns = calloc(o.conns, sizeof(*b->conns));
+	b->dirty = calloc(o.conns, sizeof(*b->dirty));
+	b->payload = malloc(o.payload ? o.payload : 1);
+	if (!b->conns || !b->dirty || !b->payload)
+		goto out_free;
+	memset(b->payload, 'x', o.payload);
+	noded__ping_request__init(&b->ping);
+	b->ping.payload.data = b->payload;
+	b->ping.payload.len = o.payload;
+	noded__frame__init(&b->frame);
+	b->frame.body_case = NODED__FRAME__BODY_PING;
+	b->frame.ping = &b->ping;
+
+	ping_connect(b, &o);
+	if (!b->live) {
+		fprintf(stderr, "noded-bench: no connection to %s\n", o.addr);
+		goto out_teardown;
+	}
+	r = ring_init(b);
+	if (r) {
+		fprintf(stderr, "noded-bench: io_uring: %s\n", strerror(-r));
+		goto out_teardown;
+	}
+	ring_ok = true;
+
+	t0 = now_ns();
+	b->end_ns = t0 + (uint64_t)(o.duration * 1e9);
+	for (unsigned i = 0; i < b->nconns; i++) {
+		struct bconn *bc = &b->conns[i];
+
+		if (bc->dead)
+			continue;
+		for (unsigned k = 0; k < b->depth; k++) {
+			bc->reqs[k].bc = bc;
+			start_ping(&bc->reqs[k], now_ns());
+		}
+		arm_recv(bc);
+	}
+	/* Run until the duration is over, then drain (bounded). */
+	for (;;) {
+		uint64_t now = now_ns();
+		int64_t wait = WAIT_NS;
+
+		if (!b->stopping && now >= b->end_ns)
+			b->stopping = true;
+		if (b->stopping && (!b->inflight ||
+				    now >= b->end_ns + DRAIN_NS))
+			break;
+		if (!b->live)
+			break;
+		if (!b->stopping && (int64_t)(b->end_ns - now) < wait)
+			wait = (int64_t)(b->end_ns - now);
+		r = step(b, wait);
+		if (r < 0) {
+			fprintf(stderr, "noded-bench: io_uring: %s\n",
+				strerror(-r));
+			break;
+		}
+	}
+	/*
+	 * The run lasted until now if every connection was lost early, else
+	 * until the end of the duration or the last reply of the drain:
+	 * time spent waiting for replies that never came (a stalled server)
+	 * does not dilute requests/s.
+	 */
+	t1 = now_ns();
+	if (t1 > b->end_ns)
+		t1 = b->last_ns > b->end_ns ? b->last_ns : b->end_ns;
+	ping_teardown(b, ring_ok);
+	ring_ok = false;
+	ping_report(b, &o, (double)(t1 - t0) / 1e9);
+	rc = b->requests ? 0 : 1;
+	goto out_free;
+
+out_teardown:
+	ping_teardown(b, ring_ok);
+	ping_report(b, &o, 0);
+out_free:
+	free(b->payload);
+	free(b->dirty);
+	free(b->conns);
+	free(b);
+	return rc;
+}
+
+/* ---- idle: many open connections doing nothing ---- */
+
+static volatile sig_atomic_t stop_hold;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	stop_hold = 1;
+}
+
+/* A plain TCP connection (no handshake), for servers that do not speak
+ * noded (redis). Returns the fd or a negative errno. */
+static int raw_connect(const struct addrinfo *ai)
+{
+	int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+			ai->ai_protocol);
+	int one = 1;
+
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
+static int resolve(const char *addr, struct addrinfo **res)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+				  .ai_socktype = SOCK_STREAM };
+	char host[256];
+	const char *colon = strrchr(addr, ':');
+	size_t n;
+
+	if (!colon || colon == addr || !colon[1])
+		return ND_EADDR;
+	n = (size_t)(colon - addr);
+	if (n >= sizeof(host))
+		return ND_EADDR;
+	memcpy(host, addr, n);
+	host[n] = '\0';
+	return getaddrinfo(host, colon + 1, &hints, res) ? ND_EADDR : 0;
+}
+
+static void idle_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: noded-bench idle --addr HOST:PORT --conns N --hold "
+		"SECS [--raw]\n"
+		"  Opens N connections (each does the Hello handshake; --raw: "
+		"TCP only),\n"
+		"  prints \"open N\" when all are open, holds them SECS "
+		"seconds (or until\n"
+		"  SIGTERM/SIGINT), closes them.\n");
+}
+
+static int cmd_idle(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "addr", required_argument, NULL, 'a' },
+		{ "conns", required_argument, NULL, 'c' },
+		{ "hold", required_argument, NULL, 't' },
+		{ "raw", no_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct nd_client_opts co = { .node_name = "noded-bench-idle" };
+	const char *addr = NULL;
+	unsigned conns = 1, opened = 0;
+	double hold = 5;
+	bool raw = false;
+	struct nd_client **cl = NULL;
+	struct addrinfo *ai = NULL;
+	struct sigaction sa = { .sa_handler = on_stop };
+	int *fds = NULL, opt, r = 0, rc = 1;
+	uint64_t t0, t1, end;
+
+	while ((opt = getopt_long(argc, argv, "a:c:t:rh", lopts, NULL)) != -1) {
+		switch (opt) {
+		case 'a': addr = optarg; break;
+		case 'c': conns = (unsigned)parse_num("--conns", optarg, 1,
+						      MAX_CONNS); break;
+		case 't': hold = parse_secs("--hold", optarg); break;
+		case 'r': raw = true; break;
+		case 'h': idle_usage(stdout); return 0;
+		default: idle_usage(stderr); return 2;
+		}
+	}
+	if (!addr || optind != argc) {
+		idle_usage(stderr);
+		return 2;
+	}
+	raise_nofile();
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+
+	if (raw) {
+		fds = calloc(conns, sizeof(*fds));
+		r = fds ? resolve(addr, &ai) : -ENOMEM;
+	} else {
+		cl = calloc(conns, sizeof(*cl));
+		r = cl ? 0 : -ENOMEM;
+	}
+	if (r) {
+		fprintf(stderr, "noded-bench: %s: %s\n", addr, nd_strerror(r));
+		goto out_free;
+	}
+	t0 = now_ns();
+	for (opened = 0; opened < conns && !stop_hold; opened++) {
+		if (raw) {
+			r = raw_connect(ai);
+			if (r >= 0)
+				fds[opened] = r;
+		} else {
+			r = nd_client_connect(&cl[opened], addr, &co);
+		}
+		if (r < 0)
+			break;
+	}
+	t1 = now_ns();
+	if (opened < conns) {
+		fprintf(stderr, "noded-bench: idle: connection %u of %u to %s: "
+				"%s\n", opened + 1, conns, addr,
+			r < 0 ? nd_strerror(r) : "interrupted");
+		goto out_close;
+	}
+	printf("open %u\n", opened);
+	fflush(stdout);
+	fprintf(stderr, "noded-bench: %u %s connections open in %.2f s\n",
+		opened, raw ? "raw" : "handshaken", (double)(t1 - t0) / 1e9);
+	end = now_ns() + (uint64_t)(hold * 1e9);
+	while (!stop_hold && now_ns() < end) {
+		struct timespec ts = { 0, 20000000 };
+
+		nanosleep(&ts, NULL);
+	}
+	rc = 0;
+out_close:
+	for (unsigned i = 0; i < opened; i++) {
+		if (raw)
+			close(fds[i]);
+		else
+			nd_client_close(cl[i]);
+	}
+	if (!rc) {
+		printf("closed %u\n", opened);
+		fflush(stdout);
+	}
+out_free:
+	if (ai)
+		freeaddrinfo(ai);
+	free(fds);
+	free(cl);
+	return rc;
+}
+
+/* ---- main ---- */
+
+struct cmd {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct cmd cmds[] = {
+	{ "ping", cmd_ping, "pipelined Ping load: throughput and latency" },
+	{ "idle", cmd_idle, "hold N idle connections (memory per connection)" },
+	/* planned: "tasks" (submit/complete rate), "workers" (many nodes) */
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: noded-bench COMMAND [OPTIONS]   (COMMAND --help "
+		   "for its options)\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		fprintf(f, "  %-6s %s\n", cmds[i].name, cmds[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+	signal(SIGPIPE, SIG_IGN);
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (!strcmp(argv[1], cmds[i].name))
+			return cmds[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "noded-bench: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}
