@@ -9,8 +9,16 @@
 # `noded-bench idle`). Prints one markdown table and writes bench-results.json.
 #
 # Knobs (environment): DURATION seconds per run (10), SHARDS noded shards (1),
-# RUNS ("1:1 50:1 50:16"), IDLE_CONNS (10000), OUT (bench-results.json),
-# BUILD (build).
+# RUNS ("1:1:split 50:1:split 50:16:split 1:1:shared"), IDLE_CONNS (10000),
+# OUT (bench-results.json), BUILD (build), SERVER_CPU (1), CLIENT_CPU (0).
+#
+# Placement: both servers run under `taskset -c SERVER_CPU` (noded pins its
+# shards inside that set). A "split" run puts the load generator on
+# CLIENT_CPU, so each server has a core of its own; a "shared" run puts it on
+# the server's CPU. Both servers always get the same placement. On a VM, a
+# wake-up across CPUs can cost 100-300 us (an IPI to an idle vCPU), which is
+# what dominates split 1x1 latency for either server; the shared 1x1 run shows
+# the request path without it.
 #
 # Notes for reading the numbers: both clients are single-threaded and run on
 # the same machine as the server. redis-benchmark -P D sends D commands and
@@ -26,7 +34,18 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
 SHARDS=${SHARDS:-1}
-RUNS=${RUNS:-"1:1 50:1 50:16"}
+RUNS=${RUNS:-"1:1:split 50:1:split 50:16:split 1:1:shared"}
+SERVER_CPU=${SERVER_CPU:-1}
+CLIENT_CPU=${CLIENT_CPU:-0}
+# PIN_SERVER is a command prefix (taskset execs in place, so $! stays the
+# server's pid); on_cpu runs a foreground command on a CPU.
+if [ "$(nproc)" -ge 2 ]; then
+	PIN_SERVER=(taskset -c "$SERVER_CPU")
+	on_cpu() { local cpu=$1; shift; taskset -c "$cpu" "$@"; }
+else
+	PIN_SERVER=()
+	on_cpu() { shift; "$@"; }
+fi
 IDLE_CONNS=${IDLE_CONNS:-10000}
 OUT=${OUT:-bench-results.json}
 BUILD=${BUILD:-build}
@@ -35,7 +54,7 @@ NODED="$BUILD/noded"
 
 die() { echo "bench.sh: $*" >&2; exit 1; }
 
-for tool in redis-server redis-benchmark redis-cli getconf timeout awk; do
+for tool in redis-server redis-benchmark redis-cli getconf timeout awk taskset; do
 	command -v "$tool" >/dev/null 2>&1 ||
 		die "$tool not found (run: make deps)"
 done
@@ -99,7 +118,7 @@ json_num() {
 
 # ---- servers ----
 
-"$NODED" master --listen 127.0.0.1:0 --shards "$SHARDS" \
+"${PIN_SERVER[@]}" "$NODED" master --listen 127.0.0.1:0 --shards "$SHARDS" \
 	>"$TMP/noded.out" 2>"$TMP/noded.err" &
 NODED_PID=$!
 NODED_ADDR=""
@@ -118,7 +137,7 @@ for _ in $(seq 10); do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 		continue  # taken
 	fi
-	redis-server --port "$port" --bind 127.0.0.1 --save '' \
+	"${PIN_SERVER[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' \
 		--appendonly no --daemonize no --maxclients $((IDLE_CONNS + 64)) \
 		>"$TMP/redis.log" 2>&1 &
 	REDIS_PID=$!
@@ -151,12 +170,17 @@ add_row() { # workload metric noded redis
 }
 
 for run in $RUNS; do
-	c=${run%%:*}
-	d=${run##*:}
+	IFS=: read -r c d place <<<"$run"
+	place=${place:-split}
+	case $place in
+	split) ccpu=$CLIENT_CPU ;;
+	shared) ccpu=$SERVER_CPU ;;
+	*) die "RUNS: placement '$place' is neither split nor shared" ;;
+	esac
 
 	# noded
 	t0=$(cpu_ticks "$NODED_PID")
-	nj=$(timeout $((DURATION * 2 + 30)) "$BENCH" ping --addr "$NODED_ADDR" \
+	nj=$(on_cpu "$ccpu" timeout $((DURATION * 2 + 30)) "$BENCH" ping --addr "$NODED_ADDR" \
 		--conns "$c" --depth "$d" --duration "$DURATION" --json) ||
 		die "noded-bench ping ${c}x$d failed: $nj"
 	t1=$(cpu_ticks "$NODED_PID")
@@ -172,14 +196,14 @@ for run in $RUNS; do
 	# redis: calibrate a request count that lasts about DURATION
 	cal=$((c * d * 200))
 	[ "$cal" -lt 20000 ] && cal=20000
-	cal_rps=$(timeout 60 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" \
+	cal_rps=$(on_cpu "$ccpu" timeout 60 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" \
 		-t ping_mbulk -c "$c" -P "$d" -n "$cal" --csv 2>/dev/null |
 		awk -F'"' 'NR == 2 { print $4 }')
 	[ -n "$cal_rps" ] || die "redis-benchmark calibration failed"
 	n=$(awk -v r="$cal_rps" -v s="$DURATION" -v c="$c" -v d="$d" \
 		'BEGIN { n = int(r * s); if (n < c * d * 10) n = c * d * 10; print n }')
 	t0=$(cpu_ticks "$REDIS_PID")
-	timeout $((DURATION * 4 + 60)) redis-benchmark -h 127.0.0.1 \
+	on_cpu "$ccpu" timeout $((DURATION * 4 + 60)) redis-benchmark -h 127.0.0.1 \
 		-p "$REDIS_PORT" -t ping_mbulk -c "$c" -P "$d" -n "$n" \
 		2>/dev/null | tr '\r' '\n' >"$TMP/redis-bench.txt" ||
 		die "redis-benchmark ${c}x$d failed"
@@ -201,7 +225,7 @@ for run in $RUNS; do
 	r_cpu=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$n" \
 		'BEGIN { printf "%.3f", t * 1e6 / hz / n }')
 
-	w="ping ${c}x$d"
+	w="ping ${c}x$d $place"
 	add_row "$w" "requests/s" "$n_rps" "$r_rps"
 	add_row "$w" "p50 us" "$n_p50" "$r_p50"
 	add_row "$w" "p99 us" "$n_p99" "$r_p99"
@@ -210,7 +234,7 @@ for run in $RUNS; do
 	[ "$n_err" = 0 ] || echo "bench.sh: noded run ${c}x$d had $n_err errors" >&2
 
 	RUNS_JSON="$RUNS_JSON${RUNS_JSON:+,}
-    {\"conns\": $c, \"depth\": $d,
+    {\"conns\": $c, \"depth\": $d, \"placement\": \"$place\",
      \"noded\": {\"bench\": $nj, \"cpu_us_per_req\": $n_cpu},
      \"redis\": {\"requests\": $n, \"duration_s\": ${r_secs:-null}, \"rps\": $r_rps, \"p50_us\": $r_p50, \"p99_us\": $r_p99, \"p999_us\": $r_p999, \"cpu_us_per_req\": $r_cpu}}"
 	echo "bench.sh: ${c}x$d: noded $n_rps rps, redis $r_rps rps" >&2
@@ -261,7 +285,7 @@ add_row "$IDLE_CONNS idle conns" "server RSS KiB/conn" "$n_kib" "$r_kib"
 
 {
 	echo
-	echo "noded ($SHARDS shard(s)) vs redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'), ${DURATION} s per run, $(nproc) CPUs, loopback"
+	echo "noded ($SHARDS shard(s)) vs redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'), ${DURATION} s per run, $(nproc) CPUs, loopback; servers on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU (split) or $SERVER_CPU (shared)"
 	echo
 	echo "| workload | metric | noded | redis | noded/redis |"
 	echo "|---|---|---:|---:|---:|"
