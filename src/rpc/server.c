@@ -127,8 +127,9 @@ static size_t rpc_data(struct nd_conn *c, const uint8_t *p, size_t len)
 		if (n == ND_EFRAMETOOBIG) {
 			nd_rpc_fatal(c, 0, NODED__ERROR_CODE__FRAME_TOO_LARGE,
 				     "frame length %u is over the maximum %u",
-				     (unsigned)((p[off] << 24) | (p[off + 1] << 16) |
-						(p[off + 2] << 8) | p[off + 3]),
+				     (uint32_t)p[off] << 24 |
+					     (uint32_t)p[off + 1] << 16 |
+					     (uint32_t)p[off + 2] << 8 | p[off + 3],
 				     max);
 			break;
 		}
