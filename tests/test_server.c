@@ -14,6 +14,13 @@
 #include <unistd.h>
 
 #include <poll.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include "harness.h"
 #include "noded/client.h"
@@ -578,4 +585,66 @@ Test(server, client_library_pipelined_pings)
 		     "blocking ping");
 	nd_client_close(c);
 	STOP_OK(&d);
+}
+
+/* ---- io_uring unavailable: refused by a seccomp filter ---- */
+
+/* In the child: io_uring_setup fails with EPERM, as under a container's
+ * default seccomp profile; everything else is allowed. */
+static int deny_io_uring(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+			 offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+			 offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+		return -1;
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+Test(server, no_io_uring_exits_1_with_message, .timeout = 30)
+{
+	char err[4096] = "";
+	size_t len = 0;
+	int pipefd[2], status = -1;
+	ssize_t n;
+	pid_t pid;
+
+	cr_assert_eq(pipe(pipefd), 0);
+	pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		dup2(pipefd[1], 2);
+		close(pipefd[0]);
+		if (deny_io_uring())
+			_exit(99);
+		execl(nd_test_bin(), nd_test_bin(), "master", "--listen",
+		      "127.0.0.1:0", (char *)NULL);
+		_exit(98);
+	}
+	close(pipefd[1]);
+	while (len < sizeof(err) - 1 &&
+	       (n = read(pipefd[0], err + len, sizeof(err) - 1 - len)) > 0)
+		len += (size_t)n;
+	err[len] = '\0';
+	close(pipefd[0]);
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status), "daemon did not exit normally");
+	cr_assert_neq(WEXITSTATUS(status), 99, "seccomp filter not installed");
+	cr_assert_eq(WEXITSTATUS(status), 1,
+		     "want exit 1 without io_uring, got %d; stderr: %s",
+		     WEXITSTATUS(status), err);
+	cr_assert(strstr(err, "io_uring is not available"),
+		  "stderr does not say io_uring is unavailable: %s", err);
+	cr_assert(strstr(err, "seccomp"),
+		  "stderr does not say what to check: %s", err);
 }
