@@ -3,6 +3,7 @@
 #   make test     deps, build, run every test, then again under ASan+UBSan
 #   make demo     deps, build, start a master on loopback, ping benchmark, stop
 #   make bench    optimised build and scripts/bench.sh (noded against redis)
+#   make fuzz     libFuzzer targets in tests/fuzz (needs clang; scripts/fuzz.sh)
 #   SANITIZER=address,undefined  build with sanitizers (into build-san/)
 
 SANITIZER ?=
@@ -101,8 +102,9 @@ bench: deps
 	$(MAKE) all
 	scripts/bench.sh
 
+# libFuzzer targets (clang): FUZZ_SECONDS per target, default 60.
 fuzz:
-	@echo "fuzz targets arrive with scripts/fuzz.sh"; false
+	scripts/fuzz.sh
 
 PREFIX ?= /usr/local
 install: all
@@ -112,6 +114,6 @@ install: all
 	install -m 644 $(BUILD)/libnoded.a $(DESTDIR)$(PREFIX)/lib/
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
