@@ -25,7 +25,7 @@ FLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
  -D_GNU_SOURCE -DND_NO_MIMALLOC -Iinclude -Ibuild/gen -Isrc"
 LIBS="-luring -lprotobuf-c -lpthread"
 COMMON="src/wire/arena.c src/wire/errors.c src/wire/frame.c build/gen/noded.pb-c.c"
-SERVER="src/core/conn.c src/core/shard.c src/core/server.c src/rpc/server.c
+SERVER="src/core/conn.c src/core/shard.c src/core/server.c src/node/service.c src/rpc/server.c
  src/rpc/hello.c src/rpc/ping.c src/rpc/report_status.c src/rpc/assign_task.c"
 
 build() { # name sources...

@@ -58,7 +58,8 @@ int nd_client_connect(struct nd_client **out, const char *addr,
 /*
  * Wraps an already connected socket fd (ownership passes to the client, also
  * on failure) without doing the handshake; call nd_client_hello() or feed the
- * reply through the sans-I/O functions. Used by event-loop drivers.
+ * reply through the sans-I/O functions. Used by event-loop drivers. fd -1
+ * makes a client that only does sans-I/O (the blocking calls then fail).
  */
 int nd_client_adopt(struct nd_client **out, int fd,
 		    const struct nd_client_opts *opts);
@@ -90,7 +91,7 @@ int nd_client_ping(struct nd_client *c, int timeout_ms);
 
 /*
  * Queues req (encoded at once; the caller keeps req) and registers cb for its
- * reply or stream frames. Returns the request id (> 0) or a negative error.
+ * reply or stream frames (cb NULL: the reply is discarded). Returns the request id (> 0) or a negative error.
  * Nothing is sent until nd_client_flush()/nd_client_poll() or, with the
  * sans-I/O functions, until the driver sends nd_client_output().
  */

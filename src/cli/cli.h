@@ -6,6 +6,11 @@
 #include <stdint.h>
 
 int nd_cli_master(int argc, char **argv);
+int nd_cli_worker(int argc, char **argv);
+int nd_cli_nodes(int argc, char **argv);
+
+/* Default address of the master for workers and client commands. */
+#define ND_CLI_MASTER "127.0.0.1:7070"
 
 /* Parses a whole unsigned number in [min, max] for option opt; prints why
  * and returns false when it is not one. */

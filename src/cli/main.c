@@ -9,6 +9,7 @@
 #endif
 
 #include "cli/cli.h"
+#include "exec/exec.h"
 
 #define ND_VERSION "0.1.0"
 
@@ -37,6 +38,8 @@ static void usage(FILE *f)
 		"\n"
 		"commands:\n"
 		"  master     serve the noded protocol (see noded master --help)\n"
+		"  worker     run commands for a master (noded worker --help)\n"
+		"  nodes      list the nodes a master knows (noded nodes --help)\n"
 		"  version    print the version\n"
 		"  help       this text\n");
 }
@@ -49,6 +52,14 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "master"))
 		return nd_cli_master(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "worker"))
+		return nd_cli_worker(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "nodes"))
+		return nd_cli_nodes(argc - 1, argv + 1);
+	/* Internal: a helper of the exec pool, started by the daemon itself
+	 * with its socket on fd 3 (src/exec). */
+	if (!strcmp(argv[1], "exec-helper"))
+		return nd_exec_helper_main(3);
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
 #ifndef ND_NO_MIMALLOC
 		printf("noded %s (mimalloc %d)\n", ND_VERSION, mi_version());

@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "core/server.h"
+#include "node/service.h"
 #include "rpc/server.h"
 
 static void usage(FILE *f)
@@ -110,7 +111,8 @@ int nd_cli_master(int argc, char **argv)
 	ret = nd_server_init(&srv, &cfg);
 	if (ret)
 		return 1;
-	nd_rpc_install();
+	srv.proto = &nd_rpc_server_ops;
+	srv.shard_start = nd_svc_shard_start;
 	nd_server_addr(&srv, addr, sizeof(addr));
 	printf("listening on %s\n", addr);
 	fflush(stdout);

@@ -33,8 +33,6 @@
 
 #include "core/conn.h"
 
-const struct nd_conn_ops *nd_conn_proto;
-
 #define OUT_MIN 256
 #define OUT_KEEP (64 * 1024)   /* larger buffers are freed once drained */
 
@@ -66,7 +64,7 @@ static void arm_recv(struct nd_conn *c)
 	sqe->buf_group = 0;
 	io_uring_sqe_set_data64(sqe, ND_UD(c, ND_TAG_RECV));
 	c->flags |= ND_CONN_RECV_ARMED;
-	c->ops++;
+	c->inflight++;
 }
 
 static void cancel_op(struct nd_conn *c, unsigned tag)
@@ -172,7 +170,7 @@ static void feed_kept(struct nd_conn *c)
 
 	if (!c->in_len || !nd_conn_readable(c))
 		return;
-	used = nd_conn_proto->data(c, c->in, c->in_len);
+	used = c->ops->data(c, c->in, c->in_len);
 	in_consume(c, used);
 	check_watermark(c);
 }
@@ -183,7 +181,7 @@ static void input(struct nd_conn *c, const uint8_t *p, size_t n)
 	bool direct = !c->in_len && nd_conn_readable(c);
 
 	if (direct) {
-		used = nd_conn_proto->data(c, p, n);
+		used = c->ops->data(c, p, n);
 		check_watermark(c);
 	}
 	if (used == n || (c->flags & (ND_CONN_CLOSING | ND_CONN_DEAD)))
@@ -208,17 +206,21 @@ static void resume(struct nd_conn *c)
 		want_recv(c);
 }
 
-int nd_conn_adopt(struct nd_shard *s, int fd, bool overload)
+struct nd_conn *nd_conn_adopt(struct nd_shard *s, int fd,
+			      const struct nd_conn_ops *ops, void *ctx,
+			      bool overload)
 {
 	struct nd_conn *c;
 	int one = 1;
 
-	c = calloc(1, sizeof(*c) + nd_conn_proto->state_size);
+	c = calloc(1, sizeof(*c) + ops->state_size);
 	if (!c) {
 		close(fd);
-		return -ENOMEM;
+		return NULL;
 	}
 	c->shard = s;
+	c->ops = ops;
+	c->ctx = ctx;
 	c->fd = fd;
 	c->last_active_ms = s->now_ms;
 	if (overload)
@@ -228,13 +230,71 @@ int nd_conn_adopt(struct nd_shard *s, int fd, bool overload)
 	s->nconns++;
 	atomic_store_explicit(&s->load, s->nconns, memory_order_relaxed);
 	s->st.accepted++;
-	nd_conn_proto->open(c);
+	c->ops->open(c);
 	if (s->draining && !(c->flags & ND_CONN_CLOSING)) {
-		nd_conn_proto->drain(c);
+		c->ops->drain(c);
 		nd_conn_close(c, true);
 	}
 	if (!(c->flags & ND_CONN_DEAD))
 		arm_recv(c);
+	return c;
+}
+
+struct pending_connect {
+	struct nd_op op;
+	int fd;
+	struct sockaddr_storage addr;
+	const struct nd_conn_ops *ops;
+	void *ctx;
+	void (*done)(void *arg, struct nd_conn *c, int err);
+	void *arg;
+};
+
+static void connected(struct nd_shard *s, struct nd_op *op,
+		      struct io_uring_cqe *cqe)
+{
+	struct pending_connect *pc = nd_container_of(op, struct pending_connect,
+						     op);
+	struct nd_conn *c = NULL;
+	int err = cqe->res;
+
+	if (err == 0) {
+		c = nd_conn_adopt(s, pc->fd, pc->ops, pc->ctx, false);
+		if (!c)
+			err = -ENOMEM;
+	} else {
+		close(pc->fd);
+	}
+	pc->done(pc->arg, c, err);
+	free(pc);
+}
+
+int nd_conn_connect(struct nd_shard *s, const struct sockaddr_storage *addr,
+		    socklen_t addrlen, const struct nd_conn_ops *ops,
+		    void *ctx,
+		    void (*done)(void *arg, struct nd_conn *c, int err),
+		    void *arg)
+{
+	struct pending_connect *pc = calloc(1, sizeof(*pc));
+	struct io_uring_sqe *sqe;
+
+	if (!pc)
+		return -ENOMEM;
+	pc->fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (pc->fd < 0) {
+		free(pc);
+		return -errno;
+	}
+	memcpy(&pc->addr, addr, addrlen);
+	pc->op.cb = connected;
+	pc->ops = ops;
+	pc->ctx = ctx;
+	pc->done = done;
+	pc->arg = arg;
+	sqe = nd_shard_sqe(s);
+	io_uring_prep_connect(sqe, pc->fd, (struct sockaddr *)&pc->addr,
+			      addrlen);
+	io_uring_sqe_set_data64(sqe, ND_UD(&pc->op, ND_TAG_OP));
 	return 0;
 }
 
@@ -272,7 +332,7 @@ static void send_tx(struct nd_conn *c)
 			   MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, ND_UD(c, ND_TAG_SEND));
 	c->flags |= ND_CONN_SENDING;
-	c->ops++;
+	c->inflight++;
 	c->shard->st.sends++;
 }
 
@@ -313,7 +373,7 @@ void nd_conn_on_send(struct nd_conn *c, struct io_uring_cqe *cqe)
 {
 	struct nd_shard *s = c->shard;
 
-	c->ops--;
+	c->inflight--;
 	c->flags &= ~ND_CONN_SENDING;
 	if (c->flags & ND_CONN_DEAD)
 		return;
@@ -351,7 +411,7 @@ void nd_conn_on_recv(struct nd_conn *c, struct io_uring_cqe *cqe)
 
 	if (!(cqe->flags & IORING_CQE_F_MORE)) {
 		c->flags &= ~ND_CONN_RECV_ARMED;
-		c->ops--;
+		c->inflight--;
 	}
 	if (cqe->flags & IORING_CQE_F_BUFFER) {
 		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
@@ -434,7 +494,7 @@ static void conn_free(struct nd_conn *c)
 {
 	struct nd_shard *s = c->shard;
 
-	nd_conn_proto->close(c);
+	c->ops->close(c);
 	close(c->fd);
 	nd_list_del(&c->link);
 	free(c->in);
@@ -454,7 +514,7 @@ void nd_conn_reap(struct nd_shard *s)
 		struct nd_conn *c = nd_container_of(n, struct nd_conn, link);
 
 		next = n->next;
-		if (!c->ops)
+		if (!c->inflight)
 			conn_free(c);
 	}
 }
@@ -481,7 +541,7 @@ void nd_conn_sweep(struct nd_shard *s)
 			break; /* ordered by activity: the rest are younger */
 		if (c->flags & ND_CONN_CLOSING)
 			continue;
-		nd_conn_proto->idle(c);
+		c->ops->idle(c);
 		nd_conn_close(c, true);
 	}
 }
@@ -496,7 +556,7 @@ void nd_conn_drain_all(struct nd_shard *s)
 		next = n->next;
 		if (c->flags & ND_CONN_CLOSING)
 			continue;
-		nd_conn_proto->drain(c);
+		c->ops->drain(c);
 		nd_conn_close(c, true);
 	}
 }

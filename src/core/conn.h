@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "core/list.h"
 #include "core/shard.h"
@@ -31,11 +32,15 @@ enum {
 	ND_CONN_OVERLOAD = 1 << 7,    /* over max_conns: refuse in ops->open */
 };
 
+struct nd_conn_ops;
+
 struct nd_conn {
 	struct nd_shard *shard;
+	const struct nd_conn_ops *ops;  /* the protocol on top */
+	void *ctx;                    /* the protocol's, from nd_conn_adopt */
 	int fd;
 	unsigned flags;
-	unsigned ops;                 /* io_uring operations referring to us */
+	unsigned inflight;            /* io_uring operations referring to us */
 	uint64_t last_active_ms;
 	uint64_t stall_since_ms;
 	struct nd_list link;          /* shard->conns, by activity */
@@ -70,16 +75,32 @@ struct nd_conn_ops {
 	void (*close)(struct nd_conn *c);
 };
 
-extern const struct nd_conn_ops *nd_conn_proto;
-
 static inline void *nd_conn_state(struct nd_conn *c)
 {
 	return c + 1;
 }
 
-/* Takes ownership of fd and starts reading. With overload, ops->open sees
- * ND_CONN_OVERLOAD and refuses the peer. Returns 0 or -errno (fd closed). */
-int nd_conn_adopt(struct nd_shard *s, int fd, bool overload);
+/*
+ * Takes ownership of fd, runs ops->open and starts reading; ctx is left in
+ * c->ctx for the protocol. With overload, ops->open sees ND_CONN_OVERLOAD and
+ * refuses the peer. Returns the connection, or NULL (fd closed) when out of
+ * memory. The connection may already be closing when returned.
+ */
+struct nd_conn *nd_conn_adopt(struct nd_shard *s, int fd,
+			      const struct nd_conn_ops *ops, void *ctx,
+			      bool overload);
+
+/*
+ * Connects to addr from shard s with io_uring. done(arg, c, 0) runs with the
+ * adopted connection (ops/ctx as for nd_conn_adopt), or done(arg, NULL, err)
+ * when the socket or the connect failed (err is -errno). Returns 0 when the
+ * attempt started (done will run exactly once), or -errno.
+ */
+int nd_conn_connect(struct nd_shard *s, const struct sockaddr_storage *addr,
+		    socklen_t addrlen, const struct nd_conn_ops *ops,
+		    void *ctx,
+		    void (*done)(void *arg, struct nd_conn *c, int err),
+		    void *arg);
 
 /* May the protocol consume more input now (not paused, not closing)? */
 static inline bool nd_conn_readable(const struct nd_conn *c)

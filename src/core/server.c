@@ -189,6 +189,8 @@ int nd_server_init(struct nd_server *srv, const struct nd_config *cfg)
 	if (ret)
 		return ret;
 	raise_nofile(&srv->cfg);
+	if (!strcmp(srv->cfg.listen, "") || !strcmp(srv->cfg.listen, "none"))
+		return 0;
 	if (nd_parse_addr(srv->cfg.listen, &srv->addr, &alen)) {
 		fprintf(stderr, "noded: bad --listen address '%s' "
 			"(want HOST:PORT)\n", srv->cfg.listen);

@@ -20,18 +20,26 @@
 #include "core/config.h"
 #include "core/shard.h"
 
+struct nd_conn_ops;
+
 struct nd_server {
 	struct nd_config cfg;
 	struct nd_shard *shards;
 	unsigned nshards;
 	int listen_fd;
 	struct sockaddr_storage addr;   /* bound address (port 0 resolved) */
+	const struct nd_conn_ops *proto;  /* accepted connections speak it */
+	/* Runs on each shard's thread once it is set up (the node service
+	 * attaches itself here). */
+	void (*shard_start)(struct nd_shard *s, void *arg);
+	void *shard_start_arg;
 	atomic_bool stop;
 	sem_t started;                  /* posted by each shard after set-up */
 };
 
 /*
- * Checks io_uring, raises RLIMIT_NOFILE for max_conns, binds and listens.
+ * Checks io_uring, raises RLIMIT_NOFILE for max_conns, binds and listens
+ * (cfg->listen "" or "none": no listener, for a worker).
  * cfg is copied (its strings must outlive the server). Prints why on failure:
  * ND_EURING when io_uring cannot be used, ND_EADDR for a bad address, or
  * -errno.

@@ -162,7 +162,7 @@ static void adopt_msg(struct nd_shard *to, void *arg)
 {
 	struct handoff *h = arg;
 
-	nd_conn_adopt(to, h->fd, h->overload);
+	nd_conn_adopt(to, h->fd, to->srv->proto, NULL, h->overload);
 	free(h);
 }
 
@@ -241,9 +241,12 @@ static void start_drain(struct nd_shard *s)
 static void on_tick(struct nd_shard *s)
 {
 	nd_conn_sweep(s);
+	if (s->svc_tick)
+		s->svc_tick(s);
 	if (s->draining && s->now_ms >= s->drain_deadline_ms)
 		nd_conn_kill_all(s);
-	if (s->id == 0 && !s->accept_armed && !s->draining)
+	if (s->id == 0 && s->srv->listen_fd >= 0 && !s->accept_armed &&
+	    !s->draining)
 		arm_accept(s);
 	arm_timer(s);
 }
@@ -267,6 +270,9 @@ static void dispatch(struct nd_shard *s, struct io_uring_cqe *cqe)
 		break;
 	case ND_TAG_TIMER:
 		on_tick(s);
+		break;
+	case ND_TAG_OP:
+		((struct nd_op *)p)->cb(s, p, cqe);
 		break;
 	case ND_TAG_WAKE:
 		if (atomic_load(&s->srv->stop))
@@ -353,11 +359,14 @@ void *nd__shard_main(void *arg)
 		return NULL;
 	arm_wake(s);
 	arm_timer(s);
-	if (s->id == 0)
+	if (s->id == 0 && s->srv->listen_fd >= 0)
 		arm_accept(s);
+	if (s->srv->shard_start)
+		s->srv->shard_start(s, s->srv->shard_start_arg);
 	for (;;) {
 		nd_conn_flush_all(s);
-		if (s->draining && s->nconns == 0)
+		if (s->draining && s->nconns == 0 &&
+		    !(s->svc_drain && s->svc_drain(s)))
 			break;
 		ret = io_uring_submit_and_wait(&s->ring, 1);
 		if (ret < 0 && ret != -EINTR && ret != -EBUSY && ret != -ETIME) {

@@ -31,6 +31,17 @@ enum nd_tag {
 	ND_TAG_MSG,         /* cross-shard message; pointer: struct nd_msg */
 	ND_TAG_TIMER,       /* periodic sweep */
 	ND_TAG_WAKE,        /* eventfd read: the main thread wants attention */
+	ND_TAG_OP,          /* pointer: struct nd_op, whose callback runs */
+};
+
+/*
+ * A one-off operation with its own completion callback (connects, helper
+ * sockets, pipes, timers of the node service). Embed it in the operation's
+ * context and use ND_UD(&ctx->op, ND_TAG_OP) as user_data.
+ */
+struct nd_op {
+	void (*cb)(struct nd_shard *s, struct nd_op *op,
+		   struct io_uring_cqe *cqe);
 };
 
 #define ND_TAG_MASK 7u
@@ -86,6 +97,13 @@ struct nd_shard {
 	uint64_t drain_deadline_ms;
 	bool accept_armed;
 	struct __kernel_timespec tick;
+
+	/* What runs on this shard besides connections (the node service):
+	 * start after set-up, tick every 250 ms, drain on SIGTERM (return
+	 * true while it still has work to finish). */
+	void *svc;
+	void (*svc_tick)(struct nd_shard *s);
+	bool (*svc_drain)(struct nd_shard *s);
 
 	struct nd_shard_stats st;
 };

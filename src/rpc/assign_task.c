@@ -3,6 +3,10 @@
  * worker. One per connection. It opens with an AssignTaskOpen item and stays
  * open until the worker cancels it, the connection ends or the server drains.
  */
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/service.h"
 #include "rpc/server.h"
 
 void nd__rpc_assign_task(struct nd_conn *c, const Noded__Frame *f)
@@ -21,6 +25,16 @@ void nd__rpc_assign_task(struct nd_conn *c, const Noded__Frame *f)
 	}
 	rc->stream_open = true;
 	rc->stream_id = f->id;
+	if (!rc->stream_node && strlen(f->assign_task->node_name) <= ND_NAME_MAX) {
+		const char *name = f->assign_task->node_name[0] ?
+					   f->assign_task->node_name :
+					   rc->peer_name;
+
+		rc->stream_node = name && name[0] ? strdup(name) : NULL;
+		if (rc->stream_node)
+			nd_svc_stream_opened(c->shard, rc->stream_node,
+					     rc->serial);
+	}
 	open.heartbeat_interval_ms = cfg->heartbeat_ms;
 	open.heartbeat_timeout_ms = cfg->heartbeat_timeout_ms;
 	r.id = f->id;

@@ -777,8 +777,8 @@ int nd_client_adopt(struct nd_client **out, int fd,
 		goto err_free_client;
 	/* The blocking helpers rely on nonblocking reads and writes; an
 	 * io_uring driver does not mind either way. */
-	fl = fcntl(fd, F_GETFL);
-	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+	fl = fd < 0 ? 0 : fcntl(fd, F_GETFL);
+	if (fl < 0 || (fd >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) {
 		r = -errno;
 		goto err_free_name;
 	}
@@ -795,7 +795,8 @@ err_free_name:
 err_free_client:
 	free(c);
 err_close_fd:
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	return r;
 }
 
@@ -804,7 +805,8 @@ void nd_client_close(struct nd_client *c)
 	if (!c)
 		return;
 	fail_all(c, -ECANCELED, -ECANCELED, NULL, NULL, 0);
-	close(c->fd);
+	if (c->fd >= 0)
+		close(c->fd);
 	free(c->out);
 	free(c->in);
 	free(c->server_name);

@@ -1,8 +1,12 @@
 /* Frame parsing and method dispatch for server connections: see server.h. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
+#include "node/service.h"
 #include "noded/errors.h"
 #include "rpc/server.h"
 
@@ -85,9 +89,14 @@ static void on_frame(struct nd_conn *c, const uint8_t *body, size_t len)
 			     nd_frame_method_name(f->body_case));
 		return;
 	}
+	rc->body = body;
+	rc->body_len = len;
 	switch (f->body_case) {
 	case NODED__FRAME__BODY_PING:
 		nd__rpc_ping(c, f);
+		break;
+	case NODED__FRAME__BODY_LIST_NODES:
+		nd_svc_forward(c, body, len);
 		break;
 	case NODED__FRAME__BODY_HELLO:
 		nd__rpc_hello(c, f);
@@ -141,8 +150,38 @@ static size_t rpc_data(struct nd_conn *c, const uint8_t *p, size_t len)
 	return off;
 }
 
+/* "HOST:PORT" of the peer, for the node registry. */
+static void peer_name(int fd, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	buf[0] = '\0';
+	if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl))
+		return;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		port = ntohs(a->sin_port);
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		port = ntohs(a->sin6_port);
+	}
+	snprintf(buf, len, "%s:%u", host, port);
+}
+
 static void rpc_open(struct nd_conn *c)
 {
+	struct nd_rpc_conn *rc = nd_rpc(c);
+
+	nd_list_init(&rc->tickets);
+	rc->serial = (uint64_t)c->shard->id << 48 | c->shard->st.accepted;
+	peer_name(c->fd, rc->peer, sizeof(rc->peer));
 	if (c->flags & ND_CONN_OVERLOAD)
 		nd_rpc_fatal(c, 0, NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
 			     "too many connections (--max-conns %u)",
@@ -167,11 +206,14 @@ static void rpc_close(struct nd_conn *c)
 {
 	struct nd_rpc_conn *rc = nd_rpc(c);
 
+	nd_svc_conn_closed(c);
+	if (rc->stream_node)
+		nd_svc_stream_closed(c->shard, rc->stream_node, rc->serial);
+	free(rc->stream_node);
 	free(rc->peer_name);
-	free(rc->status);
 }
 
-static const struct nd_conn_ops rpc_ops = {
+const struct nd_conn_ops nd_rpc_server_ops = {
 	.state_size = sizeof(struct nd_rpc_conn),
 	.open = rpc_open,
 	.data = rpc_data,
@@ -179,8 +221,3 @@ static const struct nd_conn_ops rpc_ops = {
 	.drain = rpc_drain,
 	.close = rpc_close,
 };
-
-void nd_rpc_install(void)
-{
-	nd_conn_proto = &rpc_ops;
-}

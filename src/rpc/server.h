@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "core/conn.h"
+#include "core/list.h"
 #include "noded/wire.h"
 
 /* Protocol state of one connection (nd_conn_state(c)). */
@@ -20,16 +21,20 @@ struct nd_rpc_conn {
 	bool hello;                  /* handshake done */
 	bool stream_open;            /* an AssignTask stream is open */
 	uint64_t stream_id;
+	char *stream_node;           /* the node that stream registered; owned */
 	Noded__Role peer_role;
 	char *peer_name;             /* from Hello; owned */
-	uint8_t *status;             /* last NodeStatus, packed; owned */
-	size_t status_len;
+	uint64_t serial;             /* unique across shards, for the service */
+	char peer[64];               /* "HOST:PORT" of the other end */
+	struct nd_list tickets;      /* requests forwarded to the service */
+	const uint8_t *body;         /* the frame being handled, packed */
+	size_t body_len;
 };
 
 #define ND_NAME_MAX 253
 
-/* Makes this protocol the one new connections speak. */
-void nd_rpc_install(void);
+/* The server side of the noded protocol, for nd_conn_adopt/nd_server. */
+extern const struct nd_conn_ops nd_rpc_server_ops;
 
 static inline struct nd_rpc_conn *nd_rpc(struct nd_conn *c)
 {

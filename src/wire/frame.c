@@ -64,6 +64,20 @@ const char *nd_frame_method_name(Noded__Frame__BodyCase c)
 	case NODED__FRAME__BODY_ASSIGN_TASK: return "assign_task";
 	case NODED__FRAME__BODY_ASSIGN_OPEN: return "assign_open";
 	case NODED__FRAME__BODY_TASK: return "task";
+	case NODED__FRAME__BODY_SUBMIT: return "submit";
+	case NODED__FRAME__BODY_SUBMIT_REPLY: return "submit_reply";
+	case NODED__FRAME__BODY_GET_TASK: return "get_task";
+	case NODED__FRAME__BODY_TASK_RECORD: return "task_record";
+	case NODED__FRAME__BODY_LIST_TASKS: return "list_tasks";
+	case NODED__FRAME__BODY_TASK_LIST: return "task_list";
+	case NODED__FRAME__BODY_WATCH: return "watch";
+	case NODED__FRAME__BODY_OUTPUT: return "output";
+	case NODED__FRAME__BODY_CANCEL_TASK: return "cancel_task";
+	case NODED__FRAME__BODY_LIST_NODES: return "list_nodes";
+	case NODED__FRAME__BODY_NODE_LIST: return "node_list";
+	case NODED__FRAME__BODY_TASK_UPDATE: return "task_update";
+	case NODED__FRAME__BODY_TASK_CANCEL: return "task_cancel";
+	case NODED__FRAME__BODY_ACK: return "ack";
 	case NODED__FRAME__BODY__NOT_SET: return "none";
 	default: return "unknown";
 	}

@@ -14,11 +14,13 @@
 
 #include "core/conn.h"
 #include "core/server.h"
+#include "node/service.h"
 #include "rpc/server.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct nd_shard s;
+static struct nd_server srv;
 static struct nd_config cfg;
 
 static void setup(void)
@@ -39,7 +41,11 @@ static void setup(void)
 	nd_list_init(&s.rearm);
 	nd_list_init(&s.stalled);
 	nd_list_init(&s.dead);
-	nd_rpc_install();
+	/* A one-shard server, so node-service requests reach the service. */
+	srv.shards = &s;
+	srv.nshards = 1;
+	s.srv = &srv;
+	nd_svc_shard_start(&s, NULL);
 }
 
 /* Drops whatever the kernel answered for the SQEs we queued (fd -1). */
@@ -90,9 +96,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	data++;
 	size--;
 	s.now_ms = nd_now_ms();
-	if (nd_conn_adopt(&s, -1, false))
+	c = nd_conn_adopt(&s, -1, &nd_rpc_server_ops, NULL, false);
+	if (!c)
 		abort();
-	c = nd_container_of(s.conns.prev, struct nd_conn, link);
 	for (off = 0; off < size; off += n) {
 		settle(c);
 		if (!(c->flags & ND_CONN_RECV_ARMED))

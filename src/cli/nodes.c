@@ -1,0 +1,141 @@
+/* noded nodes: the master's node registry, as a table or JSON. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "cli/cli.h"
+#include "noded/client.h"
+
+static const char *state_name(Noded__NodeState s)
+{
+	switch (s) {
+	case NODED__NODE_STATE__NODE_ALIVE: return "ALIVE";
+	case NODED__NODE_STATE__NODE_SUSPECT: return "SUSPECT";
+	case NODED__NODE_STATE__NODE_DEAD: return "DEAD";
+	default: return "UNKNOWN";
+	}
+}
+
+static json_t *node_json(const Noded__NodeInfo *n)
+{
+	json_t *labels = json_object();
+
+	for (size_t i = 0; i < n->n_labels; i++)
+		json_object_set_new(labels, n->labels[i]->key,
+				    json_string(n->labels[i]->value));
+	return json_pack("{s:s, s:s, s:o, s:s, s:f, s:I, s:I, s:i, s:i, s:i, "
+			 "s:I}",
+			 "name", n->name, "address", n->address,
+			 "labels", labels, "state", state_name(n->state),
+			 "load1", n->load1,
+			 "mem_total_bytes", (json_int_t)n->mem_total_bytes,
+			 "mem_available_bytes",
+			 (json_int_t)n->mem_available_bytes,
+			 "slots_total", (int)n->slots_total,
+			 "slots_free", (int)n->slots_free,
+			 "running_tasks", (int)n->running_tasks,
+			 "last_heartbeat_unix_ms",
+			 (json_int_t)n->last_heartbeat_unix_ms);
+}
+
+static void print_table(const Noded__NodeList *nl)
+{
+	struct timespec now;
+	uint64_t now_ms;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	now_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+	printf("%-20s %-21s %-8s %6s %11s %7s %9s  %s\n", "NAME", "ADDRESS",
+	       "STATE", "LOAD", "FREE/SLOTS", "RUNNING", "HEARTBEAT", "LABELS");
+	for (size_t i = 0; i < nl->n_nodes; i++) {
+		const Noded__NodeInfo *n = nl->nodes[i];
+		char slots[32], ago[32];
+
+		snprintf(slots, sizeof(slots), "%u/%u", n->slots_free,
+			 n->slots_total);
+		if (n->last_heartbeat_unix_ms && now_ms >= n->last_heartbeat_unix_ms)
+			snprintf(ago, sizeof(ago), "%.1fs ago",
+				 (double)(now_ms - n->last_heartbeat_unix_ms) /
+					 1000);
+		else
+			snprintf(ago, sizeof(ago), "never");
+		printf("%-20s %-21s %-8s %6.2f %11s %7u %9s  ", n->name,
+		       n->address, state_name(n->state), n->load1, slots,
+		       n->running_tasks, ago);
+		for (size_t j = 0; j < n->n_labels; j++)
+			printf("%s%s=%s", j ? "," : "", n->labels[j]->key,
+			       n->labels[j]->value);
+		printf("\n");
+	}
+}
+
+int nd_cli_nodes(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "master", required_argument, NULL, 'm' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *master = ND_CLI_MASTER;
+	Noded__Frame req = NODED__FRAME__INIT, *reply = NULL;
+	Noded__NodeListRequest lr = NODED__NODE_LIST_REQUEST__INIT;
+	struct nd_client *c;
+	bool json = false;
+	int o, r;
+
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'm':
+			master = optarg;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			printf("usage: noded nodes [--master HOST:PORT] [--json]\n");
+			return 0;
+		default:
+			fprintf(stderr, "usage: noded nodes [--master HOST:PORT] "
+				"[--json]\n");
+			return 2;
+		}
+	}
+	r = nd_client_connect(&c, master, NULL);
+	if (r) {
+		fprintf(stderr, "noded: cannot reach the master %s: %s\n",
+			master, nd_strerror(r));
+		return 1;
+	}
+	req.body_case = NODED__FRAME__BODY_LIST_NODES;
+	req.list_nodes = &lr;
+	r = nd_client_call(c, &req, &reply, 10000);
+	if (r || reply->body_case != NODED__FRAME__BODY_NODE_LIST) {
+		fprintf(stderr, "noded: list nodes: %s\n",
+			r == ND_EREMOTE && reply && reply->error ?
+				reply->error->message : nd_strerror(r ? r : ND_EPROTO));
+		nd_frame_free(reply, NULL);
+		nd_client_close(c);
+		return 1;
+	}
+	if (json) {
+		json_t *arr = json_array();
+
+		for (size_t i = 0; i < reply->node_list->n_nodes; i++)
+			json_array_append_new(arr,
+					      node_json(reply->node_list->nodes[i]));
+		json_dumpf(arr, stdout, JSON_INDENT(2));
+		printf("\n");
+		json_decref(arr);
+	} else {
+		print_table(reply->node_list);
+	}
+	nd_frame_free(reply, NULL);
+	nd_client_close(c);
+	return 0;
+}

@@ -1,0 +1,56 @@
+/*
+ * The exec helper pool: small helper processes that spawn commands for the
+ * shards, so a shard never blocks in fork/exec. See ../shared/DESIGN.md,
+ * "Running commands".
+ *
+ * A helper is `noded exec-helper` (this same binary, re-executed), connected
+ * to its shard by a SOCK_SEQPACKET socket on fd 3. The shard sends
+ * ExecRequest messages (proto/noded.proto), one per datagram; the helper
+ * answers with ExecEvent messages: ExecStarted (with the read ends of the
+ * command's stdout and stderr pipes attached as SCM_RIGHTS) and, when the
+ * command ends, ExecExited. The shard reads the pipes itself.
+ *
+ * Everything in this header is implemented in src/exec/.
+ */
+#ifndef ND_EXEC_H
+#define ND_EXEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "noded.pb-c.h"
+
+/* Largest ExecRequest/ExecEvent datagram (an argv/env larger is refused). */
+#define ND_EXEC_MSG_MAX (256 * 1024)
+
+/*
+ * Starts one helper: `exe exec-helper` with one end of a new SOCK_SEQPACKET
+ * socketpair as its fd 3. exe is the noded binary ("/proc/self/exe" in the
+ * daemon). Safe to call from a threaded process (posix_spawn). On success
+ * *fd is our end (close-on-exec, blocking) and *pid the helper's pid.
+ * Returns 0 or -errno.
+ */
+int nd_exec_helper_spawn(const char *exe, int *fd, pid_t *pid);
+
+/* The helper process's main loop on socket fd; returns the exit status.
+ * Runs until the socket closes (EOF), then kills what it still runs. */
+int nd_exec_helper_main(int fd);
+
+/*
+ * Encodes a request into buf (cap bytes). Returns its length, or -EMSGSIZE
+ * when it does not fit.
+ */
+ssize_t nd_exec_encode_request(const Noded__ExecRequest *r, uint8_t *buf,
+			       size_t cap);
+
+/*
+ * Decodes an event datagram. fds/nfds are the descriptors that came with it
+ * (SCM_RIGHTS), which the caller owns in any case. Returns NULL when the bytes
+ * are not an ExecEvent, or an ExecStarted came without exactly two fds.
+ * Free with noded__exec_event__free_unpacked(ev, NULL).
+ */
+Noded__ExecEvent *nd_exec_decode_event(const uint8_t *buf, size_t len,
+				       int nfds);
+
+#endif

@@ -1,0 +1,313 @@
+/*
+ * The worker: see worker.h. All of it runs on the worker's one shard.
+ *
+ * Connection life: connect -> Hello -> AssignTask (the master answers with
+ * assign_open: registered) -> ReportStatus every heartbeat. When the
+ * connection ends, or a connect fails, it retries after a backoff that
+ * doubles from 100 ms to 5 s (with jitter, so a fleet does not reconnect in
+ * step after a master restart) and resets once registered again.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include "core/conn.h"
+#include "core/server.h"
+#include "node/worker.h"
+#include "rpc/peer.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+struct worker {
+	const struct nd_worker_cfg *wc;
+	struct nd_shard *s;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	struct nd_peer_hooks hooks;
+	struct nd_conn *conn;          /* NULL while disconnected */
+	bool connecting;
+	bool registered;
+	bool warned;                   /* said that the master is away */
+	uint64_t next_attempt_ms;
+	uint32_t backoff_ms;
+	uint32_t heartbeat_ms;
+	uint64_t last_report_ms;
+	uint64_t started_ms;
+	Noded__NodeStatus__LabelsEntry *label_v;
+	Noded__NodeStatus__LabelsEntry **label_p;
+	char **label_kv;               /* split copies of wc->labels */
+};
+
+static void schedule_retry(struct worker *w)
+{
+	uint32_t jitter = (uint32_t)rand() % (w->backoff_ms / 2 + 1);
+
+	w->next_attempt_ms = w->s->now_ms + w->backoff_ms / 2 + jitter;
+	w->backoff_ms = w->backoff_ms * 2 > BACKOFF_MAX_MS ?
+				BACKOFF_MAX_MS : w->backoff_ms * 2;
+}
+
+/* MemAvailable from /proc/meminfo (a procfs read never waits on a disk). */
+static uint64_t mem_available(void)
+{
+	char buf[4096];
+	unsigned long long kib = 0;
+	const char *p;
+	ssize_t n;
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	if (!f)
+		return 0;
+	n = (ssize_t)fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	p = strstr(buf, "MemAvailable:");
+	if (p)
+		sscanf(p + 13, "%llu", &kib);
+	return (uint64_t)kib * 1024;
+}
+
+static void report(struct worker *w)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__NodeStatus ns = NODED__NODE_STATUS__INIT;
+	struct sysinfo si;
+	double load[3] = { 0 };
+	uint64_t total = 0;
+
+	if (!w->conn)
+		return;
+	if (sysinfo(&si) == 0)
+		total = (uint64_t)si.totalram * si.mem_unit;
+	getloadavg(load, 3);
+	ns.name = (char *)w->wc->name;
+	ns.n_labels = w->wc->nlabels;
+	ns.labels = w->label_p;
+	ns.load1 = load[0];
+	ns.load5 = load[1];
+	ns.load15 = load[2];
+	ns.mem_total_bytes = total;
+	ns.mem_available_bytes = mem_available();
+	if (ns.mem_available_bytes > total)
+		ns.mem_available_bytes = total;
+	ns.slots_total = w->wc->slots;
+	ns.slots_free = w->wc->slots;
+	ns.uptime_ms = w->s->now_ms - w->started_ms;
+	f.body_case = NODED__FRAME__BODY_REPORT_STATUS;
+	f.report_status = &ns;
+	nd_client_start(nd_peer_client(w->conn), &f, NULL, NULL);
+	nd_peer_flush(w->conn);
+	w->last_report_ms = w->s->now_ms;
+}
+
+static void on_hello(struct nd_client *cl, int status, const Noded__Frame *f,
+		     bool done, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)cl;
+	(void)done;
+	if (status && status != -ECANCELED) {
+		fprintf(stderr, "noded: worker: master refused hello: %s\n",
+			status == ND_EREMOTE && f && f->error ?
+				f->error->message : nd_strerror(status));
+		if (w->conn)
+			nd_conn_close(w->conn, false);
+	}
+}
+
+/* Items of our AssignTask stream. */
+static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
+		      bool done, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)cl;
+	if (status == 0 && f->body_case == NODED__FRAME__BODY_ASSIGN_OPEN) {
+		w->registered = true;
+		w->backoff_ms = BACKOFF_MIN_MS;
+		if (f->assign_open->heartbeat_interval_ms)
+			w->heartbeat_ms = f->assign_open->heartbeat_interval_ms;
+		fprintf(stderr, "noded: worker %s registered with %s\n",
+			w->wc->name, w->wc->master);
+		w->warned = false;
+		report(w);
+		return;
+	}
+	if (done && status != -ECANCELED && w->conn) {
+		fprintf(stderr, "noded: worker: master ended the task stream: %s\n",
+			status == ND_EREMOTE && f && f->error ?
+				f->error->message : nd_strerror(status));
+		nd_conn_close(w->conn, false);
+	}
+}
+
+static void opened(struct nd_conn *c, struct nd_client *cl, void *arg)
+{
+	struct worker *w = arg;
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__AssignTaskRequest ar = NODED__ASSIGN_TASK_REQUEST__INIT;
+
+	w->conn = c;
+	nd_client_hello(cl, on_hello, w);
+	ar.node_name = (char *)w->wc->name;
+	f.body_case = NODED__FRAME__BODY_ASSIGN_TASK;
+	f.assign_task = &ar;
+	nd_client_start(cl, &f, on_assign, w);
+}
+
+static void closed(void *arg)
+{
+	struct worker *w = arg;
+
+	w->conn = NULL;
+	w->registered = false;
+	if (w->s->draining)
+		return;
+	fprintf(stderr, "noded: worker: lost the master %s; reconnecting\n",
+		w->wc->master);
+	w->warned = true;
+	schedule_retry(w);
+}
+
+static void connect_done(void *arg, struct nd_conn *c, int err)
+{
+	struct worker *w = arg;
+
+	w->connecting = false;
+	if (!err)
+		return; /* opened() ran */
+	if (!w->warned) {
+		fprintf(stderr, "noded: worker: cannot reach the master %s: %s; "
+			"retrying\n", w->wc->master, strerror(-err));
+		w->warned = true;
+	}
+	if (!w->s->draining)
+		schedule_retry(w);
+}
+
+static void tick(struct nd_shard *s)
+{
+	struct worker *w = s->svc;
+	int r;
+
+	if (s->draining)
+		return;
+	if (!w->conn && !w->connecting && s->now_ms >= w->next_attempt_ms) {
+		r = nd_conn_connect(s, &w->addr, w->addrlen, &nd_peer_ops,
+				    &w->hooks, connect_done, w);
+		if (r == 0)
+			w->connecting = true;
+		else
+			connect_done(w, NULL, r);
+	}
+	if (w->registered && s->now_ms - w->last_report_ms >= w->heartbeat_ms)
+		report(w);
+}
+
+/* While a connect is in flight the shard must not stop under it. */
+static bool drain(struct nd_shard *s)
+{
+	struct worker *w = s->svc;
+
+	return w->connecting;
+}
+
+static void worker_start(struct nd_shard *s, void *arg)
+{
+	struct worker *w = arg;
+
+	w->s = s;
+	w->started_ms = s->now_ms;
+	s->svc = w;
+	s->svc_tick = tick;
+	s->svc_drain = drain;
+	tick(s);
+}
+
+/* Splits "K=V" labels into the NodeStatus map entries. */
+static int labels_init(struct worker *w)
+{
+	size_t n = w->wc->nlabels;
+
+	w->label_v = calloc(n ? n : 1, sizeof(*w->label_v));
+	w->label_p = calloc(n ? n : 1, sizeof(*w->label_p));
+	w->label_kv = calloc(n ? n : 1, sizeof(*w->label_kv));
+	if (!w->label_v || !w->label_p || !w->label_kv)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		char *eq;
+
+		w->label_kv[i] = strdup(w->wc->labels[i]);
+		if (!w->label_kv[i])
+			return -ENOMEM;
+		eq = strchr(w->label_kv[i], '=');
+		if (!eq || eq == w->label_kv[i])
+			return -EINVAL;
+		*eq = '\0';
+		noded__node_status__labels_entry__init(&w->label_v[i]);
+		w->label_v[i].key = w->label_kv[i];
+		w->label_v[i].value = eq + 1;
+		w->label_p[i] = &w->label_v[i];
+	}
+	return 0;
+}
+
+static void labels_free(struct worker *w)
+{
+	for (size_t i = 0; w->label_kv && i < w->wc->nlabels; i++)
+		free(w->label_kv[i]);
+	free(w->label_kv);
+	free(w->label_v);
+	free(w->label_p);
+}
+
+int nd_worker_run(const struct nd_worker_cfg *wc)
+{
+	struct nd_config cfg = { 0 };
+	struct nd_server srv;
+	struct worker w = { 0 };
+	int ret = 1;
+
+	w.wc = wc;
+	w.backoff_ms = BACKOFF_MIN_MS;
+	w.heartbeat_ms = 1000;
+	if (labels_init(&w)) {
+		fprintf(stderr, "noded worker: labels must be KEY=VALUE\n");
+		goto out;
+	}
+	if (nd_parse_addr(wc->master, &w.addr, &w.addrlen)) {
+		fprintf(stderr, "noded worker: bad --master address '%s' "
+			"(want HOST:PORT)\n", wc->master);
+		goto out;
+	}
+	w.hooks.opts.node_name = wc->name;
+	w.hooks.opts.role = NODED__ROLE__ROLE_WORKER;
+	w.hooks.opened = opened;
+	w.hooks.closed = closed;
+	w.hooks.arg = &w;
+	srand((unsigned)getpid());
+
+	cfg.listen = "none";
+	cfg.shards = 1;
+	cfg.max_conns = 64;
+	cfg.name = wc->name;
+	cfg.idle_timeout_ms = 0;
+	if (nd_server_init(&srv, &cfg))
+		goto out;
+	srv.shard_start = worker_start;
+	srv.shard_start_arg = &w;
+	fprintf(stderr, "noded: worker %s, master %s, %u slots\n", wc->name,
+		wc->master, wc->slots);
+	ret = nd_server_run(&srv) ? 1 : 0;
+	nd_server_close(&srv);
+out:
+	labels_free(&w);
+	return ret;
+}

@@ -1,0 +1,22 @@
+/*
+ * `noded worker`: keeps a connection to the master (reconnecting with
+ * backoff), registers on an AssignTask stream, and reports its status every
+ * heartbeat interval. Runs one shard with no listener.
+ */
+#ifndef ND_NODE_WORKER_H
+#define ND_NODE_WORKER_H
+
+#include <stddef.h>
+
+struct nd_worker_cfg {
+	const char *master;        /* "HOST:PORT" */
+	const char *name;          /* default: host name */
+	const char **labels;       /* "KEY=VALUE" each */
+	size_t nlabels;
+	unsigned slots;            /* default: number of CPUs */
+};
+
+/* Runs until SIGINT/SIGTERM; returns the process exit status. */
+int nd_worker_run(const struct nd_worker_cfg *wc);
+
+#endif
