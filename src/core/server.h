@@ -34,6 +34,7 @@ struct nd_server {
 	void (*shard_start)(struct nd_shard *s, void *arg);
 	void *shard_start_arg;
 	atomic_bool stop;
+	atomic_uint drained;            /* shards done draining */
 	sem_t started;                  /* posted by each shard after set-up */
 };
 

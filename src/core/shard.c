@@ -343,6 +343,43 @@ static void shard_teardown(struct nd_shard *s)
 	free(s->bufs);
 }
 
+/* Handles every completion there is now, without waiting. */
+static void reap_now(struct nd_shard *s)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	io_uring_get_events(&s->ring); /* runs deferred task work */
+	io_uring_for_each_cqe(&s->ring, head, cqe) {
+		dispatch(s, cqe);
+		n++;
+	}
+	io_uring_cq_advance(&s->ring, n);
+	nd_conn_reap(s);
+	nd_arena_reset(&s->arena);
+}
+
+/*
+ * The drain barrier: a shard with nothing left counts itself drained, but
+ * keeps serving messages until every shard has, because another shard's last
+ * connections may still post to it (a closing worker stream, a ticket
+ * reply). Our own queued messages are submitted before we count ourselves,
+ * so once all have counted, one last pass without waiting finds whatever was
+ * sent to us.
+ */
+static bool all_drained(struct nd_shard *s)
+{
+	if (!s->drained) {
+		io_uring_submit(&s->ring);
+		s->drained = true;
+		atomic_fetch_add(&s->srv->drained, 1);
+	}
+	if (atomic_load(&s->srv->drained) < s->srv->nshards)
+		return false;
+	reap_now(s);
+	return true;
+}
+
 void *nd__shard_main(void *arg);
 
 void *nd__shard_main(void *arg)
@@ -366,7 +403,7 @@ void *nd__shard_main(void *arg)
 	for (;;) {
 		nd_conn_flush_all(s);
 		if (s->draining && s->nconns == 0 &&
-		    !(s->svc_drain && s->svc_drain(s)))
+		    !(s->svc_drain && s->svc_drain(s)) && all_drained(s))
 			break;
 		ret = io_uring_submit_and_wait(&s->ring, 1);
 		if (ret < 0 && ret != -EINTR && ret != -EBUSY && ret != -ETIME) {
@@ -389,6 +426,8 @@ void *nd__shard_main(void *arg)
 		nd_arena_reset(&s->arena);
 		s->st.loops++;
 	}
+	if (s->svc_stop)
+		s->svc_stop(s);
 	shard_teardown(s);
 	return NULL;
 }

@@ -100,10 +100,13 @@ struct nd_shard {
 
 	/* What runs on this shard besides connections (the node service):
 	 * start after set-up, tick every 250 ms, drain on SIGTERM (return
-	 * true while it still has work to finish). */
+	 * true while it still has work to finish), stop once no shard can
+	 * send it anything any more. */
 	void *svc;
 	void (*svc_tick)(struct nd_shard *s);
 	bool (*svc_drain)(struct nd_shard *s);
+	void (*svc_stop)(struct nd_shard *s);  /* after every shard drained */
+	bool drained;
 
 	struct nd_shard_stats st;
 };

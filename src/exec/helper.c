@@ -485,7 +485,6 @@ static int64_t run_deadlines(struct helper *h)
 				t->timed_out = true;
 				terminate(t, now);
 			} else {
-				kill(-t->pid, SIGKILL);
 				t->state = TASK_KILLED;
 				t->deadline = -1;
 			}
@@ -569,6 +568,8 @@ static bool reap(struct helper *h)
 		if (si.si_pid == 0)
 			return true;
 		t = take_pid(h, si.si_pid);
+		if (t)
+			kill(-t->pid, SIGKILL);
 		while (wait4(si.si_pid, &status, 0, &ru) < 0 && errno == EINTR)
 			;
 		if (t) {

@@ -386,12 +386,18 @@ void nd_svc_stream_closed(struct nd_shard *from, const char *node,
 	post_stream(from, node, serial, false);
 }
 
+/* Nothing of its own to finish yet. */
 static bool svc_drain(struct nd_shard *s)
+{
+	(void)s;
+	return false;
+}
+
+/* After the drain barrier no shard posts to us any more: free it all. */
+static void svc_stop(struct nd_shard *s)
 {
 	struct nd_svc *svc = s->svc;
 
-	/* Called once the shard's connections are gone: nothing to finish
-	 * yet, so free the registry and let the shard stop. */
 	for (size_t i = 0; i < svc->nbuckets; i++) {
 		struct node *n = svc->buckets[i], *next;
 
@@ -409,7 +415,7 @@ static bool svc_drain(struct nd_shard *s)
 	s->svc = NULL;
 	s->svc_tick = NULL;
 	s->svc_drain = NULL;
-	return false;
+	s->svc_stop = NULL;
 }
 
 void nd_svc_shard_start(struct nd_shard *s, void *arg)
@@ -429,4 +435,5 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg)
 	s->svc = svc;
 	s->svc_tick = svc_tick;
 	s->svc_drain = svc_drain;
+	s->svc_stop = svc_stop;
 }

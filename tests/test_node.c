@@ -1,0 +1,247 @@
+/*
+ * The node registry end to end: a real master and real `noded worker`
+ * processes on loopback, observed through `noded nodes --json`.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "harness.h"
+
+static struct nd_test_daemon d;
+static pid_t workers[4];
+
+static void setup(void)
+{
+	memset(&d, 0, sizeof(d));
+	memset(workers, 0, sizeof(workers));
+}
+
+static void stop_pid(pid_t *pid, int sig)
+{
+	if (*pid <= 0)
+		return;
+	kill(*pid, sig);
+	for (int i = 0; i < 100 && waitpid(*pid, NULL, WNOHANG) == 0; i++)
+		nd_test_sleep_ms(50);
+	kill(*pid, SIGKILL);
+	waitpid(*pid, NULL, 0);
+	*pid = 0;
+}
+
+static void teardown(void)
+{
+	for (int i = 0; i < 4; i++)
+		stop_pid(&workers[i], SIGTERM);
+	nd_test_daemon_stop(&d);
+}
+
+TestSuite(node, .init = setup, .fini = teardown, .timeout = 60);
+
+/* `noded worker --master 127.0.0.1:port --name name [--label l]` */
+static pid_t worker_start(int port, const char *name, const char *label)
+{
+	char master[32];
+	pid_t pid;
+
+	snprintf(master, sizeof(master), "127.0.0.1:%d", port);
+	pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		int null_fd = open("/dev/null", O_WRONLY);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (null_fd >= 0 && !getenv("ND_TEST_VERBOSE"))
+			dup2(null_fd, 2);
+		if (label)
+			execl(nd_test_bin(), nd_test_bin(), "worker", "--master",
+			      master, "--name", name, "--label", label,
+			      "--slots", "3", (char *)NULL);
+		else
+			execl(nd_test_bin(), nd_test_bin(), "worker", "--master",
+			      master, "--name", name, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Runs `noded nodes --json`; returns the parsed array (caller decrefs). */
+static json_t *nodes_json(int port)
+{
+	char master[32], out[65536], err[1024];
+	const char *argv[] = { nd_test_bin(), "nodes", "--master", master,
+			       "--json", NULL };
+	json_error_t je;
+	json_t *j;
+	int st;
+
+	snprintf(master, sizeof(master), "127.0.0.1:%d", port);
+	st = nd_test_run(argv, out, sizeof(out), err, sizeof(err), 10000);
+	cr_assert_eq(st, 0, "noded nodes exited %d: %s", st, err);
+	j = json_loads(out, 0, &je);
+	cr_assert(j && json_is_array(j), "not a JSON array: %s (%s)", out,
+		  je.text);
+	return j;
+}
+
+/* The node's state in the registry, or NULL when it is not listed. */
+static const char *node_state(json_t *arr, const char *name, json_t **node)
+{
+	size_t i;
+	json_t *n;
+
+	json_array_foreach(arr, i, n) {
+		if (!strcmp(json_string_value(json_object_get(n, "name")),
+			    name)) {
+			if (node)
+				*node = n;
+			return json_string_value(json_object_get(n, "state"));
+		}
+	}
+	return NULL;
+}
+
+/* Polls the registry until name is in state want; returns ms it took. */
+static int64_t wait_state(int port, const char *name, const char *want,
+			  int timeout_ms)
+{
+	int64_t t0 = nd_test_now_ms();
+	const char *st = NULL;
+	char last[32] = "absent";
+
+	while (nd_test_now_ms() - t0 < timeout_ms) {
+		json_t *arr = nodes_json(port);
+
+		st = node_state(arr, name, NULL);
+		snprintf(last, sizeof(last), "%s", st ? st : "absent");
+		json_decref(arr);
+		if (st && !strcmp(last, want))
+			return nd_test_now_ms() - t0;
+		nd_test_sleep_ms(100);
+	}
+	cr_assert_fail("node %s not %s within %d ms (last: %s)", name, want,
+		       timeout_ms, last);
+	return -1;
+}
+
+Test(node, workers_register_with_labels_and_slots)
+{
+	json_t *arr, *n = NULL, *labels;
+
+	DAEMON_START(&d);
+	workers[0] = worker_start(d.port, "w1", "rack=a");
+	workers[1] = worker_start(d.port, "w2", "rack=b");
+	wait_state(d.port, "w1", "ALIVE", 5000);
+	wait_state(d.port, "w2", "ALIVE", 5000);
+	arr = nodes_json(d.port);
+	cr_assert_eq(json_array_size(arr), 2, "want 2 nodes, got %zu",
+		     json_array_size(arr));
+	node_state(arr, "w1", &n);
+	labels = json_object_get(n, "labels");
+	cr_assert_str_eq(json_string_value(json_object_get(labels, "rack")), "a");
+	cr_assert_eq(json_integer_value(json_object_get(n, "slots_total")), 3);
+	cr_assert(json_integer_value(json_object_get(n, "mem_total_bytes")) > 0);
+	cr_assert(json_integer_value(json_object_get(n, "last_heartbeat_unix_ms")) >
+		  0);
+	cr_assert(strncmp(json_string_value(json_object_get(n, "address")),
+			  "127.0.0.1:", 10) == 0);
+	json_decref(arr);
+	STOP_OK(&d);
+}
+
+Test(node, killed_worker_is_dead_within_heartbeat_timeout)
+{
+	int64_t t0, took;
+
+	DAEMON_START(&d);
+	workers[0] = worker_start(d.port, "victim", NULL);
+	workers[1] = worker_start(d.port, "survivor", NULL);
+	wait_state(d.port, "victim", "ALIVE", 5000);
+	wait_state(d.port, "survivor", "ALIVE", 5000);
+	t0 = nd_test_now_ms();
+	stop_pid(&workers[0], SIGKILL);
+	wait_state(d.port, "victim", "DEAD", 6000);
+	took = nd_test_now_ms() - t0;
+	cr_assert(took <= 4500, "DEAD after %lld ms, want within the 3 s "
+		  "heartbeat timeout (plus one heartbeat)", (long long)took);
+	/* the other node is untouched */
+	wait_state(d.port, "survivor", "ALIVE", 1000);
+	STOP_OK(&d);
+}
+
+Test(node, restarted_worker_comes_back_alive)
+{
+	DAEMON_START(&d);
+	workers[0] = worker_start(d.port, "phoenix", NULL);
+	wait_state(d.port, "phoenix", "ALIVE", 5000);
+	stop_pid(&workers[0], SIGKILL);
+	wait_state(d.port, "phoenix", "DEAD", 6000);
+	workers[0] = worker_start(d.port, "phoenix", NULL);
+	wait_state(d.port, "phoenix", "ALIVE", 5000);
+	STOP_OK(&d);
+}
+
+Test(node, workers_reconnect_after_master_restart)
+{
+	char listen[32];
+	int port;
+
+	DAEMON_START(&d);
+	port = d.port;
+	workers[0] = worker_start(port, "steady", NULL);
+	wait_state(port, "steady", "ALIVE", 5000);
+	STOP_OK(&d);
+	nd_test_sleep_ms(300);
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+	DAEMON_START(&d, "--listen", listen);
+	cr_assert_eq(d.port, port);
+	/* backoff tops out at 5 s; registration follows the connect */
+	wait_state(port, "steady", "ALIVE", 8000);
+	STOP_OK(&d);
+}
+
+Test(node, worker_sigterm_exits_zero)
+{
+	int st = -1;
+
+	DAEMON_START(&d);
+	workers[0] = worker_start(d.port, "polite", NULL);
+	wait_state(d.port, "polite", "ALIVE", 5000);
+	kill(workers[0], SIGTERM);
+	for (int i = 0; i < 100 && waitpid(workers[0], &st, WNOHANG) == 0; i++)
+		nd_test_sleep_ms(50);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		  "worker did not exit 0 on SIGTERM (status 0x%x)", st);
+	workers[0] = 0;
+	STOP_OK(&d);
+}
+
+Test(node, client_commands_fail_clearly)
+{
+	char out[4096], err[4096];
+	const char *no_master[] = { nd_test_bin(), "nodes", "--master",
+				    "127.0.0.1:1", NULL };
+	const char *bad_label[] = { nd_test_bin(), "worker", "--label",
+				    "novalue", NULL };
+	const char *bad_addr[] = { nd_test_bin(), "worker", "--master",
+				   "nowhere", NULL };
+	int st;
+
+	st = nd_test_run(no_master, out, sizeof(out), err, sizeof(err), 10000);
+	cr_assert_eq(st, 1, "nodes without a master: exit %d", st);
+	cr_assert(strstr(err, "cannot reach the master"), "stderr: %s", err);
+	st = nd_test_run(bad_label, out, sizeof(out), err, sizeof(err), 10000);
+	cr_assert_eq(st, 2, "bad --label: exit %d", st);
+	cr_assert(strstr(err, "KEY=VALUE"), "stderr: %s", err);
+	st = nd_test_run(bad_addr, out, sizeof(out), err, sizeof(err), 10000);
+	cr_assert_eq(st, 1, "bad --master: exit %d", st);
+	cr_assert(strstr(err, "HOST:PORT"), "stderr: %s", err);
+}
