@@ -17,6 +17,7 @@ struct nd_config {
 	uint32_t heartbeat_ms;       /* interval asked of workers; 1 s */
 	uint32_t heartbeat_timeout_ms; /* silence before a node is dead; 3 s */
 	size_t max_output;           /* per-connection output high watermark; 4 MiB */
+	uint64_t output_cap;         /* task output the master keeps; 1 MiB */
 	unsigned buf_count;          /* provided receive buffers per shard; 1024 */
 	unsigned buf_size;           /* bytes each; 4096 */
 };

@@ -336,6 +336,7 @@ err_ring:
 
 static void shard_teardown(struct nd_shard *s)
 {
+	nd_u64map_free(&s->serials);
 	nd_arena_close(&s->arena);
 	io_uring_queue_exit(&s->ring);
 	if (s->br)

@@ -16,6 +16,7 @@
 
 #include "core/config.h"
 #include "core/list.h"
+#include "core/u64map.h"
 #include "wire/arena.h"
 
 struct nd_server;
@@ -87,6 +88,7 @@ struct nd_shard {
 	struct nd_list rearm;           /* recv to re-arm after ENOBUFS/resume */
 	struct nd_list stalled;         /* paused or closing with output left */
 	struct nd_list dead;            /* killed, waiting for their ops */
+	struct nd_u64map serials;       /* protocol connection serial -> conn */
 	unsigned nconns;
 	_Atomic unsigned load;          /* nconns, for the acceptor (atomic) */
 

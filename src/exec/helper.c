@@ -485,6 +485,7 @@ static int64_t run_deadlines(struct helper *h)
 				t->timed_out = true;
 				terminate(t, now);
 			} else {
+				kill(-t->pid, SIGKILL);
 				t->state = TASK_KILLED;
 				t->deadline = -1;
 			}

@@ -1,4 +1,8 @@
-/* The node service on shard 0: see service.h. */
+/*
+ * The node service on shard 0: the node registry, the ticket round trip for
+ * forwarded requests, and pushes to connections on other shards. The task
+ * engine is in tasks.c. See service.h for the threading model.
+ */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,29 +10,10 @@
 #include <time.h>
 
 #include "core/server.h"
-#include "node/service.h"
+#include "node/svc.h"
 #include "rpc/server.h"
 
-struct node {
-	struct node *next;            /* hash chain */
-	char *name;
-	char address[64];
-	Noded__NodeState state;
-	uint8_t *status;              /* last NodeStatus, packed */
-	size_t status_len;
-	uint64_t last_hb_ms;          /* monotonic */
-	uint64_t last_hb_unix_ms;
-	uint64_t connected_unix_ms;
-	uint64_t stream_serial;       /* 0: no AssignTask stream */
-};
-
-struct nd_svc {
-	struct nd_shard *s;
-	struct node **buckets;
-	size_t nbuckets, count;
-};
-
-static uint64_t unix_ms(void)
+uint64_t nd__unix_ms(void)
 {
 	struct timespec ts;
 
@@ -45,7 +30,7 @@ static size_t hash(const char *s)
 	return h;
 }
 
-static struct node *node_find(struct nd_svc *svc, const char *name)
+struct node *nd__node_find(struct nd_svc *svc, const char *name)
 {
 	struct node *n = svc->buckets[hash(name) & (svc->nbuckets - 1)];
 
@@ -79,7 +64,7 @@ static int grow(struct nd_svc *svc)
 /* Finds or adds the node; NULL when out of memory. */
 static struct node *node_get(struct nd_svc *svc, const char *name)
 {
-	struct node *n = node_find(svc, name);
+	struct node *n = nd__node_find(svc, name);
 	size_t i;
 
 	if (n)
@@ -92,8 +77,9 @@ static struct node *node_get(struct nd_svc *svc, const char *name)
 		return NULL;
 	}
 	n->state = NODED__NODE_STATE__NODE_ALIVE;
-	n->connected_unix_ms = unix_ms();
+	n->connected_unix_ms = nd__unix_ms();
 	n->last_hb_ms = svc->s->now_ms;
+	nd_list_init(&n->tasks);
 	i = hash(name) & (svc->nbuckets - 1);
 	n->next = svc->buckets[i];
 	svc->buckets[i] = n;
@@ -102,12 +88,33 @@ static struct node *node_get(struct nd_svc *svc, const char *name)
 	return n;
 }
 
+static void labels_free(struct node *n)
+{
+	for (size_t i = 0; i < n->nlabels; i++) {
+		free(n->label_k[i]);
+		free(n->label_v[i]);
+	}
+	free(n->label_k);
+	free(n->label_v);
+	n->label_k = n->label_v = NULL;
+	n->nlabels = 0;
+}
+
+static void node_free(struct node *n)
+{
+	labels_free(n);
+	free(n->status);
+	free(n->name);
+	free(n);
+}
+
 /* ---- heartbeats ---- */
 
 static void svc_tick(struct nd_shard *s)
 {
 	struct nd_svc *svc = s->svc;
 	const struct nd_config *cfg = s->cfg;
+	char why[96];
 
 	for (size_t i = 0; i < svc->nbuckets; i++) {
 		for (struct node *n = svc->buckets[i]; n; n = n->next) {
@@ -117,9 +124,11 @@ static void svc_tick(struct nd_shard *s)
 				continue;
 			if (quiet >= cfg->heartbeat_timeout_ms) {
 				n->state = NODED__NODE_STATE__NODE_DEAD;
-				fprintf(stderr, "noded: node %s dead: no "
-					"heartbeat for %llu ms\n", n->name,
-					(unsigned long long)quiet);
+				snprintf(why, sizeof(why), "node %s died: no "
+					 "heartbeat for %llu ms", n->name,
+					 (unsigned long long)quiet);
+				fprintf(stderr, "noded: %s\n", why);
+				nd__tasks_node_dead(svc, n, why);
 			} else if (quiet >= 2 * cfg->heartbeat_ms &&
 				   n->state == NODED__NODE_STATE__NODE_ALIVE) {
 				n->state = NODED__NODE_STATE__NODE_SUSPECT;
@@ -128,38 +137,122 @@ static void svc_tick(struct nd_shard *s)
 	}
 }
 
-/* ---- methods ---- */
+/* ---- pushes ---- */
+
+struct push {
+	uint64_t serial;
+	size_t len;
+	uint8_t data[];
+};
+
+static void push_deliver(struct nd_shard *s, void *arg)
+{
+	struct push *p = arg;
+	struct nd_conn *c = nd_u64map_get(&s->serials, p->serial);
+	uint8_t *dst;
+
+	if (c && (dst = nd_conn_reserve(c, p->len))) {
+		memcpy(dst, p->data, p->len);
+		nd_conn_commit(c, p->len);
+	}
+	free(p);
+}
+
+/* Takes frames already encoded (len bytes, copied). */
+void nd__svc_push_raw(struct nd_svc *svc, const struct nd_dest *to,
+		      const uint8_t *frames, size_t len)
+{
+	struct nd_shard *dst;
+	struct push *p;
+
+	if (!to->serial || to->shard >= svc->s->srv->nshards || !len)
+		return;
+	p = malloc(sizeof(*p) + len);
+	if (!p)
+		return;
+	p->serial = to->serial;
+	p->len = len;
+	memcpy(p->data, frames, len);
+	dst = &svc->s->srv->shards[to->shard];
+	if (dst == svc->s || nd_shard_post(svc->s, dst, push_deliver, p) < 0)
+		push_deliver(dst, p);
+}
+
+void nd__svc_push(struct nd_svc *svc, const struct nd_dest *to,
+		  const Noded__Frame *f)
+{
+	struct nd_out o = { 0 };
+
+	nd__out_frame(&o, f);
+	nd__svc_push_raw(svc, to, o.buf, o.len);
+	free(o.buf);
+}
+
+/* ---- registry methods ---- */
+
+static void set_labels(struct node *n, const Noded__NodeStatus *ns)
+{
+	labels_free(n);
+	n->label_k = calloc(ns->n_labels ? ns->n_labels : 1, sizeof(char *));
+	n->label_v = calloc(ns->n_labels ? ns->n_labels : 1, sizeof(char *));
+	if (!n->label_k || !n->label_v)
+		return;
+	for (size_t i = 0; i < ns->n_labels; i++) {
+		n->label_k[i] = strdup(ns->labels[i]->key);
+		n->label_v[i] = strdup(ns->labels[i]->value);
+		n->nlabels = i + 1;
+	}
+}
 
 static void report_status(struct nd_svc *svc, struct nd_ticket *t,
-			  const Noded__NodeStatus *ns, Noded__Frame *r,
-			  Noded__ReportStatusReply *sr)
+			  const Noded__Frame *f, struct nd_out *o)
 {
+	const Noded__NodeStatus *ns = f->report_status;
+	Noded__Frame r = NODED__FRAME__INIT;
+	Noded__ReportStatusReply sr = NODED__REPORT_STATUS_REPLY__INIT;
+	Noded__Error e = NODED__ERROR__INIT;
 	struct node *n = node_get(svc, ns->name);
 	size_t len = noded__node_status__get_packed_size(ns);
 	uint8_t *copy = malloc(len ? len : 1);
+	bool was_usable;
 
+	r.id = f->id;
+	r.kind = NODED__FRAME_KIND__REPLY;
 	if (!n || !copy) {
 		free(copy);
-		r->body_case = NODED__FRAME__BODY__NOT_SET; /* error below */
+		e.code = NODED__ERROR_CODE__RESOURCE_EXHAUSTED;
+		e.message = "out of memory";
+		r.body_case = NODED__FRAME__BODY_ERROR;
+		r.error = &e;
+		nd__out_frame(o, &r);
 		return;
 	}
 	noded__node_status__pack(ns, copy);
+	if (!n->status || n->status_len != len ||
+	    memcmp(n->status, copy, len))
+		set_labels(n, ns);
 	free(n->status);
 	n->status = copy;
 	n->status_len = len;
+	was_usable = n->state == NODED__NODE_STATE__NODE_ALIVE &&
+		     n->running < n->slots;
 	if (n->state == NODED__NODE_STATE__NODE_DEAD) {
 		fprintf(stderr, "noded: node %s is back\n", n->name);
-		n->connected_unix_ms = unix_ms();
+		n->connected_unix_ms = nd__unix_ms();
 	}
 	n->state = NODED__NODE_STATE__NODE_ALIVE;
+	n->slots = ns->slots_total;
 	n->last_hb_ms = svc->s->now_ms;
-	n->last_hb_unix_ms = unix_ms();
+	n->last_hb_unix_ms = nd__unix_ms();
 	snprintf(n->address, sizeof(n->address), "%s", t->peer);
 
-	sr->server_time_ms = n->last_hb_unix_ms;
-	sr->heartbeat_interval_ms = svc->s->cfg->heartbeat_ms;
-	r->body_case = NODED__FRAME__BODY_STATUS_REPLY;
-	r->status_reply = sr;
+	sr.server_time_ms = n->last_hb_unix_ms;
+	sr.heartbeat_interval_ms = svc->s->cfg->heartbeat_ms;
+	r.body_case = NODED__FRAME__BODY_STATUS_REPLY;
+	r.status_reply = &sr;
+	nd__out_frame(o, &r);
+	if (!was_usable && n->running < n->slots && n->stream.serial)
+		nd__tasks_schedule(svc);
 }
 
 static int by_name(const void *a, const void *b)
@@ -171,15 +264,17 @@ static int by_name(const void *a, const void *b)
 }
 
 /* Builds the list in the shard's arena (gone after this batch). */
-static void list_nodes(struct nd_svc *svc, Noded__Frame *r,
-		       Noded__NodeList *nl)
+static void list_nodes(struct nd_svc *svc, const Noded__Frame *f,
+		       struct nd_out *o)
 {
 	struct nd_arena *a = &svc->s->arena;
+	Noded__Frame r = NODED__FRAME__INIT;
+	Noded__NodeList nl = NODED__NODE_LIST__INIT;
 	size_t k = 0;
 
-	nl->nodes = nd_arena_alloc(a, (svc->count ? svc->count : 1) *
-					      sizeof(*nl->nodes));
-	for (size_t i = 0; nl->nodes && i < svc->nbuckets; i++) {
+	nl.nodes = nd_arena_alloc(a, (svc->count ? svc->count : 1) *
+					     sizeof(*nl.nodes));
+	for (size_t i = 0; nl.nodes && i < svc->nbuckets; i++) {
 		for (struct node *n = svc->buckets[i]; n; n = n->next) {
 			Noded__NodeInfo *ni = nd_arena_alloc(a, sizeof(*ni));
 			Noded__NodeStatus *ns = NULL;
@@ -192,6 +287,7 @@ static void list_nodes(struct nd_svc *svc, Noded__Frame *r,
 			ni->state = n->state;
 			ni->last_heartbeat_unix_ms = n->last_hb_unix_ms;
 			ni->connected_unix_ms = n->connected_unix_ms;
+			ni->running_tasks = n->running;
 			if (n->status)
 				ns = noded__node_status__unpack(&a->pc,
 								n->status_len,
@@ -204,20 +300,43 @@ static void list_nodes(struct nd_svc *svc, Noded__Frame *r,
 				ni->mem_total_bytes = ns->mem_total_bytes;
 				ni->mem_available_bytes = ns->mem_available_bytes;
 				ni->slots_total = ns->slots_total;
-				ni->slots_free = ns->slots_free;
-				ni->running_tasks = (uint32_t)ns->n_running_tasks;
+				ni->slots_free = n->running < ns->slots_total ?
+							 ns->slots_total - n->running :
+							 0;
 			}
-			nl->nodes[k++] = ni;
+			nl.nodes[k++] = ni;
 		}
 	}
-	nl->n_nodes = k;
+	nl.n_nodes = k;
 	if (k)
-		qsort(nl->nodes, k, sizeof(*nl->nodes), by_name);
-	r->body_case = NODED__FRAME__BODY_NODE_LIST;
-	r->node_list = nl;
+		qsort(nl.nodes, k, sizeof(*nl.nodes), by_name);
+	r.id = f->id;
+	r.kind = NODED__FRAME_KIND__REPLY;
+	r.body_case = NODED__FRAME__BODY_NODE_LIST;
+	r.node_list = &nl;
+	nd__out_frame(o, &r);
 }
 
 /* ---- tickets ---- */
+
+void nd__out_frame(struct nd_out *o, const Noded__Frame *f)
+{
+	size_t n = nd_frame_size(f);
+
+	if (o->len + n > o->cap) {
+		size_t cap = o->cap ? o->cap : 256;
+		uint8_t *b;
+
+		while (cap < o->len + n)
+			cap *= 2;
+		b = realloc(o->buf, cap);
+		if (!b)
+			return;
+		o->buf = b;
+		o->cap = cap;
+	}
+	o->len += nd_frame_encode(f, o->buf + o->len);
+}
 
 static void ticket_free(struct nd_ticket *t)
 {
@@ -232,9 +351,10 @@ static void ticket_done(struct nd_shard *s, void *arg)
 	struct nd_ticket *t = arg;
 	uint8_t *p;
 
+	(void)s;
 	if (t->conn) {
 		nd_list_del(&t->link);
-		p = t->reply ? nd_conn_reserve(t->conn, t->reply_len) : NULL;
+		p = t->reply_len ? nd_conn_reserve(t->conn, t->reply_len) : NULL;
 		if (p) {
 			memcpy(p, t->reply, t->reply_len);
 			nd_conn_commit(t->conn, t->reply_len);
@@ -243,13 +363,19 @@ static void ticket_done(struct nd_shard *s, void *arg)
 	ticket_free(t);
 }
 
-static void reply_error(Noded__Frame *r, Noded__Error *e,
-			Noded__ErrorCode code, const char *msg)
+static void error_frame(struct nd_out *o, uint64_t id, Noded__ErrorCode code,
+			const char *msg)
 {
-	e->code = code;
-	e->message = (char *)msg;
-	r->body_case = NODED__FRAME__BODY_ERROR;
-	r->error = e;
+	Noded__Frame r = NODED__FRAME__INIT;
+	Noded__Error e = NODED__ERROR__INIT;
+
+	e.code = code;
+	e.message = (char *)msg;
+	r.id = id;
+	r.kind = NODED__FRAME_KIND__REPLY;
+	r.body_case = NODED__FRAME__BODY_ERROR;
+	r.error = &e;
+	nd__out_frame(o, &r);
 }
 
 /* On shard 0: run the method, pack the reply, send the ticket home. */
@@ -257,39 +383,49 @@ static void svc_exec(struct nd_shard *s0, void *arg)
 {
 	struct nd_ticket *t = arg;
 	struct nd_svc *svc = s0->svc;
-	Noded__Frame r = NODED__FRAME__INIT;
-	Noded__Error e = NODED__ERROR__INIT;
-	Noded__ReportStatusReply sr = NODED__REPORT_STATUS_REPLY__INIT;
-	Noded__NodeList nl = NODED__NODE_LIST__INIT;
+	struct nd_out o = { 0 };
+	struct nd_dest from = { t->home->id, t->conn_serial, 0 };
 	Noded__Frame *f = nd_frame_decode(t->req, t->req_len, &s0->arena.pc);
 
-	r.kind = NODED__FRAME_KIND__REPLY;
 	if (!f) {
-		reply_error(&r, &e, NODED__ERROR_CODE__INTERNAL,
+		error_frame(&o, 0, NODED__ERROR_CODE__INTERNAL,
 			    "forwarded request did not decode");
 		goto send;
 	}
-	r.id = f->id;
+	from.stream_id = f->id;
 	switch (f->body_case) {
 	case NODED__FRAME__BODY_REPORT_STATUS:
-		report_status(svc, t, f->report_status, &r, &sr);
-		if (r.body_case == NODED__FRAME__BODY__NOT_SET)
-			reply_error(&r, &e, NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
-				    "out of memory");
+		report_status(svc, t, f, &o);
 		break;
 	case NODED__FRAME__BODY_LIST_NODES:
-		list_nodes(svc, &r, &nl);
+		list_nodes(svc, f, &o);
+		break;
+	case NODED__FRAME__BODY_SUBMIT:
+		nd__task_submit(svc, f, &o);
+		break;
+	case NODED__FRAME__BODY_GET_TASK:
+		nd__task_get(svc, f, &o);
+		break;
+	case NODED__FRAME__BODY_LIST_TASKS:
+		nd__task_list(svc, f, &o);
+		break;
+	case NODED__FRAME__BODY_CANCEL_TASK:
+		nd__task_cancel(svc, f, &o);
+		break;
+	case NODED__FRAME__BODY_WATCH:
+		nd__task_watch(svc, f, &from, &o);
+		break;
+	case NODED__FRAME__BODY_TASK_UPDATE:
+		nd__task_update(svc, f, t->conn_serial, &o);
 		break;
 	default:
-		reply_error(&r, &e, NODED__ERROR_CODE__UNKNOWN_METHOD,
+		error_frame(&o, f->id, NODED__ERROR_CODE__UNKNOWN_METHOD,
 			    "not a node service method");
 		break;
 	}
 send:
-	t->reply_len = nd_frame_size(&r);
-	t->reply = malloc(t->reply_len);
-	if (t->reply)
-		nd_frame_encode(&r, t->reply);
+	t->reply = o.buf;
+	t->reply_len = o.len;
 	if (t->home == s0 || nd_shard_post(s0, t->home, ticket_done, t) < 0)
 		ticket_done(t->home, t);
 }
@@ -331,8 +467,10 @@ void nd_svc_conn_closed(struct nd_conn *c)
 	}
 }
 
+/* ---- worker streams ---- */
+
 struct stream_msg {
-	uint64_t serial;
+	struct nd_dest dest;
 	bool open;
 	char node[];
 };
@@ -342,24 +480,23 @@ static void stream_msg(struct nd_shard *s0, void *arg)
 	struct stream_msg *m = arg;
 	struct nd_svc *svc = s0->svc;
 	struct node *n = m->open ? node_get(svc, m->node)
-				 : node_find(svc, m->node);
+				 : nd__node_find(svc, m->node);
 
-	if (n) {
-		if (m->open) {
-			n->stream_serial = m->serial;
-		} else if (n->stream_serial == m->serial) {
-			n->stream_serial = 0;
-			/* Gone: counted from its last heartbeat, it turns
-			 * SUSPECT then DEAD unless it reconnects. */
-			if (n->state == NODED__NODE_STATE__NODE_ALIVE)
-				n->state = NODED__NODE_STATE__NODE_SUSPECT;
-		}
+	if (n && m->open) {
+		n->stream = m->dest;
+		nd__tasks_schedule(svc);
+	} else if (n && n->stream.serial == m->dest.serial) {
+		n->stream.serial = 0;
+		/* Gone: counted from its last heartbeat, it turns SUSPECT
+		 * then DEAD (and its tasks LOST) unless it comes back. */
+		if (n->state == NODED__NODE_STATE__NODE_ALIVE)
+			n->state = NODED__NODE_STATE__NODE_SUSPECT;
 	}
 	free(m);
 }
 
 static void post_stream(struct nd_shard *from, const char *node,
-			uint64_t serial, bool open)
+			uint64_t serial, uint64_t stream_id, bool open)
 {
 	size_t len = strlen(node) + 1;
 	struct stream_msg *m = malloc(sizeof(*m) + len);
@@ -367,7 +504,9 @@ static void post_stream(struct nd_shard *from, const char *node,
 
 	if (!m)
 		return;
-	m->serial = serial;
+	m->dest.shard = from->id;
+	m->dest.serial = serial;
+	m->dest.stream_id = stream_id;
 	m->open = open;
 	memcpy(m->node, node, len);
 	if (from == s0 || nd_shard_post(from, s0, stream_msg, m) < 0)
@@ -375,16 +514,18 @@ static void post_stream(struct nd_shard *from, const char *node,
 }
 
 void nd_svc_stream_opened(struct nd_shard *from, const char *node,
-			  uint64_t serial)
+			  uint64_t serial, uint64_t stream_id)
 {
-	post_stream(from, node, serial, true);
+	post_stream(from, node, serial, stream_id, true);
 }
 
 void nd_svc_stream_closed(struct nd_shard *from, const char *node,
 			  uint64_t serial)
 {
-	post_stream(from, node, serial, false);
+	post_stream(from, node, serial, 0, false);
 }
+
+/* ---- life cycle ---- */
 
 /* Nothing of its own to finish yet. */
 static bool svc_drain(struct nd_shard *s)
@@ -398,18 +539,15 @@ static void svc_stop(struct nd_shard *s)
 {
 	struct nd_svc *svc = s->svc;
 
+	nd__tasks_free(svc);
 	for (size_t i = 0; i < svc->nbuckets; i++) {
 		struct node *n = svc->buckets[i], *next;
 
 		for (; n; n = next) {
 			next = n->next;
-			free(n->status);
-			free(n->name);
-			free(n);
+			node_free(n);
 		}
-		svc->buckets[i] = NULL;
 	}
-	svc->count = 0;
 	free(svc->buckets);
 	free(svc);
 	s->svc = NULL;
@@ -432,6 +570,11 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg)
 	}
 	svc->nbuckets = 64;
 	svc->s = s;
+	svc->next_task_id = 1;
+	svc->next_job_id = 1;
+	svc->output_cap = s->cfg->output_cap ? s->cfg->output_cap : 1u << 20;
+	nd_list_init(&svc->pending);
+	nd_list_init(&svc->all);
 	s->svc = svc;
 	s->svc_tick = svc_tick;
 	s->svc_drain = svc_drain;

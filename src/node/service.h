@@ -47,9 +47,10 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg);
  */
 void nd_svc_forward(struct nd_conn *c, const uint8_t *body, size_t len);
 
-/* A worker registered node on its AssignTask stream (connection serial). */
+/* A worker registered node on its AssignTask stream (connection serial,
+ * opened by request stream_id). */
 void nd_svc_stream_opened(struct nd_shard *from, const char *node,
-			  uint64_t serial);
+			  uint64_t serial, uint64_t stream_id);
 
 /* The worker whose AssignTask stream ran on connection serial is gone. */
 void nd_svc_stream_closed(struct nd_shard *from, const char *node,

@@ -96,6 +96,12 @@ static void on_frame(struct nd_conn *c, const uint8_t *body, size_t len)
 		nd__rpc_ping(c, f);
 		break;
 	case NODED__FRAME__BODY_LIST_NODES:
+	case NODED__FRAME__BODY_SUBMIT:
+	case NODED__FRAME__BODY_GET_TASK:
+	case NODED__FRAME__BODY_LIST_TASKS:
+	case NODED__FRAME__BODY_CANCEL_TASK:
+	case NODED__FRAME__BODY_WATCH:
+	case NODED__FRAME__BODY_TASK_UPDATE:
 		nd_svc_forward(c, body, len);
 		break;
 	case NODED__FRAME__BODY_HELLO:
@@ -182,6 +188,11 @@ static void rpc_open(struct nd_conn *c)
 	nd_list_init(&rc->tickets);
 	rc->serial = (uint64_t)c->shard->id << 48 | c->shard->st.accepted;
 	peer_name(c->fd, rc->peer, sizeof(rc->peer));
+	if (nd_u64map_put(&c->shard->serials, rc->serial, c)) {
+		nd_rpc_fatal(c, 0, NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
+			     "out of memory");
+		return;
+	}
 	if (c->flags & ND_CONN_OVERLOAD)
 		nd_rpc_fatal(c, 0, NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
 			     "too many connections (--max-conns %u)",
@@ -206,6 +217,7 @@ static void rpc_close(struct nd_conn *c)
 {
 	struct nd_rpc_conn *rc = nd_rpc(c);
 
+	nd_u64map_del(&c->shard->serials, rc->serial);
 	nd_svc_conn_closed(c);
 	if (rc->stream_node)
 		nd_svc_stream_closed(c->shard, rc->stream_node, rc->serial);

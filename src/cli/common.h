@@ -1,0 +1,181 @@
+/*
+ * Shared pieces of the task commands (noded run, submit, task, tasks, logs,
+ * cancel): option parsing into a TaskSpec, talking to the master with useful
+ * error messages, state names, the exit status of an ended task, a record as
+ * JSON, and the terminal output of a task (raw, or "NODE: "-prefixed lines
+ * for fan-out jobs).
+ *
+ * Everything here that takes a FILE * writes only there, so the tests
+ * (tests/test_cli.c) can capture it with open_memstream().
+ */
+#ifndef ND_CLI_COMMON_H
+#define ND_CLI_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "noded/client.h"
+
+/* Exit statuses of the client commands. */
+#define ND_CLI_EXIT_FAIL 1      /* the master refused, or could not be reached */
+#define ND_CLI_EXIT_USAGE 2     /* bad command line */
+#define ND_CLI_EXIT_LOST 255    /* the task was lost, or so was the master */
+
+/* Longest partial line kept per task and fd before it is printed anyway. */
+#define ND_CLI_LINE_MAX 65536
+
+/* How long a unary call to the master may take. */
+#define ND_CLI_CALL_TIMEOUT_MS 10000
+
+/* ---- noded run / noded submit options ---- */
+
+/*
+ * The parsed command line of run and submit. spec is ready to send: its
+ * strings point into the argv given to nd_cli_task_args_parse() (which must
+ * outlive the struct) or into storage the struct owns; free that with
+ * nd_cli_task_args_free(). A zeroed struct may be freed.
+ */
+struct nd_cli_task_args {
+	const char *master;             /* --master, or ND_CLI_MASTER */
+	Noded__TaskSpec spec;
+	/* owned storage behind spec */
+	Noded__TaskSpec__EnvEntry *env_store;
+	Noded__TaskSpec__LabelsEntry *label_store;
+	char *shell;                    /* --shell: the words joined */
+};
+
+/*
+ * Parses `noded <cmd> [options] -- CMD [ARG...]` (argv[0] is cmd's name;
+ * the command starts at the first word that is not an option, or after
+ * "--"). Returns true when the caller should go on and send a->spec; false
+ * when it should exit with *status: 0 after --help (printed on stdout), 2
+ * after a usage error (explained on stderr), 1 when out of memory. a is
+ * always left freeable.
+ */
+bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
+			    char **argv, int *status);
+void nd_cli_task_args_free(struct nd_cli_task_args *a);
+
+/* Usage of run/submit (cmd: "run" or "submit"). */
+void nd_cli_task_usage(FILE *f, const char *cmd);
+
+/*
+ * Parses SECS for --timeout: a whole or decimal number of seconds, 0 for no
+ * timeout, into milliseconds (anything above 0 is at least 1 ms). Prints why
+ * and returns false when s is not one or does not fit in 32 bits of ms.
+ */
+bool nd_cli_timeout_ms(const char *s, uint32_t *ms);
+
+/* ---- states and ended tasks ---- */
+
+/* "PENDING", ..., "TIMED_OUT", ...; "UNKNOWN" for anything else. Static. */
+const char *nd_cli_state_name(Noded__TaskState s);
+
+/* Case-insensitive "pending" ... "lost" to a state; false for anything else. */
+bool nd_cli_state_parse(const char *s, Noded__TaskState *out);
+
+/* SUCCEEDED, FAILED, TIMED_OUT, CANCELLED or LOST. */
+bool nd_cli_state_terminal(Noded__TaskState s);
+
+/*
+ * The exit status noded run reports for an ended task: the command's exit
+ * code, 128+N when killed by signal N, 124 on timeout, 128+N or 130 when
+ * cancelled, 255 when lost. -1 when the record is not terminal.
+ */
+int nd_cli_exit_status(const Noded__TaskRecord *r);
+
+/*
+ * The line noded run prints on stderr when a task ends (without "noded: "
+ * nor newline): "task 5 lost: REASON" for LOST, "task 5: REASON" for other
+ * unsuccessful ends that have a reason. Returns false (buf "") when there is
+ * nothing to say.
+ */
+bool nd_cli_end_note(const Noded__TaskRecord *r, char *buf, size_t size);
+
+/* ---- records ---- */
+
+/*
+ * The command of a spec for display: argv words joined by spaces, each
+ * single-quoted the way sh would need it when it holds anything special, or
+ * the --shell string as is. Returns a malloc'd string (caller frees), or
+ * NULL when out of memory.
+ */
+char *nd_cli_command_string(const Noded__TaskSpec *s);
+
+/*
+ * A record as a new JSON object: id, job_id, state, node, argv (array) or
+ * shell, exit_code, signal, reason, submitted_unix_ms, started_unix_ms,
+ * ended_unix_ms, utime_us, stime_us, max_rss_kib, attempt, output_bytes,
+ * truncated. The caller owns the reference. NULL when out of memory.
+ */
+json_t *nd_cli_task_json(const Noded__TaskRecord *r);
+
+/* The human-readable view of noded task. */
+void nd_cli_task_print(FILE *f, const Noded__TaskRecord *r);
+
+/* ---- talking to the master ---- */
+
+/*
+ * Connects to the master at addr. On failure prints why on stderr
+ * ("noded: cannot reach the master ADDR: ...") and returns NULL.
+ */
+struct nd_client *nd_cli_connect(const char *addr);
+
+/*
+ * The message to show for a failed call: the server's Error message (or its
+ * code when the message is empty) when status is ND_EREMOTE and f carries an
+ * Error, else nd_strerror(status). Valid while f is.
+ */
+const char *nd_cli_error_text(int status, const Noded__Frame *f);
+
+/*
+ * Blocking unary call of req that must come back with body case want. On
+ * success returns 0 and *reply owns the reply (nd_frame_free(*reply, NULL)).
+ * Otherwise prints "noded: WHAT: why" on stderr, returns ND_CLI_EXIT_FAIL and
+ * leaves *reply NULL.
+ */
+int nd_cli_call(struct nd_client *c, const Noded__Frame *req,
+		Noded__Frame__BodyCase want, const char *what,
+		Noded__Frame **reply);
+
+/* Parses a task id for cmd (prints why and returns false if it is not one). */
+bool nd_cli_task_id(const char *s, uint64_t *id);
+
+/* ---- terminal output of a task ---- */
+
+/* Bytes of a line not finished yet. */
+struct nd_cli_part {
+	char *buf;
+	size_t len, cap;
+};
+
+/*
+ * Where the output of one task goes. Without a prefix every chunk is
+ * written as it comes; with one, complete lines are written as
+ * "PREFIX: line\n" and a partial line waits (per fd) for its newline, or
+ * until it reaches ND_CLI_LINE_MAX bytes, or for nd_cli_sink_flush(). A
+ * zeroed struct is not usable: call nd_cli_sink_init().
+ */
+struct nd_cli_sink {
+	FILE *out, *err;        /* fd 1 and fd 2 (anything else: out) */
+	char *prefix;           /* owned; NULL: raw */
+	struct nd_cli_part part[2];
+};
+
+/* prefix is copied (NULL: raw). Returns 0 or -ENOMEM. */
+int nd_cli_sink_init(struct nd_cli_sink *s, FILE *out, FILE *err,
+		     const char *prefix);
+/* Replaces the prefix (copied; ignored for a raw sink). Returns 0 or -ENOMEM. */
+int nd_cli_sink_set_prefix(struct nd_cli_sink *s, const char *prefix);
+/* Returns 0, or -ENOMEM / -EIO (the stream failed). */
+int nd_cli_sink_write(struct nd_cli_sink *s, uint32_t fd, const void *data,
+		      size_t len);
+/* Writes pending partial lines, each ended with a newline. */
+int nd_cli_sink_flush(struct nd_cli_sink *s);
+void nd_cli_sink_free(struct nd_cli_sink *s);
+
+#endif

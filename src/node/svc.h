@@ -1,0 +1,114 @@
+/*
+ * Internal to the node service (service.c: registry, tickets, pushes;
+ * tasks.c: task table, scheduler, output, watchers). Everything here lives on
+ * shard 0 and is touched only by its thread.
+ */
+#ifndef ND_NODE_SVC_H
+#define ND_NODE_SVC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/list.h"
+#include "core/shard.h"
+#include "core/u64map.h"
+#include "node/service.h"
+
+/* Where a stream's frames go: a connection on some shard, a request id. */
+struct nd_dest {
+	unsigned shard;
+	uint64_t serial;              /* the connection (0: none) */
+	uint64_t stream_id;           /* the request that opened the stream */
+};
+
+struct node {
+	struct node *next;            /* hash chain */
+	char *name;
+	char address[64];
+	Noded__NodeState state;
+	uint8_t *status;              /* last NodeStatus, packed */
+	size_t status_len;
+	char **label_k, **label_v;    /* from the last status */
+	size_t nlabels;
+	uint32_t slots;               /* from the last status */
+	uint32_t running;             /* tasks we assigned that have not ended */
+	struct nd_list tasks;         /* those tasks (task.node_link) */
+	uint64_t last_hb_ms;          /* monotonic */
+	uint64_t last_hb_unix_ms;
+	uint64_t connected_unix_ms;
+	struct nd_dest stream;        /* its AssignTask stream */
+};
+
+struct watcher {
+	struct watcher *next;
+	struct nd_dest to;
+};
+
+struct task {
+	uint64_t id, job_id;
+	Noded__TaskState state;
+	uint8_t *spec;                /* packed TaskSpec */
+	size_t spec_len;
+	char *target_node;            /* spec.node, or the node of a fan-out */
+	char *node;                   /* where it runs or ran */
+	uint32_t attempt, retries_left;
+	bool cancel_requested;
+	int32_t exit_code, signal;
+	char *reason;
+	uint64_t submitted_unix_ms, started_unix_ms, ended_unix_ms;
+	uint64_t utime_us, stime_us, max_rss_kib;
+	uint64_t output_cap, produced;
+	uint8_t *out;                 /* kept output: [fd][len32][data]... */
+	size_t out_len, out_data;     /* bytes stored, of which data */
+	bool truncated;
+	struct watcher *watchers;
+	struct nd_list queue_link;    /* svc.pending while PENDING */
+	struct nd_list node_link;     /* node.tasks while ASSIGNED/RUNNING */
+	struct nd_list all_link;      /* svc.all, oldest first */
+};
+
+struct nd_svc {
+	struct nd_shard *s;
+	struct node **buckets;
+	size_t nbuckets, count;
+	struct nd_u64map tasks;       /* id -> task */
+	struct nd_list pending;       /* FIFO */
+	struct nd_list all;
+	uint64_t next_task_id, next_job_id;
+	uint64_t output_cap;          /* default per task */
+};
+
+uint64_t nd__unix_ms(void);
+struct node *nd__node_find(struct nd_svc *svc, const char *name);
+
+/* Sends f (or encoded frames) to a connection on any shard; dropped if the
+ * connection has gone. */
+void nd__svc_push(struct nd_svc *svc, const struct nd_dest *to,
+		  const Noded__Frame *f);
+void nd__svc_push_raw(struct nd_svc *svc, const struct nd_dest *to,
+		      const uint8_t *frames, size_t len);
+
+/* Methods (tasks.c): fill r (the reply) or return frames through out. */
+struct nd_out {                   /* frames to queue on the requester */
+	uint8_t *buf;
+	size_t len, cap;
+};
+void nd__out_frame(struct nd_out *o, const Noded__Frame *f);
+void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
+		     struct nd_out *o);
+void nd__task_get(struct nd_svc *svc, const Noded__Frame *f, struct nd_out *o);
+void nd__task_list(struct nd_svc *svc, const Noded__Frame *f,
+		   struct nd_out *o);
+void nd__task_cancel(struct nd_svc *svc, const Noded__Frame *f,
+		     struct nd_out *o);
+void nd__task_watch(struct nd_svc *svc, const Noded__Frame *f,
+		    const struct nd_dest *from, struct nd_out *o);
+void nd__task_update(struct nd_svc *svc, const Noded__Frame *f,
+		     uint64_t conn_serial, struct nd_out *o);
+/* A node became schedulable, or went away. */
+void nd__tasks_schedule(struct nd_svc *svc);
+void nd__tasks_node_dead(struct nd_svc *svc, struct node *n,
+			 const char *why);
+void nd__tasks_free(struct nd_svc *svc);
+
+#endif

@@ -1,0 +1,721 @@
+/*
+ * The task engine of the node service (on shard 0): the task table, the
+ * pending queue and scheduler, worker updates, kept output and watchers.
+ *
+ * Life of a task: PENDING (queued here) -> ASSIGNED (pushed on its node's
+ * AssignTask stream) -> RUNNING (the worker reported it started) -> exactly
+ * one of SUCCEEDED, FAILED, TIMED_OUT, CANCELLED, LOST. A task whose node dies
+ * is LOST, or PENDING again while it has retries left. Updates for a task that
+ * already ended, or for another attempt, are acknowledged and ignored, so a
+ * late worker can never give a task a second ending.
+ *
+ * Scheduling: FIFO over the pending queue; each task goes to the eligible
+ * node (ALIVE, registered stream, matching target) with the lowest share of
+ * its slots in use; a task that fits nowhere now waits and does not block
+ * the ones behind it.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/svc.h"
+
+#define LIST_DEFAULT 100
+#define LIST_MAX 10000
+
+static bool terminal(Noded__TaskState st)
+{
+	return st >= NODED__TASK_STATE__TASK_SUCCEEDED;
+}
+
+static Noded__TaskSpec *spec_of(struct nd_svc *svc, const struct task *t)
+{
+	return noded__task_spec__unpack(&svc->s->arena.pc, t->spec_len,
+					t->spec);
+}
+
+/* Fills r from t; strings point into t or the arena (valid this batch). */
+static void record(struct nd_svc *svc, const struct task *t,
+		   Noded__TaskRecord *r)
+{
+	noded__task_record__init(r);
+	r->id = t->id;
+	r->job_id = t->job_id;
+	r->state = t->state;
+	r->node = t->node ? t->node : (t->target_node ? t->target_node : "");
+	r->spec = spec_of(svc, t);
+	r->exit_code = t->exit_code;
+	r->signal = t->signal;
+	r->reason = t->reason ? t->reason : "";
+	r->submitted_unix_ms = t->submitted_unix_ms;
+	r->started_unix_ms = t->started_unix_ms;
+	r->ended_unix_ms = t->ended_unix_ms;
+	r->utime_us = t->utime_us;
+	r->stime_us = t->stime_us;
+	r->max_rss_kib = t->max_rss_kib;
+	r->attempt = t->attempt;
+	r->output_bytes = t->produced;
+	r->truncated = t->truncated;
+}
+
+static void frame_record(struct nd_svc *svc, const struct task *t,
+			 uint64_t id, Noded__FrameKind kind, struct nd_out *o)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__TaskRecord r;
+
+	record(svc, t, &r);
+	f.id = id;
+	f.kind = kind;
+	f.body_case = NODED__FRAME__BODY_TASK_RECORD;
+	f.task_record = &r;
+	nd__out_frame(o, &f);
+}
+
+static void frame_error(struct nd_out *o, uint64_t id, Noded__FrameKind kind,
+			Noded__ErrorCode code, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static void frame_error(struct nd_out *o, uint64_t id, Noded__FrameKind kind,
+			Noded__ErrorCode code, const char *fmt, ...)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__Error e = NODED__ERROR__INIT;
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	e.code = code;
+	e.message = msg;
+	f.id = id;
+	f.kind = kind;
+	f.body_case = NODED__FRAME__BODY_ERROR;
+	f.error = &e;
+	nd__out_frame(o, &f);
+}
+
+static void frame_end(struct nd_out *o, uint64_t id)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+
+	f.id = id;
+	f.kind = NODED__FRAME_KIND__STREAM_END;
+	nd__out_frame(o, &f);
+}
+
+/* ---- watchers ---- */
+
+/* The task ended: each watcher gets the record and the end of its stream. */
+static void watchers_end(struct nd_svc *svc, struct task *t)
+{
+	struct watcher *w = t->watchers, *next;
+
+	for (; w; w = next) {
+		struct nd_out o = { 0 };
+
+		next = w->next;
+		frame_record(svc, t, w->to.stream_id,
+			     NODED__FRAME_KIND__STREAM_ITEM, &o);
+		frame_end(&o, w->to.stream_id);
+		nd__svc_push_raw(svc, &w->to, o.buf, o.len);
+		free(o.buf);
+		free(w);
+	}
+	t->watchers = NULL;
+}
+
+static void watchers_output(struct nd_svc *svc, struct task *t,
+			    const Noded__OutputChunk *chunk)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+
+	f.kind = NODED__FRAME_KIND__STREAM_ITEM;
+	f.body_case = NODED__FRAME__BODY_OUTPUT;
+	f.output = (Noded__OutputChunk *)chunk;
+	for (struct watcher *w = t->watchers; w; w = w->next) {
+		f.id = w->to.stream_id;
+		nd__svc_push(svc, &w->to, &f);
+	}
+}
+
+/* ---- state changes ---- */
+
+static void finish(struct nd_svc *svc, struct task *t, Noded__TaskState st,
+		   const char *reason)
+{
+	if (terminal(t->state))
+		return;
+	if (t->state == NODED__TASK_STATE__TASK_PENDING)
+		nd_list_del(&t->queue_link);
+	if (nd_list_linked(&t->node_link)) {
+		struct node *n = nd__node_find(svc, t->node);
+
+		nd_list_del(&t->node_link);
+		if (n && n->running)
+			n->running--;
+	}
+	t->state = st;
+	t->ended_unix_ms = nd__unix_ms();
+	if (reason && !t->reason)
+		t->reason = strdup(reason);
+	watchers_end(svc, t);
+}
+
+static void push_assignment(struct nd_svc *svc, struct task *t,
+			    struct node *n)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__TaskAssignment a = NODED__TASK_ASSIGNMENT__INIT;
+	Noded__TaskSpec *sp = spec_of(svc, t);
+
+	if (!sp)
+		return;
+	a.task_id = t->id;
+	a.n_argv = sp->n_argv;
+	a.argv = sp->argv;
+	a.shell = sp->shell;
+	a.n_env = sp->n_env;
+	a.env = (Noded__TaskAssignment__EnvEntry **)sp->env;
+	a.cwd = sp->cwd;
+	a.timeout_ms = sp->timeout_ms;
+	a.output_cap_bytes = t->output_cap;
+	a.attempt = t->attempt;
+	f.id = n->stream.stream_id;
+	f.kind = NODED__FRAME_KIND__STREAM_ITEM;
+	f.body_case = NODED__FRAME__BODY_TASK;
+	f.task = &a;
+	nd__svc_push(svc, &n->stream, &f);
+}
+
+static bool has_labels(const struct node *n, const Noded__TaskSpec *sp)
+{
+	for (size_t i = 0; i < sp->n_labels; i++) {
+		size_t j;
+
+		for (j = 0; j < n->nlabels; j++)
+			if (!strcmp(n->label_k[j], sp->labels[i]->key) &&
+			    !strcmp(n->label_v[j], sp->labels[i]->value))
+				break;
+		if (j == n->nlabels)
+			return false;
+	}
+	return true;
+}
+
+/* Could node n ever run t (ignoring its load)? */
+static bool eligible(const struct node *n, const struct task *t,
+		     const Noded__TaskSpec *sp)
+{
+	if (t->target_node)
+		return !strcmp(n->name, t->target_node);
+	return has_labels(n, sp);
+}
+
+/* The least-loaded node that can take t now, or NULL. */
+static struct node *pick(struct nd_svc *svc, const struct task *t,
+			 const Noded__TaskSpec *sp)
+{
+	struct node *best = NULL;
+
+	if (t->target_node) {
+		struct node *n = nd__node_find(svc, t->target_node);
+
+		return n && n->state == NODED__NODE_STATE__NODE_ALIVE &&
+			       n->stream.serial && n->running < n->slots ?
+			       n : NULL;
+	}
+	for (size_t i = 0; i < svc->nbuckets; i++) {
+		for (struct node *n = svc->buckets[i]; n; n = n->next) {
+			if (n->state != NODED__NODE_STATE__NODE_ALIVE ||
+			    !n->stream.serial || n->running >= n->slots ||
+			    !eligible(n, t, sp))
+				continue;
+			/* lower running/slots wins: compare cross-multiplied */
+			if (!best || (uint64_t)n->running * best->slots <
+					     (uint64_t)best->running * n->slots)
+				best = n;
+		}
+	}
+	return best;
+}
+
+void nd__tasks_schedule(struct nd_svc *svc)
+{
+	struct nd_list *l, *next;
+
+	for (l = svc->pending.next; l != &svc->pending; l = next) {
+		struct task *t = nd_container_of(l, struct task, queue_link);
+		Noded__TaskSpec *sp = spec_of(svc, t);
+		struct node *n;
+
+		next = l->next;
+		if (!sp)
+			continue;
+		n = pick(svc, t, sp);
+		if (!n)
+			continue;
+		nd_list_del(&t->queue_link);
+		free(t->node);
+		t->node = strdup(n->name);
+		t->state = NODED__TASK_STATE__TASK_ASSIGNED;
+		n->running++;
+		nd_list_add_tail(&n->tasks, &t->node_link);
+		push_assignment(svc, t, n);
+	}
+}
+
+void nd__tasks_node_dead(struct nd_svc *svc, struct node *n, const char *why)
+{
+	bool requeued = false;
+
+	while (!nd_list_empty(&n->tasks)) {
+		struct task *t = nd_container_of(n->tasks.next, struct task,
+						 node_link);
+
+		if (t->retries_left && !t->cancel_requested &&
+		    !t->target_node) {
+			/* Run it again elsewhere, as a new attempt. */
+			nd_list_del(&t->node_link);
+			if (n->running)
+				n->running--;
+			t->retries_left--;
+			t->attempt++;
+			t->state = NODED__TASK_STATE__TASK_PENDING;
+			nd_list_add_tail(&svc->pending, &t->queue_link);
+			requeued = true;
+			continue;
+		}
+		finish(svc, t, NODED__TASK_STATE__TASK_LOST, why);
+	}
+	n->running = 0;
+	if (requeued)
+		nd__tasks_schedule(svc);
+}
+
+/* ---- methods ---- */
+
+static struct task *task_new(struct nd_svc *svc, const uint8_t *spec,
+			     size_t spec_len, const Noded__TaskSpec *sp,
+			     const char *node, uint64_t job)
+{
+	struct task *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->spec = malloc(spec_len ? spec_len : 1);
+	if (!t->spec || (node && !(t->target_node = strdup(node))) ||
+	    nd_u64map_put(&svc->tasks, svc->next_task_id, t)) {
+		free(t->target_node);
+		free(t->spec);
+		free(t);
+		return NULL;
+	}
+	memcpy(t->spec, spec, spec_len);
+	t->spec_len = spec_len;
+	t->id = svc->next_task_id++;
+	t->job_id = job;
+	t->state = NODED__TASK_STATE__TASK_PENDING;
+	t->attempt = 1;
+	t->retries_left = sp->retries;
+	t->output_cap = sp->output_cap_bytes ? sp->output_cap_bytes
+					     : svc->output_cap;
+	t->submitted_unix_ms = nd__unix_ms();
+	nd_list_add_tail(&svc->pending, &t->queue_link);
+	nd_list_add_tail(&svc->all, &t->all_link);
+	return t;
+}
+
+/* Why spec can never run here, or NULL when some node could run it. */
+static const char *unplaceable(struct nd_svc *svc, const Noded__TaskSpec *sp,
+			       char *buf, size_t len)
+{
+	struct node *n;
+
+	if (sp->node[0]) {
+		n = nd__node_find(svc, sp->node);
+		if (!n)
+			snprintf(buf, len, "no node named '%s'", sp->node);
+		else if (n->state == NODED__NODE_STATE__NODE_DEAD)
+			snprintf(buf, len, "node '%s' is dead", sp->node);
+		else
+			return NULL;
+		return buf;
+	}
+	for (size_t i = 0; i < svc->nbuckets; i++)
+		for (n = svc->buckets[i]; n; n = n->next)
+			if (n->state != NODED__NODE_STATE__NODE_DEAD &&
+			    has_labels(n, sp))
+				return NULL;
+	if (sp->n_labels)
+		snprintf(buf, len, "no live node has the labels asked for");
+	else
+		snprintf(buf, len, "no live nodes");
+	return buf;
+}
+
+void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
+		     struct nd_out *o)
+{
+	const Noded__TaskSpec *sp = f->submit;
+	Noded__Frame r = NODED__FRAME__INIT;
+	Noded__SubmitReply sr = NODED__SUBMIT_REPLY__INIT;
+	uint8_t *packed;
+	size_t len, k = 0, cap;
+	char why[160];
+	const char *bad;
+
+	if (!sp->n_argv && !sp->shell[0]) {
+		frame_error(o, f->id, NODED__FRAME_KIND__REPLY,
+			    NODED__ERROR_CODE__BAD_REQUEST,
+			    "nothing to run: give argv or a shell command");
+		return;
+	}
+	if (sp->n_argv && sp->shell[0]) {
+		frame_error(o, f->id, NODED__FRAME_KIND__REPLY,
+			    NODED__ERROR_CODE__BAD_REQUEST,
+			    "give argv or a shell command, not both");
+		return;
+	}
+	if ((sp->all && (sp->node[0] || sp->n_labels)) ||
+	    (sp->node[0] && sp->n_labels)) {
+		frame_error(o, f->id, NODED__FRAME_KIND__REPLY,
+			    NODED__ERROR_CODE__BAD_REQUEST,
+			    "target one of: a node, labels, or all");
+		return;
+	}
+	bad = unplaceable(svc, sp, why, sizeof(why));
+	if (bad) {
+		frame_error(o, f->id, NODED__FRAME_KIND__REPLY,
+			    NODED__ERROR_CODE__NOT_FOUND, "%s", bad);
+		return;
+	}
+	len = noded__task_spec__get_packed_size(sp);
+	packed = nd_arena_alloc(&svc->s->arena, len ? len : 1);
+	cap = sp->all ? svc->count : 1;
+	sr.task_ids = nd_arena_alloc(&svc->s->arena, cap * sizeof(uint64_t));
+	sr.nodes = nd_arena_alloc(&svc->s->arena, cap * sizeof(char *));
+	if (!packed || !sr.task_ids || !sr.nodes)
+		goto oom;
+	noded__task_spec__pack(sp, packed);
+	if (sp->all) {
+		sr.job_id = svc->next_job_id++;
+		for (size_t i = 0; i < svc->nbuckets; i++) {
+			for (struct node *n = svc->buckets[i]; n; n = n->next) {
+				struct task *t;
+
+				if (n->state == NODED__NODE_STATE__NODE_DEAD)
+					continue;
+				t = task_new(svc, packed, len, sp, n->name,
+					     sr.job_id);
+				if (!t)
+					goto oom;
+				sr.task_ids[k] = t->id;
+				sr.nodes[k++] = n->name;
+			}
+		}
+	} else {
+		struct task *t = task_new(svc, packed, len, sp,
+					  sp->node[0] ? sp->node : NULL, 0);
+
+		if (!t)
+			goto oom;
+		sr.task_ids[k] = t->id;
+		sr.nodes[k++] = sp->node;
+	}
+	sr.n_task_ids = sr.n_nodes = k;
+	nd__tasks_schedule(svc);
+	/* Report where each went, when the scheduler placed it now. */
+	for (size_t i = 0; i < k; i++) {
+		struct task *t = nd_u64map_get(&svc->tasks, sr.task_ids[i]);
+
+		if (t && t->node)
+			sr.nodes[i] = t->node;
+	}
+	r.id = f->id;
+	r.kind = NODED__FRAME_KIND__REPLY;
+	r.body_case = NODED__FRAME__BODY_SUBMIT_REPLY;
+	r.submit_reply = &sr;
+	nd__out_frame(o, &r);
+	return;
+oom:
+	frame_error(o, f->id, NODED__FRAME_KIND__REPLY,
+		    NODED__ERROR_CODE__RESOURCE_EXHAUSTED, "out of memory");
+}
+
+static struct task *find(struct nd_svc *svc, uint64_t id, uint64_t req,
+			 Noded__FrameKind kind, struct nd_out *o)
+{
+	struct task *t = id ? nd_u64map_get(&svc->tasks, id) : NULL;
+
+	if (!t)
+		frame_error(o, req, kind, NODED__ERROR_CODE__NOT_FOUND,
+			    "no task %llu", (unsigned long long)id);
+	return t;
+}
+
+void nd__task_get(struct nd_svc *svc, const Noded__Frame *f, struct nd_out *o)
+{
+	struct task *t = find(svc, f->get_task->id, f->id,
+			      NODED__FRAME_KIND__REPLY, o);
+
+	if (t)
+		frame_record(svc, t, f->id, NODED__FRAME_KIND__REPLY, o);
+}
+
+void nd__task_list(struct nd_svc *svc, const Noded__Frame *f,
+		   struct nd_out *o)
+{
+	const Noded__TaskListRequest *q = f->list_tasks;
+	size_t limit = q->limit ? q->limit : LIST_DEFAULT, k = 0;
+	Noded__Frame r = NODED__FRAME__INIT;
+	Noded__TaskList tl = NODED__TASK_LIST__INIT;
+	struct nd_list *l;
+
+	if (limit > LIST_MAX)
+		limit = LIST_MAX;
+	tl.tasks = nd_arena_alloc(&svc->s->arena, limit * sizeof(*tl.tasks));
+	/* newest first */
+	for (l = svc->all.prev; tl.tasks && l != &svc->all && k < limit;
+	     l = l->prev) {
+		struct task *t = nd_container_of(l, struct task, all_link);
+		Noded__TaskRecord *rec;
+
+		if (q->state && t->state != q->state)
+			continue;
+		rec = nd_arena_alloc(&svc->s->arena, sizeof(*rec));
+		if (!rec)
+			break;
+		record(svc, t, rec);
+		tl.tasks[k++] = rec;
+	}
+	tl.n_tasks = k;
+	r.id = f->id;
+	r.kind = NODED__FRAME_KIND__REPLY;
+	r.body_case = NODED__FRAME__BODY_TASK_LIST;
+	r.task_list = &tl;
+	nd__out_frame(o, &r);
+}
+
+static void push_cancel(struct nd_svc *svc, struct task *t)
+{
+	struct node *n = t->node ? nd__node_find(svc, t->node) : NULL;
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__TaskCancel tc = NODED__TASK_CANCEL__INIT;
+
+	if (!n || !n->stream.serial)
+		return; /* it ends as LOST if the node does not come back */
+	tc.task_id = t->id;
+	f.id = n->stream.stream_id;
+	f.kind = NODED__FRAME_KIND__STREAM_ITEM;
+	f.body_case = NODED__FRAME__BODY_TASK_CANCEL;
+	f.task_cancel = &tc;
+	nd__svc_push(svc, &n->stream, &f);
+}
+
+void nd__task_cancel(struct nd_svc *svc, const Noded__Frame *f,
+		     struct nd_out *o)
+{
+	struct task *t = find(svc, f->cancel_task->id, f->id,
+			      NODED__FRAME_KIND__REPLY, o);
+
+	if (!t)
+		return;
+	if (t->state == NODED__TASK_STATE__TASK_PENDING) {
+		finish(svc, t, NODED__TASK_STATE__TASK_CANCELLED,
+		       "cancelled before it started");
+	} else if (!terminal(t->state) && !t->cancel_requested) {
+		/* The worker kills the process group and reports the end. */
+		t->cancel_requested = true;
+		push_cancel(svc, t);
+	}
+	frame_record(svc, t, f->id, NODED__FRAME_KIND__REPLY, o);
+}
+
+/* Replays the kept output as OutputChunk items. */
+static void replay(const struct task *t, uint64_t id, struct nd_out *o)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__OutputChunk c = NODED__OUTPUT_CHUNK__INIT;
+	size_t off = 0;
+
+	f.id = id;
+	f.kind = NODED__FRAME_KIND__STREAM_ITEM;
+	f.body_case = NODED__FRAME__BODY_OUTPUT;
+	f.output = &c;
+	c.task_id = t->id;
+	while (off + 5 <= t->out_len) {
+		uint32_t len;
+
+		memcpy(&len, t->out + off + 1, 4);
+		c.fd = t->out[off];
+		c.data.data = t->out + off + 5;
+		c.data.len = len;
+		nd__out_frame(o, &f);
+		off += 5 + len;
+	}
+}
+
+void nd__task_watch(struct nd_svc *svc, const Noded__Frame *f,
+		    const struct nd_dest *from, struct nd_out *o)
+{
+	struct task *t = find(svc, f->watch->task_id, f->id,
+			      NODED__FRAME_KIND__STREAM_END, o);
+	struct watcher *w;
+
+	if (!t)
+		return;
+	replay(t, f->id, o);
+	if (terminal(t->state) || !f->watch->follow) {
+		frame_record(svc, t, f->id, NODED__FRAME_KIND__STREAM_ITEM, o);
+		frame_end(o, f->id);
+		return;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		frame_error(o, f->id, NODED__FRAME_KIND__STREAM_END,
+			    NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
+			    "out of memory");
+		return;
+	}
+	w->to = *from;
+	w->next = t->watchers;
+	t->watchers = w;
+}
+
+/* Keeps chunk up to the task's output cap; past it, marks truncated. */
+static void keep_output(struct task *t, const Noded__OutputChunk *c)
+{
+	size_t room, n;
+	uint8_t *b;
+	uint32_t len;
+
+	t->produced += c->data.len;
+	if (t->out_data >= t->output_cap) {
+		t->truncated = t->truncated || c->data.len > 0;
+		return;
+	}
+	room = (size_t)(t->output_cap - t->out_data);
+	n = c->data.len < room ? c->data.len : room;
+	if (n < c->data.len)
+		t->truncated = true;
+	b = realloc(t->out, t->out_len + 5 + n);
+	if (!b)
+		return;
+	t->out = b;
+	len = (uint32_t)n;
+	b[t->out_len] = (uint8_t)(c->fd == 2 ? 2 : 1);
+	memcpy(b + t->out_len + 1, &len, 4);
+	memcpy(b + t->out_len + 5, c->data.data, n);
+	t->out_len += 5 + n;
+	t->out_data += n;
+}
+
+static void ack(struct nd_out *o, uint64_t id)
+{
+	Noded__Frame r = NODED__FRAME__INIT;
+	Noded__Ack a = NODED__ACK__INIT;
+
+	r.id = id;
+	r.kind = NODED__FRAME_KIND__REPLY;
+	r.body_case = NODED__FRAME__BODY_ACK;
+	r.ack = &a;
+	nd__out_frame(o, &r);
+}
+
+static void finished(struct nd_svc *svc, struct task *t,
+		     const Noded__ExecExited *x)
+{
+	Noded__TaskState st;
+	char why[128];
+	const char *reason = x->reason[0] ? x->reason : NULL;
+
+	t->exit_code = x->exit_code;
+	t->signal = x->signal;
+	if (x->start_unix_ms && !t->started_unix_ms)
+		t->started_unix_ms = x->start_unix_ms;
+	t->utime_us = x->utime_us;
+	t->stime_us = x->stime_us;
+	t->max_rss_kib = x->max_rss_kib;
+	if (x->cancelled || t->cancel_requested) {
+		st = NODED__TASK_STATE__TASK_CANCELLED;
+	} else if (x->timed_out) {
+		st = NODED__TASK_STATE__TASK_TIMED_OUT;
+		if (!reason) {
+			snprintf(why, sizeof(why), "timed out; killed by "
+				 "signal %d", x->signal);
+			reason = why;
+		}
+	} else if (x->exit_code == 0 && x->signal == 0 && !x->spawn_errno) {
+		st = NODED__TASK_STATE__TASK_SUCCEEDED;
+	} else {
+		st = NODED__TASK_STATE__TASK_FAILED;
+		if (!reason && x->signal) {
+			snprintf(why, sizeof(why), "killed by signal %d",
+				 x->signal);
+			reason = why;
+		}
+	}
+	finish(svc, t, st, reason);
+	nd__tasks_schedule(svc); /* a slot is free */
+}
+
+void nd__task_update(struct nd_svc *svc, const Noded__Frame *f,
+		     uint64_t conn_serial, struct nd_out *o)
+{
+	const Noded__TaskUpdate *u = f->task_update;
+	struct task *t = nd_u64map_get(&svc->tasks, u->task_id);
+	struct node *n = t && t->node ? nd__node_find(svc, t->node) : NULL;
+
+	/* Only the node running this attempt may update it; anything else
+	 * (a late worker, an old attempt, an ended task) is acknowledged and
+	 * dropped so the worker can let go of it. */
+	if (!t || !n || n->stream.serial != conn_serial ||
+	    u->attempt != t->attempt || terminal(t->state)) {
+		ack(o, f->id);
+		return;
+	}
+	switch (u->body_case) {
+	case NODED__TASK_UPDATE__BODY_STARTED:
+		if (t->state == NODED__TASK_STATE__TASK_ASSIGNED)
+			t->state = NODED__TASK_STATE__TASK_RUNNING;
+		t->started_unix_ms = u->started->start_unix_ms;
+		break;
+	case NODED__TASK_UPDATE__BODY_OUTPUT:
+		if (t->state == NODED__TASK_STATE__TASK_ASSIGNED)
+			t->state = NODED__TASK_STATE__TASK_RUNNING;
+		keep_output(t, u->output);
+		watchers_output(svc, t, u->output);
+		break;
+	case NODED__TASK_UPDATE__BODY_FINISHED:
+		finished(svc, t, u->finished);
+		break;
+	default:
+		break;
+	}
+	ack(o, f->id);
+}
+
+void nd__tasks_free(struct nd_svc *svc)
+{
+	while (!nd_list_empty(&svc->all)) {
+		struct task *t = nd_container_of(svc->all.next, struct task,
+						 all_link);
+		struct watcher *w, *next;
+
+		nd_list_del(&t->all_link);
+		for (w = t->watchers; w; w = next) {
+			next = w->next;
+			free(w);
+		}
+		free(t->spec);
+		free(t->target_node);
+		free(t->node);
+		free(t->reason);
+		free(t->out);
+		free(t);
+	}
+	nd_u64map_free(&svc->tasks);
+}
