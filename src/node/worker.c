@@ -16,6 +16,7 @@
 
 #include "core/conn.h"
 #include "core/server.h"
+#include "node/run.h"
 #include "node/worker.h"
 #include "rpc/peer.h"
 
@@ -40,6 +41,8 @@ struct worker {
 	Noded__NodeStatus__LabelsEntry *label_v;
 	Noded__NodeStatus__LabelsEntry **label_p;
 	char **label_kv;               /* split copies of wc->labels */
+	struct nd_runner *runner;
+	uint64_t *running_ids;         /* scratch for status reports */
 };
 
 static void schedule_retry(struct worker *w)
@@ -96,8 +99,11 @@ static void report(struct worker *w)
 	ns.mem_available_bytes = mem_available();
 	if (ns.mem_available_bytes > total)
 		ns.mem_available_bytes = total;
+	ns.n_running_tasks = nd_runner_running(w->runner, w->running_ids,
+						w->wc->slots);
+	ns.running_tasks = w->running_ids;
 	ns.slots_total = w->wc->slots;
-	ns.slots_free = w->wc->slots;
+	ns.slots_free = w->wc->slots - (uint32_t)ns.n_running_tasks;
 	ns.uptime_ms = w->s->now_ms - w->started_ms;
 	f.body_case = NODED__FRAME__BODY_REPORT_STATUS;
 	f.report_status = &ns;
@@ -138,6 +144,15 @@ static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
 			w->wc->name, w->wc->master);
 		w->warned = false;
 		report(w);
+		nd_runner_connected(w->runner);
+		return;
+	}
+	if (status == 0 && f->body_case == NODED__FRAME__BODY_TASK) {
+		nd_runner_assign(w->runner, f->task);
+		return;
+	}
+	if (status == 0 && f->body_case == NODED__FRAME__BODY_TASK_CANCEL) {
+		nd_runner_cancel(w->runner, f->task_cancel->task_id);
 		return;
 	}
 	if (done && status != -ECANCELED && w->conn) {
@@ -215,8 +230,9 @@ static void tick(struct nd_shard *s)
 static bool drain(struct nd_shard *s)
 {
 	struct worker *w = s->svc;
+	bool busy = nd_runner_drain(w->runner);
 
-	return w->connecting;
+	return w->connecting || busy;
 }
 
 static void worker_start(struct nd_shard *s, void *arg)
@@ -228,6 +244,7 @@ static void worker_start(struct nd_shard *s, void *arg)
 	s->svc = w;
 	s->svc_tick = tick;
 	s->svc_drain = drain;
+	nd_runner_start(w->runner, s, &w->conn);
 	tick(s);
 }
 
@@ -293,6 +310,14 @@ int nd_worker_run(const struct nd_worker_cfg *wc)
 	w.hooks.closed = closed;
 	w.hooks.arg = &w;
 	srand((unsigned)getpid());
+	w.running_ids = calloc(wc->slots ? wc->slots : 1, sizeof(uint64_t));
+	if (!w.running_ids)
+		goto out;
+	/* Helpers are this binary re-executed, started before any thread. */
+	if (nd_runner_new(&w.runner, 2, wc->slots, "/proc/self/exe")) {
+		fprintf(stderr, "noded worker: cannot start the exec helpers\n");
+		goto out;
+	}
 
 	cfg.listen = "none";
 	cfg.shards = 1;
@@ -308,6 +333,8 @@ int nd_worker_run(const struct nd_worker_cfg *wc)
 	ret = nd_server_run(&srv) ? 1 : 0;
 	nd_server_close(&srv);
 out:
+	nd_runner_free(w.runner);
+	free(w.running_ids);
 	labels_free(&w);
 	return ret;
 }

@@ -1,0 +1,661 @@
+/* The worker's task runner: see run.h. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/u64map.h"
+#include "exec/exec.h"
+#include "node/run.h"
+#include "rpc/peer.h"
+
+#define CHUNK (64 * 1024)
+#define EVENT_MAX (16 * 1024)
+
+struct nd_runner;
+struct rtask;
+
+struct helper {
+	struct nd_runner *r;
+	int fd;
+	pid_t pid;
+	bool armed;                   /* a RECVMSG is in flight */
+	bool dead;
+	struct nd_op op;
+	struct msghdr msg;
+	struct iovec iov;
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(2 * sizeof(int))];
+	} ctl;
+	uint8_t buf[EVENT_MAX];
+};
+
+struct pipe_rd {
+	struct rtask *t;
+	int fd;                       /* -1 once at EOF */
+	uint32_t fdno;                /* 1 stdout, 2 stderr */
+	bool reading;                 /* a READ is in flight */
+	bool sent;                    /* buf is with the master, not acked */
+	size_t len;                   /* bytes in buf not yet acknowledged */
+	struct nd_op op;
+	uint8_t buf[CHUNK];
+};
+
+struct rtask {
+	struct nd_runner *r;
+	uint64_t id;
+	uint32_t attempt;
+	struct helper *h;
+	pid_t pid;
+	bool started, started_acked, started_sent;
+	bool exited;
+	bool finish_sent;             /* the end is with the master */
+	bool finish_acked;
+	uint8_t *exited_pb;           /* packed ExecExited */
+	size_t exited_len;
+	struct pipe_rd *p[2];
+};
+
+struct sendop {
+	struct nd_op op;
+	struct nd_runner *r;
+	uint64_t task_id;             /* looked up again: it may be gone */
+	size_t len;
+	uint8_t data[];
+};
+
+struct nd_runner {
+	struct nd_shard *s;
+	struct nd_conn **conn;
+	const char *exe;
+	struct helper **h;
+	unsigned nh, next_h, slots;
+	struct nd_u64map tasks;       /* id -> rtask */
+	struct nd_u64map ran;         /* ids this process accepted */
+	unsigned inflight;            /* io_uring ops not completed */
+	bool draining;
+};
+
+static struct nd_client *client(struct nd_runner *r)
+{
+	return *r->conn ? nd_peer_client(*r->conn) : NULL;
+}
+
+static void flush(struct nd_runner *r)
+{
+	if (*r->conn)
+		nd_peer_flush(*r->conn);
+}
+
+/* ---- reports to the master ---- */
+
+static void send_finished(struct rtask *t);
+static void arm_read(struct pipe_rd *p);
+
+static void task_free(struct rtask *t)
+{
+	nd_u64map_del(&t->r->tasks, t->id);
+	for (int i = 0; i < 2; i++)
+		free(t->p[i]);
+	free(t->exited_pb);
+	free(t);
+}
+
+/* Done when the end is reported and no read refers to the task. */
+static void maybe_free(struct rtask *t)
+{
+	for (int i = 0; i < 2; i++)
+		if (t->p[i] && (t->p[i]->reading || t->p[i]->fd >= 0))
+			return;
+	if (t->finish_acked)
+		task_free(t);
+}
+
+static bool update(struct rtask *t, Noded__TaskUpdate *u, nd_reply_cb cb,
+		   void *arg)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	struct nd_client *cl = client(t->r);
+
+	if (!cl)
+		return false;
+	u->task_id = t->id;
+	u->attempt = t->attempt;
+	f.body_case = NODED__FRAME__BODY_TASK_UPDATE;
+	f.task_update = u;
+	if (nd_client_start(cl, &f, cb, arg) < 0)
+		return false;
+	flush(t->r);
+	return true;
+}
+
+static void on_started_ack(struct nd_client *c, int status,
+			   const Noded__Frame *f, bool done, void *arg)
+{
+	struct rtask *t = arg;
+
+	(void)c;
+	(void)f;
+	(void)done;
+	if (status == -ECANCELED || status == -ECONNRESET)
+		t->started_sent = false; /* resend after reconnecting */
+	else
+		t->started_acked = true;
+}
+
+static void send_started(struct rtask *t)
+{
+	Noded__TaskUpdate u = NODED__TASK_UPDATE__INIT;
+	Noded__ExecStarted st = NODED__EXEC_STARTED__INIT;
+
+	st.task_id = t->id;
+	st.pid = t->pid;
+	u.body_case = NODED__TASK_UPDATE__BODY_STARTED;
+	u.started = &st;
+	t->started_sent = update(t, &u, on_started_ack, t);
+}
+
+static void on_chunk_ack(struct nd_client *c, int status,
+			 const Noded__Frame *f, bool done, void *arg)
+{
+	struct pipe_rd *p = arg;
+
+	(void)c;
+	(void)f;
+	(void)done;
+	p->sent = false;
+	if (status == -ECANCELED || status == -ECONNRESET)
+		return; /* kept in buf; sent again after reconnecting */
+	p->len = 0;
+	if (p->fd >= 0)
+		arm_read(p);
+	else
+		send_finished(p->t);
+}
+
+static void send_chunk(struct pipe_rd *p)
+{
+	Noded__TaskUpdate u = NODED__TASK_UPDATE__INIT;
+	Noded__OutputChunk oc = NODED__OUTPUT_CHUNK__INIT;
+
+	oc.task_id = p->t->id;
+	oc.fd = p->fdno;
+	oc.data.data = p->buf;
+	oc.data.len = p->len;
+	u.body_case = NODED__TASK_UPDATE__BODY_OUTPUT;
+	u.output = &oc;
+	p->sent = update(p->t, &u, on_chunk_ack, p);
+}
+
+static void on_finish_ack(struct nd_client *c, int status,
+			  const Noded__Frame *f, bool done, void *arg)
+{
+	struct rtask *t = arg;
+
+	(void)c;
+	(void)f;
+	(void)done;
+	if (status == -ECANCELED || status == -ECONNRESET) {
+		t->finish_sent = false; /* resend after reconnecting */
+		return;
+	}
+	t->finish_acked = true;
+	maybe_free(t);
+}
+
+/* Reports the end once the command exited and all its output is acked. */
+static void send_finished(struct rtask *t)
+{
+	Noded__TaskUpdate u = NODED__TASK_UPDATE__INIT;
+	Noded__ExecExited *x;
+
+	if (!t->exited || t->finish_sent)
+		return;
+	for (int i = 0; i < 2; i++)
+		if (t->p[i] && (t->p[i]->fd >= 0 || t->p[i]->len))
+			return;
+	x = noded__exec_exited__unpack(NULL, t->exited_len, t->exited_pb);
+	if (!x)
+		return;
+	u.body_case = NODED__TASK_UPDATE__BODY_FINISHED;
+	u.finished = x;
+	t->finish_sent = update(t, &u, on_finish_ack, t);
+	noded__exec_exited__free_unpacked(x, NULL);
+}
+
+/* ---- pipes ---- */
+
+static void on_read(struct nd_shard *s, struct nd_op *op,
+		    struct io_uring_cqe *cqe)
+{
+	struct pipe_rd *p = nd_container_of(op, struct pipe_rd, op);
+	struct rtask *t = p->t;
+
+	(void)s;
+	p->reading = false;
+	t->r->inflight--;
+	if (cqe->res > 0 && !t->r->draining) {
+		p->len = (size_t)cqe->res;
+		send_chunk(p);
+		return;
+	}
+	close(p->fd); /* EOF, an error, or we are stopping */
+	p->fd = -1;
+	if (t->r->draining)
+		maybe_free(t);
+	else
+		send_finished(t);
+}
+
+static void arm_read(struct pipe_rd *p)
+{
+	struct io_uring_sqe *sqe = nd_shard_sqe(p->t->r->s);
+
+	io_uring_prep_read(sqe, p->fd, p->buf, CHUNK, (uint64_t)-1);
+	io_uring_sqe_set_data64(sqe, ND_UD(&p->op, ND_TAG_OP));
+	p->reading = true;
+	p->t->r->inflight++;
+}
+
+/* ---- helper events ---- */
+
+static void arm_helper(struct helper *h);
+static int helper_start(struct nd_runner *r, struct helper *h);
+
+/* An end the helper could not report (it died): build it ourselves. */
+static void fake_exit(struct rtask *t, const char *reason)
+{
+	Noded__ExecExited x = NODED__EXEC_EXITED__INIT;
+
+	x.task_id = t->id;
+	x.exit_code = 125;
+	x.spawn_errno = EPIPE;
+	x.reason = (char *)reason;
+	free(t->exited_pb);
+	t->exited_len = noded__exec_exited__get_packed_size(&x);
+	t->exited_pb = malloc(t->exited_len ? t->exited_len : 1);
+	if (t->exited_pb)
+		noded__exec_exited__pack(&x, t->exited_pb);
+	t->exited = true;
+}
+
+static void on_started(struct nd_runner *r, const Noded__ExecStarted *st,
+		       const int *fds)
+{
+	struct rtask *t = nd_u64map_get(&r->tasks, st->task_id);
+
+	if (!t) { /* not ours any more */
+		close(fds[0]);
+		close(fds[1]);
+		kill(-st->pid, SIGKILL);
+		return;
+	}
+	t->started = true;
+	t->pid = st->pid;
+	for (int i = 0; i < 2; i++) {
+		struct pipe_rd *p = calloc(1, sizeof(*p));
+
+		if (!p) {
+			close(fds[i]);
+			continue;
+		}
+		p->t = t;
+		p->fd = fds[i];
+		p->fdno = (uint32_t)i + 1;
+		p->op.cb = on_read;
+		t->p[i] = p;
+		arm_read(p);
+	}
+	send_started(t);
+}
+
+static void on_exited(struct nd_runner *r, const Noded__ExecExited *x)
+{
+	struct rtask *t = nd_u64map_get(&r->tasks, x->task_id);
+	size_t len = noded__exec_exited__get_packed_size(x);
+
+	if (!t)
+		return;
+	t->exited_pb = malloc(len ? len : 1);
+	if (!t->exited_pb)
+		return;
+	noded__exec_exited__pack(x, t->exited_pb);
+	t->exited_len = len;
+	t->exited = true;
+	send_finished(t);
+}
+
+/* The helper went away: its tasks end as failed, a new one takes over. */
+static void helper_died(struct helper *h)
+{
+	struct nd_runner *r = h->r;
+
+	fprintf(stderr, "noded: worker: exec helper %d died; replacing it\n",
+		(int)h->pid);
+	for (size_t i = 0; i < r->tasks.cap; i++) {
+		struct rtask *t = r->tasks.keys[i] ? r->tasks.vals[i] : NULL;
+
+		if (!t || t->h != h || t->exited)
+			continue;
+		if (t->pid > 0)
+			kill(-t->pid, SIGKILL);
+		fake_exit(t, "the exec helper died");
+		send_finished(t);
+	}
+	close(h->fd);
+	waitpid(h->pid, NULL, WNOHANG);
+	h->fd = -1;
+	h->dead = true;
+	if (!r->draining && helper_start(r, h) == 0)
+		arm_helper(h);
+}
+
+static void on_helper(struct nd_shard *s, struct nd_op *op,
+		      struct io_uring_cqe *cqe)
+{
+	struct helper *h = nd_container_of(op, struct helper, op);
+	struct nd_runner *r = h->r;
+	int fds[2] = { -1, -1 }, nfds = 0;
+	Noded__ExecEvent *ev;
+	struct cmsghdr *c;
+
+	(void)s;
+	h->armed = false;
+	r->inflight--;
+	if (cqe->res <= 0) {
+		if (r->draining) {
+			close(h->fd);
+			h->fd = -1;
+			h->dead = true;
+		} else {
+			helper_died(h);
+		}
+		return;
+	}
+	for (c = CMSG_FIRSTHDR(&h->msg); c; c = CMSG_NXTHDR(&h->msg, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			nfds = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			if (nfds > 2)
+				nfds = 2;
+			memcpy(fds, CMSG_DATA(c), (size_t)nfds * sizeof(int));
+		}
+	}
+	ev = nd_exec_decode_event(h->buf, (size_t)cqe->res, nfds);
+	if (ev && ev->body_case == NODED__EXEC_EVENT__BODY_STARTED) {
+		on_started(r, ev->started, fds);
+	} else {
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		if (ev)
+			on_exited(r, ev->exited);
+		else
+			fprintf(stderr, "noded: worker: bad event from exec "
+				"helper %d\n", (int)h->pid);
+	}
+	if (ev)
+		noded__exec_event__free_unpacked(ev, NULL);
+	if (!r->draining)
+		arm_helper(h);
+}
+
+static void arm_helper(struct helper *h)
+{
+	struct io_uring_sqe *sqe = nd_shard_sqe(h->r->s);
+
+	memset(&h->msg, 0, sizeof(h->msg));
+	h->iov.iov_base = h->buf;
+	h->iov.iov_len = sizeof(h->buf);
+	h->msg.msg_iov = &h->iov;
+	h->msg.msg_iovlen = 1;
+	h->msg.msg_control = h->ctl.b;
+	h->msg.msg_controllen = sizeof(h->ctl.b);
+	io_uring_prep_recvmsg(sqe, h->fd, &h->msg, MSG_CMSG_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ND_UD(&h->op, ND_TAG_OP));
+	h->armed = true;
+	h->r->inflight++;
+}
+
+static int helper_start(struct nd_runner *r, struct helper *h)
+{
+	int ret = nd_exec_helper_spawn(r->exe, &h->fd, &h->pid);
+
+	if (ret) {
+		fprintf(stderr, "noded: worker: cannot start an exec helper: "
+			"%s\n", strerror(-ret));
+		return ret;
+	}
+	h->dead = false;
+	h->op.cb = on_helper;
+	return 0;
+}
+
+/* ---- requests to helpers ---- */
+
+static void on_sent(struct nd_shard *s, struct nd_op *op,
+		    struct io_uring_cqe *cqe)
+{
+	struct sendop *so = nd_container_of(op, struct sendop, op);
+	struct rtask *t = nd_u64map_get(&so->r->tasks, so->task_id);
+
+	(void)s;
+	so->r->inflight--;
+	if (cqe->res < 0 && t && !t->exited) {
+		fake_exit(t, "could not reach the exec helper");
+		send_finished(t);
+	}
+	free(so);
+}
+
+static void send_request(struct rtask *t, const Noded__ExecRequest *req)
+{
+	size_t len = noded__exec_request__get_packed_size(req);
+	struct sendop *so = malloc(sizeof(*so) + len);
+	struct io_uring_sqe *sqe;
+
+	if (!so || nd_exec_encode_request(req, so->data, len) < 0) {
+		free(so);
+		fake_exit(t, "request too large for the exec helper");
+		send_finished(t);
+		return;
+	}
+	so->op.cb = on_sent;
+	so->r = t->r;
+	so->task_id = t->id;
+	so->len = len;
+	sqe = nd_shard_sqe(t->r->s);
+	io_uring_prep_send(sqe, t->h->fd, so->data, len, 0);
+	io_uring_sqe_set_data64(sqe, ND_UD(&so->op, ND_TAG_OP));
+	t->r->inflight++;
+}
+
+/* ---- the interface ---- */
+
+void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a)
+{
+	Noded__ExecRequest req = NODED__EXEC_REQUEST__INIT;
+	Noded__ExecSpawn sp = NODED__EXEC_SPAWN__INIT;
+	char **env = NULL;
+	struct rtask *t;
+	uint64_t key = a->task_id ^ ((uint64_t)a->attempt << 56);
+
+	if (!a->task_id || nd_u64map_get(&r->tasks, a->task_id) ||
+	    nd_u64map_get(&r->ran, key))
+		return; /* never run a task (attempt) twice */
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return;
+	t->r = r;
+	t->id = a->task_id;
+	t->attempt = a->attempt;
+	t->h = r->h[r->next_h++ % r->nh];
+	if (nd_u64map_put(&r->tasks, t->id, t) ||
+	    nd_u64map_put(&r->ran, key, (void *)1)) {
+		nd_u64map_del(&r->tasks, t->id);
+		free(t);
+		return;
+	}
+	if (nd_u64map_get(&r->tasks, t->id) && r->tasks.count > r->slots) {
+		fake_exit(t, "worker has no free slot");
+		send_finished(t);
+		return;
+	}
+	if (t->h->dead) {
+		fake_exit(t, "no exec helper");
+		send_finished(t);
+		return;
+	}
+	env = calloc(a->n_env ? a->n_env : 1, sizeof(*env));
+	for (size_t i = 0; env && i < a->n_env; i++) {
+		size_t kl = strlen(a->env[i]->key), vl = strlen(a->env[i]->value);
+
+		env[i] = malloc(kl + vl + 2);
+		if (env[i])
+			sprintf(env[i], "%s=%s", a->env[i]->key, a->env[i]->value);
+		else
+			env[i] = strdup("");
+	}
+	sp.task_id = t->id;
+	sp.n_argv = a->n_argv;
+	sp.argv = a->argv;
+	sp.shell = a->shell;
+	sp.n_env = env ? a->n_env : 0;
+	sp.env = env;
+	sp.cwd = a->cwd;
+	sp.timeout_ms = a->timeout_ms;
+	req.body_case = NODED__EXEC_REQUEST__BODY_SPAWN;
+	req.spawn = &sp;
+	send_request(t, &req);
+	for (size_t i = 0; env && i < a->n_env; i++)
+		free(env[i]);
+	free(env);
+}
+
+void nd_runner_cancel(struct nd_runner *r, uint64_t task_id)
+{
+	struct rtask *t = nd_u64map_get(&r->tasks, task_id);
+	Noded__ExecRequest req = NODED__EXEC_REQUEST__INIT;
+	Noded__ExecKill k = NODED__EXEC_KILL__INIT;
+
+	if (!t || t->exited || t->h->dead)
+		return;
+	k.task_id = task_id;
+	req.body_case = NODED__EXEC_REQUEST__BODY_KILL;
+	req.kill = &k;
+	send_request(t, &req);
+}
+
+void nd_runner_connected(struct nd_runner *r)
+{
+	for (size_t i = 0; i < r->tasks.cap; i++) {
+		struct rtask *t = r->tasks.keys[i] ? r->tasks.vals[i] : NULL;
+
+		if (!t)
+			continue;
+		if (t->started && !t->started_acked && !t->started_sent)
+			send_started(t);
+		for (int k = 0; k < 2; k++)
+			if (t->p[k] && t->p[k]->len && !t->p[k]->sent)
+				send_chunk(t->p[k]);
+		send_finished(t);
+	}
+}
+
+size_t nd_runner_running(const struct nd_runner *r, uint64_t *ids, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->tasks.cap && n < max; i++)
+		if (r->tasks.keys[i])
+			ids[n++] = r->tasks.keys[i];
+	return n;
+}
+
+bool nd_runner_drain(struct nd_runner *r)
+{
+	if (!r->draining) {
+		r->draining = true;
+		/* EOF on its socket makes a helper SIGKILL every process
+		 * group it runs and exit; the pipes then reach EOF. */
+		for (unsigned i = 0; i < r->nh; i++)
+			if (r->h[i]->fd >= 0)
+				shutdown(r->h[i]->fd, SHUT_RDWR);
+	}
+	return r->inflight > 0;
+}
+
+int nd_runner_new(struct nd_runner **out, unsigned nhelpers, unsigned slots,
+		  const char *exe)
+{
+	struct nd_runner *r = calloc(1, sizeof(*r));
+	int ret = -ENOMEM;
+
+	if (!r)
+		return -ENOMEM;
+	r->exe = exe;
+	r->slots = slots;
+	r->nh = nhelpers ? nhelpers : 1;
+	r->h = calloc(r->nh, sizeof(*r->h));
+	if (!r->h)
+		goto err;
+	for (unsigned i = 0; i < r->nh; i++) {
+		r->h[i] = calloc(1, sizeof(**r->h));
+		if (!r->h[i])
+			goto err;
+		r->h[i]->r = r;
+		r->h[i]->fd = -1;
+		ret = helper_start(r, r->h[i]);
+		if (ret)
+			goto err;
+	}
+	*out = r;
+	return 0;
+err:
+	nd_runner_free(r);
+	return ret;
+}
+
+void nd_runner_start(struct nd_runner *r, struct nd_shard *s,
+		     struct nd_conn **conn)
+{
+	r->s = s;
+	r->conn = conn;
+	for (unsigned i = 0; i < r->nh; i++)
+		arm_helper(r->h[i]);
+}
+
+void nd_runner_free(struct nd_runner *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->tasks.cap; i++) {
+		struct rtask *t = r->tasks.keys[i] ? r->tasks.vals[i] : NULL;
+
+		if (!t)
+			continue;
+		for (int k = 0; k < 2; k++)
+			if (t->p[k] && t->p[k]->fd >= 0)
+				close(t->p[k]->fd);
+		for (int k = 0; k < 2; k++)
+			free(t->p[k]);
+		free(t->exited_pb);
+		free(t);
+	}
+	nd_u64map_free(&r->tasks);
+	nd_u64map_free(&r->ran);
+	for (unsigned i = 0; r->h && i < r->nh; i++) {
+		if (!r->h[i])
+			continue;
+		if (r->h[i]->fd >= 0)
+			close(r->h[i]->fd); /* EOF: the helper cleans up, exits */
+		if (r->h[i]->pid > 0)
+			waitpid(r->h[i]->pid, NULL, 0);
+		free(r->h[i]);
+	}
+	free(r->h);
+	free(r);
+}

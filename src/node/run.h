@@ -1,0 +1,57 @@
+/*
+ * The worker's task runner: runs assigned tasks through the exec helper pool
+ * and reports them to the master, all on the worker's shard with io_uring.
+ *
+ * - Spawn requests go to a helper over its SOCK_SEQPACKET socket (SEND);
+ *   events come back with RECVMSG, the command's pipes attached.
+ * - Each pipe has one read in flight; a chunk read is sent as a TaskUpdate
+ *   and the next read waits for the master's ack. A command that prints
+ *   faster than the master takes it blocks on its pipe: memory stays at one
+ *   chunk per pipe.
+ * - The end (ExecExited) is reported once both pipes reached EOF, so all
+ *   output precedes it.
+ * - Without a master connection nothing is sent; what was not acknowledged
+ *   is sent again after the next registration (output may then repeat; an
+ *   end is applied once by the master).
+ * - A task id is run at most once per worker process.
+ */
+#ifndef ND_NODE_RUN_H
+#define ND_NODE_RUN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/conn.h"
+#include "noded/wire.h"
+
+struct nd_runner;
+
+/* Starts nhelpers helper processes of exe (before the shard runs).
+ * Returns 0 or -errno. */
+int nd_runner_new(struct nd_runner **out, unsigned nhelpers, unsigned slots,
+		  const char *exe);
+
+/* On the shard, once: arms the helper sockets. *conn is where the runner
+ * finds the master connection (NULL while there is none). */
+void nd_runner_start(struct nd_runner *r, struct nd_shard *s,
+		     struct nd_conn **conn);
+
+/* A task from the master's AssignTask stream. */
+void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a);
+void nd_runner_cancel(struct nd_runner *r, uint64_t task_id);
+
+/* Registered with the master (again): send what is owed. */
+void nd_runner_connected(struct nd_runner *r);
+
+/* Tasks running now, and their ids (up to max). */
+size_t nd_runner_running(const struct nd_runner *r, uint64_t *ids, size_t max);
+
+/* Server stopping: kill every task, stop the helpers. True while operations
+ * are still in flight. */
+bool nd_runner_drain(struct nd_runner *r);
+
+/* After the shard stopped. */
+void nd_runner_free(struct nd_runner *r);
+
+#endif
