@@ -142,7 +142,16 @@ int nd_cli_call(struct nd_client *c, const Noded__Frame *req,
 		Noded__Frame__BodyCase want, const char *what,
 		Noded__Frame **reply);
 
-/* Parses a task id for cmd (prints why and returns false if it is not one). */
+/*
+ * nd_cli_connect() + nd_cli_call() + close, for the one-request commands.
+ * Returns 0 with *reply owned by the caller, or ND_CLI_EXIT_FAIL after
+ * saying why on stderr.
+ */
+int nd_cli_request(const char *master, const Noded__Frame *req,
+		   Noded__Frame__BodyCase want, const char *what,
+		   Noded__Frame **reply);
+
+/* Parses a task id (prints why and returns false when it is not one). */
 bool nd_cli_task_id(const char *s, uint64_t *id);
 
 /* ---- terminal output of a task ---- */

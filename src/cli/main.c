@@ -13,24 +13,6 @@
 
 #define ND_VERSION "0.1.0"
 
-bool nd_cli_uint(const char *opt, const char *s, uint64_t min, uint64_t max,
-		 uint64_t *out)
-{
-	unsigned long long v;
-	char *end;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s || *end || s[0] == '-' || v < min || v > max) {
-		fprintf(stderr, "noded: %s wants a whole number from %llu to "
-			"%llu, not '%s'\n", opt, (unsigned long long)min,
-			(unsigned long long)max, s);
-		return false;
-	}
-	*out = v;
-	return true;
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -40,6 +22,14 @@ static void usage(FILE *f)
 		"  master     serve the noded protocol (see noded master --help)\n"
 		"  worker     run commands for a master (noded worker --help)\n"
 		"  nodes      list the nodes a master knows (noded nodes --help)\n"
+		"  dev        a master and workers in one process, to try noded\n"
+		"  run        run a command on the cluster, stream its output and\n"
+		"             exit with its status (noded run --help)\n"
+		"  submit     queue a command, print its task id\n"
+		"  task ID    one task's record (--json)\n"
+		"  tasks      list tasks (--state STATE, --limit N, --json)\n"
+		"  logs ID    a task's output (--follow)\n"
+		"  cancel ID  cancel a task\n"
 		"  version    print the version\n"
 		"  help       this text\n");
 }
@@ -56,6 +46,20 @@ int main(int argc, char **argv)
 		return nd_cli_worker(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "nodes"))
 		return nd_cli_nodes(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "dev"))
+		return nd_cli_dev(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "run"))
+		return nd_cli_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "submit"))
+		return nd_cli_submit(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "task"))
+		return nd_cli_task(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "tasks"))
+		return nd_cli_tasks(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "logs"))
+		return nd_cli_logs(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "cancel"))
+		return nd_cli_cancel(argc - 1, argv + 1);
 	/* Internal: a helper of the exec pool, started by the daemon itself
 	 * with its socket on fd 3 (src/exec). */
 	if (!strcmp(argv[1], "exec-helper"))

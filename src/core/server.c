@@ -243,19 +243,36 @@ static void print_stats(struct nd_server *srv)
 	}
 }
 
-int nd_server_run(struct nd_server *srv)
+void nd_server_block_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, set, NULL); /* inherited by the shards */
+	signal(SIGPIPE, SIG_IGN);
+}
+
+int nd_server_wait_signal(void)
+{
+	sigset_t set;
+	int sig;
+
+	nd_server_block_signals(&set);
+	while (sigwait(&set, &sig))
+		;
+	fprintf(stderr, "noded: %s, draining\n",
+		sig == SIGINT ? "SIGINT" : "SIGTERM");
+	return sig;
+}
+
+int nd_server_start(struct nd_server *srv)
 {
 	const struct nd_config *cfg = &srv->cfg;
-	unsigned started = 0;
 	sigset_t set;
-	int sig, ret = 0;
+	unsigned f;
+	int ret = 0;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by the shards */
-	signal(SIGPIPE, SIG_IGN);
-
+	nd_server_block_signals(&set);
 	srv->nshards = cfg->shards;
 	srv->shards = calloc(srv->nshards, sizeof(*srv->shards));
 	if (!srv->shards)
@@ -282,7 +299,7 @@ int nd_server_run(struct nd_server *srv)
 		}
 		while (sem_wait(&srv->started) && errno == EINTR)
 			;
-		started++;
+		srv->nstarted++;
 		if (s->setup_err) {
 			ret = s->setup_err;
 			fprintf(stderr, "noded: shard %u: io_uring set-up: %s\n",
@@ -290,28 +307,42 @@ int nd_server_run(struct nd_server *srv)
 			break;
 		}
 	}
-	if (!ret) {
-		unsigned f = srv->shards[0].ring_flags;
-
-		fprintf(stderr, "noded: %u shards up; io_uring %s\n",
-			srv->nshards,
-			(f & IORING_SETUP_DEFER_TASKRUN) ?
-				"single issuer, deferred task work" :
-			(f & IORING_SETUP_COOP_TASKRUN) ?
-				"cooperative task work (pre-6.1 kernel)" :
-				"default flags (old kernel)");
-		while (sigwait(&set, &sig))
-			;
-		fprintf(stderr, "noded: %s, draining\n",
-			sig == SIGINT ? "SIGINT" : "SIGTERM");
+	if (ret) {
+		nd_server_stop(srv);
+		return ret;
 	}
+	f = srv->shards[0].ring_flags;
+	fprintf(stderr, "noded: %u shards up; io_uring %s\n", srv->nshards,
+		(f & IORING_SETUP_DEFER_TASKRUN) ?
+			"single issuer, deferred task work" :
+		(f & IORING_SETUP_COOP_TASKRUN) ?
+			"cooperative task work (pre-6.1 kernel)" :
+			"default flags (old kernel)");
+	srv->running = true;
+	return 0;
+}
+
+void nd_server_stop(struct nd_server *srv)
+{
 	atomic_store(&srv->stop, true);
-	wake_all(srv, started);
-	for (unsigned i = 0; i < started; i++)
+	wake_all(srv, srv->nstarted);
+	for (unsigned i = 0; i < srv->nstarted; i++)
 		pthread_join(srv->shards[i].thread, NULL);
-	if (!ret)
+	if (srv->running)
 		print_stats(srv);
-	return ret;
+	srv->nstarted = 0;
+	srv->running = false;
+}
+
+int nd_server_run(struct nd_server *srv)
+{
+	int ret = nd_server_start(srv);
+
+	if (ret)
+		return ret;
+	nd_server_wait_signal();
+	nd_server_stop(srv);
+	return 0;
 }
 
 void nd_server_close(struct nd_server *srv)

@@ -13,6 +13,7 @@
 #define ND_CORE_SERVER_H
 
 #include <semaphore.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/socket.h>
@@ -36,6 +37,8 @@ struct nd_server {
 	atomic_bool stop;
 	atomic_uint drained;            /* shards done draining */
 	sem_t started;                  /* posted by each shard after set-up */
+	unsigned nstarted;              /* shard threads created */
+	bool running;
 };
 
 /*
@@ -55,6 +58,14 @@ void nd_server_addr(const struct nd_server *srv, char *buf, size_t len);
  * most drain_timeout) and returns 0, or -errno when a shard could not start.
  */
 int nd_server_run(struct nd_server *srv);
+
+/* The parts of nd_server_run, for a process that runs several servers
+ * (noded dev): start the shards (0 or -errno; SIGINT/SIGTERM are blocked in
+ * the calling thread), wait for a signal, drain and join. */
+int nd_server_start(struct nd_server *srv);
+int nd_server_wait_signal(void);
+void nd_server_stop(struct nd_server *srv);
+void nd_server_block_signals(sigset_t *set);
 
 void nd_server_close(struct nd_server *srv);
 

@@ -285,56 +285,100 @@ static void labels_free(struct worker *w)
 	free(w->label_p);
 }
 
-int nd_worker_run(const struct nd_worker_cfg *wc)
-{
-	struct nd_config cfg = { 0 };
+struct nd_worker {
+	struct worker w;
 	struct nd_server srv;
-	struct worker w = { 0 };
-	int ret = 1;
+	bool srv_init;
+};
 
-	w.wc = wc;
-	w.backoff_ms = BACKOFF_MIN_MS;
-	w.heartbeat_ms = 1000;
-	if (labels_init(&w)) {
+void nd_worker_free(struct nd_worker *nw)
+{
+	if (!nw)
+		return;
+	if (nw->srv_init)
+		nd_server_close(&nw->srv);
+	nd_runner_free(nw->w.runner);
+	free(nw->w.running_ids);
+	labels_free(&nw->w);
+	free(nw);
+}
+
+int nd_worker_new(struct nd_worker **out, const struct nd_worker_cfg *wc)
+{
+	struct nd_worker *nw = calloc(1, sizeof(*nw));
+	struct nd_config cfg = { 0 };
+	struct worker *w;
+
+	if (!nw)
+		return -ENOMEM;
+	w = &nw->w;
+	w->wc = wc;
+	w->backoff_ms = BACKOFF_MIN_MS;
+	w->heartbeat_ms = 1000;
+	if (labels_init(w)) {
 		fprintf(stderr, "noded worker: labels must be KEY=VALUE\n");
-		goto out;
+		goto err;
 	}
-	if (nd_parse_addr(wc->master, &w.addr, &w.addrlen)) {
+	if (nd_parse_addr(wc->master, &w->addr, &w->addrlen)) {
 		fprintf(stderr, "noded worker: bad --master address '%s' "
 			"(want HOST:PORT)\n", wc->master);
-		goto out;
+		goto err;
 	}
-	w.hooks.opts.node_name = wc->name;
-	w.hooks.opts.role = NODED__ROLE__ROLE_WORKER;
-	w.hooks.opened = opened;
-	w.hooks.closed = closed;
-	w.hooks.arg = &w;
-	srand((unsigned)getpid());
-	w.running_ids = calloc(wc->slots ? wc->slots : 1, sizeof(uint64_t));
-	if (!w.running_ids)
-		goto out;
-	/* Helpers are this binary re-executed, started before any thread. */
-	if (nd_runner_new(&w.runner, 2, wc->slots, "/proc/self/exe")) {
+	w->hooks.opts.node_name = wc->name;
+	w->hooks.opts.role = NODED__ROLE__ROLE_WORKER;
+	w->hooks.opened = opened;
+	w->hooks.closed = closed;
+	w->hooks.arg = w;
+	w->running_ids = calloc(wc->slots ? wc->slots : 1, sizeof(uint64_t));
+	if (!w->running_ids)
+		goto err;
+	/* Helpers are this binary re-executed (posix_spawn: safe in a
+	 * threaded process, and cheap before the shards exist). */
+	if (nd_runner_new(&w->runner, 2, wc->slots, "/proc/self/exe")) {
 		fprintf(stderr, "noded worker: cannot start the exec helpers\n");
-		goto out;
+		goto err;
 	}
-
 	cfg.listen = "none";
 	cfg.shards = 1;
 	cfg.max_conns = 64;
 	cfg.name = wc->name;
-	cfg.idle_timeout_ms = 0;
-	if (nd_server_init(&srv, &cfg))
-		goto out;
-	srv.shard_start = worker_start;
-	srv.shard_start_arg = &w;
-	fprintf(stderr, "noded: worker %s, master %s, %u slots\n", wc->name,
-		wc->master, wc->slots);
-	ret = nd_server_run(&srv) ? 1 : 0;
-	nd_server_close(&srv);
-out:
-	nd_runner_free(w.runner);
-	free(w.running_ids);
-	labels_free(&w);
-	return ret;
+	if (nd_server_init(&nw->srv, &cfg))
+		goto err;
+	nw->srv_init = true;
+	nw->srv.shard_start = worker_start;
+	nw->srv.shard_start_arg = w;
+	*out = nw;
+	return 0;
+err:
+	nd_worker_free(nw);
+	return -EINVAL;
+}
+
+int nd_worker_start(struct nd_worker *nw)
+{
+	fprintf(stderr, "noded: worker %s, master %s, %u slots\n",
+		nw->w.wc->name, nw->w.wc->master, nw->w.wc->slots);
+	return nd_server_start(&nw->srv);
+}
+
+void nd_worker_stop(struct nd_worker *nw)
+{
+	nd_server_stop(&nw->srv);
+}
+
+int nd_worker_run(const struct nd_worker_cfg *wc)
+{
+	struct nd_worker *nw;
+	int ret;
+
+	srand((unsigned)getpid());
+	if (nd_worker_new(&nw, wc))
+		return 1;
+	ret = nd_worker_start(nw);
+	if (!ret) {
+		nd_server_wait_signal();
+		nd_worker_stop(nw);
+	}
+	nd_worker_free(nw);
+	return ret ? 1 : 0;
 }

@@ -19,4 +19,12 @@ struct nd_worker_cfg {
 /* Runs until SIGINT/SIGTERM; returns the process exit status. */
 int nd_worker_run(const struct nd_worker_cfg *wc);
 
+/* The same in parts, for running workers inside another process (noded
+ * dev). wc must outlive the worker. new prints why it fails. */
+struct nd_worker;
+int nd_worker_new(struct nd_worker **out, const struct nd_worker_cfg *wc);
+int nd_worker_start(struct nd_worker *w);
+void nd_worker_stop(struct nd_worker *w);
+void nd_worker_free(struct nd_worker *w);
+
 #endif

@@ -305,7 +305,8 @@ void nd_client_consume(struct nd_client *c, size_t n)
 static bool method_streams(Noded__Frame__BodyCase m)
 {
 	/* Server streams; add new streaming methods here. */
-	return m == NODED__FRAME__BODY_ASSIGN_TASK;
+	return m == NODED__FRAME__BODY_ASSIGN_TASK ||
+	       m == NODED__FRAME__BODY_WATCH;
 }
 
 static int64_t start(struct nd_client *c, const Noded__Frame *req,

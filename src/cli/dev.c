@@ -1,0 +1,118 @@
+/*
+ * noded dev: a master and N workers in one process on loopback, to try noded
+ * out (like `nomad agent -dev`). Workers are named dev-1..dev-N, labelled
+ * dev=true, with the machine's CPUs as slots each.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "core/server.h"
+#include "node/service.h"
+#include "node/worker.h"
+#include "rpc/server.h"
+
+#define DEV_MAX_WORKERS 64
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: noded dev [--workers N] [--listen HOST:PORT] [--slots N]\n"
+		"  --workers N            workers in this process (default 2)\n"
+		"  --listen HOST:PORT     the master's address (default "
+		ND_CLI_MASTER ")\n"
+		"  --slots N              slots of each worker (default: CPUs)\n"
+		"Prints 'listening on HOST:PORT' on stdout once it serves.\n");
+}
+
+int nd_cli_dev(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "workers", required_argument, NULL, 'w' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "slots", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	static const char *labels[] = { "dev=true" };
+	struct nd_config cfg = { 0 };
+	struct nd_server srv;
+	struct nd_worker_cfg wc[DEV_MAX_WORKERS];
+	struct nd_worker *w[DEV_MAX_WORKERS] = { 0 };
+	char names[DEV_MAX_WORKERS][16], addr[80];
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned nworkers = 2, slots = ncpu > 0 ? (unsigned)ncpu : 1, started = 0;
+	uint64_t v;
+	int o, ret = 1;
+
+	cfg.listen = ND_CLI_MASTER;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'w':
+			if (!nd_cli_uint("--workers", optarg, 0, DEV_MAX_WORKERS, &v))
+				return 2;
+			nworkers = (unsigned)v;
+			break;
+		case 'l':
+			cfg.listen = optarg;
+			break;
+		case 's':
+			if (!nd_cli_uint("--slots", optarg, 1, 4096, &v))
+				return 2;
+			slots = (unsigned)v;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "noded dev: unexpected argument '%s'\n",
+			argv[optind]);
+		return 2;
+	}
+	cfg.idle_timeout_ms = 60000;
+	if (nd_server_init(&srv, &cfg))
+		return 1;
+	srv.proto = &nd_rpc_server_ops;
+	srv.shard_start = nd_svc_shard_start;
+	nd_server_addr(&srv, addr, sizeof(addr));
+	srand((unsigned)getpid());
+	for (unsigned i = 0; i < nworkers; i++) {
+		snprintf(names[i], sizeof(names[i]), "dev-%u", i + 1);
+		wc[i] = (struct nd_worker_cfg){ .master = addr, .name = names[i],
+						.labels = labels, .nlabels = 1,
+						.slots = slots };
+		if (nd_worker_new(&w[i], &wc[i]))
+			goto out;
+	}
+	if (nd_server_start(&srv))
+		goto out;
+	for (; started < nworkers; started++)
+		if (nd_worker_start(w[started]))
+			goto stop;
+	printf("listening on %s\n", addr);
+	fflush(stdout);
+	fprintf(stderr, "noded: dev: master on %s with %u workers (dev-1..dev-%u, "
+		"label dev=true); try: noded run --master %s --all -- uname -n\n",
+		addr, nworkers, nworkers, addr);
+	nd_server_wait_signal();
+	ret = 0;
+stop:
+	/* workers first, so their tasks end while the master still listens */
+	for (unsigned i = 0; i < started; i++)
+		nd_worker_stop(w[i]);
+	nd_server_stop(&srv);
+out:
+	for (unsigned i = 0; i < nworkers; i++)
+		nd_worker_free(w[i]);
+	nd_server_close(&srv);
+	return ret;
+}

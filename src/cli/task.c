@@ -1,0 +1,348 @@
+/*
+ * noded task ID [--json]       one task's record
+ * noded tasks [--state S] [--limit N] [--json]   the task table
+ * noded logs ID [--follow]     a task's kept output, then live with --follow
+ * noded cancel ID              cancel a task, print its state
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/common.h"
+
+/* Options a command accepts (a mask of these). */
+enum {
+	TO_JSON = 1 << 0,
+	TO_STATE = 1 << 1,
+	TO_LIMIT = 1 << 2,
+	TO_FOLLOW = 1 << 3,
+	TO_ID = 1 << 4,         /* one positional task ID, required */
+};
+
+struct task_opts {
+	const char *master;
+	bool json, follow;
+	Noded__TaskState state;
+	uint32_t limit;
+	uint64_t id;
+};
+
+/*
+ * Parses the command line of the commands above into o. Returns -1 to go
+ * on, else the exit status (0 after --help, 2 after a usage error).
+ */
+static int task_parse(int argc, char **argv, unsigned allowed,
+		      const char *usage, struct task_opts *o)
+{
+	static const struct option opts[] = {
+		{ "master", required_argument, NULL, 'm' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "state", required_argument, NULL, 's' },
+		{ "limit", required_argument, NULL, 'n' },
+		{ "follow", no_argument, NULL, 'f' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	char name[64], *saved0 = argv[0];
+	unsigned bit;
+	uint64_t v;
+	int c, ret = ND_CLI_EXIT_USAGE;
+
+	memset(o, 0, sizeof(*o));
+	o->master = ND_CLI_MASTER;
+	snprintf(name, sizeof(name), "noded %s", argv[0]);
+	argv[0] = name;
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "hf", opts, NULL)) != -1) {
+		bit = c == 'j' ? TO_JSON : c == 's' ? TO_STATE :
+		      c == 'n' ? TO_LIMIT : c == 'f' ? TO_FOLLOW : 0;
+		if (bit && !(allowed & bit)) {
+			fprintf(stderr, "%s: %s does not apply here\n", name,
+				argv[optind - 1]);
+			goto err_usage;
+		}
+		switch (c) {
+		case 'm':
+			o->master = optarg;
+			break;
+		case 'j':
+			o->json = true;
+			break;
+		case 'f':
+			o->follow = true;
+			break;
+		case 's':
+			if (!nd_cli_state_parse(optarg, &o->state)) {
+				fprintf(stderr, "%s: --state wants one of "
+					"pending, assigned, running, succeeded, "
+					"failed, timed_out, cancelled, lost; not "
+					"'%s'\n", name, optarg);
+				goto err_usage;
+			}
+			break;
+		case 'n':
+			if (!nd_cli_uint("--limit", optarg, 1, UINT32_MAX, &v))
+				goto err_usage;
+			o->limit = (uint32_t)v;
+			break;
+		case 'h':
+			printf("%s\n", usage);
+			ret = 0;
+			goto out;
+		default:
+			goto err_usage;
+		}
+	}
+	if (allowed & TO_ID) {
+		if (optind >= argc) {
+			fprintf(stderr, "%s: which task? give its ID\n", name);
+			goto err_usage;
+		}
+		if (!nd_cli_task_id(argv[optind], &o->id))
+			goto err_usage;
+		optind++;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "%s: unexpected argument '%s'\n", name,
+			argv[optind]);
+		goto err_usage;
+	}
+	argv[0] = saved0;
+	return -1;
+
+err_usage:
+	fprintf(stderr, "%s\n", usage);
+out:
+	argv[0] = saved0;
+	return ret;
+}
+
+/* Prints one JSON value on stdout and drops it. */
+static int print_json(json_t *j)
+{
+	int r;
+
+	if (!j) {
+		fprintf(stderr, "noded: out of memory\n");
+		return ND_CLI_EXIT_FAIL;
+	}
+	r = json_dumpf(j, stdout, JSON_INDENT(2));
+	json_decref(j);
+	if (r || printf("\n") < 0)
+		return ND_CLI_EXIT_FAIL;
+	return 0;
+}
+
+int nd_cli_task(int argc, char **argv)
+{
+	struct task_opts o;
+	Noded__TaskQuery q = NODED__TASK_QUERY__INIT;
+	Noded__Frame f = NODED__FRAME__INIT, *reply;
+	int r;
+
+	r = task_parse(argc, argv, TO_ID | TO_JSON,
+		       "usage: noded task ID [--master HOST:PORT] [--json]", &o);
+	if (r >= 0)
+		return r;
+	q.id = o.id;
+	f.body_case = NODED__FRAME__BODY_GET_TASK;
+	f.get_task = &q;
+	r = nd_cli_request(o.master, &f, NODED__FRAME__BODY_TASK_RECORD,
+			   "task", &reply);
+	if (r)
+		return r;
+	if (o.json)
+		r = print_json(nd_cli_task_json(reply->task_record));
+	else
+		nd_cli_task_print(stdout, reply->task_record);
+	nd_frame_free(reply, NULL);
+	return r;
+}
+
+/* The EXIT column: the code, the killing signal, or "-" while unknown. */
+static const char *exit_column(const Noded__TaskRecord *r, char *buf,
+			       size_t size)
+{
+	const char *abbrev;
+
+	if (!nd_cli_state_terminal(r->state) ||
+	    r->state == NODED__TASK_STATE__TASK_LOST)
+		return "-";
+	if (r->signal) {
+		abbrev = sigabbrev_np(r->signal);
+		if (abbrev)
+			snprintf(buf, size, "SIG%s", abbrev);
+		else
+			snprintf(buf, size, "sig%d", r->signal);
+	} else {
+		snprintf(buf, size, "%d", r->exit_code);
+	}
+	return buf;
+}
+
+int nd_cli_tasks(int argc, char **argv)
+{
+	struct task_opts o;
+	Noded__TaskListRequest lr = NODED__TASK_LIST_REQUEST__INIT;
+	Noded__Frame f = NODED__FRAME__INIT, *reply;
+	Noded__TaskList *tl;
+	int r;
+
+	r = task_parse(argc, argv, TO_STATE | TO_LIMIT | TO_JSON,
+		       "usage: noded tasks [--master HOST:PORT] [--state STATE] "
+		       "[--limit N] [--json]\n"
+		       "  STATE: pending, assigned, running, succeeded, failed, "
+		       "timed_out, cancelled, lost\n"
+		       "  N: how many (the master's default: 100)", &o);
+	if (r >= 0)
+		return r;
+	lr.state = o.state;
+	lr.limit = o.limit;
+	f.body_case = NODED__FRAME__BODY_LIST_TASKS;
+	f.list_tasks = &lr;
+	r = nd_cli_request(o.master, &f, NODED__FRAME__BODY_TASK_LIST,
+			   "tasks", &reply);
+	if (r)
+		return r;
+	tl = reply->task_list;
+	if (o.json) {
+		json_t *arr = json_array();
+
+		for (size_t i = 0; arr && i < tl->n_tasks; i++) {
+			if (json_array_append_new(arr,
+						  nd_cli_task_json(tl->tasks[i]))) {
+				json_decref(arr);
+				arr = NULL;
+			}
+		}
+		r = print_json(arr);
+	} else {
+		printf("%-10s %-10s %-16s %-8s %s\n", "ID", "STATE", "NODE",
+		       "EXIT", "COMMAND");
+		for (size_t i = 0; i < tl->n_tasks; i++) {
+			const Noded__TaskRecord *t = tl->tasks[i];
+			char *cmd = nd_cli_command_string(t->spec);
+			char ex[32];
+
+			printf("%-10" PRIu64 " %-10s %-16s %-8s %s\n", t->id,
+			       nd_cli_state_name(t->state),
+			       t->node && t->node[0] ? t->node : "-",
+			       exit_column(t, ex, sizeof(ex)),
+			       cmd ? cmd : "?");
+			free(cmd);
+		}
+	}
+	nd_frame_free(reply, NULL);
+	return r;
+}
+
+/* State of noded logs while its watch stream runs. */
+struct logs {
+	struct nd_cli_sink sink;
+	bool done;
+	int status;             /* exit status */
+	int conn_err;
+};
+
+static void logs_cb(struct nd_client *c, int status, const Noded__Frame *f,
+		    bool done, void *arg)
+{
+	struct logs *l = arg;
+
+	if (status == ND_EREMOTE) {
+		fprintf(stderr, "noded: logs: %s\n",
+			nd_cli_error_text(status, f));
+		l->status = ND_CLI_EXIT_FAIL;
+	} else if (status < 0) {
+		l->conn_err = status;
+		l->status = ND_CLI_EXIT_FAIL;
+	} else if (f->kind == NODED__FRAME_KIND__STREAM_ITEM &&
+		   f->body_case == NODED__FRAME__BODY_OUTPUT && f->output) {
+		nd_cli_sink_write(&l->sink, f->output->fd,
+				  f->output->data.data, f->output->data.len);
+	} else if (f->kind == NODED__FRAME_KIND__STREAM_ITEM &&
+		   f->body_case == NODED__FRAME__BODY_TASK_RECORD &&
+		   f->task_record && f->task_record->truncated) {
+		fflush(stdout);
+		fprintf(stderr, "noded: task %" PRIu64 " wrote %" PRIu64
+			" bytes; the master kept only part of them\n",
+			f->task_record->id, f->task_record->output_bytes);
+	}
+	if (done)
+		l->done = true;
+}
+
+int nd_cli_logs(int argc, char **argv)
+{
+	struct task_opts o;
+	Noded__WatchRequest w = NODED__WATCH_REQUEST__INIT;
+	Noded__Frame f = NODED__FRAME__INIT;
+	struct logs l = { .status = 0 };
+	struct nd_client *c;
+	int r;
+
+	r = task_parse(argc, argv, TO_ID | TO_FOLLOW,
+		       "usage: noded logs ID [--master HOST:PORT] [--follow]",
+		       &o);
+	if (r >= 0)
+		return r;
+	c = nd_cli_connect(o.master);
+	if (!c)
+		return ND_CLI_EXIT_FAIL;
+	nd_cli_sink_init(&l.sink, stdout, stderr, NULL);
+	w.task_id = o.id;
+	w.follow = o.follow;
+	f.body_case = NODED__FRAME__BODY_WATCH;
+	f.watch = &w;
+	if (nd_client_start(c, &f, logs_cb, &l) < 0) {
+		fprintf(stderr, "noded: logs: out of memory\n");
+		l.status = ND_CLI_EXIT_FAIL;
+		l.done = true;
+	}
+	while (!l.done) {
+		r = nd_client_poll(c, -1);
+		fflush(stdout);
+		if (r < 0) {
+			if (!l.conn_err)
+				l.conn_err = r;
+			l.status = ND_CLI_EXIT_FAIL;
+			break;
+		}
+	}
+	fflush(stdout);
+	if (l.conn_err)
+		fprintf(stderr, "noded: logs: lost the connection to the master "
+			"%s (%s)\n", o.master,
+			nd_cli_error_text(l.conn_err, NULL));
+	nd_cli_sink_free(&l.sink);
+	nd_client_close(c);
+	return l.status;
+}
+
+int nd_cli_cancel(int argc, char **argv)
+{
+	struct task_opts o;
+	Noded__TaskQuery q = NODED__TASK_QUERY__INIT;
+	Noded__Frame f = NODED__FRAME__INIT, *reply;
+	int r;
+
+	r = task_parse(argc, argv, TO_ID,
+		       "usage: noded cancel ID [--master HOST:PORT]", &o);
+	if (r >= 0)
+		return r;
+	q.id = o.id;
+	f.body_case = NODED__FRAME__BODY_CANCEL_TASK;
+	f.cancel_task = &q;
+	r = nd_cli_request(o.master, &f, NODED__FRAME__BODY_TASK_RECORD,
+			   "cancel", &reply);
+	if (r)
+		return r;
+	printf("task %" PRIu64 ": %s\n", reply->task_record->id,
+	       nd_cli_state_name(reply->task_record->state));
+	nd_frame_free(reply, NULL);
+	return 0;
+}
