@@ -23,6 +23,10 @@ static void usage(FILE *f)
 		"                         stops (default 4194304)\n"
 		"  --stall-timeout SECS   close connections whose output stays\n"
 		"                         over --max-output (default 10)\n"
+		"  --heartbeat-timeout SECS  a worker silent this long is DEAD and\n"
+		"                         its running tasks LOST (default 3)\n"
+		"  --output-cap BYTES     output kept per task (default 1048576);\n"
+		"                         beyond it the record is marked truncated\n"
 		"On start it prints 'listening on HOST:PORT' on stdout.\n");
 }
 
@@ -37,6 +41,8 @@ int nd_cli_master(int argc, char **argv)
 		{ "idle-timeout", required_argument, NULL, 'I' },
 		{ "max-output", required_argument, NULL, 'O' },
 		{ "stall-timeout", required_argument, NULL, 'S' },
+		{ "heartbeat-timeout", required_argument, NULL, 'H' },
+		{ "output-cap", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -91,6 +97,16 @@ int nd_cli_master(int argc, char **argv)
 			if (!nd_cli_uint("--stall-timeout", optarg, 1, 86400, &v))
 				return 2;
 			cfg.stall_timeout_ms = (uint32_t)v * 1000;
+			break;
+		case 'H':
+			if (!nd_cli_uint("--heartbeat-timeout", optarg, 1, 3600, &v))
+				return 2;
+			cfg.heartbeat_timeout_ms = (uint32_t)v * 1000;
+			break;
+		case 'o':
+			if (!nd_cli_uint("--output-cap", optarg, 0, 1ull << 32, &v))
+				return 2;
+			cfg.output_cap = v ? v : 1; /* 0 would mean the default */
 			break;
 		case 'h':
 			usage(stdout);
