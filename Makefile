@@ -21,7 +21,7 @@ WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes \
 	-Werror=implicit-function-declaration -Werror
 CFLAGS += -std=gnu11 -g $(OPT) $(WARN) -D_GNU_SOURCE -MMD -MP \
 	-Iinclude -I$(GEN) -Isrc -pthread
-LDLIBS := -luring -lprotobuf-c -ljansson -lpthread
+LDLIBS := -luring -lprotobuf-c -ljansson -lcrypto -lpthread
 
 ifeq ($(SANITIZER),)
 # mimalloc replaces malloc for the whole process (see README).

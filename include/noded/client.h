@@ -33,6 +33,11 @@ struct nd_client_opts {
 	Noded__Role role;       /* 0: NODED__ROLE__ROLE_CLIENT */
 	uint32_t max_frame;     /* largest reply accepted; 0: 16 MiB */
 	int timeout_ms;         /* connect + Hello; 0: 5000 */
+	/* The shared token (master --token-file), or NULL. Copied. With a
+	 * token, the Hello completes only after the challenge is answered and
+	 * the master has proved it holds the same token (ND_EAUTH if not). */
+	const uint8_t *token;
+	size_t token_len;
 };
 
 /*

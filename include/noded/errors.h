@@ -18,7 +18,8 @@
 	X(ND_EPROTO, -4005, "protocol violation by the peer")                 \
 	X(ND_EURING, -4006, "io_uring is not available")                      \
 	X(ND_EADDR, -4007, "bad address (want HOST:PORT)")                    \
-	X(ND_ECLOSED, -4008, "connection closed by the peer")
+	X(ND_ECLOSED, -4008, "connection closed by the peer")                \
+	X(ND_EAUTH, -4009, "token authentication failed")
 
 enum {
 #define ND__ERR_ENUM(name, value, msg) name = (value),

@@ -1,11 +1,14 @@
 /* noded master: serve the protocol until SIGINT/SIGTERM. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "core/server.h"
 #include "node/service.h"
+#include "noded/auth.h"
+#include "noded/errors.h"
 #include "rpc/server.h"
 
 static void usage(FILE *f)
@@ -27,6 +30,8 @@ static void usage(FILE *f)
 		"                         its running tasks LOST (default 3)\n"
 		"  --output-cap BYTES     output kept per task (default 1048576);\n"
 		"                         beyond it the record is marked truncated\n"
+		"  --token-file FILE      require every worker and client to prove\n"
+		"                         it holds this token (needed off loopback)\n"
 		"On start it prints 'listening on HOST:PORT' on stdout.\n");
 }
 
@@ -43,6 +48,7 @@ int nd_cli_master(int argc, char **argv)
 		{ "stall-timeout", required_argument, NULL, 'S' },
 		{ "heartbeat-timeout", required_argument, NULL, 'H' },
 		{ "output-cap", required_argument, NULL, 'o' },
+		{ "token-file", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -51,6 +57,8 @@ int nd_cli_master(int argc, char **argv)
 	char addr[80];
 	uint64_t v;
 	bool idle_set = false;
+	const char *token_file = NULL;
+	uint8_t *token = NULL;
 	int o, ret;
 
 	optind = 1;
@@ -108,6 +116,9 @@ int nd_cli_master(int argc, char **argv)
 				return 2;
 			cfg.output_cap = v ? v : 1; /* 0 would mean the default */
 			break;
+		case 't':
+			token_file = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -123,10 +134,16 @@ int nd_cli_master(int argc, char **argv)
 	}
 	if (!idle_set)
 		cfg.idle_timeout_ms = 60000;
+	if (token_file &&
+	    nd_auth_read_token(token_file, &token, &cfg.token_len))
+		return 2;
+	cfg.token = token;
 
 	ret = nd_server_init(&srv, &cfg);
-	if (ret)
-		return 1;
+	if (ret) {
+		free(token);
+		return ret == ND_EADDR ? 2 : 1;
+	}
 	srv.proto = &nd_rpc_server_ops;
 	srv.shard_start = nd_svc_shard_start;
 	nd_server_addr(&srv, addr, sizeof(addr));
@@ -136,5 +153,6 @@ int nd_cli_master(int argc, char **argv)
 		addr, srv.cfg.shards);
 	ret = nd_server_run(&srv);
 	nd_server_close(&srv);
+	free(token);
 	return ret ? 1 : 0;
 }

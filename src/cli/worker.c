@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "node/worker.h"
+#include "noded/auth.h"
 #include "rpc/server.h"
 
 static void usage(FILE *f)
@@ -16,7 +17,8 @@ static void usage(FILE *f)
 		"  --master HOST:PORT     the master (default " ND_CLI_MASTER ")\n"
 		"  --name NAME            node name (default: host name)\n"
 		"  --label KEY=VALUE      a label for targeting; repeatable\n"
-		"  --slots N              tasks at once (default: CPUs)\n");
+		"  --slots N              tasks at once (default: CPUs)\n"
+		"  --token-file FILE      the master's token (its --token-file)\n");
 }
 
 int nd_cli_worker(int argc, char **argv)
@@ -26,12 +28,14 @@ int nd_cli_worker(int argc, char **argv)
 		{ "name", required_argument, NULL, 'n' },
 		{ "label", required_argument, NULL, 'l' },
 		{ "slots", required_argument, NULL, 's' },
+		{ "token-file", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct nd_worker_cfg wc = { .master = ND_CLI_MASTER };
 	char host[256];
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	const char *token_file = NULL;
 	uint64_t v;
 	int o, ret;
 
@@ -66,6 +70,9 @@ int nd_cli_worker(int argc, char **argv)
 				goto err_usage;
 			wc.slots = (unsigned)v;
 			break;
+		case 't':
+			token_file = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			free(wc.labels);
@@ -86,7 +93,15 @@ int nd_cli_worker(int argc, char **argv)
 		host[sizeof(host) - 1] = '\0';
 		wc.name = host;
 	}
+	if (token_file) {
+		uint8_t *token;
+
+		if (nd_auth_read_token(token_file, &token, &wc.token_len))
+			goto err_usage;
+		wc.token = token;
+	}
 	ret = nd_worker_run(&wc);
+	free((void *)wc.token);
 	free(wc.labels);
 	return ret;
 

@@ -18,6 +18,8 @@ struct nd_config {
 	uint32_t heartbeat_timeout_ms; /* silence before a node is dead; 3 s */
 	size_t max_output;           /* per-connection output high watermark; 4 MiB */
 	uint64_t output_cap;         /* task output the master keeps; 1 MiB */
+	const uint8_t *token;        /* shared secret (--token-file); NULL: none */
+	size_t token_len;
 	unsigned buf_count;          /* provided receive buffers per shard; 1024 */
 	unsigned buf_size;           /* bytes each; 4096 */
 };

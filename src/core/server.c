@@ -88,6 +88,17 @@ int nd_parse_addr(const char *s, struct sockaddr_storage *out, socklen_t *len)
 	return 0;
 }
 
+bool nd_addr_is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >>
+			24) == 127;
+	if (ss->ss_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(
+			&((const struct sockaddr_in6 *)ss)->sin6_addr);
+	return false;
+}
+
 void nd_server_addr(const struct nd_server *srv, char *buf, size_t len)
 {
 	char host[INET6_ADDRSTRLEN];
@@ -194,6 +205,14 @@ int nd_server_init(struct nd_server *srv, const struct nd_config *cfg)
 	if (nd_parse_addr(srv->cfg.listen, &srv->addr, &alen)) {
 		fprintf(stderr, "noded: bad --listen address '%s' "
 			"(want HOST:PORT)\n", srv->cfg.listen);
+		return ND_EADDR;
+	}
+	/* Remote execution without authentication is how such tools end up
+	 * in CVEs: off loopback, a token is required. */
+	if (!nd_addr_is_loopback(&srv->addr) && !srv->cfg.token) {
+		fprintf(stderr, "noded: refusing to listen on %s without "
+			"--token-file: anyone who can reach it could run "
+			"commands on every worker\n", srv->cfg.listen);
 		return ND_EADDR;
 	}
 	srv->listen_fd = socket(srv->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);

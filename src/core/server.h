@@ -69,6 +69,9 @@ void nd_server_block_signals(sigset_t *set);
 
 void nd_server_close(struct nd_server *srv);
 
+/* 127.0.0.0/8 or ::1? */
+bool nd_addr_is_loopback(const struct sockaddr_storage *ss);
+
 /* Parses "HOST:PORT" (IPv4, [IPv6] or a host name). 0 or ND_EADDR. */
 int nd_parse_addr(const char *s, struct sockaddr_storage *out,
 		  socklen_t *len);

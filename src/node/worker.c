@@ -33,6 +33,7 @@ struct worker {
 	bool connecting;
 	bool registered;
 	bool warned;                   /* said that the master is away */
+	bool refused_warned;           /* said that it refused us */
 	uint64_t next_attempt_ms;
 	uint32_t backoff_ms;
 	uint32_t heartbeat_ms;
@@ -112,20 +113,40 @@ static void report(struct worker *w)
 	w->last_report_ms = w->s->now_ms;
 }
 
+static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
+		      bool done, void *arg);
+
+/* Hello (and the token challenge, when the master has one) done: register
+ * on the AssignTask stream. */
 static void on_hello(struct nd_client *cl, int status, const Noded__Frame *f,
 		     bool done, void *arg)
 {
 	struct worker *w = arg;
+	Noded__Frame af = NODED__FRAME__INIT;
+	Noded__AssignTaskRequest ar = NODED__ASSIGN_TASK_REQUEST__INIT;
 
-	(void)cl;
 	(void)done;
-	if (status && status != -ECANCELED) {
-		fprintf(stderr, "noded: worker: master refused hello: %s\n",
-			status == ND_EREMOTE && f && f->error ?
-				f->error->message : nd_strerror(status));
+	if (status == -ECANCELED)
+		return;
+	if (status) {
+		if (!w->refused_warned)
+			fprintf(stderr, "noded: worker: the master refused us: "
+				"%s; retrying\n",
+				status == ND_EREMOTE && f && f->error ?
+					f->error->message :
+				status == ND_EAUTH ?
+					"wrong or missing --token-file" :
+					nd_strerror(status));
+		w->refused_warned = true;
+		w->warned = true;
 		if (w->conn)
 			nd_conn_close(w->conn, false);
+		return;
 	}
+	ar.node_name = (char *)w->wc->name;
+	af.body_case = NODED__FRAME__BODY_ASSIGN_TASK;
+	af.assign_task = &ar;
+	nd_client_start(cl, &af, on_assign, w);
 }
 
 /* Items of our AssignTask stream. */
@@ -143,6 +164,7 @@ static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
 		fprintf(stderr, "noded: worker %s registered with %s\n",
 			w->wc->name, w->wc->master);
 		w->warned = false;
+		w->refused_warned = false;
 		report(w);
 		nd_runner_connected(w->runner);
 		return;
@@ -166,15 +188,9 @@ static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
 static void opened(struct nd_conn *c, struct nd_client *cl, void *arg)
 {
 	struct worker *w = arg;
-	Noded__Frame f = NODED__FRAME__INIT;
-	Noded__AssignTaskRequest ar = NODED__ASSIGN_TASK_REQUEST__INIT;
 
 	w->conn = c;
 	nd_client_hello(cl, on_hello, w);
-	ar.node_name = (char *)w->wc->name;
-	f.body_case = NODED__FRAME__BODY_ASSIGN_TASK;
-	f.assign_task = &ar;
-	nd_client_start(cl, &f, on_assign, w);
 }
 
 static void closed(void *arg)
@@ -185,8 +201,9 @@ static void closed(void *arg)
 	w->registered = false;
 	if (w->s->draining)
 		return;
-	fprintf(stderr, "noded: worker: lost the master %s; reconnecting\n",
-		w->wc->master);
+	if (!w->warned)
+		fprintf(stderr, "noded: worker: lost the master %s; "
+			"reconnecting\n", w->wc->master);
 	w->warned = true;
 	schedule_retry(w);
 }
@@ -326,6 +343,8 @@ int nd_worker_new(struct nd_worker **out, const struct nd_worker_cfg *wc)
 	}
 	w->hooks.opts.node_name = wc->name;
 	w->hooks.opts.role = NODED__ROLE__ROLE_WORKER;
+	w->hooks.opts.token = wc->token;
+	w->hooks.opts.token_len = wc->token_len;
 	w->hooks.opened = opened;
 	w->hooks.closed = closed;
 	w->hooks.arg = w;

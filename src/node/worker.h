@@ -7,6 +7,7 @@
 #define ND_NODE_WORKER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct nd_worker_cfg {
 	const char *master;        /* "HOST:PORT" */
@@ -14,6 +15,8 @@ struct nd_worker_cfg {
 	const char **labels;       /* "KEY=VALUE" each */
 	size_t nlabels;
 	unsigned slots;            /* default: number of CPUs */
+	const uint8_t *token;      /* the master's token, or NULL */
+	size_t token_len;
 };
 
 /* Runs until SIGINT/SIGTERM; returns the process exit status. */

@@ -29,6 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
+#include "noded/auth.h"
 #include "noded/client.h"
 
 #define SOFTWARE "noded 0.1"
@@ -74,6 +77,10 @@ struct nd_client {
 	uint32_t max_frame;     /* largest frame we accept from the server */
 	char *node_name;        /* copied from the opts */
 	Noded__Role role;
+
+	uint8_t *token;         /* copied from the opts, or NULL */
+	size_t token_len;
+	uint8_t nonce[ND_NONCE_LEN]; /* our Hello's client nonce */
 
 	char *server_name;      /* from the HelloReply; NULL before */
 	uint32_t server_max_frame;
@@ -355,6 +362,8 @@ static void hello_frame(const struct nd_client *c, Noded__Frame *f,
 	h->node_name = c->node_name;
 	h->role = c->role;
 	h->software = (char *)SOFTWARE;
+	h->client_nonce.data = (uint8_t *)c->nonce;
+	h->client_nonce.len = sizeof(c->nonce);
 	f->body_case = NODED__FRAME__BODY_HELLO;
 	f->hello = h;
 }
@@ -407,6 +416,39 @@ static void store_hello(struct nd_client *c, const Noded__HelloReply *h)
 		c->server_name = name;
 	}
 	c->server_max_frame = h->max_frame ? h->max_frame : ND_MAX_FRAME_DEFAULT;
+}
+
+/*
+ * The master asked for the token: check its proof and queue our Auth, which
+ * takes over the Hello's callback (p), so the caller learns of the Hello
+ * only once the challenge is done. Returns 1 when chained, 0 when there is
+ * nothing to prove, or ND_EAUTH.
+ */
+static int auth_chain(struct nd_client *c, const Noded__HelloReply *h,
+		      const struct pend *p)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__AuthRequest a = NODED__AUTH_REQUEST__INIT;
+	uint8_t proof[ND_PROOF_LEN];
+	int64_t id;
+
+	if (!h->auth_required)
+		return 0;
+	if (!c->token ||
+	    !nd_auth_check(c->token, c->token_len, "noded-server", c->nonce,
+			   sizeof(c->nonce), h->server_nonce.data,
+			   h->server_nonce.len, h->server_proof.data,
+			   h->server_proof.len) ||
+	    nd_auth_proof(c->token, c->token_len, "noded-client",
+			  h->server_nonce.data, h->server_nonce.len, c->nonce,
+			  sizeof(c->nonce), proof))
+		return ND_EAUTH;
+	a.proof.data = proof;
+	a.proof.len = sizeof(proof);
+	f.body_case = NODED__FRAME__BODY_AUTH;
+	f.auth = &a;
+	id = start(c, &f, p->cb, p->arg, p->flags & ~P_HELLO);
+	return id < 0 ? (int)id : 1;
 }
 
 /* A protocol error: pending calls fail with it, frame NULL. */
@@ -464,8 +506,17 @@ static int dispatch(struct nd_client *c, const uint8_t *body, size_t len)
 		slot->arg = NULL;
 	}
 	if ((p.flags & P_HELLO) && !status &&
-	    f->body_case == NODED__FRAME__BODY_HELLO_REPLY)
+	    f->body_case == NODED__FRAME__BODY_HELLO_REPLY) {
+		int r;
+
 		store_hello(c, f->hello_reply);
+		r = auth_chain(c, f->hello_reply, &p);
+		if (r == 1) {
+			nd_frame_free(f, NULL);
+			return 0; /* the Auth reply completes the Hello */
+		}
+		status = r;
+	}
 	if (p.flags & P_CALL) {
 		struct call_wait *w = p.arg;
 
@@ -783,6 +834,18 @@ int nd_client_adopt(struct nd_client **out, int fd,
 		r = -errno;
 		goto err_free_name;
 	}
+	if (opts && opts->token && opts->token_len) {
+		c->token = malloc(opts->token_len);
+		if (!c->token)
+			goto err_free_name;
+		memcpy(c->token, opts->token, opts->token_len);
+		c->token_len = opts->token_len;
+	}
+	if (nd_auth_nonce(c->nonce, sizeof(c->nonce))) {
+		r = -EIO;
+		free(c->token);
+		goto err_free_name;
+	}
 	c->fd = fd;
 	c->role = opts && opts->role ? opts->role : NODED__ROLE__ROLE_CLIENT;
 	c->max_frame = opts && opts->max_frame ? opts->max_frame
@@ -812,6 +875,10 @@ void nd_client_close(struct nd_client *c)
 	free(c->in);
 	free(c->server_name);
 	free(c->node_name);
+	if (c->token) {
+		OPENSSL_cleanse(c->token, c->token_len);
+		free(c->token);
+	}
 	free(c);
 }
 
@@ -948,7 +1015,9 @@ int nd_client_connect(struct nd_client **out, const char *addr,
 	r = call(c, &f, &reply, left > 0 ? (int)left : 0, P_HELLO);
 	if (r)
 		goto err_free_reply;
-	if (reply->body_case != NODED__FRAME__BODY_HELLO_REPLY) {
+	/* The HelloReply, or the Ack of our Auth when a token was needed. */
+	if (reply->body_case != NODED__FRAME__BODY_HELLO_REPLY &&
+	    reply->body_case != NODED__FRAME__BODY_ACK) {
 		r = ND_EPROTO;
 		goto err_free_reply;
 	}

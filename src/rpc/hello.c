@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/server.h"
+#include "noded/auth.h"
 #include "rpc/server.h"
 
 void nd__rpc_hello(struct nd_conn *c, const Noded__Frame *f)
@@ -12,6 +13,7 @@ void nd__rpc_hello(struct nd_conn *c, const Noded__Frame *f)
 	const struct nd_config *cfg = c->shard->cfg;
 	Noded__Frame r = NODED__FRAME__INIT;
 	Noded__HelloReply hr = NODED__HELLO_REPLY__INIT;
+	uint8_t proof[ND_PROOF_LEN];
 
 	if (rc->hello) {
 		nd_rpc_fatal(c, f->id, NODED__ERROR_CODE__BAD_REQUEST,
@@ -29,6 +31,34 @@ void nd__rpc_hello(struct nd_conn *c, const Noded__Frame *f)
 		nd_rpc_fatal(c, f->id, NODED__ERROR_CODE__BAD_REQUEST,
 			     "node name longer than %d bytes", ND_NAME_MAX);
 		return;
+	}
+	if (cfg->token) {
+		if (h->client_nonce.len < 16 ||
+		    h->client_nonce.len > sizeof(rc->client_nonce)) {
+			nd_rpc_fatal(c, f->id, NODED__ERROR_CODE__UNAUTHENTICATED,
+				     "this master requires a token; the hello "
+				     "carries no client nonce");
+			return;
+		}
+		memcpy(rc->client_nonce, h->client_nonce.data,
+		       h->client_nonce.len);
+		rc->client_nonce_len = h->client_nonce.len;
+		if (nd_auth_nonce(rc->server_nonce, sizeof(rc->server_nonce)) ||
+		    nd_auth_proof(cfg->token, cfg->token_len, "noded-server",
+				  rc->client_nonce, rc->client_nonce_len,
+				  rc->server_nonce, sizeof(rc->server_nonce),
+				  proof)) {
+			nd_rpc_fatal(c, f->id, NODED__ERROR_CODE__INTERNAL,
+				     "cannot make a challenge");
+			return;
+		}
+		hr.auth_required = true;
+		hr.server_nonce.data = rc->server_nonce;
+		hr.server_nonce.len = sizeof(rc->server_nonce);
+		hr.server_proof.data = proof;
+		hr.server_proof.len = sizeof(proof);
+	} else {
+		rc->authed = true;
 	}
 	rc->peer_name = strdup(h->node_name);
 	rc->peer_role = h->role;

@@ -89,9 +89,19 @@ static void on_frame(struct nd_conn *c, const uint8_t *body, size_t len)
 			     nd_frame_method_name(f->body_case));
 		return;
 	}
+	if (!rc->authed && f->body_case != NODED__FRAME__BODY_HELLO &&
+	    f->body_case != NODED__FRAME__BODY_AUTH) {
+		nd_rpc_fatal(c, f->id, NODED__ERROR_CODE__UNAUTHENTICATED,
+			     "this master requires a token: authenticate "
+			     "before %s", nd_frame_method_name(f->body_case));
+		return;
+	}
 	rc->body = body;
 	rc->body_len = len;
 	switch (f->body_case) {
+	case NODED__FRAME__BODY_AUTH:
+		nd__rpc_auth(c, f);
+		break;
 	case NODED__FRAME__BODY_PING:
 		nd__rpc_ping(c, f);
 		break;

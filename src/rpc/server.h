@@ -19,6 +19,10 @@
 /* Protocol state of one connection (nd_conn_state(c)). */
 struct nd_rpc_conn {
 	bool hello;                  /* handshake done */
+	bool authed;                 /* proved the token (or none is needed) */
+	uint8_t client_nonce[64];
+	size_t client_nonce_len;
+	uint8_t server_nonce[32];
 	bool stream_open;            /* an AssignTask stream is open */
 	uint64_t stream_id;
 	char *stream_node;           /* the node that stream registered; owned */
@@ -56,6 +60,7 @@ void nd_rpc_fatal(struct nd_conn *c, uint64_t id, Noded__ErrorCode code,
 
 /* Method handlers: f is a REQUEST whose body case names the method. */
 void nd__rpc_hello(struct nd_conn *c, const Noded__Frame *f);
+void nd__rpc_auth(struct nd_conn *c, const Noded__Frame *f);
 void nd__rpc_ping(struct nd_conn *c, const Noded__Frame *f);
 void nd__rpc_report_status(struct nd_conn *c, const Noded__Frame *f);
 void nd__rpc_assign_task(struct nd_conn *c, const Noded__Frame *f);
