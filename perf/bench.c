@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "noded/client.h"
+#include "cmds.h"
 #include "hist.h"
 
 #define RBUF_SIZE (64u << 10)
@@ -848,7 +849,9 @@ struct cmd {
 static const struct cmd cmds[] = {
 	{ "ping", cmd_ping, "pipelined Ping load: throughput and latency" },
 	{ "idle", cmd_idle, "hold N idle connections (memory per connection)" },
-	/* planned: "tasks" (submit/complete rate), "workers" (many nodes) */
+	{ "tasks", nd_bench_tasks, "end-to-end task rate and latency" },
+	{ "spawn", nd_bench_spawn, "bare posix_spawn+waitpid loop (the floor)" },
+	/* planned: "workers" (a simulated fleet) */
 };
 
 static void usage(FILE *f)
