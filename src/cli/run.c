@@ -41,6 +41,7 @@ struct run {
 	size_t n;
 	size_t open;            /* watch streams not over yet */
 	int conn_err;           /* why the connection went, 0 while it is up */
+	bool broken;            /* stdout or stderr failed (say, a closed pipe) */
 };
 
 static volatile sig_atomic_t run_interrupted;
@@ -86,10 +87,12 @@ static void run_watch_cb(struct nd_client *c, int status,
 		if (!t->run->conn_err)
 			t->run->conn_err = status;
 	} else if (f->kind == NODED__FRAME_KIND__STREAM_ITEM) {
-		if (f->body_case == NODED__FRAME__BODY_OUTPUT && f->output)
-			nd_cli_sink_write(&t->sink, f->output->fd,
-					  f->output->data.data,
-					  f->output->data.len);
+		if (f->body_case == NODED__FRAME__BODY_OUTPUT && f->output &&
+		    !t->run->broken &&
+		    nd_cli_sink_write(&t->sink, f->output->fd,
+				      f->output->data.data,
+				      f->output->data.len))
+			t->run->broken = true;
 		else if (f->body_case == NODED__FRAME__BODY_TASK_RECORD &&
 			 f->task_record)
 			run_task_ended(t, f->task_record);
@@ -113,8 +116,9 @@ static void run_cancel_cb(struct nd_client *c, int status,
 			nd_cli_error_text(status, f));
 }
 
-/* Sends cancel_task for every task that has not ended. */
-static void run_cancel(struct run *run)
+/* Sends cancel_task for every task that has not ended; why: "Ctrl-C" or
+ * "closed output". */
+static void run_cancel(struct run *run, bool interrupted)
 {
 	Noded__TaskQuery q = NODED__TASK_QUERY__INIT;
 	Noded__Frame f = NODED__FRAME__INIT;
@@ -133,9 +137,12 @@ static void run_cancel(struct run *run)
 		t->cancelling = true;
 		n++;
 	}
-	if (n)
+	if (n && interrupted)
 		fprintf(stderr, "noded: cancelling %zu task%s (Ctrl-C again to "
 			"stop waiting)\n", n, n > 1 ? "s" : "");
+	else if (n)
+		fprintf(stderr, "noded: the output is closed: cancelling %zu "
+			"task%s\n", n, n > 1 ? "s" : "");
 }
 
 /* Opens the watch streams and serves them until all are over. */
@@ -158,12 +165,15 @@ static void run_wait(struct run *run)
 		run->open++;
 	}
 	while (run->open) {
-		if (run_interrupted && !cancelled) {
+		/* Nobody reads the output any more, or the user asked: the
+		 * tasks are cancelled rather than left running unwatched. */
+		if ((run_interrupted || run->broken) && !cancelled) {
 			cancelled = true;
-			run_cancel(run);
+			run_cancel(run, run_interrupted);
 		}
 		r = nd_client_poll(run->c, RUN_TICK_MS);
-		fflush(stdout);
+		if (fflush(stdout) == EOF)
+			run->broken = true;
 		if (r < 0) {
 			if (!run->conn_err)
 				run->conn_err = r;
@@ -224,6 +234,7 @@ static int run_submit(struct nd_client *c, struct nd_cli_task_args *a,
 int nd_cli_run(int argc, char **argv)
 {
 	struct sigaction sa = { .sa_handler = run_on_sigint }, old_sa;
+	void (*old_pipe)(int);
 	struct nd_cli_task_args a;
 	struct run run = { 0 };
 	Noded__Frame *reply = NULL;
@@ -268,11 +279,14 @@ int nd_cli_run(int argc, char **argv)
 		}
 	}
 
-	/* No SA_RESTART: poll() returns at once on Ctrl-C. */
+	/* No SA_RESTART: poll() returns at once on Ctrl-C. A closed stdout
+	 * shows as EPIPE (then the tasks are cancelled), not as SIGPIPE. */
 	run_interrupted = 0;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, &old_sa);
+	old_pipe = signal(SIGPIPE, SIG_IGN);
 	run_wait(&run);
+	signal(SIGPIPE, old_pipe);
 	sigaction(SIGINT, &old_sa, NULL);
 	status = run_status(&run);
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/common.h"
@@ -323,26 +324,60 @@ int nd_cli_logs(int argc, char **argv)
 	return l.status;
 }
 
+/* How long noded cancel waits for a cancelled task to end (the worker's
+ * TERM-to-KILL grace is 2 s by default). */
+#define CANCEL_WAIT_MS 10000
+#define CANCEL_POLL_MS 100
+
+/*
+ * Sends cancel_task, then, while the task is still winding down, asks for
+ * its record until it ends (or CANCEL_WAIT_MS), so the state printed is the
+ * one the cancel led to rather than a transient RUNNING.
+ */
 int nd_cli_cancel(int argc, char **argv)
 {
 	struct task_opts o;
 	Noded__TaskQuery q = NODED__TASK_QUERY__INIT;
 	Noded__Frame f = NODED__FRAME__INIT, *reply;
-	int r;
+	struct nd_client *c;
+	int r, waited = 0;
 
 	r = task_parse(argc, argv, TO_ID,
 		       "usage: noded cancel ID [--master HOST:PORT]", &o);
 	if (r >= 0)
 		return r;
+	c = nd_cli_connect(o.master);
+	if (!c)
+		return ND_CLI_EXIT_FAIL;
 	q.id = o.id;
 	f.body_case = NODED__FRAME__BODY_CANCEL_TASK;
 	f.cancel_task = &q;
-	r = nd_cli_request(o.master, &f, NODED__FRAME__BODY_TASK_RECORD,
-			   "cancel", &reply);
+	r = nd_cli_call(c, &f, NODED__FRAME__BODY_TASK_RECORD, "cancel",
+			&reply);
+	f.body_case = NODED__FRAME__BODY_GET_TASK;
+	f.get_task = &q;
+	while (!r && !nd_cli_state_terminal(reply->task_record->state) &&
+	       waited < CANCEL_WAIT_MS) {
+		Noded__Frame *again;
+
+		usleep(CANCEL_POLL_MS * 1000);
+		waited += CANCEL_POLL_MS;
+		if (nd_client_call(c, &f, &again, ND_CLI_CALL_TIMEOUT_MS) ||
+		    again->body_case != NODED__FRAME__BODY_TASK_RECORD) {
+			/* The cancel went through; only the wait failed. */
+			nd_frame_free(again, NULL);
+			break;
+		}
+		nd_frame_free(reply, NULL);
+		reply = again;
+	}
+	nd_client_close(c);
 	if (r)
 		return r;
-	printf("task %" PRIu64 ": %s\n", reply->task_record->id,
-	       nd_cli_state_name(reply->task_record->state));
+	printf("task %" PRIu64 ": %s%s\n", reply->task_record->id,
+	       nd_cli_state_name(reply->task_record->state),
+	       nd_cli_state_terminal(reply->task_record->state) ? "" :
+		       " (cancel requested, not ended yet)");
 	nd_frame_free(reply, NULL);
 	return 0;
 }

@@ -41,6 +41,16 @@ static size_t queued(const struct nd_conn *c)
 	return c->out_len + (c->tx_len - c->tx_off);
 }
 
+size_t nd_conn_queued(const struct nd_conn *c)
+{
+	return queued(c);
+}
+
+void nd_conn_want_drain(struct nd_conn *c)
+{
+	c->flags |= ND_CONN_WANT_DRAIN;
+}
+
 static size_t in_limit(const struct nd_shard *s)
 {
 	return (size_t)s->cfg->max_frame + 4 +
@@ -402,6 +412,11 @@ void nd_conn_on_send(struct nd_conn *c, struct io_uring_cqe *cqe)
 		flushed(c);
 	if ((c->flags & ND_CONN_PAUSED) && queued(c) <= s->cfg->max_output / 4)
 		resume(c);
+	if ((c->flags & ND_CONN_WANT_DRAIN) &&
+	    queued(c) <= s->cfg->max_output / 4 && c->ops->drained) {
+		c->flags &= ~ND_CONN_WANT_DRAIN;
+		c->ops->drained(c);
+	}
 }
 
 void nd_conn_on_recv(struct nd_conn *c, struct io_uring_cqe *cqe)

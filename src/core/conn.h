@@ -30,6 +30,7 @@ enum {
 	ND_CONN_EOF = 1 << 5,         /* the peer closed its side */
 	ND_CONN_WR_SHUT = 1 << 6,     /* closing: flushed, FIN sent, lingering */
 	ND_CONN_OVERLOAD = 1 << 7,    /* over max_conns: refuse in ops->open */
+	ND_CONN_WANT_DRAIN = 1 << 8,  /* call ops->drained when output is low */
 };
 
 struct nd_conn_ops;
@@ -73,6 +74,9 @@ struct nd_conn_ops {
 	void (*drain)(struct nd_conn *c);
 	/* Last call: release protocol state. */
 	void (*close)(struct nd_conn *c);
+	/* Queued output fell to a quarter of max_output after the protocol
+	 * asked with nd_conn_want_drain() (optional). */
+	void (*drained)(struct nd_conn *c);
 };
 
 static inline void *nd_conn_state(struct nd_conn *c)
@@ -114,6 +118,12 @@ static inline bool nd_conn_readable(const struct nd_conn *c)
  */
 uint8_t *nd_conn_reserve(struct nd_conn *c, size_t n);
 void nd_conn_commit(struct nd_conn *c, size_t n);
+
+/* Bytes queued for sending (not yet taken by the kernel). */
+size_t nd_conn_queued(const struct nd_conn *c);
+
+/* Asks for one ops->drained call once queued output is low again. */
+void nd_conn_want_drain(struct nd_conn *c);
 
 /*
  * Ends the connection. With flush, queued output is sent first (bounded by

@@ -154,6 +154,8 @@ static void push_deliver(struct nd_shard *s, void *arg)
 	if (c && (dst = nd_conn_reserve(c, p->len))) {
 		memcpy(dst, p->data, p->len);
 		nd_conn_commit(c, p->len);
+		if (nd_conn_queued(c) > s->cfg->max_output / 2)
+			nd_svc_congested(c, true);
 	}
 	free(p);
 }
@@ -378,6 +380,12 @@ static void error_frame(struct nd_out *o, uint64_t id, Noded__ErrorCode code,
 	nd__out_frame(o, &r);
 }
 
+static void ticket_send_home(struct nd_shard *s0, struct nd_ticket *t)
+{
+	if (t->home == s0 || nd_shard_post(s0, t->home, ticket_done, t) < 0)
+		ticket_done(t->home, t);
+}
+
 /* On shard 0: run the method, pack the reply, send the ticket home. */
 static void svc_exec(struct nd_shard *s0, void *arg)
 {
@@ -426,8 +434,69 @@ static void svc_exec(struct nd_shard *s0, void *arg)
 send:
 	t->reply = o.buf;
 	t->reply_len = o.len;
-	if (t->home == s0 || nd_shard_post(s0, t->home, ticket_done, t) < 0)
-		ticket_done(t->home, t);
+	if (o.hold_task) {
+		/* A watcher lags: the worker gets this ack when it caught up,
+		 * and reads no more output meanwhile. */
+		t->held_task = o.hold_task;
+		nd_list_add_tail(&svc->held, &t->held);
+		return;
+	}
+	ticket_send_home(s0, t);
+}
+
+/* Releases the held acks whose tasks no longer have a lagging watcher. */
+static void release_held(struct nd_svc *svc)
+{
+	struct nd_list *l, *next;
+
+	for (l = svc->held.next; l != &svc->held; l = next) {
+		struct nd_ticket *t = nd_container_of(l, struct nd_ticket, held);
+
+		next = l->next;
+		if (nd__task_congested(svc, t->held_task))
+			continue;
+		nd_list_del(&t->held);
+		ticket_send_home(svc->s, t);
+	}
+}
+
+struct congestion_msg {
+	uint64_t serial;
+	bool on;
+};
+
+static void congestion_msg(struct nd_shard *s0, void *arg)
+{
+	struct congestion_msg *m = arg;
+	struct nd_svc *svc = s0->svc;
+
+	if (m->on) {
+		nd_u64map_put(&svc->congested, m->serial, (void *)1);
+	} else {
+		nd_u64map_del(&svc->congested, m->serial);
+		release_held(svc);
+	}
+	free(m);
+}
+
+void nd_svc_congested(struct nd_conn *c, bool on)
+{
+	struct nd_rpc_conn *rc = nd_rpc(c);
+	struct nd_shard *s0 = &c->shard->srv->shards[0];
+	struct congestion_msg *m;
+
+	if (rc->congested == on)
+		return;
+	m = malloc(sizeof(*m));
+	if (!m)
+		return;
+	rc->congested = on;
+	if (on)
+		nd_conn_want_drain(c);
+	m->serial = rc->serial;
+	m->on = on;
+	if (c->shard == s0 || nd_shard_post(c->shard, s0, congestion_msg, m) < 0)
+		congestion_msg(s0, m);
 }
 
 void nd_svc_forward(struct nd_conn *c, const uint8_t *body, size_t len)
@@ -539,6 +608,14 @@ static void svc_stop(struct nd_shard *s)
 {
 	struct nd_svc *svc = s->svc;
 
+	while (!nd_list_empty(&svc->held)) {
+		struct nd_ticket *t = nd_container_of(svc->held.next,
+						      struct nd_ticket, held);
+
+		nd_list_del(&t->held);
+		ticket_send_home(s, t);
+	}
+	nd_u64map_free(&svc->congested);
 	nd__tasks_free(svc);
 	for (size_t i = 0; i < svc->nbuckets; i++) {
 		struct node *n = svc->buckets[i], *next;
@@ -575,6 +652,7 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg)
 	svc->output_cap = s->cfg->output_cap ? s->cfg->output_cap : 1u << 20;
 	nd_list_init(&svc->pending);
 	nd_list_init(&svc->all);
+	nd_list_init(&svc->held);
 	s->svc = svc;
 	s->svc_tick = svc_tick;
 	s->svc_drain = svc_drain;

@@ -32,6 +32,8 @@ struct nd_ticket {
 	size_t req_len;
 	uint8_t *reply;               /* a whole frame with its header */
 	size_t reply_len;
+	struct nd_list held;          /* svc.held: ack delayed by a watcher */
+	uint64_t held_task;
 };
 
 /*
@@ -58,5 +60,9 @@ void nd_svc_stream_closed(struct nd_shard *from, const char *node,
 
 /* Drops the connection from every ticket it still has open. */
 void nd_svc_conn_closed(struct nd_conn *c);
+
+/* A watcher's connection fell behind (true) or caught up (false): output
+ * acks to the workers feeding it wait meanwhile (backpressure). */
+void nd_svc_congested(struct nd_conn *c, bool congested);
 
 #endif

@@ -76,6 +76,8 @@ struct nd_svc {
 	struct nd_list all;
 	uint64_t next_task_id, next_job_id;
 	uint64_t output_cap;          /* default per task */
+	struct nd_u64map congested;   /* serials of watchers behind */
+	struct nd_list held;          /* tickets whose ack waits (held) */
 };
 
 uint64_t nd__unix_ms(void);
@@ -92,7 +94,11 @@ void nd__svc_push_raw(struct nd_svc *svc, const struct nd_dest *to,
 struct nd_out {                   /* frames to queue on the requester */
 	uint8_t *buf;
 	size_t len, cap;
+	uint64_t hold_task;           /* nonzero: hold the reply (backpressure) */
 };
+
+/* Does any watcher of t lag behind? */
+bool nd__task_congested(struct nd_svc *svc, uint64_t task_id);
 void nd__out_frame(struct nd_out *o, const Noded__Frame *f);
 void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 		     struct nd_out *o);

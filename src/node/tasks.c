@@ -688,6 +688,8 @@ void nd__task_update(struct nd_svc *svc, const Noded__Frame *f,
 			t->state = NODED__TASK_STATE__TASK_RUNNING;
 		keep_output(t, u->output);
 		watchers_output(svc, t, u->output);
+		if (nd__task_congested(svc, t->id))
+			o->hold_task = t->id;
 		break;
 	case NODED__TASK_UPDATE__BODY_FINISHED:
 		finished(svc, t, u->finished);
@@ -696,6 +698,18 @@ void nd__task_update(struct nd_svc *svc, const Noded__Frame *f,
 		break;
 	}
 	ack(o, f->id);
+}
+
+bool nd__task_congested(struct nd_svc *svc, uint64_t task_id)
+{
+	struct task *t = nd_u64map_get(&svc->tasks, task_id);
+
+	if (!t || terminal(t->state))
+		return false;
+	for (struct watcher *w = t->watchers; w; w = w->next)
+		if (nd_u64map_get(&svc->congested, w->to.serial))
+			return true;
+	return false;
 }
 
 void nd__tasks_free(struct nd_svc *svc)

@@ -228,11 +228,18 @@ static void rpc_close(struct nd_conn *c)
 	struct nd_rpc_conn *rc = nd_rpc(c);
 
 	nd_u64map_del(&c->shard->serials, rc->serial);
+	nd_svc_congested(c, false);
 	nd_svc_conn_closed(c);
 	if (rc->stream_node)
 		nd_svc_stream_closed(c->shard, rc->stream_node, rc->serial);
 	free(rc->stream_node);
 	free(rc->peer_name);
+}
+
+/* A watcher that lagged caught up: let its workers go on. */
+static void rpc_drained(struct nd_conn *c)
+{
+	nd_svc_congested(c, false);
 }
 
 const struct nd_conn_ops nd_rpc_server_ops = {
@@ -242,4 +249,5 @@ const struct nd_conn_ops nd_rpc_server_ops = {
 	.idle = rpc_idle,
 	.drain = rpc_drain,
 	.close = rpc_close,
+	.drained = rpc_drained,
 };
