@@ -475,6 +475,26 @@ static void send_request(struct rtask *t, const Noded__ExecRequest *req)
 
 /* ---- the interface ---- */
 
+/* Tasks holding a slot: the master frees a slot when it takes the task's
+ * end, and may assign the next task before our ack for that end arrives, so
+ * a task whose end is sent holds none. */
+static size_t busy(const struct nd_runner *r, uint64_t *ids, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->tasks.cap; i++) {
+		const struct rtask *t = r->tasks.keys[i] ? r->tasks.vals[i]
+							 : NULL;
+
+		if (!t || t->finish_sent)
+			continue;
+		if (ids && n < max)
+			ids[n] = t->id;
+		n++;
+	}
+	return n;
+}
+
 void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a)
 {
 	Noded__ExecRequest req = NODED__EXEC_REQUEST__INIT;
@@ -499,7 +519,7 @@ void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a)
 		free(t);
 		return;
 	}
-	if (nd_u64map_get(&r->tasks, t->id) && r->tasks.count > r->slots) {
+	if (busy(r, NULL, 0) > r->slots) {
 		fake_exit(t, "worker has no free slot");
 		send_finished(t);
 		return;
@@ -567,12 +587,9 @@ void nd_runner_connected(struct nd_runner *r)
 
 size_t nd_runner_running(const struct nd_runner *r, uint64_t *ids, size_t max)
 {
-	size_t n = 0;
+	size_t n = busy(r, ids, max);
 
-	for (size_t i = 0; i < r->tasks.cap && n < max; i++)
-		if (r->tasks.keys[i])
-			ids[n++] = r->tasks.keys[i];
-	return n;
+	return n < max ? n : max;
 }
 
 bool nd_runner_drain(struct nd_runner *r)
