@@ -741,6 +741,7 @@ static int emit(struct nd_cli_sink *s, FILE *f, struct nd_cli_part *p,
 		r = put(f, data, n);
 	if (!r && nl)
 		r = put(f, "\n", 1);
+	p->len = 0;
 	return r;
 }
 

@@ -21,7 +21,7 @@
 #include "noded/client.h"
 
 /* Exit statuses of the client commands. */
-#define ND_CLI_EXIT_FAIL 1      /* the master refused, or could not be reached */
+#define ND_CLI_EXIT_FAIL 1      /* the master refused or was not reached */
 #define ND_CLI_EXIT_USAGE 2     /* bad command line */
 #define ND_CLI_EXIT_LOST 255    /* the task was lost, or so was the master */
 
@@ -178,7 +178,7 @@ struct nd_cli_sink {
 /* prefix is copied (NULL: raw). Returns 0 or -ENOMEM. */
 int nd_cli_sink_init(struct nd_cli_sink *s, FILE *out, FILE *err,
 		     const char *prefix);
-/* Replaces the prefix (copied; ignored for a raw sink). Returns 0 or -ENOMEM. */
+/* Replaces the prefix (copied; ignored for a raw sink). 0 or -ENOMEM. */
 int nd_cli_sink_set_prefix(struct nd_cli_sink *s, const char *prefix);
 /* Returns 0, or -ENOMEM / -EIO (the stream failed). */
 int nd_cli_sink_write(struct nd_cli_sink *s, uint32_t fd, const void *data,

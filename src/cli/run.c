@@ -86,16 +86,19 @@ static void run_watch_cb(struct nd_client *c, int status,
 		/* The connection is gone; the loop says so once. */
 		if (!t->run->conn_err)
 			t->run->conn_err = status;
-	} else if (f->kind == NODED__FRAME_KIND__STREAM_ITEM) {
-		if (f->body_case == NODED__FRAME__BODY_OUTPUT && f->output &&
-		    !t->run->broken &&
+	} else if (f->kind == NODED__FRAME_KIND__STREAM_ITEM &&
+		   f->body_case == NODED__FRAME__BODY_OUTPUT && f->output) {
+		/* Once stdout is gone the rest is dropped (and the tasks
+		 * cancelled by the loop). */
+		if (!t->run->broken &&
 		    nd_cli_sink_write(&t->sink, f->output->fd,
 				      f->output->data.data,
 				      f->output->data.len))
 			t->run->broken = true;
-		else if (f->body_case == NODED__FRAME__BODY_TASK_RECORD &&
-			 f->task_record)
-			run_task_ended(t, f->task_record);
+	} else if (f->kind == NODED__FRAME_KIND__STREAM_ITEM &&
+		   f->body_case == NODED__FRAME__BODY_TASK_RECORD &&
+		   f->task_record) {
+		run_task_ended(t, f->task_record);
 	}
 	if (!done)
 		return;
@@ -116,8 +119,8 @@ static void run_cancel_cb(struct nd_client *c, int status,
 			nd_cli_error_text(status, f));
 }
 
-/* Sends cancel_task for every task that has not ended; why: "Ctrl-C" or
- * "closed output". */
+/* Sends cancel_task for every task that has not ended, after a Ctrl-C
+ * (interrupted) or because the output was closed. */
 static void run_cancel(struct run *run, bool interrupted)
 {
 	Noded__TaskQuery q = NODED__TASK_QUERY__INIT;

@@ -1,0 +1,1478 @@
+/*
+ * Tests for the task commands of the CLI (src/cli/common.c, run.c, task.c).
+ *
+ * The pure pieces (option parsing into a TaskSpec, state names, exit status
+ * mapping, end notes, command display, JSON, the "NODE: " line prefixer) are
+ * called directly. The commands themselves (noded run, submit, task, tasks,
+ * logs, cancel) run in-process against a scripted fake master: a thread that
+ * accepts one connection on a loopback port and plays the master's side
+ * frame by frame, so replies, errors, interleavings, a dropped connection
+ * and Ctrl-C can be produced on purpose without a real master or worker.
+ *
+ * The test binaries link the server objects and libnoded.a but not the CLI
+ * objects (src/cli/main.c has its own main), so the CLI sources are compiled
+ * in here. stdout and stderr (the FILE pointers, not fds 1 and 2, so that
+ * sanitizer reports still reach the terminal) are captured in temporary
+ * files.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+
+#include "harness.h"
+
+#include "cli/common.c"
+#include "cli/run.c"
+#include "cli/task.c"
+
+#define ARGV(...) ((char *[]){ __VA_ARGS__, NULL })
+#define ARGC(...) ((int)(sizeof((char *[]){ __VA_ARGS__ }) / sizeof(char *)))
+
+/* ---- captured stdout / stderr ---- */
+
+static FILE *cap_out, *cap_err;
+
+static void capture(void)
+{
+	cap_out = tmpfile();
+	cap_err = tmpfile();
+	cr_assert(cap_out && cap_err);
+	stdout = cap_out;
+	stderr = cap_err;
+}
+
+/* Everything written to f so far, NUL-terminated; the caller frees. */
+static char *slurp(FILE *f)
+{
+	long n;
+	char *s;
+
+	fflush(f);
+	n = ftell(f);
+	cr_assert(n >= 0);
+	s = calloc(1, (size_t)n + 1);
+	cr_assert(s);
+	rewind(f);
+	cr_assert_eq(fread(s, 1, (size_t)n, f), (size_t)n);
+	fseek(f, 0, SEEK_END);
+	return s;
+}
+
+#define EXPECT_OUT(f, want)                                                  \
+	do {                                                                 \
+		char *got_ = slurp(f);                                       \
+		cr_expect_str_eq(got_, (want));                              \
+		free(got_);                                                  \
+	} while (0)
+
+#define EXPECT_HAS(f, want)                                                  \
+	do {                                                                 \
+		char *got_ = slurp(f);                                       \
+		cr_expect(strstr(got_, (want)) != NULL,                      \
+			  "expected \"%s\" in:\n%s", (want), got_);          \
+		free(got_);                                                  \
+	} while (0)
+
+/* ---- option parsing ---- */
+
+/* Parses argv as `noded run`; asserts the outcome matches ok. */
+static int parse(struct nd_cli_task_args *a, int argc, char **argv, bool ok)
+{
+	int status = -1;
+	bool r = nd_cli_task_args_parse(a, argc, argv, &status);
+
+	cr_assert_eq(r, ok, "parse returned %d (status %d)", r, status);
+	return status;
+}
+
+Test(args, argv_passed_as_is, .init = capture)
+{
+	struct nd_cli_task_args a;
+	char **argv = ARGV("run", "--", "printf", "%s|", "a b", "  c ");
+
+	parse(&a, 6, argv, true);
+	cr_assert_eq(a.spec.n_argv, 4);
+	cr_expect_str_eq(a.spec.argv[0], "printf");
+	cr_expect_str_eq(a.spec.argv[1], "%s|");
+	cr_expect_str_eq(a.spec.argv[2], "a b");
+	cr_expect_str_eq(a.spec.argv[3], "  c ");
+	cr_expect_str_eq(a.spec.shell, "");
+	cr_expect_str_eq(a.master, ND_CLI_MASTER);
+	cr_expect_str_eq(argv[0], "run", "argv[0] is restored");
+	cr_expect_eq(a.spec.timeout_ms, 0);
+	cr_expect_eq(a.spec.all, 0);
+	nd_cli_task_args_free(&a);
+}
+
+Test(args, command_starts_at_first_word, .init = capture)
+{
+	struct nd_cli_task_args a;
+
+	/* without "--", options after the command are the command's */
+	parse(&a, ARGC("run", "--node", "w1", "ls", "-l", "--all"),
+	      ARGV("run", "--node", "w1", "ls", "-l", "--all"), true);
+	cr_assert_eq(a.spec.n_argv, 3);
+	cr_expect_str_eq(a.spec.argv[1], "-l");
+	cr_expect_str_eq(a.spec.argv[2], "--all");
+	cr_expect_eq(a.spec.all, 0);
+	cr_expect_str_eq(a.spec.node, "w1");
+	nd_cli_task_args_free(&a);
+}
+
+Test(args, shell_joins_words, .init = capture)
+{
+	struct nd_cli_task_args a;
+
+	parse(&a, ARGC("run", "--shell", "--", "echo", "a  b", "|", "wc -c"),
+	      ARGV("run", "--shell", "--", "echo", "a  b", "|", "wc -c"), true);
+	cr_expect_eq(a.spec.n_argv, 0);
+	cr_expect_str_eq(a.spec.shell, "echo a  b | wc -c");
+	nd_cli_task_args_free(&a);
+}
+
+Test(args, all_options, .init = capture)
+{
+	struct nd_cli_task_args a;
+	char **argv = ARGV("submit", "--master", "10.0.0.1:9", "--label",
+			   "gpu=yes", "--label", "zone=a", "--label", "gpu=no",
+			   "--timeout", "2.5", "--env", "A=1", "--env", "B=",
+			   "--env", "A=x=y", "--cwd", "/tmp", "--retries", "3",
+			   "--output-cap", "4096", "--", "true");
+
+	parse(&a, 25, argv, true);
+	cr_expect_str_eq(a.master, "10.0.0.1:9");
+	cr_assert_eq(a.spec.n_labels, 2, "gpu given twice: the last wins");
+	cr_expect_str_eq(a.spec.labels[0]->key, "gpu");
+	cr_expect_str_eq(a.spec.labels[0]->value, "no");
+	cr_expect_str_eq(a.spec.labels[1]->key, "zone");
+	cr_expect_str_eq(a.spec.labels[1]->value, "a");
+	cr_assert_eq(a.spec.n_env, 2);
+	cr_expect_str_eq(a.spec.env[0]->key, "A");
+	cr_expect_str_eq(a.spec.env[0]->value, "x=y");
+	cr_expect_str_eq(a.spec.env[1]->key, "B");
+	cr_expect_str_eq(a.spec.env[1]->value, "");
+	cr_expect_eq(a.spec.timeout_ms, 2500);
+	cr_expect_str_eq(a.spec.cwd, "/tmp");
+	cr_expect_eq(a.spec.retries, 3);
+	cr_expect_eq(a.spec.output_cap_bytes, 4096);
+	cr_expect_str_eq(a.spec.node, "");
+	cr_expect_eq(a.spec.n_argv, 1);
+	nd_cli_task_args_free(&a);
+}
+
+Test(args, spec_packs_and_decodes, .init = capture)
+{
+	struct nd_cli_task_args a;
+	Noded__TaskSpec *back;
+	uint8_t buf[1024];
+	size_t n;
+
+	parse(&a, ARGC("run", "--all", "--env", "K=V", "--", "echo", "x y"),
+	      ARGV("run", "--all", "--env", "K=V", "--", "echo", "x y"), true);
+	n = noded__task_spec__get_packed_size(&a.spec);
+	cr_assert_lt(n, sizeof(buf));
+	noded__task_spec__pack(&a.spec, buf);
+	back = noded__task_spec__unpack(NULL, n, buf);
+	cr_assert(back);
+	cr_expect(back->all);
+	cr_assert_eq(back->n_argv, 2);
+	cr_expect_str_eq(back->argv[1], "x y");
+	cr_assert_eq(back->n_env, 1);
+	cr_expect_str_eq(back->env[0]->key, "K");
+	cr_expect_str_eq(back->env[0]->value, "V");
+	noded__task_spec__free_unpacked(back, NULL);
+	nd_cli_task_args_free(&a);
+}
+
+Test(args, usage_errors, .init = capture)
+{
+	static const char *const bad[][8] = {
+		{ "run" },
+		{ "run", "--" },
+		{ "run", "--node", "a", "--all", "--", "x" },
+		{ "run", "--label", "k=v", "--node", "a", "--", "x" },
+		{ "run", "--label", "k=v", "--all", "--", "x" },
+		{ "run", "--env", "NOEQUALS", "--", "x" },
+		{ "run", "--env", "=v", "--", "x" },
+		{ "run", "--label", "novalue", "--", "x" },
+		{ "run", "--timeout", "-1", "--", "x" },
+		{ "run", "--timeout", "1e3", "--", "x" },
+		{ "run", "--timeout", "abc", "--", "x" },
+		{ "run", "--timeout", "", "--", "x" },
+		{ "run", "--timeout", "9999999", "--", "x" },
+		{ "run", "--retries", "-2", "--", "x" },
+		{ "run", "--bogus", "--", "x" },
+		{ "run", "--node", "", "--", "x" },
+		{ "run", "--", "" },
+		{ "run", "--shell", "--", " ", "" },
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct nd_cli_task_args a;
+		char *argv[8] = { 0 };
+		int argc = 0;
+
+		while (argc < 8 && bad[i][argc]) {
+			argv[argc] = (char *)bad[i][argc];
+			argc++;
+		}
+		cr_expect_eq(parse(&a, argc, argv, false), ND_CLI_EXIT_USAGE,
+			     "case %zu (%s %s %s)", i, argv[1] ? argv[1] : "",
+			     argc > 2 ? argv[2] : "", argc > 3 ? argv[3] : "");
+		cr_expect_null(a.spec.env, "freed after a usage error");
+	}
+	EXPECT_HAS(cap_err, "noded: --env wants KEY=VALUE, not 'NOEQUALS'");
+	EXPECT_HAS(cap_err, "--node, --label and --all exclude each other");
+	EXPECT_HAS(cap_err, "noded run: no command given");
+}
+
+Test(args, help_exits_zero, .init = capture)
+{
+	struct nd_cli_task_args a;
+
+	cr_expect_eq(parse(&a, 2, ARGV("submit", "--help"), false), 0);
+	EXPECT_HAS(cap_out, "usage: noded submit [options] -- CMD [ARG...]");
+}
+
+Test(args, parse_twice, .init = capture)
+{
+	struct nd_cli_task_args a;
+
+	/* getopt keeps global state: a second parse must start afresh */
+	parse(&a, 5, ARGV("run", "--all", "--shell", "--", "a"), true);
+	nd_cli_task_args_free(&a);
+	parse(&a, 3, ARGV("run", "--", "b"), true);
+	cr_expect_eq(a.spec.all, 0);
+	cr_expect_str_eq(a.spec.shell, "");
+	cr_expect_str_eq(a.spec.argv[0], "b");
+	nd_cli_task_args_free(&a);
+}
+
+Test(args, timeout_values, .init = capture)
+{
+	uint32_t ms = 7;
+
+	cr_expect(nd_cli_timeout_ms("0", &ms));
+	cr_expect_eq(ms, 0);
+	cr_expect(nd_cli_timeout_ms("1.5", &ms));
+	cr_expect_eq(ms, 1500);
+	cr_expect(nd_cli_timeout_ms(".25", &ms));
+	cr_expect_eq(ms, 250);
+	cr_expect(nd_cli_timeout_ms("0.0001", &ms));
+	cr_expect_eq(ms, 1, "a tiny timeout is not 'no timeout'");
+	cr_expect(nd_cli_timeout_ms("4294967", &ms));
+	cr_expect_eq(ms, 4294967000u);
+	cr_expect_not(nd_cli_timeout_ms("4294968", &ms));
+	cr_expect_not(nd_cli_timeout_ms(".", &ms));
+	cr_expect_not(nd_cli_timeout_ms("1.2.3", &ms));
+	cr_expect_not(nd_cli_timeout_ms("inf", &ms));
+	cr_expect_not(nd_cli_timeout_ms("0x10", &ms));
+}
+
+/* ---- states, exit statuses, notes ---- */
+
+Test(state, parse_and_names)
+{
+	static const char *const names[] = { "pending", "assigned", "running",
+		"succeeded", "failed", "timed_out", "cancelled", "lost" };
+	Noded__TaskState s;
+	char up[32];
+
+	for (size_t i = 0; i < 8; i++) {
+		cr_assert(nd_cli_state_parse(names[i], &s), "%s", names[i]);
+		cr_expect_eq(s, (Noded__TaskState)(i + 1));
+		for (size_t j = 0; j < sizeof(up); j++) {
+			up[j] = (char)toupper((unsigned char)names[i][j]);
+			if (!up[j])
+				break;
+		}
+		cr_expect_str_eq(nd_cli_state_name(s), up);
+		cr_assert(nd_cli_state_parse(up, &s), "upper case %s", up);
+		cr_expect_eq(s, (Noded__TaskState)(i + 1));
+	}
+	cr_expect(nd_cli_state_parse("Timed_Out", &s));
+	cr_expect_eq(s, NODED__TASK_STATE__TASK_TIMED_OUT);
+	cr_expect_not(nd_cli_state_parse("timed-out", &s));
+	cr_expect_not(nd_cli_state_parse("", &s));
+	cr_expect_not(nd_cli_state_parse("done", &s));
+	cr_expect_not(nd_cli_state_parse("UNKNOWN", &s));
+	cr_expect_not(nd_cli_state_parse("pending ", &s));
+	cr_expect_str_eq(nd_cli_state_name(0), "UNKNOWN");
+	cr_expect_str_eq(nd_cli_state_name(99), "UNKNOWN");
+	cr_expect_not(nd_cli_state_terminal(NODED__TASK_STATE__TASK_RUNNING));
+	cr_expect(nd_cli_state_terminal(NODED__TASK_STATE__TASK_LOST));
+}
+
+static Noded__TaskRecord rec(Noded__TaskState st, int code, int sig,
+			     const char *reason)
+{
+	Noded__TaskRecord r = NODED__TASK_RECORD__INIT;
+
+	r.id = 42;
+	r.state = st;
+	r.exit_code = code;
+	r.signal = sig;
+	r.reason = (char *)reason;
+	return r;
+}
+
+#define S(x) NODED__TASK_STATE__TASK_##x
+
+Test(state, exit_status)
+{
+	static const struct {
+		Noded__TaskState st;
+		int code, sig, want;
+	} cases[] = {
+		{ S(SUCCEEDED), 0, 0, 0 },
+		{ S(FAILED), 3, 0, 3 },
+		{ S(FAILED), 127, 0, 127 },
+		{ S(FAILED), 255, 0, 255 },
+		{ S(FAILED), 0, 9, 137 },
+		{ S(FAILED), 0, 15, 143 },
+		{ S(FAILED), 0, 0, 1 },         /* failed is never 0 */
+		{ S(FAILED), 300, 0, 255 },
+		{ S(FAILED), -1, 0, 255 },
+		{ S(TIMED_OUT), 0, 15, 124 },
+		{ S(TIMED_OUT), 0, 9, 124 },
+		{ S(CANCELLED), 0, 15, 143 },
+		{ S(CANCELLED), 0, 0, 130 },
+		{ S(LOST), 0, 0, 255 },
+		{ S(LOST), 3, 0, 255 },
+		{ S(RUNNING), 0, 0, -1 },
+		{ S(PENDING), 0, 0, -1 },
+		{ 0, 0, 0, -1 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		Noded__TaskRecord r = rec(cases[i].st, cases[i].code,
+					  cases[i].sig, "");
+
+		cr_expect_eq(nd_cli_exit_status(&r), cases[i].want,
+			     "%s code %d signal %d: got %d, want %d",
+			     nd_cli_state_name(cases[i].st), cases[i].code,
+			     cases[i].sig, nd_cli_exit_status(&r),
+			     cases[i].want);
+	}
+}
+
+Test(state, end_notes)
+{
+	Noded__TaskSpec spec = NODED__TASK_SPEC__INIT;
+	Noded__TaskRecord r;
+	char buf[256];
+
+	r = rec(S(LOST), 0, 0, "node w1 is DEAD");
+	cr_expect(nd_cli_end_note(&r, buf, sizeof(buf)));
+	cr_expect_str_eq(buf, "task 42 lost: node w1 is DEAD");
+	r = rec(S(LOST), 0, 0, "");
+	cr_expect(nd_cli_end_note(&r, buf, sizeof(buf)));
+	cr_expect_str_eq(buf, "task 42 lost: no reason given");
+	r = rec(S(FAILED), 127, 0, "nosuchcmd: command not found");
+	cr_expect(nd_cli_end_note(&r, buf, sizeof(buf)));
+	cr_expect_str_eq(buf, "task 42: nosuchcmd: command not found");
+	r = rec(S(FAILED), 3, 0, "");
+	cr_expect_not(nd_cli_end_note(&r, buf, sizeof(buf)));
+	cr_expect_str_eq(buf, "");
+	r = rec(S(SUCCEEDED), 0, 0, "whatever");
+	cr_expect_not(nd_cli_end_note(&r, buf, sizeof(buf)));
+	r = rec(S(RUNNING), 0, 0, "x");
+	cr_expect_not(nd_cli_end_note(&r, buf, sizeof(buf)));
+	r = rec(S(TIMED_OUT), 0, 15, "");
+	spec.timeout_ms = 1500;
+	r.spec = &spec;
+	cr_expect(nd_cli_end_note(&r, buf, sizeof(buf)));
+	cr_expect_str_eq(buf, "task 42 timed out after 1.5 s");
+	r = rec(S(CANCELLED), 0, 15, NULL);
+	cr_expect(nd_cli_end_note(&r, buf, sizeof(buf)));
+	cr_expect_str_eq(buf, "task 42 cancelled");
+}
+
+/* ---- records ---- */
+
+Test(record, command_string)
+{
+	Noded__TaskSpec s = NODED__TASK_SPEC__INIT;
+	char *argv[] = { "printf", "%s\\n", "a b", "it's", "", "x=1,y/z" };
+	char *c;
+
+	s.argv = argv;
+	s.n_argv = 6;
+	c = nd_cli_command_string(&s);
+	cr_expect_str_eq(c, "printf '%s\\n' 'a b' 'it'\\''s' '' x=1,y/z");
+	free(c);
+	s.shell = "echo $HOME | wc";
+	c = nd_cli_command_string(&s);
+	cr_expect_str_eq(c, "echo $HOME | wc");
+	free(c);
+	c = nd_cli_command_string(NULL);
+	cr_expect_str_eq(c, "");
+	free(c);
+}
+
+Test(record, json_fields)
+{
+	Noded__TaskSpec s = NODED__TASK_SPEC__INIT;
+	Noded__TaskRecord r = rec(S(FAILED), 0, 9, "killed");
+	char *argv[] = { "sleep", "10" };
+	json_t *j, *a;
+
+	s.argv = argv;
+	s.n_argv = 2;
+	r.spec = &s;
+	r.job_id = 7;
+	r.node = "w2";
+	r.submitted_unix_ms = 1700000000123ull;
+	r.started_unix_ms = 1700000000200ull;
+	r.ended_unix_ms = 1700000001200ull;
+	r.utime_us = 11;
+	r.stime_us = 12;
+	r.max_rss_kib = 13;
+	r.attempt = 2;
+	r.output_bytes = 2000000;
+	r.truncated = true;
+	j = nd_cli_task_json(&r);
+	cr_assert(j);
+	cr_expect_eq(json_integer_value(json_object_get(j, "id")), 42);
+	cr_expect_eq(json_integer_value(json_object_get(j, "job_id")), 7);
+	cr_expect_str_eq(json_string_value(json_object_get(j, "state")),
+			 "FAILED");
+	cr_expect_str_eq(json_string_value(json_object_get(j, "node")), "w2");
+	a = json_object_get(j, "argv");
+	cr_assert(json_is_array(a));
+	cr_expect_eq(json_array_size(a), 2);
+	cr_expect_str_eq(json_string_value(json_array_get(a, 1)), "10");
+	cr_expect_null(json_object_get(j, "shell"));
+	cr_expect_eq(json_integer_value(json_object_get(j, "exit_code")), 0);
+	cr_expect_eq(json_integer_value(json_object_get(j, "signal")), 9);
+	cr_expect_str_eq(json_string_value(json_object_get(j, "reason")),
+			 "killed");
+	cr_expect_eq(json_integer_value(json_object_get(j,
+			"submitted_unix_ms")), 1700000000123ll);
+	cr_expect_eq(json_integer_value(json_object_get(j, "started_unix_ms")),
+		     1700000000200ll);
+	cr_expect_eq(json_integer_value(json_object_get(j, "ended_unix_ms")),
+		     1700000001200ll);
+	cr_expect_eq(json_integer_value(json_object_get(j, "utime_us")), 11);
+	cr_expect_eq(json_integer_value(json_object_get(j, "stime_us")), 12);
+	cr_expect_eq(json_integer_value(json_object_get(j, "max_rss_kib")), 13);
+	cr_expect_eq(json_integer_value(json_object_get(j, "attempt")), 2);
+	cr_expect_eq(json_integer_value(json_object_get(j, "output_bytes")),
+		     2000000);
+	cr_expect(json_is_true(json_object_get(j, "truncated")));
+	cr_expect_eq(json_object_size(j), 17);
+	json_decref(j);
+
+	s.shell = "sleep 10 &";
+	r.truncated = false;
+	j = nd_cli_task_json(&r);
+	cr_expect_str_eq(json_string_value(json_object_get(j, "shell")),
+			 "sleep 10 &");
+	cr_expect_null(json_object_get(j, "argv"));
+	cr_expect(json_is_false(json_object_get(j, "truncated")));
+	json_decref(j);
+
+	r.spec = NULL;  /* a record without its spec still makes JSON */
+	r.node = NULL;
+	j = nd_cli_task_json(&r);
+	cr_assert(j);
+	cr_expect_eq(json_array_size(json_object_get(j, "argv")), 0);
+	cr_expect_str_eq(json_string_value(json_object_get(j, "node")), "");
+	json_decref(j);
+}
+
+/* ---- the line prefixer ---- */
+
+struct mem {
+	char *buf;
+	size_t len;
+	FILE *f;
+};
+
+static void mem_open(struct mem *m)
+{
+	m->buf = NULL;
+	m->len = 0;
+	m->f = open_memstream(&m->buf, &m->len);
+	cr_assert(m->f);
+}
+
+static void mem_close(struct mem *m)
+{
+	fclose(m->f);
+	free(m->buf);
+}
+
+Test(sink, raw_passthrough)
+{
+	struct nd_cli_sink s;
+	struct mem o, e;
+
+	mem_open(&o);
+	mem_open(&e);
+	cr_assert_eq(nd_cli_sink_init(&s, o.f, e.f, NULL), 0);
+	nd_cli_sink_write(&s, 1, "par", 3);
+	nd_cli_sink_write(&s, 2, "err", 3);
+	nd_cli_sink_write(&s, 1, "tial\nno newline", 15);
+	nd_cli_sink_write(&s, 3, "!", 1);      /* unknown fd: stdout */
+	nd_cli_sink_flush(&s);
+	fflush(o.f);
+	fflush(e.f);
+	cr_expect_str_eq(o.buf, "partial\nno newline!");
+	cr_expect_str_eq(e.buf, "err");
+	nd_cli_sink_free(&s);
+	mem_close(&o);
+	mem_close(&e);
+}
+
+/* Feeds text to a prefixing sink in pieces cut at the given offsets. */
+static void feed_split(struct nd_cli_sink *s, uint32_t fd, const char *text,
+		       const size_t *cuts, size_t ncuts)
+{
+	size_t at = 0, len = strlen(text);
+
+	for (size_t i = 0; i <= ncuts; i++) {
+		size_t end = i < ncuts && cuts[i] < len ? cuts[i] : len;
+
+		if (end < at)
+			end = at;
+		cr_assert_eq(nd_cli_sink_write(s, fd, text + at, end - at), 0);
+		at = end;
+	}
+}
+
+Test(sink, prefix_any_chunking)
+{
+	static const char text[] = "first line\n\nthird: a longer line\nlast";
+	static const char want[] = "w1: first line\nw1: \n"
+				   "w1: third: a longer line\nw1: last\n";
+	size_t len = strlen(text);
+
+	/* every way of cutting it in two and three pieces */
+	for (size_t i = 0; i <= len; i++) {
+		for (size_t j = i; j <= len; j++) {
+			size_t cuts[2] = { i, j };
+			struct nd_cli_sink s;
+			struct mem o, e;
+
+			mem_open(&o);
+			mem_open(&e);
+			cr_assert_eq(nd_cli_sink_init(&s, o.f, e.f, "w1"), 0);
+			feed_split(&s, 1, text, cuts, 2);
+			cr_assert_eq(nd_cli_sink_flush(&s), 0);
+			fflush(o.f);
+			fflush(e.f);
+			cr_assert_str_eq(o.buf, want, "cuts at %zu, %zu", i, j);
+			cr_assert_eq(e.len, 0);
+			nd_cli_sink_free(&s);
+			mem_close(&o);
+			mem_close(&e);
+		}
+	}
+}
+
+Test(sink, prefix_byte_by_byte_two_fds)
+{
+	static const char out[] = "o1\no2 partial";
+	static const char err[] = "e1 partial";
+	struct nd_cli_sink s;
+	struct mem o, e;
+
+	mem_open(&o);
+	mem_open(&e);
+	cr_assert_eq(nd_cli_sink_init(&s, o.f, e.f, "task 9"), 0);
+	/* interleaved one byte at a time: each fd keeps its own line */
+	for (size_t i = 0; i < sizeof(out) - 1 || i < sizeof(err) - 1; i++) {
+		if (i < sizeof(out) - 1)
+			nd_cli_sink_write(&s, 1, out + i, 1);
+		if (i < sizeof(err) - 1)
+			nd_cli_sink_write(&s, 2, err + i, 1);
+	}
+	fflush(o.f);
+	fflush(e.f);
+	cr_expect_str_eq(o.buf, "task 9: o1\n");
+	cr_expect_eq(e.len, 0, "no complete stderr line yet");
+	cr_assert_eq(nd_cli_sink_set_prefix(&s, "w3"), 0);
+	nd_cli_sink_flush(&s);
+	nd_cli_sink_flush(&s);   /* a second flush adds nothing */
+	fflush(o.f);
+	fflush(e.f);
+	cr_expect_str_eq(o.buf, "task 9: o1\nw3: o2 partial\n");
+	cr_expect_str_eq(e.buf, "w3: e1 partial\n");
+	nd_cli_sink_free(&s);
+	mem_close(&o);
+	mem_close(&e);
+}
+
+Test(sink, endless_line_is_cut)
+{
+	size_t n = ND_CLI_LINE_MAX * 2 + 10;
+	char *big = malloc(n);
+	struct nd_cli_sink s;
+	struct mem o, e;
+	size_t lines = 0;
+
+	cr_assert(big);
+	memset(big, 'x', n);
+	mem_open(&o);
+	mem_open(&e);
+	cr_assert_eq(nd_cli_sink_init(&s, o.f, e.f, "n"), 0);
+	for (size_t at = 0; at < n; at += 1000)
+		nd_cli_sink_write(&s, 1, big + at, n - at < 1000 ? n - at : 1000);
+	fflush(o.f);
+	cr_expect_eq(o.len, 2 * (3 + ND_CLI_LINE_MAX + 1),
+		     "two full pieces printed, the rest kept");
+	cr_expect_leq(s.part[0].cap, 2 * (size_t)ND_CLI_LINE_MAX,
+		      "kept buffer bounded");
+	nd_cli_sink_flush(&s);
+	fflush(o.f);
+	for (size_t i = 0; i < o.len; i++)
+		lines += o.buf[i] == '\n';
+	cr_expect_eq(lines, 3);
+	cr_expect_eq(o.len, 3 * 4 + n);
+	nd_cli_sink_free(&s);
+	mem_close(&o);
+	mem_close(&e);
+	free(big);
+}
+
+/* ---- a scripted fake master ---- */
+
+struct fake {
+	int lfd, fd, port;
+	char addr[32];
+	pthread_t th, main;
+	void (*script)(struct fake *);
+	void *arg;
+	char fail[512];
+	uint64_t hello_id;
+};
+
+static struct fake fk;
+
+__attribute__((format(printf, 2, 3))) static void fk_fail(struct fake *f,
+							  const char *fmt, ...)
+{
+	va_list ap;
+
+	if (f->fail[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(f->fail, sizeof(f->fail), fmt, ap);
+	va_end(ap);
+}
+
+/* Next frame from the client, which must be a request with this body. */
+static Noded__Frame *fk_expect(struct fake *f, Noded__Frame__BodyCase body)
+{
+	Noded__Frame *fr = NULL;
+	int r;
+
+	if (f->fail[0])
+		return NULL;
+	r = nd_test_recv_frame(f->fd, ND_TEST_TIMEOUT_MS, &fr);
+	if (r) {
+		fk_fail(f, "fake master: waiting for %s: %s (%s)",
+			nd_frame_method_name(body), nd_strerror(r),
+			nd_test_why);
+		return NULL;
+	}
+	if (fr->kind != NODED__FRAME_KIND__REQUEST || fr->body_case != body) {
+		fk_fail(f, "fake master: wanted a %s request, got %s",
+			nd_frame_method_name(body), nd_test_describe(fr));
+		nd_frame_free(fr, NULL);
+		return NULL;
+	}
+	return fr;
+}
+
+static void fk_send(struct fake *f, Noded__Frame *fr, uint64_t id,
+		    Noded__FrameKind kind)
+{
+	int r;
+
+	if (f->fail[0])
+		return;
+	fr->id = id;
+	fr->kind = kind;
+	r = nd_test_send_frame(f->fd, fr);
+	if (r)
+		fk_fail(f, "fake master: sending: %s", nd_strerror(r));
+}
+
+static void fk_output(struct fake *f, uint64_t id, uint64_t task,
+		      uint32_t fdno, const char *text)
+{
+	Noded__OutputChunk c = NODED__OUTPUT_CHUNK__INIT;
+	Noded__Frame fr = NODED__FRAME__INIT;
+
+	c.task_id = task;
+	c.fd = fdno;
+	c.data.data = (uint8_t *)text;
+	c.data.len = strlen(text);
+	fr.body_case = NODED__FRAME__BODY_OUTPUT;
+	fr.output = &c;
+	fk_send(f, &fr, id, NODED__FRAME_KIND__STREAM_ITEM);
+}
+
+static void fk_record(struct fake *f, uint64_t id, Noded__FrameKind kind,
+		      Noded__TaskRecord *r)
+{
+	Noded__Frame fr = NODED__FRAME__INIT;
+
+	fr.body_case = NODED__FRAME__BODY_TASK_RECORD;
+	fr.task_record = r;
+	fk_send(f, &fr, id, kind);
+}
+
+static void fk_end(struct fake *f, uint64_t id)
+{
+	Noded__Frame fr = NODED__FRAME__INIT;
+
+	fk_send(f, &fr, id, NODED__FRAME_KIND__STREAM_END);
+}
+
+static void fk_error(struct fake *f, uint64_t id, Noded__FrameKind kind,
+		     Noded__ErrorCode code, const char *msg)
+{
+	Noded__Error e = NODED__ERROR__INIT;
+	Noded__Frame fr = NODED__FRAME__INIT;
+
+	e.code = code;
+	e.message = (char *)msg;
+	fr.body_case = NODED__FRAME__BODY_ERROR;
+	fr.error = &e;
+	fk_send(f, &fr, id, kind);
+}
+
+static void fk_submit_reply(struct fake *f, uint64_t id, uint64_t job,
+			    uint64_t *ids, char **nodes, size_t n)
+{
+	Noded__SubmitReply sr = NODED__SUBMIT_REPLY__INIT;
+	Noded__Frame fr = NODED__FRAME__INIT;
+
+	sr.job_id = job;
+	sr.task_ids = ids;
+	sr.n_task_ids = n;
+	sr.nodes = nodes;
+	sr.n_nodes = nodes ? n : 0;
+	fr.body_case = NODED__FRAME__BODY_SUBMIT_REPLY;
+	fr.submit_reply = &sr;
+	fk_send(f, &fr, id, NODED__FRAME_KIND__REPLY);
+}
+
+/* Waits for the client to hang up, so the script ends after it did. */
+static void fk_wait_close(struct fake *f)
+{
+	if (!f->fail[0] && nd_test_expect_closed(f->fd, ND_TEST_TIMEOUT_MS))
+		fk_fail(f, "fake master: the client did not hang up: %s",
+			nd_test_why);
+}
+
+static void *fk_main(void *arg)
+{
+	struct fake *f = arg;
+	Noded__HelloReply hr = NODED__HELLO_REPLY__INIT;
+	Noded__Frame fr = NODED__FRAME__INIT, *h;
+	sigset_t all;
+
+	/* Ctrl-C in the tests is meant for the command, not for us. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	f->fd = accept(f->lfd, NULL, NULL);
+	if (f->fd < 0) {
+		fk_fail(f, "fake master: accept: %m");
+		return NULL;
+	}
+	h = fk_expect(f, NODED__FRAME__BODY_HELLO);
+	if (h) {
+		hr.protocol_version = ND_PROTOCOL_VERSION;
+		hr.node_name = "fake";
+		hr.role = NODED__ROLE__ROLE_MASTER;
+		hr.max_frame = ND_MAX_FRAME_DEFAULT;
+		fr.body_case = NODED__FRAME__BODY_HELLO_REPLY;
+		fr.hello_reply = &hr;
+		fk_send(f, &fr, h->id, NODED__FRAME_KIND__REPLY);
+		nd_frame_free(h, NULL);
+		f->script(f);
+	}
+	close(f->fd);
+	return NULL;
+}
+
+/* Starts the fake master with a script; fk.addr is its address. */
+static void fake_start(void (*script)(struct fake *), void *arg)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+
+	memset(&fk, 0, sizeof(fk));
+	fk.script = script;
+	fk.arg = arg;
+	fk.main = pthread_self();
+	fk.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert(fk.lfd >= 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(fk.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(fk.lfd, 4), 0);
+	cr_assert_eq(getsockname(fk.lfd, (struct sockaddr *)&sa, &sl), 0);
+	fk.port = ntohs(sa.sin_port);
+	snprintf(fk.addr, sizeof(fk.addr), "127.0.0.1:%d", fk.port);
+	cr_assert_eq(pthread_create(&fk.th, NULL, fk_main, &fk), 0);
+}
+
+/* Joins the fake master and asserts its script saw what it expected. */
+static void fake_join(void)
+{
+	pthread_join(fk.th, NULL);
+	close(fk.lfd);
+	cr_assert(!fk.fail[0], "%s", fk.fail);
+}
+
+/* Reads a submit and checks it runs argv[0] == want0. */
+static uint64_t fk_take_submit(struct fake *f, const char *want0, bool all)
+{
+	Noded__Frame *s = fk_expect(f, NODED__FRAME__BODY_SUBMIT);
+	uint64_t id;
+
+	if (!s)
+		return 0;
+	if (s->submit->n_argv < 1 || strcmp(s->submit->argv[0], want0) ||
+	    s->submit->all != all)
+		fk_fail(f, "fake master: unexpected spec (argv[0] '%s', all "
+			"%d)", s->submit->n_argv ? s->submit->argv[0] : "",
+			s->submit->all);
+	id = s->id;
+	nd_frame_free(s, NULL);
+	return id;
+}
+
+/* Reads a watch {task, follow=true}; returns its request id. */
+static uint64_t fk_take_watch(struct fake *f, uint64_t task, bool follow)
+{
+	Noded__Frame *w = fk_expect(f, NODED__FRAME__BODY_WATCH);
+	uint64_t id;
+
+	if (!w)
+		return 0;
+	if (w->watch->task_id != task || w->watch->follow != follow)
+		fk_fail(f, "fake master: watch task %llu follow %d, want %llu "
+			"follow %d", (unsigned long long)w->watch->task_id,
+			w->watch->follow, (unsigned long long)task, follow);
+	id = w->id;
+	nd_frame_free(w, NULL);
+	return id;
+}
+
+/* ---- noded run against the fake master ---- */
+
+static void script_run_one(struct fake *f)
+{
+	uint64_t id = 5, sid, wid;
+	Noded__TaskRecord r = rec(S(FAILED), 3, 0, "");
+
+	sid = fk_take_submit(f, "sh", false);
+	fk_submit_reply(f, sid, 0, &id, (char *[]){ "w1" }, 1);
+	wid = fk_take_watch(f, 5, true);
+	fk_output(f, wid, 5, 1, "hello ");
+	fk_output(f, wid, 5, 2, "oops\n");
+	fk_output(f, wid, 5, 1, "world\n");
+	r.id = 5;
+	fk_record(f, wid, NODED__FRAME_KIND__STREAM_ITEM, &r);
+	fk_end(f, wid);
+	fk_wait_close(f);
+}
+
+Test(run, single_task_streams_and_exits_with_its_code, .init = capture,
+     .timeout = 20)
+{
+	int st;
+
+	fake_start(script_run_one, NULL);
+	st = nd_cli_run(6, ARGV("run", "--master", fk.addr, "--", "sh",
+				"-c"));
+	fake_join();
+	cr_expect_eq(st, 3);
+	EXPECT_OUT(cap_out, "hello world\n");
+	EXPECT_OUT(cap_err, "oops\n");
+}
+
+static void script_run_all(struct fake *f)
+{
+	uint64_t ids[2] = { 11, 12 }, sid, w[2] = { 0 };
+	Noded__TaskRecord r1 = rec(S(SUCCEEDED), 0, 0, "");
+	Noded__TaskRecord r2 = rec(S(FAILED), 2, 0, "");
+
+	sid = fk_take_submit(f, "uname", true);
+	/* the second task's node is not known yet: its record names it */
+	fk_submit_reply(f, sid, 3, ids, (char *[]){ "alpha", "" }, 2);
+	w[0] = fk_take_watch(f, 11, true);
+	w[1] = fk_take_watch(f, 12, true);
+	fk_output(f, w[0], 11, 1, "a1\na");
+	fk_output(f, w[1], 12, 1, "b1 part");
+	fk_output(f, w[1], 12, 2, "b-err\n");
+	fk_output(f, w[0], 11, 1, "2\n");
+	fk_output(f, w[1], 12, 1, "ial\nb2");
+	r1.id = 11;
+	r1.node = "alpha";
+	fk_record(f, w[0], NODED__FRAME_KIND__STREAM_ITEM, &r1);
+	fk_end(f, w[0]);
+	r2.id = 12;
+	r2.node = "beta";
+	fk_record(f, w[1], NODED__FRAME_KIND__STREAM_ITEM, &r2);
+	fk_end(f, w[1]);
+	fk_wait_close(f);
+}
+
+Test(run, all_prefixes_lines_and_takes_largest_status, .init = capture,
+     .timeout = 20)
+{
+	int st;
+
+	fake_start(script_run_all, NULL);
+	st = nd_cli_run(6, ARGV("run", "--all", "--master", fk.addr, "--",
+				"uname"));
+	fake_join();
+	cr_expect_eq(st, 2);
+	EXPECT_OUT(cap_out, "alpha: a1\nalpha: a2\ntask 12: b1 partial\n"
+			    "beta: b2\n");
+	EXPECT_OUT(cap_err, "task 12: b-err\n");
+}
+
+static void script_refused(struct fake *f)
+{
+	uint64_t sid = fk_take_submit(f, "true", false);
+
+	fk_error(f, sid, NODED__FRAME_KIND__REPLY,
+		 NODED__ERROR_CODE__NOT_FOUND, "no node named 'nope'");
+	fk_wait_close(f);
+}
+
+Test(run, refused_submission_exits_1, .init = capture, .timeout = 20)
+{
+	int st;
+
+	fake_start(script_refused, NULL);
+	st = nd_cli_run(7, ARGV("run", "--master", fk.addr, "--node", "nope",
+				"--", "true"));
+	fake_join();
+	cr_expect_eq(st, 1);
+	EXPECT_OUT(cap_out, "");
+	EXPECT_OUT(cap_err, "noded: submit: no node named 'nope'\n");
+}
+
+static void script_lost_task(struct fake *f)
+{
+	uint64_t id = 8, sid, wid;
+	Noded__TaskRecord r = rec(S(LOST), 0, 0, "node w1 is DEAD");
+
+	sid = fk_take_submit(f, "sleep", false);
+	fk_submit_reply(f, sid, 0, &id, NULL, 1);
+	wid = fk_take_watch(f, 8, true);
+	r.id = 8;
+	fk_record(f, wid, NODED__FRAME_KIND__STREAM_ITEM, &r);
+	fk_end(f, wid);
+	fk_wait_close(f);
+}
+
+Test(run, lost_task_exits_255_with_reason, .init = capture, .timeout = 20)
+{
+	int st;
+
+	fake_start(script_lost_task, NULL);
+	st = nd_cli_run(5, ARGV("run", "--master", fk.addr, "sleep", "100"));
+	fake_join();
+	cr_expect_eq(st, 255);
+	EXPECT_OUT(cap_err, "noded: task 8 lost: node w1 is DEAD\n");
+}
+
+static void script_conn_lost(struct fake *f)
+{
+	uint64_t id = 9, sid, wid;
+
+	sid = fk_take_submit(f, "yes", false);
+	fk_submit_reply(f, sid, 0, &id, NULL, 1);
+	wid = fk_take_watch(f, 9, true);
+	fk_output(f, wid, 9, 1, "y\n");
+	/* and the master goes away */
+}
+
+Test(run, master_lost_exits_255, .init = capture, .timeout = 20)
+{
+	int st;
+
+	fake_start(script_conn_lost, NULL);
+	st = nd_cli_run(4, ARGV("run", "--master", fk.addr, "yes"));
+	fake_join();
+	cr_expect_eq(st, 255);
+	EXPECT_OUT(cap_out, "y\n");
+	EXPECT_HAS(cap_err, "noded: lost the connection to the master");
+}
+
+static void script_cancel(struct fake *f)
+{
+	uint64_t id = 21, sid, wid;
+	Noded__TaskRecord r = rec(S(RUNNING), 0, 0, "");
+	Noded__Frame *c;
+
+	sid = fk_take_submit(f, "sleep", false);
+	fk_submit_reply(f, sid, 0, &id, NULL, 1);
+	wid = fk_take_watch(f, 21, true);
+	fk_output(f, wid, 21, 1, "started\n");
+	pthread_kill(f->main, SIGINT);
+	c = fk_expect(f, NODED__FRAME__BODY_CANCEL_TASK);
+	if (!c)
+		return;
+	if (c->cancel_task->id != 21)
+		fk_fail(f, "fake master: cancel_task for %llu",
+			(unsigned long long)c->cancel_task->id);
+	r.id = 21;
+	fk_record(f, c->id, NODED__FRAME_KIND__REPLY, &r);
+	nd_frame_free(c, NULL);
+	/* the command still prints while it dies, then ends */
+	fk_output(f, wid, 21, 1, "stopping\n");
+	r = rec(S(CANCELLED), 0, 15, "");
+	r.id = 21;
+	fk_record(f, wid, NODED__FRAME_KIND__STREAM_ITEM, &r);
+	fk_end(f, wid);
+	fk_wait_close(f);
+}
+
+Test(run, sigint_cancels_and_waits, .init = capture, .timeout = 20)
+{
+	int st;
+
+	fake_start(script_cancel, NULL);
+	st = nd_cli_run(5, ARGV("run", "--master", fk.addr, "sleep", "60"));
+	fake_join();
+	cr_expect_eq(st, 143);
+	EXPECT_OUT(cap_out, "started\nstopping\n");
+	EXPECT_HAS(cap_err, "noded: cancelling 1 task (Ctrl-C again");
+	EXPECT_HAS(cap_err, "noded: task 21 cancelled\n");
+}
+
+static void script_closed_pipe(struct fake *f)
+{
+	uint64_t id = 23, sid, wid;
+	Noded__TaskRecord r = rec(S(CANCELLED), 0, 15, "");
+	Noded__Frame *c;
+
+	sid = fk_take_submit(f, "yes", false);
+	fk_submit_reply(f, sid, 0, &id, NULL, 1);
+	wid = fk_take_watch(f, 23, true);
+	fk_output(f, wid, 23, 1, "y\ny\ny\n");
+	/* nobody reads: the command is cancelled, not left running */
+	c = fk_expect(f, NODED__FRAME__BODY_CANCEL_TASK);
+	if (!c)
+		return;
+	r.id = 23;
+	fk_record(f, c->id, NODED__FRAME_KIND__REPLY, &r);
+	nd_frame_free(c, NULL);
+	fk_output(f, wid, 23, 1, "y\n");
+	fk_record(f, wid, NODED__FRAME_KIND__STREAM_ITEM, &r);
+	fk_end(f, wid);
+	fk_wait_close(f);
+}
+
+Test(run, closed_stdout_cancels, .init = capture, .timeout = 20)
+{
+	int p[2], st;
+
+	/* stdout is a pipe whose reader is gone, as in `noded run yes |
+	 * head -1` */
+	cr_assert_eq(pipe(p), 0);
+	close(p[0]);
+	stdout = fdopen(p[1], "w");
+	cr_assert(stdout);
+	fake_start(script_closed_pipe, NULL);
+	st = nd_cli_run(4, ARGV("run", "--master", fk.addr, "yes"));
+	fake_join();
+	cr_expect_eq(st, 143);
+	EXPECT_HAS(cap_err, "noded: the output is closed: cancelling 1 task");
+}
+
+static void script_double_sigint(struct fake *f)
+{
+	uint64_t id = 22, sid, wid;
+	Noded__Frame *c;
+
+	sid = fk_take_submit(f, "sleep", false);
+	fk_submit_reply(f, sid, 0, &id, NULL, 1);
+	wid = fk_take_watch(f, 22, true);
+	(void)wid;
+	pthread_kill(f->main, SIGINT);
+	c = fk_expect(f, NODED__FRAME__BODY_CANCEL_TASK);
+	nd_frame_free(c, NULL);
+	/* no answer: the user gives up waiting */
+	pthread_kill(f->main, SIGINT);
+	nd_test_sleep_ms(5000);
+}
+
+Test(run, second_sigint_exits_130, .init = capture, .timeout = 20,
+     .exit_code = 130)
+{
+	fake_start(script_double_sigint, NULL);
+	nd_cli_run(5, ARGV("run", "--master", fk.addr, "sleep", "60"));
+	cr_assert_fail("noded run returned after a second SIGINT");
+}
+
+static void script_watch_error(struct fake *f)
+{
+	uint64_t id = 30, sid, wid;
+
+	sid = fk_take_submit(f, "true", false);
+	fk_submit_reply(f, sid, 0, &id, NULL, 1);
+	wid = fk_take_watch(f, 30, true);
+	fk_error(f, wid, NODED__FRAME_KIND__STREAM_END,
+		 NODED__ERROR_CODE__NOT_FOUND, "task 30 expired");
+	fk_wait_close(f);
+}
+
+Test(run, watch_error_exits_255, .init = capture, .timeout = 20)
+{
+	int st;
+
+	fake_start(script_watch_error, NULL);
+	st = nd_cli_run(4, ARGV("run", "--master", fk.addr, "true"));
+	fake_join();
+	cr_expect_eq(st, 255);
+	EXPECT_OUT(cap_err, "noded: task 30: task 30 expired\n");
+}
+
+Test(run, no_master_exits_1, .init = capture)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	char addr[32];
+	int fd, st;
+
+	/* a port nobody listens on: bind one, learn it, close it */
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(sa.sin_port));
+	close(fd);
+	st = nd_cli_run(4, ARGV("run", "--master", addr, "true"));
+	cr_expect_eq(st, 1);
+	EXPECT_HAS(cap_err, "noded: cannot reach the master");
+}
+
+/* ---- submit ---- */
+
+static void script_submit_all(struct fake *f)
+{
+	uint64_t ids[3] = { 4, 5, 6 };
+	uint64_t sid = fk_take_submit(f, "date", true);
+
+	fk_submit_reply(f, sid, 2, ids, (char *[]){ "a", "b", "" }, 3);
+	fk_wait_close(f);
+}
+
+Test(submit, all_prints_job_lines, .init = capture, .timeout = 20)
+{
+	int st;
+
+	fake_start(script_submit_all, NULL);
+	st = nd_cli_submit(6, ARGV("submit", "--master", fk.addr, "--all",
+				   "--", "date"));
+	fake_join();
+	cr_expect_eq(st, 0);
+	EXPECT_OUT(cap_out, "job 2: task 4 on a\njob 2: task 5 on b\n"
+			    "job 2: task 6 on (not chosen yet)\n");
+}
+
+static void script_submit_one(struct fake *f)
+{
+	uint64_t id = 77;
+	uint64_t sid = fk_take_submit(f, "date", false);
+
+	fk_submit_reply(f, sid, 0, &id, NULL, 1);
+	fk_wait_close(f);
+}
+
+Test(submit, prints_task_id, .init = capture, .timeout = 20)
+{
+	fake_start(script_submit_one, NULL);
+	cr_expect_eq(nd_cli_submit(4, ARGV("submit", "--master", fk.addr,
+					    "date")), 0);
+	fake_join();
+	EXPECT_OUT(cap_out, "77\n");
+}
+
+/* ---- task, tasks, logs, cancel ---- */
+
+static void script_get_task(struct fake *f)
+{
+	Noded__Frame *q = fk_expect(f, NODED__FRAME__BODY_GET_TASK);
+	Noded__TaskSpec s = NODED__TASK_SPEC__INIT;
+	Noded__TaskRecord r = rec(S(SUCCEEDED), 0, 0, "");
+
+	if (!q)
+		return;
+	if (q->get_task->id == 42) {
+		s.shell = "echo hi";
+		r.spec = &s;
+		r.node = "w1";
+		r.output_bytes = 3;
+		fk_record(f, q->id, NODED__FRAME_KIND__REPLY, &r);
+	} else {
+		fk_error(f, q->id, NODED__FRAME_KIND__REPLY,
+			 NODED__ERROR_CODE__NOT_FOUND, "no task 43");
+	}
+	nd_frame_free(q, NULL);
+	fk_wait_close(f);
+}
+
+Test(task, json, .init = capture, .timeout = 20)
+{
+	json_error_t jerr;
+	json_t *j;
+	char *out;
+
+	fake_start(script_get_task, NULL);
+	cr_expect_eq(nd_cli_task(5, ARGV("task", "42", "--json", "--master",
+					  fk.addr)), 0);
+	fake_join();
+	out = slurp(cap_out);
+	j = json_loads(out, 0, &jerr);
+	cr_assert(j, "not JSON (%s): %s", jerr.text, out);
+	cr_expect_eq(json_integer_value(json_object_get(j, "id")), 42);
+	cr_expect_str_eq(json_string_value(json_object_get(j, "state")),
+			 "SUCCEEDED");
+	cr_expect_str_eq(json_string_value(json_object_get(j, "shell")),
+			 "echo hi");
+	json_decref(j);
+	free(out);
+}
+
+Test(task, human, .init = capture, .timeout = 20)
+{
+	fake_start(script_get_task, NULL);
+	cr_expect_eq(nd_cli_task(4, ARGV("task", "--master", fk.addr, "42")),
+		     0);
+	fake_join();
+	EXPECT_HAS(cap_out, "id:         42\n");
+	EXPECT_HAS(cap_out, "state:      SUCCEEDED\n");
+	EXPECT_HAS(cap_out, "command:    echo hi   (with /bin/sh -c)\n");
+	EXPECT_HAS(cap_out, "exit code:  0\n");
+	EXPECT_HAS(cap_out, "output:     3 bytes\n");
+}
+
+Test(task, not_found_exits_1, .init = capture, .timeout = 20)
+{
+	fake_start(script_get_task, NULL);
+	cr_expect_eq(nd_cli_task(4, ARGV("task", "--master", fk.addr, "43")),
+		     1);
+	fake_join();
+	EXPECT_OUT(cap_err, "noded: task: no task 43\n");
+}
+
+Test(task, usage_errors, .init = capture)
+{
+	cr_expect_eq(nd_cli_task(1, ARGV("task")), 2);
+	cr_expect_eq(nd_cli_task(2, ARGV("task", "x1")), 2);
+	cr_expect_eq(nd_cli_task(2, ARGV("task", "0")), 2);
+	cr_expect_eq(nd_cli_task(3, ARGV("task", "1", "2")), 2);
+	cr_expect_eq(nd_cli_task(3, ARGV("task", "1", "--follow")), 2);
+	cr_expect_eq(nd_cli_tasks(3, ARGV("tasks", "--state", "done")), 2);
+	cr_expect_eq(nd_cli_tasks(3, ARGV("tasks", "--limit", "0")), 2);
+	cr_expect_eq(nd_cli_tasks(2, ARGV("tasks", "3")), 2);
+	cr_expect_eq(nd_cli_logs(1, ARGV("logs")), 2);
+	cr_expect_eq(nd_cli_logs(3, ARGV("logs", "1", "--json")), 2);
+	cr_expect_eq(nd_cli_cancel(1, ARGV("cancel")), 2);
+	cr_expect_eq(nd_cli_cancel(2, ARGV("cancel", "-3")), 2);
+	EXPECT_HAS(cap_err, "noded tasks: --state wants one of pending");
+}
+
+static void script_list(struct fake *f)
+{
+	Noded__Frame *q = fk_expect(f, NODED__FRAME__BODY_LIST_TASKS);
+	Noded__TaskSpec s1 = NODED__TASK_SPEC__INIT;
+	Noded__TaskRecord r[3] = {
+		rec(S(FAILED), 0, 9, "killed"), rec(S(RUNNING), 0, 0, ""),
+		rec(S(SUCCEEDED), 0, 0, ""),
+	};
+	Noded__TaskRecord *rp[3] = { &r[0], &r[1], &r[2] };
+	Noded__TaskList tl = NODED__TASK_LIST__INIT;
+	Noded__Frame fr = NODED__FRAME__INIT;
+	char *argv[] = { "echo", "a b" };
+
+	if (!q)
+		return;
+	if (q->list_tasks->state != S(TIMED_OUT) || q->list_tasks->limit != 3)
+		fk_fail(f, "fake master: list_tasks state %d limit %u",
+			q->list_tasks->state, q->list_tasks->limit);
+	s1.argv = argv;
+	s1.n_argv = 2;
+	for (int i = 0; i < 3; i++) {
+		r[i].id = (uint64_t)i + 1;
+		r[i].spec = &s1;
+	}
+	r[0].node = "w1";
+	tl.tasks = rp;
+	tl.n_tasks = 3;
+	fr.body_case = NODED__FRAME__BODY_TASK_LIST;
+	fr.task_list = &tl;
+	fk_send(f, &fr, q->id, NODED__FRAME_KIND__REPLY);
+	nd_frame_free(q, NULL);
+	fk_wait_close(f);
+}
+
+Test(tasks, table, .init = capture, .timeout = 20)
+{
+	fake_start(script_list, NULL);
+	cr_expect_eq(nd_cli_tasks(7, ARGV("tasks", "--master", fk.addr,
+					  "--state", "TIMED_out", "--limit",
+					  "3")), 0);
+	fake_join();
+	EXPECT_OUT(cap_out,
+		   "ID         STATE      NODE             EXIT     COMMAND\n"
+		   "1          FAILED     w1               SIGKILL  echo 'a b'\n"
+		   "2          RUNNING    -                -        echo 'a b'\n"
+		   "3          SUCCEEDED  -                0        echo 'a b'\n");
+}
+
+Test(tasks, json_array, .init = capture, .timeout = 20)
+{
+	json_error_t jerr;
+	json_t *j;
+	char *out;
+
+	fake_start(script_list, NULL);
+	cr_expect_eq(nd_cli_tasks(8, ARGV("tasks", "--json", "--master",
+					  fk.addr, "--state", "timed_out",
+					  "--limit", "3")), 0);
+	fake_join();
+	out = slurp(cap_out);
+	j = json_loads(out, 0, &jerr);
+	cr_assert(json_is_array(j), "not a JSON array (%s): %s", jerr.text,
+		  out);
+	cr_expect_eq(json_array_size(j), 3);
+	cr_expect_str_eq(json_string_value(json_object_get(
+				 json_array_get(j, 0), "reason")), "killed");
+	cr_expect_eq(json_integer_value(json_object_get(json_array_get(j, 2),
+							"id")), 3);
+	json_decref(j);
+	free(out);
+}
+
+static void script_logs(struct fake *f)
+{
+	uint64_t wid = fk_take_watch(f, 3, (bool)(uintptr_t)f->arg);
+	Noded__TaskRecord r = rec(S(SUCCEEDED), 0, 0, "");
+
+	fk_output(f, wid, 3, 1, "out1\n");
+	fk_output(f, wid, 3, 2, "err1\n");
+	fk_output(f, wid, 3, 1, "out2");
+	r.id = 3;
+	r.truncated = true;
+	r.output_bytes = 5000000;
+	fk_record(f, wid, NODED__FRAME_KIND__STREAM_ITEM, &r);
+	fk_end(f, wid);
+	fk_wait_close(f);
+}
+
+Test(logs, follow_prints_output, .init = capture, .timeout = 20)
+{
+	fake_start(script_logs, (void *)1);
+	cr_expect_eq(nd_cli_logs(5, ARGV("logs", "3", "--follow", "--master",
+					 fk.addr)), 0);
+	fake_join();
+	EXPECT_OUT(cap_out, "out1\nout2");
+	EXPECT_HAS(cap_err, "err1\n");
+	EXPECT_HAS(cap_err, "noded: task 3 wrote 5000000 bytes; the master "
+			    "kept only part of them\n");
+}
+
+Test(logs, without_follow, .init = capture, .timeout = 20)
+{
+	fake_start(script_logs, (void *)0);
+	cr_expect_eq(nd_cli_logs(4, ARGV("logs", "3", "--master", fk.addr)),
+		     0);
+	fake_join();
+	EXPECT_OUT(cap_out, "out1\nout2");
+}
+
+static void script_logs_missing(struct fake *f)
+{
+	uint64_t wid = fk_take_watch(f, 4, false);
+
+	fk_error(f, wid, NODED__FRAME_KIND__REPLY,
+		 NODED__ERROR_CODE__NOT_FOUND, "no task 4");
+	fk_wait_close(f);
+}
+
+Test(logs, missing_task_exits_1, .init = capture, .timeout = 20)
+{
+	fake_start(script_logs_missing, NULL);
+	cr_expect_eq(nd_cli_logs(4, ARGV("logs", "--master", fk.addr, "4")),
+		     1);
+	fake_join();
+	EXPECT_OUT(cap_err, "noded: logs: no task 4\n");
+}
+
+static void script_cancel_cmd(struct fake *f)
+{
+	Noded__Frame *q = fk_expect(f, NODED__FRAME__BODY_CANCEL_TASK);
+	Noded__TaskRecord r = rec(S(RUNNING), 0, 0, "");
+
+	if (!q)
+		return;
+	r.id = q->cancel_task->id;
+	if (r.id == 7) {
+		fk_error(f, q->id, NODED__FRAME_KIND__REPLY,
+			 NODED__ERROR_CODE__NOT_FOUND, "no task 7");
+		nd_frame_free(q, NULL);
+		fk_wait_close(f);
+		return;
+	}
+	/* still RUNNING when the cancel is answered: the command asks
+	 * again until the task has ended */
+	fk_record(f, q->id, NODED__FRAME_KIND__REPLY, &r);
+	nd_frame_free(q, NULL);
+	for (int i = 0; i < 2; i++) {
+		q = fk_expect(f, NODED__FRAME__BODY_GET_TASK);
+		if (!q)
+			return;
+		if (q->get_task->id != r.id)
+			fk_fail(f, "fake master: get_task %llu",
+				(unsigned long long)q->get_task->id);
+		if (i == 1)
+			r = rec(S(CANCELLED), 0, 15, "");
+		r.id = 6;
+		fk_record(f, q->id, NODED__FRAME_KIND__REPLY, &r);
+		nd_frame_free(q, NULL);
+	}
+	fk_wait_close(f);
+}
+
+Test(cancel, waits_for_the_end_and_prints_state, .init = capture,
+     .timeout = 20)
+{
+	fake_start(script_cancel_cmd, NULL);
+	cr_expect_eq(nd_cli_cancel(4, ARGV("cancel", "6", "--master",
+					   fk.addr)), 0);
+	fake_join();
+	EXPECT_OUT(cap_out, "task 6: CANCELLED\n");
+}
+
+Test(cancel, not_found_exits_1, .init = capture, .timeout = 20)
+{
+	fake_start(script_cancel_cmd, NULL);
+	cr_expect_eq(nd_cli_cancel(4, ARGV("cancel", "7", "--master",
+					   fk.addr)), 1);
+	fake_join();
+	EXPECT_OUT(cap_err, "noded: cancel: no task 7\n");
+}
