@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "cli/common.h"
+#include "noded/auth.h"
 
 bool nd_cli_uint(const char *opt, const char *s, uint64_t min, uint64_t max,
 		 uint64_t *out)
@@ -37,6 +38,8 @@ void nd_cli_task_usage(FILE *f, const char *cmd)
 	fprintf(f,
 		"usage: noded %s [options] -- CMD [ARG...]\n"
 		"  --master HOST:PORT     the master (default " ND_CLI_MASTER ")\n"
+		"  --token-file FILE      the master's token, if it has one\n"
+		"                         (default: $NODED_TOKEN_FILE)\n"
 		"  --node NAME            run on this node\n"
 		"  --label KEY=VALUE      or on a node with these labels (repeatable)\n"
 		"  --all                  or once on every live node (a fan-out job)\n"
@@ -193,6 +196,7 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 		{ "shell", no_argument, NULL, 's' },
 		{ "retries", required_argument, NULL, 'r' },
 		{ "output-cap", required_argument, NULL, 'o' },
+		{ "token-file", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -227,6 +231,9 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 		switch (o) {
 		case 'm':
 			a->master = optarg;
+			break;
+		case 'T':
+			nd_cli_token_file = optarg;
 			break;
 		case 'n':
 			if (!*optarg) {
@@ -617,14 +624,30 @@ void nd_cli_task_print(FILE *f, const Noded__TaskRecord *r)
 
 /* ---- talking to the master ---- */
 
+const char *nd_cli_token_file;
+
 struct nd_client *nd_cli_connect(const char *addr)
 {
+	const char *path = nd_cli_token_file ? nd_cli_token_file
+					     : getenv("NODED_TOKEN_FILE");
+	struct nd_client_opts opts = { 0 };
 	struct nd_client *c;
-	int r = nd_client_connect(&c, addr, NULL);
+	uint8_t *token = NULL;
+	int r;
 
+	if (path && *path && nd_auth_read_token(path, &token, &opts.token_len))
+		return NULL; /* it said why */
+	opts.token = token;
+	r = nd_client_connect(&c, addr, &opts);
+	free(token);
 	if (!r)
 		return c;
-	if (r == ND_EADDR)
+	if (r == ND_EAUTH)
+		fprintf(stderr, "noded: the master %s %s\n", addr, token ?
+			"did not accept our token (is --token-file the "
+			"master's?)" : "requires a token: give --token-file "
+			"FILE (or set NODED_TOKEN_FILE)");
+	else if (r == ND_EADDR)
 		fprintf(stderr, "noded: bad master address '%s' (want "
 			"HOST:PORT)\n", addr);
 	else

@@ -119,6 +119,10 @@ void nd_cli_task_print(FILE *f, const Noded__TaskRecord *r);
 
 /* ---- talking to the master ---- */
 
+/* --token-file of the running command (NULL: $NODED_TOKEN_FILE, or none):
+ * the master's token, for masters started with --token-file. */
+extern const char *nd_cli_token_file;
+
 /*
  * Connects to the master at addr. On failure prints why on stderr
  * ("noded: cannot reach the master ADDR: ...") and returns NULL.

@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
+#include "cli/common.h"
 #include "noded/client.h"
 
 static const char *state_name(Noded__NodeState s)
@@ -78,6 +79,7 @@ int nd_cli_nodes(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "master", required_argument, NULL, 'm' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "token-file", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -97,8 +99,12 @@ int nd_cli_nodes(int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
+		case 'T':
+			nd_cli_token_file = optarg;
+			break;
 		case 'h':
-			printf("usage: noded nodes [--master HOST:PORT] [--json]\n");
+			printf("usage: noded nodes [--master HOST:PORT] [--json] "
+			       "[--token-file FILE]\n");
 			return 0;
 		default:
 			fprintf(stderr, "usage: noded nodes [--master HOST:PORT] "
@@ -106,12 +112,9 @@ int nd_cli_nodes(int argc, char **argv)
 			return 2;
 		}
 	}
-	r = nd_client_connect(&c, master, NULL);
-	if (r) {
-		fprintf(stderr, "noded: cannot reach the master %s: %s\n",
-			master, nd_strerror(r));
+	c = nd_cli_connect(master);
+	if (!c)
 		return 1;
-	}
 	req.body_case = NODED__FRAME__BODY_LIST_NODES;
 	req.list_nodes = &lr;
 	r = nd_client_call(c, &req, &reply, 10000);

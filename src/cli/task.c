@@ -45,6 +45,7 @@ static int task_parse(int argc, char **argv, unsigned allowed,
 		{ "state", required_argument, NULL, 's' },
 		{ "limit", required_argument, NULL, 'n' },
 		{ "follow", no_argument, NULL, 'f' },
+		{ "token-file", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -69,6 +70,9 @@ static int task_parse(int argc, char **argv, unsigned allowed,
 		switch (c) {
 		case 'm':
 			o->master = optarg;
+			break;
+		case 'T':
+			nd_cli_token_file = optarg;
 			break;
 		case 'j':
 			o->json = true;
@@ -146,7 +150,7 @@ int nd_cli_task(int argc, char **argv)
 	int r;
 
 	r = task_parse(argc, argv, TO_ID | TO_JSON,
-		       "usage: noded task ID [--master HOST:PORT] [--json]", &o);
+		       "usage: noded task ID [--master HOST:PORT] [--json] [--token-file FILE]", &o);
 	if (r >= 0)
 		return r;
 	q.id = o.id;
@@ -195,7 +199,7 @@ int nd_cli_tasks(int argc, char **argv)
 
 	r = task_parse(argc, argv, TO_STATE | TO_LIMIT | TO_JSON,
 		       "usage: noded tasks [--master HOST:PORT] [--state STATE] "
-		       "[--limit N] [--json]\n"
+		       "[--limit N] [--json] [--token-file FILE]\n"
 		       "  STATE: pending, assigned, running, succeeded, failed, "
 		       "timed_out, cancelled, lost\n"
 		       "  N: how many (the master's default: 100)", &o);
@@ -287,7 +291,7 @@ int nd_cli_logs(int argc, char **argv)
 	int r;
 
 	r = task_parse(argc, argv, TO_ID | TO_FOLLOW,
-		       "usage: noded logs ID [--master HOST:PORT] [--follow]",
+		       "usage: noded logs ID [--master HOST:PORT] [--follow] [--token-file FILE]",
 		       &o);
 	if (r >= 0)
 		return r;
@@ -343,7 +347,7 @@ int nd_cli_cancel(int argc, char **argv)
 	int r, waited = 0;
 
 	r = task_parse(argc, argv, TO_ID,
-		       "usage: noded cancel ID [--master HOST:PORT]", &o);
+		       "usage: noded cancel ID [--master HOST:PORT] [--token-file FILE]", &o);
 	if (r >= 0)
 		return r;
 	c = nd_cli_connect(o.master);
