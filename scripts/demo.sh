@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Demo (run by `make demo`, which builds first): starts a master on an
-# ephemeral loopback port, runs a short pipelined Ping benchmark against it,
-# stops the master with SIGTERM and checks that it exited 0.
+# Demo (run by `make demo`, which builds first): starts `noded dev` (a master
+# and two workers in one process) on an ephemeral loopback port, runs sample
+# tasks through the CLI (one on each worker, a fan-out to all, one that
+# fails), lists them, runs a short pipelined Ping benchmark, then stops it
+# with SIGTERM and checks that it exited 0.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,7 +28,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-"$NODED" master --listen 127.0.0.1:0 >"$TMP/out" 2>"$TMP/err" &
+"$NODED" dev --listen 127.0.0.1:0 --workers 2 >"$TMP/out" 2>"$TMP/err" &
 PID=$!
 
 ADDR=""
@@ -38,16 +40,37 @@ for _ in $(seq 100); do  # up to 10 s
 done
 if [ -z "$ADDR" ]; then
 	cat "$TMP/err" >&2
-	die "the master did not print its address"
+	die "noded dev did not print its address"
 fi
-echo "demo: master pid $PID listening on $ADDR"
+echo "demo: noded dev (pid $PID): master on $ADDR with workers dev-1, dev-2"
+
+# Wait for both workers to register (bounded).
+for _ in $(seq 50); do
+	[ "$("$NODED" nodes --master "$ADDR" 2>/dev/null | grep -c ALIVE)" = 2 ] &&
+		break
+	sleep 0.1
+done
+show() { # a command line, then its output and exit status
+	echo
+	printf '$ noded'; printf ' %q' "$@"; echo
+	st=0
+	"$NODED" "$@" || st=$?
+	echo "(exit status $st)"
+}
+show nodes --master "$ADDR"
+show run --master "$ADDR" --node dev-1 -- uname -sr
+show run --master "$ADDR" --node dev-2 --shell -- 'echo "hello from $(hostname), pid $$"'
+show run --master "$ADDR" --all -- sh -c 'echo up $(cut -d" " -f1 /proc/uptime)s'
+show run --master "$ADDR" -- sh -c 'echo about to fail >&2; exit 3'
+show tasks --master "$ADDR"
+echo
 
 echo "demo: $BENCH ping --addr $ADDR --conns 4 --depth 8 --duration 3"
 rc=0
 timeout 30 "$BENCH" ping --addr "$ADDR" --conns 4 --depth 8 --duration 3 ||
 	rc=$?
 
-echo "demo: stopping the master (SIGTERM)"
+echo "demo: stopping noded dev (SIGTERM)"
 kill -TERM "$PID"
 status=""
 for _ in $(seq 100); do  # up to 10 s to drain and exit
@@ -60,9 +83,9 @@ for _ in $(seq 100); do  # up to 10 s to drain and exit
 done
 if [ -z "$status" ]; then
 	cat "$TMP/err" >&2
-	die "the master did not exit within 10 s of SIGTERM"
+	die "noded dev did not exit within 10 s of SIGTERM"
 fi
 PID=""
-[ "$status" = 0 ] || { cat "$TMP/err" >&2; die "the master exited with status $status"; }
+[ "$status" = 0 ] || { cat "$TMP/err" >&2; die "noded dev exited with status $status"; }
 [ "$rc" = 0 ] || die "the benchmark failed (exit $rc)"
-echo "demo: master exited 0; done"
+echo "demo: noded dev exited 0; done"
