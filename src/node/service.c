@@ -212,7 +212,6 @@ static void report_status(struct nd_svc *svc, struct nd_ticket *t,
 	const Noded__NodeStatus *ns = f->report_status;
 	Noded__Frame r = NODED__FRAME__INIT;
 	Noded__ReportStatusReply sr = NODED__REPORT_STATUS_REPLY__INIT;
-	Noded__Error e = NODED__ERROR__INIT;
 	struct node *n = node_get(svc, ns->name);
 	size_t len = noded__node_status__get_packed_size(ns);
 	uint8_t *copy = malloc(len ? len : 1);
@@ -222,11 +221,9 @@ static void report_status(struct nd_svc *svc, struct nd_ticket *t,
 	r.kind = NODED__FRAME_KIND__REPLY;
 	if (!n || !copy) {
 		free(copy);
-		e.code = NODED__ERROR_CODE__RESOURCE_EXHAUSTED;
-		e.message = "out of memory";
-		r.body_case = NODED__FRAME__BODY_ERROR;
-		r.error = &e;
-		nd__out_frame(o, &r);
+		nd__out_error(o, f->id, NODED__FRAME_KIND__REPLY,
+			      NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
+			      "out of memory");
 		return;
 	}
 	noded__node_status__pack(ns, copy);
@@ -365,21 +362,6 @@ static void ticket_done(struct nd_shard *s, void *arg)
 	ticket_free(t);
 }
 
-static void error_frame(struct nd_out *o, uint64_t id, Noded__ErrorCode code,
-			const char *msg)
-{
-	Noded__Frame r = NODED__FRAME__INIT;
-	Noded__Error e = NODED__ERROR__INIT;
-
-	e.code = code;
-	e.message = (char *)msg;
-	r.id = id;
-	r.kind = NODED__FRAME_KIND__REPLY;
-	r.body_case = NODED__FRAME__BODY_ERROR;
-	r.error = &e;
-	nd__out_frame(o, &r);
-}
-
 static void ticket_send_home(struct nd_shard *s0, struct nd_ticket *t)
 {
 	if (t->home == s0 || nd_shard_post(s0, t->home, ticket_done, t) < 0)
@@ -396,8 +378,9 @@ static void svc_exec(struct nd_shard *s0, void *arg)
 	Noded__Frame *f = nd_frame_decode(t->req, t->req_len, &s0->arena.pc);
 
 	if (!f) {
-		error_frame(&o, 0, NODED__ERROR_CODE__INTERNAL,
-			    "forwarded request did not decode");
+		nd__out_error(&o, 0, NODED__FRAME_KIND__REPLY,
+			      NODED__ERROR_CODE__INTERNAL,
+			      "forwarded request did not decode");
 		goto send;
 	}
 	from.stream_id = f->id;
@@ -427,8 +410,9 @@ static void svc_exec(struct nd_shard *s0, void *arg)
 		nd__task_update(svc, f, t->conn_serial, &o);
 		break;
 	default:
-		error_frame(&o, f->id, NODED__ERROR_CODE__UNKNOWN_METHOD,
-			    "not a node service method");
+		nd__out_error(&o, f->id, NODED__FRAME_KIND__REPLY,
+			      NODED__ERROR_CODE__UNKNOWN_METHOD,
+			      "not a node service method");
 		break;
 	}
 send:

@@ -100,6 +100,10 @@ struct nd_out {                   /* frames to queue on the requester */
 /* Does any watcher of t lag behind? */
 bool nd__task_congested(struct nd_svc *svc, uint64_t task_id);
 void nd__out_frame(struct nd_out *o, const Noded__Frame *f);
+/* An Error body (code, formatted message) in a frame of the given kind. */
+void nd__out_error(struct nd_out *o, uint64_t id, Noded__FrameKind kind,
+		   Noded__ErrorCode code, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
 void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 		     struct nd_out *o);
 void nd__task_get(struct nd_svc *svc, const Noded__Frame *f, struct nd_out *o);

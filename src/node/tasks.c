@@ -73,12 +73,8 @@ static void frame_record(struct nd_svc *svc, const struct task *t,
 	nd__out_frame(o, &f);
 }
 
-static void frame_error(struct nd_out *o, uint64_t id, Noded__FrameKind kind,
-			Noded__ErrorCode code, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-
-static void frame_error(struct nd_out *o, uint64_t id, Noded__FrameKind kind,
-			Noded__ErrorCode code, const char *fmt, ...)
+void nd__out_error(struct nd_out *o, uint64_t id, Noded__FrameKind kind,
+		   Noded__ErrorCode code, const char *fmt, ...)
 {
 	Noded__Frame f = NODED__FRAME__INIT;
 	Noded__Error e = NODED__ERROR__INIT;
@@ -368,27 +364,27 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 	const char *bad;
 
 	if (!sp->n_argv && !sp->shell[0]) {
-		frame_error(o, f->id, NODED__FRAME_KIND__REPLY,
+		nd__out_error(o, f->id, NODED__FRAME_KIND__REPLY,
 			    NODED__ERROR_CODE__BAD_REQUEST,
 			    "nothing to run: give argv or a shell command");
 		return;
 	}
 	if (sp->n_argv && sp->shell[0]) {
-		frame_error(o, f->id, NODED__FRAME_KIND__REPLY,
+		nd__out_error(o, f->id, NODED__FRAME_KIND__REPLY,
 			    NODED__ERROR_CODE__BAD_REQUEST,
 			    "give argv or a shell command, not both");
 		return;
 	}
 	if ((sp->all && (sp->node[0] || sp->n_labels)) ||
 	    (sp->node[0] && sp->n_labels)) {
-		frame_error(o, f->id, NODED__FRAME_KIND__REPLY,
+		nd__out_error(o, f->id, NODED__FRAME_KIND__REPLY,
 			    NODED__ERROR_CODE__BAD_REQUEST,
 			    "target one of: a node, labels, or all");
 		return;
 	}
 	bad = unplaceable(svc, sp, why, sizeof(why));
 	if (bad) {
-		frame_error(o, f->id, NODED__FRAME_KIND__REPLY,
+		nd__out_error(o, f->id, NODED__FRAME_KIND__REPLY,
 			    NODED__ERROR_CODE__NOT_FOUND, "%s", bad);
 		return;
 	}
@@ -441,7 +437,7 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 	nd__out_frame(o, &r);
 	return;
 oom:
-	frame_error(o, f->id, NODED__FRAME_KIND__REPLY,
+	nd__out_error(o, f->id, NODED__FRAME_KIND__REPLY,
 		    NODED__ERROR_CODE__RESOURCE_EXHAUSTED, "out of memory");
 }
 
@@ -451,7 +447,7 @@ static struct task *find(struct nd_svc *svc, uint64_t id, uint64_t req,
 	struct task *t = id ? nd_u64map_get(&svc->tasks, id) : NULL;
 
 	if (!t)
-		frame_error(o, req, kind, NODED__ERROR_CODE__NOT_FOUND,
+		nd__out_error(o, req, kind, NODED__ERROR_CODE__NOT_FOUND,
 			    "no task %llu", (unsigned long long)id);
 	return t;
 }
@@ -575,7 +571,7 @@ void nd__task_watch(struct nd_svc *svc, const Noded__Frame *f,
 	}
 	w = calloc(1, sizeof(*w));
 	if (!w) {
-		frame_error(o, f->id, NODED__FRAME_KIND__STREAM_END,
+		nd__out_error(o, f->id, NODED__FRAME_KIND__STREAM_END,
 			    NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
 			    "out of memory");
 		return;
