@@ -2,11 +2,12 @@
  * noded run: submit a command, stream its output, exit with its status.
  * noded submit: submit a command and print its task id(s).
  *
- * run keeps one connection to the master: after the submit reply it opens a
- * watch stream {task_id, follow} per task, all pipelined, and serves them
- * with nd_client_poll() until every stream has ended. The first SIGINT sends
- * cancel_task for the tasks still running and keeps waiting for their end;
- * the second exits 130 at once.
+ * run sends one `run` request: a stream that starts with the submit reply,
+ * then carries every task's output and its record as it ends (the master
+ * watches the tasks before they can start, so no output is missed), and
+ * ends after the last task. It is served with nd_client_poll(). The first
+ * SIGINT sends cancel_task for the tasks still running and keeps waiting for
+ * their end; the second exits 130 at once.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -39,7 +40,9 @@ struct run {
 	struct nd_client *c;
 	struct run_task *t;
 	size_t n;
-	size_t open;            /* watch streams not over yet */
+	size_t open;            /* 1 while the run stream is not over */
+	bool all;               /* --all: prefix lines with the node */
+	bool refused;           /* the master refused the submission */
 	int conn_err;           /* why the connection went, 0 while it is up */
 	bool broken;            /* stdout or stderr failed (say, a closed pipe) */
 };
@@ -74,39 +77,85 @@ static void run_task_ended(struct run_task *t, const Noded__TaskRecord *r)
 		fprintf(stderr, "noded: %s\n", note);
 }
 
-static void run_watch_cb(struct nd_client *c, int status,
-			 const Noded__Frame *f, bool done, void *arg)
+static struct run_task *run_find(struct run *run, uint64_t id)
 {
-	struct run_task *t = arg;
+	for (size_t i = 0; i < run->n; i++)
+		if (run->t[i].id == id)
+			return &run->t[i];
+	return NULL;
+}
 
+/* The submit reply: one run_task per task, with its output sink. */
+static int run_tasks_init(struct run *run, const Noded__SubmitReply *sr)
+{
+	run->t = calloc(sr->n_task_ids ? sr->n_task_ids : 1, sizeof(*run->t));
+	if (!run->t)
+		return -ENOMEM;
+	run->n = sr->n_task_ids;
+	for (size_t i = 0; i < run->n; i++) {
+		struct run_task *t = &run->t[i];
+		char fallback[32];
+		const char *node = i < sr->n_nodes && sr->nodes[i][0] ?
+			sr->nodes[i] : NULL;
+
+		t->run = run;
+		t->id = sr->task_ids[i];
+		t->named = node != NULL;
+		snprintf(fallback, sizeof(fallback), "task %" PRIu64, t->id);
+		if (nd_cli_sink_init(&t->sink, stdout, stderr,
+				     !run->all ? NULL : node ? node : fallback))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void run_stream_cb(struct nd_client *c, int status,
+			  const Noded__Frame *f, bool done, void *arg)
+{
+	struct run *run = arg;
+	struct run_task *t;
+
+	(void)c;
 	if (status == ND_EREMOTE) {
-		fprintf(stderr, "noded: task %" PRIu64 ": %s\n", t->id,
+		/* Before the submit reply: the submission was refused. */
+		fprintf(stderr, "noded: %s%s\n", run->t ? "" : "submit: ",
 			nd_cli_error_text(status, f));
+		run->refused = !run->t;
 	} else if (status < 0) {
 		/* The connection is gone; the loop says so once. */
-		if (!t->run->conn_err)
-			t->run->conn_err = status;
-	} else if (f->kind == NODED__FRAME_KIND__STREAM_ITEM &&
-		   f->body_case == NODED__FRAME__BODY_OUTPUT && f->output) {
+		if (!run->conn_err)
+			run->conn_err = status;
+	} else if (f->body_case == NODED__FRAME__BODY_SUBMIT_REPLY &&
+		   f->submit_reply && !run->t) {
+		if (run_tasks_init(run, f->submit_reply)) {
+			fprintf(stderr, "noded: out of memory\n");
+			run->refused = true;
+		}
+	} else if (f->body_case == NODED__FRAME__BODY_OUTPUT && f->output) {
+		t = run_find(run, f->output->task_id);
 		/* Once stdout is gone the rest is dropped (and the tasks
 		 * cancelled by the loop). */
-		if (!t->run->broken &&
+		if (t && !run->broken &&
 		    nd_cli_sink_write(&t->sink, f->output->fd,
 				      f->output->data.data,
 				      f->output->data.len))
-			t->run->broken = true;
-	} else if (f->kind == NODED__FRAME_KIND__STREAM_ITEM &&
-		   f->body_case == NODED__FRAME__BODY_TASK_RECORD &&
+			run->broken = true;
+	} else if (f->body_case == NODED__FRAME__BODY_TASK_RECORD &&
 		   f->task_record) {
-		run_task_ended(t, f->task_record);
+		t = run_find(run, f->task_record->id);
+		if (t)
+			run_task_ended(t, f->task_record);
 	}
 	if (!done)
 		return;
-	t->done = true;
-	t->run->open--;
-	if (!t->ended && status == 0)
-		fprintf(stderr, "noded: task %" PRIu64 ": the master ended the "
-			"watch before the task ended\n", t->id);
+	run->open = 0;
+	for (size_t i = 0; i < run->n; i++) {
+		run->t[i].done = true;
+		if (!run->t[i].ended && status == 0)
+			fprintf(stderr, "noded: task %" PRIu64 ": the master "
+				"ended the stream before the task ended\n",
+				run->t[i].id);
+	}
 }
 
 static void run_cancel_cb(struct nd_client *c, int status,
@@ -148,25 +197,18 @@ static void run_cancel(struct run *run, bool interrupted)
 			"task%s\n", n, n > 1 ? "s" : "");
 }
 
-/* Opens the watch streams and serves them until all are over. */
-static void run_wait(struct run *run)
+/* Sends the run request and serves its stream until it is over. */
+static void run_wait(struct run *run, Noded__TaskSpec *spec)
 {
-	Noded__WatchRequest w = NODED__WATCH_REQUEST__INIT;
 	Noded__Frame f = NODED__FRAME__INIT;
 	bool cancelled = false;
 	int r;
 
-	f.body_case = NODED__FRAME__BODY_WATCH;
-	f.watch = &w;
-	w.follow = true;
-	for (size_t i = 0; i < run->n; i++) {
-		w.task_id = run->t[i].id;
-		if (nd_client_start(run->c, &f, run_watch_cb, &run->t[i]) < 0) {
-			run->t[i].done = true;
-			continue;
-		}
-		run->open++;
-	}
+	f.body_case = NODED__FRAME__BODY_RUN;
+	f.run = spec;
+	if (nd_client_start(run->c, &f, run_stream_cb, run) < 0)
+		return;
+	run->open = 1;
 	while (run->open) {
 		/* Nobody reads the output any more, or the user asked: the
 		 * tasks are cancelled rather than left running unwatched. */
@@ -240,46 +282,16 @@ int nd_cli_run(int argc, char **argv)
 	void (*old_pipe)(int);
 	struct nd_cli_task_args a;
 	struct run run = { 0 };
-	Noded__Frame *reply = NULL;
-	Noded__SubmitReply *sr;
 	int status;
 
 	if (!nd_cli_task_args_parse(&a, argc, argv, &status))
 		return status;
 	run.master = a.master;
+	run.all = a.spec.all;
 	run.c = nd_cli_connect(a.master);
 	if (!run.c) {
 		status = ND_CLI_EXIT_FAIL;
 		goto out_args;
-	}
-	status = run_submit(run.c, &a, &reply);
-	if (status)
-		goto out_client;
-	sr = reply->submit_reply;
-	run.n = sr->n_task_ids;
-	run.t = calloc(run.n, sizeof(*run.t));
-	if (!run.t) {
-		fprintf(stderr, "noded: out of memory\n");
-		status = ND_CLI_EXIT_FAIL;
-		goto out_reply;
-	}
-	for (size_t i = 0; i < run.n; i++) {
-		struct run_task *t = &run.t[i];
-		char fallback[32];
-		const char *node = i < sr->n_nodes && sr->nodes[i][0] ?
-			sr->nodes[i] : NULL;
-
-		t->run = &run;
-		t->id = sr->task_ids[i];
-		t->named = node != NULL;
-		snprintf(fallback, sizeof(fallback), "task %" PRIu64, t->id);
-		if (nd_cli_sink_init(&t->sink, stdout, stderr,
-				     !a.spec.all ? NULL : node ? node :
-				     fallback)) {
-			fprintf(stderr, "noded: out of memory\n");
-			status = ND_CLI_EXIT_FAIL;
-			goto out_tasks;
-		}
 	}
 
 	/* No SA_RESTART: poll() returns at once on Ctrl-C. A closed stdout
@@ -288,18 +300,27 @@ int nd_cli_run(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, &old_sa);
 	old_pipe = signal(SIGPIPE, SIG_IGN);
-	run_wait(&run);
+	run_wait(&run, &a.spec);
 	signal(SIGPIPE, old_pipe);
 	sigaction(SIGINT, &old_sa, NULL);
-	status = run_status(&run);
-
-out_tasks:
+	if (run.refused) {
+		status = ND_CLI_EXIT_FAIL;
+	} else if (!run.t) {
+		fprintf(stderr, "noded: lost the connection to the master %s "
+			"(%s) before it took the task\n", run.master,
+			nd_cli_error_text(run.conn_err ? run.conn_err : ND_EPROTO,
+					  NULL));
+		status = ND_CLI_EXIT_LOST;
+	} else if (!run.n) {
+		fprintf(stderr, "noded: the master created no task%s\n",
+			run.all ? " (no live node?)" : "");
+		status = ND_CLI_EXIT_FAIL;
+	} else {
+		status = run_status(&run);
+	}
 	for (size_t i = 0; i < run.n; i++)
 		nd_cli_sink_free(&run.t[i].sink);
 	free(run.t);
-out_reply:
-	nd_frame_free(reply, NULL);
-out_client:
 	nd_client_close(run.c);
 out_args:
 	nd_cli_task_args_free(&a);

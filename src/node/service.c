@@ -392,7 +392,10 @@ static void svc_exec(struct nd_shard *s0, void *arg)
 		list_nodes(svc, f, &o);
 		break;
 	case NODED__FRAME__BODY_SUBMIT:
-		nd__task_submit(svc, f, &o);
+		nd__task_submit(svc, f, NULL, &o);
+		break;
+	case NODED__FRAME__BODY_RUN:
+		nd__task_submit(svc, f, &from, &o);
 		break;
 	case NODED__FRAME__BODY_GET_TASK:
 		nd__task_get(svc, f, &o);

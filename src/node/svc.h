@@ -39,9 +39,15 @@ struct node {
 	struct nd_dest stream;        /* its AssignTask stream */
 };
 
+/* The tasks of one `run` request, sharing one stream. */
+struct run_group {
+	unsigned left;                /* tasks that have not ended */
+};
+
 struct watcher {
 	struct watcher *next;
 	struct nd_dest to;
+	struct run_group *group;      /* NULL: a plain watch */
 };
 
 struct task {
@@ -104,8 +110,9 @@ void nd__out_frame(struct nd_out *o, const Noded__Frame *f);
 void nd__out_error(struct nd_out *o, uint64_t id, Noded__FrameKind kind,
 		   Noded__ErrorCode code, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
+/* submit, or run when from is set (the stream goes back there). */
 void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
-		     struct nd_out *o);
+		     const struct nd_dest *from, struct nd_out *o);
 void nd__task_get(struct nd_svc *svc, const Noded__Frame *f, struct nd_out *o);
 void nd__task_list(struct nd_svc *svc, const Noded__Frame *f,
 		   struct nd_out *o);

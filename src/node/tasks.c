@@ -115,7 +115,11 @@ static void watchers_end(struct nd_svc *svc, struct task *t)
 		next = w->next;
 		frame_record(svc, t, w->to.stream_id,
 			     NODED__FRAME_KIND__STREAM_ITEM, &o);
-		frame_end(&o, w->to.stream_id);
+		/* A run's stream ends with the last of its tasks. */
+		if (!w->group || --w->group->left == 0) {
+			frame_end(&o, w->to.stream_id);
+			free(w->group);
+		}
 		nd__svc_push_raw(svc, &w->to, o.buf, o.len);
 		free(o.buf);
 		free(w);
@@ -352,10 +356,27 @@ static const char *unplaceable(struct nd_svc *svc, const Noded__TaskSpec *sp,
 	return buf;
 }
 
-void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
-		     struct nd_out *o)
+static bool add_watcher(struct task *t, const struct nd_dest *to,
+			struct run_group *g)
 {
-	const Noded__TaskSpec *sp = f->submit;
+	struct watcher *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return false;
+	w->to = *to;
+	w->group = g;
+	w->next = t->watchers;
+	t->watchers = w;
+	return true;
+}
+
+void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
+		     const struct nd_dest *from, struct nd_out *o)
+{
+	const Noded__TaskSpec *sp = from ? f->run : f->submit;
+	Noded__FrameKind err_kind = from ? NODED__FRAME_KIND__STREAM_END
+					 : NODED__FRAME_KIND__REPLY;
+	struct run_group *g = NULL;
 	Noded__Frame r = NODED__FRAME__INIT;
 	Noded__SubmitReply sr = NODED__SUBMIT_REPLY__INIT;
 	uint8_t *packed;
@@ -364,27 +385,27 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 	const char *bad;
 
 	if (!sp->n_argv && !sp->shell[0]) {
-		nd__out_error(o, f->id, NODED__FRAME_KIND__REPLY,
+		nd__out_error(o, f->id, err_kind,
 			    NODED__ERROR_CODE__BAD_REQUEST,
 			    "nothing to run: give argv or a shell command");
 		return;
 	}
 	if (sp->n_argv && sp->shell[0]) {
-		nd__out_error(o, f->id, NODED__FRAME_KIND__REPLY,
+		nd__out_error(o, f->id, err_kind,
 			    NODED__ERROR_CODE__BAD_REQUEST,
 			    "give argv or a shell command, not both");
 		return;
 	}
 	if ((sp->all && (sp->node[0] || sp->n_labels)) ||
 	    (sp->node[0] && sp->n_labels)) {
-		nd__out_error(o, f->id, NODED__FRAME_KIND__REPLY,
+		nd__out_error(o, f->id, err_kind,
 			    NODED__ERROR_CODE__BAD_REQUEST,
 			    "target one of: a node, labels, or all");
 		return;
 	}
 	bad = unplaceable(svc, sp, why, sizeof(why));
 	if (bad) {
-		nd__out_error(o, f->id, NODED__FRAME_KIND__REPLY,
+		nd__out_error(o, f->id, err_kind,
 			    NODED__ERROR_CODE__NOT_FOUND, "%s", bad);
 		return;
 	}
@@ -422,6 +443,24 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 		sr.nodes[k++] = sp->node;
 	}
 	sr.n_task_ids = sr.n_nodes = k;
+	if (from) {
+		/* Watch before anything can run: no output can be missed. */
+		g = calloc(1, sizeof(*g));
+		if (!g)
+			goto oom;
+		g->left = (unsigned)k;
+		for (size_t i = 0; i < k; i++) {
+			struct task *t = nd_u64map_get(&svc->tasks,
+						       sr.task_ids[i]);
+
+			if (!add_watcher(t, from, g))
+				g->left--; /* that task ends unwatched */
+		}
+		if (!g->left) {
+			free(g);
+			goto oom;
+		}
+	}
 	nd__tasks_schedule(svc);
 	/* Report where each went, when the scheduler placed it now. */
 	for (size_t i = 0; i < k; i++) {
@@ -431,13 +470,13 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 			sr.nodes[i] = t->node;
 	}
 	r.id = f->id;
-	r.kind = NODED__FRAME_KIND__REPLY;
+	r.kind = from ? NODED__FRAME_KIND__STREAM_ITEM : NODED__FRAME_KIND__REPLY;
 	r.body_case = NODED__FRAME__BODY_SUBMIT_REPLY;
 	r.submit_reply = &sr;
 	nd__out_frame(o, &r);
 	return;
 oom:
-	nd__out_error(o, f->id, NODED__FRAME_KIND__REPLY,
+	nd__out_error(o, f->id, err_kind,
 		    NODED__ERROR_CODE__RESOURCE_EXHAUSTED, "out of memory");
 }
 
@@ -559,7 +598,6 @@ void nd__task_watch(struct nd_svc *svc, const Noded__Frame *f,
 {
 	struct task *t = find(svc, f->watch->task_id, f->id,
 			      NODED__FRAME_KIND__STREAM_END, o);
-	struct watcher *w;
 
 	if (!t)
 		return;
@@ -569,16 +607,10 @@ void nd__task_watch(struct nd_svc *svc, const Noded__Frame *f,
 		frame_end(o, f->id);
 		return;
 	}
-	w = calloc(1, sizeof(*w));
-	if (!w) {
+	if (!add_watcher(t, from, NULL))
 		nd__out_error(o, f->id, NODED__FRAME_KIND__STREAM_END,
-			    NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
-			    "out of memory");
-		return;
-	}
-	w->to = *from;
-	w->next = t->watchers;
-	t->watchers = w;
+			      NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
+			      "out of memory");
 }
 
 /* Keeps chunk up to the task's output cap; past it, marks truncated. */

@@ -313,7 +313,7 @@ static bool method_streams(Noded__Frame__BodyCase m)
 {
 	/* Server streams; add new streaming methods here. */
 	return m == NODED__FRAME__BODY_ASSIGN_TASK ||
-	       m == NODED__FRAME__BODY_WATCH;
+	       m == NODED__FRAME__BODY_WATCH || m == NODED__FRAME__BODY_RUN;
 }
 
 static int64_t start(struct nd_client *c, const Noded__Frame *req,

@@ -107,6 +107,7 @@ static void on_frame(struct nd_conn *c, const uint8_t *body, size_t len)
 		break;
 	case NODED__FRAME__BODY_LIST_NODES:
 	case NODED__FRAME__BODY_SUBMIT:
+	case NODED__FRAME__BODY_RUN:
 	case NODED__FRAME__BODY_GET_TASK:
 	case NODED__FRAME__BODY_LIST_TASKS:
 	case NODED__FRAME__BODY_CANCEL_TASK:

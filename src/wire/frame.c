@@ -79,6 +79,7 @@ const char *nd_frame_method_name(Noded__Frame__BodyCase c)
 	case NODED__FRAME__BODY_TASK_CANCEL: return "task_cancel";
 	case NODED__FRAME__BODY_ACK: return "ack";
 	case NODED__FRAME__BODY_AUTH: return "auth";
+	case NODED__FRAME__BODY_RUN: return "run";
 	case NODED__FRAME__BODY__NOT_SET: return "none";
 	default: return "unknown";
 	}
