@@ -5,9 +5,9 @@
  * posix_spawn + waitpid loop at the same concurrency, the floor to compare
  * with.
  *
- * tasks keeps C tasks in flight on one connection: per task a submit, then
- * a watch (follow) on its id; the task's latency runs from sending the
- * submit to receiving the watch's end. spawn keeps C children alive: each
+ * tasks keeps C tasks in flight on one connection, each a `run` request
+ * (submit and watch in one stream, as `noded run` does); the task's latency
+ * runs from sending the request to receiving the end of its stream. spawn keeps C children alive: each
  * reaped child is replaced at once; latency runs from posix_spawn to reap.
  */
 #include <errno.h>
@@ -161,6 +161,8 @@ static void on_watch(struct nd_client *c, int status, const Noded__Frame *f,
 	if (status == 0 && f->body_case == NODED__FRAME__BODY_TASK_RECORD)
 		s->ok = f->task_record->state ==
 			NODED__TASK_STATE__TASK_SUCCEEDED;
+	if (status == ND_EREMOTE && f && f->error && !b->errors)
+		fprintf(stderr, "noded-bench: %s\n", f->error->message);
 	if (!done)
 		return;
 	nd_hist_record(&b->h, mono_us() - s->t0);
@@ -168,35 +170,6 @@ static void on_watch(struct nd_client *c, int status, const Noded__Frame *f,
 	if (status || !s->ok)
 		b->errors++;
 	start_task(s);
-}
-
-static void on_submit(struct nd_client *c, int status, const Noded__Frame *f,
-		      bool done, void *arg)
-{
-	struct tslot *s = arg;
-	Noded__Frame w = NODED__FRAME__INIT;
-	Noded__WatchRequest wr = NODED__WATCH_REQUEST__INIT;
-
-	(void)done;
-	if (status || f->body_case != NODED__FRAME__BODY_SUBMIT_REPLY ||
-	    !f->submit_reply->n_task_ids) {
-		if (status != -ECANCELED && status != -ECONNRESET)
-			fprintf(stderr, "noded-bench: submit refused: %s\n",
-				status == ND_EREMOTE && f && f->error ?
-					f->error->message : nd_strerror(status));
-		s->b->done++;
-		s->b->errors++;
-		start_task(s);
-		return;
-	}
-	wr.task_id = f->submit_reply->task_ids[0];
-	wr.follow = true;
-	w.body_case = NODED__FRAME__BODY_WATCH;
-	w.watch = &wr;
-	if (nd_client_start(c, &w, on_watch, s) < 0) {
-		s->b->done++;
-		s->b->errors++;
-	}
 }
 
 static void start_task(struct tslot *s)
@@ -209,9 +182,9 @@ static void start_task(struct tslot *s)
 	b->started++;
 	s->t0 = mono_us();
 	s->ok = false;
-	f.body_case = NODED__FRAME__BODY_SUBMIT;
-	f.submit = &b->spec;
-	if (nd_client_start(b->c, &f, on_submit, s) < 0) {
+	f.body_case = NODED__FRAME__BODY_RUN;
+	f.run = &b->spec;
+	if (nd_client_start(b->c, &f, on_watch, s) < 0) {
 		b->done++;
 		b->errors++;
 	}
