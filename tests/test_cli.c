@@ -42,12 +42,14 @@
 /* ---- captured stdout / stderr ---- */
 
 static FILE *cap_out, *cap_err;
+static int cap_out_fd = -1;     /* fileno(cap_out), for the fake master */
 
 static void capture(void)
 {
 	cap_out = tmpfile();
 	cap_err = tmpfile();
 	cr_assert(cap_out && cap_err);
+	cap_out_fd = fileno(cap_out);
 	stdout = cap_out;
 	stderr = cap_err;
 }
@@ -756,8 +758,9 @@ static void fk_error(struct fake *f, uint64_t id, Noded__FrameKind kind,
 	fk_send(f, &fr, id, kind);
 }
 
-static void fk_submit_reply(struct fake *f, uint64_t id, uint64_t job,
-			    uint64_t *ids, char **nodes, size_t n)
+static void fk_submit_reply_kind(struct fake *f, uint64_t id,
+				 Noded__FrameKind kind, uint64_t job,
+				 uint64_t *ids, char **nodes, size_t n)
 {
 	Noded__SubmitReply sr = NODED__SUBMIT_REPLY__INIT;
 	Noded__Frame fr = NODED__FRAME__INIT;
@@ -769,7 +772,49 @@ static void fk_submit_reply(struct fake *f, uint64_t id, uint64_t job,
 	sr.n_nodes = nodes ? n : 0;
 	fr.body_case = NODED__FRAME__BODY_SUBMIT_REPLY;
 	fr.submit_reply = &sr;
-	fk_send(f, &fr, id, NODED__FRAME_KIND__REPLY);
+	fk_send(f, &fr, id, kind);
+}
+
+/* The reply to a unary submit. */
+static void fk_submit_reply(struct fake *f, uint64_t id, uint64_t job,
+			    uint64_t *ids, char **nodes, size_t n)
+{
+	fk_submit_reply_kind(f, id, NODED__FRAME_KIND__REPLY, job, ids, nodes,
+			     n);
+}
+
+/* The first item of a run stream: the tasks it created. */
+static void fk_run_reply(struct fake *f, uint64_t id, uint64_t job,
+			 uint64_t *ids, char **nodes, size_t n)
+{
+	fk_submit_reply_kind(f, id, NODED__FRAME_KIND__STREAM_ITEM, job, ids,
+			     nodes, n);
+}
+
+/* Waits until the command has written want to the captured stdout (it
+ * flushes after each poll), so that what it printed has been handled. */
+static void fk_wait_printed(struct fake *f, const char *want)
+{
+	int64_t deadline = nd_test_now_ms() + ND_TEST_TIMEOUT_MS;
+	char buf[4096];
+	ssize_t n;
+
+	if (f->fail[0])
+		return;
+	for (;;) {
+		n = pread(cap_out_fd, buf, sizeof(buf) - 1, 0);
+		if (n >= 0) {
+			buf[n] = '\0';
+			if (strstr(buf, want))
+				return;
+		}
+		if (nd_test_now_ms() > deadline) {
+			fk_fail(f, "fake master: the command did not print "
+				"\"%s\" within %d ms", want, ND_TEST_TIMEOUT_MS);
+			return;
+		}
+		nd_test_sleep_ms(2);
+	}
 }
 
 /* Waits for the client to hang up, so the script ends after it did. */
@@ -840,22 +885,37 @@ static void fake_join(void)
 	cr_assert(!fk.fail[0], "%s", fk.fail);
 }
 
-/* Reads a submit and checks it runs argv[0] == want0. */
-static uint64_t fk_take_submit(struct fake *f, const char *want0, bool all)
+/* Reads a submit or run request (body) and checks it runs argv[0] == want0;
+ * returns its request id. */
+static uint64_t fk_take_spec(struct fake *f, Noded__Frame__BodyCase body,
+			     const char *want0, bool all)
 {
-	Noded__Frame *s = fk_expect(f, NODED__FRAME__BODY_SUBMIT);
+	Noded__Frame *s = fk_expect(f, body);
+	const Noded__TaskSpec *sp;
 	uint64_t id;
 
 	if (!s)
 		return 0;
-	if (s->submit->n_argv < 1 || strcmp(s->submit->argv[0], want0) ||
-	    s->submit->all != all)
+	sp = body == NODED__FRAME__BODY_RUN ? s->run : s->submit;
+	if (!sp || sp->n_argv < 1 || strcmp(sp->argv[0], want0) ||
+	    sp->all != all)
 		fk_fail(f, "fake master: unexpected spec (argv[0] '%s', all "
-			"%d)", s->submit->n_argv ? s->submit->argv[0] : "",
-			s->submit->all);
+			"%d)", sp && sp->n_argv ? sp->argv[0] : "",
+			sp ? sp->all : -1);
 	id = s->id;
 	nd_frame_free(s, NULL);
 	return id;
+}
+
+static uint64_t fk_take_submit(struct fake *f, const char *want0, bool all)
+{
+	return fk_take_spec(f, NODED__FRAME__BODY_SUBMIT, want0, all);
+}
+
+/* Reads a run request: one stream for the submission and all its tasks. */
+static uint64_t fk_take_run(struct fake *f, const char *want0, bool all)
+{
+	return fk_take_spec(f, NODED__FRAME__BODY_RUN, want0, all);
 }
 
 /* Reads a watch {task, follow=true}; returns its request id. */
@@ -879,18 +939,18 @@ static uint64_t fk_take_watch(struct fake *f, uint64_t task, bool follow)
 
 static void script_run_one(struct fake *f)
 {
-	uint64_t id = 5, sid, wid;
+	uint64_t id = 5, rid;
 	Noded__TaskRecord r = rec(S(FAILED), 3, 0, "");
 
-	sid = fk_take_submit(f, "sh", false);
-	fk_submit_reply(f, sid, 0, &id, (char *[]){ "w1" }, 1);
-	wid = fk_take_watch(f, 5, true);
-	fk_output(f, wid, 5, 1, "hello ");
-	fk_output(f, wid, 5, 2, "oops\n");
-	fk_output(f, wid, 5, 1, "world\n");
+	/* one run request, one stream: nothing else is asked for */
+	rid = fk_take_run(f, "sh", false);
+	fk_run_reply(f, rid, 0, &id, (char *[]){ "w1" }, 1);
+	fk_output(f, rid, 5, 1, "hello ");
+	fk_output(f, rid, 5, 2, "oops\n");
+	fk_output(f, rid, 5, 1, "world\n");
 	r.id = 5;
-	fk_record(f, wid, NODED__FRAME_KIND__STREAM_ITEM, &r);
-	fk_end(f, wid);
+	fk_record(f, rid, NODED__FRAME_KIND__STREAM_ITEM, &r);
+	fk_end(f, rid);
 	fk_wait_close(f);
 }
 
@@ -910,28 +970,27 @@ Test(run, single_task_streams_and_exits_with_its_code, .init = capture,
 
 static void script_run_all(struct fake *f)
 {
-	uint64_t ids[2] = { 11, 12 }, sid, w[2] = { 0 };
+	uint64_t ids[2] = { 11, 12 }, rid;
 	Noded__TaskRecord r1 = rec(S(SUCCEEDED), 0, 0, "");
 	Noded__TaskRecord r2 = rec(S(FAILED), 2, 0, "");
 
-	sid = fk_take_submit(f, "uname", true);
+	rid = fk_take_run(f, "uname", true);
 	/* the second task's node is not known yet: its record names it */
-	fk_submit_reply(f, sid, 3, ids, (char *[]){ "alpha", "" }, 2);
-	w[0] = fk_take_watch(f, 11, true);
-	w[1] = fk_take_watch(f, 12, true);
-	fk_output(f, w[0], 11, 1, "a1\na");
-	fk_output(f, w[1], 12, 1, "b1 part");
-	fk_output(f, w[1], 12, 2, "b-err\n");
-	fk_output(f, w[0], 11, 1, "2\n");
-	fk_output(f, w[1], 12, 1, "ial\nb2");
+	fk_run_reply(f, rid, 3, ids, (char *[]){ "alpha", "" }, 2);
+	/* both tasks' chunks interleave on the one stream */
+	fk_output(f, rid, 11, 1, "a1\na");
+	fk_output(f, rid, 12, 1, "b1 part");
+	fk_output(f, rid, 12, 2, "b-err\n");
+	fk_output(f, rid, 11, 1, "2\n");
+	fk_output(f, rid, 12, 1, "ial\nb2");
 	r1.id = 11;
 	r1.node = "alpha";
-	fk_record(f, w[0], NODED__FRAME_KIND__STREAM_ITEM, &r1);
-	fk_end(f, w[0]);
+	fk_record(f, rid, NODED__FRAME_KIND__STREAM_ITEM, &r1);
 	r2.id = 12;
 	r2.node = "beta";
-	fk_record(f, w[1], NODED__FRAME_KIND__STREAM_ITEM, &r2);
-	fk_end(f, w[1]);
+	fk_record(f, rid, NODED__FRAME_KIND__STREAM_ITEM, &r2);
+	/* the stream ends once, after the last task ended */
+	fk_end(f, rid);
 	fk_wait_close(f);
 }
 
@@ -952,9 +1011,10 @@ Test(run, all_prefixes_lines_and_takes_largest_status, .init = capture,
 
 static void script_refused(struct fake *f)
 {
-	uint64_t sid = fk_take_submit(f, "true", false);
+	uint64_t rid = fk_take_run(f, "true", false);
 
-	fk_error(f, sid, NODED__FRAME_KIND__REPLY,
+	/* refused before any task exists: the stream ends with the error */
+	fk_error(f, rid, NODED__FRAME_KIND__STREAM_END,
 		 NODED__ERROR_CODE__NOT_FOUND, "no node named 'nope'");
 	fk_wait_close(f);
 }
@@ -974,15 +1034,14 @@ Test(run, refused_submission_exits_1, .init = capture, .timeout = 20)
 
 static void script_lost_task(struct fake *f)
 {
-	uint64_t id = 8, sid, wid;
+	uint64_t id = 8, rid;
 	Noded__TaskRecord r = rec(S(LOST), 0, 0, "node w1 is DEAD");
 
-	sid = fk_take_submit(f, "sleep", false);
-	fk_submit_reply(f, sid, 0, &id, NULL, 1);
-	wid = fk_take_watch(f, 8, true);
+	rid = fk_take_run(f, "sleep", false);
+	fk_run_reply(f, rid, 0, &id, NULL, 1);
 	r.id = 8;
-	fk_record(f, wid, NODED__FRAME_KIND__STREAM_ITEM, &r);
-	fk_end(f, wid);
+	fk_record(f, rid, NODED__FRAME_KIND__STREAM_ITEM, &r);
+	fk_end(f, rid);
 	fk_wait_close(f);
 }
 
@@ -999,12 +1058,11 @@ Test(run, lost_task_exits_255_with_reason, .init = capture, .timeout = 20)
 
 static void script_conn_lost(struct fake *f)
 {
-	uint64_t id = 9, sid, wid;
+	uint64_t id = 9, rid;
 
-	sid = fk_take_submit(f, "yes", false);
-	fk_submit_reply(f, sid, 0, &id, NULL, 1);
-	wid = fk_take_watch(f, 9, true);
-	fk_output(f, wid, 9, 1, "y\n");
+	rid = fk_take_run(f, "yes", false);
+	fk_run_reply(f, rid, 0, &id, NULL, 1);
+	fk_output(f, rid, 9, 1, "y\n");
 	/* and the master goes away */
 }
 
@@ -1022,14 +1080,18 @@ Test(run, master_lost_exits_255, .init = capture, .timeout = 20)
 
 static void script_cancel(struct fake *f)
 {
-	uint64_t id = 21, sid, wid;
+	uint64_t id = 21, rid;
 	Noded__TaskRecord r = rec(S(RUNNING), 0, 0, "");
 	Noded__Frame *c;
 
-	sid = fk_take_submit(f, "sleep", false);
-	fk_submit_reply(f, sid, 0, &id, NULL, 1);
-	wid = fk_take_watch(f, 21, true);
-	fk_output(f, wid, 21, 1, "started\n");
+	rid = fk_take_run(f, "sleep", false);
+	fk_run_reply(f, rid, 0, &id, NULL, 1);
+	fk_output(f, rid, 21, 1, "started\n");
+	/* Ctrl-C once the command knows its task (it printed the output
+	 * that follows the submit reply on the stream) */
+	fk_wait_printed(f, "started\n");
+	if (f->fail[0])
+		return;
 	pthread_kill(f->main, SIGINT);
 	c = fk_expect(f, NODED__FRAME__BODY_CANCEL_TASK);
 	if (!c)
@@ -1041,11 +1103,11 @@ static void script_cancel(struct fake *f)
 	fk_record(f, c->id, NODED__FRAME_KIND__REPLY, &r);
 	nd_frame_free(c, NULL);
 	/* the command still prints while it dies, then ends */
-	fk_output(f, wid, 21, 1, "stopping\n");
+	fk_output(f, rid, 21, 1, "stopping\n");
 	r = rec(S(CANCELLED), 0, 15, "");
 	r.id = 21;
-	fk_record(f, wid, NODED__FRAME_KIND__STREAM_ITEM, &r);
-	fk_end(f, wid);
+	fk_record(f, rid, NODED__FRAME_KIND__STREAM_ITEM, &r);
+	fk_end(f, rid);
 	fk_wait_close(f);
 }
 
@@ -1064,24 +1126,26 @@ Test(run, sigint_cancels_and_waits, .init = capture, .timeout = 20)
 
 static void script_closed_pipe(struct fake *f)
 {
-	uint64_t id = 23, sid, wid;
+	uint64_t id = 23, rid;
 	Noded__TaskRecord r = rec(S(CANCELLED), 0, 15, "");
 	Noded__Frame *c;
 
-	sid = fk_take_submit(f, "yes", false);
-	fk_submit_reply(f, sid, 0, &id, NULL, 1);
-	wid = fk_take_watch(f, 23, true);
-	fk_output(f, wid, 23, 1, "y\ny\ny\n");
+	rid = fk_take_run(f, "yes", false);
+	fk_run_reply(f, rid, 0, &id, NULL, 1);
+	fk_output(f, rid, 23, 1, "y\ny\ny\n");
 	/* nobody reads: the command is cancelled, not left running */
 	c = fk_expect(f, NODED__FRAME__BODY_CANCEL_TASK);
 	if (!c)
 		return;
+	if (c->cancel_task->id != 23)
+		fk_fail(f, "fake master: cancel_task for %llu",
+			(unsigned long long)c->cancel_task->id);
 	r.id = 23;
 	fk_record(f, c->id, NODED__FRAME_KIND__REPLY, &r);
 	nd_frame_free(c, NULL);
-	fk_output(f, wid, 23, 1, "y\n");
-	fk_record(f, wid, NODED__FRAME_KIND__STREAM_ITEM, &r);
-	fk_end(f, wid);
+	fk_output(f, rid, 23, 1, "y\n");
+	fk_record(f, rid, NODED__FRAME_KIND__STREAM_ITEM, &r);
+	fk_end(f, rid);
 	fk_wait_close(f);
 }
 
@@ -1104,15 +1168,25 @@ Test(run, closed_stdout_cancels, .init = capture, .timeout = 20)
 
 static void script_double_sigint(struct fake *f)
 {
-	uint64_t id = 22, sid, wid;
+	uint64_t id = 22, rid;
 	Noded__Frame *c;
 
-	sid = fk_take_submit(f, "sleep", false);
-	fk_submit_reply(f, sid, 0, &id, NULL, 1);
-	wid = fk_take_watch(f, 22, true);
-	(void)wid;
+	rid = fk_take_run(f, "sleep", false);
+	fk_run_reply(f, rid, 0, &id, NULL, 1);
+	fk_output(f, rid, 22, 1, "started\n");
+	fk_wait_printed(f, "started\n");
+	if (f->fail[0])
+		return;
 	pthread_kill(f->main, SIGINT);
+	/* without the cancel we hang up instead: the command then returns,
+	 * which the test reports */
 	c = fk_expect(f, NODED__FRAME__BODY_CANCEL_TASK);
+	if (!c)
+		return;
+	if (c->cancel_task->id != 22) {
+		nd_frame_free(c, NULL);
+		return;
+	}
 	nd_frame_free(c, NULL);
 	/* no answer: the user gives up waiting */
 	pthread_kill(f->main, SIGINT);
@@ -1127,15 +1201,19 @@ Test(run, second_sigint_exits_130, .init = capture, .timeout = 20,
 	cr_assert_fail("noded run returned after a second SIGINT");
 }
 
+/* The run stream ends before the task's record came: with an Error (arg
+ * set) or without one. */
 static void script_watch_error(struct fake *f)
 {
-	uint64_t id = 30, sid, wid;
+	uint64_t id = 30, rid;
 
-	sid = fk_take_submit(f, "true", false);
-	fk_submit_reply(f, sid, 0, &id, NULL, 1);
-	wid = fk_take_watch(f, 30, true);
-	fk_error(f, wid, NODED__FRAME_KIND__STREAM_END,
-		 NODED__ERROR_CODE__NOT_FOUND, "task 30 expired");
+	rid = fk_take_run(f, "true", false);
+	fk_run_reply(f, rid, 0, &id, NULL, 1);
+	if (f->arg)
+		fk_error(f, rid, NODED__FRAME_KIND__STREAM_END,
+			 NODED__ERROR_CODE__NOT_FOUND, "task 30 expired");
+	else
+		fk_end(f, rid);
 	fk_wait_close(f);
 }
 
@@ -1143,11 +1221,22 @@ Test(run, watch_error_exits_255, .init = capture, .timeout = 20)
 {
 	int st;
 
+	fake_start(script_watch_error, (void *)1);
+	st = nd_cli_run(4, ARGV("run", "--master", fk.addr, "true"));
+	fake_join();
+	cr_expect_eq(st, 255);
+	EXPECT_OUT(cap_out, "");
+	EXPECT_OUT(cap_err, "noded: task 30 expired\n");
+
+	/* a bare STREAM_END is no end of the task either */
 	fake_start(script_watch_error, NULL);
 	st = nd_cli_run(4, ARGV("run", "--master", fk.addr, "true"));
 	fake_join();
 	cr_expect_eq(st, 255);
-	EXPECT_OUT(cap_err, "noded: task 30: task 30 expired\n");
+	EXPECT_OUT(cap_out, "");
+	EXPECT_OUT(cap_err, "noded: task 30 expired\n"
+			    "noded: task 30: the master ended the stream "
+			    "before the task ended\n");
 }
 
 Test(run, no_master_exits_1, .init = capture)

@@ -212,7 +212,9 @@ static void run_wait(struct run *run, Noded__TaskSpec *spec)
 	while (run->open) {
 		/* Nobody reads the output any more, or the user asked: the
 		 * tasks are cancelled rather than left running unwatched. */
-		if ((run_interrupted || run->broken) && !cancelled) {
+		/* (Not before the submit reply: there is nothing to cancel
+		 * yet, and the interruption must not be spent.) */
+		if ((run_interrupted || run->broken) && !cancelled && run->t) {
 			cancelled = true;
 			run_cancel(run, run_interrupted);
 		}
