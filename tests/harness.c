@@ -226,17 +226,55 @@ static pid_t spawn(const char *const argv[], int in_fd, int out_fd, int err_fd)
 	return pid;
 }
 
+pid_t nd_test_spawn(const char *const argv[], int in_fd, int out_fd,
+		    int err_fd)
+{
+	pid_t pid = spawn(argv, in_fd, out_fd, err_fd);
+
+	if (pid < 0)
+		why((int)pid, "cannot run %s: %s", argv[0],
+		    strerror((int)-pid));
+	return pid;
+}
+
+int nd_test_wait_pid(pid_t pid, int timeout_ms)
+{
+	return wait_exit(pid, timeout_ms);
+}
+
+int nd_test_kill_pid(pid_t pid)
+{
+	return kill_and_reap(pid);
+}
+
+bool nd_test_pid_alive(pid_t pid)
+{
+	char path[64], buf[512], *rp;
+	ssize_t n;
+	int fd;
+
+	if (pid <= 0 || (kill(pid, 0) < 0 && errno == ESRCH))
+		return false;
+	/* A zombie nobody reaps (PID 1 in a container may not) is dead. */
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno != ENOENT;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	/* "pid (comm) S ...": comm may hold spaces and parentheses */
+	rp = strrchr(buf, ')');
+	return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
+}
+
 int nd_test_daemon_start(struct nd_test_daemon *d,
 			 const char *const extra_args[])
 {
 	const char *argv[64];
-	char line[256];
-	size_t argc = 0, len = 0;
-	int outp[2], null_fd, err, st;
-	int64_t deadline;
-	pid_t pid;
-	char *nl, *colon, *end;
-	long port;
+	size_t argc = 0;
 
 	memset(d, 0, sizeof(*d));
 	argv[argc++] = nd_test_bin();
@@ -249,7 +287,21 @@ int nd_test_daemon_start(struct nd_test_daemon *d,
 		argv[argc++] = extra_args[i];
 	}
 	argv[argc] = NULL;
+	return nd_test_daemon_start_argv(d, argv);
+}
 
+int nd_test_daemon_start_argv(struct nd_test_daemon *d,
+			      const char *const argv[])
+{
+	char line[256];
+	size_t len = 0;
+	int outp[2], null_fd, err, st;
+	int64_t deadline;
+	pid_t pid;
+	char *nl, *colon, *end;
+	long port;
+
+	memset(d, 0, sizeof(*d));
 	if (pipe2(outp, O_CLOEXEC) < 0)
 		return why(-errno, "pipe: %s", strerror(errno));
 	null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -477,8 +529,17 @@ int nd_test_daemon_baseline(struct nd_test_daemon *d)
 int nd_test_run(const char *const argv[], char *out, size_t out_size,
 		char *err, size_t err_size, int timeout_ms)
 {
+	return nd_test_run_counted(argv, out, out_size, NULL, err, err_size,
+				   timeout_ms);
+}
+
+int nd_test_run_counted(const char *const argv[], char *out, size_t out_size,
+			uint64_t *out_bytes, char *err, size_t err_size,
+			int timeout_ms)
+{
 	int op[2], ep[2], null_fd, st;
 	size_t olen = 0, elen = 0;
+	uint64_t total = 0;
 	int64_t deadline = nd_test_now_ms() + timeout_ms;
 	struct pollfd p[2];
 	pid_t pid;
@@ -487,6 +548,8 @@ int nd_test_run(const char *const argv[], char *out, size_t out_size,
 		out[0] = '\0';
 	if (err && err_size)
 		err[0] = '\0';
+	if (out_bytes)
+		*out_bytes = 0;
 	if (pipe2(op, O_CLOEXEC) < 0)
 		return -errno;
 	if (pipe2(ep, O_CLOEXEC) < 0) {
@@ -525,11 +588,15 @@ int nd_test_run(const char *const argv[], char *out, size_t out_size,
 			if (p[i].fd < 0 || !p[i].revents)
 				continue;
 			n = read(p[i].fd, tmp, sizeof(tmp));
+			if (n < 0 && errno == EINTR)
+				continue;
 			if (n <= 0) {
 				close(p[i].fd);
 				p[i].fd = -1;
 				continue;
 			}
+			if (!i)
+				total += (uint64_t)n;
 			if (buf && size > *len + 1) {
 				size_t k = (size_t)n;
 
@@ -544,6 +611,8 @@ int nd_test_run(const char *const argv[], char *out, size_t out_size,
 	for (int i = 0; i < 2; i++)
 		if (p[i].fd >= 0)
 			close(p[i].fd);
+	if (out_bytes)
+		*out_bytes = total;
 	st = wait_exit(pid, remaining_ms(deadline));
 	if (st == -ETIMEDOUT) {
 		kill_and_reap(pid);

@@ -57,6 +57,14 @@ int nd_test_daemon_start(struct nd_test_daemon *d,
 			 const char *const extra_args[]);
 
 /*
+ * Same with a whole command line: argv[0] a path (usually nd_test_bin()),
+ * e.g. `noded dev --listen 127.0.0.1:0`. Any program that prints
+ * "listening on 127.0.0.1:PORT" as its first stdout line will do.
+ */
+int nd_test_daemon_start_argv(struct nd_test_daemon *d,
+			      const char *const argv[]);
+
+/*
  * Sends SIGTERM, waits up to ND_TEST_TIMEOUT_MS, then SIGKILLs and reaps.
  * Returns the exit status (0..255) when the daemon exited by itself,
  * 128 + signal when it died of a signal (137 after our SIGKILL), or -1 when
@@ -104,6 +112,39 @@ void nd_test_sleep_ms(int ms);
  */
 int nd_test_run(const char *const argv[], char *out, size_t out_size,
 		char *err, size_t err_size, int timeout_ms);
+
+/*
+ * Same as nd_test_run(), and *out_bytes (may be NULL) receives the number of
+ * stdout bytes read, including those beyond out_size that were dropped: for
+ * counting large or binary output without keeping it.
+ */
+int nd_test_run_counted(const char *const argv[], char *out, size_t out_size,
+			uint64_t *out_bytes, char *err, size_t err_size,
+			int timeout_ms);
+
+/*
+ * Forks and execs argv (argv[0] a path) with in_fd/out_fd/err_fd as its
+ * stdin/stdout/stderr (-1: inherit) and every other fd closed; the child gets
+ * SIGKILL if the test process dies. Returns the pid (the caller reaps it) or
+ * a negative errno, exec failure included, with nd_test_why set.
+ */
+pid_t nd_test_spawn(const char *const argv[], int in_fd, int out_fd,
+		    int err_fd);
+
+/*
+ * Waits up to timeout_ms for child pid to exit. Returns its status as
+ * nd_test_daemon_stop() does, or -ETIMEDOUT (it is left running).
+ */
+int nd_test_wait_pid(pid_t pid, int timeout_ms);
+
+/* SIGKILLs child pid and reaps it; returns its status (137 usually). */
+int nd_test_kill_pid(pid_t pid);
+
+/*
+ * True while process pid exists and is not a zombie (any process, not only
+ * our children: a zombie left to a PID 1 that does not reap counts as gone).
+ */
+bool nd_test_pid_alive(pid_t pid);
 
 /* Path of the daemon binary under test. */
 const char *nd_test_bin(void);

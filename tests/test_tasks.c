@@ -1,0 +1,1646 @@
+/*
+ * The node service end to end: a real master, real `noded worker` processes
+ * on loopback, driven through the real CLI (`noded run/submit/task/tasks/
+ * logs/cancel/nodes`) as a user would, plus the client library where a test
+ * needs to pipeline a thousand submits. Every test bounds its own waits,
+ * stops what it started by pid, and kills any task process it saw that
+ * outlived its task (and fails when it finds one).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <dirent.h>
+#include <jansson.h>
+
+#include "harness.h"
+#include "noded/client.h"
+
+/* Bound on one CLI command that should return promptly. */
+#define CLI_MS 20000
+/* stdout kept per CLI run (larger output is only counted). */
+#define OUT_KEEP (2u << 20)
+#define MAX_WORKERS 4
+#define MAX_BG 4
+#define MAX_STRAYS 32
+
+/* One finished CLI command. */
+struct cli {
+	int st;                 /* exit status, or -ETIMEDOUT */
+	int64_t ms;             /* how long it ran */
+	uint64_t out_bytes;     /* stdout bytes, including those not kept */
+	char cmd[512];          /* the command line, for messages */
+	char out[OUT_KEEP];     /* stdout (NUL-terminated, truncated) */
+	char err[16384];        /* stderr (NUL-terminated, truncated) */
+};
+
+/* One CLI command left running in the background. */
+struct bg {
+	pid_t pid;
+	int out;                /* read end of its stdout */
+	int err;                /* memfd holding its stderr */
+	char cmd[512];
+};
+
+static struct nd_test_daemon d;
+static char master[32];
+static pid_t workers[MAX_WORKERS];
+static struct bg bgs[MAX_BG];
+static pid_t strays[MAX_STRAYS];
+static char tmpdir[64];
+static struct cli R;            /* scratch result, one per test process */
+
+static void setup(void)
+{
+	memset(&d, 0, sizeof(d));
+	memset(workers, 0, sizeof(workers));
+	memset(bgs, 0, sizeof(bgs));
+	memset(strays, 0, sizeof(strays));
+	master[0] = '\0';
+	tmpdir[0] = '\0';
+}
+
+/* True when what is in /proc/pid/cmdline (its words joined by spaces). */
+static bool cmdline_has(pid_t pid, const char *what)
+{
+	char path[64], buf[256];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	for (ssize_t i = 0; i < n; i++)
+		if (!buf[i])
+			buf[i] = ' ';
+	return strstr(buf, what) != NULL;
+}
+
+static void teardown(void)
+{
+	for (int i = 0; i < MAX_BG; i++) {
+		if (bgs[i].pid > 0)
+			nd_test_kill_pid(bgs[i].pid);
+		if (bgs[i].out > 0)
+			close(bgs[i].out);
+		if (bgs[i].err > 0)
+			close(bgs[i].err);
+	}
+	/* SIGTERM every worker first, then reap: they drain in parallel */
+	for (int i = 0; i < MAX_WORKERS; i++)
+		if (workers[i] > 0)
+			kill(workers[i], SIGTERM);
+	for (int i = 0; i < MAX_WORKERS; i++) {
+		if (workers[i] <= 0)
+			continue;
+		if (nd_test_wait_pid(workers[i], ND_TEST_TIMEOUT_MS) ==
+		    -ETIMEDOUT)
+			nd_test_kill_pid(workers[i]);
+		workers[i] = 0;
+	}
+	nd_test_daemon_stop(&d);
+	/* task processes a test saw outlive their task (the test failed) */
+	for (int i = 0; i < MAX_STRAYS; i++)
+		if (strays[i] > 0 && nd_test_pid_alive(strays[i]) &&
+		    (cmdline_has(strays[i], "sleep") ||
+		     cmdline_has(strays[i], "exec-helper")))
+			kill(strays[i], SIGKILL);
+	if (tmpdir[0]) {
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "test_tasks: could not remove %s\n",
+				tmpdir);
+	}
+}
+
+TestSuite(tasks, .init = setup, .fini = teardown, .timeout = 60);
+
+/* ---- daemons ---- */
+
+/* Starts the master with the extra arguments given; sets `master`. */
+#define MASTER_START(...)                                                    \
+	do {                                                                 \
+		DAEMON_START(&d, ##__VA_ARGS__);                             \
+		snprintf(master, sizeof(master), "127.0.0.1:%d", d.port);    \
+	} while (0)
+
+/*
+ * `noded worker --master M --name NAME --slots SLOTS [--label LABEL]` into
+ * workers[i]; its output goes to /dev/null unless ND_TEST_VERBOSE is set.
+ */
+static void worker_start(int i, const char *name, int slots,
+			 const char *label)
+{
+	char slots_s[16];
+	const char *argv[] = { nd_test_bin(), "worker", "--master", master,
+			       "--name", name, "--slots", slots_s,
+			       label ? "--label" : NULL, label, NULL };
+	int null_fd = -1;
+
+	cr_assert(i >= 0 && i < MAX_WORKERS && workers[i] == 0);
+	snprintf(slots_s, sizeof(slots_s), "%d", slots);
+	if (!getenv("ND_TEST_VERBOSE"))
+		null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	workers[i] = nd_test_spawn(argv, null_fd, null_fd, null_fd);
+	if (null_fd >= 0)
+		close(null_fd);
+	cr_assert(workers[i] > 0, "starting worker %s: %s", name, nd_test_why);
+}
+
+/* SIGKILLs workers[i] and reaps it. */
+static void worker_kill(int i)
+{
+	cr_assert(workers[i] > 0);
+	nd_test_kill_pid(workers[i]);
+	workers[i] = 0;
+}
+
+/* ---- the CLI ---- */
+
+/*
+ * Runs `noded CMD --master M ARGS...` (args[0] is CMD; --master goes right
+ * after it, so before any `--`) and waits up to timeout_ms. Fails the test
+ * when it could not run or did not exit in time; returns its exit status.
+ */
+static int cli_run(struct cli *r, int timeout_ms, const char *const args[])
+{
+	const char *argv[64];
+	size_t n = 0, len = 0;
+	int64_t t0;
+
+	argv[n++] = nd_test_bin();
+	argv[n++] = args[0];
+	argv[n++] = "--master";
+	argv[n++] = master;
+	for (size_t i = 1; args[i]; i++) {
+		cr_assert(n + 1 < sizeof(argv) / sizeof(argv[0]));
+		argv[n++] = args[i];
+	}
+	argv[n] = NULL;
+	r->cmd[0] = '\0';
+	for (size_t i = 1; i < n && len < sizeof(r->cmd); i++)
+		len += (size_t)snprintf(r->cmd + len, sizeof(r->cmd) - len,
+					"%s%s", i > 1 ? " " : "noded ",
+					argv[i]);
+	t0 = nd_test_now_ms();
+	r->st = nd_test_run_counted(argv, r->out, sizeof(r->out),
+				    &r->out_bytes, r->err, sizeof(r->err),
+				    timeout_ms);
+	r->ms = nd_test_now_ms() - t0;
+	cr_assert(r->st >= 0, "`%s` did not complete within %d ms (%s); "
+		  "stdout so far: %.300s; stderr: %.1000s", r->cmd, timeout_ms,
+		  nd_test_why, r->out, r->err);
+	return r->st;
+}
+
+#define CLI(r, ...)                                                          \
+	cli_run((r), CLI_MS, (const char *const[]){ __VA_ARGS__, NULL })
+#define CLI_WITHIN(r, ms, ...)                                               \
+	cli_run((r), (ms), (const char *const[]){ __VA_ARGS__, NULL })
+
+/* Asserts the last command exited `want`, showing what it printed. */
+#define EXPECT_STATUS(r, want)                                               \
+	cr_assert((r)->st == (want),                                         \
+		  "`%s` exited %d, want %d; stdout: \"%.300s\"; "            \
+		  "stderr: \"%.1000s\"",                                     \
+		  (r)->cmd, (r)->st, (want), (r)->out, (r)->err)
+
+#define EXPECT_OUT(r, want)                                                  \
+	cr_assert(!strcmp((r)->out, (want)),                                 \
+		  "`%s` printed \"%.500s\" on stdout, want \"%s\" "          \
+		  "(stderr: \"%.500s\")",                                    \
+		  (r)->cmd, (r)->out, (want), (r)->err)
+
+#define EXPECT_ERR(r, want)                                                  \
+	cr_assert(!strcmp((r)->err, (want)),                                 \
+		  "`%s` printed \"%.1000s\" on stderr, want \"%s\"",         \
+		  (r)->cmd, (r)->err, (want))
+
+/* Runs a --json command, asserts exit 0 and returns the parsed JSON. */
+static json_t *cli_json(const char *const args[])
+{
+	static struct cli j;
+	json_error_t je;
+	json_t *v;
+
+	cli_run(&j, CLI_MS, args);
+	EXPECT_STATUS(&j, 0);
+	v = json_loads(j.out, 0, &je);
+	cr_assert(v, "`%s` printed no JSON (%s): %.500s", j.cmd, je.text,
+		  j.out);
+	return v;
+}
+
+#define CLI_JSON(...) cli_json((const char *const[]){ __VA_ARGS__, NULL })
+
+/* Compact JSON for messages (a few static buffers, rotated). */
+static const char *jdump(const json_t *v)
+{
+	static char bufs[4][2048];
+	static unsigned next;
+	char *b = bufs[next++ % 4], *s = json_dumps(v, JSON_COMPACT);
+
+	snprintf(b, sizeof(bufs[0]), "%s", s ? s : "(null)");
+	free(s);
+	return b;
+}
+
+static const char *jstr(const json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "";
+}
+
+static long long jint(const json_t *o, const char *key)
+{
+	return json_integer_value(json_object_get(o, key));
+}
+
+static bool state_terminal(const char *s)
+{
+	return !strcmp(s, "SUCCEEDED") || !strcmp(s, "FAILED") ||
+	       !strcmp(s, "TIMED_OUT") || !strcmp(s, "CANCELLED") ||
+	       !strcmp(s, "LOST");
+}
+
+/* `noded task ID --json` (caller decrefs). */
+static json_t *task_get(uint64_t id)
+{
+	char ids[32];
+	json_t *t;
+
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	t = CLI_JSON("task", ids, "--json");
+	cr_assert(json_is_object(t) && (uint64_t)jint(t, "id") == id,
+		  "task %s --json: %s", ids, jdump(t));
+	return t;
+}
+
+/*
+ * Polls task id until it is in state want (returns the record, caller
+ * decrefs). Fails on timeout, and on any other terminal state: a task has
+ * exactly one.
+ */
+static json_t *wait_task(uint64_t id, const char *want, int timeout_ms)
+{
+	int64_t deadline = nd_test_now_ms() + timeout_ms;
+
+	for (;;) {
+		json_t *t = task_get(id);
+		const char *st = jstr(t, "state");
+
+		if (!strcmp(st, want))
+			return t;
+		cr_assert(!state_terminal(st),
+			  "task %" PRIu64 " ended %s, want %s: %s", id, st,
+			  want, jdump(t));
+		cr_assert(nd_test_now_ms() < deadline,
+			  "task %" PRIu64 " not %s within %d ms: %s", id, want,
+			  timeout_ms, jdump(t));
+		json_decref(t);
+		nd_test_sleep_ms(50);
+	}
+}
+
+/* The newest task's record (`tasks --json --limit 1`; caller decrefs),
+ * checked to run argv0 (NULL: any). */
+static json_t *latest_task(const char *argv0)
+{
+	json_t *arr = CLI_JSON("tasks", "--json", "--limit", "1"), *t;
+
+	cr_assert(json_is_array(arr) && json_array_size(arr) == 1,
+		  "tasks --json --limit 1: %s", jdump(arr));
+	t = json_incref(json_array_get(arr, 0));
+	json_decref(arr);
+	if (argv0) {
+		json_t *argv = json_object_get(t, "argv");
+
+		cr_assert(json_is_array(argv) &&
+				  !strcmp(json_string_value(
+						  json_array_get(argv, 0)),
+					  argv0),
+			  "newest task does not run %s: %s", argv0, jdump(t));
+	}
+	return t;
+}
+
+/* Asserts record t has state st and exit_code code. */
+#define EXPECT_RECORD(t, st, code)                                           \
+	cr_assert(!strcmp(jstr((t), "state"), (st)) &&                      \
+			  jint((t), "exit_code") == (code),                  \
+		  "want state %s exit_code %d, got %s", (st), (code),        \
+		  jdump(t))
+
+/* `noded submit ARGS...`: asserts exit 0, returns the task id printed. */
+static uint64_t submit_v(const char *const args[])
+{
+	static struct cli s;
+	char *end;
+	uint64_t id;
+
+	cli_run(&s, CLI_MS, args);
+	EXPECT_STATUS(&s, 0);
+	errno = 0;
+	id = strtoull(s.out, &end, 10);
+	cr_assert(!errno && id > 0 && end != s.out && *end == '\n' &&
+			  !end[1],
+		  "`%s` printed \"%s\", want one task id", s.cmd, s.out);
+	return id;
+}
+
+#define SUBMIT(...) submit_v((const char *const[]){ "submit", __VA_ARGS__, NULL })
+
+/* ---- nodes ---- */
+
+static json_t *nodes_get(void)
+{
+	json_t *arr = CLI_JSON("nodes", "--json");
+
+	cr_assert(json_is_array(arr), "nodes --json: %s", jdump(arr));
+	return arr;
+}
+
+static json_t *node_find(json_t *arr, const char *name)
+{
+	size_t i;
+	json_t *n;
+
+	json_array_foreach(arr, i, n)
+		if (!strcmp(jstr(n, "name"), name))
+			return n;
+	return NULL;
+}
+
+/* Polls `nodes --json` until node name is in state want; returns ms. */
+static int64_t wait_node(const char *name, const char *want, int timeout_ms)
+{
+	int64_t t0 = nd_test_now_ms();
+	char last[512] = "absent";
+
+	for (;;) {
+		json_t *arr = nodes_get(), *n = node_find(arr, name);
+		bool ok = n && !strcmp(jstr(n, "state"), want);
+
+		snprintf(last, sizeof(last), "%s", n ? jdump(n) : "absent");
+		json_decref(arr);
+		if (ok)
+			return nd_test_now_ms() - t0;
+		cr_assert(nd_test_now_ms() - t0 < timeout_ms,
+			  "node %s not %s within %d ms (last: %s)", name, want,
+			  timeout_ms, last);
+		nd_test_sleep_ms(50);
+	}
+}
+
+#define WAIT_ALIVE(name) wait_node((name), "ALIVE", 10000)
+
+/* ---- background CLI commands ---- */
+
+/* Starts `noded CMD --master M ARGS...` with stdout on a pipe, stderr kept
+ * in a memfd. */
+static struct bg *bg_start(const char *const args[])
+{
+	const char *argv[64];
+	struct bg *b = NULL;
+	size_t n = 0, len = 0;
+	int op[2], null_fd;
+
+	for (int i = 0; i < MAX_BG && !b; i++)
+		if (bgs[i].pid == 0)
+			b = &bgs[i];
+	cr_assert(b, "too many background commands");
+	argv[n++] = nd_test_bin();
+	argv[n++] = args[0];
+	argv[n++] = "--master";
+	argv[n++] = master;
+	for (size_t i = 1; args[i]; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	for (size_t i = 1; i < n && len < sizeof(b->cmd); i++)
+		len += (size_t)snprintf(b->cmd + len, sizeof(b->cmd) - len,
+					"%s%s", i > 1 ? " " : "noded ",
+					argv[i]);
+	cr_assert(pipe2(op, O_CLOEXEC) == 0);
+	b->err = memfd_create("bg-stderr", MFD_CLOEXEC);
+	cr_assert(b->err >= 0, "memfd_create: %s", strerror(errno));
+	null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	b->pid = nd_test_spawn(argv, null_fd, op[1], b->err);
+	close(null_fd);
+	close(op[1]);
+	b->out = op[0];
+	cr_assert(b->pid > 0, "starting `%s`: %s", b->cmd, nd_test_why);
+	return b;
+}
+
+#define BG(...) bg_start((const char *const[]){ __VA_ARGS__, NULL })
+
+/* What b wrote on stderr so far (static buffer). */
+static const char *bg_stderr(struct bg *b)
+{
+	static char buf[8192];
+	ssize_t n = pread(b->err, buf, sizeof(buf) - 1, 0);
+
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+/* Reads one line of b's stdout (without the newline) within timeout_ms. */
+static void bg_line(struct bg *b, char *line, size_t size, int timeout_ms)
+{
+	int64_t deadline = nd_test_now_ms() + timeout_ms;
+	size_t len = 0;
+
+	for (;;) {
+		struct pollfd p = { .fd = b->out, .events = POLLIN };
+		int left = (int)(deadline - nd_test_now_ms());
+		ssize_t n;
+
+		cr_assert(left > 0 && len + 1 < size,
+			  "`%s`: no line on stdout within %d ms (got \"%.*s\"; "
+			  "stderr: %s)", b->cmd, timeout_ms, (int)len, line,
+			  bg_stderr(b));
+		if (poll(&p, 1, left) <= 0)
+			continue;
+		/* one byte at a time: the rest stays in the pipe */
+		n = read(b->out, line + len, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		cr_assert(n == 1, "`%s` closed stdout before a full line "
+			  "(got \"%.*s\"; stderr: %s)", b->cmd, (int)len, line,
+			  bg_stderr(b));
+		if (line[len] == '\n') {
+			line[len] = '\0';
+			return;
+		}
+		len++;
+	}
+}
+
+/* Waits up to timeout_ms for b to exit; returns its status. */
+static int bg_wait(struct bg *b, int timeout_ms)
+{
+	int st = nd_test_wait_pid(b->pid, timeout_ms);
+
+	cr_assert(st != -ETIMEDOUT, "`%s` still running after %d ms "
+		  "(stderr: %s)", b->cmd, timeout_ms, bg_stderr(b));
+	b->pid = 0;
+	return st;
+}
+
+/* ---- processes the tasks start ---- */
+
+static void stray_add(pid_t pid)
+{
+	for (int i = 0; i < MAX_STRAYS; i++) {
+		if (strays[i] == 0) {
+			strays[i] = pid;
+			return;
+		}
+	}
+}
+
+/* Parses a pid printed by a task. */
+static pid_t parse_pid(const char *s)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	cr_assert(!errno && v > 1 && end != s && (*end == '\0' || *end == '\n'),
+		  "expected a pid, got \"%s\"", s);
+	stray_add((pid_t)v);
+	return (pid_t)v;
+}
+
+/* Waits up to timeout_ms for pid to be gone; returns the ms it took or -1. */
+static int64_t wait_pid_gone(pid_t pid, int timeout_ms)
+{
+	int64_t t0 = nd_test_now_ms();
+
+	for (;;) {
+		if (!nd_test_pid_alive(pid))
+			return nd_test_now_ms() - t0;
+		if (nd_test_now_ms() - t0 >= timeout_ms)
+			return -1;
+		nd_test_sleep_ms(20);
+	}
+}
+
+#define EXPECT_PID_GONE(pid, ms, ...)                                        \
+	cr_assert(wait_pid_gone((pid), (ms)) >= 0,                           \
+		  "process %d (a task's `sleep`) still running %d ms later: " \
+		  __VA_ARGS__, (int)(pid), (ms))
+
+static void make_tmpdir(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/noded-test-XXXXXX");
+	cr_assert(mkdtemp(tmpdir), "mkdtemp: %s", strerror(errno));
+}
+
+/* ---- running commands ---- */
+
+Test(tasks, echo_round_trip_and_argv_kept_as_is)
+{
+	MASTER_START();
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+
+	CLI(&R, "run", "--", "echo", "hello", "world");
+	EXPECT_STATUS(&R, 0);
+	EXPECT_OUT(&R, "hello world\n");
+	EXPECT_ERR(&R, "");
+
+	/* one argument with a space stays one argument */
+	CLI(&R, "run", "--", "printf", "%s\\n", "a b");
+	EXPECT_STATUS(&R, 0);
+	EXPECT_OUT(&R, "a b\n");
+
+	/* no shell: no expansion, no globbing */
+	CLI(&R, "run", "--", "echo", "$HOME", "*", "a;b");
+	EXPECT_STATUS(&R, 0);
+	EXPECT_OUT(&R, "$HOME * a;b\n");
+
+	/* --shell: the words run with /bin/sh -c */
+	CLI(&R, "run", "--shell", "--", "echo a b | wc -w");
+	EXPECT_STATUS(&R, 0);
+	EXPECT_OUT(&R, "2\n");
+	STOP_OK(&d);
+}
+
+Test(tasks, env_and_cwd)
+{
+	MASTER_START();
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+
+	CLI(&R, "run", "--env", "FOO=bar", "--env", "BAZ=x y", "--cwd", "/tmp",
+	    "--", "sh", "-c", "echo \"$FOO|$BAZ\"; pwd");
+	EXPECT_STATUS(&R, 0);
+	EXPECT_OUT(&R, "bar|x y\n/tmp\n");
+	STOP_OK(&d);
+}
+
+Test(tasks, exit_codes_and_records)
+{
+	json_t *t;
+
+	MASTER_START();
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+
+	CLI(&R, "run", "--", "sh", "-c", "exit 3");
+	EXPECT_STATUS(&R, 3);
+	t = latest_task("sh");
+	EXPECT_RECORD(t, "FAILED", 3);
+	cr_assert_eq(jint(t, "signal"), 0, "%s", jdump(t));
+	cr_assert_str_eq(jstr(t, "node"), "w1", "%s", jdump(t));
+	cr_assert_eq(jint(t, "attempt"), 1, "%s", jdump(t));
+	cr_assert(jint(t, "ended_unix_ms") >= jint(t, "started_unix_ms") &&
+			  jint(t, "started_unix_ms") >=
+				  jint(t, "submitted_unix_ms") &&
+			  jint(t, "submitted_unix_ms") > 0,
+		  "timestamps out of order: %s", jdump(t));
+	json_decref(t);
+
+	CLI(&R, "run", "--", "true");
+	EXPECT_STATUS(&R, 0);
+	EXPECT_ERR(&R, "");
+	t = latest_task("true");
+	EXPECT_RECORD(t, "SUCCEEDED", 0);
+	json_decref(t);
+
+	CLI(&R, "run", "--", "noded-no-such-command", "arg");
+	EXPECT_STATUS(&R, 127);
+	cr_assert(strstr(R.err, "noded-no-such-command"),
+		  "run of a missing command: stderr \"%s\" does not name it",
+		  R.err);
+	t = latest_task("noded-no-such-command");
+	EXPECT_RECORD(t, "FAILED", 127);
+	cr_assert(strstr(jstr(t, "reason"), "noded-no-such-command"),
+		  "reason does not name the command: %s", jdump(t));
+	json_decref(t);
+
+	CLI(&R, "run", "--", "sh", "-c", "kill -9 $$");
+	EXPECT_STATUS(&R, 137);
+	t = latest_task("sh");
+	cr_assert(!strcmp(jstr(t, "state"), "FAILED") &&
+			  jint(t, "signal") == 9,
+		  "want FAILED with signal 9: %s", jdump(t));
+	json_decref(t);
+	STOP_OK(&d);
+}
+
+Test(tasks, stdout_and_stderr_kept_apart)
+{
+	MASTER_START();
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+
+	CLI(&R, "run", "--", "sh", "-c", "echo out; echo err >&2; echo out2");
+	EXPECT_STATUS(&R, 0);
+	EXPECT_OUT(&R, "out\nout2\n");
+	EXPECT_ERR(&R, "err\n");
+	STOP_OK(&d);
+}
+
+Test(tasks, streamed_output_is_exact)
+{
+	static char want[OUT_KEEP];
+	size_t len = 0;
+
+	MASTER_START();
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+
+	for (int i = 1; i <= 200000; i++)
+		len += (size_t)snprintf(want + len, sizeof(want) - len, "%d\n",
+					i);
+	CLI(&R, "run", "--", "seq", "1", "200000");
+	EXPECT_STATUS(&R, 0);
+	cr_assert(R.out_bytes == len && !memcmp(R.out, want, len),
+		  "`seq 1 200000` through noded run: %" PRIu64 " bytes, want "
+		  "%zu%s", R.out_bytes, len,
+		  R.out_bytes == len ? " (same length, different bytes)" : "");
+	STOP_OK(&d);
+}
+
+/* ---- timeout and cancel ---- */
+
+Test(tasks, timeout_kills_the_task)
+{
+	json_t *t;
+	pid_t pid;
+
+	MASTER_START();
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+
+	CLI(&R, "run", "--timeout", "1", "--", "sleep", "30");
+	EXPECT_STATUS(&R, 124);
+	cr_assert(R.ms >= 900 && R.ms <= 4000,
+		  "run --timeout 1 -- sleep 30 took %lld ms", (long long)R.ms);
+	cr_assert(strstr(R.err, "timed out"), "stderr: \"%s\"", R.err);
+	t = latest_task("sleep");
+	cr_assert_str_eq(jstr(t, "state"), "TIMED_OUT", "%s", jdump(t));
+	json_decref(t);
+
+	/* TERM ignored by the whole group: KILL after the grace period */
+	CLI(&R, "run", "--timeout", "1", "--", "sh", "-c",
+	    "trap '' TERM; sleep 30 & echo $!; wait");
+	EXPECT_STATUS(&R, 124);
+	pid = parse_pid(R.out);
+	cr_assert(R.ms >= 900 && R.ms <= 1000 + 2000 + 2000,
+		  "a task ignoring TERM with --timeout 1 ended after %lld ms "
+		  "(want within timeout + 2 s grace + 2 s slack)",
+		  (long long)R.ms);
+	t = latest_task("sh");
+	cr_assert_str_eq(jstr(t, "state"), "TIMED_OUT", "%s", jdump(t));
+	json_decref(t);
+	EXPECT_PID_GONE(pid, 1000, "the timeout did not kill the process "
+			"group");
+	STOP_OK(&d);
+}
+
+Test(tasks, cancel_running_task)
+{
+	char ids[32];
+	int64_t t0, took;
+	json_t *t;
+	uint64_t id;
+	pid_t pid;
+
+	MASTER_START();
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+
+	id = SUBMIT("--", "sh", "-c", "echo $$; exec sleep 30");
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	json_decref(wait_task(id, "RUNNING", 5000));
+	/* the task's pid, from the output the master keeps */
+	t0 = nd_test_now_ms();
+	for (;;) {
+		CLI(&R, "logs", ids);
+		EXPECT_STATUS(&R, 0);
+		if (strchr(R.out, '\n'))
+			break;
+		cr_assert(nd_test_now_ms() - t0 < 5000,
+			  "logs %s: no output within 5 s (\"%s\")", ids, R.out);
+		nd_test_sleep_ms(50);
+	}
+	pid = parse_pid(R.out);
+	cr_assert(nd_test_pid_alive(pid), "task process %d not running",
+		  (int)pid);
+
+	t0 = nd_test_now_ms();
+	CLI(&R, "cancel", ids);
+	EXPECT_STATUS(&R, 0);
+	t = wait_task(id, "CANCELLED", 2000);
+	took = nd_test_now_ms() - t0;
+	cr_log_info("running task CANCELLED %lld ms after cancel",
+		    (long long)took);
+	json_decref(t);
+	EXPECT_PID_GONE(pid, 1000, "cancel did not kill the task");
+
+	/* cancelling it again is harmless and it stays CANCELLED */
+	CLI(&R, "cancel", ids);
+	t = task_get(id);
+	cr_assert_str_eq(jstr(t, "state"), "CANCELLED", "%s", jdump(t));
+	json_decref(t);
+	STOP_OK(&d);
+}
+
+Test(tasks, cancel_pending_task_never_runs)
+{
+	char marker[128], script[192], ids[32], busy_ids[32];
+	uint64_t busy, queued, after;
+	json_t *t;
+
+	make_tmpdir();
+	snprintf(marker, sizeof(marker), "%s/ran", tmpdir);
+	snprintf(script, sizeof(script), "touch '%s'", marker);
+	MASTER_START();
+	worker_start(0, "w1", 1, NULL);
+	WAIT_ALIVE("w1");
+
+	busy = SUBMIT("--", "sleep", "30");
+	json_decref(wait_task(busy, "RUNNING", 5000));
+	queued = SUBMIT("--", "sh", "-c", script);
+	nd_test_sleep_ms(300);
+	t = task_get(queued);
+	cr_assert_str_eq(jstr(t, "state"), "PENDING",
+			 "second task with the only slot busy: %s", jdump(t));
+	json_decref(t);
+
+	snprintf(ids, sizeof(ids), "%" PRIu64, queued);
+	CLI(&R, "cancel", ids);
+	EXPECT_STATUS(&R, 0);
+	t = task_get(queued);
+	cr_assert(!strcmp(jstr(t, "state"), "CANCELLED") &&
+			  jint(t, "started_unix_ms") == 0,
+		  "a PENDING task right after cancel: %s", jdump(t));
+	json_decref(t);
+
+	/* free the slot: the queue moves on past the cancelled task */
+	snprintf(busy_ids, sizeof(busy_ids), "%" PRIu64, busy);
+	CLI(&R, "cancel", busy_ids);
+	EXPECT_STATUS(&R, 0);
+	json_decref(wait_task(busy, "CANCELLED", 3000));
+	after = SUBMIT("--", "true");
+	json_decref(wait_task(after, "SUCCEEDED", 5000));
+	t = task_get(queued);
+	cr_assert(!strcmp(jstr(t, "state"), "CANCELLED") &&
+			  jint(t, "started_unix_ms") == 0,
+		  "cancelled PENDING task later: %s", jdump(t));
+	json_decref(t);
+	cr_assert(access(marker, F_OK) != 0,
+		  "the cancelled PENDING task ran anyway (%s exists)", marker);
+	STOP_OK(&d);
+}
+
+/* ---- targeting ---- */
+
+/* Sorts the lines of s in place (at most 16). */
+static size_t split_lines(char *s, char *lines[], size_t max)
+{
+	size_t n = 0;
+
+	for (char *p = s; *p && n < max;) {
+		char *nl = strchr(p, '\n');
+
+		lines[n++] = p;
+		if (!nl)
+			break;
+		*nl = '\0';
+		p = nl + 1;
+	}
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && strcmp(lines[j - 1], lines[j]) > 0;
+		     j--) {
+			char *tmp = lines[j];
+
+			lines[j] = lines[j - 1];
+			lines[j - 1] = tmp;
+		}
+	return n;
+}
+
+Test(tasks, fan_out_over_three_workers)
+{
+	char script[256], *lines[16];
+	size_t n;
+
+	make_tmpdir();
+	MASTER_START();
+	worker_start(0, "w1", 2, NULL);
+	worker_start(1, "w2", 2, NULL);
+	worker_start(2, "w3", 2, NULL);
+	WAIT_ALIVE("w1");
+	WAIT_ALIVE("w2");
+	WAIT_ALIVE("w3");
+
+	CLI(&R, "run", "--all", "--", "sh", "-c", "echo hi");
+	EXPECT_STATUS(&R, 0);
+	n = split_lines(R.out, lines, 16);
+	cr_assert(n == 3 && !strcmp(lines[0], "w1: hi") &&
+			  !strcmp(lines[1], "w2: hi") &&
+			  !strcmp(lines[2], "w3: hi"),
+		  "run --all -- sh -c 'echo hi': %zu lines, want one "
+		  "\"wN: hi\" per worker (first: \"%s\")", n,
+		  n ? lines[0] : "");
+
+	CLI(&R, "run", "--all", "--", "sh", "-c", "exit 4");
+	EXPECT_STATUS(&R, 4);
+
+	/* the largest status wins, wherever it comes from: one node makes
+	 * the directory first (mkdir is atomic) and exits differently */
+	snprintf(script, sizeof(script),
+		 "mkdir '%s/a' 2>/dev/null && exit 7 || exit 3", tmpdir);
+	CLI(&R, "run", "--all", "--shell", "--", script);
+	EXPECT_STATUS(&R, 7);
+	snprintf(script, sizeof(script),
+		 "mkdir '%s/b' 2>/dev/null && exit 3 || exit 7", tmpdir);
+	CLI(&R, "run", "--all", "--shell", "--", script);
+	EXPECT_STATUS(&R, 7);
+
+	/* submit --all: one task per node */
+	CLI(&R, "submit", "--all", "--", "true");
+	EXPECT_STATUS(&R, 0);
+	n = split_lines(R.out, lines, 16);
+	cr_assert_eq(n, 3, "submit --all: %zu lines, want one per node", n);
+	for (int w = 1; w <= 3; w++) {
+		char on[16];
+		int seen = 0;
+
+		snprintf(on, sizeof(on), " on w%d", w);
+		for (size_t i = 0; i < n; i++) {
+			size_t ll = strlen(lines[i]), ol = strlen(on);
+
+			cr_assert(!strncmp(lines[i], "job ", 4) &&
+					  strstr(lines[i], ": task "),
+				  "submit --all printed \"%s\", want 'job J: "
+				  "task T on NODE'", lines[i]);
+			seen += ll > ol && !strcmp(lines[i] + ll - ol, on);
+		}
+		cr_assert_eq(seen, 1, "submit --all: %d lines for w%d", seen,
+			     w);
+	}
+	STOP_OK(&d);
+}
+
+Test(tasks, labels_and_nodes_target_and_refuse)
+{
+	uint64_t ids[4];
+	json_t *t, *arr;
+	size_t before;
+
+	MASTER_START();
+	worker_start(0, "w1", 2, "rack=a");
+	worker_start(1, "w2", 2, "rack=b");
+	WAIT_ALIVE("w1");
+	WAIT_ALIVE("w2");
+
+	for (int i = 0; i < 4; i++)
+		ids[i] = SUBMIT("--label", "rack=b", "--", "true");
+	for (int i = 0; i < 4; i++) {
+		t = wait_task(ids[i], "SUCCEEDED", 5000);
+		cr_assert_str_eq(jstr(t, "node"), "w2",
+				 "--label rack=b ran on another node: %s",
+				 jdump(t));
+		json_decref(t);
+	}
+	CLI(&R, "run", "--label", "rack=b", "--", "echo", "x");
+	EXPECT_STATUS(&R, 0);
+	EXPECT_OUT(&R, "x\n");
+	t = latest_task("echo");
+	cr_assert_str_eq(jstr(t, "node"), "w2", "%s", jdump(t));
+	json_decref(t);
+	CLI(&R, "run", "--node", "w1", "--", "true");
+	EXPECT_STATUS(&R, 0);
+	t = latest_task("true");
+	cr_assert_str_eq(jstr(t, "node"), "w1", "%s", jdump(t));
+	json_decref(t);
+
+	arr = CLI_JSON("tasks", "--json");
+	before = json_array_size(arr);
+	json_decref(arr);
+
+	CLI(&R, "run", "--label", "rack=z", "--", "true");
+	EXPECT_STATUS(&R, 1);
+	cr_assert(strstr(R.err, "label"), "refused label: stderr \"%s\"",
+		  R.err);
+	CLI(&R, "submit", "--label", "rack=z", "--", "true");
+	EXPECT_STATUS(&R, 1);
+	cr_assert(R.out[0] == '\0', "refused submit printed \"%s\"", R.out);
+	CLI(&R, "run", "--node", "nope", "--", "true");
+	EXPECT_STATUS(&R, 1);
+	cr_assert(strstr(R.err, "nope"), "refused --node nope: stderr \"%s\"",
+		  R.err);
+
+	arr = CLI_JSON("tasks", "--json");
+	cr_assert_eq(json_array_size(arr), before,
+		     "refused submissions created tasks: %zu before, %zu after",
+		     before, json_array_size(arr));
+	json_decref(arr);
+	STOP_OK(&d);
+}
+
+/* ---- many tasks at once (client library) ---- */
+
+#define BULK 1000
+
+struct bulk {
+	size_t replies, errors;
+	uint64_t ids[BULK];
+	char first_err[256];
+};
+
+static void bulk_submit_cb(struct nd_client *c, int status,
+			   const Noded__Frame *f, bool done, void *arg)
+{
+	struct bulk *b = arg;
+
+	if (!done)
+		return;
+	if (status == 0 && f->body_case == NODED__FRAME__BODY_SUBMIT_REPLY &&
+	    f->submit_reply->n_task_ids == 1 && b->replies < BULK) {
+		b->ids[b->replies] = f->submit_reply->task_ids[0];
+	} else {
+		if (!b->errors++)
+			snprintf(b->first_err, sizeof(b->first_err),
+				 "status %d (%s): %s", status,
+				 nd_strerror(status),
+				 f ? nd_test_describe(f) : "no frame");
+	}
+	b->replies++;
+}
+
+/* Pipelines n submits of spec on c; waits for every reply. */
+static void bulk_submit(struct nd_client *c, Noded__TaskSpec *spec,
+			struct bulk *b, size_t n)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	int64_t deadline;
+
+	f.body_case = NODED__FRAME__BODY_SUBMIT;
+	f.submit = spec;
+	for (size_t i = 0; i < n; i++) {
+		int64_t id = nd_client_start(c, &f, bulk_submit_cb, b);
+
+		cr_assert(id > 0, "nd_client_start submit %zu: %s", i,
+			  nd_strerror((int)id));
+	}
+	deadline = nd_test_now_ms() + 30000;
+	while (b->replies < n) {
+		int r = nd_client_poll(c, 1000);
+
+		cr_assert(r >= 0, "nd_client_poll: %s after %zu of %zu replies",
+			  nd_strerror(r), b->replies, n);
+		cr_assert(nd_test_now_ms() < deadline,
+			  "%zu of %zu SubmitReplies within 30 s", b->replies,
+			  n);
+	}
+	cr_assert(b->errors == 0, "%zu of %zu submits failed; first: %s",
+		  b->errors, n, b->first_err);
+}
+
+/* list_tasks through the client (limit 10000); caller frees the frame. */
+static Noded__TaskList *client_tasks(struct nd_client *c, Noded__Frame **rf)
+{
+	Noded__TaskListRequest q = NODED__TASK_LIST_REQUEST__INIT;
+	Noded__Frame f = NODED__FRAME__INIT;
+	int r;
+
+	q.limit = 10000;
+	f.body_case = NODED__FRAME__BODY_LIST_TASKS;
+	f.list_tasks = &q;
+	r = nd_client_call(c, &f, rf, 10000);
+	cr_assert(r == 0 && (*rf)->body_case == NODED__FRAME__BODY_TASK_LIST,
+		  "list_tasks: %s %s", nd_strerror(r),
+		  *rf ? nd_test_describe(*rf) : "");
+	return (*rf)->task_list;
+}
+
+static Noded__NodeList *client_nodes(struct nd_client *c, Noded__Frame **rf)
+{
+	Noded__NodeListRequest q = NODED__NODE_LIST_REQUEST__INIT;
+	Noded__Frame f = NODED__FRAME__INIT;
+	int r;
+
+	f.body_case = NODED__FRAME__BODY_LIST_NODES;
+	f.list_nodes = &q;
+	r = nd_client_call(c, &f, rf, 10000);
+	cr_assert(r == 0 && (*rf)->body_case == NODED__FRAME__BODY_NODE_LIST,
+		  "list_nodes: %s %s", nd_strerror(r),
+		  *rf ? nd_test_describe(*rf) : "");
+	return (*rf)->node_list;
+}
+
+/* Asserts no node reports more running tasks than slots; returns the
+ * largest running count seen. */
+static uint32_t check_slots(struct nd_client *c)
+{
+	Noded__Frame *rf = NULL;
+	Noded__NodeList *nl = client_nodes(c, &rf);
+	uint32_t most = 0;
+
+	for (size_t i = 0; i < nl->n_nodes; i++) {
+		Noded__NodeInfo *n = nl->nodes[i];
+
+		cr_assert(n->running_tasks <= n->slots_total &&
+				  n->slots_free <= n->slots_total,
+			  "node %s runs %u tasks with %u slots (%u free)",
+			  n->name, n->running_tasks, n->slots_total,
+			  n->slots_free);
+		if (n->running_tasks > most)
+			most = n->running_tasks;
+	}
+	nd_frame_free(rf, NULL);
+	return most;
+}
+
+Test(tasks, thousand_tasks_all_succeed_within_slots, .timeout = 180)
+{
+	static struct bulk b;
+	char *argv[] = { "true" };
+	Noded__TaskSpec spec = NODED__TASK_SPEC__INIT;
+	struct nd_client *c;
+	int64_t t0, deadline;
+	uint32_t most = 0, running;
+	size_t samples = 0, on_w1 = 0, on_w2 = 0;
+	json_t *arr, *t;
+	size_t i;
+	int r;
+
+	MASTER_START();
+	worker_start(0, "w1", 4, NULL);
+	worker_start(1, "w2", 4, NULL);
+	WAIT_ALIVE("w1");
+	WAIT_ALIVE("w2");
+	r = nd_client_connect(&c, master, NULL);
+	cr_assert(r == 0, "nd_client_connect %s: %s", master, nd_strerror(r));
+
+	spec.n_argv = 1;
+	spec.argv = argv;
+	t0 = nd_test_now_ms();
+	bulk_submit(c, &spec, &b, BULK);
+	cr_log_info("%d submits answered in %lld ms", BULK,
+		    (long long)(nd_test_now_ms() - t0));
+
+	deadline = t0 + 60000;
+	for (;;) {
+		Noded__Frame *rf = NULL;
+		Noded__TaskList *tl;
+		size_t done = 0;
+
+		running = check_slots(c);
+		most = running > most ? running : most;
+		samples++;
+		tl = client_tasks(c, &rf);
+		for (i = 0; i < tl->n_tasks; i++) {
+			Noded__TaskRecord *rec = tl->tasks[i];
+
+			cr_assert(rec->state != NODED__TASK_STATE__TASK_FAILED &&
+					  rec->state !=
+						  NODED__TASK_STATE__TASK_LOST &&
+					  rec->state !=
+						  NODED__TASK_STATE__TASK_CANCELLED &&
+					  rec->state !=
+						  NODED__TASK_STATE__TASK_TIMED_OUT,
+				  "task %" PRIu64 " ended in state %d on %s: "
+				  "%s (exit %d)", rec->id, rec->state,
+				  rec->node, rec->reason, rec->exit_code);
+			done += rec->state == NODED__TASK_STATE__TASK_SUCCEEDED;
+		}
+		nd_frame_free(rf, NULL);
+		if (done == BULK)
+			break;
+		cr_assert(nd_test_now_ms() < deadline,
+			  "%zu of %d tasks SUCCEEDED within 60 s", done, BULK);
+		nd_test_sleep_ms(20);
+	}
+	cr_log_info("%d tasks SUCCEEDED in %lld ms; %zu samples, at most %u "
+		    "running on a node", BULK,
+		    (long long)(nd_test_now_ms() - t0), samples, most);
+	nd_client_close(c);
+
+	/* the same through the CLI */
+	arr = CLI_JSON("tasks", "--json", "--limit", "10000");
+	cr_assert_eq(json_array_size(arr), BULK, "tasks --json: %zu records",
+		     json_array_size(arr));
+	json_array_foreach(arr, i, t) {
+		cr_assert_str_eq(jstr(t, "state"), "SUCCEEDED", "%s",
+				 jdump(t));
+		on_w1 += !strcmp(jstr(t, "node"), "w1");
+		on_w2 += !strcmp(jstr(t, "node"), "w2");
+	}
+	json_decref(arr);
+	cr_assert_eq(on_w1 + on_w2, BULK, "tasks on w1 %zu, on w2 %zu", on_w1,
+		     on_w2);
+	cr_log_info("w1 ran %zu tasks, w2 %zu", on_w1, on_w2);
+	STOP_OK(&d);
+}
+
+/* Max number of intervals [start, end) of one node that overlap. */
+static int max_overlap(const Noded__TaskList *tl, const char *node)
+{
+	int64_t ev[64][2];
+	size_t n = 0;
+	int cur = 0, most = 0;
+
+	for (size_t i = 0; i < tl->n_tasks && n + 2 <= 64; i++) {
+		const Noded__TaskRecord *r = tl->tasks[i];
+
+		if (strcmp(r->node, node))
+			continue;
+		ev[n][0] = (int64_t)r->started_unix_ms;
+		ev[n++][1] = +1;
+		ev[n][0] = (int64_t)r->ended_unix_ms;
+		ev[n++][1] = -1;
+	}
+	/* by time; an end before a start at the same millisecond */
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && (ev[j - 1][0] > ev[j][0] ||
+					     (ev[j - 1][0] == ev[j][0] &&
+					      ev[j - 1][1] > ev[j][1]));
+		     j--) {
+			int64_t a = ev[j][0], b = ev[j][1];
+
+			ev[j][0] = ev[j - 1][0];
+			ev[j][1] = ev[j - 1][1];
+			ev[j - 1][0] = a;
+			ev[j - 1][1] = b;
+		}
+	for (size_t i = 0; i < n; i++) {
+		cur += (int)ev[i][1];
+		if (cur > most)
+			most = cur;
+	}
+	return most;
+}
+
+Test(tasks, excess_tasks_wait_in_the_queue)
+{
+	static struct bulk b;
+	char *argv[] = { "sleep", "0.4" };
+	Noded__TaskSpec spec = NODED__TASK_SPEC__INIT;
+	Noded__Frame *rf = NULL;
+	Noded__TaskList *tl;
+	struct nd_client *c;
+	size_t pending = 0, done;
+	int64_t t0, deadline;
+	int r, o1, o2;
+
+	MASTER_START();
+	worker_start(0, "w1", 2, NULL);
+	worker_start(1, "w2", 2, NULL);
+	WAIT_ALIVE("w1");
+	WAIT_ALIVE("w2");
+	r = nd_client_connect(&c, master, NULL);
+	cr_assert(r == 0, "nd_client_connect %s: %s", master, nd_strerror(r));
+	spec.n_argv = 2;
+	spec.argv = argv;
+	t0 = nd_test_now_ms();
+	bulk_submit(c, &spec, &b, 12);
+	tl = client_tasks(c, &rf);
+	for (size_t i = 0; i < tl->n_tasks; i++)
+		pending += tl->tasks[i]->state ==
+			   NODED__TASK_STATE__TASK_PENDING;
+	nd_frame_free(rf, NULL);
+	cr_assert(pending >= 4, "12 tasks of 0.4 s on 4 slots: only %zu "
+		  "PENDING right after submission", pending);
+
+	deadline = t0 + 15000;
+	for (;;) {
+		check_slots(c);
+		tl = client_tasks(c, &rf);
+		done = 0;
+		for (size_t i = 0; i < tl->n_tasks; i++) {
+			/* SUCCEEDED, or not ended yet */
+			cr_assert(tl->tasks[i]->state <=
+					  NODED__TASK_STATE__TASK_SUCCEEDED,
+				  "task %" PRIu64 " ended in state %d: %s",
+				  tl->tasks[i]->id, tl->tasks[i]->state,
+				  tl->tasks[i]->reason);
+			done += tl->tasks[i]->state ==
+				NODED__TASK_STATE__TASK_SUCCEEDED;
+		}
+		if (done == 12)
+			break;
+		nd_frame_free(rf, NULL);
+		cr_assert(nd_test_now_ms() < deadline,
+			  "%zu of 12 tasks SUCCEEDED within 15 s", done);
+		nd_test_sleep_ms(50);
+	}
+	o1 = max_overlap(tl, "w1");
+	o2 = max_overlap(tl, "w2");
+	nd_frame_free(rf, NULL);
+	cr_assert(o1 <= 2 && o2 <= 2,
+		  "by their records, w1 ran %d and w2 ran %d tasks at once "
+		  "with 2 slots each", o1, o2);
+	cr_assert(nd_test_now_ms() - t0 >= 3 * 400,
+		  "12 tasks of 0.4 s on 4 slots took only %lld ms",
+		  (long long)(nd_test_now_ms() - t0));
+	nd_client_close(c);
+	STOP_OK(&d);
+}
+
+/* ---- workers dying and coming back ---- */
+
+/* The pids whose parent is ppid (from /proc), at most max. */
+static size_t children_of(pid_t ppid, pid_t *out, size_t max)
+{
+	char path[64], buf[512], *rp;
+	struct dirent *e;
+	size_t n = 0;
+	DIR *dir = opendir("/proc");
+
+	cr_assert(dir, "opendir /proc: %s", strerror(errno));
+	while ((e = readdir(dir)) && n < max) {
+		long pid = strtol(e->d_name, &rp, 10), pp;
+		ssize_t len;
+		int fd;
+
+		if (pid <= 0 || *rp)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		buf[len] = '\0';
+		/* "pid (comm) S ppid ..." */
+		rp = strrchr(buf, ')');
+		if (rp && sscanf(rp + 1, " %*c %ld", &pp) == 1 && pp == ppid)
+			out[n++] = (pid_t)pid;
+	}
+	closedir(dir);
+	return n;
+}
+
+Test(tasks, worker_sigkill_mid_task_loses_it)
+{
+	pid_t helpers[16];
+	size_t nhelpers;
+	char line[64];
+	struct bg *b;
+	int64_t t0, ms;
+	json_t *t;
+	uint64_t id;
+	pid_t pid;
+	int st;
+
+	MASTER_START("--heartbeat-timeout", "2");
+	worker_start(0, "victim", 2, NULL);
+	worker_start(1, "survivor", 2, NULL);
+	WAIT_ALIVE("victim");
+	WAIT_ALIVE("survivor");
+
+	b = BG("run", "--node", "victim", "--", "sh", "-c",
+	       "echo $$; exec sleep 30");
+	bg_line(b, line, sizeof(line), 10000);
+	pid = parse_pid(line);
+	t = latest_task("sh");
+	id = (uint64_t)jint(t, "id");
+	cr_assert_str_eq(jstr(t, "state"), "RUNNING", "%s", jdump(t));
+	json_decref(t);
+	/* the worker's exec helpers (the task's parent among them) */
+	nhelpers = children_of(workers[0], helpers, 16);
+	for (size_t i = 0; i < nhelpers; i++)
+		stray_add(helpers[i]);
+	cr_log_info("the worker has %zu child processes", nhelpers);
+
+	t0 = nd_test_now_ms();
+	worker_kill(0);
+	/* the task itself must not outlive its worker */
+	ms = wait_pid_gone(pid, 3000);
+	cr_assert(ms >= 0, "the task's `sleep 30` (pid %d) is still running "
+		  "3 s after its worker was SIGKILLed", (int)pid);
+	cr_log_info("task process gone %lld ms after the worker's SIGKILL",
+		    (long long)ms);
+	for (size_t i = 0; i < nhelpers; i++)
+		cr_assert(wait_pid_gone(helpers[i], 3000) >= 0,
+			  "process %d, a child of the SIGKILLed worker, still "
+			  "runs 3 s later", (int)helpers[i]);
+
+	wait_node("victim", "DEAD", 6000);
+	ms = nd_test_now_ms() - t0;
+	cr_assert(ms <= 2000 + 1000 + 1500,
+		  "node DEAD %lld ms after SIGKILL, heartbeat timeout 2 s",
+		  (long long)ms);
+	t = wait_task(id, "LOST", 1000);
+	cr_log_info("node DEAD within %lld ms, task LOST %lld ms after the "
+		    "worker's SIGKILL: %s", (long long)ms,
+		    (long long)(nd_test_now_ms() - t0), jstr(t, "reason"));
+	json_decref(t);
+
+	st = bg_wait(b, 3000);
+	cr_assert(st == 255 && strstr(bg_stderr(b), "lost"),
+		  "the waiting `%s` exited %d, want 255 with a note that the "
+		  "task was lost; stderr: \"%s\"", b->cmd, st, bg_stderr(b));
+	wait_node("survivor", "ALIVE", 1000);
+	STOP_OK(&d);
+}
+
+/* Index in workers[] of the node named name ("w1" -> 0, "w2" -> 1). */
+static int worker_index(const char *name)
+{
+	cr_assert(name[0] == 'w' && name[1] >= '1' && name[1] <= '4' &&
+			  !name[2],
+		  "unexpected node name \"%s\"", name);
+	return name[1] - '1';
+}
+
+Test(tasks, lost_task_retried_on_another_worker)
+{
+	char first[32];
+	json_t *t;
+	uint64_t id;
+
+	MASTER_START("--heartbeat-timeout", "2");
+	worker_start(0, "w1", 2, NULL);
+	worker_start(1, "w2", 2, NULL);
+	WAIT_ALIVE("w1");
+	WAIT_ALIVE("w2");
+
+	id = SUBMIT("--retries", "1", "--", "sleep", "3");
+	t = wait_task(id, "RUNNING", 5000);
+	snprintf(first, sizeof(first), "%s", jstr(t, "node"));
+	cr_assert_eq(jint(t, "attempt"), 1, "%s", jdump(t));
+	json_decref(t);
+	worker_kill(worker_index(first));
+
+	/* DEAD within ~3 s, then 3 s of sleep on the other node */
+	t = wait_task(id, "SUCCEEDED", 2000 + 1000 + 3000 + 4000);
+	cr_assert(strcmp(jstr(t, "node"), first) != 0 &&
+			  jint(t, "attempt") == 2,
+		  "after %s died: want SUCCEEDED on the other node with "
+		  "attempt 2, got %s", first, jdump(t));
+	json_decref(t);
+	STOP_OK(&d);
+}
+
+Test(tasks, worker_restarted_after_dead_runs_tasks)
+{
+	MASTER_START("--heartbeat-timeout", "2");
+	worker_start(0, "phoenix", 2, NULL);
+	WAIT_ALIVE("phoenix");
+	CLI(&R, "run", "--node", "phoenix", "--", "echo", "one");
+	EXPECT_STATUS(&R, 0);
+	EXPECT_OUT(&R, "one\n");
+
+	worker_kill(0);
+	wait_node("phoenix", "DEAD", 6000);
+	worker_start(0, "phoenix", 2, NULL);
+	WAIT_ALIVE("phoenix");
+	CLI(&R, "run", "--node", "phoenix", "--", "echo", "back");
+	EXPECT_STATUS(&R, 0);
+	EXPECT_OUT(&R, "back\n");
+	STOP_OK(&d);
+}
+
+Test(tasks, worker_restarted_at_once_runs_tasks)
+{
+	json_t *t;
+
+	MASTER_START("--heartbeat-timeout", "2");
+	worker_start(0, "phoenix", 2, NULL);
+	WAIT_ALIVE("phoenix");
+	CLI(&R, "run", "--node", "phoenix", "--", "echo", "one");
+	EXPECT_STATUS(&R, 0);
+
+	/* back before the master noticed it was gone */
+	worker_kill(0);
+	worker_start(0, "phoenix", 2, NULL);
+	nd_test_sleep_ms(1500);
+	WAIT_ALIVE("phoenix");
+	CLI(&R, "run", "--node", "phoenix", "--", "echo", "back");
+	EXPECT_STATUS(&R, 0);
+	EXPECT_OUT(&R, "back\n");
+	t = latest_task("echo");
+	EXPECT_RECORD(t, "SUCCEEDED", 0);
+	json_decref(t);
+	STOP_OK(&d);
+}
+
+/* ---- output ---- */
+
+Test(tasks, output_over_the_cap)
+{
+	char ids[32];
+	json_t *t;
+
+	MASTER_START("--output-cap", "65536");
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+
+	CLI(&R, "run", "--", "head", "-c", "1000000", "/dev/zero");
+	EXPECT_STATUS(&R, 0);
+	cr_assert_eq(R.out_bytes, 1000000,
+		     "run streamed %" PRIu64 " bytes of 1000000", R.out_bytes);
+	t = latest_task("head");
+	cr_assert(json_is_true(json_object_get(t, "truncated")) &&
+			  jint(t, "output_bytes") == 1000000,
+		  "want truncated=true output_bytes=1000000: %s", jdump(t));
+	snprintf(ids, sizeof(ids), "%lld", jint(t, "id"));
+	json_decref(t);
+	CLI(&R, "logs", ids);
+	EXPECT_STATUS(&R, 0);
+	cr_assert_eq(R.out_bytes, 65536, "logs %s: %" PRIu64 " bytes, want "
+		     "the 65536 kept", ids, R.out_bytes);
+
+	/*
+	 * A per-task cap below the master's. Output comes out at once here,
+	 * so this also checks that nothing produced between the submit and
+	 * the watch request of `noded run` is lost: a few times, as that is
+	 * a race.
+	 */
+	for (int i = 0; i < 10; i++) {
+		CLI(&R, "run", "--output-cap", "1000", "--", "head", "-c",
+		    "5000", "/dev/zero");
+		EXPECT_STATUS(&R, 0);
+		cr_assert_eq(R.out_bytes, 5000,
+			     "run %d of `%s`: streamed %" PRIu64 " bytes of "
+			     "5000 (the output past the task's cap that "
+			     "came before the watch started was dropped?)",
+			     i + 1, R.cmd, R.out_bytes);
+	}
+	t = latest_task("head");
+	cr_assert(json_is_true(json_object_get(t, "truncated")) &&
+			  jint(t, "output_bytes") == 5000,
+		  "%s", jdump(t));
+	snprintf(ids, sizeof(ids), "%lld", jint(t, "id"));
+	json_decref(t);
+	CLI(&R, "logs", ids);
+	EXPECT_STATUS(&R, 0);
+	cr_assert_eq(R.out_bytes, 1000, "logs %s: %" PRIu64 " bytes, want "
+		     "1000", ids, R.out_bytes);
+
+	/* under the cap: kept whole, not truncated */
+	CLI(&R, "run", "--", "head", "-c", "1000", "/dev/zero");
+	t = latest_task("head");
+	cr_assert(json_is_false(json_object_get(t, "truncated")) &&
+			  jint(t, "output_bytes") == 1000,
+		  "%s", jdump(t));
+	json_decref(t);
+	STOP_OK(&d);
+}
+
+Test(tasks, huge_output_keeps_memory_flat, .timeout = 120)
+{
+	static char buf[1 << 16];
+	const uint64_t want = 200ull << 20;
+	long m0, w0, m_peak, w_peak;
+	uint64_t got = 0;
+	int64_t t0, last = 0;
+	struct bg *b;
+	pid_t wpid;
+	int st;
+
+	MASTER_START();
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+	wpid = workers[0];
+	/* warm the pipe, output and watch paths up once */
+	CLI(&R, "run", "--", "head", "-c", "4194304", "/dev/zero");
+	EXPECT_STATUS(&R, 0);
+	nd_test_sleep_ms(200);
+	m0 = m_peak = nd_test_rss_kib(d.pid);
+	w0 = w_peak = nd_test_rss_kib(wpid);
+
+	t0 = nd_test_now_ms();
+	b = BG("run", "--", "head", "-c", "209715200", "/dev/zero");
+	for (;;) {
+		struct pollfd p = { .fd = b->out, .events = POLLIN };
+		ssize_t n;
+
+		cr_assert(nd_test_now_ms() - t0 < 60000,
+			  "200 MiB not through within 60 s (%" PRIu64
+			  " bytes; stderr: %s)", got, bg_stderr(b));
+		if (nd_test_now_ms() - last >= 20) {
+			long m = nd_test_rss_kib(d.pid),
+			     w = nd_test_rss_kib(wpid);
+
+			last = nd_test_now_ms();
+			m_peak = m > m_peak ? m : m_peak;
+			w_peak = w > w_peak ? w : w_peak;
+		}
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		n = read(b->out, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		cr_assert(n >= 0, "read: %s", strerror(errno));
+		if (n == 0)
+			break;
+		got += (uint64_t)n;
+	}
+	st = bg_wait(b, 10000);
+	cr_log_info("200 MiB through noded run in %lld ms; master RSS %ld -> "
+		    "peak %ld KiB, worker %ld -> peak %ld KiB",
+		    (long long)(nd_test_now_ms() - t0), m0, m_peak, w0,
+		    w_peak);
+	cr_assert(st == 0 && got == want,
+		  "`%s` exited %d after %" PRIu64 " bytes, want 0 after %"
+		  PRIu64 "; stderr: %s", b->cmd, st, got, want, bg_stderr(b));
+	if (d.asan) {
+		cr_log_info("RSS checks skipped: daemon runs under ASan");
+	} else {
+		cr_assert(m_peak - m0 < 32 * 1024,
+			  "master RSS grew from %ld to %ld KiB while 200 MiB "
+			  "went through", m0, m_peak);
+		cr_assert(w_peak - w0 < 32 * 1024,
+			  "worker RSS grew from %ld to %ld KiB while 200 MiB "
+			  "went through", w0, w_peak);
+	}
+	STOP_OK(&d);
+}
+
+Test(tasks, background_child_killed_when_task_ends)
+{
+	int64_t gone;
+	pid_t pid;
+
+	MASTER_START();
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+
+	CLI(&R, "run", "--", "sh", "-c", "sleep 300 & echo $!");
+	EXPECT_STATUS(&R, 0);
+	pid = parse_pid(R.out);
+	cr_assert(R.ms < 5000,
+		  "run of a command leaving a background child took %lld ms",
+		  (long long)R.ms);
+	gone = wait_pid_gone(pid, 2000);
+	cr_assert(gone >= 0,
+		  "background child %d of a finished task still running 2 s "
+		  "after `noded run` returned", (int)pid);
+	cr_log_info("background child gone %lld ms after run returned",
+		    (long long)gone);
+	STOP_OK(&d);
+}
+
+/* ---- noded dev ---- */
+
+Test(tasks, dev_mode_runs_tasks_on_its_workers)
+{
+	const char *argv[] = { nd_test_bin(), "dev", "--listen", "127.0.0.1:0",
+			       "--workers", "2", NULL };
+	char want[2][80], *lines[16];
+	int64_t t0;
+	json_t *arr, *n;
+	size_t i, nl, alive;
+
+	ND_CHECK(nd_test_daemon_start_argv(&d, argv));
+	snprintf(master, sizeof(master), "127.0.0.1:%d", d.port);
+	t0 = nd_test_now_ms();
+	for (;;) {
+		arr = nodes_get();
+		alive = 0;
+		json_array_foreach(arr, i, n)
+			alive += !strcmp(jstr(n, "state"), "ALIVE");
+		if (alive == 2 && json_array_size(arr) == 2)
+			break;
+		cr_assert(nd_test_now_ms() - t0 < 10000,
+			  "noded dev --workers 2: nodes %s", jdump(arr));
+		json_decref(arr);
+		nd_test_sleep_ms(50);
+	}
+	for (i = 0; i < 2; i++)
+		snprintf(want[i], sizeof(want[i]), "%s: hi",
+			 jstr(json_array_get(arr, i), "name"));
+	json_decref(arr);
+
+	CLI(&R, "run", "--all", "--", "echo", "hi");
+	EXPECT_STATUS(&R, 0);
+	nl = split_lines(R.out, lines, 16);
+	cr_assert(nl == 2 &&
+			  ((!strcmp(lines[0], want[0]) &&
+			    !strcmp(lines[1], want[1])) ||
+			   (!strcmp(lines[0], want[1]) &&
+			    !strcmp(lines[1], want[0]))),
+		  "run --all -- echo hi on noded dev: %zu lines, want \"%s\" "
+		  "and \"%s\"", nl, want[0], want[1]);
+	STOP_OK(&d);
+}
