@@ -6,6 +6,7 @@
  * stops what it started by pid, and kills any task process it saw that
  * outlived its task (and fails when it finds one).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -15,11 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <dirent.h>
 #include <jansson.h>
 
 #include "harness.h"
@@ -818,7 +817,7 @@ Test(tasks, cancel_pending_task_never_runs)
 
 /* ---- targeting ---- */
 
-/* Sorts the lines of s in place (at most 16). */
+/* Splits s into its lines (at most max, in place) and sorts them. */
 static size_t split_lines(char *s, char *lines[], size_t max)
 {
 	size_t n = 0;
