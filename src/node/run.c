@@ -54,6 +54,7 @@ struct rtask {
 	uint32_t attempt;
 	struct helper *h;
 	pid_t pid;
+	uint64_t start_unix_ms;
 	bool started, started_acked, started_sent;
 	bool exited;
 	bool finish_sent;             /* the end is with the master */
@@ -188,6 +189,7 @@ static void send_started(struct rtask *t)
 
 	st.task_id = t->id;
 	st.pid = t->pid;
+	st.start_unix_ms = t->start_unix_ms;
 	u.body_case = NODED__TASK_UPDATE__BODY_STARTED;
 	u.started = &st;
 	t->started_sent = update(t, &u, on_started_ack, t);
@@ -330,6 +332,7 @@ static void on_started(struct nd_runner *r, const Noded__ExecStarted *st,
 	}
 	t->started = true;
 	t->pid = st->pid;
+	t->start_unix_ms = st->start_unix_ms;
 	for (int i = 0; i < 2; i++) {
 		struct pipe_rd *p = pipe_get(r);
 
@@ -344,7 +347,9 @@ static void on_started(struct nd_runner *r, const Noded__ExecStarted *st,
 		t->p[i] = p;
 		arm_read(p);
 	}
-	send_started(t);
+	/* "started" waits for nd_runner_tick: most tasks end before it, and
+	 * their end carries the start time, which saves a message pair (and
+	 * two wake-ups) per short task. */
 }
 
 static void on_exited(struct nd_runner *r, const Noded__ExecExited *x)
@@ -609,12 +614,24 @@ void nd_runner_connected(struct nd_runner *r)
 
 		if (!t)
 			continue;
-		if (t->started && !t->started_acked && !t->started_sent)
+		if (t->started && !t->exited && !t->started_acked &&
+		    !t->started_sent)
 			send_started(t);
 		for (int k = 0; k < 2; k++)
 			if (t->p[k] && t->p[k]->len && !t->p[k]->sent)
 				send_chunk(t->p[k]);
 		send_finished(t);
+	}
+}
+
+void nd_runner_tick(struct nd_runner *r)
+{
+	for (size_t i = 0; i < r->tasks.cap; i++) {
+		struct rtask *t = r->tasks.keys[i] ? r->tasks.vals[i] : NULL;
+
+		if (t && t->started && !t->exited && !t->started_sent &&
+		    !t->started_acked)
+			send_started(t);
 	}
 }
 

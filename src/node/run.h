@@ -44,6 +44,10 @@ void nd_runner_cancel(struct nd_runner *r, uint64_t task_id);
 /* Registered with the master (again): send what is owed. */
 void nd_runner_connected(struct nd_runner *r);
 
+/* Every 250 ms: reports "started" for tasks that are still running (a task
+ * that ends sooner reports only its end, which carries its start time). */
+void nd_runner_tick(struct nd_runner *r);
+
 /* Tasks running now, and their ids (up to max). */
 size_t nd_runner_running(const struct nd_runner *r, uint64_t *ids, size_t max);
 

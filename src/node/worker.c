@@ -241,6 +241,8 @@ static void tick(struct nd_shard *s)
 	}
 	if (w->registered && s->now_ms - w->last_report_ms >= w->heartbeat_ms)
 		report(w);
+	if (w->registered)
+		nd_runner_tick(w->runner);
 }
 
 /* While a connect is in flight the shard must not stop under it. */
