@@ -349,9 +349,17 @@ static const char *unplaceable(struct nd_svc *svc, const Noded__TaskSpec *sp,
 			if (n->state != NODED__NODE_STATE__NODE_DEAD &&
 			    has_labels(n, sp))
 				return NULL;
-	if (sp->n_labels)
-		snprintf(buf, len, "no live node has the labels asked for");
-	else
+	if (sp->n_labels) {
+		size_t off = (size_t)snprintf(buf, len, "no live node has the "
+					      "label%s", sp->n_labels > 1 ?
+					      "s" : "");
+
+		for (size_t i = 0; i < sp->n_labels && off < len; i++)
+			off += (size_t)snprintf(buf + off, len - off, "%s%s=%s",
+						i ? ", " : " ",
+						sp->labels[i]->key,
+						sp->labels[i]->value);
+	} else
 		snprintf(buf, len, "no live nodes");
 	return buf;
 }
