@@ -583,13 +583,6 @@ void nd_svc_stream_closed(struct nd_shard *from, const char *node,
 
 /* ---- life cycle ---- */
 
-/* Nothing of its own to finish yet. */
-static bool svc_drain(struct nd_shard *s)
-{
-	(void)s;
-	return false;
-}
-
 /* After the drain barrier no shard posts to us any more: free it all. */
 static void svc_stop(struct nd_shard *s)
 {
@@ -616,7 +609,6 @@ static void svc_stop(struct nd_shard *s)
 	free(svc);
 	s->svc = NULL;
 	s->svc_tick = NULL;
-	s->svc_drain = NULL;
 	s->svc_stop = NULL;
 }
 
@@ -642,6 +634,5 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg)
 	nd_list_init(&svc->held);
 	s->svc = svc;
 	s->svc_tick = svc_tick;
-	s->svc_drain = svc_drain;
 	s->svc_stop = svc_stop;
 }

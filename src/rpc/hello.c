@@ -61,7 +61,6 @@ void nd__rpc_hello(struct nd_conn *c, const Noded__Frame *f)
 		rc->authed = true;
 	}
 	rc->peer_name = strdup(h->node_name);
-	rc->peer_role = h->role;
 	rc->hello = true;
 
 	hr.protocol_version = ND_PROTOCOL_VERSION;

@@ -27,7 +27,6 @@ struct nd_rpc_conn {
 	bool stream_open;            /* an AssignTask stream is open */
 	uint64_t stream_id;
 	char *stream_node;           /* the node that stream registered; owned */
-	Noded__Role peer_role;
 	char *peer_name;             /* from Hello; owned */
 	uint64_t serial;             /* unique across shards, for the service */
 	char peer[64];               /* "HOST:PORT" of the other end */
