@@ -81,11 +81,19 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LIB_OBJ) $(SRV_OBJ) $(BUILD)/lib
 	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LDLIBS) -lm
 
 # Runs every test binary against the daemon built in the same tree.
+# Each binary's output is also kept in $(BUILD)/logs; the failures are
+# repeated at the end, where a CI log that keeps only its tail still shows them.
 check: all $(TESTS)
-	@fail=0; for t in $(TESTS); do \
-		echo "== $$t"; \
-		ND_BIN=$(BUILD)/noded ND_BENCH=$(BUILD)/noded-bench $$t --jobs 1 || fail=1; \
-	done; exit $$fail
+	@mkdir -p $(BUILD)/logs; failed=; for t in $(TESTS); do \
+		echo "== $$t"; log=$(BUILD)/logs/$${t##*/}.log; \
+		ND_BIN=$(BUILD)/noded ND_BENCH=$(BUILD)/noded-bench $$t --jobs 1 \
+			> $$log 2>&1; rc=$$?; cat $$log; \
+		[ $$rc -eq 0 ] || failed="$$failed $$t:$$rc"; \
+	done; [ -z "$$failed" ] && exit 0; \
+	for f in $$failed; do t=$${f%:*}; echo "== FAILED $$t (exit $${f##*:})"; \
+		grep -n -E -A3 'FAIL|CRASH|ERROR: |SUMMARY|runtime error|Assertion|Warning|Synthesis' \
+			$(BUILD)/logs/$${t##*/}.log | tail -40; \
+	done; exit 1
 
 check-san:
 	$(MAKE) SANITIZER=address,undefined check
