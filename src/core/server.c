@@ -297,6 +297,7 @@ int nd_server_start(struct nd_server *srv)
 	if (!srv->shards)
 		return -ENOMEM;
 	sem_init(&srv->started, 0, 0);
+	sem_init(&srv->go, 0, 0);
 	for (unsigned i = 0; i < srv->nshards; i++) {
 		struct nd_shard *s = &srv->shards[i];
 
@@ -330,6 +331,8 @@ int nd_server_start(struct nd_server *srv)
 		nd_server_stop(srv);
 		return ret;
 	}
+	for (unsigned i = 0; i < srv->nshards; i++)
+		sem_post(&srv->go);
 	f = srv->shards[0].ring_flags;
 	fprintf(stderr, "noded: %u shards up; io_uring %s\n", srv->nshards,
 		(f & IORING_SETUP_DEFER_TASKRUN) ?
@@ -344,6 +347,9 @@ int nd_server_start(struct nd_server *srv)
 void nd_server_stop(struct nd_server *srv)
 {
 	atomic_store(&srv->stop, true);
+	if (!srv->running) /* start failed: release the shards at the gate */
+		for (unsigned i = 0; i < srv->nstarted; i++)
+			sem_post(&srv->go);
 	wake_all(srv, srv->nstarted);
 	for (unsigned i = 0; i < srv->nstarted; i++)
 		pthread_join(srv->shards[i].thread, NULL);
@@ -371,8 +377,10 @@ void nd_server_close(struct nd_server *srv)
 	for (unsigned i = 0; srv->shards && i < srv->nshards; i++)
 		if (srv->shards[i].wake_fd > 0)
 			close(srv->shards[i].wake_fd);
-	if (srv->shards)
+	if (srv->shards) {
 		sem_destroy(&srv->started);
+		sem_destroy(&srv->go);
+	}
 	free(srv->shards);
 	srv->shards = NULL;
 }

@@ -38,6 +38,9 @@ struct nd_server {
 	atomic_uint drained;            /* shards done draining */
 	sem_t started;                  /* posted by each shard after set-up */
 	unsigned nstarted;              /* shard threads created */
+	sem_t go;                       /* posted once per shard when every
+					 * ring exists: no shard posts to a
+					 * ring before that */
 	bool running;
 };
 

@@ -395,6 +395,12 @@ void *nd__shard_main(void *arg)
 	sem_post(&s->srv->started);
 	if (s->setup_err)
 		return NULL;
+	while (sem_wait(&s->srv->go) && errno == EINTR)
+		;
+	if (atomic_load(&s->srv->stop)) { /* another shard failed set-up */
+		shard_teardown(s);
+		return NULL;
+	}
 	arm_wake(s);
 	arm_timer(s);
 	if (s->id == 0 && s->srv->listen_fd >= 0)
