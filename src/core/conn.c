@@ -22,6 +22,7 @@
  * refers to the connection; that happens in nd_conn_reap(), never inside a
  * callback.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -580,4 +581,29 @@ void nd_conn_kill_all(struct nd_shard *s)
 {
 	while (!nd_list_empty(&s->conns))
 		conn_kill(nd_container_of(s->conns.next, struct nd_conn, link));
+}
+
+void nd_conn_peer_name(const struct nd_conn *c, char *buf, size_t len)
+{
+	int fd = c->fd;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	buf[0] = '\0';
+	if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl))
+		return;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+		port = ntohs(a->sin_port);
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+		port = ntohs(a->sin6_port);
+	}
+	snprintf(buf, len, "%s:%u", host, port);
 }

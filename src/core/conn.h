@@ -77,6 +77,10 @@ struct nd_conn_ops {
 	/* Queued output fell to a quarter of max_output after the protocol
 	 * asked with nd_conn_want_drain() (optional). */
 	void (*drained)(struct nd_conn *c);
+	/* Encoded noded frames for this connection from elsewhere in the
+	 * server (the node service's replies and stream items); optional:
+	 * without it they are queued as they are. */
+	void (*deliver)(struct nd_conn *c, const uint8_t *frames, size_t len);
 };
 
 static inline void *nd_conn_state(struct nd_conn *c)
@@ -140,6 +144,8 @@ void nd_conn_flush_all(struct nd_shard *s);
 void nd_conn_sweep(struct nd_shard *s);
 /* Frees the conns that died and that no operation refers to any more. */
 void nd_conn_reap(struct nd_shard *s);
+/* "HOST:PORT" of the peer ("" when unknown). */
+void nd_conn_peer_name(const struct nd_conn *c, char *buf, size_t len);
 /* Server stopping: tell every conn. */
 void nd_conn_drain_all(struct nd_shard *s);
 /* Drain deadline passed: drop everything. */

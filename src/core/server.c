@@ -99,21 +99,29 @@ bool nd_addr_is_loopback(const struct sockaddr_storage *ss)
 	return false;
 }
 
-void nd_server_addr(const struct nd_server *srv, char *buf, size_t len)
+static void addr_str(const struct sockaddr_storage *ss, char *buf, size_t len)
 {
 	char host[INET6_ADDRSTRLEN];
 
-	if (srv->addr.ss_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const void *)&srv->addr;
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const void *)ss;
 
 		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
 		snprintf(buf, len, "[%s]:%u", host, ntohs(a->sin6_port));
 	} else {
-		const struct sockaddr_in *a = (const void *)&srv->addr;
+		const struct sockaddr_in *a = (const void *)ss;
 
 		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
 		snprintf(buf, len, "%s:%u", host, ntohs(a->sin_port));
 	}
+}
+
+void nd_server_addr(const struct nd_server *srv, char *buf, size_t len)
+{
+	if (srv->nln)
+		addr_str(&srv->ln[0].addr, buf, len);
+	else
+		snprintf(buf, len, "none");
 }
 
 /* Fails with a message naming what to check when io_uring is unusable. */
@@ -187,13 +195,57 @@ static void raise_nofile(struct nd_config *cfg)
 		cfg->max_conns);
 }
 
-int nd_server_init(struct nd_server *srv, const struct nd_config *cfg)
+/* Binds and listens on text (what: the option, for messages). */
+static int bind_listener(struct nd_server *srv, const char *text,
+			 const char *what, const struct nd_conn_ops *proto)
 {
-	socklen_t alen = sizeof(srv->addr);
+	struct nd_listener *l = &srv->ln[srv->nln];
+	socklen_t alen = sizeof(l->addr);
 	int one = 1, ret;
 
+	if (srv->nln == ND_MAX_LISTENERS)
+		return -EMFILE;
+	if (nd_parse_addr(text, &l->addr, &alen)) {
+		fprintf(stderr, "noded: bad %s address '%s' (want HOST:PORT)\n",
+			what, text);
+		return ND_EADDR;
+	}
+	/* Remote execution without authentication is how such tools end up
+	 * in CVEs: off loopback, a token is required. */
+	if (!nd_addr_is_loopback(&l->addr) && !srv->cfg.token) {
+		fprintf(stderr, "noded: refusing to listen on %s (%s) without "
+			"--token-file: anyone who can reach it could run "
+			"commands on every worker\n", text, what);
+		return ND_EADDR;
+	}
+	l->fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (l->fd < 0)
+		goto err_errno;
+	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(l->fd, (struct sockaddr *)&l->addr, alen) ||
+	    listen(l->fd, 4096))
+		goto err_errno;
+	alen = sizeof(l->addr);
+	getsockname(l->fd, (struct sockaddr *)&l->addr, &alen);
+	l->proto = proto;
+	srv->nln++;
+	return 0;
+
+err_errno:
+	ret = -errno;
+	fprintf(stderr, "noded: listen on %s (%s): %s\n", text, what,
+		strerror(errno));
+	if (l->fd >= 0)
+		close(l->fd);
+	l->fd = -1;
+	return ret;
+}
+
+int nd_server_init(struct nd_server *srv, const struct nd_config *cfg)
+{
+	int ret;
+
 	memset(srv, 0, sizeof(*srv));
-	srv->listen_fd = -1;
 	srv->cfg = *cfg;
 	nd_config_defaults(&srv->cfg);
 	ret = probe_uring();
@@ -202,37 +254,16 @@ int nd_server_init(struct nd_server *srv, const struct nd_config *cfg)
 	raise_nofile(&srv->cfg);
 	if (!strcmp(srv->cfg.listen, "") || !strcmp(srv->cfg.listen, "none"))
 		return 0;
-	if (nd_parse_addr(srv->cfg.listen, &srv->addr, &alen)) {
-		fprintf(stderr, "noded: bad --listen address '%s' "
-			"(want HOST:PORT)\n", srv->cfg.listen);
-		return ND_EADDR;
-	}
-	/* Remote execution without authentication is how such tools end up
-	 * in CVEs: off loopback, a token is required. */
-	if (!nd_addr_is_loopback(&srv->addr) && !srv->cfg.token) {
-		fprintf(stderr, "noded: refusing to listen on %s without "
-			"--token-file: anyone who can reach it could run "
-			"commands on every worker\n", srv->cfg.listen);
-		return ND_EADDR;
-	}
-	srv->listen_fd = socket(srv->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (srv->listen_fd < 0)
-		goto err_errno;
-	setsockopt(srv->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(srv->listen_fd, (struct sockaddr *)&srv->addr, alen) ||
-	    listen(srv->listen_fd, 4096))
-		goto err_errno;
-	alen = sizeof(srv->addr);
-	getsockname(srv->listen_fd, (struct sockaddr *)&srv->addr, &alen);
-	return 0;
+	return bind_listener(srv, srv->cfg.listen, "--listen", NULL);
+}
 
-err_errno:
-	ret = -errno;
-	fprintf(stderr, "noded: listen on %s: %s\n", srv->cfg.listen,
-		strerror(errno));
-	if (srv->listen_fd >= 0)
-		close(srv->listen_fd);
-	srv->listen_fd = -1;
+int nd_server_listen(struct nd_server *srv, const char *addr, const char *what,
+		     const struct nd_conn_ops *proto, char *buf, size_t len)
+{
+	int ret = bind_listener(srv, addr, what, proto);
+
+	if (!ret)
+		addr_str(&srv->ln[srv->nln - 1].addr, buf, len);
 	return ret;
 }
 
@@ -372,8 +403,9 @@ int nd_server_run(struct nd_server *srv)
 
 void nd_server_close(struct nd_server *srv)
 {
-	if (srv->listen_fd >= 0)
-		close(srv->listen_fd);
+	for (unsigned i = 0; i < srv->nln; i++)
+		close(srv->ln[i].fd);
+	srv->nln = 0;
 	for (unsigned i = 0; srv->shards && i < srv->nshards; i++)
 		if (srv->shards[i].wake_fd > 0)
 			close(srv->shards[i].wake_fd);

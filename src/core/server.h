@@ -23,13 +23,25 @@
 
 struct nd_conn_ops;
 
+/* A listening socket and the protocol its connections speak. */
+struct nd_listener {
+	int fd;
+	struct sockaddr_storage addr;   /* bound address (port 0 resolved) */
+	const struct nd_conn_ops *proto;
+	bool armed;                     /* shard 0's multishot accept is on */
+};
+
+#define ND_MAX_LISTENERS 4
+
 struct nd_server {
 	struct nd_config cfg;
 	struct nd_shard *shards;
 	unsigned nshards;
-	int listen_fd;
-	struct sockaddr_storage addr;   /* bound address (port 0 resolved) */
-	const struct nd_conn_ops *proto;  /* accepted connections speak it */
+	/* ln[0]: cfg->listen (when set), whose protocol is proto; more come
+	 * from nd_server_listen (the HTTP API). */
+	struct nd_listener ln[ND_MAX_LISTENERS];
+	unsigned nln;
+	const struct nd_conn_ops *proto;  /* of ln[0], set after init */
 	/* Runs on each shard's thread once it is set up (the node service
 	 * attaches itself here). */
 	void (*shard_start)(struct nd_shard *s, void *arg);
@@ -53,8 +65,17 @@ struct nd_server {
  */
 int nd_server_init(struct nd_server *srv, const struct nd_config *cfg);
 
-/* Writes "HOST:PORT" of the bound address into buf. */
+/* Writes "HOST:PORT" of the main listener's bound address into buf. */
 void nd_server_addr(const struct nd_server *srv, char *buf, size_t len);
+
+/*
+ * Another listener on addr ("HOST:PORT", port 0: ephemeral) whose connections
+ * speak proto, with the same loopback/token rule as --listen; what is the
+ * option's name, for messages. Before nd_server_start. Writes the bound
+ * "HOST:PORT" into buf. 0, ND_EADDR (bad address, message printed) or -errno.
+ */
+int nd_server_listen(struct nd_server *srv, const char *addr, const char *what,
+		     const struct nd_conn_ops *proto, char *buf, size_t len);
 
 /*
  * Starts the shards and serves until SIGINT or SIGTERM, then drains (for at

@@ -125,14 +125,25 @@ err_unmap:
 	return ret;
 }
 
-static void arm_accept(struct nd_shard *s)
+/* Shard 0 (re)arms a multishot accept on each listener that has none. */
+static void arm_accepts(struct nd_shard *s)
 {
-	struct io_uring_sqe *sqe = nd_shard_sqe(s);
+	struct nd_server *srv = s->srv;
 
-	io_uring_prep_multishot_accept(sqe, s->srv->listen_fd, NULL, NULL,
-				       SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, ND_UD(s->srv, ND_TAG_ACCEPT));
-	s->accept_armed = true;
+	if (s->id || s->draining)
+		return;
+	for (unsigned i = 0; i < srv->nln; i++) {
+		struct nd_listener *l = &srv->ln[i];
+		struct io_uring_sqe *sqe;
+
+		if (l->armed)
+			continue;
+		sqe = nd_shard_sqe(s);
+		io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL,
+					       SOCK_CLOEXEC);
+		io_uring_sqe_set_data64(sqe, ND_UD(l, ND_TAG_ACCEPT));
+		l->armed = true;
+	}
 }
 
 static void arm_timer(struct nd_shard *s)
@@ -156,25 +167,27 @@ static void arm_wake(struct nd_shard *s)
 struct handoff {
 	int fd;
 	bool overload;
+	const struct nd_conn_ops *proto;
 };
 
 static void adopt_msg(struct nd_shard *to, void *arg)
 {
 	struct handoff *h = arg;
 
-	nd_conn_adopt(to, h->fd, to->srv->proto, NULL, h->overload);
+	nd_conn_adopt(to, h->fd, h->proto, NULL, h->overload);
 	free(h);
 }
 
 /* A new connection: keep it or hand it to the least-loaded shard. */
-static void on_accept(struct nd_shard *s, struct io_uring_cqe *cqe)
+static void on_accept(struct nd_shard *s, struct nd_listener *l,
+		      struct io_uring_cqe *cqe)
 {
 	struct nd_server *srv = s->srv;
 	unsigned best = s->id, best_load = ~0u, total = 0;
 	struct handoff *h;
 
 	if (!(cqe->flags & IORING_CQE_F_MORE))
-		s->accept_armed = false;
+		l->armed = false;
 	if (cqe->res < 0) {
 		if (cqe->res != -ECANCELED)
 			fprintf(stderr, "noded: accept: %s\n",
@@ -182,12 +195,12 @@ static void on_accept(struct nd_shard *s, struct io_uring_cqe *cqe)
 		return; /* re-armed by the next tick, not in a tight loop */
 	}
 	for (unsigned i = 0; i < srv->nshards; i++) {
-		unsigned l = atomic_load_explicit(&srv->shards[i].load,
-						  memory_order_relaxed);
+		unsigned load = atomic_load_explicit(&srv->shards[i].load,
+						     memory_order_relaxed);
 
-		total += l;
-		if (l < best_load) {
-			best_load = l;
+		total += load;
+		if (load < best_load) {
+			best_load = load;
 			best = i;
 		}
 	}
@@ -197,6 +210,7 @@ static void on_accept(struct nd_shard *s, struct io_uring_cqe *cqe)
 		return;
 	}
 	h->fd = cqe->res;
+	h->proto = l == &srv->ln[0] && srv->proto ? srv->proto : l->proto;
 	h->overload = total >= srv->cfg.max_conns;
 	if (best == s->id) {
 		adopt_msg(s, h);
@@ -229,10 +243,14 @@ static void start_drain(struct nd_shard *s)
 		return;
 	s->draining = true;
 	s->drain_deadline_ms = s->now_ms + s->cfg->drain_timeout_ms;
-	if (s->accept_armed) {
-		struct io_uring_sqe *sqe = nd_shard_sqe(s);
+	for (unsigned i = 0; s->id == 0 && i < s->srv->nln; i++) {
+		struct nd_listener *l = &s->srv->ln[i];
+		struct io_uring_sqe *sqe;
 
-		io_uring_prep_cancel64(sqe, ND_UD(s->srv, ND_TAG_ACCEPT), 0);
+		if (!l->armed)
+			continue;
+		sqe = nd_shard_sqe(s);
+		io_uring_prep_cancel64(sqe, ND_UD(l, ND_TAG_ACCEPT), 0);
 		io_uring_sqe_set_data64(sqe, ND_UD(NULL, ND_TAG_IGNORE));
 	}
 	nd_conn_drain_all(s);
@@ -245,9 +263,7 @@ static void on_tick(struct nd_shard *s)
 		s->svc_tick(s);
 	if (s->draining && s->now_ms >= s->drain_deadline_ms)
 		nd_conn_kill_all(s);
-	if (s->id == 0 && s->srv->listen_fd >= 0 && !s->accept_armed &&
-	    !s->draining)
-		arm_accept(s);
+	arm_accepts(s);
 	arm_timer(s);
 }
 
@@ -263,7 +279,7 @@ static void dispatch(struct nd_shard *s, struct io_uring_cqe *cqe)
 		nd_conn_on_send(p, cqe);
 		break;
 	case ND_TAG_ACCEPT:
-		on_accept(s, cqe);
+		on_accept(s, p, cqe);
 		break;
 	case ND_TAG_MSG:
 		on_msg(s, cqe);
@@ -403,8 +419,7 @@ void *nd__shard_main(void *arg)
 	}
 	arm_wake(s);
 	arm_timer(s);
-	if (s->id == 0 && s->srv->listen_fd >= 0)
-		arm_accept(s);
+	arm_accepts(s);
 	if (s->srv->shard_start)
 		s->srv->shard_start(s, s->srv->shard_start_arg);
 	for (;;) {

@@ -97,7 +97,6 @@ struct nd_shard {
 	uint64_t now_ms;                /* monotonic, refreshed each loop */
 	bool draining;
 	uint64_t drain_deadline_ms;
-	bool accept_armed;
 	struct __kernel_timespec tick;
 
 	/* What runs on this shard besides connections (the node service):

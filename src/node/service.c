@@ -145,15 +145,26 @@ struct push {
 	uint8_t data[];
 };
 
+/* Frames for c from the service, in c's protocol. */
+static void deliver(struct nd_conn *c, const uint8_t *frames, size_t len)
+{
+	uint8_t *dst;
+
+	if (c->ops->deliver) {
+		c->ops->deliver(c, frames, len);
+	} else if ((dst = nd_conn_reserve(c, len))) {
+		memcpy(dst, frames, len);
+		nd_conn_commit(c, len);
+	}
+}
+
 static void push_deliver(struct nd_shard *s, void *arg)
 {
 	struct push *p = arg;
 	struct nd_conn *c = nd_u64map_get(&s->serials, p->serial);
-	uint8_t *dst;
 
-	if (c && (dst = nd_conn_reserve(c, p->len))) {
-		memcpy(dst, p->data, p->len);
-		nd_conn_commit(c, p->len);
+	if (c) {
+		deliver(c, p->data, p->len);
 		if (nd_conn_queued(c) > s->cfg->max_output / 2)
 			nd_svc_congested(c, true);
 	}
@@ -348,16 +359,12 @@ static void ticket_free(struct nd_ticket *t)
 static void ticket_done(struct nd_shard *s, void *arg)
 {
 	struct nd_ticket *t = arg;
-	uint8_t *p;
 
 	(void)s;
 	if (t->conn) {
 		nd_list_del(&t->link);
-		p = t->reply_len ? nd_conn_reserve(t->conn, t->reply_len) : NULL;
-		if (p) {
-			memcpy(p, t->reply, t->reply_len);
-			nd_conn_commit(t->conn, t->reply_len);
-		}
+		if (t->reply_len)
+			deliver(t->conn, t->reply, t->reply_len);
 	}
 	ticket_free(t);
 }
@@ -468,7 +475,7 @@ static void congestion_msg(struct nd_shard *s0, void *arg)
 
 void nd_svc_congested(struct nd_conn *c, bool on)
 {
-	struct nd_rpc_conn *rc = nd_rpc(c);
+	struct nd_svc_peer *rc = nd_svc_peer(c);
 	struct nd_shard *s0 = &c->shard->srv->shards[0];
 	struct congestion_msg *m;
 
@@ -486,18 +493,15 @@ void nd_svc_congested(struct nd_conn *c, bool on)
 		congestion_msg(s0, m);
 }
 
-void nd_svc_forward(struct nd_conn *c, const uint8_t *body, size_t len)
+int nd_svc_forward(struct nd_conn *c, const uint8_t *body, size_t len)
 {
-	struct nd_rpc_conn *rc = nd_rpc(c);
+	struct nd_svc_peer *rc = nd_svc_peer(c);
 	struct nd_shard *s0 = &c->shard->srv->shards[0];
 	struct nd_ticket *t = calloc(1, sizeof(*t));
 
 	if (!t || !(t->req = malloc(len))) {
 		free(t);
-		nd_rpc_error(c, 0, NODED__FRAME_KIND__REPLY,
-			     NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
-			     "out of memory");
-		return;
+		return -ENOMEM;
 	}
 	memcpy(t->req, body, len);
 	t->req_len = len;
@@ -508,12 +512,25 @@ void nd_svc_forward(struct nd_conn *c, const uint8_t *body, size_t len)
 	nd_list_add_tail(&rc->tickets, &t->link);
 	if (c->shard == s0 || nd_shard_post(c->shard, s0, svc_exec, t) < 0)
 		svc_exec(s0, t);
+	return 0;
 }
 
-void nd_svc_conn_closed(struct nd_conn *c)
+int nd_svc_peer_init(struct nd_conn *c)
 {
-	struct nd_rpc_conn *rc = nd_rpc(c);
+	struct nd_svc_peer *rc = nd_svc_peer(c);
 
+	nd_list_init(&rc->tickets);
+	rc->serial = (uint64_t)c->shard->id << 48 | c->shard->st.accepted;
+	nd_conn_peer_name(c, rc->peer, sizeof(rc->peer));
+	return nd_u64map_put(&c->shard->serials, rc->serial, c) ? -ENOMEM : 0;
+}
+
+void nd_svc_peer_close(struct nd_conn *c)
+{
+	struct nd_svc_peer *rc = nd_svc_peer(c);
+
+	nd_u64map_del(&c->shard->serials, rc->serial);
+	nd_svc_congested(c, false);
 	while (rc->tickets.next && !nd_list_empty(&rc->tickets)) {
 		struct nd_ticket *t = nd_container_of(rc->tickets.next,
 						      struct nd_ticket, link);

@@ -21,6 +21,29 @@
 
 struct nd_svc;
 
+/*
+ * What the service knows of a connection: the first member of the state of
+ * every protocol that talks to it (nd_conn_state), so it is found from the
+ * conn. Set up by nd_svc_peer_init in ops->open, ended by nd_svc_peer_close
+ * in ops->close.
+ */
+struct nd_svc_peer {
+	uint64_t serial;              /* unique across shards */
+	char peer[64];                /* "HOST:PORT" of the other end */
+	struct nd_list tickets;       /* requests forwarded to the service */
+	bool congested;               /* told the service we lag as a watcher */
+};
+
+static inline struct nd_svc_peer *nd_svc_peer(struct nd_conn *c)
+{
+	return nd_conn_state(c);
+}
+
+/* Registers c's serial on its shard (pushes find it): 0 or -ENOMEM. */
+int nd_svc_peer_init(struct nd_conn *c);
+/* Unregisters c, drops its open tickets, clears its congestion. */
+void nd_svc_peer_close(struct nd_conn *c);
+
 /* A request forwarded to the service, and its way back. */
 struct nd_ticket {
 	struct nd_list link;          /* in the connection's open tickets */
@@ -45,9 +68,9 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg);
 /*
  * Sends the request frame body (len bytes, copied) from connection c to the
  * service; its reply frame is queued on c when it comes back. peer and serial
- * identify the connection to the service.
+ * identify the connection to the service. 0, or -ENOMEM.
  */
-void nd_svc_forward(struct nd_conn *c, const uint8_t *body, size_t len);
+int nd_svc_forward(struct nd_conn *c, const uint8_t *body, size_t len);
 
 /* A worker registered node on its AssignTask stream (connection serial,
  * opened by request stream_id). */
@@ -57,9 +80,6 @@ void nd_svc_stream_opened(struct nd_shard *from, const char *node,
 /* The worker whose AssignTask stream ran on connection serial is gone. */
 void nd_svc_stream_closed(struct nd_shard *from, const char *node,
 			  uint64_t serial);
-
-/* Drops the connection from every ticket it still has open. */
-void nd_svc_conn_closed(struct nd_conn *c);
 
 /* A watcher's connection fell behind (true) or caught up (false): output
  * acks to the workers feeding it wait meanwhile (backpressure). */

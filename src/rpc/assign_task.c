@@ -33,7 +33,7 @@ void nd__rpc_assign_task(struct nd_conn *c, const Noded__Frame *f)
 		rc->stream_node = name && name[0] ? strdup(name) : NULL;
 		if (rc->stream_node)
 			nd_svc_stream_opened(c->shard, rc->stream_node,
-					     rc->serial, f->id);
+					     rc->sp.serial, f->id);
 	}
 	open.heartbeat_interval_ms = cfg->heartbeat_ms;
 	open.heartbeat_timeout_ms = cfg->heartbeat_timeout_ms;

@@ -10,7 +10,6 @@
 void nd__rpc_report_status(struct nd_conn *c, const Noded__Frame *f)
 {
 	const Noded__NodeStatus *ns = f->report_status;
-	struct nd_rpc_conn *rc = nd_rpc(c);
 
 	if (!ns->name[0] || strlen(ns->name) > ND_NAME_MAX ||
 	    ns->slots_free > ns->slots_total ||
@@ -22,5 +21,5 @@ void nd__rpc_report_status(struct nd_conn *c, const Noded__Frame *f)
 			     ND_NAME_MAX);
 		return;
 	}
-	nd_svc_forward(c, rc->body, rc->body_len);
+	nd__rpc_forward(c, f);
 }

@@ -1,10 +1,7 @@
 /* Frame parsing and method dispatch for server connections: see server.h. */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 
 #include "node/service.h"
 #include "noded/errors.h"
@@ -113,7 +110,7 @@ static void on_frame(struct nd_conn *c, const uint8_t *body, size_t len)
 	case NODED__FRAME__BODY_CANCEL_TASK:
 	case NODED__FRAME__BODY_WATCH:
 	case NODED__FRAME__BODY_TASK_UPDATE:
-		nd_svc_forward(c, body, len);
+		nd__rpc_forward(c, f);
 		break;
 	case NODED__FRAME__BODY_HELLO:
 		nd__rpc_hello(c, f);
@@ -167,39 +164,20 @@ static size_t rpc_data(struct nd_conn *c, const uint8_t *p, size_t len)
 	return off;
 }
 
-/* "HOST:PORT" of the peer, for the node registry. */
-static void peer_name(int fd, char *buf, size_t len)
+/* To the node service; the frame being handled (f) is still packed. */
+void nd__rpc_forward(struct nd_conn *c, const Noded__Frame *f)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	char host[INET6_ADDRSTRLEN] = "?";
-	unsigned port = 0;
+	struct nd_rpc_conn *rc = nd_rpc(c);
 
-	buf[0] = '\0';
-	if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl))
-		return;
-	if (ss.ss_family == AF_INET) {
-		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-
-		inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-		port = ntohs(a->sin_port);
-	} else if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-
-		inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-		port = ntohs(a->sin6_port);
-	}
-	snprintf(buf, len, "%s:%u", host, port);
+	if (nd_svc_forward(c, rc->body, rc->body_len))
+		nd_rpc_error(c, f->id, NODED__FRAME_KIND__REPLY,
+			     NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
+			     "out of memory");
 }
 
 static void rpc_open(struct nd_conn *c)
 {
-	struct nd_rpc_conn *rc = nd_rpc(c);
-
-	nd_list_init(&rc->tickets);
-	rc->serial = (uint64_t)c->shard->id << 48 | c->shard->st.accepted;
-	peer_name(c->fd, rc->peer, sizeof(rc->peer));
-	if (nd_u64map_put(&c->shard->serials, rc->serial, c)) {
+	if (nd_svc_peer_init(c)) {
 		nd_rpc_fatal(c, 0, NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
 			     "out of memory");
 		return;
@@ -228,11 +206,9 @@ static void rpc_close(struct nd_conn *c)
 {
 	struct nd_rpc_conn *rc = nd_rpc(c);
 
-	nd_u64map_del(&c->shard->serials, rc->serial);
-	nd_svc_congested(c, false);
-	nd_svc_conn_closed(c);
+	nd_svc_peer_close(c);
 	if (rc->stream_node)
-		nd_svc_stream_closed(c->shard, rc->stream_node, rc->serial);
+		nd_svc_stream_closed(c->shard, rc->stream_node, rc->sp.serial);
 	free(rc->stream_node);
 	free(rc->peer_name);
 }

@@ -14,13 +14,14 @@
 
 #include "core/conn.h"
 #include "core/list.h"
+#include "node/service.h"
 #include "noded/wire.h"
 
 /* Protocol state of one connection (nd_conn_state(c)). */
 struct nd_rpc_conn {
+	struct nd_svc_peer sp;       /* first: the service's view of us */
 	bool hello;                  /* handshake done */
 	bool authed;                 /* proved the token (or none is needed) */
-	bool congested;              /* told the service we lag as a watcher */
 	uint8_t client_nonce[64];
 	size_t client_nonce_len;
 	uint8_t server_nonce[32];
@@ -28,9 +29,6 @@ struct nd_rpc_conn {
 	uint64_t stream_id;
 	char *stream_node;           /* the node that stream registered; owned */
 	char *peer_name;             /* from Hello; owned */
-	uint64_t serial;             /* unique across shards, for the service */
-	char peer[64];               /* "HOST:PORT" of the other end */
-	struct nd_list tickets;      /* requests forwarded to the service */
 	const uint8_t *body;         /* the frame being handled, packed */
 	size_t body_len;
 };
@@ -63,6 +61,7 @@ void nd__rpc_hello(struct nd_conn *c, const Noded__Frame *f);
 void nd__rpc_auth(struct nd_conn *c, const Noded__Frame *f);
 void nd__rpc_ping(struct nd_conn *c, const Noded__Frame *f);
 void nd__rpc_report_status(struct nd_conn *c, const Noded__Frame *f);
+void nd__rpc_forward(struct nd_conn *c, const Noded__Frame *f);
 void nd__rpc_assign_task(struct nd_conn *c, const Noded__Frame *f);
 /* A CANCEL frame: ends the AssignTask stream it names. */
 void nd__rpc_assign_cancel(struct nd_conn *c, const Noded__Frame *f);
