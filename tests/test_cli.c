@@ -292,26 +292,26 @@ Test(state, parse_and_names)
 	char up[32];
 
 	for (size_t i = 0; i < 8; i++) {
-		cr_assert(nd_cli_state_parse(names[i], &s), "%s", names[i]);
+		cr_assert(nd_task_state_parse(names[i], &s), "%s", names[i]);
 		cr_expect_eq(s, (Noded__TaskState)(i + 1));
 		for (size_t j = 0; j < sizeof(up); j++) {
 			up[j] = (char)toupper((unsigned char)names[i][j]);
 			if (!up[j])
 				break;
 		}
-		cr_expect_str_eq(nd_cli_state_name(s), up);
-		cr_assert(nd_cli_state_parse(up, &s), "upper case %s", up);
+		cr_expect_str_eq(nd_task_state_name(s), up);
+		cr_assert(nd_task_state_parse(up, &s), "upper case %s", up);
 		cr_expect_eq(s, (Noded__TaskState)(i + 1));
 	}
-	cr_expect(nd_cli_state_parse("Timed_Out", &s));
+	cr_expect(nd_task_state_parse("Timed_Out", &s));
 	cr_expect_eq(s, NODED__TASK_STATE__TASK_TIMED_OUT);
-	cr_expect_not(nd_cli_state_parse("timed-out", &s));
-	cr_expect_not(nd_cli_state_parse("", &s));
-	cr_expect_not(nd_cli_state_parse("done", &s));
-	cr_expect_not(nd_cli_state_parse("UNKNOWN", &s));
-	cr_expect_not(nd_cli_state_parse("pending ", &s));
-	cr_expect_str_eq(nd_cli_state_name(0), "UNKNOWN");
-	cr_expect_str_eq(nd_cli_state_name(99), "UNKNOWN");
+	cr_expect_not(nd_task_state_parse("timed-out", &s));
+	cr_expect_not(nd_task_state_parse("", &s));
+	cr_expect_not(nd_task_state_parse("done", &s));
+	cr_expect_not(nd_task_state_parse("UNKNOWN", &s));
+	cr_expect_not(nd_task_state_parse("pending ", &s));
+	cr_expect_str_eq(nd_task_state_name(0), "UNKNOWN");
+	cr_expect_str_eq(nd_task_state_name(99), "UNKNOWN");
 	cr_expect_not(nd_cli_state_terminal(NODED__TASK_STATE__TASK_RUNNING));
 	cr_expect(nd_cli_state_terminal(NODED__TASK_STATE__TASK_LOST));
 }
@@ -363,7 +363,7 @@ Test(state, exit_status)
 
 		cr_expect_eq(nd_cli_exit_status(&r), cases[i].want,
 			     "%s code %d signal %d: got %d, want %d",
-			     nd_cli_state_name(cases[i].st), cases[i].code,
+			     nd_task_state_name(cases[i].st), cases[i].code,
 			     cases[i].sig, nd_cli_exit_status(&r),
 			     cases[i].want);
 	}
@@ -444,7 +444,7 @@ Test(record, json_fields)
 	r.attempt = 2;
 	r.output_bytes = 2000000;
 	r.truncated = true;
-	j = nd_cli_task_json(&r);
+	j = nd_json_task(&r);
 	cr_assert(j);
 	cr_expect_eq(json_integer_value(json_object_get(j, "id")), 42);
 	cr_expect_eq(json_integer_value(json_object_get(j, "job_id")), 7);
@@ -478,7 +478,7 @@ Test(record, json_fields)
 
 	s.shell = "sleep 10 &";
 	r.truncated = false;
-	j = nd_cli_task_json(&r);
+	j = nd_json_task(&r);
 	cr_expect_str_eq(json_string_value(json_object_get(j, "shell")),
 			 "sleep 10 &");
 	cr_expect_null(json_object_get(j, "argv"));
@@ -487,7 +487,7 @@ Test(record, json_fields)
 
 	r.spec = NULL;  /* a record without its spec still makes JSON */
 	r.node = NULL;
-	j = nd_cli_task_json(&r);
+	j = nd_json_task(&r);
 	cr_assert(j);
 	cr_expect_eq(json_array_size(json_object_get(j, "argv")), 0);
 	cr_expect_str_eq(json_string_value(json_object_get(j, "node")), "");

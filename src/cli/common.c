@@ -350,36 +350,6 @@ out_stop:
 
 /* ---- states and ended tasks ---- */
 
-static const char *const state_names[] = {
-	[NODED__TASK_STATE__TASK_PENDING] = "PENDING",
-	[NODED__TASK_STATE__TASK_ASSIGNED] = "ASSIGNED",
-	[NODED__TASK_STATE__TASK_RUNNING] = "RUNNING",
-	[NODED__TASK_STATE__TASK_SUCCEEDED] = "SUCCEEDED",
-	[NODED__TASK_STATE__TASK_FAILED] = "FAILED",
-	[NODED__TASK_STATE__TASK_TIMED_OUT] = "TIMED_OUT",
-	[NODED__TASK_STATE__TASK_CANCELLED] = "CANCELLED",
-	[NODED__TASK_STATE__TASK_LOST] = "LOST",
-};
-#define NSTATES (sizeof(state_names) / sizeof(state_names[0]))
-
-const char *nd_cli_state_name(Noded__TaskState s)
-{
-	if ((unsigned)s < NSTATES && state_names[s])
-		return state_names[s];
-	return "UNKNOWN";
-}
-
-bool nd_cli_state_parse(const char *s, Noded__TaskState *out)
-{
-	for (unsigned i = 0; i < NSTATES; i++) {
-		if (state_names[i] && !strcasecmp(s, state_names[i])) {
-			*out = (Noded__TaskState)i;
-			return true;
-		}
-	}
-	return false;
-}
-
 bool nd_cli_state_terminal(Noded__TaskState s)
 {
 	switch (s) {
@@ -512,53 +482,6 @@ char *nd_cli_command_string(const Noded__TaskSpec *s)
 	return out;
 }
 
-static const char *str(const char *s)
-{
-	return s ? s : "";
-}
-
-json_t *nd_cli_task_json(const Noded__TaskRecord *r)
-{
-	const Noded__TaskSpec *s = r->spec;
-	json_t *o, *cmd;
-
-	if (s && s->shell && s->shell[0]) {
-		cmd = json_string(s->shell);
-	} else {
-		cmd = json_array();
-		for (size_t i = 0; cmd && s && i < s->n_argv; i++)
-			if (json_array_append_new(cmd,
-						  json_string(str(s->argv[i]))))
-				goto err_cmd;
-	}
-	if (!cmd)
-		return NULL;
-	o = json_pack("{s:I, s:I, s:s, s:s, s:o, s:i, s:i, s:s, s:I, s:I, "
-		      "s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
-		      "id", (json_int_t)r->id,
-		      "job_id", (json_int_t)r->job_id,
-		      "state", nd_cli_state_name(r->state),
-		      "node", str(r->node),
-		      json_is_string(cmd) ? "shell" : "argv", cmd,
-		      "exit_code", (int)r->exit_code,
-		      "signal", (int)r->signal,
-		      "reason", str(r->reason),
-		      "submitted_unix_ms", (json_int_t)r->submitted_unix_ms,
-		      "started_unix_ms", (json_int_t)r->started_unix_ms,
-		      "ended_unix_ms", (json_int_t)r->ended_unix_ms,
-		      "utime_us", (json_int_t)r->utime_us,
-		      "stime_us", (json_int_t)r->stime_us,
-		      "max_rss_kib", (json_int_t)r->max_rss_kib,
-		      "attempt", (json_int_t)r->attempt,
-		      "output_bytes", (json_int_t)r->output_bytes,
-		      "truncated", (int)r->truncated);
-	/* json_pack steals cmd ("o") even when it fails. */
-	return o;
-err_cmd:
-	json_decref(cmd);
-	return NULL;
-}
-
 /* "2026-11-22 14:26:58.123" in local time, or "-" for 0. */
 static const char *fmt_time(uint64_t ms, char *buf, size_t size)
 {
@@ -582,7 +505,7 @@ void nd_cli_task_print(FILE *f, const Noded__TaskRecord *r)
 	fprintf(f, "id:         %" PRIu64 "\n", r->id);
 	if (r->job_id)
 		fprintf(f, "job:        %" PRIu64 "\n", r->job_id);
-	fprintf(f, "state:      %s\n", nd_cli_state_name(r->state));
+	fprintf(f, "state:      %s\n", nd_task_state_name(r->state));
 	fprintf(f, "node:       %s\n", r->node && r->node[0] ? r->node : "-");
 	fprintf(f, "command:    %s%s\n", cmd ? cmd : "?",
 		r->spec && r->spec->shell && r->spec->shell[0] ?

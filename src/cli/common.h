@@ -18,6 +18,8 @@
 
 #include <jansson.h>
 
+#include "noded/json.h"
+
 #include "noded/client.h"
 
 /* Exit statuses of the client commands. */
@@ -72,12 +74,6 @@ bool nd_cli_timeout_ms(const char *s, uint32_t *ms);
 
 /* ---- states and ended tasks ---- */
 
-/* "PENDING", ..., "TIMED_OUT", ...; "UNKNOWN" for anything else. Static. */
-const char *nd_cli_state_name(Noded__TaskState s);
-
-/* Case-insensitive "pending" ... "lost" to a state; false for anything else. */
-bool nd_cli_state_parse(const char *s, Noded__TaskState *out);
-
 /* SUCCEEDED, FAILED, TIMED_OUT, CANCELLED or LOST. */
 bool nd_cli_state_terminal(Noded__TaskState s);
 
@@ -106,13 +102,6 @@ bool nd_cli_end_note(const Noded__TaskRecord *r, char *buf, size_t size);
  */
 char *nd_cli_command_string(const Noded__TaskSpec *s);
 
-/*
- * A record as a new JSON object: id, job_id, state, node, argv (array) or
- * shell, exit_code, signal, reason, submitted_unix_ms, started_unix_ms,
- * ended_unix_ms, utime_us, stime_us, max_rss_kib, attempt, output_bytes,
- * truncated. The caller owns the reference. NULL when out of memory.
- */
-json_t *nd_cli_task_json(const Noded__TaskRecord *r);
 
 /* The human-readable view of noded task. */
 void nd_cli_task_print(FILE *f, const Noded__TaskRecord *r);

@@ -11,38 +11,6 @@
 #include "cli/common.h"
 #include "noded/client.h"
 
-static const char *state_name(Noded__NodeState s)
-{
-	switch (s) {
-	case NODED__NODE_STATE__NODE_ALIVE: return "ALIVE";
-	case NODED__NODE_STATE__NODE_SUSPECT: return "SUSPECT";
-	case NODED__NODE_STATE__NODE_DEAD: return "DEAD";
-	default: return "UNKNOWN";
-	}
-}
-
-static json_t *node_json(const Noded__NodeInfo *n)
-{
-	json_t *labels = json_object();
-
-	for (size_t i = 0; i < n->n_labels; i++)
-		json_object_set_new(labels, n->labels[i]->key,
-				    json_string(n->labels[i]->value));
-	return json_pack("{s:s, s:s, s:o, s:s, s:f, s:I, s:I, s:i, s:i, s:i, "
-			 "s:I}",
-			 "name", n->name, "address", n->address,
-			 "labels", labels, "state", state_name(n->state),
-			 "load1", n->load1,
-			 "mem_total_bytes", (json_int_t)n->mem_total_bytes,
-			 "mem_available_bytes",
-			 (json_int_t)n->mem_available_bytes,
-			 "slots_total", (int)n->slots_total,
-			 "slots_free", (int)n->slots_free,
-			 "running_tasks", (int)n->running_tasks,
-			 "last_heartbeat_unix_ms",
-			 (json_int_t)n->last_heartbeat_unix_ms);
-}
-
 static void print_table(const Noded__NodeList *nl)
 {
 	struct timespec now;
@@ -65,7 +33,7 @@ static void print_table(const Noded__NodeList *nl)
 		else
 			snprintf(ago, sizeof(ago), "never");
 		printf("%-20s %-21s %-8s %6.2f %11s %7u %9s  ", n->name,
-		       n->address, state_name(n->state), n->load1, slots,
+		       n->address, nd_node_state_name(n->state), n->load1, slots,
 		       n->running_tasks, ago);
 		for (size_t j = 0; j < n->n_labels; j++)
 			printf("%s%s=%s", j ? "," : "", n->labels[j]->key,
@@ -131,7 +99,7 @@ int nd_cli_nodes(int argc, char **argv)
 
 		for (size_t i = 0; i < reply->node_list->n_nodes; i++)
 			json_array_append_new(arr,
-					      node_json(reply->node_list->nodes[i]));
+					      nd_json_node(reply->node_list->nodes[i]));
 		json_dumpf(arr, stdout, JSON_INDENT(2));
 		printf("\n");
 		json_decref(arr);

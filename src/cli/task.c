@@ -81,7 +81,7 @@ static int task_parse(int argc, char **argv, unsigned allowed,
 			o->follow = true;
 			break;
 		case 's':
-			if (!nd_cli_state_parse(optarg, &o->state)) {
+			if (!nd_task_state_parse(optarg, &o->state)) {
 				fprintf(stderr, "%s: --state wants one of "
 					"pending, assigned, running, succeeded, "
 					"failed, timed_out, cancelled, lost; not "
@@ -161,7 +161,7 @@ int nd_cli_task(int argc, char **argv)
 	if (r)
 		return r;
 	if (o.json)
-		r = print_json(nd_cli_task_json(reply->task_record));
+		r = print_json(nd_json_task(reply->task_record));
 	else
 		nd_cli_task_print(stdout, reply->task_record);
 	nd_frame_free(reply, NULL);
@@ -219,7 +219,7 @@ int nd_cli_tasks(int argc, char **argv)
 
 		for (size_t i = 0; arr && i < tl->n_tasks; i++) {
 			if (json_array_append_new(arr,
-						  nd_cli_task_json(tl->tasks[i]))) {
+						  nd_json_task(tl->tasks[i]))) {
 				json_decref(arr);
 				arr = NULL;
 			}
@@ -234,7 +234,7 @@ int nd_cli_tasks(int argc, char **argv)
 			char ex[32];
 
 			printf("%-10" PRIu64 " %-10s %-16s %-8s %s\n", t->id,
-			       nd_cli_state_name(t->state),
+			       nd_task_state_name(t->state),
 			       t->node && t->node[0] ? t->node : "-",
 			       exit_column(t, ex, sizeof(ex)),
 			       cmd ? cmd : "?");
@@ -379,7 +379,7 @@ int nd_cli_cancel(int argc, char **argv)
 	if (r)
 		return r;
 	printf("task %" PRIu64 ": %s%s\n", reply->task_record->id,
-	       nd_cli_state_name(reply->task_record->state),
+	       nd_task_state_name(reply->task_record->state),
 	       nd_cli_state_terminal(reply->task_record->state) ? "" :
 		       " (cancel requested, not ended yet)");
 	nd_frame_free(reply, NULL);

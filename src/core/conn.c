@@ -463,7 +463,22 @@ void nd_conn_on_recv(struct nd_conn *c, struct io_uring_cqe *cqe)
 		}
 	}
 	if (!(c->flags & ND_CONN_RECV_ARMED) &&
-	    (nd_conn_readable(c) || (c->flags & ND_CONN_CLOSING)))
+	    (nd_conn_readable(c) || (c->flags & (ND_CONN_CLOSING |
+						 ND_CONN_HELD))))
+		want_recv(c);
+}
+
+void nd_conn_hold(struct nd_conn *c, bool hold)
+{
+	if (hold == !!(c->flags & ND_CONN_HELD))
+		return;
+	if (hold) {
+		c->flags |= ND_CONN_HELD;
+		return;
+	}
+	c->flags &= ~ND_CONN_HELD;
+	feed_kept(c);
+	if (nd_conn_readable(c))
 		want_recv(c);
 }
 

@@ -31,6 +31,7 @@ enum {
 	ND_CONN_WR_SHUT = 1 << 6,     /* closing: flushed, FIN sent, lingering */
 	ND_CONN_OVERLOAD = 1 << 7,    /* over max_conns: refuse in ops->open */
 	ND_CONN_WANT_DRAIN = 1 << 8,  /* call ops->drained when output is low */
+	ND_CONN_HELD = 1 << 9,        /* the protocol takes no input for now */
 };
 
 struct nd_conn_ops;
@@ -113,8 +114,17 @@ int nd_conn_connect(struct nd_shard *s, const struct sockaddr_storage *addr,
 /* May the protocol consume more input now (not paused, not closing)? */
 static inline bool nd_conn_readable(const struct nd_conn *c)
 {
-	return !(c->flags & (ND_CONN_PAUSED | ND_CONN_CLOSING | ND_CONN_DEAD));
+	return !(c->flags & (ND_CONN_PAUSED | ND_CONN_CLOSING | ND_CONN_DEAD |
+			     ND_CONN_HELD));
 }
+
+/*
+ * The protocol takes no more input until released (hold false), for its own
+ * reasons (an HTTP client pipelining more than it will queue). Reading goes
+ * on, so a peer's close is still seen; what arrives is kept, within the
+ * input limit, and handed over on release.
+ */
+void nd_conn_hold(struct nd_conn *c, bool hold);
 
 /*
  * Room for n bytes of output; write them and call nd_conn_commit(c, n).
