@@ -21,7 +21,7 @@ WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes \
 	-Werror=implicit-function-declaration -Werror
 CFLAGS += -std=gnu11 -g $(OPT) $(WARN) -D_GNU_SOURCE -MMD -MP \
 	-Iinclude -I$(GEN) -Isrc -pthread
-LDLIBS := -luring -lprotobuf-c -ljansson -lcrypto -lpthread
+LDLIBS := -luring -lprotobuf-c -lhttp_parser -ljansson -lcrypto -lpthread -lm
 
 ifeq ($(SANITIZER),)
 # mimalloc replaces malloc for the whole process (see README).
@@ -35,7 +35,7 @@ endif
 
 PROTO_C := $(GEN)/noded.pb-c.c
 LIB_SRC := $(wildcard src/wire/*.c) src/rpc/client.c
-SRV_SRC := $(wildcard src/core/*.c src/exec/*.c src/node/*.c) $(filter-out src/rpc/client.c,$(wildcard src/rpc/*.c))
+SRV_SRC := $(wildcard src/core/*.c src/exec/*.c src/node/*.c src/api/*.c) $(filter-out src/rpc/client.c,$(wildcard src/rpc/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
 BENCH_SRC := $(wildcard perf/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)

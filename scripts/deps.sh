@@ -7,7 +7,8 @@ set -eu
 # build: liburing-dev protobuf-c mimalloc; tests: criterion; benchmark
 # reference: redis-server/redis-tools; pkg-config finds the libraries.
 PKGS="build-essential pkg-config liburing-dev libprotobuf-c-dev protobuf-c-compiler
-libmimalloc-dev libcriterion-dev libjansson-dev libssl-dev redis-server redis-tools procps"
+libmimalloc-dev libcriterion-dev libjansson-dev libhttp-parser-dev libssl-dev
+redis-server redis-tools wrk curl procps"
 
 missing=""
 for p in $PKGS; do

@@ -1604,7 +1604,7 @@ Test(tasks, background_child_killed_when_task_ends)
 
 Test(tasks, dev_mode_runs_tasks_on_its_workers)
 {
-	const char *argv[] = { nd_test_bin(), "dev", "--listen", "127.0.0.1:0",
+	const char *argv[] = { nd_test_bin(), "dev", "--listen", "127.0.0.1:0", "--http", "none",
 			       "--workers", "2", NULL };
 	char want[2][80], *lines[16];
 	int64_t t0;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api/http.h"
 #include "cli/cli.h"
 #include "core/server.h"
 #include "node/service.h"
@@ -25,7 +26,10 @@ static void usage(FILE *f)
 		"  --listen HOST:PORT     the master's address (default "
 		ND_CLI_MASTER ")\n"
 		"  --slots N              slots of each worker (default: CPUs)\n"
-		"Prints 'listening on HOST:PORT' on stdout once it serves.\n");
+		"  --http HOST:PORT       the HTTP/JSON API (default 127.0.0.1:7071;\n"
+		"                         'none': off)\n"
+		"Prints 'listening on HOST:PORT' on stdout once it serves, then\n"
+		"'http on HOST:PORT'.\n");
 }
 
 int nd_cli_dev(int argc, char **argv)
@@ -34,6 +38,7 @@ int nd_cli_dev(int argc, char **argv)
 		{ "workers", required_argument, NULL, 'w' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "slots", required_argument, NULL, 's' },
+		{ "http", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -42,7 +47,8 @@ int nd_cli_dev(int argc, char **argv)
 	struct nd_server srv;
 	struct nd_worker_cfg wc[DEV_MAX_WORKERS];
 	struct nd_worker *w[DEV_MAX_WORKERS] = { 0 };
-	char names[DEV_MAX_WORKERS][16], addr[80];
+	char names[DEV_MAX_WORKERS][16], addr[80], http_addr[80];
+	const char *http = "127.0.0.1:7071";
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned nworkers = 2, slots = ncpu > 0 ? (unsigned)ncpu : 1, started = 0;
 	uint64_t v;
@@ -65,6 +71,9 @@ int nd_cli_dev(int argc, char **argv)
 				return 2;
 			slots = (unsigned)v;
 			break;
+		case 'T':
+			http = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -83,6 +92,12 @@ int nd_cli_dev(int argc, char **argv)
 		return 1;
 	srv.proto = &nd_rpc_server_ops;
 	srv.shard_start = nd_svc_shard_start;
+	if (strcmp(http, "none") &&
+	    nd_server_listen(&srv, http, "--http", &nd_http_ops, http_addr,
+			     sizeof(http_addr))) {
+		nd_server_close(&srv);
+		return 1;
+	}
 	nd_server_addr(&srv, addr, sizeof(addr));
 	srand((unsigned)getpid());
 	for (unsigned i = 0; i < nworkers; i++) {
@@ -99,6 +114,8 @@ int nd_cli_dev(int argc, char **argv)
 		if (nd_worker_start(w[started]))
 			goto stop;
 	printf("listening on %s\n", addr);
+	if (strcmp(http, "none"))
+		printf("http on %s\n", http_addr);
 	fflush(stdout);
 	fprintf(stderr, "noded: dev: master on %s with %u workers (dev-1..dev-%u, "
 		"label dev=true); try: noded run --master %s --all -- uname -n\n",

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/http.h"
 #include "cli/cli.h"
 #include "core/server.h"
 #include "node/service.h"
@@ -32,7 +33,12 @@ static void usage(FILE *f)
 		"                         beyond it the record is marked truncated\n"
 		"  --token-file FILE      require every worker and client to prove\n"
 		"                         it holds this token (needed off loopback)\n"
-		"On start it prints 'listening on HOST:PORT' on stdout.\n");
+		"  --http HOST:PORT       also serve the HTTP/JSON API and /metrics\n"
+		"                         there (off by default; port 0: any)\n"
+		"  --http-max-body BYTES  largest HTTP request body (default\n"
+		"                         1048576; over it: 413)\n"
+		"On start it prints 'listening on HOST:PORT' on stdout, then\n"
+		"'http on HOST:PORT' when --http is given.\n");
 }
 
 int nd_cli_master(int argc, char **argv)
@@ -49,6 +55,8 @@ int nd_cli_master(int argc, char **argv)
 		{ "heartbeat-timeout", required_argument, NULL, 'H' },
 		{ "output-cap", required_argument, NULL, 'o' },
 		{ "token-file", required_argument, NULL, 't' },
+		{ "http", required_argument, NULL, 'T' },
+		{ "http-max-body", required_argument, NULL, 'B' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -57,7 +65,8 @@ int nd_cli_master(int argc, char **argv)
 	char addr[80];
 	uint64_t v;
 	bool idle_set = false;
-	const char *token_file = NULL;
+	const char *token_file = NULL, *http = NULL;
+	char http_addr[80];
 	uint8_t *token = NULL;
 	int o, ret;
 
@@ -119,6 +128,15 @@ int nd_cli_master(int argc, char **argv)
 		case 't':
 			token_file = optarg;
 			break;
+		case 'T':
+			http = optarg;
+			break;
+		case 'B':
+			if (!nd_cli_uint("--http-max-body", optarg, 1, 1u << 30,
+					 &v))
+				return 2;
+			cfg.http_max_body = v;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -146,8 +164,16 @@ int nd_cli_master(int argc, char **argv)
 	}
 	srv.proto = &nd_rpc_server_ops;
 	srv.shard_start = nd_svc_shard_start;
+	if (http && nd_server_listen(&srv, http, "--http", &nd_http_ops,
+				     http_addr, sizeof(http_addr))) {
+		nd_server_close(&srv);
+		free(token);
+		return 2;
+	}
 	nd_server_addr(&srv, addr, sizeof(addr));
 	printf("listening on %s\n", addr);
+	if (http)
+		printf("http on %s\n", http_addr);
 	fflush(stdout);
 	fprintf(stderr, "noded: master %s on %s, %u shards\n", srv.cfg.name,
 		addr, srv.cfg.shards);

@@ -22,6 +22,7 @@ struct nd_config {
 	size_t token_len;
 	unsigned buf_count;          /* provided receive buffers per shard; 1024 */
 	unsigned buf_size;           /* bytes each; 4096 */
+	uint64_t http_max_body;      /* HTTP request body limit; 1 MiB */
 };
 
 /* Fills every zero field with its default. */

@@ -47,6 +47,8 @@ void nd_config_defaults(struct nd_config *cfg)
 		cfg->buf_count = 1024;
 	if (!cfg->buf_size)
 		cfg->buf_size = 4096;
+	if (!cfg->http_max_body)
+		cfg->http_max_body = 1u << 20;
 }
 
 int nd_parse_addr(const char *s, struct sockaddr_storage *out, socklen_t *len)

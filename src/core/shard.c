@@ -84,6 +84,55 @@ int nd_shard_post(struct nd_shard *from, struct nd_shard *to,
 	return 0;
 }
 
+struct tour {
+	struct nd_shard *home;
+	unsigned next;                /* the shard to visit next */
+	void (*visit)(struct nd_shard *s, void *arg);
+	void (*done)(struct nd_shard *home, void *arg);
+	void *arg;
+};
+
+static void tour_step(struct nd_shard *s, void *arg)
+{
+	struct tour *t = arg;
+	unsigned n = s->srv->nshards;
+	struct nd_shard *to;
+
+	for (;;) {
+		while (t->next < n && &s->srv->shards[t->next] == s)
+			t->visit(s, t->arg), t->next++;
+		to = t->next < n ? &s->srv->shards[t->next] : t->home;
+		if (to == s) {
+			if (t->next < n)
+				continue;
+			t->done(s, t->arg);
+			free(t);
+			return;
+		}
+		if (!nd_shard_post(s, to, tour_step, t))
+			return;
+		if (t->next >= n)
+			return; /* out of memory on the way home: lost */
+		t->next++; /* out of memory: that shard is skipped */
+	}
+}
+
+int nd_shard_tour(struct nd_shard *from,
+		  void (*visit)(struct nd_shard *s, void *arg),
+		  void (*done)(struct nd_shard *from, void *arg), void *arg)
+{
+	struct tour *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return -ENOMEM;
+	t->home = from;
+	t->visit = visit;
+	t->done = done;
+	t->arg = arg;
+	tour_step(from, t);
+	return 0;
+}
+
 static int bufring_setup(struct nd_shard *s)
 {
 	struct io_uring_buf_reg reg = { 0 };
@@ -428,6 +477,8 @@ void *nd__shard_main(void *arg)
 		    !(s->svc_drain && s->svc_drain(s)) && all_drained(s))
 			break;
 		ret = io_uring_submit_and_wait(&s->ring, 1);
+		if (ret > 0)
+			s->m.sqes_submitted += (unsigned)ret;
 		if (ret < 0 && ret != -EINTR && ret != -EBUSY && ret != -ETIME) {
 			fprintf(stderr, "noded: shard %u: io_uring_enter: %s\n",
 				s->id, strerror(-ret));
@@ -440,6 +491,7 @@ void *nd__shard_main(void *arg)
 			n++;
 		}
 		io_uring_cq_advance(&s->ring, n);
+		s->m.cqes += n;
 		if (s->bufs_returned) {
 			io_uring_buf_ring_advance(s->br, (int)s->bufs_returned);
 			s->bufs_returned = 0;

@@ -16,6 +16,7 @@
 
 #include "core/config.h"
 #include "core/list.h"
+#include "core/metrics.h"
 #include "core/u64map.h"
 #include "wire/arena.h"
 
@@ -110,12 +111,23 @@ struct nd_shard {
 	bool drained;
 
 	struct nd_shard_stats st;
+	struct nd_metrics m;
+	unsigned cur_method;            /* native method being handled */
 };
 
 /* Returns an SQE, submitting first when the SQ is full. Never NULL. */
 struct io_uring_sqe *nd_shard_sqe(struct nd_shard *s);
 
 /* Runs fn(to, arg) on shard to's thread. Called from shard from's thread. */
+/*
+ * Runs visit(s, arg) on every shard's own thread in turn (0, 1, ...), then
+ * done(from, arg) back on from: how a scrape reads counters that only their
+ * shard writes. 0, or -ENOMEM (nothing runs).
+ */
+int nd_shard_tour(struct nd_shard *from,
+		  void (*visit)(struct nd_shard *s, void *arg),
+		  void (*done)(struct nd_shard *from, void *arg), void *arg);
+
 int nd_shard_post(struct nd_shard *from, struct nd_shard *to,
 		  void (*fn)(struct nd_shard *, void *), void *arg);
 

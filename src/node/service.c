@@ -11,6 +11,7 @@
 
 #include "core/server.h"
 #include "node/svc.h"
+#include "noded/json.h"
 #include "rpc/server.h"
 
 uint64_t nd__unix_ms(void)
@@ -360,7 +361,11 @@ static void ticket_done(struct nd_shard *s, void *arg)
 {
 	struct nd_ticket *t = arg;
 
-	(void)s;
+	if (t->method) {
+		nd_hist_add(&s->m.rpc_latency[t->method], nd_now_ns() - t->t0_ns);
+		if (t->error)
+			s->m.rpc_errors[t->method]++;
+	}
 	if (t->conn) {
 		nd_list_del(&t->link);
 		if (t->reply_len)
@@ -428,6 +433,7 @@ static void svc_exec(struct nd_shard *s0, void *arg)
 send:
 	t->reply = o.buf;
 	t->reply_len = o.len;
+	t->error = o.errors;
 	if (o.hold_task) {
 		/* A watcher lags: the worker gets this ack when it caught up,
 		 * and reads no more output meanwhile. */
@@ -507,6 +513,8 @@ int nd_svc_forward(struct nd_conn *c, const uint8_t *body, size_t len)
 	t->req_len = len;
 	t->conn = c;
 	t->home = c->shard;
+	t->t0_ns = nd_now_ns();
+	t->method = c->shard->cur_method;
 	t->conn_serial = rc->serial;
 	memcpy(t->peer, rc->peer, sizeof(t->peer));
 	nd_list_add_tail(&rc->tickets, &t->link);
@@ -652,4 +660,49 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg)
 	s->svc = svc;
 	s->svc_tick = svc_tick;
 	s->svc_stop = svc_stop;
+}
+
+void nd_svc_metrics(struct nd_shard *s0, FILE *f)
+{
+	struct nd_svc *svc = s0->svc;
+	uint64_t by_state[4] = { 0 }, slots = 0, free_slots = 0, busy = 0;
+
+	if (!svc)
+		return;
+	fprintf(f, "# HELP noded_node_slots Task slots (helper processes) a "
+		"node reports.\n# TYPE noded_node_slots gauge\n");
+	for (size_t b = 0; b < svc->nbuckets; b++)
+		for (struct node *n = svc->buckets[b]; n; n = n->next) {
+			if ((unsigned)n->state < 4)
+				by_state[n->state]++;
+			if (n->state == NODED__NODE_STATE__NODE_DEAD)
+				continue;
+			slots += n->slots;
+			busy += n->running;
+			free_slots += n->slots > n->running ?
+					      n->slots - n->running : 0;
+			fprintf(f, "noded_node_slots{node=\"%s\"} %u\n",
+				n->name, n->slots);
+		}
+	fprintf(f, "# HELP noded_node_running_tasks Tasks the master has on "
+		"a node.\n# TYPE noded_node_running_tasks gauge\n");
+	for (size_t b = 0; b < svc->nbuckets; b++)
+		for (struct node *n = svc->buckets[b]; n; n = n->next)
+			if (n->state != NODED__NODE_STATE__NODE_DEAD)
+				fprintf(f, "noded_node_running_tasks{node="
+					"\"%s\"} %u\n", n->name, n->running);
+	fprintf(f, "# HELP noded_nodes Nodes known, by state.\n"
+		"# TYPE noded_nodes gauge\n");
+	for (unsigned st = NODED__NODE_STATE__NODE_ALIVE;
+	     st <= NODED__NODE_STATE__NODE_DEAD; st++)
+		fprintf(f, "noded_nodes{state=\"%s\"} %llu\n",
+			nd_node_state_name((Noded__NodeState)st),
+			(unsigned long long)by_state[st]);
+	fprintf(f, "# HELP noded_slots Task slots of live nodes, by use "
+		"(the fleet's helper pool).\n# TYPE noded_slots gauge\n"
+		"noded_slots{use=\"busy\"} %llu\nnoded_slots{use=\"free\"} "
+		"%llu\nnoded_slots{use=\"total\"} %llu\n",
+		(unsigned long long)busy, (unsigned long long)free_slots,
+		(unsigned long long)slots);
+	nd__tasks_metrics(svc, f);
 }

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/conn.h"
 #include "core/list.h"
@@ -57,6 +58,9 @@ struct nd_ticket {
 	size_t reply_len;
 	struct nd_list held;          /* svc.held: ack delayed by a watcher */
 	uint64_t held_task;
+	uint64_t t0_ns;               /* forwarded (monotonic) */
+	unsigned method;              /* native method, for metrics; 0: other */
+	bool error;                   /* the reply is an Error */
 };
 
 /*
@@ -84,5 +88,9 @@ void nd_svc_stream_closed(struct nd_shard *from, const char *node,
 /* A watcher's connection fell behind (true) or caught up (false): output
  * acks to the workers feeding it wait meanwhile (backpressure). */
 void nd_svc_congested(struct nd_conn *c, bool congested);
+
+/* The service's figures (nodes, slots, tasks, queue, dispatch latency) in
+ * the Prometheus text format; on shard 0 only. */
+void nd_svc_metrics(struct nd_shard *s0, FILE *f);
 
 #endif

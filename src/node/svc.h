@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/list.h"
 #include "core/shard.h"
@@ -71,6 +72,7 @@ struct task {
 	struct nd_list queue_link;    /* svc.pending while PENDING */
 	struct nd_list node_link;     /* node.tasks while ASSIGNED/RUNNING */
 	struct nd_list all_link;      /* svc.all, oldest first */
+	uint64_t queued_ns;           /* monotonic, when last queued */
 };
 
 struct nd_svc {
@@ -84,6 +86,8 @@ struct nd_svc {
 	uint64_t output_cap;          /* default per task */
 	struct nd_u64map congested;   /* serials of watchers behind */
 	struct nd_list held;          /* tickets whose ack waits (held) */
+	struct nd_hist dispatch;      /* queued to pushed to a worker */
+	uint64_t ended[16];           /* tasks that ended, by final state */
 };
 
 uint64_t nd__unix_ms(void);
@@ -101,6 +105,7 @@ struct nd_out {                   /* frames to queue on the requester */
 	uint8_t *buf;
 	size_t len, cap;
 	uint64_t hold_task;           /* nonzero: hold the reply (backpressure) */
+	unsigned errors;              /* Error frames among them */
 };
 
 /* Does any watcher of t lag behind? */
@@ -127,5 +132,7 @@ void nd__tasks_schedule(struct nd_svc *svc);
 void nd__tasks_node_dead(struct nd_svc *svc, struct node *n,
 			 const char *why);
 void nd__tasks_free(struct nd_svc *svc);
+/* Task figures for /metrics. */
+void nd__tasks_metrics(struct nd_svc *svc, FILE *f);
 
 #endif

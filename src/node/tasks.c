@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "node/svc.h"
+#include "noded/json.h"
 
 #define LIST_DEFAULT 100
 #define LIST_MAX 10000
@@ -91,6 +92,7 @@ void nd__out_error(struct nd_out *o, uint64_t id, Noded__FrameKind kind,
 	f.body_case = NODED__FRAME__BODY_ERROR;
 	f.error = &e;
 	nd__out_frame(o, &f);
+	o->errors++;
 }
 
 static void frame_end(struct nd_out *o, uint64_t id)
@@ -158,6 +160,8 @@ static void finish(struct nd_svc *svc, struct task *t, Noded__TaskState st,
 			n->running--;
 	}
 	t->state = st;
+	if ((unsigned)st < sizeof(svc->ended) / sizeof(svc->ended[0]))
+		svc->ended[st]++;
 	t->ended_unix_ms = nd__unix_ms();
 	if (reason && !t->reason)
 		t->reason = strdup(reason);
@@ -263,6 +267,7 @@ void nd__tasks_schedule(struct nd_svc *svc)
 		t->state = NODED__TASK_STATE__TASK_ASSIGNED;
 		n->running++;
 		nd_list_add_tail(&n->tasks, &t->node_link);
+		nd_hist_add(&svc->dispatch, nd_now_ns() - t->queued_ns);
 		push_assignment(svc, t, n);
 	}
 }
@@ -284,6 +289,7 @@ void nd__tasks_node_dead(struct nd_svc *svc, struct node *n, const char *why)
 			t->retries_left--;
 			t->attempt++;
 			t->state = NODED__TASK_STATE__TASK_PENDING;
+			t->queued_ns = nd_now_ns();
 			nd_list_add_tail(&svc->pending, &t->queue_link);
 			requeued = true;
 			continue;
@@ -323,6 +329,7 @@ static struct task *task_new(struct nd_svc *svc, const uint8_t *spec,
 	t->output_cap = sp->output_cap_bytes ? sp->output_cap_bytes
 					     : svc->output_cap;
 	t->submitted_unix_ms = nd__unix_ms();
+	t->queued_ns = nd_now_ns();
 	nd_list_add_tail(&svc->pending, &t->queue_link);
 	nd_list_add_tail(&svc->all, &t->all_link);
 	return t;
@@ -768,4 +775,45 @@ void nd__tasks_free(struct nd_svc *svc)
 		free(t);
 	}
 	nd_u64map_free(&svc->tasks);
+}
+
+void nd__tasks_metrics(struct nd_svc *svc, FILE *f)
+{
+	uint64_t by_state[16] = { 0 }, queued = 0;
+	struct nd_list *l;
+
+	for (l = svc->all.next; l != &svc->all; l = l->next) {
+		struct task *t = nd_container_of(l, struct task, all_link);
+
+		if ((unsigned)t->state < 16)
+			by_state[t->state]++;
+	}
+	for (l = svc->pending.next; l != &svc->pending; l = l->next)
+		queued++;
+	fprintf(f, "# HELP noded_tasks Tasks the master holds, by state.\n"
+		"# TYPE noded_tasks gauge\n");
+	for (unsigned st = 1; st <= NODED__TASK_STATE__TASK_LOST; st++)
+		fprintf(f, "noded_tasks{state=\"%s\"} %llu\n",
+			nd_task_state_name((Noded__TaskState)st),
+			(unsigned long long)by_state[st]);
+	fprintf(f, "# HELP noded_tasks_ended_total Tasks that reached a "
+		"final state, by state.\n# TYPE noded_tasks_ended_total "
+		"counter\n");
+	for (unsigned st = NODED__TASK_STATE__TASK_SUCCEEDED;
+	     st <= NODED__TASK_STATE__TASK_LOST; st++)
+		fprintf(f, "noded_tasks_ended_total{state=\"%s\"} %llu\n",
+			nd_task_state_name((Noded__TaskState)st),
+			(unsigned long long)svc->ended[st]);
+	fprintf(f, "# HELP noded_tasks_submitted_total Tasks submitted.\n"
+		"# TYPE noded_tasks_submitted_total counter\n"
+		"noded_tasks_submitted_total %llu\n",
+		(unsigned long long)(svc->next_task_id - 1));
+	fprintf(f, "# HELP noded_task_queue_length Tasks waiting for a "
+		"node.\n# TYPE noded_task_queue_length gauge\n"
+		"noded_task_queue_length %llu\n", (unsigned long long)queued);
+	fprintf(f, "# HELP noded_dispatch_duration_seconds Task queued to "
+		"sent to its worker.\n# TYPE noded_dispatch_duration_seconds "
+		"histogram\n");
+	nd_hist_write(f, "noded_dispatch_duration_seconds", "",
+		      &svc->dispatch);
 }

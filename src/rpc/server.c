@@ -34,6 +34,7 @@ static void verror(struct nd_conn *c, uint64_t id, Noded__FrameKind kind,
 	f.body_case = NODED__FRAME__BODY_ERROR;
 	f.error = &e;
 	c->shard->st.errors++;
+	c->shard->m.rpc_errors[c->shard->cur_method]++;
 	nd_rpc_send(c, &f);
 }
 
@@ -58,9 +59,10 @@ void nd_rpc_fatal(struct nd_conn *c, uint64_t id, Noded__ErrorCode code,
 	nd_conn_close(c, true);
 }
 
+static void dispatch(struct nd_conn *c, const Noded__Frame *f);
+
 static void on_frame(struct nd_conn *c, const uint8_t *body, size_t len)
 {
-	struct nd_rpc_conn *rc = nd_rpc(c);
 	Noded__Frame *f = nd_frame_decode(body, len, &c->shard->arena.pc);
 
 	if (!f) {
@@ -70,6 +72,22 @@ static void on_frame(struct nd_conn *c, const uint8_t *body, size_t len)
 		return;
 	}
 	c->shard->st.requests++;
+	c->shard->cur_method = (unsigned)f->body_case < ND_METHODS ?
+				       (unsigned)f->body_case : 0;
+	c->shard->m.rpc_requests[c->shard->cur_method]++;
+	nd_rpc(c)->body = body;
+	nd_rpc(c)->body_len = len;
+	dispatch(c, f);
+	c->shard->cur_method = 0;
+}
+
+/* The method's latency: until its reply is queued here, or for the node
+ * service's methods until the reply is back (counted in service.c). */
+static void dispatch(struct nd_conn *c, const Noded__Frame *f)
+{
+	struct nd_rpc_conn *rc = nd_rpc(c);
+	uint64_t t0 = nd_now_ns();
+
 	if (f->kind == NODED__FRAME_KIND__CANCEL) {
 		nd__rpc_assign_cancel(c, f);
 		return;
@@ -93,8 +111,6 @@ static void on_frame(struct nd_conn *c, const uint8_t *body, size_t len)
 			     "before %s", nd_frame_method_name(f->body_case));
 		return;
 	}
-	rc->body = body;
-	rc->body_len = len;
 	switch (f->body_case) {
 	case NODED__FRAME__BODY_AUTH:
 		nd__rpc_auth(c, f);
@@ -111,7 +127,7 @@ static void on_frame(struct nd_conn *c, const uint8_t *body, size_t len)
 	case NODED__FRAME__BODY_WATCH:
 	case NODED__FRAME__BODY_TASK_UPDATE:
 		nd__rpc_forward(c, f);
-		break;
+		return;
 	case NODED__FRAME__BODY_HELLO:
 		nd__rpc_hello(c, f);
 		break;
@@ -131,6 +147,8 @@ static void on_frame(struct nd_conn *c, const uint8_t *body, size_t len)
 			     nd_frame_method_name(f->body_case));
 		break;
 	}
+	nd_hist_add(&c->shard->m.rpc_latency[c->shard->cur_method],
+		    nd_now_ns() - t0);
 }
 
 /* Consumes whole frames while the connection may read; see nd_conn_ops. */

@@ -1,0 +1,651 @@
+/*
+ * The API's routes: each checks its input, asks the node service with a
+ * native request (nd_http_call) and turns the reply frames into JSON.
+ *
+ *   GET    /healthz                       200 {"status":"ok"}
+ *   GET    /metrics                       Prometheus text (metrics.c)
+ *   POST   /v1/tasks, POST /tasks         201 {"id":N} or {"job_id":J,...}
+ *   GET    /v1/tasks?state=S&limit=N      200 {"tasks":[...]}
+ *   GET    /v1/tasks/ID                   200 the record, with its output
+ *   GET    /v1/tasks/ID/output[?follow=1] 200 chunked output
+ *   DELETE /v1/tasks/ID                   200 the record (cancel asked)
+ *   GET    /v1/nodes, /v1/nodes/NAME      200 {"nodes":[...]}, one node
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "core/shard.h"
+#include "noded/json.h"
+#include "wire/arena.h"
+
+/* ---- service replies ---- */
+
+static unsigned status_of(Noded__ErrorCode code)
+{
+	switch (code) {
+	case NODED__ERROR_CODE__BAD_REQUEST: return 400;
+	case NODED__ERROR_CODE__NOT_FOUND: return 404;
+	case NODED__ERROR_CODE__RESOURCE_EXHAUSTED: return 429;
+	case NODED__ERROR_CODE__UNAUTHENTICATED: return 401;
+	case NODED__ERROR_CODE__UNAVAILABLE: return 503;
+	default: return 500;
+	}
+}
+
+/* An Error frame ends the request with its status; true if f was one. */
+static bool error_reply(struct req *r, const Noded__Frame *f)
+{
+	if (f->body_case != NODED__FRAME__BODY_ERROR)
+		return false;
+	if (r->streaming) { /* headers are gone: end the stream short */
+		nd_http_stream_end(r);
+		return true;
+	}
+	nd_http_error(r, status_of(f->error->code), "%s",
+		      f->error->message ? f->error->message : "error");
+	return true;
+}
+
+static void unexpected(struct req *r)
+{
+	nd_http_error(r, 500, "unexpected reply from the node service");
+}
+
+static void call(struct req *r, Noded__Frame *f,
+		 void (*on_frame)(struct req *, const Noded__Frame *))
+{
+	r->on_frame = on_frame;
+	if (nd_http_call(r, f))
+		nd_http_error(r, 503, "out of memory");
+}
+
+/* ---- input helpers ---- */
+
+/* Decodes %XX and '+' in place. */
+static void unescape(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++) {
+		if (*s == '+') {
+			*o++ = ' ';
+		} else if (*s == '%' && s[1] && s[2]) {
+			char hex[3] = { s[1], s[2], 0 };
+			char *end;
+			long v = strtol(hex, &end, 16);
+
+			if (*end) {
+				*o++ = *s;
+				continue;
+			}
+			*o++ = (char)v;
+			s += 2;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+}
+
+/* The value of key in query q ("a=1&b=2"), unescaped into buf; NULL if
+ * absent. */
+static const char *query_get(const char *q, const char *key, char *buf,
+			     size_t size)
+{
+	size_t kl = strlen(key);
+
+	while (q && *q) {
+		const char *amp = strchr(q, '&');
+		size_t len = amp ? (size_t)(amp - q) : strlen(q);
+
+		if (len >= kl && !strncmp(q, key, kl) &&
+		    (len == kl || q[kl] == '=')) {
+			size_t vl = len > kl ? len - kl - 1 : 0;
+
+			if (vl >= size)
+				vl = size - 1;
+			memcpy(buf, q + kl + (len > kl), vl);
+			buf[vl] = '\0';
+			unescape(buf);
+			return buf;
+		}
+		q = amp ? amp + 1 : NULL;
+	}
+	return NULL;
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+
+	if (!*s || *s == '-' || *s == '+')
+		return false;
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	return !*end && !errno;
+}
+
+/* ---- POST /v1/tasks ---- */
+
+static void on_submitted(struct req *r, const Noded__Frame *f)
+{
+	const Noded__SubmitReply *sr = f->submit_reply;
+	char loc[64];
+	json_t *ids, *nodes;
+
+	if (error_reply(r, f))
+		return;
+	if (f->body_case != NODED__FRAME__BODY_SUBMIT_REPLY) {
+		unexpected(r);
+		return;
+	}
+	if (!sr->job_id && sr->n_task_ids == 1) {
+		snprintf(loc, sizeof(loc), "Location: /v1/tasks/%" PRIu64
+			 "\r\n", sr->task_ids[0]);
+		nd_http_json(r, 201, json_pack("{s:I}", "id",
+					       (json_int_t)sr->task_ids[0]),
+			     loc);
+		return;
+	}
+	ids = json_array();
+	nodes = json_array();
+	for (size_t i = 0; ids && i < sr->n_task_ids; i++)
+		json_array_append_new(ids,
+				      json_integer((json_int_t)sr->task_ids[i]));
+	for (size_t i = 0; nodes && i < sr->n_nodes; i++)
+		json_array_append_new(nodes, json_string(sr->nodes[i]));
+	nd_http_json(r, 201, json_pack("{s:I, s:o, s:o}", "job_id",
+				       (json_int_t)sr->job_id, "task_ids", ids,
+				       "nodes", nodes), NULL);
+}
+
+/* A JSON object of strings as map entries (the two map types of TaskSpec
+ * have the same layout). NULL with why set when it is not one. */
+static void **map_entries(struct req *r, json_t *obj, const char *name,
+			  const ProtobufCMessageDescriptor *d, size_t *n,
+			  const char **why)
+{
+	struct nd_arena *a = &r->conn->shard->arena;
+	size_t i = 0, count = json_object_size(obj);
+	Noded__TaskSpec__EnvEntry **e;
+	const char *k;
+	json_t *v;
+
+	*n = 0;
+	if (!json_is_object(obj)) {
+		*why = name;
+		return NULL;
+	}
+	e = nd_arena_alloc(a, (count ? count : 1) * sizeof(*e));
+	if (!e)
+		return NULL;
+	json_object_foreach(obj, k, v) {
+		if (!json_is_string(v)) {
+			*why = name;
+			return NULL;
+		}
+		e[i] = nd_arena_alloc(a, sizeof(**e));
+		if (!e[i])
+			return NULL;
+		protobuf_c_message_init(d, e[i]);
+		e[i]->key = (char *)k;
+		e[i]->value = (char *)json_string_value(v);
+		i++;
+	}
+	*n = i;
+	return (void **)e;
+}
+
+static const char *const task_fields[] = {
+	"argv", "cmd", "node", "labels", "all", "timeout_s", "env", "cwd",
+	"retries", NULL,
+};
+
+/* Fills sp from the JSON body; NULL, or what is wrong with it. */
+static const char *spec_from_json(struct req *r, json_t *j,
+				  Noded__TaskSpec *sp)
+{
+	struct nd_arena *a = &r->conn->shard->arena;
+	json_t *argv = json_object_get(j, "argv");
+	json_t *cmd = json_object_get(j, "cmd");
+	json_t *v;
+	const char *k, *why = NULL;
+
+	json_object_foreach(j, k, v) {
+		unsigned i;
+
+		for (i = 0; task_fields[i] && strcmp(task_fields[i], k); i++)
+			;
+		if (!task_fields[i])
+			return "unknown field (want argv or cmd, node, labels, "
+			       "all, timeout_s, env, cwd, retries)";
+	}
+	if (!argv == !cmd)
+		return "give exactly one of \"argv\" (an array of strings) "
+		       "and \"cmd\" (a shell command string)";
+	if (cmd) {
+		if (!json_is_string(cmd) || !json_string_length(cmd))
+			return "\"cmd\" must be a non-empty string";
+		sp->shell = (char *)json_string_value(cmd);
+	} else {
+		size_t n = json_array_size(argv);
+
+		if (!json_is_array(argv) || !n)
+			return "\"argv\" must be a non-empty array of strings";
+		sp->argv = nd_arena_alloc(a, n * sizeof(char *));
+		if (!sp->argv)
+			return "out of memory";
+		for (size_t i = 0; i < n; i++) {
+			json_t *s = json_array_get(argv, i);
+
+			if (!json_is_string(s))
+				return "\"argv\" must be a non-empty array "
+				       "of strings";
+			sp->argv[i] = (char *)json_string_value(s);
+		}
+		sp->n_argv = n;
+	}
+	if ((v = json_object_get(j, "node"))) {
+		if (!json_is_string(v) || !json_string_length(v))
+			return "\"node\" must be a non-empty string";
+		sp->node = (char *)json_string_value(v);
+	}
+	if ((v = json_object_get(j, "cwd"))) {
+		if (!json_is_string(v))
+			return "\"cwd\" must be a string";
+		sp->cwd = (char *)json_string_value(v);
+	}
+	if ((v = json_object_get(j, "all"))) {
+		if (!json_is_boolean(v))
+			return "\"all\" must be true or false";
+		sp->all = json_is_true(v);
+	}
+	if ((v = json_object_get(j, "timeout_s"))) {
+		double s = json_number_value(v);
+
+		if (!json_is_number(v) || !(s >= 0) || s * 1000 > UINT32_MAX)
+			return "\"timeout_s\" must be a number of seconds "
+			       "from 0 to 4294967";
+		sp->timeout_ms = (uint32_t)ceil(s * 1000);
+	}
+	if ((v = json_object_get(j, "retries"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > 100)
+			return "\"retries\" must be an integer from 0 to 100";
+		sp->retries = (uint32_t)json_integer_value(v);
+	}
+	if ((v = json_object_get(j, "env"))) {
+		sp->env = (Noded__TaskSpec__EnvEntry **)map_entries(
+			r, v, "\"env\" must be an object of strings",
+			&noded__task_spec__env_entry__descriptor, &sp->n_env,
+			&why);
+		if (!sp->env)
+			return why ? why : "out of memory";
+	}
+	if ((v = json_object_get(j, "labels"))) {
+		sp->labels = (Noded__TaskSpec__LabelsEntry **)map_entries(
+			r, v, "\"labels\" must be an object of strings",
+			&noded__task_spec__labels_entry__descriptor,
+			&sp->n_labels, &why);
+		if (!sp->labels)
+			return why ? why : "out of memory";
+	}
+	if (!!sp->node[0] + !!sp->n_labels + !!sp->all > 1)
+		return "\"node\", \"labels\" and \"all\" exclude each other";
+	return NULL;
+}
+
+static void submit(struct req *r)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__TaskSpec sp = NODED__TASK_SPEC__INIT;
+	json_error_t err;
+	const char *why;
+	json_t *j;
+
+	if (!r->has_length && !r->chunked) {
+		nd_http_error(r, 411, "a JSON body with Content-Length is "
+			      "required");
+		return;
+	}
+	j = json_loadb((const char *)r->body.data, r->body.len, 0, &err);
+	if (!j) {
+		nd_http_error(r, 400, "bad JSON: %s (line %d, column %d)",
+			      err.text, err.line, err.column);
+		return;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		nd_http_error(r, 400, "the body must be a JSON object");
+		return;
+	}
+	why = spec_from_json(r, j, &sp);
+	if (why) {
+		nd_http_error(r, 400, "%s", why);
+		json_decref(j);
+		return;
+	}
+	f.body_case = NODED__FRAME__BODY_SUBMIT;
+	f.submit = &sp;
+	call(r, &f, on_submitted);
+	json_decref(j); /* packed already */
+}
+
+/* ---- GET /v1/tasks ---- */
+
+static void on_list(struct req *r, const Noded__Frame *f)
+{
+	json_t *a;
+
+	if (error_reply(r, f))
+		return;
+	if (f->body_case != NODED__FRAME__BODY_TASK_LIST) {
+		unexpected(r);
+		return;
+	}
+	a = json_array();
+	for (size_t i = 0; a && i < f->task_list->n_tasks; i++)
+		json_array_append_new(a, nd_json_task(f->task_list->tasks[i]));
+	nd_http_json(r, 200, json_pack("{s:o}", "tasks", a), NULL);
+}
+
+static void list(struct req *r, const char *q)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__TaskListRequest lr = NODED__TASK_LIST_REQUEST__INIT;
+	char buf[64];
+	uint64_t limit;
+
+	if (query_get(q, "state", buf, sizeof(buf)) &&
+	    !nd_task_state_parse(buf, &lr.state)) {
+		nd_http_error(r, 400, "unknown state '%s' (want PENDING, "
+			      "ASSIGNED, RUNNING, SUCCEEDED, FAILED, TIMED_OUT, "
+			      "CANCELLED or LOST)", buf);
+		return;
+	}
+	if (query_get(q, "limit", buf, sizeof(buf))) {
+		if (!parse_u64(buf, &limit) || !limit || limit > 100000) {
+			nd_http_error(r, 400, "limit must be from 1 to 100000");
+			return;
+		}
+		lr.limit = (uint32_t)limit;
+	}
+	f.body_case = NODED__FRAME__BODY_LIST_TASKS;
+	f.list_tasks = &lr;
+	call(r, &f, on_list);
+}
+
+/* ---- GET /v1/tasks/ID and its output ---- */
+
+/* Gathers the kept output, then answers with the record and it. */
+static void on_task(struct req *r, const Noded__Frame *f)
+{
+	json_t *j;
+
+	if (error_reply(r, f))
+		return;
+	switch (f->body_case) {
+	case NODED__FRAME__BODY_OUTPUT:
+		if (nd_buf_put(&r->acc, f->output->data.data,
+			       f->output->data.len))
+			r->failed = true;
+		return;
+	case NODED__FRAME__BODY_TASK_RECORD:
+		j = nd_json_task(f->task_record);
+		if (j) {
+			json_t *s = json_stringn(r->acc.len ?
+						 (char *)r->acc.data : "",
+						 r->acc.len);
+
+			if (s) { /* valid UTF-8 */
+				json_object_set_new(j, "output", s);
+				json_object_set_new(j, "output_encoding",
+						    json_string("utf-8"));
+			} else {
+				char *b = nd_base64(r->acc.data, r->acc.len);
+
+				json_object_set_new(j, "output",
+						    json_string(b ? b : ""));
+				json_object_set_new(j, "output_encoding",
+						    json_string("base64"));
+				free(b);
+			}
+		}
+		json_decref(r->json);
+		r->json = j;
+		return;
+	default:
+		if (f->kind == NODED__FRAME_KIND__STREAM_END && r->json) {
+			nd_http_json(r, 200, r->json, NULL);
+			r->json = NULL;
+		} else {
+			unexpected(r);
+		}
+	}
+}
+
+static void on_output(struct req *r, const Noded__Frame *f)
+{
+	if (!r->streaming && f->body_case == NODED__FRAME__BODY_ERROR) {
+		error_reply(r, f);
+		return;
+	}
+	if (!r->streaming)
+		nd_http_stream_start(r, "application/octet-stream");
+	if (f->body_case == NODED__FRAME__BODY_OUTPUT)
+		nd_http_stream_data(r, f->output->data.data,
+				    f->output->data.len);
+	if (f->kind == NODED__FRAME_KIND__STREAM_END)
+		nd_http_stream_end(r);
+}
+
+static void watch(struct req *r, uint64_t id, bool follow,
+		  void (*on_frame)(struct req *, const Noded__Frame *))
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__WatchRequest w = NODED__WATCH_REQUEST__INIT;
+
+	w.task_id = id;
+	w.follow = follow;
+	f.body_case = NODED__FRAME__BODY_WATCH;
+	f.watch = &w;
+	call(r, &f, on_frame);
+}
+
+/* ---- DELETE /v1/tasks/ID ---- */
+
+static void on_cancelled(struct req *r, const Noded__Frame *f)
+{
+	if (error_reply(r, f))
+		return;
+	if (f->body_case != NODED__FRAME__BODY_TASK_RECORD) {
+		unexpected(r);
+		return;
+	}
+	nd_http_json(r, 200, nd_json_task(f->task_record), NULL);
+}
+
+static void cancel(struct req *r, uint64_t id)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__TaskQuery q = NODED__TASK_QUERY__INIT;
+
+	q.id = id;
+	f.body_case = NODED__FRAME__BODY_CANCEL_TASK;
+	f.cancel_task = &q;
+	call(r, &f, on_cancelled);
+}
+
+/* ---- nodes ---- */
+
+static void on_nodes(struct req *r, const Noded__Frame *f)
+{
+	const Noded__NodeList *nl = f->node_list;
+	json_t *a;
+
+	if (error_reply(r, f))
+		return;
+	if (f->body_case != NODED__FRAME__BODY_NODE_LIST) {
+		unexpected(r);
+		return;
+	}
+	if (r->name[0]) {
+		for (size_t i = 0; i < nl->n_nodes; i++)
+			if (!strcmp(nl->nodes[i]->name, r->name)) {
+				nd_http_json(r, 200,
+					     nd_json_node(nl->nodes[i]), NULL);
+				return;
+			}
+		nd_http_error(r, 404, "no node named '%s'", r->name);
+		return;
+	}
+	a = json_array();
+	for (size_t i = 0; a && i < nl->n_nodes; i++)
+		json_array_append_new(a, nd_json_node(nl->nodes[i]));
+	nd_http_json(r, 200, json_pack("{s:o}", "nodes", a), NULL);
+}
+
+static void nodes(struct req *r)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__NodeListRequest lr = NODED__NODE_LIST_REQUEST__INIT;
+
+	f.body_case = NODED__FRAME__BODY_LIST_NODES;
+	f.list_nodes = &lr;
+	call(r, &f, on_nodes);
+}
+
+/* ---- routing ---- */
+
+static bool method_ok(struct req *r, const char *allow, unsigned m1, int m2)
+{
+	char hdr[64];
+
+	if (r->method == m1 || (m2 >= 0 && r->method == (unsigned)m2))
+		return true;
+	snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", allow);
+	r->route = ND_ROUTE_OTHER;
+	nd_http_json(r, 405, json_pack("{s:s}", "error",
+				       "method not allowed here"), hdr);
+	return false;
+}
+
+/* "/v1/tasks/ID[/rest]": the id and what follows it ("" or "/output"). */
+static bool task_path(const char *p, uint64_t *id, const char **rest)
+{
+	char num[24];
+	size_t n = strcspn(p, "/");
+
+	if (!n || n >= sizeof(num))
+		return false;
+	memcpy(num, p, n);
+	num[n] = '\0';
+	*rest = p + n;
+	return parse_u64(num, id) && *id;
+}
+
+void nd_api_route(struct req *r)
+{
+	struct http_parser_url u;
+	char path[2048], q[2048] = "", buf[16];
+	const char *rest;
+	uint64_t id;
+
+	http_parser_url_init(&u);
+	if (http_parser_parse_url(r->url, r->url_len, 0, &u) ||
+	    !(u.field_set & (1 << UF_PATH))) {
+		nd_http_error(r, 400, "bad request target");
+		return;
+	}
+	memcpy(path, r->url + u.field_data[UF_PATH].off,
+	       u.field_data[UF_PATH].len);
+	path[u.field_data[UF_PATH].len] = '\0';
+	if (u.field_set & (1 << UF_QUERY)) {
+		memcpy(q, r->url + u.field_data[UF_QUERY].off,
+		       u.field_data[UF_QUERY].len);
+		q[u.field_data[UF_QUERY].len] = '\0';
+	}
+	if (!strcmp(path, "/healthz")) {
+		r->route = ND_ROUTE_HEALTHZ;
+		if (method_ok(r, "GET", HTTP_GET, -1))
+			nd_http_json(r, 200, json_pack("{s:s}", "status", "ok"),
+				     NULL);
+		return;
+	}
+	if (!nd_http_authorized(r)) {
+		nd_http_json(r, 401, json_pack("{s:s}", "error",
+			     "missing or wrong token (Authorization: Bearer "
+			     "TOKEN, the master's --token-file)"),
+			     "WWW-Authenticate: Bearer\r\n");
+		return;
+	}
+	if (!strcmp(path, "/metrics")) {
+		r->route = ND_ROUTE_METRICS;
+		if (method_ok(r, "GET", HTTP_GET, -1))
+			nd_api_metrics(r);
+		return;
+	}
+	if (!strcmp(path, "/v1/tasks") || !strcmp(path, "/tasks")) {
+		bool legacy = path[1] == 't';
+
+		if (r->method == HTTP_GET && !legacy) {
+			r->route = ND_ROUTE_TASK_LIST;
+			list(r, q);
+			return;
+		}
+		r->route = legacy ? ND_ROUTE_LEGACY_SUBMIT :
+				    ND_ROUTE_TASK_SUBMIT;
+		if (method_ok(r, legacy ? "POST" : "GET, POST", HTTP_POST, -1))
+			submit(r);
+		return;
+	}
+	if (!strncmp(path, "/v1/tasks/", 10) &&
+	    task_path(path + 10, &id, &rest)) {
+		if (!*rest) {
+			if (r->method == HTTP_DELETE) {
+				r->route = ND_ROUTE_TASK_CANCEL;
+				cancel(r, id);
+				return;
+			}
+			r->route = ND_ROUTE_TASK_GET;
+			if (method_ok(r, "GET, DELETE", HTTP_GET, -1))
+				watch(r, id, false, on_task);
+			return;
+		}
+		if (!strcmp(rest, "/output")) {
+			const char *fl = query_get(q, "follow", buf,
+						   sizeof(buf));
+
+			r->route = ND_ROUTE_TASK_OUTPUT;
+			if (method_ok(r, "GET", HTTP_GET, -1))
+				watch(r, id, fl && strcmp(fl, "0") &&
+					     strcmp(fl, "false"), on_output);
+			return;
+		}
+	}
+	if (!strcmp(path, "/v1/nodes") || !strncmp(path, "/v1/nodes/", 10)) {
+		const char *name = path[9] ? path + 10 : "";
+
+		r->route = *name ? ND_ROUTE_NODE_GET : ND_ROUTE_NODE_LIST;
+		if (!method_ok(r, "GET", HTTP_GET, -1))
+			return;
+		if (strlen(name) >= sizeof(r->name)) {
+			nd_http_error(r, 404, "no node has a name that long");
+			return;
+		}
+		strcpy(r->name, name);
+		unescape(r->name);
+		if (path[9] && !*name) {
+			nd_http_error(r, 404, "no such path: %s", path);
+			return;
+		}
+		nodes(r);
+		return;
+	}
+	nd_http_error(r, 404, "no such path: %s", path);
+}

@@ -1,0 +1,56 @@
+#include <stdio.h>
+
+#include "core/metrics.h"
+
+const uint32_t nd_hist_bounds_us[ND_HIST_BUCKETS - 1] = {
+	10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
+	100000, 250000, 1000000,
+};
+
+void nd_hist_add(struct nd_hist *h, uint64_t ns)
+{
+	uint64_t us = ns / 1000;
+	unsigned i = 0;
+
+	while (i < ND_HIST_BUCKETS - 1 && us > nd_hist_bounds_us[i])
+		i++;
+	h->b[i]++;
+	h->count++;
+	h->sum_ns += ns;
+}
+
+const uint16_t nd_http_codes[ND_HTTP_CODES] = {
+	200, 201, 400, 401, 404, 405, 411, 413, 429, 431, 500, 503, 505, 0,
+};
+
+/* The index of status in nd_http_codes; the last (0) stands for others. */
+unsigned nd_http_code_index(unsigned status)
+{
+	unsigned i;
+
+	for (i = 0; i < ND_HTTP_CODES - 1; i++)
+		if (nd_http_codes[i] == status)
+			break;
+	return i;
+}
+
+void nd_hist_write(FILE *f, const char *name, const char *labels,
+			const struct nd_hist *h)
+{
+	uint64_t cum = 0;
+	const char *sep = labels[0] ? "," : "";
+
+	for (unsigned i = 0; i < ND_HIST_BUCKETS; i++) {
+		cum += h->b[i];
+		if (i < ND_HIST_BUCKETS - 1)
+			fprintf(f, "%s_bucket{%s%sle=\"%g\"} %llu\n", name,
+				labels, sep, nd_hist_bounds_us[i] / 1e6,
+				(unsigned long long)cum);
+		else
+			fprintf(f, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name,
+				labels, sep, (unsigned long long)cum);
+	}
+	fprintf(f, "%s_sum{%s} %.9f\n", name, labels, h->sum_ns / 1e9);
+	fprintf(f, "%s_count{%s} %llu\n", name, labels,
+		(unsigned long long)h->count);
+}
