@@ -371,6 +371,8 @@ int nd_test_daemon_start_argv(struct nd_test_daemon *d,
 	d->pid = pid;
 	d->port = (int)port;
 	d->out_fd = outp[0];
+	d->rest_len = len - (size_t)(nl + 1 - line);
+	memcpy(d->rest, nl + 1, d->rest_len);
 	return 0;
 
 err_kill:

@@ -42,6 +42,8 @@ struct nd_test_daemon {
 	int out_fd;       /* read end of its stdout, kept open while it runs */
 	long rss_base_kib; /* set by nd_test_daemon_baseline() */
 	bool asan;        /* under AddressSanitizer: RSS not meaningful */
+	char rest[256];   /* stdout read past the first line */
+	size_t rest_len;
 };
 
 /*

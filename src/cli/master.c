@@ -33,6 +33,8 @@ static void usage(FILE *f)
 		"                         beyond it the record is marked truncated\n"
 		"  --token-file FILE      require every worker and client to prove\n"
 		"                         it holds this token (needed off loopback)\n"
+		"  --max-queue N          tasks waiting for a node before submits\n"
+		"                         are refused (default 1000000)\n"
 		"  --http HOST:PORT       also serve the HTTP/JSON API and /metrics\n"
 		"                         there (off by default; port 0: any)\n"
 		"  --http-max-body BYTES  largest HTTP request body (default\n"
@@ -56,6 +58,7 @@ int nd_cli_master(int argc, char **argv)
 		{ "output-cap", required_argument, NULL, 'o' },
 		{ "token-file", required_argument, NULL, 't' },
 		{ "http", required_argument, NULL, 'T' },
+		{ "max-queue", required_argument, NULL, 'Q' },
 		{ "http-max-body", required_argument, NULL, 'B' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -130,6 +133,11 @@ int nd_cli_master(int argc, char **argv)
 			break;
 		case 'T':
 			http = optarg;
+			break;
+		case 'Q':
+			if (!nd_cli_uint("--max-queue", optarg, 1, 100000000, &v))
+				return 2;
+			cfg.max_queue = v;
 			break;
 		case 'B':
 			if (!nd_cli_uint("--http-max-body", optarg, 1, 1u << 30,

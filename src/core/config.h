@@ -23,6 +23,7 @@ struct nd_config {
 	unsigned buf_count;          /* provided receive buffers per shard; 1024 */
 	unsigned buf_size;           /* bytes each; 4096 */
 	uint64_t http_max_body;      /* HTTP request body limit; 1 MiB */
+	uint64_t max_queue;          /* tasks waiting on the master; 1000000 */
 };
 
 /* Fills every zero field with its default. */

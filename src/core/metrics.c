@@ -50,7 +50,8 @@ void nd_hist_write(FILE *f, const char *name, const char *labels,
 			fprintf(f, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name,
 				labels, sep, (unsigned long long)cum);
 	}
-	fprintf(f, "%s_sum{%s} %.9f\n", name, labels, h->sum_ns / 1e9);
-	fprintf(f, "%s_count{%s} %llu\n", name, labels,
-		(unsigned long long)h->count);
+	fprintf(f, "%s_sum%s%s%s %.9f\n", name, *labels ? "{" : "", labels,
+		*labels ? "}" : "", h->sum_ns / 1e9);
+	fprintf(f, "%s_count%s%s%s %llu\n", name, *labels ? "{" : "", labels,
+		*labels ? "}" : "", (unsigned long long)h->count);
 }

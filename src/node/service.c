@@ -654,6 +654,7 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg)
 	svc->next_task_id = 1;
 	svc->next_job_id = 1;
 	svc->output_cap = s->cfg->output_cap ? s->cfg->output_cap : 1u << 20;
+	svc->max_queue = s->cfg->max_queue ? s->cfg->max_queue : 1000000;
 	nd_list_init(&svc->pending);
 	nd_list_init(&svc->all);
 	nd_list_init(&svc->held);

@@ -86,6 +86,7 @@ struct nd_svc {
 	uint64_t output_cap;          /* default per task */
 	struct nd_u64map congested;   /* serials of watchers behind */
 	struct nd_list held;          /* tickets whose ack waits (held) */
+	size_t npending, max_queue;   /* tasks in pending; its bound */
 	struct nd_hist dispatch;      /* queued to pushed to a worker */
 	uint64_t ended[16];           /* tasks that ended, by final state */
 };

@@ -150,8 +150,10 @@ static void finish(struct nd_svc *svc, struct task *t, Noded__TaskState st,
 {
 	if (terminal(t->state))
 		return;
-	if (t->state == NODED__TASK_STATE__TASK_PENDING)
+	if (t->state == NODED__TASK_STATE__TASK_PENDING) {
 		nd_list_del(&t->queue_link);
+		svc->npending--;
+	}
 	if (nd_list_linked(&t->node_link)) {
 		struct node *n = nd__node_find(svc, t->node);
 
@@ -262,6 +264,7 @@ void nd__tasks_schedule(struct nd_svc *svc)
 		if (!n)
 			continue;
 		nd_list_del(&t->queue_link);
+		svc->npending--;
 		free(t->node);
 		t->node = strdup(n->name);
 		t->state = NODED__TASK_STATE__TASK_ASSIGNED;
@@ -291,6 +294,7 @@ void nd__tasks_node_dead(struct nd_svc *svc, struct node *n, const char *why)
 			t->state = NODED__TASK_STATE__TASK_PENDING;
 			t->queued_ns = nd_now_ns();
 			nd_list_add_tail(&svc->pending, &t->queue_link);
+			svc->npending++;
 			requeued = true;
 			continue;
 		}
@@ -331,6 +335,7 @@ static struct task *task_new(struct nd_svc *svc, const uint8_t *spec,
 	t->submitted_unix_ms = nd__unix_ms();
 	t->queued_ns = nd_now_ns();
 	nd_list_add_tail(&svc->pending, &t->queue_link);
+	svc->npending++;
 	nd_list_add_tail(&svc->all, &t->all_link);
 	return t;
 }
@@ -399,6 +404,13 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 	char why[160];
 	const char *bad;
 
+	if (svc->npending + (sp->all ? svc->count : 1) > svc->max_queue) {
+		nd__out_error(o, f->id, err_kind,
+			    NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
+			    "queue full: %zu tasks wait (--max-queue %zu)",
+			    svc->npending, svc->max_queue);
+		return;
+	}
 	if (!sp->n_argv && !sp->shell[0]) {
 		nd__out_error(o, f->id, err_kind,
 			    NODED__ERROR_CODE__BAD_REQUEST,
@@ -788,8 +800,7 @@ void nd__tasks_metrics(struct nd_svc *svc, FILE *f)
 		if ((unsigned)t->state < 16)
 			by_state[t->state]++;
 	}
-	for (l = svc->pending.next; l != &svc->pending; l = l->next)
-		queued++;
+	queued = svc->npending;
 	fprintf(f, "# HELP noded_tasks Tasks the master holds, by state.\n"
 		"# TYPE noded_tasks gauge\n");
 	for (unsigned st = 1; st <= NODED__TASK_STATE__TASK_LOST; st++)

@@ -1,0 +1,835 @@
+/*
+ * The HTTP/JSON API and /metrics against a real master (--http on an
+ * ephemeral loopback port) and real workers, over raw sockets so that
+ * pipelining, pieces and disconnects are exactly what the test sends.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+
+#include "harness.h"
+
+static struct nd_test_daemon d;
+static int http_port;
+static char master[32];
+static pid_t worker;
+static char tokfile[64];
+
+static void setup(void)
+{
+	memset(&d, 0, sizeof(d));
+	worker = 0;
+	tokfile[0] = '\0';
+}
+
+static void teardown(void)
+{
+	if (worker > 0)
+		nd_test_kill_pid(worker);
+	nd_test_daemon_stop(&d);
+	if (tokfile[0])
+		unlink(tokfile);
+}
+
+TestSuite(http, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Reads the "http on 127.0.0.1:PORT" line that follows "listening on". */
+static void read_http_port(void)
+{
+	char line[128];
+	size_t len = 0;
+	int64_t deadline = nd_test_now_ms() + ND_TEST_TIMEOUT_MS;
+
+	while (len < sizeof(line) - 1) {
+		struct pollfd p = { .fd = d.out_fd, .events = POLLIN };
+		ssize_t n;
+
+		if (d.rest_len) { /* read with the first line */
+			line[len] = d.rest[0];
+			memmove(d.rest, d.rest + 1, --d.rest_len);
+			if (line[len] == '\n')
+				break;
+			len++;
+			continue;
+		}
+
+		cr_assert(nd_test_now_ms() < deadline, "no 'http on' line");
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		n = read(d.out_fd, line + len, 1);
+		cr_assert(n == 1, "master closed stdout before 'http on'");
+		if (line[len] == '\n')
+			break;
+		len++;
+	}
+	line[len] = '\0';
+	cr_assert(!strncmp(line, "http on 127.0.0.1:", 18), "got '%s'", line);
+	http_port = atoi(strrchr(line, ':') + 1);
+	cr_assert(http_port > 0);
+}
+
+/* A master with --http and the extra arguments; a worker when slots > 0. */
+static void start(int slots, const char *const extra[])
+{
+	const char *args[16] = { "--http", "127.0.0.1:0" };
+	size_t n = 2;
+
+	for (size_t i = 0; extra && extra[i]; i++)
+		args[n++] = extra[i];
+	args[n] = NULL;
+	cr_assert(nd_test_daemon_start(&d, args) == 0, "%s", nd_test_why);
+	snprintf(master, sizeof(master), "127.0.0.1:%d", d.port);
+	read_http_port();
+	if (slots > 0) {
+		char s[16];
+		const char *wargv[] = { nd_test_bin(), "worker", "--master",
+					master, "--name", "w1", "--slots", s,
+					NULL };
+		int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		snprintf(s, sizeof(s), "%d", slots);
+		worker = nd_test_spawn(wargv, null_fd, null_fd, null_fd);
+		close(null_fd);
+		cr_assert(worker > 0);
+	}
+}
+
+/* ---- a small HTTP client ---- */
+
+struct resp {
+	int status;
+	char headers[4096];
+	char *body;             /* NUL-terminated; chunked bodies decoded */
+	size_t body_len;
+	json_t *json;           /* when the body parses */
+};
+
+static void resp_free(struct resp *r)
+{
+	free(r->body);
+	json_decref(r->json);
+	memset(r, 0, sizeof(*r));
+}
+
+static int conn_http(void)
+{
+	int fd = nd_test_connect(http_port);
+
+	cr_assert(fd >= 0, "connect to the API: %s", strerror(errno));
+	return fd;
+}
+
+/* Reads exactly n bytes (or fails the test). */
+static void read_n(int fd, char *buf, size_t n, int timeout_ms)
+{
+	size_t got = 0;
+	int64_t deadline = nd_test_now_ms() + timeout_ms;
+
+	while (got < n) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t k;
+
+		cr_assert(nd_test_now_ms() < deadline, "response timed out");
+		if (poll(&p, 1, 50) <= 0)
+			continue;
+		k = read(fd, buf + got, n - got);
+		cr_assert(k > 0, "connection closed mid-response (%zu/%zu)",
+			  got, n);
+		got += (size_t)k;
+	}
+}
+
+static void read_line(int fd, char *buf, size_t size, int timeout_ms)
+{
+	size_t n = 0;
+
+	for (;;) {
+		cr_assert(n < size - 1, "line too long");
+		read_n(fd, buf + n, 1, timeout_ms);
+		if (buf[n] == '\n')
+			break;
+		n++;
+	}
+	buf[n] = '\0';
+	if (n && buf[n - 1] == '\r')
+		buf[n - 1] = '\0';
+}
+
+static const char *header(const struct resp *r, const char *name)
+{
+	static char val[256];
+	const char *p = r->headers;
+	size_t nl = strlen(name);
+
+	while ((p = strcasestr(p, name))) {
+		if ((p == r->headers || p[-1] == '\n') && p[nl] == ':') {
+			size_t n = strcspn(p + nl + 2, "\r\n");
+
+			snprintf(val, sizeof(val), "%.*s", (int)n, p + nl + 2);
+			return val;
+		}
+		p += nl;
+	}
+	return NULL;
+}
+
+/* Reads one response from fd. */
+static void read_resp(int fd, struct resp *r, int timeout_ms)
+{
+	char line[1024];
+	const char *cl, *te;
+
+	memset(r, 0, sizeof(*r));
+	read_line(fd, line, sizeof(line), timeout_ms);
+	cr_assert(sscanf(line, "HTTP/1.1 %d", &r->status) == 1,
+		  "status line '%s'", line);
+	for (;;) {
+		read_line(fd, line, sizeof(line), timeout_ms);
+		if (!line[0])
+			break;
+		strncat(r->headers, line,
+			sizeof(r->headers) - strlen(r->headers) - 3);
+		strcat(r->headers, "\r\n");
+	}
+	cl = header(r, "Content-Length");
+	te = header(r, "Transfer-Encoding");
+	if (cl) {
+		r->body_len = (size_t)atol(cl);
+		r->body = malloc(r->body_len + 1);
+		read_n(fd, r->body, r->body_len, timeout_ms);
+	} else {
+		cr_assert(te && !strcmp(te, "chunked"), "no body framing");
+		r->body = malloc(1);
+		for (;;) {
+			size_t n;
+
+			read_line(fd, line, sizeof(line), timeout_ms);
+			n = strtoul(line, NULL, 16);
+			if (!n) {
+				read_line(fd, line, sizeof(line), timeout_ms);
+				break;
+			}
+			r->body = realloc(r->body, r->body_len + n + 1);
+			read_n(fd, r->body + r->body_len, n, timeout_ms);
+			r->body_len += n;
+			read_line(fd, line, sizeof(line), timeout_ms);
+		}
+	}
+	r->body[r->body_len] = '\0';
+	r->json = json_loads(r->body, 0, NULL);
+}
+
+static void send_str(int fd, const char *s)
+{
+	cr_assert(nd_test_send_raw(fd, s, strlen(s)) == 0);
+}
+
+/* One request on a new connection. */
+static void req(struct resp *r, const char *method, const char *path,
+		const char *body)
+{
+	char buf[8192];
+	int fd = conn_http();
+
+	if (body)
+		snprintf(buf, sizeof(buf), "%s %s HTTP/1.1\r\nHost: t\r\n"
+			 "Content-Type: application/json\r\n"
+			 "Content-Length: %zu\r\n\r\n%s", method, path,
+			 strlen(body), body);
+	else
+		snprintf(buf, sizeof(buf), "%s %s HTTP/1.1\r\nHost: t\r\n\r\n",
+			 method, path);
+	send_str(fd, buf);
+	read_resp(fd, r, 20000);
+	close(fd);
+}
+
+static const char *jstr(const json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s ? s : "";
+}
+
+static long long jint(const json_t *o, const char *k)
+{
+	return json_integer_value(json_object_get(o, k));
+}
+
+static void expect_error(const char *method, const char *path,
+			 const char *body, int status, const char *needle)
+{
+	struct resp r;
+
+	req(&r, method, path, body);
+	cr_expect_eq(r.status, status, "%s %s: %d, want %d (%s)", method, path,
+		     r.status, status, r.body);
+	cr_expect(r.json && strstr(jstr(r.json, "error"), needle),
+		  "%s %s: error '%s' lacks '%s'", method, path, r.body, needle);
+	resp_free(&r);
+}
+
+/* Waits until GET /v1/tasks/id is in a final state; returns its record. */
+static json_t *wait_done(long long id)
+{
+	char path[64];
+	int64_t deadline = nd_test_now_ms() + 20000;
+
+	snprintf(path, sizeof(path), "/v1/tasks/%lld", id);
+	for (;;) {
+		struct resp r;
+		const char *st;
+
+		req(&r, "GET", path, NULL);
+		cr_assert_eq(r.status, 200, "%s", r.body);
+		st = jstr(r.json, "state");
+		if (strcmp(st, "PENDING") && strcmp(st, "ASSIGNED") &&
+		    strcmp(st, "RUNNING")) {
+			json_t *j = json_incref(r.json);
+
+			resp_free(&r);
+			return j;
+		}
+		resp_free(&r);
+		cr_assert(nd_test_now_ms() < deadline, "task %lld not done",
+			  id);
+		nd_test_sleep_ms(50);
+	}
+}
+
+static long long submit(const char *body)
+{
+	struct resp r;
+	long long id;
+
+	req(&r, "POST", "/v1/tasks", body);
+	cr_assert_eq(r.status, 201, "submit %s: %d %s", body, r.status, r.body);
+	id = jint(r.json, "id");
+	cr_assert(id > 0);
+	resp_free(&r);
+	return id;
+}
+
+static void wait_node_alive(void)
+{
+	int64_t deadline = nd_test_now_ms() + 10000;
+
+	for (;;) {
+		struct resp r;
+		bool ok;
+
+		req(&r, "GET", "/v1/nodes/w1", NULL);
+		ok = r.status == 200 && !strcmp(jstr(r.json, "state"), "ALIVE");
+		resp_free(&r);
+		if (ok)
+			return;
+		cr_assert(nd_test_now_ms() < deadline, "worker never joined");
+		nd_test_sleep_ms(50);
+	}
+}
+
+/* ---- tests ---- */
+
+Test(http, healthz_and_nodes)
+{
+	struct resp r;
+	json_t *n;
+
+	start(2, NULL);
+	req(&r, "GET", "/healthz", NULL);
+	cr_expect_eq(r.status, 200);
+	cr_expect_str_eq(jstr(r.json, "status"), "ok");
+	cr_expect(strstr(header(&r, "Content-Type"), "application/json"));
+	resp_free(&r);
+	wait_node_alive();
+	req(&r, "GET", "/v1/nodes", NULL);
+	cr_assert_eq(r.status, 200);
+	n = json_array_get(json_object_get(r.json, "nodes"), 0);
+	cr_expect_str_eq(jstr(n, "name"), "w1");
+	cr_expect_eq(jint(n, "slots_total"), 2);
+	resp_free(&r);
+	req(&r, "GET", "/v1/nodes/w1", NULL);
+	cr_expect_eq(r.status, 200);
+	cr_expect_str_eq(jstr(r.json, "name"), "w1");
+	resp_free(&r);
+	expect_error("GET", "/v1/nodes/nobody", NULL, 404, "no node named");
+}
+
+Test(http, submit_get_list_and_output)
+{
+	struct resp r;
+	json_t *t, *tasks;
+	long long a, b, c;
+	char path[64];
+
+	start(2, NULL);
+	wait_node_alive();
+	a = submit("{\"argv\": [\"printf\", \"%s\", \"a b\"]}");
+	t = wait_done(a);
+	cr_expect_str_eq(jstr(t, "state"), "SUCCEEDED");
+	cr_expect_str_eq(jstr(t, "output"), "a b");
+	cr_expect_str_eq(jstr(t, "output_encoding"), "utf-8");
+	cr_expect_str_eq(jstr(t, "node"), "w1");
+	json_decref(t);
+
+	b = submit("{\"cmd\": \"echo out; echo err >&2; exit 3\", "
+		   "\"env\": {\"X\": \"1\"}, \"cwd\": \"/\", "
+		   "\"timeout_s\": 10, \"retries\": 1, \"node\": \"w1\"}");
+	t = wait_done(b);
+	cr_expect_str_eq(jstr(t, "state"), "FAILED");
+	cr_expect_eq(jint(t, "exit_code"), 3);
+	cr_expect_str_eq(jstr(t, "shell"), "echo out; echo err >&2; exit 3");
+	json_decref(t);
+
+	/* not UTF-8: base64 */
+	c = submit("{\"argv\": [\"printf\", \"\\\\377\\\\376\"]}");
+	t = wait_done(c);
+	cr_expect_str_eq(jstr(t, "output_encoding"), "base64");
+	cr_expect_str_eq(jstr(t, "output"), "//4=");
+	json_decref(t);
+
+	snprintf(path, sizeof(path), "/v1/tasks/%lld/output", b);
+	req(&r, "GET", path, NULL);
+	cr_expect_eq(r.status, 200);
+	cr_expect(strstr(r.body, "out\n") && strstr(r.body, "err\n"),
+		  "output '%s'", r.body);
+	resp_free(&r);
+
+	req(&r, "GET", "/v1/tasks?state=failed&limit=10", NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	tasks = json_object_get(r.json, "tasks");
+	cr_expect_eq(json_array_size(tasks), 1);
+	cr_expect_eq(jint(json_array_get(tasks, 0), "id"), b);
+	resp_free(&r);
+	req(&r, "GET", "/v1/tasks?limit=2", NULL);
+	cr_expect_eq(json_array_size(json_object_get(r.json, "tasks")), 2);
+	resp_free(&r);
+
+	/* the original system's endpoint */
+	req(&r, "POST", "/tasks", "{\"cmd\": \"true\"}");
+	cr_expect_eq(r.status, 201, "%s", r.body);
+	t = wait_done(jint(r.json, "id"));
+	cr_expect_str_eq(jstr(t, "state"), "SUCCEEDED");
+	json_decref(t);
+	resp_free(&r);
+
+	/* fan-out */
+	req(&r, "POST", "/v1/tasks", "{\"argv\": [\"true\"], \"all\": true}");
+	cr_expect_eq(r.status, 201, "%s", r.body);
+	cr_expect(jint(r.json, "job_id") > 0);
+	cr_expect_eq(json_array_size(json_object_get(r.json, "task_ids")), 1);
+	resp_free(&r);
+}
+
+Test(http, follow_streams_output_until_the_end)
+{
+	struct resp r;
+	long long id;
+	char path[64];
+	int64_t t0;
+
+	start(1, NULL);
+	wait_node_alive();
+	id = submit("{\"cmd\": \"for i in 1 2 3; do echo $i; sleep 0.2; "
+		    "done\"}");
+	snprintf(path, sizeof(path), "/v1/tasks/%lld/output?follow=1", id);
+	t0 = nd_test_now_ms();
+	req(&r, "GET", path, NULL);
+	cr_expect_eq(r.status, 200);
+	cr_expect_str_eq(header(&r, "Transfer-Encoding"), "chunked");
+	cr_expect_str_eq(r.body, "1\n2\n3\n");
+	cr_expect(nd_test_now_ms() - t0 >= 300, "ended before the task");
+	resp_free(&r);
+	expect_error("GET", "/v1/tasks/999/output?follow=1", NULL, 404,
+		     "999");
+}
+
+Test(http, cancel_with_delete)
+{
+	struct resp r;
+	json_t *t;
+	long long id;
+	char path[64];
+
+	start(1, NULL);
+	wait_node_alive();
+	id = submit("{\"argv\": [\"sleep\", \"30\"]}");
+	snprintf(path, sizeof(path), "/v1/tasks/%lld", id);
+	nd_test_sleep_ms(300);
+	req(&r, "DELETE", path, NULL);
+	cr_expect_eq(r.status, 200, "%s", r.body);
+	cr_expect_eq(jint(r.json, "id"), id);
+	resp_free(&r);
+	t = wait_done(id);
+	cr_expect_str_eq(jstr(t, "state"), "CANCELLED");
+	json_decref(t);
+	expect_error("DELETE", "/v1/tasks/12345", NULL, 404, "12345");
+}
+
+Test(http, bad_requests_get_the_right_status)
+{
+	struct resp r;
+	char big[2048];
+	int fd;
+
+	start(1, (const char *const[]){ "--http-max-body", "1000",
+					"--max-queue", "1", NULL });
+	expect_error("POST", "/v1/tasks", "{\"argv\": [\"true\"", 400,
+		     "bad JSON");
+	expect_error("POST", "/v1/tasks", "[1]", 400, "JSON object");
+	expect_error("POST", "/v1/tasks", "{}", 400, "exactly one");
+	expect_error("POST", "/v1/tasks",
+		     "{\"argv\": [\"a\"], \"cmd\": \"b\"}", 400, "exactly one");
+	expect_error("POST", "/v1/tasks", "{\"argv\": []}", 400, "argv");
+	expect_error("POST", "/v1/tasks", "{\"argv\": [1]}", 400, "argv");
+	expect_error("POST", "/v1/tasks", "{\"cmd\": \"x\", \"bogus\": 1}",
+		     400, "unknown field");
+	expect_error("POST", "/v1/tasks", "{\"cmd\": \"x\", \"timeout_s\": -1}",
+		     400, "timeout_s");
+	expect_error("POST", "/v1/tasks", "{\"cmd\": \"x\", \"env\": [1]}",
+		     400, "env");
+	expect_error("POST", "/v1/tasks", "{\"cmd\": \"x\", \"retries\": 1.5}",
+		     400, "retries");
+	expect_error("POST", "/v1/tasks",
+		     "{\"cmd\": \"x\", \"node\": \"a\", \"all\": true}", 400,
+		     "exclude");
+	expect_error("POST", "/v1/tasks", "{\"cmd\": \"x\", \"node\": \"zz\"}",
+		     404, "zz");
+	expect_error("GET", "/v1/tasks?state=bogus", NULL, 400, "state");
+	expect_error("GET", "/v1/tasks?limit=0", NULL, 400, "limit");
+	expect_error("GET", "/v1/tasks/77", NULL, 404, "77");
+	expect_error("GET", "/v1/tasks/abc", NULL, 404, "no such path");
+	expect_error("GET", "/nope", NULL, 404, "no such path");
+	expect_error("PUT", "/v1/tasks", "{}", 405, "not allowed");
+	expect_error("POST", "/healthz", "{}", 405, "not allowed");
+	expect_error("DELETE", "/v1/nodes", NULL, 405, "not allowed");
+
+	/* 405 names what is allowed */
+	req(&r, "PATCH", "/v1/tasks/1", NULL);
+	cr_expect_eq(r.status, 405);
+	cr_expect_str_eq(header(&r, "Allow"), "GET, DELETE");
+	resp_free(&r);
+
+	/* 411: a POST without a length */
+	fd = conn_http();
+	send_str(fd, "POST /v1/tasks HTTP/1.1\r\nHost: t\r\n\r\n");
+	read_resp(fd, &r, 10000);
+	cr_expect_eq(r.status, 411, "%s", r.body);
+	resp_free(&r);
+	close(fd);
+
+	/* 413: over --http-max-body, refused from the header, then closed */
+	memset(big, 'x', sizeof(big));
+	big[sizeof(big) - 1] = '\0';
+	fd = conn_http();
+	send_str(fd, "POST /v1/tasks HTTP/1.1\r\nContent-Length: 2047\r\n\r\n");
+	read_resp(fd, &r, 10000);
+	cr_expect_eq(r.status, 413, "%s", r.body);
+	cr_expect(strstr(jstr(r.json, "error"), "1000"));
+	resp_free(&r);
+	cr_expect(nd_test_expect_closed(fd, 5000) == 0);
+	close(fd);
+
+	/* 431: headers over the limit */
+	fd = conn_http();
+	send_str(fd, "GET /healthz HTTP/1.1\r\n");
+	for (int i = 0; i < 20; i++) {
+		char h[1100];
+
+		snprintf(h, sizeof(h), "X-Pad-%d: %01000d\r\n", i, 0);
+		if (nd_test_send_raw(fd, h, strlen(h)))
+			break;
+	}
+	read_resp(fd, &r, 10000);
+	cr_expect_eq(r.status, 431, "%s", r.body);
+	resp_free(&r);
+	close(fd);
+
+	/* not HTTP at all */
+	fd = conn_http();
+	send_str(fd, "\x01\x02garbage\r\n\r\n");
+	read_resp(fd, &r, 10000);
+	cr_expect_eq(r.status, 400, "%s", r.body);
+	resp_free(&r);
+	close(fd);
+
+	/* 429: one task runs in the worker's one slot, one waits in a queue
+	 * of one, the third is refused */
+	wait_node_alive();
+	submit("{\"argv\": [\"sleep\", \"2\"]}");
+	submit("{\"argv\": [\"sleep\", \"2\"]}");
+	expect_error("POST", "/v1/tasks", "{\"cmd\": \"true\"}", 429,
+		     "queue full");
+
+	/* and the master still serves */
+	req(&r, "GET", "/healthz", NULL);
+	cr_expect_eq(r.status, 200);
+	resp_free(&r);
+	cr_expect(nd_test_fresh_ping(d.port) == 0, "%s", nd_test_why);
+}
+
+Test(http, keep_alive_pipelining_and_pieces)
+{
+	struct resp r;
+	const char *body = "{\"argv\": [\"echo\", \"piecewise\"]}";
+	char buf[512];
+	int fd;
+
+	start(1, NULL);
+	wait_node_alive();
+	/* three requests in one write, answered in order on one connection */
+	fd = conn_http();
+	send_str(fd, "GET /healthz HTTP/1.1\r\n\r\n"
+		     "GET /v1/nodes HTTP/1.1\r\n\r\n"
+		     "GET /v1/tasks/4242 HTTP/1.1\r\n\r\n"
+		     "GET /healthz HTTP/1.1\r\n\r\n");
+	read_resp(fd, &r, 10000);
+	cr_expect_eq(r.status, 200);
+	cr_expect_str_eq(jstr(r.json, "status"), "ok");
+	resp_free(&r);
+	read_resp(fd, &r, 10000);
+	cr_expect_eq(r.status, 200);
+	cr_expect(json_object_get(r.json, "nodes"));
+	resp_free(&r);
+	read_resp(fd, &r, 10000);
+	cr_expect_eq(r.status, 404);
+	resp_free(&r);
+	read_resp(fd, &r, 10000);
+	cr_expect_eq(r.status, 200);
+	resp_free(&r);
+
+	/* then a body sent one byte at a time on the same connection */
+	snprintf(buf, sizeof(buf), "POST /v1/tasks HTTP/1.1\r\n"
+		 "Content-Length: %zu\r\n\r\n%s", strlen(body), body);
+	for (size_t i = 0; buf[i]; i++) {
+		cr_assert(nd_test_send_raw(fd, buf + i, 1) == 0);
+		if (i % 16 == 0)
+			nd_test_sleep_ms(1);
+	}
+	read_resp(fd, &r, 10000);
+	cr_expect_eq(r.status, 201, "%s", r.body);
+	json_decref(wait_done(jint(r.json, "id")));
+	resp_free(&r);
+
+	/* Connection: close is honoured */
+	send_str(fd, "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
+	read_resp(fd, &r, 10000);
+	cr_expect_eq(r.status, 200);
+	cr_expect_str_eq(header(&r, "Connection"), "close");
+	resp_free(&r);
+	cr_expect(nd_test_expect_closed(fd, 5000) == 0);
+	close(fd);
+}
+
+Test(http, client_gone_during_follow)
+{
+	struct resp r;
+	long long id;
+	char path[96];
+	json_t *t;
+	int fd;
+
+	start(1, NULL);
+	wait_node_alive();
+	/* a task that prints a lot, then a follower that leaves early */
+	id = submit("{\"cmd\": \"head -c 20000000 /dev/zero | tr '\\\\0' x; "
+		    "echo\"}");
+	fd = nd_test_connect_opts(http_port, 4096);
+	cr_assert(fd >= 0);
+	snprintf(path, sizeof(path), "GET /v1/tasks/%lld/output?follow=1 "
+		 "HTTP/1.1\r\n\r\n", id);
+	send_str(fd, path);
+	nd_test_sleep_ms(300);
+	close(fd);
+	/* the task still ends, and nothing else is hurt */
+	t = wait_done(id);
+	cr_expect_str_eq(jstr(t, "state"), "SUCCEEDED");
+	cr_expect(json_is_true(json_object_get(t, "truncated")));
+	json_decref(t);
+	req(&r, "GET", "/healthz", NULL);
+	cr_expect_eq(r.status, 200);
+	resp_free(&r);
+}
+
+Test(http, token_guards_the_api_off_loopback_rules)
+{
+	struct resp r;
+	char buf[256];
+	int fd, tfd;
+
+	snprintf(tokfile, sizeof(tokfile), "/tmp/nd-http-tok-XXXXXX");
+	tfd = mkstemp(tokfile);
+	cr_assert(tfd >= 0);
+	cr_assert(write(tfd, "s3cret-token-0123456789\n", 24) == 24);
+	close(tfd);
+	start(0, (const char *const[]){ "--token-file", tokfile, NULL });
+	req(&r, "GET", "/healthz", NULL); /* health needs no token */
+	cr_expect_eq(r.status, 200);
+	resp_free(&r);
+	expect_error("GET", "/v1/nodes", NULL, 401, "token");
+	fd = conn_http();
+	send_str(fd, "GET /v1/nodes HTTP/1.1\r\n"
+		     "Authorization: Bearer wrong\r\n\r\n");
+	read_resp(fd, &r, 10000);
+	cr_expect_eq(r.status, 401);
+	cr_expect_str_eq(header(&r, "WWW-Authenticate"), "Bearer");
+	resp_free(&r);
+	snprintf(buf, sizeof(buf), "GET /v1/nodes HTTP/1.1\r\n"
+		 "Authorization: Bearer s3cret-token-0123456789\r\n\r\n");
+	send_str(fd, buf);
+	read_resp(fd, &r, 10000);
+	cr_expect_eq(r.status, 200, "%s", r.body);
+	resp_free(&r);
+	close(fd);
+}
+
+/* ---- /metrics ---- */
+
+static bool metric_name(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!(isalpha((unsigned char)s[i]) || s[i] == '_' ||
+		      s[i] == ':' || (i && isdigit((unsigned char)s[i]))))
+			return false;
+	return n > 0;
+}
+
+/*
+ * Checks text against the Prometheus text format: HELP/TYPE comments,
+ * samples `name{label="value",...} number`, each family's samples together
+ * and after its TYPE. Returns NULL or what is wrong.
+ */
+static const char *prom_check(char *text, char *why, size_t size)
+{
+	char family[128] = "", *save = NULL;
+	char seen[256][128];
+	int nseen = 0, lineno = 0;
+
+	for (char *l = strtok_r(text, "\n", &save); l;
+	     l = strtok_r(NULL, "\n", &save)) {
+		char name[128];
+		size_t n;
+		char *v, *end;
+
+		lineno++;
+		if (!strncmp(l, "# HELP ", 7))
+			continue;
+		if (!strncmp(l, "# TYPE ", 7)) {
+			char type[32];
+
+			if (sscanf(l + 7, "%127s %31s", family, type) != 2 ||
+			    (strcmp(type, "counter") && strcmp(type, "gauge") &&
+			     strcmp(type, "histogram"))) {
+				snprintf(why, size, "line %d: bad TYPE: %s",
+					 lineno, l);
+				return why;
+			}
+			for (int i = 0; i < nseen; i++)
+				if (!strcmp(seen[i], family)) {
+					snprintf(why, size, "line %d: family %s "
+						 "twice", lineno, family);
+					return why;
+				}
+			if (nseen < 256)
+				snprintf(seen[nseen++], sizeof(seen[0]), "%s",
+					 family);
+			continue;
+		}
+		n = strcspn(l, "{ ");
+		if (!metric_name(l, n) || n >= sizeof(name)) {
+			snprintf(why, size, "line %d: bad name: %s", lineno, l);
+			return why;
+		}
+		memcpy(name, l, n);
+		name[n] = '\0';
+		if (strncmp(name, family, strlen(family))) {
+			snprintf(why, size, "line %d: %.100s outside its "
+				 "family (%.100s)", lineno, name, family);
+			return why;
+		}
+		v = l + n;
+		if (*v == '{') {
+			char *close = strchr(v, '}');
+
+			if (!close) {
+				snprintf(why, size, "line %d: no }", lineno);
+				return why;
+			}
+			for (char *p = v + 1; p < close;) {
+				size_t k = strcspn(p, "=");
+
+				if (!metric_name(p, k) || p[k + 1] != '"') {
+					snprintf(why, size, "line %d: bad label",
+						 lineno);
+					return why;
+				}
+				p = strchr(p + k + 2, '"');
+				if (!p) {
+					snprintf(why, size, "line %d: open "
+						 "label value", lineno);
+					return why;
+				}
+				p++;
+				if (*p == ',')
+					p++;
+			}
+			v = close + 1;
+		}
+		if (*v != ' ') {
+			snprintf(why, size, "line %d: no value", lineno);
+			return why;
+		}
+		strtod(v + 1, &end);
+		if (end == v + 1 || *end) {
+			snprintf(why, size, "line %d: bad value '%s'", lineno,
+				 v + 1);
+			return why;
+		}
+	}
+	return NULL;
+}
+
+Test(http, metrics_parse_as_prometheus_text)
+{
+	struct resp r;
+	char why[512];
+	static const char *const want[] = {
+		"noded_connections{shard=\"0\"}",
+		"noded_rpc_requests_total{method=\"hello\"}",
+		"noded_rpc_request_duration_seconds_bucket{method=\"ping\"",
+		"noded_http_requests_total{route=\"node_get\",code=\"200\"}",
+		"noded_http_request_duration_seconds_count{route=\"task_get\"}",
+		"noded_io_uring_submissions_total",
+		"noded_io_uring_cq_overflows_total",
+		"noded_io_uring_buffer_ring_exhausted_total",
+		"noded_tasks{state=\"SUCCEEDED\"} 1",
+		"noded_task_queue_length 0",
+		"noded_dispatch_duration_seconds_count 1",
+		"noded_node_slots{node=\"w1\"} 2",
+		"noded_slots{use=\"total\"} 2",
+		"noded_nodes{state=\"ALIVE\"} 1",
+	};
+
+	start(2, NULL);
+	wait_node_alive();
+	cr_assert(nd_test_fresh_ping(d.port) == 0);
+	json_decref(wait_done(submit("{\"argv\": [\"true\"]}")));
+	req(&r, "GET", "/metrics", NULL);
+	cr_assert_eq(r.status, 200);
+	cr_expect(strstr(header(&r, "Content-Type"), "text/plain"));
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		cr_expect(strstr(r.body, want[i]), "no %s in /metrics",
+			  want[i]);
+	cr_expect(!prom_check(r.body, why, sizeof(why)), "%s", why);
+	resp_free(&r);
+}
