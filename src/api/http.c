@@ -238,6 +238,7 @@ void nd_http_stream_end(struct req *r)
 static void req_free(struct req *r)
 {
 	nd_list_del(&r->link);
+	nd_buf_free(&r->body);
 	nd_buf_free(&r->out);
 	nd_buf_free(&r->acc);
 	json_decref(r->json);
@@ -310,6 +311,7 @@ int nd_http_call(struct req *r, Noded__Frame *f)
 	if (!body)
 		return -ENOMEM;
 	noded__frame__pack(f, body);
+	nd_buf_free(&r->body); /* packed: no longer needed */
 	r->waiting = true; /* the reply may come before the call returns */
 	ret = nd_svc_forward(r->conn, body, n);
 	free(body);
@@ -495,8 +497,7 @@ static int on_complete(http_parser *p)
 
 	hc->cur = NULL;
 	r->parsed = true;
-	nd_api_route(r);
-	nd_buf_free(&r->body);
+	nd_api_route(r); /* r may be answered and freed by now */
 	/* Stop after each message while too many are queued. */
 	if (hc->nreqs >= MAX_QUEUED)
 		http_parser_pause(p, 1);

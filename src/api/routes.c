@@ -369,8 +369,8 @@ static void list(struct req *r, const char *q)
 		return;
 	}
 	if (query_get(q, "limit", buf, sizeof(buf))) {
-		if (!parse_u64(buf, &limit) || !limit || limit > 100000) {
-			nd_http_error(r, 400, "limit must be from 1 to 100000");
+		if (!parse_u64(buf, &limit) || !limit || limit > 10000) {
+			nd_http_error(r, 400, "limit must be from 1 to 10000");
 			return;
 		}
 		lr.limit = (uint32_t)limit;
