@@ -421,8 +421,10 @@ static void on_task(struct req *r, const Noded__Frame *f)
 		return;
 	default:
 		if (f->kind == NODED__FRAME_KIND__STREAM_END && r->json) {
-			nd_http_json(r, 200, r->json, NULL);
-			r->json = NULL;
+			json_t *rec = r->json;
+
+			r->json = NULL; /* given away: r may be freed after */
+			nd_http_json(r, 200, rec, NULL);
 		} else {
 			unexpected(r);
 		}
