@@ -23,8 +23,6 @@ struct nd_buf {
 };
 
 int nd_buf_put(struct nd_buf *b, const void *p, size_t n);
-int nd_buf_printf(struct nd_buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
 void nd_buf_free(struct nd_buf *b);
 
 struct http_conn;
@@ -44,7 +42,7 @@ struct req {
 	char auth[512];               /* the Authorization header */
 	size_t auth_len;
 	struct nd_buf body;
-	bool parsed, close, chunked, has_length;
+	bool close, chunked, has_length;
 	bool too_large, oversized_header;
 	bool head;                    /* first in the queue: writes go out */
 	bool waiting;                 /* a service call is under way */

@@ -58,34 +58,6 @@ int nd_buf_put(struct nd_buf *b, const void *p, size_t n)
 	return 0;
 }
 
-int nd_buf_printf(struct nd_buf *b, const char *fmt, ...)
-{
-	char tmp[512];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return -EINVAL;
-	if ((size_t)n < sizeof(tmp))
-		return nd_buf_put(b, tmp, (size_t)n);
-	{
-		char *big = malloc((size_t)n + 1);
-		int ret;
-
-		if (!big)
-			return -ENOMEM;
-		va_start(ap, fmt);
-		vsnprintf(big, (size_t)n + 1, fmt, ap);
-		va_end(ap);
-		ret = nd_buf_put(b, big, (size_t)n);
-		free(big);
-		return ret;
-	}
-}
-
 void nd_buf_free(struct nd_buf *b)
 {
 	free(b->data);
@@ -118,17 +90,10 @@ static const char *reason(unsigned status)
  * the queue, else into its own buffer until it is. */
 static void emit(struct req *r, const void *p, size_t n)
 {
-	struct nd_conn *c = r->conn;
-	uint8_t *dst;
-
 	if (r->failed)
 		return;
 	if (r->head) {
-		dst = nd_conn_reserve(c, n);
-		if (dst) {
-			memcpy(dst, p, n);
-			nd_conn_commit(c, n);
-		}
+		nd_conn_write(r->conn, p, n);
 		return;
 	}
 	if (nd_buf_put(&r->out, p, n))
@@ -254,17 +219,9 @@ static void advance(struct http_conn *hc)
 		struct req *r = nd_container_of(hc->reqs.next, struct req, link);
 
 		if (!r->head) {
-			uint8_t *dst;
-
 			r->head = true;
-			if (r->out.len) {
-				dst = nd_conn_reserve(c, r->out.len);
-				if (dst) {
-					memcpy(dst, r->out.data, r->out.len);
-					nd_conn_commit(c, r->out.len);
-				}
-				nd_buf_free(&r->out);
-			}
+			nd_conn_write(c, r->out.data, r->out.len);
+			nd_buf_free(&r->out);
 		}
 		if (r->failed) {
 			nd_conn_close(c, false);
@@ -496,7 +453,6 @@ static int on_complete(http_parser *p)
 	struct req *r = cur(p);
 
 	hc->cur = NULL;
-	r->parsed = true;
 	nd_api_route(r); /* r may be answered and freed by now */
 	/* Stop after each message while too many are queued. */
 	if (hc->nreqs >= MAX_QUEUED)
@@ -528,7 +484,6 @@ static void parse_failed(struct http_conn *hc)
 	}
 	hc->cur = NULL;
 	r->close = true;
-	r->parsed = true;
 	nd_buf_free(&r->body);
 	if (r->too_large)
 		nd_http_error(r, 413, "request body over %" PRIu64 " bytes "
@@ -599,12 +554,7 @@ static void http_open(struct nd_conn *c)
 			"Content-Type: application/json\r\n"
 			"Connection: close\r\nContent-Length: 39\r\n\r\n"
 			"{\"error\":\"too many connections, later\"}";
-		uint8_t *dst = nd_conn_reserve(c, sizeof(busy) - 1);
-
-		if (dst) {
-			memcpy(dst, busy, sizeof(busy) - 1);
-			nd_conn_commit(c, sizeof(busy) - 1);
-		}
+		nd_conn_write(c, busy, sizeof(busy) - 1);
 		hc->failed = true;
 		nd_conn_close(c, true);
 	}
@@ -626,11 +576,7 @@ static void http_close(struct nd_conn *c)
 
 	nd_svc_peer_close(c);
 	while (!nd_list_empty(&hc->reqs)) {
-		struct req *r = nd_container_of(hc->reqs.next, struct req,
-						link);
-
-		nd_buf_free(&r->body);
-		req_free(r);
+		req_free(nd_container_of(hc->reqs.next, struct req, link));
 	}
 }
 

@@ -328,6 +328,17 @@ uint8_t *nd_conn_reserve(struct nd_conn *c, size_t n)
 	return c->out + c->out_len;
 }
 
+bool nd_conn_write(struct nd_conn *c, const void *p, size_t n)
+{
+	uint8_t *dst = n ? nd_conn_reserve(c, n) : NULL;
+
+	if (!dst)
+		return !n;
+	memcpy(dst, p, n);
+	nd_conn_commit(c, n);
+	return true;
+}
+
 void nd_conn_commit(struct nd_conn *c, size_t n)
 {
 	c->out_len += n;

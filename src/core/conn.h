@@ -133,6 +133,10 @@ void nd_conn_hold(struct nd_conn *c, bool hold);
 uint8_t *nd_conn_reserve(struct nd_conn *c, size_t n);
 void nd_conn_commit(struct nd_conn *c, size_t n);
 
+/* Copies p[0..n) into the output (reserve + commit). false when the conn is
+ * dead or out of memory. */
+bool nd_conn_write(struct nd_conn *c, const void *p, size_t n);
+
 /* Bytes queued for sending (not yet taken by the kernel). */
 size_t nd_conn_queued(const struct nd_conn *c);
 

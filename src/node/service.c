@@ -149,14 +149,10 @@ struct push {
 /* Frames for c from the service, in c's protocol. */
 static void deliver(struct nd_conn *c, const uint8_t *frames, size_t len)
 {
-	uint8_t *dst;
-
-	if (c->ops->deliver) {
+	if (c->ops->deliver)
 		c->ops->deliver(c, frames, len);
-	} else if ((dst = nd_conn_reserve(c, len))) {
-		memcpy(dst, frames, len);
-		nd_conn_commit(c, len);
-	}
+	else
+		nd_conn_write(c, frames, len);
 }
 
 static void push_deliver(struct nd_shard *s, void *arg)

@@ -17,18 +17,14 @@ void nd_peer_flush(struct nd_conn *c)
 	struct nd_client *cl = nd_peer_client(c);
 	const uint8_t *d;
 	size_t n;
-	uint8_t *p;
 
 	if (!cl)
 		return;
 	n = nd_client_output(cl, &d);
 	if (!n)
 		return;
-	p = nd_conn_reserve(c, n);
-	if (!p)
+	if (!nd_conn_write(c, d, n))
 		return; /* closing: the close hook fails the calls */
-	memcpy(p, d, n);
-	nd_conn_commit(c, n);
 	nd_client_consume(cl, n);
 }
 
