@@ -150,9 +150,10 @@ Test(args, all_options, .init = capture)
 			   "gpu=yes", "--label", "zone=a", "--label", "gpu=no",
 			   "--timeout", "2.5", "--env", "A=1", "--env", "B=",
 			   "--env", "A=x=y", "--cwd", "/tmp", "--retries", "3",
-			   "--output-cap", "4096", "--", "true");
+			   "--output-cap", "4096", "--wait-for-node", "--",
+			   "true");
 
-	parse(&a, 25, argv, true);
+	parse(&a, 26, argv, true);
 	cr_expect_str_eq(a.master, "10.0.0.1:9");
 	cr_assert_eq(a.spec.n_labels, 2, "gpu given twice: the last wins");
 	cr_expect_str_eq(a.spec.labels[0]->key, "gpu");
@@ -168,6 +169,7 @@ Test(args, all_options, .init = capture)
 	cr_expect_str_eq(a.spec.cwd, "/tmp");
 	cr_expect_eq(a.spec.retries, 3);
 	cr_expect_eq(a.spec.output_cap_bytes, 4096);
+	cr_expect(a.spec.wait_for_node);
 	cr_expect_str_eq(a.spec.node, "");
 	cr_expect_eq(a.spec.n_argv, 1);
 	nd_cli_task_args_free(&a);
@@ -218,6 +220,8 @@ Test(args, usage_errors, .init = capture)
 		{ "run", "--node", "", "--", "x" },
 		{ "run", "--", "" },
 		{ "run", "--shell", "--", " ", "" },
+		{ "run", "--all", "--wait-for-node", "--", "x" },
+		{ "run", "--wait-for-node=yes", "--", "x" },
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -237,6 +241,8 @@ Test(args, usage_errors, .init = capture)
 	EXPECT_HAS(cap_err, "noded: --env wants KEY=VALUE, not 'NOEQUALS'");
 	EXPECT_HAS(cap_err, "--node, --label and --all exclude each other");
 	EXPECT_HAS(cap_err, "noded run: no command given");
+	EXPECT_HAS(cap_err, "noded run: --wait-for-node does not apply to "
+		   "--all");
 }
 
 Test(args, help_exits_zero, .init = capture)
@@ -444,6 +450,7 @@ Test(record, json_fields)
 	r.attempt = 2;
 	r.output_bytes = 2000000;
 	r.truncated = true;
+	r.watchers = 3;
 	j = nd_cli_task_json(&r);
 	cr_assert(j);
 	cr_expect_eq(json_integer_value(json_object_get(j, "id")), 42);
@@ -473,7 +480,8 @@ Test(record, json_fields)
 	cr_expect_eq(json_integer_value(json_object_get(j, "output_bytes")),
 		     2000000);
 	cr_expect(json_is_true(json_object_get(j, "truncated")));
-	cr_expect_eq(json_object_size(j), 17);
+	cr_expect_eq(json_integer_value(json_object_get(j, "watchers")), 3);
+	cr_expect_eq(json_object_size(j), 18);
 	json_decref(j);
 
 	s.shell = "sleep 10 &";

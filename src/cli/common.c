@@ -49,6 +49,10 @@ void nd_cli_task_usage(FILE *f, const char *cmd)
 		"  --shell                run the words after -- with /bin/sh -c\n"
 		"  --retries N            run again elsewhere when LOST, up to N times\n"
 		"  --output-cap BYTES     output the master keeps (default: its own)\n"
+		"  --wait-for-node        when no node can run it yet (no node of\n"
+		"                         that name or with those labels, or none\n"
+		"                         alive), wait PENDING for one to join\n"
+		"                         instead of refusing it (not with --all)\n"
 		"Without --shell the words are passed as they are, never split.\n",
 		cmd);
 	if (!strcmp(cmd, "run"))
@@ -196,6 +200,7 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 		{ "shell", no_argument, NULL, 's' },
 		{ "retries", required_argument, NULL, 'r' },
 		{ "output-cap", required_argument, NULL, 'o' },
+		{ "wait-for-node", no_argument, NULL, 'W' },
 		{ "token-file", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -289,6 +294,9 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 				goto err_usage;
 			a->spec.output_cap_bytes = v;
 			break;
+		case 'W':
+			a->spec.wait_for_node = true;
+			break;
 		case 'h':
 			nd_cli_task_usage(stdout, cmd);
 			*status = 0;
@@ -302,6 +310,11 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 		    a->spec.all > 1) {
 		fprintf(stderr, "noded %s: --node, --label and --all exclude "
 			"each other\n", cmd);
+		goto err_usage;
+	}
+	if (a->spec.all && a->spec.wait_for_node) {
+		fprintf(stderr, "noded %s: --wait-for-node does not apply to "
+			"--all (a fan-out runs on the nodes alive now)\n", cmd);
 		goto err_usage;
 	}
 	if (optind >= argc) {
@@ -346,6 +359,14 @@ out_stop:
 		argv[0] = saved0;
 	nd_cli_task_args_free(a);
 	return false;
+}
+
+void nd_cli_waiting_note(const Noded__SubmitReply *sr)
+{
+	if (!sr->waiting || !sr->waiting[0] || !sr->n_task_ids)
+		return;
+	fprintf(stderr, "noded: task %" PRIu64 " is waiting for a node "
+		"(--wait-for-node): %s\n", sr->task_ids[0], sr->waiting);
 }
 
 /* ---- states and ended tasks ---- */
@@ -534,7 +555,7 @@ json_t *nd_cli_task_json(const Noded__TaskRecord *r)
 	if (!cmd)
 		return NULL;
 	o = json_pack("{s:I, s:I, s:s, s:s, s:o, s:i, s:i, s:s, s:I, s:I, "
-		      "s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+		      "s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I}",
 		      "id", (json_int_t)r->id,
 		      "job_id", (json_int_t)r->job_id,
 		      "state", nd_cli_state_name(r->state),
@@ -551,7 +572,8 @@ json_t *nd_cli_task_json(const Noded__TaskRecord *r)
 		      "max_rss_kib", (json_int_t)r->max_rss_kib,
 		      "attempt", (json_int_t)r->attempt,
 		      "output_bytes", (json_int_t)r->output_bytes,
-		      "truncated", (int)r->truncated);
+		      "truncated", (int)r->truncated,
+		      "watchers", (json_int_t)r->watchers);
 	/* json_pack steals cmd ("o") even when it fails. */
 	return o;
 err_cmd:
@@ -618,6 +640,9 @@ void nd_cli_task_print(FILE *f, const Noded__TaskRecord *r)
 			(double)r->utime_us / 1e6, (double)r->stime_us / 1e6,
 			r->max_rss_kib);
 	fprintf(f, "attempt:    %u\n", r->attempt);
+	if (r->watchers)
+		fprintf(f, "watchers:   %u (streams following its output)\n",
+			r->watchers);
 	fprintf(f, "output:     %" PRIu64 " bytes%s\n", r->output_bytes,
 		r->truncated ? " (truncated: the master kept only part)" : "");
 }

@@ -60,6 +60,10 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 			    char **argv, int *status);
 void nd_cli_task_args_free(struct nd_cli_task_args *a);
 
+/* With --wait-for-node: says on stderr, once, why the task of the submit
+ * reply sr waits (nothing when it does not). */
+void nd_cli_waiting_note(const Noded__SubmitReply *sr);
+
 /* Usage of run/submit (cmd: "run" or "submit"). */
 void nd_cli_task_usage(FILE *f, const char *cmd);
 
@@ -110,7 +114,7 @@ char *nd_cli_command_string(const Noded__TaskSpec *s);
  * A record as a new JSON object: id, job_id, state, node, argv (array) or
  * shell, exit_code, signal, reason, submitted_unix_ms, started_unix_ms,
  * ended_unix_ms, utime_us, stime_us, max_rss_kib, attempt, output_bytes,
- * truncated. The caller owns the reference. NULL when out of memory.
+ * truncated, watchers. The caller owns the reference. NULL when out of memory.
  */
 json_t *nd_cli_task_json(const Noded__TaskRecord *r);
 

@@ -98,6 +98,9 @@ static void on_frame(struct nd_conn *c, const uint8_t *body, size_t len)
 	}
 	rc->body = body;
 	rc->body_len = len;
+	if (f->body_case == NODED__FRAME__BODY_RUN ||
+	    f->body_case == NODED__FRAME__BODY_WATCH)
+		rc->watched = true;
 	switch (f->body_case) {
 	case NODED__FRAME__BODY_AUTH:
 		nd__rpc_auth(c, f);

@@ -21,6 +21,7 @@ struct nd_rpc_conn {
 	bool hello;                  /* handshake done */
 	bool authed;                 /* proved the token (or none is needed) */
 	bool congested;              /* told the service we lag as a watcher */
+	bool watched;                /* sent run or watch: may have watchers */
 	uint8_t client_nonce[64];
 	size_t client_nonce_len;
 	uint8_t server_nonce[32];
