@@ -736,7 +736,7 @@ static void keep_output(struct nd_svc *svc, struct task *t,
 	memcpy(b + t->out_len + 5, c->data.data, n);
 	t->out_len += 5 + n;
 	t->out_data += n;
-	svc->kept_bytes += 5 + n;
+	svc->kept_bytes += n;
 }
 
 static void ack(struct nd_out *o, uint64_t id)
@@ -857,7 +857,7 @@ static void task_free(struct nd_svc *svc, struct task *t)
 		nd_list_del(&t->done_link);
 		svc->ndone--;
 	}
-	svc->kept_bytes -= t->out_len;
+	svc->kept_bytes -= t->out_data;
 	free(t->spec);
 	free(t->target_node);
 	free(t->node);
