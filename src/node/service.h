@@ -58,7 +58,8 @@ void nd_svc_stream_opened(struct nd_shard *from, const char *node,
 void nd_svc_stream_closed(struct nd_shard *from, const char *node,
 			  uint64_t serial);
 
-/* Drops the connection from every ticket it still has open. */
+/* Drops the connection from every ticket it still has open; when it sent
+ * run or watch, tells shard 0 to drop its watchers and their congestion. */
 void nd_svc_conn_closed(struct nd_conn *c);
 
 /* A watcher's connection fell behind (true) or caught up (false): output
