@@ -1959,6 +1959,33 @@ Test(tasks, master_restart_worker_takes_new_task_ids)
 	STOP_OK(&d);
 }
 
+/*
+ * Polls task id (which may not exist yet) until it has `want` watchers;
+ * returns its record (caller decrefs). Fails after timeout_ms, saying why.
+ */
+static json_t *wait_watchers(uint64_t id, long long want, int timeout_ms,
+			     const char *why)
+{
+	int64_t t0 = nd_test_now_ms();
+	char ids[32];
+
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	for (;;) {
+		json_t *t = NULL;
+
+		CLI(&R, "task", ids, "--json");
+		if (R.st == 0)
+			t = json_loads(R.out, 0, NULL);
+		if (t && jint(t, "watchers") == want)
+			return t;
+		cr_assert(nd_test_now_ms() - t0 < timeout_ms,
+			  "task %s: %s within %d ms (want %lld watchers): %s",
+			  ids, why, timeout_ms, want, t ? jdump(t) : R.err);
+		json_decref(t);
+		nd_test_sleep_ms(20);
+	}
+}
+
 Test(tasks, follower_that_disconnects_is_dropped_and_frees_the_worker,
      .timeout = 90)
 {
@@ -1978,18 +2005,7 @@ Test(tasks, follower_that_disconnects_is_dropped_and_frees_the_worker,
 	snprintf(ids, sizeof(ids), "%" PRIu64, id);
 	/* a follower that never reads what it is sent */
 	b = BG("logs", ids, "--follow");
-	t0 = nd_test_now_ms();
-	for (;;) {
-		t = task_get(id);
-		if (jint(t, "watchers") == 1)
-			break;
-		cr_assert(nd_test_now_ms() - t0 < 5000,
-			  "the follower never showed as a watcher: %s",
-			  jdump(t));
-		json_decref(t);
-		nd_test_sleep_ms(20);
-	}
-	json_decref(t);
+	json_decref(wait_watchers(id, 1, 5000, "the follower never watched"));
 	/* it lags, so the worker is held back */
 	json_decref(wait_task(id, "RUNNING", 5000));
 	nd_test_sleep_ms(1500);
@@ -2010,16 +2026,8 @@ Test(tasks, follower_that_disconnects_is_dropped_and_frees_the_worker,
 	nd_test_kill_pid(b->pid);
 	b->pid = 0;
 	t0 = nd_test_now_ms();
-	for (;;) {
-		t = task_get(id);
-		if (jint(t, "watchers") == 0)
-			break;
-		cr_assert(nd_test_now_ms() - t0 < 3000,
-			  "the watcher of a closed connection is still there "
-			  "3 s later: %s", jdump(t));
-		json_decref(t);
-		nd_test_sleep_ms(20);
-	}
+	t = wait_watchers(id, 0, 3000, "the watcher of a closed connection "
+			  "is still there");
 	cr_assert_str_eq(jstr(t, "state"), "RUNNING",
 			 "want the watcher gone while the task still runs: %s",
 			 jdump(t));
@@ -2034,28 +2042,12 @@ Test(tasks, follower_that_disconnects_is_dropped_and_frees_the_worker,
 	/* the same for the stream of a `run` whose client goes away: the
 	 * task runs on, unwatched, until cancelled */
 	b = BG("run", "--", "sleep", "30");
-	t0 = nd_test_now_ms();
-	do {
-		cr_assert(nd_test_now_ms() - t0 < 5000, "run never watched");
-		nd_test_sleep_ms(20);
-		t = latest_task(NULL);
-		o1 = jint(t, "watchers");
-		id = (uint64_t)jint(t, "id");
-		json_decref(t);
-	} while (o1 != 1);
+	id++;
+	json_decref(wait_watchers(id, 1, 5000, "the run never watched"));
 	nd_test_kill_pid(b->pid);
 	b->pid = 0;
-	t0 = nd_test_now_ms();
-	for (;;) {
-		t = task_get(id);
-		if (jint(t, "watchers") == 0)
-			break;
-		cr_assert(nd_test_now_ms() - t0 < 3000,
-			  "the run stream of a closed connection still watches "
-			  "3 s later: %s", jdump(t));
-		json_decref(t);
-		nd_test_sleep_ms(20);
-	}
+	t = wait_watchers(id, 0, 3000, "the run stream of a closed "
+			  "connection still watches");
 	cr_assert(!state_terminal(jstr(t, "state")),
 		  "want the watcher gone while the task still runs: %s",
 		  jdump(t));
