@@ -683,7 +683,8 @@ __attribute__((format(printf, 2, 3))) static void fk_fail(struct fake *f,
 	va_end(ap);
 }
 
-/* Next frame from the client, which must be a request with this body. */
+/* Next frame from the client, which must be a request with this body
+ * (keepalive pings of a waiting client are skipped). */
 static Noded__Frame *fk_expect(struct fake *f, Noded__Frame__BodyCase body)
 {
 	Noded__Frame *fr = NULL;
@@ -691,7 +692,12 @@ static Noded__Frame *fk_expect(struct fake *f, Noded__Frame__BodyCase body)
 
 	if (f->fail[0])
 		return NULL;
-	r = nd_test_recv_frame(f->fd, ND_TEST_TIMEOUT_MS, &fr);
+	while (!(r = nd_test_recv_frame(f->fd, ND_TEST_TIMEOUT_MS, &fr)) &&
+	       body != NODED__FRAME__BODY_PING &&
+	       fr->body_case == NODED__FRAME__BODY_PING) {
+		nd_frame_free(fr, NULL);
+		fr = NULL;
+	}
 	if (r) {
 		fk_fail(f, "fake master: waiting for %s: %s (%s)",
 			nd_frame_method_name(body), nd_strerror(r),
@@ -825,9 +831,24 @@ static void fk_wait_printed(struct fake *f, const char *want)
 	}
 }
 
-/* Waits for the client to hang up, so the script ends after it did. */
+/* Waits for the client to hang up, so the script ends after it did
+ * (keepalive pings may come first). */
 static void fk_wait_close(struct fake *f)
 {
+	Noded__Frame *fr = NULL;
+
+	while (!f->fail[0] &&
+	       !nd_test_recv_frame(f->fd, ND_TEST_TIMEOUT_MS, &fr) &&
+	       fr->body_case == NODED__FRAME__BODY_PING) {
+		nd_frame_free(fr, NULL);
+		fr = NULL;
+	}
+	if (fr) {
+		fk_fail(f, "fake master: the client did not hang up: it sent "
+			"%s", nd_test_describe(fr));
+		nd_frame_free(fr, NULL);
+		return;
+	}
 	if (!f->fail[0] && nd_test_expect_closed(f->fd, ND_TEST_TIMEOUT_MS))
 		fk_fail(f, "fake master: the client did not hang up: %s",
 			nd_test_why);

@@ -2088,7 +2088,8 @@ Test(tasks, wait_for_node_waits_until_the_node_joins)
 	json_t *t;
 	int st;
 
-	MASTER_START();
+	/* a waiting run sends nothing but its keepalive pings */
+	MASTER_START("--idle-timeout", "2");
 	/* without the flag a node nobody has is refused, and nothing is
 	 * created */
 	CLI(&R, "submit", "--node", "later", "--", "true");
@@ -2108,7 +2109,7 @@ Test(tasks, wait_for_node_waits_until_the_node_joins)
 						   "true", NULL });
 	b = BG("run", "--node", "later", "--wait-for-node", "--", "echo",
 	       "ran");
-	nd_test_sleep_ms(500);
+	nd_test_sleep_ms(3000); /* longer than the idle timeout */
 	t = task_get(id);
 	cr_assert_str_eq(jstr(t, "state"), "PENDING", "%s", jdump(t));
 	json_decref(t);

@@ -734,6 +734,25 @@ int nd_cli_request(const char *master, const Noded__Frame *req,
 	return r;
 }
 
+void nd_cli_keepalive(struct nd_client *c, int64_t *last_ms)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__PingRequest p = NODED__PING_REQUEST__INIT;
+	struct timespec ts;
+	int64_t now;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (!*last_ms)
+		*last_ms = now; /* the stream's request was just sent */
+	if (now - *last_ms < ND_CLI_KEEPALIVE_MS)
+		return;
+	*last_ms = now;
+	f.body_case = NODED__FRAME__BODY_PING;
+	f.ping = &p;
+	nd_client_start(c, &f, NULL, NULL);
+}
+
 bool nd_cli_task_id(const char *s, uint64_t *id)
 {
 	return nd_cli_uint("the task ID", s, 1, UINT64_MAX, id);

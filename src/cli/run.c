@@ -203,6 +203,7 @@ static void run_wait(struct run *run, Noded__TaskSpec *spec)
 {
 	Noded__Frame f = NODED__FRAME__INIT;
 	bool cancelled = false;
+	int64_t pinged = 0;
 	int r;
 
 	f.body_case = NODED__FRAME__BODY_RUN;
@@ -219,6 +220,9 @@ static void run_wait(struct run *run, Noded__TaskSpec *spec)
 			cancelled = true;
 			run_cancel(run, run_interrupted);
 		}
+		/* A silent task (or one waiting for a node) is no idle
+		 * connection. */
+		nd_cli_keepalive(run->c, &pinged);
 		r = nd_client_poll(run->c, RUN_TICK_MS);
 		if (fflush(stdout) == EOF)
 			run->broken = true;

@@ -165,9 +165,11 @@ static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
 			w->wc->name, w->wc->master);
 		w->warned = false;
 		w->refused_warned = false;
-		report(w);
+		/* first: a new master instance stops the old one's tasks,
+		 * which the report then leaves out */
 		nd_runner_connected(w->runner,
 				    f->assign_open->master_instance);
+		report(w);
 		return;
 	}
 	if (status == 0 && f->body_case == NODED__FRAME__BODY_TASK) {
