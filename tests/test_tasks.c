@@ -2200,3 +2200,20 @@ Test(tasks, retention_and_wait_options_refused_clearly)
 	EXPECT_CLI_EXIT(0, "--output-budget BYTES", "dev", "--help");
 	EXPECT_CLI_EXIT(0, "--wait-for-node", "run", "--help");
 }
+
+Test(tasks, dev_mode_takes_retention_options)
+{
+	const char *argv[] = { nd_test_bin(), "dev", "--listen", "127.0.0.1:0",
+			       "--workers", "1", "--task-history", "2", NULL };
+
+	ND_CHECK(nd_test_daemon_start_argv(&d, argv));
+	snprintf(master, sizeof(master), "127.0.0.1:%d", d.port);
+	WAIT_ALIVE("dev-1");
+	for (int i = 0; i < 3; i++) {
+		CLI(&R, "run", "--", "true");
+		EXPECT_STATUS(&R, 0);
+	}
+	cr_assert_eq(records_kept(), 2);
+	expect_evicted("task", 1);
+	STOP_OK(&d);
+}
