@@ -92,7 +92,6 @@ struct nd_svc {
 	struct nd_list done;
 	uint64_t ndone;
 	uint64_t kept_bytes;          /* sum of task.out_data over all tasks */
-	uint64_t evicted;             /* tasks evicted so far */
 	uint64_t next_task_id, next_job_id;
 	uint64_t output_cap;          /* default per task */
 	uint64_t task_history, output_budget;

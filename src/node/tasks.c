@@ -579,11 +579,15 @@ static struct task *find(struct nd_svc *svc, uint64_t id, uint64_t req,
 			      "--output-budget)", (unsigned long long)id,
 			      (unsigned long long)svc->task_history,
 			      (unsigned long long)svc->output_budget);
-	else
+	else if (svc->next_task_id > 1)
 		nd__out_error(o, req, kind, NODED__ERROR_CODE__NOT_FOUND,
 			      "no task %llu (the newest is %llu)",
 			      (unsigned long long)id,
 			      (unsigned long long)(svc->next_task_id - 1));
+	else
+		nd__out_error(o, req, kind, NODED__ERROR_CODE__NOT_FOUND,
+			      "no task %llu (none submitted yet)",
+			      (unsigned long long)id);
 	return NULL;
 }
 
@@ -870,11 +874,9 @@ void nd__tasks_trim(struct nd_svc *svc)
 {
 	while (!nd_list_empty(&svc->done) &&
 	       (svc->ndone > svc->task_history ||
-		svc->kept_bytes > svc->output_budget)) {
+		svc->kept_bytes > svc->output_budget))
 		task_free(svc, nd_container_of(svc->done.next, struct task,
 					       done_link));
-		svc->evicted++;
-	}
 }
 
 void nd__tasks_free(struct nd_svc *svc)
