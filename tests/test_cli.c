@@ -150,9 +150,10 @@ Test(args, all_options, .init = capture)
 			   "gpu=yes", "--label", "zone=a", "--label", "gpu=no",
 			   "--timeout", "2.5", "--env", "A=1", "--env", "B=",
 			   "--env", "A=x=y", "--cwd", "/tmp", "--retries", "3",
-			   "--output-cap", "4096", "--", "true");
+			   "--output-cap", "4096", "--wait-for-node", "--",
+			   "true");
 
-	parse(&a, 25, argv, true);
+	parse(&a, 26, argv, true);
 	cr_expect_str_eq(a.master, "10.0.0.1:9");
 	cr_assert_eq(a.spec.n_labels, 2, "gpu given twice: the last wins");
 	cr_expect_str_eq(a.spec.labels[0]->key, "gpu");
@@ -168,6 +169,7 @@ Test(args, all_options, .init = capture)
 	cr_expect_str_eq(a.spec.cwd, "/tmp");
 	cr_expect_eq(a.spec.retries, 3);
 	cr_expect_eq(a.spec.output_cap_bytes, 4096);
+	cr_expect(a.spec.wait_for_node);
 	cr_expect_str_eq(a.spec.node, "");
 	cr_expect_eq(a.spec.n_argv, 1);
 	nd_cli_task_args_free(&a);
@@ -218,6 +220,8 @@ Test(args, usage_errors, .init = capture)
 		{ "run", "--node", "", "--", "x" },
 		{ "run", "--", "" },
 		{ "run", "--shell", "--", " ", "" },
+		{ "run", "--all", "--wait-for-node", "--", "x" },
+		{ "run", "--wait-for-node=yes", "--", "x" },
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -237,6 +241,8 @@ Test(args, usage_errors, .init = capture)
 	EXPECT_HAS(cap_err, "noded: --env wants KEY=VALUE, not 'NOEQUALS'");
 	EXPECT_HAS(cap_err, "--node, --label and --all exclude each other");
 	EXPECT_HAS(cap_err, "noded run: no command given");
+	EXPECT_HAS(cap_err, "noded run: --wait-for-node does not apply to "
+		   "--all");
 }
 
 Test(args, help_exits_zero, .init = capture)
@@ -444,6 +450,7 @@ Test(record, json_fields)
 	r.attempt = 2;
 	r.output_bytes = 2000000;
 	r.truncated = true;
+	r.watchers = 3;
 	j = nd_json_task(&r);
 	cr_assert(j);
 	cr_expect_eq(json_integer_value(json_object_get(j, "id")), 42);
@@ -473,7 +480,8 @@ Test(record, json_fields)
 	cr_expect_eq(json_integer_value(json_object_get(j, "output_bytes")),
 		     2000000);
 	cr_expect(json_is_true(json_object_get(j, "truncated")));
-	cr_expect_eq(json_object_size(j), 17);
+	cr_expect_eq(json_integer_value(json_object_get(j, "watchers")), 3);
+	cr_expect_eq(json_object_size(j), 18);
 	json_decref(j);
 
 	s.shell = "sleep 10 &";
@@ -675,7 +683,8 @@ __attribute__((format(printf, 2, 3))) static void fk_fail(struct fake *f,
 	va_end(ap);
 }
 
-/* Next frame from the client, which must be a request with this body. */
+/* Next frame from the client, which must be a request with this body
+ * (keepalive pings of a waiting client are skipped). */
 static Noded__Frame *fk_expect(struct fake *f, Noded__Frame__BodyCase body)
 {
 	Noded__Frame *fr = NULL;
@@ -683,7 +692,12 @@ static Noded__Frame *fk_expect(struct fake *f, Noded__Frame__BodyCase body)
 
 	if (f->fail[0])
 		return NULL;
-	r = nd_test_recv_frame(f->fd, ND_TEST_TIMEOUT_MS, &fr);
+	while (!(r = nd_test_recv_frame(f->fd, ND_TEST_TIMEOUT_MS, &fr)) &&
+	       body != NODED__FRAME__BODY_PING &&
+	       fr->body_case == NODED__FRAME__BODY_PING) {
+		nd_frame_free(fr, NULL);
+		fr = NULL;
+	}
 	if (r) {
 		fk_fail(f, "fake master: waiting for %s: %s (%s)",
 			nd_frame_method_name(body), nd_strerror(r),
@@ -817,9 +831,24 @@ static void fk_wait_printed(struct fake *f, const char *want)
 	}
 }
 
-/* Waits for the client to hang up, so the script ends after it did. */
+/* Waits for the client to hang up, so the script ends after it did
+ * (keepalive pings may come first). */
 static void fk_wait_close(struct fake *f)
 {
+	Noded__Frame *fr = NULL;
+
+	while (!f->fail[0] &&
+	       !nd_test_recv_frame(f->fd, ND_TEST_TIMEOUT_MS, &fr) &&
+	       fr->body_case == NODED__FRAME__BODY_PING) {
+		nd_frame_free(fr, NULL);
+		fr = NULL;
+	}
+	if (fr) {
+		fk_fail(f, "fake master: the client did not hang up: it sent "
+			"%s", nd_test_describe(fr));
+		nd_frame_free(fr, NULL);
+		return;
+	}
 	if (!f->fail[0] && nd_test_expect_closed(f->fd, ND_TEST_TIMEOUT_MS))
 		fk_fail(f, "fake master: the client did not hang up: %s",
 			nd_test_why);

@@ -53,6 +53,7 @@ struct bg {
 static struct nd_test_daemon d;
 static char master[32];
 static pid_t workers[MAX_WORKERS];
+static int worker_errs[MAX_WORKERS];    /* memfds of kept worker stderr */
 static struct bg bgs[MAX_BG];
 static pid_t strays[MAX_STRAYS];
 static char tmpdir[64];
@@ -62,6 +63,7 @@ static void setup(void)
 {
 	memset(&d, 0, sizeof(d));
 	memset(workers, 0, sizeof(workers));
+	memset(worker_errs, 0, sizeof(worker_errs));
 	memset(bgs, 0, sizeof(bgs));
 	memset(strays, 0, sizeof(strays));
 	master[0] = '\0';
@@ -112,6 +114,9 @@ static void teardown(void)
 			nd_test_kill_pid(workers[i]);
 		workers[i] = 0;
 	}
+	for (int i = 0; i < MAX_WORKERS; i++)
+		if (worker_errs[i] > 0)
+			close(worker_errs[i]);
 	nd_test_daemon_stop(&d);
 	/* task processes a test saw outlive their task (the test failed) */
 	for (int i = 0; i < MAX_STRAYS; i++)
@@ -142,25 +147,51 @@ TestSuite(tasks, .init = setup, .fini = teardown, .timeout = 60);
 
 /*
  * `noded worker --master M --name NAME --slots SLOTS [--label LABEL]` into
- * workers[i]; its output goes to /dev/null unless ND_TEST_VERBOSE is set.
+ * workers[i]; its output goes to /dev/null unless ND_TEST_VERBOSE is set,
+ * or, with keep_err, its stderr into a memfd (worker_stderr()).
  */
-static void worker_start(int i, const char *name, int slots,
-			 const char *label)
+static void worker_start_v(int i, const char *name, int slots,
+			   const char *label, bool keep_err)
 {
 	char slots_s[16];
 	const char *argv[] = { nd_test_bin(), "worker", "--master", master,
 			       "--name", name, "--slots", slots_s,
 			       label ? "--label" : NULL, label, NULL };
-	int null_fd = -1;
+	int null_fd = -1, err_fd;
 
 	cr_assert(i >= 0 && i < MAX_WORKERS && workers[i] == 0);
 	snprintf(slots_s, sizeof(slots_s), "%d", slots);
 	if (!getenv("ND_TEST_VERBOSE"))
 		null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-	workers[i] = nd_test_spawn(argv, null_fd, null_fd, null_fd);
+	err_fd = null_fd;
+	if (keep_err) {
+		if (worker_errs[i] <= 0)
+			worker_errs[i] = memfd_create("worker-stderr",
+						      MFD_CLOEXEC);
+		cr_assert(worker_errs[i] > 0, "memfd_create: %s",
+			  strerror(errno));
+		err_fd = worker_errs[i];
+	}
+	workers[i] = nd_test_spawn(argv, null_fd, null_fd, err_fd);
 	if (null_fd >= 0)
 		close(null_fd);
 	cr_assert(workers[i] > 0, "starting worker %s: %s", name, nd_test_why);
+}
+
+static void worker_start(int i, const char *name, int slots,
+			 const char *label)
+{
+	worker_start_v(i, name, slots, label, false);
+}
+
+/* What workers[i] (started with keep_err) wrote on stderr (static). */
+static const char *worker_stderr(int i)
+{
+	static char buf[16384];
+	ssize_t n = pread(worker_errs[i], buf, sizeof(buf) - 1, 0);
+
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
 }
 
 /* SIGKILLs workers[i] and reaps it. */
@@ -1641,5 +1672,548 @@ Test(tasks, dev_mode_runs_tasks_on_its_workers)
 			    !strcmp(lines[1], want[0]))),
 		  "run --all -- echo hi on noded dev: %zu lines, want \"%s\" "
 		  "and \"%s\"", nl, want[0], want[1]);
+	STOP_OK(&d);
+}
+
+/* ---- retention, master restarts, stale watchers, waiting for a node ---- */
+
+/* Asserts `noded CMD ID` exits 1 saying that task id was evicted. */
+static void expect_evicted(const char *cmd, uint64_t id)
+{
+	char ids[32];
+
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	CLI(&R, cmd, ids);
+	EXPECT_STATUS(&R, 1);
+	cr_assert(strstr(R.err, "evicted from the master's history"),
+		  "`%s`: stderr \"%s\", want it to say the task was evicted",
+		  R.cmd, R.err);
+}
+
+/* Records the master keeps now (`tasks --json --limit 10000`). */
+static size_t records_kept(void)
+{
+	json_t *arr = CLI_JSON("tasks", "--json", "--limit", "10000");
+	size_t n = json_array_size(arr);
+
+	json_decref(arr);
+	return n;
+}
+
+static uint64_t latest_id(const char *argv0)
+{
+	json_t *t = latest_task(argv0);
+	uint64_t id = (uint64_t)jint(t, "id");
+
+	json_decref(t);
+	return id;
+}
+
+Test(tasks, retention_evicts_oldest_ended_tasks_by_count)
+{
+	uint64_t sleeper, last;
+	char ids[32];
+	json_t *t;
+
+	MASTER_START("--task-history", "5");
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+	sleeper = SUBMIT("--", "sleep", "30");
+	json_decref(wait_task(sleeper, "RUNNING", 5000));
+	for (int i = 0; i < 10; i++) {
+		char word[16];
+
+		snprintf(word, sizeof(word), "n%d", i);
+		CLI(&R, "run", "--", "echo", word);
+		EXPECT_STATUS(&R, 0);
+	}
+	last = latest_id("echo");
+	cr_assert_eq(last, sleeper + 10);
+
+	/* the 5 newest ended tasks, and the running one whatever its age */
+	cr_assert_eq(records_kept(), 6, "want 5 ended records and 1 running");
+	for (uint64_t id = last - 4; id <= last; id++) {
+		t = task_get(id);
+		EXPECT_RECORD(t, "SUCCEEDED", 0);
+		json_decref(t);
+	}
+	t = task_get(sleeper);
+	cr_assert_str_eq(jstr(t, "state"), "RUNNING", "%s", jdump(t));
+	json_decref(t);
+	expect_evicted("task", sleeper + 1);
+	expect_evicted("task", last - 5);
+	expect_evicted("logs", sleeper + 3);
+	expect_evicted("cancel", sleeper + 1);
+
+	/* an id never given is not "evicted" */
+	snprintf(ids, sizeof(ids), "%" PRIu64, last + 100);
+	CLI(&R, "task", ids);
+	EXPECT_STATUS(&R, 1);
+	cr_assert(strstr(R.err, "no task") && !strstr(R.err, "evicted"),
+		  "`%s`: stderr \"%s\"", R.cmd, R.err);
+
+	/* once it ends it is the newest ended task: the oldest kept goes */
+	snprintf(ids, sizeof(ids), "%" PRIu64, sleeper);
+	CLI(&R, "cancel", ids);
+	EXPECT_STATUS(&R, 0);
+	json_decref(wait_task(sleeper, "CANCELLED", 5000));
+	cr_assert_eq(records_kept(), 5);
+	expect_evicted("task", last - 4);
+	STOP_OK(&d);
+}
+
+Test(tasks, retention_evicts_by_output_budget_and_bounds_memory,
+     .timeout = 180)
+{
+	uint64_t first, last, big;
+	long m0, m1;
+	char ids[32];
+	json_t *t;
+
+	/* 3 outputs of 1 MiB fit, a 4th does not */
+	MASTER_START("--output-budget", "3500000");
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+	for (int i = 0; i < 6; i++) {
+		CLI(&R, "run", "--", "head", "-c", "1048576", "/dev/zero");
+		EXPECT_STATUS(&R, 0);
+	}
+	nd_test_sleep_ms(200);
+	m0 = nd_test_rss_kib(d.pid);
+	first = latest_id("head") + 1;
+	for (int i = 0; i < 60; i++) {
+		CLI(&R, "run", "--", "head", "-c", "1048576", "/dev/zero");
+		EXPECT_STATUS(&R, 0);
+		cr_assert_eq(R.out_bytes, 1048576);
+	}
+	nd_test_sleep_ms(200);
+	m1 = nd_test_rss_kib(d.pid);
+	last = latest_id("head");
+	cr_assert_eq(last, first + 59);
+	cr_log_info("60 MiB of task output through the master: RSS %ld -> "
+		    "%ld KiB", m0, m1);
+	cr_assert_eq(records_kept(), 3, "want the 3 newest (3 MiB of "
+		     "output within the 3500000-byte budget)");
+	expect_evicted("task", last - 3);
+	expect_evicted("logs", first);
+	snprintf(ids, sizeof(ids), "%" PRIu64, last);
+	CLI(&R, "logs", ids);
+	EXPECT_STATUS(&R, 0);
+	cr_assert_eq(R.out_bytes, 1048576, "logs of a kept task: %" PRIu64
+		     " bytes", R.out_bytes);
+	if (d.asan)
+		cr_log_info("RSS check skipped: daemon runs under ASan");
+	else
+		cr_assert(m1 - m0 < 16 * 1024,
+			  "master RSS grew from %ld to %ld KiB over 60 MiB of "
+			  "output with a 3.5 MB budget", m0, m1);
+
+	/* a task's own cap is clamped to the budget: it alone fills it */
+	CLI(&R, "run", "--output-cap", "8000000", "--", "head", "-c",
+	    "5000000", "/dev/zero");
+	EXPECT_STATUS(&R, 0);
+	big = latest_id("head");
+	t = task_get(big);
+	cr_assert(json_is_true(json_object_get(t, "truncated")) &&
+			  jint(t, "output_bytes") == 5000000,
+		  "%s", jdump(t));
+	json_decref(t);
+	snprintf(ids, sizeof(ids), "%" PRIu64, big);
+	CLI(&R, "logs", ids);
+	EXPECT_STATUS(&R, 0);
+	cr_assert_eq(R.out_bytes, 3500000, "logs: %" PRIu64 " bytes, want "
+		     "the budget", R.out_bytes);
+	cr_assert_eq(records_kept(), 1);
+	STOP_OK(&d);
+}
+
+/* Tasks in state st the master keeps (client library). */
+static size_t client_count(struct nd_client *c, Noded__TaskState st)
+{
+	Noded__TaskListRequest q = NODED__TASK_LIST_REQUEST__INIT;
+	Noded__Frame f = NODED__FRAME__INIT, *rf = NULL;
+	size_t n;
+	int r;
+
+	q.limit = 10000;
+	q.state = st;
+	f.body_case = NODED__FRAME__BODY_LIST_TASKS;
+	f.list_tasks = &q;
+	r = nd_client_call(c, &f, &rf, 10000);
+	cr_assert(r == 0 && rf->body_case == NODED__FRAME__BODY_TASK_LIST,
+		  "list_tasks: %s", nd_strerror(r));
+	n = rf->task_list->n_tasks;
+	nd_frame_free(rf, NULL);
+	return n;
+}
+
+/* Must match RAN_RECENT in src/node/run.c. */
+#define WORKER_RAN_RECENT 1024
+
+Test(tasks, worker_ran_ids_stay_bounded, .timeout = 180)
+{
+	static struct bulk b;
+	char *argv[] = { "true" };
+	Noded__TaskSpec spec = NODED__TASK_SPEC__INIT;
+	unsigned long long accepted = 0;
+	size_t kept = 0, rounds = 3, open;
+	struct nd_client *c;
+	const char *line;
+	int64_t deadline;
+	int r, st;
+
+	MASTER_START("--task-history", "100");
+	worker_start_v(0, "w1", 4, NULL, true);
+	WAIT_ALIVE("w1");
+	r = nd_client_connect(&c, master, NULL);
+	cr_assert(r == 0, "nd_client_connect %s: %s", master, nd_strerror(r));
+	spec.n_argv = 1;
+	spec.argv = argv;
+	for (size_t i = 0; i < rounds; i++) {
+		memset(&b, 0, sizeof(b));
+		bulk_submit(c, &spec, &b, 500);
+	}
+	deadline = nd_test_now_ms() + 60000;
+	do {
+		cr_assert(nd_test_now_ms() < deadline,
+			  "tasks not all ended within 60 s");
+		nd_test_sleep_ms(50);
+		open = client_count(c, NODED__TASK_STATE__TASK_PENDING) +
+		       client_count(c, NODED__TASK_STATE__TASK_ASSIGNED) +
+		       client_count(c, NODED__TASK_STATE__TASK_RUNNING);
+	} while (open);
+	cr_assert_eq(client_count(c, NODED__TASK_STATE__TASK_SUCCEEDED), 100,
+		     "want the 100 newest ended tasks, all SUCCEEDED");
+	nd_client_close(c);
+	cr_assert_eq(records_kept(), 100);
+
+	kill(workers[0], SIGTERM);
+	st = nd_test_wait_pid(workers[0], ND_TEST_TIMEOUT_MS);
+	workers[0] = 0;
+	cr_assert_eq(st, 0, "worker exit status %d on SIGTERM", st);
+	line = strstr(worker_stderr(0), "accepted ");
+	cr_assert(line && sscanf(line, "accepted %llu tasks; remembers %zu "
+				 "task ids", &accepted, &kept) == 2,
+		  "no stats line on the worker's stderr: %s",
+		  worker_stderr(0));
+	cr_log_info("worker accepted %llu tasks, remembers %zu ids", accepted,
+		    kept);
+	cr_assert_eq(accepted, rounds * 500);
+	cr_assert(kept <= WORKER_RAN_RECENT + 4,
+		  "worker remembers %zu task ids after %llu tasks, want at "
+		  "most %d", kept, accepted, WORKER_RAN_RECENT + 4);
+	STOP_OK(&d);
+}
+
+Test(tasks, master_restart_worker_takes_new_task_ids)
+{
+	char listen[32], line[64];
+	struct bg *b;
+	json_t *t;
+	pid_t pid;
+	int port, st;
+
+	MASTER_START();
+	port = d.port;
+	worker_start_v(0, "w1", 2, NULL, true);
+	WAIT_ALIVE("w1");
+	CLI(&R, "run", "--", "echo", "one");
+	EXPECT_STATUS(&R, 0);
+	b = BG("run", "--", "sh", "-c", "echo $$; exec sleep 60");
+	bg_line(b, line, sizeof(line), 5000);
+	pid = parse_pid(line);
+
+	STOP_OK(&d);
+	st = bg_wait(b, 10000);
+	cr_assert_eq(st, 255, "run whose master stopped exited %d", st);
+	cr_assert(nd_test_pid_alive(pid), "a task must outlive a master "
+		  "that is away (it may come back)");
+	nd_test_sleep_ms(300);
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+	MASTER_START("--listen", listen);
+	cr_assert_eq(d.port, port);
+	WAIT_ALIVE("w1");
+
+	/* The new master counts from 1 again: its tasks 1 and 2 are not the
+	 * old master's, and run. */
+	CLI(&R, "run", "--", "echo", "two");
+	EXPECT_STATUS(&R, 0);
+	EXPECT_OUT(&R, "two\n");
+	CLI(&R, "run", "--", "echo", "three");
+	EXPECT_STATUS(&R, 0);
+	EXPECT_OUT(&R, "three\n");
+	t = task_get(1);
+	EXPECT_RECORD(t, "SUCCEEDED", 0);
+	cr_assert_str_eq(json_string_value(json_array_get(
+				 json_object_get(t, "argv"), 1)), "two",
+			 "%s", jdump(t));
+	json_decref(t);
+	t = task_get(2);
+	EXPECT_RECORD(t, "SUCCEEDED", 0);
+	json_decref(t);
+
+	/* nobody can take the old task's end any more: it was stopped */
+	EXPECT_PID_GONE(pid, 5000, "the old master's task outlived it");
+	cr_assert(strstr(worker_stderr(0), "the master restarted"),
+		  "worker stderr: %s", worker_stderr(0));
+	STOP_OK(&d);
+}
+
+/*
+ * Polls task id (which may not exist yet) until it has `want` watchers;
+ * returns its record (caller decrefs). Fails after timeout_ms, saying why.
+ */
+static json_t *wait_watchers(uint64_t id, long long want, int timeout_ms,
+			     const char *why)
+{
+	int64_t t0 = nd_test_now_ms();
+	char ids[32];
+
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	for (;;) {
+		json_t *t = NULL;
+
+		CLI(&R, "task", ids, "--json");
+		if (R.st == 0)
+			t = json_loads(R.out, 0, NULL);
+		if (t && jint(t, "watchers") == want)
+			return t;
+		cr_assert(nd_test_now_ms() - t0 < timeout_ms,
+			  "task %s: %s within %d ms (want %lld watchers): %s",
+			  ids, why, timeout_ms, want, t ? jdump(t) : R.err);
+		json_decref(t);
+		nd_test_sleep_ms(20);
+	}
+}
+
+Test(tasks, follower_that_disconnects_is_dropped_and_frees_the_worker,
+     .timeout = 90)
+{
+	const uint64_t total = 100000000;
+	long long o1, o2;
+	char ids[32];
+	uint64_t id;
+	int64_t t0;
+	struct bg *b;
+	json_t *t;
+
+	MASTER_START();
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+	id = SUBMIT("--shell", "--", "sleep 1; head -c 100000000 /dev/zero; "
+		    "sleep 3");
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	/* a follower that never reads what it is sent */
+	b = BG("logs", ids, "--follow");
+	json_decref(wait_watchers(id, 1, 5000, "the follower never watched"));
+	/* it lags, so the worker is held back */
+	json_decref(wait_task(id, "RUNNING", 5000));
+	nd_test_sleep_ms(1500);
+	t = task_get(id);
+	o1 = jint(t, "output_bytes");
+	json_decref(t);
+	nd_test_sleep_ms(1000);
+	t = task_get(id);
+	o2 = jint(t, "output_bytes");
+	cr_assert(o1 == o2 && (uint64_t)o2 < total &&
+			  !strcmp(jstr(t, "state"), "RUNNING"),
+		  "a follower that does not read did not hold the task back "
+		  "(output %lld then %lld bytes): %s", o1, o2, jdump(t));
+	json_decref(t);
+
+	/* it goes away: its watcher goes at once, not at the task's end,
+	 * and the worker runs on */
+	nd_test_kill_pid(b->pid);
+	b->pid = 0;
+	t0 = nd_test_now_ms();
+	t = wait_watchers(id, 0, 3000, "the watcher of a closed connection "
+			  "is still there");
+	cr_assert_str_eq(jstr(t, "state"), "RUNNING",
+			 "want the watcher gone while the task still runs: %s",
+			 jdump(t));
+	json_decref(t);
+	t = wait_task(id, "SUCCEEDED", 20000);
+	cr_assert_eq(jint(t, "output_bytes"), (long long)total, "%s",
+		     jdump(t));
+	cr_log_info("task ended %lld ms after its only follower went",
+		    (long long)(nd_test_now_ms() - t0));
+	json_decref(t);
+
+	/* the same for the stream of a `run` whose client goes away: the
+	 * task runs on, unwatched, until cancelled */
+	b = BG("run", "--", "sleep", "30");
+	id++;
+	json_decref(wait_watchers(id, 1, 5000, "the run never watched"));
+	nd_test_kill_pid(b->pid);
+	b->pid = 0;
+	t = wait_watchers(id, 0, 3000, "the run stream of a closed "
+			  "connection still watches");
+	cr_assert(!state_terminal(jstr(t, "state")),
+		  "want the watcher gone while the task still runs: %s",
+		  jdump(t));
+	json_decref(t);
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	CLI(&R, "cancel", ids);
+	EXPECT_STATUS(&R, 0);
+	STOP_OK(&d);
+}
+
+/* `noded submit ARGS...` that must succeed: the id, stderr in R.err. */
+static uint64_t submit_noting(const char *const args[])
+{
+	char *end;
+	uint64_t id;
+
+	cli_run(&R, CLI_MS, args);
+	EXPECT_STATUS(&R, 0);
+	id = strtoull(R.out, &end, 10);
+	cr_assert(id > 0 && *end == '\n', "`%s` printed \"%s\"", R.cmd, R.out);
+	return id;
+}
+
+static size_t count_of(const char *hay, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)); p++)
+		n++;
+	return n;
+}
+
+Test(tasks, wait_for_node_waits_until_the_node_joins)
+{
+	uint64_t id, gpu;
+	char ids[32], line[64];
+	struct bg *b;
+	json_t *t;
+	int st;
+
+	/* a waiting run sends nothing but its keepalive pings */
+	MASTER_START("--idle-timeout", "2");
+	/* without the flag a node nobody has is refused, and nothing is
+	 * created */
+	CLI(&R, "submit", "--node", "later", "--", "true");
+	EXPECT_STATUS(&R, 1);
+	cr_assert(strstr(R.err, "no node named 'later'"), "stderr: %s", R.err);
+	cr_assert_eq(records_kept(), 0);
+
+	id = submit_noting((const char *const[]){ "submit", "--node", "later",
+						  "--wait-for-node", "--",
+						  "echo", "hi", NULL });
+	cr_assert(strstr(R.err, "is waiting for a node") &&
+			  strstr(R.err, "no node named 'later'"),
+		  "submit --wait-for-node: stderr \"%s\"", R.err);
+	gpu = submit_noting((const char *const[]){ "submit", "--label",
+						   "gpu=yes",
+						   "--wait-for-node", "--",
+						   "true", NULL });
+	b = BG("run", "--node", "later", "--wait-for-node", "--", "echo",
+	       "ran");
+	nd_test_sleep_ms(3000); /* longer than the idle timeout */
+	t = task_get(id);
+	cr_assert_str_eq(jstr(t, "state"), "PENDING", "%s", jdump(t));
+	json_decref(t);
+
+	worker_start(0, "later", 2, NULL);
+	t = wait_task(id, "SUCCEEDED", 10000);
+	cr_assert_str_eq(jstr(t, "node"), "later", "%s", jdump(t));
+	json_decref(t);
+	bg_line(b, line, sizeof(line), 10000);
+	cr_assert_str_eq(line, "ran");
+	st = bg_wait(b, 10000);
+	cr_assert_eq(st, 0, "run --wait-for-node exited %d: %s", st,
+		     bg_stderr(b));
+	cr_assert_eq(count_of(bg_stderr(b), "is waiting for a node"), 1,
+		     "run --wait-for-node should say once that it waits: %s",
+		     bg_stderr(b));
+
+	/* the node that joined lacks the label: that one waits on, and a
+	 * cancel ends it */
+	t = task_get(gpu);
+	cr_assert_str_eq(jstr(t, "state"), "PENDING", "%s", jdump(t));
+	json_decref(t);
+	snprintf(ids, sizeof(ids), "%" PRIu64, gpu);
+	CLI(&R, "cancel", ids);
+	EXPECT_STATUS(&R, 0);
+	cr_assert(strstr(R.out, "CANCELLED"), "cancel printed \"%s\"", R.out);
+	json_decref(wait_task(gpu, "CANCELLED", 5000));
+	CLI(&R, "run", "--label", "gpu=yes", "--", "true");
+	EXPECT_STATUS(&R, 1);
+	cr_assert(strstr(R.err, "gpu=yes"), "stderr: %s", R.err);
+	STOP_OK(&d);
+}
+
+/* Runs `noded ARGS...` (no --master), expects exit want and needle in
+ * its stderr (or stdout for want 0). */
+static void expect_cli_exit(int want, const char *needle,
+			    const char *const args[])
+{
+	const char *argv[24];
+	size_t n = 0;
+	int st;
+
+	argv[n++] = nd_test_bin();
+	for (size_t i = 0; args[i]; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	st = nd_test_run(argv, R.out, sizeof(R.out), R.err, sizeof(R.err),
+			 CLI_MS);
+	cr_assert(st == want && strstr(want ? R.err : R.out, needle),
+		  "`noded %s %s %s`: exit %d (want %d), stdout \"%.300s\", "
+		  "stderr \"%.500s\", want \"%s\" in it", args[0],
+		  args[1] ? args[1] : "", args[1] && args[2] ? args[2] : "",
+		  st, want, R.out, R.err, needle);
+}
+
+#define EXPECT_CLI_EXIT(want, needle, ...)                                    \
+	expect_cli_exit((want), (needle),                                     \
+			(const char *const[]){ __VA_ARGS__, NULL })
+
+Test(tasks, retention_and_wait_options_refused_clearly)
+{
+	EXPECT_CLI_EXIT(2, "--task-history wants a whole number from 1 to "
+			"100000000, not '0'", "master", "--task-history", "0");
+	EXPECT_CLI_EXIT(2, "--task-history wants a whole number",
+			"master", "--task-history", "ten");
+	EXPECT_CLI_EXIT(2, "--task-history wants a whole number",
+			"master", "--task-history", "-1");
+	EXPECT_CLI_EXIT(2, "--task-history wants a whole number",
+			"master", "--task-history", "100000001");
+	EXPECT_CLI_EXIT(2, "--output-budget wants a whole number",
+			"master", "--output-budget", "0");
+	EXPECT_CLI_EXIT(2, "--output-budget wants a whole number",
+			"master", "--output-budget", "1MB");
+	EXPECT_CLI_EXIT(2, "--output-cap 1048576 is over --output-budget "
+			"1000", "master", "--output-budget", "1000");
+	EXPECT_CLI_EXIT(2, "--output-cap 5000 is over --output-budget 4000",
+			"master", "--output-cap", "5000", "--output-budget",
+			"4000");
+	EXPECT_CLI_EXIT(2, "--task-history wants a whole number",
+			"dev", "--task-history", "");
+	EXPECT_CLI_EXIT(2, "--output-cap 1048576 is over --output-budget 10",
+			"dev", "--output-budget", "10");
+	EXPECT_CLI_EXIT(2, "--wait-for-node does not apply to --all",
+			"submit", "--all", "--wait-for-node", "--", "true");
+	EXPECT_CLI_EXIT(2, "usage: noded run", "run", "--wait-for-node=1",
+			"--", "true");
+	EXPECT_CLI_EXIT(0, "--task-history N", "master", "--help");
+	EXPECT_CLI_EXIT(0, "--output-budget BYTES", "dev", "--help");
+	EXPECT_CLI_EXIT(0, "--wait-for-node", "run", "--help");
+}
+
+Test(tasks, dev_mode_takes_retention_options)
+{
+	const char *argv[] = { nd_test_bin(), "dev", "--listen", "127.0.0.1:0",
+			       "--workers", "1", "--task-history", "2", NULL };
+
+	ND_CHECK(nd_test_daemon_start_argv(&d, argv));
+	snprintf(master, sizeof(master), "127.0.0.1:%d", d.port);
+	WAIT_ALIVE("dev-1");
+	for (int i = 0; i < 3; i++) {
+		CLI(&R, "run", "--", "true");
+		EXPECT_STATUS(&R, 0);
+	}
+	cr_assert_eq(records_kept(), 2);
+	expect_evicted("task", 1);
 	STOP_OK(&d);
 }

@@ -456,6 +456,8 @@ static void watch(struct req *r, uint64_t id, bool follow,
 	w.follow = follow;
 	f.body_case = NODED__FRAME__BODY_WATCH;
 	f.watch = &w;
+	if (follow)
+		nd_svc_peer(r->conn)->watched = true;
 	call(r, &f, on_frame);
 }
 

@@ -26,4 +26,24 @@ int nd_cli_cancel(int argc, char **argv);
 bool nd_cli_uint(const char *opt, const char *s, uint64_t min, uint64_t max,
 		 uint64_t *out);
 
+/*
+ * The master's task retention options, shared by master and dev (in
+ * master.c): --output-cap, --task-history, --output-budget, as getopt_long
+ * entries with these codes.
+ */
+#include "core/config.h"
+#define ND_CLI_RETENTION_OPTIONS                                            \
+	{ "output-cap", required_argument, NULL, 'o' },                      \
+	{ "task-history", required_argument, NULL, 'K' },                    \
+	{ "output-budget", required_argument, NULL, 'U' }
+/* Their lines of --help. */
+extern const char nd_cli_retention_usage[];
+/* True when opt is one of their codes; then *ok tells whether arg was a
+ * good value (stored in cfg) or not (said why on stderr). */
+bool nd_cli_retention_opt(int opt, const char *arg, struct nd_config *cfg,
+			  bool *ok);
+/* After parsing: false, after saying why, when --output-cap is over
+ * --output-budget (one task's output could never be kept). */
+bool nd_cli_retention_check(const struct nd_config *cfg);
+
 #endif

@@ -49,6 +49,10 @@ void nd_cli_task_usage(FILE *f, const char *cmd)
 		"  --shell                run the words after -- with /bin/sh -c\n"
 		"  --retries N            run again elsewhere when LOST, up to N times\n"
 		"  --output-cap BYTES     output the master keeps (default: its own)\n"
+		"  --wait-for-node        when no node can run it yet (no node of\n"
+		"                         that name or with those labels, or none\n"
+		"                         alive), wait PENDING for one to join\n"
+		"                         instead of refusing it (not with --all)\n"
 		"Without --shell the words are passed as they are, never split.\n",
 		cmd);
 	if (!strcmp(cmd, "run"))
@@ -196,6 +200,7 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 		{ "shell", no_argument, NULL, 's' },
 		{ "retries", required_argument, NULL, 'r' },
 		{ "output-cap", required_argument, NULL, 'o' },
+		{ "wait-for-node", no_argument, NULL, 'W' },
 		{ "token-file", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -289,6 +294,9 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 				goto err_usage;
 			a->spec.output_cap_bytes = v;
 			break;
+		case 'W':
+			a->spec.wait_for_node = true;
+			break;
 		case 'h':
 			nd_cli_task_usage(stdout, cmd);
 			*status = 0;
@@ -302,6 +310,11 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 		    a->spec.all > 1) {
 		fprintf(stderr, "noded %s: --node, --label and --all exclude "
 			"each other\n", cmd);
+		goto err_usage;
+	}
+	if (a->spec.all && a->spec.wait_for_node) {
+		fprintf(stderr, "noded %s: --wait-for-node does not apply to "
+			"--all (a fan-out runs on the nodes alive now)\n", cmd);
 		goto err_usage;
 	}
 	if (optind >= argc) {
@@ -346,6 +359,14 @@ out_stop:
 		argv[0] = saved0;
 	nd_cli_task_args_free(a);
 	return false;
+}
+
+void nd_cli_waiting_note(const Noded__SubmitReply *sr)
+{
+	if (!sr->waiting || !sr->waiting[0] || !sr->n_task_ids)
+		return;
+	fprintf(stderr, "noded: task %" PRIu64 " is waiting for a node "
+		"(--wait-for-node): %s\n", sr->task_ids[0], sr->waiting);
 }
 
 /* ---- states and ended tasks ---- */
@@ -541,6 +562,9 @@ void nd_cli_task_print(FILE *f, const Noded__TaskRecord *r)
 			(double)r->utime_us / 1e6, (double)r->stime_us / 1e6,
 			r->max_rss_kib);
 	fprintf(f, "attempt:    %u\n", r->attempt);
+	if (r->watchers)
+		fprintf(f, "watchers:   %u (streams following its output)\n",
+			r->watchers);
 	fprintf(f, "output:     %" PRIu64 " bytes%s\n", r->output_bytes,
 		r->truncated ? " (truncated: the master kept only part)" : "");
 }
@@ -630,6 +654,25 @@ int nd_cli_request(const char *master, const Noded__Frame *req,
 	r = nd_cli_call(c, req, want, what, reply);
 	nd_client_close(c);
 	return r;
+}
+
+void nd_cli_keepalive(struct nd_client *c, int64_t *last_ms)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__PingRequest p = NODED__PING_REQUEST__INIT;
+	struct timespec ts;
+	int64_t now;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (!*last_ms)
+		*last_ms = now; /* the stream's request was just sent */
+	if (now - *last_ms < ND_CLI_KEEPALIVE_MS)
+		return;
+	*last_ms = now;
+	f.body_case = NODED__FRAME__BODY_PING;
+	f.ping = &p;
+	nd_client_start(c, &f, NULL, NULL);
 }
 
 bool nd_cli_task_id(const char *s, uint64_t *id)

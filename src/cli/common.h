@@ -62,6 +62,10 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 			    char **argv, int *status);
 void nd_cli_task_args_free(struct nd_cli_task_args *a);
 
+/* With --wait-for-node: says on stderr, once, why the task of the submit
+ * reply sr waits (nothing when it does not). */
+void nd_cli_waiting_note(const Noded__SubmitReply *sr);
+
 /* Usage of run/submit (cmd: "run" or "submit"). */
 void nd_cli_task_usage(FILE *f, const char *cmd);
 
@@ -143,6 +147,18 @@ int nd_cli_call(struct nd_client *c, const Noded__Frame *req,
 int nd_cli_request(const char *master, const Noded__Frame *req,
 		   Noded__Frame__BodyCase want, const char *what,
 		   Noded__Frame **reply);
+
+/* How often a command waiting on a stream pings the master. */
+#define ND_CLI_KEEPALIVE_MS 1000
+
+/*
+ * Keeps the connection of a command that waits on a stream (run, logs
+ * --follow) from looking idle to the master, whose --idle-timeout counts only
+ * what it receives: queues a Ping (its reply dropped) when the last one, or
+ * the first call, is ND_CLI_KEEPALIVE_MS old. *last_ms is the caller's, 0 at
+ * first (call right after sending the stream's request).
+ */
+void nd_cli_keepalive(struct nd_client *c, int64_t *last_ms);
 
 /* Parses a task id (prints why and returns false when it is not one). */
 bool nd_cli_task_id(const char *s, uint64_t *id);

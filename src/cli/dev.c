@@ -22,14 +22,18 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: noded dev [--workers N] [--listen HOST:PORT] [--slots N]\n"
+		"                 [--output-cap BYTES] [--task-history N]\n"
+		"                 [--output-budget BYTES] [--http HOST:PORT|none]\n"
 		"  --workers N            workers in this process (default 2)\n"
 		"  --listen HOST:PORT     the master's address (default "
 		ND_CLI_MASTER ")\n"
 		"  --slots N              slots of each worker (default: CPUs)\n"
 		"  --http HOST:PORT       the HTTP/JSON API (default 127.0.0.1:7071;\n"
 		"                         'none': off)\n"
+		"%s"
 		"Prints 'listening on HOST:PORT' on stdout once it serves, then\n"
-		"'http on HOST:PORT'.\n");
+		"'http on HOST:PORT'.\n",
+		nd_cli_retention_usage);
 }
 
 int nd_cli_dev(int argc, char **argv)
@@ -39,6 +43,7 @@ int nd_cli_dev(int argc, char **argv)
 		{ "listen", required_argument, NULL, 'l' },
 		{ "slots", required_argument, NULL, 's' },
 		{ "http", required_argument, NULL, 'T' },
+		ND_CLI_RETENTION_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -52,11 +57,17 @@ int nd_cli_dev(int argc, char **argv)
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned nworkers = 2, slots = ncpu > 0 ? (unsigned)ncpu : 1, started = 0;
 	uint64_t v;
+	bool ok;
 	int o, ret = 1;
 
 	cfg.listen = ND_CLI_MASTER;
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (nd_cli_retention_opt(o, optarg, &cfg, &ok)) {
+			if (!ok)
+				return 2;
+			continue;
+		}
 		switch (o) {
 		case 'w':
 			if (!nd_cli_uint("--workers", optarg, 0, DEV_MAX_WORKERS, &v))
@@ -87,6 +98,8 @@ int nd_cli_dev(int argc, char **argv)
 			argv[optind]);
 		return 2;
 	}
+	if (!nd_cli_retention_check(&cfg))
+		return 2;
 	cfg.idle_timeout_ms = 60000;
 	if (nd_server_init(&srv, &cfg))
 		return 1;

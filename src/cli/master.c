@@ -29,8 +29,7 @@ static void usage(FILE *f)
 		"                         over --max-output (default 10)\n"
 		"  --heartbeat-timeout SECS  a worker silent this long is DEAD and\n"
 		"                         its running tasks LOST (default 3)\n"
-		"  --output-cap BYTES     output kept per task (default 1048576);\n"
-		"                         beyond it the record is marked truncated\n"
+		"%s"
 		"  --token-file FILE      require every worker and client to prove\n"
 		"                         it holds this token (needed off loopback)\n"
 		"  --max-queue N          tasks waiting for a node before submits\n"
@@ -40,7 +39,58 @@ static void usage(FILE *f)
 		"  --http-max-body BYTES  largest HTTP request body (default\n"
 		"                         1048576; over it: 413)\n"
 		"On start it prints 'listening on HOST:PORT' on stdout, then\n"
-		"'http on HOST:PORT' when --http is given.\n");
+		"'http on HOST:PORT' when --http is given.\n",
+		nd_cli_retention_usage);
+}
+
+const char nd_cli_retention_usage[] =
+	"  --output-cap BYTES     output kept per task (default 1048576);\n"
+	"                         beyond it the record is marked truncated\n"
+	"  --task-history N       ended tasks kept (default 10000); past it\n"
+	"                         the oldest are evicted\n"
+	"  --output-budget BYTES  output kept over all tasks (default\n"
+	"                         268435456); past it the oldest ended\n"
+	"                         tasks are evicted\n";
+
+bool nd_cli_retention_opt(int opt, const char *arg, struct nd_config *cfg,
+			  bool *ok)
+{
+	uint64_t v;
+
+	switch (opt) {
+	case 'o':
+		*ok = nd_cli_uint("--output-cap", arg, 0, 1ull << 32, &v);
+		if (*ok)
+			cfg->output_cap = v ? v : 1; /* 0 means the default */
+		return true;
+	case 'K':
+		*ok = nd_cli_uint("--task-history", arg, 1, 100000000, &v);
+		if (*ok)
+			cfg->task_history = v;
+		return true;
+	case 'U':
+		*ok = nd_cli_uint("--output-budget", arg, 1, 1ull << 50, &v);
+		if (*ok)
+			cfg->output_budget = v;
+		return true;
+	default:
+		return false;
+	}
+}
+
+bool nd_cli_retention_check(const struct nd_config *cfg)
+{
+	uint64_t cap = cfg->output_cap ? cfg->output_cap : ND_OUTPUT_CAP_DEFAULT;
+	uint64_t budget = cfg->output_budget ? cfg->output_budget :
+			  ND_OUTPUT_BUDGET_DEFAULT;
+
+	if (cap <= budget)
+		return true;
+	fprintf(stderr, "noded: --output-cap %llu is over --output-budget "
+		"%llu: one task's output could not be kept; lower "
+		"--output-cap or raise --output-budget\n",
+		(unsigned long long)cap, (unsigned long long)budget);
+	return false;
 }
 
 int nd_cli_master(int argc, char **argv)
@@ -55,7 +105,7 @@ int nd_cli_master(int argc, char **argv)
 		{ "max-output", required_argument, NULL, 'O' },
 		{ "stall-timeout", required_argument, NULL, 'S' },
 		{ "heartbeat-timeout", required_argument, NULL, 'H' },
-		{ "output-cap", required_argument, NULL, 'o' },
+		ND_CLI_RETENTION_OPTIONS,
 		{ "token-file", required_argument, NULL, 't' },
 		{ "http", required_argument, NULL, 'T' },
 		{ "max-queue", required_argument, NULL, 'Q' },
@@ -67,7 +117,7 @@ int nd_cli_master(int argc, char **argv)
 	struct nd_server srv;
 	char addr[80];
 	uint64_t v;
-	bool idle_set = false;
+	bool idle_set = false, ok;
 	const char *token_file = NULL, *http = NULL;
 	char http_addr[80];
 	uint8_t *token = NULL;
@@ -75,6 +125,11 @@ int nd_cli_master(int argc, char **argv)
 
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (nd_cli_retention_opt(o, optarg, &cfg, &ok)) {
+			if (!ok)
+				return 2;
+			continue;
+		}
 		switch (o) {
 		case 'l':
 			cfg.listen = optarg;
@@ -123,11 +178,6 @@ int nd_cli_master(int argc, char **argv)
 				return 2;
 			cfg.heartbeat_timeout_ms = (uint32_t)v * 1000;
 			break;
-		case 'o':
-			if (!nd_cli_uint("--output-cap", optarg, 0, 1ull << 32, &v))
-				return 2;
-			cfg.output_cap = v ? v : 1; /* 0 would mean the default */
-			break;
 		case 't':
 			token_file = optarg;
 			break;
@@ -158,6 +208,8 @@ int nd_cli_master(int argc, char **argv)
 			argv[optind]);
 		return 2;
 	}
+	if (!nd_cli_retention_check(&cfg))
+		return 2;
 	if (!idle_set)
 		cfg.idle_timeout_ms = 60000;
 	if (token_file &&

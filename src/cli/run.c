@@ -131,6 +131,7 @@ static void run_stream_cb(struct nd_client *c, int status,
 			fprintf(stderr, "noded: out of memory\n");
 			run->refused = true;
 		}
+		nd_cli_waiting_note(f->submit_reply);
 	} else if (f->body_case == NODED__FRAME__BODY_OUTPUT && f->output) {
 		t = run_find(run, f->output->task_id);
 		/* Once stdout is gone the rest is dropped (and the tasks
@@ -202,6 +203,7 @@ static void run_wait(struct run *run, Noded__TaskSpec *spec)
 {
 	Noded__Frame f = NODED__FRAME__INIT;
 	bool cancelled = false;
+	int64_t pinged = 0;
 	int r;
 
 	f.body_case = NODED__FRAME__BODY_RUN;
@@ -218,6 +220,9 @@ static void run_wait(struct run *run, Noded__TaskSpec *spec)
 			cancelled = true;
 			run_cancel(run, run_interrupted);
 		}
+		/* A silent task (or one waiting for a node) is no idle
+		 * connection. */
+		nd_cli_keepalive(run->c, &pinged);
 		r = nd_client_poll(run->c, RUN_TICK_MS);
 		if (fflush(stdout) == EOF)
 			run->broken = true;
@@ -348,6 +353,7 @@ int nd_cli_submit(int argc, char **argv)
 	if (status)
 		goto out_client;
 	sr = reply->submit_reply;
+	nd_cli_waiting_note(sr);
 	for (size_t i = 0; i < sr->n_task_ids; i++) {
 		const char *node = i < sr->n_nodes && sr->nodes[i][0] ?
 			sr->nodes[i] : NULL;

@@ -288,6 +288,7 @@ int nd_cli_logs(int argc, char **argv)
 	Noded__Frame f = NODED__FRAME__INIT;
 	struct logs l = { .status = 0 };
 	struct nd_client *c;
+	int64_t pinged = 0;
 	int r;
 
 	r = task_parse(argc, argv, TO_ID | TO_FOLLOW,
@@ -309,7 +310,9 @@ int nd_cli_logs(int argc, char **argv)
 		l.done = true;
 	}
 	while (!l.done) {
-		r = nd_client_poll(c, -1);
+		if (o.follow)
+			nd_cli_keepalive(c, &pinged);
+		r = nd_client_poll(c, ND_CLI_KEEPALIVE_MS);
 		fflush(stdout);
 		if (r < 0) {
 			if (!l.conn_err)

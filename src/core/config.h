@@ -18,6 +18,8 @@ struct nd_config {
 	uint32_t heartbeat_timeout_ms; /* silence before a node is dead; 3 s */
 	size_t max_output;           /* per-connection output high watermark; 4 MiB */
 	uint64_t output_cap;         /* task output the master keeps; 1 MiB */
+	uint64_t task_history;       /* finished tasks the master keeps; 10000 */
+	uint64_t output_budget;      /* kept output over all tasks; 256 MiB */
 	const uint8_t *token;        /* shared secret (--token-file); NULL: none */
 	size_t token_len;
 	unsigned buf_count;          /* provided receive buffers per shard; 1024 */
@@ -25,6 +27,10 @@ struct nd_config {
 	uint64_t http_max_body;      /* HTTP request body limit; 1 MiB */
 	uint64_t max_queue;          /* tasks waiting on the master; 1000000 */
 };
+
+#define ND_OUTPUT_CAP_DEFAULT (1ull << 20)
+#define ND_TASK_HISTORY_DEFAULT 10000ull
+#define ND_OUTPUT_BUDGET_DEFAULT (256ull << 20)
 
 /* Fills every zero field with its default. */
 void nd_config_defaults(struct nd_config *cfg);

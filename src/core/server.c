@@ -13,6 +13,7 @@
 
 #include "core/conn.h"
 #include "core/server.h"
+#include "noded/auth.h"
 #include "noded/errors.h"
 
 void *nd__shard_main(void *arg);
@@ -43,6 +44,12 @@ void nd_config_defaults(struct nd_config *cfg)
 		cfg->heartbeat_timeout_ms = 3000;
 	if (!cfg->max_output)
 		cfg->max_output = 4u << 20;
+	if (!cfg->output_cap)
+		cfg->output_cap = ND_OUTPUT_CAP_DEFAULT;
+	if (!cfg->task_history)
+		cfg->task_history = ND_TASK_HISTORY_DEFAULT;
+	if (!cfg->output_budget)
+		cfg->output_budget = ND_OUTPUT_BUDGET_DEFAULT;
 	if (!cfg->buf_count)
 		cfg->buf_count = 1024;
 	if (!cfg->buf_size)
@@ -250,6 +257,10 @@ int nd_server_init(struct nd_server *srv, const struct nd_config *cfg)
 	memset(srv, 0, sizeof(*srv));
 	srv->cfg = *cfg;
 	nd_config_defaults(&srv->cfg);
+	/* Fallback when getrandom fails: still differs between starts. */
+	if (nd_auth_nonce((uint8_t *)&srv->instance, sizeof(srv->instance)))
+		srv->instance = nd_now_ms() ^ ((uint64_t)getpid() << 32);
+	srv->instance |= 1;
 	ret = probe_uring();
 	if (ret)
 		return ret;

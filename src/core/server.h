@@ -54,6 +54,9 @@ struct nd_server {
 					 * ring exists: no shard posts to a
 					 * ring before that */
 	bool running;
+	uint64_t instance;              /* random and nonzero, new per start:
+					 * tells a worker a restarted master
+					 * from the one it knew */
 };
 
 /*

@@ -16,6 +16,10 @@
 
 #define CHUNK (64 * 1024)
 #define EVENT_MAX (16 * 1024)
+/* Ended tasks whose (id, attempt) is remembered after the master took their
+ * end. A master sends each (id, attempt) once, so this is a safety margin,
+ * not what the rule rests on; it bounds the memory (16 B or so a task). */
+#define RAN_RECENT 1024
 
 struct nd_runner;
 struct rtask;
@@ -50,8 +54,13 @@ struct pipe_rd {
 
 struct rtask {
 	struct nd_runner *r;
-	uint64_t id;
+	uint64_t key;                 /* ours, unique in this process: the id
+				       * the exec helper knows it by */
+	uint64_t id;                  /* the master's task id */
 	uint32_t attempt;
+	bool orphan;                  /* of a master instance that is gone:
+				       * being stopped, never reported */
+	struct rtask *next_orphan;
 	struct helper *h;
 	pid_t pid;
 	uint64_t start_unix_ms;
@@ -67,7 +76,7 @@ struct rtask {
 struct sendop {
 	struct nd_op op;
 	struct nd_runner *r;
-	uint64_t task_id;             /* looked up again: it may be gone */
+	uint64_t key;                 /* looked up again: it may be gone */
 	size_t len;
 	uint8_t data[];
 };
@@ -78,8 +87,17 @@ struct nd_runner {
 	const char *exe;
 	struct helper **h;
 	unsigned nh, next_h, slots;
-	struct nd_u64map tasks;       /* id -> rtask */
-	struct nd_u64map ran;         /* ids this process accepted */
+	struct nd_u64map tasks;       /* key -> rtask, orphans included */
+	struct nd_u64map by_id;       /* task id -> rtask, of this master
+				       * instance, until its end is taken */
+	struct nd_u64map ran;         /* ran_key() of the last RAN_RECENT
+				       * tasks whose end the master took */
+	uint64_t ran_ring[RAN_RECENT];  /* those keys, oldest at ran_head */
+	size_t ran_head;
+	struct rtask *orphans;        /* freed by the tick once drained */
+	uint64_t next_key;
+	uint64_t instance;            /* the master's, 0 until registered */
+	uint64_t accepted;            /* tasks accepted, for the stats */
 	unsigned inflight;            /* io_uring ops not completed */
 	bool draining;
 	struct pipe_rd *free_pipes;   /* reused: no zeroing, no page faults */
@@ -131,11 +149,44 @@ static void flush(struct nd_runner *r)
 static void send_finished(struct rtask *t);
 static void arm_read(struct pipe_rd *p);
 
+static uint64_t ran_key(uint64_t id, uint32_t attempt)
+{
+	return id ^ ((uint64_t)attempt << 56);
+}
+
+/* The master took t's end: remember (id, attempt), forgetting the oldest
+ * beyond RAN_RECENT. */
+static void ran_remember(struct nd_runner *r, const struct rtask *t)
+{
+	uint64_t *slot = &r->ran_ring[r->ran_head];
+
+	if (*slot)
+		nd_u64map_del(&r->ran, *slot);
+	*slot = ran_key(t->id, t->attempt);
+	if (nd_u64map_put(&r->ran, *slot, (void *)1))
+		*slot = 0;
+	r->ran_head = (r->ran_head + 1) % RAN_RECENT;
+}
+
+static void ran_forget_all(struct nd_runner *r)
+{
+	nd_u64map_free(&r->ran);
+	memset(r->ran_ring, 0, sizeof(r->ran_ring));
+	r->ran_head = 0;
+}
+
 static void task_free(struct rtask *t)
 {
-	nd_u64map_del(&t->r->tasks, t->id);
+	struct nd_runner *r = t->r;
+
+	nd_u64map_del(&r->tasks, t->key);
+	if (!t->orphan) {
+		nd_u64map_del(&r->by_id, t->id);
+		if (t->finish_acked)
+			ran_remember(r, t);
+	}
 	for (int i = 0; i < 2; i++)
-		pipe_put(t->r, t->p[i]);
+		pipe_put(r, t->p[i]);
 	free(t->exited_pb);
 	free(t);
 }
@@ -156,7 +207,7 @@ static bool update(struct rtask *t, Noded__TaskUpdate *u, nd_reply_cb cb,
 	Noded__Frame f = NODED__FRAME__INIT;
 	struct nd_client *cl = client(t->r);
 
-	if (!cl)
+	if (!cl || t->orphan)
 		return false;
 	u->task_id = t->id;
 	u->attempt = t->attempt;
@@ -249,7 +300,7 @@ static void send_finished(struct rtask *t)
 	Noded__TaskUpdate u = NODED__TASK_UPDATE__INIT;
 	Noded__ExecExited *x;
 
-	if (!t->exited || t->finish_sent)
+	if (!t->exited || t->finish_sent || t->orphan)
 		return;
 	for (int i = 0; i < 2; i++)
 		if (t->p[i] && (t->p[i]->fd >= 0 || t->p[i]->len))
@@ -274,6 +325,10 @@ static void on_read(struct nd_shard *s, struct nd_op *op,
 	(void)s;
 	p->reading = false;
 	t->r->inflight--;
+	if (cqe->res > 0 && !t->r->draining && t->orphan) {
+		arm_read(p); /* nobody takes it: read to EOF, dropping it */
+		return;
+	}
 	if (cqe->res > 0 && !t->r->draining) {
 		p->len = (size_t)cqe->res;
 		send_chunk(p);
@@ -355,14 +410,18 @@ static void on_started(struct nd_runner *r, const Noded__ExecStarted *st,
 static void on_exited(struct nd_runner *r, const Noded__ExecExited *x)
 {
 	struct rtask *t = nd_u64map_get(&r->tasks, x->task_id);
-	size_t len = noded__exec_exited__get_packed_size(x);
+	Noded__ExecExited ours;
+	size_t len;
 
 	if (!t)
 		return;
+	ours = *x;
+	ours.task_id = t->id; /* the master's id, not the helper's key */
+	len = noded__exec_exited__get_packed_size(&ours);
 	t->exited_pb = malloc(len ? len : 1);
 	if (!t->exited_pb)
 		return;
-	noded__exec_exited__pack(x, t->exited_pb);
+	noded__exec_exited__pack(&ours, t->exited_pb);
 	t->exited_len = len;
 	t->exited = true;
 	send_finished(t);
@@ -478,7 +537,7 @@ static void on_sent(struct nd_shard *s, struct nd_op *op,
 		    struct io_uring_cqe *cqe)
 {
 	struct sendop *so = nd_container_of(op, struct sendop, op);
-	struct rtask *t = nd_u64map_get(&so->r->tasks, so->task_id);
+	struct rtask *t = nd_u64map_get(&so->r->tasks, so->key);
 
 	(void)s;
 	so->r->inflight--;
@@ -503,7 +562,7 @@ static void send_request(struct rtask *t, const Noded__ExecRequest *req)
 	}
 	so->op.cb = on_sent;
 	so->r = t->r;
-	so->task_id = t->id;
+	so->key = t->key;
 	so->len = len;
 	sqe = nd_shard_sqe(t->r->s);
 	io_uring_prep_send(sqe, t->h->fd, so->data, len, 0);
@@ -524,7 +583,7 @@ static size_t busy(const struct nd_runner *r, uint64_t *ids, size_t max)
 		const struct rtask *t = r->tasks.keys[i] ? r->tasks.vals[i]
 							 : NULL;
 
-		if (!t || t->finish_sent)
+		if (!t || t->finish_sent || t->orphan)
 			continue;
 		if (ids && n < max)
 			ids[n] = t->id;
@@ -539,24 +598,25 @@ void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a)
 	Noded__ExecSpawn sp = NODED__EXEC_SPAWN__INIT;
 	char **env = NULL;
 	struct rtask *t;
-	uint64_t key = a->task_id ^ ((uint64_t)a->attempt << 56);
 
-	if (!a->task_id || nd_u64map_get(&r->tasks, a->task_id) ||
-	    nd_u64map_get(&r->ran, key))
+	if (!a->task_id || nd_u64map_get(&r->by_id, a->task_id) ||
+	    nd_u64map_get(&r->ran, ran_key(a->task_id, a->attempt)))
 		return; /* never run a task (attempt) twice */
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return;
 	t->r = r;
+	t->key = ++r->next_key;
 	t->id = a->task_id;
 	t->attempt = a->attempt;
 	t->h = r->h[r->next_h++ % r->nh];
-	if (nd_u64map_put(&r->tasks, t->id, t) ||
-	    nd_u64map_put(&r->ran, key, (void *)1)) {
-		nd_u64map_del(&r->tasks, t->id);
+	if (nd_u64map_put(&r->tasks, t->key, t) ||
+	    nd_u64map_put(&r->by_id, t->id, t)) {
+		nd_u64map_del(&r->tasks, t->key);
 		free(t);
 		return;
 	}
+	r->accepted++;
 	if (busy(r, NULL, 0) > r->slots) {
 		fake_exit(t, "worker has no free slot");
 		send_finished(t);
@@ -577,7 +637,7 @@ void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a)
 		else
 			env[i] = strdup("");
 	}
-	sp.task_id = t->id;
+	sp.task_id = t->key;
 	sp.n_argv = a->n_argv;
 	sp.argv = a->argv;
 	sp.shell = a->shell;
@@ -593,26 +653,99 @@ void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a)
 	free(env);
 }
 
-void nd_runner_cancel(struct nd_runner *r, uint64_t task_id)
+/* Asks t's helper to stop it (TERM, grace, KILL); its end comes back. */
+static void stop(struct rtask *t)
 {
-	struct rtask *t = nd_u64map_get(&r->tasks, task_id);
 	Noded__ExecRequest req = NODED__EXEC_REQUEST__INIT;
 	Noded__ExecKill k = NODED__EXEC_KILL__INIT;
 
-	if (!t || t->exited || t->h->dead)
+	if (t->exited || t->h->dead)
 		return;
-	k.task_id = task_id;
+	k.task_id = t->key;
 	req.body_case = NODED__EXEC_REQUEST__BODY_KILL;
 	req.kill = &k;
 	send_request(t, &req);
 }
 
-void nd_runner_connected(struct nd_runner *r)
+void nd_runner_cancel(struct nd_runner *r, uint64_t task_id)
 {
+	struct rtask *t = nd_u64map_get(&r->by_id, task_id);
+
+	if (t)
+		stop(t);
+}
+
+/*
+ * Registered with another master instance than before (it restarted and
+ * counts task ids from 1 again): the tasks of the old one are stopped and
+ * never reported (no master knows them any more), and the ids run for it
+ * are forgotten, so that the new master's task 1 is not taken for the old.
+ */
+static void new_master(struct nd_runner *r)
+{
+	size_t n = 0;
+
 	for (size_t i = 0; i < r->tasks.cap; i++) {
 		struct rtask *t = r->tasks.keys[i] ? r->tasks.vals[i] : NULL;
 
-		if (!t)
+		if (!t || t->orphan)
+			continue;
+		t->orphan = true;
+		t->next_orphan = r->orphans;
+		r->orphans = t;
+		n += !t->exited;
+		stop(t);
+		/* Output held for the old master is dropped; read on. */
+		for (int k = 0; k < 2; k++) {
+			struct pipe_rd *p = t->p[k];
+
+			if (!p)
+				continue;
+			p->len = 0;
+			p->sent = false;
+			if (p->fd >= 0 && !p->reading)
+				arm_read(p);
+		}
+	}
+	nd_u64map_free(&r->by_id);
+	ran_forget_all(r);
+	if (n)
+		fprintf(stderr, "noded: worker: the master restarted; stopping "
+			"%zu task%s it no longer knows\n", n, n > 1 ? "s" : "");
+}
+
+/* Frees the orphans whose pipes are closed (no read refers to them; their
+ * helper's late events find no task and are dropped). */
+static void orphans_sweep(struct nd_runner *r)
+{
+	struct rtask **pp = &r->orphans;
+
+	while (*pp) {
+		struct rtask *t = *pp;
+		bool busy_pipe = false;
+
+		for (int i = 0; i < 2; i++)
+			if (t->p[i] && (t->p[i]->reading || t->p[i]->fd >= 0))
+				busy_pipe = true;
+		if (busy_pipe) {
+			pp = &t->next_orphan;
+			continue;
+		}
+		*pp = t->next_orphan;
+		task_free(t);
+	}
+}
+
+void nd_runner_connected(struct nd_runner *r, uint64_t instance)
+{
+	if (instance && r->instance && instance != r->instance)
+		new_master(r);
+	if (instance)
+		r->instance = instance;
+	for (size_t i = 0; i < r->tasks.cap; i++) {
+		struct rtask *t = r->tasks.keys[i] ? r->tasks.vals[i] : NULL;
+
+		if (!t || t->orphan)
 			continue;
 		if (t->started && !t->exited && !t->started_acked &&
 		    !t->started_sent)
@@ -626,13 +759,21 @@ void nd_runner_connected(struct nd_runner *r)
 
 void nd_runner_tick(struct nd_runner *r)
 {
+	orphans_sweep(r);
 	for (size_t i = 0; i < r->tasks.cap; i++) {
 		struct rtask *t = r->tasks.keys[i] ? r->tasks.vals[i] : NULL;
 
 		if (t && t->started && !t->exited && !t->started_sent &&
-		    !t->started_acked)
+		    !t->started_acked && !t->orphan)
 			send_started(t);
 	}
+}
+
+size_t nd_runner_remembered(const struct nd_runner *r, uint64_t *accepted)
+{
+	if (accepted)
+		*accepted = r->accepted;
+	return r->by_id.count + r->ran.count;
 }
 
 size_t nd_runner_running(const struct nd_runner *r, uint64_t *ids, size_t max)
@@ -713,6 +854,7 @@ void nd_runner_free(struct nd_runner *r)
 		free(t);
 	}
 	nd_u64map_free(&r->tasks);
+	nd_u64map_free(&r->by_id);
 	nd_u64map_free(&r->ran);
 	while (r->free_pipes) {
 		struct pipe_rd *p = r->free_pipes;

@@ -13,7 +13,13 @@
  * - Without a master connection nothing is sent; what was not acknowledged
  *   is sent again after the next registration (output may then repeat; an
  *   end is applied once by the master).
- * - A task id is run at most once per worker process.
+ * - A task (id, attempt) is run at most once per master instance: while it
+ *   runs and until the master took its end by its id, then among the last
+ *   RAN_RECENT ended ones (a master sends each once; this is a margin). A
+ *   master that restarted counts ids from 1 again: the tasks of the old one
+ *   are stopped, never reported, and the ids forgotten.
+ * - The helper knows each task by a key of ours, unique in this process, so
+ *   a task of the old master and one of the new with the same id never mix.
  */
 #ifndef ND_NODE_RUN_H
 #define ND_NODE_RUN_H
@@ -41,8 +47,9 @@ void nd_runner_start(struct nd_runner *r, struct nd_shard *s,
 void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a);
 void nd_runner_cancel(struct nd_runner *r, uint64_t task_id);
 
-/* Registered with the master (again): send what is owed. */
-void nd_runner_connected(struct nd_runner *r);
+/* Registered with the master (again): send what is owed. instance is the
+ * master's (AssignTaskOpen; 0: unknown, taken as the same). */
+void nd_runner_connected(struct nd_runner *r, uint64_t instance);
 
 /* Every 250 ms: reports "started" for tasks that are still running (a task
  * that ends sooner reports only its end, which carries its start time). */
@@ -50,6 +57,10 @@ void nd_runner_tick(struct nd_runner *r);
 
 /* Tasks running now, and their ids (up to max). */
 size_t nd_runner_running(const struct nd_runner *r, uint64_t *ids, size_t max);
+
+/* Task ids remembered to refuse a second run (bounded: running ones plus
+ * RAN_RECENT); *accepted (may be NULL) gets the tasks accepted so far. */
+size_t nd_runner_remembered(const struct nd_runner *r, uint64_t *accepted);
 
 /* Server stopping: kill every task, stop the helpers. True while operations
  * are still in flight. */

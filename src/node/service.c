@@ -136,6 +136,7 @@ static void svc_tick(struct nd_shard *s)
 			}
 		}
 	}
+	nd__tasks_trim(svc); /* tasks lost above may be over the history */
 }
 
 /* ---- pushes ---- */
@@ -426,6 +427,7 @@ static void svc_exec(struct nd_shard *s0, void *arg)
 			      "not a node service method");
 		break;
 	}
+	nd__tasks_trim(svc);
 send:
 	t->reply = o.buf;
 	t->reply_len = o.len;
@@ -519,6 +521,18 @@ int nd_svc_forward(struct nd_conn *c, const uint8_t *body, size_t len)
 	return 0;
 }
 
+/* On shard 0: a connection that watched tasks closed. Its watchers go now
+ * (not when their tasks end), and with them anything its lag held back. */
+static void conn_gone_msg(struct nd_shard *s0, void *arg)
+{
+	struct nd_svc *svc = s0->svc;
+	uint64_t serial = (uint64_t)(uintptr_t)arg;
+
+	nd__tasks_conn_gone(svc, serial);
+	nd_u64map_del(&svc->congested, serial);
+	release_held(svc);
+}
+
 int nd_svc_peer_init(struct nd_conn *c)
 {
 	struct nd_svc_peer *rc = nd_svc_peer(c);
@@ -532,6 +546,7 @@ int nd_svc_peer_init(struct nd_conn *c)
 void nd_svc_peer_close(struct nd_conn *c)
 {
 	struct nd_svc_peer *rc = nd_svc_peer(c);
+	struct nd_shard *s0 = &c->shard->srv->shards[0];
 
 	nd_u64map_del(&c->shard->serials, rc->serial);
 	nd_svc_congested(c, false);
@@ -542,6 +557,14 @@ void nd_svc_peer_close(struct nd_conn *c)
 		nd_list_del(&t->link);
 		t->conn = NULL; /* the reply, when it comes, is dropped */
 	}
+	/* Posted after every ticket of this connection: shard 0 sees them
+	 * first, so no watcher is added after this. */
+	if (!rc->watched)
+		return;
+	if (c->shard == s0 ||
+	    nd_shard_post(c->shard, s0, conn_gone_msg,
+			  (void *)(uintptr_t)rc->serial) < 0)
+		conn_gone_msg(s0, (void *)(uintptr_t)rc->serial);
 }
 
 /* ---- worker streams ---- */
@@ -649,10 +672,13 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg)
 	svc->s = s;
 	svc->next_task_id = 1;
 	svc->next_job_id = 1;
-	svc->output_cap = s->cfg->output_cap ? s->cfg->output_cap : 1u << 20;
+	svc->output_cap = s->cfg->output_cap;
+	svc->task_history = s->cfg->task_history;
+	svc->output_budget = s->cfg->output_budget;
 	svc->max_queue = s->cfg->max_queue ? s->cfg->max_queue : 1000000;
 	nd_list_init(&svc->pending);
 	nd_list_init(&svc->all);
+	nd_list_init(&svc->done);
 	nd_list_init(&svc->held);
 	s->svc = svc;
 	s->svc_tick = svc_tick;

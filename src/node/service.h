@@ -33,6 +33,7 @@ struct nd_svc_peer {
 	char peer[64];                /* "HOST:PORT" of the other end */
 	struct nd_list tickets;       /* requests forwarded to the service */
 	bool congested;               /* told the service we lag as a watcher */
+	bool watched;                 /* sent run or watch: may have watchers */
 };
 
 static inline struct nd_svc_peer *nd_svc_peer(struct nd_conn *c)
@@ -42,7 +43,8 @@ static inline struct nd_svc_peer *nd_svc_peer(struct nd_conn *c)
 
 /* Registers c's serial on its shard (pushes find it): 0 or -ENOMEM. */
 int nd_svc_peer_init(struct nd_conn *c);
-/* Unregisters c, drops its open tickets, clears its congestion. */
+/* Unregisters c, drops its open tickets, clears its congestion; when it
+ * sent run or watch, tells shard 0 to drop its watchers. */
 void nd_svc_peer_close(struct nd_conn *c);
 
 /* A request forwarded to the service, and its way back. */

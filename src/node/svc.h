@@ -45,8 +45,12 @@ struct run_group {
 	unsigned left;                /* tasks that have not ended */
 };
 
+/* A stream following one task's output (a `watch --follow`, or one task of
+ * a `run`). It goes when the task ends or its connection closes. */
 struct watcher {
-	struct watcher *next;
+	struct nd_list task_link;     /* task.watchers */
+	struct nd_list conn_link;     /* its connection's, in svc.watching */
+	struct task *task;
 	struct nd_dest to;
 	struct run_group *group;      /* NULL: a plain watch */
 };
@@ -68,11 +72,13 @@ struct task {
 	uint8_t *out;                 /* kept output: [fd][len32][data]... */
 	size_t out_len, out_data;     /* bytes stored, of which data */
 	bool truncated;
-	struct watcher *watchers;
+	struct nd_list watchers;      /* struct watcher.task_link */
+	uint32_t nwatchers;
 	struct nd_list queue_link;    /* svc.pending while PENDING */
 	struct nd_list node_link;     /* node.tasks while ASSIGNED/RUNNING */
 	struct nd_list all_link;      /* svc.all, oldest first */
 	uint64_t queued_ns;           /* monotonic, when last queued */
+	struct nd_list done_link;     /* svc.done once ended, oldest end first */
 };
 
 struct nd_svc {
@@ -82,9 +88,18 @@ struct nd_svc {
 	struct nd_u64map tasks;       /* id -> task */
 	struct nd_list pending;       /* FIFO */
 	struct nd_list all;
+	/* Retention: ended tasks, oldest end first; the oldest are evicted
+	 * while there are more than task_history of them or the output kept
+	 * by all tasks is over output_budget. */
+	struct nd_list done;
+	uint64_t ndone;
+	uint64_t kept_bytes;          /* sum of task.out_data over all tasks */
 	uint64_t next_task_id, next_job_id;
 	uint64_t output_cap;          /* default per task */
+	uint64_t task_history, output_budget;
 	struct nd_u64map congested;   /* serials of watchers behind */
+	struct nd_u64map watching;    /* serial -> struct nd_list of watchers
+				       * (conn_link), malloc'd */
 	struct nd_list held;          /* tickets whose ack waits (held) */
 	size_t npending, max_queue;   /* tasks in pending; its bound */
 	struct nd_hist dispatch;      /* queued to pushed to a worker */
@@ -111,6 +126,11 @@ struct nd_out {                   /* frames to queue on the requester */
 
 /* Does any watcher of t lag behind? */
 bool nd__task_congested(struct nd_svc *svc, uint64_t task_id);
+/* Connection serial closed: its watchers go (their tasks go on). */
+void nd__tasks_conn_gone(struct nd_svc *svc, uint64_t serial);
+/* Evicts the oldest ended tasks beyond the history and the output budget.
+ * Run between methods, never inside one (callers hold task pointers). */
+void nd__tasks_trim(struct nd_svc *svc);
 void nd__out_frame(struct nd_out *o, const Noded__Frame *f);
 /* An Error body (code, formatted message) in a frame of the given kind. */
 void nd__out_error(struct nd_out *o, uint64_t id, Noded__FrameKind kind,

@@ -12,7 +12,20 @@
  * Scheduling: FIFO over the pending queue; each task goes to the eligible
  * node (ALIVE, registered stream, matching target) with the lowest share of
  * its slots in use; a task that fits nowhere now waits and does not block
- * the ones behind it.
+ * the ones behind it. A task no node could ever run is refused at
+ * submission, unless it asked to wait for one (wait_for_node): then it stays
+ * PENDING until such a node joins.
+ *
+ * Retention: ended tasks are kept in the order they ended (svc.done). Between
+ * methods, the oldest are evicted while more than --task-history of them are
+ * kept, or while all tasks together keep more than --output-budget bytes of
+ * output. A task that has not ended is never evicted, and an ended one has no
+ * watchers left. Ids are never reused, so an id below the next one that is not
+ * in the table was evicted, and the error says so.
+ *
+ * Watchers are linked from their task and from their connection (by serial
+ * in svc.watching), so that a connection that closes drops its watchers at
+ * once rather than when their tasks end.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -58,6 +71,7 @@ static void record(struct nd_svc *svc, const struct task *t,
 	r->attempt = t->attempt;
 	r->output_bytes = t->produced;
 	r->truncated = t->truncated;
+	r->watchers = t->nwatchers;
 }
 
 static void frame_record(struct nd_svc *svc, const struct task *t,
@@ -106,41 +120,100 @@ static void frame_end(struct nd_out *o, uint64_t id)
 
 /* ---- watchers ---- */
 
+static bool add_watcher(struct nd_svc *svc, struct task *t,
+			const struct nd_dest *to, struct run_group *g)
+{
+	struct watcher *w = calloc(1, sizeof(*w));
+	struct nd_list *conn = nd_u64map_get(&svc->watching, to->serial);
+
+	if (!w)
+		return false;
+	if (!conn) {
+		conn = malloc(sizeof(*conn));
+		if (!conn || nd_u64map_put(&svc->watching, to->serial, conn)) {
+			free(conn);
+			free(w);
+			return false;
+		}
+		nd_list_init(conn);
+	}
+	w->task = t;
+	w->to = *to;
+	w->group = g;
+	nd_list_add_tail(&t->watchers, &w->task_link);
+	nd_list_add_tail(conn, &w->conn_link);
+	t->nwatchers++;
+	return true;
+}
+
+/*
+ * Unlinks and frees w. Returns true when w was the last watcher of its run
+ * group (or had none): its stream is over. The connection's list goes with
+ * its last watcher.
+ */
+static bool watcher_drop(struct nd_svc *svc, struct watcher *w)
+{
+	struct nd_list *conn = nd_u64map_get(&svc->watching, w->to.serial);
+	bool last = !w->group || --w->group->left == 0;
+
+	nd_list_del(&w->task_link);
+	nd_list_del(&w->conn_link);
+	w->task->nwatchers--;
+	if (conn && nd_list_empty(conn)) {
+		nd_u64map_del(&svc->watching, w->to.serial);
+		free(conn);
+	}
+	if (last)
+		free(w->group);
+	free(w);
+	return last;
+}
+
 /* The task ended: each watcher gets the record and the end of its stream. */
 static void watchers_end(struct nd_svc *svc, struct task *t)
 {
-	struct watcher *w = t->watchers, *next;
-
-	for (; w; w = next) {
+	while (!nd_list_empty(&t->watchers)) {
+		struct watcher *w = nd_container_of(t->watchers.next,
+						    struct watcher, task_link);
+		struct nd_dest to = w->to;
 		struct nd_out o = { 0 };
 
-		next = w->next;
-		frame_record(svc, t, w->to.stream_id,
+		frame_record(svc, t, to.stream_id,
 			     NODED__FRAME_KIND__STREAM_ITEM, &o);
 		/* A run's stream ends with the last of its tasks. */
-		if (!w->group || --w->group->left == 0) {
-			frame_end(&o, w->to.stream_id);
-			free(w->group);
-		}
-		nd__svc_push_raw(svc, &w->to, o.buf, o.len);
+		if (watcher_drop(svc, w))
+			frame_end(&o, to.stream_id);
+		nd__svc_push_raw(svc, &to, o.buf, o.len);
 		free(o.buf);
-		free(w);
 	}
-	t->watchers = NULL;
 }
 
 static void watchers_output(struct nd_svc *svc, struct task *t,
 			    const Noded__OutputChunk *chunk)
 {
 	Noded__Frame f = NODED__FRAME__INIT;
+	struct nd_list *l;
 
 	f.kind = NODED__FRAME_KIND__STREAM_ITEM;
 	f.body_case = NODED__FRAME__BODY_OUTPUT;
 	f.output = (Noded__OutputChunk *)chunk;
-	for (struct watcher *w = t->watchers; w; w = w->next) {
+	for (l = t->watchers.next; l != &t->watchers; l = l->next) {
+		struct watcher *w = nd_container_of(l, struct watcher,
+						    task_link);
+
 		f.id = w->to.stream_id;
 		nd__svc_push(svc, &w->to, &f);
 	}
+}
+
+void nd__tasks_conn_gone(struct nd_svc *svc, uint64_t serial)
+{
+	struct nd_list *conn;
+
+	/* The last drop frees the list and takes it out of the map. */
+	while ((conn = nd_u64map_get(&svc->watching, serial)))
+		watcher_drop(svc, nd_container_of(conn->next, struct watcher,
+						  conn_link));
 }
 
 /* ---- state changes ---- */
@@ -168,6 +241,8 @@ static void finish(struct nd_svc *svc, struct task *t, Noded__TaskState st,
 	if (reason && !t->reason)
 		t->reason = strdup(reason);
 	watchers_end(svc, t);
+	nd_list_add_tail(&svc->done, &t->done_link);
+	svc->ndone++;
 }
 
 static void push_assignment(struct nd_svc *svc, struct task *t,
@@ -332,8 +407,12 @@ static struct task *task_new(struct nd_svc *svc, const uint8_t *spec,
 	t->retries_left = sp->retries;
 	t->output_cap = sp->output_cap_bytes ? sp->output_cap_bytes
 					     : svc->output_cap;
+	/* One task alone never keeps more than the whole budget. */
+	if (t->output_cap > svc->output_budget)
+		t->output_cap = svc->output_budget;
 	t->submitted_unix_ms = nd__unix_ms();
 	t->queued_ns = nd_now_ns();
+	nd_list_init(&t->watchers);
 	nd_list_add_tail(&svc->pending, &t->queue_link);
 	svc->npending++;
 	nd_list_add_tail(&svc->all, &t->all_link);
@@ -376,20 +455,6 @@ static const char *unplaceable(struct nd_svc *svc, const Noded__TaskSpec *sp,
 	return buf;
 }
 
-static bool add_watcher(struct task *t, const struct nd_dest *to,
-			struct run_group *g)
-{
-	struct watcher *w = calloc(1, sizeof(*w));
-
-	if (!w)
-		return false;
-	w->to = *to;
-	w->group = g;
-	w->next = t->watchers;
-	t->watchers = w;
-	return true;
-}
-
 void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 		     const struct nd_dest *from, struct nd_out *o)
 {
@@ -430,8 +495,17 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 			    "target one of: a node, labels, or all");
 		return;
 	}
+	if (sp->all && sp->wait_for_node) {
+		nd__out_error(o, f->id, err_kind,
+			    NODED__ERROR_CODE__BAD_REQUEST,
+			    "wait_for_node does not apply to all: a fan-out "
+			    "runs on the nodes alive now");
+		return;
+	}
 	bad = unplaceable(svc, sp, why, sizeof(why));
-	if (bad) {
+	if (bad && sp->wait_for_node) {
+		sr.waiting = why;
+	} else if (bad) {
 		nd__out_error(o, f->id, err_kind,
 			    NODED__ERROR_CODE__NOT_FOUND, "%s", bad);
 		return;
@@ -480,7 +554,7 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 			struct task *t = nd_u64map_get(&svc->tasks,
 						       sr.task_ids[i]);
 
-			if (!add_watcher(t, from, g))
+			if (!add_watcher(svc, t, from, g))
 				g->left--; /* that task ends unwatched */
 		}
 		if (!g->left) {
@@ -507,15 +581,33 @@ oom:
 		    NODED__ERROR_CODE__RESOURCE_EXHAUSTED, "out of memory");
 }
 
+/* Task id, or NULL after answering NOT_FOUND: evicted (ids are never
+ * reused, so a missing id below the next one was evicted) or never was. */
 static struct task *find(struct nd_svc *svc, uint64_t id, uint64_t req,
 			 Noded__FrameKind kind, struct nd_out *o)
 {
 	struct task *t = id ? nd_u64map_get(&svc->tasks, id) : NULL;
 
-	if (!t)
+	if (t)
+		return t;
+	if (id && id < svc->next_task_id)
 		nd__out_error(o, req, kind, NODED__ERROR_CODE__NOT_FOUND,
-			    "no task %llu", (unsigned long long)id);
-	return t;
+			      "task %llu was evicted from the master's history "
+			      "(it keeps the last %llu ended tasks and %llu "
+			      "bytes of output: --task-history, "
+			      "--output-budget)", (unsigned long long)id,
+			      (unsigned long long)svc->task_history,
+			      (unsigned long long)svc->output_budget);
+	else if (svc->next_task_id > 1)
+		nd__out_error(o, req, kind, NODED__ERROR_CODE__NOT_FOUND,
+			      "no task %llu (the newest is %llu)",
+			      (unsigned long long)id,
+			      (unsigned long long)(svc->next_task_id - 1));
+	else
+		nd__out_error(o, req, kind, NODED__ERROR_CODE__NOT_FOUND,
+			      "no task %llu (none submitted yet)",
+			      (unsigned long long)id);
+	return NULL;
 }
 
 void nd__task_get(struct nd_svc *svc, const Noded__Frame *f, struct nd_out *o)
@@ -634,14 +726,15 @@ void nd__task_watch(struct nd_svc *svc, const Noded__Frame *f,
 		frame_end(o, f->id);
 		return;
 	}
-	if (!add_watcher(t, from, NULL))
+	if (!add_watcher(svc, t, from, NULL))
 		nd__out_error(o, f->id, NODED__FRAME_KIND__STREAM_END,
 			      NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
 			      "out of memory");
 }
 
 /* Keeps chunk up to the task's output cap; past it, marks truncated. */
-static void keep_output(struct task *t, const Noded__OutputChunk *c)
+static void keep_output(struct nd_svc *svc, struct task *t,
+			const Noded__OutputChunk *c)
 {
 	size_t room, n;
 	uint8_t *b;
@@ -666,6 +759,7 @@ static void keep_output(struct task *t, const Noded__OutputChunk *c)
 	memcpy(b + t->out_len + 5, c->data.data, n);
 	t->out_len += 5 + n;
 	t->out_data += n;
+	svc->kept_bytes += n;
 }
 
 static void ack(struct nd_out *o, uint64_t id)
@@ -741,7 +835,7 @@ void nd__task_update(struct nd_svc *svc, const Noded__Frame *f,
 	case NODED__TASK_UPDATE__BODY_OUTPUT:
 		if (t->state == NODED__TASK_STATE__TASK_ASSIGNED)
 			t->state = NODED__TASK_STATE__TASK_RUNNING;
-		keep_output(t, u->output);
+		keep_output(svc, t, u->output);
 		watchers_output(svc, t, u->output);
 		if (nd__task_congested(svc, t->id))
 			o->hold_task = t->id;
@@ -761,32 +855,59 @@ bool nd__task_congested(struct nd_svc *svc, uint64_t task_id)
 
 	if (!t || terminal(t->state))
 		return false;
-	for (struct watcher *w = t->watchers; w; w = w->next)
+	for (struct nd_list *l = t->watchers.next; l != &t->watchers;
+	     l = l->next) {
+		struct watcher *w = nd_container_of(l, struct watcher,
+						    task_link);
+
 		if (nd_u64map_get(&svc->congested, w->to.serial))
 			return true;
+	}
 	return false;
+}
+
+/* Unlinks t from everything and frees it with its watchers. */
+static void task_free(struct nd_svc *svc, struct task *t)
+{
+	while (!nd_list_empty(&t->watchers))
+		watcher_drop(svc, nd_container_of(t->watchers.next,
+						  struct watcher, task_link));
+	nd_u64map_del(&svc->tasks, t->id);
+	nd_list_del(&t->all_link);
+	if (nd_list_linked(&t->queue_link)) {
+		nd_list_del(&t->queue_link);
+		svc->npending--;
+	}
+	nd_list_del(&t->node_link);
+	if (nd_list_linked(&t->done_link)) {
+		nd_list_del(&t->done_link);
+		svc->ndone--;
+	}
+	svc->kept_bytes -= t->out_data;
+	free(t->spec);
+	free(t->target_node);
+	free(t->node);
+	free(t->reason);
+	free(t->out);
+	free(t);
+}
+
+void nd__tasks_trim(struct nd_svc *svc)
+{
+	while (!nd_list_empty(&svc->done) &&
+	       (svc->ndone > svc->task_history ||
+		svc->kept_bytes > svc->output_budget))
+		task_free(svc, nd_container_of(svc->done.next, struct task,
+					       done_link));
 }
 
 void nd__tasks_free(struct nd_svc *svc)
 {
-	while (!nd_list_empty(&svc->all)) {
-		struct task *t = nd_container_of(svc->all.next, struct task,
-						 all_link);
-		struct watcher *w, *next;
-
-		nd_list_del(&t->all_link);
-		for (w = t->watchers; w; w = next) {
-			next = w->next;
-			free(w);
-		}
-		free(t->spec);
-		free(t->target_node);
-		free(t->node);
-		free(t->reason);
-		free(t->out);
-		free(t);
-	}
+	while (!nd_list_empty(&svc->all))
+		task_free(svc, nd_container_of(svc->all.next, struct task,
+					       all_link));
 	nd_u64map_free(&svc->tasks);
+	nd_u64map_free(&svc->watching);
 }
 
 void nd__tasks_metrics(struct nd_svc *svc, FILE *f)

@@ -165,8 +165,11 @@ static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
 			w->wc->name, w->wc->master);
 		w->warned = false;
 		w->refused_warned = false;
+		/* first: a new master instance stops the old one's tasks,
+		 * which the report then leaves out */
+		nd_runner_connected(w->runner,
+				    f->assign_open->master_instance);
 		report(w);
-		nd_runner_connected(w->runner);
 		return;
 	}
 	if (status == 0 && f->body_case == NODED__FRAME__BODY_TASK) {
@@ -397,8 +400,15 @@ int nd_worker_run(const struct nd_worker_cfg *wc)
 		return 1;
 	ret = nd_worker_start(nw);
 	if (!ret) {
+		uint64_t accepted;
+		size_t kept;
+
 		nd_server_wait_signal();
 		nd_worker_stop(nw);
+		kept = nd_runner_remembered(nw->w.runner, &accepted);
+		fprintf(stderr, "noded: worker %s: accepted %llu tasks; "
+			"remembers %zu task ids\n", wc->name,
+			(unsigned long long)accepted, kept);
 	}
 	nd_worker_free(nw);
 	return ret ? 1 : 0;

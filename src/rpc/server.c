@@ -111,6 +111,9 @@ static void dispatch(struct nd_conn *c, const Noded__Frame *f)
 			     "before %s", nd_frame_method_name(f->body_case));
 		return;
 	}
+	if (f->body_case == NODED__FRAME__BODY_RUN ||
+	    f->body_case == NODED__FRAME__BODY_WATCH)
+		rc->sp.watched = true;
 	switch (f->body_case) {
 	case NODED__FRAME__BODY_AUTH:
 		nd__rpc_auth(c, f);

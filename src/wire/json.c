@@ -89,7 +89,7 @@ json_t *nd_json_task(const Noded__TaskRecord *r)
 	if (!cmd)
 		return NULL;
 	o = json_pack("{s:I, s:I, s:s, s:s, s:o, s:i, s:i, s:s, s:I, s:I, "
-		      "s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+		      "s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I}",
 		      "id", (json_int_t)r->id,
 		      "job_id", (json_int_t)r->job_id,
 		      "state", nd_task_state_name(r->state),
@@ -106,7 +106,8 @@ json_t *nd_json_task(const Noded__TaskRecord *r)
 		      "max_rss_kib", (json_int_t)r->max_rss_kib,
 		      "attempt", (json_int_t)r->attempt,
 		      "output_bytes", (json_int_t)r->output_bytes,
-		      "truncated", (int)r->truncated);
+		      "truncated", (int)r->truncated,
+		      "watchers", (json_int_t)r->watchers);
 	/* json_pack steals cmd ("o") even when it fails. */
 	return o;
 err_cmd:
