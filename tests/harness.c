@@ -293,6 +293,12 @@ int nd_test_daemon_start(struct nd_test_daemon *d,
 int nd_test_daemon_start_argv(struct nd_test_daemon *d,
 			      const char *const argv[])
 {
+	return nd_test_daemon_start_err(d, argv, -1);
+}
+
+int nd_test_daemon_start_err(struct nd_test_daemon *d,
+			     const char *const argv[], int err_fd)
+{
 	char line[256];
 	size_t len = 0;
 	int outp[2], null_fd, err, st;
@@ -305,7 +311,7 @@ int nd_test_daemon_start_argv(struct nd_test_daemon *d,
 	if (pipe2(outp, O_CLOEXEC) < 0)
 		return why(-errno, "pipe: %s", strerror(errno));
 	null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	pid = spawn(argv, null_fd, outp[1], -1);
+	pid = spawn(argv, null_fd, outp[1], err_fd);
 	if (null_fd >= 0)
 		close(null_fd);
 	close(outp[1]);

@@ -65,6 +65,9 @@ int nd_test_daemon_start(struct nd_test_daemon *d,
  */
 int nd_test_daemon_start_argv(struct nd_test_daemon *d,
 			      const char *const argv[]);
+/* Same with the daemon's stderr on err_fd (-1: inherited). */
+int nd_test_daemon_start_err(struct nd_test_daemon *d,
+			     const char *const argv[], int err_fd);
 
 /*
  * Sends SIGTERM, waits up to ND_TEST_TIMEOUT_MS, then SIGKILLs and reaps.

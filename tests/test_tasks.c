@@ -1891,9 +1891,10 @@ Test(tasks, worker_ran_ids_stay_bounded, .timeout = 180)
 	st = nd_test_wait_pid(workers[0], ND_TEST_TIMEOUT_MS);
 	workers[0] = 0;
 	cr_assert_eq(st, 0, "worker exit status %d on SIGTERM", st);
-	line = strstr(worker_stderr(0), "accepted ");
-	cr_assert(line && sscanf(line, "accepted %llu tasks; remembers %zu "
-				 "task ids", &accepted, &kept) == 2,
+	line = strstr(worker_stderr(0), "event=worker.stopped ");
+	cr_assert(line && (line = strstr(line, " accepted_tasks=")) &&
+			  sscanf(line, " accepted_tasks=%llu remembered_ids=%zu",
+				 &accepted, &kept) == 2,
 		  "no stats line on the worker's stderr: %s",
 		  worker_stderr(0));
 	cr_log_info("worker accepted %llu tasks, remembers %zu ids", accepted,

@@ -21,6 +21,7 @@
 
 #include "api/api.h"
 #include "api/http.h"
+#include "core/log.h"
 #include "core/server.h"
 #include "node/service.h"
 #include "noded/json.h"
@@ -103,9 +104,16 @@ static void emit(struct req *r, const void *p, size_t n)
 static void metrics_count(struct req *r, unsigned status)
 {
 	struct nd_metrics *m = &r->conn->shard->m;
+	uint64_t took = nd_now_ns() - r->t0_ns;
 
 	m->http_requests[r->route][nd_http_code_index(status)]++;
-	nd_hist_add(&m->http_latency[r->route], nd_now_ns() - r->t0_ns);
+	nd_hist_add(&m->http_latency[r->route], took);
+	/* the access log: per request, so debug only */
+	ND_LOG(ND_LOG_DEBUG, "http.request",
+	       ND_S("peer", nd_svc_peer(r->conn)->peer),
+	       ND_S("method", http_method_str((enum http_method)r->method)),
+	       ND_S("path", r->url), ND_U("status", status),
+	       ND_DUR("took_s", took));
 }
 
 /* The status line and headers; a body of body_len follows, or chunks when

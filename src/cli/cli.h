@@ -46,4 +46,18 @@ bool nd_cli_retention_opt(int opt, const char *arg, struct nd_config *cfg,
  * --output-budget (one task's output could never be kept). */
 bool nd_cli_retention_check(const struct nd_config *cfg);
 
+/*
+ * The daemons' log options (master, worker, dev; in common.c):
+ * --log-format logfmt|json and --log-level debug|info|warn|error|off,
+ * applied with nd_log_setup as they are parsed.
+ */
+enum { ND_CLI_OPT_LOG_FORMAT = 0x100, ND_CLI_OPT_LOG_LEVEL };
+#define ND_CLI_LOG_OPTIONS                                                  \
+	{ "log-format", required_argument, NULL, ND_CLI_OPT_LOG_FORMAT },    \
+	{ "log-level", required_argument, NULL, ND_CLI_OPT_LOG_LEVEL }
+extern const char nd_cli_log_usage[];
+/* True when opt is one of their codes; then *ok says whether arg was good
+ * (and applied) or not (said why on stderr). */
+bool nd_cli_log_opt(int opt, const char *arg, bool *ok);
+
 #endif

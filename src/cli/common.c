@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "cli/common.h"
+#include "core/log.h"
 #include "noded/auth.h"
 
 bool nd_cli_uint(const char *opt, const char *s, uint64_t min, uint64_t max,
@@ -28,6 +29,39 @@ bool nd_cli_uint(const char *opt, const char *s, uint64_t min, uint64_t max,
 		return false;
 	}
 	*out = v;
+	return true;
+}
+
+/* ---- the daemons' log options ---- */
+
+const char nd_cli_log_usage[] =
+	"  --log-format FORMAT    logfmt (default) or json: one line per\n"
+	"                         event on stderr\n"
+	"  --log-level LEVEL      debug, info (default), warn, error or off\n";
+
+bool nd_cli_log_opt(int opt, const char *arg, bool *ok)
+{
+	static enum nd_log_format format = ND_LOG_LOGFMT;
+	static enum nd_log_level level = ND_LOG_INFO;
+
+	switch (opt) {
+	case ND_CLI_OPT_LOG_FORMAT:
+		*ok = nd_log_format_parse(arg, &format);
+		if (!*ok)
+			fprintf(stderr, "noded: --log-format wants logfmt or "
+				"json, not '%s'\n", arg);
+		break;
+	case ND_CLI_OPT_LOG_LEVEL:
+		*ok = nd_log_level_parse(arg, &level);
+		if (!*ok)
+			fprintf(stderr, "noded: --log-level wants debug, info, "
+				"warn, error or off, not '%s'\n", arg);
+		break;
+	default:
+		return false;
+	}
+	if (*ok)
+		nd_log_setup(format, level);
 	return true;
 }
 

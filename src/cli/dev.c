@@ -11,6 +11,7 @@
 
 #include "api/http.h"
 #include "cli/cli.h"
+#include "core/log.h"
 #include "core/server.h"
 #include "node/service.h"
 #include "node/worker.h"
@@ -30,10 +31,10 @@ static void usage(FILE *f)
 		"  --slots N              slots of each worker (default: CPUs)\n"
 		"  --http HOST:PORT       the HTTP/JSON API (default 127.0.0.1:7071;\n"
 		"                         'none': off)\n"
-		"%s"
+		"%s%s"
 		"Prints 'listening on HOST:PORT' on stdout once it serves, then\n"
 		"'http on HOST:PORT'.\n",
-		nd_cli_retention_usage);
+		nd_cli_retention_usage, nd_cli_log_usage);
 }
 
 int nd_cli_dev(int argc, char **argv)
@@ -44,6 +45,7 @@ int nd_cli_dev(int argc, char **argv)
 		{ "slots", required_argument, NULL, 's' },
 		{ "http", required_argument, NULL, 'T' },
 		ND_CLI_RETENTION_OPTIONS,
+		ND_CLI_LOG_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -52,7 +54,7 @@ int nd_cli_dev(int argc, char **argv)
 	struct nd_server srv;
 	struct nd_worker_cfg wc[DEV_MAX_WORKERS];
 	struct nd_worker *w[DEV_MAX_WORKERS] = { 0 };
-	char names[DEV_MAX_WORKERS][16], addr[80], http_addr[80];
+	char names[DEV_MAX_WORKERS][16], addr[80], http_addr[80], hint[160];
 	const char *http = "127.0.0.1:7071";
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned nworkers = 2, slots = ncpu > 0 ? (unsigned)ncpu : 1, started = 0;
@@ -63,7 +65,8 @@ int nd_cli_dev(int argc, char **argv)
 	cfg.listen = ND_CLI_MASTER;
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (nd_cli_retention_opt(o, optarg, &cfg, &ok)) {
+		if (nd_cli_retention_opt(o, optarg, &cfg, &ok) ||
+		    nd_cli_log_opt(o, optarg, &ok)) {
 			if (!ok)
 				return 2;
 			continue;
@@ -130,9 +133,12 @@ int nd_cli_dev(int argc, char **argv)
 	if (strcmp(http, "none"))
 		printf("http on %s\n", http_addr);
 	fflush(stdout);
-	fprintf(stderr, "noded: dev: master on %s with %u workers (dev-1..dev-%u, "
-		"label dev=true); try: noded run --master %s --all -- uname -n\n",
-		addr, nworkers, nworkers, addr);
+	snprintf(hint, sizeof(hint), "try: noded run --master %s --all -- "
+		 "uname -n", addr);
+	ND_LOG(ND_LOG_INFO, "dev.started", ND_S("listen", addr),
+	       ND_S("http", strcmp(http, "none") ? http_addr : ""),
+	       ND_U("workers", nworkers), ND_S("labels", "dev=true"),
+	       ND_S("msg", hint));
 	nd_server_wait_signal();
 	ret = 0;
 stop:

@@ -6,6 +6,7 @@
 
 #include "api/http.h"
 #include "cli/cli.h"
+#include "core/log.h"
 #include "core/server.h"
 #include "node/service.h"
 #include "noded/auth.h"
@@ -29,7 +30,7 @@ static void usage(FILE *f)
 		"                         over --max-output (default 10)\n"
 		"  --heartbeat-timeout SECS  a worker silent this long is DEAD and\n"
 		"                         its running tasks LOST (default 3)\n"
-		"%s"
+		"%s%s"
 		"  --token-file FILE      require every worker and client to prove\n"
 		"                         it holds this token (needed off loopback)\n"
 		"  --max-queue N          tasks waiting for a node before submits\n"
@@ -40,7 +41,7 @@ static void usage(FILE *f)
 		"                         1048576; over it: 413)\n"
 		"On start it prints 'listening on HOST:PORT' on stdout, then\n"
 		"'http on HOST:PORT' when --http is given.\n",
-		nd_cli_retention_usage);
+		nd_cli_retention_usage, nd_cli_log_usage);
 }
 
 const char nd_cli_retention_usage[] =
@@ -106,6 +107,7 @@ int nd_cli_master(int argc, char **argv)
 		{ "stall-timeout", required_argument, NULL, 'S' },
 		{ "heartbeat-timeout", required_argument, NULL, 'H' },
 		ND_CLI_RETENTION_OPTIONS,
+		ND_CLI_LOG_OPTIONS,
 		{ "token-file", required_argument, NULL, 't' },
 		{ "http", required_argument, NULL, 'T' },
 		{ "max-queue", required_argument, NULL, 'Q' },
@@ -125,7 +127,8 @@ int nd_cli_master(int argc, char **argv)
 
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (nd_cli_retention_opt(o, optarg, &cfg, &ok)) {
+		if (nd_cli_retention_opt(o, optarg, &cfg, &ok) ||
+		    nd_cli_log_opt(o, optarg, &ok)) {
 			if (!ok)
 				return 2;
 			continue;
@@ -235,8 +238,9 @@ int nd_cli_master(int argc, char **argv)
 	if (http)
 		printf("http on %s\n", http_addr);
 	fflush(stdout);
-	fprintf(stderr, "noded: master %s on %s, %u shards\n", srv.cfg.name,
-		addr, srv.cfg.shards);
+	ND_LOG(ND_LOG_INFO, "master.started", ND_S("name", srv.cfg.name),
+	       ND_S("listen", addr), ND_S("http", http ? http_addr : ""),
+	       ND_U("shards", srv.cfg.shards));
 	ret = nd_server_run(&srv);
 	nd_server_close(&srv);
 	free(token);

@@ -18,7 +18,8 @@ static void usage(FILE *f)
 		"  --name NAME            node name (default: host name)\n"
 		"  --label KEY=VALUE      a label for targeting; repeatable\n"
 		"  --slots N              tasks at once (default: CPUs)\n"
-		"  --token-file FILE      the master's token (its --token-file)\n");
+		"  --token-file FILE      the master's token (its --token-file)\n"
+		"%s", nd_cli_log_usage);
 }
 
 int nd_cli_worker(int argc, char **argv)
@@ -29,6 +30,7 @@ int nd_cli_worker(int argc, char **argv)
 		{ "label", required_argument, NULL, 'l' },
 		{ "slots", required_argument, NULL, 's' },
 		{ "token-file", required_argument, NULL, 't' },
+		ND_CLI_LOG_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -37,6 +39,7 @@ int nd_cli_worker(int argc, char **argv)
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	const char *token_file = NULL;
 	uint64_t v;
+	bool ok;
 	int o, ret;
 
 	wc.labels = calloc((size_t)argc, sizeof(*wc.labels));
@@ -45,6 +48,11 @@ int nd_cli_worker(int argc, char **argv)
 	wc.slots = ncpu > 0 ? (unsigned)ncpu : 1;
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (nd_cli_log_opt(o, optarg, &ok)) {
+			if (!ok)
+				goto err_usage;
+			continue;
+		}
 		switch (o) {
 		case 'm':
 			wc.master = optarg;

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "core/conn.h"
+#include "core/log.h"
 
 #define OUT_MIN 256
 #define OUT_KEEP (64 * 1024)   /* larger buffers are freed once drained */
@@ -198,9 +199,13 @@ static void input(struct nd_conn *c, const uint8_t *p, size_t n)
 	if (used == n || (c->flags & (ND_CONN_CLOSING | ND_CONN_DEAD)))
 		return; /* all consumed, or the rest is discarded */
 	if (!in_append(c, p + used, n - used)) {
-		fprintf(stderr, "noded: shard %u: fd %d: more than %zu bytes "
-			"of input kept, dropping connection\n", c->shard->id,
-			c->fd, in_limit(c->shard));
+		char peer[64];
+
+		nd_conn_peer_name(c, peer, sizeof(peer));
+		ND_LOG(ND_LOG_WARN, "conn.dropped", ND_U("shard", c->shard->id),
+		       ND_S("peer", peer),
+		       ND_S("msg", "too much input kept: dropping connection"),
+		       ND_U("limit_bytes", in_limit(c->shard)));
 		conn_kill(c);
 		return;
 	}
@@ -401,8 +406,9 @@ void nd_conn_on_send(struct nd_conn *c, struct io_uring_cqe *cqe)
 		return;
 	if (cqe->res < 0) {
 		if (cqe->res != -EPIPE && cqe->res != -ECONNRESET)
-			fprintf(stderr, "noded: shard %u: send: %s\n", s->id,
-				strerror(-cqe->res));
+			ND_LOG(ND_LOG_WARN, "conn.error", ND_U("shard", s->id),
+			       ND_S("op", "send"),
+			       ND_S("err", strerror(-cqe->res)));
 		conn_kill(c);
 		return;
 	}

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/conn.h"
+#include "core/log.h"
 #include "core/server.h"
 #include "noded/auth.h"
 #include "noded/errors.h"
@@ -148,22 +149,24 @@ static int probe_uring(void)
 	int ret = nd_uring_init(&ring, 8, 16, NULL);
 
 	if (ret) {
-		fprintf(stderr,
-			"noded: io_uring is not available: %s.\n"
-			"  Check: kernel 6.1 or newer (uname -r); sysctl "
-			"kernel.io_uring_disabled is 0; no seccomp or container "
-			"profile blocking io_uring_setup (docker/podman default "
-			"profiles do).\n",
-			ret == -EOPNOTSUPP ? "kernel lacks IORING_FEAT_NODROP"
-					   : strerror(-ret));
+		ND_LOG(ND_LOG_ERROR, "server.io_uring_unavailable",
+		       ND_S("msg", "io_uring is not available"),
+		       ND_S("err", ret == -EOPNOTSUPP ?
+				   "kernel lacks IORING_FEAT_NODROP" :
+				   strerror(-ret)),
+		       ND_S("hint", "check: kernel 6.1 or newer (uname -r); "
+			    "sysctl kernel.io_uring_disabled is 0; no seccomp "
+			    "or container profile blocking io_uring_setup "
+			    "(docker/podman default profiles do)"));
 		return ND_EURING;
 	}
 	probe = io_uring_get_probe_ring(&ring);
 	for (size_t i = 0; probe && i < sizeof(need) / sizeof(need[0]); i++) {
 		if (!io_uring_opcode_supported(probe, need[i].op)) {
-			fprintf(stderr, "noded: io_uring lacks IORING_OP_%s; "
-				"a 6.1 or newer kernel is needed\n",
-				need[i].name);
+			ND_LOG(ND_LOG_ERROR, "server.io_uring_unavailable",
+			       ND_S("msg", "io_uring lacks an operation noded "
+				    "needs; a 6.1 or newer kernel is needed"),
+			       ND_S("op", need[i].name));
 			ret = ND_EURING;
 		}
 	}
@@ -199,9 +202,11 @@ static void raise_nofile(struct nd_config *cfg)
 	if (rl.rlim_cur > reserve)
 		cfg->max_conns = (uint32_t)(rl.rlim_cur - reserve);
 	if (asked)
-		fprintf(stderr, "noded: RLIMIT_NOFILE is %llu (hard limit); "
-		"--max-conns lowered to %u\n", (unsigned long long)rl.rlim_cur,
-		cfg->max_conns);
+		ND_LOG(ND_LOG_WARN, "server.max_conns_lowered",
+		       ND_S("msg", "RLIMIT_NOFILE (hard limit) is below "
+			    "--max-conns"),
+		       ND_U("rlimit_nofile", rl.rlim_cur),
+		       ND_U("max_conns", cfg->max_conns));
 }
 
 /* Binds and listens on text (what: the option, for messages). */
@@ -215,16 +220,19 @@ static int bind_listener(struct nd_server *srv, const char *text,
 	if (srv->nln == ND_MAX_LISTENERS)
 		return -EMFILE;
 	if (nd_parse_addr(text, &l->addr, &alen)) {
-		fprintf(stderr, "noded: bad %s address '%s' (want HOST:PORT)\n",
-			what, text);
+		ND_LOG(ND_LOG_ERROR, "server.bad_address",
+		       ND_S("msg", "bad address (want HOST:PORT)"),
+		       ND_S("option", what), ND_S("addr", text));
 		return ND_EADDR;
 	}
 	/* Remote execution without authentication is how such tools end up
 	 * in CVEs: off loopback, a token is required. */
 	if (!nd_addr_is_loopback(&l->addr) && !srv->cfg.token) {
-		fprintf(stderr, "noded: refusing to listen on %s (%s) without "
-			"--token-file: anyone who can reach it could run "
-			"commands on every worker\n", text, what);
+		ND_LOG(ND_LOG_ERROR, "server.refused_listen",
+		       ND_S("msg", "refusing to listen off loopback without "
+			    "--token-file: anyone who can reach it could run "
+			    "commands on every worker"),
+		       ND_S("option", what), ND_S("addr", text));
 		return ND_EADDR;
 	}
 	l->fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -242,8 +250,8 @@ static int bind_listener(struct nd_server *srv, const char *text,
 
 err_errno:
 	ret = -errno;
-	fprintf(stderr, "noded: listen on %s (%s): %s\n", text, what,
-		strerror(errno));
+	ND_LOG(ND_LOG_ERROR, "server.listen_failed", ND_S("option", what),
+	       ND_S("addr", text), ND_S("err", strerror(errno)));
 	if (l->fd >= 0)
 		close(l->fd);
 	l->fd = -1;
@@ -291,18 +299,16 @@ static void print_stats(struct nd_server *srv)
 	for (unsigned i = 0; i < srv->nshards; i++) {
 		struct nd_shard_stats *st = &srv->shards[i].st;
 
-		fprintf(stderr, "noded: shard %u: accepted=%llu requests=%llu "
-			"errors=%llu bytes_in=%llu bytes_out=%llu sends=%llu "
-			"loops=%llu enobufs=%llu paused=%llu\n", i,
-			(unsigned long long)st->accepted,
-			(unsigned long long)st->requests,
-			(unsigned long long)st->errors,
-			(unsigned long long)st->bytes_in,
-			(unsigned long long)st->bytes_out,
-			(unsigned long long)st->sends,
-			(unsigned long long)st->loops,
-			(unsigned long long)st->recv_enobufs,
-			(unsigned long long)st->paused);
+		ND_LOG(ND_LOG_INFO, "shard.stats", ND_S("server", srv->cfg.name),
+		       ND_U("shard", i),
+		       ND_U("accepted", st->accepted),
+		       ND_U("requests", st->requests),
+		       ND_U("errors", st->errors),
+		       ND_U("bytes_in", st->bytes_in),
+		       ND_U("bytes_out", st->bytes_out),
+		       ND_U("sends", st->sends), ND_U("loops", st->loops),
+		       ND_U("enobufs", st->recv_enobufs),
+		       ND_U("paused", st->paused));
 	}
 }
 
@@ -323,8 +329,9 @@ int nd_server_wait_signal(void)
 	nd_server_block_signals(&set);
 	while (sigwait(&set, &sig))
 		;
-	fprintf(stderr, "noded: %s, draining\n",
-		sig == SIGINT ? "SIGINT" : "SIGTERM");
+	ND_LOG(ND_LOG_INFO, "server.stopping",
+	       ND_S("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"),
+	       ND_S("msg", "draining"));
 	return sig;
 }
 
@@ -366,8 +373,8 @@ int nd_server_start(struct nd_server *srv)
 		srv->nstarted++;
 		if (s->setup_err) {
 			ret = s->setup_err;
-			fprintf(stderr, "noded: shard %u: io_uring set-up: %s\n",
-				i, nd_strerror(ret));
+			ND_LOG(ND_LOG_ERROR, "shard.setup_failed", ND_U("shard", i),
+			       ND_S("err", nd_strerror(ret)));
 			break;
 		}
 	}
@@ -378,12 +385,12 @@ int nd_server_start(struct nd_server *srv)
 	for (unsigned i = 0; i < srv->nshards; i++)
 		sem_post(&srv->go);
 	f = srv->shards[0].ring_flags;
-	fprintf(stderr, "noded: %u shards up; io_uring %s\n", srv->nshards,
-		(f & IORING_SETUP_DEFER_TASKRUN) ?
-			"single issuer, deferred task work" :
-		(f & IORING_SETUP_COOP_TASKRUN) ?
-			"cooperative task work (pre-6.1 kernel)" :
-			"default flags (old kernel)");
+	ND_LOG(ND_LOG_INFO, "server.started", ND_U("shards", srv->nshards),
+	       ND_S("io_uring", (f & IORING_SETUP_DEFER_TASKRUN) ?
+					"single issuer, deferred task work" :
+				(f & IORING_SETUP_COOP_TASKRUN) ?
+					"cooperative task work (pre-6.1 kernel)" :
+					"default flags (old kernel)"));
 	srv->running = true;
 	return 0;
 }

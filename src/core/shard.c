@@ -14,6 +14,7 @@
 
 #include "core/conn.h"
 #include "core/server.h"
+#include "core/log.h"
 #include "core/shard.h"
 
 uint64_t nd_now_ms(void)
@@ -239,8 +240,8 @@ static void on_accept(struct nd_shard *s, struct nd_listener *l,
 		l->armed = false;
 	if (cqe->res < 0) {
 		if (cqe->res != -ECANCELED)
-			fprintf(stderr, "noded: accept: %s\n",
-				strerror(-cqe->res));
+			ND_LOG(ND_LOG_WARN, "conn.accept_failed",
+			       ND_S("err", strerror(-cqe->res)));
 		return; /* re-armed by the next tick, not in a tight loop */
 	}
 	for (unsigned i = 0; i < srv->nshards; i++) {
@@ -280,8 +281,9 @@ static void on_msg(struct nd_shard *s, struct io_uring_cqe *cqe)
 	if (cqe->res == 0)
 		return; /* our send of it was delivered */
 	if (cqe->res < 0)
-		fprintf(stderr, "noded: shard %u: msg_ring: %s, running here\n",
-			s->id, strerror(-cqe->res));
+		ND_LOG(ND_LOG_WARN, "shard.msg_ring_failed", ND_U("shard", s->id),
+		       ND_S("err", strerror(-cqe->res)),
+		       ND_S("msg", "running the message here"));
 	m->fn(s, m->arg);
 	free(m);
 }
@@ -480,8 +482,9 @@ void *nd__shard_main(void *arg)
 		if (ret > 0)
 			s->m.sqes_submitted += (unsigned)ret;
 		if (ret < 0 && ret != -EINTR && ret != -EBUSY && ret != -ETIME) {
-			fprintf(stderr, "noded: shard %u: io_uring_enter: %s\n",
-				s->id, strerror(-ret));
+			ND_LOG(ND_LOG_ERROR, "shard.io_uring_failed",
+			       ND_U("shard", s->id), ND_S("op", "io_uring_enter"),
+			       ND_S("err", strerror(-ret)));
 			break;
 		}
 		s->now_ms = nd_now_ms();

@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "exec/exec.h"
 
 #define GRACE_DEFAULT_MS 2000
@@ -598,9 +599,10 @@ static void malformed(struct helper *h, const char *what, ssize_t len)
 	if (h->warned)
 		return;
 	h->warned = true;
-	fprintf(stderr, "noded exec-helper: ignoring a malformed request "
-		"(%s, %zd bytes); later ones are ignored silently\n", what,
-		len);
+	ND_LOG(ND_LOG_ERROR, "helper.bad_request", ND_S("what", what),
+	       ND_I("bytes", len),
+	       ND_S("msg", "ignoring a malformed request; later ones are "
+		    "ignored silently"));
 }
 
 /* True when the daemon has closed or shut down its end. */
@@ -745,8 +747,10 @@ int nd_exec_helper_main(int fd)
 		return 2;
 	}
 	fill_stdio();
+	nd_log_import();
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
-		perror("noded exec-helper: PR_SET_CHILD_SUBREAPER");
+		ND_LOG(ND_LOG_ERROR, "helper.failed", ND_S("op", "PR_SET_CHILD_SUBREAPER"),
+		       ND_S("err", strerror(errno)));
 		return 1;
 	}
 	/* Whatever the daemon had: an ignored SIGCHLD would auto-reap (and
@@ -757,17 +761,20 @@ int nd_exec_helper_main(int fd)
 		sigaddset(&set, sigs[i]);
 	}
 	if (sigprocmask(SIG_SETMASK, &set, NULL) < 0) {
-		perror("noded exec-helper: sigprocmask");
+		ND_LOG(ND_LOG_ERROR, "helper.failed", ND_S("op", "sigprocmask"),
+		       ND_S("err", strerror(errno)));
 		return 1;
 	}
 	h.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (h.sigfd < 0) {
-		perror("noded exec-helper: signalfd");
+		ND_LOG(ND_LOG_ERROR, "helper.failed", ND_S("op", "signalfd"),
+		       ND_S("err", strerror(errno)));
 		return 1;
 	}
 	h.buf = malloc(ND_EXEC_MSG_MAX);
 	if (!h.buf) {
-		perror("noded exec-helper");
+		ND_LOG(ND_LOG_ERROR, "helper.failed", ND_S("op", "malloc"),
+		       ND_S("err", strerror(errno)));
 		goto close_sigfd;
 	}
 
@@ -786,7 +793,8 @@ int nd_exec_helper_main(int fd)
 		if (poll(p, 2, (int)wait_ms) < 0) {
 			if (errno == EINTR)
 				continue;
-			perror("noded exec-helper: poll");
+			ND_LOG(ND_LOG_ERROR, "helper.failed", ND_S("op", "poll"),
+			       ND_S("err", strerror(errno)));
 			ret = 1;
 			break;
 		}

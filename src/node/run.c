@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "core/u64map.h"
 #include "exec/exec.h"
 #include "node/run.h"
@@ -417,6 +418,10 @@ static void on_exited(struct nd_runner *r, const Noded__ExecExited *x)
 		return;
 	ours = *x;
 	ours.task_id = t->id; /* the master's id, not the helper's key */
+	ND_LOG(ND_LOG_DEBUG, "task.exited", ND_U("task", t->id),
+	       ND_I("exit_code", x->exit_code), ND_I("signal", x->signal),
+	       ND_B("timed_out", x->timed_out), ND_B("cancelled", x->cancelled),
+	       ND_S("reason", x->reason));
 	len = noded__exec_exited__get_packed_size(&ours);
 	t->exited_pb = malloc(len ? len : 1);
 	if (!t->exited_pb)
@@ -432,8 +437,8 @@ static void helper_died(struct helper *h)
 {
 	struct nd_runner *r = h->r;
 
-	fprintf(stderr, "noded: worker: exec helper %d died; replacing it\n",
-		(int)h->pid);
+	ND_LOG(ND_LOG_ERROR, "helper.died", ND_I("pid", h->pid),
+	       ND_S("msg", "exec helper died; its tasks fail; replacing it"));
 	for (size_t i = 0; i < r->tasks.cap; i++) {
 		struct rtask *t = r->tasks.keys[i] ? r->tasks.vals[i] : NULL;
 
@@ -491,8 +496,10 @@ static void on_helper(struct nd_shard *s, struct nd_op *op,
 		if (ev)
 			on_exited(r, ev->exited);
 		else
-			fprintf(stderr, "noded: worker: bad event from exec "
-				"helper %d\n", (int)h->pid);
+			ND_LOG(ND_LOG_ERROR, "helper.bad_event",
+			       ND_I("pid", h->pid),
+			       ND_S("msg", "undecodable event from an exec "
+				    "helper"));
 	}
 	if (ev)
 		noded__exec_event__free_unpacked(ev, NULL);
@@ -522,8 +529,9 @@ static int helper_start(struct nd_runner *r, struct helper *h)
 	int ret = nd_exec_helper_spawn(r->exe, &h->fd, &h->pid);
 
 	if (ret) {
-		fprintf(stderr, "noded: worker: cannot start an exec helper: "
-			"%s\n", strerror(-ret));
+		ND_LOG(ND_LOG_ERROR, "helper.spawn_failed",
+		       ND_S("err", strerror(-ret)),
+		       ND_S("msg", "cannot start an exec helper"));
 		return ret;
 	}
 	h->dead = false;
@@ -710,8 +718,9 @@ static void new_master(struct nd_runner *r)
 	nd_u64map_free(&r->by_id);
 	ran_forget_all(r);
 	if (n)
-		fprintf(stderr, "noded: worker: the master restarted; stopping "
-			"%zu task%s it no longer knows\n", n, n > 1 ? "s" : "");
+		ND_LOG(ND_LOG_WARN, "worker.master_restarted", ND_U("stopped_tasks", n),
+		       ND_S("msg", "the master restarted; stopping the tasks "
+			    "it no longer knows"));
 }
 
 /* Frees the orphans whose pipes are closed (no read refers to them; their

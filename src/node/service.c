@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/log.h"
 #include "core/server.h"
 #include "node/svc.h"
 #include "noded/json.h"
@@ -85,7 +86,7 @@ static struct node *node_get(struct nd_svc *svc, const char *name)
 	n->next = svc->buckets[i];
 	svc->buckets[i] = n;
 	svc->count++;
-	fprintf(stderr, "noded: node %s joined\n", name);
+	ND_LOG(ND_LOG_INFO, "node.joined", ND_S("node", name));
 	return n;
 }
 
@@ -128,11 +129,19 @@ static void svc_tick(struct nd_shard *s)
 				snprintf(why, sizeof(why), "node %s died: no "
 					 "heartbeat for %llu ms", n->name,
 					 (unsigned long long)quiet);
-				fprintf(stderr, "noded: %s\n", why);
+				ND_LOG(ND_LOG_WARN, "node.lost", ND_S("node", n->name),
+				       ND_S("addr", n->address),
+				       ND_U("silent_ms", quiet),
+				       ND_U("running_tasks", n->running),
+				       ND_S("msg", "no heartbeat: node is DEAD, "
+					    "its running tasks LOST"));
 				nd__tasks_node_dead(svc, n, why);
 			} else if (quiet >= 2 * cfg->heartbeat_ms &&
 				   n->state == NODED__NODE_STATE__NODE_ALIVE) {
 				n->state = NODED__NODE_STATE__NODE_SUSPECT;
+				ND_LOG(ND_LOG_WARN, "node.suspect",
+				       ND_S("node", n->name),
+				       ND_U("silent_ms", quiet));
 			}
 		}
 	}
@@ -245,7 +254,8 @@ static void report_status(struct nd_svc *svc, struct nd_ticket *t,
 	was_usable = n->state == NODED__NODE_STATE__NODE_ALIVE &&
 		     n->running < n->slots;
 	if (n->state == NODED__NODE_STATE__NODE_DEAD) {
-		fprintf(stderr, "noded: node %s is back\n", n->name);
+		ND_LOG(ND_LOG_INFO, "node.back", ND_S("node", n->name),
+		       ND_S("addr", t->peer));
 		n->connected_unix_ms = nd__unix_ms();
 	}
 	n->state = NODED__NODE_STATE__NODE_ALIVE;
@@ -591,6 +601,10 @@ static void stream_msg(struct nd_shard *s0, void *arg)
 		 * then DEAD (and its tasks LOST) unless it comes back. */
 		if (n->state == NODED__NODE_STATE__NODE_ALIVE)
 			n->state = NODED__NODE_STATE__NODE_SUSPECT;
+		ND_LOG(n->running ? ND_LOG_WARN : ND_LOG_INFO, "node.disconnected",
+		       ND_S("node", n->name),
+		       ND_S("addr", n->address),
+		       ND_U("running_tasks", n->running));
 	}
 	free(m);
 }
@@ -665,7 +679,7 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg)
 		return;
 	svc = calloc(1, sizeof(*svc));
 	if (!svc || !(svc->buckets = calloc(64, sizeof(*svc->buckets)))) {
-		fprintf(stderr, "noded: node service: out of memory\n");
+		ND_LOG(ND_LOG_ERROR, "service.failed", ND_S("err", "out of memory"));
 		abort();
 	}
 	svc->nbuckets = 64;

@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "node/svc.h"
 #include "noded/json.h"
 
@@ -218,6 +219,25 @@ void nd__tasks_conn_gone(struct nd_svc *svc, uint64_t serial)
 
 /* ---- state changes ---- */
 
+/* One line per ended task: info when it ran to its end (whatever its
+ * status), warn when the system ended it (timeout, lost node). */
+static void log_end(const struct task *t)
+{
+	bool bad = t->state == NODED__TASK_STATE__TASK_TIMED_OUT ||
+		   t->state == NODED__TASK_STATE__TASK_LOST;
+	uint64_t took_ms = t->ended_unix_ms > t->submitted_unix_ms ?
+			   t->ended_unix_ms - t->submitted_unix_ms : 0;
+
+	ND_LOG(bad ? ND_LOG_WARN : ND_LOG_INFO, "task.ended",
+	       ND_U("task", t->id), ND_U("job", t->job_id),
+	       ND_S("node", t->node), ND_S("state", nd_task_state_name(t->state)),
+	       ND_I("exit_code", t->exit_code), ND_I("signal", t->signal),
+	       ND_U("attempt", t->attempt),
+	       ND_DUR("took_s", took_ms * 1000000ull),
+	       ND_U("output_bytes", t->produced),
+	       ND_S("reason", t->reason));
+}
+
 static void finish(struct nd_svc *svc, struct task *t, Noded__TaskState st,
 		   const char *reason)
 {
@@ -240,6 +260,7 @@ static void finish(struct nd_svc *svc, struct task *t, Noded__TaskState st,
 	t->ended_unix_ms = nd__unix_ms();
 	if (reason && !t->reason)
 		t->reason = strdup(reason);
+	log_end(t);
 	watchers_end(svc, t);
 	nd_list_add_tail(&svc->done, &t->done_link);
 	svc->ndone++;
@@ -346,6 +367,8 @@ void nd__tasks_schedule(struct nd_svc *svc)
 		n->running++;
 		nd_list_add_tail(&n->tasks, &t->node_link);
 		nd_hist_add(&svc->dispatch, nd_now_ns() - t->queued_ns);
+		ND_LOG(ND_LOG_DEBUG, "task.assigned", ND_U("task", t->id),
+		       ND_S("node", n->name), ND_U("attempt", t->attempt));
 		push_assignment(svc, t, n);
 	}
 }
@@ -368,6 +391,10 @@ void nd__tasks_node_dead(struct nd_svc *svc, struct node *n, const char *why)
 			t->attempt++;
 			t->state = NODED__TASK_STATE__TASK_PENDING;
 			t->queued_ns = nd_now_ns();
+			ND_LOG(ND_LOG_WARN, "task.retried", ND_U("task", t->id),
+			       ND_S("node", n->name), ND_S("reason", why),
+			       ND_U("attempt", t->attempt),
+			       ND_U("retries_left", t->retries_left));
 			nd_list_add_tail(&svc->pending, &t->queue_link);
 			svc->npending++;
 			requeued = true;
@@ -470,6 +497,8 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 	const char *bad;
 
 	if (svc->npending + (sp->all ? svc->count : 1) > svc->max_queue) {
+		ND_LOG(ND_LOG_DEBUG, "task.refused", ND_S("err", "queue full"),
+		       ND_U("queued", svc->npending));
 		nd__out_error(o, f->id, err_kind,
 			    NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
 			    "queue full: %zu tasks wait (--max-queue %zu)",
@@ -544,6 +573,9 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 		sr.nodes[k++] = sp->node;
 	}
 	sr.n_task_ids = sr.n_nodes = k;
+	ND_LOG(ND_LOG_DEBUG, "task.submitted", ND_U("task", k ? sr.task_ids[0] : 0),
+	       ND_U("job", sr.job_id), ND_U("tasks", k),
+	       ND_B("follow", from != NULL));
 	if (from) {
 		/* Watch before anything can run: no output can be missed. */
 		g = calloc(1, sizeof(*g));
@@ -831,6 +863,8 @@ void nd__task_update(struct nd_svc *svc, const Noded__Frame *f,
 		if (t->state == NODED__TASK_STATE__TASK_ASSIGNED)
 			t->state = NODED__TASK_STATE__TASK_RUNNING;
 		t->started_unix_ms = u->started->start_unix_ms;
+		ND_LOG(ND_LOG_DEBUG, "task.started", ND_U("task", t->id),
+		       ND_S("node", t->node));
 		break;
 	case NODED__TASK_UPDATE__BODY_OUTPUT:
 		if (t->state == NODED__TASK_STATE__TASK_ASSIGNED)

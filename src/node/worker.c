@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/conn.h"
+#include "core/log.h"
 #include "core/server.h"
 #include "node/run.h"
 #include "node/worker.h"
@@ -130,13 +131,14 @@ static void on_hello(struct nd_client *cl, int status, const Noded__Frame *f,
 		return;
 	if (status) {
 		if (!w->refused_warned)
-			fprintf(stderr, "noded: worker: the master refused us: "
-				"%s; retrying\n",
-				status == ND_EREMOTE && f && f->error ?
-					f->error->message :
-				status == ND_EAUTH ?
-					"wrong or missing --token-file" :
-					nd_strerror(status));
+			ND_LOG(ND_LOG_ERROR, "worker.refused",
+			       ND_S("master", w->wc->master),
+			       ND_S("err", status == ND_EREMOTE && f && f->error ?
+						   f->error->message :
+					       status == ND_EAUTH ?
+						   "wrong or missing --token-file" :
+						   nd_strerror(status)),
+			       ND_S("msg", "the master refused us; retrying"));
 		w->refused_warned = true;
 		w->warned = true;
 		if (w->conn)
@@ -161,8 +163,9 @@ static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
 		w->backoff_ms = BACKOFF_MIN_MS;
 		if (f->assign_open->heartbeat_interval_ms)
 			w->heartbeat_ms = f->assign_open->heartbeat_interval_ms;
-		fprintf(stderr, "noded: worker %s registered with %s\n",
-			w->wc->name, w->wc->master);
+		ND_LOG(ND_LOG_INFO, "worker.registered",
+		       ND_S("node", w->wc->name), ND_S("master", w->wc->master),
+		       ND_U("heartbeat_ms", w->heartbeat_ms));
 		w->warned = false;
 		w->refused_warned = false;
 		/* first: a new master instance stops the old one's tasks,
@@ -181,9 +184,12 @@ static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
 		return;
 	}
 	if (done && status != -ECANCELED && w->conn) {
-		fprintf(stderr, "noded: worker: master ended the task stream: %s\n",
-			status == ND_EREMOTE && f && f->error ?
-				f->error->message : nd_strerror(status));
+		ND_LOG(ND_LOG_WARN, "worker.stream_ended",
+		       ND_S("master", w->wc->master),
+		       ND_S("err", status == ND_EREMOTE && f && f->error ?
+					   f->error->message :
+					   nd_strerror(status)),
+		       ND_S("msg", "the master ended the task stream"));
 		nd_conn_close(w->conn, false);
 	}
 }
@@ -205,8 +211,9 @@ static void closed(void *arg)
 	if (w->s->draining)
 		return;
 	if (!w->warned)
-		fprintf(stderr, "noded: worker: lost the master %s; "
-			"reconnecting\n", w->wc->master);
+		ND_LOG(ND_LOG_WARN, "worker.master_lost",
+		       ND_S("master", w->wc->master),
+		       ND_S("msg", "lost the master; reconnecting"));
 	w->warned = true;
 	schedule_retry(w);
 }
@@ -219,8 +226,9 @@ static void connect_done(void *arg, struct nd_conn *c, int err)
 	if (!err)
 		return; /* opened() ran */
 	if (!w->warned) {
-		fprintf(stderr, "noded: worker: cannot reach the master %s: %s; "
-			"retrying\n", w->wc->master, strerror(-err));
+		ND_LOG(ND_LOG_WARN, "worker.master_unreachable",
+		       ND_S("master", w->wc->master), ND_S("err", strerror(-err)),
+		       ND_S("msg", "cannot reach the master; retrying"));
 		w->warned = true;
 	}
 	if (!w->s->draining)
@@ -338,12 +346,14 @@ int nd_worker_new(struct nd_worker **out, const struct nd_worker_cfg *wc)
 	w->backoff_ms = BACKOFF_MIN_MS;
 	w->heartbeat_ms = 1000;
 	if (labels_init(w)) {
-		fprintf(stderr, "noded worker: labels must be KEY=VALUE\n");
+		ND_LOG(ND_LOG_ERROR, "worker.bad_config",
+		       ND_S("msg", "labels must be KEY=VALUE"));
 		goto err;
 	}
 	if (nd_parse_addr(wc->master, &w->addr, &w->addrlen)) {
-		fprintf(stderr, "noded worker: bad --master address '%s' "
-			"(want HOST:PORT)\n", wc->master);
+		ND_LOG(ND_LOG_ERROR, "worker.bad_config",
+		       ND_S("msg", "bad --master address (want HOST:PORT)"),
+		       ND_S("master", wc->master));
 		goto err;
 	}
 	w->hooks.opts.node_name = wc->name;
@@ -359,7 +369,8 @@ int nd_worker_new(struct nd_worker **out, const struct nd_worker_cfg *wc)
 	/* Helpers are this binary re-executed (posix_spawn: safe in a
 	 * threaded process, and cheap before the shards exist). */
 	if (nd_runner_new(&w->runner, 2, wc->slots, "/proc/self/exe")) {
-		fprintf(stderr, "noded worker: cannot start the exec helpers\n");
+		ND_LOG(ND_LOG_ERROR, "worker.failed",
+		       ND_S("msg", "cannot start the exec helpers"));
 		goto err;
 	}
 	cfg.listen = "none";
@@ -380,8 +391,8 @@ err:
 
 int nd_worker_start(struct nd_worker *nw)
 {
-	fprintf(stderr, "noded: worker %s, master %s, %u slots\n",
-		nw->w.wc->name, nw->w.wc->master, nw->w.wc->slots);
+	ND_LOG(ND_LOG_INFO, "worker.started", ND_S("node", nw->w.wc->name),
+	       ND_S("master", nw->w.wc->master), ND_U("slots", nw->w.wc->slots));
 	return nd_server_start(&nw->srv);
 }
 
@@ -406,9 +417,9 @@ int nd_worker_run(const struct nd_worker_cfg *wc)
 		nd_server_wait_signal();
 		nd_worker_stop(nw);
 		kept = nd_runner_remembered(nw->w.runner, &accepted);
-		fprintf(stderr, "noded: worker %s: accepted %llu tasks; "
-			"remembers %zu task ids\n", wc->name,
-			(unsigned long long)accepted, kept);
+		ND_LOG(ND_LOG_INFO, "worker.stopped", ND_S("node", wc->name),
+		       ND_U("accepted_tasks", accepted),
+		       ND_U("remembered_ids", kept));
 	}
 	nd_worker_free(nw);
 	return ret ? 1 : 0;

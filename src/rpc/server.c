@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "core/log.h"
 #include "node/service.h"
 #include "noded/errors.h"
 #include "rpc/server.h"
@@ -56,6 +57,19 @@ void nd_rpc_fatal(struct nd_conn *c, uint64_t id, Noded__ErrorCode code,
 	va_start(ap, fmt);
 	verror(c, id, NODED__FRAME_KIND__REPLY, code, fmt, ap);
 	va_end(ap);
+	if (nd_log_on(ND_LOG_INFO)) {
+		const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
+			&noded__error_code__descriptor, code);
+		char msg[256];
+
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
+		ND_LOG(ND_LOG_INFO, "conn.refused",
+		       ND_S("peer", nd_svc_peer(c)->peer),
+		       ND_S("code", v ? v->name : "?"), ND_S("err", msg),
+		       ND_S("msg", "protocol error: connection closed"));
+	}
 	nd_conn_close(c, true);
 }
 
