@@ -7,8 +7,14 @@
  *
  * tasks keeps C tasks in flight on one connection, each a `run` request
  * (submit and watch in one stream, as `noded run` does); the task's latency
- * runs from sending the request to receiving the end of its stream. spawn keeps C children alive: each
- * reaped child is replaced at once; latency runs from posix_spawn to reap.
+ * runs from sending the request to receiving the end of its stream. With
+ * --all each request is a fan-out (`noded run --all`): one task per live
+ * node, and its latency runs until every node's result is back. It also
+ * reports how fast the submissions were accepted (the first item of each
+ * stream), which with C = N is the submit rate of N tasks sent at once.
+ *
+ * spawn keeps C children alive: each reaped child is replaced at once;
+ * latency runs from posix_spawn to reap.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -31,7 +37,7 @@ extern char **environ;
 struct topts {
 	const char *addr;
 	long count, conc;
-	bool json;
+	bool json, all;
 	char **argv;
 	int argc;
 };
@@ -48,7 +54,7 @@ static void usage(FILE *f, const char *cmd)
 {
 	fprintf(f, "usage: noded-bench %s %s--count N --concurrency C [--json] "
 		   "-- CMD [ARG...]\n", cmd,
-		!strcmp(cmd, "tasks") ? "--addr HOST:PORT " : "");
+		!strcmp(cmd, "tasks") ? "--addr HOST:PORT [--all] " : "");
 }
 
 /* Parses the shared options; returns 0, or an exit status. */
@@ -59,6 +65,7 @@ static int parse(int argc, char **argv, const char *cmd, struct topts *o)
 		{ "count", required_argument, NULL, 'n' },
 		{ "concurrency", required_argument, NULL, 'c' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "all", no_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -89,6 +96,9 @@ static int parse(int argc, char **argv, const char *cmd, struct topts *o)
 		case 'j':
 			o->json = true;
 			break;
+		case 'A':
+			o->all = true;
+			break;
 		case 'h':
 			usage(stdout, cmd);
 			return -1;
@@ -106,18 +116,31 @@ static int parse(int argc, char **argv, const char *cmd, struct topts *o)
 	return 0;
 }
 
+/* What a run measured besides its latencies (tasks only; zero for spawn). */
+struct textra {
+	long tasks;              /* task results received (fan-out: per node) */
+	long submitted;          /* requests the master accepted */
+	uint64_t submit_us;      /* from start to the last acceptance */
+};
+
 static void report(const char *what, const struct topts *o, long done,
-		   long errors, uint64_t elapsed_us, const struct nd_hist *h)
+		   long errors, uint64_t elapsed_us, const struct nd_hist *h,
+		   const struct textra *x)
 {
 	double secs = (double)elapsed_us / 1e6;
 	double rate = secs > 0 ? (double)done / secs : 0;
+	double ssecs = (double)x->submit_us / 1e6;
 
 	if (o->json) {
 		printf("{\"bench\":\"%s\",\"count\":%ld,\"concurrency\":%ld,"
-		       "\"completed\":%ld,\"errors\":%ld,\"seconds\":%.3f,"
-		       "\"per_s\":%.1f,\"p50_us\":%llu,\"p90_us\":%llu,"
+		       "\"all\":%s,\"completed\":%ld,\"errors\":%ld,"
+		       "\"seconds\":%.3f,\"per_s\":%.1f,\"tasks\":%ld,"
+		       "\"submitted\":%ld,\"submit_seconds\":%.3f,"
+		       "\"submit_per_s\":%.1f,\"p50_us\":%llu,\"p90_us\":%llu,"
 		       "\"p99_us\":%llu,\"p999_us\":%llu}\n", what, o->count,
-		       o->conc, done, errors, secs, rate,
+		       o->conc, o->all ? "true" : "false", done, errors, secs,
+		       rate, x->tasks, x->submitted, ssecs,
+		       ssecs > 0 ? (double)x->submitted / ssecs : 0,
 		       (unsigned long long)nd_hist_percentile(h, 50),
 		       (unsigned long long)nd_hist_percentile(h, 90),
 		       (unsigned long long)nd_hist_percentile(h, 99),
@@ -131,6 +154,10 @@ static void report(const char *what, const struct topts *o, long done,
 	       (unsigned long long)nd_hist_percentile(h, 90),
 	       (unsigned long long)nd_hist_percentile(h, 99),
 	       (unsigned long long)nd_hist_percentile(h, 99.9));
+	if (x->submitted)
+		printf("  accepted %ld requests in %.3f s (%.1f per second); "
+		       "%ld task results\n", x->submitted, ssecs,
+		       ssecs > 0 ? (double)x->submitted / ssecs : 0, x->tasks);
 }
 
 /* ---- tasks ---- */
@@ -140,13 +167,18 @@ struct tbench {
 	const struct topts *o;
 	Noded__TaskSpec spec;
 	long started, done, errors;
+	uint64_t t0;
+	struct textra x;
 	struct nd_hist h;
 };
 
+/* One request in flight: its stream gives a SubmitReply (the task ids),
+ * the output, then a TaskRecord per task as each ends. */
 struct tslot {
 	struct tbench *b;
 	uint64_t t0;
-	bool ok;
+	size_t expect, ended;    /* task ids in the reply; records seen */
+	bool accepted, failed;
 };
 
 static void start_task(struct tslot *s);
@@ -158,16 +190,27 @@ static void on_watch(struct nd_client *c, int status, const Noded__Frame *f,
 	struct tbench *b = s->b;
 
 	(void)c;
-	if (status == 0 && f->body_case == NODED__FRAME__BODY_TASK_RECORD)
-		s->ok = f->task_record->state ==
-			NODED__TASK_STATE__TASK_SUCCEEDED;
+	if (status == 0 && f->body_case == NODED__FRAME__BODY_SUBMIT_REPLY &&
+	    !s->accepted) {
+		s->accepted = true;
+		s->expect = f->submit_reply->n_task_ids;
+		b->x.submitted++;
+		b->x.submit_us = mono_us() - b->t0;
+	}
+	if (status == 0 && f->body_case == NODED__FRAME__BODY_TASK_RECORD) {
+		s->ended++;
+		b->x.tasks++;
+		if (f->task_record->state != NODED__TASK_STATE__TASK_SUCCEEDED)
+			s->failed = true;
+	}
 	if (status == ND_EREMOTE && f && f->error && !b->errors)
 		fprintf(stderr, "noded-bench: %s\n", f->error->message);
 	if (!done)
 		return;
 	nd_hist_record(&b->h, mono_us() - s->t0);
 	b->done++;
-	if (status || !s->ok)
+	if (status || s->failed || !s->accepted || s->ended != s->expect ||
+	    !s->expect)
 		b->errors++;
 	start_task(s);
 }
@@ -181,7 +224,8 @@ static void start_task(struct tslot *s)
 		return;
 	b->started++;
 	s->t0 = mono_us();
-	s->ok = false;
+	s->expect = s->ended = 0;
+	s->accepted = s->failed = false;
 	f.body_case = NODED__FRAME__BODY_RUN;
 	f.run = &b->spec;
 	if (nd_client_start(b->c, &f, on_watch, s) < 0) {
@@ -214,8 +258,9 @@ int nd_bench_tasks(int argc, char **argv)
 	noded__task_spec__init(&b->spec);
 	b->spec.argv = o.argv;
 	b->spec.n_argv = (size_t)o.argc;
+	b->spec.all = o.all;
 	nd_hist_init(&b->h);
-	t0 = mono_us();
+	t0 = b->t0 = mono_us();
 	for (long i = 0; i < o.conc; i++) {
 		slots[i].b = b;
 		start_task(&slots[i]);
@@ -230,7 +275,7 @@ int nd_bench_tasks(int argc, char **argv)
 	}
 	elapsed = mono_us() - t0;
 	report("tasks", &o, b->done, b->errors + (o.count - b->done), elapsed,
-	       &b->h);
+	       &b->h, &b->x);
 	nd_client_close(b->c);
 	r = b->done == o.count && !b->errors ? 0 : 1;
 	free(slots);
@@ -295,7 +340,8 @@ int nd_bench_spawn(int argc, char **argv)
 			break;
 		}
 	}
-	report("spawn", &o, done, errors, mono_us() - t0, h);
+	report("spawn", &o, done, errors, mono_us() - t0, h,
+	       &(struct textra){ 0 });
 	free(run);
 	free(h);
 	return errors ? 1 : 0;
