@@ -1,310 +1,454 @@
 #!/usr/bin/env bash
-# Reproducible comparison run: noded against redis-server on loopback.
+# The benchmark suite: how noded behaves as the fleet grows. Prints one
+# markdown table and writes bench-results.json; `--compare OLD.json` also
+# prints the change of every figure against an earlier results file.
 #
-# For each (conns, depth) in RUNS it runs the same Ping workload against both
-# servers (noded-bench ping / redis-benchmark -t ping_mbulk), reads each
-# server's CPU time (utime+stime from /proc/PID/stat) around the run to get
-# server CPU microseconds per request, then measures the resident memory one
-# idle connection costs each server (10,000 connections held open by
-# `noded-bench idle`). Prints one markdown table and writes bench-results.json.
+#   scripts/bench.sh [--compare FILE] [--only "ping tasks fanout heartbeats idle queue"]
 #
-# Knobs (environment): DURATION seconds per run (10), SHARDS noded shards (1),
-# RUNS ("1:1:split 50:1:split 50:16:split 1:1:shared"), IDLE_CONNS (10000),
-# OUT (bench-results.json), BUILD (build), SERVER_CPU (1), CLIENT_CPU (0).
+# Workloads (each bounded in time and count; the whole suite takes about
+# 5 minutes on 2 vCPUs):
+#  ping        noded-bench ping at (C=1,D=1), (C=50,D=1), (C=50,D=16), and
+#              redis-benchmark PING on redis-server with the same placement:
+#              requests/s, p50/p99/p99.9, server CPU per request.
+#  tasks       /bin/true end to end (noded-bench tasks, `run` requests) with one
+#              real worker whose slots equal C, against the bare posix_spawn +
+#              waitpid loop at the same C (noded-bench spawn): tasks/s, ratio,
+#              added p50 latency.
+#  fanout      `run --all -- true` (noded-bench tasks --all) to 1,000 and to
+#              10,000 simulated workers (noded-bench workers --exec fake):
+#              time until every result is back, p50 and p99 over FANOUT_REPS.
+#  heartbeats  the 10,000 simulated workers of fanout, heartbeating each
+#              second: master CPU in % of one core over HB_SECS.
+#  idle        IDLE_CONNS connections that said Hello and stay idle: master RSS
+#              per connection (redis-server: raw TCP connections).
+#  queue       QUEUE_TASKS tasks sent at once (one `run` stream each) to
+#              QUEUE_WORKERS fake workers: submit rate, completion rate,
+#              master peak RSS (VmHWM), tasks lost, master CPU while it drains.
 #
-# Placement: both servers run under `taskset -c SERVER_CPU` (noded pins its
-# shards inside that set). A "split" run puts the load generator on
-# CLIENT_CPU, so each server has a core of its own; a "shared" run puts it on
-# the server's CPU. Both servers always get the same placement. On a VM, a
-# wake-up across CPUs can cost 100-300 us (an IPI to an idle vCPU), which is
-# what dominates split 1x1 latency for either server; the shared 1x1 run shows
-# the request path without it.
+# Placement: each master runs with --shards SHARDS under `taskset -c
+# SERVER_CPU`; load generators and simulators run on CLIENT_CPU. Server CPU
+# is utime+stime from /proc/PID/stat around a run; RSS from /proc/PID/status.
 #
-# Notes for reading the numbers: both clients are single-threaded and run on
-# the same machine as the server. redis-benchmark -P D sends D commands and
-# waits for all D replies before sending more; noded-bench --depth D keeps D
-# requests in flight all the time (a new one per reply). redis-benchmark
-# prints no p99.9: we take the first line of its percentile distribution at or
-# above 99.9% (so it may be the value at 99.902%, slightly pessimistic).
+# Knobs (environment): DURATION (5) seconds per ping run, SHARDS (1),
+# PING_RUNS ("1:1 50:1 50:16"), TASKS_COUNT (2000), TASKS_C (4),
+# FANOUT_SIZES ("1000 10000"), FANOUT_REPS (20), HB_SECS (10), IDLE_CONNS
+# (10000), QUEUE_TASKS (100000), QUEUE_WORKERS (1000), OUT
+# (bench-results.json), BUILD (build), SERVER_CPU (1), CLIENT_CPU (0).
 #
 # Every wait is bounded; only the processes started here are stopped, by pid.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-10}
+COMPARE=""
+ONLY="ping tasks fanout heartbeats idle queue"
+while [ $# -gt 0 ]; do
+	case $1 in
+	--compare) COMPARE=${2:?--compare wants a results file}; shift 2 ;;
+	--only) ONLY=${2:?--only wants workload names}; shift 2 ;;
+	-h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	*) echo "bench.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+	esac
+done
+[ -z "$COMPARE" ] || [ -r "$COMPARE" ] || { echo "bench.sh: cannot read $COMPARE" >&2; exit 2; }
+
+DURATION=${DURATION:-5}
 SHARDS=${SHARDS:-1}
-RUNS=${RUNS:-"1:1:split 50:1:split 50:16:split 1:1:shared"}
-SERVER_CPU=${SERVER_CPU:-1}
-CLIENT_CPU=${CLIENT_CPU:-0}
-# PIN_SERVER is a command prefix (taskset execs in place, so $! stays the
-# server's pid); on_cpu runs a foreground command on a CPU.
-if [ "$(nproc)" -ge 2 ]; then
-	PIN_SERVER=(taskset -c "$SERVER_CPU")
-	on_cpu() { local cpu=$1; shift; taskset -c "$cpu" "$@"; }
-else
-	PIN_SERVER=()
-	on_cpu() { shift; "$@"; }
-fi
+PING_RUNS=${PING_RUNS:-"1:1 50:1 50:16"}
+TASKS_COUNT=${TASKS_COUNT:-2000}
+TASKS_C=${TASKS_C:-4}
+FANOUT_SIZES=${FANOUT_SIZES:-"1000 10000"}
+FANOUT_REPS=${FANOUT_REPS:-20}
+HB_SECS=${HB_SECS:-10}
 IDLE_CONNS=${IDLE_CONNS:-10000}
+QUEUE_TASKS=${QUEUE_TASKS:-100000}
+QUEUE_WORKERS=${QUEUE_WORKERS:-1000}
 OUT=${OUT:-bench-results.json}
 BUILD=${BUILD:-build}
+SERVER_CPU=${SERVER_CPU:-1}
+CLIENT_CPU=${CLIENT_CPU:-0}
 BENCH="$BUILD/noded-bench"
 NODED="$BUILD/noded"
 
 die() { echo "bench.sh: $*" >&2; exit 1; }
+note() { echo "bench.sh: $*" >&2; }
+want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 
-for tool in redis-server redis-benchmark redis-cli getconf timeout awk taskset; do
-	command -v "$tool" >/dev/null 2>&1 ||
-		die "$tool not found (run: make deps)"
+if [ "$(nproc)" -ge 2 ]; then
+	PIN_SERVER=(taskset -c "$SERVER_CPU")
+	PIN_CLIENT=(taskset -c "$CLIENT_CPU")
+else
+	PIN_SERVER=()
+	PIN_CLIENT=()
+fi
+
+for tool in redis-server redis-benchmark redis-cli getconf timeout awk taskset jq; do
+	command -v "$tool" >/dev/null 2>&1 || die "$tool not found (run: make deps)"
 done
+make -s all >/dev/null || die "make all failed"
 
-make all >/dev/null || die "make all failed"
-
-# Enough descriptors for IDLE_CONNS connections in the bench process and in
-# each server (children inherit this limit).
-want_fds=$((IDLE_CONNS + 256))
+# Enough descriptors for the largest fleet or idle set, here and in the
+# servers (children inherit the limit).
+big=$IDLE_CONNS
+for n in $FANOUT_SIZES $QUEUE_WORKERS; do [ "$n" -gt "$big" ] && big=$n; done
+want_fds=$((big + 1024))
 hard=$(ulimit -Hn)
 if [ "$hard" != unlimited ] && [ "$hard" -lt "$want_fds" ]; then
-	IDLE_CONNS=$((hard - 256))
-	echo "bench.sh: hard fd limit $hard: idle test with $IDLE_CONNS connections" >&2
-	want_fds=$hard
+	die "hard fd limit $hard is below the $want_fds this suite needs (ulimit -Hn)"
 fi
 ulimit -n "$want_fds"
 
 CLK_TCK=$(getconf CLK_TCK)
 TMP=$(mktemp -d /tmp/noded-bench.XXXXXX)
-NODED_PID=""
-REDIS_PID=""
-IDLE_PID=""
+ROWS="$TMP/rows.jsonl"
+: >"$ROWS"
+PIDS=()          # every process started here, stopped on exit
 
 # Stops one of our processes: TERM, up to 5 s, then KILL.
 stop_pid() {
-	local pid=$1 i
+	local pid=$1
 	[ -n "$pid" ] || return 0
-	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-	kill -TERM "$pid" 2>/dev/null || true
-	for i in $(seq 50); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
 	wait "$pid" 2>/dev/null || true
 }
 
 cleanup() {
-	stop_pid "$IDLE_PID"
-	stop_pid "$NODED_PID"
-	stop_pid "$REDIS_PID"
+	local p
+	for p in "${PIDS[@]}"; do stop_pid "$p"; done
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# utime + stime of pid, in clock ticks (fields 14 and 15 of /proc/PID/stat,
-# counted after the parenthesised command name, which may hold spaces).
-cpu_ticks() {
-	sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+now_s() { date +%s.%N; }
+# CPU % of one core used by pid between ticks t0 and t1 over secs
+cpu_pct() { awk -v t="$2" -v hz="$CLK_TCK" -v s="$3" 'BEGIN { printf "%.2f", t / hz / s * 100 }'; }
+jnum() { jq -r "$2" <<<"$1"; }
+
+# row WORKLOAD METRIC VALUE UNIT [REF_VALUE REF_NAME] [TARGET MET]
+# One figure of the table and of bench-results.json.
+row() {
+	jq -nc --arg w "$1" --arg m "$2" --arg v "$3" --arg u "$4" \
+		--arg rv "${5:-}" --arg rn "${6:-}" --arg t "${7:-}" --arg met "${8:-}" \
+		'{workload: $w, metric: $m, value: ($v | tonumber), unit: $u,
+		  reference: (if $rv == "" then null else ($rv | tonumber) end),
+		  reference_name: (if $rn == "" then null else $rn end),
+		  target: (if $t == "" then null else $t end),
+		  met: (if $met == "" then null else ($met == "yes") end)}' >>"$ROWS"
 }
 
-rss_kib() {
-	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
-}
-
-# Extracts a number from a flat JSON object: json_num KEY JSON
-json_num() {
-	printf '%s\n' "$2" | sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p"
-}
-
-# ---- servers ----
-
-"${PIN_SERVER[@]}" "$NODED" master --listen 127.0.0.1:0 --shards "$SHARDS" \
-	>"$TMP/noded.out" 2>"$TMP/noded.err" &
-NODED_PID=$!
-NODED_ADDR=""
-for _ in $(seq 100); do
-	NODED_ADDR=$(sed -n 's/^listening on //p' "$TMP/noded.out" | head -n1)
-	[ -n "$NODED_ADDR" ] && break
-	kill -0 "$NODED_PID" 2>/dev/null || break
-	sleep 0.1
-done
-[ -n "$NODED_ADDR" ] || { cat "$TMP/noded.err" >&2; die "noded did not start"; }
-
-# A port nobody listens on; redis-server refusing it is retried (bounded).
-REDIS_PORT=""
-for _ in $(seq 10); do
-	port=$((20000 + RANDOM % 20000))
-	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-		continue  # taken
-	fi
-	"${PIN_SERVER[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' \
-		--appendonly no --daemonize no --maxclients $((IDLE_CONNS + 64)) \
-		>"$TMP/redis.log" 2>&1 &
-	REDIS_PID=$!
-	for _ in $(seq 50); do
-		if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then
-			REDIS_PORT=$port
-			break
-		fi
-		kill -0 "$REDIS_PID" 2>/dev/null || break
+# Starts a master: sets MASTER_PID and MASTER_ADDR. Extra args follow.
+start_master() {
+	local out="$TMP/master.$RANDOM"
+	"${PIN_SERVER[@]}" "$NODED" master --listen 127.0.0.1:0 --shards "$SHARDS" \
+		--log-level warn "$@" >"$out.out" 2>"$out.err" &
+	MASTER_PID=$!
+	PIDS+=("$MASTER_PID")
+	MASTER_ADDR=""
+	for _ in $(seq 100); do
+		MASTER_ADDR=$(sed -n 's/^listening on //p' "$out.out" | head -n1)
+		[ -n "$MASTER_ADDR" ] && return 0
+		kill -0 "$MASTER_PID" 2>/dev/null || break
 		sleep 0.1
 	done
-	[ -n "$REDIS_PORT" ] && break
-	stop_pid "$REDIS_PID"
-	REDIS_PID=""
-done
-[ -n "$REDIS_PORT" ] || { cat "$TMP/redis.log" >&2; die "redis-server did not start"; }
-
-echo "bench.sh: noded $NODED_ADDR (pid $NODED_PID, $SHARDS shard(s)), redis 127.0.0.1:$REDIS_PORT (pid $REDIS_PID), ${DURATION}s per run" >&2
-
-# ---- ping runs ----
-
-ROWS=""     # markdown rows
-RUNS_JSON=""
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-
-add_row() { # workload metric noded redis
-	ROWS="$ROWS| $1 | $2 | $3 | $4 | $(ratio "$3" "$4") |
-"
+	cat "$out.err" >&2
+	die "the master did not start"
 }
 
-for run in $RUNS; do
-	IFS=: read -r c d place <<<"$run"
-	place=${place:-split}
-	case $place in
-	split) ccpu=$CLIENT_CPU ;;
-	shared) ccpu=$SERVER_CPU ;;
-	*) die "RUNS: placement '$place' is neither split nor shared" ;;
-	esac
+# Starts N simulated workers (fake exec) on MASTER_ADDR and waits until they
+# are all registered: sets SIM_PID.
+start_sims() {
+	local n=$1 slots=${2:-1} out="$TMP/sims.$RANDOM"
+	"${PIN_CLIENT[@]}" "$BENCH" workers --addr "$MASTER_ADDR" --count "$n" \
+		--slots "$slots" --exec fake >"$out.out" 2>"$out.err" &
+	SIM_PID=$!
+	PIDS+=("$SIM_PID")
+	for _ in $(seq 1200); do  # up to 120 s
+		grep -q '^workers .* registered' "$out.out" && return 0
+		kill -0 "$SIM_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	cat "$out.err" >&2
+	die "$n simulated workers did not register"
+}
 
-	# noded
-	t0=$(cpu_ticks "$NODED_PID")
-	nj=$(on_cpu "$ccpu" timeout $((DURATION * 2 + 30)) "$BENCH" ping --addr "$NODED_ADDR" \
-		--conns "$c" --depth "$d" --duration "$DURATION" --json) ||
-		die "noded-bench ping ${c}x$d failed: $nj"
-	t1=$(cpu_ticks "$NODED_PID")
-	n_req=$(json_num requests "$nj")
-	n_rps=$(json_num rps "$nj")
-	n_p50=$(json_num p50_us "$nj")
-	n_p99=$(json_num p99_us "$nj")
-	n_p999=$(json_num p999_us "$nj")
-	n_err=$(json_num errors "$nj")
-	n_cpu=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$n_req" \
-		'BEGIN { printf "%.3f", (n > 0 ? t * 1e6 / hz / n : 0) }')
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "" }'; }
+yes_if() { awk -v a="$1" -v b="$2" -v op="$3" 'BEGIN {
+	ok = (op == "<") ? (a < b) : (a >= b); print (ok ? "yes" : "no") }'; }
 
-	# redis: calibrate a request count that lasts about DURATION
-	cal=$((c * d * 200))
-	[ "$cal" -lt 20000 ] && cal=20000
-	cal_rps=$(on_cpu "$ccpu" timeout 60 redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" \
-		-t ping_mbulk -c "$c" -P "$d" -n "$cal" --csv 2>/dev/null |
-		awk -F'"' 'NR == 2 { print $4 }')
-	[ -n "$cal_rps" ] || die "redis-benchmark calibration failed"
-	n=$(awk -v r="$cal_rps" -v s="$DURATION" -v c="$c" -v d="$d" \
-		'BEGIN { n = int(r * s); if (n < c * d * 10) n = c * d * 10; print n }')
-	t0=$(cpu_ticks "$REDIS_PID")
-	on_cpu "$ccpu" timeout $((DURATION * 4 + 60)) redis-benchmark -h 127.0.0.1 \
-		-p "$REDIS_PORT" -t ping_mbulk -c "$c" -P "$d" -n "$n" \
-		2>/dev/null | tr '\r' '\n' >"$TMP/redis-bench.txt" ||
-		die "redis-benchmark ${c}x$d failed"
-	t1=$(cpu_ticks "$REDIS_PID")
-	r_rps=$(awk '/throughput summary:/ { print $3 }' "$TMP/redis-bench.txt")
-	r_secs=$(awk '/requests completed in/ { print $(NF - 1); exit }' \
-		"$TMP/redis-bench.txt")
-	# "avg min p50 p95 p99 max" in ms, on the line after its header
-	read -r r_p50 r_p99 < <(awk '/avg +min +p50/ { getline;
-		printf "%d %d\n", $3 * 1000 + 0.5, $5 * 1000 + 0.5 }' \
-		"$TMP/redis-bench.txt")
-	r_p999=$(awk '/Latency by percentile distribution/ { on = 1; next }
-		on && NF == 0 { on = 0 }
-		on && !done { p = $1; sub("%", "", p);
-			if (p + 0 >= 99.9) { printf "%d\n", $3 * 1000 + 0.5; done = 1 } }' \
-		"$TMP/redis-bench.txt")
-	[ -n "$r_rps" ] && [ -n "$r_p50" ] && [ -n "$r_p999" ] ||
-		die "could not parse redis-benchmark output ($TMP/redis-bench.txt)"
-	r_cpu=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$n" \
-		'BEGIN { printf "%.3f", t * 1e6 / hz / n }')
+# ---- 1. ping: noded against redis ----
 
-	w="ping ${c}x$d $place"
-	add_row "$w" "requests/s" "$n_rps" "$r_rps"
-	add_row "$w" "p50 us" "$n_p50" "$r_p50"
-	add_row "$w" "p99 us" "$n_p99" "$r_p99"
-	add_row "$w" "p99.9 us" "$n_p999" "$r_p999"
-	add_row "$w" "server CPU us/request" "$n_cpu" "$r_cpu"
-	[ "$n_err" = 0 ] || echo "bench.sh: noded run ${c}x$d had $n_err errors" >&2
+bench_ping() {
+	local c d nj n_req t0 t1 n_cpu cal cal_rps n r_rps r_p50 r_p99 r_p999 r_cpu w
+	start_master
+	local port="" rpid=""
+	for _ in $(seq 10); do
+		port=$((20000 + RANDOM % 20000))
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue  # taken
+		"${PIN_SERVER[@]}" redis-server --port "$port" --bind 127.0.0.1 --save '' \
+			--appendonly no --daemonize no --maxclients $((IDLE_CONNS + 64)) \
+			>"$TMP/redis.log" 2>&1 &
+		rpid=$!
+		PIDS+=("$rpid")
+		for _ in $(seq 50); do
+			[ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] && break 2
+			kill -0 "$rpid" 2>/dev/null || break
+			sleep 0.1
+		done
+		stop_pid "$rpid"
+		rpid=""
+	done
+	[ -n "$rpid" ] || { cat "$TMP/redis.log" >&2; die "redis-server did not start"; }
+	REDIS_PID=$rpid
+	REDIS_PORT=$port
+	PING_MASTER_PID=$MASTER_PID
+	PING_MASTER_ADDR=$MASTER_ADDR
+	REDIS_VERSION=$(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')
 
-	RUNS_JSON="$RUNS_JSON${RUNS_JSON:+,}
-    {\"conns\": $c, \"depth\": $d, \"placement\": \"$place\",
-     \"noded\": {\"bench\": $nj, \"cpu_us_per_req\": $n_cpu},
-     \"redis\": {\"requests\": $n, \"duration_s\": ${r_secs:-null}, \"rps\": $r_rps, \"p50_us\": $r_p50, \"p99_us\": $r_p99, \"p999_us\": $r_p999, \"cpu_us_per_req\": $r_cpu}}"
-	echo "bench.sh: ${c}x$d: noded $n_rps rps, redis $r_rps rps" >&2
-done
+	for run in $PING_RUNS; do
+		IFS=: read -r c d <<<"$run"
+		t0=$(cpu_ticks "$MASTER_PID")
+		nj=$("${PIN_CLIENT[@]}" timeout $((DURATION * 2 + 30)) "$BENCH" ping \
+			--addr "$MASTER_ADDR" --conns "$c" --depth "$d" \
+			--duration "$DURATION" --json) || die "noded-bench ping ${c}x$d failed"
+		t1=$(cpu_ticks "$MASTER_PID")
+		n_req=$(jnum "$nj" .requests)
+		n_cpu=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$n_req" \
+			'BEGIN { printf "%.3f", (n > 0 ? t * 1e6 / hz / n : 0) }')
 
-# ---- idle connections: RSS per connection ----
+		# redis: a request count that lasts about DURATION
+		cal=$((c * d * 200))
+		[ "$cal" -lt 20000 ] && cal=20000
+		cal_rps=$("${PIN_CLIENT[@]}" timeout 60 redis-benchmark -h 127.0.0.1 \
+			-p "$REDIS_PORT" -t ping_mbulk -c "$c" -P "$d" -n "$cal" --csv \
+			2>/dev/null | awk -F'"' 'NR == 2 { print $4 }')
+		[ -n "$cal_rps" ] || die "redis-benchmark calibration failed"
+		n=$(awk -v r="$cal_rps" -v s="$DURATION" -v c="$c" -v d="$d" \
+			'BEGIN { n = int(r * s); if (n < c * d * 10) n = c * d * 10; print n }')
+		t0=$(cpu_ticks "$REDIS_PID")
+		"${PIN_CLIENT[@]}" timeout $((DURATION * 4 + 60)) redis-benchmark \
+			-h 127.0.0.1 -p "$REDIS_PORT" -t ping_mbulk -c "$c" -P "$d" -n "$n" \
+			2>/dev/null | tr '\r' '\n' >"$TMP/redis-bench.txt" ||
+			die "redis-benchmark ${c}x$d failed"
+		t1=$(cpu_ticks "$REDIS_PID")
+		r_rps=$(awk '/throughput summary:/ { print $3 }' "$TMP/redis-bench.txt")
+		read -r r_p50 r_p99 < <(awk '/avg +min +p50/ { getline;
+			printf "%d %d\n", $3 * 1000 + 0.5, $5 * 1000 + 0.5 }' \
+			"$TMP/redis-bench.txt")
+		# redis-benchmark prints no p99.9: the first percentile line at or
+		# above 99.9% (slightly pessimistic)
+		r_p999=$(awk '/Latency by percentile distribution/ { on = 1; next }
+			on && NF == 0 { on = 0 }
+			on && !done { p = $1; sub("%", "", p);
+				if (p + 0 >= 99.9) { printf "%d\n", $3 * 1000 + 0.5; done = 1 } }' \
+			"$TMP/redis-bench.txt")
+		[ -n "$r_rps" ] && [ -n "$r_p50" ] && [ -n "$r_p999" ] ||
+			die "could not parse redis-benchmark output"
+		r_cpu=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$n" \
+			'BEGIN { printf "%.3f", t * 1e6 / hz / n }')
 
-# idle_kib PID ADDR [--raw]: sets IDLE_RESULT to "KiB/conn rss_before
-# rss_after" for IDLE_CONNS held connections. Runs in this shell (not a
-# subshell) so that the EXIT trap knows IDLE_PID.
-IDLE_RESULT=""
+		w="ping C=$c D=$d"
+		row "$w" "requests/s" "$(jnum "$nj" .rps)" "1/s" "$r_rps" redis
+		row "$w" "p50" "$(jnum "$nj" .p50_us)" "us" "$r_p50" redis
+		row "$w" "p99" "$(jnum "$nj" .p99_us)" "us" "$r_p99" redis
+		row "$w" "p99.9" "$(jnum "$nj" .p999_us)" "us" "$r_p999" redis
+		row "$w" "server CPU per request" "$n_cpu" "us" "$r_cpu" redis
+		[ "$(jnum "$nj" .errors)" = 0 ] || note "ping ${c}x$d had $(jnum "$nj" .errors) errors"
+		note "ping ${c}x$d: noded $(jnum "$nj" .rps)/s, redis $r_rps/s"
+	done
+}
+
+# ---- 2. tasks: end to end against the bare spawn loop ----
+
+bench_tasks() {
+	local wpid tj sj ratio_v added
+	start_master
+	"${PIN_CLIENT[@]}" "$NODED" worker --master "$MASTER_ADDR" --name bench-worker \
+		--slots "$TASKS_C" --log-level warn >"$TMP/worker.out" 2>"$TMP/worker.err" &
+	wpid=$!
+	PIDS+=("$wpid")
+	for _ in $(seq 100); do
+		"$NODED" nodes --master "$MASTER_ADDR" 2>/dev/null | grep -q bench-worker && break
+		sleep 0.1
+	done
+	tj=$("${PIN_CLIENT[@]}" timeout 300 "$BENCH" tasks --addr "$MASTER_ADDR" \
+		--count "$TASKS_COUNT" --concurrency "$TASKS_C" --json -- /bin/true) ||
+		die "noded-bench tasks failed: $tj"
+	sj=$("${PIN_CLIENT[@]}" timeout 300 "$BENCH" spawn --count "$TASKS_COUNT" \
+		--concurrency "$TASKS_C" --json -- /bin/true) || die "noded-bench spawn failed"
+	stop_pid "$wpid"
+	stop_pid "$MASTER_PID"
+	ratio_v=$(ratio "$(jnum "$tj" .per_s)" "$(jnum "$sj" .per_s)")
+	added=$(( $(jnum "$tj" .p50_us) - $(jnum "$sj" .p50_us) ))
+	row "tasks C=$TASKS_C" "tasks/s" "$(jnum "$tj" .per_s)" "1/s" \
+		"$(jnum "$sj" .per_s)" "bare spawn" ">= 0.90 of bare" \
+		"$(yes_if "$ratio_v" 0.9 ">=")"
+	row "tasks C=$TASKS_C" "p50" "$(jnum "$tj" .p50_us)" "us" "$(jnum "$sj" .p50_us)" "bare spawn"
+	row "tasks C=$TASKS_C" "p99" "$(jnum "$tj" .p99_us)" "us" "$(jnum "$sj" .p99_us)" "bare spawn"
+	row "tasks C=$TASKS_C" "added p50" "$added" "us" "" "" "< 100 us" "$(yes_if "$added" 100 "<")"
+	[ "$(jnum "$tj" .errors)" = 0 ] || note "tasks had $(jnum "$tj" .errors) errors"
+	note "tasks: noded $(jnum "$tj" .per_s)/s, bare $(jnum "$sj" .per_s)/s"
+}
+
+# ---- 3 and 4. fan-out, and heartbeats of the largest fleet ----
+
+bench_fanout() {
+	local n fj t0 t1 pct p50_s
+	for n in $FANOUT_SIZES; do
+		start_master
+		start_sims "$n" 1
+		sleep 3  # registrations and first status reports settle
+		if want heartbeats && [ "$n" = "$(echo $FANOUT_SIZES | awk '{ print $NF }')" ]; then
+			t0=$(cpu_ticks "$MASTER_PID")
+			sleep "$HB_SECS"
+			t1=$(cpu_ticks "$MASTER_PID")
+			pct=$(cpu_pct "$MASTER_PID" $((t1 - t0)) "$HB_SECS")
+			row "heartbeats $n workers" "master CPU" "$pct" "% of a core" "" "" \
+				"< 5%" "$(yes_if "$pct" 5 "<")"
+			row "heartbeats $n workers" "master RSS" "$(rss_kib "$MASTER_PID")" "KiB"
+			note "heartbeats: $n workers, master CPU $pct% of a core"
+		fi
+		if want fanout; then
+			fj=$(timeout 600 "${PIN_CLIENT[@]}" "$BENCH" tasks --addr "$MASTER_ADDR" \
+				--all --count "$FANOUT_REPS" --concurrency 1 --json -- true) ||
+				die "fan-out to $n failed: $fj"
+			[ "$(jnum "$fj" .tasks)" = $((n * FANOUT_REPS)) ] ||
+				die "fan-out to $n: $(jnum "$fj" .tasks) results, want $((n * FANOUT_REPS))"
+			p50_s=$(awk -v u="$(jnum "$fj" .p50_us)" 'BEGIN { printf "%.3f", u / 1e6 }')
+			row "fan-out to $n" "all results back, p50" "$p50_s" "s" "" "" \
+				"$([ "$n" = 10000 ] && echo "< 1 s")" \
+				"$([ "$n" = 10000 ] && yes_if "$p50_s" 1 "<")"
+			row "fan-out to $n" "all results back, p99" \
+				"$(awk -v u="$(jnum "$fj" .p99_us)" 'BEGIN { printf "%.3f", u / 1e6 }')" "s"
+			note "fan-out to $n: p50 ${p50_s}s"
+		fi
+		stop_pid "$SIM_PID"
+		stop_pid "$MASTER_PID"
+	done
+}
+
+# ---- 5. idle connections ----
+
+# idle_kib PID ADDR [--raw]: prints "KiB/conn rss_before rss_after".
 idle_kib() {
-	local pid=$1 addr=$2 before after open=""
+	local pid=$1 addr=$2 before after ipid open=""
 	shift 2
-	IDLE_RESULT=""
 	sleep 0.5
 	before=$(rss_kib "$pid")
-	"$BENCH" idle --addr "$addr" --conns "$IDLE_CONNS" --hold 120 "$@" \
-		>"$TMP/idle.out" 2>"$TMP/idle.err" &
-	IDLE_PID=$!
-	for _ in $(seq 1200); do  # up to 120 s to open them all
+	"${PIN_CLIENT[@]}" "$BENCH" idle --addr "$addr" --conns "$IDLE_CONNS" \
+		--hold 120 "$@" >"$TMP/idle.out" 2>"$TMP/idle.err" &
+	ipid=$!
+	PIDS+=("$ipid")
+	for _ in $(seq 1200); do
 		grep -q '^open ' "$TMP/idle.out" && { open=1; break; }
-		kill -0 "$IDLE_PID" 2>/dev/null || break
+		kill -0 "$ipid" 2>/dev/null || break
 		sleep 0.1
 	done
-	if [ -z "$open" ]; then
-		cat "$TMP/idle.err" >&2
-		stop_pid "$IDLE_PID"
-		IDLE_PID=""
-		return 1
-	fi
-	sleep 1  # let the server finish accepting and settle
+	[ -n "$open" ] || { cat "$TMP/idle.err" >&2; return 1; }
+	sleep 1
 	after=$(rss_kib "$pid")
-	stop_pid "$IDLE_PID"
-	IDLE_PID=""
-	IDLE_RESULT=$(awk -v a="$after" -v b="$before" -v n="$IDLE_CONNS" \
-		'BEGIN { printf "%.2f %d %d\n", (a - b) / n, b, a }')
+	stop_pid "$ipid"
+	awk -v a="$after" -v b="$before" -v n="$IDLE_CONNS" \
+		'BEGIN { printf "%.2f %d %d\n", (a - b) / n, b, a }'
 }
 
-idle_kib "$NODED_PID" "$NODED_ADDR" || die "noded idle test failed"
-read -r n_kib n_rss0 n_rss1 <<<"$IDLE_RESULT"
-idle_kib "$REDIS_PID" "127.0.0.1:$REDIS_PORT" --raw || die "redis idle test failed"
-read -r r_kib r_rss0 r_rss1 <<<"$IDLE_RESULT"
-echo "bench.sh: idle: noded RSS $n_rss0 -> $n_rss1 KiB, redis $r_rss0 -> $r_rss1 KiB" >&2
-add_row "$IDLE_CONNS idle conns" "server RSS KiB/conn" "$n_kib" "$r_kib"
+bench_idle() {
+	local n r
+	[ -n "${PING_MASTER_PID:-}" ] || die "idle runs after ping (its master and redis)"
+	n=$(idle_kib "$PING_MASTER_PID" "$PING_MASTER_ADDR") || die "noded idle test failed"
+	r=$(idle_kib "$REDIS_PID" "127.0.0.1:$REDIS_PORT" --raw) || die "redis idle test failed"
+	read -r n_kib n_rss0 n_rss1 <<<"$n"
+	read -r r_kib _ _ <<<"$r"
+	row "$IDLE_CONNS idle connections" "master RSS per connection" "$n_kib" "KiB" \
+		"$r_kib" redis "< 4 KiB" "$(yes_if "$n_kib" 4 "<")"
+	note "idle: noded RSS $n_rss0 -> $n_rss1 KiB"
+}
+
+# ---- 6. a queue of tasks sent at once ----
+
+bench_queue() {
+	local qj t0 t1 secs pct hwm lost
+	start_master
+	start_sims "$QUEUE_WORKERS" 1
+	sleep 2
+	t0=$(cpu_ticks "$MASTER_PID")
+	qj=$(timeout 600 "${PIN_CLIENT[@]}" "$BENCH" tasks --addr "$MASTER_ADDR" \
+		--count "$QUEUE_TASKS" --concurrency "$QUEUE_TASKS" --json -- true) ||
+		die "queue of $QUEUE_TASKS failed: $qj"
+	t1=$(cpu_ticks "$MASTER_PID")
+	hwm=$(hwm_kib "$MASTER_PID")
+	secs=$(jnum "$qj" .seconds)
+	pct=$(cpu_pct "$MASTER_PID" $((t1 - t0)) "$secs")
+	lost=$((QUEUE_TASKS - $(jnum "$qj" .tasks) + $(jnum "$qj" .errors)))
+	stop_pid "$SIM_PID"
+	stop_pid "$MASTER_PID"
+	local w="queue $QUEUE_TASKS tasks, $QUEUE_WORKERS workers"
+	row "$w" "submit rate" "$(jnum "$qj" .submit_per_s)" "tasks/s"
+	row "$w" "completion rate" "$(jnum "$qj" .per_s)" "tasks/s"
+	row "$w" "master peak RSS" "$((hwm / 1024))" "MiB" "" "" "< 200 MiB" \
+		"$(yes_if "$((hwm / 1024))" 200 "<")"
+	row "$w" "tasks lost or failed" "$lost" "tasks" "" "" "0" "$([ "$lost" = 0 ] && echo yes || echo no)"
+	row "$w" "master CPU while draining" "$pct" "% of a core"
+	note "queue: submit $(jnum "$qj" .submit_per_s)/s, completion $(jnum "$qj" .per_s)/s, peak RSS $((hwm / 1024)) MiB"
+}
+
+# ---- run ----
+
+note "$(nproc) CPUs, masters on CPU $SERVER_CPU (--shards $SHARDS), load on CPU $CLIENT_CPU; workloads: $ONLY"
+REDIS_VERSION=""
+if want ping || want idle; then bench_ping; fi
+if want idle; then bench_idle; fi
+[ -z "${PING_MASTER_PID:-}" ] || { stop_pid "$PING_MASTER_PID"; stop_pid "$REDIS_PID"; }
+if want tasks; then bench_tasks; fi
+if want fanout || want heartbeats; then bench_fanout; fi
+if want queue; then bench_queue; fi
 
 # ---- report ----
 
+MACHINE="$(nproc) vCPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%d GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)"
+jq -s --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg machine "$MACHINE" \
+	--arg redis "$REDIS_VERSION" --argjson shards "$SHARDS" \
+	--argjson duration "$DURATION" \
+	'{date: $date, machine: $machine, noded_shards: $shards,
+	  ping_duration_s: $duration, redis_version: $redis, results: .}' \
+	"$ROWS" >"$OUT"
+
 {
 	echo
-	echo "noded ($SHARDS shard(s)) vs redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'), ${DURATION} s per run, $(nproc) CPUs, loopback; servers on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU (split) or $SERVER_CPU (shared)"
+	echo "$MACHINE; $(date -u +%Y-%m-%d); masters --shards $SHARDS on CPU $SERVER_CPU, load on CPU $CLIENT_CPU"
 	echo
-	echo "| workload | metric | noded | redis | noded/redis |"
-	echo "|---|---|---:|---:|---:|"
-	printf '%s' "$ROWS"
+	echo "| workload | metric | noded | reference | noded/reference | target | met |"
+	echo "|---|---|---:|---:|---:|---|---|"
+	jq -r '"| \(.workload) | \(.metric) (\(.unit)) | \(.value) | " +
+		(if .reference == null then "" else "\(.reference) (\(.reference_name))" end) +
+		" | " + (if .reference == null or .reference == 0 then ""
+			else "\(.value / .reference * 100 | round / 100)" end) +
+		" | \(.target // "") | " +
+		(if .met == null then "" elif .met then "yes" else "**no**" end) + " |"' "$ROWS"
 }
 
-cat >"$OUT" <<EOF
-{
-  "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
-  "kernel": "$(uname -r)",
-  "cpus": $(nproc),
-  "duration_s": $DURATION,
-  "noded_shards": $SHARDS,
-  "redis_version": "$(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')",
-  "runs": [$RUNS_JSON
-  ],
-  "idle": {"conns": $IDLE_CONNS,
-    "noded": {"rss_before_kib": $n_rss0, "rss_after_kib": $n_rss1, "kib_per_conn": $n_kib},
-    "redis": {"rss_before_kib": $r_rss0, "rss_after_kib": $r_rss1, "kib_per_conn": $r_kib}}
-}
-EOF
-echo "bench.sh: wrote $OUT" >&2
+if [ -n "$COMPARE" ]; then
+	echo
+	echo "Change against $COMPARE ($(jq -r .date "$COMPARE")):"
+	echo
+	echo "| workload | metric | before | now | change |"
+	echo "|---|---|---:|---:|---:|"
+	jq -r --slurpfile old "$COMPARE" '
+		($old[0].results | map({key: "\(.workload)|\(.metric)", value: .value})
+		 | from_entries) as $o
+		| .results[] | . as $r | $o["\($r.workload)|\($r.metric)"] as $b
+		| "| \($r.workload) | \($r.metric) (\($r.unit)) | \($b // "-") | \($r.value) | " +
+		  (if $b == null or $b == 0 then "" else
+		   "\((($r.value - $b) / $b * 1000 | round) / 10)%" end) + " |"' "$OUT"
+fi
+note "wrote $OUT"

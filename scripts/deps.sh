@@ -8,7 +8,7 @@ set -eu
 # reference: redis-server/redis-tools; pkg-config finds the libraries.
 PKGS="build-essential pkg-config liburing-dev libprotobuf-c-dev protobuf-c-compiler
 libmimalloc-dev libcriterion-dev libjansson-dev libhttp-parser-dev libssl-dev
-redis-server redis-tools wrk curl procps"
+redis-server redis-tools wrk curl jq procps"
 
 missing=""
 for p in $PKGS; do
