@@ -661,6 +661,48 @@ Test(http, client_gone_during_follow)
 	resp_free(&r);
 }
 
+/* A follower's watcher goes with its connection, not when the task ends. */
+Test(http, follower_watcher_dropped_with_its_connection)
+{
+	struct resp r;
+	long long id, watchers = -1;
+	char path[96];
+	int64_t deadline;
+	int fd;
+
+	start(1, NULL);
+	wait_node_alive();
+	id = submit("{\"argv\": [\"sleep\", \"30\"]}");
+	fd = conn_http();
+	snprintf(path, sizeof(path), "GET /v1/tasks/%lld/output?follow=1 "
+		 "HTTP/1.1\r\n\r\n", id);
+	send_str(fd, path);
+	snprintf(path, sizeof(path), "/v1/tasks/%lld", id);
+	deadline = nd_test_now_ms() + 3000;
+	while (watchers != 1 && nd_test_now_ms() < deadline) {
+		req(&r, "GET", path, NULL);
+		watchers = jint(r.json, "watchers");
+		resp_free(&r);
+		nd_test_sleep_ms(20);
+	}
+	cr_assert_eq(watchers, 1, "the follower never showed as a watcher");
+	close(fd);
+	deadline = nd_test_now_ms() + 3000;
+	while (watchers != 0 && nd_test_now_ms() < deadline) {
+		nd_test_sleep_ms(20);
+		req(&r, "GET", path, NULL);
+		watchers = jint(r.json, "watchers");
+		cr_assert(!strcmp(jstr(r.json, "state"), "RUNNING") ||
+				  !strcmp(jstr(r.json, "state"), "ASSIGNED"),
+			  "the task ended: %s", jstr(r.json, "state"));
+		resp_free(&r);
+	}
+	cr_expect_eq(watchers, 0, "a closed follower is still a watcher");
+	req(&r, "DELETE", path, NULL);
+	cr_expect_eq(r.status, 200);
+	resp_free(&r);
+}
+
 Test(http, token_guards_the_api_off_loopback_rules)
 {
 	struct resp r;
