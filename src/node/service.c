@@ -691,6 +691,7 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg)
 	svc->output_budget = s->cfg->output_budget;
 	svc->max_queue = s->cfg->max_queue ? s->cfg->max_queue : 1000000;
 	nd_list_init(&svc->pending);
+	nd_list_init(&svc->pending_any);
 	nd_list_init(&svc->all);
 	nd_list_init(&svc->done);
 	nd_list_init(&svc->held);

@@ -74,7 +74,8 @@ struct task {
 	bool truncated;
 	struct nd_list watchers;      /* struct watcher.task_link */
 	uint32_t nwatchers;
-	struct nd_list queue_link;    /* svc.pending while PENDING */
+	bool any_node;                /* no target node, no labels */
+	struct nd_list queue_link;    /* svc.pending(_any) while PENDING */
 	struct nd_list node_link;     /* node.tasks while ASSIGNED/RUNNING */
 	struct nd_list all_link;      /* svc.all, oldest first */
 	uint64_t queued_ns;           /* monotonic, when last queued */
@@ -86,7 +87,8 @@ struct nd_svc {
 	struct node **buckets;
 	size_t nbuckets, count;
 	struct nd_u64map tasks;       /* id -> task */
-	struct nd_list pending;       /* FIFO */
+	struct nd_list pending_any;   /* FIFO of tasks any node may run */
+	struct nd_list pending;       /* FIFO of tasks for a node or labels */
 	struct nd_list all;
 	/* Retention: ended tasks, oldest end first; the oldest are evicted
 	 * while there are more than task_history of them or the output kept

@@ -9,10 +9,13 @@
  * already ended, or for another attempt, are acknowledged and ignored, so a
  * late worker can never give a task a second ending.
  *
- * Scheduling: FIFO over the pending queue; each task goes to the eligible
- * node (ALIVE, registered stream, matching target) with the lowest share of
- * its slots in use; a task that fits nowhere now waits and does not block
- * the ones behind it. A task no node could ever run is refused at
+ * Scheduling: FIFO; each task goes to the eligible node (ALIVE, registered
+ * stream, matching target) with the lowest share of its slots in use. Tasks
+ * any node may run wait in svc.pending_any: when its head finds no node
+ * with a free slot, none behind it would, so a pass stops there and costs
+ * O(nodes) per task placed, whatever the queue's length. Tasks for a named
+ * node or for labels wait in svc.pending, where each may wait for its own
+ * node without blocking the ones behind it (a pass walks that list). A task no node could ever run is refused at
  * submission, unless it asked to wait for one (wait_for_node): then it stays
  * PENDING until such a node joins.
  *
@@ -307,13 +310,14 @@ static bool has_labels(const struct node *n, const Noded__TaskSpec *sp)
 	return true;
 }
 
-/* Could node n ever run t (ignoring its load)? */
+/* Could node n ever run t (ignoring its load)? sp is NULL for a task any
+ * node may run. */
 static bool eligible(const struct node *n, const struct task *t,
 		     const Noded__TaskSpec *sp)
 {
 	if (t->target_node)
 		return !strcmp(n->name, t->target_node);
-	return has_labels(n, sp);
+	return !sp || has_labels(n, sp);
 }
 
 /* The least-loaded node that can take t now, or NULL. */
@@ -335,6 +339,8 @@ static struct node *pick(struct nd_svc *svc, const struct task *t,
 			    !n->stream.serial || n->running >= n->slots ||
 			    !eligible(n, t, sp))
 				continue;
+			if (!n->running)
+				return n; /* idle: none is less loaded */
 			/* lower running/slots wins: compare cross-multiplied */
 			if (!best || (uint64_t)n->running * best->slots <
 					     (uint64_t)best->running * n->slots)
@@ -344,32 +350,53 @@ static struct node *pick(struct nd_svc *svc, const struct task *t,
 	return best;
 }
 
+/* Takes pending t off its queue and sends it to n. */
+static void assign(struct nd_svc *svc, struct task *t, struct node *n)
+{
+	nd_list_del(&t->queue_link);
+	svc->npending--;
+	free(t->node);
+	t->node = strdup(n->name);
+	t->state = NODED__TASK_STATE__TASK_ASSIGNED;
+	n->running++;
+	nd_list_add_tail(&n->tasks, &t->node_link);
+	nd_hist_add(&svc->dispatch, nd_now_ns() - t->queued_ns);
+	ND_LOG(ND_LOG_DEBUG, "task.assigned", ND_U("task", t->id),
+	       ND_S("node", n->name), ND_U("attempt", t->attempt));
+	push_assignment(svc, t, n);
+}
+
+/* The queue a pending task waits in (see the top of this file). */
+static struct nd_list *queue_of(struct nd_svc *svc, const struct task *t)
+{
+	return t->any_node ? &svc->pending_any : &svc->pending;
+}
+
 void nd__tasks_schedule(struct nd_svc *svc)
 {
 	struct nd_list *l, *next;
 
+	while (!nd_list_empty(&svc->pending_any)) {
+		struct task *t = nd_container_of(svc->pending_any.next,
+						 struct task, queue_link);
+		struct node *n = pick(svc, t, NULL);
+
+		if (!n)
+			break; /* no free slot anywhere */
+		assign(svc, t, n);
+	}
 	for (l = svc->pending.next; l != &svc->pending; l = next) {
 		struct task *t = nd_container_of(l, struct task, queue_link);
-		Noded__TaskSpec *sp = spec_of(svc, t);
+		Noded__TaskSpec *sp = NULL;
 		struct node *n;
 
 		next = l->next;
-		if (!sp)
+		/* a named node needs no spec; labels do */
+		if (!t->target_node && !(sp = spec_of(svc, t)))
 			continue;
 		n = pick(svc, t, sp);
-		if (!n)
-			continue;
-		nd_list_del(&t->queue_link);
-		svc->npending--;
-		free(t->node);
-		t->node = strdup(n->name);
-		t->state = NODED__TASK_STATE__TASK_ASSIGNED;
-		n->running++;
-		nd_list_add_tail(&n->tasks, &t->node_link);
-		nd_hist_add(&svc->dispatch, nd_now_ns() - t->queued_ns);
-		ND_LOG(ND_LOG_DEBUG, "task.assigned", ND_U("task", t->id),
-		       ND_S("node", n->name), ND_U("attempt", t->attempt));
-		push_assignment(svc, t, n);
+		if (n)
+			assign(svc, t, n);
 	}
 }
 
@@ -395,7 +422,7 @@ void nd__tasks_node_dead(struct nd_svc *svc, struct node *n, const char *why)
 			       ND_S("node", n->name), ND_S("reason", why),
 			       ND_U("attempt", t->attempt),
 			       ND_U("retries_left", t->retries_left));
-			nd_list_add_tail(&svc->pending, &t->queue_link);
+			nd_list_add_tail(queue_of(svc, t), &t->queue_link);
 			svc->npending++;
 			requeued = true;
 			continue;
@@ -440,7 +467,8 @@ static struct task *task_new(struct nd_svc *svc, const uint8_t *spec,
 	t->submitted_unix_ms = nd__unix_ms();
 	t->queued_ns = nd_now_ns();
 	nd_list_init(&t->watchers);
-	nd_list_add_tail(&svc->pending, &t->queue_link);
+	t->any_node = !t->target_node && !sp->n_labels;
+	nd_list_add_tail(queue_of(svc, t), &t->queue_link);
 	svc->npending++;
 	nd_list_add_tail(&svc->all, &t->all_link);
 	return t;
