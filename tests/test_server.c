@@ -240,6 +240,55 @@ Test(server, report_status_reply_fields)
 	STOP_OK(&d);
 }
 
+/* A heartbeat sent as a notification is taken and not answered; any other
+ * method sent so is refused and the connection closed. */
+Test(server, report_status_notification_gets_no_reply)
+{
+	Noded__NodeStatus st = NODED__NODE_STATUS__INIT;
+	Noded__Frame f = NODED__FRAME__INIT, *r;
+	Noded__PingRequest p;
+	int fd;
+
+	DAEMON_START(&d);
+	fd = CONNECT_HELLO(&d);
+	st.name = "worker-notify";
+	st.slots_total = 2;
+	st.slots_free = 2;
+	f.id = 7;
+	f.kind = NODED__FRAME_KIND__NOTIFY;
+	f.body_case = NODED__FRAME__BODY_REPORT_STATUS;
+	f.report_status = &st;
+	SEND_FRAME(fd, &f);
+	SEND_FRAME(fd, &f);
+	/* the next frame is the Ping's reply: nothing came for the two */
+	PING(fd, 8);
+	EXPECT_QUIET(fd, 300);
+	/* an inconsistent one is refused with an Error */
+	st.slots_free = 3;
+	f.id = 9;
+	SEND_FRAME(fd, &f);
+	r = RECV(fd);
+	EXPECT_FRAME(r, NODED__FRAME_KIND__REPLY, 9, NODED__FRAME__BODY_ERROR);
+	cr_expect_eq(r->error->code, NODED__ERROR_CODE__BAD_REQUEST);
+	nd_frame_free(r, NULL);
+	PING(fd, 10);
+	close(fd);
+
+	fd = CONNECT_HELLO(&d);
+	nd_test_frame_ping(&f, &p, 11, "one-way", 7);
+	f.kind = NODED__FRAME_KIND__NOTIFY;
+	SEND_FRAME(fd, &f);
+	r = RECV(fd);
+	EXPECT_FRAME(r, NODED__FRAME_KIND__REPLY, 11, NODED__FRAME__BODY_ERROR);
+	cr_expect_eq(r->error->code, NODED__ERROR_CODE__BAD_REQUEST);
+	cr_expect(strstr(r->error->message, "only report_status"), "%s",
+		  r->error->message);
+	nd_frame_free(r, NULL);
+	EXPECT_CLOSED(fd);
+	close(fd);
+	STOP_OK(&d);
+}
+
 Test(server, assign_task_opens_stream)
 {
 	Noded__Frame f, *r;

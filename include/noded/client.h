@@ -103,6 +103,14 @@ int nd_client_ping(struct nd_client *c, int timeout_ms);
 int64_t nd_client_start(struct nd_client *c, const Noded__Frame *req,
 			nd_reply_cb cb, void *arg);
 
+/*
+ * Queues req as a notification (FrameKind NOTIFY): no reply comes and none
+ * is waited for. Only report_status may be sent so (a worker's heartbeat);
+ * the server refuses any other method and closes the connection. Returns 0
+ * or a negative error.
+ */
+int nd_client_notify(struct nd_client *c, const Noded__Frame *req);
+
 /* Queues a CANCEL for the stream opened by request id. */
 int nd_client_cancel(struct nd_client *c, uint64_t id);
 

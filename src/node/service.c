@@ -268,7 +268,8 @@ static void report_status(struct nd_svc *svc, struct nd_ticket *t,
 	sr.heartbeat_interval_ms = svc->s->cfg->heartbeat_ms;
 	r.body_case = NODED__FRAME__BODY_STATUS_REPLY;
 	r.status_reply = &sr;
-	nd__out_frame(o, &r);
+	if (f->kind != NODED__FRAME_KIND__NOTIFY)
+		nd__out_frame(o, &r); /* a notification wants no reply */
 	if (!was_usable && n->running < n->slots && n->stream.serial)
 		nd__tasks_schedule(svc);
 }

@@ -353,6 +353,24 @@ int64_t nd_client_start(struct nd_client *c, const Noded__Frame *req,
 	return start(c, req, cb, arg, 0);
 }
 
+int nd_client_notify(struct nd_client *c, const Noded__Frame *req)
+{
+	Noded__Frame f;
+	int r;
+
+	if (c->err)
+		return c->err;
+	if (!req || req->body_case == NODED__FRAME__BODY__NOT_SET)
+		return -EINVAL;
+	f = *req;
+	f.id = c->next_id;
+	f.kind = NODED__FRAME_KIND__NOTIFY;
+	r = out_frame(c, &f);
+	if (!r)
+		c->next_id++;
+	return r;
+}
+
 static void hello_frame(const struct nd_client *c, Noded__Frame *f,
 			Noded__HelloRequest *h)
 {

@@ -106,7 +106,15 @@ static void dispatch(struct nd_conn *c, const Noded__Frame *f)
 		nd__rpc_assign_cancel(c, f);
 		return;
 	}
-	if (f->kind != NODED__FRAME_KIND__REQUEST) {
+	if (f->kind == NODED__FRAME_KIND__NOTIFY &&
+	    f->body_case != NODED__FRAME__BODY_REPORT_STATUS) {
+		nd_rpc_fatal(c, f->id, NODED__ERROR_CODE__BAD_REQUEST,
+			     "only report_status may be sent as a notification, "
+			     "not %s", nd_frame_method_name(f->body_case));
+		return;
+	}
+	if (f->kind != NODED__FRAME_KIND__REQUEST &&
+	    f->kind != NODED__FRAME_KIND__NOTIFY) {
 		nd_rpc_fatal(c, f->id, NODED__ERROR_CODE__BAD_REQUEST,
 			     "frame kind %d is not one a client sends",
 			     (int)f->kind);
