@@ -33,7 +33,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,6 +40,7 @@
 #include "noded/client.h"
 #include "cmds.h"
 #include "hist.h"
+#include "util.h"
 
 #define RBUF_SIZE (64u << 10)
 #define DRAIN_NS (2000000000ull)
@@ -69,8 +69,7 @@ struct bconn {
 	bool dirty;         /* on b->dirty: has output to send */
 	unsigned inflight;
 	uint8_t *rbuf;
-	uint8_t *tx;        /* copy of the client's output being sent */
-	size_t tx_len, tx_off, tx_cap;
+	struct nd_perf_tx tx;   /* the send in the kernel */
 	struct req *reqs;
 };
 
@@ -95,68 +94,7 @@ struct bench {
 	struct nd_hist hist;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* Raises the soft RLIMIT_NOFILE to the hard limit: C connections need C fds. */
-static void raise_nofile(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-}
-
-static long parse_num(const char *opt, const char *s, long min, long max)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max) {
-		fprintf(stderr, "noded-bench: %s wants an integer in %ld..%ld, "
-				"got '%s'\n", opt, min, max, s);
-		exit(2);
-	}
-	return v;
-}
-
-static double parse_secs(const char *opt, const char *s)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || !(v > 0) || v > 86400) {
-		fprintf(stderr, "noded-bench: %s wants seconds in (0, 86400], "
-				"got '%s'\n", opt, s);
-		exit(2);
-	}
-	return v;
-}
-
 /* ---- ping: io_uring driver ---- */
-
-static struct io_uring_sqe *get_sqe(struct bench *b)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
-
-	if (!sqe) {
-		/* SQ full: hand the batch to the kernel and take a slot. */
-		io_uring_submit(&b->ring);
-		sqe = io_uring_get_sqe(&b->ring);
-	}
-	return sqe;
-}
 
 static uint64_t tag(const struct bench *b, const struct bconn *bc, int op)
 {
@@ -172,7 +110,7 @@ static void arm_recv(struct bconn *bc)
 
 	if (bc->dead || bc->recv_armed || b->finishing)
 		return;
-	sqe = get_sqe(b);
+	sqe = nd_perf_sqe(&b->ring);
 	if (!sqe) {
 		conn_lost(bc);
 		return;
@@ -186,49 +124,30 @@ static void arm_recv(struct bconn *bc)
 static void submit_tx(struct bconn *bc)
 {
 	struct bench *b = bc->b;
-	struct io_uring_sqe *sqe = get_sqe(b);
+	struct io_uring_sqe *sqe = nd_perf_sqe(&b->ring);
 
 	if (!sqe) {
 		conn_lost(bc);
 		return;
 	}
-	io_uring_prep_send(sqe, bc->fd, bc->tx + bc->tx_off,
-			   bc->tx_len - bc->tx_off, MSG_NOSIGNAL);
+	nd_perf_tx_prep(&bc->tx, sqe, bc->fd);
 	io_uring_sqe_set_data64(sqe, tag(b, bc, OP_SEND));
 	bc->sending = true;
 	b->ops++;
 }
 
-/*
- * Starts a send of everything the client queued. The bytes are copied out
- * (and consumed from the client) because callbacks keep queueing requests
- * while the send is in the kernel, which may move the client's buffer.
- */
+/* Starts a send of everything the client queued (see nd_perf_tx). */
 static void kick_send(struct bconn *bc)
 {
-	const uint8_t *out;
-	size_t n;
+	long n;
 
 	if (bc->dead || bc->sending || bc->b->finishing)
 		return;
-	n = nd_client_output(bc->c, &out);
-	if (!n)
-		return;
-	if (n > bc->tx_cap) {
-		uint8_t *p = realloc(bc->tx, n);
-
-		if (!p) {
-			conn_lost(bc);
-			return;
-		}
-		bc->tx = p;
-		bc->tx_cap = n;
-	}
-	memcpy(bc->tx, out, n);
-	nd_client_consume(bc->c, n);
-	bc->tx_len = n;
-	bc->tx_off = 0;
-	submit_tx(bc);
+	n = nd_perf_tx_fill(&bc->tx, bc->c);
+	if (n < 0)
+		conn_lost(bc);
+	else if (n > 0)
+		submit_tx(bc);
 }
 
 static void mark_dirty(struct bconn *bc)
@@ -266,7 +185,7 @@ static void ping_cb(struct nd_client *c, int status, const Noded__Frame *f,
 	struct req *r = arg;
 	struct bconn *bc = r->bc;
 	struct bench *b = bc->b;
-	uint64_t now = now_ns();
+	uint64_t now = nd_perf_now_ns();
 
 	bc->inflight--;
 	b->inflight--;
@@ -326,23 +245,18 @@ static void on_recv(struct bconn *bc, int res)
 
 static void on_send(struct bconn *bc, int res)
 {
+	int r;
+
 	bc->sending = false;
 	if (bc->dead || bc->b->finishing)
 		return;
-	if (res == -EINTR || res == -EAGAIN) {
-		submit_tx(bc);
-		return;
-	}
-	if (res <= 0) {
+	r = nd_perf_tx_sent(&bc->tx, res);
+	if (r < 0)
 		conn_lost(bc);
-		return;
-	}
-	bc->tx_off += (size_t)res;
-	if (bc->tx_off < bc->tx_len) {
-		submit_tx(bc);  /* short send: the rest */
-		return;
-	}
-	kick_send(bc);
+	else if (r > 0)
+		submit_tx(bc);  /* the rest */
+	else
+		kick_send(bc);
 }
 
 /* Reaps what completed; one batched cq_advance. */
@@ -399,33 +313,6 @@ static int step(struct bench *b, int64_t wait_ns)
 		return r;
 	reap(b);
 	return 0;
-}
-
-static int ring_init(struct bench *b)
-{
-	struct io_uring_params p;
-	unsigned entries = 64;
-	int r;
-
-	while (entries < 2 * b->nconns && entries < 4096)
-		entries *= 2;
-	/* The set the shards use, then plainer ones for older kernels. */
-	static const unsigned flag_sets[] = {
-		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-		IORING_SETUP_COOP_TASKRUN,
-		0,
-	};
-	for (unsigned i = 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
-		memset(&p, 0, sizeof(p));
-		p.flags = flag_sets[i] | IORING_SETUP_CQSIZE;
-		p.cq_entries = entries * 4;
-		r = io_uring_queue_init_params(entries, &b->ring, &p);
-		if (r == 0)
-			return 0;
-		if (r != -EINVAL)
-			break;
-	}
-	return r;
 }
 
 static void ping_usage(FILE *f)
@@ -524,14 +411,14 @@ static void ping_connect(struct bench *b, const struct ping_opts *o)
  */
 static void ping_teardown(struct bench *b, bool ring_ok)
 {
-	uint64_t deadline = now_ns() + 1000000000ull;
+	uint64_t deadline = nd_perf_now_ns() + 1000000000ull;
 
 	b->finishing = true;
 	b->stopping = true;
 	for (unsigned i = 0; i < b->nconns; i++)
 		if (b->conns[i].c)
 			shutdown(b->conns[i].fd, SHUT_RDWR);
-	while (ring_ok && b->ops && now_ns() < deadline)
+	while (ring_ok && b->ops && nd_perf_now_ns() < deadline)
 		if (step(b, WAIT_NS) < 0)
 			break;
 	if (ring_ok)
@@ -541,7 +428,7 @@ static void ping_teardown(struct bench *b, bool ring_ok)
 
 		nd_client_close(bc->c);
 		free(bc->rbuf);
-		free(bc->tx);
+		free(bc->tx.buf);
 		free(bc->reqs);
 	}
 }
@@ -568,13 +455,14 @@ static int cmd_ping(int argc, char **argv)
 	       -1) {
 		switch (opt) {
 		case 'a': o.addr = optarg; break;
-		case 'c': o.conns = (unsigned)parse_num("--conns", optarg, 1,
-							MAX_CONNS); break;
-		case 'd': o.depth = (unsigned)parse_num("--depth", optarg, 1,
-							MAX_DEPTH); break;
-		case 't': o.duration = parse_secs("--duration", optarg); break;
-		case 'p': o.payload = (size_t)parse_num("--payload", optarg,
-							0, 8 << 20); break;
+		case 'c': o.conns = (unsigned)nd_perf_parse_num("--conns",
+						optarg, 1, MAX_CONNS); break;
+		case 'd': o.depth = (unsigned)nd_perf_parse_num("--depth",
+						optarg, 1, MAX_DEPTH); break;
+		case 't': o.duration = nd_perf_parse_secs("--duration",
+							  optarg); break;
+		case 'p': o.payload = (size_t)nd_perf_parse_num("--payload",
+						optarg, 0, 8 << 20); break;
 		case 'j': o.json = true; break;
 		case 'h': ping_usage(stdout); return 0;
 		default: ping_usage(stderr); return 2;
@@ -584,7 +472,7 @@ static int cmd_ping(int argc, char **argv)
 		ping_usage(stderr);
 		return 2;
 	}
-	raise_nofile();
+	nd_perf_raise_nofile();
 
 	b = calloc(1, sizeof(*b));
 	if (!b)
@@ -611,14 +499,14 @@ static int cmd_ping(int argc, char **argv)
 		fprintf(stderr, "noded-bench: no connection to %s\n", o.addr);
 		goto out_teardown;
 	}
-	r = ring_init(b);
+	r = nd_perf_ring_init(&b->ring, 2 * b->nconns);
 	if (r) {
 		fprintf(stderr, "noded-bench: io_uring: %s\n", strerror(-r));
 		goto out_teardown;
 	}
 	ring_ok = true;
 
-	t0 = now_ns();
+	t0 = nd_perf_now_ns();
 	b->end_ns = t0 + (uint64_t)(o.duration * 1e9);
 	for (unsigned i = 0; i < b->nconns; i++) {
 		struct bconn *bc = &b->conns[i];
@@ -627,13 +515,13 @@ static int cmd_ping(int argc, char **argv)
 			continue;
 		for (unsigned k = 0; k < b->depth; k++) {
 			bc->reqs[k].bc = bc;
-			start_ping(&bc->reqs[k], now_ns());
+			start_ping(&bc->reqs[k], nd_perf_now_ns());
 		}
 		arm_recv(bc);
 	}
 	/* Run until the duration is over, then drain (bounded). */
 	for (;;) {
-		uint64_t now = now_ns();
+		uint64_t now = nd_perf_now_ns();
 		int64_t wait = WAIT_NS;
 
 		if (!b->stopping && now >= b->end_ns)
@@ -658,7 +546,7 @@ static int cmd_ping(int argc, char **argv)
 	 * time spent waiting for replies that never came (a stalled server)
 	 * does not dilute requests/s.
 	 */
-	t1 = now_ns();
+	t1 = nd_perf_now_ns();
 	if (t1 > b->end_ns)
 		t1 = b->last_ns > b->end_ns ? b->last_ns : b->end_ns;
 	ping_teardown(b, ring_ok);
@@ -708,24 +596,6 @@ static int raw_connect(const struct addrinfo *ai)
 	return fd;
 }
 
-static int resolve(const char *addr, struct addrinfo **res)
-{
-	struct addrinfo hints = { .ai_family = AF_UNSPEC,
-				  .ai_socktype = SOCK_STREAM };
-	char host[256];
-	const char *colon = strrchr(addr, ':');
-	size_t n;
-
-	if (!colon || colon == addr || !colon[1])
-		return ND_EADDR;
-	n = (size_t)(colon - addr);
-	if (n >= sizeof(host))
-		return ND_EADDR;
-	memcpy(host, addr, n);
-	host[n] = '\0';
-	return getaddrinfo(host, colon + 1, &hints, res) ? ND_EADDR : 0;
-}
-
 static void idle_usage(FILE *f)
 {
 	fprintf(f,
@@ -762,9 +632,9 @@ static int cmd_idle(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "a:c:t:rh", lopts, NULL)) != -1) {
 		switch (opt) {
 		case 'a': addr = optarg; break;
-		case 'c': conns = (unsigned)parse_num("--conns", optarg, 1,
-						      MAX_CONNS); break;
-		case 't': hold = parse_secs("--hold", optarg); break;
+		case 'c': conns = (unsigned)nd_perf_parse_num("--conns",
+						optarg, 1, MAX_CONNS); break;
+		case 't': hold = nd_perf_parse_secs("--hold", optarg); break;
 		case 'r': raw = true; break;
 		case 'h': idle_usage(stdout); return 0;
 		default: idle_usage(stderr); return 2;
@@ -774,13 +644,13 @@ static int cmd_idle(int argc, char **argv)
 		idle_usage(stderr);
 		return 2;
 	}
-	raise_nofile();
+	nd_perf_raise_nofile();
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 
 	if (raw) {
 		fds = calloc(conns, sizeof(*fds));
-		r = fds ? resolve(addr, &ai) : -ENOMEM;
+		r = fds ? nd_perf_resolve(addr, &ai) : -ENOMEM;
 	} else {
 		cl = calloc(conns, sizeof(*cl));
 		r = cl ? 0 : -ENOMEM;
@@ -789,7 +659,7 @@ static int cmd_idle(int argc, char **argv)
 		fprintf(stderr, "noded-bench: %s: %s\n", addr, nd_strerror(r));
 		goto out_free;
 	}
-	t0 = now_ns();
+	t0 = nd_perf_now_ns();
 	for (opened = 0; opened < conns && !stop_hold; opened++) {
 		if (raw) {
 			r = raw_connect(ai);
@@ -801,7 +671,7 @@ static int cmd_idle(int argc, char **argv)
 		if (r < 0)
 			break;
 	}
-	t1 = now_ns();
+	t1 = nd_perf_now_ns();
 	if (opened < conns) {
 		fprintf(stderr, "noded-bench: idle: connection %u of %u to %s: "
 				"%s\n", opened + 1, conns, addr,
@@ -812,8 +682,8 @@ static int cmd_idle(int argc, char **argv)
 	fflush(stdout);
 	fprintf(stderr, "noded-bench: %u %s connections open in %.2f s\n",
 		opened, raw ? "raw" : "handshaken", (double)(t1 - t0) / 1e9);
-	end = now_ns() + (uint64_t)(hold * 1e9);
-	while (!stop_hold && now_ns() < end) {
+	end = nd_perf_now_ns() + (uint64_t)(hold * 1e9);
+	while (!stop_hold && nd_perf_now_ns() < end) {
 		struct timespec ts = { 0, 20000000 };
 
 		nanosleep(&ts, NULL);
