@@ -39,7 +39,9 @@
 
 #include "noded/client.h"
 #include "cmds.h"
+#include "core/list.h"
 #include "hist.h"
+#include "loop.h"
 #include "util.h"
 
 #define RBUF_SIZE (64u << 10)
@@ -58,31 +60,23 @@ struct req {
 	uint64_t t0;
 };
 
-/* One benchmark connection; its client does the protocol, we move bytes. */
+/* One benchmark connection; its client does the protocol, we move bytes.
+ * pc.dead: lost, no more requests (ops still may complete). */
 struct bconn {
 	struct bench *b;
-	struct nd_client *c;
-	int fd;
-	bool dead;          /* lost: no more requests, ops still may complete */
+	struct nd_perf_conn pc;
 	bool recv_armed;
-	bool sending;
-	bool dirty;         /* on b->dirty: has output to send */
 	unsigned inflight;
 	uint8_t *rbuf;
-	struct nd_perf_tx tx;   /* the send in the kernel */
 	struct req *reqs;
 };
 
 struct bench {
-	struct io_uring ring;
+	struct nd_perf_loop loop;   /* finishing: completions are ignored */
 	struct bconn *conns;
 	unsigned nconns, live;
 	unsigned depth;
-	unsigned ops;           /* io_uring operations in the kernel */
-	unsigned *dirty;
-	unsigned ndirty;
 	bool stopping;          /* duration over: no new requests */
-	bool finishing;         /* tearing down: completions are ignored */
 	uint64_t end_ns;
 	uint64_t last_ns;       /* time of the last successful reply */
 	uint64_t inflight;
@@ -108,54 +102,17 @@ static void arm_recv(struct bconn *bc)
 	struct bench *b = bc->b;
 	struct io_uring_sqe *sqe;
 
-	if (bc->dead || bc->recv_armed || b->finishing)
+	if (bc->pc.dead || bc->recv_armed || b->loop.finishing)
 		return;
-	sqe = nd_perf_sqe(&b->ring);
+	sqe = nd_perf_sqe(&b->loop.ring);
 	if (!sqe) {
 		conn_lost(bc);
 		return;
 	}
-	io_uring_prep_recv(sqe, bc->fd, bc->rbuf, RBUF_SIZE, 0);
+	io_uring_prep_recv(sqe, bc->pc.fd, bc->rbuf, RBUF_SIZE, 0);
 	io_uring_sqe_set_data64(sqe, tag(b, bc, OP_RECV));
 	bc->recv_armed = true;
-	b->ops++;
-}
-
-static void submit_tx(struct bconn *bc)
-{
-	struct bench *b = bc->b;
-	struct io_uring_sqe *sqe = nd_perf_sqe(&b->ring);
-
-	if (!sqe) {
-		conn_lost(bc);
-		return;
-	}
-	nd_perf_tx_prep(&bc->tx, sqe, bc->fd);
-	io_uring_sqe_set_data64(sqe, tag(b, bc, OP_SEND));
-	bc->sending = true;
-	b->ops++;
-}
-
-/* Starts a send of everything the client queued (see nd_perf_tx). */
-static void kick_send(struct bconn *bc)
-{
-	long n;
-
-	if (bc->dead || bc->sending || bc->b->finishing)
-		return;
-	n = nd_perf_tx_fill(&bc->tx, bc->c);
-	if (n < 0)
-		conn_lost(bc);
-	else if (n > 0)
-		submit_tx(bc);
-}
-
-static void mark_dirty(struct bconn *bc)
-{
-	if (bc->dirty || bc->dead)
-		return;
-	bc->dirty = true;
-	bc->b->dirty[bc->b->ndirty++] = (unsigned)(bc - bc->b->conns);
+	b->loop.ops++;
 }
 
 static void ping_cb(struct nd_client *c, int status, const Noded__Frame *f,
@@ -169,14 +126,14 @@ static void start_ping(struct req *r, uint64_t now)
 	int64_t id;
 
 	r->t0 = now;
-	id = nd_client_start(bc->c, &b->frame, ping_cb, r);
+	id = nd_client_start(bc->pc.c, &b->frame, ping_cb, r);
 	if (id < 0) {
 		b->errors++;
 		return;
 	}
 	bc->inflight++;
 	b->inflight++;
-	mark_dirty(bc);
+	nd_perf_mark(&b->loop, &bc->pc);
 }
 
 static void ping_cb(struct nd_client *c, int status, const Noded__Frame *f,
@@ -199,7 +156,7 @@ static void ping_cb(struct nd_client *c, int status, const Noded__Frame *f,
 	}
 	/* Keep the depth while the run lasts, unless the connection is gone
 	 * (its pending calls fail with a negative errno, not ND_EREMOTE). */
-	if (b->stopping || now >= b->end_ns || bc->dead ||
+	if (b->stopping || now >= b->end_ns || bc->pc.dead ||
 	    (status < 0 && status != ND_EREMOTE))
 		return;
 	start_ping(r, now);
@@ -208,14 +165,14 @@ static void ping_cb(struct nd_client *c, int status, const Noded__Frame *f,
 /* The connection failed: its pending requests end (as errors), no more. */
 static void conn_lost(struct bconn *bc)
 {
-	if (bc->dead)
+	if (bc->pc.dead)
 		return;
-	bc->dead = true;
+	bc->pc.dead = true;
 	bc->b->live--;
 	/* feed(EOF) fails every pending request through ping_cb. */
-	nd_client_feed(bc->c, NULL, 0);
+	nd_client_feed(bc->pc.c, NULL, 0);
 	/* Makes the recv still in the kernel complete. */
-	shutdown(bc->fd, SHUT_RDWR);
+	shutdown(bc->pc.fd, SHUT_RDWR);
 }
 
 static void on_recv(struct bconn *bc, int res)
@@ -223,7 +180,7 @@ static void on_recv(struct bconn *bc, int res)
 	int r;
 
 	bc->recv_armed = false;
-	if (bc->dead || bc->b->finishing)
+	if (bc->pc.dead || bc->b->loop.finishing)
 		return;
 	if (res == -EINTR || res == -EAGAIN || res == -ENOBUFS) {
 		arm_recv(bc);
@@ -233,7 +190,7 @@ static void on_recv(struct bconn *bc, int res)
 		conn_lost(bc);
 		return;
 	}
-	r = nd_client_feed(bc->c, bc->rbuf, (size_t)res);
+	r = nd_client_feed(bc->pc.c, bc->rbuf, (size_t)res);
 	if (r < 0) {
 		/* Protocol error or fatal Error: the client failed the
 		 * pending requests already. */
@@ -243,76 +200,24 @@ static void on_recv(struct bconn *bc, int res)
 	arm_recv(bc);
 }
 
-static void on_send(struct bconn *bc, int res)
+static void pc_lost(struct nd_perf_conn *pc, int err)
 {
-	int r;
+	conn_lost(nd_container_of(pc, struct bconn, pc));
+}
 
-	bc->sending = false;
-	if (bc->dead || bc->b->finishing)
+/* One completion: a recv or a send of a connection (perf/loop.h). */
+static void complete(struct nd_perf_loop *l, const struct io_uring_cqe *cqe)
+{
+	struct bench *b = nd_container_of(l, struct bench, loop);
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	struct bconn *bc = &b->conns[ud >> 1];
+
+	if ((ud & 1) == OP_SEND) {
+		nd_perf_sent(l, &bc->pc, cqe->res);
 		return;
-	r = nd_perf_tx_sent(&bc->tx, res);
-	if (r < 0)
-		conn_lost(bc);
-	else if (r > 0)
-		submit_tx(bc);  /* the rest */
-	else
-		kick_send(bc);
-}
-
-/* Reaps what completed; one batched cq_advance. */
-static unsigned reap(struct bench *b)
-{
-	struct io_uring_cqe *cqe;
-	unsigned head, n = 0;
-
-	io_uring_for_each_cqe(&b->ring, head, cqe) {
-		uint64_t ud = io_uring_cqe_get_data64(cqe);
-		struct bconn *bc = &b->conns[ud >> 1];
-
-		n++;
-		b->ops--;
-		switch (ud & 1) {
-		case OP_RECV:
-			on_recv(bc, cqe->res);
-			break;
-		case OP_SEND:
-			on_send(bc, cqe->res);
-			break;
-		}
 	}
-	io_uring_cq_advance(&b->ring, n);
-	return n;
-}
-
-static void flush_dirty(struct bench *b)
-{
-	for (unsigned i = 0; i < b->ndirty; i++) {
-		struct bconn *bc = &b->conns[b->dirty[i]];
-
-		bc->dirty = false;
-		kick_send(bc);
-	}
-	b->ndirty = 0;
-}
-
-/* One loop iteration: queue sends, submit, wait up to wait_ns, reap. */
-static int step(struct bench *b, int64_t wait_ns)
-{
-	struct __kernel_timespec ts;
-	struct io_uring_cqe *cqe;
-	int r;
-
-	flush_dirty(b);
-	if (wait_ns < 0)
-		wait_ns = 0;
-	ts.tv_sec = wait_ns / 1000000000;
-	ts.tv_nsec = wait_ns % 1000000000;
-	r = io_uring_submit_and_wait_timeout(&b->ring, &cqe, 1, &ts, NULL);
-	if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY &&
-	    r != -EAGAIN)
-		return r;
-	reap(b);
-	return 0;
+	l->ops--;
+	on_recv(bc, cqe->res);
 }
 
 static void ping_usage(FILE *f)
@@ -383,22 +288,23 @@ static void ping_connect(struct bench *b, const struct ping_opts *o)
 		int r;
 
 		bc->b = b;
-		bc->dead = true;
-		r = nd_client_connect(&bc->c, o->addr, &co);
+		bc->pc.dead = true;
+		r = nd_client_connect(&bc->pc.c, o->addr, &co);
 		if (r) {
 			fprintf(stderr, "noded-bench: connect %s: %s\n",
 				o->addr, nd_strerror(r));
 			b->errors++;
 			continue;
 		}
-		bc->fd = nd_client_fd(bc->c);
+		bc->pc.fd = nd_client_fd(bc->pc.c);
+		bc->pc.ud = tag(b, bc, OP_SEND);
 		bc->rbuf = malloc(RBUF_SIZE);
 		bc->reqs = calloc(b->depth, sizeof(*bc->reqs));
 		if (!bc->rbuf || !bc->reqs) {
 			b->errors++;
 			continue;
 		}
-		bc->dead = false;
+		bc->pc.dead = false;
 		b->live++;
 	}
 }
@@ -413,22 +319,21 @@ static void ping_teardown(struct bench *b, bool ring_ok)
 {
 	uint64_t deadline = nd_perf_now_ns() + 1000000000ull;
 
-	b->finishing = true;
+	b->loop.finishing = true;
 	b->stopping = true;
 	for (unsigned i = 0; i < b->nconns; i++)
-		if (b->conns[i].c)
-			shutdown(b->conns[i].fd, SHUT_RDWR);
-	while (ring_ok && b->ops && nd_perf_now_ns() < deadline)
-		if (step(b, WAIT_NS) < 0)
+		if (b->conns[i].pc.c)
+			shutdown(b->conns[i].pc.fd, SHUT_RDWR);
+	while (ring_ok && b->loop.ops && nd_perf_now_ns() < deadline)
+		if (nd_perf_loop_step(&b->loop, WAIT_NS) < 0)
 			break;
-	if (ring_ok)
-		io_uring_queue_exit(&b->ring);
+	nd_perf_loop_exit(&b->loop);
 	for (unsigned i = 0; i < b->nconns; i++) {
 		struct bconn *bc = &b->conns[i];
 
-		nd_client_close(bc->c);
+		nd_client_close(bc->pc.c);
 		free(bc->rbuf);
-		free(bc->tx.buf);
+		nd_perf_conn_free(&bc->pc);
 		free(bc->reqs);
 	}
 }
@@ -482,9 +387,8 @@ static int cmd_ping(int argc, char **argv)
 	b->payload_len = o.payload;
 	nd_hist_init(&b->hist);
 	b->conns = calloc(o.conns, sizeof(*b->conns));
-	b->dirty = calloc(o.conns, sizeof(*b->dirty));
 	b->payload = malloc(o.payload ? o.payload : 1);
-	if (!b->conns || !b->dirty || !b->payload)
+	if (!b->conns || !b->payload)
 		goto out_free;
 	memset(b->payload, 'x', o.payload);
 	noded__ping_request__init(&b->ping);
@@ -499,7 +403,9 @@ static int cmd_ping(int argc, char **argv)
 		fprintf(stderr, "noded-bench: no connection to %s\n", o.addr);
 		goto out_teardown;
 	}
-	r = nd_perf_ring_init(&b->ring, 2 * b->nconns);
+	b->loop.lost = pc_lost;
+	b->loop.complete = complete;
+	r = nd_perf_loop_init(&b->loop, b->nconns);
 	if (r) {
 		fprintf(stderr, "noded-bench: io_uring: %s\n", strerror(-r));
 		goto out_teardown;
@@ -511,7 +417,7 @@ static int cmd_ping(int argc, char **argv)
 	for (unsigned i = 0; i < b->nconns; i++) {
 		struct bconn *bc = &b->conns[i];
 
-		if (bc->dead)
+		if (bc->pc.dead)
 			continue;
 		for (unsigned k = 0; k < b->depth; k++) {
 			bc->reqs[k].bc = bc;
@@ -533,7 +439,7 @@ static int cmd_ping(int argc, char **argv)
 			break;
 		if (!b->stopping && (int64_t)(b->end_ns - now) < wait)
 			wait = (int64_t)(b->end_ns - now);
-		r = step(b, wait);
+		r = nd_perf_loop_step(&b->loop, wait);
 		if (r < 0) {
 			fprintf(stderr, "noded-bench: io_uring: %s\n",
 				strerror(-r));
@@ -560,7 +466,6 @@ out_teardown:
 	ping_report(b, &o, 0);
 out_free:
 	free(b->payload);
-	free(b->dirty);
 	free(b->conns);
 	free(b);
 	return rc;
@@ -729,7 +634,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: noded-bench COMMAND [OPTIONS]   (COMMAND --help "
 		   "for its options)\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		fprintf(f, "  %-6s %s\n", cmds[i].name, cmds[i].summary);
+		fprintf(f, "  %-7s %s\n", cmds[i].name, cmds[i].summary);
 }
 
 int main(int argc, char **argv)

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <time.h>
 
+#include "noded/errors.h"
 #include "util.h"
 
 uint64_t nd_perf_now_ns(void)
@@ -116,42 +116,4 @@ struct io_uring_sqe *nd_perf_sqe(struct io_uring *ring)
 		sqe = io_uring_get_sqe(ring);
 	}
 	return sqe;
-}
-
-long nd_perf_tx_fill(struct nd_perf_tx *tx, struct nd_client *c)
-{
-	const uint8_t *out;
-	size_t n = nd_client_output(c, &out);
-
-	if (!n)
-		return 0;
-	if (n > tx->cap) {
-		uint8_t *p = realloc(tx->buf, n);
-
-		if (!p)
-			return -ENOMEM;
-		tx->buf = p;
-		tx->cap = n;
-	}
-	memcpy(tx->buf, out, n);
-	nd_client_consume(c, n);
-	tx->len = n;
-	tx->off = 0;
-	return (long)n;
-}
-
-void nd_perf_tx_prep(struct nd_perf_tx *tx, struct io_uring_sqe *sqe, int fd)
-{
-	io_uring_prep_send(sqe, fd, tx->buf + tx->off, tx->len - tx->off,
-			   MSG_NOSIGNAL);
-}
-
-int nd_perf_tx_sent(struct nd_perf_tx *tx, int res)
-{
-	if (res == -EINTR || res == -EAGAIN)
-		return 1;
-	if (res <= 0)
-		return res < 0 ? res : -EPIPE;
-	tx->off += (size_t)res;
-	return tx->off < tx->len;
 }

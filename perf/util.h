@@ -1,8 +1,7 @@
 /*
- * Helpers shared by the noded-bench subcommands that drive many
- * connections from one thread: the clock, option values, the fd limit, the
- * address, the io_uring setup, and the send side of a client library
- * connection moved by io_uring (sans-I/O).
+ * Helpers shared by the noded-bench subcommands: the clock, option values,
+ * the fd limit, the address and the io_uring setup (perf/loop.h drives
+ * connections on it).
  *
  * The option parsers print why and exit(2) on a bad value: they serve
  * command lines only.
@@ -14,8 +13,6 @@
 #include <netdb.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include "noded/client.h"
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t nd_perf_now_ns(void);
@@ -45,27 +42,5 @@ int nd_perf_ring_init(struct io_uring *ring, unsigned want);
 /* An SQE; when the SQ is full its batch is submitted first. NULL only when
  * the kernel takes none. */
 struct io_uring_sqe *nd_perf_sqe(struct io_uring *ring);
-
-/*
- * The bytes of one send in the kernel, copied out of a client: callbacks
- * keep queueing requests while the send is in flight, which may move the
- * client's own buffer. A zeroed struct is empty; free buf when done.
- */
-struct nd_perf_tx {
-	uint8_t *buf;
-	size_t len, off, cap;
-};
-
-/* Moves everything c has queued into tx (consumed from c). Returns the
- * bytes to send (0: nothing queued) or -ENOMEM (c keeps them). */
-long nd_perf_tx_fill(struct nd_perf_tx *tx, struct nd_client *c);
-
-/* Prepares sqe to send what is left of tx on fd. */
-void nd_perf_tx_prep(struct nd_perf_tx *tx, struct io_uring_sqe *sqe, int fd);
-
-/* The send completed with res: 1 when bytes are left to send (short send,
- * or -EINTR/-EAGAIN: prepare it again), 0 when all went, a negative errno
- * when the connection is gone (a send of 0 bytes counts as -EPIPE). */
-int nd_perf_tx_sent(struct nd_perf_tx *tx, int res);
 
 #endif
