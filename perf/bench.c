@@ -626,7 +626,7 @@ static const struct cmd cmds[] = {
 	{ "idle", cmd_idle, "hold N idle connections (memory per connection)" },
 	{ "tasks", nd_bench_tasks, "end-to-end task rate and latency" },
 	{ "spawn", nd_bench_spawn, "bare posix_spawn+waitpid loop (the floor)" },
-	/* planned: "workers" (a simulated fleet) */
+	{ "workers", nd_bench_workers, "a simulated fleet of N workers" },
 };
 
 static void usage(FILE *f)
