@@ -45,7 +45,10 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJ := $(call obj,$(LIB_SRC)) $(BUILD)/obj/gen/noded.pb-c.o
 SRV_OBJ := $(call obj,$(SRV_SRC))
 CLI_OBJ := $(call obj,$(CLI_SRC))
-BENCH_OBJ := $(call obj,$(BENCH_SRC))
+# noded-bench workers spawns as the exec helpers do (--exec real) and
+# reports its machine as the worker does.
+BENCH_OBJ := $(call obj,$(BENCH_SRC)) $(BUILD)/obj/src/exec/command.o \
+	$(BUILD)/obj/src/node/status.o
 TEST_LIB_OBJ := $(call obj,$(TEST_LIB_SRC))
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 

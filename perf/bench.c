@@ -33,14 +33,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "noded/client.h"
 #include "cmds.h"
+#include "core/list.h"
 #include "hist.h"
+#include "loop.h"
+#include "util.h"
 
 #define RBUF_SIZE (64u << 10)
 #define DRAIN_NS (2000000000ull)
@@ -58,32 +60,23 @@ struct req {
 	uint64_t t0;
 };
 
-/* One benchmark connection; its client does the protocol, we move bytes. */
+/* One benchmark connection; its client does the protocol, we move bytes.
+ * pc.dead: lost, no more requests (ops still may complete). */
 struct bconn {
 	struct bench *b;
-	struct nd_client *c;
-	int fd;
-	bool dead;          /* lost: no more requests, ops still may complete */
+	struct nd_perf_conn pc;
 	bool recv_armed;
-	bool sending;
-	bool dirty;         /* on b->dirty: has output to send */
 	unsigned inflight;
 	uint8_t *rbuf;
-	uint8_t *tx;        /* copy of the client's output being sent */
-	size_t tx_len, tx_off, tx_cap;
 	struct req *reqs;
 };
 
 struct bench {
-	struct io_uring ring;
+	struct nd_perf_loop loop;   /* finishing: completions are ignored */
 	struct bconn *conns;
 	unsigned nconns, live;
 	unsigned depth;
-	unsigned ops;           /* io_uring operations in the kernel */
-	unsigned *dirty;
-	unsigned ndirty;
 	bool stopping;          /* duration over: no new requests */
-	bool finishing;         /* tearing down: completions are ignored */
 	uint64_t end_ns;
 	uint64_t last_ns;       /* time of the last successful reply */
 	uint64_t inflight;
@@ -95,68 +88,7 @@ struct bench {
 	struct nd_hist hist;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* Raises the soft RLIMIT_NOFILE to the hard limit: C connections need C fds. */
-static void raise_nofile(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-}
-
-static long parse_num(const char *opt, const char *s, long min, long max)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max) {
-		fprintf(stderr, "noded-bench: %s wants an integer in %ld..%ld, "
-				"got '%s'\n", opt, min, max, s);
-		exit(2);
-	}
-	return v;
-}
-
-static double parse_secs(const char *opt, const char *s)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || !(v > 0) || v > 86400) {
-		fprintf(stderr, "noded-bench: %s wants seconds in (0, 86400], "
-				"got '%s'\n", opt, s);
-		exit(2);
-	}
-	return v;
-}
-
 /* ---- ping: io_uring driver ---- */
-
-static struct io_uring_sqe *get_sqe(struct bench *b)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
-
-	if (!sqe) {
-		/* SQ full: hand the batch to the kernel and take a slot. */
-		io_uring_submit(&b->ring);
-		sqe = io_uring_get_sqe(&b->ring);
-	}
-	return sqe;
-}
 
 static uint64_t tag(const struct bench *b, const struct bconn *bc, int op)
 {
@@ -170,73 +102,17 @@ static void arm_recv(struct bconn *bc)
 	struct bench *b = bc->b;
 	struct io_uring_sqe *sqe;
 
-	if (bc->dead || bc->recv_armed || b->finishing)
+	if (bc->pc.dead || bc->recv_armed || b->loop.finishing)
 		return;
-	sqe = get_sqe(b);
+	sqe = nd_perf_sqe(&b->loop.ring);
 	if (!sqe) {
 		conn_lost(bc);
 		return;
 	}
-	io_uring_prep_recv(sqe, bc->fd, bc->rbuf, RBUF_SIZE, 0);
+	io_uring_prep_recv(sqe, bc->pc.fd, bc->rbuf, RBUF_SIZE, 0);
 	io_uring_sqe_set_data64(sqe, tag(b, bc, OP_RECV));
 	bc->recv_armed = true;
-	b->ops++;
-}
-
-static void submit_tx(struct bconn *bc)
-{
-	struct bench *b = bc->b;
-	struct io_uring_sqe *sqe = get_sqe(b);
-
-	if (!sqe) {
-		conn_lost(bc);
-		return;
-	}
-	io_uring_prep_send(sqe, bc->fd, bc->tx + bc->tx_off,
-			   bc->tx_len - bc->tx_off, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, tag(b, bc, OP_SEND));
-	bc->sending = true;
-	b->ops++;
-}
-
-/*
- * Starts a send of everything the client queued. The bytes are copied out
- * (and consumed from the client) because callbacks keep queueing requests
- * while the send is in the kernel, which may move the client's buffer.
- */
-static void kick_send(struct bconn *bc)
-{
-	const uint8_t *out;
-	size_t n;
-
-	if (bc->dead || bc->sending || bc->b->finishing)
-		return;
-	n = nd_client_output(bc->c, &out);
-	if (!n)
-		return;
-	if (n > bc->tx_cap) {
-		uint8_t *p = realloc(bc->tx, n);
-
-		if (!p) {
-			conn_lost(bc);
-			return;
-		}
-		bc->tx = p;
-		bc->tx_cap = n;
-	}
-	memcpy(bc->tx, out, n);
-	nd_client_consume(bc->c, n);
-	bc->tx_len = n;
-	bc->tx_off = 0;
-	submit_tx(bc);
-}
-
-static void mark_dirty(struct bconn *bc)
-{
-	if (bc->dirty || bc->dead)
-		return;
-	bc->dirty = true;
-	bc->b->dirty[bc->b->ndirty++] = (unsigned)(bc - bc->b->conns);
+	b->loop.ops++;
 }
 
 static void ping_cb(struct nd_client *c, int status, const Noded__Frame *f,
@@ -250,14 +126,14 @@ static void start_ping(struct req *r, uint64_t now)
 	int64_t id;
 
 	r->t0 = now;
-	id = nd_client_start(bc->c, &b->frame, ping_cb, r);
+	id = nd_client_start(bc->pc.c, &b->frame, ping_cb, r);
 	if (id < 0) {
 		b->errors++;
 		return;
 	}
 	bc->inflight++;
 	b->inflight++;
-	mark_dirty(bc);
+	nd_perf_mark(&b->loop, &bc->pc);
 }
 
 static void ping_cb(struct nd_client *c, int status, const Noded__Frame *f,
@@ -266,7 +142,7 @@ static void ping_cb(struct nd_client *c, int status, const Noded__Frame *f,
 	struct req *r = arg;
 	struct bconn *bc = r->bc;
 	struct bench *b = bc->b;
-	uint64_t now = now_ns();
+	uint64_t now = nd_perf_now_ns();
 
 	bc->inflight--;
 	b->inflight--;
@@ -280,7 +156,7 @@ static void ping_cb(struct nd_client *c, int status, const Noded__Frame *f,
 	}
 	/* Keep the depth while the run lasts, unless the connection is gone
 	 * (its pending calls fail with a negative errno, not ND_EREMOTE). */
-	if (b->stopping || now >= b->end_ns || bc->dead ||
+	if (b->stopping || now >= b->end_ns || bc->pc.dead ||
 	    (status < 0 && status != ND_EREMOTE))
 		return;
 	start_ping(r, now);
@@ -289,14 +165,14 @@ static void ping_cb(struct nd_client *c, int status, const Noded__Frame *f,
 /* The connection failed: its pending requests end (as errors), no more. */
 static void conn_lost(struct bconn *bc)
 {
-	if (bc->dead)
+	if (bc->pc.dead)
 		return;
-	bc->dead = true;
+	bc->pc.dead = true;
 	bc->b->live--;
 	/* feed(EOF) fails every pending request through ping_cb. */
-	nd_client_feed(bc->c, NULL, 0);
+	nd_client_feed(bc->pc.c, NULL, 0);
 	/* Makes the recv still in the kernel complete. */
-	shutdown(bc->fd, SHUT_RDWR);
+	shutdown(bc->pc.fd, SHUT_RDWR);
 }
 
 static void on_recv(struct bconn *bc, int res)
@@ -304,7 +180,7 @@ static void on_recv(struct bconn *bc, int res)
 	int r;
 
 	bc->recv_armed = false;
-	if (bc->dead || bc->b->finishing)
+	if (bc->pc.dead || bc->b->loop.finishing)
 		return;
 	if (res == -EINTR || res == -EAGAIN || res == -ENOBUFS) {
 		arm_recv(bc);
@@ -314,7 +190,7 @@ static void on_recv(struct bconn *bc, int res)
 		conn_lost(bc);
 		return;
 	}
-	r = nd_client_feed(bc->c, bc->rbuf, (size_t)res);
+	r = nd_client_feed(bc->pc.c, bc->rbuf, (size_t)res);
 	if (r < 0) {
 		/* Protocol error or fatal Error: the client failed the
 		 * pending requests already. */
@@ -324,108 +200,24 @@ static void on_recv(struct bconn *bc, int res)
 	arm_recv(bc);
 }
 
-static void on_send(struct bconn *bc, int res)
+static void pc_lost(struct nd_perf_conn *pc, int err)
 {
-	bc->sending = false;
-	if (bc->dead || bc->b->finishing)
-		return;
-	if (res == -EINTR || res == -EAGAIN) {
-		submit_tx(bc);
-		return;
-	}
-	if (res <= 0) {
-		conn_lost(bc);
-		return;
-	}
-	bc->tx_off += (size_t)res;
-	if (bc->tx_off < bc->tx_len) {
-		submit_tx(bc);  /* short send: the rest */
-		return;
-	}
-	kick_send(bc);
+	conn_lost(nd_container_of(pc, struct bconn, pc));
 }
 
-/* Reaps what completed; one batched cq_advance. */
-static unsigned reap(struct bench *b)
+/* One completion: a recv or a send of a connection (perf/loop.h). */
+static void complete(struct nd_perf_loop *l, const struct io_uring_cqe *cqe)
 {
-	struct io_uring_cqe *cqe;
-	unsigned head, n = 0;
+	struct bench *b = nd_container_of(l, struct bench, loop);
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	struct bconn *bc = &b->conns[ud >> 1];
 
-	io_uring_for_each_cqe(&b->ring, head, cqe) {
-		uint64_t ud = io_uring_cqe_get_data64(cqe);
-		struct bconn *bc = &b->conns[ud >> 1];
-
-		n++;
-		b->ops--;
-		switch (ud & 1) {
-		case OP_RECV:
-			on_recv(bc, cqe->res);
-			break;
-		case OP_SEND:
-			on_send(bc, cqe->res);
-			break;
-		}
+	if ((ud & 1) == OP_SEND) {
+		nd_perf_sent(l, &bc->pc, cqe->res);
+		return;
 	}
-	io_uring_cq_advance(&b->ring, n);
-	return n;
-}
-
-static void flush_dirty(struct bench *b)
-{
-	for (unsigned i = 0; i < b->ndirty; i++) {
-		struct bconn *bc = &b->conns[b->dirty[i]];
-
-		bc->dirty = false;
-		kick_send(bc);
-	}
-	b->ndirty = 0;
-}
-
-/* One loop iteration: queue sends, submit, wait up to wait_ns, reap. */
-static int step(struct bench *b, int64_t wait_ns)
-{
-	struct __kernel_timespec ts;
-	struct io_uring_cqe *cqe;
-	int r;
-
-	flush_dirty(b);
-	if (wait_ns < 0)
-		wait_ns = 0;
-	ts.tv_sec = wait_ns / 1000000000;
-	ts.tv_nsec = wait_ns % 1000000000;
-	r = io_uring_submit_and_wait_timeout(&b->ring, &cqe, 1, &ts, NULL);
-	if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY &&
-	    r != -EAGAIN)
-		return r;
-	reap(b);
-	return 0;
-}
-
-static int ring_init(struct bench *b)
-{
-	struct io_uring_params p;
-	unsigned entries = 64;
-	int r;
-
-	while (entries < 2 * b->nconns && entries < 4096)
-		entries *= 2;
-	/* The set the shards use, then plainer ones for older kernels. */
-	static const unsigned flag_sets[] = {
-		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-		IORING_SETUP_COOP_TASKRUN,
-		0,
-	};
-	for (unsigned i = 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
-		memset(&p, 0, sizeof(p));
-		p.flags = flag_sets[i] | IORING_SETUP_CQSIZE;
-		p.cq_entries = entries * 4;
-		r = io_uring_queue_init_params(entries, &b->ring, &p);
-		if (r == 0)
-			return 0;
-		if (r != -EINVAL)
-			break;
-	}
-	return r;
+	l->ops--;
+	on_recv(bc, cqe->res);
 }
 
 static void ping_usage(FILE *f)
@@ -496,22 +288,23 @@ static void ping_connect(struct bench *b, const struct ping_opts *o)
 		int r;
 
 		bc->b = b;
-		bc->dead = true;
-		r = nd_client_connect(&bc->c, o->addr, &co);
+		bc->pc.dead = true;
+		r = nd_client_connect(&bc->pc.c, o->addr, &co);
 		if (r) {
 			fprintf(stderr, "noded-bench: connect %s: %s\n",
 				o->addr, nd_strerror(r));
 			b->errors++;
 			continue;
 		}
-		bc->fd = nd_client_fd(bc->c);
+		bc->pc.fd = nd_client_fd(bc->pc.c);
+		bc->pc.ud = tag(b, bc, OP_SEND);
 		bc->rbuf = malloc(RBUF_SIZE);
 		bc->reqs = calloc(b->depth, sizeof(*bc->reqs));
 		if (!bc->rbuf || !bc->reqs) {
 			b->errors++;
 			continue;
 		}
-		bc->dead = false;
+		bc->pc.dead = false;
 		b->live++;
 	}
 }
@@ -524,24 +317,23 @@ static void ping_connect(struct bench *b, const struct ping_opts *o)
  */
 static void ping_teardown(struct bench *b, bool ring_ok)
 {
-	uint64_t deadline = now_ns() + 1000000000ull;
+	uint64_t deadline = nd_perf_now_ns() + 1000000000ull;
 
-	b->finishing = true;
+	b->loop.finishing = true;
 	b->stopping = true;
 	for (unsigned i = 0; i < b->nconns; i++)
-		if (b->conns[i].c)
-			shutdown(b->conns[i].fd, SHUT_RDWR);
-	while (ring_ok && b->ops && now_ns() < deadline)
-		if (step(b, WAIT_NS) < 0)
+		if (b->conns[i].pc.c)
+			shutdown(b->conns[i].pc.fd, SHUT_RDWR);
+	while (ring_ok && b->loop.ops && nd_perf_now_ns() < deadline)
+		if (nd_perf_loop_step(&b->loop, WAIT_NS) < 0)
 			break;
-	if (ring_ok)
-		io_uring_queue_exit(&b->ring);
+	nd_perf_loop_exit(&b->loop);
 	for (unsigned i = 0; i < b->nconns; i++) {
 		struct bconn *bc = &b->conns[i];
 
-		nd_client_close(bc->c);
+		nd_client_close(bc->pc.c);
 		free(bc->rbuf);
-		free(bc->tx);
+		nd_perf_conn_free(&bc->pc);
 		free(bc->reqs);
 	}
 }
@@ -568,13 +360,14 @@ static int cmd_ping(int argc, char **argv)
 	       -1) {
 		switch (opt) {
 		case 'a': o.addr = optarg; break;
-		case 'c': o.conns = (unsigned)parse_num("--conns", optarg, 1,
-							MAX_CONNS); break;
-		case 'd': o.depth = (unsigned)parse_num("--depth", optarg, 1,
-							MAX_DEPTH); break;
-		case 't': o.duration = parse_secs("--duration", optarg); break;
-		case 'p': o.payload = (size_t)parse_num("--payload", optarg,
-							0, 8 << 20); break;
+		case 'c': o.conns = (unsigned)nd_perf_parse_num("--conns",
+						optarg, 1, MAX_CONNS); break;
+		case 'd': o.depth = (unsigned)nd_perf_parse_num("--depth",
+						optarg, 1, MAX_DEPTH); break;
+		case 't': o.duration = nd_perf_parse_secs("--duration",
+							  optarg); break;
+		case 'p': o.payload = (size_t)nd_perf_parse_num("--payload",
+						optarg, 0, 8 << 20); break;
 		case 'j': o.json = true; break;
 		case 'h': ping_usage(stdout); return 0;
 		default: ping_usage(stderr); return 2;
@@ -584,7 +377,7 @@ static int cmd_ping(int argc, char **argv)
 		ping_usage(stderr);
 		return 2;
 	}
-	raise_nofile();
+	nd_perf_raise_nofile();
 
 	b = calloc(1, sizeof(*b));
 	if (!b)
@@ -594,9 +387,8 @@ static int cmd_ping(int argc, char **argv)
 	b->payload_len = o.payload;
 	nd_hist_init(&b->hist);
 	b->conns = calloc(o.conns, sizeof(*b->conns));
-	b->dirty = calloc(o.conns, sizeof(*b->dirty));
 	b->payload = malloc(o.payload ? o.payload : 1);
-	if (!b->conns || !b->dirty || !b->payload)
+	if (!b->conns || !b->payload)
 		goto out_free;
 	memset(b->payload, 'x', o.payload);
 	noded__ping_request__init(&b->ping);
@@ -611,29 +403,31 @@ static int cmd_ping(int argc, char **argv)
 		fprintf(stderr, "noded-bench: no connection to %s\n", o.addr);
 		goto out_teardown;
 	}
-	r = ring_init(b);
+	b->loop.lost = pc_lost;
+	b->loop.complete = complete;
+	r = nd_perf_loop_init(&b->loop, b->nconns);
 	if (r) {
 		fprintf(stderr, "noded-bench: io_uring: %s\n", strerror(-r));
 		goto out_teardown;
 	}
 	ring_ok = true;
 
-	t0 = now_ns();
+	t0 = nd_perf_now_ns();
 	b->end_ns = t0 + (uint64_t)(o.duration * 1e9);
 	for (unsigned i = 0; i < b->nconns; i++) {
 		struct bconn *bc = &b->conns[i];
 
-		if (bc->dead)
+		if (bc->pc.dead)
 			continue;
 		for (unsigned k = 0; k < b->depth; k++) {
 			bc->reqs[k].bc = bc;
-			start_ping(&bc->reqs[k], now_ns());
+			start_ping(&bc->reqs[k], nd_perf_now_ns());
 		}
 		arm_recv(bc);
 	}
 	/* Run until the duration is over, then drain (bounded). */
 	for (;;) {
-		uint64_t now = now_ns();
+		uint64_t now = nd_perf_now_ns();
 		int64_t wait = WAIT_NS;
 
 		if (!b->stopping && now >= b->end_ns)
@@ -645,7 +439,7 @@ static int cmd_ping(int argc, char **argv)
 			break;
 		if (!b->stopping && (int64_t)(b->end_ns - now) < wait)
 			wait = (int64_t)(b->end_ns - now);
-		r = step(b, wait);
+		r = nd_perf_loop_step(&b->loop, wait);
 		if (r < 0) {
 			fprintf(stderr, "noded-bench: io_uring: %s\n",
 				strerror(-r));
@@ -658,7 +452,7 @@ static int cmd_ping(int argc, char **argv)
 	 * time spent waiting for replies that never came (a stalled server)
 	 * does not dilute requests/s.
 	 */
-	t1 = now_ns();
+	t1 = nd_perf_now_ns();
 	if (t1 > b->end_ns)
 		t1 = b->last_ns > b->end_ns ? b->last_ns : b->end_ns;
 	ping_teardown(b, ring_ok);
@@ -672,7 +466,6 @@ out_teardown:
 	ping_report(b, &o, 0);
 out_free:
 	free(b->payload);
-	free(b->dirty);
 	free(b->conns);
 	free(b);
 	return rc;
@@ -706,24 +499,6 @@ static int raw_connect(const struct addrinfo *ai)
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return fd;
-}
-
-static int resolve(const char *addr, struct addrinfo **res)
-{
-	struct addrinfo hints = { .ai_family = AF_UNSPEC,
-				  .ai_socktype = SOCK_STREAM };
-	char host[256];
-	const char *colon = strrchr(addr, ':');
-	size_t n;
-
-	if (!colon || colon == addr || !colon[1])
-		return ND_EADDR;
-	n = (size_t)(colon - addr);
-	if (n >= sizeof(host))
-		return ND_EADDR;
-	memcpy(host, addr, n);
-	host[n] = '\0';
-	return getaddrinfo(host, colon + 1, &hints, res) ? ND_EADDR : 0;
 }
 
 static void idle_usage(FILE *f)
@@ -762,9 +537,9 @@ static int cmd_idle(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "a:c:t:rh", lopts, NULL)) != -1) {
 		switch (opt) {
 		case 'a': addr = optarg; break;
-		case 'c': conns = (unsigned)parse_num("--conns", optarg, 1,
-						      MAX_CONNS); break;
-		case 't': hold = parse_secs("--hold", optarg); break;
+		case 'c': conns = (unsigned)nd_perf_parse_num("--conns",
+						optarg, 1, MAX_CONNS); break;
+		case 't': hold = nd_perf_parse_secs("--hold", optarg); break;
 		case 'r': raw = true; break;
 		case 'h': idle_usage(stdout); return 0;
 		default: idle_usage(stderr); return 2;
@@ -774,13 +549,13 @@ static int cmd_idle(int argc, char **argv)
 		idle_usage(stderr);
 		return 2;
 	}
-	raise_nofile();
+	nd_perf_raise_nofile();
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 
 	if (raw) {
 		fds = calloc(conns, sizeof(*fds));
-		r = fds ? resolve(addr, &ai) : -ENOMEM;
+		r = fds ? nd_perf_resolve(addr, &ai) : -ENOMEM;
 	} else {
 		cl = calloc(conns, sizeof(*cl));
 		r = cl ? 0 : -ENOMEM;
@@ -789,7 +564,7 @@ static int cmd_idle(int argc, char **argv)
 		fprintf(stderr, "noded-bench: %s: %s\n", addr, nd_strerror(r));
 		goto out_free;
 	}
-	t0 = now_ns();
+	t0 = nd_perf_now_ns();
 	for (opened = 0; opened < conns && !stop_hold; opened++) {
 		if (raw) {
 			r = raw_connect(ai);
@@ -801,7 +576,7 @@ static int cmd_idle(int argc, char **argv)
 		if (r < 0)
 			break;
 	}
-	t1 = now_ns();
+	t1 = nd_perf_now_ns();
 	if (opened < conns) {
 		fprintf(stderr, "noded-bench: idle: connection %u of %u to %s: "
 				"%s\n", opened + 1, conns, addr,
@@ -812,8 +587,8 @@ static int cmd_idle(int argc, char **argv)
 	fflush(stdout);
 	fprintf(stderr, "noded-bench: %u %s connections open in %.2f s\n",
 		opened, raw ? "raw" : "handshaken", (double)(t1 - t0) / 1e9);
-	end = now_ns() + (uint64_t)(hold * 1e9);
-	while (!stop_hold && now_ns() < end) {
+	end = nd_perf_now_ns() + (uint64_t)(hold * 1e9);
+	while (!stop_hold && nd_perf_now_ns() < end) {
 		struct timespec ts = { 0, 20000000 };
 
 		nanosleep(&ts, NULL);
@@ -851,7 +626,7 @@ static const struct cmd cmds[] = {
 	{ "idle", cmd_idle, "hold N idle connections (memory per connection)" },
 	{ "tasks", nd_bench_tasks, "end-to-end task rate and latency" },
 	{ "spawn", nd_bench_spawn, "bare posix_spawn+waitpid loop (the floor)" },
-	/* planned: "workers" (a simulated fleet) */
+	{ "workers", nd_bench_workers, "a simulated fleet of N workers" },
 };
 
 static void usage(FILE *f)
@@ -859,7 +634,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: noded-bench COMMAND [OPTIONS]   (COMMAND --help "
 		   "for its options)\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		fprintf(f, "  %-6s %s\n", cmds[i].name, cmds[i].summary);
+		fprintf(f, "  %-7s %s\n", cmds[i].name, cmds[i].summary);
 }
 
 int main(int argc, char **argv)

@@ -5,5 +5,6 @@
 
 int nd_bench_tasks(int argc, char **argv);
 int nd_bench_spawn(int argc, char **argv);
+int nd_bench_workers(int argc, char **argv);
 
 #endif

@@ -21,26 +21,13 @@
 
 #include <jansson.h>
 
+#include "cli.h"
 #include "harness.h"
 #include "noded/client.h"
 
-/* Bound on one CLI command that should return promptly. */
-#define CLI_MS 20000
-/* stdout kept per CLI run (larger output is only counted). */
-#define OUT_KEEP (2u << 20)
 #define MAX_WORKERS 4
 #define MAX_BG 4
 #define MAX_STRAYS 32
-
-/* One finished CLI command. */
-struct cli {
-	int st;                 /* exit status, or -ETIMEDOUT */
-	int64_t ms;             /* how long it ran */
-	uint64_t out_bytes;     /* stdout bytes, including those not kept */
-	char cmd[512];          /* the command line, for messages */
-	char out[OUT_KEEP];     /* stdout (NUL-terminated, truncated) */
-	char err[16384];        /* stderr (NUL-terminated, truncated) */
-};
 
 /* One CLI command left running in the background. */
 struct bg {
@@ -57,7 +44,7 @@ static int worker_errs[MAX_WORKERS];    /* memfds of kept worker stderr */
 static struct bg bgs[MAX_BG];
 static pid_t strays[MAX_STRAYS];
 static char tmpdir[64];
-static struct cli R;            /* scratch result, one per test process */
+static struct nd_test_cli R;            /* scratch result, one per test process */
 
 static void setup(void)
 {
@@ -204,106 +191,6 @@ static void worker_kill(int i)
 
 /* ---- the CLI ---- */
 
-/*
- * Runs `noded CMD --master M ARGS...` (args[0] is CMD; --master goes right
- * after it, so before any `--`) and waits up to timeout_ms. Fails the test
- * when it could not run or did not exit in time; returns its exit status.
- */
-static int cli_run(struct cli *r, int timeout_ms, const char *const args[])
-{
-	const char *argv[64];
-	size_t n = 0, len = 0;
-	int64_t t0;
-
-	argv[n++] = nd_test_bin();
-	argv[n++] = args[0];
-	argv[n++] = "--master";
-	argv[n++] = master;
-	for (size_t i = 1; args[i]; i++) {
-		cr_assert(n + 1 < sizeof(argv) / sizeof(argv[0]));
-		argv[n++] = args[i];
-	}
-	argv[n] = NULL;
-	r->cmd[0] = '\0';
-	for (size_t i = 1; i < n && len < sizeof(r->cmd); i++)
-		len += (size_t)snprintf(r->cmd + len, sizeof(r->cmd) - len,
-					"%s%s", i > 1 ? " " : "noded ",
-					argv[i]);
-	t0 = nd_test_now_ms();
-	r->st = nd_test_run_counted(argv, r->out, sizeof(r->out),
-				    &r->out_bytes, r->err, sizeof(r->err),
-				    timeout_ms);
-	r->ms = nd_test_now_ms() - t0;
-	cr_assert(r->st >= 0, "`%s` did not complete within %d ms (%s); "
-		  "stdout so far: %.300s; stderr: %.1000s", r->cmd, timeout_ms,
-		  nd_test_why, r->out, r->err);
-	return r->st;
-}
-
-#define CLI(r, ...)                                                          \
-	cli_run((r), CLI_MS, (const char *const[]){ __VA_ARGS__, NULL })
-#define CLI_WITHIN(r, ms, ...)                                               \
-	cli_run((r), (ms), (const char *const[]){ __VA_ARGS__, NULL })
-
-/* Asserts the last command exited `want`, showing what it printed. */
-#define EXPECT_STATUS(r, want)                                               \
-	cr_assert((r)->st == (want),                                         \
-		  "`%s` exited %d, want %d; stdout: \"%.300s\"; "            \
-		  "stderr: \"%.1000s\"",                                     \
-		  (r)->cmd, (r)->st, (want), (r)->out, (r)->err)
-
-#define EXPECT_OUT(r, want)                                                  \
-	cr_assert(!strcmp((r)->out, (want)),                                 \
-		  "`%s` printed \"%.500s\" on stdout, want \"%s\" "          \
-		  "(stderr: \"%.500s\")",                                    \
-		  (r)->cmd, (r)->out, (want), (r)->err)
-
-#define EXPECT_ERR(r, want)                                                  \
-	cr_assert(!strcmp((r)->err, (want)),                                 \
-		  "`%s` printed \"%.1000s\" on stderr, want \"%s\"",         \
-		  (r)->cmd, (r)->err, (want))
-
-/* Runs a --json command, asserts exit 0 and returns the parsed JSON. */
-static json_t *cli_json(const char *const args[])
-{
-	static struct cli j;
-	json_error_t je;
-	json_t *v;
-
-	cli_run(&j, CLI_MS, args);
-	EXPECT_STATUS(&j, 0);
-	v = json_loads(j.out, 0, &je);
-	cr_assert(v, "`%s` printed no JSON (%s): %.500s", j.cmd, je.text,
-		  j.out);
-	return v;
-}
-
-#define CLI_JSON(...) cli_json((const char *const[]){ __VA_ARGS__, NULL })
-
-/* Compact JSON for messages (a few static buffers, rotated). */
-static const char *jdump(const json_t *v)
-{
-	static char bufs[4][2048];
-	static unsigned next;
-	char *b = bufs[next++ % 4], *s = json_dumps(v, JSON_COMPACT);
-
-	snprintf(b, sizeof(bufs[0]), "%s", s ? s : "(null)");
-	free(s);
-	return b;
-}
-
-static const char *jstr(const json_t *o, const char *key)
-{
-	const char *s = json_string_value(json_object_get(o, key));
-
-	return s ? s : "";
-}
-
-static long long jint(const json_t *o, const char *key)
-{
-	return json_integer_value(json_object_get(o, key));
-}
-
 static bool state_terminal(const char *s)
 {
 	return !strcmp(s, "SUCCEEDED") || !strcmp(s, "FAILED") ||
@@ -382,11 +269,11 @@ static json_t *latest_task(const char *argv0)
 /* `noded submit ARGS...`: asserts exit 0, returns the task id printed. */
 static uint64_t submit_v(const char *const args[])
 {
-	static struct cli s;
+	static struct nd_test_cli s;
 	char *end;
 	uint64_t id;
 
-	cli_run(&s, CLI_MS, args);
+	nd_test_cli_run(&s, master, ND_TEST_CLI_MS, args);
 	EXPECT_STATUS(&s, 0);
 	errno = 0;
 	id = strtoull(s.out, &end, 10);
@@ -694,7 +581,7 @@ Test(tasks, stdout_and_stderr_kept_apart)
 
 Test(tasks, streamed_output_is_exact)
 {
-	static char want[OUT_KEEP];
+	static char want[ND_TEST_CLI_OUT_KEEP];
 	size_t len = 0;
 
 	MASTER_START();
@@ -2065,7 +1952,7 @@ static uint64_t submit_noting(const char *const args[])
 	char *end;
 	uint64_t id;
 
-	cli_run(&R, CLI_MS, args);
+	nd_test_cli_run(&R, master, ND_TEST_CLI_MS, args);
 	EXPECT_STATUS(&R, 0);
 	id = strtoull(R.out, &end, 10);
 	cr_assert(id > 0 && *end == '\n', "`%s` printed \"%s\"", R.cmd, R.out);
@@ -2158,7 +2045,7 @@ static void expect_cli_exit(int want, const char *needle,
 		argv[n++] = args[i];
 	argv[n] = NULL;
 	st = nd_test_run(argv, R.out, sizeof(R.out), R.err, sizeof(R.err),
-			 CLI_MS);
+			 ND_TEST_CLI_MS);
 	cr_assert(st == want && strstr(want ? R.err : R.out, needle),
 		  "`noded %s %s %s`: exit %d (want %d), stdout \"%.300s\", "
 		  "stderr \"%.500s\", want \"%s\" in it", args[0],

@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include "noded.pb-c.h"
@@ -36,6 +37,38 @@ int nd_exec_helper_spawn(const char *exe, int *fd, pid_t *pid);
 /* The helper process's main loop on socket fd; returns the exit status.
  * Runs until the socket closes (EOF), then kills what it still runs. */
 int nd_exec_helper_main(int fd);
+
+/*
+ * Starts the command of sp (argv, searched in PATH; or `/bin/sh -c shell`
+ * followed by argv) with our environment plus sp's "KEY=VALUE" entries
+ * (which win), in sp's cwd, in a new process group whose id is its pid,
+ * stdin /dev/null, stdout and stderr on two new pipes, default signal
+ * dispositions, an empty signal mask and no other descriptor. It blocks
+ * for the spawn: callers are the helper processes and the load generator,
+ * never a shard. Returns 0 with *pid set and fds[0] (stdout), fds[1]
+ * (stderr) the read ends, close-on-exec, blocking, owned by the caller; or
+ * a positive errno with nothing left running and reason (reason_size
+ * bytes) saying why, as "command not found: x" (see nd_exec_spawn_failed).
+ */
+int nd_exec_command_start(const Noded__ExecSpawn *sp, pid_t *pid, int fds[2],
+			  char *reason, size_t reason_size);
+
+/* Fills x for a command that could not start with err (> 0): spawn_errno,
+ * exit code 127 when it was not found (ENOENT), 126 otherwise, and reason
+ * (borrowed: it must outlive x). */
+void nd_exec_spawn_failed(Noded__ExecExited *x, int err, const char *reason);
+
+/*
+ * Fills x for a reaped command from its wait status and resource use: the
+ * exit code, or the signal (and 128 + signal as the exit code), CPU times
+ * and peak RSS, and a reason written into reason (reason_size bytes; x
+ * points to it) that says why it ended when not by exit 0: lost_errno
+ * (nonzero: its pipes could not be handed on, so it was killed), then
+ * x->timed_out (timeout_ms) and x->cancelled, which the caller sets first.
+ */
+void nd_exec_exited_fill(Noded__ExecExited *x, int status,
+			 const struct rusage *ru, uint32_t timeout_ms,
+			 int lost_errno, char *reason, size_t reason_size);
 
 /*
  * Encodes a request into buf (cap bytes). Returns its length, or -EMSGSIZE

@@ -20,7 +20,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +28,6 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -163,185 +161,9 @@ static void spawn_failed(struct helper *h, uint64_t id, int err,
 	Noded__ExecExited x = NODED__EXEC_EXITED__INIT;
 
 	x.task_id = id;
-	x.spawn_errno = err;
-	x.exit_code = err == ENOENT ? 127 : 126;
-	x.reason = (char *)reason;
+	nd_exec_spawn_failed(&x, err, reason);
 	x.start_unix_ms = x.end_unix_ms = (uint64_t)clock_ms(CLOCK_REALTIME);
 	send_exited(h, &x);
-}
-
-/*
- * The argv to exec, NULL-terminated, in a new array whose strings are
- * sp's (free only the array). Shell mode is `/bin/sh -c shell`, followed
- * by argv if any (the script's $0, $1, ...). Returns 0, -EINVAL (no
- * command at all) or -ENOMEM.
- */
-static int build_argv(const Noded__ExecSpawn *sp, char ***out)
-{
-	bool shell = sp->shell && sp->shell[0];
-	size_t k = 0;
-	char **v;
-
-	if (!shell && (sp->n_argv == 0 || !sp->argv[0][0]))
-		return -EINVAL;
-	v = malloc((3 + sp->n_argv + 1) * sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	if (shell) {
-		v[k++] = "/bin/sh";
-		v[k++] = "-c";
-		v[k++] = sp->shell;
-	}
-	for (size_t i = 0; i < sp->n_argv; i++)
-		v[k++] = sp->argv[i];
-	v[k] = NULL;
-	*out = v;
-	return 0;
-}
-
-/* Same variable: equal up to and including the '=' (or the end). */
-static bool same_key(const char *a, const char *b)
-{
-	size_t n = strcspn(a, "=");
-
-	return !strncmp(a, b, n) && (b[n] == '=' || b[n] == '\0');
-}
-
-static bool set_later(const Noded__ExecSpawn *sp, const char *e, size_t from)
-{
-	for (size_t i = from; i < sp->n_env; i++)
-		if (same_key(e, sp->env[i]))
-			return true;
-	return false;
-}
-
-/*
- * The command's environment: ours, plus sp's "KEY=VALUE" entries, which
- * win over ours and over earlier entries of their own. A new array of
- * borrowed strings (free only the array). Returns 0, -EINVAL with reason
- * set (an entry without a key and '='), or -ENOMEM.
- */
-static int build_envp(const Noded__ExecSpawn *sp, char ***out, char *reason,
-		      size_t reason_size)
-{
-	size_t n = 0, k = 0;
-	char **v;
-
-	for (size_t i = 0; i < sp->n_env; i++) {
-		const char *eq = strchr(sp->env[i], '=');
-
-		if (!eq || eq == sp->env[i]) {
-			snprintf(reason, reason_size,
-				 "bad env entry '%.200s' (want KEY=VALUE)",
-				 sp->env[i]);
-			return -EINVAL;
-		}
-	}
-	for (char **e = environ; e && *e; e++)
-		n++;
-	v = malloc((n + sp->n_env + 1) * sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	for (char **e = environ; e && *e; e++)
-		if (!set_later(sp, *e, 0))
-			v[k++] = *e;
-	for (size_t i = 0; i < sp->n_env; i++)
-		if (!set_later(sp, sp->env[i], i + 1))
-			v[k++] = sp->env[i];
-	v[k] = NULL;
-	*out = v;
-	return 0;
-}
-
-/*
- * Why posix_spawn failed with err, as "command not found: x" or the like.
- * A bad cwd fails with the same errno as a missing command (chdir happens
- * in the child), so a failed spawn with a cwd looks at the cwd first;
- * *err becomes the cwd's errno when it is the culprit.
- */
-static void spawn_reason(char *r, size_t size, int *err, const char *cmd,
-			 const char *cwd)
-{
-	struct stat st;
-	int cerr = 0;
-
-	if (cwd && cwd[0]) {
-		if (stat(cwd, &st) < 0)
-			cerr = errno;
-		else if (!S_ISDIR(st.st_mode))
-			cerr = ENOTDIR;
-		else if (access(cwd, X_OK) < 0)
-			cerr = errno;
-	}
-	if (cerr) {
-		*err = cerr;
-		snprintf(r, size, "cwd %.200s: %s", cwd, strerror(cerr));
-	} else if (*err == ENOENT) {
-		snprintf(r, size, "command not found: %.200s", cmd);
-	} else {
-		snprintf(r, size, "cannot run %.200s: %s", cmd, strerror(*err));
-	}
-}
-
-/*
- * Runs argv/envp per sp in a new process group, stdout and stderr on the
- * write ends out_w/err_w, stdin from /dev/null, default signal handling
- * and an empty signal mask (we block SIGCHLD; the command must not).
- * Returns 0 with *pid set, or a positive errno.
- */
-static int spawn_command(const Noded__ExecSpawn *sp, char **argv, char **envp,
-			 int out_w, int err_w, pid_t *pid)
-{
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t all, none;
-	int err;
-
-	err = posix_spawn_file_actions_init(&fa);
-	if (err)
-		return err;
-	err = posix_spawnattr_init(&attr);
-	if (err)
-		goto destroy_actions;
-	sigfillset(&all);
-	sigemptyset(&none);
-	err = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY,
-					       0);
-	if (!err)
-		err = posix_spawn_file_actions_adddup2(&fa, out_w, 1);
-	if (!err)
-		err = posix_spawn_file_actions_adddup2(&fa, err_w, 2);
-	if (!err && sp->cwd && sp->cwd[0])
-		err = posix_spawn_file_actions_addchdir_np(&fa, sp->cwd);
-	if (!err)
-		err = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-	if (!err)
-		err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
-						      POSIX_SPAWN_SETSIGDEF |
-						      POSIX_SPAWN_SETSIGMASK);
-	if (!err)
-		err = posix_spawnattr_setpgroup(&attr, 0);
-	if (!err)
-		err = posix_spawnattr_setsigdefault(&attr, &all);
-	if (!err)
-		err = posix_spawnattr_setsigmask(&attr, &none);
-	if (err)
-		goto destroy_attr;
-
-	/* glibc's posix_spawn reports exec (and chdir) failures of the child
-	 * as its return value; no error pipe of our own is needed. */
-	do {
-		if (sp->shell && sp->shell[0])
-			err = posix_spawn(pid, argv[0], &fa, &attr, argv, envp);
-		else
-			err = posix_spawnp(pid, argv[0], &fa, &attr, argv, envp);
-	} while (err == EINTR);
-
-destroy_attr:
-	posix_spawnattr_destroy(&attr);
-destroy_actions:
-	posix_spawn_file_actions_destroy(&fa);
-	return err;
 }
 
 /*
@@ -354,8 +176,7 @@ static void start_task(struct helper *h, const Noded__ExecSpawn *sp)
 	Noded__ExecEvent ev = NODED__EXEC_EVENT__INIT;
 	Noded__ExecStarted st = NODED__EXEC_STARTED__INIT;
 	char reason[REASON_MAX] = "";
-	char **argv, **envp;
-	int out[2], errp[2], fds[2];
+	int fds[2];
 	struct task *t;
 	int err;
 
@@ -366,43 +187,17 @@ static void start_task(struct helper *h, const Noded__ExecSpawn *sp)
 			 (unsigned long long)sp->task_id);
 		goto report;
 	}
-	err = -build_argv(sp, &argv);
-	if (err) {
-		snprintf(reason, sizeof(reason), "%s",
-			 err == EINVAL ? "no command: empty argv and no shell"
-				       : strerror(err));
-		goto report;
-	}
-	err = -build_envp(sp, &envp, reason, sizeof(reason));
-	if (err)
-		goto free_argv;
 	/* Allocated before the spawn: a command must never run untracked. */
 	t = calloc(1, sizeof(*t));
 	if (!t) {
 		err = ENOMEM;
-		goto free_envp;
+		goto report;
 	}
-	if (pipe2(out, O_CLOEXEC) < 0) {
-		err = errno;
-		snprintf(reason, sizeof(reason), "stdout pipe: %s",
-			 strerror(err));
-		goto free_task;
-	}
-	if (pipe2(errp, O_CLOEXEC) < 0) {
-		err = errno;
-		snprintf(reason, sizeof(reason), "stderr pipe: %s",
-			 strerror(err));
-		goto close_out_pipe;
-	}
-	err = spawn_command(sp, argv, envp, out[1], errp[1], &t->pid);
+	err = nd_exec_command_start(sp, &t->pid, fds, reason, sizeof(reason));
 	if (err) {
-		spawn_reason(reason, sizeof(reason), &err, argv[0], sp->cwd);
-		goto close_err_pipe;
+		free(t);
+		goto report;
 	}
-	close(out[1]);
-	close(errp[1]);
-	free(envp);
-	free(argv);
 
 	t->id = sp->task_id;
 	t->state = TASK_RUNNING;
@@ -419,8 +214,6 @@ static void start_task(struct helper *h, const Noded__ExecSpawn *sp)
 	st.start_unix_ms = t->start_unix_ms;
 	ev.body_case = NODED__EXEC_EVENT__BODY_STARTED;
 	ev.started = &st;
-	fds[0] = out[0];
-	fds[1] = errp[0];
 	err = -send_event(h, &ev, fds, 2);
 	if (err) {
 		/* Nobody can read its output or know it runs: stop it now.
@@ -430,22 +223,10 @@ static void start_task(struct helper *h, const Noded__ExecSpawn *sp)
 		t->deadline = -1;
 		kill(-t->pid, SIGKILL);
 	}
-	close(out[0]);
-	close(errp[0]);
+	close(fds[0]);
+	close(fds[1]);
 	return;
 
-close_err_pipe:
-	close(errp[0]);
-	close(errp[1]);
-close_out_pipe:
-	close(out[0]);
-	close(out[1]);
-free_task:
-	free(t);
-free_envp:
-	free(envp);
-free_argv:
-	free(argv);
 report:
 	if (!reason[0])
 		snprintf(reason, sizeof(reason), "%s", strerror(err));
@@ -497,53 +278,20 @@ static int64_t run_deadlines(struct helper *h)
 	return next;
 }
 
-static uint64_t tv_us(struct timeval tv)
-{
-	return (uint64_t)tv.tv_sec * 1000000 + (uint64_t)tv.tv_usec;
-}
-
 /* Sends the ExecExited of a reaped task. */
 static void task_exited(struct helper *h, const struct task *t, int status,
 			const struct rusage *ru)
 {
 	Noded__ExecExited x = NODED__EXEC_EXITED__INIT;
-	char reason[REASON_MAX] = "";
-	size_t n = 0;
+	char reason[REASON_MAX];
 
 	x.task_id = t->id;
 	x.timed_out = t->timed_out;
 	x.cancelled = t->cancelled;
 	x.start_unix_ms = t->start_unix_ms;
 	x.end_unix_ms = (uint64_t)clock_ms(CLOCK_REALTIME);
-	x.utime_us = tv_us(ru->ru_utime);
-	x.stime_us = tv_us(ru->ru_stime);
-	x.max_rss_kib = ru->ru_maxrss > 0 ? (uint64_t)ru->ru_maxrss : 0;
-	if (WIFSIGNALED(status)) {
-		x.signal = WTERMSIG(status);
-		/* Not meaningful with a signal (see the proto); the shell's
-		 * convention, for readers that look at exit_code alone. */
-		x.exit_code = 128 + x.signal;
-	} else {
-		x.exit_code = WEXITSTATUS(status);
-	}
-
-	if (t->lost_errno)
-		n += snprintf(reason + n, sizeof(reason) - n,
-			      "could not pass its output pipes: %s; ",
-			      strerror(t->lost_errno));
-	else if (t->timed_out)
-		n += snprintf(reason + n, sizeof(reason) - n,
-			      "timed out after %u ms; ", t->timeout_ms);
-	else if (t->cancelled)
-		n += snprintf(reason + n, sizeof(reason) - n, "cancelled; ");
-	if (x.signal)
-		snprintf(reason + n, sizeof(reason) - n,
-			 "killed by signal %d (%s)", x.signal,
-			 strsignal(x.signal));
-	else if (x.exit_code || n)
-		snprintf(reason + n, sizeof(reason) - n,
-			 "exited with status %d", x.exit_code);
-	x.reason = reason;
+	nd_exec_exited_fill(&x, status, ru, t->timeout_ms, t->lost_errno,
+			    reason, sizeof(reason));
 	send_exited(h, &x);
 }
 

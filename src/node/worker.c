@@ -11,13 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include "core/conn.h"
 #include "core/log.h"
 #include "core/server.h"
 #include "node/run.h"
+#include "node/status.h"
 #include "node/worker.h"
 #include "rpc/peer.h"
 
@@ -40,9 +40,7 @@ struct worker {
 	uint32_t heartbeat_ms;
 	uint64_t last_report_ms;
 	uint64_t started_ms;
-	Noded__NodeStatus__LabelsEntry *label_v;
-	Noded__NodeStatus__LabelsEntry **label_p;
-	char **label_kv;               /* split copies of wc->labels */
+	struct nd_status_labels labels;
 	struct nd_runner *runner;
 	uint64_t *running_ids;         /* scratch for status reports */
 };
@@ -56,51 +54,17 @@ static void schedule_retry(struct worker *w)
 				BACKOFF_MAX_MS : w->backoff_ms * 2;
 }
 
-/* MemAvailable from /proc/meminfo (a procfs read never waits on a disk). */
-static uint64_t mem_available(void)
-{
-	char buf[4096];
-	unsigned long long kib = 0;
-	const char *p;
-	ssize_t n;
-	FILE *f = fopen("/proc/meminfo", "re");
-
-	if (!f)
-		return 0;
-	n = (ssize_t)fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	p = strstr(buf, "MemAvailable:");
-	if (p)
-		sscanf(p + 13, "%llu", &kib);
-	return (uint64_t)kib * 1024;
-}
-
 static void report(struct worker *w)
 {
 	Noded__Frame f = NODED__FRAME__INIT;
 	Noded__NodeStatus ns = NODED__NODE_STATUS__INIT;
-	struct sysinfo si;
-	double load[3] = { 0 };
-	uint64_t total = 0;
 
 	if (!w->conn)
 		return;
-	if (sysinfo(&si) == 0)
-		total = (uint64_t)si.totalram * si.mem_unit;
-	getloadavg(load, 3);
 	ns.name = (char *)w->wc->name;
-	ns.n_labels = w->wc->nlabels;
-	ns.labels = w->label_p;
-	ns.load1 = load[0];
-	ns.load5 = load[1];
-	ns.load15 = load[2];
-	ns.mem_total_bytes = total;
-	ns.mem_available_bytes = mem_available();
-	if (ns.mem_available_bytes > total)
-		ns.mem_available_bytes = total;
+	ns.n_labels = w->labels.n;
+	ns.labels = w->labels.p;
+	nd_status_machine(&ns);
 	ns.n_running_tasks = nd_runner_running(w->runner, w->running_ids,
 						w->wc->slots);
 	ns.running_tasks = w->running_ids;
@@ -280,43 +244,6 @@ static void worker_start(struct nd_shard *s, void *arg)
 	tick(s);
 }
 
-/* Splits "K=V" labels into the NodeStatus map entries. */
-static int labels_init(struct worker *w)
-{
-	size_t n = w->wc->nlabels;
-
-	w->label_v = calloc(n ? n : 1, sizeof(*w->label_v));
-	w->label_p = calloc(n ? n : 1, sizeof(*w->label_p));
-	w->label_kv = calloc(n ? n : 1, sizeof(*w->label_kv));
-	if (!w->label_v || !w->label_p || !w->label_kv)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		char *eq;
-
-		w->label_kv[i] = strdup(w->wc->labels[i]);
-		if (!w->label_kv[i])
-			return -ENOMEM;
-		eq = strchr(w->label_kv[i], '=');
-		if (!eq || eq == w->label_kv[i])
-			return -EINVAL;
-		*eq = '\0';
-		noded__node_status__labels_entry__init(&w->label_v[i]);
-		w->label_v[i].key = w->label_kv[i];
-		w->label_v[i].value = eq + 1;
-		w->label_p[i] = &w->label_v[i];
-	}
-	return 0;
-}
-
-static void labels_free(struct worker *w)
-{
-	for (size_t i = 0; w->label_kv && i < w->wc->nlabels; i++)
-		free(w->label_kv[i]);
-	free(w->label_kv);
-	free(w->label_v);
-	free(w->label_p);
-}
-
 struct nd_worker {
 	struct worker w;
 	struct nd_server srv;
@@ -331,7 +258,7 @@ void nd_worker_free(struct nd_worker *nw)
 		nd_server_close(&nw->srv);
 	nd_runner_free(nw->w.runner);
 	free(nw->w.running_ids);
-	labels_free(&nw->w);
+	nd_status_labels_free(&nw->w.labels);
 	free(nw);
 }
 
@@ -347,7 +274,7 @@ int nd_worker_new(struct nd_worker **out, const struct nd_worker_cfg *wc)
 	w->wc = wc;
 	w->backoff_ms = BACKOFF_MIN_MS;
 	w->heartbeat_ms = 1000;
-	if (labels_init(w)) {
+	if (nd_status_labels_init(&w->labels, wc->labels, wc->nlabels)) {
 		ND_LOG(ND_LOG_ERROR, "worker.bad_config",
 		       ND_S("msg", "labels must be KEY=VALUE"));
 		goto err;
