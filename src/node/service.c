@@ -34,9 +34,11 @@ static size_t hash(const char *s)
 
 struct node *nd__node_find(struct nd_svc *svc, const char *name)
 {
-	struct node *n = svc->buckets[hash(name) & (svc->nbuckets - 1)];
+	size_t h = hash(name);
+	struct node *n = svc->buckets[h & (svc->nbuckets - 1)];
 
-	while (n && strcmp(n->name, name))
+	/* the kept hash spares a visit to each other name's memory */
+	while (n && (n->hash != h || strcmp(n->name, name)))
 		n = n->next;
 	return n;
 }
@@ -53,8 +55,8 @@ static int grow(struct nd_svc *svc)
 
 		for (; n; n = next) {
 			next = n->next;
-			n->next = b[hash(n->name) & (nb - 1)];
-			b[hash(n->name) & (nb - 1)] = n;
+			n->next = b[n->hash & (nb - 1)];
+			b[n->hash & (nb - 1)] = n;
 		}
 	}
 	free(svc->buckets);
@@ -82,7 +84,8 @@ static struct node *node_get(struct nd_svc *svc, const char *name)
 	n->connected_unix_ms = nd__unix_ms();
 	n->last_hb_ms = svc->s->now_ms;
 	nd_list_init(&n->tasks);
-	i = hash(name) & (svc->nbuckets - 1);
+	n->hash = hash(name);
+	i = n->hash & (svc->nbuckets - 1);
 	n->next = svc->buckets[i];
 	svc->buckets[i] = n;
 	svc->count++;

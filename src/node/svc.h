@@ -24,6 +24,7 @@ struct nd_dest {
 
 struct node {
 	struct node *next;            /* hash chain */
+	size_t hash;                  /* of name */
 	char *name;
 	char address[64];
 	Noded__NodeState state;
