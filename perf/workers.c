@@ -328,6 +328,10 @@ static void on_recv(struct sw *w, const struct io_uring_cqe *cqe)
 	}
 	if (w->st == W_DEAD || sim->loop.finishing)
 		return;
+	/* The library may queue a request of its own while it is fed (the
+	 * Auth that answers a token challenge): send whatever it queued. */
+	if (r >= 0 && res > 0)
+		nd_perf_mark(&sim->loop, &w->pc);
 	if (r < 0)
 		conn_lost(w, nd_strerror(r));
 	else if (res == 0)

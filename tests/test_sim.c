@@ -172,6 +172,19 @@ static size_t alive_nodes(const char *prefix, long long slots)
 	return count;
 }
 
+/* Runs noded-bench with args; returns its status, stderr in err. */
+static int bench_run(const char *const args[], char *err, size_t size)
+{
+	const char *argv[16];
+	size_t n = 0;
+
+	argv[n++] = bench_bin();
+	for (size_t i = 0; args[i]; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	return nd_test_run(argv, NULL, 0, err, size, ND_TEST_TIMEOUT_MS);
+}
+
 Test(sim, two_hundred_fake_workers_register_and_fan_out)
 {
 	char name[32];
@@ -299,6 +312,39 @@ Test(sim, real_commands)
 	STOP_OK(&d);
 }
 
+Test(sim, token)
+{
+	char tok[] = "/tmp/noded-sim-token-XXXXXX";
+	const char *const margs[] = { "--token-file", tok, NULL };
+	static const char *const a[] = { "workers", "--addr", NULL, "--count",
+					  "3", "--duration", "5", NULL };
+	const char *argv[8];
+	char err[2048];
+	int fd = mkstemp(tok), st;
+
+	cr_assert(fd >= 0, "mkstemp: %s", strerror(errno));
+	cr_assert(write(fd, "0123456789abcdef0123456789abcdef\n", 33) == 33);
+	close(fd);
+	ND_CHECK(nd_test_daemon_start(&d, margs));
+	snprintf(master, sizeof(master), "127.0.0.1:%d", d.port);
+	setenv("NODED_TOKEN_FILE", tok, 1); /* for the CLI (this process) */
+
+	SIM_START(&sims[0], "--count", "20", "--token-file", tok);
+	cr_assert_eq(alive_nodes("sim-", 4), 20);
+	CLI(&R, "run", "--all", "--", "true");
+	EXPECT_STATUS(&R, 0);
+	cr_assert_eq(sim_stop(&sims[0]), 0);
+
+	/* without the token: refused, status 1 */
+	memcpy(argv, a, sizeof(a));
+	argv[2] = master;
+	st = bench_run(argv, err, sizeof(err));
+	unlink(tok);
+	cr_assert(st == 1 && strstr(err, "token"),
+		  "status %d, want 1; stderr: %s", st, err);
+	STOP_OK(&d);
+}
+
 Test(sim, master_gone_ends_the_sim)
 {
 	int st;
@@ -312,19 +358,6 @@ Test(sim, master_gone_ends_the_sim)
 	sims[0].pid = 0;
 	cr_assert(strstr(sim_stderr(&sims[0]), "no reconnect"), "stderr: %s",
 		  sim_stderr(&sims[0]));
-}
-
-/* Runs noded-bench with args; returns its status, stderr in err. */
-static int bench_run(const char *const args[], char *err, size_t size)
-{
-	const char *argv[16];
-	size_t n = 0;
-
-	argv[n++] = bench_bin();
-	for (size_t i = 0; args[i]; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	return nd_test_run(argv, NULL, 0, err, size, ND_TEST_TIMEOUT_MS);
 }
 
 #define EXPECT_USAGE(...)                                                    \
