@@ -274,6 +274,41 @@ Test(sim, slots_are_honoured)
 	STOP_OK(&d);
 }
 
+/*
+ * A fan-out's task for a node that is busy waits on the master; when that
+ * node dies before it could take it, the task is LOST and `run --all` ends
+ * (it used to wait for ever).
+ */
+Test(sim, fan_out_to_a_node_that_dies_first_ends)
+{
+	int64_t t0;
+	int st;
+
+	ND_CHECK(nd_test_daemon_start(&d, (const char *const[]){
+		"--heartbeat-timeout", "1", NULL }));
+	snprintf(master, sizeof(master), "127.0.0.1:%d", d.port);
+	SIM_START(&sims[0], "--count", "3", "--slots", "1", "--task-ms",
+		  "60000", "--name-prefix", "busy-");
+	cr_assert_eq(alive_nodes("busy-", 1), 3);
+	for (int k = 0; k < 3; k++) {
+		CLI(&R, "submit", "--", "true");
+		EXPECT_STATUS(&R, 0);
+	}
+	nd_test_sleep_ms(300); /* the three now hold every slot */
+	cr_assert(kill(sims[0].pid, SIGSTOP) == 0);
+	t0 = nd_test_now_ms();
+	st = CLI(&R, "run", "--all", "--", "true");
+	cr_expect_eq(st, 255, "run --all: exit %d, stderr %s", st, R.err);
+	cr_expect(strstr(R.err, "LOST") || strstr(R.err, "lost") ||
+			  strstr(R.err, "died"),
+		  "stderr: %s", R.err);
+	cr_expect(nd_test_now_ms() - t0 < 8000, "run --all took %lld ms",
+		  (long long)(nd_test_now_ms() - t0));
+	kill(sims[0].pid, SIGCONT);
+	sim_stop(&sims[0]);
+	STOP_OK(&d);
+}
+
 Test(sim, real_commands)
 {
 	json_t *arr, *t;

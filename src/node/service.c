@@ -213,8 +213,22 @@ void nd__svc_push(struct nd_svc *svc, const struct nd_dest *to,
 
 /* ---- registry methods ---- */
 
+/* The report's labels are the ones kept (most heartbeats). */
+static bool labels_same(const struct node *n, const Noded__NodeStatus *ns)
+{
+	if (n->nlabels != ns->n_labels || !n->label_k)
+		return false;
+	for (size_t i = 0; i < ns->n_labels; i++)
+		if (strcmp(n->label_k[i], ns->labels[i]->key) ||
+		    strcmp(n->label_v[i], ns->labels[i]->value))
+			return false;
+	return true;
+}
+
 static void set_labels(struct node *n, const Noded__NodeStatus *ns)
 {
+	if (labels_same(n, ns))
+		return;
 	labels_free(n);
 	n->label_k = calloc(ns->n_labels ? ns->n_labels : 1, sizeof(char *));
 	n->label_v = calloc(ns->n_labels ? ns->n_labels : 1, sizeof(char *));
@@ -248,9 +262,7 @@ static void report_status(struct nd_svc *svc, struct nd_ticket *t,
 		return;
 	}
 	noded__node_status__pack(ns, copy);
-	if (!n->status || n->status_len != len ||
-	    memcmp(n->status, copy, len))
-		set_labels(n, ns);
+	set_labels(n, ns);
 	free(n->status);
 	n->status = copy;
 	n->status_len = len;

@@ -430,6 +430,17 @@ void nd__tasks_node_dead(struct nd_svc *svc, struct node *n, const char *why)
 		finish(svc, t, NODED__TASK_STATE__TASK_LOST, why);
 	}
 	n->running = 0;
+	/* A fan-out's task for this node that it never got can run nowhere
+	 * else: it is LOST too, or its `run --all` would wait for ever. */
+	for (struct nd_list *l = svc->pending.next, *next; l != &svc->pending;
+	     l = next) {
+		struct task *t = nd_container_of(l, struct task, queue_link);
+
+		next = l->next;
+		if (t->job_id && t->target_node &&
+		    !strcmp(t->target_node, n->name))
+			finish(svc, t, NODED__TASK_STATE__TASK_LOST, why);
+	}
 	if (requeued)
 		nd__tasks_schedule(svc);
 }
@@ -581,7 +592,10 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 			for (struct node *n = svc->buckets[i]; n; n = n->next) {
 				struct task *t;
 
-				if (n->state == NODED__NODE_STATE__NODE_DEAD)
+				/* a node whose stream closed is on its
+				 * way to DEAD: it would get no task */
+				if (n->state == NODED__NODE_STATE__NODE_DEAD ||
+				    !n->stream.serial)
 					continue;
 				t = task_new(svc, packed, len, sp, n->name,
 					     sr.job_id);
