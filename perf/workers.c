@@ -59,7 +59,8 @@
  * AssignTaskOpen can only differ between workers (another master behind the
  * same address), which is reported once.
  *
- * Exit: 0 after --duration or SIGINT/SIGTERM, 1 when a connection failed
+ * Exit: 0 after --duration or SIGINT/SIGTERM (once the master acknowledged
+ * the ends already sent, up to 1 s), 1 when a connection failed
  * or was lost (or io_uring could not be set up), 2 on bad usage. A summary
  * goes to stderr in every case: workers registered, tasks received,
  * completed, failed, over slots, cancels, heartbeats sent, connection
@@ -109,6 +110,9 @@
 #define REASON_MAX 512
 #define WAIT_MAX_NS 50000000ll
 #define DRAIN_NS 2000000000ull
+/* Stopping, how long we wait for the acks of ends already sent: a master
+ * sends them with its next output or at its tick (250 ms). */
+#define ACK_WAIT_MS 1000
 
 /* user_data: the op in the low 3 bits; above it a worker index (connection
  * ops) or a pointer (task ops: malloc'd, so 8-aligned). */
@@ -230,6 +234,8 @@ struct sim {
 	/* summary */
 	uint64_t received, completed, task_failed, over_slots, cancels,
 		 heartbeats, lost, errors, dups;
+	uint64_t ends_unacked;  /* ends sent, ack not yet received */
+	uint64_t stop_by_ms;    /* asked to stop: leave by then at most */
 };
 
 static volatile sig_atomic_t stop_flag;
@@ -461,6 +467,7 @@ static void on_end_ack(struct nd_client *c, int status, const Noded__Frame *f,
 	if (status < 0)
 		return; /* connection gone: freed at teardown */
 	sim = t->w->sim;
+	sim->ends_unacked--;
 	if (status == ND_EREMOTE) {
 		if (!sim->errors++)
 			fprintf(stderr, "noded-bench: workers: the master "
@@ -492,7 +499,8 @@ static void send_end(struct task *t, Noded__ExecExited *x)
 	t->end_sent = true;
 	u.body_case = NODED__TASK_UPDATE__BODY_FINISHED;
 	u.finished = x;
-	update(t, &u, on_end_ack, t);
+	if (update(t, &u, on_end_ack, t))
+		t->w->sim->ends_unacked++;
 }
 
 /* ---- fake tasks ---- */
@@ -1121,7 +1129,14 @@ static int run(struct sim *sim)
 		int64_t wait = WAIT_MAX_NS;
 
 		sim->now_ms = now / 1000000;
-		if (stop_flag || (end_ns && now >= end_ns))
+		/* Asked to stop: once the master took every end we sent
+		 * (bounded by ACK_WAIT_MS), so the summary's "completed" is
+		 * what it recorded. */
+		if ((stop_flag || (end_ns && now >= end_ns)) &&
+		    !sim->stop_by_ms)
+			sim->stop_by_ms = sim->now_ms + ACK_WAIT_MS;
+		if (sim->stop_by_ms && (!sim->ends_unacked ||
+					sim->now_ms >= sim->stop_by_ms))
 			sim->stopping = true;
 		if (sim->stopping)
 			return 0;

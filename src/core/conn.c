@@ -103,6 +103,7 @@ static void conn_kill(struct nd_conn *c)
 	if (c->flags & ND_CONN_SENDING)
 		cancel_op(c, ND_TAG_SEND);
 	nd_list_del(&c->dirty);
+	nd_list_del(&c->lazy);
 	nd_list_del(&c->rearm);
 	nd_list_del(&c->stall);
 	nd_list_move_tail(&s->dead, &c->link);
@@ -347,8 +348,24 @@ bool nd_conn_write(struct nd_conn *c, const void *p, size_t n)
 void nd_conn_commit(struct nd_conn *c, size_t n)
 {
 	c->out_len += n;
+	nd_list_del(&c->lazy);
 	if (!(c->flags & ND_CONN_SENDING) && !nd_list_linked(&c->dirty))
 		nd_list_add_tail(&c->shard->dirty, &c->dirty);
+}
+
+bool nd_conn_write_lazy(struct nd_conn *c, const void *p, size_t n)
+{
+	uint8_t *dst = n ? nd_conn_reserve(c, n) : NULL;
+
+	if (!dst)
+		return !n;
+	memcpy(dst, p, n);
+	c->out_len += n;
+	/* A send in flight takes it when it completes (nd_conn_on_send). */
+	if (!(c->flags & ND_CONN_SENDING) && !nd_list_linked(&c->dirty) &&
+	    !nd_list_linked(&c->lazy))
+		nd_list_add_tail(&c->shard->lazy, &c->lazy);
+	return true;
 }
 
 static void send_tx(struct nd_conn *c)
@@ -386,6 +403,7 @@ static void start_send(struct nd_conn *c)
 
 	if ((c->flags & (ND_CONN_SENDING | ND_CONN_DEAD)) || !c->out_len)
 		return;
+	nd_list_del(&c->lazy);
 	c->tx = c->out;
 	c->tx_cap = c->out_cap;
 	c->tx_len = c->out_len;
@@ -511,6 +529,8 @@ void nd_conn_close(struct nd_conn *c, bool flush)
 		return;
 	c->flags |= ND_CONN_CLOSING;
 	c->flags &= ~ND_CONN_PAUSED;
+	if (nd_list_linked(&c->lazy))
+		nd_conn_commit(c, 0);
 	stall_start(c);
 	if (!queued(c))
 		flushed(c);
@@ -572,6 +592,9 @@ void nd_conn_sweep(struct nd_shard *s)
 	const struct nd_config *cfg = s->cfg;
 	struct nd_list *n, *next;
 
+	while (!nd_list_empty(&s->lazy))
+		nd_conn_commit(nd_container_of(s->lazy.next, struct nd_conn,
+					       lazy), 0);
 	for (n = s->stalled.next; n != &s->stalled; n = next) {
 		struct nd_conn *c = nd_container_of(n, struct nd_conn, stall);
 

@@ -47,6 +47,7 @@ struct nd_conn {
 	uint64_t stall_since_ms;
 	struct nd_list link;          /* shard->conns, by activity */
 	struct nd_list dirty;         /* shard->dirty */
+	struct nd_list lazy;          /* shard->lazy */
 	struct nd_list rearm;         /* shard->rearm */
 	struct nd_list stall;         /* shard->stalled */
 
@@ -137,6 +138,14 @@ void nd_conn_commit(struct nd_conn *c, size_t n);
  * dead or out of memory. */
 bool nd_conn_write(struct nd_conn *c, const void *p, size_t n);
 
+/*
+ * Queues p[0..n) like nd_conn_write, but starts no send for it: it leaves
+ * with the next output that does, or at the next tick (nd_conn_sweep), or
+ * when the conn closes. For acknowledgements the peer does not wait on,
+ * which then cost it no wake-up and no read of their own.
+ */
+bool nd_conn_write_lazy(struct nd_conn *c, const void *p, size_t n);
+
 /* Bytes queued for sending (not yet taken by the kernel). */
 size_t nd_conn_queued(const struct nd_conn *c);
 
@@ -154,7 +163,7 @@ void nd_conn_on_recv(struct nd_conn *c, struct io_uring_cqe *cqe);
 void nd_conn_on_send(struct nd_conn *c, struct io_uring_cqe *cqe);
 /* Before each submit: start sends for dirty conns, re-arm receives. */
 void nd_conn_flush_all(struct nd_shard *s);
-/* Once a second: idle and stall timeouts. */
+/* On each tick: lazy output goes out; idle and stall timeouts. */
 void nd_conn_sweep(struct nd_shard *s);
 /* Frees the conns that died and that no operation refers to any more. */
 void nd_conn_reap(struct nd_shard *s);

@@ -359,6 +359,7 @@ int nd_server_start(struct nd_server *srv)
 		s->buf_size = cfg->buf_size;
 		nd_list_init(&s->conns);
 		nd_list_init(&s->dirty);
+		nd_list_init(&s->lazy);
 		nd_list_init(&s->rearm);
 		nd_list_init(&s->stalled);
 		nd_list_init(&s->dead);

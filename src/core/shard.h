@@ -86,6 +86,7 @@ struct nd_shard {
 
 	struct nd_list conns;           /* by last activity, oldest first */
 	struct nd_list dirty;           /* output queued, no send in flight */
+	struct nd_list lazy;            /* only lazy output queued */
 	struct nd_list rearm;           /* recv to re-arm after ENOBUFS/resume */
 	struct nd_list stalled;         /* paused or closing with output left */
 	struct nd_list dead;            /* killed, waiting for their ops */

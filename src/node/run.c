@@ -313,6 +313,14 @@ static void send_finished(struct rtask *t)
 	u.finished = x;
 	t->finish_sent = update(t, &u, on_finish_ack, t);
 	noded__exec_exited__free_unpacked(x, NULL);
+	if (!t->finish_sent)
+		return;
+	/* Its output is all read and acked: the buffers are free now, not
+	 * when the master's ack comes (which may wait for other output). */
+	for (int i = 0; i < 2; i++) {
+		pipe_put(t->r, t->p[i]);
+		t->p[i] = NULL;
+	}
 }
 
 /* ---- pipes ---- */

@@ -391,7 +391,9 @@ static void ticket_done(struct nd_shard *s, void *arg)
 	}
 	if (t->conn) {
 		nd_list_del(&t->link);
-		if (t->reply_len)
+		if (t->lazy && !t->conn->ops->deliver)
+			nd_conn_write_lazy(t->conn, t->reply, t->reply_len);
+		else if (t->reply_len)
 			deliver(t->conn, t->reply, t->reply_len);
 	}
 	ticket_free(t);
@@ -458,6 +460,7 @@ send:
 	t->reply = o.buf;
 	t->reply_len = o.len;
 	t->error = o.errors;
+	t->lazy = o.lazy && !o.errors;
 	if (o.hold_task) {
 		/* A watcher lags: the worker gets this ack when it caught up,
 		 * and reads no more output meanwhile. */

@@ -63,6 +63,7 @@ struct nd_ticket {
 	uint64_t t0_ns;               /* forwarded (monotonic) */
 	unsigned method;              /* native method, for metrics; 0: other */
 	bool error;                   /* the reply is an Error */
+	bool lazy;                    /* nd_out.lazy */
 };
 
 /*

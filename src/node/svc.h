@@ -125,6 +125,8 @@ struct nd_out {                   /* frames to queue on the requester */
 	size_t len, cap;
 	uint64_t hold_task;           /* nonzero: hold the reply (backpressure) */
 	unsigned errors;              /* Error frames among them */
+	bool lazy;                    /* an ack nobody waits on: it may wait
+				       * for other output (nd_conn_write_lazy) */
 };
 
 /* Does any watcher of t lag behind? */

@@ -892,6 +892,12 @@ void nd__task_update(struct nd_svc *svc, const Noded__Frame *f,
 	struct task *t = nd_u64map_get(&svc->tasks, u->task_id);
 	struct node *n = t && t->node ? nd__node_find(svc, t->node) : NULL;
 
+	/* The worker only lets go of an ended task on this ack; it waits for
+	 * nothing on it, so the ack rides with the next task we send it (or
+	 * the tick) instead of waking it once more per task. Output acks are
+	 * its flow control and go at once. */
+	o->lazy = u->body_case == NODED__TASK_UPDATE__BODY_FINISHED;
+
 	/* Only the node running this attempt may update it; anything else
 	 * (a late worker, an old attempt, an ended task) is acknowledged and
 	 * dropped so the worker can let go of it. */
