@@ -1337,6 +1337,50 @@ Test(tasks, worker_restarted_after_dead_runs_tasks)
 	STOP_OK(&d);
 }
 
+/*
+ * A worker frozen past the heartbeat timeout: the master declares its node
+ * DEAD and the task LOST, but the task goes on running there. When the
+ * worker comes back, its report names that task, and the master counts it
+ * against the node's one slot: the next task waits until it ended there,
+ * instead of running beside it (over the slots).
+ */
+Test(tasks, node_back_from_dead_still_counts_its_running_task)
+{
+	uint64_t t1, t2;
+	int64_t s1, s2;
+	json_t *t;
+
+	MASTER_START("--heartbeat-timeout", "1");
+	worker_start(0, "frozen", 1, NULL);
+	WAIT_ALIVE("frozen");
+	t1 = SUBMIT("--node", "frozen", "--", "sleep", "3");
+	t = wait_task(t1, "RUNNING", 5000);
+	s1 = jint(t, "started_unix_ms");
+	json_decref(t);
+	t2 = SUBMIT("--node", "frozen", "--", "true");
+	cr_assert(kill(workers[0], SIGSTOP) == 0, "SIGSTOP: %s",
+		  strerror(errno));
+	wait_node("frozen", "DEAD", 5000);
+	json_decref(wait_task(t1, "LOST", 2000));
+	cr_assert(kill(workers[0], SIGCONT) == 0, "SIGCONT: %s",
+		  strerror(errno));
+	WAIT_ALIVE("frozen");
+	nd_test_sleep_ms(300);
+	t = task_get(t2);
+	cr_assert(!strcmp(jstr(t, "state"), "PENDING"),
+		  "the node is back with its 1 slot taken by the LOST task "
+		  "still running there, yet the next task is %s: %s",
+		  jstr(t, "state"), jdump(t));
+	json_decref(t);
+	t = wait_task(t2, "SUCCEEDED", 10000);
+	s2 = jint(t, "started_unix_ms");
+	json_decref(t);
+	/* started_unix_ms is the worker's clock, like s1 */
+	cr_assert(s2 >= s1 + 3000 - 50, "the next task started %lld ms after "
+		  "the 3 s one it must wait for", (long long)(s2 - s1));
+	STOP_OK(&d);
+}
+
 Test(tasks, worker_restarted_at_once_runs_tasks)
 {
 	json_t *t;

@@ -267,7 +267,7 @@ static void report_status(struct nd_svc *svc, struct nd_ticket *t,
 	n->status = copy;
 	n->status_len = len;
 	was_usable = n->state == NODED__NODE_STATE__NODE_ALIVE &&
-		     n->running < n->slots;
+		     nd__node_used(n) < n->slots;
 	if (n->state == NODED__NODE_STATE__NODE_DEAD) {
 		ND_LOG(ND_LOG_INFO, "node.back", ND_S("node", n->name),
 		       ND_S("addr", t->peer));
@@ -275,6 +275,7 @@ static void report_status(struct nd_svc *svc, struct nd_ticket *t,
 	}
 	n->state = NODED__NODE_STATE__NODE_ALIVE;
 	n->slots = ns->slots_total;
+	nd__tasks_held(svc, n, ns->running_tasks, ns->n_running_tasks);
 	n->last_hb_ms = svc->s->now_ms;
 	n->last_hb_unix_ms = nd__unix_ms();
 	snprintf(n->address, sizeof(n->address), "%s", t->peer);
@@ -285,7 +286,7 @@ static void report_status(struct nd_svc *svc, struct nd_ticket *t,
 	r.status_reply = &sr;
 	if (f->kind != NODED__FRAME_KIND__NOTIFY)
 		nd__out_frame(o, &r); /* a notification wants no reply */
-	if (!was_usable && n->running < n->slots && n->stream.serial)
+	if (!was_usable && nd__node_used(n) < n->slots && n->stream.serial)
 		nd__tasks_schedule(svc);
 }
 
@@ -334,8 +335,10 @@ static void list_nodes(struct nd_svc *svc, const Noded__Frame *f,
 				ni->mem_total_bytes = ns->mem_total_bytes;
 				ni->mem_available_bytes = ns->mem_available_bytes;
 				ni->slots_total = ns->slots_total;
-				ni->slots_free = n->running < ns->slots_total ?
-							 ns->slots_total - n->running :
+				ni->slots_free = nd__node_used(n) <
+							 ns->slots_total ?
+							 ns->slots_total -
+								 nd__node_used(n) :
 							 0;
 			}
 			nl.nodes[k++] = ni;
@@ -735,9 +738,9 @@ void nd_svc_metrics(struct nd_shard *s0, FILE *f)
 			if (n->state == NODED__NODE_STATE__NODE_DEAD)
 				continue;
 			slots += n->slots;
-			busy += n->running;
-			free_slots += n->slots > n->running ?
-					      n->slots - n->running : 0;
+			busy += nd__node_used(n);
+			free_slots += n->slots > nd__node_used(n) ?
+					      n->slots - nd__node_used(n) : 0;
 			fprintf(f, "noded_node_slots{node=\"%s\"} %u\n",
 				n->name, n->slots);
 		}

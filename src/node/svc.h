@@ -34,12 +34,22 @@ struct node {
 	size_t nlabels;
 	uint32_t slots;               /* from the last status */
 	uint32_t running;             /* tasks we assigned that have not ended */
+	uint32_t held;                /* tasks its worker reports running that
+				       * are not among those (LOST while it was
+				       * cut off): they hold slots until they
+				       * end there */
 	struct nd_list tasks;         /* those tasks (task.node_link) */
 	uint64_t last_hb_ms;          /* monotonic */
 	uint64_t last_hb_unix_ms;
 	uint64_t connected_unix_ms;
 	struct nd_dest stream;        /* its AssignTask stream */
 };
+
+/* Slots of n in use: ours and those its worker still holds. */
+static inline uint32_t nd__node_used(const struct node *n)
+{
+	return n->running + n->held;
+}
 
 /* The tasks of one `run` request, sharing one stream. */
 struct run_group {
@@ -155,6 +165,10 @@ void nd__task_update(struct nd_svc *svc, const Noded__Frame *f,
 		     uint64_t conn_serial, struct nd_out *o);
 /* A node became schedulable, or went away. */
 void nd__tasks_schedule(struct nd_svc *svc);
+/* From a status report of n: how many of the tasks its worker runs (ids,
+ * count of them) are not running there for us (n->held). */
+void nd__tasks_held(struct nd_svc *svc, struct node *n, const uint64_t *ids,
+		    size_t count);
 void nd__tasks_node_dead(struct nd_svc *svc, struct node *n,
 			 const char *why);
 void nd__tasks_free(struct nd_svc *svc);

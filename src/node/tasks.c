@@ -330,20 +330,23 @@ static struct node *pick(struct nd_svc *svc, const struct task *t,
 		struct node *n = nd__node_find(svc, t->target_node);
 
 		return n && n->state == NODED__NODE_STATE__NODE_ALIVE &&
-			       n->stream.serial && n->running < n->slots ?
+			       n->stream.serial && nd__node_used(n) < n->slots ?
 			       n : NULL;
 	}
 	for (size_t i = 0; i < svc->nbuckets; i++) {
 		for (struct node *n = svc->buckets[i]; n; n = n->next) {
+			uint32_t used = nd__node_used(n);
+
 			if (n->state != NODED__NODE_STATE__NODE_ALIVE ||
-			    !n->stream.serial || n->running >= n->slots ||
+			    !n->stream.serial || used >= n->slots ||
 			    !eligible(n, t, sp))
 				continue;
-			if (!n->running)
+			if (!used)
 				return n; /* idle: none is less loaded */
-			/* lower running/slots wins: compare cross-multiplied */
-			if (!best || (uint64_t)n->running * best->slots <
-					     (uint64_t)best->running * n->slots)
+			/* lower used/slots wins: compare cross-multiplied */
+			if (!best || (uint64_t)used * best->slots <
+					     (uint64_t)nd__node_used(best) *
+						     n->slots)
 				best = n;
 		}
 	}
@@ -397,6 +400,21 @@ void nd__tasks_schedule(struct nd_svc *svc)
 		n = pick(svc, t, sp);
 		if (n)
 			assign(svc, t, n);
+	}
+}
+
+void nd__tasks_held(struct nd_svc *svc, struct node *n, const uint64_t *ids,
+		    size_t count)
+{
+	n->held = 0;
+	for (size_t i = 0; i < count; i++) {
+		const struct task *t = nd_u64map_get(&svc->tasks, ids[i]);
+
+		/* Ended here, or running for us on another node (retried):
+		 * either way this node's count does not have it. */
+		if (!t || terminal(t->state) || !t->node ||
+		    strcmp(t->node, n->name))
+			n->held++;
 	}
 }
 
