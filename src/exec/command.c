@@ -132,6 +132,21 @@ static void spawn_reason(char *r, size_t size, int *err, const char *cmd,
 }
 
 /*
+ * The commands' stdin: one /dev/null opened at the first spawn and kept
+ * (close-on-exec), dup2'ed into each child, which saves the child a path
+ * lookup per spawn (it showed in profiles). -1 when it cannot be opened:
+ * each child then opens its own. Callers are single-threaded (exec.h).
+ */
+static int devnull(void)
+{
+	static int fd = -2;
+
+	if (fd == -2)
+		fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return fd;
+}
+
+/*
  * Runs argv/envp per sp in a new process group, stdout and stderr on the
  * write ends out_w/err_w, stdin from /dev/null, default signal handling
  * and an empty signal mask (we block SIGCHLD; the command must not).
@@ -153,8 +168,11 @@ static int spawn_command(const Noded__ExecSpawn *sp, char **argv, char **envp,
 		goto destroy_actions;
 	sigfillset(&all);
 	sigemptyset(&none);
-	err = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY,
-					       0);
+	if (devnull() >= 0)
+		err = posix_spawn_file_actions_adddup2(&fa, devnull(), 0);
+	else
+		err = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null",
+						       O_RDONLY, 0);
 	if (!err)
 		err = posix_spawn_file_actions_adddup2(&fa, out_w, 1);
 	if (!err)
