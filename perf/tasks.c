@@ -40,6 +40,9 @@ struct topts {
 	bool json, all;
 	char **argv;
 	int argc;
+	Noded__TaskSpec__LabelsEntry labels[8]; /* --label K=V */
+	Noded__TaskSpec__LabelsEntry *label_ptrs[8];
+	size_t nlabels;
 };
 
 static uint64_t mono_us(void)
@@ -54,7 +57,8 @@ static void usage(FILE *f, const char *cmd)
 {
 	fprintf(f, "usage: noded-bench %s %s--count N --concurrency C [--json] "
 		   "-- CMD [ARG...]\n", cmd,
-		!strcmp(cmd, "tasks") ? "--addr HOST:PORT [--all] " : "");
+		!strcmp(cmd, "tasks") ? "--addr HOST:PORT [--all | --label "
+					"KEY=VALUE]... " : "");
 }
 
 /* Parses the shared options; returns 0, or an exit status. */
@@ -66,6 +70,7 @@ static int parse(int argc, char **argv, const char *cmd, struct topts *o)
 		{ "concurrency", required_argument, NULL, 'c' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "all", no_argument, NULL, 'A' },
+		{ "label", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -99,6 +104,22 @@ static int parse(int argc, char **argv, const char *cmd, struct topts *o)
 		case 'A':
 			o->all = true;
 			break;
+		case 'L': {
+			Noded__TaskSpec__LabelsEntry *e = &o->labels[o->nlabels];
+			char *eq = strchr(optarg, '=');
+
+			if (!eq || eq == optarg || o->nlabels == 8) {
+				fprintf(stderr, "noded-bench: --label wants "
+					"KEY=VALUE (at most 8)\n");
+				return 2;
+			}
+			noded__task_spec__labels_entry__init(e);
+			*eq = '\0';
+			e->key = optarg;
+			e->value = eq + 1;
+			o->label_ptrs[o->nlabels++] = e;
+			break;
+		}
 		case 'h':
 			usage(stdout, cmd);
 			return -1;
@@ -259,6 +280,8 @@ int nd_bench_tasks(int argc, char **argv)
 	b->spec.argv = o.argv;
 	b->spec.n_argv = (size_t)o.argc;
 	b->spec.all = o.all;
+	b->spec.labels = o.label_ptrs;
+	b->spec.n_labels = o.nlabels;
 	nd_hist_init(&b->h);
 	t0 = b->t0 = mono_us();
 	for (long i = 0; i < o.conc; i++) {

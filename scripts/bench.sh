@@ -25,7 +25,8 @@
 #              per connection (redis-server: raw TCP connections).
 #  queue       QUEUE_TASKS tasks sent at once (one `run` stream each) to
 #              QUEUE_WORKERS fake workers: submit rate, completion rate,
-#              master peak RSS (VmHWM), tasks lost, master CPU while it drains.
+#              master peak RSS (VmHWM), tasks lost, master CPU while it drains;
+#              then as many for a label all those workers have.
 #
 # Placement: each master runs with --shards SHARDS under `taskset -c
 # SERVER_CPU`; load generators and simulators run on CLIENT_CPU (but see
@@ -174,7 +175,7 @@ start_master() {
 start_sims() {
 	local n=$1 slots=${2:-1} out="$TMP/sims.$RANDOM"
 	"${PIN_CLIENT[@]}" "$BENCH" workers --addr "$MASTER_ADDR" --count "$n" \
-		--slots "$slots" --exec fake >"$out.out" 2>"$out.err" &
+		--slots "$slots" --exec fake "${@:3}" >"$out.out" 2>"$out.err" &
 	SIM_PID=$!
 	PIDS+=("$SIM_PID")
 	for _ in $(seq 1200); do  # up to 120 s
@@ -403,29 +404,33 @@ bench_idle() {
 # ---- 6. a queue of tasks sent at once ----
 
 bench_queue() {
-	local qj t0 t1 secs pct hwm lost
+	local qj t0 t1 secs pct hwm lost w label
 	start_master
-	start_sims "$QUEUE_WORKERS" 1
+	start_sims "$QUEUE_WORKERS" 1 --label pool=q
 	sleep 2
-	t0=$(cpu_ticks "$MASTER_PID")
-	qj=$(timeout 600 "${PIN_CLIENT[@]}" "$BENCH" tasks --addr "$MASTER_ADDR" \
-		--count "$QUEUE_TASKS" --concurrency "$QUEUE_TASKS" --json -- true) ||
-		die "queue of $QUEUE_TASKS failed: $qj"
-	t1=$(cpu_ticks "$MASTER_PID")
-	hwm=$(hwm_kib "$MASTER_PID")
-	secs=$(jnum "$qj" .seconds)
-	pct=$(cpu_pct "$MASTER_PID" $((t1 - t0)) "$secs")
-	lost=$((QUEUE_TASKS - $(jnum "$qj" .tasks) + $(jnum "$qj" .errors)))
+	# any node, then every task for the label all the workers have
+	for label in "" pool=q; do
+		t0=$(cpu_ticks "$MASTER_PID")
+		qj=$(timeout 600 "${PIN_CLIENT[@]}" "$BENCH" tasks --addr "$MASTER_ADDR" \
+			--count "$QUEUE_TASKS" --concurrency "$QUEUE_TASKS" \
+			${label:+--label "$label"} --json -- true) ||
+			die "queue of $QUEUE_TASKS${label:+ for $label} failed: $qj"
+		t1=$(cpu_ticks "$MASTER_PID")
+		hwm=$(hwm_kib "$MASTER_PID")
+		secs=$(jnum "$qj" .seconds)
+		pct=$(cpu_pct "$MASTER_PID" $((t1 - t0)) "$secs")
+		lost=$((QUEUE_TASKS - $(jnum "$qj" .tasks) + $(jnum "$qj" .errors)))
+		w="queue $QUEUE_TASKS tasks${label:+ for label $label}, $QUEUE_WORKERS workers"
+		row "$w" "submit rate" "$(jnum "$qj" .submit_per_s)" "tasks/s"
+		row "$w" "completion rate" "$(jnum "$qj" .per_s)" "tasks/s"
+		row "$w" "master peak RSS" "$((hwm / 1024))" "MiB" "" "" "< 200 MiB" \
+			"$(yes_if "$((hwm / 1024))" 200 "<")"
+		row "$w" "tasks lost or failed" "$lost" "tasks" "" "" "0" "$([ "$lost" = 0 ] && echo yes || echo no)"
+		row "$w" "master CPU while draining" "$pct" "% of a core"
+		note "queue${label:+ for $label}: submit $(jnum "$qj" .submit_per_s)/s, completion $(jnum "$qj" .per_s)/s, peak RSS $((hwm / 1024)) MiB"
+	done
 	stop_pid "$SIM_PID"
 	stop_pid "$MASTER_PID"
-	local w="queue $QUEUE_TASKS tasks, $QUEUE_WORKERS workers"
-	row "$w" "submit rate" "$(jnum "$qj" .submit_per_s)" "tasks/s"
-	row "$w" "completion rate" "$(jnum "$qj" .per_s)" "tasks/s"
-	row "$w" "master peak RSS" "$((hwm / 1024))" "MiB" "" "" "< 200 MiB" \
-		"$(yes_if "$((hwm / 1024))" 200 "<")"
-	row "$w" "tasks lost or failed" "$lost" "tasks" "" "" "0" "$([ "$lost" = 0 ] && echo yes || echo no)"
-	row "$w" "master CPU while draining" "$pct" "% of a core"
-	note "queue: submit $(jnum "$qj" .submit_per_s)/s, completion $(jnum "$qj" .per_s)/s, peak RSS $((hwm / 1024)) MiB"
 }
 
 # ---- run ----

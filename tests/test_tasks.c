@@ -1180,6 +1180,69 @@ Test(tasks, excess_tasks_wait_in_the_queue)
 	STOP_OK(&d);
 }
 
+/*
+ * Tasks for a target wait in a queue of that target (a node, or a set of
+ * labels): one target's tasks never wait behind another's, each target's
+ * are first in first out, and labels given in another order are the same
+ * target.
+ */
+Test(tasks, each_target_waits_in_its_own_queue_in_order)
+{
+	char slots_s[] = "1";
+	const char *argv[] = { nd_test_bin(), "worker", "--master", master,
+			       "--name", "w3", "--slots", slots_s,
+			       "--label", "pool=c", "--label", "zone=x", NULL };
+	int null_fd = getenv("ND_TEST_VERBOSE") ? -1 :
+		      open("/dev/null", O_RDWR | O_CLOEXEC);
+	uint64_t t1, t2, t3, t4, t5, t6, t7;
+	json_t *a, *b;
+
+	MASTER_START();
+	worker_start(0, "w1", 1, "pool=a");
+	worker_start(1, "w2", 1, "pool=b");
+	workers[2] = nd_test_spawn(argv, null_fd, null_fd, null_fd);
+	if (null_fd >= 0)
+		close(null_fd);
+	cr_assert(workers[2] > 0, "starting worker w3: %s", nd_test_why);
+	WAIT_ALIVE("w1");
+	WAIT_ALIVE("w2");
+	WAIT_ALIVE("w3");
+
+	/* pool=a is busy: its second task waits, pool=b's does not */
+	t1 = SUBMIT("--label", "pool=a", "--", "sleep", "1.5");
+	json_decref(wait_task(t1, "RUNNING", 5000));
+	t2 = SUBMIT("--label", "pool=a", "--", "true");
+	t3 = SUBMIT("--label", "pool=b", "--", "true");
+	json_decref(wait_task(t3, "SUCCEEDED", 5000));
+	a = task_get(t1);
+	b = task_get(t2);
+	cr_assert(!strcmp(jstr(a, "state"), "RUNNING") &&
+			  !strcmp(jstr(b, "state"), "PENDING"),
+		  "pool=b's task ended while pool=a's first one runs and its "
+		  "second waits, but: %s / %s", jdump(a), jdump(b));
+	json_decref(a);
+	json_decref(b);
+	json_decref(wait_task(t2, "SUCCEEDED", 10000));
+
+	/* one queue for pool=c,zone=x whatever the order: first in, first
+	 * out on w3's one slot (t5 waits in it before t6 and t7 come) */
+	t4 = SUBMIT("--label", "pool=c", "--label", "zone=x", "--", "sleep",
+		    "1");
+	json_decref(wait_task(t4, "RUNNING", 5000));
+	t5 = SUBMIT("--label", "pool=c", "--label", "zone=x", "--", "true");
+	t6 = SUBMIT("--label", "zone=x", "--label", "pool=c", "--", "true");
+	t7 = SUBMIT("--label", "pool=c", "--label", "zone=x", "--", "true");
+	json_decref(wait_task(t5, "SUCCEEDED", 10000));
+	a = wait_task(t6, "SUCCEEDED", 10000);
+	b = wait_task(t7, "SUCCEEDED", 10000);
+	cr_assert(jint(a, "ended_unix_ms") <= jint(b, "started_unix_ms"),
+		  "the task submitted first ran second: %s then %s", jdump(a),
+		  jdump(b));
+	json_decref(a);
+	json_decref(b);
+	STOP_OK(&d);
+}
+
 /* ---- workers dying and coming back ---- */
 
 /* The pids whose parent is ppid (from /proc), at most max. */

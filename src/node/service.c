@@ -23,13 +23,19 @@ uint64_t nd__unix_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+uint64_t nd__hash(const void *p, size_t n)
+{
+	const unsigned char *b = p;
+	uint64_t h = 14695981039346656037ull; /* FNV-1a */
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 1099511628211ull;
+	return h;
+}
+
 static size_t hash(const char *s)
 {
-	size_t h = 14695981039346656037ull; /* FNV-1a */
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
+	return (size_t)nd__hash(s, strlen(s));
 }
 
 struct node *nd__node_find(struct nd_svc *svc, const char *name)
@@ -712,7 +718,7 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg)
 	svc->task_history = s->cfg->task_history;
 	svc->output_budget = s->cfg->output_budget;
 	svc->max_queue = s->cfg->max_queue ? s->cfg->max_queue : 1000000;
-	nd_list_init(&svc->pending);
+	nd_list_init(&svc->class_list);
 	nd_list_init(&svc->pending_any);
 	nd_list_init(&svc->all);
 	nd_list_init(&svc->done);

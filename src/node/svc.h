@@ -66,6 +66,23 @@ struct watcher {
 	struct run_group *group;      /* NULL: a plain watch */
 };
 
+/*
+ * Tasks waiting for the same target: one named node, or one set of labels
+ * (tasks.c, "Scheduling"). Created with its first waiting task, freed with
+ * its last.
+ */
+struct pclass {
+	struct pclass *next;          /* same hash (svc.classes) */
+	struct nd_list link;          /* svc.class_list, oldest first */
+	struct nd_list tasks;         /* task.queue_link, FIFO */
+	uint64_t hash;
+	char *key;                    /* the target, encoded; keylen bytes */
+	size_t keylen;
+	char *node;                   /* the named node, or NULL */
+	char **label_k, **label_v;    /* else these labels */
+	size_t nlabels;
+};
+
 struct task {
 	uint64_t id, job_id;
 	Noded__TaskState state;
@@ -86,7 +103,9 @@ struct task {
 	struct nd_list watchers;      /* struct watcher.task_link */
 	uint32_t nwatchers;
 	bool any_node;                /* no target node, no labels */
-	struct nd_list queue_link;    /* svc.pending(_any) while PENDING */
+	struct nd_list queue_link;    /* svc.pending_any or its class's tasks,
+				       * while PENDING */
+	struct pclass *cls;           /* that class, NULL: pending_any */
 	struct nd_list node_link;     /* node.tasks while ASSIGNED/RUNNING */
 	struct nd_list all_link;      /* svc.all, oldest first */
 	uint64_t queued_ns;           /* monotonic, when last queued */
@@ -99,7 +118,8 @@ struct nd_svc {
 	size_t nbuckets, count;
 	struct nd_u64map tasks;       /* id -> task */
 	struct nd_list pending_any;   /* FIFO of tasks any node may run */
-	struct nd_list pending;       /* FIFO of tasks for a node or labels */
+	struct nd_u64map classes;     /* hash of a key -> struct pclass */
+	struct nd_list class_list;    /* those classes (pclass.link) */
 	struct nd_list all;
 	/* Retention: ended tasks, oldest end first; the oldest are evicted
 	 * while there are more than task_history of them or the output kept
@@ -114,12 +134,14 @@ struct nd_svc {
 	struct nd_u64map watching;    /* serial -> struct nd_list of watchers
 				       * (conn_link), malloc'd */
 	struct nd_list held;          /* tickets whose ack waits (held) */
-	size_t npending, max_queue;   /* tasks in pending; its bound */
+	size_t npending, max_queue;   /* tasks PENDING; their bound */
 	struct nd_hist dispatch;      /* queued to pushed to a worker */
 	uint64_t ended[16];           /* tasks that ended, by final state */
 };
 
 uint64_t nd__unix_ms(void);
+/* FNV-1a of p[0..n) */
+uint64_t nd__hash(const void *p, size_t n);
 struct node *nd__node_find(struct nd_svc *svc, const char *name);
 
 /* Sends f (or encoded frames) to a connection on any shard; dropped if the

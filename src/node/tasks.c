@@ -14,8 +14,12 @@
  * any node may run wait in svc.pending_any: when its head finds no node
  * with a free slot, none behind it would, so a pass stops there and costs
  * O(nodes) per task placed, whatever the queue's length. Tasks for a named
- * node or for labels wait in svc.pending, where each may wait for its own
- * node without blocking the ones behind it (a pass walks that list). A task no node could ever run is refused at
+ * node or for labels wait in a class per target (struct pclass: one node
+ * name, or one set of labels), first in first out within it; a pass tries
+ * each class's head, so one target's tasks never wait behind another's,
+ * and a pass costs O(classes x nodes), whatever the queue's length (walking
+ * every waiting task, as this once did, made 20,000 tasks for one label
+ * take minutes of CPU). A task no node could ever run is refused at
  * submission, unless it asked to wait for one (wait_for_node): then it stays
  * PENDING until such a node joins.
  *
@@ -30,6 +34,7 @@
  * in svc.watching), so that a connection that closes drops its watchers at
  * once rather than when their tasks end.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,15 +246,194 @@ static void log_end(const struct task *t)
 	       ND_S("reason", t->reason));
 }
 
+/* ---- waiting classes ---- */
+
+static int label_cmp(const void *a, const void *b)
+{
+	const Noded__TaskSpec__LabelsEntry *x =
+		*(Noded__TaskSpec__LabelsEntry *const *)a;
+	const Noded__TaskSpec__LabelsEntry *y =
+		*(Noded__TaskSpec__LabelsEntry *const *)b;
+	int c = strcmp(x->key, y->key);
+
+	return c ? c : strcmp(x->value, y->value);
+}
+
+/*
+ * The key of a target: 'n' and the node's name, or 'l' and each label as
+ * "KEYLEN:KEY VALLEN:VALUE", sorted, so that equal targets have equal keys
+ * whatever the order the labels came in. sorted (sp->n_labels entries)
+ * receives them in that order. malloc'd; NULL when out of memory.
+ */
+static char *class_key(const char *node, const Noded__TaskSpec *sp,
+		       Noded__TaskSpec__LabelsEntry **sorted, size_t *len)
+{
+	size_t cap = 2, off = 1;
+	char *k;
+
+	if (node) {
+		cap += strlen(node);
+	} else {
+		memcpy(sorted, sp->labels, sp->n_labels * sizeof(*sorted));
+		qsort(sorted, sp->n_labels, sizeof(*sorted), label_cmp);
+		for (size_t i = 0; i < sp->n_labels; i++)
+			cap += strlen(sorted[i]->key) +
+			       strlen(sorted[i]->value) + 48;
+	}
+	k = malloc(cap);
+	if (!k)
+		return NULL;
+	k[0] = node ? 'n' : 'l';
+	if (node) {
+		memcpy(k + 1, node, cap - 2);
+		off = cap - 1;
+	}
+	for (size_t i = 0; !node && i < sp->n_labels; i++)
+		off += (size_t)snprintf(k + off, cap - off, "%zu:%s %zu:%s",
+					strlen(sorted[i]->key), sorted[i]->key,
+					strlen(sorted[i]->value),
+					sorted[i]->value);
+	*len = off;
+	return k;
+}
+
+static uint64_t class_slot(uint64_t hash)
+{
+	return hash ? hash : 1; /* 0 is no key in an nd_u64map */
+}
+
+static void class_free(struct nd_svc *svc, struct pclass *c)
+{
+	uint64_t slot = class_slot(c->hash);
+	struct pclass **pp, *head;
+
+	head = nd_u64map_get(&svc->classes, slot);
+	if (head == c) {
+		if (c->next)
+			nd_u64map_put(&svc->classes, slot, c->next);
+		else
+			nd_u64map_del(&svc->classes, slot);
+	} else {
+		for (pp = &head->next; *pp != c; pp = &(*pp)->next)
+			;
+		*pp = c->next;
+	}
+	nd_list_del(&c->link);
+	for (size_t i = 0; i < c->nlabels; i++) {
+		free(c->label_k[i]);
+		free(c->label_v[i]);
+	}
+	free(c->label_k);
+	free(c->label_v);
+	free(c->node);
+	free(c->key);
+	free(c);
+}
+
+/* The class of node (non-NULL) or of sp's labels; created when create is
+ * set and there is none. NULL when there is none or out of memory. */
+static struct pclass *class_get(struct nd_svc *svc, const char *node,
+				const Noded__TaskSpec *sp, bool create)
+{
+	size_t n = node ? 0 : sp->n_labels, len = 0;
+	Noded__TaskSpec__LabelsEntry **sorted = NULL;
+	struct pclass *c = NULL, *head;
+	uint64_t h;
+	char *key;
+
+	if (n && !(sorted = malloc(n * sizeof(*sorted))))
+		return NULL;
+	key = class_key(node, sp, sorted, &len);
+	if (!key)
+		goto out;
+	h = nd__hash(key, len);
+	head = nd_u64map_get(&svc->classes, class_slot(h));
+	for (c = head; c; c = c->next)
+		if (c->hash == h && c->keylen == len &&
+		    !memcmp(c->key, key, len))
+			goto out;
+	if (!create || !(c = calloc(1, sizeof(*c))))
+		goto out;
+	c->hash = h;
+	c->key = key;
+	c->keylen = len;
+	key = NULL;
+	nd_list_init(&c->tasks);
+	c->node = node ? strdup(node) : NULL;
+	c->label_k = calloc(n ? n : 1, sizeof(char *));
+	c->label_v = calloc(n ? n : 1, sizeof(char *));
+	if ((node && !c->node) || !c->label_k || !c->label_v)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		c->label_k[i] = strdup(sorted[i]->key);
+		c->label_v[i] = strdup(sorted[i]->value);
+		c->nlabels = i + 1;
+		if (!c->label_k[i] || !c->label_v[i])
+			goto fail;
+	}
+	c->next = head;
+	if (nd_u64map_put(&svc->classes, class_slot(h), c))
+		goto fail;
+	nd_list_add_tail(&svc->class_list, &c->link);
+	goto out;
+fail:
+	c->next = NULL;
+	for (size_t i = 0; i < c->nlabels; i++) {
+		free(c->label_k[i]);
+		free(c->label_v[i]);
+	}
+	free(c->label_k);
+	free(c->label_v);
+	free(c->node);
+	free(c->key);
+	free(c);
+	c = NULL;
+out:
+	free(key);
+	free(sorted);
+	return c;
+}
+
+/* Queues pending t at the tail of its class (sp: its spec, for labels), or
+ * of pending_any. -ENOMEM when its class could not be made. */
+static int enqueue(struct nd_svc *svc, struct task *t,
+		   const Noded__TaskSpec *sp)
+{
+	struct nd_list *q = &svc->pending_any;
+
+	t->cls = NULL;
+	if (!t->any_node) {
+		t->cls = class_get(svc, t->target_node, sp, true);
+		if (!t->cls)
+			return -ENOMEM;
+		q = &t->cls->tasks;
+	}
+	nd_list_add_tail(q, &t->queue_link);
+	svc->npending++;
+	return 0;
+}
+
+/* Takes t off its queue; its class goes with its last task. */
+static void unqueue(struct nd_svc *svc, struct task *t)
+{
+	struct pclass *c = t->cls;
+
+	if (!nd_list_linked(&t->queue_link))
+		return;
+	nd_list_del(&t->queue_link);
+	svc->npending--;
+	t->cls = NULL;
+	if (c && nd_list_empty(&c->tasks))
+		class_free(svc, c);
+}
+
 static void finish(struct nd_svc *svc, struct task *t, Noded__TaskState st,
 		   const char *reason)
 {
 	if (terminal(t->state))
 		return;
-	if (t->state == NODED__TASK_STATE__TASK_PENDING) {
-		nd_list_del(&t->queue_link);
-		svc->npending--;
-	}
+	if (t->state == NODED__TASK_STATE__TASK_PENDING)
+		unqueue(svc, t);
 	if (nd_list_linked(&t->node_link)) {
 		struct node *n = nd__node_find(svc, t->node);
 
@@ -310,36 +494,45 @@ static bool has_labels(const struct node *n, const Noded__TaskSpec *sp)
 	return true;
 }
 
-/* Could node n ever run t (ignoring its load)? sp is NULL for a task any
- * node may run. */
-static bool eligible(const struct node *n, const struct task *t,
-		     const Noded__TaskSpec *sp)
+/* Has n every label of class c? */
+static bool class_labels(const struct node *n, const struct pclass *c)
 {
-	if (t->target_node)
-		return !strcmp(n->name, t->target_node);
-	return !sp || has_labels(n, sp);
+	for (size_t i = 0; i < c->nlabels; i++) {
+		size_t j;
+
+		for (j = 0; j < n->nlabels; j++)
+			if (!strcmp(n->label_k[j], c->label_k[i]) &&
+			    !strcmp(n->label_v[j], c->label_v[i]))
+				break;
+		if (j == n->nlabels)
+			return false;
+	}
+	return true;
 }
 
-/* The least-loaded node that can take t now, or NULL. */
-static struct node *pick(struct nd_svc *svc, const struct task *t,
-			 const Noded__TaskSpec *sp)
+/* Can n take a task now (ignoring its target)? */
+static bool has_room(const struct node *n)
+{
+	return n->state == NODED__NODE_STATE__NODE_ALIVE && n->stream.serial &&
+	       nd__node_used(n) < n->slots;
+}
+
+/* The least-loaded node that can take the head of class c now (NULL c:
+ * of pending_any), or NULL. */
+static struct node *pick(struct nd_svc *svc, const struct pclass *c)
 {
 	struct node *best = NULL;
 
-	if (t->target_node) {
-		struct node *n = nd__node_find(svc, t->target_node);
+	if (c && c->node) {
+		struct node *n = nd__node_find(svc, c->node);
 
-		return n && n->state == NODED__NODE_STATE__NODE_ALIVE &&
-			       n->stream.serial && nd__node_used(n) < n->slots ?
-			       n : NULL;
+		return n && has_room(n) ? n : NULL;
 	}
 	for (size_t i = 0; i < svc->nbuckets; i++) {
 		for (struct node *n = svc->buckets[i]; n; n = n->next) {
 			uint32_t used = nd__node_used(n);
 
-			if (n->state != NODED__NODE_STATE__NODE_ALIVE ||
-			    !n->stream.serial || used >= n->slots ||
-			    !eligible(n, t, sp))
+			if (!has_room(n) || (c && !class_labels(n, c)))
 				continue;
 			if (!used)
 				return n; /* idle: none is less loaded */
@@ -356,8 +549,7 @@ static struct node *pick(struct nd_svc *svc, const struct task *t,
 /* Takes pending t off its queue and sends it to n. */
 static void assign(struct nd_svc *svc, struct task *t, struct node *n)
 {
-	nd_list_del(&t->queue_link);
-	svc->npending--;
+	unqueue(svc, t);
 	free(t->node);
 	t->node = strdup(n->name);
 	t->state = NODED__TASK_STATE__TASK_ASSIGNED;
@@ -369,12 +561,6 @@ static void assign(struct nd_svc *svc, struct task *t, struct node *n)
 	push_assignment(svc, t, n);
 }
 
-/* The queue a pending task waits in (see the top of this file). */
-static struct nd_list *queue_of(struct nd_svc *svc, const struct task *t)
-{
-	return t->any_node ? &svc->pending_any : &svc->pending;
-}
-
 void nd__tasks_schedule(struct nd_svc *svc)
 {
 	struct nd_list *l, *next;
@@ -382,24 +568,27 @@ void nd__tasks_schedule(struct nd_svc *svc)
 	while (!nd_list_empty(&svc->pending_any)) {
 		struct task *t = nd_container_of(svc->pending_any.next,
 						 struct task, queue_link);
-		struct node *n = pick(svc, t, NULL);
+		struct node *n = pick(svc, NULL);
 
 		if (!n)
 			break; /* no free slot anywhere */
 		assign(svc, t, n);
 	}
-	for (l = svc->pending.next; l != &svc->pending; l = next) {
-		struct task *t = nd_container_of(l, struct task, queue_link);
-		Noded__TaskSpec *sp = NULL;
+	for (l = svc->class_list.next; l != &svc->class_list; l = next) {
+		struct pclass *c = nd_container_of(l, struct pclass, link);
 		struct node *n;
 
 		next = l->next;
-		/* a named node needs no spec; labels do */
-		if (!t->target_node && !(sp = spec_of(svc, t)))
-			continue;
-		n = pick(svc, t, sp);
-		if (n)
-			assign(svc, t, n);
+		while ((n = pick(svc, c))) {
+			struct task *t = nd_container_of(c->tasks.next,
+							 struct task,
+							 queue_link);
+			bool last = t->queue_link.next == &c->tasks;
+
+			assign(svc, t, n); /* the last one frees c */
+			if (last)
+				break;
+		}
 	}
 }
 
@@ -421,6 +610,7 @@ void nd__tasks_held(struct nd_svc *svc, struct node *n, const uint64_t *ids,
 void nd__tasks_node_dead(struct nd_svc *svc, struct node *n, const char *why)
 {
 	bool requeued = false;
+	struct pclass *c;
 
 	while (!nd_list_empty(&n->tasks)) {
 		struct task *t = nd_container_of(n->tasks.next, struct task,
@@ -440,8 +630,12 @@ void nd__tasks_node_dead(struct nd_svc *svc, struct node *n, const char *why)
 			       ND_S("node", n->name), ND_S("reason", why),
 			       ND_U("attempt", t->attempt),
 			       ND_U("retries_left", t->retries_left));
-			nd_list_add_tail(queue_of(svc, t), &t->queue_link);
-			svc->npending++;
+			if (enqueue(svc, t, t->any_node ? NULL :
+					    spec_of(svc, t)) < 0) {
+				finish(svc, t, NODED__TASK_STATE__TASK_LOST,
+				       "out of memory requeueing it");
+				continue;
+			}
 			requeued = true;
 			continue;
 		}
@@ -450,14 +644,18 @@ void nd__tasks_node_dead(struct nd_svc *svc, struct node *n, const char *why)
 	n->running = 0;
 	/* A fan-out's task for this node that it never got can run nowhere
 	 * else: it is LOST too, or its `run --all` would wait for ever. */
-	for (struct nd_list *l = svc->pending.next, *next; l != &svc->pending;
-	     l = next) {
+	c = class_get(svc, n->name, NULL, false);
+	for (struct nd_list *l = c ? c->tasks.next : NULL, *next;
+	     l && l != &c->tasks; l = next) {
 		struct task *t = nd_container_of(l, struct task, queue_link);
+		bool only = l->prev == &c->tasks && l->next == &c->tasks;
 
 		next = l->next;
-		if (t->job_id && t->target_node &&
-		    !strcmp(t->target_node, n->name))
-			finish(svc, t, NODED__TASK_STATE__TASK_LOST, why);
+		if (!t->job_id)
+			continue;
+		finish(svc, t, NODED__TASK_STATE__TASK_LOST, why);
+		if (only)
+			break; /* c went with it */
 	}
 	if (requeued)
 		nd__tasks_schedule(svc);
@@ -497,8 +695,14 @@ static struct task *task_new(struct nd_svc *svc, const uint8_t *spec,
 	t->queued_ns = nd_now_ns();
 	nd_list_init(&t->watchers);
 	t->any_node = !t->target_node && !sp->n_labels;
-	nd_list_add_tail(queue_of(svc, t), &t->queue_link);
-	svc->npending++;
+	if (enqueue(svc, t, sp) < 0) {
+		nd_u64map_del(&svc->tasks, t->id);
+		svc->next_task_id--;
+		free(t->target_node);
+		free(t->spec);
+		free(t);
+		return NULL;
+	}
 	nd_list_add_tail(&svc->all, &t->all_link);
 	return t;
 }
@@ -974,10 +1178,7 @@ static void task_free(struct nd_svc *svc, struct task *t)
 						  struct watcher, task_link));
 	nd_u64map_del(&svc->tasks, t->id);
 	nd_list_del(&t->all_link);
-	if (nd_list_linked(&t->queue_link)) {
-		nd_list_del(&t->queue_link);
-		svc->npending--;
-	}
+	unqueue(svc, t);
 	nd_list_del(&t->node_link);
 	if (nd_list_linked(&t->done_link)) {
 		nd_list_del(&t->done_link);
@@ -1008,6 +1209,7 @@ void nd__tasks_free(struct nd_svc *svc)
 					       all_link));
 	nd_u64map_free(&svc->tasks);
 	nd_u64map_free(&svc->watching);
+	nd_u64map_free(&svc->classes); /* empty: classes go with their tasks */
 }
 
 void nd__tasks_metrics(struct nd_svc *svc, FILE *f)
