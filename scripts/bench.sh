@@ -6,7 +6,7 @@
 #   scripts/bench.sh [--compare FILE] [--only "ping tasks fanout heartbeats idle queue"]
 #
 # Workloads (each bounded in time and count; the whole suite takes about
-# 5 minutes on 2 vCPUs):
+# 4 minutes on 2 vCPUs):
 #  ping        noded-bench ping at (C=1,D=1), (C=50,D=1), (C=50,D=16), and
 #              redis-benchmark PING on redis-server with the same placement:
 #              requests/s, p50/p99/p99.9, server CPU per request.
