@@ -43,15 +43,19 @@ int nd_u64map_put(struct nd_u64map *m, uint64_t key, void *val)
 {
 	size_t i;
 
-	if ((m->count + 1) * 2 > m->cap &&
-	    resize(m, m->cap ? m->cap * 2 : 16))
-		return -ENOMEM;
-	for (i = slot(key, m->cap); m->keys[i]; i = (i + 1) & (m->cap - 1)) {
+	/* a replacement first: it needs no room, so it cannot fail */
+	for (i = m->cap ? slot(key, m->cap) : 0; m->cap && m->keys[i];
+	     i = (i + 1) & (m->cap - 1)) {
 		if (m->keys[i] == key) {
 			m->vals[i] = val;
 			return 0;
 		}
 	}
+	if ((m->count + 1) * 2 > m->cap &&
+	    resize(m, m->cap ? m->cap * 2 : 16))
+		return -ENOMEM;
+	for (i = slot(key, m->cap); m->keys[i]; i = (i + 1) & (m->cap - 1))
+		;
 	m->keys[i] = key;
 	m->vals[i] = val;
 	m->count++;

@@ -15,7 +15,8 @@ struct nd_u64map {
 	size_t cap, count;
 };
 
-/* Inserts or replaces. Returns 0 or -ENOMEM. key must not be 0. */
+/* Inserts or replaces. Returns 0 or -ENOMEM (never when key was there).
+ * key must not be 0. */
 int nd_u64map_put(struct nd_u64map *m, uint64_t key, void *val);
 void *nd_u64map_get(const struct nd_u64map *m, uint64_t key);
 /* Removes key; returns its value or NULL. */

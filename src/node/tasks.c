@@ -309,7 +309,7 @@ static void class_free(struct nd_svc *svc, struct pclass *c)
 
 	head = nd_u64map_get(&svc->classes, slot);
 	if (head == c) {
-		if (c->next)
+		if (c->next) /* a replacement: cannot fail */
 			nd_u64map_put(&svc->classes, slot, c->next);
 		else
 			nd_u64map_del(&svc->classes, slot);
@@ -341,7 +341,7 @@ static struct pclass *class_get(struct nd_svc *svc, const char *node,
 	uint64_t h;
 	char *key;
 
-	if (n && !(sorted = malloc(n * sizeof(*sorted))))
+	if ((!node && !sp) || (n && !(sorted = malloc(n * sizeof(*sorted)))))
 		return NULL;
 	key = class_key(node, sp, sorted, &len);
 	if (!key)
@@ -372,8 +372,8 @@ static struct pclass *class_get(struct nd_svc *svc, const char *node,
 			goto fail;
 	}
 	c->next = head;
-	if (nd_u64map_put(&svc->classes, class_slot(h), c))
-		goto fail;
+	if (nd_u64map_put(&svc->classes, class_slot(h), c)) /* fails only */
+		goto fail;                                  /* without head */
 	nd_list_add_tail(&svc->class_list, &c->link);
 	goto out;
 fail:
