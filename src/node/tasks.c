@@ -302,6 +302,21 @@ static uint64_t class_slot(uint64_t hash)
 	return hash ? hash : 1; /* 0 is no key in an nd_u64map */
 }
 
+/* Frees c, which is on no list and in no map. */
+static void class_destroy(struct pclass *c)
+{
+	for (size_t i = 0; i < c->nlabels; i++) {
+		free(c->label_k[i]);
+		free(c->label_v[i]);
+	}
+	free(c->label_k);
+	free(c->label_v);
+	free(c->node);
+	free(c->key);
+	free(c);
+}
+
+/* Takes c out of svc's map and list, and frees it. */
 static void class_free(struct nd_svc *svc, struct pclass *c)
 {
 	uint64_t slot = class_slot(c->hash);
@@ -319,15 +334,7 @@ static void class_free(struct nd_svc *svc, struct pclass *c)
 		*pp = c->next;
 	}
 	nd_list_del(&c->link);
-	for (size_t i = 0; i < c->nlabels; i++) {
-		free(c->label_k[i]);
-		free(c->label_v[i]);
-	}
-	free(c->label_k);
-	free(c->label_v);
-	free(c->node);
-	free(c->key);
-	free(c);
+	class_destroy(c);
 }
 
 /* The class of node (non-NULL) or of sp's labels; created when create is
@@ -377,16 +384,7 @@ static struct pclass *class_get(struct nd_svc *svc, const char *node,
 	nd_list_add_tail(&svc->class_list, &c->link);
 	goto out;
 fail:
-	c->next = NULL;
-	for (size_t i = 0; i < c->nlabels; i++) {
-		free(c->label_k[i]);
-		free(c->label_v[i]);
-	}
-	free(c->label_k);
-	free(c->label_v);
-	free(c->node);
-	free(c->key);
-	free(c);
+	class_destroy(c);
 	c = NULL;
 out:
 	free(key);
