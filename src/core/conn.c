@@ -334,13 +334,22 @@ uint8_t *nd_conn_reserve(struct nd_conn *c, size_t n)
 	return c->out + c->out_len;
 }
 
+/* Copies p[0..n) (n > 0) after the queued output, not yet counted. */
+static bool copy_out(struct nd_conn *c, const void *p, size_t n)
+{
+	uint8_t *dst = nd_conn_reserve(c, n);
+
+	if (dst)
+		memcpy(dst, p, n);
+	return dst;
+}
+
 bool nd_conn_write(struct nd_conn *c, const void *p, size_t n)
 {
-	uint8_t *dst = n ? nd_conn_reserve(c, n) : NULL;
-
-	if (!dst)
-		return !n;
-	memcpy(dst, p, n);
+	if (!n)
+		return true;
+	if (!copy_out(c, p, n))
+		return false;
 	nd_conn_commit(c, n);
 	return true;
 }
@@ -355,11 +364,10 @@ void nd_conn_commit(struct nd_conn *c, size_t n)
 
 bool nd_conn_write_lazy(struct nd_conn *c, const void *p, size_t n)
 {
-	uint8_t *dst = n ? nd_conn_reserve(c, n) : NULL;
-
-	if (!dst)
-		return !n;
-	memcpy(dst, p, n);
+	if (!n)
+		return true;
+	if (!copy_out(c, p, n))
+		return false;
 	c->out_len += n;
 	/* A send in flight takes it when it completes (nd_conn_on_send). */
 	if (!(c->flags & ND_CONN_SENDING) && !nd_list_linked(&c->dirty) &&
