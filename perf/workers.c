@@ -977,11 +977,17 @@ static void on_hello(struct nd_client *c, int status, const Noded__Frame *f,
 	if (status == -ECANCELED)
 		return;
 	if (status) {
-		snprintf(why, sizeof(why), "the master refused the Hello: %s",
-			 status == ND_EREMOTE && f && f->error ?
-				 f->error->message :
-			 status == ND_EAUTH ? "wrong or missing --token-file" :
+		if (status == ND_EAUTHNOPROOF || status == ND_EAUTHBADPROOF)
+			snprintf(why, sizeof(why), "not trusted: %s",
 				 nd_strerror(status));
+		else
+			snprintf(why, sizeof(why),
+				 "the master refused the Hello: %s",
+				 status == ND_EREMOTE && f && f->error ?
+					 f->error->message :
+				 status == ND_EAUTH ?
+					 "wrong or missing --token-file" :
+					 nd_strerror(status));
 		conn_lost(w, why);
 		return;
 	}

@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -257,7 +260,7 @@ Test(auth, workers_and_commands_need_the_right_token)
 	cr_assert_str_eq(out, "ok\n");
 	st = run(run_bad, out, sizeof(out), err, sizeof(err));
 	cr_assert_eq(st, 1, "run with a wrong token: exit %d", st);
-	cr_assert(strstr(err, "did not accept our token"), "%s", err);
+	cr_assert(strstr(err, "did not prove it holds our token"), "%s", err);
 	st = run(run_none, out, sizeof(out), err, sizeof(err));
 	cr_assert_eq(st, 1, "run without a token: exit %d", st);
 	cr_assert(strstr(err, "requires a token"), "%s", err);
@@ -286,4 +289,243 @@ Test(auth, refusals_around_the_token)
 	cr_assert(strstr(err, "chmod 600"), "%s", err);
 	st = run(short_tok, out, sizeof(out), err, sizeof(err));
 	cr_assert_eq(st, 2, "a directory as token file: exit %d", st);
+}
+
+/* ---- a listener that is not our master ---- */
+
+/*
+ * How the fake master answers a Hello: asking for no token (a downgrade, or
+ * simply not a noded master with our token), with a proof made from another
+ * token, or with something that is not a HelloReply at all.
+ */
+enum fake_mode { FAKE_NO_AUTH, FAKE_BAD_PROOF, FAKE_ACK };
+
+static int fake_listen(int *port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert(fd >= 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(fd, 8), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+static void send_reply(int fd, Noded__Frame *f, uint64_t id,
+		       Noded__FrameKind kind)
+{
+	f->id = id;
+	f->kind = kind;
+	ND_CHECK(nd_test_send_frame(fd, f));
+}
+
+/*
+ * Serves one connection on lfd as a master that does not prove it holds the
+ * token: answers the Hello as mode says, then, to whatever request follows
+ * (an AssignTask from a worker, a Submit from the CLI), answers as a master
+ * would: an assignment of `touch MARKER`, or a SubmitReply. Returns the
+ * number of requests that came after the Hello (0 when the peer distrusted
+ * us and hung up, as it must).
+ */
+static int fake_master(int lfd, enum fake_mode mode, const char *marker)
+{
+	uint8_t nonce[32], proof[ND_PROOF_LEN];
+	Noded__Frame *req = NULL, out = NODED__FRAME__INIT;
+	Noded__HelloReply hr = NODED__HELLO_REPLY__INIT;
+	Noded__Ack ack = NODED__ACK__INIT;
+	int fd, requests = 0;
+	struct timeval tv = { .tv_sec = 10 };
+
+	setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	cr_assert(fd >= 0, "nobody connected to the fake master: %s",
+		  strerror(errno));
+	ND_CHECK(nd_test_recv_frame(fd, 5000, &req));
+	cr_assert_eq(req->body_case, NODED__FRAME__BODY_HELLO, "%s",
+		     nd_test_describe(req));
+	hr.protocol_version = ND_PROTOCOL_VERSION;
+	hr.node_name = (char *)"impostor";
+	hr.role = NODED__ROLE__ROLE_MASTER;
+	hr.max_frame = 1 << 20;
+	hr.heartbeat_interval_ms = 1000;
+	out.body_case = NODED__FRAME__BODY_HELLO_REPLY;
+	out.hello_reply = &hr;
+	if (mode == FAKE_BAD_PROOF) {
+		memset(nonce, 3, sizeof(nonce));
+		ND_CHECK(nd_auth_proof((const uint8_t *)"not the right token",
+				       19, "noded-server",
+				       req->hello->client_nonce.data,
+				       req->hello->client_nonce.len, nonce,
+				       sizeof(nonce), proof));
+		hr.auth_required = true;
+		hr.server_nonce.data = nonce;
+		hr.server_nonce.len = sizeof(nonce);
+		hr.server_proof.data = proof;
+		hr.server_proof.len = sizeof(proof);
+	} else if (mode == FAKE_ACK) {
+		out.body_case = NODED__FRAME__BODY_ACK;
+		out.ack = &ack;
+	}
+	send_reply(fd, &out, req->id, NODED__FRAME_KIND__REPLY);
+	nd_frame_free(req, NULL);
+	/* Whatever comes next gets a master's answer; an Auth (the peer
+	 * answering our bad challenge) gets an Ack as if it passed. */
+	for (int64_t end = nd_test_now_ms() + 3000;
+	     nd_test_now_ms() < end &&
+	     nd_test_recv_frame(fd, 1000, &req) == 0;) {
+		Noded__Frame f = NODED__FRAME__INIT;
+		Noded__AssignTaskOpen ao = NODED__ASSIGN_TASK_OPEN__INIT;
+		Noded__TaskAssignment ta = NODED__TASK_ASSIGNMENT__INIT;
+		Noded__SubmitReply sr = NODED__SUBMIT_REPLY__INIT;
+		uint64_t ids[1] = { 1 };
+		char cmd[200];
+
+		requests += req->body_case != NODED__FRAME__BODY_AUTH;
+		switch (req->body_case) {
+		case NODED__FRAME__BODY_AUTH:
+			f.body_case = NODED__FRAME__BODY_ACK;
+			f.ack = &ack;
+			send_reply(fd, &f, req->id, NODED__FRAME_KIND__REPLY);
+			break;
+		case NODED__FRAME__BODY_ASSIGN_TASK:
+			ao.heartbeat_interval_ms = 1000;
+			ao.heartbeat_timeout_ms = 3000;
+			ao.master_instance = 77;
+			f.body_case = NODED__FRAME__BODY_ASSIGN_OPEN;
+			f.assign_open = &ao;
+			send_reply(fd, &f, req->id,
+				   NODED__FRAME_KIND__STREAM_ITEM);
+			snprintf(cmd, sizeof(cmd), "touch %s", marker);
+			ta.task_id = 1;
+			ta.attempt = 1;
+			ta.shell = cmd;
+			f.body_case = NODED__FRAME__BODY_TASK;
+			f.task = &ta;
+			send_reply(fd, &f, req->id,
+				   NODED__FRAME_KIND__STREAM_ITEM);
+			break;
+		case NODED__FRAME__BODY_SUBMIT:
+		case NODED__FRAME__BODY_RUN:
+			sr.task_ids = ids;
+			sr.n_task_ids = 1;
+			f.body_case = NODED__FRAME__BODY_SUBMIT_REPLY;
+			f.submit_reply = &sr;
+			send_reply(fd, &f, req->id, req->body_case ==
+				   NODED__FRAME__BODY_RUN ?
+				   NODED__FRAME_KIND__STREAM_ITEM :
+				   NODED__FRAME_KIND__REPLY);
+			break;
+		default:
+			break;
+		}
+		nd_frame_free(req, NULL);
+	}
+	close(fd);
+	return requests;
+}
+
+static bool exists(const char *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+/* Reads what fd holds now (nonblocking) into buf. */
+static void read_all(int fd, char *buf, size_t size)
+{
+	size_t len = strlen(buf);
+	ssize_t n;
+
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	while (len + 1 < size &&
+	       (n = read(fd, buf + len, size - 1 - len)) > 0)
+		len += (size_t)n;
+	buf[len] = '\0';
+}
+
+Test(auth, a_worker_with_a_token_never_obeys_an_unproven_master)
+{
+	static const enum fake_mode modes[] = { FAKE_NO_AUTH, FAKE_BAD_PROOF,
+						 FAKE_ACK };
+	static const char *const want[] = {
+		"did not prove it holds the token", "proof does not match",
+		"protocol violation",
+	};
+	char marker[96], master[32], log[8192];
+
+	for (unsigned i = 0; i < 3; i++) {
+		int port, lfd = fake_listen(&port), ep[2];
+		const char *argv[] = { nd_test_bin(), "worker", "--master",
+				       master, "--name", "victim",
+				       "--token-file", good, NULL };
+		pid_t pid;
+		int n;
+
+		snprintf(marker, sizeof(marker), "%s/ran-%u", dir, i);
+		snprintf(master, sizeof(master), "127.0.0.1:%d", port);
+		cr_assert_eq(pipe2(ep, O_CLOEXEC), 0);
+		pid = nd_test_spawn(argv, -1, -1, ep[1]);
+		cr_assert(pid > 0, "%s", nd_test_why);
+		close(ep[1]);
+		n = fake_master(lfd, modes[i], marker);
+		nd_test_sleep_ms(300); /* a command, if run, has touched it */
+		log[0] = '\0';
+		read_all(ep[0], log, sizeof(log));
+		nd_test_kill_pid(pid);
+		close(ep[0]);
+		close(lfd);
+		cr_assert_not(exists(marker), "mode %u: the worker ran a "
+			      "command from a master that proved nothing", i);
+		unlink(marker);
+		cr_assert_eq(n, 0, "mode %u: the worker sent %d requests to "
+			     "an unproven master", i, n);
+		cr_assert(strstr(log, "event=worker.master_unproven") ||
+			  i == 2, "mode %u: %s", i, log);
+		cr_assert(strstr(log, want[i]), "mode %u: %s", i, log);
+	}
+}
+
+Test(auth, a_command_with_a_token_never_talks_to_an_unproven_master)
+{
+	static const enum fake_mode modes[] = { FAKE_NO_AUTH, FAKE_BAD_PROOF,
+						 FAKE_ACK };
+	static const char *const want[] = {
+		"did not prove it holds the token (it asked for none)",
+		"did not prove it holds our token (its proof does not match)",
+		"protocol violation",
+	};
+	char master[32], out[4096], err[4096];
+
+	for (unsigned i = 0; i < 3; i++) {
+		int port, lfd = fake_listen(&port), op[2], ep[2];
+		const char *argv[] = { nd_test_bin(), "submit", "--master",
+				       master, "--token-file", good, "--",
+				       "true", NULL };
+		pid_t pid;
+		int n, st;
+
+		snprintf(master, sizeof(master), "127.0.0.1:%d", port);
+		cr_assert_eq(pipe2(op, O_CLOEXEC), 0);
+		cr_assert_eq(pipe2(ep, O_CLOEXEC), 0);
+		pid = nd_test_spawn(argv, -1, op[1], ep[1]);
+		cr_assert(pid > 0, "%s", nd_test_why);
+		close(op[1]);
+		close(ep[1]);
+		n = fake_master(lfd, modes[i], "/nonexistent");
+		st = nd_test_wait_pid(pid, 10000);
+		out[0] = err[0] = '\0';
+		read_all(op[0], out, sizeof(out));
+		read_all(ep[0], err, sizeof(err));
+		close(op[0]);
+		close(ep[0]);
+		close(lfd);
+		cr_assert_eq(n, 0, "mode %u: the command sent %d requests to "
+			     "an unproven master", i, n);
+		cr_assert_eq(st, 1, "mode %u: exit %d, out %s err %s", i, st,
+			     out, err);
+		cr_assert(strstr(err, want[i]), "mode %u: %s", i, err);
+	}
 }

@@ -35,7 +35,11 @@ struct nd_client_opts {
 	int timeout_ms;         /* connect + Hello; 0: 5000 */
 	/* The shared token (master --token-file), or NULL. Copied. With a
 	 * token, the Hello completes only after the challenge is answered and
-	 * the master has proved it holds the same token (ND_EAUTH if not). */
+	 * the master has proved it holds the same token: a master that asks
+	 * for none fails it with ND_EAUTHNOPROOF, a proof that does not
+	 * verify with ND_EAUTHBADPROOF, and the client is then unusable.
+	 * Without a token, a master that requires one fails it with
+	 * ND_EAUTH. */
 	const uint8_t *token;
 	size_t token_len;
 };

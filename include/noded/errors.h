@@ -19,7 +19,11 @@
 	X(ND_EURING, -4006, "io_uring is not available")                      \
 	X(ND_EADDR, -4007, "bad address (want HOST:PORT)")                    \
 	X(ND_ECLOSED, -4008, "connection closed by the peer")                \
-	X(ND_EAUTH, -4009, "token authentication failed")
+	X(ND_EAUTH, -4009, "token authentication failed")                   \
+	X(ND_EAUTHNOPROOF, -4020, "the master did not prove it holds the "   \
+	  "token (it asked for none): not trusted")                          \
+	X(ND_EAUTHBADPROOF, -4021, "the master's proof does not match our "   \
+	  "token (another token, or not the master): not trusted")
 
 enum {
 #define ND__ERR_ENUM(name, value, msg) name = (value),

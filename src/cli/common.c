@@ -628,6 +628,16 @@ struct nd_client *nd_cli_connect(const char *addr)
 			"did not accept our token (is --token-file the "
 			"master's?)" : "requires a token: give --token-file "
 			"FILE (or set NODED_TOKEN_FILE)");
+	else if (r == ND_EAUTHNOPROOF)
+		fprintf(stderr, "noded: the master %s did not prove it holds "
+			"the token (it asked for none): not sending it "
+			"anything (is it the master? is --token-file meant "
+			"for it?)\n", addr);
+	else if (r == ND_EAUTHBADPROOF)
+		fprintf(stderr, "noded: the master %s did not prove it holds "
+			"our token (its proof does not match): not sending it "
+			"anything (is --token-file the master's? is it the "
+			"master?)\n", addr);
 	else if (r == ND_EADDR)
 		fprintf(stderr, "noded: bad master address '%s' (want "
 			"HOST:PORT)\n", addr);

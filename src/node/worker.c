@@ -96,7 +96,19 @@ static void on_hello(struct nd_client *cl, int status, const Noded__Frame *f,
 	if (status == -ECANCELED)
 		return;
 	if (status) {
-		if (!w->refused_warned)
+		bool unproven = status == ND_EAUTHNOPROOF ||
+				status == ND_EAUTHBADPROOF;
+
+		/* Which side failed matters: a master that cannot prove it
+		 * holds our token is not trusted (nothing it sends is run). */
+		if (!w->refused_warned && unproven)
+			ND_LOG(ND_LOG_ERROR, "worker.master_unproven",
+			       ND_S("master", w->wc->master),
+			       ND_S("err", nd_strerror(status)),
+			       ND_S("msg", "the master did not prove it holds "
+					   "the token; not trusting it, "
+					   "retrying"));
+		else if (!w->refused_warned)
 			ND_LOG(ND_LOG_ERROR, "worker.refused",
 			       ND_S("master", w->wc->master),
 			       ND_S("err", status == ND_EREMOTE && f && f->error ?

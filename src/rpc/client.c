@@ -437,10 +437,14 @@ static void store_hello(struct nd_client *c, const Noded__HelloReply *h)
 }
 
 /*
- * The master asked for the token: check its proof and queue our Auth, which
- * takes over the Hello's callback (p), so the caller learns of the Hello
- * only once the challenge is done. Returns 1 when chained, 0 when there is
- * nothing to prove, or ND_EAUTH.
+ * The HelloReply arrived: run the token challenge. Holding a token, we
+ * trust the peer only once it proved it holds the same one, so a reply
+ * that asks for no token (a listener that is not our master, or a
+ * downgrade) is refused (ND_EAUTHNOPROOF), as is a proof that does not
+ * verify (ND_EAUTHBADPROOF); there is no fall back to no authentication.
+ * Otherwise our Auth is queued and takes over the Hello's callback (p), so
+ * the caller learns of the Hello only once the challenge is done. Returns
+ * 1 when chained, 0 when neither side has a token, or a negative error.
  */
 static int auth_chain(struct nd_client *c, const Noded__HelloReply *h,
 		      const struct pend *p)
@@ -451,13 +455,15 @@ static int auth_chain(struct nd_client *c, const Noded__HelloReply *h,
 	int64_t id;
 
 	if (!h->auth_required)
-		return 0;
-	if (!c->token ||
-	    !nd_auth_check(c->token, c->token_len, "noded-server", c->nonce,
+		return c->token ? ND_EAUTHNOPROOF : 0;
+	if (!c->token)
+		return ND_EAUTH;
+	if (!nd_auth_check(c->token, c->token_len, "noded-server", c->nonce,
 			   sizeof(c->nonce), h->server_nonce.data,
 			   h->server_nonce.len, h->server_proof.data,
-			   h->server_proof.len) ||
-	    nd_auth_proof(c->token, c->token_len, "noded-client",
+			   h->server_proof.len))
+		return ND_EAUTHBADPROOF;
+	if (nd_auth_proof(c->token, c->token_len, "noded-client",
 			  h->server_nonce.data, h->server_nonce.len, c->nonce,
 			  sizeof(c->nonce), proof))
 		return ND_EAUTH;
@@ -523,17 +529,35 @@ static int dispatch(struct nd_client *c, const uint8_t *body, size_t len)
 		slot->cb = NULL;
 		slot->arg = NULL;
 	}
-	if ((p.flags & P_HELLO) && !status &&
-	    f->body_case == NODED__FRAME__BODY_HELLO_REPLY) {
-		int r;
+	if ((p.flags & P_HELLO) && !status) {
+		/* Only a HelloReply answers a Hello: anything else would
+		 * skip the challenge. */
+		int r = ND_EPROTO;
 
-		store_hello(c, f->hello_reply);
-		r = auth_chain(c, f->hello_reply, &p);
+		if (f->body_case == NODED__FRAME__BODY_HELLO_REPLY) {
+			store_hello(c, f->hello_reply);
+			r = auth_chain(c, f->hello_reply, &p);
+		}
 		if (r == 1) {
 			nd_frame_free(f, NULL);
 			return 0; /* the Auth reply completes the Hello */
 		}
-		status = r;
+		if (r < 0) {
+			/* Nothing from this peer may be trusted: the client
+			 * is done, and the Hello fails with why. */
+			nd_frame_free(f, NULL);
+			fail_all(c, r, r, NULL, NULL, 0);
+			if (p.flags & P_CALL) {
+				struct call_wait *w = p.arg;
+
+				w->done = true;
+				w->status = r;
+				w->frame = NULL;
+			} else {
+				run_cb(c, &p, r, NULL, true);
+			}
+			return r;
+		}
 	}
 	if (p.flags & P_CALL) {
 		struct call_wait *w = p.arg;
@@ -1031,11 +1055,15 @@ int nd_client_connect(struct nd_client **out, const char *addr,
 	hello_frame(c, &f, &h);
 	left = deadline - now_ms();
 	r = call(c, &f, &reply, left > 0 ? (int)left : 0, P_HELLO);
+	/* The master refused our proof (or our Hello for want of one). */
+	if (r == ND_EREMOTE && reply && reply->error &&
+	    reply->error->code == NODED__ERROR_CODE__UNAUTHENTICATED)
+		r = ND_EAUTH;
 	if (r)
 		goto err_free_reply;
-	/* The HelloReply, or the Ack of our Auth when a token was needed. */
-	if (reply->body_case != NODED__FRAME__BODY_HELLO_REPLY &&
-	    reply->body_case != NODED__FRAME__BODY_ACK) {
+	/* The HelloReply, or the Ack of our Auth when we hold a token. */
+	if (reply->body_case != (c->token ? NODED__FRAME__BODY_ACK :
+			       NODED__FRAME__BODY_HELLO_REPLY)) {
 		r = ND_EPROTO;
 		goto err_free_reply;
 	}
