@@ -291,6 +291,51 @@ Test(auth, refusals_around_the_token)
 	cr_assert_eq(st, 2, "a directory as token file: exit %d", st);
 }
 
+/* The master answers a Hello: it is up (and handles SIGTERM). */
+static void served(int port)
+{
+	uint8_t nonce[32] = { 1 };
+	int fd = nd_test_connect(port);
+	Noded__Frame *r;
+
+	cr_assert(fd >= 0);
+	r = hello_nonce(fd, nonce, sizeof(nonce));
+	cr_assert_eq(r->body_case, NODED__FRAME__BODY_HELLO_REPLY, "%s",
+		     nd_test_describe(r));
+	nd_frame_free(r, NULL);
+	close(fd);
+}
+
+Test(auth, http_off_loopback_needs_the_operator_to_accept_a_clear_token)
+{
+	char out[4096], err[4096];
+	const char *open_http[] = { nd_test_bin(), "master", "--listen",
+				    "127.0.0.1:0", "--token-file", good,
+				    "--http", "0.0.0.0:0", NULL };
+	int st;
+
+	st = run(open_http, out, sizeof(out), err, sizeof(err));
+	cr_assert_eq(st, 2, "--http off loopback without "
+		     "--http-insecure-token: exit %d", st);
+	cr_assert(strstr(err, "send the token in clear") &&
+		  strstr(err, "--http-insecure-token"), "%s", err);
+	/* said explicitly: it serves */
+	ND_CHECK(nd_test_daemon_start(
+		&d, (const char *const[]){ "--token-file", good, "--http",
+					   "0.0.0.0:0", "--http-insecure-token",
+					   NULL }));
+	cr_assert(strstr(d.rest, "http on 0.0.0.0:"), "%.*s",
+		  (int)d.rest_len, d.rest);
+	served(d.port);
+	STOP_OK(&d);
+	/* on loopback nothing is asked */
+	ND_CHECK(nd_test_daemon_start(
+		&d, (const char *const[]){ "--token-file", good, "--http",
+					   "127.0.0.1:0", NULL }));
+	served(d.port);
+	STOP_OK(&d);
+}
+
 /* ---- a listener that is not our master ---- */
 
 /*

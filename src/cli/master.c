@@ -37,11 +37,36 @@ static void usage(FILE *f)
 		"                         are refused (default 1000000)\n"
 		"  --http HOST:PORT       also serve the HTTP/JSON API and /metrics\n"
 		"                         there (off by default; port 0: any)\n"
+		"  --http-insecure-token  allow --http off loopback: its clients\n"
+		"                         send the token in clear (no TLS yet)\n"
 		"  --http-max-body BYTES  largest HTTP request body (default\n"
 		"                         1048576; over it: 413)\n"
 		"On start it prints 'listening on HOST:PORT' on stdout, then\n"
 		"'http on HOST:PORT' when --http is given.\n",
 		nd_cli_retention_usage, nd_cli_log_usage);
+}
+
+/*
+ * The HTTP API takes the token as a bearer secret, in clear until TLS
+ * exists: off loopback anyone on the path could read it and then run
+ * commands everywhere. So a non-loopback --http needs the operator to say
+ * so (--http-insecure-token). True when addr is loopback (or not an
+ * address: the listener says what is wrong with it); false, said why.
+ */
+static bool http_on_loopback(const char *addr)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (nd_parse_addr(addr, &ss, &len) || nd_addr_is_loopback(&ss))
+		return true;
+	fprintf(stderr, "noded master: refusing --http %s off loopback: HTTP "
+		"clients send the token in clear (Authorization: Bearer; no "
+		"TLS yet), so anyone on the path could take it and run "
+		"commands on every worker. Keep --http on loopback (behind a "
+		"TLS proxy), or pass --http-insecure-token to accept that\n",
+		addr);
+	return false;
 }
 
 const char nd_cli_retention_usage[] =
@@ -112,6 +137,7 @@ int nd_cli_master(int argc, char **argv)
 		{ "http", required_argument, NULL, 'T' },
 		{ "max-queue", required_argument, NULL, 'Q' },
 		{ "http-max-body", required_argument, NULL, 'B' },
+		{ "http-insecure-token", no_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -119,7 +145,7 @@ int nd_cli_master(int argc, char **argv)
 	struct nd_server srv;
 	char addr[80];
 	uint64_t v;
-	bool idle_set = false, ok;
+	bool idle_set = false, http_insecure = false, ok;
 	const char *token_file = NULL, *http = NULL;
 	char http_addr[80];
 	uint8_t *token = NULL;
@@ -192,6 +218,9 @@ int nd_cli_master(int argc, char **argv)
 				return 2;
 			cfg.max_queue = v;
 			break;
+		case 'X':
+			http_insecure = true;
+			break;
 		case 'B':
 			if (!nd_cli_uint("--http-max-body", optarg, 1, 1u << 30,
 					 &v))
@@ -215,6 +244,8 @@ int nd_cli_master(int argc, char **argv)
 		return 2;
 	if (!idle_set)
 		cfg.idle_timeout_ms = 60000;
+	if (http && !http_insecure && !http_on_loopback(http))
+		return 2;
 	if (token_file &&
 	    nd_auth_read_token(token_file, &token, &cfg.token_len))
 		return 2;
