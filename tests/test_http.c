@@ -703,6 +703,72 @@ Test(http, follower_watcher_dropped_with_its_connection)
 	resp_free(&r);
 }
 
+/* A raw request on a new connection: its response, then the close. */
+static void raw_exchange(const char *text, struct resp *r)
+{
+	int fd = conn_http();
+
+	send_str(fd, text);
+	read_resp(fd, r, 10000);
+	cr_expect(nd_test_expect_closed(fd, 5000) == 0,
+		  "still open after '%s'", text);
+	close(fd);
+}
+
+Test(http, strict_about_versions_query_parameters_and_fields)
+{
+	struct resp r;
+
+	start(0, NULL);
+	/* HTTP/2's preface, HTTP/0.9 (no version) and HTTP/2.0 or 3.0 in a
+	 * request line are refused with 505, not served as HTTP/1.1 */
+	raw_exchange("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", &r);
+	cr_expect_eq(r.status, 505, "h2 preface: %d %s", r.status, r.body);
+	resp_free(&r);
+	raw_exchange("GET /healthz\r\n", &r);
+	cr_expect_eq(r.status, 505, "HTTP/0.9: %d %s", r.status, r.body);
+	resp_free(&r);
+	raw_exchange("GET /healthz HTTP/2.0\r\nHost: t\r\n\r\n", &r);
+	cr_expect_eq(r.status, 505, "HTTP/2.0: %d %s", r.status, r.body);
+	resp_free(&r);
+	raw_exchange("GET /healthz HTTP/3.0\r\nHost: t\r\n\r\n", &r);
+	cr_expect_eq(r.status, 505, "HTTP/3.0: %d %s", r.status, r.body);
+	resp_free(&r);
+	/* HTTP/1.0 is still served */
+	raw_exchange("GET /healthz HTTP/1.0\r\n\r\n", &r);
+	cr_expect_eq(r.status, 200, "HTTP/1.0: %d %s", r.status, r.body);
+	resp_free(&r);
+
+	/* unknown query parameters are named, not ignored */
+	expect_error("GET", "/v1/tasks?limt=5", NULL, 400,
+		     "unknown query parameter 'limt'");
+	expect_error("GET", "/v1/tasks?state=RUNNING&x=1", NULL, 400, "'x'");
+	expect_error("GET", "/v1/tasks/1/output?folow=1", NULL, 400,
+		     "'folow'");
+	expect_error("GET", "/v1/nodes?verbose=1", NULL, 400, "'verbose'");
+	expect_error("GET", "/v1/tasks/1?pretty", NULL, 400, "'pretty'");
+	expect_error("DELETE", "/v1/tasks/1?force=1", NULL, 400, "'force'");
+	expect_error("GET", "/healthz?x=1", NULL, 400, "'x'");
+	expect_error("POST", "/v1/tasks?dry=1", "{\"cmd\": \"true\"}", 400,
+		     "'dry'");
+	expect_error("GET", "/v1/tasks?%ff=1", NULL, 400, "'?'");
+	/* given twice: which would count? */
+	expect_error("GET", "/v1/tasks?limit=1&limit=2", NULL, 400,
+		     "'limit' given more than once");
+	expect_error("GET", "/v1/tasks/1/output?follow=1&follow=0", NULL, 400,
+		     "'follow' given more than once");
+	expect_error("GET", "/v1/tasks/1/output?follow=maybe", NULL, 400,
+		     "follow must be");
+	/* known ones still work, with stray '&' */
+	req(&r, "GET", "/v1/tasks?limit=5&&state=RUNNING&", NULL);
+	cr_expect_eq(r.status, 200, "%s", r.body);
+	resp_free(&r);
+
+	/* an unknown JSON field is named */
+	expect_error("POST", "/v1/tasks", "{\"cmd\": \"x\", \"retires\": 1}",
+		     400, "unknown field \"retires\"");
+}
+
 Test(http, token_guards_the_api_off_loopback_rules)
 {
 	struct resp r;

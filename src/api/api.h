@@ -44,6 +44,7 @@ struct req {
 	struct nd_buf body;
 	bool close, chunked, has_length;
 	bool too_large, oversized_header;
+	bool bad_version;             /* not HTTP/1.x: 505 */
 	bool head;                    /* first in the queue: writes go out */
 	bool waiting;                 /* a service call is under way */
 	bool streaming;               /* chunked response started */
@@ -72,6 +73,8 @@ struct http_conn {
 	bool held;                    /* input held: too many queued */
 	bool in_data;                 /* inside http_parser_execute */
 	bool failed;                  /* answered an unparsable request */
+	char first[4];                /* the connection's first bytes (to */
+	unsigned first_len;           /* tell HTTP/2's preface: "PRI ") */
 };
 
 /* Routes a parsed request (routes.c). */

@@ -367,6 +367,12 @@ static int on_url(http_parser *p, const char *at, size_t n)
 
 	if (count_header(hc, n))
 		return -1;
+	/* The request line ended right after the target: HTTP/0.9 (the
+	 * parser says so before it hands over the target's last piece). */
+	if (p->http_major == 0 && p->http_minor == 9) {
+		r->bad_version = true;
+		return -1;
+	}
 	if (r->url_len + n >= sizeof(r->url)) {
 		r->oversized_header = true;
 		return -1;
@@ -429,6 +435,10 @@ static int on_headers(http_parser *p)
 	struct req *r = cur(p);
 	uint64_t max = hc->conn->shard->cfg->http_max_body;
 
+	if (p->http_major != 1) { /* HTTP/2.0 and later in a request line */
+		r->bad_version = true;
+		return -1;
+	}
 	r->method = p->method;
 	r->close = !http_should_keep_alive(p);
 	r->chunked = p->flags & F_CHUNKED;
@@ -500,8 +510,13 @@ static void parse_failed(struct http_conn *hc)
 	else if (r->oversized_header || e == HPE_HEADER_OVERFLOW)
 		nd_http_error(r, 431, "request line and headers over %d bytes",
 			      MAX_HEADER);
-	else if (e == HPE_INVALID_VERSION)
-		nd_http_error(r, 505, "only HTTP/1.x is served");
+	else if (e == HPE_INVALID_VERSION || r->bad_version ||
+		 (e == HPE_INVALID_METHOD && hc->first_len == 4 &&
+		  !memcmp(hc->first, "PRI ", 4)))
+		/* HTTP/2's preface starts "PRI * HTTP/2.0", a method this
+		 * parser does not know */
+		nd_http_error(r, 505, "only HTTP/1.x is served (not HTTP/0.9 "
+			      "nor HTTP/2)");
 	else
 		nd_http_error(r, 400, "malformed HTTP request: %s",
 			      http_errno_description(e));
@@ -517,6 +532,8 @@ static size_t http_data(struct nd_conn *c, const uint8_t *p, size_t len)
 
 	if (hc->failed)
 		return len; /* answered and closing: the rest is ignored */
+	for (n = 0; hc->first_len < sizeof(hc->first) && n < len; n++)
+		hc->first[hc->first_len++] = (char)p[n];
 	hc->in_data = true;
 	n = http_parser_execute(&hc->parser, &settings, (const char *)p, len);
 	hc->in_data = false;

@@ -119,6 +119,71 @@ static const char *query_get(const char *q, const char *key, char *buf,
 	return NULL;
 }
 
+/*
+ * Checks query q against the parameters a route takes (allowed,
+ * NULL-terminated; NULL: none): an unknown parameter, or one given twice
+ * (which of two values would count?), is refused with 400 naming it, as
+ * unknown JSON fields are: a typo must not be silently ignored. Returns
+ * true when q is acceptable; otherwise r is answered.
+ */
+static bool query_ok(struct req *r, const char *q,
+		     const char *const *allowed)
+{
+	char key[64], seen[8][64];
+	unsigned nseen = 0, i;
+
+	while (q && *q) {
+		const char *amp = strchr(q, '&');
+		size_t len = amp ? (size_t)(amp - q) : strlen(q);
+		size_t kl = strcspn(q, "=&");
+
+		if (kl > len)
+			kl = len;
+		if (kl >= sizeof(key))
+			kl = sizeof(key) - 1; /* named cut short below */
+		memcpy(key, q, kl);
+		key[kl] = '\0';
+		unescape(key);
+		q = amp ? amp + 1 : NULL;
+		if (!len)
+			continue; /* "a=1&&b=2", a trailing '&' */
+		for (i = 0; allowed && allowed[i] && strcmp(allowed[i], key);
+		     i++)
+			;
+		/* named in the error: printable ASCII only, so it is
+		 * valid JSON text whatever was sent */
+		for (i = 0; key[i]; i++)
+			if (key[i] < 0x20 || key[i] > 0x7e)
+				key[i] = '?';
+		for (i = 0; allowed && allowed[i] && strcmp(allowed[i], key);
+		     i++)
+			;
+		if (!allowed || !allowed[i]) {
+			char takes[64] = "";
+
+			for (i = 0; allowed && allowed[i]; i++)
+				snprintf(takes + strlen(takes),
+					 sizeof(takes) - strlen(takes),
+					 "%s%s", i ? ", " : "", allowed[i]);
+			nd_http_error(r, 400, "unknown query parameter '%s' "
+				      "(%s%s)", key, allowed ? "this path "
+				      "takes: " : "this path takes none",
+				      takes);
+			return false;
+		}
+		for (i = 0; i < nseen && strcmp(seen[i], key); i++)
+			;
+		if (i < nseen) {
+			nd_http_error(r, 400, "query parameter '%s' given more "
+				      "than once", key);
+			return false;
+		}
+		if (nseen < sizeof(seen) / sizeof(seen[0]))
+			strcpy(seen[nseen++], key);
+	}
+	return true;
+}
+
 static bool parse_u64(const char *s, uint64_t *out)
 {
 	char *end;
@@ -206,9 +271,11 @@ static const char *const task_fields[] = {
 	"retries", NULL,
 };
 
-/* Fills sp from the JSON body; NULL, or what is wrong with it. */
+/* Fills sp from the JSON body; NULL, or what is wrong with it (static,
+ * or formatted into why_buf). */
 static const char *spec_from_json(struct req *r, json_t *j,
-				  Noded__TaskSpec *sp)
+				  Noded__TaskSpec *sp, char *why_buf,
+				  size_t why_size)
 {
 	struct nd_arena *a = &r->conn->shard->arena;
 	json_t *argv = json_object_get(j, "argv");
@@ -221,9 +288,21 @@ static const char *spec_from_json(struct req *r, json_t *j,
 
 		for (i = 0; task_fields[i] && strcmp(task_fields[i], k); i++)
 			;
-		if (!task_fields[i])
-			return "unknown field (want argv or cmd, node, labels, "
-			       "all, timeout_s, env, cwd, retries)";
+		if (!task_fields[i]) {
+			/* k is valid UTF-8 (jansson checked the body), so it
+			 * can be named back as JSON text; a long one is cut
+			 * at a character boundary */
+			int kl = (int)strlen(k);
+
+			if (kl > 100)
+				for (kl = 100; (k[kl] & 0xc0) == 0x80; kl--)
+					;
+			snprintf(why_buf, why_size, "unknown field \"%.*s\"%s "
+				 "(want argv or cmd, node, labels, all, "
+				 "timeout_s, env, cwd, retries)", kl, k,
+				 k[kl] ? "..." : "");
+			return why_buf;
+		}
 	}
 	if (!argv == !cmd)
 		return "give exactly one of \"argv\" (an array of strings) "
@@ -306,6 +385,7 @@ static void submit(struct req *r)
 	Noded__TaskSpec sp = NODED__TASK_SPEC__INIT;
 	json_error_t err;
 	const char *why;
+	char why_buf[256];
 	json_t *j;
 
 	if (!r->has_length && !r->chunked) {
@@ -324,7 +404,7 @@ static void submit(struct req *r)
 		nd_http_error(r, 400, "the body must be a JSON object");
 		return;
 	}
-	why = spec_from_json(r, j, &sp);
+	why = spec_from_json(r, j, &sp, why_buf, sizeof(why_buf));
 	if (why) {
 		nd_http_error(r, 400, "%s", why);
 		json_decref(j);
@@ -358,9 +438,12 @@ static void list(struct req *r, const char *q)
 {
 	Noded__Frame f = NODED__FRAME__INIT;
 	Noded__TaskListRequest lr = NODED__TASK_LIST_REQUEST__INIT;
+	static const char *const params[] = { "state", "limit", NULL };
 	char buf[64];
 	uint64_t limit;
 
+	if (!query_ok(r, q, params))
+		return;
 	if (query_get(q, "state", buf, sizeof(buf)) &&
 	    !nd_task_state_parse(buf, &lr.state)) {
 		nd_http_error(r, 400, "unknown state '%s' (want PENDING, "
@@ -576,7 +659,7 @@ void nd_api_route(struct req *r)
 	}
 	if (!strcmp(path, "/healthz")) {
 		r->route = ND_ROUTE_HEALTHZ;
-		if (method_ok(r, "GET", HTTP_GET, -1))
+		if (method_ok(r, "GET", HTTP_GET, -1) && query_ok(r, q, NULL))
 			nd_http_json(r, 200, json_pack("{s:s}", "status", "ok"),
 				     NULL);
 		return;
@@ -590,7 +673,7 @@ void nd_api_route(struct req *r)
 	}
 	if (!strcmp(path, "/metrics")) {
 		r->route = ND_ROUTE_METRICS;
-		if (method_ok(r, "GET", HTTP_GET, -1))
+		if (method_ok(r, "GET", HTTP_GET, -1) && query_ok(r, q, NULL))
 			nd_api_metrics(r);
 		return;
 	}
@@ -604,7 +687,8 @@ void nd_api_route(struct req *r)
 		}
 		r->route = legacy ? ND_ROUTE_LEGACY_SUBMIT :
 				    ND_ROUTE_TASK_SUBMIT;
-		if (method_ok(r, legacy ? "POST" : "GET, POST", HTTP_POST, -1))
+		if (method_ok(r, legacy ? "POST" : "GET, POST", HTTP_POST,
+			      -1) && query_ok(r, q, NULL))
 			submit(r);
 		return;
 	}
@@ -613,22 +697,34 @@ void nd_api_route(struct req *r)
 		if (!*rest) {
 			if (r->method == HTTP_DELETE) {
 				r->route = ND_ROUTE_TASK_CANCEL;
-				cancel(r, id);
+				if (query_ok(r, q, NULL))
+					cancel(r, id);
 				return;
 			}
 			r->route = ND_ROUTE_TASK_GET;
-			if (method_ok(r, "GET, DELETE", HTTP_GET, -1))
+			if (method_ok(r, "GET, DELETE", HTTP_GET, -1) &&
+			    query_ok(r, q, NULL))
 				watch(r, id, false, on_task);
 			return;
 		}
 		if (!strcmp(rest, "/output")) {
-			const char *fl = query_get(q, "follow", buf,
-						   sizeof(buf));
+			static const char *const params[] = { "follow", NULL };
+			const char *fl;
 
 			r->route = ND_ROUTE_TASK_OUTPUT;
-			if (method_ok(r, "GET", HTTP_GET, -1))
-				watch(r, id, fl && strcmp(fl, "0") &&
-					     strcmp(fl, "false"), on_output);
+			if (!method_ok(r, "GET", HTTP_GET, -1) ||
+			    !query_ok(r, q, params))
+				return;
+			fl = query_get(q, "follow", buf, sizeof(buf));
+			if (fl && strcmp(fl, "") && strcmp(fl, "0") &&
+			    strcmp(fl, "1") && strcmp(fl, "false") &&
+			    strcmp(fl, "true")) {
+				nd_http_error(r, 400, "follow must be 1, true, "
+					      "0 or false");
+				return;
+			}
+			watch(r, id, fl && strcmp(fl, "0") &&
+				     strcmp(fl, "false"), on_output);
 			return;
 		}
 	}
@@ -636,7 +732,7 @@ void nd_api_route(struct req *r)
 		const char *name = path[9] ? path + 10 : "";
 
 		r->route = *name ? ND_ROUTE_NODE_GET : ND_ROUTE_NODE_LIST;
-		if (!method_ok(r, "GET", HTTP_GET, -1))
+		if (!method_ok(r, "GET", HTTP_GET, -1) || !query_ok(r, q, NULL))
 			return;
 		if (strlen(name) >= sizeof(r->name)) {
 			nd_http_error(r, 404, "no node has a name that long");
