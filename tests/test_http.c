@@ -476,6 +476,114 @@ Test(http, cancel_with_delete)
 	expect_error("DELETE", "/v1/tasks/12345", NULL, 404, "12345");
 }
 
+/* The native cancel_task on a raw connection: the record it answers. */
+static Noded__TaskState native_cancel(long long id, bool *cancel_requested)
+{
+	Noded__Frame f = NODED__FRAME__INIT, *r;
+	Noded__TaskQuery q = NODED__TASK_QUERY__INIT;
+	Noded__TaskState st;
+	int fd = nd_test_connect(d.port);
+
+	cr_assert(fd >= 0);
+	ND_CHECK(nd_test_hello(fd, 1, NULL));
+	q.id = (uint64_t)id;
+	f.id = 2;
+	f.kind = NODED__FRAME_KIND__REQUEST;
+	f.body_case = NODED__FRAME__BODY_CANCEL_TASK;
+	f.cancel_task = &q;
+	ND_CHECK(nd_test_send_frame(fd, &f));
+	ND_CHECK(nd_test_recv_frame(fd, 15000, &r));
+	cr_assert_eq(r->body_case, NODED__FRAME__BODY_TASK_RECORD, "%s",
+		     nd_test_describe(r));
+	st = r->task_record->state;
+	*cancel_requested = r->task_record->cancel_requested;
+	nd_frame_free(r, NULL);
+	close(fd);
+	return st;
+}
+
+/* Waits until task id is RUNNING (its command has started). */
+static void wait_running(long long id)
+{
+	char path[64];
+	int64_t deadline = nd_test_now_ms() + 10000;
+
+	snprintf(path, sizeof(path), "/v1/tasks/%lld", id);
+	for (;;) {
+		struct resp r;
+		bool running;
+
+		req(&r, "GET", path, NULL);
+		running = !strcmp(jstr(r.json, "state"), "RUNNING");
+		resp_free(&r);
+		if (running)
+			return;
+		cr_assert(nd_test_now_ms() < deadline, "task %lld never ran",
+			  id);
+		nd_test_sleep_ms(50);
+	}
+}
+
+Test(http, cancel_answers_the_state_the_cancel_led_to)
+{
+	struct resp r;
+	long long id;
+	char path[64];
+	bool requested;
+
+	/* a long heartbeat timeout: the stopped worker below is not DEAD
+	 * (its task LOST) before the cancel's wait is over */
+	start(2, (const char *const[]){ "--heartbeat-timeout", "30", NULL });
+	wait_node_alive();
+	/* DELETE answers once the task ended: CANCELLED, not RUNNING */
+	id = submit("{\"argv\": [\"sleep\", \"30\"]}");
+	wait_running(id);
+	snprintf(path, sizeof(path), "/v1/tasks/%lld", id);
+	req(&r, "DELETE", path, NULL);
+	cr_expect_eq(r.status, 200, "%s", r.body);
+	cr_expect_str_eq(jstr(r.json, "state"), "CANCELLED", "%s", r.body);
+	cr_expect_null(json_object_get(r.json, "cancel_requested"));
+	resp_free(&r);
+	/* one that ignores SIGTERM: answered after the grace, killed */
+	id = submit("{\"cmd\": \"trap '' TERM; echo up; sleep 30\"}");
+	wait_running(id);
+	nd_test_sleep_ms(200); /* the trap is set */
+	snprintf(path, sizeof(path), "/v1/tasks/%lld", id);
+	req(&r, "DELETE", path, NULL);
+	cr_expect_eq(r.status, 200, "%s", r.body);
+	cr_expect_str_eq(jstr(r.json, "state"), "CANCELLED", "%s", r.body);
+	resp_free(&r);
+	/* the same through the native cancel_task (noded cancel) */
+	id = submit("{\"argv\": [\"sleep\", \"30\"]}");
+	wait_running(id);
+	cr_expect_eq(native_cancel(id, &requested),
+		     NODED__TASK_STATE__TASK_CANCELLED);
+	cr_expect_not(requested);
+	/* an ended task: its record at once; a second cancel too */
+	cr_expect_eq(native_cancel(id, &requested),
+		     NODED__TASK_STATE__TASK_CANCELLED);
+	/* a worker that cannot act on it (stopped): after a bounded wait,
+	 * the record as it is, saying the cancel was asked */
+	id = submit("{\"argv\": [\"sleep\", \"30\"]}");
+	wait_running(id);
+	cr_assert_eq(kill(worker, SIGSTOP), 0);
+	snprintf(path, sizeof(path), "/v1/tasks/%lld", id);
+	req(&r, "DELETE", path, NULL);
+	kill(worker, SIGCONT);
+	cr_expect_eq(r.status, 200, "%s", r.body);
+	cr_expect_str_eq(jstr(r.json, "state"), "RUNNING", "%s", r.body);
+	cr_expect(json_is_true(json_object_get(r.json, "cancel_requested")),
+		  "%s", r.body);
+	resp_free(&r);
+	/* ... which it then carries out */
+	{
+		json_t *t = wait_done(id);
+
+		cr_expect_str_eq(jstr(t, "state"), "CANCELLED");
+		json_decref(t);
+	}
+}
+
 Test(http, bad_requests_get_the_right_status)
 {
 	struct resp r;

@@ -337,9 +337,11 @@ int nd_cli_logs(int argc, char **argv)
 #define CANCEL_POLL_MS 100
 
 /*
- * Sends cancel_task, then, while the task is still winding down, asks for
- * its record until it ends (or CANCEL_WAIT_MS), so the state printed is the
- * one the cancel led to rather than a transient RUNNING.
+ * Sends cancel_task, which the master answers once the task ended (or
+ * after 5 s, its worker out of reach, with cancel_requested set); while it
+ * is still winding down, asks for its record until it ends (or
+ * CANCEL_WAIT_MS), so the state printed is the one the cancel led to
+ * rather than a transient RUNNING.
  */
 int nd_cli_cancel(int argc, char **argv)
 {

@@ -154,6 +154,7 @@ static void svc_tick(struct nd_shard *s)
 			}
 		}
 	}
+	nd__tasks_tick(svc);
 	nd__tasks_trim(svc); /* tasks lost above may be over the history */
 }
 
@@ -450,7 +451,7 @@ static void svc_exec(struct nd_shard *s0, void *arg)
 		nd__task_list(svc, f, &o);
 		break;
 	case NODED__FRAME__BODY_CANCEL_TASK:
-		nd__task_cancel(svc, f, &o);
+		nd__task_cancel(svc, f, &from, &o);
 		break;
 	case NODED__FRAME__BODY_WATCH:
 		nd__task_watch(svc, f, &from, &o);
@@ -723,6 +724,7 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg)
 	nd_list_init(&svc->all);
 	nd_list_init(&svc->done);
 	nd_list_init(&svc->held);
+	nd_list_init(&svc->cancel_waits);
 	s->svc = svc;
 	s->svc_tick = svc_tick;
 	s->svc_stop = svc_stop;

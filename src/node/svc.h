@@ -67,6 +67,19 @@ struct watcher {
 };
 
 /*
+ * A cancel_task whose reply waits until its task ended (tasks.c, "Cancel"),
+ * or until its deadline: then it answers with the record as it is.
+ */
+struct cancel_wait {
+	struct nd_list task_link;     /* task.cancel_waits */
+	struct nd_list svc_link;      /* svc.cancel_waits, soonest deadline
+				       * first (all wait equally long) */
+	struct task *task;
+	struct nd_dest to;            /* to.stream_id: the request's id */
+	uint64_t deadline_ms;
+};
+
+/*
  * Tasks waiting for the same target: one named node, or one set of labels
  * (tasks.c, "Scheduling"). Created with its first waiting task, freed with
  * its last.
@@ -102,6 +115,8 @@ struct task {
 	bool truncated;
 	struct nd_list watchers;      /* struct watcher.task_link */
 	uint32_t nwatchers;
+	struct nd_list cancel_waits;  /* struct cancel_wait.task_link */
+	uint32_t ncancel_waits;
 	bool any_node;                /* no target node, no labels */
 	struct nd_list queue_link;    /* svc.pending_any or its class's tasks,
 				       * while PENDING */
@@ -134,6 +149,7 @@ struct nd_svc {
 	struct nd_u64map watching;    /* serial -> struct nd_list of watchers
 				       * (conn_link), malloc'd */
 	struct nd_list held;          /* tickets whose ack waits (held) */
+	struct nd_list cancel_waits;  /* struct cancel_wait.svc_link */
 	size_t npending, max_queue;   /* tasks PENDING; their bound */
 	struct nd_hist dispatch;      /* queued to pushed to a worker */
 	uint64_t ended[16];           /* tasks that ended, by final state */
@@ -179,8 +195,12 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 void nd__task_get(struct nd_svc *svc, const Noded__Frame *f, struct nd_out *o);
 void nd__task_list(struct nd_svc *svc, const Noded__Frame *f,
 		   struct nd_out *o);
+/* cancel_task: the reply (the record) leaves once the task ended, or
+ * after a bounded wait (nd__tasks_tick); from is the requester. */
 void nd__task_cancel(struct nd_svc *svc, const Noded__Frame *f,
-		     struct nd_out *o);
+		     const struct nd_dest *from, struct nd_out *o);
+/* Every tick: answers the cancels that waited their longest. */
+void nd__tasks_tick(struct nd_svc *svc);
 void nd__task_watch(struct nd_svc *svc, const Noded__Frame *f,
 		    const struct nd_dest *from, struct nd_out *o);
 void nd__task_update(struct nd_svc *svc, const Noded__Frame *f,

@@ -33,6 +33,15 @@
  * Watchers are linked from their task and from their connection (by serial
  * in svc.watching), so that a connection that closes drops its watchers at
  * once rather than when their tasks end.
+ *
+ * Cancel: a PENDING task ends CANCELLED at once; one on a worker is killed
+ * there (TERM, grace, KILL) and ends when the worker reports it. The reply
+ * to cancel_task waits for that end, so what the requester reads is the
+ * state the cancel led to (CANCELLED, or whatever it reached first), not a
+ * RUNNING of the moment before: it is a struct cancel_wait, answered from
+ * finish(), or after CANCEL_WAIT_MS (a worker that cannot be reached) with
+ * the record as it is, cancel_requested set. At most CANCEL_WAITS_MAX wait
+ * per task; more are answered at once, so repeated cancels cost no memory.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -46,6 +55,9 @@
 
 #define LIST_DEFAULT 100
 #define LIST_MAX 10000
+/* Over the worker's TERM-to-KILL grace (2 s) and the report's way back. */
+#define CANCEL_WAIT_MS 5000
+#define CANCEL_WAITS_MAX 16
 
 static bool terminal(Noded__TaskState st)
 {
@@ -81,6 +93,7 @@ static void record(struct nd_svc *svc, const struct task *t,
 	r->output_bytes = t->produced;
 	r->truncated = t->truncated;
 	r->watchers = t->nwatchers;
+	r->cancel_requested = t->cancel_requested && !terminal(t->state);
 }
 
 static void frame_record(struct nd_svc *svc, const struct task *t,
@@ -223,6 +236,35 @@ void nd__tasks_conn_gone(struct nd_svc *svc, uint64_t serial)
 	while ((conn = nd_u64map_get(&svc->watching, serial)))
 		watcher_drop(svc, nd_container_of(conn->next, struct watcher,
 						  conn_link));
+}
+
+/* ---- cancel waits ---- */
+
+/* Answers w's cancel_task with t's record as it is now, and frees w. */
+static void cancel_wait_answer(struct nd_svc *svc, struct cancel_wait *w)
+{
+	struct nd_out o = { 0 };
+
+	nd_list_del(&w->task_link);
+	nd_list_del(&w->svc_link);
+	w->task->ncancel_waits--;
+	frame_record(svc, w->task, w->to.stream_id, NODED__FRAME_KIND__REPLY,
+		     &o);
+	nd__svc_push_raw(svc, &w->to, o.buf, o.len);
+	free(o.buf);
+	free(w);
+}
+
+void nd__tasks_tick(struct nd_svc *svc)
+{
+	while (!nd_list_empty(&svc->cancel_waits)) {
+		struct cancel_wait *w = nd_container_of(
+			svc->cancel_waits.next, struct cancel_wait, svc_link);
+
+		if (w->deadline_ms > svc->s->now_ms)
+			break;
+		cancel_wait_answer(svc, w);
+	}
 }
 
 /* ---- state changes ---- */
@@ -447,6 +489,10 @@ static void finish(struct nd_svc *svc, struct task *t, Noded__TaskState st,
 		t->reason = strdup(reason);
 	log_end(t);
 	watchers_end(svc, t);
+	while (!nd_list_empty(&t->cancel_waits))
+		cancel_wait_answer(svc, nd_container_of(t->cancel_waits.next,
+							struct cancel_wait,
+							task_link));
 	nd_list_add_tail(&svc->done, &t->done_link);
 	svc->ndone++;
 }
@@ -692,6 +738,7 @@ static struct task *task_new(struct nd_svc *svc, const uint8_t *spec,
 	t->submitted_unix_ms = nd__unix_ms();
 	t->queued_ns = nd_now_ns();
 	nd_list_init(&t->watchers);
+	nd_list_init(&t->cancel_waits);
 	t->any_node = !t->target_node && !sp->n_labels;
 	if (enqueue(svc, t, sp) < 0) {
 		nd_u64map_del(&svc->tasks, t->id);
@@ -964,10 +1011,11 @@ static void push_cancel(struct nd_svc *svc, struct task *t)
 }
 
 void nd__task_cancel(struct nd_svc *svc, const Noded__Frame *f,
-		     struct nd_out *o)
+		     const struct nd_dest *from, struct nd_out *o)
 {
 	struct task *t = find(svc, f->cancel_task->id, f->id,
 			      NODED__FRAME_KIND__REPLY, o);
+	struct cancel_wait *w;
 
 	if (!t)
 		return;
@@ -979,7 +1027,19 @@ void nd__task_cancel(struct nd_svc *svc, const Noded__Frame *f,
 		t->cancel_requested = true;
 		push_cancel(svc, t);
 	}
-	frame_record(svc, t, f->id, NODED__FRAME_KIND__REPLY, o);
+	/* Answered when it ends (see "Cancel" at the top); now if it has,
+	 * or if this one cannot wait. */
+	if (terminal(t->state) || t->ncancel_waits >= CANCEL_WAITS_MAX ||
+	    !from->serial || !(w = calloc(1, sizeof(*w)))) {
+		frame_record(svc, t, f->id, NODED__FRAME_KIND__REPLY, o);
+		return;
+	}
+	w->task = t;
+	w->to = *from;
+	w->deadline_ms = svc->s->now_ms + CANCEL_WAIT_MS;
+	nd_list_add_tail(&t->cancel_waits, &w->task_link);
+	nd_list_add_tail(&svc->cancel_waits, &w->svc_link);
+	t->ncancel_waits++;
 }
 
 /* Replays the kept output as OutputChunk items. */
@@ -1171,6 +1231,16 @@ bool nd__task_congested(struct nd_svc *svc, uint64_t task_id)
 /* Unlinks t from everything and frees it with its watchers. */
 static void task_free(struct nd_svc *svc, struct task *t)
 {
+	/* only a task that has not ended has any (at exit) */
+	while (!nd_list_empty(&t->cancel_waits)) {
+		struct cancel_wait *w = nd_container_of(t->cancel_waits.next,
+							struct cancel_wait,
+							task_link);
+
+		nd_list_del(&w->task_link);
+		nd_list_del(&w->svc_link);
+		free(w);
+	}
 	while (!nd_list_empty(&t->watchers))
 		watcher_drop(svc, nd_container_of(t->watchers.next,
 						  struct watcher, task_link));

@@ -109,6 +109,8 @@ json_t *nd_json_task(const Noded__TaskRecord *r)
 		      "truncated", (int)r->truncated,
 		      "watchers", (json_int_t)r->watchers);
 	/* json_pack steals cmd ("o") even when it fails. */
+	if (o && r->cancel_requested) /* only then: the shape stays */
+		json_object_set_new(o, "cancel_requested", json_true());
 	return o;
 err_cmd:
 	json_decref(cmd);
