@@ -574,3 +574,84 @@ Test(auth, a_command_with_a_token_never_talks_to_an_unproven_master)
 		cr_assert(strstr(err, want[i]), "mode %u: %s", i, err);
 	}
 }
+
+/* ---- refusals are logged, rate-limited ---- */
+
+/* Sums the auth.refused lines in the log at path: lines, and refusals they
+ * stand for (each line one, plus its suppressed=N). */
+static void count_refusals(const char *path, int *lines, long *refusals,
+			   const char *want_api)
+{
+	char line[4096];
+	FILE *f = fopen(path, "r");
+
+	cr_assert(f);
+	*lines = 0;
+	*refusals = 0;
+	while (fgets(line, sizeof(line), f)) {
+		const char *sup;
+
+		if (!strstr(line, "event=auth.refused"))
+			continue;
+		cr_assert(strstr(line, "level=warn"), "%s", line);
+		cr_assert(strstr(line, "peer=127.0.0.1:"), "%s", line);
+		cr_assert(strstr(line, want_api), "%s", line);
+		sup = strstr(line, " suppressed=");
+		cr_assert(sup, "%s", line);
+		(*lines)++;
+		*refusals += 1 + atol(sup + 12);
+	}
+	fclose(f);
+}
+
+/* A connection that answers the challenge with a proof from another token. */
+static void wrong_proof(int port)
+{
+	uint8_t nonce[32] = { 5 }, proof[ND_PROOF_LEN];
+	Noded__Frame *r;
+	int fd = nd_test_connect(port);
+
+	cr_assert(fd >= 0);
+	r = hello_nonce(fd, nonce, sizeof(nonce));
+	ND_CHECK(nd_auth_proof((const uint8_t *)"another token entirely", 22,
+			       "noded-client", r->hello_reply->server_nonce.data,
+			       r->hello_reply->server_nonce.len, nonce,
+			       sizeof(nonce), proof));
+	send_auth(fd, 2, proof, sizeof(proof));
+	ND_CHECK(nd_test_expect_error(fd, NODED__FRAME_KIND__REPLY,
+				      NODED__ERROR_CODE__UNAUTHENTICATED, 2));
+	nd_frame_free(r, NULL);
+	close(fd);
+}
+
+Test(auth, refusals_are_logged_at_warn_once_a_second_per_address)
+{
+	char log[96];
+	const char *argv[] = { nd_test_bin(), "master", "--listen",
+			       "127.0.0.1:0", "--token-file", good, NULL };
+	int fd, lines = 0;
+	long refusals = 0;
+	int64_t t0, took;
+
+	snprintf(log, sizeof(log), "%s/master.log", dir);
+	fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	cr_assert(fd >= 0);
+	ND_CHECK(nd_test_daemon_start_err(&d, argv, fd));
+	close(fd);
+	t0 = nd_test_now_ms();
+	for (int i = 0; i < 40; i++)
+		wrong_proof(d.port);
+	took = nd_test_now_ms() - t0;
+	nd_test_sleep_ms(1100);
+	wrong_proof(d.port); /* a second later: logged, with the count */
+	nd_test_sleep_ms(200);
+	count_refusals(log, &lines, &refusals, "api=native");
+	STOP_OK(&d);
+	/* every refusal is accounted for, in at most a line a second */
+	cr_assert_eq(refusals, 41, "%d lines stand for %ld refusals", lines,
+		     refusals);
+	cr_assert(lines >= 2 && lines <= 2 + took / 1000 + 1,
+		  "%d lines for 41 refusals in %lld ms", lines,
+		  (long long)took);
+	unlink(log);
+}

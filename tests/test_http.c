@@ -909,6 +909,58 @@ Test(http, token_guards_the_api_off_loopback_rules)
 	close(fd);
 }
 
+Test(http, refused_tokens_are_logged_at_warn_once_a_second)
+{
+	char log[] = "/tmp/nd-http-log-XXXXXX", line[4096];
+	const char *argv[] = { nd_test_bin(), "master", "--listen",
+			       "127.0.0.1:0", "--http", "127.0.0.1:0",
+			       "--token-file", tokfile, NULL };
+	int fd, tfd, lines = 0;
+	long refusals = 0;
+	int64_t t0, took;
+	FILE *f;
+
+	snprintf(tokfile, sizeof(tokfile), "/tmp/nd-http-tok-XXXXXX");
+	tfd = mkstemp(tokfile);
+	cr_assert(tfd >= 0);
+	cr_assert(write(tfd, "s3cret-token-0123456789\n", 24) == 24);
+	close(tfd);
+	fd = mkstemp(log);
+	cr_assert(fd >= 0);
+	cr_assert(nd_test_daemon_start_err(&d, argv, fd) == 0, "%s",
+		  nd_test_why);
+	close(fd);
+	read_http_port();
+	t0 = nd_test_now_ms();
+	for (int i = 0; i < 30; i++)
+		expect_error("GET", "/v1/nodes", NULL, 401, "token");
+	took = nd_test_now_ms() - t0;
+	nd_test_sleep_ms(1100);
+	expect_error("GET", "/v1/tasks", NULL, 401, "token");
+	nd_test_sleep_ms(200);
+	f = fopen(log, "r");
+	cr_assert(f);
+	while (fgets(line, sizeof(line), f)) {
+		const char *sup = strstr(line, " suppressed=");
+
+		if (!strstr(line, "event=auth.refused"))
+			continue;
+		cr_expect(strstr(line, "level=warn") &&
+			  strstr(line, "api=http") &&
+			  strstr(line, "peer=127.0.0.1:") && sup, "%s", line);
+		lines++;
+		refusals += 1 + (sup ? atol(sup + 12) : 0);
+	}
+	fclose(f);
+	unlink(log);
+	/* each refusal counted once, in a few lines, not 31 */
+	cr_expect_eq(refusals, 31, "%d lines for %ld refusals", lines,
+		     refusals);
+	cr_expect(lines >= 2 && lines <= 2 + took / 1000 + 1,
+		  "%d lines for 31 refusals, 30 in %lld ms", lines,
+		  (long long)took);
+}
+
 /* ---- /metrics ---- */
 
 static bool metric_name(const char *s, size_t n)

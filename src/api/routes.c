@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "core/log.h"
 #include "core/shard.h"
 #include "noded/json.h"
 #include "wire/arena.h"
@@ -665,6 +666,19 @@ void nd_api_route(struct req *r)
 		return;
 	}
 	if (!nd_http_authorized(r)) {
+		const char *peer = nd_svc_peer(r->conn)->peer;
+		uint64_t suppressed, others;
+
+		if (nd_log_on(ND_LOG_WARN) &&
+		    nd_log_limit(peer, r->conn->shard->now_ms, &suppressed,
+				 &others))
+			ND_LOG(ND_LOG_WARN, "auth.refused", ND_S("peer", peer),
+			       ND_S("api", "http"),
+			       ND_S("err", r->auth_len ? "wrong token" :
+					   "no Authorization header"),
+			       ND_U("suppressed", suppressed),
+			       ND_U("suppressed_others", others),
+			       ND_S("msg", "refused authentication: 401"));
 		nd_http_json(r, 401, json_pack("{s:s}", "error",
 			     "missing or wrong token (Authorization: Bearer "
 			     "TOKEN, the master's --token-file)"),

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,4 +278,63 @@ void nd_log_kv(enum nd_log_level level, const char *event,
 		json_line(ts, level, event, kv, n);
 	else
 		logfmt(ts, level, event, kv, n);
+}
+
+/* ---- rate limit ---- */
+
+struct limit_slot {
+	char host[64];                /* "" while free */
+	uint64_t last_ms;             /* its last line */
+	uint64_t suppressed;          /* refusals since, not logged */
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct limit_slot slot[ND_LOG_LIMIT_SLOTS];
+	uint64_t others;              /* dropped: their slot was busy */
+} limit = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+bool nd_log_limit(const char *peer, uint64_t now_ms, uint64_t *suppressed,
+		  uint64_t *others)
+{
+	const char *colon = strrchr(peer, ':');
+	size_t n = colon ? (size_t)(colon - peer) : strlen(peer);
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	struct limit_slot *sl;
+	bool ok = false;
+
+	if (n >= sizeof(sl->host))
+		n = sizeof(sl->host) - 1;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)peer[i]) * 1099511628211ull;
+	pthread_mutex_lock(&limit.lock);
+	sl = &limit.slot[h % ND_LOG_LIMIT_SLOTS];
+	if (strlen(sl->host) == n && !memcmp(sl->host, peer, n)) {
+		if (now_ms - sl->last_ms < 1000) {
+			sl->suppressed++;
+		} else {
+			*suppressed = sl->suppressed;
+			sl->suppressed = 0;
+			sl->last_ms = now_ms;
+			ok = true;
+		}
+	} else if (sl->host[0] && now_ms - sl->last_ms < 1000) {
+		limit.others++;
+	} else {
+		/* free, or its address has been quiet a second: ours now
+		 * (what that one had not logged counts as others) */
+		limit.others += sl->suppressed;
+		memcpy(sl->host, peer, n);
+		sl->host[n] = '\0';
+		sl->last_ms = now_ms;
+		sl->suppressed = 0;
+		*suppressed = 0;
+		ok = true;
+	}
+	if (ok) {
+		*others = limit.others;
+		limit.others = 0;
+	}
+	pthread_mutex_unlock(&limit.lock);
+	return ok;
 }

@@ -90,6 +90,21 @@ void nd_log_kv(enum nd_log_level level, const char *event,
 		}                                                           \
 	} while (0)
 
+/*
+ * Rate limit for lines a peer can cause at will (refused authentication):
+ * true when a line for peer ("HOST:PORT"; only HOST counts) may be written
+ * at now_ms (monotonic). At most one line per address a second; the
+ * refusals of an address between its lines are counted, and *suppressed
+ * says how many were not logged before this line. Addresses are tracked in
+ * ND_LOG_LIMIT_SLOTS slots (by hash): one whose slot another address used
+ * within the second is not logged either, so there are never more than
+ * that many lines a second; *others counts those, since the last line
+ * that said so. Process-wide (one lock, on this path only).
+ */
+#define ND_LOG_LIMIT_SLOTS 64
+bool nd_log_limit(const char *peer, uint64_t now_ms, uint64_t *suppressed,
+		  uint64_t *others);
+
 /* "debug", "info", "warn" (or "warning"), "error", "off": true and *out
  * set, or false. */
 bool nd_log_level_parse(const char *s, enum nd_log_level *out);

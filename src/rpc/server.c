@@ -57,7 +57,27 @@ void nd_rpc_fatal(struct nd_conn *c, uint64_t id, Noded__ErrorCode code,
 	va_start(ap, fmt);
 	verror(c, id, NODED__FRAME_KIND__REPLY, code, fmt, ap);
 	va_end(ap);
-	if (nd_log_on(ND_LOG_INFO)) {
+	if (code == NODED__ERROR_CODE__UNAUTHENTICATED) {
+		/* Someone without the token, or probing: worth a warning,
+		 * but one a peer cannot turn into a flood of lines. */
+		const char *peer = nd_svc_peer(c)->peer;
+		uint64_t suppressed, others;
+		char msg[256];
+
+		if (nd_log_on(ND_LOG_WARN) &&
+		    nd_log_limit(peer, c->shard->now_ms, &suppressed,
+				 &others)) {
+			va_start(ap, fmt);
+			vsnprintf(msg, sizeof(msg), fmt, ap);
+			va_end(ap);
+			ND_LOG(ND_LOG_WARN, "auth.refused", ND_S("peer", peer),
+			       ND_S("api", "native"), ND_S("err", msg),
+			       ND_U("suppressed", suppressed),
+			       ND_U("suppressed_others", others),
+			       ND_S("msg", "refused authentication: "
+					   "connection closed"));
+		}
+	} else if (nd_log_on(ND_LOG_INFO)) {
 		const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
 			&noded__error_code__descriptor, code);
 		char msg[256];
