@@ -839,6 +839,46 @@ Test(client, hello_stores_server_fields, .init = setup, .fini = teardown)
 	cr_assert_gt(start_ping("small", 1), 0);
 }
 
+/*
+ * A client holding a token, over the sans-I/O interface (as the worker
+ * drives it): a HelloReply that asks for no token fails the Hello with
+ * ND_EAUTHNOPROOF, and nothing more can be sent; the stream items that
+ * follow (an assignment) reach no one.
+ */
+Test(client, token_holder_refuses_hello_reply_without_proof)
+{
+	static const uint8_t token[] = "0123456789abcdef-token";
+	struct nd_client_opts o = { .node_name = "t", .token = token,
+				    .token_len = sizeof(token) - 1 };
+	Noded__AssignTaskOpen ao = NODED__ASSIGN_TASK_OPEN__INIT;
+	Noded__Frame f = NODED__FRAME__INIT;
+	uint8_t buf[512];
+	const uint8_t *out;
+	size_t len = 0;
+
+	nev = 0;
+	cr_assert_eq(nd_client_adopt(&cl, -1, &o), 0);
+	cr_assert_eq(nd_client_hello(cl, record, NULL), 0);
+	nd_client_consume(cl, nd_client_output(cl, &out));
+	put_hello_reply(buf, sizeof(buf), &len, 1, 0);
+	f.id = 2; /* where an AssignTask would be */
+	f.kind = NODED__FRAME_KIND__STREAM_ITEM;
+	f.body_case = NODED__FRAME__BODY_ASSIGN_OPEN;
+	f.assign_open = &ao;
+	put_frame(buf, sizeof(buf), &len, &f);
+	cr_assert_eq(nd_client_feed(cl, buf, len), ND_EAUTHNOPROOF);
+	cr_assert_eq(nev, 1);
+	cr_assert_eq(evs[0].status, ND_EAUTHNOPROOF);
+	cr_assert(evs[0].done);
+	/* unusable: nothing reaches the impostor */
+	cr_assert_eq(start_ping("x", 1), ND_EAUTHNOPROOF);
+	cr_assert_eq(nd_client_output(cl, &out), 0);
+	cr_assert(strstr(nd_strerror(ND_EAUTHNOPROOF),
+			 "did not prove it holds the token"));
+	nd_client_close(cl);
+	cl = NULL;
+}
+
 /* ---- blocking calls ---- */
 
 Test(client, call_returns_reply_and_serves_async, .init = setup,
