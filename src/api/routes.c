@@ -141,16 +141,13 @@ static bool query_ok(struct req *r, const char *q,
 		if (kl > len)
 			kl = len;
 		if (kl >= sizeof(key))
-			kl = sizeof(key) - 1; /* named cut short below */
+			kl = sizeof(key) - 1; /* no name is that long */
 		memcpy(key, q, kl);
 		key[kl] = '\0';
 		unescape(key);
 		q = amp ? amp + 1 : NULL;
 		if (!len)
 			continue; /* "a=1&&b=2", a trailing '&' */
-		for (i = 0; allowed && allowed[i] && strcmp(allowed[i], key);
-		     i++)
-			;
 		/* named in the error: printable ASCII only, so it is
 		 * valid JSON text whatever was sent */
 		for (i = 0; key[i]; i++)

@@ -1056,7 +1056,8 @@ int nd_client_connect(struct nd_client **out, const char *addr,
 	left = deadline - now_ms();
 	r = call(c, &f, &reply, left > 0 ? (int)left : 0, P_HELLO);
 	/* The master refused our proof (or our Hello for want of one). */
-	if (r == ND_EREMOTE && reply && reply->error &&
+	if (r == ND_EREMOTE && reply &&
+	    reply->body_case == NODED__FRAME__BODY_ERROR &&
 	    reply->error->code == NODED__ERROR_CODE__UNAUTHENTICATED)
 		r = ND_EAUTH;
 	if (r)
