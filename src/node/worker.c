@@ -112,6 +112,8 @@ static void on_hello(struct nd_client *cl, int status, const Noded__Frame *f,
 		return;
 	}
 	ar.node_name = (char *)w->wc->name;
+	ar.node_id.data = (uint8_t *)w->wc->node_id;
+	ar.node_id.len = sizeof(w->wc->node_id);
 	af.body_case = NODED__FRAME__BODY_ASSIGN_TASK;
 	af.assign_task = &ar;
 	nd_client_start(cl, &af, on_assign, w);
