@@ -591,3 +591,54 @@ Test(ident, lost_data_dir_refuses_submits)
 	EXPECT_STATUS(&R, 1);
 	FRESH_PING(&d);
 }
+
+/*
+ * The node id is kept in the state dir (0600, made once): a second process
+ * with the same state dir is the same worker and takes the name over at
+ * once, even while the first (frozen) still holds its connection. A state
+ * dir holding something else than an id stops the worker.
+ */
+Test(ident, state_dir_keeps_the_node_id)
+{
+	char path[160], id1[64], id2[64], out[256], err[1024];
+	const char *bad_argv[] = { nd_test_bin(), "worker", "--master", master,
+				   "--name", "w2", "--state-dir", path, NULL };
+	struct stat st;
+	FILE *f;
+	int st_code;
+
+	MASTER_START();
+	worker_start(0, "w1", "who=first", "s");
+	json_decref(wait_node("w1", "ALIVE", "who", "first", 10000));
+	snprintf(path, sizeof(path), "%s/s/node-id", tmpdir);
+	cr_assert(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600 &&
+			  st.st_size == 33,
+		  "%s: mode %o size %lld, want 0600 and 32 hex digits", path,
+		  st.st_mode & 0777, (long long)st.st_size);
+	f = fopen(path, "r");
+	cr_assert(f && fgets(id1, sizeof(id1), f));
+	fclose(f);
+
+	cr_assert(kill(workers[0], SIGSTOP) == 0);
+	worker_start(1, "w1", "who=second", "s");
+	json_decref(wait_node("w1", "ALIVE", "who", "second", 10000));
+	f = fopen(path, "r");
+	cr_assert(f && fgets(id2, sizeof(id2), f));
+	fclose(f);
+	cr_assert_str_eq(id1, id2, "the node id changed");
+	nd_test_kill_pid(workers[0]);
+	workers[0] = 0;
+
+	snprintf(path, sizeof(path), "%s/bad", tmpdir);
+	cr_assert(mkdir(path, 0700) == 0);
+	snprintf(path, sizeof(path), "%s/bad/node-id", tmpdir);
+	f = fopen(path, "w");
+	cr_assert(f && fputs("not an id\n", f) >= 0);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/bad", tmpdir);
+	st_code = nd_test_run(bad_argv, out, sizeof(out), err, sizeof(err),
+			      10000);
+	cr_assert(st_code == 1 && strstr(err, "is not a node id"),
+		  "worker with a damaged node-id: exit %d, stderr \"%s\"",
+		  st_code, err);
+}
