@@ -327,6 +327,7 @@ Test(ident, live_name_refused_to_another_worker)
 	json_decref(wait_node("w1", "ALIVE", "who", "b", 20000));
 	wait_text(master_err, "event=node.replaced node=w1", 2000,
 		  "the master");
+	STOP_OK(&d);
 }
 
 /*
@@ -390,6 +391,7 @@ Test(ident, same_id_replaces_old_registration)
 	cr_assert_eq(r->task->task_id, tid);
 	nd_frame_free(r, NULL);
 	close(c2);
+	STOP_OK(&d);
 }
 
 /* A status report from a connection that did not register the node is
@@ -423,6 +425,7 @@ Test(ident, report_from_another_connection_refused)
 	cr_assert(!n, "a report made up node ghost: %s", jdump(n));
 	close(c1);
 	close(c2);
+	STOP_OK(&d);
 }
 
 /* ---- tasks waiting for a node that left ---- */
@@ -467,6 +470,7 @@ Test(ident, task_for_node_that_died)
 	json_decref(t);
 	wait_text(master_err, "event=task.waiting_node node=w9 tasks=1", 2000,
 		  "the master");
+	STOP_OK(&d);
 }
 
 /* ---- task ids ---- */
@@ -520,6 +524,7 @@ Test(ident, task_ids_not_reused_after_kill_with_data_dir)
 	master_kill9();
 	MASTER_START("--data-dir", dir);
 	cr_assert(submit_one() > c);
+	STOP_OK(&d);
 }
 
 Test(ident, task_ids_not_reused_after_kill_without_data_dir)
@@ -535,6 +540,7 @@ Test(ident, task_ids_not_reused_after_kill_without_data_dir)
 		  "below: its predecessor gave %" PRIu64 ")", b, a);
 	expect_unknown(a);
 	cr_assert(b < (1ull << 53), "id %" PRIu64 " not exact in JSON", b);
+	STOP_OK(&d);
 }
 
 /* A --data-dir that cannot be made: the master does not start. */
@@ -590,6 +596,7 @@ Test(ident, lost_data_dir_refuses_submits)
 	CLI(&R, "submit", "--node", "nobody", "--wait-for-node", "--", "true");
 	EXPECT_STATUS(&R, 1);
 	FRESH_PING(&d);
+	STOP_OK(&d);
 }
 
 /*
@@ -641,4 +648,5 @@ Test(ident, state_dir_keeps_the_node_id)
 	cr_assert(st_code == 1 && strstr(err, "is not a node id"),
 		  "worker with a damaged node-id: exit %d, stderr \"%s\"",
 		  st_code, err);
+	STOP_OK(&d);
 }
