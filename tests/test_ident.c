@@ -650,3 +650,38 @@ Test(ident, state_dir_keeps_the_node_id)
 		  st_code, err);
 	STOP_OK(&d);
 }
+
+/*
+ * Another worker takes a disconnected node's name: the tasks the old one
+ * had are LOST at once (the newcomer will never report them), not left
+ * ASSIGNED for as long as the newcomer heartbeats.
+ */
+Test(ident, takeover_loses_the_old_workers_tasks)
+{
+	static const char old_id[16] = "old-worker-id..", new_id[16] = "new-worker-id..";
+	Noded__Frame *r;
+	json_t *t;
+	uint64_t tid;
+	int c1, c2;
+
+	MASTER_START();
+	c1 = raw_register("w1", old_id, 1);
+	EXPECT_REPORT_OK(c1, 2, "w1", 1, "old");
+	tid = SUBMIT("--node", "w1", "--", "true");
+	r = RECV(c1);
+	EXPECT_FRAME(r, NODED__FRAME_KIND__STREAM_ITEM, 1,
+		     NODED__FRAME__BODY_TASK);
+	nd_frame_free(r, NULL);
+	close(c1);
+	nd_test_sleep_ms(300); /* the master sees it disconnected */
+
+	c2 = raw_register("w1", new_id, 1);
+	EXPECT_REPORT_OK(c2, 2, "w1", 1, "new");
+	t = wait_task(tid, "LOST", 3000);
+	cr_assert(strstr(jstr(t, "reason"), "taken over"), "%s", jdump(t));
+	json_decref(t);
+	wait_text(master_err, "event=node.replaced node=w1", 2000,
+		  "the master");
+	close(c2);
+	STOP_OK(&d);
+}

@@ -741,9 +741,6 @@ static struct node *stream_register(struct nd_svc *svc, struct stream_msg *m)
 			    "name"));
 		snprintf(why, sizeof(why), "node %s was taken over by another "
 			 "worker (from %s)", n->name, m->peer);
-		n->stream = m->dest; /* its waiting tasks are for the name */
-		if (n->running)
-			nd__tasks_node_dead(svc, n, why);
 		labels_free(n);
 		free(n->status);
 		n->status = NULL;
@@ -752,6 +749,11 @@ static struct node *stream_register(struct nd_svc *svc, struct stream_msg *m)
 		n->state = NODED__NODE_STATE__NODE_ALIVE;
 		n->last_hb_ms = svc->s->now_ms;
 		n->connected_unix_ms = nd__unix_ms();
+		/* registered (not DEAD): its waiting tasks are for the name
+		 * and stay; no slot until it reports, so none goes to it yet */
+		n->stream = m->dest;
+		if (n->running)
+			nd__tasks_node_dead(svc, n, why);
 	}
 take:
 	n->stream = m->dest;
