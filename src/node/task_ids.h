@@ -7,6 +7,8 @@
  * blocks: the block's end is written durably (temp, fsync, rename, fsync
  * dir) before any id of it is handed out, so a crash skips the rest of a
  * block at most and never repeats an id. A restart starts at the mark.
+ * That write blocks shard 0 (two fsyncs) once per block of 65536 ids, the
+ * one blocking call left on it, until the Raft log takes this over.
  *
  * Without one: the first id is 1000 x the milliseconds since 2026-01-01
  * UTC, plus 1. A restarted master repeats no id of its predecessor unless
