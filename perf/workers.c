@@ -225,6 +225,9 @@ struct sim {
 	uint64_t wheel_next_ns, slot_ns;
 	uint64_t instance;
 	bool instance_warned;
+	/* the node id of every worker of this process: they live as long as
+	 * it does, and another process with the same names is refused */
+	uint8_t node_id[16];
 	/* what every report says of the machine, refreshed every second */
 	Noded__NodeStatus machine;
 	uint64_t next_refresh_ms, next_tick_ms, next_check_ms;
@@ -992,6 +995,8 @@ static void on_hello(struct nd_client *c, int status, const Noded__Frame *f,
 		return;
 	}
 	ar.node_name = (char *)w->name;
+	ar.node_id.data = w->sim->node_id;
+	ar.node_id.len = sizeof(w->sim->node_id);
 	af.body_case = NODED__FRAME__BODY_ASSIGN_TASK;
 	af.assign_task = &ar;
 	if (nd_client_start(c, &af, on_assign, w) < 0)
@@ -1299,6 +1304,8 @@ static int fleet_init(struct sim *sim)
 	sim->ids = calloc(o->slots, sizeof(*sim->ids));
 	if (!sim->w || !sim->names || !sim->ids)
 		return -ENOMEM;
+	if (nd_auth_nonce(sim->node_id, sizeof(sim->node_id)))
+		return -EIO;
 	for (unsigned i = 0; i < o->count; i++) {
 		struct sw *w = &sim->w[i];
 		char *name = sim->names + i * nlen;

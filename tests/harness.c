@@ -22,6 +22,35 @@
 
 #include "harness.h"
 
+/*
+ * Workers started by the tests keep their node id (noded worker: its state
+ * directory, default $STATE_DIRECTORY) in a directory of this test run, not
+ * in the machine's /var/lib/noded or the user's home. Removed at exit by
+ * the process that made it.
+ */
+static char state_dir[] = "/tmp/noded-test-state-XXXXXX";
+static pid_t state_dir_owner;
+
+static void state_dir_remove(void)
+{
+	char path[sizeof(state_dir) + 16];
+
+	if (getpid() != state_dir_owner)
+		return;
+	snprintf(path, sizeof(path), "%s/node-id", state_dir);
+	unlink(path);
+	rmdir(state_dir);
+}
+
+__attribute__((constructor)) static void state_dir_setup(void)
+{
+	if (getenv("STATE_DIRECTORY") || !mkdtemp(state_dir))
+		return;
+	setenv("STATE_DIRECTORY", state_dir, 1);
+	state_dir_owner = getpid();
+	atexit(state_dir_remove);
+}
+
 char nd_test_why[512];
 
 /* Records why a helper failed; returns err so callers can `return why(...)`. */
@@ -923,8 +952,14 @@ void nd_test_frame_assign(Noded__Frame *f, Noded__AssignTaskRequest *a,
 			  uint64_t id, const char *node_name)
 {
 	noded__frame__init(f);
+	static uint8_t test_id[16] = "noded-test-node";
+
 	noded__assign_task_request__init(a);
 	a->node_name = (char *)node_name;
+	/* one worker identity for all raw test workers: the same name
+	 * registered again replaces the old registration */
+	a->node_id.data = test_id;
+	a->node_id.len = sizeof(test_id);
 	f->id = id;
 	f->kind = NODED__FRAME_KIND__REQUEST;
 	f->body_case = NODED__FRAME__BODY_ASSIGN_TASK;

@@ -220,6 +220,7 @@ void nd_test_frame_hello(Noded__Frame *f, Noded__HelloRequest *h, uint64_t id,
 			 uint32_t version);
 void nd_test_frame_ping(Noded__Frame *f, Noded__PingRequest *p, uint64_t id,
 			const void *payload, size_t len);
+/* With the same fixed node id always (the same worker by any name). */
 void nd_test_frame_assign(Noded__Frame *f, Noded__AssignTaskRequest *a,
 			  uint64_t id, const char *node_name);
 void nd_test_frame_cancel(Noded__Frame *f, uint64_t id);

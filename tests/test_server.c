@@ -47,12 +47,14 @@ TestSuite(server, .init = setup, .fini = teardown, .timeout = 30);
 		nd_c_;                                                       \
 	})
 
-/* Open an AssignTask stream with request id `id` and check the open item. */
-#define ASSIGN_OPEN(fd, id)                                                  \
+/* Open an AssignTask stream with request id `id` for node `name` and check
+ * the open item. */
+#define ASSIGN_OPEN(fd, id) ASSIGN_OPEN_AS(fd, id, "worker-test")
+#define ASSIGN_OPEN_AS(fd, id, name)                                         \
 	do {                                                                 \
 		Noded__Frame af_, *ar_;                                      \
 		Noded__AssignTaskRequest aa_;                                \
-		nd_test_frame_assign(&af_, &aa_, (id), "worker-test");       \
+		nd_test_frame_assign(&af_, &aa_, (id), (name));              \
 		SEND_FRAME((fd), &af_);                                      \
 		ar_ = RECV(fd);                                              \
 		EXPECT_FRAME(ar_, NODED__FRAME_KIND__STREAM_ITEM, (id),      \
@@ -188,6 +190,7 @@ Test(server, report_status_reply_fields)
 	ND_CHECK(nd_test_hello(fd, 1, &hello));
 	hb = hello->hello_reply->heartbeat_interval_ms;
 	nd_frame_free(hello, NULL);
+	ASSIGN_OPEN_AS(fd, 2, "worker-1"); /* reports need a registration */
 
 	noded__node_status__labels_entry__init(&l1);
 	noded__node_status__labels_entry__init(&l2);
@@ -251,6 +254,7 @@ Test(server, report_status_notification_gets_no_reply)
 
 	DAEMON_START(&d);
 	fd = CONNECT_HELLO(&d);
+	ASSIGN_OPEN_AS(fd, 2, "worker-notify");
 	st.name = "worker-notify";
 	st.slots_total = 2;
 	st.slots_free = 2;
@@ -410,8 +414,12 @@ Test(server, several_connections_at_once)
 	DAEMON_START(&d);
 	for (int c = 0; c < C; c++)
 		fds[c] = CONNECT_HELLO(&d);
-	for (int c = 0; c < C; c++)
-		ASSIGN_OPEN(fds[c], 1000 + c);
+	for (int c = 0; c < C; c++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "worker-%d", c);
+		ASSIGN_OPEN_AS(fds[c], 1000 + c, name);
+	}
 	for (int round = 0; round < ROUNDS; round++) {
 		for (int c = 0; c < C; c++) {
 			Noded__Frame f;

@@ -1420,7 +1420,8 @@ Test(tasks, node_back_from_dead_still_counts_its_running_task)
 	t = wait_task(t1, "RUNNING", 5000);
 	s1 = jint(t, "started_unix_ms");
 	json_decref(t);
-	t2 = SUBMIT("--node", "frozen", "--", "true");
+	/* it waits for its node through its death (else it is LOST then) */
+	t2 = SUBMIT("--node", "frozen", "--wait-for-node", "--", "true");
 	cr_assert(kill(workers[0], SIGSTOP) == 0, "SIGSTOP: %s",
 		  strerror(errno));
 	wait_node("frozen", "DEAD", 5000);
@@ -1906,6 +1907,7 @@ Test(tasks, worker_ran_ids_stay_bounded, .timeout = 180)
 
 Test(tasks, master_restart_worker_takes_new_task_ids)
 {
+	uint64_t old_id;
 	char listen[32], line[64];
 	struct bg *b;
 	json_t *t;
@@ -1921,6 +1923,7 @@ Test(tasks, master_restart_worker_takes_new_task_ids)
 	b = BG("run", "--", "sh", "-c", "echo $$; exec sleep 60");
 	bg_line(b, line, sizeof(line), 5000);
 	pid = parse_pid(line);
+	old_id = latest_id("sh");
 
 	STOP_OK(&d);
 	st = bg_wait(b, 10000);
@@ -1933,22 +1936,22 @@ Test(tasks, master_restart_worker_takes_new_task_ids)
 	cr_assert_eq(d.port, port);
 	WAIT_ALIVE("w1");
 
-	/* The new master counts from 1 again: its tasks 1 and 2 are not the
-	 * old master's, and run. */
+	/* The new master knows nothing of the old one's tasks and gives
+	 * other ids (never reused): its tasks run. */
 	CLI(&R, "run", "--", "echo", "two");
 	EXPECT_STATUS(&R, 0);
 	EXPECT_OUT(&R, "two\n");
 	CLI(&R, "run", "--", "echo", "three");
 	EXPECT_STATUS(&R, 0);
 	EXPECT_OUT(&R, "three\n");
-	t = task_get(1);
+	t = latest_task("echo");
 	EXPECT_RECORD(t, "SUCCEEDED", 0);
 	cr_assert_str_eq(json_string_value(json_array_get(
-				 json_object_get(t, "argv"), 1)), "two",
+				 json_object_get(t, "argv"), 1)), "three",
 			 "%s", jdump(t));
-	json_decref(t);
-	t = task_get(2);
-	EXPECT_RECORD(t, "SUCCEEDED", 0);
+	cr_assert((uint64_t)jint(t, "id") > old_id, "the new master gave id "
+		  "%lld, not above the old one's %llu", jint(t, "id"),
+		  (unsigned long long)old_id);
 	json_decref(t);
 
 	/* nobody can take the old task's end any more: it was stopped */
@@ -2204,6 +2207,7 @@ Test(tasks, dev_mode_takes_retention_options)
 {
 	const char *argv[] = { nd_test_bin(), "dev", "--listen", "127.0.0.1:0",
 			       "--workers", "1", "--task-history", "2", NULL };
+	uint64_t first = 0;
 
 	ND_CHECK(nd_test_daemon_start_argv(&d, argv));
 	snprintf(master, sizeof(master), "127.0.0.1:%d", d.port);
@@ -2211,8 +2215,10 @@ Test(tasks, dev_mode_takes_retention_options)
 	for (int i = 0; i < 3; i++) {
 		CLI(&R, "run", "--", "true");
 		EXPECT_STATUS(&R, 0);
+		if (!i)
+			first = latest_id("true");
 	}
 	cr_assert_eq(records_kept(), 2);
-	expect_evicted("task", 1);
+	expect_evicted("task", first);
 	STOP_OK(&d);
 }

@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "core/log.h"
 #include "core/server.h"
+#include "node/node_id.h"
 #include "node/service.h"
 #include "node/worker.h"
 #include "rpc/server.h"
@@ -121,6 +122,11 @@ int nd_cli_dev(int argc, char **argv)
 		wc[i] = (struct nd_worker_cfg){ .master = addr, .name = names[i],
 						.labels = labels, .nlabels = 1,
 						.slots = slots };
+		/* they live as long as this process: a random id each */
+		if (nd_node_id_random(wc[i].node_id)) {
+			fprintf(stderr, "noded: no random bytes for node ids\n");
+			goto out;
+		}
 		if (nd_worker_new(&w[i], &wc[i]))
 			goto out;
 	}

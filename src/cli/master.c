@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/server.h"
 #include "node/service.h"
+#include "node/task_ids.h"
 #include "noded/auth.h"
 #include "noded/errors.h"
 #include "rpc/server.h"
@@ -41,6 +42,10 @@ static void usage(FILE *f)
 		"                         send the token in clear (no TLS yet)\n"
 		"  --http-max-body BYTES  largest HTTP request body (default\n"
 		"                         1048576; over it: 413)\n"
+		"  --data-dir DIR         keep state there (created 0700): the\n"
+		"                         task id mark, so a restart never reuses\n"
+		"                         an id (default: none; ids start from\n"
+		"                         the clock instead)\n"
 		"On start it prints 'listening on HOST:PORT' on stdout, then\n"
 		"'http on HOST:PORT' when --http is given.\n",
 		nd_cli_retention_usage, nd_cli_log_usage);
@@ -138,6 +143,7 @@ int nd_cli_master(int argc, char **argv)
 		{ "max-queue", required_argument, NULL, 'Q' },
 		{ "http-max-body", required_argument, NULL, 'B' },
 		{ "http-insecure-token", no_argument, NULL, 'X' },
+		{ "data-dir", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -146,8 +152,9 @@ int nd_cli_master(int argc, char **argv)
 	char addr[80];
 	uint64_t v;
 	bool idle_set = false, http_insecure = false, ok;
-	const char *token_file = NULL, *http = NULL;
-	char http_addr[80];
+	const char *token_file = NULL, *http = NULL, *data_dir = NULL;
+	struct nd_task_ids ids;
+	char http_addr[80], err[512];
 	uint8_t *token = NULL;
 	int o, ret;
 
@@ -227,6 +234,14 @@ int nd_cli_master(int argc, char **argv)
 				return 2;
 			cfg.http_max_body = v;
 			break;
+		case 'D':
+			if (!*optarg) {
+				fprintf(stderr, "noded: --data-dir wants a "
+					"directory\n");
+				return 2;
+			}
+			data_dir = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -250,19 +265,27 @@ int nd_cli_master(int argc, char **argv)
 	    nd_auth_read_token(token_file, &token, &cfg.token_len))
 		return 2;
 	cfg.token = token;
+	/* Before anything serves: a master that cannot keep its id mark
+	 * could hand out ids it gave before, so it does not start. */
+	if (nd_task_ids_open(&ids, data_dir, err, sizeof(err))) {
+		fprintf(stderr, "noded: %s\n", err);
+		ND_LOG(ND_LOG_ERROR, "master.failed", ND_S("err", err));
+		free(token);
+		return 1;
+	}
 
 	ret = nd_server_init(&srv, &cfg);
 	if (ret) {
-		free(token);
-		return ret == ND_EADDR ? 2 : 1;
+		ret = ret == ND_EADDR ? 2 : 1;
+		goto close_ids;
 	}
 	srv.proto = &nd_rpc_server_ops;
 	srv.shard_start = nd_svc_shard_start;
+	srv.shard_start_arg = &ids;
 	if (http && nd_server_listen(&srv, http, "--http", &nd_http_ops,
 				     http_addr, sizeof(http_addr))) {
-		nd_server_close(&srv);
-		free(token);
-		return 2;
+		ret = 2;
+		goto close_server;
 	}
 	nd_server_addr(&srv, addr, sizeof(addr));
 	printf("listening on %s\n", addr);
@@ -271,9 +294,14 @@ int nd_cli_master(int argc, char **argv)
 	fflush(stdout);
 	ND_LOG(ND_LOG_INFO, "master.started", ND_S("name", srv.cfg.name),
 	       ND_S("listen", addr), ND_S("http", http ? http_addr : ""),
-	       ND_U("shards", srv.cfg.shards));
-	ret = nd_server_run(&srv);
+	       ND_U("shards", srv.cfg.shards),
+	       ND_S("data_dir", data_dir ? data_dir : ""),
+	       ND_U("first_task_id", ids.first));
+	ret = nd_server_run(&srv) ? 1 : 0;
+close_server:
 	nd_server_close(&srv);
+close_ids:
+	nd_task_ids_close(&ids);
 	free(token);
-	return ret ? 1 : 0;
+	return ret;
 }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "node/node_id.h"
 #include "node/worker.h"
 #include "noded/auth.h"
 #include "rpc/server.h"
@@ -19,6 +20,11 @@ static void usage(FILE *f)
 		"  --label KEY=VALUE      a label for targeting; repeatable\n"
 		"  --slots N              tasks at once (default: CPUs)\n"
 		"  --token-file FILE      the master's token (its --token-file)\n"
+		"  --state-dir DIR        where it keeps its node id (created\n"
+		"                         0700; default $STATE_DIRECTORY, else\n"
+		"                         /var/lib/noded as root, else\n"
+		"                         $XDG_STATE_HOME/noded or\n"
+		"                         ~/.local/state/noded)\n"
 		"%s", nd_cli_log_usage);
 }
 
@@ -30,6 +36,7 @@ int nd_cli_worker(int argc, char **argv)
 		{ "label", required_argument, NULL, 'l' },
 		{ "slots", required_argument, NULL, 's' },
 		{ "token-file", required_argument, NULL, 't' },
+		{ "state-dir", required_argument, NULL, 'd' },
 		ND_CLI_LOG_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -37,7 +44,8 @@ int nd_cli_worker(int argc, char **argv)
 	struct nd_worker_cfg wc = { .master = ND_CLI_MASTER };
 	char host[256];
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	const char *token_file = NULL;
+	const char *token_file = NULL, *state_dir = NULL;
+	char dir[4096], err[512];
 	uint64_t v;
 	bool ok;
 	int o, ret;
@@ -81,6 +89,14 @@ int nd_cli_worker(int argc, char **argv)
 		case 't':
 			token_file = optarg;
 			break;
+		case 'd':
+			if (!*optarg) {
+				fprintf(stderr, "noded: --state-dir wants a "
+					"directory\n");
+				goto err_usage;
+			}
+			state_dir = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			free(wc.labels);
@@ -100,6 +116,21 @@ int nd_cli_worker(int argc, char **argv)
 			snprintf(host, sizeof(host), "worker");
 		host[sizeof(host) - 1] = '\0';
 		wc.name = host;
+	}
+	if (!state_dir) {
+		if (nd_state_dir_default(dir, sizeof(dir))) {
+			fprintf(stderr, "noded: no state directory (no HOME): "
+				"give --state-dir\n");
+			goto err_usage;
+		}
+		state_dir = dir;
+	}
+	/* Who we are, kept across restarts: the master lets only this id
+	 * take our name back while it is registered. */
+	if (nd_node_id_load(state_dir, wc.node_id, err, sizeof(err))) {
+		fprintf(stderr, "noded: %s\n", err);
+		free(wc.labels);
+		return 1;
 	}
 	if (token_file) {
 		uint8_t *token;

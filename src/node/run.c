@@ -693,9 +693,11 @@ void nd_runner_cancel(struct nd_runner *r, uint64_t task_id)
 
 /*
  * Registered with another master instance than before (it restarted and
- * counts task ids from 1 again): the tasks of the old one are stopped and
- * never reported (no master knows them any more), and the ids run for it
- * are forgotten, so that the new master's task 1 is not taken for the old.
+ * knows none of the old one's tasks): the tasks of the old one are stopped
+ * and never reported (no master knows them any more), and the ids run for
+ * it are forgotten, so that an id of the new master is never taken for the
+ * old one's (ids are not reused, but a master whose --data-dir was lost or
+ * whose clock went back could give one again).
  */
 static void new_master(struct nd_runner *r)
 {

@@ -16,8 +16,8 @@
  * - A task (id, attempt) is run at most once per master instance: while it
  *   runs and until the master took its end by its id, then among the last
  *   RAN_RECENT ended ones (a master sends each once; this is a margin). A
- *   master that restarted counts ids from 1 again: the tasks of the old one
- *   are stopped, never reported, and the ids forgotten.
+ *   master that restarted knows none of the old one's tasks: they are
+ *   stopped, never reported, and their ids forgotten.
  * - The helper knows each task by a key of ours, unique in this process, so
  *   a task of the old master and one of the new with the same id never mix.
  */

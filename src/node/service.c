@@ -11,6 +11,7 @@
 
 #include "core/log.h"
 #include "core/server.h"
+#include "node/node_id.h"
 #include "node/svc.h"
 #include "noded/json.h"
 #include "rpc/server.h"
@@ -254,14 +255,32 @@ static void report_status(struct nd_svc *svc, struct nd_ticket *t,
 	const Noded__NodeStatus *ns = f->report_status;
 	Noded__Frame r = NODED__FRAME__INIT;
 	Noded__ReportStatusReply sr = NODED__REPORT_STATUS_REPLY__INIT;
-	struct node *n = node_get(svc, ns->name);
-	size_t len = noded__node_status__get_packed_size(ns);
-	uint8_t *copy = malloc(len ? len : 1);
+	struct node *n = nd__node_find(svc, ns->name);
+	size_t len;
+	uint8_t *copy;
 	bool was_usable;
 
 	r.id = f->id;
 	r.kind = NODED__FRAME_KIND__REPLY;
-	if (!n || !copy) {
+	/* A report speaks for the node its connection registered, and for no
+	 * other: nobody else can flip its labels, slots or address. */
+	if (!n || n->stream.serial != t->conn_serial) {
+		bool held = n && n->stream.serial;
+
+		nd__out_error(o, f->id, NODED__FRAME_KIND__REPLY,
+			      held ? NODED__ERROR_CODE__ALREADY_EXISTS :
+				     NODED__ERROR_CODE__BAD_REQUEST,
+			      held ? "node '%s' is registered on another "
+				     "connection: only its worker reports "
+				     "for it" :
+				     "node '%s' is not registered on this "
+				     "connection: open an AssignTask stream "
+				     "for it first", ns->name);
+		return;
+	}
+	len = noded__node_status__get_packed_size(ns);
+	copy = malloc(len ? len : 1);
+	if (!copy) {
 		free(copy);
 		nd__out_error(o, f->id, NODED__FRAME_KIND__REPLY,
 			      NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
@@ -285,7 +304,6 @@ static void report_status(struct nd_svc *svc, struct nd_ticket *t,
 	nd__tasks_held(svc, n, ns->running_tasks, ns->n_running_tasks);
 	n->last_hb_ms = svc->s->now_ms;
 	n->last_hb_unix_ms = nd__unix_ms();
-	snprintf(n->address, sizeof(n->address), "%s", t->peer);
 
 	sr.server_time_ms = n->last_hb_unix_ms;
 	sr.heartbeat_interval_ms = svc->s->cfg->heartbeat_ms;
@@ -611,21 +629,156 @@ void nd_svc_peer_close(struct nd_conn *c)
 struct stream_msg {
 	struct nd_dest dest;
 	bool open;
+	uint8_t id[16];
+	uint8_t id_len;
+	char peer[64];
 	char node[];
 };
+
+/* The answer to a registration, or the end of a replaced one, for the
+ * connection's shard. */
+struct registered_msg {
+	uint64_t serial, stream_id;
+	Noded__ErrorCode code;
+	char msg[];
+};
+
+static void registered_deliver(struct nd_shard *s, void *arg)
+{
+	struct registered_msg *m = arg;
+	struct nd_conn *c = nd_u64map_get(&s->serials, m->serial);
+
+	if (c)
+		nd__rpc_assign_registered(c, m->stream_id, m->code, m->msg);
+	free(m);
+}
+
+static void registered(struct nd_svc *svc, const struct nd_dest *to,
+		       Noded__ErrorCode code, const char *msg)
+{
+	size_t len = strlen(msg) + 1;
+	struct registered_msg *m = malloc(sizeof(*m) + len);
+	struct nd_shard *dst;
+
+	if (!m || to->shard >= svc->s->srv->nshards) {
+		free(m);
+		return; /* the worker times out and retries */
+	}
+	m->serial = to->serial;
+	m->stream_id = to->stream_id;
+	m->code = code;
+	memcpy(m->msg, msg, len);
+	dst = &svc->s->srv->shards[to->shard];
+	if (dst == svc->s || nd_shard_post(svc->s, dst, registered_deliver, m) < 0)
+		registered_deliver(dst, m);
+}
+
+static bool same_id(const struct node *n, const struct stream_msg *m)
+{
+	return n->id_len && n->id_len == m->id_len &&
+	       !memcmp(n->id, m->id, n->id_len);
+}
+
+/*
+ * Who may register a name (proto: AssignTaskRequest.node_id):
+ * - its own connection again (a new stream): yes;
+ * - while another connection holds it and the node is not DEAD: only the
+ *   same node id (a worker back before we saw its old connection go), which
+ *   replaces the old registration and ends the old stream; another id (or
+ *   none) gets ALREADY_EXISTS;
+ * - when nobody holds it (disconnected, or DEAD): anyone. Another id than
+ *   the node had is another worker: the tasks the old one ran are LOST (it
+ *   will not report them), and it starts with no slots or labels until its
+ *   first report.
+ * Returns the node, or NULL after refusing.
+ */
+static struct node *stream_register(struct nd_svc *svc, struct stream_msg *m)
+{
+	struct node *n = nd__node_find(svc, m->node);
+	char why[512], idhex[33];
+	bool other;
+
+	if (!n) {
+		n = node_get(svc, m->node);
+		if (!n) {
+			registered(svc, &m->dest,
+				   NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
+				   "out of memory");
+			return NULL;
+		}
+		goto take;
+	}
+	if (n->stream.serial == m->dest.serial)
+		goto take;
+	other = !same_id(n, m);
+	if (n->stream.serial && other &&
+	    n->state != NODED__NODE_STATE__NODE_DEAD) {
+		nd_node_id_hex(n->id, n->id_len, idhex);
+		snprintf(why, sizeof(why), "node '%s' is registered by a live "
+			 "worker at %s with another node id: pick another "
+			 "--name, or stop that worker first", n->name,
+			 n->address);
+		ND_LOG(ND_LOG_WARN, "node.name_taken", ND_S("node", n->name),
+		       ND_S("addr", m->peer), ND_S("holder", n->address),
+		       ND_S("holder_id", idhex),
+		       ND_S("msg", "refused: the name is held by another live "
+			    "worker"));
+		registered(svc, &m->dest, NODED__ERROR_CODE__ALREADY_EXISTS,
+			   why);
+		return NULL;
+	}
+	if (n->stream.serial) {
+		snprintf(why, sizeof(why), "node '%s' registered again from %s "
+			 "(%s): this stream is replaced", n->name, m->peer,
+			 other ? "the node was DEAD" : "same node id");
+		registered(svc, &n->stream, NODED__ERROR_CODE__ALREADY_EXISTS,
+			   why);
+	}
+	if (other && (n->id_len || n->running || n->stream.serial)) {
+		ND_LOG(ND_LOG_WARN, "node.replaced", ND_S("node", n->name),
+		       ND_S("addr", m->peer), ND_S("old_addr", n->address),
+		       ND_U("lost_tasks", n->running),
+		       ND_S("msg", "another worker (another node id) took the "
+			    "name"));
+		snprintf(why, sizeof(why), "node %s was taken over by another "
+			 "worker (from %s)", n->name, m->peer);
+		labels_free(n);
+		free(n->status);
+		n->status = NULL;
+		n->status_len = 0;
+		n->slots = n->held = 0;
+		n->state = NODED__NODE_STATE__NODE_ALIVE;
+		n->last_hb_ms = svc->s->now_ms;
+		n->connected_unix_ms = nd__unix_ms();
+		/* registered (not DEAD): its waiting tasks are for the name
+		 * and stay; no slot until it reports, so none goes to it yet */
+		n->stream = m->dest;
+		if (n->running)
+			nd__tasks_node_dead(svc, n, why);
+	}
+take:
+	n->stream = m->dest;
+	n->gone_unix_ms = 0;
+	memcpy(n->id, m->id, m->id_len);
+	n->id_len = m->id_len;
+	snprintf(n->address, sizeof(n->address), "%s", m->peer);
+	registered(svc, &m->dest, 0, "");
+	return n;
+}
 
 static void stream_msg(struct nd_shard *s0, void *arg)
 {
 	struct stream_msg *m = arg;
 	struct nd_svc *svc = s0->svc;
-	struct node *n = m->open ? node_get(svc, m->node)
-				 : nd__node_find(svc, m->node);
+	struct node *n;
 
-	if (n && m->open) {
-		n->stream = m->dest;
-		nd__tasks_schedule(svc);
-	} else if (n && n->stream.serial == m->dest.serial) {
+	if (m->open) {
+		if (stream_register(svc, m))
+			nd__tasks_schedule(svc);
+	} else if ((n = nd__node_find(svc, m->node)) &&
+		   n->stream.serial == m->dest.serial) {
 		n->stream.serial = 0;
+		n->gone_unix_ms = nd__unix_ms();
 		/* Gone: counted from its last heartbeat, it turns SUSPECT
 		 * then DEAD (and its tasks LOST) unless it comes back. */
 		if (n->state == NODED__NODE_STATE__NODE_ALIVE)
@@ -639,10 +792,11 @@ static void stream_msg(struct nd_shard *s0, void *arg)
 }
 
 static void post_stream(struct nd_shard *from, const char *node,
+			const char *peer, const uint8_t *id, size_t id_len,
 			uint64_t serial, uint64_t stream_id, bool open)
 {
 	size_t len = strlen(node) + 1;
-	struct stream_msg *m = malloc(sizeof(*m) + len);
+	struct stream_msg *m = calloc(1, sizeof(*m) + len);
 	struct nd_shard *s0 = &from->srv->shards[0];
 
 	if (!m)
@@ -651,21 +805,31 @@ static void post_stream(struct nd_shard *from, const char *node,
 	m->dest.serial = serial;
 	m->dest.stream_id = stream_id;
 	m->open = open;
+	if (id_len > sizeof(m->id))
+		id_len = sizeof(m->id);
+	if (id_len)
+		memcpy(m->id, id, id_len);
+	m->id_len = (uint8_t)id_len;
+	snprintf(m->peer, sizeof(m->peer), "%s", peer ? peer : "");
 	memcpy(m->node, node, len);
 	if (from == s0 || nd_shard_post(from, s0, stream_msg, m) < 0)
 		stream_msg(s0, m);
 }
 
-void nd_svc_stream_opened(struct nd_shard *from, const char *node,
-			  uint64_t serial, uint64_t stream_id)
+void nd_svc_stream_opened(struct nd_conn *c, const char *node,
+			  const uint8_t *id, size_t id_len,
+			  uint64_t stream_id)
 {
-	post_stream(from, node, serial, stream_id, true);
+	struct nd_svc_peer *sp = nd_svc_peer(c);
+
+	post_stream(c->shard, node, sp->peer, id, id_len, sp->serial,
+		    stream_id, true);
 }
 
 void nd_svc_stream_closed(struct nd_shard *from, const char *node,
 			  uint64_t serial)
 {
-	post_stream(from, node, serial, 0, false);
+	post_stream(from, node, NULL, NULL, 0, serial, 0, false);
 }
 
 /* ---- life cycle ---- */
@@ -703,7 +867,6 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg)
 {
 	struct nd_svc *svc;
 
-	(void)arg;
 	if (s->id != 0)
 		return;
 	svc = calloc(1, sizeof(*svc));
@@ -713,8 +876,14 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg)
 	}
 	svc->nbuckets = 64;
 	svc->s = s;
-	svc->next_task_id = 1;
-	svc->next_job_id = 1;
+	/* arg: the master's reservation of task ids, or NULL for ids based
+	 * on the clock (task_ids.h) */
+	svc->ids = arg;
+	if (!svc->ids) {
+		nd_task_ids_open(&svc->own_ids, NULL, NULL, 0);
+		svc->ids = &svc->own_ids;
+	}
+	svc->first_task_id = svc->next_task_id = svc->ids->first;
 	svc->output_cap = s->cfg->output_cap;
 	svc->task_history = s->cfg->task_history;
 	svc->output_budget = s->cfg->output_budget;

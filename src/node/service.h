@@ -79,10 +79,18 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg);
  */
 int nd_svc_forward(struct nd_conn *c, const uint8_t *body, size_t len);
 
-/* A worker registered node on its AssignTask stream (connection serial,
- * opened by request stream_id). */
-void nd_svc_stream_opened(struct nd_shard *from, const char *node,
-			  uint64_t serial, uint64_t stream_id);
+/*
+ * Connection c (on its shard) asks to register node, with the worker's
+ * node id (id_len bytes, 0..16; copied), on its AssignTask stream opened by
+ * request stream_id. Shard 0 decides and answers on c's shard with
+ * nd__rpc_assign_registered (rpc/server.h): accepted, or refused because a
+ * live node of that name has another id. A registration that replaces an
+ * older one (same id, another connection) ends the older stream the same
+ * way.
+ */
+void nd_svc_stream_opened(struct nd_conn *c, const char *node,
+			  const uint8_t *id, size_t id_len,
+			  uint64_t stream_id);
 
 /* The worker whose AssignTask stream ran on connection serial is gone. */
 void nd_svc_stream_closed(struct nd_shard *from, const char *node,

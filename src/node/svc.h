@@ -14,6 +14,7 @@
 #include "core/shard.h"
 #include "core/u64map.h"
 #include "node/service.h"
+#include "node/task_ids.h"
 
 /* Where a stream's frames go: a connection on some shard, a request id. */
 struct nd_dest {
@@ -43,6 +44,10 @@ struct node {
 	uint64_t last_hb_unix_ms;
 	uint64_t connected_unix_ms;
 	struct nd_dest stream;        /* its AssignTask stream */
+	uint8_t id[16];               /* its worker's node id (node_id.h) */
+	uint8_t id_len;               /* 0: it sent none */
+	uint64_t gone_unix_ms;        /* when its stream closed or it died;
+				       * 0 while registered */
 };
 
 /* Slots of n in use: ours and those its worker still holds. */
@@ -142,7 +147,10 @@ struct nd_svc {
 	struct nd_list done;
 	uint64_t ndone;
 	uint64_t kept_bytes;          /* sum of task.out_data over all tasks */
-	uint64_t next_task_id, next_job_id;
+	uint64_t next_task_id;        /* the next id to give */
+	uint64_t first_task_id;       /* the first this master gave */
+	struct nd_task_ids *ids;      /* their reservation (task_ids.h) */
+	struct nd_task_ids own_ids;   /* that, when the master passed none */
 	uint64_t output_cap;          /* default per task */
 	uint64_t task_history, output_budget;
 	struct nd_u64map congested;   /* serials of watchers behind */

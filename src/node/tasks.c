@@ -27,8 +27,9 @@
  * methods, the oldest are evicted while more than --task-history of them are
  * kept, or while all tasks together keep more than --output-budget bytes of
  * output. A task that has not ended is never evicted, and an ended one has no
- * watchers left. Ids are never reused, so an id below the next one that is not
- * in the table was evicted, and the error says so.
+ * watchers left. Ids are never reused, not even by a restarted master
+ * (task_ids.h), so an id from this master's first to its next that is not in
+ * the table was evicted, and the error says so.
  *
  * Watchers are linked from their task and from their connection (by serial
  * in svc.watching), so that a connection that closes drops its watchers at
@@ -48,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/log.h"
 #include "node/svc.h"
@@ -70,6 +72,39 @@ static Noded__TaskSpec *spec_of(struct nd_svc *svc, const struct task *t)
 					t->spec);
 }
 
+/* For a task queued for a named node that no worker holds now: what it
+ * waits for, in the arena; else "". */
+static char *wait_reason(struct nd_svc *svc, const struct task *t)
+{
+	const struct node *n;
+	const char *what;
+	char when[32], *buf;
+	struct tm tm;
+	time_t sec;
+
+	if (t->state != NODED__TASK_STATE__TASK_PENDING || !t->target_node)
+		return "";
+	n = nd__node_find(svc, t->target_node);
+	if (n && n->stream.serial && n->state != NODED__NODE_STATE__NODE_DEAD)
+		return ""; /* registered: it waits for a free slot */
+	buf = nd_arena_alloc(&svc->s->arena, strlen(t->target_node) + 96);
+	if (!buf)
+		return "";
+	if (!n) {
+		sprintf(buf, "waits for node %s, which has not registered",
+			t->target_node);
+		return buf;
+	}
+	what = n->state == NODED__NODE_STATE__NODE_DEAD ? "DEAD" :
+							 "disconnected";
+	sec = (time_t)(n->gone_unix_ms / 1000);
+	gmtime_r(&sec, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	sprintf(buf, "waits for node %s, %s since %s", n->name, what,
+		n->gone_unix_ms ? when : "?");
+	return buf;
+}
+
 /* Fills r from t; strings point into t or the arena (valid this batch). */
 static void record(struct nd_svc *svc, const struct task *t,
 		   Noded__TaskRecord *r)
@@ -82,7 +117,7 @@ static void record(struct nd_svc *svc, const struct task *t,
 	r->spec = spec_of(svc, t);
 	r->exit_code = t->exit_code;
 	r->signal = t->signal;
-	r->reason = t->reason ? t->reason : "";
+	r->reason = t->reason ? t->reason : wait_reason(svc, t);
 	r->submitted_unix_ms = t->submitted_unix_ms;
 	r->started_unix_ms = t->started_unix_ms;
 	r->ended_unix_ms = t->ended_unix_ms;
@@ -653,8 +688,12 @@ void nd__tasks_held(struct nd_svc *svc, struct node *n, const uint64_t *ids,
 
 void nd__tasks_node_dead(struct nd_svc *svc, struct node *n, const char *why)
 {
-	bool requeued = false;
+	bool requeued = false, dead = n->state == NODED__NODE_STATE__NODE_DEAD;
+	uint64_t waiting = 0;
 	struct pclass *c;
+
+	if (!n->gone_unix_ms)
+		n->gone_unix_ms = nd__unix_ms();
 
 	while (!nd_list_empty(&n->tasks)) {
 		struct task *t = nd_container_of(n->tasks.next, struct task,
@@ -686,21 +725,38 @@ void nd__tasks_node_dead(struct nd_svc *svc, struct node *n, const char *why)
 		finish(svc, t, NODED__TASK_STATE__TASK_LOST, why);
 	}
 	n->running = 0;
-	/* A fan-out's task for this node that it never got can run nowhere
-	 * else: it is LOST too, or its `run --all` would wait for ever. */
+	/* Tasks queued for this node by name that it never got. A fan-out's
+	 * can run nowhere else: LOST, or its `run --all` would wait for ever.
+	 * So is one that did not ask to wait for its node, once the node is
+	 * DEAD (it was accepted because the node lived; waiting silently for
+	 * ever would be worse; not when another worker took the name). One that asked to wait waits,
+	 * its record saying for what, and is logged here once. */
 	c = class_get(svc, n->name, NULL, false);
 	for (struct nd_list *l = c ? c->tasks.next : NULL, *next;
 	     l && l != &c->tasks; l = next) {
 		struct task *t = nd_container_of(l, struct task, queue_link);
 		bool only = l->prev == &c->tasks && l->next == &c->tasks;
+		const Noded__TaskSpec *sp = t->job_id ? NULL : spec_of(svc, t);
+		char lost[320];
 
 		next = l->next;
-		if (!t->job_id)
+		if (!t->job_id && (!dead || !sp || sp->wait_for_node)) {
+			waiting++;
 			continue;
-		finish(svc, t, NODED__TASK_STATE__TASK_LOST, why);
+		}
+		if (!t->job_id)
+			snprintf(lost, sizeof(lost), "%s before it ran (it did "
+				 "not ask to wait for its node)", why);
+		finish(svc, t, NODED__TASK_STATE__TASK_LOST,
+		       t->job_id ? why : lost);
 		if (only)
 			break; /* c went with it */
 	}
+	if (waiting && dead)
+		ND_LOG(ND_LOG_WARN, "task.waiting_node", ND_S("node", n->name),
+		       ND_U("tasks", waiting), ND_S("reason", why),
+		       ND_S("msg", "tasks wait (wait_for_node) for a node "
+			    "that is DEAD"));
 	if (requeued)
 		nd__tasks_schedule(svc);
 }
@@ -801,6 +857,7 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 	size_t len, k = 0, cap;
 	char why[160];
 	const char *bad;
+	int err;
 
 	if (svc->npending + (sp->all ? svc->count : 1) > svc->max_queue) {
 		ND_LOG(ND_LOG_DEBUG, "task.refused", ND_S("err", "queue full"),
@@ -845,16 +902,28 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 			    NODED__ERROR_CODE__NOT_FOUND, "%s", bad);
 		return;
 	}
+	cap = sp->all ? svc->count : 1;
+	err = nd_task_ids_reserve(svc->ids, svc->next_task_id, cap);
+	if (err) {
+		ND_LOG(ND_LOG_ERROR, "task.ids_failed", ND_S("err", strerror(-err)),
+		       ND_S("msg", "cannot reserve task ids in --data-dir: "
+			    "submits are refused until it is writable"));
+		nd__out_error(o, f->id, err_kind, NODED__ERROR_CODE__UNAVAILABLE,
+			      "cannot reserve task ids in the master's "
+			      "--data-dir (%s): refusing rather than risk "
+			      "reusing an id", strerror(-err));
+		return;
+	}
 	len = noded__task_spec__get_packed_size(sp);
 	packed = nd_arena_alloc(&svc->s->arena, len ? len : 1);
-	cap = sp->all ? svc->count : 1;
 	sr.task_ids = nd_arena_alloc(&svc->s->arena, cap * sizeof(uint64_t));
 	sr.nodes = nd_arena_alloc(&svc->s->arena, cap * sizeof(char *));
 	if (!packed || !sr.task_ids || !sr.nodes)
 		goto oom;
 	noded__task_spec__pack(sp, packed);
 	if (sp->all) {
-		sr.job_id = svc->next_job_id++;
+		/* a job's id is its first task's: unique as they are */
+		sr.job_id = svc->next_task_id;
 		for (size_t i = 0; i < svc->nbuckets; i++) {
 			for (struct node *n = svc->buckets[i]; n; n = n->next) {
 				struct task *t;
@@ -882,6 +951,8 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 		sr.nodes[k++] = sp->node;
 	}
 	sr.n_task_ids = sr.n_nodes = k;
+	if (!k)
+		sr.job_id = 0; /* no task took that id */
 	ND_LOG(ND_LOG_DEBUG, "task.submitted", ND_U("task", k ? sr.task_ids[0] : 0),
 	       ND_U("job", sr.job_id), ND_U("tasks", k),
 	       ND_B("follow", from != NULL));
@@ -931,7 +1002,7 @@ static struct task *find(struct nd_svc *svc, uint64_t id, uint64_t req,
 
 	if (t)
 		return t;
-	if (id && id < svc->next_task_id)
+	if (id >= svc->first_task_id && id < svc->next_task_id)
 		nd__out_error(o, req, kind, NODED__ERROR_CODE__NOT_FOUND,
 			      "task %llu was evicted from the master's history "
 			      "(it keeps the last %llu ended tasks and %llu "
@@ -939,7 +1010,7 @@ static struct task *find(struct nd_svc *svc, uint64_t id, uint64_t req,
 			      "--output-budget)", (unsigned long long)id,
 			      (unsigned long long)svc->task_history,
 			      (unsigned long long)svc->output_budget);
-	else if (svc->next_task_id > 1)
+	else if (svc->next_task_id > svc->first_task_id)
 		nd__out_error(o, req, kind, NODED__ERROR_CODE__NOT_FOUND,
 			      "no task %llu (the newest is %llu)",
 			      (unsigned long long)id,
@@ -1309,7 +1380,7 @@ void nd__tasks_metrics(struct nd_svc *svc, FILE *f)
 	fprintf(f, "# HELP noded_tasks_submitted_total Tasks submitted.\n"
 		"# TYPE noded_tasks_submitted_total counter\n"
 		"noded_tasks_submitted_total %llu\n",
-		(unsigned long long)(svc->next_task_id - 1));
+		(unsigned long long)(svc->next_task_id - svc->first_task_id));
 	fprintf(f, "# HELP noded_task_queue_length Tasks waiting for a "
 		"node.\n# TYPE noded_task_queue_length gauge\n"
 		"noded_task_queue_length %llu\n", (unsigned long long)queued);

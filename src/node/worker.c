@@ -124,6 +124,8 @@ static void on_hello(struct nd_client *cl, int status, const Noded__Frame *f,
 		return;
 	}
 	ar.node_name = (char *)w->wc->name;
+	ar.node_id.data = (uint8_t *)w->wc->node_id;
+	ar.node_id.len = sizeof(w->wc->node_id);
 	af.body_case = NODED__FRAME__BODY_ASSIGN_TASK;
 	af.assign_task = &ar;
 	nd_client_start(cl, &af, on_assign, w);
@@ -162,12 +164,23 @@ static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
 		return;
 	}
 	if (done && status != -ECANCELED && w->conn) {
-		ND_LOG(ND_LOG_WARN, "worker.stream_ended",
-		       ND_S("master", w->wc->master),
-		       ND_S("err", status == ND_EREMOTE && f && f->error ?
-					   f->error->message :
-					   nd_strerror(status)),
-		       ND_S("msg", "the master ended the task stream"));
+		const char *err = status == ND_EREMOTE && f && f->error ?
+					  f->error->message :
+					  nd_strerror(status);
+
+		/* Ended before it opened: the registration was refused (the
+		 * name is another worker's): said once, retried quietly. */
+		if (!w->registered && !w->refused_warned)
+			ND_LOG(ND_LOG_ERROR, "worker.refused",
+			       ND_S("master", w->wc->master), ND_S("err", err),
+			       ND_S("msg", "the master refused our "
+				    "registration; retrying"));
+		else if (w->registered)
+			ND_LOG(ND_LOG_WARN, "worker.stream_ended",
+			       ND_S("master", w->wc->master), ND_S("err", err),
+			       ND_S("msg", "the master ended the task stream"));
+		if (!w->registered)
+			w->refused_warned = w->warned = true;
 		nd_conn_close(w->conn, false);
 	}
 }

@@ -17,6 +17,8 @@ struct nd_worker_cfg {
 	unsigned slots;            /* default: number of CPUs */
 	const uint8_t *token;      /* the master's token, or NULL */
 	size_t token_len;
+	uint8_t node_id[16];       /* who it is (node_id.h): kept in its
+				    * state dir, or random per process */
 };
 
 /* Runs until SIGINT/SIGTERM; returns the process exit status. */

@@ -10,12 +10,34 @@
 #include "node/service.h"
 #include "rpc/server.h"
 
-void nd__rpc_assign_task(struct nd_conn *c, const Noded__Frame *f)
+/* The AssignTaskOpen item: the worker is registered. */
+static void send_open(struct nd_conn *c, uint64_t stream_id)
 {
-	struct nd_rpc_conn *rc = nd_rpc(c);
 	const struct nd_config *cfg = c->shard->cfg;
 	Noded__Frame r = NODED__FRAME__INIT;
 	Noded__AssignTaskOpen open = NODED__ASSIGN_TASK_OPEN__INIT;
+
+	open.heartbeat_interval_ms = cfg->heartbeat_ms;
+	open.heartbeat_timeout_ms = cfg->heartbeat_timeout_ms;
+	open.master_instance = c->shard->srv->instance;
+	r.id = stream_id;
+	r.kind = NODED__FRAME_KIND__STREAM_ITEM;
+	r.body_case = NODED__FRAME__BODY_ASSIGN_OPEN;
+	r.assign_open = &open;
+	nd_rpc_send(c, &r);
+}
+
+/*
+ * Registration goes through the node service on shard 0, which alone knows
+ * whether the name is held by a live worker with another id; the open item
+ * (or the refusal) comes back in nd__rpc_assign_registered. The stream
+ * counts as open meanwhile, so a close in between still unregisters.
+ */
+void nd__rpc_assign_task(struct nd_conn *c, const Noded__Frame *f)
+{
+	struct nd_rpc_conn *rc = nd_rpc(c);
+	const Noded__AssignTaskRequest *a = f->assign_task;
+	const char *name = a->node_name[0] ? a->node_name : rc->peer_name;
 
 	if (rc->stream_open) {
 		nd_rpc_error(c, f->id, NODED__FRAME_KIND__STREAM_END,
@@ -24,26 +46,53 @@ void nd__rpc_assign_task(struct nd_conn *c, const Noded__Frame *f)
 			     (unsigned long long)rc->stream_id);
 		return;
 	}
+	if (a->node_id.len > 16 || strlen(a->node_name) > ND_NAME_MAX) {
+		nd_rpc_error(c, f->id, NODED__FRAME_KIND__STREAM_END,
+			     NODED__ERROR_CODE__BAD_REQUEST,
+			     "node_id over 16 bytes or node name over %d bytes",
+			     ND_NAME_MAX);
+		return;
+	}
+	if (rc->stream_node && name && strcmp(name, rc->stream_node)) {
+		nd_rpc_error(c, f->id, NODED__FRAME_KIND__STREAM_END,
+			     NODED__ERROR_CODE__BAD_REQUEST,
+			     "this connection registered node '%s': one node "
+			     "per connection", rc->stream_node);
+		return;
+	}
 	rc->stream_open = true;
 	rc->stream_id = f->id;
-	if (!rc->stream_node && strlen(f->assign_task->node_name) <= ND_NAME_MAX) {
-		const char *name = f->assign_task->node_name[0] ?
-					   f->assign_task->node_name :
-					   rc->peer_name;
-
-		rc->stream_node = name && name[0] ? strdup(name) : NULL;
-		if (rc->stream_node)
-			nd_svc_stream_opened(c->shard, rc->stream_node,
-					     rc->sp.serial, f->id);
+	if (!name || !name[0]) {
+		send_open(c, f->id); /* a stream for no node: gets nothing */
+		return;
 	}
-	open.heartbeat_interval_ms = cfg->heartbeat_ms;
-	open.heartbeat_timeout_ms = cfg->heartbeat_timeout_ms;
-	open.master_instance = c->shard->srv->instance;
-	r.id = f->id;
-	r.kind = NODED__FRAME_KIND__STREAM_ITEM;
-	r.body_case = NODED__FRAME__BODY_ASSIGN_OPEN;
-	r.assign_open = &open;
-	nd_rpc_send(c, &r);
+	if (!rc->stream_node && !(rc->stream_node = strdup(name))) {
+		rc->stream_open = false;
+		nd_rpc_error(c, f->id, NODED__FRAME_KIND__STREAM_END,
+			     NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
+			     "out of memory");
+		return;
+	}
+	nd_svc_stream_opened(c, rc->stream_node, a->node_id.data,
+			     a->node_id.len, f->id);
+}
+
+void nd__rpc_assign_registered(struct nd_conn *c, uint64_t stream_id,
+			       Noded__ErrorCode code, const char *msg)
+{
+	struct nd_rpc_conn *rc = nd_rpc(c);
+
+	if (!rc->stream_open || rc->stream_id != stream_id)
+		return;
+	if (!code) {
+		send_open(c, stream_id);
+		return;
+	}
+	/* not (or no longer) its registration: its close must not end the
+	 * node's current one */
+	free(rc->stream_node);
+	rc->stream_node = NULL;
+	nd__rpc_assign_end(c, code, msg);
 }
 
 void nd__rpc_assign_end(struct nd_conn *c, Noded__ErrorCode code,
