@@ -13,6 +13,7 @@
 #include "cli/common.h"
 #include "core/log.h"
 #include "noded/auth.h"
+#include "wire/text.h"
 
 bool nd_cli_uint(const char *opt, const char *s, uint64_t min, uint64_t max,
 		 uint64_t *out)
@@ -501,14 +502,45 @@ static bool word_plain(const char *w)
 				  "_@%+=:,./-")];
 }
 
+/* w as bash's $'...' quoting, for a word holding bytes that are not UTF-8
+ * or control characters: pasted into a shell it gives the same bytes. */
+static void word_ansi(FILE *f, const char *w)
+{
+	const unsigned char *p = (const unsigned char *)w;
+	size_t len = strlen(w);
+
+	fputs("$'", f);
+	while (len) {
+		size_t n = nd_utf8_seq(p, len);
+
+		if (n == 1 && (*p == '\\' || *p == '\''))
+			fprintf(f, "\\%c", *p);
+		else if (n == 1 && *p == '\n')
+			fputs("\\n", f);
+		else if (n == 1 && *p == '\t')
+			fputs("\\t", f);
+		else if (n == 1 && (*p < 0x20 || *p == 0x7f))
+			fprintf(f, "\\x%02x", *p);
+		else if (!n || (n == 2 && p[0] == 0xc2 && p[1] < 0xa0))
+			for (size_t i = 0; i < (n ? n : 1); i++)
+				fprintf(f, "\\x%02x", p[i]);
+		else
+			fwrite(p, 1, n, f);
+		n = n ? n : 1;
+		p += n;
+		len -= n;
+	}
+	fputc('\'', f);
+}
+
 char *nd_cli_command_string(const Noded__TaskSpec *s)
 {
-	char *out = NULL;
+	char *out = NULL, why[64];
 	size_t len = 0;
 	FILE *f;
 
 	if (s && s->shell && s->shell[0])
-		return strdup(s->shell);
+		return nd_text_escaped(s->shell);
 	f = open_memstream(&out, &len);
 	if (!f)
 		return NULL;
@@ -519,6 +551,10 @@ char *nd_cli_command_string(const Noded__TaskSpec *s)
 			fputc(' ', f);
 		if (word_plain(w)) {
 			fputs(w, f);
+			continue;
+		}
+		if (nd_text_name_problem(w, why, sizeof(why))) {
+			word_ansi(f, w);
 			continue;
 		}
 		fputc('\'', f);
@@ -561,13 +597,18 @@ void nd_cli_task_print(FILE *f, const Noded__TaskRecord *r)
 	if (r->job_id)
 		fprintf(f, "job:        %" PRIu64 "\n", r->job_id);
 	fprintf(f, "state:      %s\n", nd_task_state_name(r->state));
-	fprintf(f, "node:       %s\n", r->node && r->node[0] ? r->node : "-");
+	fprintf(f, "node:       ");
+	nd_text_fput(f, r->node && r->node[0] ? r->node : "-");
+	fprintf(f, "\n");
 	fprintf(f, "command:    %s%s\n", cmd ? cmd : "?",
 		r->spec && r->spec->shell && r->spec->shell[0] ?
 			"   (with /bin/sh -c)" : "");
 	free(cmd);
-	if (r->spec && r->spec->cwd && r->spec->cwd[0])
-		fprintf(f, "cwd:        %s\n", r->spec->cwd);
+	if (r->spec && r->spec->cwd && r->spec->cwd[0]) {
+		fprintf(f, "cwd:        ");
+		nd_text_fput(f, r->spec->cwd);
+		fprintf(f, "\n");
+	}
 	if (r->spec && r->spec->timeout_ms)
 		fprintf(f, "timeout:    %g s\n", r->spec->timeout_ms / 1000.0);
 	if (r->signal) {
@@ -578,8 +619,11 @@ void nd_cli_task_print(FILE *f, const Noded__TaskRecord *r)
 	} else if (ended && r->state != NODED__TASK_STATE__TASK_LOST) {
 		fprintf(f, "exit code:  %d\n", r->exit_code);
 	}
-	if (r->reason && r->reason[0])
-		fprintf(f, "reason:     %s\n", r->reason);
+	if (r->reason && r->reason[0]) {
+		fprintf(f, "reason:     ");
+		nd_text_fput(f, r->reason);
+		fprintf(f, "\n");
+	}
 	fprintf(f, "submitted:  %s\n", fmt_time(r->submitted_unix_ms, tb,
 						sizeof(tb)));
 	fprintf(f, "started:    %s\n", fmt_time(r->started_unix_ms, tb,

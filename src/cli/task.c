@@ -14,6 +14,7 @@
 
 #include "cli/cli.h"
 #include "cli/common.h"
+#include "wire/text.h"
 
 /* Options a command accepts (a mask of these). */
 enum {
@@ -231,13 +232,15 @@ int nd_cli_tasks(int argc, char **argv)
 		for (size_t i = 0; i < tl->n_tasks; i++) {
 			const Noded__TaskRecord *t = tl->tasks[i];
 			char *cmd = nd_cli_command_string(t->spec);
+			char *node = nd_text_escaped(t->node && t->node[0] ?
+						     t->node : "-");
 			char ex[32];
 
 			printf("%-10" PRIu64 " %-10s %-16s %-8s %s\n", t->id,
-			       nd_task_state_name(t->state),
-			       t->node && t->node[0] ? t->node : "-",
+			       nd_task_state_name(t->state), node ? node : "?",
 			       exit_column(t, ex, sizeof(ex)),
 			       cmd ? cmd : "?");
+			free(node);
 			free(cmd);
 		}
 	}
