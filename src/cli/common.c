@@ -33,6 +33,20 @@ bool nd_cli_uint(const char *opt, const char *s, uint64_t min, uint64_t max,
 	return true;
 }
 
+bool nd_cli_once(const char *cmd, const struct option *opts,
+		 const char **seen, int li, const char *arg)
+{
+	if (li < 0 || !arg || opts[li].has_arg == no_argument)
+		return true;
+	if (seen[li] && strcmp(seen[li], arg)) {
+		fprintf(stderr, "noded %s: --%s given twice ('%s' and '%s'): "
+			"give it once\n", cmd, opts[li].name, seen[li], arg);
+		return false;
+	}
+	seen[li] = arg;
+	return true;
+}
+
 /* ---- the daemons' log options ---- */
 
 const char nd_cli_log_usage[] =
@@ -153,9 +167,10 @@ static int split_kv(const char *opt, const char *kv, char **key,
 
 /*
  * Adds KEY=VALUE to a map stored as an entry array (store, capacity fixed by
- * the caller) and its pointer array (*ptrs, *n); a key given again replaces
- * the earlier value. The two entry types have the same layout, so one
- * function fills both (init is the entry's _init function).
+ * the caller) and its pointer array (*ptrs, *n); a key given again with the
+ * same value is kept once, with another value it is refused (ret -EINVAL,
+ * said why). The two entry types have the same layout, so one macro fills
+ * both (init is the entry's _init function).
  */
 #define ADD_KV(store, ptrs, n, opt, kv, init_fn, ret)                         \
 	do {                                                                  \
@@ -170,8 +185,14 @@ static int split_kv(const char *opt, const char *kv, char **key,
 			if (!strcmp((ptrs)[i_]->key, k_))                     \
 				break;                                        \
 		if (i_ < (n)) {                                               \
+			if (strcmp((ptrs)[i_]->value, v_)) {                  \
+				fprintf(stderr, "noded: %s key '%s' given "   \
+					"twice ('%s' and '%s'): give it "     \
+					"once\n", (opt), k_,                  \
+					(ptrs)[i_]->value, v_);               \
+				(ret) = -EINVAL;                              \
+			}                                                     \
 			free(k_);                                             \
-			(ptrs)[i_]->value = (char *)v_;                       \
 			break;                                                \
 		}                                                             \
 		init_fn(&(store)[n]);                                         \
@@ -241,11 +262,12 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 		{ 0 },
 	};
 	const char *cmd = argc > 0 && argv[0] ? argv[0] : "run";
+	const char *seen[sizeof(opts) / sizeof(opts[0])] = { 0 };
 	char name[64], *saved0 = argc > 0 ? argv[0] : NULL;
 	bool shell = false;
 	size_t ncmd;
 	uint64_t v;
-	int o, r;
+	int o, r, li;
 
 	memset(a, 0, sizeof(*a));
 	noded__task_spec__init(&a->spec);
@@ -267,7 +289,11 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 	optind = 0;	/* full reset: callers (and tests) parse again */
 	/* "+": the command starts at the first non-option word, so
 	 * `noded run ls -l` does not take -l for itself. */
-	while ((o = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	while ((li = -1, o = getopt_long(argc, argv, "+h", opts, &li)) != -1) {
+		/* --label and --env repeat; ADD_KV checks their keys */
+		if (o != 'l' && o != 'e' &&
+		    !nd_cli_once(cmd, opts, seen, li, optarg))
+			goto err_usage;
 		switch (o) {
 		case 'm':
 			a->master = optarg;

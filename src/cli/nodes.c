@@ -63,11 +63,14 @@ int nd_cli_nodes(int argc, char **argv)
 	Noded__Frame req = NODED__FRAME__INIT, *reply = NULL;
 	Noded__NodeListRequest lr = NODED__NODE_LIST_REQUEST__INIT;
 	struct nd_client *c;
+	const char *seen[sizeof(opts) / sizeof(opts[0])] = { 0 };
 	bool json = false;
-	int o, r;
+	int o, r, li;
 
 	optind = 1;
-	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((li = -1, o = getopt_long(argc, argv, "h", opts, &li)) != -1) {
+		if (!nd_cli_once("nodes", opts, seen, li, optarg))
+			return 2;
 		switch (o) {
 		case 'm':
 			master = optarg;

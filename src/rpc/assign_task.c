@@ -9,6 +9,7 @@
 #include "core/server.h"
 #include "node/service.h"
 #include "rpc/server.h"
+#include "wire/text.h"
 
 void nd__rpc_assign_task(struct nd_conn *c, const Noded__Frame *f)
 {
@@ -16,12 +17,19 @@ void nd__rpc_assign_task(struct nd_conn *c, const Noded__Frame *f)
 	const struct nd_config *cfg = c->shard->cfg;
 	Noded__Frame r = NODED__FRAME__INIT;
 	Noded__AssignTaskOpen open = NODED__ASSIGN_TASK_OPEN__INIT;
+	char why[512];
 
 	if (rc->stream_open) {
 		nd_rpc_error(c, f->id, NODED__FRAME_KIND__STREAM_END,
 			     NODED__ERROR_CODE__ALREADY_EXISTS,
 			     "an AssignTask stream is already open (id %llu)",
 			     (unsigned long long)rc->stream_id);
+		return;
+	}
+	if (nd_text_name_error("node name", f->assign_task->node_name, why,
+			       sizeof(why))) {
+		nd_rpc_error(c, f->id, NODED__FRAME_KIND__STREAM_END,
+			     NODED__ERROR_CODE__BAD_REQUEST, "%s", why);
 		return;
 	}
 	rc->stream_open = true;

@@ -6,6 +6,9 @@
 
 #include "wire/text.h"
 
+/* Bytes of a refused name quoted in the message about it. */
+#define NAME_QUOTE_MAX 64
+
 size_t nd_utf8_seq(const unsigned char *s, size_t len)
 {
 	uint32_t cp;
@@ -164,4 +167,23 @@ const char *nd_text_name_problem(const char *s, char *buf, size_t size)
 		off += n;
 	}
 	return NULL;
+}
+
+const char *nd_text_name_error(const char *what, const char *s, char *buf,
+			       size_t size)
+{
+	char why[96], *head, *esc;
+	size_t len;
+
+	if (!nd_text_name_problem(s, why, sizeof(why)))
+		return NULL;
+	/* Only the head is quoted: the input may be megabytes. */
+	len = strnlen(s, NAME_QUOTE_MAX + 1);
+	head = strndup(s, NAME_QUOTE_MAX);
+	esc = head ? nd_text_escaped(head) : NULL;
+	snprintf(buf, size, "%s '%s'%s %s", what, esc ? esc : "?",
+		 len > NAME_QUOTE_MAX ? "..." : "", why);
+	free(esc);
+	free(head);
+	return buf;
 }

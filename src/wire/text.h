@@ -59,4 +59,12 @@ int nd_text_fput_prom(FILE *f, const char *s);
  */
 const char *nd_text_name_problem(const char *s, char *buf, size_t size);
 
+/*
+ * The same as a whole message: NULL when s is fine, else buf holding
+ * "WHAT 'S' is not valid UTF-8 (byte 0xff at offset 3)", S (its first 64
+ * bytes, then "...") escaped as nd_text_fput() does, cut to fit size.
+ */
+const char *nd_text_name_error(const char *what, const char *s, char *buf,
+			       size_t size);
+
 #endif
