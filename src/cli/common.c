@@ -111,7 +111,9 @@ void nd_cli_task_usage(FILE *f, const char *cmd)
 			"with the command's status: 128+N if killed by signal N, "
 			"124 on timeout,\n"
 			"255 when the task or the master is lost; with --all the "
-			"largest of all.\n"
+			"largest of all,\n"
+			"each node that did not succeed named on stderr, and a "
+			"summary per node last.\n"
 			"Ctrl-C cancels the task(s) and waits for them; a second "
 			"Ctrl-C exits at once.\n");
 	else
