@@ -95,7 +95,7 @@ static json_t *readable(const char *s, size_t len)
 		p += n;
 		len -= n;
 	}
-	j = json_stringn(buf, (size_t)(o - buf));
+	j = json_stringn_nocheck(buf, (size_t)(o - buf)); /* valid now */
 	free(buf);
 	return j;
 }
@@ -104,8 +104,9 @@ json_t *nd_json_text(const char *s)
 {
 	size_t len = s ? strlen(s) : 0;
 
+	/* (checked here by jansson's rules: no second check) */
 	if (nd_utf8_valid(s ? s : "", len))
-		return json_stringn(s ? s : "", len);
+		return json_stringn_nocheck(s ? s : "", len);
 	return readable(s, len);
 }
 
@@ -130,9 +131,8 @@ int nd_json_set_text(json_t *obj, const char *key, const char *s)
 	int r;
 
 	if (nd_utf8_valid(s ? s : "", len))
-		return json_object_set_new(obj, key,
-					   json_stringn(s ? s : "", len)) ?
-			       -ENOMEM : 0;
+		return json_object_set_new(obj, key, json_stringn_nocheck(
+						   s ? s : "", len)) ? -ENOMEM : 0;
 	if (json_object_set_new(obj, key, readable(s, len)))
 		return -ENOMEM;
 	b = base64(s, len);
