@@ -276,9 +276,10 @@ Test(args, conflicting_repeats_are_usage_errors, .init = capture)
 	}
 	EXPECT_HAS(cap_err, "noded run: --node given twice ('a' and 'b'): "
 		   "give it once\n");
-	EXPECT_HAS(cap_err, "noded: --label key 'k' given twice ('a' and "
+	EXPECT_HAS(cap_err, "noded run: --label key 'k' given twice ('a' and "
 		   "'b'): give it once\n");
-	EXPECT_HAS(cap_err, "noded: --env key 'K' given twice ('1' and '2')");
+	EXPECT_HAS(cap_err, "noded run: --env key 'K' given twice ('1' and "
+		   "'2')");
 	EXPECT_HAS(cap_err, "noded run: --timeout given twice ('1' and '2')");
 	EXPECT_HAS(cap_err, "noded run: --cwd given twice ('/a' and '/b')");
 	EXPECT_HAS(cap_err, "noded submit: --token-file given twice");

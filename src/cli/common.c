@@ -174,7 +174,7 @@ static int split_kv(const char *opt, const char *kv, char **key,
  * said why). The two entry types have the same layout, so one macro fills
  * both (init is the entry's _init function).
  */
-#define ADD_KV(store, ptrs, n, opt, kv, init_fn, ret)                         \
+#define ADD_KV(store, ptrs, n, cmd, opt, kv, init_fn, ret)                    \
 	do {                                                                  \
 		char *k_;                                                     \
 		const char *v_;                                               \
@@ -188,9 +188,9 @@ static int split_kv(const char *opt, const char *kv, char **key,
 				break;                                        \
 		if (i_ < (n)) {                                               \
 			if (strcmp((ptrs)[i_]->value, v_)) {                  \
-				fprintf(stderr, "noded: %s key '%s' given "   \
-					"twice ('%s' and '%s'): give it "     \
-					"once\n", (opt), k_,                  \
+				fprintf(stderr, "noded %s: %s key '%s' "      \
+					"given twice ('%s' and '%s'): give "  \
+					"it once\n", (cmd), (opt), k_,        \
 					(ptrs)[i_]->value, v_);               \
 				(ret) = -EINVAL;                              \
 			}                                                     \
@@ -312,7 +312,7 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 			break;
 		case 'l':
 			ADD_KV(a->label_store, a->spec.labels, a->spec.n_labels,
-			       "--label", optarg,
+			       cmd, "--label", optarg,
 			       noded__task_spec__labels_entry__init, r);
 			if (r == -ENOMEM)
 				goto err_nomem;
@@ -327,7 +327,7 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 				goto err_usage;
 			break;
 		case 'e':
-			ADD_KV(a->env_store, a->spec.env, a->spec.n_env,
+			ADD_KV(a->env_store, a->spec.env, a->spec.n_env, cmd,
 			       "--env", optarg,
 			       noded__task_spec__env_entry__init, r);
 			if (r == -ENOMEM)
