@@ -304,12 +304,18 @@ int nd_test_daemon_start(struct nd_test_daemon *d,
 {
 	const char *argv[64];
 	size_t argc = 0;
+	bool listen = false;
 
 	memset(d, 0, sizeof(*d));
 	argv[argc++] = nd_test_bin();
 	argv[argc++] = "master";
-	argv[argc++] = "--listen";
-	argv[argc++] = "127.0.0.1:0";
+	/* (an option given twice is refused: the caller's --listen wins) */
+	for (size_t i = 0; extra_args && extra_args[i]; i++)
+		listen = listen || !strcmp(extra_args[i], "--listen");
+	if (!listen) {
+		argv[argc++] = "--listen";
+		argv[argc++] = "127.0.0.1:0";
+	}
 	for (size_t i = 0; extra_args && extra_args[i]; i++) {
 		if (argc + 1 >= sizeof(argv) / sizeof(argv[0]))
 			return why(-E2BIG, "too many daemon arguments");

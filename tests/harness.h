@@ -49,7 +49,7 @@ struct nd_test_daemon {
 /*
  * Runs getenv("ND_BIN") (default "build/noded") as
  * `master --listen 127.0.0.1:0 <extra_args...>` (extra_args NULL-terminated,
- * may be NULL), with stdout on a pipe and stderr inherited, and waits up to
+ * may be NULL; without the default --listen when they have one), with stdout on a pipe and stderr inherited, and waits up to
  * ND_TEST_TIMEOUT_MS for the "listening on 127.0.0.1:PORT" line. The child
  * gets SIGKILL if the test process dies first, so a timed-out test leaves no
  * daemon behind. Returns 0 with d->pid and d->port set, or a negative errno

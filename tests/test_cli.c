@@ -147,15 +147,15 @@ Test(args, all_options, .init = capture)
 {
 	struct nd_cli_task_args a;
 	char **argv = ARGV("submit", "--master", "10.0.0.1:9", "--label",
-			   "gpu=yes", "--label", "zone=a", "--label", "gpu=no",
-			   "--timeout", "2.5", "--env", "A=1", "--env", "B=",
+			   "gpu=no", "--label", "zone=a", "--label", "gpu=no",
+			   "--timeout", "2.5", "--env", "A=x=y", "--env", "B=",
 			   "--env", "A=x=y", "--cwd", "/tmp", "--retries", "3",
 			   "--output-cap", "4096", "--wait-for-node", "--",
 			   "true");
 
 	parse(&a, 26, argv, true);
 	cr_expect_str_eq(a.master, "10.0.0.1:9");
-	cr_assert_eq(a.spec.n_labels, 2, "gpu given twice: the last wins");
+	cr_assert_eq(a.spec.n_labels, 2, "gpu=no given twice: kept once");
 	cr_expect_str_eq(a.spec.labels[0]->key, "gpu");
 	cr_expect_str_eq(a.spec.labels[0]->value, "no");
 	cr_expect_str_eq(a.spec.labels[1]->key, "zone");
@@ -243,6 +243,61 @@ Test(args, usage_errors, .init = capture)
 	EXPECT_HAS(cap_err, "noded run: no command given");
 	EXPECT_HAS(cap_err, "noded run: --wait-for-node does not apply to "
 		   "--all");
+}
+
+Test(args, conflicting_repeats_are_usage_errors, .init = capture)
+{
+	static const char *const bad[][8] = {
+		{ "run", "--node", "a", "--node", "b", "--", "x" },
+		{ "run", "--label", "k=a", "--label", "k=b", "--", "x" },
+		{ "run", "--env", "K=1", "--env", "K=2", "--", "x" },
+		{ "run", "--timeout", "1", "--timeout", "2", "--", "x" },
+		{ "run", "--cwd", "/a", "--cwd", "/b", "--", "x" },
+		{ "run", "--retries", "1", "--retries", "2", "--", "x" },
+		{ "run", "--output-cap", "9", "--output-cap", "8", "--", "x" },
+		{ "run", "--master", "a:1", "--master", "b:1", "--", "x" },
+		{ "submit", "--token-file", "a", "--token-file", "b", "--",
+		  "x" },
+		{ "run", "--node", "a", "--node", "a", "--all", "--", "x" },
+	};
+	struct nd_cli_task_args a;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *argv[8] = { 0 };
+		int argc = 0;
+
+		while (argc < 8 && bad[i][argc]) {
+			argv[argc] = (char *)bad[i][argc];
+			argc++;
+		}
+		cr_expect_eq(parse(&a, argc, argv, false), ND_CLI_EXIT_USAGE,
+			     "case %zu (%s %s %s %s)", i, argv[1], argv[2],
+			     argv[3], argv[4]);
+	}
+	EXPECT_HAS(cap_err, "noded run: --node given twice ('a' and 'b'): "
+		   "give it once\n");
+	EXPECT_HAS(cap_err, "noded run: --label key 'k' given twice ('a' and "
+		   "'b'): give it once\n");
+	EXPECT_HAS(cap_err, "noded run: --env key 'K' given twice ('1' and "
+		   "'2')");
+	EXPECT_HAS(cap_err, "noded run: --timeout given twice ('1' and '2')");
+	EXPECT_HAS(cap_err, "noded run: --cwd given twice ('/a' and '/b')");
+	EXPECT_HAS(cap_err, "noded submit: --token-file given twice");
+
+	/* the same value again, or a flag twice, is no conflict */
+	parse(&a, ARGC("run", "--node", "a", "--node", "a", "--shell",
+		       "--shell", "--", "x"),
+	      ARGV("run", "--node", "a", "--node", "a", "--shell", "--shell",
+		   "--", "x"), true);
+	cr_expect_str_eq(a.spec.node, "a");
+	nd_cli_task_args_free(&a);
+	parse(&a, ARGC("run", "--label", "k=v", "--label", "k=v", "--env",
+		       "E=1", "--env", "E=1", "--", "x"),
+	      ARGV("run", "--label", "k=v", "--label", "k=v", "--env", "E=1",
+		   "--env", "E=1", "--", "x"), true);
+	cr_expect_eq(a.spec.n_labels, 1);
+	cr_expect_eq(a.spec.n_env, 1);
+	nd_cli_task_args_free(&a);
 }
 
 Test(args, help_exits_zero, .init = capture)
@@ -427,6 +482,121 @@ Test(record, command_string)
 	c = nd_cli_command_string(NULL);
 	cr_expect_str_eq(c, "");
 	free(c);
+}
+
+Test(record, command_string_escapes_bytes_that_are_not_text)
+{
+	Noded__TaskSpec s = NODED__TASK_SPEC__INIT;
+	char *argv[] = { "echo", "bad\xff" "arg", "x\ny", "it's\x1b", "ü" };
+	char *c;
+
+	s.argv = argv;
+	s.n_argv = 5;
+	c = nd_cli_command_string(&s);
+	/* $'...' gives the same bytes back when pasted into bash */
+	cr_expect_str_eq(c, "echo $'bad\\xffarg' $'x\\ny' $'it\\'s\\x1b' "
+			 "'ü'");
+	free(c);
+	s.shell = "printf '\xfe'\necho";
+	c = nd_cli_command_string(&s);
+	cr_expect_str_eq(c, "printf '\\xfe'\\necho");
+	free(c);
+}
+
+/* b64 decoded (jansson-independent check of the scheme's round trip). */
+static char *unb64(const char *b)
+{
+	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				  "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t n = strlen(b), o = 0;
+	char *out = calloc(1, n + 1);
+	unsigned acc = 0, bits = 0;
+
+	cr_assert(out);
+	for (size_t i = 0; i < n && b[i] != '='; i++) {
+		const char *p = strchr(tab, b[i]);
+
+		cr_assert(p && b[i], "not base64: %s", b);
+		acc = (acc << 6) | (unsigned)(p - tab);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (char)((acc >> bits) & 0xff);
+		}
+	}
+	return out;
+}
+
+Test(record, json_keeps_bytes_that_are_not_utf8)
+{
+	Noded__TaskSpec s = NODED__TASK_SPEC__INIT;
+	Noded__TaskRecord r = rec(S(FAILED), 127, 0, "command not found: "
+				  "bad\xff");
+	char *argv[] = { "bad\xff", "ok", "\xc3(" };
+	Noded__NodeInfo n = NODED__NODE_INFO__INIT;
+	Noded__NodeInfo__LabelsEntry l1 = NODED__NODE_INFO__LABELS_ENTRY__INIT;
+	Noded__NodeInfo__LabelsEntry *lp[] = { &l1 };
+	json_t *j, *a, *b;
+	char *dump, *x;
+
+	s.argv = argv;
+	s.n_argv = 3;
+	r.spec = &s;
+	r.node = "w\xfe";
+	j = nd_json_task(&r);
+	cr_assert(j, "a record with bytes that are not UTF-8 has JSON");
+	dump = json_dumps(j, 0);
+	cr_assert(dump, "and it can be written");
+	free(dump);
+	a = json_object_get(j, "argv");
+	b = json_object_get(j, "argv_base64");
+	cr_assert(json_array_size(a) == 3 && json_array_size(b) == 3,
+		  "argv and argv_base64 of 3 each");
+	cr_expect_str_eq(json_string_value(json_array_get(a, 0)),
+			 "bad\xef\xbf\xbd");
+	cr_expect_str_eq(json_string_value(json_array_get(a, 1)), "ok");
+	cr_expect_str_eq(json_string_value(json_array_get(a, 2)),
+			 "\xef\xbf\xbd(");
+	for (size_t i = 0; i < 3; i++) {
+		x = unb64(json_string_value(json_array_get(b, i)));
+		cr_expect_str_eq(x, argv[i]);
+		free(x);
+	}
+	x = unb64(json_string_value(json_object_get(j, "reason_base64")));
+	cr_expect_str_eq(x, r.reason);
+	free(x);
+	x = unb64(json_string_value(json_object_get(j, "node_base64")));
+	cr_expect_str_eq(x, "w\xfe");
+	free(x);
+	json_decref(j);
+
+	/* valid UTF-8 stays a plain string, with no sibling */
+	argv[0] = "é";
+	argv[2] = "x";
+	r.reason = "";
+	r.node = "w1";
+	j = nd_json_task(&r);
+	cr_expect_null(json_object_get(j, "argv_base64"));
+	cr_expect_null(json_object_get(j, "reason_base64"));
+	cr_expect_null(json_object_get(j, "node_base64"));
+	cr_expect_str_eq(json_string_value(json_array_get(
+		json_object_get(j, "argv"), 0)), "é");
+	json_decref(j);
+
+	n.name = "w1";
+	n.address = "127.0.0.1:1";
+	l1.key = "k\xff";
+	l1.value = "v";
+	n.labels = lp;
+	n.n_labels = 1;
+	j = nd_json_node(&n);
+	cr_assert(j);
+	b = json_object_get(j, "labels_base64");
+	cr_assert(json_is_object(b), "labels_base64 is an object");
+	x = unb64(json_string_value(json_object_get(b, "a/8=")));
+	cr_expect_str_eq(x, "v");
+	free(x);
+	json_decref(j);
 }
 
 Test(record, json_fields)
@@ -1035,7 +1205,46 @@ Test(run, all_prefixes_lines_and_takes_largest_status, .init = capture,
 	cr_expect_eq(st, 2);
 	EXPECT_OUT(cap_out, "alpha: a1\nalpha: a2\ntask 12: b1 partial\n"
 			    "beta: b2\n");
-	EXPECT_OUT(cap_err, "task 12: b-err\n");
+	/* the failing node is named as its result arrives, and a summary
+	 * per node ends the run */
+	EXPECT_OUT(cap_err, "task 12: b-err\n"
+			    "noded: node beta: FAILED, exit status 2 (task 12)\n"
+			    "noded: job 3 on 2 nodes: 1 SUCCEEDED; 1 FAILED: "
+			    "beta (exit 2)\n");
+}
+
+static void script_run_all_mixed(struct fake *f)
+{
+	uint64_t ids[3] = { 21, 22, 23 }, rid;
+	Noded__TaskRecord r1 = rec(S(FAILED), 127, 0,
+				   "command not found: nope");
+	Noded__TaskRecord r2 = rec(S(SUCCEEDED), 0, 0, "");
+
+	rid = fk_take_run(f, "nope", true);
+	fk_run_reply(f, rid, 5, ids, (char *[]){ "n1", "n2", "n3" }, 3);
+	r1.id = 21;
+	r1.node = "n1";
+	fk_record(f, rid, NODED__FRAME_KIND__STREAM_ITEM, &r1);
+	r2.id = 22;
+	r2.node = "n2";
+	fk_record(f, rid, NODED__FRAME_KIND__STREAM_ITEM, &r2);
+	/* n3's end never comes: the master goes away */
+}
+
+Test(run, all_summary_names_each_node_that_did_not_succeed, .init = capture,
+     .timeout = 20)
+{
+	int st;
+
+	fake_start(script_run_all_mixed, NULL);
+	st = nd_cli_run(6, ARGV("run", "--all", "--master", fk.addr, "--",
+				"nope"));
+	fake_join();
+	cr_expect_eq(st, 255, "the largest status: 255 for the lost one");
+	EXPECT_HAS(cap_err, "noded: node n1: FAILED, exit status 127 (task 21: "
+		   "command not found: nope)\n");
+	EXPECT_HAS(cap_err, "noded: job 5 on 3 nodes: 1 SUCCEEDED; 1 FAILED: "
+		   "n1 (exit 127); 1 without a result: n3 (exit 255)\n");
 }
 
 static void script_refused(struct fake *f)
@@ -1412,6 +1621,20 @@ Test(task, usage_errors, .init = capture)
 	cr_expect_eq(nd_cli_cancel(1, ARGV("cancel")), 2);
 	cr_expect_eq(nd_cli_cancel(2, ARGV("cancel", "-3")), 2);
 	EXPECT_HAS(cap_err, "noded tasks: --state wants one of pending");
+}
+
+Test(task, repeated_options_are_usage_errors, .init = capture)
+{
+	cr_expect_eq(nd_cli_tasks(5, ARGV("tasks", "--limit", "1", "--limit",
+					  "2")), 2);
+	cr_expect_eq(nd_cli_tasks(5, ARGV("tasks", "--state", "failed",
+					  "--state", "lost")), 2);
+	cr_expect_eq(nd_cli_task(6, ARGV("task", "1", "--master", "a:1",
+					 "--master", "b:1")), 2);
+	EXPECT_HAS(cap_err, "noded tasks: --limit given twice ('1' and '2'): "
+		   "give it once\n");
+	EXPECT_HAS(cap_err, "noded tasks: --state given twice");
+	EXPECT_HAS(cap_err, "noded task: --master given twice");
 }
 
 static void script_list(struct fake *f)

@@ -1033,7 +1033,7 @@ static const char *prom_check(char *text, char *why, size_t size)
 				snprintf(why, size, "line %d: no }", lineno);
 				return why;
 			}
-			for (char *p = v + 1; p < close;) {
+			for (char *p = v + 1; p < close && *p != '}';) {
 				size_t k = strcspn(p, "=");
 
 				if (!metric_name(p, k) || p[k + 1] != '"') {
@@ -1041,13 +1041,31 @@ static const char *prom_check(char *text, char *why, size_t size)
 						 lineno);
 					return why;
 				}
-				p = strchr(p + k + 2, '"');
-				if (!p) {
+				/* the value's escapes: \\ \" \n only */
+				for (p += k + 2; *p && *p != '"'; p++) {
+					if (*p != '\\')
+						continue;
+					if (!strchr("\\\"n", p[1]) || !p[1]) {
+						snprintf(why, size, "line %d: "
+							 "bad escape in a label "
+							 "value", lineno);
+						return why;
+					}
+					p++;
+				}
+				if (!*p) {
 					snprintf(why, size, "line %d: open "
 						 "label value", lineno);
 					return why;
 				}
 				p++;
+				if (p > close)
+					close = strchr(p, '}');
+				if (!close) {
+					snprintf(why, size, "line %d: no }",
+						 lineno);
+					return why;
+				}
 				if (*p == ',')
 					p++;
 			}
@@ -1100,4 +1118,231 @@ Test(http, metrics_parse_as_prometheus_text)
 			  want[i]);
 	cr_expect(!prom_check(r.body, why, sizeof(why)), "%s", why);
 	resp_free(&r);
+}
+
+/*
+ * A node name that needs escaping in the text format (a quote and a
+ * backslash) is escaped, and one that is not UTF-8 is refused at Hello, so
+ * /metrics stays valid UTF-8 and parses.
+ */
+Test(http, metrics_escape_node_names_and_stay_utf8)
+{
+	static const char odd[] = "q\"b\\s";
+	const char *wargv[] = { nd_test_bin(), "worker", "--master", master,
+				"--name", odd, "--slots", "3", NULL };
+	Noded__Frame f, *e;
+	Noded__HelloRequest h;
+	struct resp r;
+	json_t *utf8;
+	pid_t w2;
+	char why[512];
+	int fd, null_fd;
+
+	start(2, NULL);
+	wait_node_alive();
+	null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	w2 = nd_test_spawn(wargv, null_fd, null_fd, null_fd);
+	close(null_fd);
+	cr_assert(w2 > 0);
+	for (int64_t end = nd_test_now_ms() + 10000;;) {
+		bool alive;
+
+		req(&r, "GET", "/v1/nodes/q%22b%5Cs", NULL);
+		alive = r.status == 200 && !strcmp(jstr(r.json, "state"),
+						   "ALIVE");
+		if (alive)
+			cr_expect_str_eq(jstr(r.json, "name"), odd);
+		resp_free(&r);
+		if (alive)
+			break;
+		cr_assert(nd_test_now_ms() < end, "worker %s never joined",
+			  odd);
+		nd_test_sleep_ms(50);
+	}
+	/* a worker named with a byte that is not UTF-8 does not get in */
+	fd = nd_test_connect(d.port);
+	cr_assert(fd >= 0);
+	nd_test_frame_hello(&f, &h, 1, ND_PROTOCOL_VERSION);
+	h.node_name = "bad\xffname";
+	cr_assert(nd_test_send_frame(fd, &f) == 0);
+	cr_assert(nd_test_recv_frame(fd, ND_TEST_TIMEOUT_MS, &e) == 0, "%s",
+		  nd_test_why);
+	cr_expect(e->body_case == NODED__FRAME__BODY_ERROR &&
+			  e->error->code == NODED__ERROR_CODE__BAD_REQUEST,
+		  "Hello with 'bad\\xffname': %s", nd_test_describe(e));
+	nd_frame_free(e, NULL);
+	close(fd);
+
+	req(&r, "GET", "/metrics", NULL);
+	cr_assert_eq(r.status, 200);
+	utf8 = json_stringn(r.body, r.body_len); /* NULL: not UTF-8 */
+	cr_expect(utf8, "/metrics is not valid UTF-8");
+	json_decref(utf8);
+	cr_expect(strstr(r.body, "noded_node_slots{node=\"q\\\"b\\\\s\"} 3\n"),
+		  "no escaped node name in /metrics");
+	cr_expect(strstr(r.body, "noded_node_running_tasks{node=\"q\\\"b\\\\s\"}"
+			 " 0\n"), "no escaped node name in /metrics");
+	cr_expect(!prom_check(r.body, why, sizeof(why)), "%s", why);
+	resp_free(&r);
+	nd_test_kill_pid(w2);
+}
+
+/* `noded CMD --master M ARGS...` (real binary); returns its status. */
+static int cli(char *out, size_t out_size, const char *const args[])
+{
+	const char *argv[16] = { nd_test_bin(), args[0], "--master", master };
+	char err[4096];
+	size_t n = 4;
+	int st;
+
+	for (size_t i = 1; args[i] && n < 15; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	st = nd_test_run(argv, out, out_size, err, sizeof(err), 20000);
+	if (st)
+		cr_log_error("noded %s exited %d: %s", args[0], st, err);
+	return st;
+}
+
+/* b64 decoded, NUL-terminated (the caller frees). */
+static char *unb64(const char *b)
+{
+	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				  "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t n = b ? strlen(b) : 0, o = 0;
+	char *out = calloc(1, n + 1);
+	unsigned acc = 0, bits = 0;
+
+	cr_assert(out);
+	for (size_t i = 0; i < n && b[i] != '='; i++) {
+		const char *p = strchr(tab, b[i]);
+
+		cr_assert(p && b[i], "not base64: %s", b);
+		acc = (acc << 6) | (unsigned)(p - tab);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (char)((acc >> bits) & 0xff);
+		}
+	}
+	return out;
+}
+
+/* The task of id in a JSON list (array), or NULL. */
+static json_t *find_task(json_t *list, long long id)
+{
+	size_t i;
+	json_t *t;
+
+	json_array_foreach(list, i, t)
+		if (jint(t, "id") == id)
+			return t;
+	return NULL;
+}
+
+/* Its argv_base64[i] decoded equals want. */
+static void expect_argv_bytes(json_t *t, size_t i, const char *want,
+			      const char *view)
+{
+	char *got = unb64(json_string_value(json_array_get(
+		json_object_get(t, "argv_base64"), i)));
+
+	cr_expect_str_eq(got, want, "%s: argv_base64[%zu]", view, i);
+	free(got);
+}
+
+/*
+ * A command with a byte that is not UTF-8, submitted with the real CLI,
+ * shows in every view: GET /v1/tasks/ID (with its output in base64),
+ * GET /v1/tasks (not left out), `noded task --json`, `noded tasks --json`
+ * (which fail for nobody else's record either), and the tables.
+ */
+Test(http, bytes_that_are_not_utf8_show_in_every_view)
+{
+	static const char arg[] = "bad\xff" "arg";
+	static char out[1 << 16];
+	long long id, good, missing;
+	json_t *j, *t;
+	char *bytes, path[64];
+	struct resp r;
+
+	start(2, NULL);
+	wait_node_alive();
+	good = submit("{\"argv\": [\"true\"]}");
+	json_decref(wait_done(good));
+	cr_assert_eq(cli(out, sizeof(out), (const char *const[]){
+			     "submit", "--", "echo", arg, NULL }), 0);
+	id = atoll(out);
+	cr_assert(id > 0, "submit printed '%s'", out);
+	cr_assert_eq(cli(out, sizeof(out), (const char *const[]){
+			     "submit", "--", "nope\xfe", NULL }), 0);
+	missing = atoll(out);
+
+	/* GET /v1/tasks/ID: 200, argv exact in argv_base64, output base64 */
+	j = wait_done(id);
+	cr_expect_str_eq(jstr(j, "state"), "SUCCEEDED");
+	expect_argv_bytes(j, 1, arg, "GET /v1/tasks/ID");
+	cr_expect_str_eq(json_string_value(json_array_get(
+				 json_object_get(j, "argv"), 1)),
+			 "bad\xef\xbf\xbd" "arg");
+	cr_expect_str_eq(jstr(j, "output_encoding"), "base64");
+	bytes = unb64(jstr(j, "output"));
+	cr_expect_str_eq(bytes, "bad\xff" "arg\n");
+	free(bytes);
+	json_decref(j);
+	j = wait_done(missing);
+	bytes = unb64(jstr(j, "reason_base64"));
+	cr_expect_str_eq(bytes, "command not found: nope\xfe");
+	free(bytes);
+	json_decref(j);
+
+	/* GET /v1/tasks: every record, this one included */
+	req(&r, "GET", "/v1/tasks", NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	t = find_task(json_object_get(r.json, "tasks"), id);
+	cr_assert(t, "GET /v1/tasks left task %lld out: %s", id, r.body);
+	expect_argv_bytes(t, 1, arg, "GET /v1/tasks");
+	cr_expect(find_task(json_object_get(r.json, "tasks"), good));
+	resp_free(&r);
+
+	/* the CLI's JSON views */
+	snprintf(path, sizeof(path), "%lld", id);
+	cr_assert_eq(cli(out, sizeof(out), (const char *const[]){
+			     "task", path, "--json", NULL }), 0,
+		     "noded task --json failed");
+	j = json_loads(out, 0, NULL);
+	cr_assert(j, "noded task --json: not JSON: %s", out);
+	expect_argv_bytes(j, 1, arg, "noded task --json");
+	json_decref(j);
+	cr_assert_eq(cli(out, sizeof(out), (const char *const[]){
+			     "tasks", "--json", NULL }), 0,
+		     "noded tasks --json failed");
+	j = json_loads(out, 0, NULL);
+	cr_assert(json_is_array(j), "noded tasks --json: not JSON: %s", out);
+	cr_expect_eq(json_array_size(j), 3);
+	t = find_task(j, id);
+	cr_assert(t);
+	expect_argv_bytes(t, 1, arg, "noded tasks --json");
+	json_decref(j);
+
+	/* the tables show the byte escaped, never raw */
+	cr_assert_eq(cli(out, sizeof(out), (const char *const[]){
+			     "task", path, NULL }), 0);
+	cr_expect(strstr(out, "command:    echo $'bad\\xffarg'\n"), "%s", out);
+	cr_assert_eq(cli(out, sizeof(out), (const char *const[]){
+			     "tasks", NULL }), 0);
+	cr_expect(strstr(out, "echo $'bad\\xffarg'\n"), "%s", out);
+	cr_expect(strstr(out, "$'nope\\xfe'\n"), "%s", out);
+	cr_expect(!strchr(out, '\xff') && !strchr(out, '\xfe'),
+		  "a raw byte in the table: %s", out);
+}
+
+/* A key given twice in the JSON body is refused, not resolved. */
+Test(http, submit_refuses_duplicate_keys)
+{
+	start(0, NULL);
+	expect_error("POST", "/v1/tasks", "{\"argv\": [\"true\"], \"labels\": "
+		     "{\"k\": \"a\", \"k\": \"b\"}}", 400, "duplicate");
+	expect_error("POST", "/v1/tasks", "{\"argv\": [\"true\"], \"node\": "
+		     "\"a\", \"node\": \"b\"}", 400, "duplicate");
 }

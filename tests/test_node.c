@@ -245,3 +245,101 @@ Test(node, client_commands_fail_clearly)
 	cr_assert_eq(st, 1, "bad --master: exit %d", st);
 	cr_assert(strstr(err, "HOST:PORT"), "stderr: %s", err);
 }
+
+/* Reads one frame on fd: an Error of kind `kind` with BAD_REQUEST whose
+ * message holds `needle`. */
+static void expect_bad_request(int fd, Noded__FrameKind kind,
+			       const char *needle)
+{
+	Noded__Frame *r = RECV(fd);
+
+	cr_assert(r->kind == kind &&
+			  r->body_case == NODED__FRAME__BODY_ERROR &&
+			  r->error->code == NODED__ERROR_CODE__BAD_REQUEST,
+		  "want a BAD_REQUEST Error, got %s", nd_test_describe(r));
+	cr_expect(strstr(r->error->message, needle), "message '%s' lacks '%s'",
+		  r->error->message, needle);
+	nd_frame_free(r, NULL);
+}
+
+/*
+ * A node name, label key or label value that is not UTF-8 (or holds a
+ * control character) is refused where a worker registers, with a message
+ * that says which and where; `noded worker` says so before it connects.
+ * Nothing of it reaches the registry, so `nodes --json` stays whole.
+ */
+Test(node, names_and_labels_must_be_text)
+{
+	char master[32], out[4096], err[4096];
+	const char *bad_name[] = { nd_test_bin(), "worker", "--master", master,
+				   "--name", "bad\xffname", NULL };
+	const char *bad_label[] = { nd_test_bin(), "worker", "--master",
+				    master, "--name", "w", "--label",
+				    "k=v\x01", NULL };
+	Noded__Frame f, *r;
+	Noded__HelloRequest h;
+	Noded__AssignTaskRequest a;
+	Noded__NodeStatus st = NODED__NODE_STATUS__INIT;
+	Noded__NodeStatus__LabelsEntry l, *labels[] = { &l };
+	json_t *arr;
+	int fd, rc;
+
+	DAEMON_START(&d);
+	snprintf(master, sizeof(master), "127.0.0.1:%d", d.port);
+	rc = nd_test_run(bad_name, out, sizeof(out), err, sizeof(err), 10000);
+	cr_expect_eq(rc, 2, "worker --name 'bad\\xffname': exit %d", rc);
+	cr_expect(strstr(err, "--name 'bad\\xffname' is not valid UTF-8 "
+			      "(byte 0xff at offset 3)"), "stderr: %s", err);
+	rc = nd_test_run(bad_label, out, sizeof(out), err, sizeof(err), 10000);
+	cr_expect_eq(rc, 2, "worker --label k=v\\x01: exit %d", rc);
+	cr_expect(strstr(err, "--label value 'v\\x01' holds a control "
+			      "character"), "stderr: %s", err);
+
+	/* Hello with such a name: refused, connection closed */
+	fd = CONNECT(&d);
+	nd_test_frame_hello(&f, &h, 1, ND_PROTOCOL_VERSION);
+	h.node_name = "bad\xffname";
+	h.role = NODED__ROLE__ROLE_WORKER;
+	SEND_FRAME(fd, &f);
+	expect_bad_request(fd, NODED__FRAME_KIND__REPLY,
+			   "node name 'bad\\xffname' is not valid UTF-8");
+	EXPECT_CLOSED(fd);
+	close(fd);
+
+	/* the AssignTask stream's name, and a status report's labels */
+	fd = CONNECT(&d);
+	nd_test_frame_hello(&f, &h, 1, ND_PROTOCOL_VERSION);
+	h.node_name = "";
+	SEND_FRAME(fd, &f);
+	r = RECV(fd);
+	EXPECT_FRAME(r, NODED__FRAME_KIND__REPLY, 1,
+		     NODED__FRAME__BODY_HELLO_REPLY);
+	nd_frame_free(r, NULL);
+	nd_test_frame_assign(&f, &a, 2, "tab\there");
+	SEND_FRAME(fd, &f);
+	expect_bad_request(fd, NODED__FRAME_KIND__STREAM_END,
+			   "node name 'tab\\there' holds a control character");
+	noded__node_status__labels_entry__init(&l);
+	l.key = "rack\xc3";
+	l.value = "r1";
+	st.name = "good-name";
+	st.n_labels = 1;
+	st.labels = labels;
+	st.slots_total = 1;
+	noded__frame__init(&f);
+	f.id = 3;
+	f.kind = NODED__FRAME_KIND__REQUEST;
+	f.body_case = NODED__FRAME__BODY_REPORT_STATUS;
+	f.report_status = &st;
+	SEND_FRAME(fd, &f);
+	expect_bad_request(fd, NODED__FRAME_KIND__REPLY,
+			   "label key 'rack\\xc3' is not valid UTF-8");
+	PING(fd, 4);    /* the connection itself is fine */
+	close(fd);
+
+	arr = nodes_json(d.port);
+	cr_expect_eq(json_array_size(arr), 0, "no node registered");
+	json_decref(arr);
+	EXPECT_HEALTHY(&d);
+	STOP_OK(&d);
+}

@@ -2222,3 +2222,47 @@ Test(tasks, dev_mode_takes_retention_options)
 	expect_evicted("task", first);
 	STOP_OK(&d);
 }
+
+/*
+ * run --all with one failing node: the node is named as its result arrives,
+ * and a summary line per ending closes the run on stderr; the exit status
+ * is still the largest.
+ */
+Test(tasks, fan_out_names_the_failing_node_and_sums_up)
+{
+	char script[256], line[128], *fail;
+	json_t *arr, *t;
+	size_t i;
+
+	make_tmpdir();
+	MASTER_START();
+	worker_start(0, "w1", 2, NULL);
+	worker_start(1, "w2", 2, NULL);
+	WAIT_ALIVE("w1");
+	WAIT_ALIVE("w2");
+
+	/* exactly one node makes the directory first (mkdir is atomic) */
+	snprintf(script, sizeof(script),
+		 "mkdir '%s/a' 2>/dev/null && exit 0 || exit 3", tmpdir);
+	CLI(&R, "run", "--all", "--shell", "--", script);
+	EXPECT_STATUS(&R, 3);
+	fail = strstr(R.err, "noded: node w");
+	cr_assert(fail, "no line names the failing node: %s", R.err);
+	cr_assert(!strstr(fail + 1, "noded: node w"),
+		  "one node failed, more were named: %s", R.err);
+	/* which one: the master's records say */
+	arr = CLI_JSON("tasks", "--state", "failed", "--json");
+	cr_assert_eq(json_array_size(arr), 1, "%s", jdump(arr));
+	t = json_array_get(arr, 0);
+	snprintf(line, sizeof(line), "noded: node %s: FAILED, exit status 3 "
+		 "(task %lld)\n", jstr(t, "node"), jint(t, "id"));
+	cr_expect(!strncmp(fail, line, strlen(line)), "want \"%s\" in: %s",
+		  line, R.err);
+	snprintf(line, sizeof(line), "noded: job %lld on 2 nodes: 1 SUCCEEDED; "
+		 "1 FAILED: %s (exit 3)\n", jint(t, "job_id"), jstr(t, "node"));
+	i = strlen(R.err);
+	cr_expect(i >= strlen(line) && !strcmp(R.err + i - strlen(line), line),
+		  "want the last line \"%s\", stderr: %s", line, R.err);
+	json_decref(arr);
+	STOP_OK(&d);
+}

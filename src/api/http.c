@@ -178,7 +178,10 @@ void nd_http_error(struct req *r, unsigned status, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	nd_http_json(r, status, json_pack("{s:s}", "error", msg), NULL);
+	/* (msg may quote bytes that are not UTF-8, or be cut inside a
+	 * character: its readable form is always a JSON string) */
+	nd_http_json(r, status, json_pack("{s:o}", "error", nd_json_text(msg)),
+		     NULL);
 }
 
 void nd_http_stream_start(struct req *r, const char *ctype)

@@ -221,7 +221,7 @@ static void on_submitted(struct req *r, const Noded__Frame *f)
 		json_array_append_new(ids,
 				      json_integer((json_int_t)sr->task_ids[i]));
 	for (size_t i = 0; nodes && i < sr->n_nodes; i++)
-		json_array_append_new(nodes, json_string(sr->nodes[i]));
+		json_array_append_new(nodes, nd_json_text(sr->nodes[i]));
 	nd_http_json(r, 201, json_pack("{s:I, s:o, s:o}", "job_id",
 				       (json_int_t)sr->job_id, "task_ids", ids,
 				       "nodes", nodes), NULL);
@@ -391,7 +391,10 @@ static void submit(struct req *r)
 			      "required");
 		return;
 	}
-	j = json_loadb((const char *)r->body.data, r->body.len, 0, &err);
+	/* A key given twice ("labels": {"k": "a", "k": "b"}) is refused,
+	 * not resolved by keeping one. */
+	j = json_loadb((const char *)r->body.data, r->body.len,
+		       JSON_REJECT_DUPLICATES, &err);
 	if (!j) {
 		nd_http_error(r, 400, "bad JSON: %s (line %d, column %d)",
 			      err.text, err.line, err.column);
@@ -426,10 +429,16 @@ static void on_list(struct req *r, const Noded__Frame *f)
 		unexpected(r);
 		return;
 	}
+	/* Every record has a JSON form; one that cannot be built (out of
+	 * memory) fails the answer rather than going missing from it. */
 	a = json_array();
 	for (size_t i = 0; a && i < f->task_list->n_tasks; i++)
-		json_array_append_new(a, nd_json_task(f->task_list->tasks[i]));
-	nd_http_json(r, 200, json_pack("{s:o}", "tasks", a), NULL);
+		if (json_array_append_new(a,
+					  nd_json_task(f->task_list->tasks[i]))) {
+			json_decref(a);
+			a = NULL;
+		}
+	nd_http_json(r, 200, a ? json_pack("{s:o}", "tasks", a) : NULL, NULL);
 }
 
 static void list(struct req *r, const char *q)
@@ -591,8 +600,11 @@ static void on_nodes(struct req *r, const Noded__Frame *f)
 	}
 	a = json_array();
 	for (size_t i = 0; a && i < nl->n_nodes; i++)
-		json_array_append_new(a, nd_json_node(nl->nodes[i]));
-	nd_http_json(r, 200, json_pack("{s:o}", "nodes", a), NULL);
+		if (json_array_append_new(a, nd_json_node(nl->nodes[i]))) {
+			json_decref(a);
+			a = NULL;
+		}
+	nd_http_json(r, 200, a ? json_pack("{s:o}", "nodes", a) : NULL, NULL);
 }
 
 static void nodes(struct req *r)

@@ -27,6 +27,19 @@ bool nd_cli_uint(const char *opt, const char *s, uint64_t min, uint64_t max,
 		 uint64_t *out);
 
 /*
+ * Conflicting input is refused, never resolved by keeping one: call for
+ * each option getopt_long() returns that takes one value (not for the
+ * repeatable --label and --env, whose keys the caller checks), with li its
+ * longindex (set it to -1 before each call: short options leave it) and
+ * seen one slot per entry of opts, zeroed before parsing. The same value
+ * again is fine; another is refused with "noded CMD: --node given twice
+ * ('a' and 'b'): give it once" on stderr, and false (exit 2).
+ */
+#include <getopt.h>
+bool nd_cli_once(const char *cmd, const struct option *opts,
+		 const char **seen, int li, const char *arg);
+
+/*
  * The master's task retention options, shared by master and dev (in
  * master.c): --output-cap, --task-history, --output-budget, as getopt_long
  * entries with these codes.

@@ -13,6 +13,7 @@
 #include "cli/common.h"
 #include "core/log.h"
 #include "noded/auth.h"
+#include "wire/text.h"
 
 bool nd_cli_uint(const char *opt, const char *s, uint64_t min, uint64_t max,
 		 uint64_t *out)
@@ -29,6 +30,20 @@ bool nd_cli_uint(const char *opt, const char *s, uint64_t min, uint64_t max,
 		return false;
 	}
 	*out = v;
+	return true;
+}
+
+bool nd_cli_once(const char *cmd, const struct option *opts,
+		 const char **seen, int li, const char *arg)
+{
+	if (li < 0 || !arg || opts[li].has_arg == no_argument)
+		return true;
+	if (seen[li] && strcmp(seen[li], arg)) {
+		fprintf(stderr, "noded %s: --%s given twice ('%s' and '%s'): "
+			"give it once\n", cmd, opts[li].name, seen[li], arg);
+		return false;
+	}
+	seen[li] = arg;
 	return true;
 }
 
@@ -96,7 +111,9 @@ void nd_cli_task_usage(FILE *f, const char *cmd)
 			"with the command's status: 128+N if killed by signal N, "
 			"124 on timeout,\n"
 			"255 when the task or the master is lost; with --all the "
-			"largest of all.\n"
+			"largest of all,\n"
+			"each node that did not succeed named on stderr, and a "
+			"summary per node last.\n"
 			"Ctrl-C cancels the task(s) and waits for them; a second "
 			"Ctrl-C exits at once.\n");
 	else
@@ -152,11 +169,12 @@ static int split_kv(const char *opt, const char *kv, char **key,
 
 /*
  * Adds KEY=VALUE to a map stored as an entry array (store, capacity fixed by
- * the caller) and its pointer array (*ptrs, *n); a key given again replaces
- * the earlier value. The two entry types have the same layout, so one
- * function fills both (init is the entry's _init function).
+ * the caller) and its pointer array (*ptrs, *n); a key given again with the
+ * same value is kept once, with another value it is refused (ret -EINVAL,
+ * said why). The two entry types have the same layout, so one macro fills
+ * both (init is the entry's _init function).
  */
-#define ADD_KV(store, ptrs, n, opt, kv, init_fn, ret)                         \
+#define ADD_KV(store, ptrs, n, cmd, opt, kv, init_fn, ret)                    \
 	do {                                                                  \
 		char *k_;                                                     \
 		const char *v_;                                               \
@@ -169,8 +187,14 @@ static int split_kv(const char *opt, const char *kv, char **key,
 			if (!strcmp((ptrs)[i_]->key, k_))                     \
 				break;                                        \
 		if (i_ < (n)) {                                               \
+			if (strcmp((ptrs)[i_]->value, v_)) {                  \
+				fprintf(stderr, "noded %s: %s key '%s' "      \
+					"given twice ('%s' and '%s'): give "  \
+					"it once\n", (cmd), (opt), k_,        \
+					(ptrs)[i_]->value, v_);               \
+				(ret) = -EINVAL;                              \
+			}                                                     \
 			free(k_);                                             \
-			(ptrs)[i_]->value = (char *)v_;                       \
 			break;                                                \
 		}                                                             \
 		init_fn(&(store)[n]);                                         \
@@ -240,11 +264,12 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 		{ 0 },
 	};
 	const char *cmd = argc > 0 && argv[0] ? argv[0] : "run";
+	const char *seen[sizeof(opts) / sizeof(opts[0])] = { 0 };
 	char name[64], *saved0 = argc > 0 ? argv[0] : NULL;
 	bool shell = false;
 	size_t ncmd;
 	uint64_t v;
-	int o, r;
+	int o, r, li;
 
 	memset(a, 0, sizeof(*a));
 	noded__task_spec__init(&a->spec);
@@ -266,7 +291,11 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 	optind = 0;	/* full reset: callers (and tests) parse again */
 	/* "+": the command starts at the first non-option word, so
 	 * `noded run ls -l` does not take -l for itself. */
-	while ((o = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	while ((li = -1, o = getopt_long(argc, argv, "+h", opts, &li)) != -1) {
+		/* --label and --env repeat; ADD_KV checks their keys */
+		if (o != 'l' && o != 'e' &&
+		    !nd_cli_once(cmd, opts, seen, li, optarg))
+			goto err_usage;
 		switch (o) {
 		case 'm':
 			a->master = optarg;
@@ -283,7 +312,7 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 			break;
 		case 'l':
 			ADD_KV(a->label_store, a->spec.labels, a->spec.n_labels,
-			       "--label", optarg,
+			       cmd, "--label", optarg,
 			       noded__task_spec__labels_entry__init, r);
 			if (r == -ENOMEM)
 				goto err_nomem;
@@ -298,7 +327,7 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 				goto err_usage;
 			break;
 		case 'e':
-			ADD_KV(a->env_store, a->spec.env, a->spec.n_env,
+			ADD_KV(a->env_store, a->spec.env, a->spec.n_env, cmd,
 			       "--env", optarg,
 			       noded__task_spec__env_entry__init, r);
 			if (r == -ENOMEM)
@@ -501,14 +530,45 @@ static bool word_plain(const char *w)
 				  "_@%+=:,./-")];
 }
 
+/* w as bash's $'...' quoting, for a word holding bytes that are not UTF-8
+ * or control characters: pasted into a shell it gives the same bytes. */
+static void word_ansi(FILE *f, const char *w)
+{
+	const unsigned char *p = (const unsigned char *)w;
+	size_t len = strlen(w);
+
+	fputs("$'", f);
+	while (len) {
+		size_t n = nd_utf8_seq(p, len);
+
+		if (n == 1 && (*p == '\\' || *p == '\''))
+			fprintf(f, "\\%c", *p);
+		else if (n == 1 && *p == '\n')
+			fputs("\\n", f);
+		else if (n == 1 && *p == '\t')
+			fputs("\\t", f);
+		else if (n == 1 && (*p < 0x20 || *p == 0x7f))
+			fprintf(f, "\\x%02x", *p);
+		else if (!n || (n == 2 && p[0] == 0xc2 && p[1] < 0xa0))
+			for (size_t i = 0; i < (n ? n : 1); i++)
+				fprintf(f, "\\x%02x", p[i]);
+		else
+			fwrite(p, 1, n, f);
+		n = n ? n : 1;
+		p += n;
+		len -= n;
+	}
+	fputc('\'', f);
+}
+
 char *nd_cli_command_string(const Noded__TaskSpec *s)
 {
-	char *out = NULL;
+	char *out = NULL, why[64];
 	size_t len = 0;
 	FILE *f;
 
 	if (s && s->shell && s->shell[0])
-		return strdup(s->shell);
+		return nd_text_escaped(s->shell);
 	f = open_memstream(&out, &len);
 	if (!f)
 		return NULL;
@@ -519,6 +579,10 @@ char *nd_cli_command_string(const Noded__TaskSpec *s)
 			fputc(' ', f);
 		if (word_plain(w)) {
 			fputs(w, f);
+			continue;
+		}
+		if (nd_text_name_problem(w, why, sizeof(why))) {
+			word_ansi(f, w);
 			continue;
 		}
 		fputc('\'', f);
@@ -561,13 +625,18 @@ void nd_cli_task_print(FILE *f, const Noded__TaskRecord *r)
 	if (r->job_id)
 		fprintf(f, "job:        %" PRIu64 "\n", r->job_id);
 	fprintf(f, "state:      %s\n", nd_task_state_name(r->state));
-	fprintf(f, "node:       %s\n", r->node && r->node[0] ? r->node : "-");
+	fprintf(f, "node:       ");
+	nd_text_fput(f, r->node && r->node[0] ? r->node : "-");
+	fprintf(f, "\n");
 	fprintf(f, "command:    %s%s\n", cmd ? cmd : "?",
 		r->spec && r->spec->shell && r->spec->shell[0] ?
 			"   (with /bin/sh -c)" : "");
 	free(cmd);
-	if (r->spec && r->spec->cwd && r->spec->cwd[0])
-		fprintf(f, "cwd:        %s\n", r->spec->cwd);
+	if (r->spec && r->spec->cwd && r->spec->cwd[0]) {
+		fprintf(f, "cwd:        ");
+		nd_text_fput(f, r->spec->cwd);
+		fprintf(f, "\n");
+	}
 	if (r->spec && r->spec->timeout_ms)
 		fprintf(f, "timeout:    %g s\n", r->spec->timeout_ms / 1000.0);
 	if (r->signal) {
@@ -578,8 +647,11 @@ void nd_cli_task_print(FILE *f, const Noded__TaskRecord *r)
 	} else if (ended && r->state != NODED__TASK_STATE__TASK_LOST) {
 		fprintf(f, "exit code:  %d\n", r->exit_code);
 	}
-	if (r->reason && r->reason[0])
-		fprintf(f, "reason:     %s\n", r->reason);
+	if (r->reason && r->reason[0]) {
+		fprintf(f, "reason:     ");
+		nd_text_fput(f, r->reason);
+		fprintf(f, "\n");
+	}
 	fprintf(f, "submitted:  %s\n", fmt_time(r->submitted_unix_ms, tb,
 						sizeof(tb)));
 	fprintf(f, "started:    %s\n", fmt_time(r->started_unix_ms, tb,

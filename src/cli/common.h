@@ -100,9 +100,11 @@ bool nd_cli_end_note(const Noded__TaskRecord *r, char *buf, size_t size);
 
 /*
  * The command of a spec for display: argv words joined by spaces, each
- * single-quoted the way sh would need it when it holds anything special, or
- * the --shell string as is. Returns a malloc'd string (caller frees), or
- * NULL when out of memory.
+ * single-quoted the way sh would need it when it holds anything special
+ * ($'...' with \xNN escapes when it holds bytes that are not UTF-8 or
+ * control characters), or the --shell string with such bytes as \xNN
+ * (nd_text_fput()). Returns a malloc'd string (caller frees), or NULL when
+ * out of memory.
  */
 char *nd_cli_command_string(const Noded__TaskSpec *s);
 

@@ -61,11 +61,14 @@ int nd_cli_dev(int argc, char **argv)
 	unsigned nworkers = 2, slots = ncpu > 0 ? (unsigned)ncpu : 1, started = 0;
 	uint64_t v;
 	bool ok;
-	int o, ret = 1;
+	const char *seen[sizeof(opts) / sizeof(opts[0])] = { 0 };
+	int o, li, ret = 1;
 
 	cfg.listen = ND_CLI_MASTER;
 	optind = 1;
-	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((li = -1, o = getopt_long(argc, argv, "h", opts, &li)) != -1) {
+		if (!nd_cli_once("dev", opts, seen, li, optarg))
+			return 2;
 		if (nd_cli_retention_opt(o, optarg, &cfg, &ok) ||
 		    nd_cli_log_opt(o, optarg, &ok)) {
 			if (!ok)

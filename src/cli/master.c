@@ -156,10 +156,13 @@ int nd_cli_master(int argc, char **argv)
 	struct nd_task_ids ids;
 	char http_addr[80], err[512];
 	uint8_t *token = NULL;
-	int o, ret;
+	const char *seen[sizeof(opts) / sizeof(opts[0])] = { 0 };
+	int o, li, ret;
 
 	optind = 1;
-	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((li = -1, o = getopt_long(argc, argv, "h", opts, &li)) != -1) {
+		if (!nd_cli_once("master", opts, seen, li, optarg))
+			return 2;
 		if (nd_cli_retention_opt(o, optarg, &cfg, &ok) ||
 		    nd_cli_log_opt(o, optarg, &ok)) {
 			if (!ok)

@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "cli/common.h"
 #include "noded/client.h"
+#include "wire/text.h"
 
 static void print_table(const Noded__NodeList *nl)
 {
@@ -32,12 +33,19 @@ static void print_table(const Noded__NodeList *nl)
 					 1000);
 		else
 			snprintf(ago, sizeof(ago), "never");
-		printf("%-20s %-21s %-8s %6.2f %11s %7u %9s  ", n->name,
-		       n->address, nd_node_state_name(n->state), n->load1, slots,
+		char *name = nd_text_escaped(n->name);
+
+		printf("%-20s %-21s %-8s %6.2f %11s %7u %9s  ",
+		       name ? name : "?", n->address,
+		       nd_node_state_name(n->state), n->load1, slots,
 		       n->running_tasks, ago);
-		for (size_t j = 0; j < n->n_labels; j++)
-			printf("%s%s=%s", j ? "," : "", n->labels[j]->key,
-			       n->labels[j]->value);
+		free(name);
+		for (size_t j = 0; j < n->n_labels; j++) {
+			fputs(j ? "," : "", stdout);
+			nd_text_fput(stdout, n->labels[j]->key);
+			fputc('=', stdout);
+			nd_text_fput(stdout, n->labels[j]->value);
+		}
 		printf("\n");
 	}
 }
@@ -55,11 +63,14 @@ int nd_cli_nodes(int argc, char **argv)
 	Noded__Frame req = NODED__FRAME__INIT, *reply = NULL;
 	Noded__NodeListRequest lr = NODED__NODE_LIST_REQUEST__INIT;
 	struct nd_client *c;
+	const char *seen[sizeof(opts) / sizeof(opts[0])] = { 0 };
 	bool json = false;
-	int o, r;
+	int o, r, li;
 
 	optind = 1;
-	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((li = -1, o = getopt_long(argc, argv, "h", opts, &li)) != -1) {
+		if (!nd_cli_once("nodes", opts, seen, li, optarg))
+			return 2;
 		switch (o) {
 		case 'm':
 			master = optarg;
@@ -97,16 +108,23 @@ int nd_cli_nodes(int argc, char **argv)
 	if (json) {
 		json_t *arr = json_array();
 
-		for (size_t i = 0; i < reply->node_list->n_nodes; i++)
-			json_array_append_new(arr,
-					      nd_json_node(reply->node_list->nodes[i]));
-		json_dumpf(arr, stdout, JSON_INDENT(2));
-		printf("\n");
+		for (size_t i = 0; arr && i < reply->node_list->n_nodes; i++)
+			if (json_array_append_new(arr, nd_json_node(
+					reply->node_list->nodes[i]))) {
+				json_decref(arr);
+				arr = NULL;
+			}
+		if (!arr || json_dumpf(arr, stdout, JSON_INDENT(2)) ||
+		    printf("\n") < 0) {
+			fprintf(stderr, "noded: nodes: %s\n", arr ?
+				"cannot write the list" : "out of memory");
+			r = 1;
+		}
 		json_decref(arr);
 	} else {
 		print_table(reply->node_list);
 	}
 	nd_frame_free(reply, NULL);
 	nd_client_close(c);
-	return 0;
+	return r;
 }

@@ -19,6 +19,7 @@
 
 #include "cli/cli.h"
 #include "cli/common.h"
+#include "wire/text.h"
 
 /* How often the wait loop looks at the SIGINT flag at the latest. */
 #define RUN_TICK_MS 100
@@ -33,6 +34,8 @@ struct run_task {
 	bool done;              /* its watch stream is over */
 	bool cancelling;        /* cancel_task sent */
 	int status;             /* exit status once ended */
+	Noded__TaskState state; /* its terminal state once ended */
+	char *node;             /* where it ran, when known (owned) */
 };
 
 struct run {
@@ -40,6 +43,7 @@ struct run {
 	struct nd_client *c;
 	struct run_task *t;
 	size_t n;
+	uint64_t job;           /* the fan-out's job id (--all) */
 	size_t open;            /* 1 while the run stream is not over */
 	bool all;               /* --all: prefix lines with the node */
 	bool refused;           /* the master refused the submission */
@@ -58,6 +62,26 @@ static void run_on_sigint(int sig)
 	run_interrupted = 1;
 }
 
+/* With --all, a task that did not succeed is named by its node as its
+ * result arrives: "noded: node dev-2: FAILED, exit status 3 (task 7)", with
+ * the reason after the task id when there is one. */
+static void run_node_note(const struct run_task *t, const Noded__TaskRecord *r)
+{
+	char plain[48];
+
+	/* the master's reason for a plain non-zero exit says no more */
+	snprintf(plain, sizeof(plain), "exited with status %d", r->exit_code);
+	fputs("noded: node ", stderr);
+	nd_text_fput(stderr, t->node ? t->node : "(unknown)");
+	fprintf(stderr, ": %s, exit status %d (task %" PRIu64,
+		nd_task_state_name(r->state), t->status, t->id);
+	if (r->reason && r->reason[0] && strcmp(r->reason, plain)) {
+		fputs(": ", stderr);
+		nd_text_fput(stderr, r->reason);
+	}
+	fputs(")\n", stderr);
+}
+
 /* A terminal record: the task's exit status, and its note on stderr after
  * its last output. */
 static void run_task_ended(struct run_task *t, const Noded__TaskRecord *r)
@@ -68,13 +92,24 @@ static void run_task_ended(struct run_task *t, const Noded__TaskRecord *r)
 		return;
 	t->ended = true;
 	t->status = nd_cli_exit_status(r);
+	t->state = r->state;
+	if (r->node && r->node[0] && (!t->node || strcmp(t->node, r->node))) {
+		free(t->node);
+		t->node = strdup(r->node);
+	}
 	if (!t->named && r->node && r->node[0] &&
 	    !nd_cli_sink_set_prefix(&t->sink, r->node))
 		t->named = true;
 	nd_cli_sink_flush(&t->sink);
 	fflush(stdout);
-	if (nd_cli_end_note(r, note, sizeof(note)))
-		fprintf(stderr, "noded: %s\n", note);
+	if (t->run->all) {
+		if (r->state != NODED__TASK_STATE__TASK_SUCCEEDED)
+			run_node_note(t, r);
+	} else if (nd_cli_end_note(r, note, sizeof(note))) {
+		fputs("noded: ", stderr);
+		nd_text_fput(stderr, note);
+		fputc('\n', stderr);
+	}
 }
 
 static struct run_task *run_find(struct run *run, uint64_t id)
@@ -92,6 +127,7 @@ static int run_tasks_init(struct run *run, const Noded__SubmitReply *sr)
 	if (!run->t)
 		return -ENOMEM;
 	run->n = sr->n_task_ids;
+	run->job = sr->job_id;
 	for (size_t i = 0; i < run->n; i++) {
 		struct run_task *t = &run->t[i];
 		char fallback[32];
@@ -101,6 +137,8 @@ static int run_tasks_init(struct run *run, const Noded__SubmitReply *sr)
 		t->run = run;
 		t->id = sr->task_ids[i];
 		t->named = node != NULL;
+		if (node && !(t->node = strdup(node)))
+			return -ENOMEM;
 		snprintf(fallback, sizeof(fallback), "task %" PRIu64, t->id);
 		if (nd_cli_sink_init(&t->sink, stdout, stderr,
 				     !run->all ? NULL : node ? node : fallback))
@@ -234,6 +272,65 @@ static void run_wait(struct run *run, Noded__TaskSpec *spec)
 	}
 }
 
+/* Nodes named per state in the summary; the rest are counted. */
+#define SUMMARY_NAMES 20
+
+/*
+ * The last line of run --all, on stderr: the count of nodes per ending and,
+ * for each ending but SUCCEEDED (always exit status 0), the nodes with their
+ * exit status (the first SUMMARY_NAMES; the per-node lines above named each):
+ *   noded: job 4 on 3 nodes: 2 SUCCEEDED; 1 FAILED: dev-2 (exit 3)
+ * A task whose end never arrived (the master was lost) counts as "no
+ * result" with 255.
+ */
+static void run_summary(const struct run *run)
+{
+	static const Noded__TaskState order[] = {
+		NODED__TASK_STATE__TASK_SUCCEEDED,
+		NODED__TASK_STATE__TASK_FAILED,
+		NODED__TASK_STATE__TASK_TIMED_OUT,
+		NODED__TASK_STATE__TASK_CANCELLED,
+		NODED__TASK_STATE__TASK_LOST,
+		NODED__TASK_STATE__TASK_PENDING, /* stands for "no result" */
+	};
+	const char *sep = "";
+
+	fprintf(stderr, "noded: job %" PRIu64 " on %zu node%s:", run->job,
+		run->n, run->n == 1 ? "" : "s");
+	for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++) {
+		bool none = order[k] == NODED__TASK_STATE__TASK_PENDING;
+		size_t count = 0, named = 0;
+
+		for (size_t i = 0; i < run->n; i++)
+			count += none ? !run->t[i].ended :
+				 run->t[i].ended && run->t[i].state == order[k];
+		if (!count)
+			continue;
+		fprintf(stderr, "%s %zu %s", sep, count,
+			none ? "without a result" : nd_task_state_name(order[k]));
+		sep = ";";
+		if (order[k] == NODED__TASK_STATE__TASK_SUCCEEDED)
+			continue;
+		for (size_t i = 0; i < run->n && named < SUMMARY_NAMES; i++) {
+			const struct run_task *t = &run->t[i];
+
+			if (none ? t->ended :
+			    !t->ended || t->state != order[k])
+				continue;
+			fputs(named++ ? ", " : ": ", stderr);
+			if (t->node)
+				nd_text_fput(stderr, t->node);
+			else
+				fprintf(stderr, "task %" PRIu64, t->id);
+			fprintf(stderr, " (exit %d)",
+				t->ended ? t->status : ND_CLI_EXIT_LOST);
+		}
+		if (count > named)
+			fprintf(stderr, " and %zu more", count - named);
+	}
+	fputc('\n', stderr);
+}
+
 /* Exit status of the whole run: the largest of the tasks', 255 for a task
  * whose end we never learnt. */
 static int run_status(struct run *run)
@@ -256,6 +353,8 @@ static int run_status(struct run *run)
 			"(%s) while waiting for the task%s to end\n",
 			run->master, nd_cli_error_text(run->conn_err, NULL),
 			unknown > 1 ? "s" : "");
+	if (run->all)
+		run_summary(run);
 	return status;
 }
 
@@ -325,8 +424,10 @@ int nd_cli_run(int argc, char **argv)
 	} else {
 		status = run_status(&run);
 	}
-	for (size_t i = 0; i < run.n; i++)
+	for (size_t i = 0; i < run.n; i++) {
 		nd_cli_sink_free(&run.t[i].sink);
+		free(run.t[i].node);
+	}
 	free(run.t);
 	nd_client_close(run.c);
 out_args:

@@ -14,6 +14,7 @@
 
 #include "cli/cli.h"
 #include "cli/common.h"
+#include "wire/text.h"
 
 /* Options a command accepts (a mask of these). */
 enum {
@@ -49,17 +50,18 @@ static int task_parse(int argc, char **argv, unsigned allowed,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
+	const char *seen[sizeof(opts) / sizeof(opts[0])] = { 0 };
 	char name[64], *saved0 = argv[0];
 	unsigned bit;
 	uint64_t v;
-	int c, ret = ND_CLI_EXIT_USAGE;
+	int c, li, ret = ND_CLI_EXIT_USAGE;
 
 	memset(o, 0, sizeof(*o));
 	o->master = ND_CLI_MASTER;
 	snprintf(name, sizeof(name), "noded %s", argv[0]);
 	argv[0] = name;
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "hf", opts, NULL)) != -1) {
+	while ((li = -1, c = getopt_long(argc, argv, "hf", opts, &li)) != -1) {
 		bit = c == 'j' ? TO_JSON : c == 's' ? TO_STATE :
 		      c == 'n' ? TO_LIMIT : c == 'f' ? TO_FOLLOW : 0;
 		if (bit && !(allowed & bit)) {
@@ -67,6 +69,8 @@ static int task_parse(int argc, char **argv, unsigned allowed,
 				argv[optind - 1]);
 			goto err_usage;
 		}
+		if (!nd_cli_once(saved0, opts, seen, li, optarg))
+			goto err_usage;
 		switch (c) {
 		case 'm':
 			o->master = optarg;
@@ -231,13 +235,15 @@ int nd_cli_tasks(int argc, char **argv)
 		for (size_t i = 0; i < tl->n_tasks; i++) {
 			const Noded__TaskRecord *t = tl->tasks[i];
 			char *cmd = nd_cli_command_string(t->spec);
+			char *node = nd_text_escaped(t->node && t->node[0] ?
+						     t->node : "-");
 			char ex[32];
 
 			printf("%-10" PRIu64 " %-10s %-16s %-8s %s\n", t->id,
-			       nd_task_state_name(t->state),
-			       t->node && t->node[0] ? t->node : "-",
+			       nd_task_state_name(t->state), node ? node : "?",
 			       exit_column(t, ex, sizeof(ex)),
 			       cmd ? cmd : "?");
+			free(node);
 			free(cmd);
 		}
 	}

@@ -10,6 +10,7 @@
 #include "node/worker.h"
 #include "noded/auth.h"
 #include "rpc/server.h"
+#include "wire/text.h"
 
 static void usage(FILE *f)
 {
@@ -26,6 +27,41 @@ static void usage(FILE *f)
 		"                         $XDG_STATE_HOME/noded or\n"
 		"                         ~/.local/state/noded)\n"
 		"%s", nd_cli_log_usage);
+}
+
+/*
+ * Checks --label KEY=VALUE (kv) against the master's rule for label text
+ * and the labels given before it (prev[0..n)). False, after saying why,
+ * for text the master would refuse or a key given again with another
+ * value; *add is false when the same label was given already.
+ */
+static bool label_ok(const char *kv, const char *const *prev, size_t n,
+		     bool *add)
+{
+	size_t klen = (size_t)(strchr(kv, '=') - kv);
+	char *key = strndup(kv, klen), why[512];
+	bool ok = key != NULL;
+
+	*add = true;
+	if (ok && (nd_text_name_error("--label key", key, why, sizeof(why)) ||
+		   nd_text_name_error("--label value", kv + klen + 1, why,
+				      sizeof(why)))) {
+		fprintf(stderr, "noded: %s\n", why);
+		ok = false;
+	}
+	for (size_t i = 0; ok && i < n; i++) {
+		if (strncmp(prev[i], kv, klen + 1))
+			continue;
+		if (strcmp(prev[i], kv)) {
+			fprintf(stderr, "noded worker: --label key '%s' given "
+				"twice ('%s' and '%s'): give it once\n", key,
+				prev[i] + klen + 1, kv + klen + 1);
+			ok = false;
+		}
+		*add = false;
+	}
+	free(key);
+	return ok;
 }
 
 int nd_cli_worker(int argc, char **argv)
@@ -45,17 +81,20 @@ int nd_cli_worker(int argc, char **argv)
 	char host[256];
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	const char *token_file = NULL, *state_dir = NULL;
-	char dir[4096], err[512];
+	const char *seen[sizeof(opts) / sizeof(opts[0])] = { 0 };
+	char dir[4096], err[512], why[512];
 	uint64_t v;
 	bool ok;
-	int o, ret;
+	int o, li, ret;
 
 	wc.labels = calloc((size_t)argc, sizeof(*wc.labels));
 	if (!wc.labels)
 		return 1;
 	wc.slots = ncpu > 0 ? (unsigned)ncpu : 1;
 	optind = 1;
-	while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((li = -1, o = getopt_long(argc, argv, "h", opts, &li)) != -1) {
+		if (o != 'l' && !nd_cli_once("worker", opts, seen, li, optarg))
+			goto err_usage;
 		if (nd_cli_log_opt(o, optarg, &ok)) {
 			if (!ok)
 				goto err_usage;
@@ -71,6 +110,12 @@ int nd_cli_worker(int argc, char **argv)
 					"bytes\n", ND_NAME_MAX);
 				goto err_usage;
 			}
+			/* the master would refuse it: say so now */
+			if (nd_text_name_error("--name", optarg, why,
+					       sizeof(why))) {
+				fprintf(stderr, "noded: %s\n", why);
+				goto err_usage;
+			}
 			wc.name = optarg;
 			break;
 		case 'l':
@@ -79,7 +124,10 @@ int nd_cli_worker(int argc, char **argv)
 					"not '%s'\n", optarg);
 				goto err_usage;
 			}
-			wc.labels[wc.nlabels++] = optarg;
+			if (!label_ok(optarg, wc.labels, wc.nlabels, &ok))
+				goto err_usage;
+			if (ok)
+				wc.labels[wc.nlabels++] = optarg;
 			break;
 		case 's':
 			if (!nd_cli_uint("--slots", optarg, 1, 4096, &v))

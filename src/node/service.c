@@ -15,6 +15,7 @@
 #include "node/svc.h"
 #include "noded/json.h"
 #include "rpc/server.h"
+#include "wire/text.h"
 
 uint64_t nd__unix_ms(void)
 {
@@ -918,16 +919,19 @@ void nd_svc_metrics(struct nd_shard *s0, FILE *f)
 			busy += nd__node_used(n);
 			free_slots += n->slots > nd__node_used(n) ?
 					      n->slots - nd__node_used(n) : 0;
-			fprintf(f, "noded_node_slots{node=\"%s\"} %u\n",
-				n->name, n->slots);
+			fputs("noded_node_slots{node=\"", f);
+			nd_text_fput_prom(f, n->name);
+			fprintf(f, "\"} %u\n", n->slots);
 		}
 	fprintf(f, "# HELP noded_node_running_tasks Tasks the master has on "
 		"a node.\n# TYPE noded_node_running_tasks gauge\n");
 	for (size_t b = 0; b < svc->nbuckets; b++)
 		for (struct node *n = svc->buckets[b]; n; n = n->next)
-			if (n->state != NODED__NODE_STATE__NODE_DEAD)
-				fprintf(f, "noded_node_running_tasks{node="
-					"\"%s\"} %u\n", n->name, n->running);
+			if (n->state != NODED__NODE_STATE__NODE_DEAD) {
+				fputs("noded_node_running_tasks{node=\"", f);
+				nd_text_fput_prom(f, n->name);
+				fprintf(f, "\"} %u\n", n->running);
+			}
 	fprintf(f, "# HELP noded_nodes Nodes known, by state.\n"
 		"# TYPE noded_nodes gauge\n");
 	for (unsigned st = NODED__NODE_STATE__NODE_ALIVE;

@@ -9,6 +9,7 @@
 #include "core/server.h"
 #include "node/service.h"
 #include "rpc/server.h"
+#include "wire/text.h"
 
 /* The AssignTaskOpen item: the worker is registered. */
 static void send_open(struct nd_conn *c, uint64_t stream_id)
@@ -38,6 +39,7 @@ void nd__rpc_assign_task(struct nd_conn *c, const Noded__Frame *f)
 	struct nd_rpc_conn *rc = nd_rpc(c);
 	const Noded__AssignTaskRequest *a = f->assign_task;
 	const char *name = a->node_name[0] ? a->node_name : rc->peer_name;
+	char why[512];
 
 	if (rc->stream_open) {
 		nd_rpc_error(c, f->id, NODED__FRAME_KIND__STREAM_END,
@@ -58,6 +60,12 @@ void nd__rpc_assign_task(struct nd_conn *c, const Noded__Frame *f)
 			     NODED__ERROR_CODE__BAD_REQUEST,
 			     "this connection registered node '%s': one node "
 			     "per connection", rc->stream_node);
+		return;
+	}
+	if (nd_text_name_error("node name", a->node_name, why,
+			       sizeof(why))) {
+		nd_rpc_error(c, f->id, NODED__FRAME_KIND__STREAM_END,
+			     NODED__ERROR_CODE__BAD_REQUEST, "%s", why);
 		return;
 	}
 	rc->stream_open = true;

@@ -5,6 +5,7 @@
 #include "core/server.h"
 #include "noded/auth.h"
 #include "rpc/server.h"
+#include "wire/text.h"
 
 void nd__rpc_hello(struct nd_conn *c, const Noded__Frame *f)
 {
@@ -14,6 +15,7 @@ void nd__rpc_hello(struct nd_conn *c, const Noded__Frame *f)
 	Noded__Frame r = NODED__FRAME__INIT;
 	Noded__HelloReply hr = NODED__HELLO_REPLY__INIT;
 	uint8_t proof[ND_PROOF_LEN];
+	char why[512];
 
 	if (rc->hello) {
 		nd_rpc_fatal(c, f->id, NODED__ERROR_CODE__BAD_REQUEST,
@@ -30,6 +32,11 @@ void nd__rpc_hello(struct nd_conn *c, const Noded__Frame *f)
 	if (strlen(h->node_name) > ND_NAME_MAX) {
 		nd_rpc_fatal(c, f->id, NODED__ERROR_CODE__BAD_REQUEST,
 			     "node name longer than %d bytes", ND_NAME_MAX);
+		return;
+	}
+	if (nd_text_name_error("node name", h->node_name, why, sizeof(why))) {
+		nd_rpc_fatal(c, f->id, NODED__ERROR_CODE__BAD_REQUEST, "%s",
+			     why);
 		return;
 	}
 	if (cfg->token) {

@@ -1,9 +1,17 @@
 /* Task and node records as JSON, shared by the CLI's --json and the HTTP API
- * so both speak the same shapes. */
+ * so both speak the same shapes; bytes that are not UTF-8 in any of their
+ * texts take the one lossless form of nd_json_set_text(). */
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/evp.h>
+
 #include "noded/json.h"
+#include "wire/text.h"
 
 static const char *const state_names[] = {
 	[NODED__TASK_STATE__TASK_PENDING] = "PENDING",
@@ -45,74 +53,236 @@ const char *nd_node_state_name(Noded__NodeState s)
 	}
 }
 
-json_t *nd_json_node(const Noded__NodeInfo *n)
-{
-	json_t *labels = json_object();
+/* ---- text that may hold any bytes ---- */
 
-	for (size_t i = 0; i < n->n_labels; i++)
-		json_object_set_new(labels, n->labels[i]->key,
-				    json_string(n->labels[i]->value));
-	return json_pack("{s:s, s:s, s:o, s:s, s:f, s:I, s:I, s:i, s:i, s:i, "
-			 "s:I}",
-			 "name", n->name, "address", n->address,
-			 "labels", labels, "state", nd_node_state_name(n->state),
-			 "load1", n->load1,
-			 "mem_total_bytes", (json_int_t)n->mem_total_bytes,
-			 "mem_available_bytes",
-			 (json_int_t)n->mem_available_bytes,
-			 "slots_total", (int)n->slots_total,
-			 "slots_free", (int)n->slots_free,
-			 "running_tasks", (int)n->running_tasks,
-			 "last_heartbeat_unix_ms",
-			 (json_int_t)n->last_heartbeat_unix_ms);
+static char *base64(const char *p, size_t n)
+{
+	char *out;
+
+	if (n > (size_t)INT_MAX / 4 * 3)
+		return NULL;
+	out = malloc(4 * ((n + 2) / 3) + 1);
+	if (out)
+		EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)p,
+				(int)n);
+	return out;
 }
 
-static const char *str(const char *s)
+/* s with each byte outside valid UTF-8 as U+FFFD (3 bytes for 1). */
+static json_t *readable(const char *s, size_t len)
 {
-	return s ? s : "";
+	const unsigned char *p = (const unsigned char *)s;
+	char *buf, *o;
+	json_t *j;
+
+	if (len > SIZE_MAX / 3)
+		return NULL;
+	buf = malloc(3 * len + 1);
+	if (!buf)
+		return NULL;
+	o = buf;
+	while (len) {
+		size_t n = nd_utf8_seq(p, len);
+
+		if (n) {
+			memcpy(o, p, n);
+			o += n;
+		} else {
+			memcpy(o, "\xef\xbf\xbd", 3);
+			o += 3;
+			n = 1;
+		}
+		p += n;
+		len -= n;
+	}
+	j = json_stringn_nocheck(buf, (size_t)(o - buf)); /* valid now */
+	free(buf);
+	return j;
+}
+
+json_t *nd_json_text(const char *s)
+{
+	size_t len = s ? strlen(s) : 0;
+
+	/* (checked here by jansson's rules: no second check) */
+	if (nd_utf8_valid(s ? s : "", len))
+		return json_stringn_nocheck(s ? s : "", len);
+	return readable(s, len);
+}
+
+/* obj[key + suffix] = v (stolen). */
+static int set_suffixed(json_t *obj, const char *key, const char *suffix,
+			json_t *v)
+{
+	char name[64];
+
+	if (!v || snprintf(name, sizeof(name), "%s%s", key, suffix) >=
+			  (int)sizeof(name)) {
+		json_decref(v);
+		return -ENOMEM;
+	}
+	return json_object_set_new(obj, name, v) ? -ENOMEM : 0;
+}
+
+int nd_json_set_text(json_t *obj, const char *key, const char *s)
+{
+	size_t len = s ? strlen(s) : 0;
+	char *b;
+	int r;
+
+	if (nd_utf8_valid(s ? s : "", len))
+		return json_object_set_new(obj, key, json_stringn_nocheck(
+						   s ? s : "", len)) ? -ENOMEM : 0;
+	if (json_object_set_new(obj, key, readable(s, len)))
+		return -ENOMEM;
+	b = base64(s, len);
+	r = set_suffixed(obj, key, "_base64", b ? json_string(b) : NULL);
+	free(b);
+	return r;
+}
+
+int nd_json_set_texts(json_t *obj, const char *key, char *const *v,
+		      size_t n)
+{
+	json_t *a = json_array(), *b64 = NULL;
+	size_t i;
+
+	if (!a || json_object_set_new(obj, key, a))
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		const char *s = v[i] ? v[i] : "";
+
+		if (!nd_utf8_valid(s, strlen(s)))
+			break;
+	}
+	for (size_t k = 0; k < n; k++)
+		if (json_array_append_new(a, nd_json_text(v[k])))
+			return -ENOMEM;
+	if (i == n)
+		return 0;
+	b64 = json_array();
+	if (set_suffixed(obj, key, "_base64", b64))
+		return -ENOMEM;
+	for (size_t k = 0; k < n; k++) {
+		const char *s = v[k] ? v[k] : "";
+		char *b = base64(s, strlen(s));
+
+		if (json_array_append_new(b64, b ? json_string(b) : NULL)) {
+			free(b);
+			return -ENOMEM;
+		}
+		free(b);
+	}
+	return 0;
+}
+
+/* ---- records ---- */
+
+/* The labels map: readable keys and values, and labels_base64 (base64 key
+ * to base64 value) when any of them is not UTF-8. */
+static int set_labels(json_t *o, const Noded__NodeInfo *n)
+{
+	json_t *labels = json_object(), *b64;
+	bool exact = true;
+
+	if (json_object_set_new(o, "labels", labels))
+		return -ENOMEM;
+	for (size_t i = 0; i < n->n_labels; i++) {
+		const char *k = n->labels[i]->key, *v = n->labels[i]->value;
+		json_t *ks;
+
+		exact = exact && nd_utf8_valid(k, strlen(k)) &&
+			nd_utf8_valid(v, strlen(v));
+		ks = nd_json_text(k);
+		if (!ks || json_object_set_new(labels, json_string_value(ks),
+					       nd_json_text(v))) {
+			json_decref(ks);
+			return -ENOMEM;
+		}
+		json_decref(ks);
+	}
+	if (exact)
+		return 0;
+	b64 = json_object();
+	if (set_suffixed(o, "labels", "_base64", b64))
+		return -ENOMEM;
+	for (size_t i = 0; i < n->n_labels; i++) {
+		const char *k = n->labels[i]->key, *v = n->labels[i]->value;
+		char *bk = base64(k, strlen(k)), *bv = base64(v, strlen(v));
+		int r = !bk || !bv ||
+			json_object_set_new(b64, bk, json_string(bv));
+
+		free(bk);
+		free(bv);
+		if (r)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+json_t *nd_json_node(const Noded__NodeInfo *n)
+{
+	json_t *o = json_object();
+
+	if (!o || nd_json_set_text(o, "name", n->name) ||
+	    nd_json_set_text(o, "address", n->address) || set_labels(o, n))
+		goto err_object;
+	if (json_object_update_new(o, json_pack(
+		    "{s:s, s:f, s:I, s:I, s:i, s:i, s:i, s:I}",
+		    "state", nd_node_state_name(n->state),
+		    "load1", n->load1,
+		    "mem_total_bytes", (json_int_t)n->mem_total_bytes,
+		    "mem_available_bytes", (json_int_t)n->mem_available_bytes,
+		    "slots_total", (int)n->slots_total,
+		    "slots_free", (int)n->slots_free,
+		    "running_tasks", (int)n->running_tasks,
+		    "last_heartbeat_unix_ms",
+		    (json_int_t)n->last_heartbeat_unix_ms)))
+		goto err_object;
+	return o;
+err_object:
+	json_decref(o);
+	return NULL;
 }
 
 json_t *nd_json_task(const Noded__TaskRecord *r)
 {
 	const Noded__TaskSpec *s = r->spec;
-	json_t *o, *cmd;
+	json_t *o = json_pack("{s:I, s:I, s:s}", "id", (json_int_t)r->id,
+			      "job_id", (json_int_t)r->job_id,
+			      "state", nd_task_state_name(r->state));
+	int err;
 
-	if (s && s->shell && s->shell[0]) {
-		cmd = json_string(s->shell);
-	} else {
-		cmd = json_array();
-		for (size_t i = 0; cmd && s && i < s->n_argv; i++)
-			if (json_array_append_new(cmd,
-						  json_string(str(s->argv[i]))))
-				goto err_cmd;
-	}
-	if (!cmd)
-		return NULL;
-	o = json_pack("{s:I, s:I, s:s, s:s, s:o, s:i, s:i, s:s, s:I, s:I, "
-		      "s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I}",
-		      "id", (json_int_t)r->id,
-		      "job_id", (json_int_t)r->job_id,
-		      "state", nd_task_state_name(r->state),
-		      "node", str(r->node),
-		      json_is_string(cmd) ? "shell" : "argv", cmd,
-		      "exit_code", (int)r->exit_code,
-		      "signal", (int)r->signal,
-		      "reason", str(r->reason),
-		      "submitted_unix_ms", (json_int_t)r->submitted_unix_ms,
-		      "started_unix_ms", (json_int_t)r->started_unix_ms,
-		      "ended_unix_ms", (json_int_t)r->ended_unix_ms,
-		      "utime_us", (json_int_t)r->utime_us,
-		      "stime_us", (json_int_t)r->stime_us,
-		      "max_rss_kib", (json_int_t)r->max_rss_kib,
-		      "attempt", (json_int_t)r->attempt,
-		      "output_bytes", (json_int_t)r->output_bytes,
-		      "truncated", (int)r->truncated,
-		      "watchers", (json_int_t)r->watchers);
-	/* json_pack steals cmd ("o") even when it fails. */
-	if (o && r->cancel_requested) /* only then: the shape stays */
-		json_object_set_new(o, "cancel_requested", json_true());
+	if (!o || nd_json_set_text(o, "node", r->node))
+		goto err_object;
+	if (s && s->shell && s->shell[0])
+		err = nd_json_set_text(o, "shell", s->shell);
+	else
+		err = nd_json_set_texts(o, "argv", s ? s->argv : NULL,
+					s ? s->n_argv : 0);
+	if (err || json_object_update_new(o, json_pack(
+			   "{s:i, s:i}", "exit_code", (int)r->exit_code,
+			   "signal", (int)r->signal)) ||
+	    nd_json_set_text(o, "reason", r->reason))
+		goto err_object;
+	if (json_object_update_new(o, json_pack(
+		    "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I}",
+		    "submitted_unix_ms", (json_int_t)r->submitted_unix_ms,
+		    "started_unix_ms", (json_int_t)r->started_unix_ms,
+		    "ended_unix_ms", (json_int_t)r->ended_unix_ms,
+		    "utime_us", (json_int_t)r->utime_us,
+		    "stime_us", (json_int_t)r->stime_us,
+		    "max_rss_kib", (json_int_t)r->max_rss_kib,
+		    "attempt", (json_int_t)r->attempt,
+		    "output_bytes", (json_int_t)r->output_bytes,
+		    "truncated", (int)r->truncated,
+		    "watchers", (json_int_t)r->watchers)))
+		goto err_object;
+	if (r->cancel_requested && /* only then: the shape stays */
+	    json_object_set_new(o, "cancel_requested", json_true()))
+		goto err_object;
 	return o;
-err_cmd:
-	json_decref(cmd);
+err_object:
+	json_decref(o);
 	return NULL;
 }
