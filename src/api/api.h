@@ -72,6 +72,7 @@ struct http_conn {
 	bool held;                    /* input held: too many queued */
 	bool in_data;                 /* inside http_parser_execute */
 	bool failed;                  /* answered an unparsable request */
+	size_t out_held;              /* bytes of req.out over all requests */
 };
 
 /* Routes a parsed request (routes.c). */
