@@ -703,6 +703,38 @@ Test(http, pipelined_metrics_without_reading_bounded_then_dropped)
 	EXPECT_HEALTHY(&d);
 }
 
+/*
+ * The other side of that limit: a client that pipelines more responses than
+ * --max-output and then reads them all gets every one, in order (holding
+ * and releasing its input never wedges the connection).
+ */
+Test(http, pipelined_responses_over_max_output_all_arrive)
+{
+	enum { REQS = 300 };
+	static const char one[] = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n"
+				  "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+	const char *extra[] = { "--max-output", "16384", NULL };
+	struct resp r;
+	int fd;
+
+	start(0, extra);
+	fd = conn_http();
+	for (int i = 0; i < REQS / 2; i++)
+		send_str(fd, one);
+	for (int i = 0; i < REQS; i++) {
+		read_resp(fd, &r, 10000);
+		cr_assert_eq(r.status, 200, "response %d: %d", i, r.status);
+		if (i % 2)
+			cr_assert_str_eq(jstr(r.json, "status"), "ok",
+					 "response %d out of order", i);
+		else
+			cr_assert(strstr(r.body, "noded_connections"),
+				  "response %d is not the metrics", i);
+		resp_free(&r);
+	}
+	close(fd);
+}
+
 /* Request headers that trickle in are cut off by --handshake-timeout with
  * 408, however each byte resets the idle timeout. */
 Test(http, trickled_request_headers_get_408)

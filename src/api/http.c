@@ -571,6 +571,8 @@ static size_t http_data(struct nd_conn *c, const uint8_t *p, size_t len)
 			hc->held = true;
 			nd_conn_hold(c, true);
 		}
+		if (over_output(hc))
+			nd_conn_want_drain(c); /* http_drained releases */
 		return n;
 	default:
 		parse_failed(hc);
