@@ -736,7 +736,8 @@ Test(http, pipelined_responses_over_max_output_all_arrive)
 }
 
 /* Request headers that trickle in are cut off by --handshake-timeout with
- * 408, however each byte resets the idle timeout. */
+ * 408, however each byte resets the idle timeout; a connection that sends
+ * nothing is closed after it too. */
 Test(http, trickled_request_headers_get_408)
 {
 	static const char head[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n"
@@ -759,6 +760,13 @@ Test(http, trickled_request_headers_get_408)
 	cr_expect_eq(r.status, 408, "%s", r.body);
 	resp_free(&r);
 	cr_expect(nd_test_expect_closed(fd, 5000) == 0);
+	close(fd);
+	/* a connection that never begins a request is closed too (the idle
+	 * timeout is 60 s) */
+	fd = conn_http();
+	cr_expect(nd_test_expect_closed(fd, 5000) == 0,
+		  "a silent HTTP connection was still open after 5 s "
+		  "(--handshake-timeout 1): %s", nd_test_why);
 	close(fd);
 }
 

@@ -601,7 +601,10 @@ static void http_open(struct nd_conn *c)
 		nd_conn_write(c, busy, sizeof(busy) - 1);
 		hc->failed = true;
 		nd_conn_close(c, true);
+		return;
 	}
+	/* the first request begins within it too (later ones: idle) */
+	nd_conn_deadline(c, c->shard->cfg->handshake_timeout_ms);
 }
 
 static void http_idle(struct nd_conn *c)
