@@ -678,3 +678,214 @@ Test(badinput, stream_client_vanishes_with_rst)
 {
 	stream_vanish(true);
 }
+
+/* ---- memory before authentication, partial frames, deadlines ---- */
+
+/* Highest RSS seen so far, sampled now (0 under ASan, where it means
+ * nothing). */
+static long rss_peak(long peak)
+{
+	long rss = d.asan ? 0 : nd_test_rss_kib(d.pid);
+
+	return rss > peak ? rss : peak;
+}
+
+/*
+ * Before Hello a frame may be 4 KiB, whatever --max-frame says: a longer
+ * length prefix is refused from its 4 bytes; after Hello (no token here)
+ * --max-frame applies.
+ */
+Test(badinput, frame_limit_is_small_before_hello)
+{
+	static uint8_t junk[4 + 8192];
+	static const uint8_t max16[4] = { 0x01, 0x00, 0x00, 0x00 };
+
+	memset(junk, 0xff, sizeof(junk));
+	DAEMON_START(&d);
+	/* 16 MiB is the default --max-frame: refused before Hello */
+	FATAL_BYTES(false, max16, 4, NODED__ERROR_CODE__FRAME_TOO_LARGE, 0);
+	junk[0] = 0, junk[1] = 0, junk[2] = 0x10, junk[3] = 0x01; /* 4097 */
+	FATAL_BYTES(false, junk, 4, NODED__ERROR_CODE__FRAME_TOO_LARGE, 0);
+	/* 4096 bytes is taken (and then is not a Frame) */
+	junk[2] = 0x10, junk[3] = 0x00;
+	FATAL_BYTES(false, junk, 4 + 4096, NODED__ERROR_CODE__BAD_FRAME, 0);
+	/* after Hello, 8192 bytes is taken too */
+	junk[2] = 0x20;
+	FATAL_BYTES(true, junk, 4 + 8192, NODED__ERROR_CODE__BAD_FRAME, 0);
+	FINISH(&d);
+}
+
+/*
+ * 40 connections send a 16 MiB length prefix and 2 MiB of body before
+ * Hello. Each gets FRAME_TOO_LARGE from the prefix alone; the master's RSS
+ * does not grow, a connection opened before is served throughout, and the
+ * RSS is near the baseline after.
+ */
+Test(badinput, unauthenticated_big_frames_cost_nothing, .timeout = 60)
+{
+	enum { N = 40, CHUNK = 256 * 1024, BODY = 2 << 20 };
+	static const uint8_t prefix[4] = { 0x01, 0x00, 0x00, 0x00 };
+	static uint8_t chunk[CHUNK];
+	int fds[N], other;
+	long peak = 0;
+
+	memset(chunk, 0xab, sizeof(chunk));
+	DAEMON_START(&d);
+	other = CONNECT_HELLO(&d);
+	for (int i = 0; i < N; i++) {
+		fds[i] = CONNECT(&d);
+		SEND_RAW(fds[i], prefix, sizeof(prefix));
+		/* refused or not, the rest is sent; a refused connection
+		 * discards it (or resets, which is fine too) */
+		for (size_t off = 0; off < BODY; off += CHUNK)
+			if (nd_test_send_raw(fds[i], chunk, CHUNK))
+				break;
+		peak = rss_peak(peak);
+		if (i == N / 2)
+			PING(other, 1);
+	}
+	nd_test_sleep_ms(300);
+	peak = rss_peak(peak);
+	cr_log_info("40 x (16 MiB prefix + 2 MiB) before Hello: RSS peak %ld "
+		    "KiB, baseline %ld KiB", peak, d.rss_base_kib);
+	if (!d.asan)
+		cr_assert(peak - d.rss_base_kib < ND_TEST_RSS_SLACK_KIB,
+			  "RSS grew by %ld KiB while strangers sent big frames "
+			  "before Hello (limit %d KiB)", peak - d.rss_base_kib,
+			  ND_TEST_RSS_SLACK_KIB);
+	ND_CHECK(nd_test_expect_error(fds[0], NODED__FRAME_KIND__REPLY,
+				      NODED__ERROR_CODE__FRAME_TOO_LARGE, 0));
+	PING(other, 2);
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+	close(other);
+	FINISH(&d);
+}
+
+/*
+ * After Hello the frames may be large, but what all connections keep of
+ * their partial frames is bounded by --input-budget: the connections that
+ * would pass it get RESOURCE_EXHAUSTED; RSS stays within the budget and
+ * comes back after they close; others are served throughout.
+ */
+Test(badinput, input_budget_bounds_partial_frames, .timeout = 60)
+{
+	enum { N = 10, CHUNK = 256 * 1024, BODY = 1536 * 1024 };
+	/* frames of 2 MiB; 4 MiB for all partial ones */
+	static const uint8_t prefix[4] = { 0x00, 0x20, 0x00, 0x00 };
+	static uint8_t chunk[CHUNK];
+	int fds[N], other, refused = 0;
+	long peak = 0;
+
+	memset(chunk, 0xab, sizeof(chunk));
+	DAEMON_START(&d, "--max-frame", "2097152", "--input-budget", "4194304");
+	other = CONNECT_HELLO(&d);
+	for (int i = 0; i < N; i++) {
+		fds[i] = CONNECT_HELLO(&d);
+		SEND_RAW(fds[i], prefix, sizeof(prefix));
+		for (size_t off = 0; off < BODY; off += CHUNK)
+			if (nd_test_send_raw(fds[i], chunk, CHUNK))
+				break;
+		peak = rss_peak(peak);
+	}
+	PING(other, 1);
+	for (int i = 0; i < N; i++) {
+		Noded__Frame *f = NULL;
+
+		if (nd_test_recv_frame(fds[i], 1000, &f))
+			continue; /* kept: its frame is within the budget */
+		cr_assert(f->body_case == NODED__FRAME__BODY_ERROR &&
+				  f->error->code ==
+					  NODED__ERROR_CODE__RESOURCE_EXHAUSTED &&
+				  strstr(f->error->message, "--input-budget"),
+			  "connection %d: want RESOURCE_EXHAUSTED naming "
+			  "--input-budget, got %s", i, nd_test_describe(f));
+		nd_frame_free(f, NULL);
+		refused++;
+	}
+	peak = rss_peak(peak);
+	cr_log_info("%d x (2 MiB prefix + 1.5 MiB) after Hello, budget 4 "
+		    "MiB: %d refused, RSS peak %ld KiB, baseline %ld KiB", N,
+		    refused, peak, d.rss_base_kib);
+	cr_assert(refused >= N - 2,
+		  "only %d of %d connections were refused; 1.5 MiB partial "
+		  "frames each, --input-budget 4 MiB keeps at most 2", refused,
+		  N);
+	if (!d.asan)
+		cr_assert(peak - d.rss_base_kib < 4096 + ND_TEST_RSS_SLACK_KIB,
+			  "RSS grew by %ld KiB with --input-budget 4 MiB",
+			  peak - d.rss_base_kib);
+	PING(other, 2);
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+	close(other);
+	FINISH(&d);
+}
+
+/* Reads the connection-fatal TIMEOUT and checks its message names what. */
+static void expect_timeout(int fd, const char *what)
+{
+	Noded__Frame *f = NULL;
+	int r = nd_test_recv_frame(fd, ND_TEST_TIMEOUT_MS, &f);
+
+	cr_assert(r == 0, "waiting for TIMEOUT (%s): %s", what, nd_test_why);
+	cr_assert(f->body_case == NODED__FRAME__BODY_ERROR &&
+			  f->error->code == NODED__ERROR_CODE__TIMEOUT &&
+			  strstr(f->error->message, what),
+		  "want TIMEOUT naming %s, got %s", what, nd_test_describe(f));
+	nd_frame_free(f, NULL);
+	EXPECT_CLOSED(fd);
+}
+
+/* Sends buf one byte every gap_ms until done or the peer is gone; returns
+ * the bytes sent. */
+static size_t trickle(int fd, const uint8_t *buf, size_t len, int gap_ms)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		if (nd_test_peer_closed(fd) || nd_test_send_raw(fd, buf + i, 1))
+			break;
+		nd_test_sleep_ms(gap_ms);
+	}
+	return i;
+}
+
+/*
+ * A slowloris: bytes that trickle in reset the idle timeout, so deadlines
+ * end it. Hello (and auth) must be done within --handshake-timeout, a
+ * connection silent from the start included; after it, a frame must be
+ * whole within --idle-timeout of its start.
+ */
+Test(badinput, trickled_handshake_and_frames_are_cut_off)
+{
+	Noded__Frame f;
+	Noded__HelloRequest h;
+	uint8_t hello[256], big[30] = { 0, 0, 0, 100 };
+	size_t len = 0, sent;
+	int silent, slow;
+
+	DAEMON_START(&d, "--handshake-timeout", "1", "--idle-timeout", "2");
+	/* silent from the start: the handshake deadline, before idle */
+	silent = CONNECT(&d);
+	/* Hello one byte every 400 ms: each byte beats --idle-timeout */
+	nd_test_frame_hello(&f, &h, 1, ND_PROTOCOL_VERSION);
+	ND_CHECK(nd_test_encode_append(hello, sizeof(hello), &len, &f));
+	slow = CONNECT(&d);
+	sent = trickle(slow, hello, len, 400);
+	cr_assert(sent < len, "a Hello trickled over %zu ms was taken",
+		  len * 400);
+	expect_timeout(silent, "--handshake-timeout");
+	expect_timeout(slow, "--handshake-timeout");
+	close(silent);
+	close(slow);
+	/* after Hello: a 100-byte frame, one byte every 300 ms (30 of them
+	 * at most: it is never whole, what matters is that it is cut off) */
+	slow = CONNECT_HELLO(&d);
+	sent = trickle(slow, big, 30, 300);
+	cr_assert(sent < 30, "a frame still trickled in after 9 s "
+		  "(--idle-timeout 2)");
+	expect_timeout(slow, "--idle-timeout");
+	close(slow);
+	FINISH(&d);
+}

@@ -739,6 +739,145 @@ Test(http, keep_alive_pipelining_and_pieces)
 	close(fd);
 }
 
+/*
+ * One client pipelines 30,000 GET /metrics (each tours every shard) and
+ * reads nothing: its responses count toward --max-output, so the master
+ * stops taking its requests (RSS bounded) and drops it after
+ * --stall-timeout; others are served meanwhile.
+ */
+Test(http, pipelined_metrics_without_reading_bounded_then_dropped)
+{
+	enum { REQS = 30000, BATCH = 500 };
+	static const char one[] = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
+	static char batch[BATCH * sizeof(one)];
+	const char *extra[] = { "--max-output", "65536", "--stall-timeout",
+				"2", NULL };
+	size_t len = 0, off = 0, sent_reqs = 0;
+	int64_t t0, closed_at = 0;
+	long peak = 0, rss;
+	struct resp r;
+	int fd, fl;
+
+	for (int i = 0; i < BATCH; i++, len += sizeof(one) - 1)
+		memcpy(batch + len, one, sizeof(one) - 1);
+	start(0, extra);
+	ND_CHECK(nd_test_daemon_baseline(&d));
+	fd = nd_test_connect_opts(http_port, 4096);
+	cr_assert(fd >= 0, "connect: %s", nd_test_why);
+	fl = fcntl(fd, F_GETFL);
+	fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+	t0 = nd_test_now_ms();
+	/* send for 4 s at most, then wait for the drop (10 s at most) */
+	while (nd_test_now_ms() - t0 < 14000) {
+		if (sent_reqs < REQS && nd_test_now_ms() - t0 < 4000) {
+			ssize_t n = send(fd, batch + off, len - off,
+					 MSG_NOSIGNAL);
+
+			if (n > 0) {
+				off += (size_t)n;
+				if (off == len) {
+					off = 0;
+					sent_reqs += BATCH;
+				}
+			} else if (n < 0 && errno != EAGAIN) {
+				closed_at = nd_test_now_ms();
+				break; /* reset: dropped */
+			}
+		}
+		nd_test_sleep_ms(10);
+		rss = d.asan ? 0 : nd_test_rss_kib(d.pid);
+		if (rss > peak)
+			peak = rss;
+		if (nd_test_peer_closed(fd)) {
+			closed_at = nd_test_now_ms();
+			break;
+		}
+	}
+	cr_log_info("pipelined /metrics: %zu requests sent, dropped after "
+		    "%lld ms, RSS peak %ld KiB, baseline %ld KiB", sent_reqs,
+		    closed_at ? (long long)(closed_at - t0) : -1LL, peak,
+		    d.rss_base_kib);
+	if (!d.asan)
+		cr_assert(peak - d.rss_base_kib < ND_TEST_RSS_SLACK_KIB,
+			  "RSS grew by %ld KiB while a client pipelined "
+			  "/metrics without reading (--max-output 65536)",
+			  peak - d.rss_base_kib);
+	cr_assert(closed_at, "a client that read nothing for 14 s was not "
+		  "dropped (--stall-timeout 2)");
+	close(fd);
+	req(&r, "GET", "/healthz", NULL);
+	cr_expect_eq(r.status, 200);
+	resp_free(&r);
+	EXPECT_HEALTHY(&d);
+}
+
+/*
+ * The other side of that limit: a client that pipelines more responses than
+ * --max-output and then reads them all gets every one, in order (holding
+ * and releasing its input never wedges the connection).
+ */
+Test(http, pipelined_responses_over_max_output_all_arrive)
+{
+	enum { REQS = 300 };
+	static const char one[] = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n"
+				  "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+	const char *extra[] = { "--max-output", "16384", NULL };
+	struct resp r;
+	int fd;
+
+	start(0, extra);
+	fd = conn_http();
+	for (int i = 0; i < REQS / 2; i++)
+		send_str(fd, one);
+	for (int i = 0; i < REQS; i++) {
+		read_resp(fd, &r, 10000);
+		cr_assert_eq(r.status, 200, "response %d: %d", i, r.status);
+		if (i % 2)
+			cr_assert_str_eq(jstr(r.json, "status"), "ok",
+					 "response %d out of order", i);
+		else
+			cr_assert(strstr(r.body, "noded_connections"),
+				  "response %d is not the metrics", i);
+		resp_free(&r);
+	}
+	close(fd);
+}
+
+/* Request headers that trickle in are cut off by --handshake-timeout with
+ * 408, however each byte resets the idle timeout; a connection that sends
+ * nothing is closed after it too. */
+Test(http, trickled_request_headers_get_408)
+{
+	static const char head[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n"
+				   "X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+	const char *extra[] = { "--handshake-timeout", "1", NULL };
+	struct resp r;
+	size_t i;
+	int fd;
+
+	start(0, extra);
+	fd = conn_http();
+	for (i = 0; head[i]; i++) {
+		if (nd_test_peer_closed(fd) || nd_test_send_raw(fd, head + i, 1))
+			break;
+		nd_test_sleep_ms(100);
+	}
+	cr_assert(head[i], "headers trickled over %zu ms were taken "
+		  "(--handshake-timeout 1)", i * 100);
+	read_resp(fd, &r, 5000);
+	cr_expect_eq(r.status, 408, "%s", r.body);
+	resp_free(&r);
+	cr_expect(nd_test_expect_closed(fd, 5000) == 0);
+	close(fd);
+	/* a connection that never begins a request is closed too (the idle
+	 * timeout is 60 s) */
+	fd = conn_http();
+	cr_expect(nd_test_expect_closed(fd, 5000) == 0,
+		  "a silent HTTP connection was still open after 5 s "
+		  "(--handshake-timeout 1): %s", nd_test_why);
+	close(fd);
+}
+
 Test(http, client_gone_during_follow)
 {
 	struct resp r;

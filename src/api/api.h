@@ -75,6 +75,7 @@ struct http_conn {
 	bool failed;                  /* answered an unparsable request */
 	char first[4];                /* the connection's first bytes (to */
 	unsigned first_len;           /* tell HTTP/2's preface: "PRI ") */
+	size_t out_held;              /* bytes of req.out over all requests */
 };
 
 /* Routes a parsed request (routes.c). */

@@ -76,6 +76,7 @@ static const char *reason(unsigned status)
 	case 401: return "Unauthorized";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
 	case 411: return "Length Required";
 	case 413: return "Content Too Large";
 	case 429: return "Too Many Requests";
@@ -85,6 +86,18 @@ static const char *reason(unsigned status)
 	case 505: return "HTTP Version Not Supported";
 	default: return "Unknown";
 	}
+}
+
+/*
+ * Output of a connection against --max-output: what the transport has
+ * queued plus the responses held behind the head of the queue. Over it no
+ * more requests are parsed; the transport itself stops reading, and drops
+ * the connection after --stall-timeout, when its own queue is over.
+ */
+static bool over_output(const struct http_conn *hc)
+{
+	return nd_conn_queued(hc->conn) + hc->out_held >
+	       hc->conn->shard->cfg->max_output;
 }
 
 /* Where a request's response goes now: straight out when it is the head of
@@ -99,6 +112,8 @@ static void emit(struct req *r, const void *p, size_t n)
 	}
 	if (nd_buf_put(&r->out, p, n))
 		r->failed = true; /* out of memory: the connection ends */
+	else
+		r->hc->out_held += n;
 }
 
 static void metrics_count(struct req *r, unsigned status)
@@ -213,12 +228,27 @@ void nd_http_stream_end(struct req *r)
 
 static void req_free(struct req *r)
 {
+	r->hc->out_held -= r->out.len;
 	nd_list_del(&r->link);
 	nd_buf_free(&r->body);
 	nd_buf_free(&r->out);
 	nd_buf_free(&r->acc);
 	json_decref(r->json);
 	free(r);
+}
+
+/* Takes requests again once few are queued and output is under the limit
+ * (else asks the transport to call http_drained when it has sent some). */
+static void release(struct http_conn *hc)
+{
+	if (!hc->held || hc->in_data || hc->nreqs >= MAX_QUEUED / 2)
+		return;
+	if (over_output(hc)) {
+		nd_conn_want_drain(hc->conn);
+		return;
+	}
+	hc->held = false;
+	nd_conn_hold(hc->conn, false);
 }
 
 /* Moves the responses that are complete off the head of the queue. */
@@ -232,7 +262,9 @@ static void advance(struct http_conn *hc)
 		if (!r->head) {
 			r->head = true;
 			nd_conn_write(c, r->out.data, r->out.len);
+			hc->out_held -= r->out.len;
 			nd_buf_free(&r->out);
+			nd_conn_check_output(c);
 		}
 		if (r->failed) {
 			nd_conn_close(c, false);
@@ -247,10 +279,8 @@ static void advance(struct http_conn *hc)
 		req_free(r);
 		hc->nreqs--;
 	}
-	if (hc->held && hc->nreqs < MAX_QUEUED / 2 && !hc->in_data) {
-		hc->held = false;
-		nd_conn_hold(c, false);
-	}
+	nd_conn_check_output(c);
+	release(hc);
 }
 
 /* The response of r is complete. */
@@ -345,6 +375,9 @@ static int on_begin(http_parser *p)
 	nd_list_add_tail(&hc->reqs, &r->link);
 	hc->nreqs++;
 	hc->cur = r;
+	/* the request line and headers must be whole in time, however
+	 * slowly they trickle */
+	nd_conn_deadline(hc->conn, hc->conn->shard->cfg->handshake_timeout_ms);
 	hc->header_bytes = 0;
 	hc->field_len = 0;
 	hc->in_value = false;
@@ -451,6 +484,8 @@ static int on_headers(http_parser *p)
 		r->too_large = true;
 		return -1;
 	}
+	/* the body, like a native frame, within --idle-timeout */
+	nd_conn_deadline(hc->conn, hc->conn->shard->cfg->idle_timeout_ms);
 	return 0;
 }
 
@@ -474,9 +509,11 @@ static int on_complete(http_parser *p)
 	struct req *r = cur(p);
 
 	hc->cur = NULL;
+	nd_conn_deadline(hc->conn, 0);
 	nd_api_route(r); /* r may be answered and freed by now */
-	/* Stop after each message while too many are queued. */
-	if (hc->nreqs >= MAX_QUEUED)
+	/* Stop after each message while too many are queued, or while the
+	 * responses are over the output limit. */
+	if (hc->nreqs >= MAX_QUEUED || over_output(hc))
 		http_parser_pause(p, 1);
 	return 0;
 }
@@ -554,15 +591,14 @@ static size_t http_data(struct nd_conn *c, const uint8_t *p, size_t len)
 			hc->held = true;
 			nd_conn_hold(c, true);
 		}
+		if (over_output(hc))
+			nd_conn_want_drain(c); /* http_drained releases */
 		return n;
 	default:
 		parse_failed(hc);
 		return len;
 	}
-	if (hc->nreqs < MAX_QUEUED / 2 && hc->held) {
-		hc->held = false;
-		nd_conn_hold(c, false);
-	}
+	release(hc);
 	return n;
 }
 
@@ -585,7 +621,10 @@ static void http_open(struct nd_conn *c)
 		nd_conn_write(c, busy, sizeof(busy) - 1);
 		hc->failed = true;
 		nd_conn_close(c, true);
+		return;
 	}
+	/* the first request begins within it too (later ones: idle) */
+	nd_conn_deadline(c, c->shard->cfg->handshake_timeout_ms);
 }
 
 static void http_idle(struct nd_conn *c)
@@ -611,6 +650,30 @@ static void http_close(struct nd_conn *c)
 static void http_drained(struct nd_conn *c)
 {
 	nd_svc_congested(c, false);
+	release(hc_of(c));
+}
+
+/* A request did not arrive whole in time (nd_conn_deadline): 408 when it
+ * is the one being answered next; the transport closes after. */
+static void http_expired(struct nd_conn *c)
+{
+	struct http_conn *hc = hc_of(c);
+	struct req *r = hc->cur;
+
+	hc->failed = true;
+	if (!r || !r->head)
+		return;
+	hc->cur = NULL;
+	r->close = true;
+	nd_buf_free(&r->body);
+	nd_http_error(r, 408, "request not whole in time (--handshake-timeout "
+		      "for the headers, --idle-timeout for the body)");
+}
+
+/* The transport could not keep input for us (held, over the budget). */
+static void http_input_full(struct nd_conn *c, int err)
+{
+	hc_of(c)->failed = true;
 }
 
 const struct nd_conn_ops nd_http_ops = {
@@ -622,6 +685,8 @@ const struct nd_conn_ops nd_http_ops = {
 	.close = http_close,
 	.drained = http_drained,
 	.deliver = http_deliver,
+	.expired = http_expired,
+	.input_full = http_input_full,
 };
 
 /* ---- helpers for the routes ---- */

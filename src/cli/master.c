@@ -22,7 +22,13 @@ static void usage(FILE *f)
 		"                         port 0 picks a free one)\n"
 		"  --shards N             event-loop threads (default: CPUs)\n"
 		"  --name NAME            node name (default: host name)\n"
-		"  --max-frame BYTES      largest frame accepted (default 16777216)\n"
+		"  --max-frame BYTES      largest frame accepted once authenticated\n"
+		"                         (default 16777216; before: 4096)\n"
+		"  --input-budget BYTES   memory for partial frames over all\n"
+		"                         connections (default 67108864, or 4\n"
+		"                         times --max-frame if more)\n"
+		"  --handshake-timeout SECS  Hello and auth, or an HTTP request's\n"
+		"                         headers, must arrive within (default 10)\n"
 		"  --max-conns N          connections at once (default 65536)\n"
 		"  --idle-timeout SECS    close silent connections (default 60, 0 off)\n"
 		"  --max-output BYTES     per-connection output before reading\n"
@@ -144,6 +150,8 @@ int nd_cli_master(int argc, char **argv)
 		{ "http-max-body", required_argument, NULL, 'B' },
 		{ "http-insecure-token", no_argument, NULL, 'X' },
 		{ "data-dir", required_argument, NULL, 'D' },
+		{ "input-budget", required_argument, NULL, 'b' },
+		{ "handshake-timeout", required_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -245,6 +253,18 @@ int nd_cli_master(int argc, char **argv)
 			}
 			data_dir = optarg;
 			break;
+		case 'b':
+			if (!nd_cli_uint("--input-budget", optarg, 4096,
+					 1ull << 40, &v))
+				return 2;
+			cfg.input_budget = v;
+			break;
+		case 'W':
+			if (!nd_cli_uint("--handshake-timeout", optarg, 1, 3600,
+					 &v))
+				return 2;
+			cfg.handshake_timeout_ms = (uint32_t)v * 1000;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -260,6 +280,14 @@ int nd_cli_master(int argc, char **argv)
 	}
 	if (!nd_cli_retention_check(&cfg))
 		return 2;
+	if (cfg.input_budget && cfg.input_budget <
+	    (uint64_t)(cfg.max_frame ? cfg.max_frame : 16u << 20) + 4) {
+		fprintf(stderr, "noded: --input-budget %llu is under "
+			"--max-frame: a frame of the largest size could never "
+			"be received; raise --input-budget or lower "
+			"--max-frame\n", (unsigned long long)cfg.input_budget);
+		return 2;
+	}
 	if (!idle_set)
 		cfg.idle_timeout_ms = 60000;
 	if (http && !http_insecure && !http_on_loopback(http))

@@ -26,11 +26,16 @@ struct nd_config {
 	unsigned buf_size;           /* bytes each; 4096 */
 	uint64_t http_max_body;      /* HTTP request body limit; 1 MiB */
 	uint64_t max_queue;          /* tasks waiting on the master; 1000000 */
+	uint64_t input_budget;       /* kept partial input over all conns;
+				      * 64 MiB or 4 max_frame if more */
+	uint32_t handshake_timeout_ms; /* Hello and auth, or an HTTP request's
+					* headers, must arrive within; 10 s */
 };
 
 #define ND_OUTPUT_CAP_DEFAULT (1ull << 20)
 #define ND_TASK_HISTORY_DEFAULT 10000ull
 #define ND_OUTPUT_BUDGET_DEFAULT (256ull << 20)
+#define ND_INPUT_BUDGET_DEFAULT (64ull << 20)
 
 /* Fills every zero field with its default. */
 void nd_config_defaults(struct nd_config *cfg);

@@ -7,6 +7,15 @@
  * spanning buffers) is copied into c->in. The buffer goes back to the ring at
  * once.
  *
+ * Kept input is bounded twice: per connection by max_frame plus one receive
+ * ring (in_limit), and over the whole server by cfg->input_budget, counted
+ * in srv->input_bytes by buffer capacity. A connection that would pass
+ * either is refused (ops->input_full) and closed; the protocol keeps the
+ * frame limit small until the peer is authenticated, so strangers cannot
+ * use the budget up alone. A held connection stops reading at HOLD_KEEP.
+ * Buffers shrink as they empty, and the memory of big ones that were freed
+ * goes back to the system on the next tick (nd_shard_trim).
+ *
  * Output: the protocol appends to c->out; before each submit the shard starts
  * one send per dirty connection (all replies of an iteration coalesced). While
  * a send is in flight new output collects in c->out; the two buffers swap.
@@ -34,9 +43,17 @@
 
 #include "core/conn.h"
 #include "core/log.h"
+#include "core/server.h"
 
 #define OUT_MIN 256
 #define OUT_KEEP (64 * 1024)   /* larger buffers are freed once drained */
+#define IN_MIN 512
+#define HOLD_KEEP (64 * 1024)  /* input kept while held before reading stops */
+#define TRIM_AFTER (4u << 20)  /* freed buffer bytes before nd_shard_trim */
+/* mimalloc decommits freed pages only once they have been free for its
+ * delays (25 ms for pages, 500 ms for segments): collecting sooner finds
+ * nothing to return. */
+#define TRIM_DELAY_MS 1000
 
 static size_t queued(const struct nd_conn *c)
 {
@@ -57,6 +74,27 @@ static size_t in_limit(const struct nd_shard *s)
 {
 	return (size_t)s->cfg->max_frame + 4 +
 	       (size_t)s->buf_count * s->buf_size;
+}
+
+/* Charges n more bytes of kept input to the server's budget; false (nothing
+ * charged) when that would pass it. */
+static bool budget_take(struct nd_conn *c, size_t n)
+{
+	struct nd_server *srv = c->shard->srv;
+	uint64_t was = atomic_fetch_add_explicit(&srv->input_bytes, n,
+						 memory_order_relaxed);
+
+	if (was + n <= c->shard->cfg->input_budget)
+		return true;
+	atomic_fetch_sub_explicit(&srv->input_bytes, n, memory_order_relaxed);
+	return false;
+}
+
+static void budget_give(struct nd_conn *c, size_t n)
+{
+	if (n)
+		atomic_fetch_sub_explicit(&c->shard->srv->input_bytes, n,
+					  memory_order_relaxed);
 }
 
 static void buf_return(struct nd_shard *s, unsigned bid)
@@ -106,6 +144,7 @@ static void conn_kill(struct nd_conn *c)
 	nd_list_del(&c->lazy);
 	nd_list_del(&c->rearm);
 	nd_list_del(&c->stall);
+	nd_list_del(&c->timed);
 	nd_list_move_tail(&s->dead, &c->link);
 }
 
@@ -117,6 +156,12 @@ static void stall_start(struct nd_conn *c)
 	}
 }
 
+/* Input kept while held has reached its bound: reading waits for release. */
+static bool hold_full(const struct nd_conn *c)
+{
+	return (c->flags & ND_CONN_HELD) && c->in_len >= HOLD_KEEP;
+}
+
 static void want_recv(struct nd_conn *c)
 {
 	if (!(c->flags & (ND_CONN_RECV_ARMED | ND_CONN_DEAD | ND_CONN_EOF)) &&
@@ -124,40 +169,80 @@ static void want_recv(struct nd_conn *c)
 		nd_list_add_tail(&c->shard->rearm, &c->rearm);
 }
 
-/* Keeps p[0..n) for later; false when that would pass the input limit. */
-static bool in_append(struct nd_conn *c, const uint8_t *p, size_t n)
+/*
+ * Keeps p[0..n) for later. 0, -EMSGSIZE (over in_limit), -ENOBUFS (over the
+ * server's input budget) or -ENOMEM; nothing is kept on failure.
+ */
+static int in_append(struct nd_conn *c, const uint8_t *p, size_t n)
 {
-	size_t need = c->in_len + n;
+	size_t need = c->in_len + n, limit = in_limit(c->shard);
 
-	if (need > in_limit(c->shard))
-		return false;
+	if (need > limit)
+		return -EMSGSIZE;
 	if (need > c->in_cap) {
-		size_t cap = c->in_cap ? c->in_cap : 512;
+		size_t cap = c->in_cap ? c->in_cap : IN_MIN;
 		uint8_t *in;
 
 		while (cap < need)
 			cap *= 2;
+		if (cap > limit)
+			cap = limit;
+		if (!budget_take(c, cap - c->in_cap))
+			return -ENOBUFS;
 		in = realloc(c->in, cap);
-		if (!in)
-			return false;
+		if (!in) {
+			budget_give(c, cap - c->in_cap);
+			return -ENOMEM;
+		}
 		c->in = in;
 		c->in_cap = cap;
 	}
 	memcpy(c->in + c->in_len, p, n);
 	c->in_len = need;
-	return true;
+	return 0;
 }
 
+/* Big buffers freed count toward giving memory back (nd_conn_reap). */
+static void note_freed(struct nd_shard *s, size_t cap)
+{
+	if (cap > OUT_KEEP)
+		s->freed_bytes += cap;
+}
+
+static void in_free(struct nd_conn *c)
+{
+	budget_give(c, c->in_cap);
+	note_freed(c->shard, c->in_cap);
+	free(c->in);
+	c->in = NULL;
+	c->in_len = c->in_cap = 0;
+}
+
+/* Drops the first n kept bytes; a big buffer that is mostly empty shrinks,
+ * so one large frame does not pin its buffer for the connection's life. */
 static void in_consume(struct nd_conn *c, size_t n)
 {
+	size_t cap = c->in_cap;
+	uint8_t *in;
+
 	c->in_len -= n;
 	if (c->in_len == 0) {
-		free(c->in);
-		c->in = NULL;
-		c->in_cap = 0;
-	} else if (n) {
-		memmove(c->in, c->in + n, c->in_len);
+		in_free(c);
+		return;
 	}
+	if (n)
+		memmove(c->in, c->in + n, c->in_len);
+	if (cap <= OUT_KEEP || c->in_len > cap / 4)
+		return;
+	while (cap > IN_MIN && cap / 2 >= 2 * c->in_len)
+		cap /= 2;
+	in = realloc(c->in, cap);
+	if (!in)
+		return; /* keeps the larger one */
+	budget_give(c, c->in_cap - cap);
+	note_freed(c->shard, c->in_cap - cap);
+	c->in = in;
+	c->in_cap = cap;
 }
 
 static void pause_input(struct nd_conn *c)
@@ -170,10 +255,51 @@ static void pause_input(struct nd_conn *c)
 	nd_list_del(&c->rearm);
 }
 
+/* Held connections pause too: holding is the protocol's, this is ours. */
 static void check_watermark(struct nd_conn *c)
 {
-	if (queued(c) > c->shard->cfg->max_output && nd_conn_readable(c))
+	if (queued(c) > c->shard->cfg->max_output &&
+	    !(c->flags & (ND_CONN_PAUSED | ND_CONN_CLOSING | ND_CONN_DEAD)))
 		pause_input(c);
+}
+
+void nd_conn_check_output(struct nd_conn *c)
+{
+	check_watermark(c);
+}
+
+/* Closes c (with flush) from outside ops->data; its kept input, which is
+ * discarded from now on, is freed at once. */
+static void end_unread(struct nd_conn *c)
+{
+	nd_conn_close(c, true);
+	if (c->in_len)
+		in_free(c);
+}
+
+/* Kept input could not grow (err from in_append): refuse the peer. */
+static void input_refused(struct nd_conn *c, int err)
+{
+	char peer[64];
+
+	nd_conn_peer_name(c, peer, sizeof(peer));
+	ND_LOG(ND_LOG_WARN, "conn.dropped", ND_U("shard", c->shard->id),
+	       ND_S("peer", peer),
+	       ND_S("msg", err == -ENOBUFS ?
+			   "input budget of the server used up (--input-budget): "
+			   "closing the connection that would pass it" :
+		    err == -EMSGSIZE ? "too much input kept: closing" :
+				       "out of memory for input: closing"),
+	       ND_U("limit_bytes", err == -ENOBUFS ?
+					   c->shard->cfg->input_budget :
+					   (uint64_t)in_limit(c->shard)));
+	if (!c->ops->input_full) {
+		conn_kill(c);
+		in_free(c);
+		return;
+	}
+	c->ops->input_full(c, err);
+	end_unread(c);
 }
 
 /* Hands kept input to the protocol (after a resume, or with new bytes). */
@@ -184,6 +310,10 @@ static void feed_kept(struct nd_conn *c)
 	if (!c->in_len || !nd_conn_readable(c))
 		return;
 	used = c->ops->data(c, c->in, c->in_len);
+	if (c->flags & (ND_CONN_CLOSING | ND_CONN_DEAD)) {
+		in_free(c); /* discarded from now on */
+		return;
+	}
 	in_consume(c, used);
 	check_watermark(c);
 }
@@ -192,6 +322,7 @@ static void input(struct nd_conn *c, const uint8_t *p, size_t n)
 {
 	size_t used = 0;
 	bool direct = !c->in_len && nd_conn_readable(c);
+	int err;
 
 	if (direct) {
 		used = c->ops->data(c, p, n);
@@ -199,19 +330,15 @@ static void input(struct nd_conn *c, const uint8_t *p, size_t n)
 	}
 	if (used == n || (c->flags & (ND_CONN_CLOSING | ND_CONN_DEAD)))
 		return; /* all consumed, or the rest is discarded */
-	if (!in_append(c, p + used, n - used)) {
-		char peer[64];
-
-		nd_conn_peer_name(c, peer, sizeof(peer));
-		ND_LOG(ND_LOG_WARN, "conn.dropped", ND_U("shard", c->shard->id),
-		       ND_S("peer", peer),
-		       ND_S("msg", "too much input kept: dropping connection"),
-		       ND_U("limit_bytes", in_limit(c->shard)));
-		conn_kill(c);
+	err = in_append(c, p + used, n - used);
+	if (err) {
+		input_refused(c, err);
 		return;
 	}
 	if (!direct)
 		feed_kept(c);
+	if (hold_full(c) && (c->flags & ND_CONN_RECV_ARMED))
+		cancel_op(c, ND_TAG_RECV);
 }
 
 static void resume(struct nd_conn *c)
@@ -219,7 +346,8 @@ static void resume(struct nd_conn *c)
 	c->flags &= ~ND_CONN_PAUSED;
 	nd_list_del(&c->stall);
 	feed_kept(c);
-	if (nd_conn_readable(c))
+	if (nd_conn_readable(c) ||
+	    ((c->flags & ND_CONN_HELD) && !hold_full(c)))
 		want_recv(c);
 }
 
@@ -446,6 +574,7 @@ void nd_conn_on_send(struct nd_conn *c, struct io_uring_cqe *cqe)
 	}
 	c->tx_len = c->tx_off = 0;
 	if (c->tx_cap > OUT_KEEP) {
+		note_freed(s, c->tx_cap);
 		free(c->tx);
 		c->tx = NULL;
 		c->tx_cap = 0;
@@ -506,8 +635,9 @@ void nd_conn_on_recv(struct nd_conn *c, struct io_uring_cqe *cqe)
 		}
 	}
 	if (!(c->flags & ND_CONN_RECV_ARMED) &&
-	    (nd_conn_readable(c) || (c->flags & (ND_CONN_CLOSING |
-						 ND_CONN_HELD))))
+	    (nd_conn_readable(c) || (c->flags & ND_CONN_CLOSING) ||
+	     ((c->flags & ND_CONN_HELD) && !(c->flags & ND_CONN_PAUSED) &&
+	      !hold_full(c))))
 		want_recv(c);
 }
 
@@ -525,6 +655,18 @@ void nd_conn_hold(struct nd_conn *c, bool hold)
 		want_recv(c);
 }
 
+void nd_conn_deadline(struct nd_conn *c, uint32_t ms)
+{
+	if (!ms) {
+		nd_list_del(&c->timed);
+		return;
+	}
+	c->deadline_ms = c->shard->now_ms + ms;
+	if (!nd_list_linked(&c->timed) && !(c->flags & (ND_CONN_CLOSING |
+							ND_CONN_DEAD)))
+		nd_list_add_tail(&c->shard->timed, &c->timed);
+}
+
 void nd_conn_close(struct nd_conn *c, bool flush)
 {
 	if (c->flags & ND_CONN_DEAD)
@@ -537,6 +679,7 @@ void nd_conn_close(struct nd_conn *c, bool flush)
 		return;
 	c->flags |= ND_CONN_CLOSING;
 	c->flags &= ~ND_CONN_PAUSED;
+	nd_list_del(&c->timed);
 	if (nd_list_linked(&c->lazy))
 		nd_conn_commit(c, 0);
 	stall_start(c);
@@ -573,6 +716,10 @@ static void conn_free(struct nd_conn *c)
 	c->ops->close(c);
 	close(c->fd);
 	nd_list_del(&c->link);
+	budget_give(c, c->in_cap);
+	note_freed(s, c->in_cap);
+	note_freed(s, c->out_cap);
+	note_freed(s, c->tx_cap);
 	free(c->in);
 	free(c->out);
 	free(c->tx);
@@ -593,6 +740,8 @@ void nd_conn_reap(struct nd_shard *s)
 		if (!c->inflight)
 			conn_free(c);
 	}
+	if (s->freed_bytes >= TRIM_AFTER && !s->trim_due_ms)
+		s->trim_due_ms = s->now_ms + TRIM_DELAY_MS;
 }
 
 void nd_conn_sweep(struct nd_shard *s)
@@ -610,6 +759,17 @@ void nd_conn_sweep(struct nd_shard *s)
 		if (s->now_ms - c->stall_since_ms >= cfg->stall_timeout_ms)
 			conn_kill(c);
 	}
+	for (n = s->timed.next; n != &s->timed; n = next) {
+		struct nd_conn *c = nd_container_of(n, struct nd_conn, timed);
+
+		next = n->next;
+		if (s->now_ms < c->deadline_ms || !nd_conn_readable(c))
+			continue; /* not due, or we are the ones not reading */
+		nd_list_del(&c->timed);
+		if (c->ops->expired)
+			c->ops->expired(c);
+		end_unread(c);
+	}
 	if (!cfg->idle_timeout_ms)
 		return;
 	for (n = s->conns.next; n != &s->conns; n = next) {
@@ -621,7 +781,7 @@ void nd_conn_sweep(struct nd_shard *s)
 		if (c->flags & ND_CONN_CLOSING)
 			continue;
 		c->ops->idle(c);
-		nd_conn_close(c, true);
+		end_unread(c);
 	}
 }
 

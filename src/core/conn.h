@@ -1,7 +1,8 @@
 /*
  * A transport connection on a shard: a socket driven by io_uring (multishot
  * recv from the shard's buffer ring, coalesced sends), with bounded output,
- * backpressure, idle and stall timeouts. The protocol on top (src/rpc) sees
+ * backpressure, idle and stall timeouts, deadlines set by the protocol, and
+ * a server-wide budget for kept input. The protocol on top (src/rpc) sees
  * only bytes in (nd_conn_ops.data) and bytes out (nd_conn_reserve/commit),
  * never the socket, so another transport can replace this one.
  *
@@ -45,11 +46,13 @@ struct nd_conn {
 	unsigned inflight;            /* io_uring operations referring to us */
 	uint64_t last_active_ms;
 	uint64_t stall_since_ms;
+	uint64_t deadline_ms;         /* see nd_conn_deadline */
 	struct nd_list link;          /* shard->conns, by activity */
 	struct nd_list dirty;         /* shard->dirty */
 	struct nd_list lazy;          /* shard->lazy */
 	struct nd_list rearm;         /* shard->rearm */
 	struct nd_list stall;         /* shard->stalled */
+	struct nd_list timed;         /* shard->timed: a deadline is set */
 
 	uint8_t *in;                  /* unconsumed input (partial frame) */
 	size_t in_len, in_cap;
@@ -83,6 +86,15 @@ struct nd_conn_ops {
 	 * server (the node service's replies and stream items); optional:
 	 * without it they are queued as they are. */
 	void (*deliver)(struct nd_conn *c, const uint8_t *frames, size_t len);
+	/* The deadline set with nd_conn_deadline() passed: say why
+	 * (optional). The connection is closed after, with flush. */
+	void (*expired)(struct nd_conn *c);
+	/* Input it left could not be kept (optional): err is -EMSGSIZE
+	 * (over this connection's limit, max_frame plus one receive ring),
+	 * -ENOBUFS (the server's input_budget is used up by the kept input
+	 * of all connections) or -ENOMEM. Say why; the connection is closed
+	 * after, with flush. Without it the connection is dropped. */
+	void (*input_full)(struct nd_conn *c, int err);
 };
 
 static inline void *nd_conn_state(struct nd_conn *c)
@@ -122,10 +134,33 @@ static inline bool nd_conn_readable(const struct nd_conn *c)
 /*
  * The protocol takes no more input until released (hold false), for its own
  * reasons (an HTTP client pipelining more than it will queue). Reading goes
- * on, so a peer's close is still seen; what arrives is kept, within the
- * input limit, and handed over on release.
+ * on, so a peer's close is still seen, until 64 KiB are kept; then it stops
+ * until the release, which hands the kept input over.
  */
 void nd_conn_hold(struct nd_conn *c, bool hold);
+
+/*
+ * Arms (ms > 0: that many ms from now, replacing any earlier one) or clears
+ * (ms == 0) the protocol's deadline on c: when it passes while c is readable,
+ * ops->expired runs and c is closed. For handshakes and requests that must
+ * arrive whole in time however slowly their bytes trickle (the idle timeout
+ * is reset by every byte). Checked on the shard's 250 ms tick.
+ */
+void nd_conn_deadline(struct nd_conn *c, uint32_t ms);
+
+/* Is a deadline armed on c? */
+static inline bool nd_conn_has_deadline(const struct nd_conn *c)
+{
+	return nd_list_linked(&c->timed);
+}
+
+/*
+ * Pauses reading c when its queued output is over max_output (backpressure,
+ * then the stall timeout), as happens by itself after each call to
+ * ops->data; for protocols that also queue output at other times (HTTP
+ * responses that complete later).
+ */
+void nd_conn_check_output(struct nd_conn *c);
 
 /*
  * Room for n bytes of output; write them and call nd_conn_commit(c, n).
@@ -165,7 +200,9 @@ void nd_conn_on_send(struct nd_conn *c, struct io_uring_cqe *cqe);
 void nd_conn_flush_all(struct nd_shard *s);
 /* On each tick: lazy output goes out; idle and stall timeouts. */
 void nd_conn_sweep(struct nd_shard *s);
-/* Frees the conns that died and that no operation refers to any more. */
+/* Frees the conns that died and that no operation refers to any more.
+ * Once a few MiB of buffers were freed, the allocator is asked to return
+ * its free memory to the system (nd_shard_trim). */
 void nd_conn_reap(struct nd_shard *s);
 /* "HOST:PORT" of the peer ("" when unknown). */
 void nd_conn_peer_name(const struct nd_conn *c, char *buf, size_t len);

@@ -57,6 +57,13 @@ void nd_config_defaults(struct nd_config *cfg)
 		cfg->buf_size = 4096;
 	if (!cfg->http_max_body)
 		cfg->http_max_body = 1u << 20;
+	if (!cfg->input_budget) {
+		cfg->input_budget = ND_INPUT_BUDGET_DEFAULT;
+		if (cfg->input_budget < 4 * ((uint64_t)cfg->max_frame + 4))
+			cfg->input_budget = 4 * ((uint64_t)cfg->max_frame + 4);
+	}
+	if (!cfg->handshake_timeout_ms)
+		cfg->handshake_timeout_ms = 10000;
 }
 
 int nd_parse_addr(const char *s, struct sockaddr_storage *out, socklen_t *len)
@@ -362,6 +369,7 @@ int nd_server_start(struct nd_server *srv)
 		nd_list_init(&s->lazy);
 		nd_list_init(&s->rearm);
 		nd_list_init(&s->stalled);
+		nd_list_init(&s->timed);
 		nd_list_init(&s->dead);
 		s->wake_fd = eventfd(0, EFD_CLOEXEC);
 		if (s->wake_fd < 0 ||

@@ -47,6 +47,11 @@ struct nd_server {
 	void (*shard_start)(struct nd_shard *s, void *arg);
 	void *shard_start_arg;
 	atomic_bool stop;
+	/* Bytes of input kept by all connections of all shards (frames that
+	 * span receive buffers, held HTTP requests), against
+	 * cfg.input_budget. Touched only when a connection's kept-input
+	 * buffer is allocated, resized or freed, never per request. */
+	_Atomic uint64_t input_bytes;
 	atomic_uint drained;            /* shards done draining */
 	sem_t started;                  /* posted by each shard after set-up */
 	unsigned nstarted;              /* shard threads created */

@@ -12,6 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef ND_NO_MIMALLOC
+#include <mimalloc.h>
+#endif
+
 #include "core/conn.h"
 #include "core/server.h"
 #include "core/log.h"
@@ -23,6 +27,17 @@ uint64_t nd_now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void nd_shard_trim(struct nd_shard *s)
+{
+	s->freed_bytes = 0;
+	s->trim_due_ms = 0;
+#ifndef ND_NO_MIMALLOC
+	/* Frees empty pages and decommits the delayed ones of this thread's
+	 * heap now instead of at its next allocations, which may not come. */
+	mi_collect(true);
+#endif
 }
 
 int nd_uring_init(struct io_uring *ring, unsigned entries, unsigned cq_entries,
@@ -310,6 +325,8 @@ static void start_drain(struct nd_shard *s)
 static void on_tick(struct nd_shard *s)
 {
 	nd_conn_sweep(s);
+	if (s->trim_due_ms && s->now_ms >= s->trim_due_ms)
+		nd_shard_trim(s);
 	if (s->svc_tick)
 		s->svc_tick(s);
 	if (s->draining && s->now_ms >= s->drain_deadline_ms)

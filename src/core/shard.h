@@ -89,9 +89,13 @@ struct nd_shard {
 	struct nd_list lazy;            /* only lazy output queued */
 	struct nd_list rearm;           /* recv to re-arm after ENOBUFS/resume */
 	struct nd_list stalled;         /* paused or closing with output left */
+	struct nd_list timed;           /* with a protocol deadline armed */
 	struct nd_list dead;            /* killed, waiting for their ops */
 	struct nd_u64map serials;       /* protocol connection serial -> conn */
 	unsigned nconns;
+	size_t freed_bytes;             /* big connection buffers freed since
+					 * the last nd_shard_trim */
+	uint64_t trim_due_ms;           /* when to call it (0: not due) */
 	_Atomic unsigned load;          /* nconns, for the acceptor (atomic) */
 
 	int wake_fd;                    /* eventfd, written by the main thread */
@@ -138,5 +142,13 @@ int nd_uring_init(struct io_uring *ring, unsigned entries, unsigned cq_entries,
 		  unsigned *flags_out);
 
 uint64_t nd_now_ms(void);
+
+/*
+ * Asks the allocator to give the free memory of this thread back to the
+ * system (mimalloc keeps freed pages committed until something collects
+ * them; a shard that goes quiet after a burst would hold them for good).
+ * A no-op in the sanitizer build, which has its own allocator.
+ */
+void nd_shard_trim(struct nd_shard *s);
 
 #endif

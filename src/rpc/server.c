@@ -1,4 +1,5 @@
 /* Frame parsing and method dispatch for server connections: see server.h. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,14 +197,44 @@ static void dispatch(struct nd_conn *c, const Noded__Frame *f)
 		    nd_now_ns() - t0);
 }
 
+/* The frame limit for c now: small until the peer is authenticated. */
+static uint32_t max_frame(struct nd_conn *c)
+{
+	uint32_t max = c->shard->cfg->max_frame;
+
+	if (!nd_rpc(c)->authed && max > ND_PREAUTH_MAX_FRAME)
+		max = ND_PREAUTH_MAX_FRAME;
+	return max;
+}
+
+/*
+ * After a batch of input: before authentication the handshake deadline set
+ * in rpc_open stands; after it, a partial frame left over must be whole
+ * within --idle-timeout of the last frame that completed (the idle timeout
+ * alone is reset by every byte, so one byte a second would hold the
+ * connection and its buffer for ever).
+ */
+static void frame_deadline(struct nd_conn *c, bool progress, bool partial)
+{
+	uint32_t ms = c->shard->cfg->idle_timeout_ms;
+
+	if (!nd_rpc(c)->authed || !nd_conn_readable(c))
+		return;
+	if (!partial || !ms)
+		nd_conn_deadline(c, 0);
+	else if (progress || !nd_conn_has_deadline(c))
+		nd_conn_deadline(c, ms);
+}
+
 /* Consumes whole frames while the connection may read; see nd_conn_ops. */
 static size_t rpc_data(struct nd_conn *c, const uint8_t *p, size_t len)
 {
-	uint32_t max = c->shard->cfg->max_frame;
+	uint32_t max;
 	size_t off = 0, need;
 	int64_t n;
 
 	while (nd_conn_readable(c)) {
+		max = max_frame(c);
 		n = nd_frame_peek(p + off, len - off, max, &need);
 		if (n == ND_EEMPTYFRAME) {
 			nd_rpc_fatal(c, 0, NODED__ERROR_CODE__EMPTY_FRAME,
@@ -212,11 +243,12 @@ static size_t rpc_data(struct nd_conn *c, const uint8_t *p, size_t len)
 		}
 		if (n == ND_EFRAMETOOBIG) {
 			nd_rpc_fatal(c, 0, NODED__ERROR_CODE__FRAME_TOO_LARGE,
-				     "frame length %u is over the maximum %u",
+				     "frame length %u is over the maximum %u%s",
 				     (uint32_t)p[off] << 24 |
 					     (uint32_t)p[off + 1] << 16 |
 					     (uint32_t)p[off + 2] << 8 | p[off + 3],
-				     max);
+				     max, max < c->shard->cfg->max_frame ?
+						  " before authentication" : "");
 			break;
 		}
 		if (n == 0 || need > len - off)
@@ -224,6 +256,7 @@ static size_t rpc_data(struct nd_conn *c, const uint8_t *p, size_t len)
 		on_frame(c, p + off + ND_FRAME_HDR, (size_t)n);
 		off += need;
 	}
+	frame_deadline(c, off > 0, off < len);
 	return off;
 }
 
@@ -245,10 +278,52 @@ static void rpc_open(struct nd_conn *c)
 			     "out of memory");
 		return;
 	}
-	if (c->flags & ND_CONN_OVERLOAD)
+	if (c->flags & ND_CONN_OVERLOAD) {
 		nd_rpc_fatal(c, 0, NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
 			     "too many connections (--max-conns %u)",
 			     c->shard->cfg->max_conns);
+		return;
+	}
+	nd_conn_deadline(c, c->shard->cfg->handshake_timeout_ms);
+}
+
+/* The handshake, or a partial frame, did not complete in time. */
+static void rpc_expired(struct nd_conn *c)
+{
+	const struct nd_config *cfg = c->shard->cfg;
+	struct nd_rpc_conn *rc = nd_rpc(c);
+
+	if (!rc->authed) {
+		nd_rpc_fatal(c, 0, NODED__ERROR_CODE__TIMEOUT,
+			     "%s not done within %u ms (--handshake-timeout), "
+			     "closing", rc->hello ? "auth" : "hello",
+			     cfg->handshake_timeout_ms);
+		return;
+	}
+	nd__rpc_assign_end(c, NODED__ERROR_CODE__TIMEOUT,
+			   "partial frame timeout");
+	nd_rpc_fatal(c, 0, NODED__ERROR_CODE__TIMEOUT,
+		     "a frame begun was not whole after %u ms (--idle-timeout), "
+		     "closing", cfg->idle_timeout_ms);
+}
+
+/* The transport could not keep our partial frame. */
+static void rpc_input_full(struct nd_conn *c, int err)
+{
+	const struct nd_config *cfg = c->shard->cfg;
+
+	nd__rpc_assign_end(c, NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
+			   "input refused");
+	if (err == -ENOBUFS)
+		nd_rpc_fatal(c, 0, NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
+			     "the server's memory for partial frames is used "
+			     "up (--input-budget %llu bytes), closing",
+			     (unsigned long long)cfg->input_budget);
+	else
+		nd_rpc_fatal(c, 0, NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
+			     "input not kept (%s), closing",
+			     err == -EMSGSIZE ? "over the frame limit" :
+						"out of memory");
 }
 
 static void rpc_idle(struct nd_conn *c)
@@ -290,4 +365,6 @@ const struct nd_conn_ops nd_rpc_server_ops = {
 	.drain = rpc_drain,
 	.close = rpc_close,
 	.drained = rpc_drained,
+	.expired = rpc_expired,
+	.input_full = rpc_input_full,
 };

@@ -35,6 +35,15 @@ struct nd_rpc_conn {
 
 #define ND_NAME_MAX 253
 
+/*
+ * Largest frame taken before the peer is authenticated (Hello, then Auth
+ * with a token; Hello alone without one): both fit with room to spare
+ * (a Hello is at most about 600 bytes). --max-frame applies after, or here
+ * when it is smaller. So a stranger can make the master keep at most this
+ * much of a partial frame, and only until --handshake-timeout.
+ */
+#define ND_PREAUTH_MAX_FRAME 4096u
+
 /* The server side of the noded protocol, for nd_conn_adopt/nd_server. */
 extern const struct nd_conn_ops nd_rpc_server_ops;
 
