@@ -328,8 +328,11 @@ static void wait_node_alive(void)
 		struct resp r;
 		bool ok;
 
+		/* ALIVE and reported: a node has no slots until its first
+		 * report, which follows its registration */
 		req(&r, "GET", "/v1/nodes/w1", NULL);
-		ok = r.status == 200 && !strcmp(jstr(r.json, "state"), "ALIVE");
+		ok = r.status == 200 && !strcmp(jstr(r.json, "state"), "ALIVE") &&
+		     json_integer_value(json_object_get(r.json, "slots_total")) > 0;
 		resp_free(&r);
 		if (ok)
 			return;

@@ -314,7 +314,11 @@ static int64_t wait_node(const char *name, const char *want, int timeout_ms)
 
 	for (;;) {
 		json_t *arr = nodes_get(), *n = node_find(arr, name);
-		bool ok = n && !strcmp(jstr(n, "state"), want);
+		/* ALIVE also means reported: a node has no slots before its
+		 * first report, which follows its registration */
+		bool ok = n && !strcmp(jstr(n, "state"), want) &&
+			  (strcmp(want, "ALIVE") ||
+			   json_integer_value(json_object_get(n, "slots_total")));
 
 		snprintf(last, sizeof(last), "%s", n ? jdump(n) : "absent");
 		json_decref(arr);
