@@ -1054,13 +1054,12 @@ static void cgroup2_mount(char *out, size_t size)
 		fclose(f);
 }
 
-Test(exec, cgroup_removed_when_task_and_helper_end)
+/* The cgroup directory of helper pid (ours is its parent's), into dir. */
+static void helper_cgroup(pid_t pid, char *dir, size_t size)
 {
-	char mnt[512], own[512] = "", dir[1200], line[600];
-	struct result r;
+	char mnt[512], own[512] = "", line[600];
 	FILE *f;
 
-	use_mode(true);
 	cgroup2_mount(mnt, sizeof(mnt));
 	f = fopen("/proc/self/cgroup", "re");
 	while (f && fgets(line, sizeof(line), f))
@@ -1069,8 +1068,18 @@ Test(exec, cgroup_removed_when_task_and_helper_end)
 	if (f)
 		fclose(f);
 	cr_assert(mnt[0] && own[0], "mount '%s', cgroup '%s'", mnt, own);
-	snprintf(dir, sizeof(dir), "%s%s/noded-%d/t5", mnt,
-		 strcmp(own, "/") ? own : "", (int)hpid);
+	snprintf(dir, size, "%s%s/noded-%d", mnt, strcmp(own, "/") ? own : "",
+		 (int)pid);
+}
+
+Test(exec, cgroup_removed_when_task_and_helper_end)
+{
+	char dir[1200];
+	struct result r;
+
+	use_mode(true);
+	helper_cgroup(hpid, dir, sizeof(dir) - 8);
+	strcat(dir, "/t5");
 	run(5, &(struct spawn_args){ .shell = "sleep 30 & echo $!" }, &r);
 	EXPECT_EXIT(&r, 0);
 	cr_assert(gone_within(atoi(r.out), 2000), "background sleep lives");
@@ -1084,6 +1093,38 @@ Test(exec, cgroup_removed_when_task_and_helper_end)
 	stop_helper();
 	cr_assert(access(dir, F_OK) < 0, "%s left after the helper exited",
 		  dir);
+}
+
+/* A helper killed with SIGKILL cannot kill its tasks; the next helper
+ * that starts kills what it left in its cgroups and removes them. */
+Test(exec, next_helper_sweeps_a_dead_helpers_cgroups)
+{
+	char arg[32], shell[96], dir[1200];
+	struct result r = { 0 };
+	pid_t gc, old;
+	int fds[2];
+
+	use_mode(true);
+	snprintf(arg, sizeof(arg), "1006.%d", (int)getpid());
+	snprintf(shell, sizeof(shell), "setsid sleep %s & sleep 30", arg);
+	send_spawn(1, &(struct spawn_args){ .shell = shell });
+	expect_started(1, &r, fds);
+	gc = find_sleep(arg, 3000);
+	cr_assert(gc > 0, "sleep %s never started", arg);
+	old = hpid;
+	helper_cgroup(old, dir, sizeof(dir));
+	cr_assert(kill(hpid, SIGKILL) == 0);
+	cr_assert(wait_helper(ND_TEST_TIMEOUT_MS) >= 0);
+	close(hfd);
+	hfd = -1;
+	close(fds[0]);
+	close(fds[1]);
+	cr_assert(kill(gc, 0) == 0, "sleep died with its helper");
+	start_helper();
+	cr_assert(sleep_gone_within(gc, arg, 3000),
+		  "sleep %d of dead helper %d still runs", (int)gc, (int)old);
+	cr_assert(access(dir, F_OK) < 0, "%s left behind", dir);
+	free_result(&r);
 }
 
 Test(exec, task_tag_in_environment)

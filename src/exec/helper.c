@@ -257,6 +257,69 @@ static int own_cgroup_dir(char *dir, size_t size)
 	return ret;
 }
 
+static int cgroup_signal(int fd, bool has_kill, int sig);
+
+/*
+ * Kills and removes what a helper that died (SIGKILL, a crash) left in
+ * dir: each noded-<pid> whose pid no longer exists, its task cgroups first
+ * (their processes are killed; a cgroup still populated after that is
+ * left for the next helper that starts). A pid that was reused keeps its
+ * directory: it is left alone. Its tasks already ended as failed on the
+ * worker that ran them ("the exec helper died").
+ */
+static void cgroup_sweep_dead(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		long pid;
+		char *end;
+		int base;
+		DIR *td;
+		struct dirent *te;
+
+		if (strncmp(de->d_name, "noded-", 6))
+			continue;
+		pid = strtol(de->d_name + 6, &end, 10);
+		if (*end || pid <= 0 || kill((pid_t)pid, 0) == 0 ||
+		    errno != ESRCH)
+			continue;
+		base = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY |
+			      O_CLOEXEC);
+		if (base < 0)
+			continue;
+		td = fdopendir(dup(base));
+		while (td && (te = readdir(td))) {
+			int fd;
+
+			if (te->d_name[0] != 't')
+				continue;
+			fd = openat(base, te->d_name, O_RDONLY | O_DIRECTORY |
+				    O_CLOEXEC);
+			if (fd < 0)
+				continue;
+			cgroup_signal(fd, true, SIGKILL);
+			close(fd);
+			for (int i = 0; i < 20 && unlinkat(base, te->d_name,
+							  AT_REMOVEDIR) < 0 &&
+			     errno == EBUSY; i++)
+				usleep(10000);
+		}
+		if (td)
+			closedir(td);
+		close(base);
+		if (!unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR))
+			ND_LOG(ND_LOG_INFO, "helper.cgroup_swept",
+			       ND_S("cgroup", de->d_name),
+			       ND_S("msg", "removed what a dead exec helper "
+				    "left"));
+	}
+	closedir(d);
+}
+
 /*
  * Chooses the kill mode: cgroup mode when NODED_CGROUP is not "off" and
  * we can make <our cgroup>/noded-<pid> (root, or a delegated cgroup);
@@ -276,6 +339,8 @@ static void cgroup_setup(struct helper *h)
 		return;
 	}
 	ret = own_cgroup_dir(dir, sizeof(dir));
+	if (!ret)
+		cgroup_sweep_dead(dir);
 	if (!ret && (size_t)snprintf(h->cg_path, sizeof(h->cg_path),
 				     "%s/noded-%d", dir, (int)getpid()) >=
 			    sizeof(h->cg_path))
