@@ -1123,6 +1123,8 @@ Test(exec, next_helper_sweeps_a_dead_helpers_cgroups)
 	start_helper();
 	cr_assert(sleep_gone_within(gc, arg, 3000),
 		  "sleep %d of dead helper %d still runs", (int)gc, (int)old);
+	for (int i = 0; i < 150 && access(dir, F_OK) == 0; i++)
+		nd_test_sleep_ms(20);
 	cr_assert(access(dir, F_OK) < 0, "%s left behind", dir);
 	free_result(&r);
 }
