@@ -321,7 +321,8 @@ static void cgroup_sweep_dead(const char *dir)
 }
 
 /*
- * Chooses the kill mode: cgroup mode when NODED_CGROUP is not "off" and
+ * Chooses the kill mode: cgroup mode when NODED_CGROUP is not "off" (the
+ * variable is removed from our environment, so commands do not see it) and
  * we can make <our cgroup>/noded-<pid> (root, or a delegated cgroup);
  * whether tasks can really be born there is learnt at the first spawn.
  * Logs the choice. Tree mode needs nothing.
@@ -329,11 +330,14 @@ static void cgroup_sweep_dead(const char *dir)
 static void cgroup_setup(struct helper *h)
 {
 	const char *knob = getenv("NODED_CGROUP");
+	bool off = knob && !strcmp(knob, "off");
 	char dir[PATH_MAX];
 	int ret;
 
+	/* the daemon's knob, not the commands' (as NODED_LOG_*) */
+	unsetenv("NODED_CGROUP");
 	h->cg_base = -1;
-	if (knob && !strcmp(knob, "off")) {
+	if (off) {
 		ND_LOG(ND_LOG_DEBUG, "helper.kill_mode", ND_S("mode", "tree"),
 		       ND_S("why", "NODED_CGROUP=off"));
 		return;
