@@ -109,6 +109,7 @@ struct helper {
 	int sock;
 	int sigfd;
 	int cg_base;       /* noded-<pid> directory fd; -1: tree mode */
+	bool cg_off;       /* new tasks in tree mode (clone3 refused) */
 	bool cg_has_kill;  /* cgroup.kill exists */
 	char cg_path[PATH_MAX];
 	struct cg_left *cg_left;
@@ -368,16 +369,21 @@ static void cgroup_setup(struct helper *h)
 	       ND_S("path", h->cg_path), ND_B("cgroup_kill", h->cg_has_kill));
 }
 
-/* Leaves cgroup mode for good (after a failure that will repeat). */
-static void cgroup_off(struct helper *h, int err)
+/*
+ * clone3 refused to start a command in its cgroup with err: when that will
+ * repeat (a kernel without CLONE_INTO_CGROUP, a cgroup that cannot take
+ * processes, not allowed), new tasks use tree mode from now on; tasks
+ * already in cgroups keep them (cg_base stays open for their removal).
+ */
+static void cgroup_refused(struct helper *h, int err)
 {
+	if (err == EAGAIN || err == ENOMEM || err == EINTR || h->cg_off)
+		return;
+	h->cg_off = true;
 	ND_LOG(ND_LOG_WARN, "helper.kill_mode", ND_S("mode", "tree"),
 	       ND_S("path", h->cg_path), ND_S("why", strerror(err)),
 	       ND_S("msg", "cannot start commands in a cgroup; killing "
 		    "their process trees found in /proc instead"));
-	unlinkat(AT_FDCWD, h->cg_path, AT_REMOVEDIR);
-	close(h->cg_base);
-	h->cg_base = -1;
 }
 
 /* Creates and opens t's cgroup; t->cg_fd stays -1 (tree mode for t) when
@@ -387,7 +393,7 @@ static void cgroup_make(struct helper *h, struct task *t)
 	char name[32];
 
 	t->cg_fd = -1;
-	if (h->cg_base < 0)
+	if (h->cg_base < 0 || h->cg_off)
 		return;
 	snprintf(name, sizeof(name), "t%llu", (unsigned long long)t->id);
 	if (mkdirat(h->cg_base, name, 0755) < 0 && errno != EEXIST) {
@@ -573,15 +579,16 @@ static ssize_t own_children(pid_t *v, size_t max)
 /*
  * Tree mode: sends sig to t's process (unless reaped), its descendants,
  * and the processes reparented to us that carry t's tag, with their
- * descendants. Once t's process has exited its children are ours, so a
- * look at our own children settles the common case (none tagged) without
- * walking /proc.
+ * descendants; returns how many processes other than t's got it. Once t's
+ * process has exited its children are ours, so a look at our own children
+ * settles the common case (none tagged) without walking /proc.
  */
-static void tree_signal(struct helper *h, struct task *t, int sig)
+static int tree_signal(struct helper *h, struct task *t, int sig)
 {
 	pid_t self = getpid(), kids[256];
 	struct pent *v = NULL;
 	bool changed, any = false;
+	int signalled = 0;
 	ssize_t n;
 
 	if (t->exited) {
@@ -591,11 +598,11 @@ static void tree_signal(struct helper *h, struct task *t, int sig)
 			      has_tag(kids[i], t->tag);
 		if (n >= 0 && (size_t)n < sizeof(kids) / sizeof(kids[0]) &&
 		    !any)
-			return;
+			return 0;
 	}
 	n = proc_list(&v);
 	if (n < 0)
-		return;
+		return 0;
 	for (ssize_t i = 0; i < n; i++)
 		v[i].in = (!t->exited && v[i].pid == t->pid) ||
 			  (v[i].ppid == self && !is_task_pid(h, v[i].pid) &&
@@ -616,27 +623,31 @@ static void tree_signal(struct helper *h, struct task *t, int sig)
 		}
 	} while (changed);
 	for (ssize_t i = 0; i < n; i++)
-		if (v[i].in && v[i].pid != self)
-			kill(v[i].pid, sig);
+		if (v[i].in && v[i].pid != self && kill(v[i].pid, sig) == 0 &&
+		    v[i].pid != t->pid)
+			signalled++;
 	free(v);
+	return signalled;
 }
 
 /*
  * Sends sig to the whole tree of task t: its process group and, in cgroup
- * mode, every process of its cgroup, in tree mode what tree_signal finds.
- * The contract callers rely on: t is still tracked and its pid not yet
- * reaped (so its group id cannot have been reused); with SIGKILL, every
- * process of the tree that the mode can find is dead or dying when it
- * returns (a cgroup that is not yet empty is killed again by
- * cgroup_remove). Errors are ignored: what is gone needs no signal.
+ * mode, every process of its cgroup (atomically for SIGKILL with
+ * cgroup.kill), in tree mode what tree_signal finds (twice for SIGKILL
+ * when it found any, for the children forked meanwhile).
+ * The contract callers rely on: t's pid is not yet reaped (a zombie is
+ * fine: set t->exited), so its group id cannot have been reused; with
+ * SIGKILL, every process of the tree that the mode can find is dead or
+ * dying when it returns (a cgroup that is not yet empty is killed again
+ * by cgroup_remove). Errors are ignored: what is gone needs no signal.
  */
 static void kill_tree(struct helper *h, struct task *t, int sig)
 {
 	kill(-t->pid, sig);
 	if (t->cg_fd >= 0)
 		cgroup_signal(t->cg_fd, h->cg_has_kill, sig);
-	else
-		tree_signal(h, t, sig);
+	else if (tree_signal(h, t, sig) > 0 && sig == SIGKILL)
+		tree_signal(h, t, sig); /* what forked during the first walk */
 }
 
 /* ---- a task's cgroup, once it ended ---- */
@@ -804,7 +815,7 @@ static void start_task(struct helper *h, const Noded__ExecSpawn *sp)
 		/* born outside it (or not at all): tree mode from now on */
 		cgroup_remove(h, t->cg_fd, t->id);
 		t->cg_fd = -1;
-		cgroup_off(h, o.cgroup_err);
+		cgroup_refused(h, o.cgroup_err);
 	}
 	if (err) {
 		if (t->cg_fd >= 0)
