@@ -793,6 +793,8 @@ void nd_runner_connected(struct nd_runner *r, uint64_t instance)
  */
 static void cut_pipes(struct rtask *t)
 {
+	bool held = false;
+
 	t->pipes_cut = true;
 	for (int i = 0; i < 2; i++) {
 		struct pipe_rd *p = t->p[i];
@@ -805,15 +807,18 @@ static void cut_pipes(struct rtask *t)
 		if (fl >= 0)
 			fcntl(p->fd, F_SETFL, fl | O_NONBLOCK);
 		if (!p->reading)
-			continue;
+			continue; /* waits for an ack; its next read won't */
+		held = true; /* empty, yet no EOF: someone has it open */
 		sqe = nd_shard_sqe(t->r->s);
 		io_uring_prep_cancel64(sqe, ND_UD(&p->op, ND_TAG_OP), 0);
 		io_uring_sqe_set_data64(sqe, ND_TAG_IGNORE);
 	}
-	ND_LOG(ND_LOG_WARN, "task.pipes_held", ND_U("task", t->id),
-	       ND_S("msg", "the task's process ended and its tree was "
-		    "killed, but something else still holds its output "
-		    "pipes; ending it with the output read so far"));
+	if (held)
+		ND_LOG(ND_LOG_WARN, "task.pipes_held", ND_U("task", t->id),
+		       ND_S("msg", "the task's process ended and its tree "
+			    "was killed, but something else still holds its "
+			    "output pipes; ending it with the output read so "
+			    "far"));
 }
 
 void nd_runner_tick(struct nd_runner *r)
