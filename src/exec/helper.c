@@ -13,7 +13,9 @@
  *
  * Every signal the helper sends to a task goes to its whole tree
  * (kill_tree), found one of two ways, chosen when the helper starts:
- * - cgroup mode: each task is born in a cgroup v2 of its own,
+ * - cgroup mode: each task is born in a cgroup v2 of its own (clone3
+ *   with CLONE_INTO_CGROUP: in it before its first instruction, see
+ *   spawn_in_cgroup in command.c),
  *   <our cgroup>/noded-<helper pid>/t<task key>, so whatever it forks,
  *   setsid or double-fork included, stays in it (only a privileged
  *   process that writes itself into another cgroup leaves). SIGKILL is
@@ -26,9 +28,9 @@
  *   setsid does not change a parent), and every process reparented to us
  *   (its parent died: a double fork) whose environment still carries the
  *   task's NODED_TASK_TAG, with their descendants. Missed: a process
- *   whose chain to us was cut and that also exec'd with a cleared
- *   environment, or moved itself out of our reach (another subreaper
- *   that is not in the tree, a PID namespace).
+ *   whose chain to the task was cut (it was reparented to us) and that
+ *   also exec'd with a cleared or changed NODED_TASK_TAG; and, being a
+ *   walk and not atomic, children forked faster than two walks see.
  * When a task's process ends, for whatever reason, its tree is killed
  * with SIGKILL before its ExecExited is sent.
  *
@@ -812,7 +814,7 @@ static void start_task(struct helper *h, const Noded__ExecSpawn *sp)
 	err = nd_exec_command_start_opts(sp, &o, &t->pid, fds, reason,
 					 sizeof(reason));
 	if (o.cgroup_err && t->cg_fd >= 0) {
-		/* born outside it (or not at all): tree mode from now on */
+		/* born outside it, or not at all: tree mode for this task */
 		cgroup_remove(h, t->cg_fd, t->id);
 		t->cg_fd = -1;
 		cgroup_refused(h, o.cgroup_err);
