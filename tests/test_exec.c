@@ -95,8 +95,43 @@ static void start_helper(void)
 	cr_assert(hfd >= 0 && hpid > 0);
 }
 
+/* Processes a test expects gone (killed in .fini when the test failed). */
+static pid_t strays[4];
+
+/* True when /proc/pid/cmdline is exactly `sleep arg`. */
+static bool is_sleep(pid_t pid, const char *arg)
+{
+	char path[64], buf[128], want[64];
+	int fd, wlen;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	wlen = snprintf(want, sizeof(want), "sleep%c%s", '\0', arg) + 1;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	return n == wlen && !memcmp(buf, want, (size_t)wlen);
+}
+
 static void stop_helper(void)
 {
+	for (size_t i = 0; i < sizeof(strays) / sizeof(strays[0]); i++)
+		if (strays[i] > 0 && kill(strays[i], 0) == 0) {
+			char path[64], buf[16] = "";
+			int fd;
+
+			snprintf(path, sizeof(path), "/proc/%d/comm",
+				 (int)strays[i]);
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd >= 0 && read(fd, buf, sizeof(buf) - 1) > 0 &&
+			    !strncmp(buf, "sleep", 5))
+				kill(strays[i], SIGKILL);
+			if (fd >= 0)
+				close(fd);
+			strays[i] = 0;
+		}
 	if (hfd >= 0)
 		close(hfd);
 	hfd = -1;
@@ -778,6 +813,337 @@ Test(exec, own_process_group)
 	cr_assert_neq(atoi(r.out), getpgrp());
 	free_result(&r);
 }
+
+/* ---- whole trees: setsid, double fork (cgroup and tree modes) ---- */
+
+/*
+ * Restarts the helper in the kill mode wanted: cgroup (the default where
+ * a cgroup v2 is writable; the test is skipped elsewhere) or tree
+ * (NODED_CGROUP=off). For cgroup mode, checks that a task really runs in
+ * <helper's cgroup>/noded-<helper pid>/t<id>.
+ */
+static void use_mode(bool cgroup)
+{
+	char want[64];
+	struct result r;
+
+	stop_helper();
+	if (cgroup)
+		unsetenv("NODED_CGROUP");
+	else
+		setenv("NODED_CGROUP", "off", 1);
+	start_helper();
+	unsetenv("NODED_CGROUP");
+	run(90, &(struct spawn_args){ .argv = ARGV("cat", "/proc/self/cgroup") },
+	    &r);
+	EXPECT_EXIT(&r, 0);
+	snprintf(want, sizeof(want), "/noded-%d/t90\n", (int)hpid);
+	if (cgroup && !strstr(r.out, want)) {
+		bool v2 = false;
+		char line[512];
+		FILE *f = fopen("/proc/self/mountinfo", "re");
+
+		while (f && fgets(line, sizeof(line), f))
+			v2 |= strstr(line, " - cgroup2 ") != NULL;
+		if (f)
+			fclose(f);
+		cr_assert(!v2 || geteuid() != 0,
+			  "cgroup v2 mounted and we are root, but the task "
+			  "ran in '%s' (want ...%s)", r.out, want);
+		free_result(&r);
+		cr_skip_test("no writable cgroup v2 here: cgroup mode not "
+			     "testable");
+	}
+	if (!cgroup)
+		cr_assert(!strstr(r.out, "/noded-"), "tree mode, but the task "
+			  "ran in cgroup '%s'", r.out);
+	free_result(&r);
+}
+
+/* The pid of `sleep arg` once it exists (within ms), or 0. */
+static pid_t find_sleep(const char *arg, int ms)
+{
+	int64_t end = nd_test_now_ms() + ms;
+
+	do {
+		DIR *d = opendir("/proc");
+		struct dirent *de;
+		pid_t found = 0;
+
+		cr_assert_not_null(d);
+		while (!found && (de = readdir(d))) {
+			pid_t pid = (pid_t)atoi(de->d_name);
+
+			if (pid > 0 && is_sleep(pid, arg))
+				found = pid;
+		}
+		closedir(d);
+		if (found) {
+			strays[0] = strays[0] ? strays[0] : found;
+			return found;
+		}
+		nd_test_sleep_ms(20);
+	} while (nd_test_now_ms() < end);
+	return 0;
+}
+
+/* Waits up to ms until no process runs `sleep arg` (a zombie counts as
+ * gone: its parent may reap it later). */
+static bool sleep_gone_within(pid_t pid, const char *arg, int ms)
+{
+	int64_t end = nd_test_now_ms() + ms;
+
+	while (is_sleep(pid, arg)) {
+		if (nd_test_now_ms() >= end)
+			return false;
+		nd_test_sleep_ms(10);
+	}
+	return true;
+}
+
+/* `setsid sh -c 'sleep A' & sleep 30` with a timeout: the setsid'd
+ * grandchild holds the pipes; it must die with the rest, the pipes reach
+ * EOF and the task ends TIMED_OUT. */
+static void setsid_timeout(bool cgroup)
+{
+	char arg[32], shell[128];
+	struct result r = { 0 };
+	int fds[2];
+	pid_t gc;
+
+	use_mode(cgroup);
+	snprintf(arg, sizeof(arg), "1001.%d", (int)getpid());
+	snprintf(shell, sizeof(shell), "setsid sh -c 'sleep %s' & sleep 30",
+		 arg);
+	send_spawn(1, &(struct spawn_args){ .shell = shell,
+					    .timeout_ms = 1500,
+					    .grace_ms = 500 });
+	expect_started(1, &r, fds);
+	gc = find_sleep(arg, 1400);
+	cr_assert(gc > 0, "sleep %s never started", arg);
+	read_pipes(fds, &r, 1500 + 500 + 3000);
+	expect_exited(1, &r, 2000);
+	cr_assert(r.x->timed_out, "not timed out: '%s'", r.x->reason);
+	cr_assert(sleep_gone_within(gc, arg, 2000),
+		  "setsid'd sleep %d outlived its task", (int)gc);
+	free_result(&r);
+}
+
+Test(exec, setsid_grandchild_killed_on_timeout_cgroup)
+{
+	setsid_timeout(true);
+}
+
+Test(exec, setsid_grandchild_killed_on_timeout_tree)
+{
+	setsid_timeout(false);
+}
+
+/* A double fork (its parent exits: reparented to the helper) in its own
+ * session, then cancel. */
+static void double_fork_cancel(bool cgroup)
+{
+	char arg[32], shell[160];
+	struct result r = { 0 };
+	int64_t t0;
+	int fds[2];
+	pid_t gc;
+
+	use_mode(cgroup);
+	snprintf(arg, sizeof(arg), "1002.%d", (int)getpid());
+	snprintf(shell, sizeof(shell),
+		 "(setsid sh -c 'sleep %s &' &) ; sleep 30", arg);
+	send_spawn(2, &(struct spawn_args){ .shell = shell });
+	expect_started(2, &r, fds);
+	gc = find_sleep(arg, 3000);
+	cr_assert(gc > 0, "sleep %s never started", arg);
+	t0 = nd_test_now_ms();
+	send_kill(2);
+	read_pipes(fds, &r, 5000);
+	expect_exited(2, &r, 2000);
+	cr_assert(r.x->cancelled, "not cancelled: '%s'", r.x->reason);
+	cr_assert(nd_test_now_ms() - t0 < 4000, "cancel took %lld ms",
+		  (long long)(nd_test_now_ms() - t0));
+	cr_assert(sleep_gone_within(gc, arg, 2000),
+		  "double-forked sleep %d outlived its task", (int)gc);
+	free_result(&r);
+}
+
+Test(exec, double_fork_killed_on_cancel_cgroup)
+{
+	double_fork_cancel(true);
+}
+
+Test(exec, double_fork_killed_on_cancel_tree)
+{
+	double_fork_cancel(false);
+}
+
+/* A command that exits normally: what it left in another session, or
+ * double-forked, dies with it; its output arrives whole. */
+static void leftovers_killed_at_exit(bool cgroup)
+{
+	char a1[32], a2[32], shell[512];
+	struct result r;
+	pid_t p1, p2;
+
+	use_mode(cgroup);
+	snprintf(a1, sizeof(a1), "1003.%d", (int)getpid());
+	snprintf(a2, sizeof(a2), "1004.%d", (int)getpid());
+	snprintf(shell, sizeof(shell),
+		 "setsid sh -c 'sleep %s' & (setsid sh -c 'sleep %s &' &); "
+		 "while ! pgrep -fx 'sleep %s' >/dev/null || "
+		 "! pgrep -fx 'sleep %s' >/dev/null; do sleep 0.05; done; "
+		 "head -c 300000 /dev/zero | tr '\\\\0' x; echo; echo done",
+		 a1, a2, a1, a2);
+	send_spawn(3, &(struct spawn_args){ .shell = shell });
+	{
+		int fds[2];
+
+		memset(&r, 0, sizeof(r));
+		expect_started(3, &r, fds);
+		p1 = find_sleep(a1, 5000);
+		p2 = find_sleep(a2, 5000);
+		strays[1] = p1;
+		strays[2] = p2;
+		read_pipes(fds, &r, 8000);
+		expect_exited(3, &r, 2000);
+	}
+	EXPECT_EXIT(&r, 0);
+	cr_assert_eq(r.out_len, 300000 + 1 + 5, "stdout %zu bytes",
+		     r.out_len);
+	cr_assert(!strcmp(r.out + 300001, "done\n"), "stdout ends '%s'",
+		  r.out + 300001);
+	cr_assert(p1 > 0 && p2 > 0, "sleeps not found: %d %d", (int)p1,
+		  (int)p2);
+	cr_assert(sleep_gone_within(p1, a1, 2000),
+		  "setsid'd sleep %d outlived its task", (int)p1);
+	cr_assert(sleep_gone_within(p2, a2, 2000),
+		  "double-forked sleep %d outlived its task", (int)p2);
+	free_result(&r);
+}
+
+Test(exec, leftovers_killed_at_exit_cgroup)
+{
+	leftovers_killed_at_exit(true);
+}
+
+Test(exec, leftovers_killed_at_exit_tree)
+{
+	leftovers_killed_at_exit(false);
+}
+
+/* The mount point of the cgroup2 hierarchy (root "/" only), or "". */
+static void cgroup2_mount(char *out, size_t size)
+{
+	char line[1024];
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	out[0] = '\0';
+	while (f && fgets(line, sizeof(line), f)) {
+		char root[512], mnt[512];
+
+		if (!strstr(line, " - cgroup2 ") ||
+		    sscanf(line, "%*s %*s %*s %511s %511s", root, mnt) != 2 ||
+		    strcmp(root, "/"))
+			continue;
+		snprintf(out, size, "%s", mnt);
+		break;
+	}
+	if (f)
+		fclose(f);
+}
+
+/* The cgroup directory of helper pid (ours is its parent's), into dir. */
+static void helper_cgroup(pid_t pid, char *dir, size_t size)
+{
+	char mnt[512], own[512] = "", line[600];
+	FILE *f;
+
+	cgroup2_mount(mnt, sizeof(mnt));
+	f = fopen("/proc/self/cgroup", "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "0::", 3))
+			sscanf(line + 3, "%511s", own);
+	if (f)
+		fclose(f);
+	cr_assert(mnt[0] && own[0], "mount '%s', cgroup '%s'", mnt, own);
+	snprintf(dir, size, "%s%s/noded-%d", mnt, strcmp(own, "/") ? own : "",
+		 (int)pid);
+}
+
+Test(exec, cgroup_removed_when_task_and_helper_end)
+{
+	char dir[1200];
+	struct result r;
+
+	use_mode(true);
+	helper_cgroup(hpid, dir, sizeof(dir) - 8);
+	strcat(dir, "/t5");
+	run(5, &(struct spawn_args){ .shell = "sleep 30 & echo $!" }, &r);
+	EXPECT_EXIT(&r, 0);
+	cr_assert(gone_within(atoi(r.out), 2000), "background sleep lives");
+	for (int i = 0; i < 100 && access(dir, F_OK) == 0; i++)
+		nd_test_sleep_ms(20);
+	cr_assert(access(dir, F_OK) < 0, "%s still there", dir);
+	free_result(&r);
+	*strrchr(dir, '/') = '\0';
+	cr_assert(access(dir, F_OK) == 0, "%s missing while the helper runs",
+		  dir);
+	stop_helper();
+	cr_assert(access(dir, F_OK) < 0, "%s left after the helper exited",
+		  dir);
+}
+
+/* A helper killed with SIGKILL cannot kill its tasks; the next helper
+ * that starts kills what it left in its cgroups and removes them. */
+Test(exec, next_helper_sweeps_a_dead_helpers_cgroups)
+{
+	char arg[32], shell[96], dir[1200];
+	struct result r = { 0 };
+	pid_t gc, old;
+	int fds[2];
+
+	use_mode(true);
+	snprintf(arg, sizeof(arg), "1006.%d", (int)getpid());
+	snprintf(shell, sizeof(shell), "setsid sleep %s & sleep 30", arg);
+	send_spawn(1, &(struct spawn_args){ .shell = shell });
+	expect_started(1, &r, fds);
+	gc = find_sleep(arg, 3000);
+	cr_assert(gc > 0, "sleep %s never started", arg);
+	old = hpid;
+	helper_cgroup(old, dir, sizeof(dir));
+	cr_assert(kill(hpid, SIGKILL) == 0);
+	cr_assert(wait_helper(ND_TEST_TIMEOUT_MS) >= 0);
+	close(hfd);
+	hfd = -1;
+	close(fds[0]);
+	close(fds[1]);
+	cr_assert(kill(gc, 0) == 0, "sleep died with its helper");
+	start_helper();
+	cr_assert(sleep_gone_within(gc, arg, 3000),
+		  "sleep %d of dead helper %d still runs", (int)gc, (int)old);
+	for (int i = 0; i < 150 && access(dir, F_OK) == 0; i++)
+		nd_test_sleep_ms(20);
+	cr_assert(access(dir, F_OK) < 0, "%s left behind", dir);
+	free_result(&r);
+}
+
+Test(exec, task_tag_in_environment)
+{
+	char want[64];
+	struct result r;
+
+	snprintf(want, sizeof(want), "%d.7\n", (int)hpid);
+	run(7, &(struct spawn_args){ .argv = ARGV("sh", "-c",
+						  "echo $NODED_TASK_TAG"),
+				     .env = ARGV("NODED_TASK_TAG=mine") },
+	    &r);
+	EXPECT_EXIT(&r, 0);
+	cr_assert_str_eq(r.out, want, "the tag can be overridden by the task");
+	free_result(&r);
+}
+
 
 Test(exec, many_concurrent)
 {

@@ -43,6 +43,7 @@ static pid_t workers[MAX_WORKERS];
 static int worker_errs[MAX_WORKERS];    /* memfds of kept worker stderr */
 static struct bg bgs[MAX_BG];
 static pid_t strays[MAX_STRAYS];
+static char stray_args[4][32];          /* `sleep ARG` a test started */
 static char tmpdir[64];
 static struct nd_test_cli R;            /* scratch result, one per test process */
 
@@ -53,6 +54,7 @@ static void setup(void)
 	memset(worker_errs, 0, sizeof(worker_errs));
 	memset(bgs, 0, sizeof(bgs));
 	memset(strays, 0, sizeof(strays));
+	memset(stray_args, 0, sizeof(stray_args));
 	master[0] = '\0';
 	tmpdir[0] = '\0';
 }
@@ -79,8 +81,14 @@ static bool cmdline_has(pid_t pid, const char *what)
 	return strstr(buf, what) != NULL;
 }
 
+static size_t sleeps_running(const char *arg, pid_t *out, size_t max);
+
 static void teardown(void)
 {
+	/* `sleep ARG` processes of a test that failed before it saw them */
+	for (int i = 0; i < 4; i++)
+		if (stray_args[i][0])
+			sleeps_running(stray_args[i], NULL, 0);
 	for (int i = 0; i < MAX_BG; i++) {
 		if (bgs[i].pid > 0)
 			nd_test_kill_pid(bgs[i].pid);
@@ -1628,6 +1636,192 @@ Test(tasks, background_child_killed_when_task_ends)
 	cr_log_info("background child gone %lld ms after run returned",
 		    (long long)gone);
 	STOP_OK(&d);
+}
+
+/* ---- whole trees: setsid, double fork ---- */
+
+/* A unique `sleep` argument for this test (into arg, 32 bytes): base and
+ * our pid; the teardown kills what still runs `sleep arg`. */
+static void sleep_arg(char *arg, int base)
+{
+	snprintf(arg, 32, "%d.%d", base, (int)getpid());
+	for (int i = 0; i < 4; i++)
+		if (!stray_args[i][0]) {
+			snprintf(stray_args[i], sizeof(stray_args[i]), "%s", arg);
+			break;
+		}
+}
+
+/* Pids of the processes whose command line is exactly `sleep arg` (each
+ * noted as a stray, killed by the teardown if the test fails). */
+static size_t sleeps_running(const char *arg, pid_t *out, size_t max)
+{
+	char want[64], path[64], buf[128];
+	DIR *dir = opendir("/proc");
+	struct dirent *de;
+	size_t n = 0;
+	int wlen;
+
+	cr_assert_not_null(dir);
+	wlen = snprintf(want, sizeof(want), "sleep%c%s", '\0', arg) + 1;
+	while ((de = readdir(dir))) {
+		pid_t pid = (pid_t)atoi(de->d_name);
+		ssize_t len;
+		int fd;
+
+		if (pid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		len = read(fd, buf, sizeof(buf));
+		close(fd);
+		if (len == wlen && !memcmp(buf, want, (size_t)wlen) &&
+		    nd_test_pid_alive(pid)) {
+			stray_add(pid);
+			if (n < max)
+				out[n] = pid;
+			n++;
+		}
+	}
+	closedir(dir);
+	return n;
+}
+
+/* Waits up to ms for `sleep arg` to run; returns its pid or 0. */
+static pid_t wait_sleep(const char *arg, int ms)
+{
+	int64_t end = nd_test_now_ms() + ms;
+	pid_t pid = 0;
+
+	while (!sleeps_running(arg, &pid, 1) && nd_test_now_ms() < end)
+		nd_test_sleep_ms(20);
+	return pid;
+}
+
+/* Starts worker w1 with its helpers in cgroup mode (the default where a
+ * cgroup v2 is writable) or tree mode (NODED_CGROUP=off). */
+static void worker_in_mode(bool cgroup)
+{
+	if (!cgroup)
+		setenv("NODED_CGROUP", "off", 1);
+	else
+		unsetenv("NODED_CGROUP");
+	worker_start(0, "w1", 2, NULL);
+	unsetenv("NODED_CGROUP");
+	WAIT_ALIVE("w1");
+}
+
+/*
+ * The issue's commands: a grandchild that moved to its own session holds
+ * the output pipes; --timeout 2 must still end the task TIMED_OUT, and
+ * cancel CANCELLED, with the grandchild dead. Same for a double fork.
+ */
+static void escaped_tree(bool cgroup)
+{
+	char a1[32], a2[32], a3[32], c1[128], c2[128], c3[160], ids[32];
+	pid_t pid;
+	json_t *t;
+	uint64_t id;
+
+	MASTER_START();
+	worker_in_mode(cgroup);
+	sleep_arg(a1, 1001);
+	sleep_arg(a2, 1002);
+	sleep_arg(a3, 1003);
+	snprintf(c1, sizeof(c1), "setsid sh -c 'sleep %s' & sleep 30", a1);
+	snprintf(c2, sizeof(c2), "(setsid sh -c \"sleep %s &\" &) ; sleep 30",
+		 a2);
+	snprintf(c3, sizeof(c3), "setsid sh -c 'sleep %s' & sleep 30", a3);
+
+	/* timeout, setsid */
+	CLI_WITHIN(&R, 15000, "run", "--timeout", "2", "--", "sh", "-c", c1);
+	EXPECT_STATUS(&R, 124);
+	cr_assert(R.ms >= 1900 && R.ms < 2000 + 2000 + 4000,
+		  "run --timeout 2 took %lld ms", (long long)R.ms);
+	t = latest_task("sh");
+	cr_assert_str_eq(jstr(t, "state"), "TIMED_OUT", "%s", jdump(t));
+	json_decref(t);
+	nd_test_sleep_ms(300);
+	cr_assert(sleeps_running(a1, NULL, 0) == 0,
+		  "`sleep %s` (setsid'd) outlived its timed-out task", a1);
+
+	/* timeout, double fork */
+	CLI_WITHIN(&R, 15000, "run", "--timeout", "2", "--", "sh", "-c", c2);
+	EXPECT_STATUS(&R, 124);
+	nd_test_sleep_ms(300);
+	cr_assert(sleeps_running(a2, NULL, 0) == 0,
+		  "`sleep %s` (double-forked) outlived its timed-out task",
+		  a2);
+
+	/* cancel, setsid */
+	id = SUBMIT("--", "sh", "-c", c3);
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	json_decref(wait_task(id, "RUNNING", 5000));
+	pid = wait_sleep(a3, 5000);
+	cr_assert(pid > 0, "`sleep %s` never started", a3);
+	CLI(&R, "cancel", ids);
+	EXPECT_STATUS(&R, 0);
+	json_decref(wait_task(id, "CANCELLED", 2000 + 4000));
+	EXPECT_PID_GONE(pid, 2000, "cancel left the setsid'd grandchild");
+	STOP_OK(&d);
+}
+
+Test(tasks, escaped_grandchildren_killed_on_timeout_and_cancel_cgroup)
+{
+	escaped_tree(true);
+}
+
+Test(tasks, escaped_grandchildren_killed_on_timeout_and_cancel_tree)
+{
+	escaped_tree(false);
+}
+
+/*
+ * A process that left the tree and cleared its environment (tree mode
+ * cannot find it) keeps the pipes open after the command exited: the task
+ * still ends, about PIPE_LINGER_MS later, with all the output written
+ * before the exit. In cgroup mode the process is found and killed.
+ */
+static void pipes_held(bool cgroup)
+{
+	char arg[32], cmd[256];
+	pid_t pid;
+	size_t n;
+
+	MASTER_START();
+	worker_in_mode(cgroup);
+	sleep_arg(arg, 1005);
+	snprintf(cmd, sizeof(cmd),
+		 "(setsid env -i sleep %s &); sleep 0.5; "
+		 "head -c 300000 /dev/zero | tr '\\0' x", arg);
+	CLI_WITHIN(&R, 15000, "run", "--", "sh", "-c", cmd);
+	EXPECT_STATUS(&R, 0);
+	cr_assert_eq(R.out_bytes, 300000, "%llu bytes of output, want 300000",
+		     (unsigned long long)R.out_bytes);
+	cr_assert(R.ms < 500 + 1000 + 4000, "run took %lld ms",
+		  (long long)R.ms);
+	n = sleeps_running(arg, &pid, 1);
+	if (cgroup) {
+		cr_assert(n == 0, "`sleep %s` outlived its task in cgroup "
+			  "mode", arg);
+	} else {
+		/* out of tree mode's reach, as the README says */
+		cr_assert(n == 1, "`sleep %s` not found", arg);
+		kill(pid, SIGKILL);
+	}
+	STOP_OK(&d);
+}
+
+Test(tasks, task_ends_when_an_escaped_process_holds_its_pipes_cgroup)
+{
+	pipes_held(true);
+}
+
+Test(tasks, task_ends_when_an_escaped_process_holds_its_pipes_tree)
+{
+	pipes_held(false);
 }
 
 /* ---- noded dev ---- */

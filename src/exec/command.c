@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -65,12 +67,13 @@ static bool set_later(const Noded__ExecSpawn *sp, const char *e, size_t from)
 
 /*
  * The command's environment: ours, plus sp's "KEY=VALUE" entries, which
- * win over ours and over earlier entries of their own. A new array of
+ * win over ours and over earlier entries of their own, plus tag (NULL:
+ * none), which wins over both. A new array of
  * borrowed strings (free only the array). Returns 0, -EINVAL with reason
  * set (an entry without a key and '='), or -ENOMEM.
  */
-static int build_envp(const Noded__ExecSpawn *sp, char ***out, char *reason,
-		      size_t reason_size)
+static int build_envp(const Noded__ExecSpawn *sp, const char *tag,
+		      char ***out, char *reason, size_t reason_size)
 {
 	size_t n = 0, k = 0;
 	char **v;
@@ -87,15 +90,18 @@ static int build_envp(const Noded__ExecSpawn *sp, char ***out, char *reason,
 	}
 	for (char **e = environ; e && *e; e++)
 		n++;
-	v = malloc((n + sp->n_env + 1) * sizeof(*v));
+	v = malloc((n + sp->n_env + 2) * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
 	for (char **e = environ; e && *e; e++)
-		if (!set_later(sp, *e, 0))
+		if (!set_later(sp, *e, 0) && !(tag && same_key(*e, tag)))
 			v[k++] = *e;
 	for (size_t i = 0; i < sp->n_env; i++)
-		if (!set_later(sp, sp->env[i], i + 1))
+		if (!set_later(sp, sp->env[i], i + 1) &&
+		    !(tag && same_key(sp->env[i], tag)))
 			v[k++] = sp->env[i];
+	if (tag)
+		v[k++] = (char *)tag;
 	v[k] = NULL;
 	*out = v;
 	return 0;
@@ -210,8 +216,168 @@ destroy_actions:
 	return err;
 }
 
+/* clone3's argument as of Linux 5.7 (CLONE_INTO_CGROUP); declared here
+ * because glibc 2.36 has no wrapper and <linux/sched.h> clashes with
+ * <sched.h>. The layout is the kernel's ABI. */
+struct clone_args_v2 {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal;
+	uint64_t stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+/* In the child: what posix_spawnp does to find argv[0] in path (no
+ * /bin/sh retry on ENOEXEC, as posix_spawnp since glibc 2.15). Returns
+ * the errno that ends the search (only returns on failure). */
+static int exec_search(char **argv, char **envp, const char *path)
+{
+	const char *file = argv[0];
+	size_t flen = strlen(file);
+	bool eacces = false;
+	char buf[PATH_MAX];
+	int err = ENOENT;
+
+	if (strchr(file, '/')) {
+		execve(file, argv, envp);
+		return errno;
+	}
+	for (const char *p = path;;) {
+		const char *e = strchrnul(p, ':');
+		size_t dlen = (size_t)(e - p);
+
+		if (dlen + 1 + flen + 1 <= sizeof(buf)) {
+			memcpy(buf, dlen ? p : ".", dlen ? dlen : 1);
+			dlen = dlen ? dlen : 1;
+			buf[dlen] = '/';
+			memcpy(buf + dlen + 1, file, flen + 1);
+			execve(buf, argv, envp);
+			err = errno;
+			if (err == EACCES)
+				eacces = true;
+			else if (err != ENOENT && err != ENOTDIR &&
+				 err != ENODEV && err != ESTALE &&
+				 err != ETIMEDOUT)
+				return err;
+		}
+		if (!*e)
+			break;
+		p = e + 1;
+	}
+	return eacces ? EACCES : err;
+}
+
+/* Closes every descriptor from `from` up, except keep. */
+static void close_from(int from, int keep)
+{
+	if (keep > from && close_range((unsigned)from, (unsigned)keep - 1,
+				       0) < 0)
+		for (int fd = from; fd < keep; fd++)
+			close(fd);
+	if (close_range((unsigned)keep + 1, ~0u, 0) < 0) {
+		long max = sysconf(_SC_OPEN_MAX);
+
+		for (long fd = keep + 1; fd < (max > 0 && max < 65536 ? max :
+					       65536); fd++)
+			close((int)fd);
+	}
+}
+
+/*
+ * spawn_command() with the child born in cgroup directory cgfd: clone3
+ * with CLONE_INTO_CGROUP | CLONE_VFORK (no CLONE_VM: the child runs on a
+ * copy of our memory, as after fork, and we resume once it has exec'd or
+ * died). The child does by hand what spawn_command's attributes and file
+ * actions do, in the same order, and reports a failure as its errno on a
+ * close-on-exec pipe (STYLE 9: EOF means exec worked). Only the exec
+ * helper calls this, and it is single-threaded, so the child may use libc
+ * freely. Returns 0 with *pid set, a positive errno (the command did not
+ * start), or -errno when clone3 itself failed (nothing started; the
+ * caller may use spawn_command instead).
+ */
+static int spawn_in_cgroup(const Noded__ExecSpawn *sp, char **argv,
+			   char **envp, int out_w, int err_w, int cgfd,
+			   pid_t *pid)
+{
+	struct clone_args_v2 ca = {
+		.flags = CLONE_INTO_CGROUP | CLONE_VFORK,
+		.exit_signal = SIGCHLD,
+		.cgroup = (uint64_t)cgfd,
+	};
+	const char *path = getenv("PATH");
+	bool shell = sp->shell && sp->shell[0];
+	int ep[2], err = 0;
+	ssize_t n;
+	long child;
+
+	if (!path)
+		path = "/bin:/usr/bin";
+	if (pipe2(ep, O_CLOEXEC) < 0)
+		return errno;
+	(void)devnull(); /* opened here, not in each child's copy */
+	child = syscall(SYS_clone3, &ca, sizeof(ca));
+	if (child == 0) {
+		struct sigaction dfl = { .sa_handler = SIG_DFL };
+		sigset_t none;
+
+		for (int sig = 1; sig < _NSIG; sig++)
+			if (sig != SIGKILL && sig != SIGSTOP)
+				sigaction(sig, &dfl, NULL);
+		if (setpgid(0, 0) < 0)
+			goto child_failed;
+		if (devnull() >= 0 ? dup2(devnull(), 0) < 0 :
+		    (close(0), open("/dev/null", O_RDONLY) != 0))
+			goto child_failed;
+		if (dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
+			goto child_failed;
+		if (sp->cwd && sp->cwd[0] && chdir(sp->cwd) < 0)
+			goto child_failed;
+		close_from(3, ep[1]);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (shell)
+			execve(argv[0], argv, envp);
+		else
+			errno = exec_search(argv, envp, path);
+child_failed:
+		err = errno;
+		while (write(ep[1], &err, sizeof(err)) < 0 && errno == EINTR)
+			;
+		_exit(127);
+	}
+	if (child < 0) {
+		err = -errno;
+		goto close_pipe;
+	}
+	close(ep[1]);
+	ep[1] = -1;
+	do
+		n = read(ep[0], &err, sizeof(err));
+	while (n < 0 && errno == EINTR);
+	if (n == (ssize_t)sizeof(err)) {
+		while (waitpid((pid_t)child, NULL, 0) < 0 && errno == EINTR)
+			;
+	} else {
+		err = 0;
+		*pid = (pid_t)child;
+	}
+close_pipe:
+	close(ep[0]);
+	if (ep[1] >= 0)
+		close(ep[1]);
+	return err;
+}
+
 int nd_exec_command_start(const Noded__ExecSpawn *sp, pid_t *pid,
 			  int fds[2], char *reason, size_t reason_size)
+{
+	return nd_exec_command_start_opts(sp, NULL, pid, fds, reason,
+					  reason_size);
+}
+
+int nd_exec_command_start_opts(const Noded__ExecSpawn *sp,
+			       struct nd_exec_opts *o, pid_t *pid, int fds[2],
+			       char *reason, size_t reason_size)
 {
 	char **argv, **envp;
 	int out[2], errp[2];
@@ -225,7 +391,9 @@ int nd_exec_command_start(const Noded__ExecSpawn *sp, pid_t *pid,
 				       : strerror(err));
 		return err;
 	}
-	err = -build_envp(sp, &envp, reason, reason_size);
+	if (o)
+		o->cgroup_err = 0;
+	err = -build_envp(sp, o ? o->tag : NULL, &envp, reason, reason_size);
 	if (err)
 		goto free_argv;
 	if (pipe2(out, O_CLOEXEC) < 0) {
@@ -240,7 +408,17 @@ int nd_exec_command_start(const Noded__ExecSpawn *sp, pid_t *pid,
 			 strerror(err));
 		goto close_out_pipe;
 	}
-	err = spawn_command(sp, argv, envp, out[1], errp[1], pid);
+	err = -1;
+	if (o && o->cgroup_fd >= 0) {
+		err = spawn_in_cgroup(sp, argv, envp, out[1], errp[1],
+				      o->cgroup_fd, pid);
+		if (err < 0) {
+			o->cgroup_err = -err;
+			err = -1;
+		}
+	}
+	if (err < 0)
+		err = spawn_command(sp, argv, envp, out[1], errp[1], pid);
 	if (err) {
 		spawn_reason(reason, reason_size, &err, argv[0], sp->cwd);
 		goto close_err_pipe;

@@ -53,6 +53,28 @@ int nd_exec_helper_main(int fd);
 int nd_exec_command_start(const Noded__ExecSpawn *sp, pid_t *pid, int fds[2],
 			  char *reason, size_t reason_size);
 
+/* What the exec helper asks of a start beyond what the ExecSpawn says. */
+struct nd_exec_opts {
+	/* >= 0: a cgroup v2 directory (open, O_DIRECTORY) the command is
+	 * born in, with clone3(CLONE_INTO_CGROUP): it is in the cgroup
+	 * before it runs an instruction, so nothing it forks can be left
+	 * outside. -1: none (posix_spawn, as nd_exec_command_start). */
+	int cgroup_fd;
+	/* "KEY=VALUE" added last to the command's environment (it wins over
+	 * sp's entries), or NULL. Borrowed for the call. */
+	const char *tag;
+	/* Out: nonzero when clone3 itself failed with this errno (kernel
+	 * without CLONE_INTO_CGROUP, cgroup refused); the command was then
+	 * started by posix_spawn outside the cgroup, or not at all when the
+	 * function failed. */
+	int cgroup_err;
+};
+
+/* nd_exec_command_start() with o (may be NULL: none). */
+int nd_exec_command_start_opts(const Noded__ExecSpawn *sp,
+			       struct nd_exec_opts *o, pid_t *pid, int fds[2],
+			       char *reason, size_t reason_size);
+
 /* Fills x for a command that could not start with err (> 0): spawn_errno,
  * exit code 127 when it was not found (ENOENT), 126 otherwise, and reason
  * (borrowed: it must outlive x). */

@@ -1,5 +1,6 @@
 /* The worker's task runner: see run.h. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -21,6 +22,11 @@
  * end. A master sends each (id, attempt) once, so this is a safety margin,
  * not what the rule rests on; it bounds the memory (16 B or so a task). */
 #define RAN_RECENT 1024
+/* How long after its process ended (and its tree was killed) a task waits
+ * for EOF on its pipes before it reads what they hold and ends: a killed
+ * process closes them within milliseconds; one that escaped the kill would
+ * hold the task RUNNING for ever. */
+#define PIPE_LINGER_MS 1000
 
 struct nd_runner;
 struct rtask;
@@ -67,6 +73,8 @@ struct rtask {
 	uint64_t start_unix_ms;
 	bool started, started_acked, started_sent;
 	bool exited;
+	bool pipes_cut;               /* read without waiting, to the end */
+	uint64_t exited_ms;           /* shard clock when exited was set */
 	bool finish_sent;             /* the end is with the master */
 	bool finish_acked;
 	uint8_t *exited_pb;           /* packed ExecExited */
@@ -381,6 +389,7 @@ static void fake_exit(struct rtask *t, const char *reason)
 	if (t->exited_pb)
 		noded__exec_exited__pack(&x, t->exited_pb);
 	t->exited = true;
+	t->exited_ms = t->r->s ? t->r->s->now_ms : 0;
 }
 
 static void on_started(struct nd_runner *r, const Noded__ExecStarted *st,
@@ -437,6 +446,7 @@ static void on_exited(struct nd_runner *r, const Noded__ExecExited *x)
 	noded__exec_exited__pack(&ours, t->exited_pb);
 	t->exited_len = len;
 	t->exited = true;
+	t->exited_ms = r->s->now_ms;
 	send_finished(t);
 }
 
@@ -776,6 +786,43 @@ void nd_runner_connected(struct nd_runner *r, uint64_t instance)
 	}
 }
 
+/*
+ * t's process ended PIPE_LINGER_MS ago and a pipe is still open: some
+ * process outside the tree the helper killed holds it. Its reads stop
+ * waiting (O_NONBLOCK: what the pipe holds is still read and sent, then
+ * EAGAIN ends it like EOF), and a read waiting now, on an empty pipe, is
+ * cancelled (it completes with -ECANCELED, or with data that raced in).
+ */
+static void cut_pipes(struct rtask *t)
+{
+	bool held = false;
+
+	t->pipes_cut = true;
+	for (int i = 0; i < 2; i++) {
+		struct pipe_rd *p = t->p[i];
+		struct io_uring_sqe *sqe;
+		int fl;
+
+		if (!p || p->fd < 0)
+			continue;
+		fl = fcntl(p->fd, F_GETFL);
+		if (fl >= 0)
+			fcntl(p->fd, F_SETFL, fl | O_NONBLOCK);
+		if (!p->reading)
+			continue; /* waits for an ack; its next read won't */
+		held = true; /* empty, yet no EOF: someone has it open */
+		sqe = nd_shard_sqe(t->r->s);
+		io_uring_prep_cancel64(sqe, ND_UD(&p->op, ND_TAG_OP), 0);
+		io_uring_sqe_set_data64(sqe, ND_TAG_IGNORE);
+	}
+	if (held)
+		ND_LOG(ND_LOG_WARN, "task.pipes_held", ND_U("task", t->id),
+		       ND_S("msg", "the task's process ended and its tree "
+			    "was killed, but something else still holds its "
+			    "output pipes; ending it with the output read so "
+			    "far"));
+}
+
 void nd_runner_tick(struct nd_runner *r)
 {
 	orphans_sweep(r);
@@ -785,6 +832,11 @@ void nd_runner_tick(struct nd_runner *r)
 		if (t && t->started && !t->exited && !t->started_sent &&
 		    !t->started_acked && !t->orphan)
 			send_started(t);
+		if (t && t->exited && !t->pipes_cut &&
+		    r->s->now_ms - t->exited_ms >= PIPE_LINGER_MS &&
+		    ((t->p[0] && t->p[0]->fd >= 0) ||
+		     (t->p[1] && t->p[1]->fd >= 0)))
+			cut_pipes(t);
 	}
 }
 

@@ -9,7 +9,11 @@
  *   faster than the master takes it blocks on its pipe: memory stays at one
  *   chunk per pipe.
  * - The end (ExecExited) is reported once both pipes reached EOF, so all
- *   output precedes it.
+ *   output precedes it. The helper kills a task's whole tree before it
+ *   sends ExecExited, so EOF follows at once, unless a process it could
+ *   not find or kill still holds a pipe: PIPE_LINGER_MS after ExecExited
+ *   the pipes are read without waiting, what they hold is sent, and the
+ *   task ends (whatever such a process writes later is lost).
  * - Without a master connection nothing is sent; what was not acknowledged
  *   is sent again after the next registration (output may then repeat; an
  *   end is applied once by the master).
