@@ -4,10 +4,20 @@
 #   make demo     deps, build, start a master on loopback, ping benchmark, stop
 #   make bench    optimised build and scripts/bench.sh (noded against redis)
 #   make fuzz     libFuzzer targets in tests/fuzz (needs clang; scripts/fuzz.sh)
+#   make fuzz-build  only compile and link them (make check does when clang can)
 #   SANITIZER=address,undefined  build with sanitizers (into build-san/)
 
 SANITIZER ?=
-ifeq ($(SANITIZER),)
+# FUZZ=1 (set by fuzz-build): clang, libFuzzer + ASan + UBSan, into build-fuzz/,
+# from the same source lists as the daemon, so the targets cannot drift.
+FUZZ ?=
+FUZZ_CC ?= clang
+FUZZ_BUILD := build-fuzz
+ifneq ($(FUZZ),)
+BUILD := $(FUZZ_BUILD)
+CC := $(FUZZ_CC)
+OPT := -O1
+else ifeq ($(SANITIZER),)
 BUILD ?= build
 else
 BUILD ?= build-san
@@ -23,7 +33,12 @@ CFLAGS += -std=gnu11 -g $(OPT) $(WARN) -D_GNU_SOURCE -MMD -MP \
 	-Iinclude -I$(GEN) -Isrc -pthread
 LDLIBS := -luring -lprotobuf-c -lhttp_parser -ljansson -lcrypto -lpthread -lm
 
-ifeq ($(SANITIZER),)
+ifneq ($(FUZZ),)
+# Coverage instrumentation everywhere; libFuzzer's main only in the targets.
+CFLAGS += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=all -DND_NO_MIMALLOC
+LDFLAGS += -fsanitize=fuzzer,address,undefined
+else ifeq ($(SANITIZER),)
 # mimalloc replaces malloc for the whole process (see README).
 LDLIBS += -lmimalloc
 else
@@ -40,6 +55,8 @@ CLI_SRC := $(wildcard src/cli/*.c)
 BENCH_SRC := $(wildcard perf/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_LIB_SRC := $(filter-out tests/test_%,$(wildcard tests/*.c))
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_LIB_SRC := $(filter-out tests/fuzz/fuzz_%,$(wildcard tests/fuzz/*.c))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJ := $(call obj,$(LIB_SRC)) $(BUILD)/obj/gen/noded.pb-c.o
@@ -51,14 +68,18 @@ BENCH_OBJ := $(call obj,$(BENCH_SRC)) $(BUILD)/obj/src/exec/command.o \
 	$(BUILD)/obj/src/node/status.o
 TEST_LIB_OBJ := $(call obj,$(TEST_LIB_SRC))
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC))
+# "y" when FUZZ_CC links a libFuzzer target (clang with compiler-rt).
+have_fuzz = $(shell echo 'int LLVMFuzzerTestOneInput(const char *d, long n){return 0;}' | \
+	$(FUZZ_CC) -fsanitize=fuzzer -x c - -o /dev/null 2>/dev/null && echo y)
 
-.PHONY: all deps test check check-san demo bench clean install fuzz
+.PHONY: all deps test check check-san demo bench clean install fuzz fuzz-build
 all: $(BUILD)/noded $(BUILD)/noded-bench
 
 deps:
 	@scripts/deps.sh
 
-$(GEN)/noded.pb-c.c $(GEN)/noded.pb-c.h: proto/noded.proto
+$(GEN)/noded.pb-c.c $(GEN)/noded.pb-c.h &: proto/noded.proto
 	@mkdir -p $(GEN)
 	protoc-c --proto_path=proto --c_out=$(GEN) $<
 
@@ -83,10 +104,22 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LIB_OBJ) $(SRV_OBJ) $(BUILD)/lib
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LDLIBS) -lm
 
+# A libFuzzer target links what a test does: the server objects and the
+# client library (only meaningful with FUZZ=1, through fuzz-build).
+$(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(call obj,$(FUZZ_LIB_SRC)) \
+		$(SRV_OBJ) $(BUILD)/libnoded.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # Runs every test binary against the daemon built in the same tree.
 # Each binary's output is also kept in $(BUILD)/logs; the failures are
 # repeated at the end, where a CI log that keeps only its tail still shows them.
+# The fuzz targets are built first (plain build only, when clang can), so a
+# change that breaks them fails here rather than at the next `make fuzz`.
 check: all $(TESTS)
+ifeq ($(SANITIZER),)
+	@if [ "$(have_fuzz)" = y ]; then $(MAKE) --no-print-directory fuzz-build; \
+	else echo "== fuzz-build skipped: $(FUZZ_CC) cannot link libFuzzer targets"; fi
+endif
 	@mkdir -p $(BUILD)/logs; failed=; for t in $(TESTS); do \
 		echo "== $$t"; log=$(BUILD)/logs/$${t##*/}.log; \
 		ND_BIN=$(BUILD)/noded ND_BENCH=$(BUILD)/noded-bench $$t --jobs 1 \
@@ -116,6 +149,11 @@ bench: deps
 # libFuzzer targets (clang): FUZZ_SECONDS per target, default 60.
 fuzz:
 	scripts/fuzz.sh
+
+fuzz-build:
+	@[ "$(have_fuzz)" = y ] || { echo "fuzz-build: $(FUZZ_CC) cannot link libFuzzer" \
+		"targets; run: apt-get install -y clang libclang-rt-dev" >&2; exit 1; }
+	$(MAKE) FUZZ=1 CC=$(FUZZ_CC) BUILD=$(FUZZ_BUILD) OPT=-O1 $(FUZZ_TARGETS)
 
 PREFIX ?= /usr/local
 install: all

@@ -40,10 +40,9 @@ struct helper {
 	struct nd_op op;
 	struct msghdr msg;
 	struct iovec iov;
-	union {
-		struct cmsghdr h;
-		char b[CMSG_SPACE(2 * sizeof(int))];
-	} ctl;
+	/* aligned as a cmsghdr without embedding one: its flexible array
+	 * member would sit mid-struct (a GNU extension clang refuses) */
+	_Alignas(struct cmsghdr) char ctl[CMSG_SPACE(2 * sizeof(int))];
 	uint8_t buf[EVENT_MAX];
 };
 
@@ -534,8 +533,8 @@ static void arm_helper(struct helper *h)
 	h->iov.iov_len = sizeof(h->buf);
 	h->msg.msg_iov = &h->iov;
 	h->msg.msg_iovlen = 1;
-	h->msg.msg_control = h->ctl.b;
-	h->msg.msg_controllen = sizeof(h->ctl.b);
+	h->msg.msg_control = h->ctl;
+	h->msg.msg_controllen = sizeof(h->ctl);
 	io_uring_prep_recvmsg(sqe, h->fd, &h->msg, MSG_CMSG_CLOEXEC);
 	io_uring_sqe_set_data64(sqe, ND_UD(&h->op, ND_TAG_OP));
 	h->armed = true;

@@ -23,6 +23,10 @@ int nd_rpc_send(struct nd_conn *c, const Noded__Frame *f)
 
 static void verror(struct nd_conn *c, uint64_t id, Noded__FrameKind kind,
 		   Noded__ErrorCode code, const char *fmt, va_list ap)
+	__attribute__((format(printf, 5, 0)));
+
+static void verror(struct nd_conn *c, uint64_t id, Noded__FrameKind kind,
+		   Noded__ErrorCode code, const char *fmt, va_list ap)
 {
 	Noded__Frame f = NODED__FRAME__INIT;
 	Noded__Error e = NODED__ERROR__INIT;
