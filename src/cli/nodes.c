@@ -33,7 +33,10 @@ static void print_table(const Noded__NodeList *nl)
 		else
 			snprintf(ago, sizeof(ago), "never");
 		printf("%-20s %-21s %-8s %6.2f %11s %7u %9s  ", n->name,
-		       n->address, nd_node_state_name(n->state), n->load1, slots,
+		       n->address, n->draining &&
+				   n->state == NODED__NODE_STATE__NODE_ALIVE ?
+				   "DRAINING" : nd_node_state_name(n->state),
+		       n->load1, slots,
 		       n->running_tasks, ago);
 		for (size_t j = 0; j < n->n_labels; j++)
 			printf("%s%s=%s", j ? "," : "", n->labels[j]->key,

@@ -43,9 +43,23 @@ int nd_runner_new(struct nd_runner **out, unsigned nhelpers, unsigned slots,
 void nd_runner_start(struct nd_runner *r, struct nd_shard *s,
 		     struct nd_conn **conn);
 
-/* A task from the master's AssignTask stream. */
-void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a);
+/*
+ * A task from the master's AssignTask stream. lease_deadline: monotonic ms
+ * its lease ends (0: no lease; negative: already over, so it is not run
+ * and ends "lease expired"). An earlier attempt of the same task still
+ * here is void: stopped and never reported.
+ */
+void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a,
+		      int64_t lease_deadline);
 void nd_runner_cancel(struct nd_runner *r, uint64_t task_id);
+
+/* The master no longer counts (task_id, attempt) as running here (a
+ * TaskCancel naming the attempt): stop it, never report it, forget it. */
+void nd_runner_void(struct nd_runner *r, uint64_t task_id, uint32_t attempt);
+
+/* Renews the lease of every leased attempt running (not void) to deadline
+ * (monotonic ms; never shortened): one ExecLease per helper running any. */
+void nd_runner_lease(struct nd_runner *r, int64_t deadline);
 
 /* Registered with the master (again): send what is owed. instance is the
  * master's (AssignTaskOpen; 0: unknown, taken as the same). */
@@ -55,8 +69,10 @@ void nd_runner_connected(struct nd_runner *r, uint64_t instance);
  * that ends sooner reports only its end, which carries its start time). */
 void nd_runner_tick(struct nd_runner *r);
 
-/* Tasks running now, and their ids (up to max). */
-size_t nd_runner_running(const struct nd_runner *r, uint64_t *ids, size_t max);
+/* Tasks running now, and their ids and attempts (up to max; attempts may
+ * be NULL). */
+size_t nd_runner_running(const struct nd_runner *r, uint64_t *ids,
+			 uint32_t *attempts, size_t max);
 
 /* Task ids remembered to refuse a second run (bounded: running ones plus
  * RAN_RECENT); *accepted (may be NULL) gets the tasks accepted so far. */

@@ -23,6 +23,9 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+/* Heartbeats whose send time is remembered, for the master's acks and
+ * assignments that name one (a minute of them at 1 s). */
+#define HB_RING 64
 
 struct worker {
 	const struct nd_worker_cfg *wc;
@@ -43,7 +46,29 @@ struct worker {
 	struct nd_status_labels labels;
 	struct nd_runner *runner;
 	uint64_t *running_ids;         /* scratch for status reports */
+	uint32_t *running_attempts;
+	/* Fencing (proto AssignTaskOpen.lease_ms): heartbeat n went at
+	 * hb_ring[n % HB_RING].ms (monotonic), a lease counts from there. */
+	uint32_t lease_ms;             /* the master's; 0: no leases */
+	uint64_t hb_seq;               /* the last heartbeat's number */
+	struct {
+		uint64_t seq, ms;
+	} hb_ring[HB_RING];
 };
+
+/*
+ * The end of a lease that counts from heartbeat seq: its send time plus
+ * the master's lease. 0 when there are no leases; -1 when seq is not one
+ * we remember (too old, or never sent): that lease is over.
+ */
+static int64_t lease_from(const struct worker *w, uint64_t seq)
+{
+	if (!w->lease_ms || !seq)
+		return 0;
+	if (seq > w->hb_seq || w->hb_ring[seq % HB_RING].seq != seq)
+		return -1;
+	return (int64_t)(w->hb_ring[seq % HB_RING].ms + w->lease_ms);
+}
 
 static void schedule_retry(struct worker *w)
 {
@@ -66,8 +91,16 @@ static void report(struct worker *w)
 	ns.labels = w->labels.p;
 	nd_status_machine(&ns);
 	ns.n_running_tasks = nd_runner_running(w->runner, w->running_ids,
+						w->running_attempts,
 						w->wc->slots);
 	ns.running_tasks = w->running_ids;
+	ns.n_running_attempts = ns.n_running_tasks;
+	ns.running_attempts = w->running_attempts;
+	/* now_ms was read before this send: a lease counted from it ends
+	 * no later than one counted from the real send time */
+	ns.heartbeat_seq = ++w->hb_seq;
+	w->hb_ring[w->hb_seq % HB_RING].seq = w->hb_seq;
+	w->hb_ring[w->hb_seq % HB_RING].ms = w->s->now_ms;
 	ns.slots_total = w->wc->slots;
 	ns.slots_free = w->wc->slots - (uint32_t)ns.n_running_tasks;
 	ns.uptime_ms = w->s->now_ms - w->started_ms;
@@ -129,6 +162,7 @@ static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
 		w->backoff_ms = BACKOFF_MIN_MS;
 		if (f->assign_open->heartbeat_interval_ms)
 			w->heartbeat_ms = f->assign_open->heartbeat_interval_ms;
+		w->lease_ms = f->assign_open->lease_ms;
 		ND_LOG(ND_LOG_INFO, "worker.registered",
 		       ND_S("node", w->wc->name), ND_S("master", w->wc->master),
 		       ND_U("heartbeat_ms", w->heartbeat_ms));
@@ -142,11 +176,23 @@ static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
 		return;
 	}
 	if (status == 0 && f->body_case == NODED__FRAME__BODY_TASK) {
-		nd_runner_assign(w->runner, f->task);
+		nd_runner_assign(w->runner, f->task,
+				 lease_from(w, f->task->lease_seq));
 		return;
 	}
 	if (status == 0 && f->body_case == NODED__FRAME__BODY_TASK_CANCEL) {
-		nd_runner_cancel(w->runner, f->task_cancel->task_id);
+		if (f->task_cancel->attempt)
+			nd_runner_void(w->runner, f->task_cancel->task_id,
+				       f->task_cancel->attempt);
+		else
+			nd_runner_cancel(w->runner, f->task_cancel->task_id);
+		return;
+	}
+	if (status == 0 && f->body_case == NODED__FRAME__BODY_HEARTBEAT_ACK) {
+		int64_t d = lease_from(w, f->heartbeat_ack->seq);
+
+		if (d > 0)
+			nd_runner_lease(w->runner, d);
 		return;
 	}
 	if (done && status != -ECANCELED && w->conn) {
@@ -258,6 +304,7 @@ void nd_worker_free(struct nd_worker *nw)
 		nd_server_close(&nw->srv);
 	nd_runner_free(nw->w.runner);
 	free(nw->w.running_ids);
+	free(nw->w.running_attempts);
 	nd_status_labels_free(&nw->w.labels);
 	free(nw);
 }
@@ -293,7 +340,9 @@ int nd_worker_new(struct nd_worker **out, const struct nd_worker_cfg *wc)
 	w->hooks.closed = closed;
 	w->hooks.arg = w;
 	w->running_ids = calloc(wc->slots ? wc->slots : 1, sizeof(uint64_t));
-	if (!w->running_ids)
+	w->running_attempts = calloc(wc->slots ? wc->slots : 1,
+				     sizeof(uint32_t));
+	if (!w->running_ids || !w->running_attempts)
 		goto err;
 	/* Helpers are this binary re-executed (posix_spawn: safe in a
 	 * threaded process, and cheap before the shards exist). */

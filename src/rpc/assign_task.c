@@ -39,6 +39,7 @@ void nd__rpc_assign_task(struct nd_conn *c, const Noded__Frame *f)
 	open.heartbeat_interval_ms = cfg->heartbeat_ms;
 	open.heartbeat_timeout_ms = cfg->heartbeat_timeout_ms;
 	open.master_instance = c->shard->srv->instance;
+	open.lease_ms = cfg->lease_ms;
 	r.id = f->id;
 	r.kind = NODED__FRAME_KIND__STREAM_ITEM;
 	r.body_case = NODED__FRAME__BODY_ASSIGN_OPEN;

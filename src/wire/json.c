@@ -41,6 +41,7 @@ const char *nd_node_state_name(Noded__NodeState s)
 	case NODED__NODE_STATE__NODE_ALIVE: return "ALIVE";
 	case NODED__NODE_STATE__NODE_SUSPECT: return "SUSPECT";
 	case NODED__NODE_STATE__NODE_DEAD: return "DEAD";
+	case NODED__NODE_STATE__NODE_LEFT: return "LEFT";
 	default: return "UNKNOWN";
 	}
 }
@@ -53,7 +54,7 @@ json_t *nd_json_node(const Noded__NodeInfo *n)
 		json_object_set_new(labels, n->labels[i]->key,
 				    json_string(n->labels[i]->value));
 	return json_pack("{s:s, s:s, s:o, s:s, s:f, s:I, s:I, s:i, s:i, s:i, "
-			 "s:I}",
+			 "s:I, s:b}",
 			 "name", n->name, "address", n->address,
 			 "labels", labels, "state", nd_node_state_name(n->state),
 			 "load1", n->load1,
@@ -64,7 +65,8 @@ json_t *nd_json_node(const Noded__NodeInfo *n)
 			 "slots_free", (int)n->slots_free,
 			 "running_tasks", (int)n->running_tasks,
 			 "last_heartbeat_unix_ms",
-			 (json_int_t)n->last_heartbeat_unix_ms);
+			 (json_int_t)n->last_heartbeat_unix_ms,
+			 "draining", (int)n->draining);
 }
 
 static const char *str(const char *s)
