@@ -2395,3 +2395,102 @@ Test(tasks, dev_mode_takes_retention_options)
 	expect_evicted("task", 1);
 	STOP_OK(&d);
 }
+
+/* ---- leaving on purpose ---- */
+
+/*
+ * A worker stopped with SIGTERM says so: its running tasks end at once
+ * with the reason "worker stopping" (LOST, or run again elsewhere when
+ * they have retries), and its node is LEFT, not DEAD.
+ */
+Test(tasks, worker_sigterm_leaves_and_ends_its_tasks_with_a_reason)
+{
+	uint64_t a, b;
+	int64_t t0;
+	json_t *t;
+	int st;
+
+	MASTER_START();
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+	a = SUBMIT("--retries", "1", "--", "sleep", "30");
+	b = SUBMIT("--", "sleep", "30");
+	json_decref(wait_task(a, "RUNNING", 5000));
+	json_decref(wait_task(b, "RUNNING", 5000));
+	worker_start(1, "w2", 2, NULL);
+	WAIT_ALIVE("w2");
+
+	t0 = nd_test_now_ms();
+	cr_assert(kill(workers[0], SIGTERM) == 0);
+	st = nd_test_wait_pid(workers[0], 5000);
+	cr_assert_eq(st, 0, "the stopping worker exited %d", st);
+	workers[0] = 0;
+	t = wait_task(b, "LOST", 2000);
+	cr_assert(!strcmp(jstr(t, "reason"), "worker stopping"),
+		  "want the reason \"worker stopping\": %s", jdump(t));
+	json_decref(t);
+	t = wait_task(a, "RUNNING", 3000);
+	while (jint(t, "attempt") != 2 && nd_test_now_ms() - t0 < 3000) {
+		json_decref(t);
+		nd_test_sleep_ms(50);
+		t = task_get(a);
+	}
+	cr_assert(!strcmp(jstr(t, "node"), "w2") && jint(t, "attempt") == 2,
+		  "want its retry running on w2: %s", jdump(t));
+	json_decref(t);
+	/* LEFT at once: well before a heartbeat timeout (3 s) */
+	wait_node("w1", "LEFT", 1000);
+	cr_assert(nd_test_now_ms() - t0 < 2500, "LEFT after %lld ms",
+		  (long long)(nd_test_now_ms() - t0));
+	nd_test_sleep_ms(3500);
+	wait_node("w1", "LEFT", 100); /* not DEAD later either */
+	STOP_OK(&d);
+}
+
+/*
+ * `noded worker --drain`: SIGTERM makes the node take no new task while
+ * its running one finishes; then the worker leaves (LEFT) and exits 0.
+ */
+Test(tasks, worker_drain_lets_the_running_task_finish)
+{
+	const char *argv[] = { nd_test_bin(), "worker", "--master", master,
+			       "--name", "w1", "--slots", "2", "--drain",
+			       NULL };
+	int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	uint64_t a, b;
+	json_t *arr, *t;
+	int st;
+
+	MASTER_START();
+	workers[0] = nd_test_spawn(argv, null_fd, null_fd,
+				   getenv("ND_TEST_VERBOSE") ? -1 : null_fd);
+	close(null_fd);
+	cr_assert(workers[0] > 0, "%s", nd_test_why);
+	WAIT_ALIVE("w1");
+	a = SUBMIT("--", "sleep", "3");
+	json_decref(wait_task(a, "RUNNING", 5000));
+	cr_assert(kill(workers[0], SIGTERM) == 0);
+	nd_test_sleep_ms(700);
+	arr = nodes_get();
+	t = node_find(arr, "w1");
+	cr_assert(t && !strcmp(jstr(t, "state"), "ALIVE") &&
+			  json_is_true(json_object_get(t, "draining")),
+		  "want w1 ALIVE and draining: %s", jdump(arr));
+	json_decref(arr);
+	b = SUBMIT("--node", "w1", "--wait-for-node", "--", "true");
+	nd_test_sleep_ms(500);
+	t = task_get(b);
+	cr_assert(!strcmp(jstr(t, "state"), "PENDING"),
+		  "a draining node got a new task: %s", jdump(t));
+	json_decref(t);
+	t = wait_task(a, "SUCCEEDED", 5000);
+	json_decref(t);
+	st = nd_test_wait_pid(workers[0], 5000);
+	cr_assert_eq(st, 0, "the draining worker exited %d", st);
+	workers[0] = 0;
+	wait_node("w1", "LEFT", 2000);
+	t = task_get(b);
+	cr_assert(!strcmp(jstr(t, "state"), "PENDING"), "%s", jdump(t));
+	json_decref(t);
+	STOP_OK(&d);
+}

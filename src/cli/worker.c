@@ -19,6 +19,14 @@ static void usage(FILE *f)
 		"  --label KEY=VALUE      a label for targeting; repeatable\n"
 		"  --slots N              tasks at once (default: CPUs)\n"
 		"  --token-file FILE      the master's token (its --token-file)\n"
+		"  --drain                on SIGTERM/SIGINT take no new tasks and\n"
+		"                         let the running ones finish before\n"
+		"                         leaving (a second signal stops them)\n"
+		"  --drain-timeout SECS   bound on that wait (implies --drain;\n"
+		"                         default: none)\n"
+		"Without --drain a stop ends the running tasks at once (LOST,\n"
+		"\"worker stopping\"; retried when they have retries). Either\n"
+		"way the master marks the node LEFT, not DEAD.\n"
 		"%s", nd_cli_log_usage);
 }
 
@@ -30,6 +38,8 @@ int nd_cli_worker(int argc, char **argv)
 		{ "label", required_argument, NULL, 'l' },
 		{ "slots", required_argument, NULL, 's' },
 		{ "token-file", required_argument, NULL, 't' },
+		{ "drain", no_argument, NULL, 'D' },
+		{ "drain-timeout", required_argument, NULL, 'W' },
 		ND_CLI_LOG_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -80,6 +90,16 @@ int nd_cli_worker(int argc, char **argv)
 			break;
 		case 't':
 			token_file = optarg;
+			break;
+		case 'D':
+			wc.drain = true;
+			break;
+		case 'W':
+			if (!nd_cli_uint("--drain-timeout", optarg, 1, 86400 * 7,
+					 &v))
+				goto err_usage;
+			wc.drain = true;
+			wc.drain_timeout_ms = (uint32_t)v * 1000;
 			break;
 		case 'h':
 			usage(stdout);

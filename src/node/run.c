@@ -64,6 +64,7 @@ struct rtask {
 				       * attempt): being stopped, never
 				       * reported */
 	bool leased;                  /* its helper enforces a lease */
+	bool stopping;                /* killed because the worker stops */
 	struct rtask *next_orphan;
 	struct helper *h;
 	pid_t pid;
@@ -104,6 +105,7 @@ struct nd_runner {
 	uint64_t accepted;            /* tasks accepted, for the stats */
 	unsigned inflight;            /* io_uring ops not completed */
 	bool draining;
+	bool stopping;                /* nd_runner_stop_all: run nothing new */
 	struct pipe_rd *free_pipes;   /* reused: no zeroing, no page faults */
 	unsigned nfree_pipes;
 };
@@ -377,7 +379,7 @@ static int helper_start(struct nd_runner *r, struct helper *h);
 
 /* An end the helper could not report (it died): build it ourselves. */
 static void fake_exit_as(struct rtask *t, const char *reason,
-			 bool lease_expired)
+			 bool lease_expired, bool stopping)
 {
 	Noded__ExecExited x = NODED__EXEC_EXITED__INIT;
 
@@ -386,6 +388,7 @@ static void fake_exit_as(struct rtask *t, const char *reason,
 	x.spawn_errno = EPIPE;
 	x.reason = (char *)reason;
 	x.lease_expired = lease_expired;
+	x.worker_stopping = stopping;
 	free(t->exited_pb);
 	t->exited_len = noded__exec_exited__get_packed_size(&x);
 	t->exited_pb = malloc(t->exited_len ? t->exited_len : 1);
@@ -396,7 +399,7 @@ static void fake_exit_as(struct rtask *t, const char *reason,
 
 static void fake_exit(struct rtask *t, const char *reason)
 {
-	fake_exit_as(t, reason, false);
+	fake_exit_as(t, reason, false, false);
 }
 
 static void on_started(struct nd_runner *r, const Noded__ExecStarted *st,
@@ -442,6 +445,7 @@ static void on_exited(struct nd_runner *r, const Noded__ExecExited *x)
 		return;
 	ours = *x;
 	ours.task_id = t->id; /* the master's id, not the helper's key */
+	ours.worker_stopping = t->stopping && x->cancelled;
 	ND_LOG(ND_LOG_DEBUG, "task.exited", ND_U("task", t->id),
 	       ND_I("exit_code", x->exit_code), ND_I("signal", x->signal),
 	       ND_B("timed_out", x->timed_out), ND_B("cancelled", x->cancelled),
@@ -743,6 +747,12 @@ void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a,
 		return;
 	}
 	r->accepted++;
+	if (r->stopping) {
+		/* sent before the master knew we stop */
+		fake_exit_as(t, "worker stopping", false, true);
+		send_finished(t);
+		return;
+	}
 	if (busy(r, NULL, NULL, 0) > r->slots) {
 		fake_exit(t, "worker has no free slot");
 		send_finished(t);
@@ -756,7 +766,8 @@ void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a,
 	if (lease_deadline < 0) {
 		/* It names a heartbeat too old for us to know when we sent
 		 * it: whatever its lease was, it is over. */
-		fake_exit_as(t, "lease expired before it started", true);
+		fake_exit_as(t, "lease expired before it started", true,
+			     false);
 		send_finished(t);
 		return;
 	}
@@ -913,6 +924,32 @@ void nd_runner_tick(struct nd_runner *r)
 		    !t->started_acked && !t->orphan)
 			send_started(t);
 	}
+}
+
+void nd_runner_stop_all(struct nd_runner *r)
+{
+	r->stopping = true;
+	for (size_t i = 0; i < r->tasks.cap; i++) {
+		struct rtask *t = r->tasks.keys[i] ? r->tasks.vals[i] : NULL;
+
+		if (!t || t->orphan || t->exited)
+			continue;
+		t->stopping = true;
+		stop(t);
+	}
+}
+
+size_t nd_runner_unfinished(const struct nd_runner *r)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->tasks.cap; i++) {
+		const struct rtask *t = r->tasks.keys[i] ? r->tasks.vals[i]
+							 : NULL;
+
+		n += t && !t->orphan;
+	}
+	return n;
 }
 
 size_t nd_runner_remembered(const struct nd_runner *r, uint64_t *accepted)

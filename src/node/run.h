@@ -78,6 +78,14 @@ size_t nd_runner_running(const struct nd_runner *r, uint64_t *ids,
  * RAN_RECENT); *accepted (may be NULL) gets the tasks accepted so far. */
 size_t nd_runner_remembered(const struct nd_runner *r, uint64_t *accepted);
 
+/* The worker stops (gracefully): every task is stopped (TERM, grace,
+ * KILL) and its end reported as the worker's stopping (ExecExited.
+ * worker_stopping); a task assigned from now on ends so at once. */
+void nd_runner_stop_all(struct nd_runner *r);
+
+/* Tasks of this master whose end it has not yet taken (acknowledged). */
+size_t nd_runner_unfinished(const struct nd_runner *r);
+
 /* Server stopping: kill every task, stop the helpers. True while operations
  * are still in flight. */
 bool nd_runner_drain(struct nd_runner *r);

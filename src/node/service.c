@@ -399,6 +399,46 @@ static void report_status(struct nd_svc *svc, struct nd_ticket *t,
 		nd__tasks_schedule(svc);
 }
 
+/*
+ * NodeLeave: the worker of this connection drains (no new tasks) or stops
+ * (its tasks end LOST "worker stopping" as it reports them; when the
+ * connection closes the node is LEFT). Only the node whose AssignTask
+ * stream runs on this connection may say so.
+ */
+static void node_leave(struct nd_svc *svc, struct nd_ticket *t,
+		       const Noded__Frame *f, struct nd_out *o)
+{
+	const Noded__NodeLeave *nl = f->leave;
+	struct node *n = nd__node_find(svc, nl->node_name);
+	Noded__Frame r = NODED__FRAME__INIT;
+	Noded__Ack a = NODED__ACK__INIT;
+
+	if (!n || !n->stream.serial || n->stream.serial != t->conn_serial) {
+		nd__out_error(o, f->id, NODED__FRAME_KIND__REPLY,
+			      NODED__ERROR_CODE__BAD_REQUEST,
+			      "leave: '%s' is not the node registered on "
+			      "this connection", nl->node_name);
+		return;
+	}
+	if (!nl->drain && !n->leaving) {
+		n->leaving = n->draining = true;
+		ND_LOG(ND_LOG_INFO, "node.leaving", ND_S("node", n->name),
+		       ND_U("running_tasks", n->running),
+		       ND_S("msg", "its worker is stopping: its tasks end "
+			    "LOST (or are retried) as it reports them"));
+	} else if (nl->drain && !n->draining) {
+		n->draining = true;
+		ND_LOG(ND_LOG_INFO, "node.draining", ND_S("node", n->name),
+		       ND_U("running_tasks", n->running),
+		       ND_S("msg", "its worker drains: no new tasks"));
+	}
+	r.id = f->id;
+	r.kind = NODED__FRAME_KIND__REPLY;
+	r.body_case = NODED__FRAME__BODY_ACK;
+	r.ack = &a;
+	nd__out_frame(o, &r);
+}
+
 static int by_name(const void *a, const void *b)
 {
 	const Noded__NodeInfo *x = *(Noded__NodeInfo *const *)a;
@@ -561,6 +601,9 @@ static void svc_exec(struct nd_shard *s0, void *arg)
 		break;
 	case NODED__FRAME__BODY_TASK_UPDATE:
 		nd__task_update(svc, f, t->conn_serial, &o);
+		break;
+	case NODED__FRAME__BODY_LEAVE:
+		node_leave(svc, t, f, &o);
 		break;
 	default:
 		nd__out_error(&o, f->id, NODED__FRAME_KIND__REPLY,

@@ -8,9 +8,12 @@
  * step after a master restart) and resets once registered again.
  */
 #include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/conn.h"
@@ -26,6 +29,17 @@
 /* Heartbeats whose send time is remembered, for the master's acks and
  * assignments that name one (a minute of them at 1 s). */
 #define HB_RING 64
+/* Bound on stopping the tasks and reporting their ends when leaving: the
+ * exec helpers' grace (2 s) and a margin. */
+#define LEAVE_STOP_MS 4000
+
+/* Leaving the master on purpose (worker.h, nd_worker_run). */
+enum leave {
+	LEAVE_NONE,
+	LEAVE_DRAINING,               /* no new tasks; the running finish */
+	LEAVE_STOPPING,               /* the running are being stopped */
+	LEAVE_DONE,                   /* the process may stop the server */
+};
 
 struct worker {
 	const struct nd_worker_cfg *wc;
@@ -54,6 +68,13 @@ struct worker {
 	struct {
 		uint64_t seq, ms;
 	} hb_ring[HB_RING];
+	/* Leaving: asked by the process's main thread (leave_req: 1 stop
+	 * now, 2 drain), carried out by the tick, which sets left. */
+	atomic_int leave_req;
+	atomic_bool left;
+	enum leave leave;
+	uint64_t leave_deadline_ms;   /* 0: none */
+	bool leave_sent;              /* NodeLeave of this phase is sent */
 };
 
 /*
@@ -116,6 +137,88 @@ static void report(struct worker *w)
 static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
 		      bool done, void *arg);
 
+static void on_leave_ack(struct nd_client *cl, int status,
+			 const Noded__Frame *f, bool done, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)cl;
+	(void)f;
+	(void)done;
+	if (status == -ECANCELED || status == -ECONNRESET)
+		w->leave_sent = false; /* said again once registered */
+}
+
+/* Tells the master we drain or stop (once per phase and connection). */
+static void send_leave(struct worker *w)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__NodeLeave nl = NODED__NODE_LEAVE__INIT;
+
+	if (w->leave_sent || !w->registered || !w->conn ||
+	    (w->leave != LEAVE_DRAINING && w->leave != LEAVE_STOPPING))
+		return;
+	nl.node_name = (char *)w->wc->name;
+	nl.drain = w->leave == LEAVE_DRAINING;
+	f.body_case = NODED__FRAME__BODY_LEAVE;
+	f.leave = &nl;
+	if (nd_client_start(nd_peer_client(w->conn), &f, on_leave_ack, w) < 0)
+		return;
+	nd_peer_flush(w->conn);
+	w->leave_sent = true;
+}
+
+static void start_stopping(struct worker *w)
+{
+	w->leave = LEAVE_STOPPING;
+	w->leave_sent = false;
+	w->leave_deadline_ms = w->s->now_ms + LEAVE_STOP_MS;
+	ND_LOG(ND_LOG_INFO, "worker.leaving", ND_S("node", w->wc->name),
+	       ND_U("unfinished_tasks", nd_runner_unfinished(w->runner)),
+	       ND_S("msg", "stopping the tasks still running and telling the "
+		    "master"));
+	send_leave(w); /* before the ends, so they count as ours stopping */
+	nd_runner_stop_all(w->runner);
+}
+
+/*
+ * One step of leaving, from the tick: drain until nothing runs (or the
+ * drain's bound, or a second signal), then stop what still runs, report
+ * its end, and let the process stop the server.
+ */
+static void leave_step(struct worker *w)
+{
+	int req = atomic_load(&w->leave_req);
+	uint64_t now = w->s->now_ms;
+
+	if (w->leave == LEAVE_DONE || (w->leave == LEAVE_NONE && !req))
+		return;
+	if (w->leave == LEAVE_NONE && req == 2) {
+		w->leave = LEAVE_DRAINING;
+		w->leave_deadline_ms = w->wc->drain_timeout_ms ?
+			now + w->wc->drain_timeout_ms : 0;
+		ND_LOG(ND_LOG_INFO, "worker.draining", ND_S("node", w->wc->name),
+		       ND_U("unfinished_tasks", nd_runner_unfinished(w->runner)),
+		       ND_U("timeout_ms", w->wc->drain_timeout_ms),
+		       ND_S("msg", "taking no new tasks; letting the running "
+			    "ones finish (a second signal stops them)"));
+	}
+	if (w->leave == LEAVE_DRAINING) {
+		if (req == 1 || !nd_runner_unfinished(w->runner) ||
+		    (w->leave_deadline_ms && now >= w->leave_deadline_ms))
+			start_stopping(w);
+	} else if (w->leave == LEAVE_NONE) {
+		start_stopping(w);
+	}
+	send_leave(w);
+	if (w->leave == LEAVE_STOPPING &&
+	    (!nd_runner_unfinished(w->runner) || !w->conn ||
+	     now >= w->leave_deadline_ms)) {
+		w->leave = LEAVE_DONE;
+		atomic_store(&w->left, true);
+	}
+}
+
 /* Hello (and the token challenge, when the master has one) done: register
  * on the AssignTask stream. */
 static void on_hello(struct nd_client *cl, int status, const Noded__Frame *f,
@@ -173,6 +276,8 @@ static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
 		nd_runner_connected(w->runner,
 				    f->assign_open->master_instance);
 		report(w);
+		w->leave_sent = false;
+		send_leave(w); /* still draining or stopping: say so again */
 		return;
 	}
 	if (status == 0 && f->body_case == NODED__FRAME__BODY_TASK) {
@@ -266,6 +371,7 @@ static void tick(struct nd_shard *s)
 		report(w);
 	if (w->registered)
 		nd_runner_tick(w->runner);
+	leave_step(w);
 }
 
 /* While a connect is in flight the shard must not stop under it. */
@@ -392,7 +498,32 @@ int nd_worker_run(const struct nd_worker_cfg *wc)
 		uint64_t accepted;
 		size_t kept;
 
+		sigset_t set;
+		int64_t stop_by = 0;
+
 		nd_server_wait_signal();
+		nd_server_block_signals(&set);
+		atomic_store(&nw->w.leave_req, wc->drain ? 2 : 1);
+		/* The shard leaves (worker.c, leave_step); a second signal
+		 * stops a drain. Bounded once stopping: the shard's own
+		 * bound plus a margin, should it be stuck. */
+		while (!atomic_load(&nw->w.left)) {
+			struct timespec ts = { 0, 100 * 1000 * 1000 };
+			int sig = sigtimedwait(&set, NULL, &ts);
+
+			if (sig > 0 && atomic_load(&nw->w.leave_req) != 1) {
+				ND_LOG(ND_LOG_INFO, "worker.stop_now",
+				       ND_S("node", wc->name),
+				       ND_S("msg", "second signal: stopping "
+					    "the running tasks"));
+				atomic_store(&nw->w.leave_req, 1);
+			}
+			if (atomic_load(&nw->w.leave_req) == 1 && !stop_by)
+				stop_by = (int64_t)nd_now_ms() +
+					  2 * LEAVE_STOP_MS;
+			if (stop_by && (int64_t)nd_now_ms() >= stop_by)
+				break;
+		}
 		nd_worker_stop(nw);
 		kept = nd_runner_remembered(nw->w.runner, &accepted);
 		ND_LOG(ND_LOG_INFO, "worker.stopped", ND_S("node", wc->name),
