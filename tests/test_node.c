@@ -245,3 +245,81 @@ Test(node, client_commands_fail_clearly)
 	cr_assert_eq(st, 1, "bad --master: exit %d", st);
 	cr_assert(strstr(err, "HOST:PORT"), "stderr: %s", err);
 }
+
+/* A NOTIFY report_status of node "raw" with heartbeat seq and the running
+ * (id, attempt) pairs given (n of them). */
+static void raw_heartbeat(int fd, uint64_t seq, uint64_t *ids,
+			  uint32_t *attempts, size_t n)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__NodeStatus ns = NODED__NODE_STATUS__INIT;
+
+	ns.name = "raw";
+	ns.slots_total = 2;
+	ns.slots_free = 2 - (uint32_t)n;
+	ns.heartbeat_seq = seq;
+	ns.n_running_tasks = ns.n_running_attempts = n;
+	ns.running_tasks = ids;
+	ns.running_attempts = attempts;
+	f.id = 100 + seq;
+	f.kind = NODED__FRAME_KIND__NOTIFY;
+	f.body_case = NODED__FRAME__BODY_REPORT_STATUS;
+	f.report_status = &ns;
+	SEND_FRAME(fd, &f);
+}
+
+/*
+ * Fencing on the wire: the AssignTask stream opens with the lease; a
+ * heartbeat of a node that runs nothing gets no answer (a fleet of idle
+ * workers costs the master no sends), one that reports running attempts
+ * gets a HeartbeatAck naming it, and an attempt the master does not count
+ * as running there (here: a task it never gave) is named back in a
+ * TaskCancel with its attempt, so the worker kills it and forgets it.
+ */
+Test(node, heartbeat_acks_and_void_attempts_on_the_wire)
+{
+	Noded__Frame af, *r;
+	Noded__AssignTaskRequest ar;
+	uint64_t ids[1] = { 77 };
+	uint32_t attempts[1] = { 3 };
+	bool acked = false, voided = false;
+	int fd;
+
+	DAEMON_START(&d, "--lease", "7");
+	fd = CONNECT(&d);
+	HELLO(fd);
+	nd_test_frame_assign(&af, &ar, 2, "raw");
+	SEND_FRAME(fd, &af);
+	r = RECV(fd);
+	EXPECT_FRAME(r, NODED__FRAME_KIND__STREAM_ITEM, 2,
+		     NODED__FRAME__BODY_ASSIGN_OPEN);
+	cr_assert_eq(r->assign_open->lease_ms, 7000);
+	nd_frame_free(r, NULL);
+
+	raw_heartbeat(fd, 1, NULL, NULL, 0);
+	EXPECT_QUIET(fd, 700);
+
+	raw_heartbeat(fd, 2, ids, attempts, 1);
+	for (int i = 0; i < 2; i++) {
+		r = RECV(fd);
+		cr_assert(r->kind == NODED__FRAME_KIND__STREAM_ITEM &&
+				  r->id == 2,
+			  "got %s", nd_test_describe(r));
+		if (r->body_case == NODED__FRAME__BODY_HEARTBEAT_ACK) {
+			cr_assert_eq(r->heartbeat_ack->seq, 2);
+			acked = true;
+		} else {
+			cr_assert(r->body_case ==
+						  NODED__FRAME__BODY_TASK_CANCEL &&
+					  r->task_cancel->task_id == 77 &&
+					  r->task_cancel->attempt == 3,
+				  "want a TaskCancel of task 77 attempt 3, got "
+				  "%s", nd_test_describe(r));
+			voided = true;
+		}
+		nd_frame_free(r, NULL);
+	}
+	cr_assert(acked && voided);
+	close(fd);
+	STOP_OK(&d);
+}

@@ -187,7 +187,9 @@ static void task_free(struct rtask *t)
 
 	nd_u64map_del(&r->tasks, t->key);
 	if (!t->orphan) {
-		nd_u64map_del(&r->by_id, t->id);
+		/* a later attempt may have taken the id's entry */
+		if (nd_u64map_get(&r->by_id, t->id) == t)
+			nd_u64map_del(&r->by_id, t->id);
 		if (t->finish_acked)
 			ran_remember(r, t);
 	}

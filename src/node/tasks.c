@@ -5,7 +5,11 @@
  * Life of a task: PENDING (queued here) -> ASSIGNED (pushed on its node's
  * AssignTask stream) -> RUNNING (the worker reported it started) -> exactly
  * one of SUCCEEDED, FAILED, TIMED_OUT, CANCELLED, LOST. A task whose node dies
- * is LOST, or PENDING again while it has retries left. Updates for a task that
+ * is LOST, or PENDING again while it has retries left, but only once its
+ * attempt's lease is over (service.c, svc_tick): by then the node's exec
+ * helpers have killed it, so a retry never overlaps it. An attempt its
+ * node ended (lease expired, worker stopping) is treated the same way when
+ * its end is reported. Updates for a task that
  * already ended, or for another attempt, are acknowledged and ignored, so a
  * late worker can never give a task a second ending.
  *
