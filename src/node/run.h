@@ -20,6 +20,10 @@
  *   are stopped, never reported, and the ids forgotten.
  * - The helper knows each task by a key of ours, unique in this process, so
  *   a task of the old master and one of the new with the same id never mix.
+ * - Fencing: an attempt runs under a lease that its helper enforces
+ *   (ExecSpawn.lease_deadline_mono_ms), renewed by nd_runner_lease when the
+ *   master acknowledges a heartbeat (worker.c). An attempt the master says
+ *   is void (nd_runner_void) is stopped like an orphan and never reported.
  */
 #ifndef ND_NODE_RUN_H
 #define ND_NODE_RUN_H
