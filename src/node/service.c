@@ -192,8 +192,15 @@ static void svc_tick(struct nd_shard *s)
 	svc->last_tick_ms = s->now_ms;
 	if (gap > STALL_MS) {
 		stalled(svc, gap);
-		return;
+		/* Judged at the next tick, unless this one was already put
+		 * off: a master whose every tick is late (it is swamped)
+		 * still judges, each node's silence having been credited. */
+		if (!svc->judging_put_off) {
+			svc->judging_put_off = true;
+			return;
+		}
 	}
+	svc->judging_put_off = false;
 	for (size_t i = 0; i < svc->nbuckets; i++) {
 		for (struct node *n = svc->buckets[i]; n; n = n->next) {
 			uint64_t quiet = s->now_ms - n->last_hb_ms;

@@ -152,6 +152,7 @@ struct nd_svc {
 	struct nd_hist dispatch;      /* queued to pushed to a worker */
 	uint64_t ended[16];           /* tasks that ended, by final state */
 	uint64_t last_tick_ms;        /* monotonic, of the last service tick */
+	bool judging_put_off;         /* the last tick came after a stall */
 };
 
 uint64_t nd__unix_ms(void);
