@@ -355,7 +355,10 @@ static void report_status(struct nd_svc *svc, struct nd_ticket *t,
 	free(n->status);
 	n->status = copy;
 	n->status_len = len;
+	/* as tasks.c's has_room: a node takes tasks once it has sent a
+	 * heartbeat on its current connection (its leases count from one) */
 	was_usable = n->state == NODED__NODE_STATE__NODE_ALIVE &&
+		     n->hb_serial == n->stream.serial && !n->draining &&
 		     nd__node_used(n) < n->slots;
 	if (n->state == NODED__NODE_STATE__NODE_DEAD ||
 	    n->state == NODED__NODE_STATE__NODE_LEFT) {
@@ -402,7 +405,8 @@ static void report_status(struct nd_svc *svc, struct nd_ticket *t,
 	r.status_reply = &sr;
 	if (f->kind != NODED__FRAME_KIND__NOTIFY)
 		nd__out_frame(o, &r); /* a notification wants no reply */
-	if (!was_usable && nd__node_used(n) < n->slots && n->stream.serial)
+	if (!was_usable && nd__node_used(n) < n->slots && n->stream.serial &&
+	    n->hb_serial == n->stream.serial && !n->draining)
 		nd__tasks_schedule(svc);
 }
 
