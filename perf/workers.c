@@ -379,6 +379,9 @@ static void report(struct sw *w)
 	ns.slots_free = sim->o->slots - w->busy;
 	ns.n_running_tasks = n;
 	ns.running_tasks = sim->ids;
+	/* heartbeat_seq stays 0: the sim takes no leases (it kills nothing
+	 * when the master goes quiet), so the master must not count on
+	 * any, and sends it no HeartbeatAck */
 	ns.uptime_ms = sim->now_ms - sim->t_start_ms;
 	f.body_case = NODED__FRAME__BODY_REPORT_STATUS;
 	f.report_status = &ns;

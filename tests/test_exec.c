@@ -1420,3 +1420,86 @@ Test(exec_codec, decode_checks_fd_counts)
 	cr_assert_null(nd_exec_decode_event((const uint8_t *)"\xff\xff", 2, 0));
 	cr_assert_null(nd_exec_decode_event(buf, 0, 0), "empty event");
 }
+
+/* ---- leases (fencing) ---- */
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void send_spawn_leased(uint64_t id, const char *shell, int64_t lease)
+{
+	Noded__ExecRequest r = NODED__EXEC_REQUEST__INIT;
+	Noded__ExecSpawn s = NODED__EXEC_SPAWN__INIT;
+
+	s.task_id = id;
+	s.shell = (char *)shell;
+	s.lease_deadline_mono_ms = lease;
+	r.body_case = NODED__EXEC_REQUEST__BODY_SPAWN;
+	r.spawn = &s;
+	send_request(&r);
+}
+
+static void send_lease(int64_t deadline)
+{
+	Noded__ExecRequest r = NODED__EXEC_REQUEST__INIT;
+	Noded__ExecLease l = NODED__EXEC_LEASE__INIT;
+
+	l.deadline_mono_ms = deadline;
+	r.body_case = NODED__EXEC_REQUEST__BODY_LEASE;
+	r.lease = &l;
+	send_request(&r);
+}
+
+/*
+ * A command whose lease runs out is killed by the helper on its own (the
+ * daemon says nothing more): SIGTERM a second before the lease's end, and
+ * SIGKILL at its end for one that ignores SIGTERM. Its end says why.
+ */
+Test(exec, lease_expiry_kills_by_its_end)
+{
+	struct result r = { 0 };
+	int64_t lease;
+	int fds[2];
+
+	lease = mono_ms() + 1500;
+	send_spawn_leased(7, "trap '' TERM; sleep 30", lease);
+	expect_started(7, &r, fds);
+	read_pipes(fds, &r, ND_TEST_TIMEOUT_MS);
+	expect_exited(7, &r, ND_TEST_TIMEOUT_MS);
+	EXPECT_SIGNAL(&r, SIGKILL);
+	cr_assert(r.x->lease_expired && !r.x->timed_out && !r.x->cancelled);
+	cr_assert(mono_ms() >= lease - 50 && mono_ms() < lease + 1000,
+		  "ended %lld ms after its lease's end",
+		  (long long)(mono_ms() - lease));
+	cr_assert(strstr(r.x->reason, "lease expired"), "reason '%s'",
+		  r.x->reason);
+	cr_assert(gone_within(r.pid, 1000));
+	free_result(&r);
+}
+
+/* ExecLease moves a running command's lease on; never back. */
+Test(exec, lease_renewed_then_expires)
+{
+	struct result r = { 0 };
+	int64_t t0 = mono_ms();
+	int fds[2];
+
+	send_spawn_leased(8, "sleep 30", t0 + 1500);
+	expect_started(8, &r, fds);
+	send_lease(t0 + 3500);
+	send_lease(t0 + 100); /* earlier: ignored */
+	read_pipes(fds, &r, ND_TEST_TIMEOUT_MS);
+	expect_exited(8, &r, ND_TEST_TIMEOUT_MS);
+	cr_assert(r.x->lease_expired, "reason '%s'", r.x->reason);
+	EXPECT_SIGNAL(&r, SIGTERM);
+	/* SIGTERM 1 s before the renewed end (3.5 s) */
+	cr_assert(mono_ms() - t0 >= 2400 && mono_ms() - t0 < 3600,
+		  "ended %lld ms after the spawn, want about 2500",
+		  (long long)(mono_ms() - t0));
+	free_result(&r);
+}

@@ -4,11 +4,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -342,4 +345,226 @@ Test(node, names_and_labels_must_be_text)
 	json_decref(arr);
 	EXPECT_HEALTHY(&d);
 	STOP_OK(&d);
+}
+
+/* A NOTIFY report_status of node "raw" with heartbeat seq and the running
+ * (id, attempt) pairs given (n of them). */
+static void raw_heartbeat(int fd, uint64_t seq, uint64_t *ids,
+			  uint32_t *attempts, size_t n)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__NodeStatus ns = NODED__NODE_STATUS__INIT;
+
+	ns.name = "raw";
+	ns.slots_total = 2;
+	ns.slots_free = 2 - (uint32_t)n;
+	ns.heartbeat_seq = seq;
+	ns.n_running_tasks = ns.n_running_attempts = n;
+	ns.running_tasks = ids;
+	ns.running_attempts = attempts;
+	f.id = 100 + seq;
+	f.kind = NODED__FRAME_KIND__NOTIFY;
+	f.body_case = NODED__FRAME__BODY_REPORT_STATUS;
+	f.report_status = &ns;
+	SEND_FRAME(fd, &f);
+}
+
+/*
+ * Fencing on the wire: the AssignTask stream opens with the lease; a
+ * heartbeat of a node that runs nothing gets no answer (a fleet of idle
+ * workers costs the master no sends), one that reports running attempts
+ * gets a HeartbeatAck naming it, and an attempt the master does not count
+ * as running there (here: a task it never gave) is named back in a
+ * TaskCancel with its attempt, so the worker kills it and forgets it.
+ */
+Test(node, heartbeat_acks_and_void_attempts_on_the_wire)
+{
+	Noded__Frame af, *r;
+	Noded__AssignTaskRequest ar;
+	uint64_t ids[1] = { 77 };
+	uint32_t attempts[1] = { 3 };
+	bool acked = false, voided = false;
+	int fd;
+
+	DAEMON_START(&d, "--lease", "7");
+	fd = CONNECT(&d);
+	HELLO(fd);
+	nd_test_frame_assign(&af, &ar, 2, "raw");
+	SEND_FRAME(fd, &af);
+	r = RECV(fd);
+	EXPECT_FRAME(r, NODED__FRAME_KIND__STREAM_ITEM, 2,
+		     NODED__FRAME__BODY_ASSIGN_OPEN);
+	cr_assert_eq(r->assign_open->lease_ms, 7000);
+	nd_frame_free(r, NULL);
+
+	raw_heartbeat(fd, 1, NULL, NULL, 0);
+	EXPECT_QUIET(fd, 700);
+
+	raw_heartbeat(fd, 2, ids, attempts, 1);
+	for (int i = 0; i < 2; i++) {
+		r = RECV(fd);
+		cr_assert(r->kind == NODED__FRAME_KIND__STREAM_ITEM &&
+				  r->id == 2,
+			  "got %s", nd_test_describe(r));
+		if (r->body_case == NODED__FRAME__BODY_HEARTBEAT_ACK) {
+			cr_assert_eq(r->heartbeat_ack->seq, 2);
+			acked = true;
+		} else {
+			cr_assert(r->body_case ==
+						  NODED__FRAME__BODY_TASK_CANCEL &&
+					  r->task_cancel->task_id == 77 &&
+					  r->task_cancel->attempt == 3,
+				  "want a TaskCancel of task 77 attempt 3, got "
+				  "%s", nd_test_describe(r));
+			voided = true;
+		}
+		nd_frame_free(r, NULL);
+	}
+	cr_assert(acked && voided);
+	close(fd);
+	STOP_OK(&d);
+}
+
+/* A listening socket on 127.0.0.1, any port (*port). */
+static int fake_master_listen(int *port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert(fd >= 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	cr_assert(listen(fd, 4) == 0);
+	cr_assert(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+/* A frame from the worker; NULL when none came within ms. */
+static Noded__Frame *fake_recv(int fd, int ms)
+{
+	Noded__Frame *f = NULL;
+
+	return nd_test_recv_frame(fd, ms, &f) == 0 ? f : NULL;
+}
+
+/*
+ * The worker's side of void attempts, against a master played by the
+ * test: once the master names an attempt the worker runs in a TaskCancel
+ * with that attempt (it gave the attempt up while the worker was cut off),
+ * the worker kills it and never reports it again: not as running in its
+ * heartbeats, and no end.
+ */
+Test(node, worker_kills_and_forgets_a_void_attempt)
+{
+	char tmp[] = "/tmp/noded-void-XXXXXX", pidfile[64], shell[160];
+	Noded__Frame f, *r;
+	Noded__HelloReply hr = NODED__HELLO_REPLY__INIT;
+	Noded__AssignTaskOpen ao = NODED__ASSIGN_TASK_OPEN__INIT;
+	Noded__TaskAssignment ta = NODED__TASK_ASSIGNMENT__INIT;
+	Noded__TaskCancel tc = NODED__TASK_CANCEL__INIT;
+	struct pollfd p;
+	uint64_t stream = 0;
+	bool listed = false, with_attempt = false;
+	pid_t pid = 0;
+	int lfd, fd, port;
+	FILE *pf;
+
+	cr_assert(mkdtemp(tmp));
+	snprintf(pidfile, sizeof(pidfile), "%s/pid", tmp);
+	snprintf(shell, sizeof(shell), "echo $$ > %s; exec sleep 30", pidfile);
+	lfd = fake_master_listen(&port);
+	workers[0] = worker_start(port, "vw", NULL);
+	p = (struct pollfd){ .fd = lfd, .events = POLLIN };
+	cr_assert(poll(&p, 1, 5000) == 1, "the worker did not connect");
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	cr_assert(fd >= 0);
+
+	/* Hello, then its AssignTask stream */
+	r = fake_recv(fd, 5000);
+	cr_assert(r && r->body_case == NODED__FRAME__BODY_HELLO);
+	noded__frame__init(&f);
+	f.id = r->id;
+	f.kind = NODED__FRAME_KIND__REPLY;
+	hr.protocol_version = r->hello->protocol_version;
+	hr.node_name = "fake";
+	hr.role = NODED__ROLE__ROLE_MASTER;
+	hr.max_frame = 1 << 20;
+	hr.heartbeat_interval_ms = 1000;
+	f.body_case = NODED__FRAME__BODY_HELLO_REPLY;
+	f.hello_reply = &hr;
+	SEND_FRAME(fd, &f);
+	nd_frame_free(r, NULL);
+	r = fake_recv(fd, 5000);
+	cr_assert(r && r->body_case == NODED__FRAME__BODY_ASSIGN_TASK,
+		  "want assign_task, got %s", r ? nd_test_describe(r) : "none");
+	stream = r->id;
+	nd_frame_free(r, NULL);
+	noded__frame__init(&f);
+	f.id = stream;
+	f.kind = NODED__FRAME_KIND__STREAM_ITEM;
+	ao.heartbeat_interval_ms = 1000;
+	ao.heartbeat_timeout_ms = 3000;
+	ao.master_instance = 42;
+	f.body_case = NODED__FRAME__BODY_ASSIGN_OPEN;
+	f.assign_open = &ao;
+	SEND_FRAME(fd, &f);
+	ta.task_id = 5;
+	ta.attempt = 1;
+	ta.shell = shell;
+	f.body_case = NODED__FRAME__BODY_TASK;
+	f.task = &ta;
+	SEND_FRAME(fd, &f);
+
+	/* its heartbeats list (5, attempt 1) */
+	for (int64_t end = nd_test_now_ms() + 5000; !listed;) {
+		cr_assert(nd_test_now_ms() < end, "no heartbeat lists task 5");
+		r = fake_recv(fd, 1000);
+		if (r && r->body_case == NODED__FRAME__BODY_REPORT_STATUS) {
+			const Noded__NodeStatus *ns = r->report_status;
+
+			listed = ns->n_running_tasks == 1 &&
+				 ns->running_tasks[0] == 5;
+			with_attempt = listed && ns->n_running_attempts == 1 &&
+				       ns->running_attempts[0] == 1;
+		}
+		if (r)
+			nd_frame_free(r, NULL);
+	}
+	pf = fopen(pidfile, "r");
+	cr_assert(pf && fscanf(pf, "%d", &pid) == 1 && pid > 1);
+	fclose(pf);
+
+	/* the master gave that attempt up */
+	tc.task_id = 5;
+	tc.attempt = 1;
+	f.body_case = NODED__FRAME__BODY_TASK_CANCEL;
+	f.task_cancel = &tc;
+	SEND_FRAME(fd, &f);
+	for (int i = 0; i < 150 && nd_test_pid_alive(pid); i++)
+		nd_test_sleep_ms(20);
+	cr_assert(!nd_test_pid_alive(pid), "the void attempt (pid %d) still "
+		  "runs 3 s after the master named it", (int)pid);
+	/* and it is never reported again */
+	for (int64_t end = nd_test_now_ms() + 2500; nd_test_now_ms() < end;) {
+		r = fake_recv(fd, 300);
+		if (!r)
+			continue;
+		if (r->body_case == NODED__FRAME__BODY_REPORT_STATUS)
+			cr_assert(r->report_status->n_running_tasks == 0,
+				  "a heartbeat still lists the void attempt: "
+				  "%s", nd_test_describe(r));
+		cr_assert(!(r->body_case == NODED__FRAME__BODY_TASK_UPDATE &&
+			    r->task_update->body_case ==
+				    NODED__TASK_UPDATE__BODY_FINISHED),
+			  "the worker reported the void attempt's end");
+		nd_frame_free(r, NULL);
+	}
+	cr_assert(with_attempt, "the heartbeat named the task without its "
+		  "attempt");
+	close(fd);
+	close(lfd);
+	unlink(pidfile);
+	rmdir(tmp);
 }

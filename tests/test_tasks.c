@@ -1303,7 +1303,7 @@ Test(tasks, worker_sigkill_mid_task_loses_it)
 	pid_t pid;
 	int st;
 
-	MASTER_START("--heartbeat-timeout", "2");
+	MASTER_START("--heartbeat-timeout", "2", "--lease", "4");
 	worker_start(0, "victim", 2, NULL);
 	worker_start(1, "survivor", 2, NULL);
 	WAIT_ALIVE("victim");
@@ -1341,7 +1341,9 @@ Test(tasks, worker_sigkill_mid_task_loses_it)
 	cr_assert(ms <= 2000 + 1000 + 1500,
 		  "node DEAD %lld ms after SIGKILL, heartbeat timeout 2 s",
 		  (long long)ms);
-	t = wait_task(id, "LOST", 1000);
+	/* LOST once its lease (4 s from the last heartbeat, plus the
+	 * master's 1 s margin) is over too */
+	t = wait_task(id, "LOST", 4000);
 	cr_log_info("node DEAD within %lld ms, task LOST %lld ms after the "
 		    "worker's SIGKILL: %s", (long long)ms,
 		    (long long)(nd_test_now_ms() - t0), jstr(t, "reason"));
@@ -1370,7 +1372,7 @@ Test(tasks, lost_task_retried_on_another_worker)
 	json_t *t;
 	uint64_t id;
 
-	MASTER_START("--heartbeat-timeout", "2");
+	MASTER_START("--heartbeat-timeout", "2", "--lease", "4");
 	worker_start(0, "w1", 2, NULL);
 	worker_start(1, "w2", 2, NULL);
 	WAIT_ALIVE("w1");
@@ -1383,8 +1385,9 @@ Test(tasks, lost_task_retried_on_another_worker)
 	json_decref(t);
 	worker_kill(worker_index(first));
 
-	/* DEAD within ~3 s, then 3 s of sleep on the other node */
-	t = wait_task(id, "SUCCEEDED", 2000 + 1000 + 3000 + 4000);
+	/* retried once its lease is over (~5 s), then 3 s of sleep on the
+	 * other node */
+	t = wait_task(id, "SUCCEEDED", 4000 + 1000 + 3000 + 4000);
 	cr_assert(strcmp(jstr(t, "node"), first) != 0 &&
 			  jint(t, "attempt") == 2,
 		  "after %s died: want SUCCEEDED on the other node with "
@@ -1412,48 +1415,224 @@ Test(tasks, worker_restarted_after_dead_runs_tasks)
 	STOP_OK(&d);
 }
 
-/*
- * A worker frozen past the heartbeat timeout: the master declares its node
- * DEAD and the task LOST, but the task goes on running there. When the
- * worker comes back, its report names that task, and the master counts it
- * against the node's one slot: the next task waits until it ended there,
- * instead of running beside it (over the slots).
- */
-Test(tasks, node_back_from_dead_still_counts_its_running_task)
+/* ---- fencing: leases ---- */
+
+/* The pids a task's shell wrote, one line each ("PID"), into path; up to
+ * max of them into pids. Returns how many lines there are. */
+static size_t read_pids(const char *path, pid_t *pids, size_t max)
 {
+	char buf[512];
+	size_t n = 0;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return 0;
+	while (fgets(buf, sizeof(buf), f)) {
+		if (n < max)
+			pids[n] = (pid_t)atoi(buf);
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/*
+ * A worker frozen past the heartbeat timeout (SIGSTOP): its node is DEAD,
+ * but its task is not LOST until its lease is over, by when the worker's
+ * exec helpers (which still run) have killed it. When the worker comes
+ * back, the old attempt's late end changes nothing, and the next task for
+ * that node runs.
+ */
+Test(tasks, frozen_worker_task_killed_before_it_is_lost)
+{
+	char marks[128], script[256];
+	pid_t pids[4];
 	uint64_t t1, t2;
-	int64_t s1, s2;
+	int64_t gone_at = 0;
 	json_t *t;
 
-	MASTER_START("--heartbeat-timeout", "1");
+	make_tmpdir();
+	snprintf(marks, sizeof(marks), "%s/marks", tmpdir);
+	snprintf(script, sizeof(script), "echo $$ >> %s; exec sleep 30", marks);
+	MASTER_START("--heartbeat-timeout", "2", "--lease", "4");
 	worker_start(0, "frozen", 1, NULL);
 	WAIT_ALIVE("frozen");
-	t1 = SUBMIT("--node", "frozen", "--", "sleep", "3");
-	t = wait_task(t1, "RUNNING", 5000);
-	s1 = jint(t, "started_unix_ms");
-	json_decref(t);
+	t1 = SUBMIT("--node", "frozen", "--shell", "--", script);
+	json_decref(wait_task(t1, "RUNNING", 5000));
+	for (int i = 0; i < 100 && read_pids(marks, pids, 4) < 1; i++)
+		nd_test_sleep_ms(50);
+	cr_assert_eq(read_pids(marks, pids, 4), 1);
+	stray_add(pids[0]);
 	/* it waits for its node through its death (else it is LOST then) */
 	t2 = SUBMIT("--node", "frozen", "--wait-for-node", "--", "true");
 	cr_assert(kill(workers[0], SIGSTOP) == 0, "SIGSTOP: %s",
 		  strerror(errno));
 	wait_node("frozen", "DEAD", 5000);
-	json_decref(wait_task(t1, "LOST", 2000));
+	/* until LOST: note when its process went, which must be first */
+	for (int64_t end = nd_test_now_ms() + 8000;;) {
+		t = task_get(t1);
+		if (!gone_at && !nd_test_pid_alive(pids[0]))
+			gone_at = nd_test_now_ms();
+		if (!strcmp(jstr(t, "state"), "LOST"))
+			break;
+		cr_assert(!strcmp(jstr(t, "state"), "RUNNING") &&
+				  nd_test_now_ms() < end,
+			  "want RUNNING until the lease is over, then LOST: %s",
+			  jdump(t));
+		json_decref(t);
+		nd_test_sleep_ms(50);
+	}
+	cr_assert(gone_at && !nd_test_pid_alive(pids[0]),
+		  "task 1 is LOST while its process %d still runs on the "
+		  "frozen worker: %s", (int)pids[0], jdump(t));
+	json_decref(t);
 	cr_assert(kill(workers[0], SIGCONT) == 0, "SIGCONT: %s",
 		  strerror(errno));
 	WAIT_ALIVE("frozen");
-	nd_test_sleep_ms(300);
-	t = task_get(t2);
-	cr_assert(!strcmp(jstr(t, "state"), "PENDING"),
-		  "the node is back with its 1 slot taken by the LOST task "
-		  "still running there, yet the next task is %s: %s",
-		  jstr(t, "state"), jdump(t));
-	json_decref(t);
 	t = wait_task(t2, "SUCCEEDED", 10000);
-	s2 = jint(t, "started_unix_ms");
 	json_decref(t);
-	/* started_unix_ms is the worker's clock, like s1 */
-	cr_assert(s2 >= s1 + 3000 - 50, "the next task started %lld ms after "
-		  "the 3 s one it must wait for", (long long)(s2 - s1));
+	t = task_get(t1);
+	cr_assert(!strcmp(jstr(t, "state"), "LOST") &&
+			  strstr(jstr(t, "reason"), "no heartbeat"),
+		  "the old attempt's late end changed its record: %s",
+		  jdump(t));
+	json_decref(t);
+	cr_assert_eq(read_pids(marks, pids, 4), 1, "task 1 ran again");
+	STOP_OK(&d);
+}
+
+/*
+ * The issue's case: a frozen worker's task is retried on another worker.
+ * The retry must not start before the frozen worker's attempt was killed
+ * (by its exec helpers, when its lease ran out), and when the worker
+ * comes back the old attempt neither runs on nor reports: the task ends
+ * once, by its retry.
+ */
+Test(tasks, retry_never_overlaps_the_frozen_attempt)
+{
+	char marks[128], script[256], first[32], ids[32];
+	int64_t gone_at = 0, second_at = 0;
+	pid_t pids[4];
+	uint64_t id;
+	json_t *t;
+	int victim;
+
+	make_tmpdir();
+	snprintf(marks, sizeof(marks), "%s/marks", tmpdir);
+	snprintf(script, sizeof(script), "echo $$ >> %s; exec sleep 60", marks);
+	MASTER_START("--heartbeat-timeout", "2", "--lease", "4");
+	worker_start(0, "w1", 2, NULL);
+	worker_start(1, "w2", 2, NULL);
+	WAIT_ALIVE("w1");
+	WAIT_ALIVE("w2");
+	id = SUBMIT("--retries", "1", "--shell", "--", script);
+	t = wait_task(id, "RUNNING", 5000);
+	snprintf(first, sizeof(first), "%s", jstr(t, "node"));
+	json_decref(t);
+	for (int i = 0; i < 100 && read_pids(marks, pids, 4) < 1; i++)
+		nd_test_sleep_ms(50);
+	cr_assert_eq(read_pids(marks, pids, 4), 1);
+	stray_add(pids[0]);
+	victim = worker_index(first);
+	cr_assert(kill(workers[victim], SIGSTOP) == 0, "SIGSTOP: %s",
+		  strerror(errno));
+
+	/* the retry's start (a second line), and the old process's end */
+	for (int64_t end = nd_test_now_ms() + 12000; !second_at;) {
+		size_t n;
+
+		if (!gone_at && !nd_test_pid_alive(pids[0]))
+			gone_at = nd_test_now_ms();
+		n = read_pids(marks, pids, 4);
+		if (n >= 2) {
+			second_at = nd_test_now_ms();
+			stray_add(pids[1]);
+		}
+		cr_assert(nd_test_now_ms() < end, "no retry within 12 s");
+		nd_test_sleep_ms(10);
+	}
+	cr_assert(gone_at && gone_at < second_at,
+		  "the retry started while the frozen attempt (pid %d) still "
+		  "ran", (int)pids[0]);
+	cr_log_info("old attempt gone %lld ms before the retry started",
+		    (long long)(second_at - gone_at));
+	t = wait_task(id, "RUNNING", 5000);
+	cr_assert(strcmp(jstr(t, "node"), first) && jint(t, "attempt") == 2,
+		  "want attempt 2 on the other node: %s", jdump(t));
+	json_decref(t);
+
+	/* back: the old attempt stays dead and silent */
+	cr_assert(kill(workers[victim], SIGCONT) == 0);
+	WAIT_ALIVE(first);
+	nd_test_sleep_ms(1500);
+	t = task_get(id);
+	cr_assert(!strcmp(jstr(t, "state"), "RUNNING") &&
+			  jint(t, "attempt") == 2,
+		  "the frozen attempt's late end touched the task: %s",
+		  jdump(t));
+	json_decref(t);
+	cr_assert_eq(read_pids(marks, pids, 4), 2, "the command ran again");
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	CLI(&R, "cancel", ids);
+	EXPECT_STATUS(&R, 0);
+	t = wait_task(id, "CANCELLED", 5000);
+	json_decref(t);
+	EXPECT_PID_GONE(pids[1], 3000, "the retry, after its cancel");
+	STOP_OK(&d);
+}
+
+/*
+ * The master itself stopped for 5 s (SIGSTOP) with three healthy workers
+ * running tasks: when it resumes it must not blame them for its own
+ * stall. No node is lost, and each task ends once, SUCCEEDED.
+ */
+Test(tasks, master_stall_does_not_lose_healthy_nodes)
+{
+	const char *names[3] = { "w1", "w2", "w3" };
+	uint64_t ids[3];
+	char log[65536];
+	ssize_t n;
+	int err = memfd_create("master-stderr", MFD_CLOEXEC);
+
+	cr_assert(err >= 0);
+	ND_CHECK(nd_test_daemon_start_err(&d, (const char *const[]){
+		nd_test_bin(), "master", "--listen", "127.0.0.1:0", NULL },
+		err));
+	snprintf(master, sizeof(master), "127.0.0.1:%d", d.port);
+	for (int i = 0; i < 3; i++)
+		worker_start(i, names[i], 1, NULL);
+	for (int i = 0; i < 3; i++)
+		WAIT_ALIVE(names[i]);
+	for (int i = 0; i < 3; i++)
+		ids[i] = SUBMIT("--node", names[i], "--", "sleep", "8");
+	for (int i = 0; i < 3; i++)
+		json_decref(wait_task(ids[i], "RUNNING", 5000));
+
+	cr_assert(kill(d.pid, SIGSTOP) == 0, "SIGSTOP: %s", strerror(errno));
+	nd_test_sleep_ms(5000);
+	cr_assert(kill(d.pid, SIGCONT) == 0, "SIGCONT: %s", strerror(errno));
+	nd_test_sleep_ms(1000);
+	for (int i = 0; i < 3; i++) {
+		json_t *t = task_get(ids[i]);
+
+		cr_assert(!strcmp(jstr(t, "state"), "RUNNING"),
+			  "after the master's stall: %s", jdump(t));
+		json_decref(t);
+	}
+	for (int i = 0; i < 3; i++) {
+		json_t *t = wait_task(ids[i], "SUCCEEDED", 10000);
+
+		cr_assert_eq(jint(t, "attempt"), 1, "%s", jdump(t));
+		json_decref(t);
+	}
+	n = pread(err, log, sizeof(log) - 1, 0);
+	log[n > 0 ? n : 0] = '\0';
+	close(err);
+	cr_assert(!strstr(log, "event=node.lost") &&
+			  !strstr(log, "event=task.retried"),
+		  "the master blamed its nodes for its own stall:\n%s", log);
+	cr_assert(strstr(log, "event=master.stalled"),
+		  "the master did not notice its stall:\n%s", log);
 	STOP_OK(&d);
 }
 
@@ -2462,5 +2641,104 @@ Test(tasks, fan_out_names_the_failing_node_and_sums_up)
 	cr_expect(i >= strlen(line) && !strcmp(R.err + i - strlen(line), line),
 		  "want the last line \"%s\", stderr: %s", line, R.err);
 	json_decref(arr);
+	STOP_OK(&d);
+}
+
+/* ---- leaving on purpose ---- */
+
+/*
+ * A worker stopped with SIGTERM says so: its running tasks end at once
+ * with the reason "worker stopping" (LOST, or run again elsewhere when
+ * they have retries), and its node is LEFT, not DEAD.
+ */
+Test(tasks, worker_sigterm_leaves_and_ends_its_tasks_with_a_reason)
+{
+	uint64_t a, b;
+	int64_t t0;
+	json_t *t;
+	int st;
+
+	MASTER_START();
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+	a = SUBMIT("--retries", "1", "--", "sleep", "30");
+	b = SUBMIT("--", "sleep", "30");
+	json_decref(wait_task(a, "RUNNING", 5000));
+	json_decref(wait_task(b, "RUNNING", 5000));
+	worker_start(1, "w2", 2, NULL);
+	WAIT_ALIVE("w2");
+
+	t0 = nd_test_now_ms();
+	cr_assert(kill(workers[0], SIGTERM) == 0);
+	st = nd_test_wait_pid(workers[0], 5000);
+	cr_assert_eq(st, 0, "the stopping worker exited %d", st);
+	workers[0] = 0;
+	t = wait_task(b, "LOST", 2000);
+	cr_assert(!strcmp(jstr(t, "reason"), "worker stopping"),
+		  "want the reason \"worker stopping\": %s", jdump(t));
+	json_decref(t);
+	t = wait_task(a, "RUNNING", 3000);
+	while (jint(t, "attempt") != 2 && nd_test_now_ms() - t0 < 3000) {
+		json_decref(t);
+		nd_test_sleep_ms(50);
+		t = task_get(a);
+	}
+	cr_assert(!strcmp(jstr(t, "node"), "w2") && jint(t, "attempt") == 2,
+		  "want its retry running on w2: %s", jdump(t));
+	json_decref(t);
+	/* LEFT at once: well before a heartbeat timeout (3 s) */
+	wait_node("w1", "LEFT", 1000);
+	cr_assert(nd_test_now_ms() - t0 < 2500, "LEFT after %lld ms",
+		  (long long)(nd_test_now_ms() - t0));
+	nd_test_sleep_ms(3500);
+	wait_node("w1", "LEFT", 100); /* not DEAD later either */
+	STOP_OK(&d);
+}
+
+/*
+ * `noded worker --drain`: SIGTERM makes the node take no new task while
+ * its running one finishes; then the worker leaves (LEFT) and exits 0.
+ */
+Test(tasks, worker_drain_lets_the_running_task_finish)
+{
+	const char *argv[] = { nd_test_bin(), "worker", "--master", master,
+			       "--name", "w1", "--slots", "2", "--drain",
+			       NULL };
+	int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	uint64_t a, b;
+	json_t *arr, *t;
+	int st;
+
+	MASTER_START();
+	workers[0] = nd_test_spawn(argv, null_fd, null_fd,
+				   getenv("ND_TEST_VERBOSE") ? -1 : null_fd);
+	close(null_fd);
+	cr_assert(workers[0] > 0, "%s", nd_test_why);
+	WAIT_ALIVE("w1");
+	a = SUBMIT("--", "sleep", "3");
+	json_decref(wait_task(a, "RUNNING", 5000));
+	cr_assert(kill(workers[0], SIGTERM) == 0);
+	nd_test_sleep_ms(700);
+	arr = nodes_get();
+	t = node_find(arr, "w1");
+	cr_assert(t && !strcmp(jstr(t, "state"), "ALIVE") &&
+			  json_is_true(json_object_get(t, "draining")),
+		  "want w1 ALIVE and draining: %s", jdump(arr));
+	json_decref(arr);
+	b = SUBMIT("--node", "w1", "--wait-for-node", "--", "true");
+	nd_test_sleep_ms(500);
+	t = task_get(b);
+	cr_assert(!strcmp(jstr(t, "state"), "PENDING"),
+		  "a draining node got a new task: %s", jdump(t));
+	json_decref(t);
+	t = wait_task(a, "SUCCEEDED", 5000);
+	json_decref(t);
+	st = nd_test_wait_pid(workers[0], 5000);
+	cr_assert_eq(st, 0, "the draining worker exited %d", st);
+	workers[0] = 0;
+	wait_node("w1", "LEFT", 2000);
+	t = task_get(b);
+	cr_assert(!strcmp(jstr(t, "state"), "PENDING"), "%s", jdump(t));
+	json_decref(t);
 	STOP_OK(&d);
 }

@@ -37,6 +37,11 @@ static void usage(FILE *f)
 		"                         over --max-output (default 10)\n"
 		"  --heartbeat-timeout SECS  a worker silent this long is DEAD and\n"
 		"                         its running tasks LOST (default 3)\n"
+		"  --lease SECS           a task attempt's lease: a worker that does\n"
+		"                         not hear from the master this long kills\n"
+		"                         it, and the master retries a dead node's\n"
+		"                         tasks only after it (default: 10, or the\n"
+		"                         heartbeat timeout if longer; at least 4)\n"
 		"%s%s"
 		"  --token-file FILE      require every worker and client to prove\n"
 		"                         it holds this token (needed off loopback)\n"
@@ -142,6 +147,7 @@ int nd_cli_master(int argc, char **argv)
 		{ "max-output", required_argument, NULL, 'O' },
 		{ "stall-timeout", required_argument, NULL, 'S' },
 		{ "heartbeat-timeout", required_argument, NULL, 'H' },
+		{ "lease", required_argument, NULL, 'L' },
 		ND_CLI_RETENTION_OPTIONS,
 		ND_CLI_LOG_OPTIONS,
 		{ "token-file", required_argument, NULL, 't' },
@@ -225,6 +231,11 @@ int nd_cli_master(int argc, char **argv)
 				return 2;
 			cfg.heartbeat_timeout_ms = (uint32_t)v * 1000;
 			break;
+		case 'L':
+			if (!nd_cli_uint("--lease", optarg, 4, 86400, &v))
+				return 2;
+			cfg.lease_ms = (uint32_t)v * 1000;
+			break;
 		case 't':
 			token_file = optarg;
 			break;
@@ -286,6 +297,13 @@ int nd_cli_master(int argc, char **argv)
 			"--max-frame: a frame of the largest size could never "
 			"be received; raise --input-budget or lower "
 			"--max-frame\n", (unsigned long long)cfg.input_budget);
+		return 2;
+	}
+	if (cfg.lease_ms && cfg.lease_ms < (cfg.heartbeat_timeout_ms ?
+					    cfg.heartbeat_timeout_ms : 3000)) {
+		fprintf(stderr, "noded: --lease must be at least "
+			"--heartbeat-timeout: workers would kill tasks of a "
+			"node the master still counts alive\n");
 		return 2;
 	}
 	if (!idle_set)

@@ -37,7 +37,9 @@ static void print_table(const Noded__NodeList *nl)
 
 		printf("%-20s %-21s %-8s %6.2f %11s %7u %9s  ",
 		       name ? name : "?", n->address,
-		       nd_node_state_name(n->state), n->load1, slots,
+		       n->draining && n->state == NODED__NODE_STATE__NODE_ALIVE ?
+			       "DRAINING" : nd_node_state_name(n->state),
+		       n->load1, slots,
 		       n->running_tasks, ago);
 		free(name);
 		for (size_t j = 0; j < n->n_labels; j++) {

@@ -26,6 +26,14 @@ static void usage(FILE *f)
 		"                         /var/lib/noded as root, else\n"
 		"                         $XDG_STATE_HOME/noded or\n"
 		"                         ~/.local/state/noded)\n"
+		"  --drain                on SIGTERM/SIGINT take no new tasks and\n"
+		"                         let the running ones finish before\n"
+		"                         leaving (a second signal stops them)\n"
+		"  --drain-timeout SECS   bound on that wait (implies --drain;\n"
+		"                         default: none)\n"
+		"Without --drain a stop ends the running tasks at once (LOST,\n"
+		"\"worker stopping\"; retried when they have retries). Either\n"
+		"way the master marks the node LEFT, not DEAD.\n"
 		"%s", nd_cli_log_usage);
 }
 
@@ -73,6 +81,8 @@ int nd_cli_worker(int argc, char **argv)
 		{ "slots", required_argument, NULL, 's' },
 		{ "token-file", required_argument, NULL, 't' },
 		{ "state-dir", required_argument, NULL, 'd' },
+		{ "drain", no_argument, NULL, 'D' },
+		{ "drain-timeout", required_argument, NULL, 'W' },
 		ND_CLI_LOG_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -144,6 +154,16 @@ int nd_cli_worker(int argc, char **argv)
 				goto err_usage;
 			}
 			state_dir = optarg;
+			break;
+		case 'D':
+			wc.drain = true;
+			break;
+		case 'W':
+			if (!nd_cli_uint("--drain-timeout", optarg, 1, 86400 * 7,
+					 &v))
+				goto err_usage;
+			wc.drain = true;
+			wc.drain_timeout_ms = (uint32_t)v * 1000;
 			break;
 		case 'h':
 			usage(stdout);

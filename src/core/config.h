@@ -16,6 +16,8 @@ struct nd_config {
 	uint32_t drain_timeout_ms;   /* SIGTERM drain before forcing; 5 s */
 	uint32_t heartbeat_ms;       /* interval asked of workers; 1 s */
 	uint32_t heartbeat_timeout_ms; /* silence before a node is dead; 3 s */
+	uint32_t lease_ms;           /* an attempt's lease (fencing); the
+				      * larger of 10 s and the timeout */
 	size_t max_output;           /* per-connection output high watermark; 4 MiB */
 	uint64_t output_cap;         /* task output the master keeps; 1 MiB */
 	uint64_t task_history;       /* finished tasks the master keeps; 10000 */

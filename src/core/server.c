@@ -43,6 +43,9 @@ void nd_config_defaults(struct nd_config *cfg)
 		cfg->heartbeat_ms = 1000;
 	if (!cfg->heartbeat_timeout_ms)
 		cfg->heartbeat_timeout_ms = 3000;
+	if (!cfg->lease_ms)
+		cfg->lease_ms = cfg->heartbeat_timeout_ms > 10000 ?
+					cfg->heartbeat_timeout_ms : 10000;
 	if (!cfg->max_output)
 		cfg->max_output = 4u << 20;
 	if (!cfg->output_cap)

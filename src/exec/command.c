@@ -581,6 +581,10 @@ void nd_exec_exited_fill(Noded__ExecExited *x, int status,
 		n += snprintf(reason + n, reason_size - n,
 			      "could not pass its output pipes: %s; ",
 			      strerror(lost_errno));
+	else if (x->lease_expired)
+		n += snprintf(reason + n, reason_size - n,
+			      "lease expired (the master was not heard from "
+			      "in time); ");
 	else if (x->timed_out)
 		n += snprintf(reason + n, reason_size - n,
 			      "timed out after %u ms; ", timeout_ms);

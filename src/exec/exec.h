@@ -86,7 +86,8 @@ void nd_exec_spawn_failed(Noded__ExecExited *x, int err, const char *reason);
  * and peak RSS, and a reason written into reason (reason_size bytes; x
  * points to it) that says why it ended when not by exit 0: lost_errno
  * (nonzero: its pipes could not be handed on, so it was killed), then
- * x->timed_out (timeout_ms) and x->cancelled, which the caller sets first.
+ * x->lease_expired, x->timed_out (timeout_ms) and x->cancelled, which the
+ * caller sets first.
  */
 void nd_exec_exited_fill(Noded__ExecExited *x, int status,
 			 const struct rusage *ru, uint32_t timeout_ms,

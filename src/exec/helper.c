@@ -34,6 +34,15 @@
  * When a task's process ends, for whatever reason, its tree is killed
  * with SIGKILL before its ExecExited is sent.
  *
+ * Fencing: a command spawned with a lease (ExecSpawn.lease_deadline_mono_ms)
+ * gets SIGTERM LEASE_GRACE_MS (or its grace_ms if shorter) before the
+ * lease ends and SIGKILL when it ends (to its whole tree, as above),
+ * unless an ExecLease moved the end on first; an ended lease is never
+ * renewed. The helper does this on its own clock, so a worker that is
+ * frozen (SIGSTOP) or cut off from its master cannot keep an attempt
+ * running past its lease; a worker that dies closes our socket, and EOF
+ * kills everything at once (stop_all).
+ *
  * Every descriptor the helper opens is close-on-exec, and commands are
  * spawned with closefrom(3) as well, so a command sees exactly its
  * stdin (/dev/null), stdout and stderr (pipes).
@@ -64,6 +73,10 @@
 /* How long the helper, when it stops, waits for killed commands to be
  * reaped before it exits anyway (what is left goes to our own reaper). */
 #define STOP_REAP_MS 2000
+/* SIGTERM to SIGKILL when a lease runs out: short, so that a healthy
+ * worker's renewals (every heartbeat) stay well ahead of the SIGTERM even
+ * with the shortest lease the master allows (4 s). */
+#define LEASE_GRACE_MS 1000
 /* Bound on the reason string of an ExecExited; events stay small. */
 #define REASON_MAX 512
 /* How long an ended task's cgroup may stay populated (a process stuck in
@@ -92,6 +105,8 @@ struct task {
 	bool timed_out;
 	bool cancelled;
 	int lost_errno; /* ExecStarted could not be sent, so we killed it */
+	int64_t lease;  /* monotonic ms its lease ends, 0: no lease */
+	bool lease_expired;
 	uint64_t start_unix_ms;
 	bool exited;    /* its process exited (a zombie until reaped) */
 	int cg_fd;      /* its cgroup directory; -1: tree mode */
@@ -832,6 +847,8 @@ static void start_task(struct helper *h, const Noded__ExecSpawn *sp)
 	t->deadline = sp->timeout_ms ?
 		clock_ms(CLOCK_MONOTONIC) + sp->timeout_ms : -1;
 	t->start_unix_ms = (uint64_t)clock_ms(CLOCK_REALTIME);
+	t->lease = sp->lease_deadline_mono_ms > 0 ? sp->lease_deadline_mono_ms
+						  : 0;
 	t->next = h->tasks;
 	h->tasks = t;
 
@@ -881,6 +898,35 @@ static void cancel_task(struct helper *h, const Noded__ExecKill *k)
 	terminate(h, t, clock_ms(CLOCK_MONOTONIC));
 }
 
+/*
+ * When t's lease calls for a step: SIGTERM a little before its end while
+ * it runs, SIGKILL at its end once terminating. -1: none.
+ */
+static int64_t lease_step(const struct task *t)
+{
+	uint32_t grace = t->grace_ms < LEASE_GRACE_MS ? t->grace_ms
+						      : LEASE_GRACE_MS;
+
+	if (!t->lease || t->state == TASK_KILLED)
+		return -1;
+	return t->state == TASK_RUNNING ? t->lease - grace : t->lease;
+}
+
+/*
+ * The lease of t ran out (or is about to: within its grace): terminate it
+ * by the usual path, with the SIGKILL no later than the lease's end, so
+ * that nothing of it runs past the lease (see the header).
+ */
+static void lease_expire(struct helper *h, struct task *t, int64_t now)
+{
+	if (t->state == TASK_RUNNING) {
+		t->lease_expired = true;
+		terminate(h, t, now);
+	}
+	if (t->deadline < 0 || t->deadline > t->lease)
+		t->deadline = t->lease;
+}
+
 /* Takes the steps whose deadline has come; returns the nearest deadline
  * left (monotonic ms), or -1 when there is none. */
 static int64_t run_deadlines(struct helper *h)
@@ -888,6 +934,10 @@ static int64_t run_deadlines(struct helper *h)
 	int64_t now = clock_ms(CLOCK_MONOTONIC), next = -1;
 
 	for (struct task *t = h->tasks; t; t = t->next) {
+		int64_t ls = lease_step(t);
+
+		if (ls >= 0 && ls <= now)
+			lease_expire(h, t, now);
 		if (t->deadline >= 0 && t->deadline <= now) {
 			if (t->state == TASK_RUNNING) {
 				t->timed_out = true;
@@ -900,8 +950,26 @@ static int64_t run_deadlines(struct helper *h)
 		}
 		if (t->deadline >= 0 && (next < 0 || t->deadline < next))
 			next = t->deadline;
+		ls = lease_step(t);
+		if (ls >= 0 && (next < 0 || ls < next))
+			next = ls;
 	}
 	return next;
+}
+
+/*
+ * ExecLease: moves the lease of every leased command on to the deadline
+ * (never back). Steps already due are taken first, so a lease that ran
+ * out while we did not run (a stopped helper) is not renewed after the
+ * fact.
+ */
+static void renew_leases(struct helper *h, const Noded__ExecLease *l)
+{
+	run_deadlines(h);
+	for (struct task *t = h->tasks; t; t = t->next)
+		if (t->lease && t->state == TASK_RUNNING &&
+		    l->deadline_mono_ms > t->lease)
+			t->lease = l->deadline_mono_ms;
 }
 
 /* Sends the ExecExited of a reaped task. */
@@ -914,6 +982,7 @@ static void task_exited(struct helper *h, const struct task *t, int status,
 	x.task_id = t->id;
 	x.timed_out = t->timed_out;
 	x.cancelled = t->cancelled;
+	x.lease_expired = t->lease_expired;
 	x.start_unix_ms = t->start_unix_ms;
 	x.end_unix_ms = (uint64_t)clock_ms(CLOCK_REALTIME);
 	nd_exec_exited_fill(&x, status, ru, t->timeout_ms, t->lost_errno,
@@ -1051,6 +1120,9 @@ static int handle_request(struct helper *h)
 		break;
 	case NODED__EXEC_REQUEST__BODY_KILL:
 		cancel_task(h, r->kill);
+		break;
+	case NODED__EXEC_REQUEST__BODY_LEASE:
+		renew_leases(h, r->lease);
 		break;
 	default:
 		malformed(h, "no body", n);

@@ -64,8 +64,12 @@ struct rtask {
 				       * the exec helper knows it by */
 	uint64_t id;                  /* the master's task id */
 	uint32_t attempt;
-	bool orphan;                  /* of a master instance that is gone:
-				       * being stopped, never reported */
+	bool orphan;                  /* of a master instance that is gone,
+				       * or void (the master ended this
+				       * attempt): being stopped, never
+				       * reported */
+	bool leased;                  /* its helper enforces a lease */
+	bool stopping;                /* killed because the worker stops */
 	struct rtask *next_orphan;
 	struct helper *h;
 	pid_t pid;
@@ -108,6 +112,7 @@ struct nd_runner {
 	uint64_t accepted;            /* tasks accepted, for the stats */
 	unsigned inflight;            /* io_uring ops not completed */
 	bool draining;
+	bool stopping;                /* nd_runner_stop_all: run nothing new */
 	struct pipe_rd *free_pipes;   /* reused: no zeroing, no page faults */
 	unsigned nfree_pipes;
 };
@@ -189,7 +194,9 @@ static void task_free(struct rtask *t)
 
 	nd_u64map_del(&r->tasks, t->key);
 	if (!t->orphan) {
-		nd_u64map_del(&r->by_id, t->id);
+		/* a later attempt may have taken the id's entry */
+		if (nd_u64map_get(&r->by_id, t->id) == t)
+			nd_u64map_del(&r->by_id, t->id);
 		if (t->finish_acked)
 			ran_remember(r, t);
 	}
@@ -263,6 +270,12 @@ static void on_chunk_ack(struct nd_client *c, int status,
 	(void)f;
 	(void)done;
 	p->sent = false;
+	if (p->t->orphan) { /* nobody takes it: read on, dropping it */
+		p->len = 0;
+		if (p->fd >= 0 && !p->reading)
+			arm_read(p);
+		return;
+	}
 	if (status == -ECANCELED || status == -ECONNRESET)
 		return; /* kept in buf; sent again after reconnecting */
 	p->len = 0;
@@ -374,7 +387,8 @@ static void arm_helper(struct helper *h);
 static int helper_start(struct nd_runner *r, struct helper *h);
 
 /* An end the helper could not report (it died): build it ourselves. */
-static void fake_exit(struct rtask *t, const char *reason)
+static void fake_exit_as(struct rtask *t, const char *reason,
+			 bool lease_expired, bool stopping)
 {
 	Noded__ExecExited x = NODED__EXEC_EXITED__INIT;
 
@@ -382,6 +396,8 @@ static void fake_exit(struct rtask *t, const char *reason)
 	x.exit_code = 125;
 	x.spawn_errno = EPIPE;
 	x.reason = (char *)reason;
+	x.lease_expired = lease_expired;
+	x.worker_stopping = stopping;
 	free(t->exited_pb);
 	t->exited_len = noded__exec_exited__get_packed_size(&x);
 	t->exited_pb = malloc(t->exited_len ? t->exited_len : 1);
@@ -389,6 +405,11 @@ static void fake_exit(struct rtask *t, const char *reason)
 		noded__exec_exited__pack(&x, t->exited_pb);
 	t->exited = true;
 	t->exited_ms = t->r->s ? t->r->s->now_ms : 0;
+}
+
+static void fake_exit(struct rtask *t, const char *reason)
+{
+	fake_exit_as(t, reason, false, false);
 }
 
 static void on_started(struct nd_runner *r, const Noded__ExecStarted *st,
@@ -434,6 +455,7 @@ static void on_exited(struct nd_runner *r, const Noded__ExecExited *x)
 		return;
 	ours = *x;
 	ours.task_id = t->id; /* the master's id, not the helper's key */
+	ours.worker_stopping = t->stopping && x->cancelled;
 	ND_LOG(ND_LOG_DEBUG, "task.exited", ND_U("task", t->id),
 	       ND_I("exit_code", x->exit_code), ND_I("signal", x->signal),
 	       ND_B("timed_out", x->timed_out), ND_B("cancelled", x->cancelled),
@@ -573,6 +595,28 @@ static void on_sent(struct nd_shard *s, struct nd_op *op,
 	free(so);
 }
 
+/* A request for helper h that concerns no one task (key 0 is none's). */
+static void send_helper(struct nd_runner *r, struct helper *h,
+			const Noded__ExecRequest *req)
+{
+	size_t len = noded__exec_request__get_packed_size(req);
+	struct sendop *so = malloc(sizeof(*so) + len);
+	struct io_uring_sqe *sqe;
+
+	if (!so || nd_exec_encode_request(req, so->data, len) < 0) {
+		free(so);
+		return;
+	}
+	so->op.cb = on_sent;
+	so->r = r;
+	so->key = 0;
+	so->len = len;
+	sqe = nd_shard_sqe(r->s);
+	io_uring_prep_send(sqe, h->fd, so->data, len, 0);
+	io_uring_sqe_set_data64(sqe, ND_UD(&so->op, ND_TAG_OP));
+	r->inflight++;
+}
+
 static void send_request(struct rtask *t, const Noded__ExecRequest *req)
 {
 	size_t len = noded__exec_request__get_packed_size(req);
@@ -600,7 +644,8 @@ static void send_request(struct rtask *t, const Noded__ExecRequest *req)
 /* Tasks holding a slot: the master frees a slot when it takes the task's
  * end, and may assign the next task before our ack for that end arrives, so
  * a task whose end is sent holds none. */
-static size_t busy(const struct nd_runner *r, uint64_t *ids, size_t max)
+static size_t busy(const struct nd_runner *r, uint64_t *ids,
+		   uint32_t *attempts, size_t max)
 {
 	size_t n = 0;
 
@@ -610,23 +655,94 @@ static size_t busy(const struct nd_runner *r, uint64_t *ids, size_t max)
 
 		if (!t || t->finish_sent || t->orphan)
 			continue;
-		if (ids && n < max)
+		if (ids && n < max) {
 			ids[n] = t->id;
+			if (attempts)
+				attempts[n] = t->attempt;
+		}
 		n++;
 	}
 	return n;
 }
 
-void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a)
+static void drop_output(struct rtask *t);
+static void stop(struct rtask *t);
+
+/*
+ * The master ended this attempt (LOST, or retried elsewhere, while we were
+ * cut off or frozen): stop it, never report it again, and remember it as
+ * run, so that the master's next attempt of the same task may come here.
+ */
+static void void_attempt(struct rtask *t)
+{
+	struct nd_runner *r = t->r;
+
+	/* An end already sent is the master's to ignore; we free it on
+	 * its ack as usual. */
+	if (t->orphan || t->finish_sent)
+		return;
+	ND_LOG(ND_LOG_WARN, "worker.attempt_void", ND_U("task", t->id),
+	       ND_U("attempt", t->attempt), ND_B("running", !t->exited),
+	       ND_S("msg", "the master ended this attempt while we were cut "
+		    "off; stopping it"));
+	nd_u64map_del(&r->by_id, t->id);
+	ran_remember(r, t);
+	t->orphan = true;
+	t->next_orphan = r->orphans;
+	r->orphans = t;
+	stop(t);
+	drop_output(t);
+}
+
+void nd_runner_void(struct nd_runner *r, uint64_t task_id, uint32_t attempt)
+{
+	struct rtask *t = nd_u64map_get(&r->by_id, task_id);
+
+	if (t && t->attempt == attempt)
+		void_attempt(t);
+}
+
+void nd_runner_lease(struct nd_runner *r, int64_t deadline)
+{
+	Noded__ExecRequest req = NODED__EXEC_REQUEST__INIT;
+	Noded__ExecLease l = NODED__EXEC_LEASE__INIT;
+
+	l.deadline_mono_ms = deadline;
+	req.body_case = NODED__EXEC_REQUEST__BODY_LEASE;
+	req.lease = &l;
+	/* one datagram per helper that runs a leased attempt */
+	for (unsigned i = 0; i < r->nh; i++) {
+		struct helper *h = r->h[i];
+		bool any = false;
+
+		for (size_t k = 0; !any && k < r->tasks.cap; k++) {
+			struct rtask *t = r->tasks.keys[k] ? r->tasks.vals[k]
+							   : NULL;
+
+			any = t && t->h == h && t->leased && !t->exited &&
+			      !t->orphan;
+		}
+		if (any && !h->dead)
+			send_helper(r, h, &req);
+	}
+}
+
+void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a,
+		      int64_t lease_deadline)
 {
 	Noded__ExecRequest req = NODED__EXEC_REQUEST__INIT;
 	Noded__ExecSpawn sp = NODED__EXEC_SPAWN__INIT;
 	char **env = NULL;
 	struct rtask *t;
 
-	if (!a->task_id || nd_u64map_get(&r->by_id, a->task_id) ||
+	if (!a->task_id ||
 	    nd_u64map_get(&r->ran, ran_key(a->task_id, a->attempt)))
 		return; /* never run a task (attempt) twice */
+	t = nd_u64map_get(&r->by_id, a->task_id);
+	if (t && t->attempt >= a->attempt)
+		return;
+	if (t)
+		void_attempt(t); /* the master moved on to a later attempt */
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return;
@@ -642,7 +758,13 @@ void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a)
 		return;
 	}
 	r->accepted++;
-	if (busy(r, NULL, 0) > r->slots) {
+	if (r->stopping) {
+		/* sent before the master knew we stop */
+		fake_exit_as(t, "worker stopping", false, true);
+		send_finished(t);
+		return;
+	}
+	if (busy(r, NULL, NULL, 0) > r->slots) {
 		fake_exit(t, "worker has no free slot");
 		send_finished(t);
 		return;
@@ -652,6 +774,15 @@ void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a)
 		send_finished(t);
 		return;
 	}
+	if (lease_deadline < 0) {
+		/* It names a heartbeat too old for us to know when we sent
+		 * it: whatever its lease was, it is over. */
+		fake_exit_as(t, "lease expired before it started", true,
+			     false);
+		send_finished(t);
+		return;
+	}
+	t->leased = lease_deadline > 0;
 	env = calloc(a->n_env ? a->n_env : 1, sizeof(*env));
 	for (size_t i = 0; env && i < a->n_env; i++) {
 		size_t kl = strlen(a->env[i]->key), vl = strlen(a->env[i]->value);
@@ -670,6 +801,7 @@ void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a)
 	sp.env = env;
 	sp.cwd = a->cwd;
 	sp.timeout_ms = a->timeout_ms;
+	sp.lease_deadline_mono_ms = lease_deadline;
 	req.body_case = NODED__EXEC_REQUEST__BODY_SPAWN;
 	req.spawn = &sp;
 	send_request(t, &req);
@@ -722,17 +854,7 @@ static void new_master(struct nd_runner *r)
 		r->orphans = t;
 		n += !t->exited;
 		stop(t);
-		/* Output held for the old master is dropped; read on. */
-		for (int k = 0; k < 2; k++) {
-			struct pipe_rd *p = t->p[k];
-
-			if (!p)
-				continue;
-			p->len = 0;
-			p->sent = false;
-			if (p->fd >= 0 && !p->reading)
-				arm_read(p);
-		}
+		drop_output(t);
 	}
 	nd_u64map_free(&r->by_id);
 	ran_forget_all(r);
@@ -740,6 +862,22 @@ static void new_master(struct nd_runner *r)
 		ND_LOG(ND_LOG_WARN, "worker.master_restarted", ND_U("stopped_tasks", n),
 		       ND_S("msg", "the master restarted; stopping the tasks "
 			    "it no longer knows"));
+}
+
+/* Output held for a master that will not take it is dropped; read on (a
+ * chunk whose ack is still to come reads on from that ack). */
+static void drop_output(struct rtask *t)
+{
+	for (int k = 0; k < 2; k++) {
+		struct pipe_rd *p = t->p[k];
+
+		if (!p || p->sent)
+			continue;
+		p->len = 0;
+		p->sent = false;
+		if (p->fd >= 0 && !p->reading)
+			arm_read(p);
+	}
 }
 
 /* Frees the orphans whose pipes are closed (no read refers to them; their
@@ -753,8 +891,12 @@ static void orphans_sweep(struct nd_runner *r)
 		bool busy_pipe = false;
 
 		for (int i = 0; i < 2; i++)
-			if (t->p[i] && (t->p[i]->reading || t->p[i]->fd >= 0))
+			if (t->p[i] && (t->p[i]->reading || t->p[i]->fd >= 0 ||
+					t->p[i]->sent))
 				busy_pipe = true;
+		/* a reply still to come refers to it */
+		if (t->started_sent && !t->started_acked)
+			busy_pipe = true;
 		if (busy_pipe) {
 			pp = &t->next_orphan;
 			continue;
@@ -839,6 +981,32 @@ void nd_runner_tick(struct nd_runner *r)
 	}
 }
 
+void nd_runner_stop_all(struct nd_runner *r)
+{
+	r->stopping = true;
+	for (size_t i = 0; i < r->tasks.cap; i++) {
+		struct rtask *t = r->tasks.keys[i] ? r->tasks.vals[i] : NULL;
+
+		if (!t || t->orphan || t->exited)
+			continue;
+		t->stopping = true;
+		stop(t);
+	}
+}
+
+size_t nd_runner_unfinished(const struct nd_runner *r)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->tasks.cap; i++) {
+		const struct rtask *t = r->tasks.keys[i] ? r->tasks.vals[i]
+							 : NULL;
+
+		n += t && !t->orphan;
+	}
+	return n;
+}
+
 size_t nd_runner_remembered(const struct nd_runner *r, uint64_t *accepted)
 {
 	if (accepted)
@@ -846,9 +1014,10 @@ size_t nd_runner_remembered(const struct nd_runner *r, uint64_t *accepted)
 	return r->by_id.count + r->ran.count;
 }
 
-size_t nd_runner_running(const struct nd_runner *r, uint64_t *ids, size_t max)
+size_t nd_runner_running(const struct nd_runner *r, uint64_t *ids,
+			 uint32_t *attempts, size_t max)
 {
-	size_t n = busy(r, ids, max);
+	size_t n = busy(r, ids, attempts, max);
 
 	return n < max ? n : max;
 }

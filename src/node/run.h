@@ -24,6 +24,10 @@
  *   stopped, never reported, and their ids forgotten.
  * - The helper knows each task by a key of ours, unique in this process, so
  *   a task of the old master and one of the new with the same id never mix.
+ * - Fencing: an attempt runs under a lease that its helper enforces
+ *   (ExecSpawn.lease_deadline_mono_ms), renewed by nd_runner_lease when the
+ *   master acknowledges a heartbeat (worker.c). An attempt the master says
+ *   is void (nd_runner_void) is stopped like an orphan and never reported.
  */
 #ifndef ND_NODE_RUN_H
 #define ND_NODE_RUN_H
@@ -47,9 +51,23 @@ int nd_runner_new(struct nd_runner **out, unsigned nhelpers, unsigned slots,
 void nd_runner_start(struct nd_runner *r, struct nd_shard *s,
 		     struct nd_conn **conn);
 
-/* A task from the master's AssignTask stream. */
-void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a);
+/*
+ * A task from the master's AssignTask stream. lease_deadline: monotonic ms
+ * its lease ends (0: no lease; negative: already over, so it is not run
+ * and ends "lease expired"). An earlier attempt of the same task still
+ * here is void: stopped and never reported.
+ */
+void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a,
+		      int64_t lease_deadline);
 void nd_runner_cancel(struct nd_runner *r, uint64_t task_id);
+
+/* The master no longer counts (task_id, attempt) as running here (a
+ * TaskCancel naming the attempt): stop it, never report it, forget it. */
+void nd_runner_void(struct nd_runner *r, uint64_t task_id, uint32_t attempt);
+
+/* Renews the lease of every leased attempt running (not void) to deadline
+ * (monotonic ms; never shortened): one ExecLease per helper running any. */
+void nd_runner_lease(struct nd_runner *r, int64_t deadline);
 
 /* Registered with the master (again): send what is owed. instance is the
  * master's (AssignTaskOpen; 0: unknown, taken as the same). */
@@ -59,12 +77,22 @@ void nd_runner_connected(struct nd_runner *r, uint64_t instance);
  * that ends sooner reports only its end, which carries its start time). */
 void nd_runner_tick(struct nd_runner *r);
 
-/* Tasks running now, and their ids (up to max). */
-size_t nd_runner_running(const struct nd_runner *r, uint64_t *ids, size_t max);
+/* Tasks running now, and their ids and attempts (up to max; attempts may
+ * be NULL). */
+size_t nd_runner_running(const struct nd_runner *r, uint64_t *ids,
+			 uint32_t *attempts, size_t max);
 
 /* Task ids remembered to refuse a second run (bounded: running ones plus
  * RAN_RECENT); *accepted (may be NULL) gets the tasks accepted so far. */
 size_t nd_runner_remembered(const struct nd_runner *r, uint64_t *accepted);
+
+/* The worker stops (gracefully): every task is stopped (TERM, grace,
+ * KILL) and its end reported as the worker's stopping (ExecExited.
+ * worker_stopping); a task assigned from now on ends so at once. */
+void nd_runner_stop_all(struct nd_runner *r);
+
+/* Tasks of this master whose end it has not yet taken (acknowledged). */
+size_t nd_runner_unfinished(const struct nd_runner *r);
 
 /* Server stopping: kill every task, stop the helpers. True while operations
  * are still in flight. */

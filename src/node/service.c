@@ -123,30 +123,113 @@ static void node_free(struct node *n)
 
 /* ---- heartbeats ---- */
 
+/* The service tick's period (the shard's timer) and what makes a gap
+ * between two ticks a stall of the master itself. */
+#define TICK_MS 250
+#define STALL_MS (4 * TICK_MS)
+/* Added to a lease before the master takes it as over: the exec helper's
+ * wake-up, the kill's delivery, and clock rates that differ by a few ppm
+ * between machines. */
+#define LEASE_MARGIN_MS 1000
+
+/*
+ * The master itself did not run for gap ms (SIGSTOP, a paused VM, an
+ * overloaded host): nothing it could have read in that time counts
+ * against its nodes, so their silence is counted from gap later. The
+ * leases are not moved: they run on the workers' clocks (see svc.h).
+ */
+static void stalled(struct nd_svc *svc, uint64_t gap)
+{
+	uint64_t credit = gap - TICK_MS;
+
+	for (size_t i = 0; i < svc->nbuckets; i++)
+		for (struct node *n = svc->buckets[i]; n; n = n->next)
+			n->last_hb_ms = n->last_hb_ms + credit > svc->s->now_ms ?
+						svc->s->now_ms :
+						n->last_hb_ms + credit;
+	ND_LOG(ND_LOG_WARN, "master.stalled", ND_U("stalled_ms", gap),
+	       ND_S("msg", "the master did not run for a while; its nodes' "
+		    "silence is counted from now"));
+}
+
+/* Has the lease of every attempt on n ended (n takes leases), so that
+ * they may be LOST or run elsewhere? */
+static bool lease_over(const struct nd_svc *svc, const struct node *n)
+{
+	return !n->hb_seq || svc->s->now_ms >= n->lease_hb_ms +
+				 svc->s->cfg->lease_ms + LEASE_MARGIN_MS;
+}
+
+/* A node that is DEAD or LEFT gives up its attempts once their lease is
+ * over (its helpers killed them by then). */
+static void release(struct nd_svc *svc, struct node *n)
+{
+	char why[96];
+
+	/* with nothing running there, nothing to wait for */
+	if (!n->release_due || (n->running && !lease_over(svc, n)))
+		return;
+	n->release_due = false;
+	if (n->state == NODED__NODE_STATE__NODE_LEFT)
+		snprintf(why, sizeof(why), "worker stopping");
+	else
+		snprintf(why, sizeof(why), "node %s died: no heartbeat for "
+			 "%llu ms", n->name,
+			 (unsigned long long)n->dead_quiet_ms);
+	nd__tasks_node_dead(svc, n, why);
+}
+
+/*
+ * Liveness, every TICK_MS. A gap since the last tick far over it means
+ * the master itself stalled: it first reads what arrived meanwhile (the
+ * judging waits for the next tick) and counts its nodes' silence from
+ * then, so it never blames them for its own stall.
+ */
 static void svc_tick(struct nd_shard *s)
 {
 	struct nd_svc *svc = s->svc;
 	const struct nd_config *cfg = s->cfg;
-	char why[96];
+	uint64_t gap = svc->last_tick_ms ? s->now_ms - svc->last_tick_ms : 0;
 
+	svc->last_tick_ms = s->now_ms;
+	if (gap > STALL_MS) {
+		stalled(svc, gap);
+		/* Judged at the next tick, unless this one was already put
+		 * off: a master whose every tick is late (it is swamped)
+		 * still judges, each node's silence having been credited. */
+		if (!svc->judging_put_off) {
+			svc->judging_put_off = true;
+			return;
+		}
+	}
+	svc->judging_put_off = false;
 	for (size_t i = 0; i < svc->nbuckets; i++) {
 		for (struct node *n = svc->buckets[i]; n; n = n->next) {
 			uint64_t quiet = s->now_ms - n->last_hb_ms;
 
-			if (n->state == NODED__NODE_STATE__NODE_DEAD)
+			if (n->state == NODED__NODE_STATE__NODE_DEAD ||
+			    n->state == NODED__NODE_STATE__NODE_LEFT) {
+				release(svc, n);
 				continue;
+			}
 			if (quiet >= cfg->heartbeat_timeout_ms) {
+				uint64_t left = lease_over(svc, n) ? 0 :
+					n->lease_hb_ms + cfg->lease_ms +
+					LEASE_MARGIN_MS - s->now_ms;
+
 				n->state = NODED__NODE_STATE__NODE_DEAD;
-				snprintf(why, sizeof(why), "node %s died: no "
-					 "heartbeat for %llu ms", n->name,
-					 (unsigned long long)quiet);
+				n->dead_quiet_ms = quiet;
+				n->release_due = true;
 				ND_LOG(ND_LOG_WARN, "node.lost", ND_S("node", n->name),
 				       ND_S("addr", n->address),
 				       ND_U("silent_ms", quiet),
 				       ND_U("running_tasks", n->running),
-				       ND_S("msg", "no heartbeat: node is DEAD, "
-					    "its running tasks LOST"));
-				nd__tasks_node_dead(svc, n, why);
+				       ND_U("lease_left_ms", left),
+				       ND_S("msg", "no heartbeat: node is DEAD; "
+					    "its running tasks are LOST (or "
+					    "retried) once their lease is "
+					    "over"));
+				release(svc, n);
 			} else if (quiet >= 2 * cfg->heartbeat_ms &&
 				   n->state == NODED__NODE_STATE__NODE_ALIVE) {
 				n->state = NODED__NODE_STATE__NODE_SUSPECT;
@@ -293,17 +376,47 @@ static void report_status(struct nd_svc *svc, struct nd_ticket *t,
 	free(n->status);
 	n->status = copy;
 	n->status_len = len;
+	/* as tasks.c's has_room: a node takes tasks once it has sent a
+	 * heartbeat on its current connection (its leases count from one) */
 	was_usable = n->state == NODED__NODE_STATE__NODE_ALIVE &&
+		     n->hb_serial == n->stream.serial && !n->draining &&
 		     nd__node_used(n) < n->slots;
-	if (n->state == NODED__NODE_STATE__NODE_DEAD) {
+	if (n->state == NODED__NODE_STATE__NODE_DEAD ||
+	    n->state == NODED__NODE_STATE__NODE_LEFT) {
 		ND_LOG(ND_LOG_INFO, "node.back", ND_S("node", n->name),
-		       ND_S("addr", t->peer));
+		       ND_S("addr", t->peer), ND_U("running_tasks", n->running));
 		n->connected_unix_ms = nd__unix_ms();
+		/* Back within the lease: its tasks were never given up. */
+		n->release_due = false;
 	}
 	n->state = NODED__NODE_STATE__NODE_ALIVE;
 	n->slots = ns->slots_total;
 	nd__tasks_held(svc, n, ns->running_tasks, ns->n_running_tasks);
 	n->last_hb_ms = svc->s->now_ms;
+	n->lease_hb_ms = svc->s->now_ms;
+	n->hb_seq = ns->heartbeat_seq;
+	n->hb_serial = t->conn_serial;
+	if (n->stream.serial == t->conn_serial && ns->heartbeat_seq) {
+		if (ns->n_running_attempts == ns->n_running_tasks)
+			nd__tasks_void(svc, n, ns->running_tasks,
+				       ns->running_attempts,
+				       ns->n_running_tasks);
+		/* Renews the leases of what it runs; an idle node needs none
+		 * (and 10,000 of them cost no send). Lazy: it goes with our
+		 * next frame to it or within the tick, well inside a lease. */
+		if (n->running || ns->n_running_tasks) {
+			Noded__Frame af = NODED__FRAME__INIT;
+			Noded__HeartbeatAck ha = NODED__HEARTBEAT_ACK__INIT;
+
+			ha.seq = ns->heartbeat_seq;
+			af.id = n->stream.stream_id;
+			af.kind = NODED__FRAME_KIND__STREAM_ITEM;
+			af.body_case = NODED__FRAME__BODY_HEARTBEAT_ACK;
+			af.heartbeat_ack = &ha;
+			nd__out_frame(o, &af);
+			o->lazy = f->kind == NODED__FRAME_KIND__NOTIFY;
+		}
+	}
 	n->last_hb_unix_ms = nd__unix_ms();
 
 	sr.server_time_ms = n->last_hb_unix_ms;
@@ -312,8 +425,49 @@ static void report_status(struct nd_svc *svc, struct nd_ticket *t,
 	r.status_reply = &sr;
 	if (f->kind != NODED__FRAME_KIND__NOTIFY)
 		nd__out_frame(o, &r); /* a notification wants no reply */
-	if (!was_usable && nd__node_used(n) < n->slots && n->stream.serial)
+	if (!was_usable && nd__node_used(n) < n->slots && n->stream.serial &&
+	    n->hb_serial == n->stream.serial && !n->draining)
 		nd__tasks_schedule(svc);
+}
+
+/*
+ * NodeLeave: the worker of this connection drains (no new tasks) or stops
+ * (its tasks end LOST "worker stopping" as it reports them; when the
+ * connection closes the node is LEFT). Only the node whose AssignTask
+ * stream runs on this connection may say so.
+ */
+static void node_leave(struct nd_svc *svc, struct nd_ticket *t,
+		       const Noded__Frame *f, struct nd_out *o)
+{
+	const Noded__NodeLeave *nl = f->leave;
+	struct node *n = nd__node_find(svc, nl->node_name);
+	Noded__Frame r = NODED__FRAME__INIT;
+	Noded__Ack a = NODED__ACK__INIT;
+
+	if (!n || !n->stream.serial || n->stream.serial != t->conn_serial) {
+		nd__out_error(o, f->id, NODED__FRAME_KIND__REPLY,
+			      NODED__ERROR_CODE__BAD_REQUEST,
+			      "leave: '%s' is not the node registered on "
+			      "this connection", nl->node_name);
+		return;
+	}
+	if (!nl->drain && !n->leaving) {
+		n->leaving = n->draining = true;
+		ND_LOG(ND_LOG_INFO, "node.leaving", ND_S("node", n->name),
+		       ND_U("running_tasks", n->running),
+		       ND_S("msg", "its worker is stopping: its tasks end "
+			    "LOST (or are retried) as it reports them"));
+	} else if (nl->drain && !n->draining) {
+		n->draining = true;
+		ND_LOG(ND_LOG_INFO, "node.draining", ND_S("node", n->name),
+		       ND_U("running_tasks", n->running),
+		       ND_S("msg", "its worker drains: no new tasks"));
+	}
+	r.id = f->id;
+	r.kind = NODED__FRAME_KIND__REPLY;
+	r.body_case = NODED__FRAME__BODY_ACK;
+	r.ack = &a;
+	nd__out_frame(o, &r);
 }
 
 static int by_name(const void *a, const void *b)
@@ -349,6 +503,7 @@ static void list_nodes(struct nd_svc *svc, const Noded__Frame *f,
 			ni->last_heartbeat_unix_ms = n->last_hb_unix_ms;
 			ni->connected_unix_ms = n->connected_unix_ms;
 			ni->running_tasks = n->running;
+			ni->draining = n->draining;
 			if (n->status)
 				ns = noded__node_status__unpack(&a->pc,
 								n->status_len,
@@ -477,6 +632,9 @@ static void svc_exec(struct nd_shard *s0, void *arg)
 		break;
 	case NODED__FRAME__BODY_TASK_UPDATE:
 		nd__task_update(svc, f, t->conn_serial, &o);
+		break;
+	case NODED__FRAME__BODY_LEAVE:
+		node_leave(svc, t, f, &o);
 		break;
 	default:
 		nd__out_error(&o, f->id, NODED__FRAME_KIND__REPLY,
@@ -759,6 +917,8 @@ static struct node *stream_register(struct nd_svc *svc, struct stream_msg *m)
 	}
 take:
 	n->stream = m->dest;
+	/* a worker that drains or leaves says so again */
+	n->draining = n->leaving = false;
 	n->gone_unix_ms = 0;
 	memcpy(n->id, m->id, m->id_len);
 	n->id_len = m->id_len;
@@ -780,6 +940,19 @@ static void stream_msg(struct nd_shard *s0, void *arg)
 		   n->stream.serial == m->dest.serial) {
 		n->stream.serial = 0;
 		n->gone_unix_ms = nd__unix_ms();
+		if (n->leaving && n->state != NODED__NODE_STATE__NODE_DEAD) {
+			/* It said it was stopping: LEFT, not DEAD. What it
+			 * did not report ended is released when its lease is
+			 * over, as for a dead node. */
+			n->state = NODED__NODE_STATE__NODE_LEFT;
+			n->release_due = true;
+			ND_LOG(ND_LOG_INFO, "node.left", ND_S("node", n->name),
+			       ND_S("addr", n->address),
+			       ND_U("running_tasks", n->running));
+			release(svc, n);
+			free(m);
+			return;
+		}
 		/* Gone: counted from its last heartbeat, it turns SUSPECT
 		 * then DEAD (and its tasks LOST) unless it comes back. */
 		if (n->state == NODED__NODE_STATE__NODE_ALIVE)
@@ -903,7 +1076,7 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg)
 void nd_svc_metrics(struct nd_shard *s0, FILE *f)
 {
 	struct nd_svc *svc = s0->svc;
-	uint64_t by_state[4] = { 0 }, slots = 0, free_slots = 0, busy = 0;
+	uint64_t by_state[5] = { 0 }, slots = 0, free_slots = 0, busy = 0;
 
 	if (!svc)
 		return;
@@ -911,9 +1084,10 @@ void nd_svc_metrics(struct nd_shard *s0, FILE *f)
 		"node reports.\n# TYPE noded_node_slots gauge\n");
 	for (size_t b = 0; b < svc->nbuckets; b++)
 		for (struct node *n = svc->buckets[b]; n; n = n->next) {
-			if ((unsigned)n->state < 4)
+			if ((unsigned)n->state < 5)
 				by_state[n->state]++;
-			if (n->state == NODED__NODE_STATE__NODE_DEAD)
+			if (n->state == NODED__NODE_STATE__NODE_DEAD ||
+			    n->state == NODED__NODE_STATE__NODE_LEFT)
 				continue;
 			slots += n->slots;
 			busy += nd__node_used(n);
@@ -927,7 +1101,8 @@ void nd_svc_metrics(struct nd_shard *s0, FILE *f)
 		"a node.\n# TYPE noded_node_running_tasks gauge\n");
 	for (size_t b = 0; b < svc->nbuckets; b++)
 		for (struct node *n = svc->buckets[b]; n; n = n->next)
-			if (n->state != NODED__NODE_STATE__NODE_DEAD) {
+			if (n->state != NODED__NODE_STATE__NODE_DEAD &&
+			    n->state != NODED__NODE_STATE__NODE_LEFT) {
 				fputs("noded_node_running_tasks{node=\"", f);
 				nd_text_fput_prom(f, n->name);
 				fprintf(f, "\"} %u\n", n->running);
@@ -935,7 +1110,7 @@ void nd_svc_metrics(struct nd_shard *s0, FILE *f)
 	fprintf(f, "# HELP noded_nodes Nodes known, by state.\n"
 		"# TYPE noded_nodes gauge\n");
 	for (unsigned st = NODED__NODE_STATE__NODE_ALIVE;
-	     st <= NODED__NODE_STATE__NODE_DEAD; st++)
+	     st <= NODED__NODE_STATE__NODE_LEFT; st++)
 		fprintf(f, "noded_nodes{state=\"%s\"} %llu\n",
 			nd_node_state_name((Noded__NodeState)st),
 			(unsigned long long)by_state[st]);

@@ -40,7 +40,21 @@ struct node {
 				       * cut off): they hold slots until they
 				       * end there */
 	struct nd_list tasks;         /* those tasks (task.node_link) */
-	uint64_t last_hb_ms;          /* monotonic */
+	uint64_t last_hb_ms;          /* monotonic; moved on by the time the
+				       * master itself stalled (liveness) */
+	/* Fencing (svc_tick): the attempts of a node we no longer hear stay
+	 * on it until lease_hb_ms + lease + LEASE_MARGIN_MS, by when its
+	 * exec helpers have killed them; then they are LOST or retried. */
+	uint64_t lease_hb_ms;         /* monotonic, when its last heartbeat
+				       * was read; never moved on */
+	uint64_t hb_seq;              /* that heartbeat's number (0: the
+				       * worker takes no leases) */
+	uint64_t hb_serial;           /* the connection it came on */
+	uint64_t dead_quiet_ms;       /* silence when it was declared DEAD */
+	bool release_due;             /* DEAD or LEFT, its tasks not yet
+				       * released (nd__tasks_node_dead) */
+	bool draining;                /* its worker said: no new tasks */
+	bool leaving;                 /* its worker said it is stopping */
 	uint64_t last_hb_unix_ms;
 	uint64_t connected_unix_ms;
 	struct nd_dest stream;        /* its AssignTask stream */
@@ -161,6 +175,8 @@ struct nd_svc {
 	size_t npending, max_queue;   /* tasks PENDING; their bound */
 	struct nd_hist dispatch;      /* queued to pushed to a worker */
 	uint64_t ended[16];           /* tasks that ended, by final state */
+	uint64_t last_tick_ms;        /* monotonic, of the last service tick */
+	bool judging_put_off;         /* the last tick came after a stall */
 };
 
 uint64_t nd__unix_ms(void);
@@ -221,6 +237,12 @@ void nd__tasks_held(struct nd_svc *svc, struct node *n, const uint64_t *ids,
 		    size_t count);
 void nd__tasks_node_dead(struct nd_svc *svc, struct node *n,
 			 const char *why);
+/* From a status report of n on its AssignTask stream's connection: tells
+ * its worker, with a TaskCancel naming the attempt, of each attempt it
+ * reports running (ids, attempts: count of each) that the master no
+ * longer counts as running there (LOST, retried, ended). */
+void nd__tasks_void(struct nd_svc *svc, struct node *n, const uint64_t *ids,
+		    const uint32_t *attempts, size_t count);
 void nd__tasks_free(struct nd_svc *svc);
 /* Task figures for /metrics. */
 void nd__tasks_metrics(struct nd_svc *svc, FILE *f);

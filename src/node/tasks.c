@@ -5,7 +5,11 @@
  * Life of a task: PENDING (queued here) -> ASSIGNED (pushed on its node's
  * AssignTask stream) -> RUNNING (the worker reported it started) -> exactly
  * one of SUCCEEDED, FAILED, TIMED_OUT, CANCELLED, LOST. A task whose node dies
- * is LOST, or PENDING again while it has retries left. Updates for a task that
+ * is LOST, or PENDING again while it has retries left, but only once its
+ * attempt's lease is over (service.c, svc_tick): by then the node's exec
+ * helpers have killed it, so a retry never overlaps it. An attempt its
+ * node ended (lease expired, worker stopping) is treated the same way when
+ * its end is reported. Updates for a task that
  * already ended, or for another attempt, are acknowledged and ignored, so a
  * late worker can never give a task a second ending.
  *
@@ -551,6 +555,7 @@ static void push_assignment(struct nd_svc *svc, struct task *t,
 	a.timeout_ms = sp->timeout_ms;
 	a.output_cap_bytes = t->output_cap;
 	a.attempt = t->attempt;
+	a.lease_seq = n->hb_seq;
 	f.id = n->stream.stream_id;
 	f.kind = NODED__FRAME_KIND__STREAM_ITEM;
 	f.body_case = NODED__FRAME__BODY_TASK;
@@ -589,10 +594,13 @@ static bool class_labels(const struct node *n, const struct pclass *c)
 	return true;
 }
 
-/* Can n take a task now (ignoring its target)? */
+/* Can n take a task now (ignoring its target)? It must have sent a
+ * heartbeat on its current connection: an attempt's lease counts from one
+ * (push_assignment), and a worker knows only its own. */
 static bool has_room(const struct node *n)
 {
 	return n->state == NODED__NODE_STATE__NODE_ALIVE && n->stream.serial &&
+	       n->hb_serial == n->stream.serial && !n->draining &&
 	       nd__node_used(n) < n->slots;
 }
 
@@ -686,9 +694,68 @@ void nd__tasks_held(struct nd_svc *svc, struct node *n, const uint64_t *ids,
 	}
 }
 
+/*
+ * The attempt of t on n is over without an ending of its own (its node
+ * died or left, its lease expired): t runs again elsewhere as a new
+ * attempt while it has retries (not a cancelled one, nor one for a named
+ * node), else it is LOST with why. Returns true when it was queued again.
+ */
+static bool retry_or_lose(struct nd_svc *svc, struct task *t, struct node *n,
+			  const char *why)
+{
+	if (!t->retries_left || t->cancel_requested || t->target_node) {
+		finish(svc, t, NODED__TASK_STATE__TASK_LOST, why);
+		return false;
+	}
+	nd_list_del(&t->node_link);
+	if (n && n->running)
+		n->running--;
+	t->retries_left--;
+	t->attempt++;
+	t->state = NODED__TASK_STATE__TASK_PENDING;
+	t->queued_ns = nd_now_ns();
+	ND_LOG(ND_LOG_WARN, "task.retried", ND_U("task", t->id),
+	       ND_S("node", t->node), ND_S("reason", why),
+	       ND_U("attempt", t->attempt),
+	       ND_U("retries_left", t->retries_left));
+	if (enqueue(svc, t, t->any_node ? NULL : spec_of(svc, t)) < 0) {
+		finish(svc, t, NODED__TASK_STATE__TASK_LOST,
+		       "out of memory requeueing it");
+		return false;
+	}
+	return true;
+}
+
+void nd__tasks_void(struct nd_svc *svc, struct node *n, const uint64_t *ids,
+		    const uint32_t *attempts, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		const struct task *t = nd_u64map_get(&svc->tasks, ids[i]);
+		Noded__Frame f = NODED__FRAME__INIT;
+		Noded__TaskCancel tc = NODED__TASK_CANCEL__INIT;
+
+		/* Still its attempt here (even on a DEAD node whose lease
+		 * is not over: it carries on): leave it be. */
+		if (t && !terminal(t->state) && t->node &&
+		    t->attempt == attempts[i] && nd_list_linked(&t->node_link) &&
+		    !strcmp(t->node, n->name))
+			continue;
+		tc.task_id = ids[i];
+		tc.attempt = attempts[i] ? attempts[i] : 1;
+		f.id = n->stream.stream_id;
+		f.kind = NODED__FRAME_KIND__STREAM_ITEM;
+		f.body_case = NODED__FRAME__BODY_TASK_CANCEL;
+		f.task_cancel = &tc;
+		nd__svc_push(svc, &n->stream, &f);
+	}
+}
+
 void nd__tasks_node_dead(struct nd_svc *svc, struct node *n, const char *why)
 {
-	bool requeued = false, dead = n->state == NODED__NODE_STATE__NODE_DEAD;
+	/* a node that said it left is as gone as a dead one */
+	bool requeued = false,
+	     dead = n->state == NODED__NODE_STATE__NODE_DEAD ||
+		    n->state == NODED__NODE_STATE__NODE_LEFT;
 	uint64_t waiting = 0;
 	struct pclass *c;
 
@@ -699,30 +766,7 @@ void nd__tasks_node_dead(struct nd_svc *svc, struct node *n, const char *why)
 		struct task *t = nd_container_of(n->tasks.next, struct task,
 						 node_link);
 
-		if (t->retries_left && !t->cancel_requested &&
-		    !t->target_node) {
-			/* Run it again elsewhere, as a new attempt. */
-			nd_list_del(&t->node_link);
-			if (n->running)
-				n->running--;
-			t->retries_left--;
-			t->attempt++;
-			t->state = NODED__TASK_STATE__TASK_PENDING;
-			t->queued_ns = nd_now_ns();
-			ND_LOG(ND_LOG_WARN, "task.retried", ND_U("task", t->id),
-			       ND_S("node", n->name), ND_S("reason", why),
-			       ND_U("attempt", t->attempt),
-			       ND_U("retries_left", t->retries_left));
-			if (enqueue(svc, t, t->any_node ? NULL :
-					    spec_of(svc, t)) < 0) {
-				finish(svc, t, NODED__TASK_STATE__TASK_LOST,
-				       "out of memory requeueing it");
-				continue;
-			}
-			requeued = true;
-			continue;
-		}
-		finish(svc, t, NODED__TASK_STATE__TASK_LOST, why);
+		requeued |= retry_or_lose(svc, t, n, why);
 	}
 	n->running = 0;
 	/* Tasks queued for this node by name that it never got. A fan-out's
@@ -756,7 +800,7 @@ void nd__tasks_node_dead(struct nd_svc *svc, struct node *n, const char *why)
 		ND_LOG(ND_LOG_WARN, "task.waiting_node", ND_S("node", n->name),
 		       ND_U("tasks", waiting), ND_S("reason", why),
 		       ND_S("msg", "tasks wait (wait_for_node) for a node "
-			    "that is DEAD"));
+			    "that is DEAD or LEFT"));
 	if (requeued)
 		nd__tasks_schedule(svc);
 }
@@ -820,6 +864,8 @@ static const char *unplaceable(struct nd_svc *svc, const Noded__TaskSpec *sp,
 			snprintf(buf, len, "no node named '%s'", sp->node);
 		else if (n->state == NODED__NODE_STATE__NODE_DEAD)
 			snprintf(buf, len, "node '%s' is dead", sp->node);
+		else if (n->state == NODED__NODE_STATE__NODE_LEFT)
+			snprintf(buf, len, "node '%s' has left", sp->node);
 		else
 			return NULL;
 		return buf;
@@ -827,6 +873,7 @@ static const char *unplaceable(struct nd_svc *svc, const Noded__TaskSpec *sp,
 	for (size_t i = 0; i < svc->nbuckets; i++)
 		for (n = svc->buckets[i]; n; n = n->next)
 			if (n->state != NODED__NODE_STATE__NODE_DEAD &&
+			    n->state != NODED__NODE_STATE__NODE_LEFT &&
 			    has_labels(n, sp))
 				return NULL;
 	if (sp->n_labels) {
@@ -931,7 +978,7 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 				/* a node whose stream closed is on its
 				 * way to DEAD: it would get no task */
 				if (n->state == NODED__NODE_STATE__NODE_DEAD ||
-				    !n->stream.serial)
+				    !n->stream.serial || n->draining)
 					continue;
 				t = task_new(svc, packed, len, sp, n->name,
 					     sr.job_id);
@@ -1213,8 +1260,18 @@ static void finished(struct nd_svc *svc, struct task *t,
 	t->utime_us = x->utime_us;
 	t->stime_us = x->stime_us;
 	t->max_rss_kib = x->max_rss_kib;
-	if (x->cancelled || t->cancel_requested) {
+	if (t->cancel_requested ||
+	    (x->cancelled && !x->worker_stopping && !x->lease_expired)) {
 		st = NODED__TASK_STATE__TASK_CANCELLED;
+	} else if (x->worker_stopping || x->lease_expired) {
+		/* Ended by its node, not by itself: as for a node that died
+		 * (its end is reported, so a retry cannot overlap it). */
+		struct node *n = t->node ? nd__node_find(svc, t->node) : NULL;
+
+		retry_or_lose(svc, t, n, x->worker_stopping ? "worker stopping" :
+				  reason ? reason : "lease expired");
+		nd__tasks_schedule(svc);
+		return;
 	} else if (x->timed_out) {
 		st = NODED__TASK_STATE__TASK_TIMED_OUT;
 		if (!reason) {

@@ -8,9 +8,12 @@
  * step after a master restart) and resets once registered again.
  */
 #include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/conn.h"
@@ -23,6 +26,20 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+/* Heartbeats whose send time is remembered, for the master's acks and
+ * assignments that name one (a minute of them at 1 s). */
+#define HB_RING 64
+/* Bound on stopping the tasks and reporting their ends when leaving: the
+ * exec helpers' grace (2 s) and a margin. */
+#define LEAVE_STOP_MS 4000
+
+/* Leaving the master on purpose (worker.h, nd_worker_run). */
+enum leave {
+	LEAVE_NONE,
+	LEAVE_DRAINING,               /* no new tasks; the running finish */
+	LEAVE_STOPPING,               /* the running are being stopped */
+	LEAVE_DONE,                   /* the process may stop the server */
+};
 
 struct worker {
 	const struct nd_worker_cfg *wc;
@@ -43,7 +60,36 @@ struct worker {
 	struct nd_status_labels labels;
 	struct nd_runner *runner;
 	uint64_t *running_ids;         /* scratch for status reports */
+	uint32_t *running_attempts;
+	/* Fencing (proto AssignTaskOpen.lease_ms): heartbeat n went at
+	 * hb_ring[n % HB_RING].ms (monotonic), a lease counts from there. */
+	uint32_t lease_ms;             /* the master's; 0: no leases */
+	uint64_t hb_seq;               /* the last heartbeat's number */
+	struct {
+		uint64_t seq, ms;
+	} hb_ring[HB_RING];
+	/* Leaving: asked by the process's main thread (leave_req: 1 stop
+	 * now, 2 drain), carried out by the tick, which sets left. */
+	atomic_int leave_req;
+	atomic_bool left;
+	enum leave leave;
+	uint64_t leave_deadline_ms;   /* 0: none */
+	bool leave_sent;              /* NodeLeave of this phase is sent */
 };
+
+/*
+ * The end of a lease that counts from heartbeat seq: its send time plus
+ * the master's lease. 0 when there are no leases; -1 when seq is not one
+ * we remember (too old, or never sent): that lease is over.
+ */
+static int64_t lease_from(const struct worker *w, uint64_t seq)
+{
+	if (!w->lease_ms || !seq)
+		return 0;
+	if (seq > w->hb_seq || w->hb_ring[seq % HB_RING].seq != seq)
+		return -1;
+	return (int64_t)(w->hb_ring[seq % HB_RING].ms + w->lease_ms);
+}
 
 static void schedule_retry(struct worker *w)
 {
@@ -66,8 +112,16 @@ static void report(struct worker *w)
 	ns.labels = w->labels.p;
 	nd_status_machine(&ns);
 	ns.n_running_tasks = nd_runner_running(w->runner, w->running_ids,
+						w->running_attempts,
 						w->wc->slots);
 	ns.running_tasks = w->running_ids;
+	ns.n_running_attempts = ns.n_running_tasks;
+	ns.running_attempts = w->running_attempts;
+	/* now_ms was read before this send: a lease counted from it ends
+	 * no later than one counted from the real send time */
+	ns.heartbeat_seq = ++w->hb_seq;
+	w->hb_ring[w->hb_seq % HB_RING].seq = w->hb_seq;
+	w->hb_ring[w->hb_seq % HB_RING].ms = w->s->now_ms;
 	ns.slots_total = w->wc->slots;
 	ns.slots_free = w->wc->slots - (uint32_t)ns.n_running_tasks;
 	ns.uptime_ms = w->s->now_ms - w->started_ms;
@@ -82,6 +136,88 @@ static void report(struct worker *w)
 
 static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
 		      bool done, void *arg);
+
+static void on_leave_ack(struct nd_client *cl, int status,
+			 const Noded__Frame *f, bool done, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)cl;
+	(void)f;
+	(void)done;
+	if (status == -ECANCELED || status == -ECONNRESET)
+		w->leave_sent = false; /* said again once registered */
+}
+
+/* Tells the master we drain or stop (once per phase and connection). */
+static void send_leave(struct worker *w)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__NodeLeave nl = NODED__NODE_LEAVE__INIT;
+
+	if (w->leave_sent || !w->registered || !w->conn ||
+	    (w->leave != LEAVE_DRAINING && w->leave != LEAVE_STOPPING))
+		return;
+	nl.node_name = (char *)w->wc->name;
+	nl.drain = w->leave == LEAVE_DRAINING;
+	f.body_case = NODED__FRAME__BODY_LEAVE;
+	f.leave = &nl;
+	if (nd_client_start(nd_peer_client(w->conn), &f, on_leave_ack, w) < 0)
+		return;
+	nd_peer_flush(w->conn);
+	w->leave_sent = true;
+}
+
+static void start_stopping(struct worker *w)
+{
+	w->leave = LEAVE_STOPPING;
+	w->leave_sent = false;
+	w->leave_deadline_ms = w->s->now_ms + LEAVE_STOP_MS;
+	ND_LOG(ND_LOG_INFO, "worker.leaving", ND_S("node", w->wc->name),
+	       ND_U("unfinished_tasks", nd_runner_unfinished(w->runner)),
+	       ND_S("msg", "stopping the tasks still running and telling the "
+		    "master"));
+	send_leave(w); /* before the ends, so they count as ours stopping */
+	nd_runner_stop_all(w->runner);
+}
+
+/*
+ * One step of leaving, from the tick: drain until nothing runs (or the
+ * drain's bound, or a second signal), then stop what still runs, report
+ * its end, and let the process stop the server.
+ */
+static void leave_step(struct worker *w)
+{
+	int req = atomic_load(&w->leave_req);
+	uint64_t now = w->s->now_ms;
+
+	if (w->leave == LEAVE_DONE || (w->leave == LEAVE_NONE && !req))
+		return;
+	if (w->leave == LEAVE_NONE && req == 2) {
+		w->leave = LEAVE_DRAINING;
+		w->leave_deadline_ms = w->wc->drain_timeout_ms ?
+			now + w->wc->drain_timeout_ms : 0;
+		ND_LOG(ND_LOG_INFO, "worker.draining", ND_S("node", w->wc->name),
+		       ND_U("unfinished_tasks", nd_runner_unfinished(w->runner)),
+		       ND_U("timeout_ms", w->wc->drain_timeout_ms),
+		       ND_S("msg", "taking no new tasks; letting the running "
+			    "ones finish (a second signal stops them)"));
+	}
+	if (w->leave == LEAVE_DRAINING) {
+		if (req == 1 || !nd_runner_unfinished(w->runner) ||
+		    (w->leave_deadline_ms && now >= w->leave_deadline_ms))
+			start_stopping(w);
+	} else if (w->leave == LEAVE_NONE) {
+		start_stopping(w);
+	}
+	send_leave(w);
+	if (w->leave == LEAVE_STOPPING &&
+	    (!nd_runner_unfinished(w->runner) || !w->conn ||
+	     now >= w->leave_deadline_ms)) {
+		w->leave = LEAVE_DONE;
+		atomic_store(&w->left, true);
+	}
+}
 
 /* Hello (and the token challenge, when the master has one) done: register
  * on the AssignTask stream. */
@@ -143,6 +279,7 @@ static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
 		w->backoff_ms = BACKOFF_MIN_MS;
 		if (f->assign_open->heartbeat_interval_ms)
 			w->heartbeat_ms = f->assign_open->heartbeat_interval_ms;
+		w->lease_ms = f->assign_open->lease_ms;
 		ND_LOG(ND_LOG_INFO, "worker.registered",
 		       ND_S("node", w->wc->name), ND_S("master", w->wc->master),
 		       ND_U("heartbeat_ms", w->heartbeat_ms));
@@ -153,14 +290,28 @@ static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
 		nd_runner_connected(w->runner,
 				    f->assign_open->master_instance);
 		report(w);
+		w->leave_sent = false;
+		send_leave(w); /* still draining or stopping: say so again */
 		return;
 	}
 	if (status == 0 && f->body_case == NODED__FRAME__BODY_TASK) {
-		nd_runner_assign(w->runner, f->task);
+		nd_runner_assign(w->runner, f->task,
+				 lease_from(w, f->task->lease_seq));
 		return;
 	}
 	if (status == 0 && f->body_case == NODED__FRAME__BODY_TASK_CANCEL) {
-		nd_runner_cancel(w->runner, f->task_cancel->task_id);
+		if (f->task_cancel->attempt)
+			nd_runner_void(w->runner, f->task_cancel->task_id,
+				       f->task_cancel->attempt);
+		else
+			nd_runner_cancel(w->runner, f->task_cancel->task_id);
+		return;
+	}
+	if (status == 0 && f->body_case == NODED__FRAME__BODY_HEARTBEAT_ACK) {
+		int64_t d = lease_from(w, f->heartbeat_ack->seq);
+
+		if (d > 0)
+			nd_runner_lease(w->runner, d);
 		return;
 	}
 	if (done && status != -ECANCELED && w->conn) {
@@ -245,6 +396,7 @@ static void tick(struct nd_shard *s)
 		report(w);
 	if (w->registered)
 		nd_runner_tick(w->runner);
+	leave_step(w);
 }
 
 /* While a connect is in flight the shard must not stop under it. */
@@ -283,6 +435,7 @@ void nd_worker_free(struct nd_worker *nw)
 		nd_server_close(&nw->srv);
 	nd_runner_free(nw->w.runner);
 	free(nw->w.running_ids);
+	free(nw->w.running_attempts);
 	nd_status_labels_free(&nw->w.labels);
 	free(nw);
 }
@@ -318,7 +471,9 @@ int nd_worker_new(struct nd_worker **out, const struct nd_worker_cfg *wc)
 	w->hooks.closed = closed;
 	w->hooks.arg = w;
 	w->running_ids = calloc(wc->slots ? wc->slots : 1, sizeof(uint64_t));
-	if (!w->running_ids)
+	w->running_attempts = calloc(wc->slots ? wc->slots : 1,
+				     sizeof(uint32_t));
+	if (!w->running_ids || !w->running_attempts)
 		goto err;
 	/* Helpers are this binary re-executed (posix_spawn: safe in a
 	 * threaded process, and cheap before the shards exist). */
@@ -368,7 +523,32 @@ int nd_worker_run(const struct nd_worker_cfg *wc)
 		uint64_t accepted;
 		size_t kept;
 
+		sigset_t set;
+		int64_t stop_by = 0;
+
 		nd_server_wait_signal();
+		nd_server_block_signals(&set);
+		atomic_store(&nw->w.leave_req, wc->drain ? 2 : 1);
+		/* The shard leaves (worker.c, leave_step); a second signal
+		 * stops a drain. Bounded once stopping: the shard's own
+		 * bound plus a margin, should it be stuck. */
+		while (!atomic_load(&nw->w.left)) {
+			struct timespec ts = { 0, 100 * 1000 * 1000 };
+			int sig = sigtimedwait(&set, NULL, &ts);
+
+			if (sig > 0 && atomic_load(&nw->w.leave_req) != 1) {
+				ND_LOG(ND_LOG_INFO, "worker.stop_now",
+				       ND_S("node", wc->name),
+				       ND_S("msg", "second signal: stopping "
+					    "the running tasks"));
+				atomic_store(&nw->w.leave_req, 1);
+			}
+			if (atomic_load(&nw->w.leave_req) == 1 && !stop_by)
+				stop_by = (int64_t)nd_now_ms() +
+					  2 * LEAVE_STOP_MS;
+			if (stop_by && (int64_t)nd_now_ms() >= stop_by)
+				break;
+		}
 		nd_worker_stop(nw);
 		kept = nd_runner_remembered(nw->w.runner, &accepted);
 		ND_LOG(ND_LOG_INFO, "worker.stopped", ND_S("node", wc->name),

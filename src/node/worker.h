@@ -6,6 +6,7 @@
 #ifndef ND_NODE_WORKER_H
 #define ND_NODE_WORKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,9 +20,18 @@ struct nd_worker_cfg {
 	size_t token_len;
 	uint8_t node_id[16];       /* who it is (node_id.h): kept in its
 				    * state dir, or random per process */
+	bool drain;                /* SIGTERM lets running tasks finish */
+	uint32_t drain_timeout_ms; /* bound on that wait; 0: none */
 };
 
-/* Runs until SIGINT/SIGTERM; returns the process exit status. */
+/*
+ * Runs until SIGINT/SIGTERM; returns the process exit status. Stopping is
+ * said to the master (NodeLeave), so the node ends LEFT, not DEAD: without
+ * drain, the running tasks are stopped at once and end LOST "worker
+ * stopping" (retried when they have retries); with drain, the master sends
+ * no new task and the running ones finish first, until drain_timeout_ms or
+ * a second signal.
+ */
 int nd_worker_run(const struct nd_worker_cfg *wc);
 
 /* The same in parts, for running workers inside another process (noded

@@ -21,6 +21,7 @@ static void send_open(struct nd_conn *c, uint64_t stream_id)
 	open.heartbeat_interval_ms = cfg->heartbeat_ms;
 	open.heartbeat_timeout_ms = cfg->heartbeat_timeout_ms;
 	open.master_instance = c->shard->srv->instance;
+	open.lease_ms = cfg->lease_ms;
 	r.id = stream_id;
 	r.kind = NODED__FRAME_KIND__STREAM_ITEM;
 	r.body_case = NODED__FRAME__BODY_ASSIGN_OPEN;

@@ -176,6 +176,7 @@ static void dispatch(struct nd_conn *c, const Noded__Frame *f)
 	case NODED__FRAME__BODY_CANCEL_TASK:
 	case NODED__FRAME__BODY_WATCH:
 	case NODED__FRAME__BODY_TASK_UPDATE:
+	case NODED__FRAME__BODY_LEAVE:
 		nd__rpc_forward(c, f);
 		return;
 	case NODED__FRAME__BODY_HELLO:

@@ -49,6 +49,7 @@ const char *nd_node_state_name(Noded__NodeState s)
 	case NODED__NODE_STATE__NODE_ALIVE: return "ALIVE";
 	case NODED__NODE_STATE__NODE_SUSPECT: return "SUSPECT";
 	case NODED__NODE_STATE__NODE_DEAD: return "DEAD";
+	case NODED__NODE_STATE__NODE_LEFT: return "LEFT";
 	default: return "UNKNOWN";
 	}
 }
@@ -228,7 +229,7 @@ json_t *nd_json_node(const Noded__NodeInfo *n)
 	    nd_json_set_text(o, "address", n->address) || set_labels(o, n))
 		goto err_object;
 	if (json_object_update_new(o, json_pack(
-		    "{s:s, s:f, s:I, s:I, s:i, s:i, s:i, s:I}",
+		    "{s:s, s:f, s:I, s:I, s:i, s:i, s:i, s:I, s:b}",
 		    "state", nd_node_state_name(n->state),
 		    "load1", n->load1,
 		    "mem_total_bytes", (json_int_t)n->mem_total_bytes,
@@ -237,7 +238,8 @@ json_t *nd_json_node(const Noded__NodeInfo *n)
 		    "slots_free", (int)n->slots_free,
 		    "running_tasks", (int)n->running_tasks,
 		    "last_heartbeat_unix_ms",
-		    (json_int_t)n->last_heartbeat_unix_ms)))
+		    (json_int_t)n->last_heartbeat_unix_ms,
+		    "draining", (int)n->draining)))
 		goto err_object;
 	return o;
 err_object:
