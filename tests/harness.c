@@ -1155,3 +1155,26 @@ int nd_test_raise_nofile(rlim_t want)
 			   (unsigned long long)want, strerror(errno));
 	return 0;
 }
+
+char *nd_test_unbase64(const char *b)
+{
+	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				  "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t n = b ? strlen(b) : 0, o = 0;
+	char *out = calloc(1, n + 1);
+	unsigned acc = 0, bits = 0;
+
+	cr_assert(out);
+	for (size_t i = 0; i < n && b[i] != '='; i++) {
+		const char *p = strchr(tab, b[i]);
+
+		cr_assert(p && b[i], "not base64: %s", b);
+		acc = (acc << 6) | (unsigned)(p - tab);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (char)((acc >> bits) & 0xff);
+		}
+	}
+	return out;
+}

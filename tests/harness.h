@@ -109,6 +109,14 @@ int64_t nd_test_now_ms(void);
 void nd_test_sleep_ms(int ms);
 
 /*
+ * Decodes standard base64 (padding optional; NULL is ""), independently of
+ * the code under test, for checking its round trip. Fails the test on a
+ * character that is not base64. Returns a NUL-terminated malloc'd copy of
+ * the bytes (free it).
+ */
+char *nd_test_unbase64(const char *b);
+
+/*
  * Runs argv (argv[0] a path) directly, with stdin from /dev/null, capturing
  * stdout and stderr into out/err (NUL-terminated, truncated to the sizes
  * given; either may be NULL), and waits up to timeout_ms for it to exit.

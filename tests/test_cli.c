@@ -503,30 +503,6 @@ Test(record, command_string_escapes_bytes_that_are_not_text)
 	free(c);
 }
 
-/* b64 decoded (jansson-independent check of the scheme's round trip). */
-static char *unb64(const char *b)
-{
-	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				  "abcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t n = strlen(b), o = 0;
-	char *out = calloc(1, n + 1);
-	unsigned acc = 0, bits = 0;
-
-	cr_assert(out);
-	for (size_t i = 0; i < n && b[i] != '='; i++) {
-		const char *p = strchr(tab, b[i]);
-
-		cr_assert(p && b[i], "not base64: %s", b);
-		acc = (acc << 6) | (unsigned)(p - tab);
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (char)((acc >> bits) & 0xff);
-		}
-	}
-	return out;
-}
-
 Test(record, json_keeps_bytes_that_are_not_utf8)
 {
 	Noded__TaskSpec s = NODED__TASK_SPEC__INIT;
@@ -558,14 +534,14 @@ Test(record, json_keeps_bytes_that_are_not_utf8)
 	cr_expect_str_eq(json_string_value(json_array_get(a, 2)),
 			 "\xef\xbf\xbd(");
 	for (size_t i = 0; i < 3; i++) {
-		x = unb64(json_string_value(json_array_get(b, i)));
+		x = nd_test_unbase64(json_string_value(json_array_get(b, i)));
 		cr_expect_str_eq(x, argv[i]);
 		free(x);
 	}
-	x = unb64(json_string_value(json_object_get(j, "reason_base64")));
+	x = nd_test_unbase64(json_string_value(json_object_get(j, "reason_base64")));
 	cr_expect_str_eq(x, r.reason);
 	free(x);
-	x = unb64(json_string_value(json_object_get(j, "node_base64")));
+	x = nd_test_unbase64(json_string_value(json_object_get(j, "node_base64")));
 	cr_expect_str_eq(x, "w\xfe");
 	free(x);
 	json_decref(j);
@@ -593,7 +569,7 @@ Test(record, json_keeps_bytes_that_are_not_utf8)
 	cr_assert(j);
 	b = json_object_get(j, "labels_base64");
 	cr_assert(json_is_object(b), "labels_base64 is an object");
-	x = unb64(json_string_value(json_object_get(b, "a/8=")));
+	x = nd_test_unbase64(json_string_value(json_object_get(b, "a/8=")));
 	cr_expect_str_eq(x, "v");
 	free(x);
 	json_decref(j);

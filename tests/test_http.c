@@ -1346,30 +1346,6 @@ static int cli(char *out, size_t out_size, const char *const args[])
 	return st;
 }
 
-/* b64 decoded, NUL-terminated (the caller frees). */
-static char *unb64(const char *b)
-{
-	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				  "abcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t n = b ? strlen(b) : 0, o = 0;
-	char *out = calloc(1, n + 1);
-	unsigned acc = 0, bits = 0;
-
-	cr_assert(out);
-	for (size_t i = 0; i < n && b[i] != '='; i++) {
-		const char *p = strchr(tab, b[i]);
-
-		cr_assert(p && b[i], "not base64: %s", b);
-		acc = (acc << 6) | (unsigned)(p - tab);
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (char)((acc >> bits) & 0xff);
-		}
-	}
-	return out;
-}
-
 /* The task of id in a JSON list (array), or NULL. */
 static json_t *find_task(json_t *list, long long id)
 {
@@ -1386,7 +1362,7 @@ static json_t *find_task(json_t *list, long long id)
 static void expect_argv_bytes(json_t *t, size_t i, const char *want,
 			      const char *view)
 {
-	char *got = unb64(json_string_value(json_array_get(
+	char *got = nd_test_unbase64(json_string_value(json_array_get(
 		json_object_get(t, "argv_base64"), i)));
 
 	cr_expect_str_eq(got, want, "%s: argv_base64[%zu]", view, i);
@@ -1428,12 +1404,12 @@ Test(http, bytes_that_are_not_utf8_show_in_every_view)
 				 json_object_get(j, "argv"), 1)),
 			 "bad\xef\xbf\xbd" "arg");
 	cr_expect_str_eq(jstr(j, "output_encoding"), "base64");
-	bytes = unb64(jstr(j, "output"));
+	bytes = nd_test_unbase64(jstr(j, "output"));
 	cr_expect_str_eq(bytes, "bad\xff" "arg\n");
 	free(bytes);
 	json_decref(j);
 	j = wait_done(missing);
-	bytes = unb64(jstr(j, "reason_base64"));
+	bytes = nd_test_unbase64(jstr(j, "reason_base64"));
 	cr_expect_str_eq(bytes, "command not found: nope\xfe");
 	free(bytes);
 	json_decref(j);
