@@ -820,7 +820,7 @@ Test(exec, own_process_group)
  * Restarts the helper in the kill mode wanted: cgroup (the default where
  * a cgroup v2 is writable; the test is skipped elsewhere) or tree
  * (NODED_CGROUP=off). For cgroup mode, checks that a task really runs in
- * <helper's cgroup>/noded-<helper pid>/t<id>.
+ * <helper's cgroup>/noded-<helper pid>/c0 (its first cgroup).
  */
 static void use_mode(bool cgroup)
 {
@@ -837,7 +837,8 @@ static void use_mode(bool cgroup)
 	run(90, &(struct spawn_args){ .argv = ARGV("cat", "/proc/self/cgroup") },
 	    &r);
 	EXPECT_EXIT(&r, 0);
-	snprintf(want, sizeof(want), "/noded-%d/t90\n", (int)hpid);
+	/* a fresh helper's first cgroup */
+	snprintf(want, sizeof(want), "/noded-%d/c0\n", (int)hpid);
 	if (cgroup && !strstr(r.out, want)) {
 		bool v2 = false;
 		char line[512];
@@ -1079,7 +1080,7 @@ Test(exec, cgroup_removed_when_task_and_helper_end)
 
 	use_mode(true);
 	helper_cgroup(hpid, dir, sizeof(dir) - 8);
-	strcat(dir, "/t5");
+	strcat(dir, "/c0"); /* task 90's (use_mode), emptied, then task 5's */
 	run(5, &(struct spawn_args){ .shell = "sleep 30 & echo $!" }, &r);
 	EXPECT_EXIT(&r, 0);
 	cr_assert(gone_within(atoi(r.out), 2000), "background sleep lives");
@@ -1090,6 +1091,37 @@ Test(exec, cgroup_removed_when_task_and_helper_end)
 	*strrchr(dir, '/') = '\0';
 	cr_assert(access(dir, F_OK) == 0, "%s missing while the helper runs",
 		  dir);
+	stop_helper();
+	cr_assert(access(dir, F_OK) < 0, "%s left after the helper exited",
+		  dir);
+}
+
+/* An emptied cgroup is not removed and made anew for the next task: it
+ * serves again (a cgroup's mkdir and rmdir are dear), and what is left
+ * when the helper ends is removed. */
+Test(exec, emptied_cgroup_serves_the_next_task)
+{
+	char dir[1200], c0[1300], c1[1300];
+	struct result r;
+	struct stat st0, st;
+
+	use_mode(true); /* its task 90 ran in c0, which is empty again */
+	helper_cgroup(hpid, dir, sizeof(dir));
+	snprintf(c0, sizeof(c0), "%s/c0", dir);
+	snprintf(c1, sizeof(c1), "%s/c1", dir);
+	cr_assert(stat(c0, &st0) == 0, "%s: the emptied cgroup was not kept",
+		  c0);
+	for (uint64_t id = 7; id < 10; id++) {
+		run(id, &(struct spawn_args){
+			    .argv = ARGV("cat", "/proc/self/cgroup") }, &r);
+		EXPECT_EXIT(&r, 0);
+		cr_assert(strstr(r.out, "/c0\n"), "task %d ran in '%s'",
+			  (int)id, r.out);
+		free_result(&r);
+	}
+	cr_assert(stat(c0, &st) == 0 && st.st_ino == st0.st_ino,
+		  "c0 was made anew");
+	cr_assert(access(c1, F_OK) < 0, "%s made: c0 was not reused", c1);
 	stop_helper();
 	cr_assert(access(dir, F_OK) < 0, "%s left after the helper exited",
 		  dir);

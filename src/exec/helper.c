@@ -16,7 +16,7 @@
  * - cgroup mode: each task is born in a cgroup v2 of its own (clone3
  *   with CLONE_INTO_CGROUP: in it before its first instruction, see
  *   spawn_in_cgroup in command.c),
- *   <our cgroup>/noded-<helper pid>/t<task key>, so whatever it forks,
+ *   <our cgroup>/noded-<helper pid>/c<n> (emptied ones serve again), so whatever it forks,
  *   setsid or double-fork included, stays in it (only a privileged
  *   process that writes itself into another cgroup leaves). SIGKILL is
  *   one write to cgroup.kill (Linux 5.14; before, each pid of
@@ -84,6 +84,11 @@
  * it tries meanwhile. */
 #define CG_REMOVE_MS 10000
 #define CG_RETRY_MS 50
+/* Emptied cgroups kept for the next tasks, not removed and made anew (a
+ * cgroup's mkdir and rmdir cost more than the rest of a short task's
+ * handling here; cgroup v2 cannot rename, so they are named c<n>, not for
+ * a task). Beyond this many idle ones, they are removed. */
+#define CG_POOL 16
 /* The environment variable that tags a task's processes (tree mode). */
 #define TAG_KEY "NODED_TASK_TAG"
 
@@ -110,6 +115,8 @@ struct task {
 	uint64_t start_unix_ms;
 	bool exited;    /* its process exited (a zombie until reaped) */
 	int cg_fd;      /* its cgroup directory; -1: tree mode */
+	int cg_events;  /* its cgroup.events, -1 if it could not be opened */
+	unsigned cg_idx; /* its cgroup is c<cg_idx> */
 	char tag[64];   /* TAG_KEY=<helper pid>.<task id> */
 };
 
@@ -118,7 +125,7 @@ struct task {
 struct cg_left {
 	struct cg_left *next;
 	int fd;
-	uint64_t id;
+	unsigned idx;   /* c<idx> */
 	int64_t give_up;
 };
 
@@ -130,6 +137,12 @@ struct helper {
 	bool cg_has_kill;  /* cgroup.kill exists */
 	char cg_path[PATH_MAX];
 	struct cg_left *cg_left;
+	struct {           /* emptied cgroups, c<idx> */
+		int fd, events;
+		unsigned idx;
+	} cg_pool[CG_POOL];
+	unsigned cg_npool;
+	unsigned cg_next;  /* the next new cgroup is c<cg_next> */
 	struct task *tasks;
 	uint8_t *buf;    /* ND_EXEC_MSG_MAX bytes: one request */
 	bool warned;     /* a malformed request was logged */
@@ -313,7 +326,8 @@ static void cgroup_sweep_dead(const char *dir)
 		while (td && (te = readdir(td))) {
 			int fd;
 
-			if (te->d_name[0] != 't')
+			if (te->d_name[0] != 'c' || te->d_name[1] < '0' ||
+			    te->d_name[1] > '9')
 				continue;
 			fd = openat(base, te->d_name, O_RDONLY | O_DIRECTORY |
 				    O_CLOEXEC);
@@ -403,16 +417,25 @@ static void cgroup_refused(struct helper *h, int err)
 		    "their process trees found in /proc instead"));
 }
 
-/* Creates and opens t's cgroup; t->cg_fd stays -1 (tree mode for t) when
- * that fails. */
+/* Gives t a cgroup: an emptied one of the pool, or a new one, c<n>;
+ * t->cg_fd stays -1 (tree mode for t) when that fails. */
 static void cgroup_make(struct helper *h, struct task *t)
 {
 	char name[32];
 
-	t->cg_fd = -1;
+	t->cg_fd = t->cg_events = -1;
 	if (h->cg_base < 0 || h->cg_off)
 		return;
-	snprintf(name, sizeof(name), "t%llu", (unsigned long long)t->id);
+	if (h->cg_npool) {
+		unsigned i = --h->cg_npool;
+
+		t->cg_fd = h->cg_pool[i].fd;
+		t->cg_events = h->cg_pool[i].events;
+		t->cg_idx = h->cg_pool[i].idx;
+		return;
+	}
+	t->cg_idx = h->cg_next++;
+	snprintf(name, sizeof(name), "c%u", t->cg_idx);
 	if (mkdirat(h->cg_base, name, 0755) < 0 && errno != EEXIST) {
 		ND_LOG(ND_LOG_WARN, "helper.cgroup_failed", ND_U("task", t->id),
 		       ND_S("op", "mkdir"), ND_S("err", strerror(errno)));
@@ -420,6 +443,22 @@ static void cgroup_make(struct helper *h, struct task *t)
 	}
 	t->cg_fd = openat(h->cg_base, name, O_RDONLY | O_DIRECTORY |
 			  O_CLOEXEC);
+	if (t->cg_fd >= 0)
+		t->cg_events = openat(t->cg_fd, "cgroup.events",
+				      O_RDONLY | O_CLOEXEC);
+}
+
+/* Whether the cgroup of events fd ev still holds a process (true when it
+ * cannot be read: assume so). */
+static bool cgroup_populated(int ev)
+{
+	char buf[128];
+	ssize_t n = ev >= 0 ? pread(ev, buf, sizeof(buf) - 1, 0) : -1;
+
+	if (n <= 0)
+		return true;
+	buf[n] = '\0';
+	return !strstr(buf, "populated 0");
 }
 
 /*
@@ -671,12 +710,35 @@ static void kill_tree(struct helper *h, struct task *t, int sig)
 
 /* Removes an ended task's cgroup (fd, closed here or kept in h->cg_left
  * while populated: its processes are killed again at each retry). */
-static void cgroup_remove(struct helper *h, int fd, uint64_t id)
+static void cgroup_remove(struct helper *h, int fd, unsigned idx);
+
+/*
+ * t's process was reaped: its cgroup, when nothing is left in it, goes to
+ * the pool for a next task; otherwise what is left is killed (cgroup.kill)
+ * and the cgroup removed once empty (cgroup_remove).
+ */
+static void cgroup_release(struct helper *h, struct task *t)
+{
+	if (!cgroup_populated(t->cg_events) && h->cg_npool < CG_POOL) {
+		h->cg_pool[h->cg_npool].fd = t->cg_fd;
+		h->cg_pool[h->cg_npool].events = t->cg_events;
+		h->cg_pool[h->cg_npool].idx = t->cg_idx;
+		h->cg_npool++;
+	} else {
+		cgroup_signal(t->cg_fd, h->cg_has_kill, SIGKILL);
+		if (t->cg_events >= 0)
+			close(t->cg_events);
+		cgroup_remove(h, t->cg_fd, t->cg_idx);
+	}
+	t->cg_fd = t->cg_events = -1;
+}
+
+static void cgroup_remove(struct helper *h, int fd, unsigned idx)
 {
 	struct cg_left *l;
 	char name[32];
 
-	snprintf(name, sizeof(name), "t%llu", (unsigned long long)id);
+	snprintf(name, sizeof(name), "c%u", idx);
 	if (!unlinkat(h->cg_base, name, AT_REMOVEDIR) || errno != EBUSY) {
 		close(fd);
 		return;
@@ -688,7 +750,7 @@ static void cgroup_remove(struct helper *h, int fd, uint64_t id)
 	}
 	cgroup_signal(fd, h->cg_has_kill, SIGKILL);
 	l->fd = fd;
-	l->id = id;
+	l->idx = idx;
 	l->give_up = clock_ms(CLOCK_MONOTONIC) + CG_REMOVE_MS;
 	l->next = h->cg_left;
 	h->cg_left = l;
@@ -705,7 +767,7 @@ static int64_t cgroup_sweep(struct helper *h)
 		char name[32];
 		bool done;
 
-		snprintf(name, sizeof(name), "t%llu", (unsigned long long)l->id);
+		snprintf(name, sizeof(name), "c%u", l->idx);
 		done = !unlinkat(h->cg_base, name, AT_REMOVEDIR) ||
 		       errno != EBUSY;
 		if (!done && now >= l->give_up) {
@@ -830,13 +892,12 @@ static void start_task(struct helper *h, const Noded__ExecSpawn *sp)
 					 sizeof(reason));
 	if (o.cgroup_err && t->cg_fd >= 0) {
 		/* born outside it, or not at all: tree mode for this task */
-		cgroup_remove(h, t->cg_fd, t->id);
-		t->cg_fd = -1;
+		cgroup_release(h, t);
 		cgroup_refused(h, o.cgroup_err);
 	}
 	if (err) {
 		if (t->cg_fd >= 0)
-			cgroup_remove(h, t->cg_fd, t->id);
+			cgroup_release(h, t);
 		free(t);
 		goto report;
 	}
@@ -1013,16 +1074,21 @@ static bool reap(struct helper *h)
 		if (si.si_pid == 0)
 			return true;
 		t = take_pid(h, si.si_pid);
+		/* What it left is killed: in tree mode now, while its
+		 * group id cannot be reused; in cgroup mode once it is
+		 * reaped, and only if its cgroup still holds something
+		 * (cgroup_release: most commands leave nothing). */
 		if (t) {
 			t->exited = true;
-			kill_tree(h, t, SIGKILL);
+			if (t->cg_fd < 0)
+				kill_tree(h, t, SIGKILL);
 		}
 		while (wait4(si.si_pid, &status, 0, &ru) < 0 && errno == EINTR)
 			;
 		if (t) {
 			task_exited(h, t, status, &ru);
 			if (t->cg_fd >= 0)
-				cgroup_remove(h, t->cg_fd, t->id);
+				cgroup_release(h, t);
 			free(t);
 		}
 	}
@@ -1162,7 +1228,19 @@ static void stop_all(struct helper *h)
 		h->tasks = t->next;
 		if (t->cg_fd >= 0)
 			close(t->cg_fd);
+		if (t->cg_events >= 0)
+			close(t->cg_events);
 		free(t);
+	}
+	while (h->cg_npool) {
+		unsigned i = --h->cg_npool;
+		char name[32];
+
+		snprintf(name, sizeof(name), "c%u", h->cg_pool[i].idx);
+		close(h->cg_pool[i].fd);
+		if (h->cg_pool[i].events >= 0)
+			close(h->cg_pool[i].events);
+		unlinkat(h->cg_base, name, AT_REMOVEDIR);
 	}
 	while (h->cg_left) {
 		struct cg_left *l = h->cg_left;
