@@ -167,10 +167,12 @@ struct io_uring_sqe *nd_shard_sqe(struct nd_shard *s);
  *
  * Shutdown: the drain barrier (shard.c, all_drained) lets no shard exit
  * while a message is posted but not yet run, retries included, so every
- * message posted before the last shard drained is delivered. A shard that
- * still holds messages when it stops anyway (its ring failed) logs
- * shard.msgs_dropped and drops them without running them (their objects
- * are not freed).
+ * message posted before the last shard drained is delivered. For that, a
+ * shard that counted itself drained posts only in answer to a message (its
+ * svc_tick no longer runs); svc_stop, after the barrier, posts nothing. A
+ * shard that still holds messages when it stops anyway (its ring failed)
+ * logs shard.msgs_dropped and drops them without running them (their
+ * objects are not freed).
  *
  * Test hook: NODED_FAULT_MSG_RING=N in the environment makes each shard's
  * first N MSG_RING submissions fail in the kernel (they are aimed at a
