@@ -117,6 +117,9 @@ static void render(FILE *f, const struct scrape *sc)
 		  "empty (ENOBUFS).", sn->st.recv_enobufs);
 	PER_SHARD(f, sc, "noded_event_loops_total", "counter",
 		  "Event loop iterations.", sn->st.loops);
+	PER_SHARD(f, sc, "noded_shard_message_retries_total", "counter",
+		  "Cross-shard messages a target ring refused, sent again.",
+		  sn->m.msg_retries);
 
 	family(f, "noded_rpc_requests_total", "counter",
 	       "Native protocol requests, by method.");

@@ -57,6 +57,7 @@ struct nd_metrics {
 	struct nd_hist http_latency[ND_ROUTES];
 	uint64_t sqes_submitted;        /* io_uring_submit results, summed */
 	uint64_t cqes;                  /* completions handled */
+	uint64_t msg_retries;           /* cross-shard messages sent again */
 };
 
 static inline uint64_t nd_now_ns(void)

@@ -82,25 +82,151 @@ struct io_uring_sqe *nd_shard_sqe(struct nd_shard *s)
 	return sqe;
 }
 
-int nd_shard_post(struct nd_shard *from, struct nd_shard *to,
-		  void (*fn)(struct nd_shard *, void *), void *arg)
+/*
+ * Cross-shard messages. The sender submits a MSG_RING carrying m to the
+ * target's ring with CQE_SKIP_SUCCESS: the target gets a completion with
+ * res 1 and runs it; the sender hears back only when the kernel refused it
+ * (res < 0: the target's CQ could not take it, or a fault injected for
+ * tests), and then the message is still the sender's, to send again.
+ * Retries can reorder messages, so each carries a sequence number per
+ * (sender, target) pair and the target runs them in that order.
+ */
+static void msg_submit(struct nd_shard *from, struct nd_msg *m)
 {
-	struct nd_msg *m = malloc(sizeof(*m));
-	struct io_uring_sqe *sqe;
+	struct io_uring_sqe *sqe = nd_shard_sqe(from);
+	int fd = m->to->ring.ring_fd;
 
-	if (!m)
-		return -ENOMEM;
-	m->fn = fn;
-	m->arg = arg;
-	/* The target sees res == 1 and runs it; our own completion has res 0
-	 * (delivered) or < 0 (not delivered: we run it here instead). */
-	sqe = nd_shard_sqe(from);
-	io_uring_prep_msg_ring(sqe, to->ring.ring_fd, 1, ND_UD(m, ND_TAG_MSG), 0);
+	if (from->fault_msg_ring) {
+		from->fault_msg_ring--;
+		fd = from->wake_fd; /* not a ring: the kernel says -EBADFD */
+	}
+	io_uring_prep_msg_ring(sqe, fd, 1, ND_UD(m, ND_TAG_MSG), 0);
 	io_uring_sqe_set_data64(sqe, ND_UD(m, ND_TAG_MSG));
-	return 0;
+	io_uring_sqe_set_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
+}
+
+void nd_shard_post(struct nd_shard *from, struct nd_shard *to,
+		   struct nd_msg *m,
+		   void (*fn)(struct nd_shard *, struct nd_msg *))
+{
+	m->fn = fn;
+	m->next = NULL;
+	m->to = to;
+	m->from = from->id;
+	if (to == from) {
+		fn(to, m);
+		return;
+	}
+	m->seq = from->tx_seq[to->id]++;
+	/* counted before it can run anywhere: the drain barrier relies on
+	 * sent >= run at every instant */
+	atomic_fetch_add(&from->msgs_sent, 1);
+	msg_submit(from, m);
+}
+
+/* The retry timer: send again everything refused since it was armed. */
+static void msg_retry(struct nd_shard *s, struct nd_op *op,
+		      struct io_uring_cqe *cqe)
+{
+	struct nd_msg *m = s->retry;
+
+	s->retry_armed = false;
+	s->retry = NULL;
+	s->retry_tail = &s->retry;
+	while (m) {
+		struct nd_msg *next = m->next;
+
+		m->next = NULL;
+		msg_submit(s, m);
+		m = next;
+	}
+}
+
+/* Our MSG_RING of m was refused: keep it, and send it again shortly (not
+ * at once: a target whose CQ is full needs a moment to empty it). */
+static void msg_refused(struct nd_shard *s, struct nd_msg *m, int err)
+{
+	s->m.msg_retries++;
+	if (s->now_ms - s->retry_log_ms >= 1000 || !s->retry_log_ms) {
+		s->retry_log_ms = s->now_ms ? s->now_ms : 1;
+		ND_LOG(ND_LOG_WARN, "shard.msg_ring_failed",
+		       ND_U("shard", s->id), ND_U("to", m->to->id),
+		       ND_S("err", strerror(-err)),
+		       ND_S("msg", "sending it again (logged once a second)"));
+	}
+	m->next = NULL;
+	*s->retry_tail = m;
+	s->retry_tail = &m->next;
+	if (!s->retry_armed) {
+		struct io_uring_sqe *sqe = nd_shard_sqe(s);
+
+		s->retry_ts.tv_sec = 0;
+		s->retry_ts.tv_nsec = 1000 * 1000;
+		s->retry_op.cb = msg_retry;
+		io_uring_prep_timeout(sqe, &s->retry_ts, 0, 0);
+		io_uring_sqe_set_data64(sqe, ND_UD(&s->retry_op, ND_TAG_OP));
+		s->retry_armed = true;
+	}
+}
+
+static void msg_run(struct nd_shard *s, struct nd_msg *m)
+{
+	s->rx_seq[m->from]++;
+	m->fn(s, m); /* may free m */
+	/* after fn: whatever fn posted is counted as sent already */
+	atomic_fetch_add(&s->msgs_run, 1);
+}
+
+/* Is a before b in the order of their sender? (wraps) */
+static bool seq_before(uint32_t a, uint32_t b)
+{
+	return (int32_t)(a - b) < 0;
+}
+
+/* A message for us: run it in its turn, and whatever was waiting for it. */
+static void msg_deliver(struct nd_shard *s, struct nd_msg *m)
+{
+	unsigned from = m->from;
+	struct nd_msg **pp;
+
+	if (m->seq != s->rx_seq[from]) {
+		/* an earlier one from the same sender is being retried */
+		for (pp = &s->early; *pp; pp = &(*pp)->next)
+			if ((*pp)->from == from && seq_before(m->seq, (*pp)->seq))
+				break;
+		m->next = *pp;
+		*pp = m;
+		return;
+	}
+	msg_run(s, m);
+	for (pp = &s->early; *pp;) {
+		struct nd_msg *e = *pp;
+
+		if (e->from != from || e->seq != s->rx_seq[from]) {
+			pp = &e->next;
+			continue;
+		}
+		*pp = e->next;
+		msg_run(s, e);
+		pp = &s->early; /* the next in turn may be anywhere */
+	}
+}
+
+static void on_msg(struct nd_shard *s, struct io_uring_cqe *cqe)
+{
+	struct nd_msg *m = (struct nd_msg *)(uintptr_t)(cqe->user_data &
+							~(uint64_t)ND_TAG_MASK);
+
+	if (cqe->res < 0)
+		msg_refused(s, m, cqe->res); /* ours, not delivered */
+	else if (cqe->res > 0)
+		msg_deliver(s, m);
+	/* res 0 would be our own success, which CQE_SKIP_SUCCESS keeps
+	 * from being posted: nothing to do */
 }
 
 struct tour {
+	struct nd_msg msg;
 	struct nd_shard *home;
 	unsigned next;                /* the shard to visit next */
 	void (*visit)(struct nd_shard *s, void *arg);
@@ -108,29 +234,23 @@ struct tour {
 	void *arg;
 };
 
-static void tour_step(struct nd_shard *s, void *arg)
+static void tour_step(struct nd_shard *s, struct nd_msg *m)
 {
-	struct tour *t = arg;
+	struct tour *t = nd_container_of(m, struct tour, msg);
 	unsigned n = s->srv->nshards;
-	struct nd_shard *to;
 
-	for (;;) {
-		while (t->next < n && &s->srv->shards[t->next] == s)
-			t->visit(s, t->arg), t->next++;
-		to = t->next < n ? &s->srv->shards[t->next] : t->home;
-		if (to == s) {
-			if (t->next < n)
-				continue;
-			t->done(s, t->arg);
-			free(t);
-			return;
-		}
-		if (!nd_shard_post(s, to, tour_step, t))
-			return;
-		if (t->next >= n)
-			return; /* out of memory on the way home: lost */
-		t->next++; /* out of memory: that shard is skipped */
+	while (t->next < n && &s->srv->shards[t->next] == s)
+		t->visit(s, t->arg), t->next++;
+	if (t->next < n) {
+		nd_shard_post(s, &s->srv->shards[t->next], &t->msg, tour_step);
+		return;
 	}
+	if (t->home != s) {
+		nd_shard_post(s, t->home, &t->msg, tour_step);
+		return;
+	}
+	t->done(s, t->arg);
+	free(t);
 }
 
 int nd_shard_tour(struct nd_shard *from,
@@ -145,7 +265,7 @@ int nd_shard_tour(struct nd_shard *from,
 	t->visit = visit;
 	t->done = done;
 	t->arg = arg;
-	tour_step(from, t);
+	tour_step(from, &t->msg);
 	return 0;
 }
 
@@ -230,14 +350,15 @@ static void arm_wake(struct nd_shard *s)
 }
 
 struct handoff {
+	struct nd_msg msg;
 	int fd;
 	bool overload;
 	const struct nd_conn_ops *proto;
 };
 
-static void adopt_msg(struct nd_shard *to, void *arg)
+static void adopt_msg(struct nd_shard *to, struct nd_msg *m)
 {
-	struct handoff *h = arg;
+	struct handoff *h = nd_container_of(m, struct handoff, msg);
 
 	nd_conn_adopt(to, h->fd, h->proto, NULL, h->overload);
 	free(h);
@@ -277,30 +398,11 @@ static void on_accept(struct nd_shard *s, struct nd_listener *l,
 	h->fd = cqe->res;
 	h->proto = l == &srv->ln[0] && srv->proto ? srv->proto : l->proto;
 	h->overload = total >= srv->cfg.max_conns;
-	if (best == s->id) {
-		adopt_msg(s, h);
-		return;
-	}
 	/* Count it now so a burst of accepts spreads before the target runs. */
-	atomic_fetch_add_explicit(&srv->shards[best].load, 1,
-				  memory_order_relaxed);
-	if (nd_shard_post(s, &srv->shards[best], adopt_msg, h) < 0)
-		adopt_msg(s, h);
-}
-
-static void on_msg(struct nd_shard *s, struct io_uring_cqe *cqe)
-{
-	struct nd_msg *m = (struct nd_msg *)(uintptr_t)(cqe->user_data &
-							~(uint64_t)ND_TAG_MASK);
-
-	if (cqe->res == 0)
-		return; /* our send of it was delivered */
-	if (cqe->res < 0)
-		ND_LOG(ND_LOG_WARN, "shard.msg_ring_failed", ND_U("shard", s->id),
-		       ND_S("err", strerror(-cqe->res)),
-		       ND_S("msg", "running the message here"));
-	m->fn(s, m->arg);
-	free(m);
+	if (best != s->id)
+		atomic_fetch_add_explicit(&srv->shards[best].load, 1,
+					  memory_order_relaxed);
+	nd_shard_post(s, &srv->shards[best], &h->msg, adopt_msg);
 }
 
 static void start_drain(struct nd_shard *s)
@@ -327,7 +429,8 @@ static void on_tick(struct nd_shard *s)
 	nd_conn_sweep(s);
 	if (s->trim_due_ms && s->now_ms >= s->trim_due_ms)
 		nd_shard_trim(s);
-	if (s->svc_tick)
+	/* not once drained: the drain barrier wants no new messages */
+	if (s->svc_tick && !s->drained)
 		s->svc_tick(s);
 	if (s->draining && s->now_ms >= s->drain_deadline_ms)
 		nd_conn_kill_all(s);
@@ -393,16 +496,32 @@ static void pin(struct nd_shard *s)
 	}
 }
 
+/* The test hook of nd_shard_post (shard.h): NODED_FAULT_MSG_RING=N. */
+static unsigned fault_msg_ring(void)
+{
+	const char *e = getenv("NODED_FAULT_MSG_RING");
+
+	return e ? (unsigned)strtoul(e, NULL, 10) : 0;
+}
+
 static int shard_setup(struct nd_shard *s)
 {
 	unsigned sq = 4096, cq = 16384;
 	int ret;
 
 	pin(s);
+	s->tx_seq = calloc(s->srv->nshards, sizeof(*s->tx_seq));
+	s->rx_seq = calloc(s->srv->nshards, sizeof(*s->rx_seq));
+	if (!s->tx_seq || !s->rx_seq) {
+		ret = -ENOMEM;
+		goto err_seq;
+	}
+	s->retry_tail = &s->retry;
+	s->fault_msg_ring = fault_msg_ring();
 	/* Created on the shard's own thread: SINGLE_ISSUER binds to it. */
 	ret = nd_uring_init(&s->ring, sq, cq, &s->ring_flags);
 	if (ret)
-		return ret;
+		goto err_seq;
 	/* Saves a file-table lookup per io_uring_enter; optional (5.18+). */
 	io_uring_register_ring_fd(&s->ring);
 	ret = bufring_setup(s);
@@ -415,11 +534,36 @@ static int shard_setup(struct nd_shard *s)
 
 err_ring:
 	io_uring_queue_exit(&s->ring);
+err_seq:
+	free(s->tx_seq);
+	free(s->rx_seq);
+	s->tx_seq = s->rx_seq = NULL;
 	return ret;
+}
+
+static unsigned msgs_count(const struct nd_msg *m)
+{
+	unsigned n = 0;
+
+	for (; m; m = m->next)
+		n++;
+	return n;
 }
 
 static void shard_teardown(struct nd_shard *s)
 {
+	unsigned left = msgs_count(s->retry), early = msgs_count(s->early);
+
+	/* Only when the loop stopped before the drain barrier let it (the
+	 * ring failed): running them here would break the rule that a
+	 * message runs on its target only. */
+	if (left || early)
+		ND_LOG(ND_LOG_ERROR, "shard.msgs_dropped", ND_U("shard", s->id),
+		       ND_U("unsent", left), ND_U("undelivered", early),
+		       ND_S("msg", "cross-shard messages dropped at exit"));
+	free(s->tx_seq);
+	free(s->rx_seq);
+	s->tx_seq = s->rx_seq = NULL;
 	nd_u64map_free(&s->serials);
 	nd_arena_close(&s->arena);
 	io_uring_queue_exit(&s->ring);
@@ -428,40 +572,54 @@ static void shard_teardown(struct nd_shard *s)
 	free(s->bufs);
 }
 
-/* Handles every completion there is now, without waiting. */
-static void reap_now(struct nd_shard *s)
-{
-	struct io_uring_cqe *cqe;
-	unsigned head, n = 0;
-
-	io_uring_get_events(&s->ring); /* runs deferred task work */
-	io_uring_for_each_cqe(&s->ring, head, cqe) {
-		dispatch(s, cqe);
-		n++;
-	}
-	io_uring_cq_advance(&s->ring, n);
-	nd_conn_reap(s);
-	nd_arena_reset(&s->arena);
-}
-
 /*
  * The drain barrier: a shard with nothing left counts itself drained, but
- * keeps serving messages until every shard has, because another shard's last
- * connections may still post to it (a closing worker stream, a ticket
- * reply). Our own queued messages are submitted before we count ourselves,
- * so once all have counted, one last pass without waiting finds whatever was
- * sent to us.
+ * keeps serving messages until every shard has, and until no message is on
+ * its way anywhere, because another shard's last connections may still post
+ * to it (a closing worker stream, a ticket reply), and a message refused by
+ * a ring waits on its sender's retry list.
+ *
+ * "On its way": every shard counts the messages it posted (before they can
+ * run) and the ones it ran (after their function, which may post more).
+ * All run counters are read first, then all sent counters: if the sums are
+ * equal, then at the instant between the two reads nothing was posted and
+ * not yet run (run <= sent at every instant, and both only grow). A drained
+ * shard has no connection and posts only in answer to a message, and its
+ * service ticks stop (on_tick), so nothing new is posted after that instant
+ * and every shard may stop.
  */
 static bool all_drained(struct nd_shard *s)
 {
+	struct nd_server *srv = s->srv;
+	uint64_t run = 0, sent = 0;
+
 	if (!s->drained) {
 		io_uring_submit(&s->ring);
 		s->drained = true;
-		atomic_fetch_add(&s->srv->drained, 1);
+		atomic_fetch_add(&srv->drained, 1);
 	}
-	if (atomic_load(&s->srv->drained) < s->srv->nshards)
+	if (atomic_load(&srv->drained) < srv->nshards)
 		return false;
-	reap_now(s);
+	for (unsigned i = 0; i < srv->nshards; i++)
+		run += atomic_load(&srv->shards[i].msgs_run);
+	for (unsigned i = 0; i < srv->nshards; i++)
+		sent += atomic_load(&srv->shards[i].msgs_sent);
+	return run == sent;
+}
+
+/*
+ * After the start gate: did every shard start? When not, the gate opened
+ * only to let us stop. A stop (SIGTERM) that came right after a good start
+ * is not that: the shard then runs and drains like any other, since others
+ * may have posted to it already.
+ */
+static bool all_set_up(struct nd_server *srv)
+{
+	if (srv->nstarted < srv->nshards)
+		return false;
+	for (unsigned i = 0; i < srv->nshards; i++)
+		if (srv->shards[i].setup_err)
+			return false;
 	return true;
 }
 
@@ -481,7 +639,7 @@ void *nd__shard_main(void *arg)
 		return NULL;
 	while (sem_wait(&s->srv->go) && errno == EINTR)
 		;
-	if (atomic_load(&s->srv->stop)) { /* another shard failed set-up */
+	if (!all_set_up(s->srv)) { /* released only to stop */
 		shard_teardown(s);
 		return NULL;
 	}

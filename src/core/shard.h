@@ -2,7 +2,8 @@
  * A shard: one thread, pinned to one CPU, with its own io_uring, provided
  * buffer ring, decode arena and connections. Nothing in a shard is touched by
  * another thread except the atomics marked so; cross-shard work travels as
- * IORING_OP_MSG_RING completions (nd_shard_post).
+ * IORING_OP_MSG_RING completions (nd_shard_post), and runs on the target
+ * shard's thread only, never on the sender's.
  */
 #ifndef ND_CORE_SHARD_H
 #define ND_CORE_SHARD_H
@@ -62,10 +63,19 @@ struct nd_shard_stats {
 	uint64_t loops;
 };
 
-/* A function run on another shard's thread. */
+/*
+ * A function to run on another shard's thread, embedded in the object it
+ * carries (a ticket, a push, a handed-off connection...), so that posting
+ * allocates nothing and cannot fail. The fields are nd_shard_post's: the
+ * caller only provides the storage.
+ */
 struct nd_msg {
-	void (*fn)(struct nd_shard *to, void *arg);
-	void *arg;
+	void (*fn)(struct nd_shard *to, struct nd_msg *m);
+	struct nd_msg *next;            /* sender: refused, to send again;
+					 * target: arrived ahead of its turn */
+	struct nd_shard *to;
+	unsigned from;                  /* the sender's shard id */
+	uint32_t seq;                   /* its order from `from` to `to` */
 };
 
 struct nd_shard {
@@ -115,6 +125,23 @@ struct nd_shard {
 	void (*svc_stop)(struct nd_shard *s);  /* after every shard drained */
 	bool drained;
 
+	/* Cross-shard messages (nd_shard_post); the arrays have one entry
+	 * per shard. */
+	uint32_t *tx_seq;               /* next seq to each target */
+	uint32_t *rx_seq;               /* next seq expected from each sender */
+	struct nd_msg *early;           /* delivered ahead of their turn, by
+					 * (from, seq); run once it comes */
+	struct nd_msg *retry;           /* refused by their target's ring */
+	struct nd_msg **retry_tail;
+	struct nd_op retry_op;          /* the timer that sends them again */
+	struct __kernel_timespec retry_ts;
+	bool retry_armed;
+	uint64_t retry_log_ms;          /* last shard.msg_ring_failed */
+	unsigned fault_msg_ring;        /* test hook: MSG_RINGs left to spoil
+					 * (NODED_FAULT_MSG_RING) */
+	_Atomic uint64_t msgs_sent;     /* posted to another shard (atomic) */
+	_Atomic uint64_t msgs_run;      /* run here from another (atomic) */
+
 	struct nd_shard_stats st;
 	struct nd_metrics m;
 	unsigned cur_method;            /* native method being handled */
@@ -123,7 +150,38 @@ struct nd_shard {
 /* Returns an SQE, submitting first when the SQ is full. Never NULL. */
 struct io_uring_sqe *nd_shard_sqe(struct nd_shard *s);
 
-/* Runs fn(to, arg) on shard to's thread. Called from shard from's thread. */
+/*
+ * Runs fn(to, m) on shard to's thread, exactly once. Called on from's thread;
+ * m is storage inside the object that travels (the caller recovers it with
+ * nd_container_of in fn). It cannot fail: nothing is allocated, and a
+ * MSG_RING the target's ring refuses (a full or overflowing CQ, -EAGAIN,
+ * a fault injected for tests) is kept on from's retry list and sent again
+ * about a millisecond later, as often as it takes; it never runs on from.
+ * Messages from one shard to another run in the order they were posted,
+ * retried or not (the target holds one that overtook a retried one until
+ * its turn). to == from: fn runs before nd_shard_post returns.
+ *
+ * Ownership: from the call until fn runs, the object belongs to the
+ * messaging layer; the caller must not touch it, and fn owns it (frees it
+ * or posts it on). One object carries one message at a time.
+ *
+ * Shutdown: the drain barrier (shard.c, all_drained) lets no shard exit
+ * while a message is posted but not yet run, retries included, so every
+ * message posted before the last shard drained is delivered. For that, a
+ * shard that counted itself drained posts only in answer to a message (its
+ * svc_tick no longer runs); svc_stop, after the barrier, posts nothing. A
+ * shard that still holds messages when it stops anyway (its ring failed)
+ * logs shard.msgs_dropped and drops them without running them (their
+ * objects are not freed).
+ *
+ * Test hook: NODED_FAULT_MSG_RING=N in the environment makes each shard's
+ * first N MSG_RING submissions fail in the kernel (they are aimed at a
+ * descriptor that is not a ring: -EBADFD), as a refusing target would.
+ */
+void nd_shard_post(struct nd_shard *from, struct nd_shard *to,
+		   struct nd_msg *m,
+		   void (*fn)(struct nd_shard *, struct nd_msg *));
+
 /*
  * Runs visit(s, arg) on every shard's own thread in turn (0, 1, ...), then
  * done(from, arg) back on from: how a scrape reads counters that only their
@@ -132,9 +190,6 @@ struct io_uring_sqe *nd_shard_sqe(struct nd_shard *s);
 int nd_shard_tour(struct nd_shard *from,
 		  void (*visit)(struct nd_shard *s, void *arg),
 		  void (*done)(struct nd_shard *from, void *arg), void *arg);
-
-int nd_shard_post(struct nd_shard *from, struct nd_shard *to,
-		  void (*fn)(struct nd_shard *, void *), void *arg);
 
 /* Sets up the ring with the best flags this kernel takes. Returns 0 or
  * -errno; *flags_out gets the flags used. */

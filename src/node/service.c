@@ -246,6 +246,7 @@ static void svc_tick(struct nd_shard *s)
 /* ---- pushes ---- */
 
 struct push {
+	struct nd_msg msg;
 	uint64_t serial;
 	size_t len;
 	uint8_t data[];
@@ -260,9 +261,9 @@ static void deliver(struct nd_conn *c, const uint8_t *frames, size_t len)
 		nd_conn_write(c, frames, len);
 }
 
-static void push_deliver(struct nd_shard *s, void *arg)
+static void push_deliver(struct nd_shard *s, struct nd_msg *m)
 {
-	struct push *p = arg;
+	struct push *p = nd_container_of(m, struct push, msg);
 	struct nd_conn *c = nd_u64map_get(&s->serials, p->serial);
 
 	if (c) {
@@ -289,8 +290,7 @@ void nd__svc_push_raw(struct nd_svc *svc, const struct nd_dest *to,
 	p->len = len;
 	memcpy(p->data, frames, len);
 	dst = &svc->s->srv->shards[to->shard];
-	if (dst == svc->s || nd_shard_post(svc->s, dst, push_deliver, p) < 0)
-		push_deliver(dst, p);
+	nd_shard_post(svc->s, dst, &p->msg, push_deliver);
 }
 
 void nd__svc_push(struct nd_svc *svc, const struct nd_dest *to,
@@ -564,9 +564,9 @@ static void ticket_free(struct nd_ticket *t)
 }
 
 /* Back on the connection's shard: queue the reply if it is still there. */
-static void ticket_done(struct nd_shard *s, void *arg)
+static void ticket_done(struct nd_shard *s, struct nd_msg *m)
 {
-	struct nd_ticket *t = arg;
+	struct nd_ticket *t = nd_container_of(m, struct nd_ticket, msg);
 
 	if (t->method) {
 		nd_hist_add(&s->m.rpc_latency[t->method], nd_now_ns() - t->t0_ns);
@@ -585,14 +585,13 @@ static void ticket_done(struct nd_shard *s, void *arg)
 
 static void ticket_send_home(struct nd_shard *s0, struct nd_ticket *t)
 {
-	if (t->home == s0 || nd_shard_post(s0, t->home, ticket_done, t) < 0)
-		ticket_done(t->home, t);
+	nd_shard_post(s0, t->home, &t->msg, ticket_done);
 }
 
 /* On shard 0: run the method, pack the reply, send the ticket home. */
-static void svc_exec(struct nd_shard *s0, void *arg)
+static void svc_exec(struct nd_shard *s0, struct nd_msg *m)
 {
-	struct nd_ticket *t = arg;
+	struct nd_ticket *t = nd_container_of(m, struct nd_ticket, msg);
 	struct nd_svc *svc = s0->svc;
 	struct nd_out o = { 0 };
 	struct nd_dest from = { t->home->id, t->conn_serial, 0 };
@@ -675,13 +674,15 @@ static void release_held(struct nd_svc *svc)
 }
 
 struct congestion_msg {
+	struct nd_msg msg;
 	uint64_t serial;
 	bool on;
 };
 
-static void congestion_msg(struct nd_shard *s0, void *arg)
+static void congestion_msg(struct nd_shard *s0, struct nd_msg *msg)
 {
-	struct congestion_msg *m = arg;
+	struct congestion_msg *m = nd_container_of(msg, struct congestion_msg,
+						   msg);
 	struct nd_svc *svc = s0->svc;
 
 	if (m->on) {
@@ -709,8 +710,7 @@ void nd_svc_congested(struct nd_conn *c, bool on)
 		nd_conn_want_drain(c);
 	m->serial = rc->serial;
 	m->on = on;
-	if (c->shard == s0 || nd_shard_post(c->shard, s0, congestion_msg, m) < 0)
-		congestion_msg(s0, m);
+	nd_shard_post(c->shard, s0, &m->msg, congestion_msg);
 }
 
 int nd_svc_forward(struct nd_conn *c, const uint8_t *body, size_t len)
@@ -732,21 +732,27 @@ int nd_svc_forward(struct nd_conn *c, const uint8_t *body, size_t len)
 	t->conn_serial = rc->serial;
 	memcpy(t->peer, rc->peer, sizeof(t->peer));
 	nd_list_add_tail(&rc->tickets, &t->link);
-	if (c->shard == s0 || nd_shard_post(c->shard, s0, svc_exec, t) < 0)
-		svc_exec(s0, t);
+	nd_shard_post(c->shard, s0, &t->msg, svc_exec);
 	return 0;
 }
 
+/* Allocated with the connection, so that its close needs no memory. */
+struct nd_svc_gone {
+	struct nd_msg msg;
+	uint64_t serial;
+};
+
 /* On shard 0: a connection that watched tasks closed. Its watchers go now
  * (not when their tasks end), and with them anything its lag held back. */
-static void conn_gone_msg(struct nd_shard *s0, void *arg)
+static void conn_gone_msg(struct nd_shard *s0, struct nd_msg *m)
 {
+	struct nd_svc_gone *g = nd_container_of(m, struct nd_svc_gone, msg);
 	struct nd_svc *svc = s0->svc;
-	uint64_t serial = (uint64_t)(uintptr_t)arg;
 
-	nd__tasks_conn_gone(svc, serial);
-	nd_u64map_del(&svc->congested, serial);
+	nd__tasks_conn_gone(svc, g->serial);
+	nd_u64map_del(&svc->congested, g->serial);
 	release_held(svc);
+	free(g);
 }
 
 int nd_svc_peer_init(struct nd_conn *c)
@@ -756,6 +762,10 @@ int nd_svc_peer_init(struct nd_conn *c)
 	nd_list_init(&rc->tickets);
 	rc->serial = (uint64_t)c->shard->id << 48 | c->shard->st.accepted;
 	nd_conn_peer_name(c, rc->peer, sizeof(rc->peer));
+	rc->gone = malloc(sizeof(*rc->gone));
+	if (!rc->gone)
+		return -ENOMEM;
+	rc->gone->serial = rc->serial;
 	return nd_u64map_put(&c->shard->serials, rc->serial, c) ? -ENOMEM : 0;
 }
 
@@ -765,7 +775,10 @@ void nd_svc_peer_close(struct nd_conn *c)
 	struct nd_shard *s0 = &c->shard->srv->shards[0];
 
 	nd_u64map_del(&c->shard->serials, rc->serial);
-	nd_svc_congested(c, false);
+	if (rc->watched && rc->gone)
+		rc->congested = false; /* the gone message clears it too */
+	else
+		nd_svc_congested(c, false);
 	while (rc->tickets.next && !nd_list_empty(&rc->tickets)) {
 		struct nd_ticket *t = nd_container_of(rc->tickets.next,
 						      struct nd_ticket, link);
@@ -773,19 +786,20 @@ void nd_svc_peer_close(struct nd_conn *c)
 		nd_list_del(&t->link);
 		t->conn = NULL; /* the reply, when it comes, is dropped */
 	}
-	/* Posted after every ticket of this connection: shard 0 sees them
-	 * first, so no watcher is added after this. */
-	if (!rc->watched)
-		return;
-	if (c->shard == s0 ||
-	    nd_shard_post(c->shard, s0, conn_gone_msg,
-			  (void *)(uintptr_t)rc->serial) < 0)
-		conn_gone_msg(s0, (void *)(uintptr_t)rc->serial);
+	/* Posted after every ticket of this connection: shard 0 runs them
+	 * first (nd_shard_post keeps the order), so no watcher is added
+	 * after this. */
+	if (rc->watched && rc->gone)
+		nd_shard_post(c->shard, s0, &rc->gone->msg, conn_gone_msg);
+	else
+		free(rc->gone);
+	rc->gone = NULL;
 }
 
 /* ---- worker streams ---- */
 
 struct stream_msg {
+	struct nd_msg msg;
 	struct nd_dest dest;
 	bool open;
 	uint8_t id[16];
@@ -797,14 +811,16 @@ struct stream_msg {
 /* The answer to a registration, or the end of a replaced one, for the
  * connection's shard. */
 struct registered_msg {
+	struct nd_msg post;
 	uint64_t serial, stream_id;
 	Noded__ErrorCode code;
 	char msg[];
 };
 
-static void registered_deliver(struct nd_shard *s, void *arg)
+static void registered_deliver(struct nd_shard *s, struct nd_msg *msg)
 {
-	struct registered_msg *m = arg;
+	struct registered_msg *m = nd_container_of(msg, struct registered_msg,
+						   post);
 	struct nd_conn *c = nd_u64map_get(&s->serials, m->serial);
 
 	if (c)
@@ -828,8 +844,7 @@ static void registered(struct nd_svc *svc, const struct nd_dest *to,
 	m->code = code;
 	memcpy(m->msg, msg, len);
 	dst = &svc->s->srv->shards[to->shard];
-	if (dst == svc->s || nd_shard_post(svc->s, dst, registered_deliver, m) < 0)
-		registered_deliver(dst, m);
+	nd_shard_post(svc->s, dst, &m->post, registered_deliver);
 }
 
 static bool same_id(const struct node *n, const struct stream_msg *m)
@@ -927,9 +942,9 @@ take:
 	return n;
 }
 
-static void stream_msg(struct nd_shard *s0, void *arg)
+static void stream_msg(struct nd_shard *s0, struct nd_msg *msg)
 {
-	struct stream_msg *m = arg;
+	struct stream_msg *m = nd_container_of(msg, struct stream_msg, msg);
 	struct nd_svc *svc = s0->svc;
 	struct node *n;
 
@@ -986,8 +1001,7 @@ static void post_stream(struct nd_shard *from, const char *node,
 	m->id_len = (uint8_t)id_len;
 	snprintf(m->peer, sizeof(m->peer), "%s", peer ? peer : "");
 	memcpy(m->node, node, len);
-	if (from == s0 || nd_shard_post(from, s0, stream_msg, m) < 0)
-		stream_msg(s0, m);
+	nd_shard_post(from, s0, &m->msg, stream_msg);
 }
 
 void nd_svc_stream_opened(struct nd_conn *c, const char *node,
@@ -1008,7 +1022,12 @@ void nd_svc_stream_closed(struct nd_shard *from, const char *node,
 
 /* ---- life cycle ---- */
 
-/* After the drain barrier no shard posts to us any more: free it all. */
+/*
+ * After the drain barrier no shard posts to us any more, nor reads its
+ * messages: free it all. Every connection is closed by then, so a held
+ * ticket has no one to answer (t->conn is NULL); sending it home now would
+ * reach a shard that no longer runs messages.
+ */
 static void svc_stop(struct nd_shard *s)
 {
 	struct nd_svc *svc = s->svc;
@@ -1018,7 +1037,7 @@ static void svc_stop(struct nd_shard *s)
 						      struct nd_ticket, held);
 
 		nd_list_del(&t->held);
-		ticket_send_home(s, t);
+		ticket_free(t);
 	}
 	nd_u64map_free(&svc->congested);
 	nd__tasks_free(svc);

@@ -21,6 +21,7 @@
 #include "noded/wire.h"
 
 struct nd_svc;
+struct nd_svc_gone;
 
 /*
  * What the service knows of a connection: the first member of the state of
@@ -34,6 +35,7 @@ struct nd_svc_peer {
 	struct nd_list tickets;       /* requests forwarded to the service */
 	bool congested;               /* told the service we lag as a watcher */
 	bool watched;                 /* sent run or watch: may have watchers */
+	struct nd_svc_gone *gone;     /* posted at close when watched */
 };
 
 static inline struct nd_svc_peer *nd_svc_peer(struct nd_conn *c)
@@ -49,6 +51,7 @@ void nd_svc_peer_close(struct nd_conn *c);
 
 /* A request forwarded to the service, and its way back. */
 struct nd_ticket {
+	struct nd_msg msg;            /* to shard 0 and back (nd_shard_post) */
 	struct nd_list link;          /* in the connection's open tickets */
 	struct nd_conn *conn;         /* NULL once that connection closed */
 	struct nd_shard *home;        /* the connection's shard */
