@@ -32,8 +32,10 @@ static void setup(void)
 		abort();
 	nd_list_init(&s.conns);
 	nd_list_init(&s.dirty);
+	nd_list_init(&s.lazy);
 	nd_list_init(&s.rearm);
 	nd_list_init(&s.stalled);
+	nd_list_init(&s.timed);
 	nd_list_init(&s.dead);
 	/* A one-shard server, so node-service requests reach the service. */
 	srv.shards = &s;
