@@ -49,8 +49,9 @@ LDFLAGS += -fsanitize=$(SANITIZER)
 endif
 
 PROTO_C := $(GEN)/noded.pb-c.c
-LIB_SRC := $(wildcard src/wire/*.c) src/rpc/client.c
-SRV_SRC := $(wildcard src/core/*.c src/exec/*.c src/node/*.c src/api/*.c) $(filter-out src/rpc/client.c,$(wildcard src/rpc/*.c))
+# The client library brings the one piece of core it uses (buffers).
+LIB_SRC := $(wildcard src/wire/*.c) src/rpc/client.c src/core/buf.c
+SRV_SRC := $(filter-out src/core/buf.c,$(wildcard src/core/*.c src/exec/*.c src/node/*.c src/api/*.c)) $(filter-out src/rpc/client.c,$(wildcard src/rpc/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
 BENCH_SRC := $(wildcard perf/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)

@@ -40,6 +40,7 @@
 #include "noded/client.h"
 #include "cmds.h"
 #include "core/list.h"
+#include "core/time.h"
 #include "hist.h"
 #include "loop.h"
 #include "util.h"
@@ -142,7 +143,7 @@ static void ping_cb(struct nd_client *c, int status, const Noded__Frame *f,
 	struct req *r = arg;
 	struct bconn *bc = r->bc;
 	struct bench *b = bc->b;
-	uint64_t now = nd_perf_now_ns();
+	uint64_t now = nd_mono_ns();
 
 	bc->inflight--;
 	b->inflight--;
@@ -317,14 +318,14 @@ static void ping_connect(struct bench *b, const struct ping_opts *o)
  */
 static void ping_teardown(struct bench *b, bool ring_ok)
 {
-	uint64_t deadline = nd_perf_now_ns() + 1000000000ull;
+	uint64_t deadline = nd_mono_ns() + 1000000000ull;
 
 	b->loop.finishing = true;
 	b->stopping = true;
 	for (unsigned i = 0; i < b->nconns; i++)
 		if (b->conns[i].pc.c)
 			shutdown(b->conns[i].pc.fd, SHUT_RDWR);
-	while (ring_ok && b->loop.ops && nd_perf_now_ns() < deadline)
+	while (ring_ok && b->loop.ops && nd_mono_ns() < deadline)
 		if (nd_perf_loop_step(&b->loop, WAIT_NS) < 0)
 			break;
 	nd_perf_loop_exit(&b->loop);
@@ -412,7 +413,7 @@ static int cmd_ping(int argc, char **argv)
 	}
 	ring_ok = true;
 
-	t0 = nd_perf_now_ns();
+	t0 = nd_mono_ns();
 	b->end_ns = t0 + (uint64_t)(o.duration * 1e9);
 	for (unsigned i = 0; i < b->nconns; i++) {
 		struct bconn *bc = &b->conns[i];
@@ -421,13 +422,13 @@ static int cmd_ping(int argc, char **argv)
 			continue;
 		for (unsigned k = 0; k < b->depth; k++) {
 			bc->reqs[k].bc = bc;
-			start_ping(&bc->reqs[k], nd_perf_now_ns());
+			start_ping(&bc->reqs[k], nd_mono_ns());
 		}
 		arm_recv(bc);
 	}
 	/* Run until the duration is over, then drain (bounded). */
 	for (;;) {
-		uint64_t now = nd_perf_now_ns();
+		uint64_t now = nd_mono_ns();
 		int64_t wait = WAIT_NS;
 
 		if (!b->stopping && now >= b->end_ns)
@@ -452,7 +453,7 @@ static int cmd_ping(int argc, char **argv)
 	 * time spent waiting for replies that never came (a stalled server)
 	 * does not dilute requests/s.
 	 */
-	t1 = nd_perf_now_ns();
+	t1 = nd_mono_ns();
 	if (t1 > b->end_ns)
 		t1 = b->last_ns > b->end_ns ? b->last_ns : b->end_ns;
 	ping_teardown(b, ring_ok);
@@ -564,7 +565,7 @@ static int cmd_idle(int argc, char **argv)
 		fprintf(stderr, "noded-bench: %s: %s\n", addr, nd_strerror(r));
 		goto out_free;
 	}
-	t0 = nd_perf_now_ns();
+	t0 = nd_mono_ns();
 	for (opened = 0; opened < conns && !stop_hold; opened++) {
 		if (raw) {
 			r = raw_connect(ai);
@@ -576,7 +577,7 @@ static int cmd_idle(int argc, char **argv)
 		if (r < 0)
 			break;
 	}
-	t1 = nd_perf_now_ns();
+	t1 = nd_mono_ns();
 	if (opened < conns) {
 		fprintf(stderr, "noded-bench: idle: connection %u of %u to %s: "
 				"%s\n", opened + 1, conns, addr,
@@ -587,8 +588,8 @@ static int cmd_idle(int argc, char **argv)
 	fflush(stdout);
 	fprintf(stderr, "noded-bench: %u %s connections open in %.2f s\n",
 		opened, raw ? "raw" : "handshaken", (double)(t1 - t0) / 1e9);
-	end = nd_perf_now_ns() + (uint64_t)(hold * 1e9);
-	while (!stop_hold && nd_perf_now_ns() < end) {
+	end = nd_mono_ns() + (uint64_t)(hold * 1e9);
+	while (!stop_hold && nd_mono_ns() < end) {
 		struct timespec ts = { 0, 20000000 };
 
 		nanosleep(&ts, NULL);

@@ -47,8 +47,8 @@ static void prep(struct nd_perf_loop *l, struct nd_perf_conn *pc)
 		l->lost(pc, -EBUSY);
 		return;
 	}
-	io_uring_prep_send(sqe, pc->fd, pc->buf + pc->off, pc->len - pc->off,
-			   MSG_NOSIGNAL);
+	io_uring_prep_send(sqe, pc->fd, pc->buf.data + pc->off,
+			   pc->buf.len - pc->off, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, pc->ud);
 	pc->sending = true;
 	l->ops++;
@@ -65,19 +65,12 @@ static void kick(struct nd_perf_loop *l, struct nd_perf_conn *pc)
 	n = nd_client_output(pc->c, &out);
 	if (!n)
 		return;
-	if (n > pc->cap) {
-		uint8_t *p = realloc(pc->buf, n);
-
-		if (!p) {
-			l->lost(pc, -ENOMEM);
-			return;
-		}
-		pc->buf = p;
-		pc->cap = n;
+	nd_buf_reset(&pc->buf);
+	if (nd_buf_append(&pc->buf, out, n)) {
+		l->lost(pc, -ENOMEM);
+		return;
 	}
-	memcpy(pc->buf, out, n);
 	nd_client_consume(pc->c, n);
-	pc->len = n;
 	pc->off = 0;
 	prep(l, pc);
 }
@@ -94,7 +87,7 @@ void nd_perf_sent(struct nd_perf_loop *l, struct nd_perf_conn *pc, int res)
 		l->lost(pc, res < 0 ? res : -EPIPE);
 	} else {
 		pc->off += (size_t)res;
-		if (pc->off < pc->len)
+		if (pc->off < pc->buf.len)
 			prep(l, pc); /* short send: the rest */
 		else
 			kick(l, pc);
@@ -131,7 +124,5 @@ int nd_perf_loop_step(struct nd_perf_loop *l, int64_t wait_ns)
 
 void nd_perf_conn_free(struct nd_perf_conn *pc)
 {
-	free(pc->buf);
-	pc->buf = NULL;
-	pc->cap = 0;
+	nd_buf_free(&pc->buf);
 }

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/buf.h"
 #include "noded/client.h"
 
 /* The sending state of one connection, embedded in the owner's. A zeroed
@@ -28,8 +29,8 @@ struct nd_perf_conn {
 	bool dead;              /* given up by the owner: nothing more is sent */
 	bool marked;            /* on the loop's list */
 	bool sending;           /* a send is in the kernel */
-	uint8_t *buf;           /* the bytes of that send; [off, len) left */
-	size_t len, off, cap;
+	struct nd_buf buf;      /* the bytes of that send; [off, len) left */
+	size_t off;
 };
 
 struct nd_perf_loop {

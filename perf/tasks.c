@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/time.h"
 #include "noded/client.h"
 #include "cmds.h"
 #include "hist.h"
@@ -44,14 +45,6 @@ struct topts {
 	Noded__TaskSpec__LabelsEntry *label_ptrs[8];
 	size_t nlabels;
 };
-
-static uint64_t mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 static void usage(FILE *f, const char *cmd)
 {
@@ -216,7 +209,7 @@ static void on_watch(struct nd_client *c, int status, const Noded__Frame *f,
 		s->accepted = true;
 		s->expect = f->submit_reply->n_task_ids;
 		b->x.submitted++;
-		b->x.submit_us = mono_us() - b->t0;
+		b->x.submit_us = nd_mono_us() - b->t0;
 	}
 	if (status == 0 && f->body_case == NODED__FRAME__BODY_TASK_RECORD) {
 		s->ended++;
@@ -228,7 +221,7 @@ static void on_watch(struct nd_client *c, int status, const Noded__Frame *f,
 		fprintf(stderr, "noded-bench: %s\n", f->error->message);
 	if (!done)
 		return;
-	nd_hist_record(&b->h, mono_us() - s->t0);
+	nd_hist_record(&b->h, nd_mono_us() - s->t0);
 	b->done++;
 	if (status || s->failed || !s->accepted || s->ended != s->expect ||
 	    !s->expect)
@@ -244,7 +237,7 @@ static void start_task(struct tslot *s)
 	if (b->started >= b->o->count)
 		return;
 	b->started++;
-	s->t0 = mono_us();
+	s->t0 = nd_mono_us();
 	s->expect = s->ended = 0;
 	s->accepted = s->failed = false;
 	f.body_case = NODED__FRAME__BODY_RUN;
@@ -283,7 +276,7 @@ int nd_bench_tasks(int argc, char **argv)
 	b->spec.labels = o.label_ptrs;
 	b->spec.n_labels = o.nlabels;
 	nd_hist_init(&b->h);
-	t0 = b->t0 = mono_us();
+	t0 = b->t0 = nd_mono_us();
 	for (long i = 0; i < o.conc; i++) {
 		slots[i].b = b;
 		start_task(&slots[i]);
@@ -296,7 +289,7 @@ int nd_bench_tasks(int argc, char **argv)
 			break;
 		}
 	}
-	elapsed = mono_us() - t0;
+	elapsed = nd_mono_us() - t0;
 	report("tasks", &o, b->done, b->errors + (o.count - b->done), elapsed,
 	       &b->h, &b->x);
 	nd_client_close(b->c);
@@ -323,7 +316,7 @@ int nd_bench_spawn(int argc, char **argv)
 	if (!h || !run)
 		return 1;
 	nd_hist_init(h);
-	t0 = mono_us();
+	t0 = nd_mono_us();
 	while (done < o.count) {
 		int st;
 		pid_t pid;
@@ -333,7 +326,7 @@ int nd_bench_spawn(int argc, char **argv)
 
 			for (i = 0; run[i].pid; i++)
 				;
-			run[i].t0 = mono_us();
+			run[i].t0 = nd_mono_us();
 			if (posix_spawnp(&run[i].pid, o.argv[0], NULL, NULL,
 					 o.argv, environ)) {
 				run[i].pid = 0;
@@ -354,7 +347,7 @@ int nd_bench_spawn(int argc, char **argv)
 		for (long i = 0; i < o.conc; i++) {
 			if (run[i].pid != pid)
 				continue;
-			nd_hist_record(h, mono_us() - run[i].t0);
+			nd_hist_record(h, nd_mono_us() - run[i].t0);
 			run[i].pid = 0;
 			live--;
 			done++;
@@ -363,7 +356,7 @@ int nd_bench_spawn(int argc, char **argv)
 			break;
 		}
 	}
-	report("spawn", &o, done, errors, mono_us() - t0, h,
+	report("spawn", &o, done, errors, nd_mono_us() - t0, h,
 	       &(struct textra){ 0 });
 	free(run);
 	free(h);

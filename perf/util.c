@@ -9,14 +9,6 @@
 #include "noded/errors.h"
 #include "util.h"
 
-uint64_t nd_perf_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 uint64_t nd_perf_raise_nofile(void)
 {
 	struct rlimit rl;

@@ -1,5 +1,5 @@
 /*
- * Helpers shared by the noded-bench subcommands: the clock, option values,
+ * Helpers shared by the noded-bench subcommands: option values,
  * the fd limit, the address and the io_uring setup (perf/loop.h drives
  * connections on it).
  *
@@ -13,9 +13,6 @@
 #include <netdb.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/* CLOCK_MONOTONIC in nanoseconds. */
-uint64_t nd_perf_now_ns(void);
 
 /* Raises the soft RLIMIT_NOFILE to the hard limit (N connections need N
  * fds) and returns the soft limit in force afterwards. */

@@ -84,6 +84,7 @@
 #include <unistd.h>
 
 #include "core/list.h"
+#include "core/time.h"
 #include "exec/exec.h"
 #include "node/status.h"
 #include "noded/auth.h"
@@ -246,14 +247,6 @@ static volatile sig_atomic_t stop_flag;
 static void on_stop(int sig)
 {
 	stop_flag = 1;
-}
-
-static uint64_t unix_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static uint64_t widx(const struct sim *sim, const struct sw *w)
@@ -500,7 +493,7 @@ static void send_end(struct task *t, Noded__ExecExited *x)
 	if (!x->start_unix_ms)
 		x->start_unix_ms = t->start_unix_ms;
 	if (!x->end_unix_ms)
-		x->end_unix_ms = unix_ms();
+		x->end_unix_ms = nd_unix_ms();
 	t->failed = x->exit_code || x->signal || x->spawn_errno;
 	t->end_sent = true;
 	u.body_case = NODED__TASK_UPDATE__BODY_FINISHED;
@@ -860,7 +853,7 @@ static void task_assigned(struct sw *w, const Noded__TaskAssignment *a)
 	t->w = w;
 	t->id = a->task_id;
 	t->attempt = a->attempt;
-	t->start_unix_ms = unix_ms();
+	t->start_unix_ms = nd_unix_ms();
 	t->t0_ms = sim->now_ms;
 	nd_list_add_tail(&sim->tasks, &t->link);
 	if (w->busy >= sim->o->slots) {
@@ -905,7 +898,7 @@ static void registered_open(struct sw *w, const Noded__AssignTaskOpen *o)
 		if (o->heartbeat_interval_ms)
 			sim->hb_ms = o->heartbeat_interval_ms;
 		sim->slot_ns = 1000000ull * sim->hb_ms / WHEEL;
-		sim->wheel_next_ns = nd_perf_now_ns() + sim->slot_ns;
+		sim->wheel_next_ns = nd_mono_ns() + sim->slot_ns;
 	}
 	if (!sim->instance) {
 		sim->instance = o->master_instance;
@@ -1133,13 +1126,13 @@ static void announce(struct sim *sim)
 
 static int run(struct sim *sim)
 {
-	uint64_t end_ns = 0, t0 = nd_perf_now_ns();
+	uint64_t end_ns = 0, t0 = nd_mono_ns();
 	int r;
 
 	if (sim->o->duration > 0)
 		end_ns = t0 + (uint64_t)(sim->o->duration * 1e9);
 	for (;;) {
-		uint64_t now = nd_perf_now_ns();
+		uint64_t now = nd_mono_ns();
 		int64_t wait = WAIT_MAX_NS;
 
 		sim->now_ms = now / 1000000;
@@ -1181,7 +1174,7 @@ static int run(struct sim *sim)
 		r = nd_perf_loop_step(&sim->loop, wait);
 		if (r < 0)
 			return r;
-		sim->now_ms = nd_perf_now_ns() / 1000000;
+		sim->now_ms = nd_mono_ns() / 1000000;
 		announce(sim);
 	}
 }
@@ -1194,7 +1187,7 @@ static int run(struct sim *sim)
  */
 static void teardown(struct sim *sim)
 {
-	uint64_t deadline = nd_perf_now_ns() + DRAIN_NS;
+	uint64_t deadline = nd_mono_ns() + DRAIN_NS;
 	struct io_uring_sqe *sqe;
 
 	for (struct nd_list *l = sim->reals.next; l != &sim->reals;
@@ -1215,7 +1208,7 @@ static void teardown(struct sim *sim)
 			io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
 			io_uring_sqe_set_data64(sqe, OP_CANCEL);
 		}
-		while (sim->loop.ops && nd_perf_now_ns() < deadline)
+		while (sim->loop.ops && nd_mono_ns() < deadline)
 			if (nd_perf_loop_step(&sim->loop, WAIT_MAX_NS) < 0)
 				break;
 		sim->ring_ok = false;
@@ -1245,7 +1238,7 @@ static void teardown(struct sim *sim)
 
 static void summary(const struct sim *sim)
 {
-	uint64_t now = nd_perf_now_ns() / 1000000;
+	uint64_t now = nd_mono_ns() / 1000000;
 	double reg_s = sim->announced ?
 		(double)(sim->t_registered_ms - sim->t_start_ms) / 1e3 : 0;
 
@@ -1535,8 +1528,8 @@ int nd_bench_workers(int argc, char **argv)
 	}
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	srand((unsigned)getpid() ^ (unsigned)nd_perf_now_ns());
-	sim->now_ms = nd_perf_now_ns() / 1000000;
+	srand((unsigned)getpid() ^ (unsigned)nd_mono_ns());
+	sim->now_ms = nd_mono_ns() / 1000000;
 	sim->t_start_ms = sim->now_ms;
 	r = run(sim);
 	if (r < 0) {

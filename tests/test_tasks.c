@@ -2580,6 +2580,18 @@ Test(tasks, retention_and_wait_options_refused_clearly)
 	EXPECT_CLI_EXIT(0, "--wait-for-node", "run", "--help");
 }
 
+/* master and dev set a master up with one function: a bad address is a
+ * usage error (exit 2) for both, on --listen and on --http alike. */
+Test(tasks, dev_and_master_refuse_a_bad_address_alike)
+{
+	EXPECT_CLI_EXIT(2, "bad address", "master", "--listen", "nocolon");
+	EXPECT_CLI_EXIT(2, "bad address", "dev", "--listen", "nocolon");
+	EXPECT_CLI_EXIT(2, "bad address", "master", "--listen", "127.0.0.1:0",
+			"--http", "nocolon");
+	EXPECT_CLI_EXIT(2, "bad address", "dev", "--listen", "127.0.0.1:0",
+			"--http", "nocolon");
+}
+
 Test(tasks, dev_mode_takes_retention_options)
 {
 	const char *argv[] = { nd_test_bin(), "dev", "--listen", "127.0.0.1:0",

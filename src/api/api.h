@@ -12,18 +12,42 @@
 #include <http_parser.h>
 #include <jansson.h>
 
+#include "core/buf.h"
 #include "core/conn.h"
 #include "core/metrics.h"
 #include "node/service.h"
 #include "noded/wire.h"
 
-struct nd_buf {
-	uint8_t *data;
-	size_t len, cap;
+/* What the HTTP metrics count requests by. */
+enum nd_route {
+	ND_ROUTE_HEALTHZ,
+	ND_ROUTE_METRICS,
+	ND_ROUTE_TASK_SUBMIT,
+	ND_ROUTE_TASK_LIST,
+	ND_ROUTE_TASK_GET,
+	ND_ROUTE_TASK_OUTPUT,
+	ND_ROUTE_TASK_CANCEL,
+	ND_ROUTE_NODE_LIST,
+	ND_ROUTE_NODE_GET,
+	ND_ROUTE_LEGACY_SUBMIT,
+	ND_ROUTE_OTHER,                 /* 404, 405 and unparsable requests */
+	ND_ROUTES
 };
 
-int nd_buf_put(struct nd_buf *b, const void *p, size_t n);
-void nd_buf_free(struct nd_buf *b);
+/* The statuses the API answers, counted per route (metrics.c). */
+#define ND_HTTP_CODES 14
+extern const uint16_t nd_http_codes[ND_HTTP_CODES];
+unsigned nd_http_code_index(unsigned status);
+
+/*
+ * The API's counters on one shard, written by that shard's thread only
+ * (as struct nd_metrics is): nd_shard.api, allocated by the first
+ * request the shard answers, freed with the shard.
+ */
+struct nd_http_metrics {
+	uint64_t requests[ND_ROUTES][ND_HTTP_CODES];
+	struct nd_hist latency[ND_ROUTES];
+};
 
 struct http_conn;
 

@@ -38,33 +38,6 @@ static struct http_conn *hc_of(struct nd_conn *c)
 	return nd_conn_state(c);
 }
 
-/* ---- buffers ---- */
-
-int nd_buf_put(struct nd_buf *b, const void *p, size_t n)
-{
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		uint8_t *d;
-
-		while (cap < b->len + n)
-			cap *= 2;
-		d = realloc(b->data, cap);
-		if (!d)
-			return -ENOMEM;
-		b->data = d;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
-	return 0;
-}
-
-void nd_buf_free(struct nd_buf *b)
-{
-	free(b->data);
-	memset(b, 0, sizeof(*b));
-}
-
 /* ---- responses ---- */
 
 static const char *reason(unsigned status)
@@ -110,7 +83,7 @@ static void emit(struct req *r, const void *p, size_t n)
 		nd_conn_write(r->conn, p, n);
 		return;
 	}
-	if (nd_buf_put(&r->out, p, n))
+	if (nd_buf_append(&r->out, p, n))
 		r->failed = true; /* out of memory: the connection ends */
 	else
 		r->hc->out_held += n;
@@ -118,11 +91,16 @@ static void emit(struct req *r, const void *p, size_t n)
 
 static void metrics_count(struct req *r, unsigned status)
 {
-	struct nd_metrics *m = &r->conn->shard->m;
-	uint64_t took = nd_now_ns() - r->t0_ns;
+	struct nd_shard *s = r->conn->shard;
+	struct nd_http_metrics *m = s->api;
+	uint64_t took = nd_mono_ns() - r->t0_ns;
 
-	m->http_requests[r->route][nd_http_code_index(status)]++;
-	nd_hist_add(&m->http_latency[r->route], took);
+	if (!m)
+		m = s->api = calloc(1, sizeof(*m));
+	if (m) { /* else out of memory: this one is not counted */
+		m->requests[r->route][nd_http_code_index(status)]++;
+		nd_hist_add(&m->latency[r->route], took);
+	}
 	/* the access log: per request, so debug only */
 	ND_LOG(ND_LOG_DEBUG, "http.request",
 	       ND_S("peer", nd_svc_peer(r->conn)->peer),
@@ -371,7 +349,7 @@ static int on_begin(http_parser *p)
 	r->hc = hc;
 	r->id = ++hc->next_id;
 	r->route = ND_ROUTE_OTHER;
-	r->t0_ns = nd_now_ns();
+	r->t0_ns = nd_mono_ns();
 	nd_list_add_tail(&hc->reqs, &r->link);
 	hc->nreqs++;
 	hc->cur = r;
@@ -498,7 +476,7 @@ static int on_body(http_parser *p, const char *at, size_t n)
 		r->too_large = true;
 		return -1;
 	}
-	if (nd_buf_put(&r->body, at, n))
+	if (nd_buf_append(&r->body, at, n))
 		return -1;
 	return 0;
 }

@@ -15,6 +15,7 @@
 
 struct shard_snap {
 	struct nd_metrics m;
+	struct nd_http_metrics http;  /* zero when the shard answered none */
 	struct nd_shard_stats st;
 	unsigned conns;
 	unsigned cq_overflow, sq_dropped;
@@ -27,6 +28,21 @@ struct scrape {
 	char *svc_text;               /* from shard 0 */
 	size_t svc_len;
 };
+
+const uint16_t nd_http_codes[ND_HTTP_CODES] = {
+	200, 201, 400, 401, 404, 405, 411, 413, 429, 431, 500, 503, 505, 0,
+};
+
+/* The index of status in nd_http_codes; the last (0) stands for others. */
+unsigned nd_http_code_index(unsigned status)
+{
+	unsigned i;
+
+	for (i = 0; i < ND_HTTP_CODES - 1; i++)
+		if (nd_http_codes[i] == status)
+			break;
+	return i;
+}
 
 static const char *const route_names[ND_ROUTES] = {
 	[ND_ROUTE_HEALTHZ] = "healthz",
@@ -48,6 +64,8 @@ static void visit(struct nd_shard *s, void *arg)
 	struct shard_snap *sn = &sc->snap[s->id];
 
 	sn->m = s->m;
+	if (s->api)
+		sn->http = *(const struct nd_http_metrics *)s->api;
 	sn->st = s->st;
 	sn->conns = s->nconns;
 	sn->cq_overflow = s->ring.cq.koverflow ? *s->ring.cq.koverflow : 0;
@@ -165,7 +183,7 @@ static void render(FILE *f, const struct scrape *sc)
 			uint64_t n = 0;
 
 			for (unsigned i = 0; i < sc->nshards; i++)
-				n += sc->snap[i].m.http_requests[r][c];
+				n += sc->snap[i].http.requests[r][c];
 			if (!n)
 				continue;
 			if (nd_http_codes[c])
@@ -183,7 +201,7 @@ static void render(FILE *f, const struct scrape *sc)
 	for (unsigned r = 0; r < ND_ROUTES; r++) {
 		memset(&h, 0, sizeof(h));
 		for (unsigned i = 0; i < sc->nshards; i++)
-			hist_merge(&h, &sc->snap[i].m.http_latency[r]);
+			hist_merge(&h, &sc->snap[i].http.latency[r]);
 		if (!h.count)
 			continue;
 		snprintf(labels, sizeof(labels), "route=\"%s\"",

@@ -481,8 +481,8 @@ static void on_task(struct req *r, const Noded__Frame *f)
 		return;
 	switch (f->body_case) {
 	case NODED__FRAME__BODY_OUTPUT:
-		if (nd_buf_put(&r->acc, f->output->data.data,
-			       f->output->data.len))
+		if (nd_buf_append(&r->acc, f->output->data.data,
+				  f->output->data.len))
 			r->failed = true;
 		return;
 	case NODED__FRAME__BODY_TASK_RECORD:

@@ -40,11 +40,37 @@ bool nd_cli_once(const char *cmd, const struct option *opts,
 		 const char **seen, int li, const char *arg);
 
 /*
- * The master's task retention options, shared by master and dev (in
- * master.c): --output-cap, --task-history, --output-budget, as getopt_long
- * entries with these codes.
+ * A master's wiring, written once for master and dev (serve.c): the
+ * settings both fill, the task retention options both take, and the
+ * server set up with the native protocol, the node service and the HTTP
+ * API.
  */
-#include "core/config.h"
+#include "core/server.h"
+#include "node/service.h"
+struct nd_cli_serve {
+	struct nd_config cfg;        /* the transport's (core/config.h) */
+	struct nd_svc_config svc;    /* the node service's (node/service.h) */
+	const char *http;            /* --http HOST:PORT, or NULL: none */
+};
+
+/*
+ * Sets srv up as a master from m: nd_server_init(m->cfg), the native
+ * protocol on its listener, the node service (m->svc, whose defaults are
+ * filled here; m must outlive srv), and the HTTP API on m->http when set.
+ * addr and http_addr get the bound "HOST:PORT"s (http_addr "" without
+ * HTTP). 0, or the exit status after saying why: 2 for a bad address, 1
+ * when it cannot serve; srv needs no close then.
+ */
+int nd_cli_serve_init(struct nd_server *srv, struct nd_cli_serve *m,
+		      char *addr, size_t addr_len, char *http_addr,
+		      size_t http_len);
+
+/* Prints "listening on ADDR" and, when http_addr is not "", "http on
+ * ADDR" on stdout, flushed: what scripts and tests wait for. */
+void nd_cli_serve_announce(const char *addr, const char *http_addr);
+
+/* --output-cap, --task-history, --output-budget, as getopt_long entries
+ * with these codes. */
 #define ND_CLI_RETENTION_OPTIONS                                            \
 	{ "output-cap", required_argument, NULL, 'o' },                      \
 	{ "task-history", required_argument, NULL, 'K' },                    \
@@ -52,12 +78,12 @@ bool nd_cli_once(const char *cmd, const struct option *opts,
 /* Their lines of --help. */
 extern const char nd_cli_retention_usage[];
 /* True when opt is one of their codes; then *ok tells whether arg was a
- * good value (stored in cfg) or not (said why on stderr). */
-bool nd_cli_retention_opt(int opt, const char *arg, struct nd_config *cfg,
+ * good value (stored in svc) or not (said why on stderr). */
+bool nd_cli_retention_opt(int opt, const char *arg, struct nd_svc_config *svc,
 			  bool *ok);
 /* After parsing: false, after saying why, when --output-cap is over
  * --output-budget (one task's output could never be kept). */
-bool nd_cli_retention_check(const struct nd_config *cfg);
+bool nd_cli_retention_check(const struct nd_svc_config *svc);
 
 /*
  * The daemons' log options (master, worker, dev; in common.c):

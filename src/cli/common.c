@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "cli/common.h"
 #include "core/log.h"
+#include "core/time.h"
 #include "noded/auth.h"
 #include "wire/text.h"
 
@@ -776,11 +777,8 @@ void nd_cli_keepalive(struct nd_client *c, int64_t *last_ms)
 {
 	Noded__Frame f = NODED__FRAME__INIT;
 	Noded__PingRequest p = NODED__PING_REQUEST__INIT;
-	struct timespec ts;
-	int64_t now;
+	int64_t now = (int64_t)nd_mono_ms();
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	if (!*last_ms)
 		*last_ms = now; /* the stream's request was just sent */
 	if (now - *last_ms < ND_CLI_KEEPALIVE_MS)
@@ -833,7 +831,7 @@ static int put(FILE *f, const void *p, size_t n)
 
 /* Writes "PREFIX: " + the partial line + data[0..n) (+ "\n") and empties
  * the partial line. */
-static int emit(struct nd_cli_sink *s, FILE *f, struct nd_cli_part *p,
+static int emit(struct nd_cli_sink *s, FILE *f, struct nd_buf *p,
 		const char *data, size_t n, bool nl)
 {
 	int r = 0;
@@ -841,7 +839,7 @@ static int emit(struct nd_cli_sink *s, FILE *f, struct nd_cli_part *p,
 	if (fprintf(f, "%s: ", s->prefix) < 0)
 		r = -EIO;
 	if (!r)
-		r = put(f, p->buf, p->len);
+		r = put(f, p->data, p->len);
 	if (!r)
 		r = put(f, data, n);
 	if (!r && nl)
@@ -854,7 +852,7 @@ int nd_cli_sink_write(struct nd_cli_sink *s, uint32_t fd, const void *data,
 		      size_t len)
 {
 	FILE *f = fd == 2 ? s->err : s->out;
-	struct nd_cli_part *p = &s->part[fd == 2];
+	struct nd_buf *p = &s->part[fd == 2];
 	const char *d = data, *nl;
 	int r;
 
@@ -881,21 +879,7 @@ int nd_cli_sink_write(struct nd_cli_sink *s, uint32_t fd, const void *data,
 	}
 	if (!len)
 		return 0;
-	if (p->len + len > p->cap) {
-		size_t cap = p->cap ? p->cap : 256;
-		char *b;
-
-		while (cap < p->len + len)
-			cap *= 2;
-		b = realloc(p->buf, cap);
-		if (!b)
-			return -ENOMEM;
-		p->buf = b;
-		p->cap = cap;
-	}
-	memcpy(p->buf + p->len, d, len);
-	p->len += len;
-	return 0;
+	return nd_buf_append(p, d, len);
 }
 
 int nd_cli_sink_flush(struct nd_cli_sink *s)
@@ -914,8 +898,8 @@ int nd_cli_sink_flush(struct nd_cli_sink *s)
 
 void nd_cli_sink_free(struct nd_cli_sink *s)
 {
-	free(s->part[0].buf);
-	free(s->part[1].buf);
+	nd_buf_free(&s->part[0]);
+	nd_buf_free(&s->part[1]);
 	free(s->prefix);
 	memset(s, 0, sizeof(*s));
 }

@@ -20,6 +20,7 @@
 
 #include "noded/json.h"
 
+#include "core/buf.h"
 #include "noded/client.h"
 
 /* Exit statuses of the client commands. */
@@ -167,12 +168,6 @@ bool nd_cli_task_id(const char *s, uint64_t *id);
 
 /* ---- terminal output of a task ---- */
 
-/* Bytes of a line not finished yet. */
-struct nd_cli_part {
-	char *buf;
-	size_t len, cap;
-};
-
 /*
  * Where the output of one task goes. Without a prefix every chunk is
  * written as it comes; with one, complete lines are written as
@@ -183,7 +178,7 @@ struct nd_cli_part {
 struct nd_cli_sink {
 	FILE *out, *err;        /* fd 1 and fd 2 (anything else: out) */
 	char *prefix;           /* owned; NULL: raw */
-	struct nd_cli_part part[2];
+	struct nd_buf part[2];  /* a line not finished yet, per fd */
 };
 
 /* prefix is copied (NULL: raw). Returns 0 or -ENOMEM. */

@@ -9,14 +9,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "api/http.h"
 #include "cli/cli.h"
 #include "core/log.h"
 #include "core/server.h"
 #include "node/node_id.h"
 #include "node/service.h"
 #include "node/worker.h"
-#include "rpc/server.h"
 
 #define DEV_MAX_WORKERS 64
 
@@ -51,12 +49,11 @@ int nd_cli_dev(int argc, char **argv)
 		{ 0 },
 	};
 	static const char *labels[] = { "dev=true" };
-	struct nd_config cfg = { 0 };
+	struct nd_cli_serve m = { .http = "127.0.0.1:7071" };
 	struct nd_server srv;
 	struct nd_worker_cfg wc[DEV_MAX_WORKERS];
 	struct nd_worker *w[DEV_MAX_WORKERS] = { 0 };
 	char names[DEV_MAX_WORKERS][16], addr[80], http_addr[80], hint[160];
-	const char *http = "127.0.0.1:7071";
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned nworkers = 2, slots = ncpu > 0 ? (unsigned)ncpu : 1, started = 0;
 	uint64_t v;
@@ -64,12 +61,12 @@ int nd_cli_dev(int argc, char **argv)
 	const char *seen[sizeof(opts) / sizeof(opts[0])] = { 0 };
 	int o, li, ret = 1;
 
-	cfg.listen = ND_CLI_MASTER;
+	m.cfg.listen = ND_CLI_MASTER;
 	optind = 1;
 	while ((li = -1, o = getopt_long(argc, argv, "h", opts, &li)) != -1) {
 		if (!nd_cli_once("dev", opts, seen, li, optarg))
 			return 2;
-		if (nd_cli_retention_opt(o, optarg, &cfg, &ok) ||
+		if (nd_cli_retention_opt(o, optarg, &m.svc, &ok) ||
 		    nd_cli_log_opt(o, optarg, &ok)) {
 			if (!ok)
 				return 2;
@@ -82,7 +79,7 @@ int nd_cli_dev(int argc, char **argv)
 			nworkers = (unsigned)v;
 			break;
 		case 'l':
-			cfg.listen = optarg;
+			m.cfg.listen = optarg;
 			break;
 		case 's':
 			if (!nd_cli_uint("--slots", optarg, 1, 4096, &v))
@@ -90,7 +87,7 @@ int nd_cli_dev(int argc, char **argv)
 			slots = (unsigned)v;
 			break;
 		case 'T':
-			http = optarg;
+			m.http = strcmp(optarg, "none") ? optarg : NULL;
 			break;
 		case 'h':
 			usage(stdout);
@@ -105,20 +102,15 @@ int nd_cli_dev(int argc, char **argv)
 			argv[optind]);
 		return 2;
 	}
-	if (!nd_cli_retention_check(&cfg))
+	if (!nd_cli_retention_check(&m.svc))
 		return 2;
-	cfg.idle_timeout_ms = 60000;
-	if (nd_server_init(&srv, &cfg))
-		return 1;
-	srv.proto = &nd_rpc_server_ops;
-	srv.shard_start = nd_svc_shard_start;
-	if (strcmp(http, "none") &&
-	    nd_server_listen(&srv, http, "--http", &nd_http_ops, http_addr,
-			     sizeof(http_addr))) {
-		nd_server_close(&srv);
-		return 1;
-	}
-	nd_server_addr(&srv, addr, sizeof(addr));
+	m.cfg.idle_timeout_ms = 60000;
+	/* m.svc.ids NULL: task ids from the clock, as nothing is kept */
+	ret = nd_cli_serve_init(&srv, &m, addr, sizeof(addr), http_addr,
+				sizeof(http_addr));
+	if (ret)
+		return ret;
+	ret = 1;
 	srand((unsigned)getpid());
 	for (unsigned i = 0; i < nworkers; i++) {
 		snprintf(names[i], sizeof(names[i]), "dev-%u", i + 1);
@@ -138,14 +130,11 @@ int nd_cli_dev(int argc, char **argv)
 	for (; started < nworkers; started++)
 		if (nd_worker_start(w[started]))
 			goto stop;
-	printf("listening on %s\n", addr);
-	if (strcmp(http, "none"))
-		printf("http on %s\n", http_addr);
-	fflush(stdout);
+	nd_cli_serve_announce(addr, http_addr);
 	snprintf(hint, sizeof(hint), "try: noded run --master %s --all -- "
 		 "uname -n", addr);
 	ND_LOG(ND_LOG_INFO, "dev.started", ND_S("listen", addr),
-	       ND_S("http", strcmp(http, "none") ? http_addr : ""),
+	       ND_S("http", http_addr),
 	       ND_U("workers", nworkers), ND_S("labels", "dev=true"),
 	       ND_S("msg", hint));
 	nd_server_wait_signal();

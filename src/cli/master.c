@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/http.h"
 #include "cli/cli.h"
 #include "core/log.h"
 #include "core/server.h"
@@ -85,56 +84,6 @@ static bool http_on_loopback(const char *addr)
 	return false;
 }
 
-const char nd_cli_retention_usage[] =
-	"  --output-cap BYTES     output kept per task (default 1048576);\n"
-	"                         beyond it the record is marked truncated\n"
-	"  --task-history N       ended tasks kept (default 10000); past it\n"
-	"                         the oldest are evicted\n"
-	"  --output-budget BYTES  output kept over all tasks (default\n"
-	"                         268435456); past it the oldest ended\n"
-	"                         tasks are evicted\n";
-
-bool nd_cli_retention_opt(int opt, const char *arg, struct nd_config *cfg,
-			  bool *ok)
-{
-	uint64_t v;
-
-	switch (opt) {
-	case 'o':
-		*ok = nd_cli_uint("--output-cap", arg, 0, 1ull << 32, &v);
-		if (*ok)
-			cfg->output_cap = v ? v : 1; /* 0 means the default */
-		return true;
-	case 'K':
-		*ok = nd_cli_uint("--task-history", arg, 1, 100000000, &v);
-		if (*ok)
-			cfg->task_history = v;
-		return true;
-	case 'U':
-		*ok = nd_cli_uint("--output-budget", arg, 1, 1ull << 50, &v);
-		if (*ok)
-			cfg->output_budget = v;
-		return true;
-	default:
-		return false;
-	}
-}
-
-bool nd_cli_retention_check(const struct nd_config *cfg)
-{
-	uint64_t cap = cfg->output_cap ? cfg->output_cap : ND_OUTPUT_CAP_DEFAULT;
-	uint64_t budget = cfg->output_budget ? cfg->output_budget :
-			  ND_OUTPUT_BUDGET_DEFAULT;
-
-	if (cap <= budget)
-		return true;
-	fprintf(stderr, "noded: --output-cap %llu is over --output-budget "
-		"%llu: one task's output could not be kept; lower "
-		"--output-cap or raise --output-budget\n",
-		(unsigned long long)cap, (unsigned long long)budget);
-	return false;
-}
-
 int nd_cli_master(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -161,12 +110,12 @@ int nd_cli_master(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct nd_config cfg = { 0 };
+	struct nd_cli_serve m = { 0 };
 	struct nd_server srv;
 	char addr[80];
 	uint64_t v;
 	bool idle_set = false, http_insecure = false, ok;
-	const char *token_file = NULL, *http = NULL, *data_dir = NULL;
+	const char *token_file = NULL, *data_dir = NULL;
 	struct nd_task_ids ids;
 	char http_addr[80], err[512];
 	uint8_t *token = NULL;
@@ -177,7 +126,7 @@ int nd_cli_master(int argc, char **argv)
 	while ((li = -1, o = getopt_long(argc, argv, "h", opts, &li)) != -1) {
 		if (!nd_cli_once("master", opts, seen, li, optarg))
 			return 2;
-		if (nd_cli_retention_opt(o, optarg, &cfg, &ok) ||
+		if (nd_cli_retention_opt(o, optarg, &m.svc, &ok) ||
 		    nd_cli_log_opt(o, optarg, &ok)) {
 			if (!ok)
 				return 2;
@@ -185,7 +134,7 @@ int nd_cli_master(int argc, char **argv)
 		}
 		switch (o) {
 		case 'l':
-			cfg.listen = optarg;
+			m.cfg.listen = optarg;
 			break;
 		case 'n':
 			if (!*optarg || strlen(optarg) > ND_NAME_MAX) {
@@ -193,59 +142,59 @@ int nd_cli_master(int argc, char **argv)
 					"bytes\n", ND_NAME_MAX);
 				return 2;
 			}
-			cfg.name = optarg;
+			m.cfg.name = optarg;
 			break;
 		case 's':
 			if (!nd_cli_uint("--shards", optarg, 1, 256, &v))
 				return 2;
-			cfg.shards = (unsigned)v;
+			m.cfg.shards = (unsigned)v;
 			break;
 		case 'F':
 			if (!nd_cli_uint("--max-frame", optarg, 64, 1u << 30, &v))
 				return 2;
-			cfg.max_frame = (uint32_t)v;
+			m.cfg.max_frame = (uint32_t)v;
 			break;
 		case 'C':
 			if (!nd_cli_uint("--max-conns", optarg, 1, 1u << 20, &v))
 				return 2;
-			cfg.max_conns = (uint32_t)v;
+			m.cfg.max_conns = (uint32_t)v;
 			break;
 		case 'I':
 			if (!nd_cli_uint("--idle-timeout", optarg, 0, 86400, &v))
 				return 2;
-			cfg.idle_timeout_ms = (uint32_t)v * 1000;
+			m.cfg.idle_timeout_ms = (uint32_t)v * 1000;
 			idle_set = true;
 			break;
 		case 'O':
 			if (!nd_cli_uint("--max-output", optarg, 4096, 1u << 30, &v))
 				return 2;
-			cfg.max_output = v;
+			m.cfg.max_output = v;
 			break;
 		case 'S':
 			if (!nd_cli_uint("--stall-timeout", optarg, 1, 86400, &v))
 				return 2;
-			cfg.stall_timeout_ms = (uint32_t)v * 1000;
+			m.cfg.stall_timeout_ms = (uint32_t)v * 1000;
 			break;
 		case 'H':
 			if (!nd_cli_uint("--heartbeat-timeout", optarg, 1, 3600, &v))
 				return 2;
-			cfg.heartbeat_timeout_ms = (uint32_t)v * 1000;
+			m.svc.heartbeat_timeout_ms = (uint32_t)v * 1000;
 			break;
 		case 'L':
 			if (!nd_cli_uint("--lease", optarg, 4, 86400, &v))
 				return 2;
-			cfg.lease_ms = (uint32_t)v * 1000;
+			m.svc.lease_ms = (uint32_t)v * 1000;
 			break;
 		case 't':
 			token_file = optarg;
 			break;
 		case 'T':
-			http = optarg;
+			m.http = optarg;
 			break;
 		case 'Q':
 			if (!nd_cli_uint("--max-queue", optarg, 1, 100000000, &v))
 				return 2;
-			cfg.max_queue = v;
+			m.svc.max_queue = v;
 			break;
 		case 'X':
 			http_insecure = true;
@@ -254,7 +203,7 @@ int nd_cli_master(int argc, char **argv)
 			if (!nd_cli_uint("--http-max-body", optarg, 1, 1u << 30,
 					 &v))
 				return 2;
-			cfg.http_max_body = v;
+			m.cfg.http_max_body = v;
 			break;
 		case 'D':
 			if (!*optarg) {
@@ -268,13 +217,13 @@ int nd_cli_master(int argc, char **argv)
 			if (!nd_cli_uint("--input-budget", optarg, 4096,
 					 1ull << 40, &v))
 				return 2;
-			cfg.input_budget = v;
+			m.cfg.input_budget = v;
 			break;
 		case 'W':
 			if (!nd_cli_uint("--handshake-timeout", optarg, 1, 3600,
 					 &v))
 				return 2;
-			cfg.handshake_timeout_ms = (uint32_t)v * 1000;
+			m.cfg.handshake_timeout_ms = (uint32_t)v * 1000;
 			break;
 		case 'h':
 			usage(stdout);
@@ -289,31 +238,32 @@ int nd_cli_master(int argc, char **argv)
 			argv[optind]);
 		return 2;
 	}
-	if (!nd_cli_retention_check(&cfg))
+	if (!nd_cli_retention_check(&m.svc))
 		return 2;
-	if (cfg.input_budget && cfg.input_budget <
-	    (uint64_t)(cfg.max_frame ? cfg.max_frame : 16u << 20) + 4) {
+	if (m.cfg.input_budget && m.cfg.input_budget <
+	    (uint64_t)(m.cfg.max_frame ? m.cfg.max_frame : 16u << 20) + 4) {
 		fprintf(stderr, "noded: --input-budget %llu is under "
 			"--max-frame: a frame of the largest size could never "
 			"be received; raise --input-budget or lower "
-			"--max-frame\n", (unsigned long long)cfg.input_budget);
+			"--max-frame\n", (unsigned long long)m.cfg.input_budget);
 		return 2;
 	}
-	if (cfg.lease_ms && cfg.lease_ms < (cfg.heartbeat_timeout_ms ?
-					    cfg.heartbeat_timeout_ms : 3000)) {
+	if (m.svc.lease_ms &&
+	    m.svc.lease_ms < (m.svc.heartbeat_timeout_ms ?
+			      m.svc.heartbeat_timeout_ms : 3000)) {
 		fprintf(stderr, "noded: --lease must be at least "
 			"--heartbeat-timeout: workers would kill tasks of a "
 			"node the master still counts alive\n");
 		return 2;
 	}
 	if (!idle_set)
-		cfg.idle_timeout_ms = 60000;
-	if (http && !http_insecure && !http_on_loopback(http))
+		m.cfg.idle_timeout_ms = 60000;
+	if (m.http && !http_insecure && !http_on_loopback(m.http))
 		return 2;
 	if (token_file &&
-	    nd_auth_read_token(token_file, &token, &cfg.token_len))
+	    nd_auth_read_token(token_file, &token, &m.cfg.token_len))
 		return 2;
-	cfg.token = token;
+	m.cfg.token = token;
 	/* Before anything serves: a master that cannot keep its id mark
 	 * could hand out ids it gave before, so it does not start. */
 	if (nd_task_ids_open(&ids, data_dir, err, sizeof(err))) {
@@ -322,32 +272,18 @@ int nd_cli_master(int argc, char **argv)
 		free(token);
 		return 1;
 	}
-
-	ret = nd_server_init(&srv, &cfg);
-	if (ret) {
-		ret = ret == ND_EADDR ? 2 : 1;
+	m.svc.ids = &ids;
+	ret = nd_cli_serve_init(&srv, &m, addr, sizeof(addr), http_addr,
+				sizeof(http_addr));
+	if (ret)
 		goto close_ids;
-	}
-	srv.proto = &nd_rpc_server_ops;
-	srv.shard_start = nd_svc_shard_start;
-	srv.shard_start_arg = &ids;
-	if (http && nd_server_listen(&srv, http, "--http", &nd_http_ops,
-				     http_addr, sizeof(http_addr))) {
-		ret = 2;
-		goto close_server;
-	}
-	nd_server_addr(&srv, addr, sizeof(addr));
-	printf("listening on %s\n", addr);
-	if (http)
-		printf("http on %s\n", http_addr);
-	fflush(stdout);
+	nd_cli_serve_announce(addr, http_addr);
 	ND_LOG(ND_LOG_INFO, "master.started", ND_S("name", srv.cfg.name),
-	       ND_S("listen", addr), ND_S("http", http ? http_addr : ""),
+	       ND_S("listen", addr), ND_S("http", http_addr),
 	       ND_U("shards", srv.cfg.shards),
 	       ND_S("data_dir", data_dir ? data_dir : ""),
 	       ND_U("first_task_id", ids.first));
 	ret = nd_server_run(&srv) ? 1 : 0;
-close_server:
 	nd_server_close(&srv);
 close_ids:
 	nd_task_ids_close(&ids);

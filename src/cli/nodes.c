@@ -9,16 +9,14 @@
 
 #include "cli/cli.h"
 #include "cli/common.h"
+#include "core/time.h"
 #include "noded/client.h"
 #include "wire/text.h"
 
 static void print_table(const Noded__NodeList *nl)
 {
-	struct timespec now;
-	uint64_t now_ms;
+	uint64_t now_ms = nd_unix_ms();
 
-	clock_gettime(CLOCK_REALTIME, &now);
-	now_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
 	printf("%-20s %-21s %-8s %6s %11s %7s %9s  %s\n", "NAME", "ADDRESS",
 	       "STATE", "LOAD", "FREE/SLOTS", "RUNNING", "HEARTBEAT", "LABELS");
 	for (size_t i = 0; i < nl->n_nodes; i++) {

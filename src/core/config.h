@@ -1,5 +1,7 @@
 /* Server settings, filled from the command line (src/cli) and read-only once
- * the shards run. A zeroed struct takes every default (nd_config_defaults). */
+ * the shards run. A zeroed struct takes every default (nd_config_defaults).
+ * What runs on the server keeps its own (the node service's in
+ * node/service.h, struct nd_svc_config). */
 #ifndef ND_CORE_CONFIG_H
 #define ND_CORE_CONFIG_H
 
@@ -14,29 +16,18 @@ struct nd_config {
 	uint32_t idle_timeout_ms;    /* silent connection closed; 60 s, 0 off */
 	uint32_t stall_timeout_ms;   /* output stuck over max_output; 10 s */
 	uint32_t drain_timeout_ms;   /* SIGTERM drain before forcing; 5 s */
-	uint32_t heartbeat_ms;       /* interval asked of workers; 1 s */
-	uint32_t heartbeat_timeout_ms; /* silence before a node is dead; 3 s */
-	uint32_t lease_ms;           /* an attempt's lease (fencing); the
-				      * larger of 10 s and the timeout */
 	size_t max_output;           /* per-connection output high watermark; 4 MiB */
-	uint64_t output_cap;         /* task output the master keeps; 1 MiB */
-	uint64_t task_history;       /* finished tasks the master keeps; 10000 */
-	uint64_t output_budget;      /* kept output over all tasks; 256 MiB */
 	const uint8_t *token;        /* shared secret (--token-file); NULL: none */
 	size_t token_len;
 	unsigned buf_count;          /* provided receive buffers per shard; 1024 */
 	unsigned buf_size;           /* bytes each; 4096 */
 	uint64_t http_max_body;      /* HTTP request body limit; 1 MiB */
-	uint64_t max_queue;          /* tasks waiting on the master; 1000000 */
 	uint64_t input_budget;       /* kept partial input over all conns;
 				      * 64 MiB or 4 max_frame if more */
 	uint32_t handshake_timeout_ms; /* Hello and auth, or an HTTP request's
 					* headers, must arrive within; 10 s */
 };
 
-#define ND_OUTPUT_CAP_DEFAULT (1ull << 20)
-#define ND_TASK_HISTORY_DEFAULT 10000ull
-#define ND_OUTPUT_BUDGET_DEFAULT (256ull << 20)
 #define ND_INPUT_BUDGET_DEFAULT (64ull << 20)
 
 /* Fills every zero field with its default. */

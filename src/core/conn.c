@@ -45,7 +45,6 @@
 #include "core/log.h"
 #include "core/server.h"
 
-#define OUT_MIN 256
 #define OUT_KEEP (64 * 1024)   /* larger buffers are freed once drained */
 #define IN_MIN 512
 #define HOLD_KEEP (64 * 1024)  /* input kept while held before reading stops */
@@ -57,7 +56,7 @@
 
 static size_t queued(const struct nd_conn *c)
 {
-	return c->out_len + (c->tx_len - c->tx_off);
+	return c->out.len + (c->tx.len - c->tx_off);
 }
 
 size_t nd_conn_queued(const struct nd_conn *c)
@@ -159,7 +158,7 @@ static void stall_start(struct nd_conn *c)
 /* Input kept while held has reached its bound: reading waits for release. */
 static bool hold_full(const struct nd_conn *c)
 {
-	return (c->flags & ND_CONN_HELD) && c->in_len >= HOLD_KEEP;
+	return (c->flags & ND_CONN_HELD) && c->in.len >= HOLD_KEEP;
 }
 
 static void want_recv(struct nd_conn *c)
@@ -175,30 +174,26 @@ static void want_recv(struct nd_conn *c)
  */
 static int in_append(struct nd_conn *c, const uint8_t *p, size_t n)
 {
-	size_t need = c->in_len + n, limit = in_limit(c->shard);
+	size_t need = c->in.len + n, limit = in_limit(c->shard);
 
 	if (need > limit)
 		return -EMSGSIZE;
-	if (need > c->in_cap) {
-		size_t cap = c->in_cap ? c->in_cap : IN_MIN;
-		uint8_t *in;
+	if (need > c->in.cap) {
+		/* The growth is charged to the budget before it is made. */
+		size_t cap = nd_buf_grow_cap(c->in.cap, need, IN_MIN), was;
 
-		while (cap < need)
-			cap *= 2;
 		if (cap > limit)
 			cap = limit;
-		if (!budget_take(c, cap - c->in_cap))
+		if (!budget_take(c, cap - c->in.cap))
 			return -ENOBUFS;
-		in = realloc(c->in, cap);
-		if (!in) {
-			budget_give(c, cap - c->in_cap);
+		was = c->in.cap;
+		if (nd_buf_resize(&c->in, cap)) {
+			budget_give(c, cap - was);
 			return -ENOMEM;
 		}
-		c->in = in;
-		c->in_cap = cap;
 	}
-	memcpy(c->in + c->in_len, p, n);
-	c->in_len = need;
+	memcpy(c->in.data + c->in.len, p, n);
+	c->in.len = need;
 	return 0;
 }
 
@@ -211,38 +206,30 @@ static void note_freed(struct nd_shard *s, size_t cap)
 
 static void in_free(struct nd_conn *c)
 {
-	budget_give(c, c->in_cap);
-	note_freed(c->shard, c->in_cap);
-	free(c->in);
-	c->in = NULL;
-	c->in_len = c->in_cap = 0;
+	budget_give(c, c->in.cap);
+	note_freed(c->shard, c->in.cap);
+	nd_buf_free(&c->in);
 }
 
 /* Drops the first n kept bytes; a big buffer that is mostly empty shrinks,
  * so one large frame does not pin its buffer for the connection's life. */
 static void in_consume(struct nd_conn *c, size_t n)
 {
-	size_t cap = c->in_cap;
-	uint8_t *in;
+	size_t cap = c->in.cap, was = c->in.cap;
 
-	c->in_len -= n;
-	if (c->in_len == 0) {
+	if (n == c->in.len) {
 		in_free(c);
 		return;
 	}
-	if (n)
-		memmove(c->in, c->in + n, c->in_len);
-	if (cap <= OUT_KEEP || c->in_len > cap / 4)
+	nd_buf_consume(&c->in, n);
+	if (cap <= OUT_KEEP || c->in.len > cap / 4)
 		return;
-	while (cap > IN_MIN && cap / 2 >= 2 * c->in_len)
+	while (cap > IN_MIN && cap / 2 >= 2 * c->in.len)
 		cap /= 2;
-	in = realloc(c->in, cap);
-	if (!in)
+	if (nd_buf_resize(&c->in, cap))
 		return; /* keeps the larger one */
-	budget_give(c, c->in_cap - cap);
-	note_freed(c->shard, c->in_cap - cap);
-	c->in = in;
-	c->in_cap = cap;
+	budget_give(c, was - cap);
+	note_freed(c->shard, was - cap);
 }
 
 static void pause_input(struct nd_conn *c)
@@ -273,7 +260,7 @@ void nd_conn_check_output(struct nd_conn *c)
 static void end_unread(struct nd_conn *c)
 {
 	nd_conn_close(c, true);
-	if (c->in_len)
+	if (c->in.len)
 		in_free(c);
 }
 
@@ -307,9 +294,9 @@ static void feed_kept(struct nd_conn *c)
 {
 	size_t used;
 
-	if (!c->in_len || !nd_conn_readable(c))
+	if (!c->in.len || !nd_conn_readable(c))
 		return;
-	used = c->ops->data(c, c->in, c->in_len);
+	used = c->ops->data(c, c->in.data, c->in.len);
 	if (c->flags & (ND_CONN_CLOSING | ND_CONN_DEAD)) {
 		in_free(c); /* discarded from now on */
 		return;
@@ -321,7 +308,7 @@ static void feed_kept(struct nd_conn *c)
 static void input(struct nd_conn *c, const uint8_t *p, size_t n)
 {
 	size_t used = 0;
-	bool direct = !c->in_len && nd_conn_readable(c);
+	bool direct = !c->in.len && nd_conn_readable(c);
 	int err;
 
 	if (direct) {
@@ -447,19 +434,9 @@ uint8_t *nd_conn_reserve(struct nd_conn *c, size_t n)
 {
 	if (c->flags & (ND_CONN_DEAD | ND_CONN_WR_SHUT))
 		return NULL;
-	if (c->out_len + n > c->out_cap) {
-		size_t cap = c->out_cap ? c->out_cap : OUT_MIN;
-		uint8_t *out;
-
-		while (cap < c->out_len + n)
-			cap *= 2;
-		out = realloc(c->out, cap);
-		if (!out)
-			return NULL;
-		c->out = out;
-		c->out_cap = cap;
-	}
-	return c->out + c->out_len;
+	if (nd_buf_reserve(&c->out, n))
+		return NULL;
+	return c->out.data + c->out.len;
 }
 
 /* Copies p[0..n) (n > 0) after the queued output, not yet counted. */
@@ -484,7 +461,7 @@ bool nd_conn_write(struct nd_conn *c, const void *p, size_t n)
 
 void nd_conn_commit(struct nd_conn *c, size_t n)
 {
-	c->out_len += n;
+	c->out.len += n;
 	nd_list_del(&c->lazy);
 	if (!(c->flags & ND_CONN_SENDING) && !nd_list_linked(&c->dirty))
 		nd_list_add_tail(&c->shard->dirty, &c->dirty);
@@ -496,7 +473,7 @@ bool nd_conn_write_lazy(struct nd_conn *c, const void *p, size_t n)
 		return true;
 	if (!copy_out(c, p, n))
 		return false;
-	c->out_len += n;
+	c->out.len += n;
 	/* A send in flight takes it when it completes (nd_conn_on_send). */
 	if (!(c->flags & ND_CONN_SENDING) && !nd_list_linked(&c->dirty) &&
 	    !nd_list_linked(&c->lazy))
@@ -508,8 +485,8 @@ static void send_tx(struct nd_conn *c)
 {
 	struct io_uring_sqe *sqe = nd_shard_sqe(c->shard);
 
-	io_uring_prep_send(sqe, c->fd, c->tx + c->tx_off, c->tx_len - c->tx_off,
-			   MSG_NOSIGNAL);
+	io_uring_prep_send(sqe, c->fd, c->tx.data + c->tx_off,
+			   c->tx.len - c->tx_off, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, ND_UD(c, ND_TAG_SEND));
 	c->flags |= ND_CONN_SENDING;
 	c->inflight++;
@@ -534,19 +511,15 @@ static void flushed(struct nd_conn *c)
 
 static void start_send(struct nd_conn *c)
 {
-	uint8_t *b = c->tx;
-	size_t cap = c->tx_cap;
+	struct nd_buf b = c->tx;   /* sent: its memory is reused */
 
-	if ((c->flags & (ND_CONN_SENDING | ND_CONN_DEAD)) || !c->out_len)
+	if ((c->flags & (ND_CONN_SENDING | ND_CONN_DEAD)) || !c->out.len)
 		return;
 	nd_list_del(&c->lazy);
 	c->tx = c->out;
-	c->tx_cap = c->out_cap;
-	c->tx_len = c->out_len;
 	c->tx_off = 0;
 	c->out = b;
-	c->out_cap = cap;
-	c->out_len = 0;
+	nd_buf_reset(&c->out);
 	send_tx(c);
 }
 
@@ -568,18 +541,17 @@ void nd_conn_on_send(struct nd_conn *c, struct io_uring_cqe *cqe)
 	}
 	s->st.bytes_out += (unsigned)cqe->res;
 	c->tx_off += (unsigned)cqe->res;
-	if (c->tx_off < c->tx_len) {
+	if (c->tx_off < c->tx.len) {
 		send_tx(c);
 		return;
 	}
-	c->tx_len = c->tx_off = 0;
-	if (c->tx_cap > OUT_KEEP) {
-		note_freed(s, c->tx_cap);
-		free(c->tx);
-		c->tx = NULL;
-		c->tx_cap = 0;
+	nd_buf_reset(&c->tx);
+	c->tx_off = 0;
+	if (c->tx.cap > OUT_KEEP) {
+		note_freed(s, c->tx.cap);
+		nd_buf_free(&c->tx);
 	}
-	if (c->out_len)
+	if (c->out.len)
 		start_send(c);
 	else
 		flushed(c);
@@ -716,13 +688,13 @@ static void conn_free(struct nd_conn *c)
 	c->ops->close(c);
 	close(c->fd);
 	nd_list_del(&c->link);
-	budget_give(c, c->in_cap);
-	note_freed(s, c->in_cap);
-	note_freed(s, c->out_cap);
-	note_freed(s, c->tx_cap);
-	free(c->in);
-	free(c->out);
-	free(c->tx);
+	budget_give(c, c->in.cap);
+	note_freed(s, c->in.cap);
+	note_freed(s, c->out.cap);
+	note_freed(s, c->tx.cap);
+	nd_buf_free(&c->in);
+	nd_buf_free(&c->out);
+	nd_buf_free(&c->tx);
 	s->nconns--;
 	atomic_store_explicit(&s->load, s->nconns, memory_order_relaxed);
 	s->st.closed++;

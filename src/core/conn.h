@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "core/buf.h"
 #include "core/list.h"
 #include "core/shard.h"
 
@@ -54,12 +55,10 @@ struct nd_conn {
 	struct nd_list stall;         /* shard->stalled */
 	struct nd_list timed;         /* shard->timed: a deadline is set */
 
-	uint8_t *in;                  /* unconsumed input (partial frame) */
-	size_t in_len, in_cap;
-	uint8_t *out;                 /* queued output */
-	size_t out_len, out_cap;
-	uint8_t *tx;                  /* output being sent */
-	size_t tx_len, tx_off, tx_cap;
+	struct nd_buf in;             /* unconsumed input (partial frame) */
+	struct nd_buf out;            /* queued output */
+	struct nd_buf tx;             /* output being sent: tx.data[tx_off..) */
+	size_t tx_off;
 };
 
 /* What the protocol on top of a connection provides. */

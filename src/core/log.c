@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/time.h"
 
 #define LINE_MAX_BYTES 4096
 
@@ -82,14 +83,14 @@ bool nd_log_format_parse(const char *s, enum nd_log_format *out)
 /* "2026-11-22T16:30:00.123Z" into buf (at least 32 bytes). */
 static void timestamp(char *buf, size_t size)
 {
-	struct timespec ts;
+	uint64_t ms = nd_unix_ms();
+	time_t sec = (time_t)(ms / 1000);
 	struct tm tm;
 	size_t n;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
+	gmtime_r(&sec, &tm);
 	n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, size - n, ".%03ldZ", ts.tv_nsec / 1000000);
+	snprintf(buf + n, size - n, ".%03uZ", (unsigned)(ms % 1000));
 }
 
 /* A bounded line under construction; what does not fit is cut. Room is

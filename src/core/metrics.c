@@ -19,21 +19,6 @@ void nd_hist_add(struct nd_hist *h, uint64_t ns)
 	h->sum_ns += ns;
 }
 
-const uint16_t nd_http_codes[ND_HTTP_CODES] = {
-	200, 201, 400, 401, 404, 405, 411, 413, 429, 431, 500, 503, 505, 0,
-};
-
-/* The index of status in nd_http_codes; the last (0) stands for others. */
-unsigned nd_http_code_index(unsigned status)
-{
-	unsigned i;
-
-	for (i = 0; i < ND_HTTP_CODES - 1; i++)
-		if (nd_http_codes[i] == status)
-			break;
-	return i;
-}
-
 void nd_hist_write(FILE *f, const char *name, const char *labels,
 			const struct nd_hist *h)
 {

@@ -29,43 +29,13 @@ void nd_hist_write(FILE *f, const char *name, const char *labels,
 /* Native methods are counted by frame body case, below this. */
 #define ND_METHODS 64
 
-enum nd_route {
-	ND_ROUTE_HEALTHZ,
-	ND_ROUTE_METRICS,
-	ND_ROUTE_TASK_SUBMIT,
-	ND_ROUTE_TASK_LIST,
-	ND_ROUTE_TASK_GET,
-	ND_ROUTE_TASK_OUTPUT,
-	ND_ROUTE_TASK_CANCEL,
-	ND_ROUTE_NODE_LIST,
-	ND_ROUTE_NODE_GET,
-	ND_ROUTE_LEGACY_SUBMIT,
-	ND_ROUTE_OTHER,                 /* 404, 405 and unparsable requests */
-	ND_ROUTES
-};
-
-/* The statuses the API answers, counted per route. */
-#define ND_HTTP_CODES 14
-extern const uint16_t nd_http_codes[ND_HTTP_CODES];
-unsigned nd_http_code_index(unsigned status);
-
 struct nd_metrics {
 	uint64_t rpc_requests[ND_METHODS];
 	uint64_t rpc_errors[ND_METHODS];
 	struct nd_hist rpc_latency[ND_METHODS];
-	uint64_t http_requests[ND_ROUTES][ND_HTTP_CODES];
-	struct nd_hist http_latency[ND_ROUTES];
 	uint64_t sqes_submitted;        /* io_uring_submit results, summed */
 	uint64_t cqes;                  /* completions handled */
 	uint64_t msg_retries;           /* cross-shard messages sent again */
 };
-
-static inline uint64_t nd_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 #endif

@@ -39,21 +39,8 @@ void nd_config_defaults(struct nd_config *cfg)
 		cfg->stall_timeout_ms = 10000;
 	if (!cfg->drain_timeout_ms)
 		cfg->drain_timeout_ms = 5000;
-	if (!cfg->heartbeat_ms)
-		cfg->heartbeat_ms = 1000;
-	if (!cfg->heartbeat_timeout_ms)
-		cfg->heartbeat_timeout_ms = 3000;
-	if (!cfg->lease_ms)
-		cfg->lease_ms = cfg->heartbeat_timeout_ms > 10000 ?
-					cfg->heartbeat_timeout_ms : 10000;
 	if (!cfg->max_output)
 		cfg->max_output = 4u << 20;
-	if (!cfg->output_cap)
-		cfg->output_cap = ND_OUTPUT_CAP_DEFAULT;
-	if (!cfg->task_history)
-		cfg->task_history = ND_TASK_HISTORY_DEFAULT;
-	if (!cfg->output_budget)
-		cfg->output_budget = ND_OUTPUT_BUDGET_DEFAULT;
 	if (!cfg->buf_count)
 		cfg->buf_count = 1024;
 	if (!cfg->buf_size)
@@ -277,7 +264,7 @@ int nd_server_init(struct nd_server *srv, const struct nd_config *cfg)
 	nd_config_defaults(&srv->cfg);
 	/* Fallback when getrandom fails: still differs between starts. */
 	if (nd_auth_nonce((uint8_t *)&srv->instance, sizeof(srv->instance)))
-		srv->instance = nd_now_ms() ^ ((uint64_t)getpid() << 32);
+		srv->instance = nd_mono_ms() ^ ((uint64_t)getpid() << 32);
 	srv->instance |= 1;
 	ret = probe_uring();
 	if (ret)

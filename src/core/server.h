@@ -43,7 +43,8 @@ struct nd_server {
 	unsigned nln;
 	const struct nd_conn_ops *proto;  /* of ln[0], set after init */
 	/* Runs on each shard's thread once it is set up (the node service
-	 * attaches itself here). */
+	 * attaches itself here). Its arg is read-only once the shards run,
+	 * so any shard may read it (the node service's settings). */
 	void (*shard_start)(struct nd_shard *s, void *arg);
 	void *shard_start_arg;
 	atomic_bool stop;

@@ -21,14 +21,6 @@
 #include "core/log.h"
 #include "core/shard.h"
 
-uint64_t nd_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 void nd_shard_trim(struct nd_shard *s)
 {
 	s->freed_bytes = 0;
@@ -564,6 +556,8 @@ static void shard_teardown(struct nd_shard *s)
 	free(s->tx_seq);
 	free(s->rx_seq);
 	s->tx_seq = s->rx_seq = NULL;
+	free(s->api);
+	s->api = NULL;
 	nd_u64map_free(&s->serials);
 	nd_arena_close(&s->arena);
 	io_uring_queue_exit(&s->ring);
@@ -632,7 +626,7 @@ void *nd__shard_main(void *arg)
 	unsigned head, n;
 	int ret;
 
-	s->now_ms = nd_now_ms();
+	s->now_ms = nd_mono_coarse_ms();
 	s->setup_err = shard_setup(s);
 	sem_post(&s->srv->started);
 	if (s->setup_err)
@@ -662,7 +656,7 @@ void *nd__shard_main(void *arg)
 			       ND_S("err", strerror(-ret)));
 			break;
 		}
-		s->now_ms = nd_now_ms();
+		s->now_ms = nd_mono_coarse_ms();
 		n = 0;
 		io_uring_for_each_cqe(&s->ring, head, cqe) {
 			dispatch(s, cqe);

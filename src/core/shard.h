@@ -18,6 +18,7 @@
 #include "core/config.h"
 #include "core/list.h"
 #include "core/metrics.h"
+#include "core/time.h"
 #include "core/u64map.h"
 #include "wire/arena.h"
 
@@ -110,7 +111,7 @@ struct nd_shard {
 
 	int wake_fd;                    /* eventfd, written by the main thread */
 	uint64_t wake_val;
-	uint64_t now_ms;                /* monotonic, refreshed each loop */
+	uint64_t now_ms;                /* nd_mono_coarse_ms(), each loop */
 	bool draining;
 	uint64_t drain_deadline_ms;
 	struct __kernel_timespec tick;
@@ -124,6 +125,9 @@ struct nd_shard {
 	bool (*svc_drain)(struct nd_shard *s);
 	void (*svc_stop)(struct nd_shard *s);  /* after every shard drained */
 	bool drained;
+	/* The HTTP API's state on this shard (its counters), or NULL: made
+	 * by the API on this thread (malloc), freed with the shard. */
+	void *api;
 
 	/* Cross-shard messages (nd_shard_post); the arrays have one entry
 	 * per shard. */
@@ -195,8 +199,6 @@ int nd_shard_tour(struct nd_shard *from,
  * -errno; *flags_out gets the flags used. */
 int nd_uring_init(struct io_uring *ring, unsigned entries, unsigned cq_entries,
 		  unsigned *flags_out);
-
-uint64_t nd_now_ms(void);
 
 /*
  * Asks the allocator to give the free memory of this thread back to the

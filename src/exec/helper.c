@@ -66,7 +66,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/buf.h"
 #include "core/log.h"
+#include "core/time.h"
 #include "exec/exec.h"
 
 #define GRACE_DEFAULT_MS 2000
@@ -149,14 +151,6 @@ struct helper {
 	int stop_signal; /* SIGTERM/SIGINT/SIGHUP received, 0: none */
 };
 
-static int64_t clock_ms(clockid_t clock)
-{
-	struct timespec ts;
-
-	clock_gettime(clock, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static struct task *find_id(struct helper *h, uint64_t id)
 {
 	for (struct task *t = h->tasks; t; t = t->next)
@@ -186,8 +180,7 @@ static struct task *take_pid(struct helper *h, pid_t pid)
  * cannot be opened or memory is short. */
 static char *read_all(int dirfd, const char *name, size_t max, size_t *len)
 {
-	size_t cap = 0;
-	char *buf = NULL;
+	struct nd_buf b = { 0 };
 	ssize_t n = 0;
 	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
 
@@ -195,21 +188,19 @@ static char *read_all(int dirfd, const char *name, size_t max, size_t *len)
 	if (fd < 0)
 		return NULL;
 	do {
-		if (cap - *len < 4096 + 1) {
-			char *nb = cap < max ? realloc(buf, cap + 16384) : NULL;
-
-			if (!nb)
-				break;
-			buf = nb;
-			cap += 16384;
-		}
-		n = read(fd, buf + *len, cap - *len - 1);
-		*len += n > 0 ? (size_t)n : 0;
+		/* Grows by 16 KiB steps (not doubling): the bound stays
+		 * within a step of max. */
+		if (b.cap - b.len < 4096 + 1 &&
+		    (b.cap >= max || nd_buf_resize(&b, b.cap + 16384)))
+			break;
+		n = read(fd, b.data + b.len, b.cap - b.len - 1);
+		b.len += n > 0 ? (size_t)n : 0;
 	} while (n > 0 || (n < 0 && errno == EINTR));
 	close(fd);
-	if (buf)
-		buf[*len] = '\0';
-	return buf;
+	if (b.data)
+		b.data[b.len] = '\0';
+	*len = b.len;
+	return (char *)b.data;
 }
 
 /* Undoes mountinfo's octal escapes (\040 for a space) in place. */
@@ -553,6 +544,7 @@ static ssize_t proc_list(struct pent **out)
 		if (pid <= 0 || (ppid = stat_ppid((pid_t)pid)) < 0)
 			continue;
 		if (n == cap) {
+			/* An array of structs, not bytes: no nd_buf. */
 			struct pent *nv;
 
 			cap = cap ? 2 * cap : 256;
@@ -751,7 +743,7 @@ static void cgroup_remove(struct helper *h, int fd, unsigned idx)
 	cgroup_signal(fd, h->cg_has_kill, SIGKILL);
 	l->fd = fd;
 	l->idx = idx;
-	l->give_up = clock_ms(CLOCK_MONOTONIC) + CG_REMOVE_MS;
+	l->give_up = (int64_t)nd_mono_ms() + CG_REMOVE_MS;
 	l->next = h->cg_left;
 	h->cg_left = l;
 }
@@ -760,7 +752,7 @@ static void cgroup_remove(struct helper *h, int fd, unsigned idx)
  * or -1 when none is left. */
 static int64_t cgroup_sweep(struct helper *h)
 {
-	int64_t now = clock_ms(CLOCK_MONOTONIC);
+	int64_t now = (int64_t)nd_mono_ms();
 
 	for (struct cg_left **pp = &h->cg_left; *pp;) {
 		struct cg_left *l = *pp;
@@ -850,7 +842,7 @@ static void spawn_failed(struct helper *h, uint64_t id, int err,
 
 	x.task_id = id;
 	nd_exec_spawn_failed(&x, err, reason);
-	x.start_unix_ms = x.end_unix_ms = (uint64_t)clock_ms(CLOCK_REALTIME);
+	x.start_unix_ms = x.end_unix_ms = nd_unix_ms();
 	send_exited(h, &x);
 }
 
@@ -906,8 +898,8 @@ static void start_task(struct helper *h, const Noded__ExecSpawn *sp)
 	t->timeout_ms = sp->timeout_ms;
 	t->grace_ms = sp->grace_ms ? sp->grace_ms : GRACE_DEFAULT_MS;
 	t->deadline = sp->timeout_ms ?
-		clock_ms(CLOCK_MONOTONIC) + sp->timeout_ms : -1;
-	t->start_unix_ms = (uint64_t)clock_ms(CLOCK_REALTIME);
+		(int64_t)nd_mono_ms() + sp->timeout_ms : -1;
+	t->start_unix_ms = nd_unix_ms();
 	t->lease = sp->lease_deadline_mono_ms > 0 ? sp->lease_deadline_mono_ms
 						  : 0;
 	t->next = h->tasks;
@@ -956,7 +948,7 @@ static void cancel_task(struct helper *h, const Noded__ExecKill *k)
 	if (!t || t->state != TASK_RUNNING)
 		return;
 	t->cancelled = true;
-	terminate(h, t, clock_ms(CLOCK_MONOTONIC));
+	terminate(h, t, (int64_t)nd_mono_ms());
 }
 
 /*
@@ -992,7 +984,7 @@ static void lease_expire(struct helper *h, struct task *t, int64_t now)
  * left (monotonic ms), or -1 when there is none. */
 static int64_t run_deadlines(struct helper *h)
 {
-	int64_t now = clock_ms(CLOCK_MONOTONIC), next = -1;
+	int64_t now = (int64_t)nd_mono_ms(), next = -1;
 
 	for (struct task *t = h->tasks; t; t = t->next) {
 		int64_t ls = lease_step(t);
@@ -1045,7 +1037,7 @@ static void task_exited(struct helper *h, const struct task *t, int status,
 	x.cancelled = t->cancelled;
 	x.lease_expired = t->lease_expired;
 	x.start_unix_ms = t->start_unix_ms;
-	x.end_unix_ms = (uint64_t)clock_ms(CLOCK_REALTIME);
+	x.end_unix_ms = nd_unix_ms();
 	nd_exec_exited_fill(&x, status, ru, t->timeout_ms, t->lost_errno,
 			    reason, sizeof(reason));
 	send_exited(h, &x);
@@ -1206,7 +1198,7 @@ static int handle_request(struct helper *h)
  */
 static void stop_all(struct helper *h)
 {
-	int64_t end = clock_ms(CLOCK_MONOTONIC) + STOP_REAP_MS;
+	int64_t end = (int64_t)nd_mono_ms() + STOP_REAP_MS;
 	struct pollfd p = { .fd = h->sigfd, .events = POLLIN };
 
 	for (struct task *t = h->tasks; t; t = t->next) {
@@ -1214,7 +1206,7 @@ static void stop_all(struct helper *h)
 		t->state = TASK_KILLED;
 	}
 	while (reap(h) || h->cg_left) {
-		int64_t left = end - clock_ms(CLOCK_MONOTONIC);
+		int64_t left = end - (int64_t)nd_mono_ms();
 
 		if (left <= 0)
 			break;
@@ -1333,7 +1325,7 @@ int nd_exec_helper_main(int fd)
 		if (sweep >= 0 && (next < 0 || sweep < next))
 			next = sweep;
 		if (next >= 0) {
-			wait_ms = next - clock_ms(CLOCK_MONOTONIC);
+			wait_ms = next - (int64_t)nd_mono_ms();
 			wait_ms = wait_ms < 0 ? 0 : wait_ms > INT_MAX ? INT_MAX
 								      : wait_ms;
 		}

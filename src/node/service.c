@@ -17,14 +17,6 @@
 #include "rpc/server.h"
 #include "wire/text.h"
 
-uint64_t nd__unix_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 uint64_t nd__hash(const void *p, size_t n)
 {
 	const unsigned char *b = p;
@@ -89,7 +81,7 @@ static struct node *node_get(struct nd_svc *svc, const char *name)
 		return NULL;
 	}
 	n->state = NODED__NODE_STATE__NODE_ALIVE;
-	n->connected_unix_ms = nd__unix_ms();
+	n->connected_unix_ms = nd_unix_ms();
 	n->last_hb_ms = svc->s->now_ms;
 	nd_list_init(&n->tasks);
 	n->hash = hash(name);
@@ -157,7 +149,7 @@ static void stalled(struct nd_svc *svc, uint64_t gap)
 static bool lease_over(const struct nd_svc *svc, const struct node *n)
 {
 	return !n->hb_seq || svc->s->now_ms >= n->lease_hb_ms +
-				 svc->s->cfg->lease_ms + LEASE_MARGIN_MS;
+				 svc->cfg->lease_ms + LEASE_MARGIN_MS;
 }
 
 /* A node that is DEAD or LEFT gives up its attempts once their lease is
@@ -188,7 +180,7 @@ static void release(struct nd_svc *svc, struct node *n)
 static void svc_tick(struct nd_shard *s)
 {
 	struct nd_svc *svc = s->svc;
-	const struct nd_config *cfg = s->cfg;
+	const struct nd_svc_config *cfg = svc->cfg;
 	uint64_t gap = svc->last_tick_ms ? s->now_ms - svc->last_tick_ms : 0;
 
 	svc->last_tick_ms = s->now_ms;
@@ -299,8 +291,8 @@ void nd__svc_push(struct nd_svc *svc, const struct nd_dest *to,
 	struct nd_out o = { 0 };
 
 	nd__out_frame(&o, f);
-	nd__svc_push_raw(svc, to, o.buf, o.len);
-	free(o.buf);
+	nd__svc_push_raw(svc, to, o.buf.data, o.buf.len);
+	nd_buf_free(&o.buf);
 }
 
 /* ---- registry methods ---- */
@@ -385,7 +377,7 @@ static void report_status(struct nd_svc *svc, struct nd_ticket *t,
 	    n->state == NODED__NODE_STATE__NODE_LEFT) {
 		ND_LOG(ND_LOG_INFO, "node.back", ND_S("node", n->name),
 		       ND_S("addr", t->peer), ND_U("running_tasks", n->running));
-		n->connected_unix_ms = nd__unix_ms();
+		n->connected_unix_ms = nd_unix_ms();
 		/* Back within the lease: its tasks were never given up. */
 		n->release_due = false;
 	}
@@ -417,10 +409,10 @@ static void report_status(struct nd_svc *svc, struct nd_ticket *t,
 			o->lazy = f->kind == NODED__FRAME_KIND__NOTIFY;
 		}
 	}
-	n->last_hb_unix_ms = nd__unix_ms();
+	n->last_hb_unix_ms = nd_unix_ms();
 
 	sr.server_time_ms = n->last_hb_unix_ms;
-	sr.heartbeat_interval_ms = svc->s->cfg->heartbeat_ms;
+	sr.heartbeat_interval_ms = svc->cfg->heartbeat_ms;
 	r.body_case = NODED__FRAME__BODY_STATUS_REPLY;
 	r.status_reply = &sr;
 	if (f->kind != NODED__FRAME_KIND__NOTIFY)
@@ -539,21 +531,9 @@ static void list_nodes(struct nd_svc *svc, const Noded__Frame *f,
 
 void nd__out_frame(struct nd_out *o, const Noded__Frame *f)
 {
-	size_t n = nd_frame_size(f);
-
-	if (o->len + n > o->cap) {
-		size_t cap = o->cap ? o->cap : 256;
-		uint8_t *b;
-
-		while (cap < o->len + n)
-			cap *= 2;
-		b = realloc(o->buf, cap);
-		if (!b)
-			return;
-		o->buf = b;
-		o->cap = cap;
-	}
-	o->len += nd_frame_encode(f, o->buf + o->len);
+	if (nd_buf_reserve(&o->buf, nd_frame_size(f)))
+		return;
+	o->buf.len += nd_frame_encode(f, o->buf.data + o->buf.len);
 }
 
 static void ticket_free(struct nd_ticket *t)
@@ -569,7 +549,7 @@ static void ticket_done(struct nd_shard *s, struct nd_msg *m)
 	struct nd_ticket *t = nd_container_of(m, struct nd_ticket, msg);
 
 	if (t->method) {
-		nd_hist_add(&s->m.rpc_latency[t->method], nd_now_ns() - t->t0_ns);
+		nd_hist_add(&s->m.rpc_latency[t->method], nd_mono_ns() - t->t0_ns);
 		if (t->error)
 			s->m.rpc_errors[t->method]++;
 	}
@@ -643,8 +623,8 @@ static void svc_exec(struct nd_shard *s0, struct nd_msg *m)
 	}
 	nd__tasks_trim(svc);
 send:
-	t->reply = o.buf;
-	t->reply_len = o.len;
+	t->reply = o.buf.data;      /* the ticket takes the memory */
+	t->reply_len = o.buf.len;
 	t->error = o.errors;
 	t->lazy = o.lazy && !o.errors;
 	if (o.hold_task) {
@@ -727,7 +707,7 @@ int nd_svc_forward(struct nd_conn *c, const uint8_t *body, size_t len)
 	t->req_len = len;
 	t->conn = c;
 	t->home = c->shard;
-	t->t0_ns = nd_now_ns();
+	t->t0_ns = nd_mono_ns();
 	t->method = c->shard->cur_method;
 	t->conn_serial = rc->serial;
 	memcpy(t->peer, rc->peer, sizeof(t->peer));
@@ -923,7 +903,7 @@ static struct node *stream_register(struct nd_svc *svc, struct stream_msg *m)
 		n->slots = n->held = 0;
 		n->state = NODED__NODE_STATE__NODE_ALIVE;
 		n->last_hb_ms = svc->s->now_ms;
-		n->connected_unix_ms = nd__unix_ms();
+		n->connected_unix_ms = nd_unix_ms();
 		/* registered (not DEAD): its waiting tasks are for the name
 		 * and stay; no slot until it reports, so none goes to it yet */
 		n->stream = m->dest;
@@ -954,7 +934,7 @@ static void stream_msg(struct nd_shard *s0, struct nd_msg *msg)
 	} else if ((n = nd__node_find(svc, m->node)) &&
 		   n->stream.serial == m->dest.serial) {
 		n->stream.serial = 0;
-		n->gone_unix_ms = nd__unix_ms();
+		n->gone_unix_ms = nd_unix_ms();
 		if (n->leaving && n->state != NODED__NODE_STATE__NODE_DEAD) {
 			/* It said it was stopping: LEFT, not DEAD. What it
 			 * did not report ended is released when its lease is
@@ -1056,8 +1036,48 @@ static void svc_stop(struct nd_shard *s)
 	s->svc_stop = NULL;
 }
 
+static const struct nd_svc_config svc_defaults = {
+	.heartbeat_ms = 1000,
+	.heartbeat_timeout_ms = 3000,
+	.lease_ms = 10000,
+	.output_cap = ND_OUTPUT_CAP_DEFAULT,
+	.task_history = ND_TASK_HISTORY_DEFAULT,
+	.output_budget = ND_OUTPUT_BUDGET_DEFAULT,
+	.max_queue = 1000000,
+};
+
+void nd_svc_config_defaults(struct nd_svc_config *cfg)
+{
+	if (!cfg->heartbeat_ms)
+		cfg->heartbeat_ms = svc_defaults.heartbeat_ms;
+	if (!cfg->heartbeat_timeout_ms)
+		cfg->heartbeat_timeout_ms = svc_defaults.heartbeat_timeout_ms;
+	if (!cfg->lease_ms)
+		cfg->lease_ms = cfg->heartbeat_timeout_ms > svc_defaults.lease_ms ?
+					cfg->heartbeat_timeout_ms :
+					svc_defaults.lease_ms;
+	if (!cfg->output_cap)
+		cfg->output_cap = svc_defaults.output_cap;
+	if (!cfg->task_history)
+		cfg->task_history = svc_defaults.task_history;
+	if (!cfg->output_budget)
+		cfg->output_budget = svc_defaults.output_budget;
+	if (!cfg->max_queue)
+		cfg->max_queue = svc_defaults.max_queue;
+}
+
+const struct nd_svc_config *nd_svc_cfg(const struct nd_shard *s)
+{
+	const struct nd_svc_config *cfg = s->srv->shard_start_arg;
+
+	/* Only a master's server hands the service its settings. */
+	return cfg && s->srv->shard_start == nd_svc_shard_start ?
+		       cfg : &svc_defaults;
+}
+
 void nd_svc_shard_start(struct nd_shard *s, void *arg)
 {
+	const struct nd_svc_config *cfg = arg ? arg : &svc_defaults;
 	struct nd_svc *svc;
 
 	if (s->id != 0)
@@ -1069,18 +1089,17 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg)
 	}
 	svc->nbuckets = 64;
 	svc->s = s;
-	/* arg: the master's reservation of task ids, or NULL for ids based
-	 * on the clock (task_ids.h) */
-	svc->ids = arg;
+	svc->cfg = cfg;
+	svc->ids = cfg->ids;
 	if (!svc->ids) {
 		nd_task_ids_open(&svc->own_ids, NULL, NULL, 0);
 		svc->ids = &svc->own_ids;
 	}
 	svc->first_task_id = svc->next_task_id = svc->ids->first;
-	svc->output_cap = s->cfg->output_cap;
-	svc->task_history = s->cfg->task_history;
-	svc->output_budget = s->cfg->output_budget;
-	svc->max_queue = s->cfg->max_queue ? s->cfg->max_queue : 1000000;
+	svc->output_cap = cfg->output_cap;
+	svc->task_history = cfg->task_history;
+	svc->output_budget = cfg->output_budget;
+	svc->max_queue = cfg->max_queue;
 	nd_list_init(&svc->class_list);
 	nd_list_init(&svc->pending_any);
 	nd_list_init(&svc->all);

@@ -69,11 +69,45 @@ struct nd_ticket {
 	bool lazy;                    /* nd_out.lazy */
 };
 
+#define ND_OUTPUT_CAP_DEFAULT (1ull << 20)
+#define ND_TASK_HISTORY_DEFAULT 10000ull
+#define ND_OUTPUT_BUDGET_DEFAULT (256ull << 20)
+
+struct nd_task_ids;
+
+/*
+ * The node service's settings (the transport's are in core/config.h). A
+ * zeroed struct takes every default (nd_svc_config_defaults). Read-only
+ * once the shards run.
+ */
+struct nd_svc_config {
+	uint32_t heartbeat_ms;       /* interval asked of workers; 1 s */
+	uint32_t heartbeat_timeout_ms; /* silence before a node is dead; 3 s */
+	uint32_t lease_ms;           /* an attempt's lease (fencing); the
+				      * larger of 10 s and the timeout */
+	uint64_t output_cap;         /* task output the master keeps; 1 MiB */
+	uint64_t task_history;       /* finished tasks the master keeps; 10000 */
+	uint64_t output_budget;      /* kept output over all tasks; 256 MiB */
+	uint64_t max_queue;          /* tasks waiting on the master; 1000000 */
+	struct nd_task_ids *ids;     /* the reservation of task ids (not
+				      * owned), or NULL: ids from the clock
+				      * (task_ids.h) */
+};
+
+/* Fills every zero field with its default. */
+void nd_svc_config_defaults(struct nd_svc_config *cfg);
+
 /*
  * Hooks the master's server runs on each shard (nd_server.shard_start):
- * shard 0 creates the service and its heartbeat tick.
+ * shard 0 creates the service and its heartbeat tick. arg: the service's
+ * settings, defaults filled (const struct nd_svc_config *; the caller
+ * keeps it for the server's life), or NULL for every default.
  */
 void nd_svc_shard_start(struct nd_shard *s, void *arg);
+
+/* The settings of the service that s's server runs (the shard_start arg),
+ * from any of its shards. */
+const struct nd_svc_config *nd_svc_cfg(const struct nd_shard *s);
 
 /*
  * Sends the request frame body (len bytes, copied) from connection c to the

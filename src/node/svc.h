@@ -129,8 +129,9 @@ struct task {
 	uint64_t submitted_unix_ms, started_unix_ms, ended_unix_ms;
 	uint64_t utime_us, stime_us, max_rss_kib;
 	uint64_t output_cap, produced;
-	uint8_t *out;                 /* kept output: [fd][len32][data]... */
-	size_t out_len, out_data;     /* bytes stored, of which data */
+	struct nd_buf out;            /* kept output: [fd][len32][data]...;
+				       * fitted to its length at the end */
+	size_t out_data;              /* bytes of data in out */
 	bool truncated;
 	struct nd_list watchers;      /* struct watcher.task_link */
 	uint32_t nwatchers;
@@ -148,6 +149,7 @@ struct task {
 
 struct nd_svc {
 	struct nd_shard *s;
+	const struct nd_svc_config *cfg;  /* the master's (service.h) */
 	struct node **buckets;
 	size_t nbuckets, count;
 	struct nd_u64map tasks;       /* id -> task */
@@ -179,7 +181,6 @@ struct nd_svc {
 	bool judging_put_off;         /* the last tick came after a stall */
 };
 
-uint64_t nd__unix_ms(void);
 /* FNV-1a of p[0..n) */
 uint64_t nd__hash(const void *p, size_t n);
 struct node *nd__node_find(struct nd_svc *svc, const char *name);
@@ -193,8 +194,7 @@ void nd__svc_push_raw(struct nd_svc *svc, const struct nd_dest *to,
 
 /* Methods (tasks.c): fill r (the reply) or return frames through out. */
 struct nd_out {                   /* frames to queue on the requester */
-	uint8_t *buf;
-	size_t len, cap;
+	struct nd_buf buf;
 	uint64_t hold_task;           /* nonzero: hold the reply (backpressure) */
 	unsigned errors;              /* Error frames among them */
 	bool lazy;                    /* an ack nobody waits on: it may wait

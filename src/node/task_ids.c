@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/durable.h"
+#include "core/time.h"
 #include "node/task_ids.h"
 
 #define MARK_FILE "task-ids"
@@ -16,11 +17,8 @@
 
 static uint64_t clock_base(void)
 {
-	struct timespec ts;
-	uint64_t ms;
+	uint64_t ms = nd_unix_ms();
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 	return ms > EPOCH_2026_MS ? (ms - EPOCH_2026_MS) * 1000 + 1 : 1;
 }
 

@@ -244,8 +244,8 @@ static void watchers_end(struct nd_svc *svc, struct task *t)
 		/* A run's stream ends with the last of its tasks. */
 		if (watcher_drop(svc, w))
 			frame_end(&o, to.stream_id);
-		nd__svc_push_raw(svc, &to, o.buf, o.len);
-		free(o.buf);
+		nd__svc_push_raw(svc, &to, o.buf.data, o.buf.len);
+		nd_buf_free(&o.buf);
 	}
 }
 
@@ -289,8 +289,8 @@ static void cancel_wait_answer(struct nd_svc *svc, struct cancel_wait *w)
 	w->task->ncancel_waits--;
 	frame_record(svc, w->task, w->to.stream_id, NODED__FRAME_KIND__REPLY,
 		     &o);
-	nd__svc_push_raw(svc, &w->to, o.buf, o.len);
-	free(o.buf);
+	nd__svc_push_raw(svc, &w->to, o.buf.data, o.buf.len);
+	nd_buf_free(&o.buf);
 	free(w);
 }
 
@@ -523,7 +523,10 @@ static void finish(struct nd_svc *svc, struct task *t, Noded__TaskState st,
 	t->state = st;
 	if ((unsigned)st < sizeof(svc->ended) / sizeof(svc->ended[0]))
 		svc->ended[st]++;
-	t->ended_unix_ms = nd__unix_ms();
+	t->ended_unix_ms = nd_unix_ms();
+	/* Kept for its history: give back what doubling left spare (a
+	 * failure keeps the larger buffer). */
+	nd_buf_resize(&t->out, t->out.len);
 	if (reason && !t->reason)
 		t->reason = strdup(reason);
 	log_end(t);
@@ -642,7 +645,7 @@ static void assign(struct nd_svc *svc, struct task *t, struct node *n)
 	t->state = NODED__TASK_STATE__TASK_ASSIGNED;
 	n->running++;
 	nd_list_add_tail(&n->tasks, &t->node_link);
-	nd_hist_add(&svc->dispatch, nd_now_ns() - t->queued_ns);
+	nd_hist_add(&svc->dispatch, nd_mono_ns() - t->queued_ns);
 	ND_LOG(ND_LOG_DEBUG, "task.assigned", ND_U("task", t->id),
 	       ND_S("node", n->name), ND_U("attempt", t->attempt));
 	push_assignment(svc, t, n);
@@ -713,7 +716,7 @@ static bool retry_or_lose(struct nd_svc *svc, struct task *t, struct node *n,
 	t->retries_left--;
 	t->attempt++;
 	t->state = NODED__TASK_STATE__TASK_PENDING;
-	t->queued_ns = nd_now_ns();
+	t->queued_ns = nd_mono_ns();
 	ND_LOG(ND_LOG_WARN, "task.retried", ND_U("task", t->id),
 	       ND_S("node", t->node), ND_S("reason", why),
 	       ND_U("attempt", t->attempt),
@@ -760,7 +763,7 @@ void nd__tasks_node_dead(struct nd_svc *svc, struct node *n, const char *why)
 	struct pclass *c;
 
 	if (!n->gone_unix_ms)
-		n->gone_unix_ms = nd__unix_ms();
+		n->gone_unix_ms = nd_unix_ms();
 
 	while (!nd_list_empty(&n->tasks)) {
 		struct task *t = nd_container_of(n->tasks.next, struct task,
@@ -835,8 +838,8 @@ static struct task *task_new(struct nd_svc *svc, const uint8_t *spec,
 	/* One task alone never keeps more than the whole budget. */
 	if (t->output_cap > svc->output_budget)
 		t->output_cap = svc->output_budget;
-	t->submitted_unix_ms = nd__unix_ms();
-	t->queued_ns = nd_now_ns();
+	t->submitted_unix_ms = nd_unix_ms();
+	t->queued_ns = nd_mono_ns();
 	nd_list_init(&t->watchers);
 	nd_list_init(&t->cancel_waits);
 	t->any_node = !t->target_node && !sp->n_labels;
@@ -1172,12 +1175,12 @@ static void replay(const struct task *t, uint64_t id, struct nd_out *o)
 	f.body_case = NODED__FRAME__BODY_OUTPUT;
 	f.output = &c;
 	c.task_id = t->id;
-	while (off + 5 <= t->out_len) {
+	while (off + 5 <= t->out.len) {
 		uint32_t len;
 
-		memcpy(&len, t->out + off + 1, 4);
-		c.fd = t->out[off];
-		c.data.data = t->out + off + 5;
+		memcpy(&len, t->out.data + off + 1, 4);
+		c.fd = t->out.data[off];
+		c.data.data = t->out.data + off + 5;
 		c.data.len = len;
 		nd__out_frame(o, &f);
 		off += 5 + len;
@@ -1221,15 +1224,14 @@ static void keep_output(struct nd_svc *svc, struct task *t,
 	n = c->data.len < room ? c->data.len : room;
 	if (n < c->data.len)
 		t->truncated = true;
-	b = realloc(t->out, t->out_len + 5 + n);
-	if (!b)
+	if (nd_buf_reserve(&t->out, 5 + n))
 		return;
-	t->out = b;
+	b = t->out.data + t->out.len;
 	len = (uint32_t)n;
-	b[t->out_len] = (uint8_t)(c->fd == 2 ? 2 : 1);
-	memcpy(b + t->out_len + 1, &len, 4);
-	memcpy(b + t->out_len + 5, c->data.data, n);
-	t->out_len += 5 + n;
+	b[0] = (uint8_t)(c->fd == 2 ? 2 : 1);
+	memcpy(b + 1, &len, 4);
+	memcpy(b + 5, c->data.data, n);
+	t->out.len += 5 + n;
 	t->out_data += n;
 	svc->kept_bytes += n;
 }
@@ -1385,7 +1387,7 @@ static void task_free(struct nd_svc *svc, struct task *t)
 	free(t->target_node);
 	free(t->node);
 	free(t->reason);
-	free(t->out);
+	nd_buf_free(&t->out);
 	free(t);
 }
 

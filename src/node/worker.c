@@ -544,9 +544,9 @@ int nd_worker_run(const struct nd_worker_cfg *wc)
 				atomic_store(&nw->w.leave_req, 1);
 			}
 			if (atomic_load(&nw->w.leave_req) == 1 && !stop_by)
-				stop_by = (int64_t)nd_now_ms() +
+				stop_by = (int64_t)nd_mono_coarse_ms() +
 					  2 * LEAVE_STOP_MS;
-			if (stop_by && (int64_t)nd_now_ms() >= stop_by)
+			if (stop_by && (int64_t)nd_mono_coarse_ms() >= stop_by)
 				break;
 		}
 		nd_worker_stop(nw);

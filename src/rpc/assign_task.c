@@ -14,7 +14,7 @@
 /* The AssignTaskOpen item: the worker is registered. */
 static void send_open(struct nd_conn *c, uint64_t stream_id)
 {
-	const struct nd_config *cfg = c->shard->cfg;
+	const struct nd_svc_config *cfg = nd_svc_cfg(c->shard);
 	Noded__Frame r = NODED__FRAME__INIT;
 	Noded__AssignTaskOpen open = NODED__ASSIGN_TASK_OPEN__INIT;
 

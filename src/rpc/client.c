@@ -31,6 +31,8 @@
 
 #include <openssl/crypto.h>
 
+#include "core/buf.h"
+#include "core/time.h"
 #include "noded/auth.h"
 #include "noded/client.h"
 
@@ -90,11 +92,12 @@ struct nd_client {
 	struct pend *slots;     /* open addressing, linear probing, cap 2^k */
 	size_t cap, npending;
 
-	uint8_t *out;           /* queued bytes are out[out_off, out_len) */
-	size_t out_off, out_len, out_cap;
+	struct nd_buf out;      /* queued bytes are out.data[out_off, out.len):
+				 * sends advance out_off, compacted when
+				 * room is needed */
+	size_t out_off;
 
-	uint8_t *in;            /* a partial frame: in[0, in_len) */
-	size_t in_len, in_cap;
+	struct nd_buf in;       /* a partial frame: in.data[0, in.len) */
 };
 
 /* ---- pending table ---- */
@@ -238,35 +241,23 @@ static int fail_all(struct nd_client *c, int err, int status,
 
 static size_t out_queued(const struct nd_client *c)
 {
-	return c->out_len - c->out_off;
+	return c->out.len - c->out_off;
 }
 
-/* Makes room for n more bytes at c->out + c->out_len. */
+/* Makes room for n more bytes at c->out.data + c->out.len. */
 static int out_reserve(struct nd_client *c, size_t n)
 {
-	size_t queued = out_queued(c), cap;
-	uint8_t *p;
+	size_t queued = out_queued(c);
 
 	if (queued && queued + n > OUT_LIMIT)
 		return -ENOBUFS;
-	if (c->out_len + n <= c->out_cap)
+	if (n <= c->out.cap - c->out.len)
 		return 0;
 	if (c->out_off) {
-		memmove(c->out, c->out + c->out_off, queued);
+		nd_buf_consume(&c->out, c->out_off);
 		c->out_off = 0;
-		c->out_len = queued;
-		if (queued + n <= c->out_cap)
-			return 0;
 	}
-	cap = c->out_cap ? c->out_cap : 4096;
-	while (cap < queued + n)
-		cap *= 2;
-	p = realloc(c->out, cap);
-	if (!p)
-		return -ENOMEM;
-	c->out = p;
-	c->out_cap = cap;
-	return 0;
+	return nd_buf_reserve(&c->out, n);
 }
 
 /* Encodes f (id and kind already set) onto the output queue. */
@@ -281,13 +272,13 @@ static int out_frame(struct nd_client *c, const Noded__Frame *f)
 	r = out_reserve(c, size);
 	if (r)
 		return r;
-	c->out_len += nd_frame_encode(f, c->out + c->out_len);
+	c->out.len += nd_frame_encode(f, c->out.data + c->out.len);
 	return 0;
 }
 
 size_t nd_client_output(struct nd_client *c, const uint8_t **data)
 {
-	*data = c->out + c->out_off;
+	*data = c->out.data + c->out_off;
 	return c->werr ? 0 : out_queued(c);
 }
 
@@ -296,15 +287,14 @@ void nd_client_consume(struct nd_client *c, size_t n)
 	if (n > out_queued(c))
 		n = out_queued(c);
 	c->out_off += n;
-	if (c->out_off == c->out_len)
-		c->out_off = c->out_len = 0;
+	if (c->out_off == c->out.len) {
+		c->out_off = 0;
+		nd_buf_reset(&c->out);
+	}
 	/* A burst of large requests leaves a big buffer behind: give it back
 	 * once it is empty, as the input side does. */
-	if (!c->out_len && c->out_cap > IN_KEEP) {
-		free(c->out);
-		c->out = NULL;
-		c->out_cap = 0;
-	}
+	if (!c->out.len && c->out.cap > IN_KEEP)
+		nd_buf_free(&c->out);
 }
 
 /* ---- requests ---- */
@@ -572,32 +562,17 @@ static int dispatch(struct nd_client *c, const uint8_t *body, size_t len)
 	return 1;
 }
 
+/* Room for a frame of n bytes in all (with what c->in holds). */
 static int in_reserve(struct nd_client *c, size_t n)
 {
-	size_t cap;
-	uint8_t *p;
-
-	if (n <= c->in_cap)
-		return 0;
-	cap = c->in_cap ? c->in_cap : 256;
-	while (cap < n)
-		cap *= 2;
-	p = realloc(c->in, cap);
-	if (!p)
-		return -ENOMEM;
-	c->in = p;
-	c->in_cap = cap;
-	return 0;
+	return n <= c->in.len ? 0 : nd_buf_reserve(&c->in, n - c->in.len);
 }
 
 static void in_release(struct nd_client *c)
 {
-	c->in_len = 0;
-	if (c->in_cap > IN_KEEP) {
-		free(c->in);
-		c->in = NULL;
-		c->in_cap = 0;
-	}
+	nd_buf_reset(&c->in);
+	if (c->in.cap > IN_KEEP)
+		nd_buf_free(&c->in);
 }
 
 static int feed_eof(struct nd_client *c)
@@ -624,18 +599,18 @@ int nd_client_feed(struct nd_client *c, const uint8_t *data, size_t len)
 		return feed_eof(c);
 
 	/* First finish the frame held in c->in. */
-	while (c->in_len && len) {
-		n = nd_frame_peek(c->in, c->in_len, c->max_frame, &need);
+	while (c->in.len && len) {
+		n = nd_frame_peek(c->in.data, c->in.len, c->max_frame, &need);
 		if (!n) {
 			/* Complete the header, then judge it at once. */
-			take = need - c->in_len < len ? need - c->in_len : len;
-			memcpy(c->in + c->in_len, data, take);
-			c->in_len += take;
+			take = need - c->in.len < len ? need - c->in.len : len;
+			memcpy(c->in.data + c->in.len, data, take);
+			c->in.len += take;
 			data += take;
 			len -= take;
-			if (c->in_len < ND_FRAME_HDR)
+			if (c->in.len < ND_FRAME_HDR)
 				break;
-			n = nd_frame_peek(c->in, c->in_len, c->max_frame,
+			n = nd_frame_peek(c->in.data, c->in.len, c->max_frame,
 					  &need);
 		}
 		if (n < 0)
@@ -643,14 +618,14 @@ int nd_client_feed(struct nd_client *c, const uint8_t *data, size_t len)
 		r = in_reserve(c, need);
 		if (r)
 			return proto_fail(c, r);
-		take = need - c->in_len < len ? need - c->in_len : len;
-		memcpy(c->in + c->in_len, data, take);
-		c->in_len += take;
+		take = need - c->in.len < len ? need - c->in.len : len;
+		memcpy(c->in.data + c->in.len, data, take);
+		c->in.len += take;
 		data += take;
 		len -= take;
-		if (c->in_len < need)
+		if (c->in.len < need)
 			break;
-		r = dispatch(c, c->in + ND_FRAME_HDR, need - ND_FRAME_HDR);
+		r = dispatch(c, c->in.data + ND_FRAME_HDR, need - ND_FRAME_HDR);
 		if (r < 0)
 			return r;
 		runs += r;
@@ -667,8 +642,8 @@ int nd_client_feed(struct nd_client *c, const uint8_t *data, size_t len)
 			r = in_reserve(c, n ? need : ND_FRAME_HDR);
 			if (r)
 				return proto_fail(c, r);
-			memcpy(c->in, data, len);
-			c->in_len = len;
+			memcpy(c->in.data, data, len);
+			c->in.len = len;
 			break;
 		}
 		r = dispatch(c, data + ND_FRAME_HDR, need - ND_FRAME_HDR);
@@ -692,7 +667,7 @@ int nd_client_flush(struct nd_client *c)
 	if (c->werr)
 		return c->werr;
 	while (out_queued(c)) {
-		n = send(c->fd, c->out + c->out_off, out_queued(c),
+		n = send(c->fd, c->out.data + c->out_off, out_queued(c),
 			 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -705,7 +680,8 @@ int nd_client_flush(struct nd_client *c)
 			 * the read side reports the end. Output is dropped.
 			 */
 			c->werr = -errno;
-			c->out_off = c->out_len = 0;
+			c->out_off = 0;
+			nd_buf_reset(&c->out);
 			return c->werr;
 		}
 		nd_client_consume(c, (size_t)n);
@@ -771,27 +747,19 @@ int nd_client_poll(struct nd_client *c, int timeout_ms)
 	return 0;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits for w; on timeout or error the entry for id is dropped, so a late
  * reply is ignored instead of writing to the caller's dead stack frame. */
 static int call_wait(struct nd_client *c, uint64_t id, struct call_wait *w,
 		     int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = (int64_t)nd_mono_ms() + timeout_ms;
 	struct pend *p;
 	int r = 0, wait;
 
 	while (!w->done) {
 		wait = -1;
 		if (timeout_ms >= 0) {
-			int64_t left = deadline - now_ms();
+			int64_t left = deadline - (int64_t)nd_mono_ms();
 
 			if (left <= 0) {
 				r = -ETIMEDOUT;
@@ -913,8 +881,8 @@ void nd_client_close(struct nd_client *c)
 	fail_all(c, -ECANCELED, -ECANCELED, NULL, NULL, 0);
 	if (c->fd >= 0)
 		close(c->fd);
-	free(c->out);
-	free(c->in);
+	nd_buf_free(&c->out);
+	nd_buf_free(&c->in);
 	free(c->server_name);
 	free(c->node_name);
 	if (c->token) {
@@ -985,7 +953,7 @@ static int connect_one(const struct addrinfo *ai, int64_t deadline)
 		pfd.fd = fd;
 		pfd.events = POLLOUT;
 		for (;;) {
-			left = deadline - now_ms();
+			left = deadline - (int64_t)nd_mono_ms();
 			if (left <= 0) {
 				r = -ETIMEDOUT;
 				goto err_close;
@@ -1026,7 +994,7 @@ int nd_client_connect(struct nd_client **out, const char *addr,
 	char buf[512], *host, *port;
 	int timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms
 						   : DEFAULT_TIMEOUT_MS;
-	int64_t deadline = now_ms() + timeout, left;
+	int64_t deadline = (int64_t)nd_mono_ms() + timeout, left;
 	int r, fd = -ECONNREFUSED;
 
 	*out = NULL;
@@ -1053,7 +1021,7 @@ int nd_client_connect(struct nd_client **out, const char *addr,
 	if (r)
 		return r;
 	hello_frame(c, &f, &h);
-	left = deadline - now_ms();
+	left = deadline - (int64_t)nd_mono_ms();
 	r = call(c, &f, &reply, left > 0 ? (int)left : 0, P_HELLO);
 	/* The master refused our proof (or our Hello for want of one). */
 	if (r == ND_EREMOTE && reply &&

@@ -74,7 +74,7 @@ void nd__rpc_hello(struct nd_conn *c, const Noded__Frame *f)
 	hr.node_name = (char *)cfg->name;
 	hr.role = NODED__ROLE__ROLE_MASTER;
 	hr.max_frame = cfg->max_frame;
-	hr.heartbeat_interval_ms = cfg->heartbeat_ms;
+	hr.heartbeat_interval_ms = nd_svc_cfg(c->shard)->heartbeat_ms;
 	r.id = f->id;
 	r.kind = NODED__FRAME_KIND__REPLY;
 	r.body_case = NODED__FRAME__BODY_HELLO_REPLY;

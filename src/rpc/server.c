@@ -125,7 +125,7 @@ static void on_frame(struct nd_conn *c, const uint8_t *body, size_t len)
 static void dispatch(struct nd_conn *c, const Noded__Frame *f)
 {
 	struct nd_rpc_conn *rc = nd_rpc(c);
-	uint64_t t0 = nd_now_ns();
+	uint64_t t0 = nd_mono_ns();
 
 	if (f->kind == NODED__FRAME_KIND__CANCEL) {
 		nd__rpc_assign_cancel(c, f);
@@ -199,7 +199,7 @@ static void dispatch(struct nd_conn *c, const Noded__Frame *f)
 		break;
 	}
 	nd_hist_add(&c->shard->m.rpc_latency[c->shard->cur_method],
-		    nd_now_ns() - t0);
+		    nd_mono_ns() - t0);
 }
 
 /* The frame limit for c now: small until the peer is authenticated. */

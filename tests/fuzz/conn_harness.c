@@ -10,6 +10,7 @@
 static struct nd_shard s;
 static struct nd_server srv;
 static struct nd_config cfg;
+static struct nd_svc_config svc_cfg;
 
 static void setup(void)
 {
@@ -18,8 +19,9 @@ static void setup(void)
 	cfg.max_frame = 1 << 20;
 	/* The service outlives each input: bounded, so memory stays flat over
 	 * millions of runs, and the queue-full and history paths run. */
-	cfg.max_queue = 256;
-	cfg.task_history = 256;
+	svc_cfg.max_queue = 256;
+	svc_cfg.task_history = 256;
+	nd_svc_config_defaults(&svc_cfg);
 	s.cfg = &cfg;
 	s.buf_count = 16;
 	s.buf_size = 4096;
@@ -30,14 +32,18 @@ static void setup(void)
 		abort();
 	nd_list_init(&s.conns);
 	nd_list_init(&s.dirty);
+	nd_list_init(&s.lazy);
 	nd_list_init(&s.rearm);
 	nd_list_init(&s.stalled);
+	nd_list_init(&s.timed);
 	nd_list_init(&s.dead);
 	/* A one-shard server, so node-service requests reach the service. */
 	srv.shards = &s;
 	srv.nshards = 1;
 	s.srv = &srv;
-	nd_svc_shard_start(&s, NULL);
+	srv.shard_start = nd_svc_shard_start;
+	srv.shard_start_arg = &svc_cfg;
+	nd_svc_shard_start(&s, &svc_cfg);
 }
 
 /* Drops whatever the kernel answered for the SQEs we queued (fd -1). */
@@ -68,7 +74,7 @@ static void settle(struct nd_conn *c)
 		nd_conn_flush_all(&s);
 		if (!(c->flags & ND_CONN_SENDING))
 			break;
-		cqe.res = (int)(c->tx_len - c->tx_off);
+		cqe.res = (int)(c->tx.len - c->tx_off);
 		nd_conn_on_send(c, &cqe);
 	}
 	drain_ring();
@@ -91,7 +97,7 @@ void nd_fuzz_conn(const struct nd_conn_ops *ops, const uint8_t *data,
 	cfg.token_len = cfg.token ? sizeof(token) - 1 : 0;
 	data++;
 	size--;
-	s.now_ms = nd_now_ms();
+	s.now_ms = nd_mono_coarse_ms();
 	c = nd_conn_adopt(&s, -1, ops, NULL, false);
 	if (!c)
 		abort();
