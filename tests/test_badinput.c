@@ -523,13 +523,17 @@ Test(badinput, slow_reader_bounded_then_closed, .timeout = 45)
 
 /*
  * 10,000 connections at once, each with a Hello; a fresh connection still
- * pings; after they close the RSS comes back near the baseline. Two rounds:
- * the second must not end higher than the first (a leak per connection),
- * which tells a leak apart from memory the allocator merely keeps.
+ * pings; after they close the RSS comes back near the baseline. Three
+ * rounds: a leak per connection makes every round end higher than the one
+ * before (by N times the leak), which tells it apart from memory the
+ * allocator merely keeps or hands back a little later (mimalloc's purge
+ * and the master's collect, about a second after the closes, waited out
+ * before each reading). One round ending higher is noise; two in a row
+ * by over 512 KiB each (over 52 bytes a connection) is a leak.
  */
 Test(badinput, ten_thousand_connections, .timeout = 60)
 {
-	enum { N = 10000, ROUNDS = 2 };
+	enum { N = 10000, ROUNDS = 3 };
 	static int fds[N];
 	long after[ROUNDS];
 
@@ -552,16 +556,17 @@ Test(badinput, ten_thousand_connections, .timeout = 60)
 		for (int i = 0; i < N; i++)
 			close(fds[i]);
 		FRESH_PING(&d);
+		nd_test_sleep_ms(1500); /* the collect of freed buffers */
 		after[round] = nd_test_rss_wait_below(
 			d.pid, d.rss_base_kib + ND_TEST_RSS_SLACK_KIB, 3000);
 		cr_log_info("round %d: RSS %ld KiB after closing them", round,
 			    after[round]);
 	}
 	if (!d.asan)
-		cr_assert(after[1] <= after[0] + 1024,
-			  "RSS after a second round of %d connections %ld KiB "
-			  "> first round %ld KiB + 1 MiB: memory leaks per "
-			  "connection", N, after[1], after[0]);
+		cr_assert(after[1] <= after[0] + 512 || after[2] <= after[1] + 512,
+			  "RSS after each round of %d connections grew by over "
+			  "512 KiB: %ld, %ld, %ld KiB: memory leaks per "
+			  "connection", N, after[0], after[1], after[2]);
 	EXPECT_HEALTHY_WITHIN(&d, 10000);
 	STOP_OK(&d);
 }
