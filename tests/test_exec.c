@@ -1127,6 +1127,30 @@ Test(exec, emptied_cgroup_serves_the_next_task)
 		  dir);
 }
 
+/* A cgroup that had a cgroup.kill (a task past its grace) is not handed
+ * to the next task: on some kernels a process born into such a cgroup is
+ * killed at once. The next task runs whole. */
+Test(exec, task_after_a_sigkilled_one_runs)
+{
+	struct result r;
+
+	use_mode(true);
+	run(11, &(struct spawn_args){ .shell = "trap '' TERM; sleep 5",
+				      .timeout_ms = 200, .grace_ms = 200 },
+	    &r);
+	cr_assert(r.x && r.x->signal == SIGKILL, "want SIGKILL, got signal %d",
+		  r.x ? r.x->signal : -1);
+	free_result(&r);
+	for (uint64_t id = 12; id < 15; id++) {
+		run(id, &(struct spawn_args){ .argv = ARGV("sh", "-c",
+							  "sleep 0.1; echo ok") },
+		    &r);
+		EXPECT_EXIT(&r, 0);
+		cr_assert_str_eq(r.out, "ok\n");
+		free_result(&r);
+	}
+}
+
 /* A helper killed with SIGKILL cannot kill its tasks; the next helper
  * that starts kills what it left in its cgroups and removes them. */
 Test(exec, next_helper_sweeps_a_dead_helpers_cgroups)

@@ -119,6 +119,7 @@ struct task {
 	int cg_fd;      /* its cgroup directory; -1: tree mode */
 	int cg_events;  /* its cgroup.events, -1 if it could not be opened */
 	unsigned cg_idx; /* its cgroup is c<cg_idx> */
+	bool cg_killed;  /* cgroup.kill was written: never reuse it */
 	char tag[64];   /* TAG_KEY=<helper pid>.<task id> */
 };
 
@@ -692,8 +693,10 @@ static int tree_signal(struct helper *h, struct task *t, int sig)
 static void kill_tree(struct helper *h, struct task *t, int sig)
 {
 	kill(-t->pid, sig);
-	if (t->cg_fd >= 0)
+	if (t->cg_fd >= 0) {
 		cgroup_signal(t->cg_fd, h->cg_has_kill, sig);
+		t->cg_killed |= sig == SIGKILL && h->cg_has_kill;
+	}
 	else if (tree_signal(h, t, sig) > 0 && sig == SIGKILL)
 		tree_signal(h, t, sig); /* what forked during the first walk */
 }
@@ -711,7 +714,11 @@ static void cgroup_remove(struct helper *h, int fd, unsigned idx);
  */
 static void cgroup_release(struct helper *h, struct task *t)
 {
-	if (!cgroup_populated(t->cg_events) && h->cg_npool < CG_POOL) {
+	/* Not one that had a cgroup.kill: on some kernels (6.18 here) a
+	 * process later born into it by CLONE_INTO_CGROUP is killed at once
+	 * (the kill is remembered by the cgroup). */
+	if (!t->cg_killed && !cgroup_populated(t->cg_events) &&
+	    h->cg_npool < CG_POOL) {
 		h->cg_pool[h->cg_npool].fd = t->cg_fd;
 		h->cg_pool[h->cg_npool].events = t->cg_events;
 		h->cg_pool[h->cg_npool].idx = t->cg_idx;
