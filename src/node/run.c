@@ -14,7 +14,7 @@
 #include "core/u64map.h"
 #include "exec/exec.h"
 #include "node/run.h"
-#include "rpc/peer.h"
+#include "client/peer.h"
 
 #define CHUNK (64 * 1024)
 #define EVENT_MAX (16 * 1024)
