@@ -186,7 +186,7 @@ struct nd_svc {
 /* FNV-1a of p[0..n) */
 uint64_t nd__hash(const void *p, size_t n);
 struct node *nd__node_find(struct nd_svc *svc, const char *name);
-/* Unlinks nothing: frees n and what it owns (at the service's end). */
+/* Frees n and what it owns; n is not unlinked (the service ends). */
 void nd__node_free(struct node *n);
 /* The shard's service tick (registry.c): liveness of nodes, leases, then
  * nd__tasks_tick and nd__tasks_trim. */
