@@ -208,7 +208,8 @@ void nd__svc_push(struct nd_svc *svc, const struct nd_dest *to,
 void nd__svc_push_raw(struct nd_svc *svc, const struct nd_dest *to,
 		      const uint8_t *frames, size_t len);
 
-/* Methods (tasks.c): fill r (the reply) or return frames through out. */
+/* Methods (tasks.c, watch.c): fill r (the reply) or return frames through
+ * out. */
 struct nd_out {                   /* frames to queue on the requester */
 	struct nd_buf buf;
 	uint64_t hold_task;           /* nonzero: hold the reply (backpressure) */
