@@ -245,30 +245,80 @@ void nd_cli_task_args_free(struct nd_cli_task_args *a)
 	memset(a, 0, sizeof(*a));
 }
 
+/*
+ * After the options of `cmd`: checks that they go together and takes the
+ * command from argv[optind..argc) into a (joined when shell). Returns 0,
+ * -ENOMEM, -EINVAL (said why: a usage error) or -ENOENT (no command: said
+ * so, the usage line is due).
+ */
+static int task_words(struct nd_cli_task_args *a, const char *cmd,
+		      bool shell, int argc, char **argv)
+{
+	size_t ncmd;
+
+	if ((a->spec.node[0] != '\0') + (a->spec.n_labels > 0) +
+		    a->spec.all > 1) {
+		fprintf(stderr, "noded %s: --node, --label and --all exclude "
+			"each other\n", cmd);
+		return -EINVAL;
+	}
+	if (a->spec.all && a->spec.wait_for_node) {
+		fprintf(stderr, "noded %s: --wait-for-node does not apply to "
+			"--all (a fan-out runs on the nodes alive now)\n", cmd);
+		return -EINVAL;
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "noded %s: no command given\n", cmd);
+		return -ENOENT;
+	}
+	ncmd = (size_t)(argc - optind);
+	if (shell) {
+		a->shell = join_words(argv + optind, ncmd);
+		if (!a->shell)
+			return -ENOMEM;
+		if (!a->shell[strspn(a->shell, " \t\n")]) {
+			fprintf(stderr, "noded %s: the shell command is "
+				"empty\n", cmd);
+			return -EINVAL;
+		}
+		a->spec.shell = a->shell;
+	} else {
+		if (!argv[optind][0]) {
+			fprintf(stderr, "noded %s: the command name is "
+				"empty\n", cmd);
+			return -EINVAL;
+		}
+		a->spec.argv = argv + optind;
+		a->spec.n_argv = ncmd;
+	}
+	return 0;
+}
+
+/* The options of run and submit (nd_cli_task_args_parse). */
+static const struct option task_opts[] = {
+	{ "master", required_argument, NULL, 'm' },
+	{ "node", required_argument, NULL, 'n' },
+	{ "label", required_argument, NULL, 'l' },
+	{ "all", no_argument, NULL, 'a' },
+	{ "timeout", required_argument, NULL, 't' },
+	{ "env", required_argument, NULL, 'e' },
+	{ "cwd", required_argument, NULL, 'c' },
+	{ "shell", no_argument, NULL, 's' },
+	{ "retries", required_argument, NULL, 'r' },
+	{ "output-cap", required_argument, NULL, 'o' },
+	{ "wait-for-node", no_argument, NULL, 'W' },
+	{ "token-file", required_argument, NULL, 'T' },
+	{ "help", no_argument, NULL, 'h' },
+	{ 0 },
+};
+
 bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 			    char **argv, int *status)
 {
-	static const struct option opts[] = {
-		{ "master", required_argument, NULL, 'm' },
-		{ "node", required_argument, NULL, 'n' },
-		{ "label", required_argument, NULL, 'l' },
-		{ "all", no_argument, NULL, 'a' },
-		{ "timeout", required_argument, NULL, 't' },
-		{ "env", required_argument, NULL, 'e' },
-		{ "cwd", required_argument, NULL, 'c' },
-		{ "shell", no_argument, NULL, 's' },
-		{ "retries", required_argument, NULL, 'r' },
-		{ "output-cap", required_argument, NULL, 'o' },
-		{ "wait-for-node", no_argument, NULL, 'W' },
-		{ "token-file", required_argument, NULL, 'T' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
 	const char *cmd = argc > 0 && argv[0] ? argv[0] : "run";
-	const char *seen[sizeof(opts) / sizeof(opts[0])] = { 0 };
+	const char *seen[sizeof(task_opts) / sizeof(task_opts[0])] = { 0 };
 	char name[64], *saved0 = argc > 0 ? argv[0] : NULL;
 	bool shell = false;
-	size_t ncmd;
 	uint64_t v;
 	int o, r, li;
 
@@ -292,10 +342,11 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 	optind = 0;	/* full reset: callers (and tests) parse again */
 	/* "+": the command starts at the first non-option word, so
 	 * `noded run ls -l` does not take -l for itself. */
-	while ((li = -1, o = getopt_long(argc, argv, "+h", opts, &li)) != -1) {
+	while ((li = -1,
+		o = getopt_long(argc, argv, "+h", task_opts, &li)) != -1) {
 		/* --label and --env repeat; ADD_KV checks their keys */
 		if (o != 'l' && o != 'e' &&
-		    !nd_cli_once(cmd, opts, seen, li, optarg))
+		    !nd_cli_once(cmd, task_opts, seen, li, optarg))
 			goto err_usage;
 		switch (o) {
 		case 'm':
@@ -370,41 +421,13 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 			goto err_usage_hint;
 		}
 	}
-	if ((a->spec.node[0] != '\0') + (a->spec.n_labels > 0) +
-		    a->spec.all > 1) {
-		fprintf(stderr, "noded %s: --node, --label and --all exclude "
-			"each other\n", cmd);
-		goto err_usage;
-	}
-	if (a->spec.all && a->spec.wait_for_node) {
-		fprintf(stderr, "noded %s: --wait-for-node does not apply to "
-			"--all (a fan-out runs on the nodes alive now)\n", cmd);
-		goto err_usage;
-	}
-	if (optind >= argc) {
-		fprintf(stderr, "noded %s: no command given\n", cmd);
+	r = task_words(a, cmd, shell, argc, argv);
+	if (r == -ENOMEM)
+		goto err_nomem;
+	if (r == -ENOENT)
 		goto err_usage_hint;
-	}
-	ncmd = (size_t)(argc - optind);
-	if (shell) {
-		a->shell = join_words(argv + optind, ncmd);
-		if (!a->shell)
-			goto err_nomem;
-		if (!a->shell[strspn(a->shell, " \t\n")]) {
-			fprintf(stderr, "noded %s: the shell command is "
-				"empty\n", cmd);
-			goto err_usage;
-		}
-		a->spec.shell = a->shell;
-	} else {
-		if (!argv[optind][0]) {
-			fprintf(stderr, "noded %s: the command name is "
-				"empty\n", cmd);
-			goto err_usage;
-		}
-		a->spec.argv = argv + optind;
-		a->spec.n_argv = ncmd;
-	}
+	if (r)
+		goto err_usage;
 	if (argc > 0)
 		argv[0] = saved0;
 	return true;

@@ -84,49 +84,52 @@ static bool http_on_loopback(const char *addr)
 	return false;
 }
 
-int nd_cli_master(int argc, char **argv)
+/* The master's options (nd_cli_master). */
+struct master_args {
+	struct nd_cli_serve m;
+	bool idle_set, http_insecure;
+	const char *token_file, *data_dir;
+};
+
+static const struct option opts[] = {
+	{ "listen", required_argument, NULL, 'l' },
+	{ "shards", required_argument, NULL, 's' },
+	{ "name", required_argument, NULL, 'n' },
+	{ "max-frame", required_argument, NULL, 'F' },
+	{ "max-conns", required_argument, NULL, 'C' },
+	{ "idle-timeout", required_argument, NULL, 'I' },
+	{ "max-output", required_argument, NULL, 'O' },
+	{ "stall-timeout", required_argument, NULL, 'S' },
+	{ "heartbeat-timeout", required_argument, NULL, 'H' },
+	{ "lease", required_argument, NULL, 'L' },
+	ND_CLI_RETENTION_OPTIONS,
+	ND_CLI_LOG_OPTIONS,
+	{ "token-file", required_argument, NULL, 't' },
+	{ "http", required_argument, NULL, 'T' },
+	{ "max-queue", required_argument, NULL, 'Q' },
+	{ "http-max-body", required_argument, NULL, 'B' },
+	{ "http-insecure-token", no_argument, NULL, 'X' },
+	{ "data-dir", required_argument, NULL, 'D' },
+	{ "input-budget", required_argument, NULL, 'b' },
+	{ "handshake-timeout", required_argument, NULL, 'W' },
+	{ "help", no_argument, NULL, 'h' },
+	{ 0 },
+};
+
+/* Reads and checks argv into a: -1 to go on, else the exit status (usage
+ * shown, or the error said). */
+static int parse_args(int argc, char **argv, struct master_args *a)
 {
-	static const struct option opts[] = {
-		{ "listen", required_argument, NULL, 'l' },
-		{ "shards", required_argument, NULL, 's' },
-		{ "name", required_argument, NULL, 'n' },
-		{ "max-frame", required_argument, NULL, 'F' },
-		{ "max-conns", required_argument, NULL, 'C' },
-		{ "idle-timeout", required_argument, NULL, 'I' },
-		{ "max-output", required_argument, NULL, 'O' },
-		{ "stall-timeout", required_argument, NULL, 'S' },
-		{ "heartbeat-timeout", required_argument, NULL, 'H' },
-		{ "lease", required_argument, NULL, 'L' },
-		ND_CLI_RETENTION_OPTIONS,
-		ND_CLI_LOG_OPTIONS,
-		{ "token-file", required_argument, NULL, 't' },
-		{ "http", required_argument, NULL, 'T' },
-		{ "max-queue", required_argument, NULL, 'Q' },
-		{ "http-max-body", required_argument, NULL, 'B' },
-		{ "http-insecure-token", no_argument, NULL, 'X' },
-		{ "data-dir", required_argument, NULL, 'D' },
-		{ "input-budget", required_argument, NULL, 'b' },
-		{ "handshake-timeout", required_argument, NULL, 'W' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-	struct nd_cli_serve m = { 0 };
-	struct nd_server srv;
-	char addr[80];
-	uint64_t v;
-	bool idle_set = false, http_insecure = false, ok;
-	const char *token_file = NULL, *data_dir = NULL;
-	struct nd_task_ids ids;
-	char http_addr[80], err[512];
-	uint8_t *token = NULL;
 	const char *seen[sizeof(opts) / sizeof(opts[0])] = { 0 };
-	int o, li, ret;
+	uint64_t v;
+	bool ok;
+	int o, li;
 
 	optind = 1;
 	while ((li = -1, o = getopt_long(argc, argv, "h", opts, &li)) != -1) {
 		if (!nd_cli_once("master", opts, seen, li, optarg))
 			return 2;
-		if (nd_cli_retention_opt(o, optarg, &m.svc, &ok) ||
+		if (nd_cli_retention_opt(o, optarg, &a->m.svc, &ok) ||
 		    nd_cli_log_opt(o, optarg, &ok)) {
 			if (!ok)
 				return 2;
@@ -134,7 +137,7 @@ int nd_cli_master(int argc, char **argv)
 		}
 		switch (o) {
 		case 'l':
-			m.cfg.listen = optarg;
+			a->m.cfg.listen = optarg;
 			break;
 		case 'n':
 			if (!*optarg || strlen(optarg) > ND_NAME_MAX) {
@@ -142,68 +145,68 @@ int nd_cli_master(int argc, char **argv)
 					"bytes\n", ND_NAME_MAX);
 				return 2;
 			}
-			m.cfg.name = optarg;
+			a->m.cfg.name = optarg;
 			break;
 		case 's':
 			if (!nd_cli_uint("--shards", optarg, 1, 256, &v))
 				return 2;
-			m.cfg.shards = (unsigned)v;
+			a->m.cfg.shards = (unsigned)v;
 			break;
 		case 'F':
 			if (!nd_cli_uint("--max-frame", optarg, 64, 1u << 30, &v))
 				return 2;
-			m.cfg.max_frame = (uint32_t)v;
+			a->m.cfg.max_frame = (uint32_t)v;
 			break;
 		case 'C':
 			if (!nd_cli_uint("--max-conns", optarg, 1, 1u << 20, &v))
 				return 2;
-			m.cfg.max_conns = (uint32_t)v;
+			a->m.cfg.max_conns = (uint32_t)v;
 			break;
 		case 'I':
 			if (!nd_cli_uint("--idle-timeout", optarg, 0, 86400, &v))
 				return 2;
-			m.cfg.idle_timeout_ms = (uint32_t)v * 1000;
-			idle_set = true;
+			a->m.cfg.idle_timeout_ms = (uint32_t)v * 1000;
+			a->idle_set = true;
 			break;
 		case 'O':
 			if (!nd_cli_uint("--max-output", optarg, 4096, 1u << 30, &v))
 				return 2;
-			m.cfg.max_output = v;
+			a->m.cfg.max_output = v;
 			break;
 		case 'S':
 			if (!nd_cli_uint("--stall-timeout", optarg, 1, 86400, &v))
 				return 2;
-			m.cfg.stall_timeout_ms = (uint32_t)v * 1000;
+			a->m.cfg.stall_timeout_ms = (uint32_t)v * 1000;
 			break;
 		case 'H':
 			if (!nd_cli_uint("--heartbeat-timeout", optarg, 1, 3600, &v))
 				return 2;
-			m.svc.heartbeat_timeout_ms = (uint32_t)v * 1000;
+			a->m.svc.heartbeat_timeout_ms = (uint32_t)v * 1000;
 			break;
 		case 'L':
 			if (!nd_cli_uint("--lease", optarg, 4, 86400, &v))
 				return 2;
-			m.svc.lease_ms = (uint32_t)v * 1000;
+			a->m.svc.lease_ms = (uint32_t)v * 1000;
 			break;
 		case 't':
-			token_file = optarg;
+			a->token_file = optarg;
 			break;
 		case 'T':
-			m.http = optarg;
+			a->m.http = optarg;
 			break;
 		case 'Q':
 			if (!nd_cli_uint("--max-queue", optarg, 1, 100000000, &v))
 				return 2;
-			m.svc.max_queue = v;
+			a->m.svc.max_queue = v;
 			break;
 		case 'X':
-			http_insecure = true;
+			a->http_insecure = true;
 			break;
 		case 'B':
 			if (!nd_cli_uint("--http-max-body", optarg, 1, 1u << 30,
 					 &v))
 				return 2;
-			m.cfg.http_max_body = v;
+			a->m.cfg.http_max_body = v;
 			break;
 		case 'D':
 			if (!*optarg) {
@@ -211,19 +214,19 @@ int nd_cli_master(int argc, char **argv)
 					"directory\n");
 				return 2;
 			}
-			data_dir = optarg;
+			a->data_dir = optarg;
 			break;
 		case 'b':
 			if (!nd_cli_uint("--input-budget", optarg, 4096,
 					 1ull << 40, &v))
 				return 2;
-			m.cfg.input_budget = v;
+			a->m.cfg.input_budget = v;
 			break;
 		case 'W':
 			if (!nd_cli_uint("--handshake-timeout", optarg, 1, 3600,
 					 &v))
 				return 2;
-			m.cfg.handshake_timeout_ms = (uint32_t)v * 1000;
+			a->m.cfg.handshake_timeout_ms = (uint32_t)v * 1000;
 			break;
 		case 'h':
 			usage(stdout);
@@ -238,42 +241,59 @@ int nd_cli_master(int argc, char **argv)
 			argv[optind]);
 		return 2;
 	}
-	if (!nd_cli_retention_check(&m.svc))
+	if (!nd_cli_retention_check(&a->m.svc))
 		return 2;
-	if (m.cfg.input_budget && m.cfg.input_budget <
-	    (uint64_t)(m.cfg.max_frame ? m.cfg.max_frame : 16u << 20) + 4) {
+	if (a->m.cfg.input_budget && a->m.cfg.input_budget <
+	    (uint64_t)(a->m.cfg.max_frame ? a->m.cfg.max_frame : 16u << 20) +
+	    4) {
 		fprintf(stderr, "noded: --input-budget %llu is under "
 			"--max-frame: a frame of the largest size could never "
 			"be received; raise --input-budget or lower "
-			"--max-frame\n", (unsigned long long)m.cfg.input_budget);
+			"--max-frame\n",
+			(unsigned long long)a->m.cfg.input_budget);
 		return 2;
 	}
-	if (m.svc.lease_ms &&
-	    m.svc.lease_ms < (m.svc.heartbeat_timeout_ms ?
-			      m.svc.heartbeat_timeout_ms : 3000)) {
+	if (a->m.svc.lease_ms &&
+	    a->m.svc.lease_ms < (a->m.svc.heartbeat_timeout_ms ?
+			      a->m.svc.heartbeat_timeout_ms : 3000)) {
 		fprintf(stderr, "noded: --lease must be at least "
 			"--heartbeat-timeout: workers would kill tasks of a "
 			"node the master still counts alive\n");
 		return 2;
 	}
-	if (!idle_set)
-		m.cfg.idle_timeout_ms = 60000;
-	if (m.http && !http_insecure && !http_on_loopback(m.http))
+	return -1;
+}
+
+int nd_cli_master(int argc, char **argv)
+{
+	struct master_args a = { 0 };
+	struct nd_server srv;
+	char addr[80];
+	struct nd_task_ids ids;
+	char http_addr[80], err[512];
+	uint8_t *token = NULL;
+	int ret = parse_args(argc, argv, &a);
+
+	if (ret >= 0)
+		return ret;
+	if (!a.idle_set)
+		a.m.cfg.idle_timeout_ms = 60000;
+	if (a.m.http && !a.http_insecure && !http_on_loopback(a.m.http))
 		return 2;
-	if (token_file &&
-	    nd_auth_read_token(token_file, &token, &m.cfg.token_len))
+	if (a.token_file &&
+	    nd_auth_read_token(a.token_file, &token, &a.m.cfg.token_len))
 		return 2;
-	m.cfg.token = token;
+	a.m.cfg.token = token;
 	/* Before anything serves: a master that cannot keep its id mark
 	 * could hand out ids it gave before, so it does not start. */
-	if (nd_task_ids_open(&ids, data_dir, err, sizeof(err))) {
+	if (nd_task_ids_open(&ids, a.data_dir, err, sizeof(err))) {
 		fprintf(stderr, "noded: %s\n", err);
 		ND_LOG(ND_LOG_ERROR, "master.failed", ND_S("err", err));
 		free(token);
 		return 1;
 	}
-	m.svc.ids = &ids;
-	ret = nd_cli_serve_init(&srv, &m, addr, sizeof(addr), http_addr,
+	a.m.svc.ids = &ids;
+	ret = nd_cli_serve_init(&srv, &a.m, addr, sizeof(addr), http_addr,
 				sizeof(http_addr));
 	if (ret)
 		goto close_ids;
@@ -281,7 +301,7 @@ int nd_cli_master(int argc, char **argv)
 	ND_LOG(ND_LOG_INFO, "master.started", ND_S("name", srv.cfg.name),
 	       ND_S("listen", addr), ND_S("http", http_addr),
 	       ND_U("shards", srv.cfg.shards),
-	       ND_S("data_dir", data_dir ? data_dir : ""),
+	       ND_S("data_dir", a.data_dir ? a.data_dir : ""),
 	       ND_U("first_task_id", ids.first));
 	ret = nd_server_run(&srv) ? 1 : 0;
 	nd_server_close(&srv);

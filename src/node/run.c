@@ -1,4 +1,5 @@
-/* The worker's task runner: see run.h. */
+/* The worker's task runner: see run.h. The exec helpers themselves, their
+ * sockets and processes, are exec/pool.c's. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -6,18 +7,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/log.h"
 #include "core/u64map.h"
 #include "exec/exec.h"
+#include "exec/pool.h"
 #include "node/run.h"
-#include "rpc/peer.h"
+#include "client/peer.h"
 
 #define CHUNK (64 * 1024)
-#define EVENT_MAX (16 * 1024)
 /* Ended tasks whose (id, attempt) is remembered after the master took their
  * end. A master sends each (id, attempt) once, so this is a safety margin,
  * not what the rule rests on; it bounds the memory (16 B or so a task). */
@@ -30,21 +29,6 @@
 
 struct nd_runner;
 struct rtask;
-
-struct helper {
-	struct nd_runner *r;
-	int fd;
-	pid_t pid;
-	bool armed;                   /* a RECVMSG is in flight */
-	bool dead;
-	struct nd_op op;
-	struct msghdr msg;
-	struct iovec iov;
-	/* aligned as a cmsghdr without embedding one: its flexible array
-	 * member would sit mid-struct (a GNU extension clang refuses) */
-	_Alignas(struct cmsghdr) char ctl[CMSG_SPACE(2 * sizeof(int))];
-	uint8_t buf[EVENT_MAX];
-};
 
 struct pipe_rd {
 	struct pipe_rd *next_free;    /* in nd_runner.free_pipes */
@@ -71,7 +55,7 @@ struct rtask {
 	bool leased;                  /* its helper enforces a lease */
 	bool stopping;                /* killed because the worker stops */
 	struct rtask *next_orphan;
-	struct helper *h;
+	unsigned h;                   /* its helper (pool.h) */
 	pid_t pid;
 	uint64_t start_unix_ms;
 	bool started, started_acked, started_sent;
@@ -85,20 +69,11 @@ struct rtask {
 	struct pipe_rd *p[2];
 };
 
-struct sendop {
-	struct nd_op op;
-	struct nd_runner *r;
-	uint64_t key;                 /* looked up again: it may be gone */
-	size_t len;
-	uint8_t data[];
-};
-
 struct nd_runner {
 	struct nd_shard *s;
 	struct nd_conn **conn;
-	const char *exe;
-	struct helper **h;
-	unsigned nh, next_h, slots;
+	struct nd_pool *pool;         /* the exec helpers */
+	unsigned next_h, slots;
 	struct nd_u64map tasks;       /* key -> rtask, orphans included */
 	struct nd_u64map by_id;       /* task id -> rtask, of this master
 				       * instance, until its end is taken */
@@ -110,7 +85,7 @@ struct nd_runner {
 	uint64_t next_key;
 	uint64_t instance;            /* the master's, 0 until registered */
 	uint64_t accepted;            /* tasks accepted, for the stats */
-	unsigned inflight;            /* io_uring ops not completed */
+	unsigned inflight;            /* pipe reads not completed */
 	bool draining;
 	bool stopping;                /* nd_runner_stop_all: run nothing new */
 	struct pipe_rd *free_pipes;   /* reused: no zeroing, no page faults */
@@ -383,9 +358,6 @@ static void arm_read(struct pipe_rd *p)
 
 /* ---- helper events ---- */
 
-static void arm_helper(struct helper *h);
-static int helper_start(struct nd_runner *r, struct helper *h);
-
 /* An end the helper could not report (it died): build it ourselves. */
 static void fake_exit_as(struct rtask *t, const char *reason,
 			 bool lease_expired, bool stopping)
@@ -412,9 +384,10 @@ static void fake_exit(struct rtask *t, const char *reason)
 	fake_exit_as(t, reason, false, false);
 }
 
-static void on_started(struct nd_runner *r, const Noded__ExecStarted *st,
+static void on_started(void *arg, const Noded__ExecStarted *st,
 		       const int *fds)
 {
+	struct nd_runner *r = arg;
 	struct rtask *t = nd_u64map_get(&r->tasks, st->task_id);
 
 	if (!t) { /* not ours any more */
@@ -445,8 +418,9 @@ static void on_started(struct nd_runner *r, const Noded__ExecStarted *st,
 	 * two wake-ups) per short task. */
 }
 
-static void on_exited(struct nd_runner *r, const Noded__ExecExited *x)
+static void on_exited(void *arg, const Noded__ExecExited *x)
 {
+	struct nd_runner *r = arg;
 	struct rtask *t = nd_u64map_get(&r->tasks, x->task_id);
 	Noded__ExecExited ours;
 	size_t len;
@@ -471,13 +445,11 @@ static void on_exited(struct nd_runner *r, const Noded__ExecExited *x)
 	send_finished(t);
 }
 
-/* The helper went away: its tasks end as failed, a new one takes over. */
-static void helper_died(struct helper *h)
+/* Helper h died (pool.h): its tasks end as failed. */
+static void on_helper_died(void *arg, unsigned h)
 {
-	struct nd_runner *r = h->r;
+	struct nd_runner *r = arg;
 
-	ND_LOG(ND_LOG_ERROR, "helper.died", ND_I("pid", h->pid),
-	       ND_S("msg", "exec helper died; its tasks fail; replacing it"));
 	for (size_t i = 0; i < r->tasks.cap; i++) {
 		struct rtask *t = r->tasks.keys[i] ? r->tasks.vals[i] : NULL;
 
@@ -488,155 +460,34 @@ static void helper_died(struct helper *h)
 		fake_exit(t, "the exec helper died");
 		send_finished(t);
 	}
-	close(h->fd);
-	waitpid(h->pid, NULL, WNOHANG);
-	h->fd = -1;
-	h->dead = true;
-	if (!r->draining && helper_start(r, h) == 0)
-		arm_helper(h);
 }
 
-static void on_helper(struct nd_shard *s, struct nd_op *op,
-		      struct io_uring_cqe *cqe)
+static void on_unsent(void *arg, uint64_t key)
 {
-	struct helper *h = nd_container_of(op, struct helper, op);
-	struct nd_runner *r = h->r;
-	int fds[2] = { -1, -1 }, nfds = 0;
-	Noded__ExecEvent *ev;
-	struct cmsghdr *c;
+	struct nd_runner *r = arg;
+	struct rtask *t = nd_u64map_get(&r->tasks, key);
 
-	(void)s;
-	h->armed = false;
-	r->inflight--;
-	if (cqe->res <= 0) {
-		if (r->draining) {
-			close(h->fd);
-			h->fd = -1;
-			h->dead = true;
-		} else {
-			helper_died(h);
-		}
-		return;
-	}
-	for (c = CMSG_FIRSTHDR(&h->msg); c; c = CMSG_NXTHDR(&h->msg, c)) {
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-			nfds = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-			if (nfds > 2)
-				nfds = 2;
-			memcpy(fds, CMSG_DATA(c), (size_t)nfds * sizeof(int));
-		}
-	}
-	ev = nd_exec_decode_event(h->buf, (size_t)cqe->res, nfds);
-	if (ev && ev->body_case == NODED__EXEC_EVENT__BODY_STARTED) {
-		on_started(r, ev->started, fds);
-	} else {
-		for (int i = 0; i < nfds; i++)
-			close(fds[i]);
-		if (ev)
-			on_exited(r, ev->exited);
-		else
-			ND_LOG(ND_LOG_ERROR, "helper.bad_event",
-			       ND_I("pid", h->pid),
-			       ND_S("msg", "undecodable event from an exec "
-				    "helper"));
-	}
-	if (ev)
-		noded__exec_event__free_unpacked(ev, NULL);
-	if (!r->draining)
-		arm_helper(h);
-}
-
-static void arm_helper(struct helper *h)
-{
-	struct io_uring_sqe *sqe = nd_shard_sqe(h->r->s);
-
-	memset(&h->msg, 0, sizeof(h->msg));
-	h->iov.iov_base = h->buf;
-	h->iov.iov_len = sizeof(h->buf);
-	h->msg.msg_iov = &h->iov;
-	h->msg.msg_iovlen = 1;
-	h->msg.msg_control = h->ctl;
-	h->msg.msg_controllen = sizeof(h->ctl);
-	io_uring_prep_recvmsg(sqe, h->fd, &h->msg, MSG_CMSG_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, ND_UD(&h->op, ND_TAG_OP));
-	h->armed = true;
-	h->r->inflight++;
-}
-
-static int helper_start(struct nd_runner *r, struct helper *h)
-{
-	int ret = nd_exec_helper_spawn(r->exe, &h->fd, &h->pid);
-
-	if (ret) {
-		ND_LOG(ND_LOG_ERROR, "helper.spawn_failed",
-		       ND_S("err", strerror(-ret)),
-		       ND_S("msg", "cannot start an exec helper"));
-		return ret;
-	}
-	h->dead = false;
-	h->op.cb = on_helper;
-	return 0;
-}
-
-/* ---- requests to helpers ---- */
-
-static void on_sent(struct nd_shard *s, struct nd_op *op,
-		    struct io_uring_cqe *cqe)
-{
-	struct sendop *so = nd_container_of(op, struct sendop, op);
-	struct rtask *t = nd_u64map_get(&so->r->tasks, so->key);
-
-	(void)s;
-	so->r->inflight--;
-	if (cqe->res < 0 && t && !t->exited) {
+	if (t && !t->exited) {
 		fake_exit(t, "could not reach the exec helper");
 		send_finished(t);
 	}
-	free(so);
 }
 
-/* A request for helper h that concerns no one task (key 0 is none's). */
-static void send_helper(struct nd_runner *r, struct helper *h,
-			const Noded__ExecRequest *req)
-{
-	size_t len = noded__exec_request__get_packed_size(req);
-	struct sendop *so = malloc(sizeof(*so) + len);
-	struct io_uring_sqe *sqe;
+static const struct nd_pool_ops pool_ops = {
+	.started = on_started,
+	.exited = on_exited,
+	.died = on_helper_died,
+	.unsent = on_unsent,
+};
 
-	if (!so || nd_exec_encode_request(req, so->data, len) < 0) {
-		free(so);
-		return;
-	}
-	so->op.cb = on_sent;
-	so->r = r;
-	so->key = 0;
-	so->len = len;
-	sqe = nd_shard_sqe(r->s);
-	io_uring_prep_send(sqe, h->fd, so->data, len, 0);
-	io_uring_sqe_set_data64(sqe, ND_UD(&so->op, ND_TAG_OP));
-	r->inflight++;
-}
+/* ---- requests to helpers ---- */
 
 static void send_request(struct rtask *t, const Noded__ExecRequest *req)
 {
-	size_t len = noded__exec_request__get_packed_size(req);
-	struct sendop *so = malloc(sizeof(*so) + len);
-	struct io_uring_sqe *sqe;
-
-	if (!so || nd_exec_encode_request(req, so->data, len) < 0) {
-		free(so);
+	if (nd_pool_send(t->r->pool, t->h, t->key, req) < 0) {
 		fake_exit(t, "request too large for the exec helper");
 		send_finished(t);
-		return;
 	}
-	so->op.cb = on_sent;
-	so->r = t->r;
-	so->key = t->key;
-	so->len = len;
-	sqe = nd_shard_sqe(t->r->s);
-	io_uring_prep_send(sqe, t->h->fd, so->data, len, 0);
-	io_uring_sqe_set_data64(sqe, ND_UD(&so->op, ND_TAG_OP));
-	t->r->inflight++;
 }
 
 /* ---- the interface ---- */
@@ -711,8 +562,7 @@ void nd_runner_lease(struct nd_runner *r, int64_t deadline)
 	req.body_case = NODED__EXEC_REQUEST__BODY_LEASE;
 	req.lease = &l;
 	/* one datagram per helper that runs a leased attempt */
-	for (unsigned i = 0; i < r->nh; i++) {
-		struct helper *h = r->h[i];
+	for (unsigned h = 0; h < nd_pool_size(r->pool); h++) {
 		bool any = false;
 
 		for (size_t k = 0; !any && k < r->tasks.cap; k++) {
@@ -722,8 +572,8 @@ void nd_runner_lease(struct nd_runner *r, int64_t deadline)
 			any = t && t->h == h && t->leased && !t->exited &&
 			      !t->orphan;
 		}
-		if (any && !h->dead)
-			send_helper(r, h, &req);
+		if (any && !nd_pool_dead(r->pool, h))
+			nd_pool_send(r->pool, h, 0, &req);
 	}
 }
 
@@ -750,7 +600,7 @@ void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a,
 	t->key = ++r->next_key;
 	t->id = a->task_id;
 	t->attempt = a->attempt;
-	t->h = r->h[r->next_h++ % r->nh];
+	t->h = r->next_h++ % nd_pool_size(r->pool);
 	if (nd_u64map_put(&r->tasks, t->key, t) ||
 	    nd_u64map_put(&r->by_id, t->id, t)) {
 		nd_u64map_del(&r->tasks, t->key);
@@ -769,7 +619,7 @@ void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a,
 		send_finished(t);
 		return;
 	}
-	if (t->h->dead) {
+	if (nd_pool_dead(r->pool, t->h)) {
 		fake_exit(t, "no exec helper");
 		send_finished(t);
 		return;
@@ -816,7 +666,7 @@ static void stop(struct rtask *t)
 	Noded__ExecRequest req = NODED__EXEC_REQUEST__INIT;
 	Noded__ExecKill k = NODED__EXEC_KILL__INIT;
 
-	if (t->exited || t->h->dead)
+	if (t->exited || nd_pool_dead(t->r->pool, t->h))
 		return;
 	k.task_id = t->key;
 	req.body_case = NODED__EXEC_REQUEST__BODY_KILL;
@@ -1024,15 +874,13 @@ size_t nd_runner_running(const struct nd_runner *r, uint64_t *ids,
 
 bool nd_runner_drain(struct nd_runner *r)
 {
-	if (!r->draining) {
-		r->draining = true;
-		/* EOF on its socket makes a helper SIGKILL every process
-		 * group it runs and exit; the pipes then reach EOF. */
-		for (unsigned i = 0; i < r->nh; i++)
-			if (r->h[i]->fd >= 0)
-				shutdown(r->h[i]->fd, SHUT_RDWR);
-	}
-	return r->inflight > 0;
+	bool pool_busy;
+
+	r->draining = true;
+	/* EOF on its socket makes a helper SIGKILL every process group it
+	 * runs and exit; the pipes then reach EOF. */
+	pool_busy = nd_pool_drain(r->pool);
+	return r->inflight > 0 || pool_busy;
 }
 
 int nd_runner_new(struct nd_runner **out, unsigned nhelpers, unsigned slots,
@@ -1043,22 +891,10 @@ int nd_runner_new(struct nd_runner **out, unsigned nhelpers, unsigned slots,
 
 	if (!r)
 		return -ENOMEM;
-	r->exe = exe;
 	r->slots = slots;
-	r->nh = nhelpers ? nhelpers : 1;
-	r->h = calloc(r->nh, sizeof(*r->h));
-	if (!r->h)
+	ret = nd_pool_new(&r->pool, nhelpers, exe, &pool_ops, r);
+	if (ret)
 		goto err;
-	for (unsigned i = 0; i < r->nh; i++) {
-		r->h[i] = calloc(1, sizeof(**r->h));
-		if (!r->h[i])
-			goto err;
-		r->h[i]->r = r;
-		r->h[i]->fd = -1;
-		ret = helper_start(r, r->h[i]);
-		if (ret)
-			goto err;
-	}
 	*out = r;
 	return 0;
 err:
@@ -1071,8 +907,7 @@ void nd_runner_start(struct nd_runner *r, struct nd_shard *s,
 {
 	r->s = s;
 	r->conn = conn;
-	for (unsigned i = 0; i < r->nh; i++)
-		arm_helper(r->h[i]);
+	nd_pool_start(r->pool, s);
 }
 
 void nd_runner_free(struct nd_runner *r)
@@ -1101,15 +936,6 @@ void nd_runner_free(struct nd_runner *r)
 		r->free_pipes = p->next_free;
 		free(p);
 	}
-	for (unsigned i = 0; r->h && i < r->nh; i++) {
-		if (!r->h[i])
-			continue;
-		if (r->h[i]->fd >= 0)
-			close(r->h[i]->fd); /* EOF: the helper cleans up, exits */
-		if (r->h[i]->pid > 0)
-			waitpid(r->h[i]->pid, NULL, 0);
-		free(r->h[i]);
-	}
-	free(r->h);
+	nd_pool_free(r->pool);
 	free(r);
 }

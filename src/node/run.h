@@ -2,8 +2,9 @@
  * The worker's task runner: runs assigned tasks through the exec helper pool
  * and reports them to the master, all on the worker's shard with io_uring.
  *
- * - Spawn requests go to a helper over its SOCK_SEQPACKET socket (SEND);
- *   events come back with RECVMSG, the command's pipes attached.
+ * - Spawn requests go to a helper of the pool (exec/pool.h) over its
+ *   SOCK_SEQPACKET socket; events come back with the command's pipes
+ *   attached.
  * - Each pipe has one read in flight; a chunk read is sent as a TaskUpdate
  *   and the next read waits for the master's ack. A command that prints
  *   faster than the master takes it blocks on its pipe: memory stays at one

@@ -1,7 +1,9 @@
 /*
- * Internal to the node service (service.c: registry, tickets, pushes;
- * tasks.c: task table, scheduler, output, watchers). Everything here lives on
- * shard 0 and is touched only by its thread.
+ * Internal to the node service (service.c: tickets, pushes, life cycle;
+ * registry.c: nodes, liveness, worker streams; tasks.c: the task table;
+ * scheduler.c: waiting and placement; watch.c: watchers, kept output;
+ * out.c: reply frames). Everything here lives on shard 0 and is touched
+ * only by its thread.
  */
 #ifndef ND_NODE_SVC_H
 #define ND_NODE_SVC_H
@@ -42,7 +44,7 @@ struct node {
 	struct nd_list tasks;         /* those tasks (task.node_link) */
 	uint64_t last_hb_ms;          /* monotonic; moved on by the time the
 				       * master itself stalled (liveness) */
-	/* Fencing (svc_tick): the attempts of a node we no longer hear stay
+	/* Fencing (nd__svc_tick): the attempts of a node we no longer hear stay
 	 * on it until lease_hb_ms + lease + LEASE_MARGIN_MS, by when its
 	 * exec helpers have killed them; then they are LOST or retried. */
 	uint64_t lease_hb_ms;         /* monotonic, when its last heartbeat
@@ -100,7 +102,7 @@ struct cancel_wait {
 
 /*
  * Tasks waiting for the same target: one named node, or one set of labels
- * (tasks.c, "Scheduling"). Created with its first waiting task, freed with
+ * (scheduler.c). Created with its first waiting task, freed with
  * its last.
  */
 struct pclass {
@@ -184,6 +186,20 @@ struct nd_svc {
 /* FNV-1a of p[0..n) */
 uint64_t nd__hash(const void *p, size_t n);
 struct node *nd__node_find(struct nd_svc *svc, const char *name);
+/* Frees n and what it owns; n is not unlinked (the service ends). */
+void nd__node_free(struct node *n);
+/* The shard's service tick (registry.c): liveness of nodes, leases, then
+ * nd__tasks_tick and nd__tasks_trim. */
+void nd__svc_tick(struct nd_shard *s);
+struct nd_out;
+/* Registry methods (registry.c), run from a ticket t or a frame f: the
+ * reply goes to o. */
+void nd__node_report_status(struct nd_svc *svc, struct nd_ticket *t,
+			    const Noded__Frame *f, struct nd_out *o);
+void nd__node_leave(struct nd_svc *svc, struct nd_ticket *t,
+		    const Noded__Frame *f, struct nd_out *o);
+void nd__node_list(struct nd_svc *svc, const Noded__Frame *f,
+		   struct nd_out *o);
 
 /* Sends f (or encoded frames) to a connection on any shard; dropped if the
  * connection has gone. */
@@ -192,7 +208,8 @@ void nd__svc_push(struct nd_svc *svc, const struct nd_dest *to,
 void nd__svc_push_raw(struct nd_svc *svc, const struct nd_dest *to,
 		      const uint8_t *frames, size_t len);
 
-/* Methods (tasks.c): fill r (the reply) or return frames through out. */
+/* Methods (tasks.c, watch.c): fill r (the reply) or return frames through
+ * out. */
 struct nd_out {                   /* frames to queue on the requester */
 	struct nd_buf buf;
 	uint64_t hold_task;           /* nonzero: hold the reply (backpressure) */
@@ -208,7 +225,13 @@ void nd__tasks_conn_gone(struct nd_svc *svc, uint64_t serial);
 /* Evicts the oldest ended tasks beyond the history and the output budget.
  * Run between methods, never inside one (callers hold task pointers). */
 void nd__tasks_trim(struct nd_svc *svc);
+/* Frames into o (out.c); a frame that cannot be encoded (no memory) is
+ * dropped. */
 void nd__out_frame(struct nd_out *o, const Noded__Frame *f);
+/* A STREAM_END for the stream id. */
+void nd__out_end(struct nd_out *o, uint64_t id);
+/* An Ack REPLY to id. */
+void nd__out_ack(struct nd_out *o, uint64_t id);
 /* An Error body (code, formatted message) in a frame of the given kind. */
 void nd__out_error(struct nd_out *o, uint64_t id, Noded__FrameKind kind,
 		   Noded__ErrorCode code, const char *fmt, ...)
@@ -246,5 +269,66 @@ void nd__tasks_void(struct nd_svc *svc, struct node *n, const uint64_t *ids,
 void nd__tasks_free(struct nd_svc *svc);
 /* Task figures for /metrics. */
 void nd__tasks_metrics(struct nd_svc *svc, FILE *f);
+
+/* Has a task in state st ended? */
+static inline bool nd__task_ended(Noded__TaskState st)
+{
+	return st >= NODED__TASK_STATE__TASK_SUCCEEDED;
+}
+
+/* t's TaskSpec, unpacked into the shard's arena (NULL: no memory). */
+static inline Noded__TaskSpec *nd__task_spec(struct nd_svc *svc,
+					     const struct task *t)
+{
+	return noded__task_spec__unpack(&svc->s->arena.pc, t->spec_len,
+					t->spec);
+}
+
+/* The task table (tasks.c). */
+/* t's record as the API shows it; its strings may live in the arena. */
+void nd__task_record(struct nd_svc *svc, const struct task *t,
+		     Noded__TaskRecord *r);
+/* t's record in a frame (id, kind) into o. */
+void nd__task_frame_record(struct nd_svc *svc, const struct task *t,
+			   uint64_t id, Noded__FrameKind kind,
+			   struct nd_out *o);
+/* Ends t in state st (a no-op when it has ended): out of its queue and its
+ * node, watchers and cancels answered, kept in svc.done. */
+void nd__task_finish(struct nd_svc *svc, struct task *t, Noded__TaskState st,
+		     const char *reason);
+/* Task id, or NULL after answering NOT_FOUND (request req, kind) into o. */
+struct task *nd__task_find(struct nd_svc *svc, uint64_t id, uint64_t req,
+			   Noded__FrameKind kind, struct nd_out *o);
+
+/* Waiting and placement (scheduler.c). */
+/* Queues PENDING t (spec sp) behind its target's tasks; 0 or -ENOMEM. */
+int nd__task_enqueue(struct nd_svc *svc, struct task *t,
+		     const Noded__TaskSpec *sp);
+/* Takes t out of its queue (its class goes with its last task). */
+void nd__task_unqueue(struct nd_svc *svc, struct task *t);
+/* Why sp can never run here (written in buf), or NULL when some node could. */
+const char *nd__task_unplaceable(struct nd_svc *svc,
+				 const Noded__TaskSpec *sp, char *buf,
+				 size_t len);
+/* t's attempt on n is over without an ending of its own: queued again
+ * (true) while it has retries, else LOST with why. */
+bool nd__task_retry_or_lose(struct nd_svc *svc, struct task *t,
+			    struct node *n, const char *why);
+
+/* Watchers and kept output (watch.c). */
+/* Adds a watcher of t streaming to `to` (in run group g, or NULL); false:
+ * no memory. */
+bool nd__watcher_add(struct nd_svc *svc, struct task *t,
+		     const struct nd_dest *to, struct run_group *g);
+/* Unlinks and frees w; true when its stream is over (last of its group). */
+bool nd__watcher_drop(struct nd_svc *svc, struct watcher *w);
+/* t ended: each watcher gets its record and its stream's end. */
+void nd__watchers_end(struct nd_svc *svc, struct task *t);
+/* An output chunk of t, to its watchers. */
+void nd__watchers_output(struct nd_svc *svc, struct task *t,
+			 const Noded__OutputChunk *chunk);
+/* Keeps chunk c in t's output up to its cap; past it, marks truncated. */
+void nd__task_keep_output(struct nd_svc *svc, struct task *t,
+			  const Noded__OutputChunk *c);
 
 #endif

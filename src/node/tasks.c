@@ -1,31 +1,19 @@
 /*
- * The task engine of the node service (on shard 0): the task table, the
- * pending queue and scheduler, worker updates, kept output and watchers.
+ * The task table of the node service (on shard 0): tasks, their records,
+ * their methods (submit, get, list, cancel, update) and their retention.
+ * Placement is scheduler.c's, output and watchers watch.c's, frame helpers
+ * out.c's, nodes registry.c's.
  *
  * Life of a task: PENDING (queued here) -> ASSIGNED (pushed on its node's
  * AssignTask stream) -> RUNNING (the worker reported it started) -> exactly
  * one of SUCCEEDED, FAILED, TIMED_OUT, CANCELLED, LOST. A task whose node dies
  * is LOST, or PENDING again while it has retries left, but only once its
- * attempt's lease is over (service.c, svc_tick): by then the node's exec
- * helpers have killed it, so a retry never overlaps it. An attempt its
+ * attempt's lease is over (registry.c, nd__svc_tick): by then the node's
+ * exec helpers have killed it, so a retry never overlaps it. An attempt its
  * node ended (lease expired, worker stopping) is treated the same way when
  * its end is reported. Updates for a task that
  * already ended, or for another attempt, are acknowledged and ignored, so a
  * late worker can never give a task a second ending.
- *
- * Scheduling: FIFO; each task goes to the eligible node (ALIVE, registered
- * stream, matching target) with the lowest share of its slots in use. Tasks
- * any node may run wait in svc.pending_any: when its head finds no node
- * with a free slot, none behind it would, so a pass stops there and costs
- * O(nodes) per task placed, whatever the queue's length. Tasks for a named
- * node or for labels wait in a class per target (struct pclass: one node
- * name, or one set of labels), first in first out within it; a pass tries
- * each class's head, so one target's tasks never wait behind another's,
- * and a pass costs O(classes x nodes), whatever the queue's length (walking
- * every waiting task, as this once did, made 20,000 tasks for one label
- * take minutes of CPU). A task no node could ever run is refused at
- * submission, unless it asked to wait for one (wait_for_node): then it stays
- * PENDING until such a node joins.
  *
  * Retention: ended tasks are kept in the order they ended (svc.done). Between
  * methods, the oldest are evicted while more than --task-history of them are
@@ -35,18 +23,15 @@
  * (task_ids.h), so an id from this master's first to its next that is not in
  * the table was evicted, and the error says so.
  *
- * Watchers are linked from their task and from their connection (by serial
- * in svc.watching), so that a connection that closes drops its watchers at
- * once rather than when their tasks end.
- *
  * Cancel: a PENDING task ends CANCELLED at once; one on a worker is killed
  * there (TERM, grace, KILL) and ends when the worker reports it. The reply
  * to cancel_task waits for that end, so what the requester reads is the
  * state the cancel led to (CANCELLED, or whatever it reached first), not a
  * RUNNING of the moment before: it is a struct cancel_wait, answered from
- * finish(), or after CANCEL_WAIT_MS (a worker that cannot be reached) with
- * the record as it is, cancel_requested set. At most CANCEL_WAITS_MAX wait
- * per task; more are answered at once, so repeated cancels cost no memory.
+ * nd__task_finish(), or after CANCEL_WAIT_MS (a worker that cannot be
+ * reached) with the record as it is, cancel_requested set. At most
+ * CANCEL_WAITS_MAX wait per task; more are answered at once, so repeated
+ * cancels cost no memory.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -64,17 +49,6 @@
 /* Over the worker's TERM-to-KILL grace (2 s) and the report's way back. */
 #define CANCEL_WAIT_MS 5000
 #define CANCEL_WAITS_MAX 16
-
-static bool terminal(Noded__TaskState st)
-{
-	return st >= NODED__TASK_STATE__TASK_SUCCEEDED;
-}
-
-static Noded__TaskSpec *spec_of(struct nd_svc *svc, const struct task *t)
-{
-	return noded__task_spec__unpack(&svc->s->arena.pc, t->spec_len,
-					t->spec);
-}
 
 /* For a task queued for a named node that no worker holds now: what it
  * waits for, in the arena; else "". */
@@ -110,15 +84,15 @@ static char *wait_reason(struct nd_svc *svc, const struct task *t)
 }
 
 /* Fills r from t; strings point into t or the arena (valid this batch). */
-static void record(struct nd_svc *svc, const struct task *t,
-		   Noded__TaskRecord *r)
+void nd__task_record(struct nd_svc *svc, const struct task *t,
+		     Noded__TaskRecord *r)
 {
 	noded__task_record__init(r);
 	r->id = t->id;
 	r->job_id = t->job_id;
 	r->state = t->state;
 	r->node = t->node ? t->node : (t->target_node ? t->target_node : "");
-	r->spec = spec_of(svc, t);
+	r->spec = nd__task_spec(svc, t);
 	r->exit_code = t->exit_code;
 	r->signal = t->signal;
 	r->reason = t->reason ? t->reason : wait_reason(svc, t);
@@ -132,149 +106,21 @@ static void record(struct nd_svc *svc, const struct task *t,
 	r->output_bytes = t->produced;
 	r->truncated = t->truncated;
 	r->watchers = t->nwatchers;
-	r->cancel_requested = t->cancel_requested && !terminal(t->state);
+	r->cancel_requested = t->cancel_requested && !nd__task_ended(t->state);
 }
 
-static void frame_record(struct nd_svc *svc, const struct task *t,
-			 uint64_t id, Noded__FrameKind kind, struct nd_out *o)
+void nd__task_frame_record(struct nd_svc *svc, const struct task *t,
+			   uint64_t id, Noded__FrameKind kind, struct nd_out *o)
 {
 	Noded__Frame f = NODED__FRAME__INIT;
 	Noded__TaskRecord r;
 
-	record(svc, t, &r);
+	nd__task_record(svc, t, &r);
 	f.id = id;
 	f.kind = kind;
 	f.body_case = NODED__FRAME__BODY_TASK_RECORD;
 	f.task_record = &r;
 	nd__out_frame(o, &f);
-}
-
-void nd__out_error(struct nd_out *o, uint64_t id, Noded__FrameKind kind,
-		   Noded__ErrorCode code, const char *fmt, ...)
-{
-	Noded__Frame f = NODED__FRAME__INIT;
-	Noded__Error e = NODED__ERROR__INIT;
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	e.code = code;
-	e.message = msg;
-	f.id = id;
-	f.kind = kind;
-	f.body_case = NODED__FRAME__BODY_ERROR;
-	f.error = &e;
-	nd__out_frame(o, &f);
-	o->errors++;
-}
-
-static void frame_end(struct nd_out *o, uint64_t id)
-{
-	Noded__Frame f = NODED__FRAME__INIT;
-
-	f.id = id;
-	f.kind = NODED__FRAME_KIND__STREAM_END;
-	nd__out_frame(o, &f);
-}
-
-/* ---- watchers ---- */
-
-static bool add_watcher(struct nd_svc *svc, struct task *t,
-			const struct nd_dest *to, struct run_group *g)
-{
-	struct watcher *w = calloc(1, sizeof(*w));
-	struct nd_list *conn = nd_u64map_get(&svc->watching, to->serial);
-
-	if (!w)
-		return false;
-	if (!conn) {
-		conn = malloc(sizeof(*conn));
-		if (!conn || nd_u64map_put(&svc->watching, to->serial, conn)) {
-			free(conn);
-			free(w);
-			return false;
-		}
-		nd_list_init(conn);
-	}
-	w->task = t;
-	w->to = *to;
-	w->group = g;
-	nd_list_add_tail(&t->watchers, &w->task_link);
-	nd_list_add_tail(conn, &w->conn_link);
-	t->nwatchers++;
-	return true;
-}
-
-/*
- * Unlinks and frees w. Returns true when w was the last watcher of its run
- * group (or had none): its stream is over. The connection's list goes with
- * its last watcher.
- */
-static bool watcher_drop(struct nd_svc *svc, struct watcher *w)
-{
-	struct nd_list *conn = nd_u64map_get(&svc->watching, w->to.serial);
-	bool last = !w->group || --w->group->left == 0;
-
-	nd_list_del(&w->task_link);
-	nd_list_del(&w->conn_link);
-	w->task->nwatchers--;
-	if (conn && nd_list_empty(conn)) {
-		nd_u64map_del(&svc->watching, w->to.serial);
-		free(conn);
-	}
-	if (last)
-		free(w->group);
-	free(w);
-	return last;
-}
-
-/* The task ended: each watcher gets the record and the end of its stream. */
-static void watchers_end(struct nd_svc *svc, struct task *t)
-{
-	while (!nd_list_empty(&t->watchers)) {
-		struct watcher *w = nd_container_of(t->watchers.next,
-						    struct watcher, task_link);
-		struct nd_dest to = w->to;
-		struct nd_out o = { 0 };
-
-		frame_record(svc, t, to.stream_id,
-			     NODED__FRAME_KIND__STREAM_ITEM, &o);
-		/* A run's stream ends with the last of its tasks. */
-		if (watcher_drop(svc, w))
-			frame_end(&o, to.stream_id);
-		nd__svc_push_raw(svc, &to, o.buf.data, o.buf.len);
-		nd_buf_free(&o.buf);
-	}
-}
-
-static void watchers_output(struct nd_svc *svc, struct task *t,
-			    const Noded__OutputChunk *chunk)
-{
-	Noded__Frame f = NODED__FRAME__INIT;
-	struct nd_list *l;
-
-	f.kind = NODED__FRAME_KIND__STREAM_ITEM;
-	f.body_case = NODED__FRAME__BODY_OUTPUT;
-	f.output = (Noded__OutputChunk *)chunk;
-	for (l = t->watchers.next; l != &t->watchers; l = l->next) {
-		struct watcher *w = nd_container_of(l, struct watcher,
-						    task_link);
-
-		f.id = w->to.stream_id;
-		nd__svc_push(svc, &w->to, &f);
-	}
-}
-
-void nd__tasks_conn_gone(struct nd_svc *svc, uint64_t serial)
-{
-	struct nd_list *conn;
-
-	/* The last drop frees the list and takes it out of the map. */
-	while ((conn = nd_u64map_get(&svc->watching, serial)))
-		watcher_drop(svc, nd_container_of(conn->next, struct watcher,
-						  conn_link));
 }
 
 /* ---- cancel waits ---- */
@@ -287,8 +133,8 @@ static void cancel_wait_answer(struct nd_svc *svc, struct cancel_wait *w)
 	nd_list_del(&w->task_link);
 	nd_list_del(&w->svc_link);
 	w->task->ncancel_waits--;
-	frame_record(svc, w->task, w->to.stream_id, NODED__FRAME_KIND__REPLY,
-		     &o);
+	nd__task_frame_record(svc, w->task, w->to.stream_id,
+			      NODED__FRAME_KIND__REPLY, &o);
 	nd__svc_push_raw(svc, &w->to, o.buf.data, o.buf.len);
 	nd_buf_free(&o.buf);
 	free(w);
@@ -327,192 +173,13 @@ static void log_end(const struct task *t)
 	       ND_S("reason", t->reason));
 }
 
-/* ---- waiting classes ---- */
-
-static int label_cmp(const void *a, const void *b)
+void nd__task_finish(struct nd_svc *svc, struct task *t, Noded__TaskState st,
+		     const char *reason)
 {
-	const Noded__TaskSpec__LabelsEntry *x =
-		*(Noded__TaskSpec__LabelsEntry *const *)a;
-	const Noded__TaskSpec__LabelsEntry *y =
-		*(Noded__TaskSpec__LabelsEntry *const *)b;
-	int c = strcmp(x->key, y->key);
-
-	return c ? c : strcmp(x->value, y->value);
-}
-
-/*
- * The key of a target: 'n' and the node's name, or 'l' and each label as
- * "KEYLEN:KEY VALLEN:VALUE", sorted, so that equal targets have equal keys
- * whatever the order the labels came in. sorted (sp->n_labels entries)
- * receives them in that order. malloc'd; NULL when out of memory.
- */
-static char *class_key(const char *node, const Noded__TaskSpec *sp,
-		       Noded__TaskSpec__LabelsEntry **sorted, size_t *len)
-{
-	size_t cap = 2, off = 1;
-	char *k;
-
-	if (node) {
-		cap += strlen(node);
-	} else {
-		memcpy(sorted, sp->labels, sp->n_labels * sizeof(*sorted));
-		qsort(sorted, sp->n_labels, sizeof(*sorted), label_cmp);
-		for (size_t i = 0; i < sp->n_labels; i++)
-			cap += strlen(sorted[i]->key) +
-			       strlen(sorted[i]->value) + 48;
-	}
-	k = malloc(cap);
-	if (!k)
-		return NULL;
-	k[0] = node ? 'n' : 'l';
-	if (node) {
-		memcpy(k + 1, node, cap - 2);
-		off = cap - 1;
-	}
-	for (size_t i = 0; !node && i < sp->n_labels; i++)
-		off += (size_t)snprintf(k + off, cap - off, "%zu:%s %zu:%s",
-					strlen(sorted[i]->key), sorted[i]->key,
-					strlen(sorted[i]->value),
-					sorted[i]->value);
-	*len = off;
-	return k;
-}
-
-static uint64_t class_slot(uint64_t hash)
-{
-	return hash ? hash : 1; /* 0 is no key in an nd_u64map */
-}
-
-/* Frees c, which is on no list and in no map. */
-static void class_destroy(struct pclass *c)
-{
-	for (size_t i = 0; i < c->nlabels; i++) {
-		free(c->label_k[i]);
-		free(c->label_v[i]);
-	}
-	free(c->label_k);
-	free(c->label_v);
-	free(c->node);
-	free(c->key);
-	free(c);
-}
-
-/* Takes c out of svc's map and list, and frees it. */
-static void class_free(struct nd_svc *svc, struct pclass *c)
-{
-	uint64_t slot = class_slot(c->hash);
-	struct pclass **pp, *head;
-
-	head = nd_u64map_get(&svc->classes, slot);
-	if (head == c) {
-		if (c->next) /* a replacement: cannot fail */
-			nd_u64map_put(&svc->classes, slot, c->next);
-		else
-			nd_u64map_del(&svc->classes, slot);
-	} else {
-		for (pp = &head->next; *pp != c; pp = &(*pp)->next)
-			;
-		*pp = c->next;
-	}
-	nd_list_del(&c->link);
-	class_destroy(c);
-}
-
-/* The class of node (non-NULL) or of sp's labels; created when create is
- * set and there is none. NULL when there is none or out of memory. */
-static struct pclass *class_get(struct nd_svc *svc, const char *node,
-				const Noded__TaskSpec *sp, bool create)
-{
-	size_t n = node ? 0 : sp->n_labels, len = 0;
-	Noded__TaskSpec__LabelsEntry **sorted = NULL;
-	struct pclass *c = NULL, *head;
-	uint64_t h;
-	char *key;
-
-	if ((!node && !sp) || (n && !(sorted = malloc(n * sizeof(*sorted)))))
-		return NULL;
-	key = class_key(node, sp, sorted, &len);
-	if (!key)
-		goto out;
-	h = nd__hash(key, len);
-	head = nd_u64map_get(&svc->classes, class_slot(h));
-	for (c = head; c; c = c->next)
-		if (c->hash == h && c->keylen == len &&
-		    !memcmp(c->key, key, len))
-			goto out;
-	if (!create || !(c = calloc(1, sizeof(*c))))
-		goto out;
-	c->hash = h;
-	c->key = key;
-	c->keylen = len;
-	key = NULL;
-	nd_list_init(&c->tasks);
-	c->node = node ? strdup(node) : NULL;
-	c->label_k = calloc(n ? n : 1, sizeof(char *));
-	c->label_v = calloc(n ? n : 1, sizeof(char *));
-	if ((node && !c->node) || !c->label_k || !c->label_v)
-		goto fail;
-	for (size_t i = 0; i < n; i++) {
-		c->label_k[i] = strdup(sorted[i]->key);
-		c->label_v[i] = strdup(sorted[i]->value);
-		c->nlabels = i + 1;
-		if (!c->label_k[i] || !c->label_v[i])
-			goto fail;
-	}
-	c->next = head;
-	if (nd_u64map_put(&svc->classes, class_slot(h), c)) /* fails only */
-		goto fail;                                  /* without head */
-	nd_list_add_tail(&svc->class_list, &c->link);
-	goto out;
-fail:
-	class_destroy(c);
-	c = NULL;
-out:
-	free(key);
-	free(sorted);
-	return c;
-}
-
-/* Queues pending t at the tail of its class (sp: its spec, for labels), or
- * of pending_any. -ENOMEM when its class could not be made. */
-static int enqueue(struct nd_svc *svc, struct task *t,
-		   const Noded__TaskSpec *sp)
-{
-	struct nd_list *q = &svc->pending_any;
-
-	t->cls = NULL;
-	if (!t->any_node) {
-		t->cls = class_get(svc, t->target_node, sp, true);
-		if (!t->cls)
-			return -ENOMEM;
-		q = &t->cls->tasks;
-	}
-	nd_list_add_tail(q, &t->queue_link);
-	svc->npending++;
-	return 0;
-}
-
-/* Takes t off its queue; its class goes with its last task. */
-static void unqueue(struct nd_svc *svc, struct task *t)
-{
-	struct pclass *c = t->cls;
-
-	if (!nd_list_linked(&t->queue_link))
-		return;
-	nd_list_del(&t->queue_link);
-	svc->npending--;
-	t->cls = NULL;
-	if (c && nd_list_empty(&c->tasks))
-		class_free(svc, c);
-}
-
-static void finish(struct nd_svc *svc, struct task *t, Noded__TaskState st,
-		   const char *reason)
-{
-	if (terminal(t->state))
+	if (nd__task_ended(t->state))
 		return;
 	if (t->state == NODED__TASK_STATE__TASK_PENDING)
-		unqueue(svc, t);
+		nd__task_unqueue(svc, t);
 	if (nd_list_linked(&t->node_link)) {
 		struct node *n = nd__node_find(svc, t->node);
 
@@ -530,282 +197,13 @@ static void finish(struct nd_svc *svc, struct task *t, Noded__TaskState st,
 	if (reason && !t->reason)
 		t->reason = strdup(reason);
 	log_end(t);
-	watchers_end(svc, t);
+	nd__watchers_end(svc, t);
 	while (!nd_list_empty(&t->cancel_waits))
 		cancel_wait_answer(svc, nd_container_of(t->cancel_waits.next,
 							struct cancel_wait,
 							task_link));
 	nd_list_add_tail(&svc->done, &t->done_link);
 	svc->ndone++;
-}
-
-static void push_assignment(struct nd_svc *svc, struct task *t,
-			    struct node *n)
-{
-	Noded__Frame f = NODED__FRAME__INIT;
-	Noded__TaskAssignment a = NODED__TASK_ASSIGNMENT__INIT;
-	Noded__TaskSpec *sp = spec_of(svc, t);
-
-	if (!sp)
-		return;
-	a.task_id = t->id;
-	a.n_argv = sp->n_argv;
-	a.argv = sp->argv;
-	a.shell = sp->shell;
-	a.n_env = sp->n_env;
-	a.env = (Noded__TaskAssignment__EnvEntry **)sp->env;
-	a.cwd = sp->cwd;
-	a.timeout_ms = sp->timeout_ms;
-	a.output_cap_bytes = t->output_cap;
-	a.attempt = t->attempt;
-	a.lease_seq = n->hb_seq;
-	f.id = n->stream.stream_id;
-	f.kind = NODED__FRAME_KIND__STREAM_ITEM;
-	f.body_case = NODED__FRAME__BODY_TASK;
-	f.task = &a;
-	nd__svc_push(svc, &n->stream, &f);
-}
-
-static bool has_labels(const struct node *n, const Noded__TaskSpec *sp)
-{
-	for (size_t i = 0; i < sp->n_labels; i++) {
-		size_t j;
-
-		for (j = 0; j < n->nlabels; j++)
-			if (!strcmp(n->label_k[j], sp->labels[i]->key) &&
-			    !strcmp(n->label_v[j], sp->labels[i]->value))
-				break;
-		if (j == n->nlabels)
-			return false;
-	}
-	return true;
-}
-
-/* Has n every label of class c? */
-static bool class_labels(const struct node *n, const struct pclass *c)
-{
-	for (size_t i = 0; i < c->nlabels; i++) {
-		size_t j;
-
-		for (j = 0; j < n->nlabels; j++)
-			if (!strcmp(n->label_k[j], c->label_k[i]) &&
-			    !strcmp(n->label_v[j], c->label_v[i]))
-				break;
-		if (j == n->nlabels)
-			return false;
-	}
-	return true;
-}
-
-/* Can n take a task now (ignoring its target)? It must have sent a
- * heartbeat on its current connection: an attempt's lease counts from one
- * (push_assignment), and a worker knows only its own. */
-static bool has_room(const struct node *n)
-{
-	return n->state == NODED__NODE_STATE__NODE_ALIVE && n->stream.serial &&
-	       n->hb_serial == n->stream.serial && !n->draining &&
-	       nd__node_used(n) < n->slots;
-}
-
-/* The least-loaded node that can take the head of class c now (NULL c:
- * of pending_any), or NULL. */
-static struct node *pick(struct nd_svc *svc, const struct pclass *c)
-{
-	struct node *best = NULL;
-
-	if (c && c->node) {
-		struct node *n = nd__node_find(svc, c->node);
-
-		return n && has_room(n) ? n : NULL;
-	}
-	for (size_t i = 0; i < svc->nbuckets; i++) {
-		for (struct node *n = svc->buckets[i]; n; n = n->next) {
-			uint32_t used = nd__node_used(n);
-
-			if (!has_room(n) || (c && !class_labels(n, c)))
-				continue;
-			if (!used)
-				return n; /* idle: none is less loaded */
-			/* lower used/slots wins: compare cross-multiplied */
-			if (!best || (uint64_t)used * best->slots <
-					     (uint64_t)nd__node_used(best) *
-						     n->slots)
-				best = n;
-		}
-	}
-	return best;
-}
-
-/* Takes pending t off its queue and sends it to n. */
-static void assign(struct nd_svc *svc, struct task *t, struct node *n)
-{
-	unqueue(svc, t);
-	free(t->node);
-	t->node = strdup(n->name);
-	t->state = NODED__TASK_STATE__TASK_ASSIGNED;
-	n->running++;
-	nd_list_add_tail(&n->tasks, &t->node_link);
-	nd_hist_add(&svc->dispatch, nd_mono_ns() - t->queued_ns);
-	ND_LOG(ND_LOG_DEBUG, "task.assigned", ND_U("task", t->id),
-	       ND_S("node", n->name), ND_U("attempt", t->attempt));
-	push_assignment(svc, t, n);
-}
-
-void nd__tasks_schedule(struct nd_svc *svc)
-{
-	struct nd_list *l, *next;
-
-	while (!nd_list_empty(&svc->pending_any)) {
-		struct task *t = nd_container_of(svc->pending_any.next,
-						 struct task, queue_link);
-		struct node *n = pick(svc, NULL);
-
-		if (!n)
-			break; /* no free slot anywhere */
-		assign(svc, t, n);
-	}
-	for (l = svc->class_list.next; l != &svc->class_list; l = next) {
-		struct pclass *c = nd_container_of(l, struct pclass, link);
-		struct node *n;
-
-		next = l->next;
-		while ((n = pick(svc, c))) {
-			struct task *t = nd_container_of(c->tasks.next,
-							 struct task,
-							 queue_link);
-			bool last = t->queue_link.next == &c->tasks;
-
-			assign(svc, t, n); /* the last one frees c */
-			if (last)
-				break;
-		}
-	}
-}
-
-void nd__tasks_held(struct nd_svc *svc, struct node *n, const uint64_t *ids,
-		    size_t count)
-{
-	n->held = 0;
-	for (size_t i = 0; i < count; i++) {
-		const struct task *t = nd_u64map_get(&svc->tasks, ids[i]);
-
-		/* Ended here, or running for us on another node (retried):
-		 * either way this node's count does not have it. */
-		if (!t || terminal(t->state) || !t->node ||
-		    strcmp(t->node, n->name))
-			n->held++;
-	}
-}
-
-/*
- * The attempt of t on n is over without an ending of its own (its node
- * died or left, its lease expired): t runs again elsewhere as a new
- * attempt while it has retries (not a cancelled one, nor one for a named
- * node), else it is LOST with why. Returns true when it was queued again.
- */
-static bool retry_or_lose(struct nd_svc *svc, struct task *t, struct node *n,
-			  const char *why)
-{
-	if (!t->retries_left || t->cancel_requested || t->target_node) {
-		finish(svc, t, NODED__TASK_STATE__TASK_LOST, why);
-		return false;
-	}
-	nd_list_del(&t->node_link);
-	if (n && n->running)
-		n->running--;
-	t->retries_left--;
-	t->attempt++;
-	t->state = NODED__TASK_STATE__TASK_PENDING;
-	t->queued_ns = nd_mono_ns();
-	ND_LOG(ND_LOG_WARN, "task.retried", ND_U("task", t->id),
-	       ND_S("node", t->node), ND_S("reason", why),
-	       ND_U("attempt", t->attempt),
-	       ND_U("retries_left", t->retries_left));
-	if (enqueue(svc, t, t->any_node ? NULL : spec_of(svc, t)) < 0) {
-		finish(svc, t, NODED__TASK_STATE__TASK_LOST,
-		       "out of memory requeueing it");
-		return false;
-	}
-	return true;
-}
-
-void nd__tasks_void(struct nd_svc *svc, struct node *n, const uint64_t *ids,
-		    const uint32_t *attempts, size_t count)
-{
-	for (size_t i = 0; i < count; i++) {
-		const struct task *t = nd_u64map_get(&svc->tasks, ids[i]);
-		Noded__Frame f = NODED__FRAME__INIT;
-		Noded__TaskCancel tc = NODED__TASK_CANCEL__INIT;
-
-		/* Still its attempt here (even on a DEAD node whose lease
-		 * is not over: it carries on): leave it be. */
-		if (t && !terminal(t->state) && t->node &&
-		    t->attempt == attempts[i] && nd_list_linked(&t->node_link) &&
-		    !strcmp(t->node, n->name))
-			continue;
-		tc.task_id = ids[i];
-		tc.attempt = attempts[i] ? attempts[i] : 1;
-		f.id = n->stream.stream_id;
-		f.kind = NODED__FRAME_KIND__STREAM_ITEM;
-		f.body_case = NODED__FRAME__BODY_TASK_CANCEL;
-		f.task_cancel = &tc;
-		nd__svc_push(svc, &n->stream, &f);
-	}
-}
-
-void nd__tasks_node_dead(struct nd_svc *svc, struct node *n, const char *why)
-{
-	/* a node that said it left is as gone as a dead one */
-	bool requeued = false,
-	     dead = n->state == NODED__NODE_STATE__NODE_DEAD ||
-		    n->state == NODED__NODE_STATE__NODE_LEFT;
-	uint64_t waiting = 0;
-	struct pclass *c;
-
-	if (!n->gone_unix_ms)
-		n->gone_unix_ms = nd_unix_ms();
-
-	while (!nd_list_empty(&n->tasks)) {
-		struct task *t = nd_container_of(n->tasks.next, struct task,
-						 node_link);
-
-		requeued |= retry_or_lose(svc, t, n, why);
-	}
-	n->running = 0;
-	/* Tasks queued for this node by name that it never got. A fan-out's
-	 * can run nowhere else: LOST, or its `run --all` would wait for ever.
-	 * So is one that did not ask to wait for its node, once the node is
-	 * DEAD (it was accepted because the node lived; waiting silently for
-	 * ever would be worse; not when another worker took the name). One that asked to wait waits,
-	 * its record saying for what, and is logged here once. */
-	c = class_get(svc, n->name, NULL, false);
-	for (struct nd_list *l = c ? c->tasks.next : NULL, *next;
-	     l && l != &c->tasks; l = next) {
-		struct task *t = nd_container_of(l, struct task, queue_link);
-		bool only = l->prev == &c->tasks && l->next == &c->tasks;
-		const Noded__TaskSpec *sp = t->job_id ? NULL : spec_of(svc, t);
-		char lost[320];
-
-		next = l->next;
-		if (!t->job_id && (!dead || !sp || sp->wait_for_node)) {
-			waiting++;
-			continue;
-		}
-		if (!t->job_id)
-			snprintf(lost, sizeof(lost), "%s before it ran (it did "
-				 "not ask to wait for its node)", why);
-		finish(svc, t, NODED__TASK_STATE__TASK_LOST,
-		       t->job_id ? why : lost);
-		if (only)
-			break; /* c went with it */
-	}
-	if (waiting && dead)
-		ND_LOG(ND_LOG_WARN, "task.waiting_node", ND_S("node", n->name),
-		       ND_U("tasks", waiting), ND_S("reason", why),
-		       ND_S("msg", "tasks wait (wait_for_node) for a node "
-			    "that is DEAD or LEFT"));
-	if (requeued)
-		nd__tasks_schedule(svc);
 }
 
 /* ---- methods ---- */
@@ -843,7 +241,7 @@ static struct task *task_new(struct nd_svc *svc, const uint8_t *spec,
 	nd_list_init(&t->watchers);
 	nd_list_init(&t->cancel_waits);
 	t->any_node = !t->target_node && !sp->n_labels;
-	if (enqueue(svc, t, sp) < 0) {
+	if (nd__task_enqueue(svc, t, sp) < 0) {
 		nd_u64map_del(&svc->tasks, t->id);
 		svc->next_task_id--;
 		free(t->target_node);
@@ -853,45 +251,6 @@ static struct task *task_new(struct nd_svc *svc, const uint8_t *spec,
 	}
 	nd_list_add_tail(&svc->all, &t->all_link);
 	return t;
-}
-
-/* Why spec can never run here, or NULL when some node could run it. */
-static const char *unplaceable(struct nd_svc *svc, const Noded__TaskSpec *sp,
-			       char *buf, size_t len)
-{
-	struct node *n;
-
-	if (sp->node[0]) {
-		n = nd__node_find(svc, sp->node);
-		if (!n)
-			snprintf(buf, len, "no node named '%s'", sp->node);
-		else if (n->state == NODED__NODE_STATE__NODE_DEAD)
-			snprintf(buf, len, "node '%s' is dead", sp->node);
-		else if (n->state == NODED__NODE_STATE__NODE_LEFT)
-			snprintf(buf, len, "node '%s' has left", sp->node);
-		else
-			return NULL;
-		return buf;
-	}
-	for (size_t i = 0; i < svc->nbuckets; i++)
-		for (n = svc->buckets[i]; n; n = n->next)
-			if (n->state != NODED__NODE_STATE__NODE_DEAD &&
-			    n->state != NODED__NODE_STATE__NODE_LEFT &&
-			    has_labels(n, sp))
-				return NULL;
-	if (sp->n_labels) {
-		size_t off = (size_t)snprintf(buf, len, "no live node has the "
-					      "label%s", sp->n_labels > 1 ?
-					      "s" : "");
-
-		for (size_t i = 0; i < sp->n_labels && off < len; i++)
-			off += (size_t)snprintf(buf + off, len - off, "%s%s=%s",
-						i ? ", " : " ",
-						sp->labels[i]->key,
-						sp->labels[i]->value);
-	} else
-		snprintf(buf, len, "no live nodes");
-	return buf;
 }
 
 void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
@@ -944,7 +303,7 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 			    "runs on the nodes alive now");
 		return;
 	}
-	bad = unplaceable(svc, sp, why, sizeof(why));
+	bad = nd__task_unplaceable(svc, sp, why, sizeof(why));
 	if (bad && sp->wait_for_node) {
 		sr.waiting = why;
 	} else if (bad) {
@@ -1016,7 +375,7 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 			struct task *t = nd_u64map_get(&svc->tasks,
 						       sr.task_ids[i]);
 
-			if (!add_watcher(svc, t, from, g))
+			if (!nd__watcher_add(svc, t, from, g))
 				g->left--; /* that task ends unwatched */
 		}
 		if (!g->left) {
@@ -1045,8 +404,8 @@ oom:
 
 /* Task id, or NULL after answering NOT_FOUND: evicted (ids are never
  * reused, so a missing id below the next one was evicted) or never was. */
-static struct task *find(struct nd_svc *svc, uint64_t id, uint64_t req,
-			 Noded__FrameKind kind, struct nd_out *o)
+struct task *nd__task_find(struct nd_svc *svc, uint64_t id, uint64_t req,
+			   Noded__FrameKind kind, struct nd_out *o)
 {
 	struct task *t = id ? nd_u64map_get(&svc->tasks, id) : NULL;
 
@@ -1074,11 +433,12 @@ static struct task *find(struct nd_svc *svc, uint64_t id, uint64_t req,
 
 void nd__task_get(struct nd_svc *svc, const Noded__Frame *f, struct nd_out *o)
 {
-	struct task *t = find(svc, f->get_task->id, f->id,
-			      NODED__FRAME_KIND__REPLY, o);
+	struct task *t = nd__task_find(svc, f->get_task->id, f->id,
+				       NODED__FRAME_KIND__REPLY, o);
 
 	if (t)
-		frame_record(svc, t, f->id, NODED__FRAME_KIND__REPLY, o);
+		nd__task_frame_record(svc, t, f->id, NODED__FRAME_KIND__REPLY,
+				      o);
 }
 
 void nd__task_list(struct nd_svc *svc, const Noded__Frame *f,
@@ -1104,7 +464,7 @@ void nd__task_list(struct nd_svc *svc, const Noded__Frame *f,
 		rec = nd_arena_alloc(&svc->s->arena, sizeof(*rec));
 		if (!rec)
 			break;
-		record(svc, t, rec);
+		nd__task_record(svc, t, rec);
 		tl.tasks[k++] = rec;
 	}
 	tl.n_tasks = k;
@@ -1134,25 +494,26 @@ static void push_cancel(struct nd_svc *svc, struct task *t)
 void nd__task_cancel(struct nd_svc *svc, const Noded__Frame *f,
 		     const struct nd_dest *from, struct nd_out *o)
 {
-	struct task *t = find(svc, f->cancel_task->id, f->id,
-			      NODED__FRAME_KIND__REPLY, o);
+	struct task *t = nd__task_find(svc, f->cancel_task->id, f->id,
+				       NODED__FRAME_KIND__REPLY, o);
 	struct cancel_wait *w;
 
 	if (!t)
 		return;
 	if (t->state == NODED__TASK_STATE__TASK_PENDING) {
-		finish(svc, t, NODED__TASK_STATE__TASK_CANCELLED,
-		       "cancelled before it started");
-	} else if (!terminal(t->state) && !t->cancel_requested) {
+		nd__task_finish(svc, t, NODED__TASK_STATE__TASK_CANCELLED,
+				"cancelled before it started");
+	} else if (!nd__task_ended(t->state) && !t->cancel_requested) {
 		/* The worker kills the process group and reports the end. */
 		t->cancel_requested = true;
 		push_cancel(svc, t);
 	}
 	/* Answered when it ends (see "Cancel" at the top); now if it has,
 	 * or if this one cannot wait. */
-	if (terminal(t->state) || t->ncancel_waits >= CANCEL_WAITS_MAX ||
+	if (nd__task_ended(t->state) || t->ncancel_waits >= CANCEL_WAITS_MAX ||
 	    !from->serial || !(w = calloc(1, sizeof(*w)))) {
-		frame_record(svc, t, f->id, NODED__FRAME_KIND__REPLY, o);
+		nd__task_frame_record(svc, t, f->id, NODED__FRAME_KIND__REPLY,
+				      o);
 		return;
 	}
 	w->task = t;
@@ -1161,91 +522,6 @@ void nd__task_cancel(struct nd_svc *svc, const Noded__Frame *f,
 	nd_list_add_tail(&t->cancel_waits, &w->task_link);
 	nd_list_add_tail(&svc->cancel_waits, &w->svc_link);
 	t->ncancel_waits++;
-}
-
-/* Replays the kept output as OutputChunk items. */
-static void replay(const struct task *t, uint64_t id, struct nd_out *o)
-{
-	Noded__Frame f = NODED__FRAME__INIT;
-	Noded__OutputChunk c = NODED__OUTPUT_CHUNK__INIT;
-	size_t off = 0;
-
-	f.id = id;
-	f.kind = NODED__FRAME_KIND__STREAM_ITEM;
-	f.body_case = NODED__FRAME__BODY_OUTPUT;
-	f.output = &c;
-	c.task_id = t->id;
-	while (off + 5 <= t->out.len) {
-		uint32_t len;
-
-		memcpy(&len, t->out.data + off + 1, 4);
-		c.fd = t->out.data[off];
-		c.data.data = t->out.data + off + 5;
-		c.data.len = len;
-		nd__out_frame(o, &f);
-		off += 5 + len;
-	}
-}
-
-void nd__task_watch(struct nd_svc *svc, const Noded__Frame *f,
-		    const struct nd_dest *from, struct nd_out *o)
-{
-	struct task *t = find(svc, f->watch->task_id, f->id,
-			      NODED__FRAME_KIND__STREAM_END, o);
-
-	if (!t)
-		return;
-	replay(t, f->id, o);
-	if (terminal(t->state) || !f->watch->follow) {
-		frame_record(svc, t, f->id, NODED__FRAME_KIND__STREAM_ITEM, o);
-		frame_end(o, f->id);
-		return;
-	}
-	if (!add_watcher(svc, t, from, NULL))
-		nd__out_error(o, f->id, NODED__FRAME_KIND__STREAM_END,
-			      NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
-			      "out of memory");
-}
-
-/* Keeps chunk up to the task's output cap; past it, marks truncated. */
-static void keep_output(struct nd_svc *svc, struct task *t,
-			const Noded__OutputChunk *c)
-{
-	size_t room, n;
-	uint8_t *b;
-	uint32_t len;
-
-	t->produced += c->data.len;
-	if (t->out_data >= t->output_cap) {
-		t->truncated = t->truncated || c->data.len > 0;
-		return;
-	}
-	room = (size_t)(t->output_cap - t->out_data);
-	n = c->data.len < room ? c->data.len : room;
-	if (n < c->data.len)
-		t->truncated = true;
-	if (nd_buf_reserve(&t->out, 5 + n))
-		return;
-	b = t->out.data + t->out.len;
-	len = (uint32_t)n;
-	b[0] = (uint8_t)(c->fd == 2 ? 2 : 1);
-	memcpy(b + 1, &len, 4);
-	memcpy(b + 5, c->data.data, n);
-	t->out.len += 5 + n;
-	t->out_data += n;
-	svc->kept_bytes += n;
-}
-
-static void ack(struct nd_out *o, uint64_t id)
-{
-	Noded__Frame r = NODED__FRAME__INIT;
-	Noded__Ack a = NODED__ACK__INIT;
-
-	r.id = id;
-	r.kind = NODED__FRAME_KIND__REPLY;
-	r.body_case = NODED__FRAME__BODY_ACK;
-	r.ack = &a;
-	nd__out_frame(o, &r);
 }
 
 static void finished(struct nd_svc *svc, struct task *t,
@@ -1270,8 +546,9 @@ static void finished(struct nd_svc *svc, struct task *t,
 		 * (its end is reported, so a retry cannot overlap it). */
 		struct node *n = t->node ? nd__node_find(svc, t->node) : NULL;
 
-		retry_or_lose(svc, t, n, x->worker_stopping ? "worker stopping" :
-				  reason ? reason : "lease expired");
+		nd__task_retry_or_lose(svc, t, n,
+				       x->worker_stopping ? "worker stopping" :
+				       reason ? reason : "lease expired");
 		nd__tasks_schedule(svc);
 		return;
 	} else if (x->timed_out) {
@@ -1291,7 +568,7 @@ static void finished(struct nd_svc *svc, struct task *t,
 			reason = why;
 		}
 	}
-	finish(svc, t, st, reason);
+	nd__task_finish(svc, t, st, reason);
 	nd__tasks_schedule(svc); /* a slot is free */
 }
 
@@ -1312,8 +589,8 @@ void nd__task_update(struct nd_svc *svc, const Noded__Frame *f,
 	 * (a late worker, an old attempt, an ended task) is acknowledged and
 	 * dropped so the worker can let go of it. */
 	if (!t || !n || n->stream.serial != conn_serial ||
-	    u->attempt != t->attempt || terminal(t->state)) {
-		ack(o, f->id);
+	    u->attempt != t->attempt || nd__task_ended(t->state)) {
+		nd__out_ack(o, f->id);
 		return;
 	}
 	switch (u->body_case) {
@@ -1327,8 +604,8 @@ void nd__task_update(struct nd_svc *svc, const Noded__Frame *f,
 	case NODED__TASK_UPDATE__BODY_OUTPUT:
 		if (t->state == NODED__TASK_STATE__TASK_ASSIGNED)
 			t->state = NODED__TASK_STATE__TASK_RUNNING;
-		keep_output(svc, t, u->output);
-		watchers_output(svc, t, u->output);
+		nd__task_keep_output(svc, t, u->output);
+		nd__watchers_output(svc, t, u->output);
 		if (nd__task_congested(svc, t->id))
 			o->hold_task = t->id;
 		break;
@@ -1338,24 +615,7 @@ void nd__task_update(struct nd_svc *svc, const Noded__Frame *f,
 	default:
 		break;
 	}
-	ack(o, f->id);
-}
-
-bool nd__task_congested(struct nd_svc *svc, uint64_t task_id)
-{
-	struct task *t = nd_u64map_get(&svc->tasks, task_id);
-
-	if (!t || terminal(t->state))
-		return false;
-	for (struct nd_list *l = t->watchers.next; l != &t->watchers;
-	     l = l->next) {
-		struct watcher *w = nd_container_of(l, struct watcher,
-						    task_link);
-
-		if (nd_u64map_get(&svc->congested, w->to.serial))
-			return true;
-	}
-	return false;
+	nd__out_ack(o, f->id);
 }
 
 /* Unlinks t from everything and frees it with its watchers. */
@@ -1372,11 +632,11 @@ static void task_free(struct nd_svc *svc, struct task *t)
 		free(w);
 	}
 	while (!nd_list_empty(&t->watchers))
-		watcher_drop(svc, nd_container_of(t->watchers.next,
-						  struct watcher, task_link));
+		nd__watcher_drop(svc, nd_container_of(t->watchers.next,
+				 struct watcher, task_link));
 	nd_u64map_del(&svc->tasks, t->id);
 	nd_list_del(&t->all_link);
-	unqueue(svc, t);
+	nd__task_unqueue(svc, t);
 	nd_list_del(&t->node_link);
 	if (nd_list_linked(&t->done_link)) {
 		nd_list_del(&t->done_link);

@@ -22,7 +22,7 @@
 #include "node/run.h"
 #include "node/status.h"
 #include "node/worker.h"
-#include "rpc/peer.h"
+#include "client/peer.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000

@@ -1,7 +1,7 @@
 /* Client protocol over a core connection: see peer.h. */
 #include <string.h>
 
-#include "rpc/peer.h"
+#include "client/peer.h"
 
 struct peer {
 	struct nd_client *cl;

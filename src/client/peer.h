@@ -6,8 +6,8 @@
  * Use nd_conn_connect(..., &nd_peer_ops, hooks, ...): hooks (the connection's
  * ctx) must outlive the connection.
  */
-#ifndef ND_RPC_PEER_H
-#define ND_RPC_PEER_H
+#ifndef ND_CLIENT_PEER_H
+#define ND_CLIENT_PEER_H
 
 #include "core/conn.h"
 #include "noded/client.h"

@@ -1,0 +1,517 @@
+/*
+ * The scheduler of the node service (on shard 0): where PENDING tasks wait
+ * (pending_any, and a class per target), placing them on nodes, and what
+ * becomes of a node's tasks when it dies or leaves. The task table is
+ * tasks.c's.
+ *
+ * FIFO; each task goes to the eligible node (ALIVE, registered
+ * stream, matching target) with the lowest share of its slots in use. Tasks
+ * any node may run wait in svc.pending_any: when its head finds no node
+ * with a free slot, none behind it would, so a pass stops there and costs
+ * O(nodes) per task placed, whatever the queue's length. Tasks for a named
+ * node or for labels wait in a class per target (struct pclass: one node
+ * name, or one set of labels), first in first out within it; a pass tries
+ * each class's head, so one target's tasks never wait behind another's,
+ * and a pass costs O(classes x nodes), whatever the queue's length (walking
+ * every waiting task, as this once did, made 20,000 tasks for one label
+ * take minutes of CPU). A task no node could ever run is refused at
+ * submission, unless it asked to wait for one (wait_for_node): then it stays
+ * PENDING until such a node joins.
+ *
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "node/svc.h"
+
+/* ---- waiting classes ---- */
+
+static int label_cmp(const void *a, const void *b)
+{
+	const Noded__TaskSpec__LabelsEntry *x =
+		*(Noded__TaskSpec__LabelsEntry *const *)a;
+	const Noded__TaskSpec__LabelsEntry *y =
+		*(Noded__TaskSpec__LabelsEntry *const *)b;
+	int c = strcmp(x->key, y->key);
+
+	return c ? c : strcmp(x->value, y->value);
+}
+
+/*
+ * The key of a target: 'n' and the node's name, or 'l' and each label as
+ * "KEYLEN:KEY VALLEN:VALUE", sorted, so that equal targets have equal keys
+ * whatever the order the labels came in. sorted (sp->n_labels entries)
+ * receives them in that order. malloc'd; NULL when out of memory.
+ */
+static char *class_key(const char *node, const Noded__TaskSpec *sp,
+		       Noded__TaskSpec__LabelsEntry **sorted, size_t *len)
+{
+	size_t cap = 2, off = 1;
+	char *k;
+
+	if (node) {
+		cap += strlen(node);
+	} else {
+		memcpy(sorted, sp->labels, sp->n_labels * sizeof(*sorted));
+		qsort(sorted, sp->n_labels, sizeof(*sorted), label_cmp);
+		for (size_t i = 0; i < sp->n_labels; i++)
+			cap += strlen(sorted[i]->key) +
+			       strlen(sorted[i]->value) + 48;
+	}
+	k = malloc(cap);
+	if (!k)
+		return NULL;
+	k[0] = node ? 'n' : 'l';
+	if (node) {
+		memcpy(k + 1, node, cap - 2);
+		off = cap - 1;
+	}
+	for (size_t i = 0; !node && i < sp->n_labels; i++)
+		off += (size_t)snprintf(k + off, cap - off, "%zu:%s %zu:%s",
+					strlen(sorted[i]->key), sorted[i]->key,
+					strlen(sorted[i]->value),
+					sorted[i]->value);
+	*len = off;
+	return k;
+}
+
+static uint64_t class_slot(uint64_t hash)
+{
+	return hash ? hash : 1; /* 0 is no key in an nd_u64map */
+}
+
+/* Frees c, which is on no list and in no map. */
+static void class_destroy(struct pclass *c)
+{
+	for (size_t i = 0; i < c->nlabels; i++) {
+		free(c->label_k[i]);
+		free(c->label_v[i]);
+	}
+	free(c->label_k);
+	free(c->label_v);
+	free(c->node);
+	free(c->key);
+	free(c);
+}
+
+/* Takes c out of svc's map and list, and frees it. */
+static void class_free(struct nd_svc *svc, struct pclass *c)
+{
+	uint64_t slot = class_slot(c->hash);
+	struct pclass **pp, *head;
+
+	head = nd_u64map_get(&svc->classes, slot);
+	if (head == c) {
+		if (c->next) /* a replacement: cannot fail */
+			nd_u64map_put(&svc->classes, slot, c->next);
+		else
+			nd_u64map_del(&svc->classes, slot);
+	} else {
+		for (pp = &head->next; *pp != c; pp = &(*pp)->next)
+			;
+		*pp = c->next;
+	}
+	nd_list_del(&c->link);
+	class_destroy(c);
+}
+
+/* The class of node (non-NULL) or of sp's labels; created when create is
+ * set and there is none. NULL when there is none or out of memory. */
+static struct pclass *class_get(struct nd_svc *svc, const char *node,
+				const Noded__TaskSpec *sp, bool create)
+{
+	size_t n = node ? 0 : sp->n_labels, len = 0;
+	Noded__TaskSpec__LabelsEntry **sorted = NULL;
+	struct pclass *c = NULL, *head;
+	uint64_t h;
+	char *key;
+
+	if ((!node && !sp) || (n && !(sorted = malloc(n * sizeof(*sorted)))))
+		return NULL;
+	key = class_key(node, sp, sorted, &len);
+	if (!key)
+		goto out;
+	h = nd__hash(key, len);
+	head = nd_u64map_get(&svc->classes, class_slot(h));
+	for (c = head; c; c = c->next)
+		if (c->hash == h && c->keylen == len &&
+		    !memcmp(c->key, key, len))
+			goto out;
+	if (!create || !(c = calloc(1, sizeof(*c))))
+		goto out;
+	c->hash = h;
+	c->key = key;
+	c->keylen = len;
+	key = NULL;
+	nd_list_init(&c->tasks);
+	c->node = node ? strdup(node) : NULL;
+	c->label_k = calloc(n ? n : 1, sizeof(char *));
+	c->label_v = calloc(n ? n : 1, sizeof(char *));
+	if ((node && !c->node) || !c->label_k || !c->label_v)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		c->label_k[i] = strdup(sorted[i]->key);
+		c->label_v[i] = strdup(sorted[i]->value);
+		c->nlabels = i + 1;
+		if (!c->label_k[i] || !c->label_v[i])
+			goto fail;
+	}
+	c->next = head;
+	if (nd_u64map_put(&svc->classes, class_slot(h), c)) /* fails only */
+		goto fail;                                  /* without head */
+	nd_list_add_tail(&svc->class_list, &c->link);
+	goto out;
+fail:
+	class_destroy(c);
+	c = NULL;
+out:
+	free(key);
+	free(sorted);
+	return c;
+}
+
+/* Queues pending t at the tail of its class (sp: its spec, for labels), or
+ * of pending_any. -ENOMEM when its class could not be made. */
+int nd__task_enqueue(struct nd_svc *svc, struct task *t,
+		     const Noded__TaskSpec *sp)
+{
+	struct nd_list *q = &svc->pending_any;
+
+	t->cls = NULL;
+	if (!t->any_node) {
+		t->cls = class_get(svc, t->target_node, sp, true);
+		if (!t->cls)
+			return -ENOMEM;
+		q = &t->cls->tasks;
+	}
+	nd_list_add_tail(q, &t->queue_link);
+	svc->npending++;
+	return 0;
+}
+
+/* Takes t off its queue; its class goes with its last task. */
+void nd__task_unqueue(struct nd_svc *svc, struct task *t)
+{
+	struct pclass *c = t->cls;
+
+	if (!nd_list_linked(&t->queue_link))
+		return;
+	nd_list_del(&t->queue_link);
+	svc->npending--;
+	t->cls = NULL;
+	if (c && nd_list_empty(&c->tasks))
+		class_free(svc, c);
+}
+
+static void push_assignment(struct nd_svc *svc, struct task *t,
+			    struct node *n)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__TaskAssignment a = NODED__TASK_ASSIGNMENT__INIT;
+	Noded__TaskSpec *sp = nd__task_spec(svc, t);
+
+	if (!sp)
+		return;
+	a.task_id = t->id;
+	a.n_argv = sp->n_argv;
+	a.argv = sp->argv;
+	a.shell = sp->shell;
+	a.n_env = sp->n_env;
+	a.env = (Noded__TaskAssignment__EnvEntry **)sp->env;
+	a.cwd = sp->cwd;
+	a.timeout_ms = sp->timeout_ms;
+	a.output_cap_bytes = t->output_cap;
+	a.attempt = t->attempt;
+	a.lease_seq = n->hb_seq;
+	f.id = n->stream.stream_id;
+	f.kind = NODED__FRAME_KIND__STREAM_ITEM;
+	f.body_case = NODED__FRAME__BODY_TASK;
+	f.task = &a;
+	nd__svc_push(svc, &n->stream, &f);
+}
+
+static bool has_labels(const struct node *n, const Noded__TaskSpec *sp)
+{
+	for (size_t i = 0; i < sp->n_labels; i++) {
+		size_t j;
+
+		for (j = 0; j < n->nlabels; j++)
+			if (!strcmp(n->label_k[j], sp->labels[i]->key) &&
+			    !strcmp(n->label_v[j], sp->labels[i]->value))
+				break;
+		if (j == n->nlabels)
+			return false;
+	}
+	return true;
+}
+
+/* Has n every label of class c? */
+static bool class_labels(const struct node *n, const struct pclass *c)
+{
+	for (size_t i = 0; i < c->nlabels; i++) {
+		size_t j;
+
+		for (j = 0; j < n->nlabels; j++)
+			if (!strcmp(n->label_k[j], c->label_k[i]) &&
+			    !strcmp(n->label_v[j], c->label_v[i]))
+				break;
+		if (j == n->nlabels)
+			return false;
+	}
+	return true;
+}
+
+/* Can n take a task now (ignoring its target)? It must have sent a
+ * heartbeat on its current connection: an attempt's lease counts from one
+ * (push_assignment), and a worker knows only its own. */
+static bool has_room(const struct node *n)
+{
+	return n->state == NODED__NODE_STATE__NODE_ALIVE && n->stream.serial &&
+	       n->hb_serial == n->stream.serial && !n->draining &&
+	       nd__node_used(n) < n->slots;
+}
+
+/* The least-loaded node that can take the head of class c now (NULL c:
+ * of pending_any), or NULL. */
+static struct node *pick(struct nd_svc *svc, const struct pclass *c)
+{
+	struct node *best = NULL;
+
+	if (c && c->node) {
+		struct node *n = nd__node_find(svc, c->node);
+
+		return n && has_room(n) ? n : NULL;
+	}
+	for (size_t i = 0; i < svc->nbuckets; i++) {
+		for (struct node *n = svc->buckets[i]; n; n = n->next) {
+			uint32_t used = nd__node_used(n);
+
+			if (!has_room(n) || (c && !class_labels(n, c)))
+				continue;
+			if (!used)
+				return n; /* idle: none is less loaded */
+			/* lower used/slots wins: compare cross-multiplied */
+			if (!best || (uint64_t)used * best->slots <
+					     (uint64_t)nd__node_used(best) *
+						     n->slots)
+				best = n;
+		}
+	}
+	return best;
+}
+
+/* Takes pending t off its queue and sends it to n. */
+static void assign(struct nd_svc *svc, struct task *t, struct node *n)
+{
+	nd__task_unqueue(svc, t);
+	free(t->node);
+	t->node = strdup(n->name);
+	t->state = NODED__TASK_STATE__TASK_ASSIGNED;
+	n->running++;
+	nd_list_add_tail(&n->tasks, &t->node_link);
+	nd_hist_add(&svc->dispatch, nd_mono_ns() - t->queued_ns);
+	ND_LOG(ND_LOG_DEBUG, "task.assigned", ND_U("task", t->id),
+	       ND_S("node", n->name), ND_U("attempt", t->attempt));
+	push_assignment(svc, t, n);
+}
+
+void nd__tasks_schedule(struct nd_svc *svc)
+{
+	struct nd_list *l, *next;
+
+	while (!nd_list_empty(&svc->pending_any)) {
+		struct task *t = nd_container_of(svc->pending_any.next,
+						 struct task, queue_link);
+		struct node *n = pick(svc, NULL);
+
+		if (!n)
+			break; /* no free slot anywhere */
+		assign(svc, t, n);
+	}
+	for (l = svc->class_list.next; l != &svc->class_list; l = next) {
+		struct pclass *c = nd_container_of(l, struct pclass, link);
+		struct node *n;
+
+		next = l->next;
+		while ((n = pick(svc, c))) {
+			struct task *t = nd_container_of(c->tasks.next,
+							 struct task,
+							 queue_link);
+			bool last = t->queue_link.next == &c->tasks;
+
+			assign(svc, t, n); /* the last one frees c */
+			if (last)
+				break;
+		}
+	}
+}
+
+void nd__tasks_held(struct nd_svc *svc, struct node *n, const uint64_t *ids,
+		    size_t count)
+{
+	n->held = 0;
+	for (size_t i = 0; i < count; i++) {
+		const struct task *t = nd_u64map_get(&svc->tasks, ids[i]);
+
+		/* Ended here, or running for us on another node (retried):
+		 * either way this node's count does not have it. */
+		if (!t || nd__task_ended(t->state) || !t->node ||
+		    strcmp(t->node, n->name))
+			n->held++;
+	}
+}
+
+/*
+ * The attempt of t on n is over without an ending of its own (its node
+ * died or left, its lease expired): t runs again elsewhere as a new
+ * attempt while it has retries (not a cancelled one, nor one for a named
+ * node), else it is LOST with why. Returns true when it was queued again.
+ */
+bool nd__task_retry_or_lose(struct nd_svc *svc, struct task *t, struct node *n,
+			    const char *why)
+{
+	if (!t->retries_left || t->cancel_requested || t->target_node) {
+		nd__task_finish(svc, t, NODED__TASK_STATE__TASK_LOST, why);
+		return false;
+	}
+	nd_list_del(&t->node_link);
+	if (n && n->running)
+		n->running--;
+	t->retries_left--;
+	t->attempt++;
+	t->state = NODED__TASK_STATE__TASK_PENDING;
+	t->queued_ns = nd_mono_ns();
+	ND_LOG(ND_LOG_WARN, "task.retried", ND_U("task", t->id),
+	       ND_S("node", t->node), ND_S("reason", why),
+	       ND_U("attempt", t->attempt),
+	       ND_U("retries_left", t->retries_left));
+	if (nd__task_enqueue(svc, t,
+			     t->any_node ? NULL : nd__task_spec(svc, t)) < 0) {
+		nd__task_finish(svc, t, NODED__TASK_STATE__TASK_LOST,
+				"out of memory requeueing it");
+		return false;
+	}
+	return true;
+}
+
+void nd__tasks_void(struct nd_svc *svc, struct node *n, const uint64_t *ids,
+		    const uint32_t *attempts, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		const struct task *t = nd_u64map_get(&svc->tasks, ids[i]);
+		Noded__Frame f = NODED__FRAME__INIT;
+		Noded__TaskCancel tc = NODED__TASK_CANCEL__INIT;
+
+		/* Still its attempt here (even on a DEAD node whose lease
+		 * is not over: it carries on): leave it be. */
+		if (t && !nd__task_ended(t->state) && t->node &&
+		    t->attempt == attempts[i] && nd_list_linked(&t->node_link) &&
+		    !strcmp(t->node, n->name))
+			continue;
+		tc.task_id = ids[i];
+		tc.attempt = attempts[i] ? attempts[i] : 1;
+		f.id = n->stream.stream_id;
+		f.kind = NODED__FRAME_KIND__STREAM_ITEM;
+		f.body_case = NODED__FRAME__BODY_TASK_CANCEL;
+		f.task_cancel = &tc;
+		nd__svc_push(svc, &n->stream, &f);
+	}
+}
+
+void nd__tasks_node_dead(struct nd_svc *svc, struct node *n, const char *why)
+{
+	/* a node that said it left is as gone as a dead one */
+	bool requeued = false,
+	     dead = n->state == NODED__NODE_STATE__NODE_DEAD ||
+		    n->state == NODED__NODE_STATE__NODE_LEFT;
+	uint64_t waiting = 0;
+	struct pclass *c;
+
+	if (!n->gone_unix_ms)
+		n->gone_unix_ms = nd_unix_ms();
+
+	while (!nd_list_empty(&n->tasks)) {
+		struct task *t = nd_container_of(n->tasks.next, struct task,
+						 node_link);
+
+		requeued |= nd__task_retry_or_lose(svc, t, n, why);
+	}
+	n->running = 0;
+	/* Tasks queued for this node by name that it never got. A fan-out's
+	 * can run nowhere else: LOST, or its `run --all` would wait for ever.
+	 * So is one that did not ask to wait for its node, once the node is
+	 * DEAD (it was accepted because the node lived; waiting silently for
+	 * ever would be worse; not when another worker took the name). One that asked to wait waits,
+	 * its record saying for what, and is logged here once. */
+	c = class_get(svc, n->name, NULL, false);
+	for (struct nd_list *l = c ? c->tasks.next : NULL, *next;
+	     l && l != &c->tasks; l = next) {
+		struct task *t = nd_container_of(l, struct task, queue_link);
+		bool only = l->prev == &c->tasks && l->next == &c->tasks;
+		const Noded__TaskSpec *sp = t->job_id ? NULL :
+					    nd__task_spec(svc, t);
+		char lost[320];
+
+		next = l->next;
+		if (!t->job_id && (!dead || !sp || sp->wait_for_node)) {
+			waiting++;
+			continue;
+		}
+		if (!t->job_id)
+			snprintf(lost, sizeof(lost), "%s before it ran (it did "
+				 "not ask to wait for its node)", why);
+		nd__task_finish(svc, t, NODED__TASK_STATE__TASK_LOST,
+				t->job_id ? why : lost);
+		if (only)
+			break; /* c went with it */
+	}
+	if (waiting && dead)
+		ND_LOG(ND_LOG_WARN, "task.waiting_node", ND_S("node", n->name),
+		       ND_U("tasks", waiting), ND_S("reason", why),
+		       ND_S("msg", "tasks wait (wait_for_node) for a node "
+			    "that is DEAD or LEFT"));
+	if (requeued)
+		nd__tasks_schedule(svc);
+}
+
+/* Why spec can never run here, or NULL when some node could run it. */
+const char *nd__task_unplaceable(struct nd_svc *svc, const Noded__TaskSpec *sp,
+				 char *buf, size_t len)
+{
+	struct node *n;
+
+	if (sp->node[0]) {
+		n = nd__node_find(svc, sp->node);
+		if (!n)
+			snprintf(buf, len, "no node named '%s'", sp->node);
+		else if (n->state == NODED__NODE_STATE__NODE_DEAD)
+			snprintf(buf, len, "node '%s' is dead", sp->node);
+		else if (n->state == NODED__NODE_STATE__NODE_LEFT)
+			snprintf(buf, len, "node '%s' has left", sp->node);
+		else
+			return NULL;
+		return buf;
+	}
+	for (size_t i = 0; i < svc->nbuckets; i++)
+		for (n = svc->buckets[i]; n; n = n->next)
+			if (n->state != NODED__NODE_STATE__NODE_DEAD &&
+			    n->state != NODED__NODE_STATE__NODE_LEFT &&
+			    has_labels(n, sp))
+				return NULL;
+	if (sp->n_labels) {
+		size_t off = (size_t)snprintf(buf, len, "no live node has the "
+					      "label%s", sp->n_labels > 1 ?
+					      "s" : "");
+
+		for (size_t i = 0; i < sp->n_labels && off < len; i++)
+			off += (size_t)snprintf(buf + off, len - off, "%s%s=%s",
+						i ? ", " : " ",
+						sp->labels[i]->key,
+						sp->labels[i]->value);
+	} else
+		snprintf(buf, len, "no live nodes");
+	return buf;
+}
