@@ -28,6 +28,7 @@
 
 #include <criterion/criterion.h>
 
+#include "core/time.h"
 #include "exec/exec.h"
 #include "harness.h"
 
@@ -55,6 +56,7 @@ struct spawn_args {
 	const char *cwd;
 	uint32_t timeout_ms;
 	uint32_t grace_ms;
+	int64_t lease; /* monotonic ms the lease ends; 0: none */
 };
 
 static size_t count(const char *const *v)
@@ -170,6 +172,7 @@ static void send_spawn(uint64_t id, const struct spawn_args *a)
 		s.cwd = (char *)a->cwd;
 	s.timeout_ms = a->timeout_ms;
 	s.grace_ms = a->grace_ms;
+	s.lease_deadline_mono_ms = a->lease;
 	r.body_case = NODED__EXEC_REQUEST__BODY_SPAWN;
 	r.spawn = &s;
 	send_request(&r);
@@ -1516,27 +1519,6 @@ Test(exec_codec, decode_checks_fd_counts)
 
 /* ---- leases (fencing) ---- */
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void send_spawn_leased(uint64_t id, const char *shell, int64_t lease)
-{
-	Noded__ExecRequest r = NODED__EXEC_REQUEST__INIT;
-	Noded__ExecSpawn s = NODED__EXEC_SPAWN__INIT;
-
-	s.task_id = id;
-	s.shell = (char *)shell;
-	s.lease_deadline_mono_ms = lease;
-	r.body_case = NODED__EXEC_REQUEST__BODY_SPAWN;
-	r.spawn = &s;
-	send_request(&r);
-}
-
 static void send_lease(int64_t deadline)
 {
 	Noded__ExecRequest r = NODED__EXEC_REQUEST__INIT;
@@ -1556,19 +1538,21 @@ static void send_lease(int64_t deadline)
 Test(exec, lease_expiry_kills_by_its_end)
 {
 	struct result r = { 0 };
-	int64_t lease;
+	int64_t lease, now;
 	int fds[2];
 
-	lease = mono_ms() + 1500;
-	send_spawn_leased(7, "trap '' TERM; sleep 30", lease);
+	lease = (int64_t)nd_mono_ms() + 1500;
+	send_spawn(7, &(struct spawn_args){ .shell = "trap '' TERM; sleep 30",
+					    .lease = lease });
 	expect_started(7, &r, fds);
 	read_pipes(fds, &r, ND_TEST_TIMEOUT_MS);
 	expect_exited(7, &r, ND_TEST_TIMEOUT_MS);
 	EXPECT_SIGNAL(&r, SIGKILL);
 	cr_assert(r.x->lease_expired && !r.x->timed_out && !r.x->cancelled);
-	cr_assert(mono_ms() >= lease - 50 && mono_ms() < lease + 1000,
+	now = (int64_t)nd_mono_ms();
+	cr_assert(now >= lease - 50 && now < lease + 1000,
 		  "ended %lld ms after its lease's end",
-		  (long long)(mono_ms() - lease));
+		  (long long)(now - lease));
 	cr_assert(strstr(r.x->reason, "lease expired"), "reason '%s'",
 		  r.x->reason);
 	cr_assert(gone_within(r.pid, 1000));
@@ -1579,10 +1563,11 @@ Test(exec, lease_expiry_kills_by_its_end)
 Test(exec, lease_renewed_then_expires)
 {
 	struct result r = { 0 };
-	int64_t t0 = mono_ms();
+	int64_t t0 = (int64_t)nd_mono_ms(), took;
 	int fds[2];
 
-	send_spawn_leased(8, "sleep 30", t0 + 1500);
+	send_spawn(8, &(struct spawn_args){ .shell = "sleep 30",
+					    .lease = t0 + 1500 });
 	expect_started(8, &r, fds);
 	send_lease(t0 + 3500);
 	send_lease(t0 + 100); /* earlier: ignored */
@@ -1591,8 +1576,9 @@ Test(exec, lease_renewed_then_expires)
 	cr_assert(r.x->lease_expired, "reason '%s'", r.x->reason);
 	EXPECT_SIGNAL(&r, SIGTERM);
 	/* SIGTERM 1 s before the renewed end (3.5 s) */
-	cr_assert(mono_ms() - t0 >= 2400 && mono_ms() - t0 < 3600,
+	took = (int64_t)nd_mono_ms() - t0;
+	cr_assert(took >= 2400 && took < 3600,
 		  "ended %lld ms after the spawn, want about 2500",
-		  (long long)(mono_ms() - t0));
+		  (long long)took);
 	free_result(&r);
 }
