@@ -57,7 +57,8 @@ SRV_SRC := $(filter-out src/core/buf.c src/client/client.c,$(wildcard src/core/*
 	src/exec/*.c src/node/*.c src/api/*.c src/rpc/*.c src/client/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
 BENCH_SRC := $(wildcard perf/*.c)
-TEST_SRC := $(wildcard tests/test_*.c)
+# Tests mirror src/: tests/<dir>/test_<name>.c (see README, Layout).
+TEST_SRC := $(wildcard tests/*/test_*.c)
 TEST_LIB_SRC := $(filter-out tests/test_%,$(wildcard tests/*.c))
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_LIB_SRC := $(filter-out tests/fuzz/fuzz_%,$(wildcard tests/fuzz/*.c))
@@ -104,9 +105,14 @@ $(BUILD)/noded: $(CLI_OBJ) $(SRV_OBJ) $(BUILD)/libnoded.a
 $(BUILD)/noded-bench: $(BENCH_OBJ) $(BUILD)/libnoded.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lm
 
+# Every test binary routes the project's own allocations through
+# tests/alloc_fail.c (off unless a test arms it), so a test can make the Nth
+# one fail and reach the out-of-memory branches.
+ALLOC_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=strndup
+$(BUILD)/obj/tests/%.o: CFLAGS += -Itests
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LIB_OBJ) $(SRV_OBJ) $(BUILD)/libnoded.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ -lcriterion $(LDLIBS) -lm
+	$(CC) $(LDFLAGS) $(ALLOC_WRAP) -o $@ $^ -lcriterion $(LDLIBS) -lm
 
 # A libFuzzer target links what a test does: the server objects and the
 # client library (only meaningful with FUZZ=1, through fuzz-build).
