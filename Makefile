@@ -54,7 +54,7 @@ LIB_SRC := $(wildcard src/wire/*.c) src/client/client.c src/core/buf.c
 # The client protocol on a core connection (client/peer.c) is server side:
 # it needs core; only client/client.c is in the library.
 SRV_SRC := $(filter-out src/core/buf.c src/client/client.c,$(wildcard src/core/*.c \
-	src/exec/*.c src/node/*.c src/api/*.c src/rpc/*.c src/client/*.c))
+	src/exec/*.c src/state/*.c src/node/*.c src/api/*.c src/rpc/*.c src/client/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
 BENCH_SRC := $(wildcard perf/*.c)
 # Tests mirror src/: tests/<dir>/test_<name>.c (see README, Layout).

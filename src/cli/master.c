@@ -56,6 +56,9 @@ static void usage(FILE *f)
 		"                         task id mark, so a restart never reuses\n"
 		"                         an id (default: none; ids start from\n"
 		"                         the clock instead)\n"
+		"  --ledger-trace FILE    append every task ledger event to FILE,\n"
+		"                         and its snapshot to FILE.snapshot at exit\n"
+		"                         (to debug or replay; grows without bound)\n"
 		"On start it prints 'listening on HOST:PORT' on stdout, then\n"
 		"'http on HOST:PORT' when --http is given.\n",
 		nd_cli_retention_usage, nd_cli_log_usage);
@@ -110,6 +113,7 @@ static const struct option opts[] = {
 	{ "http-max-body", required_argument, NULL, 'B' },
 	{ "http-insecure-token", no_argument, NULL, 'X' },
 	{ "data-dir", required_argument, NULL, 'D' },
+	{ "ledger-trace", required_argument, NULL, 'R' },
 	{ "input-budget", required_argument, NULL, 'b' },
 	{ "handshake-timeout", required_argument, NULL, 'W' },
 	{ "help", no_argument, NULL, 'h' },
@@ -201,6 +205,9 @@ static int parse_args(int argc, char **argv, struct master_args *a)
 			break;
 		case 'X':
 			a->http_insecure = true;
+			break;
+		case 'R':
+			a->m.svc.ledger_trace = optarg;
 			break;
 		case 'B':
 			if (!nd_cli_uint("--http-max-body", optarg, 1, 1u << 30,

@@ -51,4 +51,17 @@ static inline void nd_list_move_tail(struct nd_list *h, struct nd_list *n)
 	nd_list_add_tail(h, n);
 }
 
+/* to (not on a list) takes over from's entries; from is empty after. */
+static inline void nd_list_take(struct nd_list *to, struct nd_list *from)
+{
+	if (nd_list_empty(from)) {
+		nd_list_init(to);
+		return;
+	}
+	*to = *from;
+	to->next->prev = to;
+	to->prev->next = to;
+	nd_list_init(from);
+}
+
 #endif

@@ -67,8 +67,16 @@ static int grow(struct nd_svc *svc)
 	return 0;
 }
 
-/* Finds or adds the node; NULL when out of memory. */
-static struct node *node_get(struct nd_svc *svc, const char *name)
+int nd__nodes_init(struct nd_svc *svc)
+{
+	svc->buckets = calloc(64, sizeof(*svc->buckets));
+	if (!svc->buckets)
+		return -ENOMEM;
+	svc->nbuckets = 64;
+	return 0;
+}
+
+struct node *nd__node_get(struct nd_svc *svc, const char *name)
 {
 	struct node *n = nd__node_find(svc, name);
 	size_t i;
@@ -546,7 +554,7 @@ static struct node *stream_register(struct nd_svc *svc, struct stream_msg *m)
 	bool other;
 
 	if (!n) {
-		n = node_get(svc, m->node);
+		n = nd__node_get(svc, m->node);
 		if (!n) {
 			registered(svc, &m->dest,
 				   NODED__ERROR_CODE__RESOURCE_EXHAUSTED,

@@ -182,7 +182,7 @@ int nd__task_enqueue(struct nd_svc *svc, struct task *t,
 
 	t->cls = NULL;
 	if (!t->any_node) {
-		t->cls = class_get(svc, t->target_node, sp, true);
+		t->cls = class_get(svc, t->l.target_node, sp, true);
 		if (!t->cls)
 			return -ENOMEM;
 		q = &t->cls->tasks;
@@ -200,22 +200,111 @@ void nd__task_unqueue(struct nd_svc *svc, struct task *t)
 	if (!nd_list_linked(&t->queue_link))
 		return;
 	nd_list_del(&t->queue_link);
+	if (t->stranded) {
+		t->stranded = false;
+		return;
+	}
 	svc->npending--;
 	t->cls = NULL;
 	if (c && nd_list_empty(&c->tasks))
 		class_free(svc, c);
 }
 
-static void push_assignment(struct nd_svc *svc, struct task *t,
-			    struct node *n)
+/* Queues t (PENDING again, or new); when no queue can take it (out of
+ * memory for its class) it is stranded, and LOST at the next pass. */
+static void queue(struct nd_svc *svc, struct task *t,
+		  const Noded__TaskSpec *sp)
+{
+	t->queued_ns = nd_mono_ns();
+	if (nd__task_enqueue(svc, t, sp) < 0) {
+		t->stranded = true;
+		nd_list_add_tail(&svc->stranded, &t->queue_link);
+	}
+}
+
+/* New tasks of a submit: set up, and queued in id order. */
+static void submitted(struct nd_svc *svc, const Noded__LedgerSubmit *e)
+{
+	size_t n = e->n_nodes ? e->n_nodes : 1;
+	Noded__TaskSpec *sp = NULL;
+
+	/* labels are in the spec, and only a task for no node has them */
+	if (!e->n_nodes)
+		sp = noded__task_spec__unpack(&svc->arena->pc, e->spec.len,
+					      e->spec.data);
+	for (size_t i = 0; i < n; i++) {
+		struct task *t = nd__task_of(nd_ledger_get(&svc->ledger,
+							   e->task_id + i));
+
+		nd_list_init(&t->watchers);
+		nd_list_init(&t->cancel_waits);
+		t->any_node = !t->l.target_node && (!sp || !sp->n_labels);
+		if (!t->l.target_node && !sp) { /* its spec did not unpack */
+			t->stranded = true;
+			nd_list_add_tail(&svc->stranded, &t->queue_link);
+		} else {
+			queue(svc, t, sp);
+		}
+	}
+}
+
+/* t left the node it was on. */
+static void off_node(struct nd_svc *svc, struct task *t)
+{
+	struct node *n;
+
+	if (!nd_list_linked(&t->node_link))
+		return;
+	nd_list_del(&t->node_link);
+	n = nd__node_find(svc, t->l.node);
+	if (n && n->running)
+		n->running--;
+}
+
+void nd__sched_applied(struct nd_svc *svc, const Noded__LedgerEvent *ev,
+		       struct task *t)
+{
+	struct node *n;
+
+	switch (ev->body_case) {
+	case NODED__LEDGER_EVENT__BODY_SUBMIT:
+		submitted(svc, ev->submit);
+		break;
+	case NODED__LEDGER_EVENT__BODY_ASSIGN:
+		nd__task_unqueue(svc, t);
+		n = nd__node_find(svc, t->l.node);
+		if (n) {
+			n->running++;
+			nd_list_add_tail(&n->tasks, &t->node_link);
+		}
+		nd_hist_add(&svc->dispatch, nd_mono_ns() - t->queued_ns);
+		break;
+	case NODED__LEDGER_EVENT__BODY_RETRIED:
+		off_node(svc, t);
+		queue(svc, t, t->any_node ? NULL : nd__task_spec(svc, t));
+		break;
+	case NODED__LEDGER_EVENT__BODY_ENDED:
+	case NODED__LEDGER_EVENT__BODY_LOST:
+		nd__task_unqueue(svc, t);
+		off_node(svc, t);
+		break;
+	default:
+		break;
+	}
+}
+
+void nd__push_assignment(struct nd_svc *svc, struct task *t)
 {
 	Noded__Frame f = NODED__FRAME__INIT;
 	Noded__TaskAssignment a = NODED__TASK_ASSIGNMENT__INIT;
 	Noded__TaskSpec *sp = nd__task_spec(svc, t);
+	struct node *n = nd__node_find(svc, t->l.node);
 
-	if (!sp)
+	ND_LOG(ND_LOG_DEBUG, "task.assigned", ND_U("task", t->l.id),
+	       ND_S("node", t->l.node), ND_U("attempt", t->l.attempt));
+	if (!sp || !n)
 		return;
-	a.task_id = t->id;
+	a.task_id = t->l.id;
 	a.n_argv = sp->n_argv;
 	a.argv = sp->argv;
 	a.shell = sp->shell;
@@ -223,8 +312,8 @@ static void push_assignment(struct nd_svc *svc, struct task *t,
 	a.env = (Noded__TaskAssignment__EnvEntry **)sp->env;
 	a.cwd = sp->cwd;
 	a.timeout_ms = sp->timeout_ms;
-	a.output_cap_bytes = t->output_cap;
-	a.attempt = t->attempt;
+	a.output_cap_bytes = t->l.output_cap;
+	a.attempt = t->l.attempt;
 	a.lease_seq = n->hb_seq;
 	f.id = n->stream.stream_id;
 	f.kind = NODED__FRAME_KIND__STREAM_ITEM;
@@ -303,33 +392,37 @@ static struct node *pick(struct nd_svc *svc, const struct pclass *c)
 	return best;
 }
 
-/* Takes pending t off its queue and sends it to n. */
-static void assign(struct nd_svc *svc, struct task *t, struct node *n)
+/* Pending t goes to n: decided here, done by its event. false when it
+ * could not be applied (out of memory): the pass stops. */
+static bool assign(struct nd_svc *svc, struct task *t, struct node *n)
 {
-	nd__task_unqueue(svc, t);
-	free(t->node);
-	t->node = strdup(n->name);
-	t->state = NODED__TASK_STATE__TASK_ASSIGNED;
-	n->running++;
-	nd_list_add_tail(&n->tasks, &t->node_link);
-	nd_hist_add(&svc->dispatch, nd_mono_ns() - t->queued_ns);
-	ND_LOG(ND_LOG_DEBUG, "task.assigned", ND_U("task", t->id),
-	       ND_S("node", n->name), ND_U("attempt", t->attempt));
-	push_assignment(svc, t, n);
+	Noded__LedgerEvent ev = NODED__LEDGER_EVENT__INIT;
+	Noded__LedgerAssign e = NODED__LEDGER_ASSIGN__INIT;
+
+	e.task_id = t->l.id;
+	e.attempt = t->l.attempt;
+	e.node = n->name;
+	ev.body_case = NODED__LEDGER_EVENT__BODY_ASSIGN;
+	ev.assign = &e;
+	return nd__svc_apply(svc, &ev, NULL) == 0;
 }
 
 void nd__tasks_schedule(struct nd_svc *svc)
 {
 	struct nd_list *l, *next;
 
+	while (!nd_list_empty(&svc->stranded))
+		nd__task_finish(svc, nd_container_of(svc->stranded.next,
+						     struct task, queue_link),
+				NODED__TASK_STATE__TASK_LOST,
+				"out of memory queueing it");
 	while (!nd_list_empty(&svc->pending_any)) {
 		struct task *t = nd_container_of(svc->pending_any.next,
 						 struct task, queue_link);
 		struct node *n = pick(svc, NULL);
 
-		if (!n)
+		if (!n || !assign(svc, t, n))
 			break; /* no free slot anywhere */
-		assign(svc, t, n);
 	}
 	for (l = svc->class_list.next; l != &svc->class_list; l = next) {
 		struct pclass *c = nd_container_of(l, struct pclass, link);
@@ -342,8 +435,8 @@ void nd__tasks_schedule(struct nd_svc *svc)
 							 queue_link);
 			bool last = t->queue_link.next == &c->tasks;
 
-			assign(svc, t, n); /* the last one frees c */
-			if (last)
+			/* the last one frees c */
+			if (!assign(svc, t, n) || last)
 				break;
 		}
 	}
@@ -354,7 +447,7 @@ void nd__tasks_held(struct nd_svc *svc, struct node *n, const uint64_t *ids,
 {
 	n->held = 0;
 	for (size_t i = 0; i < count; i++) {
-		const struct task *t = nd_u64map_get(&svc->tasks, ids[i]);
+		const struct nd_ltask *t = nd_ledger_get(&svc->ledger, ids[i]);
 
 		/* Ended here, or running for us on another node (retried):
 		 * either way this node's count does not have it. */
@@ -373,43 +466,36 @@ void nd__tasks_held(struct nd_svc *svc, struct node *n, const uint64_t *ids,
 bool nd__task_retry_or_lose(struct nd_svc *svc, struct task *t, struct node *n,
 			    const char *why)
 {
-	if (!t->retries_left || t->cancel_requested || t->target_node) {
+	Noded__LedgerEvent ev = NODED__LEDGER_EVENT__INIT;
+	Noded__LedgerRetried e = NODED__LEDGER_RETRIED__INIT;
+
+	if (!t->l.retries_left || t->l.cancel_requested || t->l.target_node) {
 		nd__task_finish(svc, t, NODED__TASK_STATE__TASK_LOST, why);
 		return false;
 	}
-	nd_list_del(&t->node_link);
-	if (n && n->running)
-		n->running--;
-	t->retries_left--;
-	t->attempt++;
-	t->state = NODED__TASK_STATE__TASK_PENDING;
-	t->queued_ns = nd_mono_ns();
-	ND_LOG(ND_LOG_WARN, "task.retried", ND_U("task", t->id),
-	       ND_S("node", t->node), ND_S("reason", why),
-	       ND_U("attempt", t->attempt),
-	       ND_U("retries_left", t->retries_left));
-	if (nd__task_enqueue(svc, t,
-			     t->any_node ? NULL : nd__task_spec(svc, t)) < 0) {
-		nd__task_finish(svc, t, NODED__TASK_STATE__TASK_LOST,
-				"out of memory requeueing it");
-		return false;
-	}
-	return true;
+	e.task_id = t->l.id;
+	e.attempt = t->l.attempt;
+	e.reason = (char *)why;
+	ev.body_case = NODED__LEDGER_EVENT__BODY_RETRIED;
+	ev.retried = &e;
+	return nd__svc_apply(svc, &ev, NULL) == 0;
 }
 
 void nd__tasks_void(struct nd_svc *svc, struct node *n, const uint64_t *ids,
 		    const uint32_t *attempts, size_t count)
 {
 	for (size_t i = 0; i < count; i++) {
-		const struct task *t = nd_u64map_get(&svc->tasks, ids[i]);
+		const struct nd_ltask *l = nd_ledger_get(&svc->ledger, ids[i]);
+		const struct task *t = l ? nd__task_of((struct nd_ltask *)l) :
+					   NULL;
 		Noded__Frame f = NODED__FRAME__INIT;
 		Noded__TaskCancel tc = NODED__TASK_CANCEL__INIT;
 
 		/* Still its attempt here (even on a DEAD node whose lease
 		 * is not over: it carries on): leave it be. */
-		if (t && !nd__task_ended(t->state) && t->node &&
-		    t->attempt == attempts[i] && nd_list_linked(&t->node_link) &&
-		    !strcmp(t->node, n->name))
+		if (t && !nd__task_ended(t->l.state) && t->l.node &&
+		    t->l.attempt == attempts[i] &&
+		    nd_list_linked(&t->node_link) && !strcmp(t->l.node, n->name))
 			continue;
 		tc.task_id = ids[i];
 		tc.attempt = attempts[i] ? attempts[i] : 1;
@@ -451,20 +537,20 @@ void nd__tasks_node_dead(struct nd_svc *svc, struct node *n, const char *why)
 	     l && l != &c->tasks; l = next) {
 		struct task *t = nd_container_of(l, struct task, queue_link);
 		bool only = l->prev == &c->tasks && l->next == &c->tasks;
-		const Noded__TaskSpec *sp = t->job_id ? NULL :
+		const Noded__TaskSpec *sp = t->l.job_id ? NULL :
 					    nd__task_spec(svc, t);
 		char lost[320];
 
 		next = l->next;
-		if (!t->job_id && (!dead || !sp || sp->wait_for_node)) {
+		if (!t->l.job_id && (!dead || !sp || sp->wait_for_node)) {
 			waiting++;
 			continue;
 		}
-		if (!t->job_id)
+		if (!t->l.job_id)
 			snprintf(lost, sizeof(lost), "%s before it ran (it did "
 				 "not ask to wait for its node)", why);
 		nd__task_finish(svc, t, NODED__TASK_STATE__TASK_LOST,
-				t->job_id ? why : lost);
+				t->l.job_id ? why : lost);
 		if (only)
 			break; /* c went with it */
 	}

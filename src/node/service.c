@@ -403,29 +403,29 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg)
 	if (s->id != 0)
 		return;
 	svc = calloc(1, sizeof(*svc));
-	if (!svc || !(svc->buckets = calloc(64, sizeof(*svc->buckets)))) {
+	if (!svc || nd__nodes_init(svc)) {
 		ND_LOG(ND_LOG_ERROR, "service.failed", ND_S("err", "out of memory"));
 		abort();
 	}
-	svc->nbuckets = 64;
 	svc->s = s;
 	svc->cfg = cfg;
+	svc->arena = &s->arena;
+	svc->effects = nd__tasks_effects;
 	svc->ids = cfg->ids;
 	if (!svc->ids) {
 		nd_task_ids_open(&svc->own_ids, NULL, NULL, 0);
 		svc->ids = &svc->own_ids;
 	}
-	svc->first_task_id = svc->next_task_id = svc->ids->first;
+	svc->next_task_id = svc->ids->first;
 	svc->output_cap = cfg->output_cap;
 	svc->task_history = cfg->task_history;
 	svc->output_budget = cfg->output_budget;
 	svc->max_queue = cfg->max_queue;
-	nd_list_init(&svc->class_list);
-	nd_list_init(&svc->pending_any);
-	nd_list_init(&svc->all);
-	nd_list_init(&svc->done);
+	nd__tasks_init(svc);
 	nd_list_init(&svc->held);
-	nd_list_init(&svc->cancel_waits);
+	if (cfg->ledger_trace && !(svc->trace = fopen(cfg->ledger_trace, "w")))
+		ND_LOG(ND_LOG_ERROR, "ledger.trace_failed",
+		       ND_S("path", cfg->ledger_trace), ND_S("err", strerror(errno)));
 	s->svc = svc;
 	s->svc_tick = nd__svc_tick;
 	s->svc_stop = svc_stop;

@@ -89,6 +89,9 @@ struct nd_svc_config {
 	uint64_t task_history;       /* finished tasks the master keeps; 10000 */
 	uint64_t output_budget;      /* kept output over all tasks; 256 MiB */
 	uint64_t max_queue;          /* tasks waiting on the master; 1000000 */
+	const char *ledger_trace;    /* --ledger-trace: a file for every
+				      * applied ledger event, and FILE.snapshot
+				      * of the ledger at exit; NULL: none */
 	struct nd_task_ids *ids;     /* the reservation of task ids (not
 				      * owned), or NULL: ids from the clock
 				      * (task_ids.h) */

@@ -17,6 +17,8 @@
 #include "core/u64map.h"
 #include "node/service.h"
 #include "node/task_ids.h"
+#include "state/ledger.h"
+#include "wire/arena.h"
 
 /* Where a stream's frames go: a connection on some shard, a request id. */
 struct nd_dest {
@@ -117,24 +119,15 @@ struct pclass {
 	size_t nlabels;
 };
 
+/*
+ * A task as the service holds it: the ledger's record (state/ledger.h,
+ * which allocates the whole struct, zeroed) and, beside it, what only this
+ * master's memory needs: who follows it, where it waits, which node's list
+ * it is on. The ledger's fields change only by applied events
+ * (nd__svc_apply); these follow from them (nd__sched_applied).
+ */
 struct task {
-	uint64_t id, job_id;
-	Noded__TaskState state;
-	uint8_t *spec;                /* packed TaskSpec */
-	size_t spec_len;
-	char *target_node;            /* spec.node, or the node of a fan-out */
-	char *node;                   /* where it runs or ran */
-	uint32_t attempt, retries_left;
-	bool cancel_requested;
-	int32_t exit_code, signal;
-	char *reason;
-	uint64_t submitted_unix_ms, started_unix_ms, ended_unix_ms;
-	uint64_t utime_us, stime_us, max_rss_kib;
-	uint64_t output_cap, produced;
-	struct nd_buf out;            /* kept output: [fd][len32][data]...;
-				       * fitted to its length at the end */
-	size_t out_data;              /* bytes of data in out */
-	bool truncated;
+	struct nd_ltask l;            /* first: the ledger allocates us */
 	struct nd_list watchers;      /* struct watcher.task_link */
 	uint32_t nwatchers;
 	struct nd_list cancel_waits;  /* struct cancel_wait.task_link */
@@ -143,30 +136,40 @@ struct task {
 	struct nd_list queue_link;    /* svc.pending_any or its class's tasks,
 				       * while PENDING */
 	struct pclass *cls;           /* that class, NULL: pending_any */
+	bool stranded;                /* queue_link is on svc.stranded */
 	struct nd_list node_link;     /* node.tasks while ASSIGNED/RUNNING */
-	struct nd_list all_link;      /* svc.all, oldest first */
 	uint64_t queued_ns;           /* monotonic, when last queued */
-	struct nd_list done_link;     /* svc.done once ended, oldest end first */
 };
+
+static inline struct task *nd__task_of(struct nd_ltask *l)
+{
+	return nd_container_of(l, struct task, l);
+}
+
+/* What an applied event makes happen outside the ledger and the queues:
+ * the assignment pushed, watchers told, cancels answered, logs
+ * (nd__tasks_effects; a unit test puts its own). t is NULL for evict. */
+typedef void nd__effects_fn(struct nd_svc *svc, const Noded__LedgerEvent *ev,
+			    struct task *t);
 
 struct nd_svc {
 	struct nd_shard *s;
 	const struct nd_svc_config *cfg;  /* the master's (service.h) */
 	struct node **buckets;
 	size_t nbuckets, count;
-	struct nd_u64map tasks;       /* id -> task */
+	struct nd_ledger ledger;      /* the tasks (state/ledger.h) */
+	nd__effects_fn *effects;
+	struct nd_arena *arena;       /* for unpacking (the shard's) */
+	FILE *trace;                  /* --ledger-trace: applied events */
 	struct nd_list pending_any;   /* FIFO of tasks any node may run */
 	struct nd_u64map classes;     /* hash of a key -> struct pclass */
 	struct nd_list class_list;    /* those classes (pclass.link) */
-	struct nd_list all;
-	/* Retention: ended tasks, oldest end first; the oldest are evicted
-	 * while there are more than task_history of them or the output kept
-	 * by all tasks is over output_budget. */
-	struct nd_list done;
-	uint64_t ndone;
-	uint64_t kept_bytes;          /* sum of task.out_data over all tasks */
+	struct nd_list stranded;      /* PENDING tasks no queue could take (out
+				       * of memory): LOST at the next pass */
+	/* Retention: the oldest ended tasks are evicted while there are more
+	 * than task_history of them or the output kept by all tasks is over
+	 * output_budget. */
 	uint64_t next_task_id;        /* the next id to give */
-	uint64_t first_task_id;       /* the first this master gave */
 	struct nd_task_ids *ids;      /* their reservation (task_ids.h) */
 	struct nd_task_ids own_ids;   /* that, when the master passed none */
 	uint64_t output_cap;          /* default per task */
@@ -178,14 +181,32 @@ struct nd_svc {
 	struct nd_list cancel_waits;  /* struct cancel_wait.svc_link */
 	size_t npending, max_queue;   /* tasks PENDING; their bound */
 	struct nd_hist dispatch;      /* queued to pushed to a worker */
-	uint64_t ended[16];           /* tasks that ended, by final state */
 	uint64_t last_tick_ms;        /* monotonic, of the last service tick */
 	bool judging_put_off;         /* the last tick came after a stall */
 };
 
+/*
+ * The one way a task changes: applies ev to the ledger, then what follows
+ * from it here (queues and node counts: nd__sched_applied; the rest:
+ * svc.effects), and appends it to the trace. Returns the ledger's 0 or
+ * -errno (then nothing happened); *t (t may be NULL) is the task changed.
+ */
+int nd__svc_apply(struct nd_svc *svc, const Noded__LedgerEvent *ev,
+		  struct task **t);
+/* The production effects (tasks.c). */
+void nd__tasks_effects(struct nd_svc *svc, const Noded__LedgerEvent *ev,
+		       struct task *t);
+/* An empty task table and queues (tasks.c), nodes table (registry.c):
+ * nothing here needs a shard, so a unit test can build a service. */
+void nd__tasks_init(struct nd_svc *svc);
+int nd__nodes_init(struct nd_svc *svc);
+
 /* FNV-1a of p[0..n) */
 uint64_t nd__hash(const void *p, size_t n);
 struct node *nd__node_find(struct nd_svc *svc, const char *name);
+/* The node of that name, created (unregistered, no slots) when there is
+ * none; NULL when out of memory. */
+struct node *nd__node_get(struct nd_svc *svc, const char *name);
 /* Frees n and what it owns; n is not unlinked (the service ends). */
 void nd__node_free(struct node *n);
 /* The shard's service tick (registry.c): liveness of nodes, leases, then
@@ -273,15 +294,15 @@ void nd__tasks_metrics(struct nd_svc *svc, FILE *f);
 /* Has a task in state st ended? */
 static inline bool nd__task_ended(Noded__TaskState st)
 {
-	return st >= NODED__TASK_STATE__TASK_SUCCEEDED;
+	return nd_ltask_ended(st);
 }
 
 /* t's TaskSpec, unpacked into the shard's arena (NULL: no memory). */
 static inline Noded__TaskSpec *nd__task_spec(struct nd_svc *svc,
 					     const struct task *t)
 {
-	return noded__task_spec__unpack(&svc->s->arena.pc, t->spec_len,
-					t->spec);
+	return noded__task_spec__unpack(&svc->arena->pc, t->l.spec_len,
+					t->l.spec);
 }
 
 /* The task table (tasks.c). */
@@ -301,9 +322,14 @@ struct task *nd__task_find(struct nd_svc *svc, uint64_t id, uint64_t req,
 			   Noded__FrameKind kind, struct nd_out *o);
 
 /* Waiting and placement (scheduler.c). */
+/* What an applied event changes in the queues and the nodes' counts. */
+void nd__sched_applied(struct nd_svc *svc, const Noded__LedgerEvent *ev,
+		       struct task *t);
 /* Queues PENDING t (spec sp) behind its target's tasks; 0 or -ENOMEM. */
 int nd__task_enqueue(struct nd_svc *svc, struct task *t,
 		     const Noded__TaskSpec *sp);
+/* Sends ASSIGNED t its node's worker (the effect of its assign). */
+void nd__push_assignment(struct nd_svc *svc, struct task *t);
 /* Takes t out of its queue (its class goes with its last task). */
 void nd__task_unqueue(struct nd_svc *svc, struct task *t);
 /* Why sp can never run here (written in buf), or NULL when some node could. */
@@ -327,8 +353,4 @@ void nd__watchers_end(struct nd_svc *svc, struct task *t);
 /* An output chunk of t, to its watchers. */
 void nd__watchers_output(struct nd_svc *svc, struct task *t,
 			 const Noded__OutputChunk *chunk);
-/* Keeps chunk c in t's output up to its cap; past it, marks truncated. */
-void nd__task_keep_output(struct nd_svc *svc, struct task *t,
-			  const Noded__OutputChunk *c);
-
 #endif

@@ -60,17 +60,17 @@ static char *wait_reason(struct nd_svc *svc, const struct task *t)
 	struct tm tm;
 	time_t sec;
 
-	if (t->state != NODED__TASK_STATE__TASK_PENDING || !t->target_node)
+	if (t->l.state != NODED__TASK_STATE__TASK_PENDING || !t->l.target_node)
 		return "";
-	n = nd__node_find(svc, t->target_node);
+	n = nd__node_find(svc, t->l.target_node);
 	if (n && n->stream.serial && n->state != NODED__NODE_STATE__NODE_DEAD)
 		return ""; /* registered: it waits for a free slot */
-	buf = nd_arena_alloc(&svc->s->arena, strlen(t->target_node) + 96);
+	buf = nd_arena_alloc(svc->arena, strlen(t->l.target_node) + 96);
 	if (!buf)
 		return "";
 	if (!n) {
 		sprintf(buf, "waits for node %s, which has not registered",
-			t->target_node);
+			t->l.target_node);
 		return buf;
 	}
 	what = n->state == NODED__NODE_STATE__NODE_DEAD ? "DEAD" :
@@ -87,26 +87,28 @@ static char *wait_reason(struct nd_svc *svc, const struct task *t)
 void nd__task_record(struct nd_svc *svc, const struct task *t,
 		     Noded__TaskRecord *r)
 {
+	const struct nd_ltask *l = &t->l;
+
 	noded__task_record__init(r);
-	r->id = t->id;
-	r->job_id = t->job_id;
-	r->state = t->state;
-	r->node = t->node ? t->node : (t->target_node ? t->target_node : "");
+	r->id = l->id;
+	r->job_id = l->job_id;
+	r->state = l->state;
+	r->node = l->node ? l->node : (l->target_node ? l->target_node : "");
 	r->spec = nd__task_spec(svc, t);
-	r->exit_code = t->exit_code;
-	r->signal = t->signal;
-	r->reason = t->reason ? t->reason : wait_reason(svc, t);
-	r->submitted_unix_ms = t->submitted_unix_ms;
-	r->started_unix_ms = t->started_unix_ms;
-	r->ended_unix_ms = t->ended_unix_ms;
-	r->utime_us = t->utime_us;
-	r->stime_us = t->stime_us;
-	r->max_rss_kib = t->max_rss_kib;
-	r->attempt = t->attempt;
-	r->output_bytes = t->produced;
-	r->truncated = t->truncated;
+	r->exit_code = l->exit_code;
+	r->signal = l->signal;
+	r->reason = l->reason ? l->reason : wait_reason(svc, t);
+	r->submitted_unix_ms = l->submitted_unix_ms;
+	r->started_unix_ms = l->started_unix_ms;
+	r->ended_unix_ms = l->ended_unix_ms;
+	r->utime_us = l->utime_us;
+	r->stime_us = l->stime_us;
+	r->max_rss_kib = l->max_rss_kib;
+	r->attempt = l->attempt;
+	r->output_bytes = l->produced;
+	r->truncated = l->truncated;
 	r->watchers = t->nwatchers;
-	r->cancel_requested = t->cancel_requested && !nd__task_ended(t->state);
+	r->cancel_requested = l->cancel_requested && !nd__task_ended(l->state);
 }
 
 void nd__task_frame_record(struct nd_svc *svc, const struct task *t,
@@ -156,7 +158,7 @@ void nd__tasks_tick(struct nd_svc *svc)
 
 /* One line per ended task: info when it ran to its end (whatever its
  * status), warn when the system ended it (timeout, lost node). */
-static void log_end(const struct task *t)
+static void log_end(const struct nd_ltask *t)
 {
 	bool bad = t->state == NODED__TASK_STATE__TASK_TIMED_OUT ||
 		   t->state == NODED__TASK_STATE__TASK_LOST;
@@ -176,81 +178,206 @@ static void log_end(const struct task *t)
 void nd__task_finish(struct nd_svc *svc, struct task *t, Noded__TaskState st,
 		     const char *reason)
 {
-	if (nd__task_ended(t->state))
-		return;
-	if (t->state == NODED__TASK_STATE__TASK_PENDING)
-		nd__task_unqueue(svc, t);
-	if (nd_list_linked(&t->node_link)) {
-		struct node *n = nd__node_find(svc, t->node);
+	Noded__LedgerEvent ev = NODED__LEDGER_EVENT__INIT;
+	Noded__LedgerEnded e = NODED__LEDGER_ENDED__INIT;
+	Noded__LedgerLost lost = NODED__LEDGER_LOST__INIT;
 
-		nd_list_del(&t->node_link);
-		if (n && n->running)
-			n->running--;
+	if (nd__task_ended(t->l.state))
+		return;
+	if (st == NODED__TASK_STATE__TASK_LOST) {
+		lost.task_id = t->l.id;
+		lost.attempt = t->l.attempt;
+		lost.reason = (char *)(reason ? reason : "");
+		lost.unix_ms = nd_unix_ms();
+		ev.body_case = NODED__LEDGER_EVENT__BODY_LOST;
+		ev.lost = &lost;
+	} else {
+		e.task_id = t->l.id;
+		e.attempt = t->l.attempt;
+		e.state = st;
+		e.reason = (char *)(reason ? reason : "");
+		e.unix_ms = nd_unix_ms();
+		ev.body_case = NODED__LEDGER_EVENT__BODY_ENDED;
+		ev.ended = &e;
 	}
-	t->state = st;
-	if ((unsigned)st < sizeof(svc->ended) / sizeof(svc->ended[0]))
-		svc->ended[st]++;
-	t->ended_unix_ms = nd_unix_ms();
-	/* Kept for its history: give back what doubling left spare (a
-	 * failure keeps the larger buffer). */
-	nd_buf_resize(&t->out, t->out.len);
-	if (reason && !t->reason)
-		t->reason = strdup(reason);
-	log_end(t);
+	if (nd__svc_apply(svc, &ev, NULL) == -ENOMEM && reason) {
+		/* the reason is the only memory these take: end it without */
+		lost.reason = e.reason = "";
+		nd__svc_apply(svc, &ev, NULL);
+	}
+}
+
+/* The part of the effects of t's end outside the queues: the log line, its
+ * watchers' records and stream ends, its waiting cancels answered. */
+static void ended(struct nd_svc *svc, struct task *t)
+{
+	log_end(&t->l);
 	nd__watchers_end(svc, t);
 	while (!nd_list_empty(&t->cancel_waits))
 		cancel_wait_answer(svc, nd_container_of(t->cancel_waits.next,
 							struct cancel_wait,
 							task_link));
-	nd_list_add_tail(&svc->done, &t->done_link);
-	svc->ndone++;
+}
+
+static void push_cancel(struct nd_svc *svc, struct task *t)
+{
+	struct node *n = t->l.node ? nd__node_find(svc, t->l.node) : NULL;
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__TaskCancel tc = NODED__TASK_CANCEL__INIT;
+
+	if (!n || !n->stream.serial || !nd_list_linked(&t->node_link))
+		return; /* it ends as LOST if the node does not come back */
+	tc.task_id = t->l.id;
+	f.id = n->stream.stream_id;
+	f.kind = NODED__FRAME_KIND__STREAM_ITEM;
+	f.body_case = NODED__FRAME__BODY_TASK_CANCEL;
+	f.task_cancel = &tc;
+	nd__svc_push(svc, &n->stream, &f);
+}
+
+void nd__tasks_effects(struct nd_svc *svc, const Noded__LedgerEvent *ev,
+		       struct task *t)
+{
+	switch (ev->body_case) {
+	case NODED__LEDGER_EVENT__BODY_ASSIGN:
+		nd__push_assignment(svc, t);
+		break;
+	case NODED__LEDGER_EVENT__BODY_STARTED:
+		ND_LOG(ND_LOG_DEBUG, "task.started", ND_U("task", t->l.id),
+		       ND_S("node", t->l.node));
+		break;
+	case NODED__LEDGER_EVENT__BODY_OUTPUT: {
+		Noded__OutputChunk c = NODED__OUTPUT_CHUNK__INIT;
+
+		c.task_id = ev->output->task_id;
+		c.fd = ev->output->fd;
+		c.data = ev->output->data;
+		nd__watchers_output(svc, t, &c);
+		break;
+	}
+	case NODED__LEDGER_EVENT__BODY_ENDED:
+	case NODED__LEDGER_EVENT__BODY_LOST:
+		ended(svc, t);
+		break;
+	case NODED__LEDGER_EVENT__BODY_CANCEL:
+		push_cancel(svc, t);
+		break;
+	case NODED__LEDGER_EVENT__BODY_RETRIED:
+		ND_LOG(ND_LOG_WARN, "task.retried", ND_U("task", t->l.id),
+		       ND_S("node", t->l.node), ND_S("reason", ev->retried->reason),
+		       ND_U("attempt", t->l.attempt),
+		       ND_U("retries_left", t->l.retries_left));
+		break;
+	default:
+		break;
+	}
 }
 
 /* ---- methods ---- */
 
-static struct task *task_new(struct nd_svc *svc, const uint8_t *spec,
-			     size_t spec_len, const Noded__TaskSpec *sp,
-			     const char *node, uint64_t job)
+/* Refuses a submit (into o) that the master cannot take now, before
+ * anything is decided: the queue is full, or ids cannot be reserved. */
+static bool submit_room(struct nd_svc *svc, const Noded__Frame *f,
+			const Noded__TaskSpec *sp, Noded__FrameKind err_kind,
+			struct nd_out *o)
 {
-	struct task *t = calloc(1, sizeof(*t));
+	size_t npending = svc->ledger.count[NODED__TASK_STATE__TASK_PENDING];
+	int err;
 
-	if (!t)
-		return NULL;
-	t->spec = malloc(spec_len ? spec_len : 1);
-	if (!t->spec || (node && !(t->target_node = strdup(node))) ||
-	    nd_u64map_put(&svc->tasks, svc->next_task_id, t)) {
-		free(t->target_node);
-		free(t->spec);
-		free(t);
-		return NULL;
+	if (npending + (sp->all ? svc->count : 1) > svc->max_queue) {
+		ND_LOG(ND_LOG_DEBUG, "task.refused", ND_S("err", "queue full"),
+		       ND_U("queued", npending));
+		nd__out_error(o, f->id, err_kind,
+			    NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
+			    "queue full: %zu tasks wait (--max-queue %zu)",
+			    npending, svc->max_queue);
+		return false;
 	}
-	memcpy(t->spec, spec, spec_len);
-	t->spec_len = spec_len;
-	t->id = svc->next_task_id++;
-	t->job_id = job;
-	t->state = NODED__TASK_STATE__TASK_PENDING;
-	t->attempt = 1;
-	t->retries_left = sp->retries;
-	t->output_cap = sp->output_cap_bytes ? sp->output_cap_bytes
-					     : svc->output_cap;
+	err = nd_task_ids_reserve(svc->ids, svc->next_task_id,
+				  sp->all ? svc->count : 1);
+	if (err) {
+		ND_LOG(ND_LOG_ERROR, "task.ids_failed", ND_S("err", strerror(-err)),
+		       ND_S("msg", "cannot reserve task ids in --data-dir: "
+			    "submits are refused until it is writable"));
+		nd__out_error(o, f->id, err_kind, NODED__ERROR_CODE__UNAVAILABLE,
+			      "cannot reserve task ids in the master's "
+			      "--data-dir (%s): refusing rather than risk "
+			      "reusing an id", strerror(-err));
+		return false;
+	}
+	return true;
+}
+
+/* The nodes a fan-out runs on: every live registered node that takes
+ * tasks (a node whose stream closed is on its way to DEAD: it would get
+ * none). Into nodes (room for svc.count); returns how many. */
+static size_t fan_out_nodes(struct nd_svc *svc, char **nodes)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < svc->nbuckets; i++)
+		for (struct node *n = svc->buckets[i]; n; n = n->next)
+			if (n->state != NODED__NODE_STATE__NODE_DEAD &&
+			    n->stream.serial && !n->draining)
+				nodes[k++] = n->name;
+	return k;
+}
+
+/* The submit event of sp (packed in packed, len bytes) into e; false when
+ * out of memory. */
+static bool submit_event(struct nd_svc *svc, const Noded__TaskSpec *sp,
+			 uint8_t *packed, size_t len, Noded__LedgerSubmit *e)
+{
+	e->task_id = svc->next_task_id;
+	e->spec.data = packed;
+	e->spec.len = len;
+	e->retries = sp->retries;
+	e->output_cap_bytes = sp->output_cap_bytes ? sp->output_cap_bytes :
+						     svc->output_cap;
 	/* One task alone never keeps more than the whole budget. */
-	if (t->output_cap > svc->output_budget)
-		t->output_cap = svc->output_budget;
-	t->submitted_unix_ms = nd_unix_ms();
-	t->queued_ns = nd_mono_ns();
-	nd_list_init(&t->watchers);
-	nd_list_init(&t->cancel_waits);
-	t->any_node = !t->target_node && !sp->n_labels;
-	if (nd__task_enqueue(svc, t, sp) < 0) {
-		nd_u64map_del(&svc->tasks, t->id);
-		svc->next_task_id--;
-		free(t->target_node);
-		free(t->spec);
-		free(t);
-		return NULL;
+	if (e->output_cap_bytes > svc->output_budget)
+		e->output_cap_bytes = svc->output_budget;
+	e->unix_ms = nd_unix_ms();
+	if (sp->all) {
+		/* a job's id is its first task's: unique as they are */
+		e->job_id = e->task_id;
+		e->nodes = nd_arena_alloc(svc->arena, (svc->count ? svc->count :
+						       1) * sizeof(char *));
+		if (!e->nodes)
+			return false;
+		e->n_nodes = fan_out_nodes(svc, e->nodes);
+	} else if (sp->node[0]) {
+		e->nodes = nd_arena_alloc(svc->arena, sizeof(char *));
+		if (!e->nodes)
+			return false;
+		e->nodes[0] = sp->node;
+		e->n_nodes = 1;
 	}
-	nd_list_add_tail(&svc->all, &t->all_link);
-	return t;
+	return true;
+}
+
+/* The run's watchers, before anything can run: no output can be missed.
+ * false when out of memory for all of them. */
+static bool run_watch(struct nd_svc *svc, const Noded__SubmitReply *sr,
+		      const struct nd_dest *from)
+{
+	struct run_group *g = calloc(1, sizeof(*g));
+
+	if (!g)
+		return false;
+	g->left = (unsigned)sr->n_task_ids;
+	for (size_t i = 0; i < sr->n_task_ids; i++) {
+		struct task *t = nd__task_of(nd_ledger_get(&svc->ledger,
+							   sr->task_ids[i]));
+
+		if (!nd__watcher_add(svc, t, from, g))
+			g->left--; /* that task ends unwatched */
+	}
+	if (!g->left) {
+		free(g);
+		return false;
+	}
+	return true;
 }
 
 void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
@@ -259,24 +386,16 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 	const Noded__TaskSpec *sp = from ? f->run : f->submit;
 	Noded__FrameKind err_kind = from ? NODED__FRAME_KIND__STREAM_END
 					 : NODED__FRAME_KIND__REPLY;
-	struct run_group *g = NULL;
 	Noded__Frame r = NODED__FRAME__INIT;
 	Noded__SubmitReply sr = NODED__SUBMIT_REPLY__INIT;
+	Noded__LedgerEvent ev = NODED__LEDGER_EVENT__INIT;
+	Noded__LedgerSubmit e = NODED__LEDGER_SUBMIT__INIT;
 	uint8_t *packed;
-	size_t len, k = 0, cap;
+	size_t len, k;
 	char why[160];
 	const char *bad;
 	int err;
 
-	if (svc->npending + (sp->all ? svc->count : 1) > svc->max_queue) {
-		ND_LOG(ND_LOG_DEBUG, "task.refused", ND_S("err", "queue full"),
-		       ND_U("queued", svc->npending));
-		nd__out_error(o, f->id, err_kind,
-			    NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
-			    "queue full: %zu tasks wait (--max-queue %zu)",
-			    svc->npending, svc->max_queue);
-		return;
-	}
 	if (!sp->n_argv && !sp->shell[0]) {
 		nd__out_error(o, f->id, err_kind,
 			    NODED__ERROR_CODE__BAD_REQUEST,
@@ -303,6 +422,8 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 			    "runs on the nodes alive now");
 		return;
 	}
+	if (!submit_room(svc, f, sp, err_kind, o))
+		return;
 	bad = nd__task_unplaceable(svc, sp, why, sizeof(why));
 	if (bad && sp->wait_for_node) {
 		sr.waiting = why;
@@ -311,82 +432,39 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 			    NODED__ERROR_CODE__NOT_FOUND, "%s", bad);
 		return;
 	}
-	cap = sp->all ? svc->count : 1;
-	err = nd_task_ids_reserve(svc->ids, svc->next_task_id, cap);
-	if (err) {
-		ND_LOG(ND_LOG_ERROR, "task.ids_failed", ND_S("err", strerror(-err)),
-		       ND_S("msg", "cannot reserve task ids in --data-dir: "
-			    "submits are refused until it is writable"));
-		nd__out_error(o, f->id, err_kind, NODED__ERROR_CODE__UNAVAILABLE,
-			      "cannot reserve task ids in the master's "
-			      "--data-dir (%s): refusing rather than risk "
-			      "reusing an id", strerror(-err));
-		return;
-	}
 	len = noded__task_spec__get_packed_size(sp);
-	packed = nd_arena_alloc(&svc->s->arena, len ? len : 1);
-	sr.task_ids = nd_arena_alloc(&svc->s->arena, cap * sizeof(uint64_t));
-	sr.nodes = nd_arena_alloc(&svc->s->arena, cap * sizeof(char *));
-	if (!packed || !sr.task_ids || !sr.nodes)
+	packed = nd_arena_alloc(svc->arena, len ? len : 1);
+	if (!packed || !submit_event(svc, sp, packed, len, &e))
 		goto oom;
 	noded__task_spec__pack(sp, packed);
-	if (sp->all) {
-		/* a job's id is its first task's: unique as they are */
-		sr.job_id = svc->next_task_id;
-		for (size_t i = 0; i < svc->nbuckets; i++) {
-			for (struct node *n = svc->buckets[i]; n; n = n->next) {
-				struct task *t;
-
-				/* a node whose stream closed is on its
-				 * way to DEAD: it would get no task */
-				if (n->state == NODED__NODE_STATE__NODE_DEAD ||
-				    !n->stream.serial || n->draining)
-					continue;
-				t = task_new(svc, packed, len, sp, n->name,
-					     sr.job_id);
-				if (!t)
-					goto oom;
-				sr.task_ids[k] = t->id;
-				sr.nodes[k++] = n->name;
-			}
-		}
-	} else {
-		struct task *t = task_new(svc, packed, len, sp,
-					  sp->node[0] ? sp->node : NULL, 0);
-
-		if (!t)
+	k = sp->all ? e.n_nodes : 1;
+	sr.task_ids = nd_arena_alloc(svc->arena, (k ? k : 1) * sizeof(uint64_t));
+	sr.nodes = nd_arena_alloc(svc->arena, (k ? k : 1) * sizeof(char *));
+	if (!sr.task_ids || !sr.nodes)
+		goto oom;
+	if (k) {
+		ev.body_case = NODED__LEDGER_EVENT__BODY_SUBMIT;
+		ev.submit = &e;
+		err = nd__svc_apply(svc, &ev, NULL);
+		if (err)
 			goto oom;
-		sr.task_ids[k] = t->id;
-		sr.nodes[k++] = sp->node;
+		svc->next_task_id += k;
+		sr.job_id = e.job_id;
+	}
+	for (size_t i = 0; i < k; i++) {
+		sr.task_ids[i] = e.task_id + i;
+		sr.nodes[i] = e.n_nodes ? e.nodes[i] : sp->node;
 	}
 	sr.n_task_ids = sr.n_nodes = k;
-	if (!k)
-		sr.job_id = 0; /* no task took that id */
-	ND_LOG(ND_LOG_DEBUG, "task.submitted", ND_U("task", k ? sr.task_ids[0] : 0),
+	ND_LOG(ND_LOG_DEBUG, "task.submitted", ND_U("task", k ? e.task_id : 0),
 	       ND_U("job", sr.job_id), ND_U("tasks", k),
 	       ND_B("follow", from != NULL));
-	if (from) {
-		/* Watch before anything can run: no output can be missed. */
-		g = calloc(1, sizeof(*g));
-		if (!g)
-			goto oom;
-		g->left = (unsigned)k;
-		for (size_t i = 0; i < k; i++) {
-			struct task *t = nd_u64map_get(&svc->tasks,
-						       sr.task_ids[i]);
-
-			if (!nd__watcher_add(svc, t, from, g))
-				g->left--; /* that task ends unwatched */
-		}
-		if (!g->left) {
-			free(g);
-			goto oom;
-		}
-	}
+	if (from && k && !run_watch(svc, &sr, from))
+		goto oom;
 	nd__tasks_schedule(svc);
 	/* Report where each went, when the scheduler placed it now. */
 	for (size_t i = 0; i < k; i++) {
-		struct task *t = nd_u64map_get(&svc->tasks, sr.task_ids[i]);
+		struct nd_ltask *t = nd_ledger_get(&svc->ledger, sr.task_ids[i]);
 
 		if (t && t->node)
 			sr.nodes[i] = t->node;
@@ -407,11 +485,12 @@ oom:
 struct task *nd__task_find(struct nd_svc *svc, uint64_t id, uint64_t req,
 			   Noded__FrameKind kind, struct nd_out *o)
 {
-	struct task *t = id ? nd_u64map_get(&svc->tasks, id) : NULL;
+	const struct nd_ledger *l = &svc->ledger;
+	struct nd_ltask *t = nd_ledger_get(l, id);
 
 	if (t)
-		return t;
-	if (id >= svc->first_task_id && id < svc->next_task_id)
+		return nd__task_of(t);
+	if (l->first_id && id >= l->first_id && id < l->next_id)
 		nd__out_error(o, req, kind, NODED__ERROR_CODE__NOT_FOUND,
 			      "task %llu was evicted from the master's history "
 			      "(it keeps the last %llu ended tasks and %llu "
@@ -419,11 +498,11 @@ struct task *nd__task_find(struct nd_svc *svc, uint64_t id, uint64_t req,
 			      "--output-budget)", (unsigned long long)id,
 			      (unsigned long long)svc->task_history,
 			      (unsigned long long)svc->output_budget);
-	else if (svc->next_task_id > svc->first_task_id)
+	else if (l->first_id)
 		nd__out_error(o, req, kind, NODED__ERROR_CODE__NOT_FOUND,
 			      "no task %llu (the newest is %llu)",
 			      (unsigned long long)id,
-			      (unsigned long long)(svc->next_task_id - 1));
+			      (unsigned long long)(l->next_id - 1));
 	else
 		nd__out_error(o, req, kind, NODED__ERROR_CODE__NOT_FOUND,
 			      "no task %llu (none submitted yet)",
@@ -445,6 +524,7 @@ void nd__task_list(struct nd_svc *svc, const Noded__Frame *f,
 		   struct nd_out *o)
 {
 	const Noded__TaskListRequest *q = f->list_tasks;
+	const struct nd_list *all = &svc->ledger.all;
 	size_t limit = q->limit ? q->limit : LIST_DEFAULT, k = 0;
 	Noded__Frame r = NODED__FRAME__INIT;
 	Noded__TaskList tl = NODED__TASK_LIST__INIT;
@@ -452,16 +532,16 @@ void nd__task_list(struct nd_svc *svc, const Noded__Frame *f,
 
 	if (limit > LIST_MAX)
 		limit = LIST_MAX;
-	tl.tasks = nd_arena_alloc(&svc->s->arena, limit * sizeof(*tl.tasks));
+	tl.tasks = nd_arena_alloc(svc->arena, limit * sizeof(*tl.tasks));
 	/* newest first */
-	for (l = svc->all.prev; tl.tasks && l != &svc->all && k < limit;
-	     l = l->prev) {
-		struct task *t = nd_container_of(l, struct task, all_link);
+	for (l = all->prev; tl.tasks && l != all && k < limit; l = l->prev) {
+		struct task *t = nd__task_of(nd_container_of(l, struct nd_ltask,
+							     all_link));
 		Noded__TaskRecord *rec;
 
-		if (q->state && t->state != q->state)
+		if (q->state && t->l.state != q->state)
 			continue;
-		rec = nd_arena_alloc(&svc->s->arena, sizeof(*rec));
+		rec = nd_arena_alloc(svc->arena, sizeof(*rec));
 		if (!rec)
 			break;
 		nd__task_record(svc, t, rec);
@@ -475,22 +555,6 @@ void nd__task_list(struct nd_svc *svc, const Noded__Frame *f,
 	nd__out_frame(o, &r);
 }
 
-static void push_cancel(struct nd_svc *svc, struct task *t)
-{
-	struct node *n = t->node ? nd__node_find(svc, t->node) : NULL;
-	Noded__Frame f = NODED__FRAME__INIT;
-	Noded__TaskCancel tc = NODED__TASK_CANCEL__INIT;
-
-	if (!n || !n->stream.serial)
-		return; /* it ends as LOST if the node does not come back */
-	tc.task_id = t->id;
-	f.id = n->stream.stream_id;
-	f.kind = NODED__FRAME_KIND__STREAM_ITEM;
-	f.body_case = NODED__FRAME__BODY_TASK_CANCEL;
-	f.task_cancel = &tc;
-	nd__svc_push(svc, &n->stream, &f);
-}
-
 void nd__task_cancel(struct nd_svc *svc, const Noded__Frame *f,
 		     const struct nd_dest *from, struct nd_out *o)
 {
@@ -500,17 +564,22 @@ void nd__task_cancel(struct nd_svc *svc, const Noded__Frame *f,
 
 	if (!t)
 		return;
-	if (t->state == NODED__TASK_STATE__TASK_PENDING) {
+	if (t->l.state == NODED__TASK_STATE__TASK_PENDING) {
 		nd__task_finish(svc, t, NODED__TASK_STATE__TASK_CANCELLED,
 				"cancelled before it started");
-	} else if (!nd__task_ended(t->state) && !t->cancel_requested) {
+	} else if (!nd__task_ended(t->l.state) && !t->l.cancel_requested) {
 		/* The worker kills the process group and reports the end. */
-		t->cancel_requested = true;
-		push_cancel(svc, t);
+		Noded__LedgerEvent ev = NODED__LEDGER_EVENT__INIT;
+		Noded__LedgerCancel e = NODED__LEDGER_CANCEL__INIT;
+
+		e.task_id = t->l.id;
+		ev.body_case = NODED__LEDGER_EVENT__BODY_CANCEL;
+		ev.cancel = &e;
+		nd__svc_apply(svc, &ev, NULL);
 	}
 	/* Answered when it ends (see "Cancel" at the top); now if it has,
 	 * or if this one cannot wait. */
-	if (nd__task_ended(t->state) || t->ncancel_waits >= CANCEL_WAITS_MAX ||
+	if (nd__task_ended(t->l.state) || t->ncancel_waits >= CANCEL_WAITS_MAX ||
 	    !from->serial || !(w = calloc(1, sizeof(*w)))) {
 		nd__task_frame_record(svc, t, f->id, NODED__FRAME_KIND__REPLY,
 				      o);
@@ -524,60 +593,101 @@ void nd__task_cancel(struct nd_svc *svc, const Noded__Frame *f,
 	t->ncancel_waits++;
 }
 
+/* The worker's account of how the attempt ended, as the task's end: a
+ * state (and why), or a retry when its node ended it. */
 static void finished(struct nd_svc *svc, struct task *t,
 		     const Noded__ExecExited *x)
 {
-	Noded__TaskState st;
+	Noded__LedgerEvent ev = NODED__LEDGER_EVENT__INIT;
+	Noded__LedgerEnded e = NODED__LEDGER_ENDED__INIT;
 	char why[128];
 	const char *reason = x->reason[0] ? x->reason : NULL;
 
-	t->exit_code = x->exit_code;
-	t->signal = x->signal;
-	if (x->start_unix_ms && !t->started_unix_ms)
-		t->started_unix_ms = x->start_unix_ms;
-	t->utime_us = x->utime_us;
-	t->stime_us = x->stime_us;
-	t->max_rss_kib = x->max_rss_kib;
-	if (t->cancel_requested ||
-	    (x->cancelled && !x->worker_stopping && !x->lease_expired)) {
-		st = NODED__TASK_STATE__TASK_CANCELLED;
-	} else if (x->worker_stopping || x->lease_expired) {
+	if (!t->l.cancel_requested &&
+	    (x->worker_stopping || x->lease_expired)) {
 		/* Ended by its node, not by itself: as for a node that died
 		 * (its end is reported, so a retry cannot overlap it). */
-		struct node *n = t->node ? nd__node_find(svc, t->node) : NULL;
+		struct node *n = nd__node_find(svc, t->l.node);
 
 		nd__task_retry_or_lose(svc, t, n,
 				       x->worker_stopping ? "worker stopping" :
 				       reason ? reason : "lease expired");
 		nd__tasks_schedule(svc);
 		return;
+	}
+	if (t->l.cancel_requested || x->cancelled) {
+		e.state = NODED__TASK_STATE__TASK_CANCELLED;
 	} else if (x->timed_out) {
-		st = NODED__TASK_STATE__TASK_TIMED_OUT;
+		e.state = NODED__TASK_STATE__TASK_TIMED_OUT;
 		if (!reason) {
 			snprintf(why, sizeof(why), "timed out; killed by "
 				 "signal %d", x->signal);
 			reason = why;
 		}
 	} else if (x->exit_code == 0 && x->signal == 0 && !x->spawn_errno) {
-		st = NODED__TASK_STATE__TASK_SUCCEEDED;
+		e.state = NODED__TASK_STATE__TASK_SUCCEEDED;
 	} else {
-		st = NODED__TASK_STATE__TASK_FAILED;
+		e.state = NODED__TASK_STATE__TASK_FAILED;
 		if (!reason && x->signal) {
 			snprintf(why, sizeof(why), "killed by signal %d",
 				 x->signal);
 			reason = why;
 		}
 	}
-	nd__task_finish(svc, t, st, reason);
+	e.task_id = t->l.id;
+	e.attempt = t->l.attempt;
+	e.exit_code = x->exit_code;
+	e.signal = x->signal;
+	e.reason = (char *)(reason ? reason : "");
+	e.start_unix_ms = x->start_unix_ms;
+	e.unix_ms = nd_unix_ms();
+	e.utime_us = x->utime_us;
+	e.stime_us = x->stime_us;
+	e.max_rss_kib = x->max_rss_kib;
+	ev.body_case = NODED__LEDGER_EVENT__BODY_ENDED;
+	ev.ended = &e;
+	if (nd__svc_apply(svc, &ev, NULL) == -ENOMEM) {
+		e.reason = ""; /* the only memory an end takes */
+		nd__svc_apply(svc, &ev, NULL);
+	}
 	nd__tasks_schedule(svc); /* a slot is free */
+}
+
+/* A worker's started or output report as its event. */
+static void running(struct nd_svc *svc, struct task *t,
+		    const Noded__TaskUpdate *u)
+{
+	Noded__LedgerEvent ev = NODED__LEDGER_EVENT__INIT;
+	Noded__LedgerStarted st = NODED__LEDGER_STARTED__INIT;
+	Noded__LedgerOutput out = NODED__LEDGER_OUTPUT__INIT;
+
+	if (u->body_case == NODED__TASK_UPDATE__BODY_STARTED) {
+		st.task_id = t->l.id;
+		st.attempt = t->l.attempt;
+		st.start_unix_ms = u->started->start_unix_ms;
+		ev.body_case = NODED__LEDGER_EVENT__BODY_STARTED;
+		ev.started = &st;
+	} else {
+		out.task_id = t->l.id;
+		out.attempt = t->l.attempt;
+		out.fd = u->output->fd;
+		out.data = u->output->data;
+		ev.body_case = NODED__LEDGER_EVENT__BODY_OUTPUT;
+		ev.output = &out;
+	}
+	if (nd__svc_apply(svc, &ev, NULL) == -ENOMEM)
+		ND_LOG(ND_LOG_WARN, "task.output_dropped", ND_U("task", t->l.id),
+		       ND_U("bytes", out.data.len),
+		       ND_S("err", "out of memory"));
 }
 
 void nd__task_update(struct nd_svc *svc, const Noded__Frame *f,
 		     uint64_t conn_serial, struct nd_out *o)
 {
 	const Noded__TaskUpdate *u = f->task_update;
-	struct task *t = nd_u64map_get(&svc->tasks, u->task_id);
-	struct node *n = t && t->node ? nd__node_find(svc, t->node) : NULL;
+	struct nd_ltask *l = nd_ledger_get(&svc->ledger, u->task_id);
+	struct task *t = l ? nd__task_of(l) : NULL;
+	struct node *n = t && t->l.node ? nd__node_find(svc, t->l.node) : NULL;
 
 	/* The worker only lets go of an ended task on this ack; it waits for
 	 * nothing on it, so the ack rides with the next task we send it (or
@@ -589,25 +699,18 @@ void nd__task_update(struct nd_svc *svc, const Noded__Frame *f,
 	 * (a late worker, an old attempt, an ended task) is acknowledged and
 	 * dropped so the worker can let go of it. */
 	if (!t || !n || n->stream.serial != conn_serial ||
-	    u->attempt != t->attempt || nd__task_ended(t->state)) {
+	    u->attempt != t->l.attempt || nd__task_ended(t->l.state)) {
 		nd__out_ack(o, f->id);
 		return;
 	}
 	switch (u->body_case) {
 	case NODED__TASK_UPDATE__BODY_STARTED:
-		if (t->state == NODED__TASK_STATE__TASK_ASSIGNED)
-			t->state = NODED__TASK_STATE__TASK_RUNNING;
-		t->started_unix_ms = u->started->start_unix_ms;
-		ND_LOG(ND_LOG_DEBUG, "task.started", ND_U("task", t->id),
-		       ND_S("node", t->node));
+		running(svc, t, u);
 		break;
 	case NODED__TASK_UPDATE__BODY_OUTPUT:
-		if (t->state == NODED__TASK_STATE__TASK_ASSIGNED)
-			t->state = NODED__TASK_STATE__TASK_RUNNING;
-		nd__task_keep_output(svc, t, u->output);
-		nd__watchers_output(svc, t, u->output);
-		if (nd__task_congested(svc, t->id))
-			o->hold_task = t->id;
+		running(svc, t, u);
+		if (nd__task_congested(svc, t->l.id))
+			o->hold_task = t->l.id;
 		break;
 	case NODED__TASK_UPDATE__BODY_FINISHED:
 		finished(svc, t, u->finished);
@@ -616,96 +719,4 @@ void nd__task_update(struct nd_svc *svc, const Noded__Frame *f,
 		break;
 	}
 	nd__out_ack(o, f->id);
-}
-
-/* Unlinks t from everything and frees it with its watchers. */
-static void task_free(struct nd_svc *svc, struct task *t)
-{
-	/* only a task that has not ended has any (at exit) */
-	while (!nd_list_empty(&t->cancel_waits)) {
-		struct cancel_wait *w = nd_container_of(t->cancel_waits.next,
-							struct cancel_wait,
-							task_link);
-
-		nd_list_del(&w->task_link);
-		nd_list_del(&w->svc_link);
-		free(w);
-	}
-	while (!nd_list_empty(&t->watchers))
-		nd__watcher_drop(svc, nd_container_of(t->watchers.next,
-				 struct watcher, task_link));
-	nd_u64map_del(&svc->tasks, t->id);
-	nd_list_del(&t->all_link);
-	nd__task_unqueue(svc, t);
-	nd_list_del(&t->node_link);
-	if (nd_list_linked(&t->done_link)) {
-		nd_list_del(&t->done_link);
-		svc->ndone--;
-	}
-	svc->kept_bytes -= t->out_data;
-	free(t->spec);
-	free(t->target_node);
-	free(t->node);
-	free(t->reason);
-	nd_buf_free(&t->out);
-	free(t);
-}
-
-void nd__tasks_trim(struct nd_svc *svc)
-{
-	while (!nd_list_empty(&svc->done) &&
-	       (svc->ndone > svc->task_history ||
-		svc->kept_bytes > svc->output_budget))
-		task_free(svc, nd_container_of(svc->done.next, struct task,
-					       done_link));
-}
-
-void nd__tasks_free(struct nd_svc *svc)
-{
-	while (!nd_list_empty(&svc->all))
-		task_free(svc, nd_container_of(svc->all.next, struct task,
-					       all_link));
-	nd_u64map_free(&svc->tasks);
-	nd_u64map_free(&svc->watching);
-	nd_u64map_free(&svc->classes); /* empty: classes go with their tasks */
-}
-
-void nd__tasks_metrics(struct nd_svc *svc, FILE *f)
-{
-	uint64_t by_state[16] = { 0 }, queued = 0;
-	struct nd_list *l;
-
-	for (l = svc->all.next; l != &svc->all; l = l->next) {
-		struct task *t = nd_container_of(l, struct task, all_link);
-
-		if ((unsigned)t->state < 16)
-			by_state[t->state]++;
-	}
-	queued = svc->npending;
-	fprintf(f, "# HELP noded_tasks Tasks the master holds, by state.\n"
-		"# TYPE noded_tasks gauge\n");
-	for (unsigned st = 1; st <= NODED__TASK_STATE__TASK_LOST; st++)
-		fprintf(f, "noded_tasks{state=\"%s\"} %llu\n",
-			nd_task_state_name((Noded__TaskState)st),
-			(unsigned long long)by_state[st]);
-	fprintf(f, "# HELP noded_tasks_ended_total Tasks that reached a "
-		"final state, by state.\n# TYPE noded_tasks_ended_total "
-		"counter\n");
-	for (unsigned st = NODED__TASK_STATE__TASK_SUCCEEDED;
-	     st <= NODED__TASK_STATE__TASK_LOST; st++)
-		fprintf(f, "noded_tasks_ended_total{state=\"%s\"} %llu\n",
-			nd_task_state_name((Noded__TaskState)st),
-			(unsigned long long)svc->ended[st]);
-	fprintf(f, "# HELP noded_tasks_submitted_total Tasks submitted.\n"
-		"# TYPE noded_tasks_submitted_total counter\n"
-		"noded_tasks_submitted_total %llu\n",
-		(unsigned long long)(svc->next_task_id - svc->first_task_id));
-	fprintf(f, "# HELP noded_task_queue_length Tasks waiting for a "
-		"node.\n# TYPE noded_task_queue_length gauge\n"
-		"noded_task_queue_length %llu\n", (unsigned long long)queued);
-	fprintf(f, "# HELP noded_dispatch_duration_seconds Task queued to "
-		"sent to its worker.\n# TYPE noded_dispatch_duration_seconds "
-		"histogram\n");
-	nd_hist_write(f, "noded_dispatch_duration_seconds", "",
-		      &svc->dispatch);
 }

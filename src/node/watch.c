@@ -124,13 +124,13 @@ static void replay(const struct task *t, uint64_t id, struct nd_out *o)
 	f.kind = NODED__FRAME_KIND__STREAM_ITEM;
 	f.body_case = NODED__FRAME__BODY_OUTPUT;
 	f.output = &c;
-	c.task_id = t->id;
-	while (off + 5 <= t->out.len) {
+	c.task_id = t->l.id;
+	while (off + 5 <= t->l.out.len) {
 		uint32_t len;
 
-		memcpy(&len, t->out.data + off + 1, 4);
-		c.fd = t->out.data[off];
-		c.data.data = t->out.data + off + 5;
+		memcpy(&len, t->l.out.data + off + 1, 4);
+		c.fd = t->l.out.data[off];
+		c.data.data = t->l.out.data + off + 5;
 		c.data.len = len;
 		nd__out_frame(o, &f);
 		off += 5 + len;
@@ -146,7 +146,7 @@ void nd__task_watch(struct nd_svc *svc, const Noded__Frame *f,
 	if (!t)
 		return;
 	replay(t, f->id, o);
-	if (nd__task_ended(t->state) || !f->watch->follow) {
+	if (nd__task_ended(t->l.state) || !f->watch->follow) {
 		nd__task_frame_record(svc, t, f->id,
 				      NODED__FRAME_KIND__STREAM_ITEM, o);
 		nd__out_end(o, f->id);
@@ -158,40 +158,12 @@ void nd__task_watch(struct nd_svc *svc, const Noded__Frame *f,
 			      "out of memory");
 }
 
-/* Keeps chunk up to the task's output cap; past it, marks truncated. */
-void nd__task_keep_output(struct nd_svc *svc, struct task *t,
-			  const Noded__OutputChunk *c)
-{
-	size_t room, n;
-	uint8_t *b;
-	uint32_t len;
-
-	t->produced += c->data.len;
-	if (t->out_data >= t->output_cap) {
-		t->truncated = t->truncated || c->data.len > 0;
-		return;
-	}
-	room = (size_t)(t->output_cap - t->out_data);
-	n = c->data.len < room ? c->data.len : room;
-	if (n < c->data.len)
-		t->truncated = true;
-	if (nd_buf_reserve(&t->out, 5 + n))
-		return;
-	b = t->out.data + t->out.len;
-	len = (uint32_t)n;
-	b[0] = (uint8_t)(c->fd == 2 ? 2 : 1);
-	memcpy(b + 1, &len, 4);
-	memcpy(b + 5, c->data.data, n);
-	t->out.len += 5 + n;
-	t->out_data += n;
-	svc->kept_bytes += n;
-}
-
 bool nd__task_congested(struct nd_svc *svc, uint64_t task_id)
 {
-	struct task *t = nd_u64map_get(&svc->tasks, task_id);
+	struct nd_ltask *lt = nd_ledger_get(&svc->ledger, task_id);
+	struct task *t = lt ? nd__task_of(lt) : NULL;
 
-	if (!t || nd__task_ended(t->state))
+	if (!t || nd__task_ended(t->l.state))
 		return false;
 	for (struct nd_list *l = t->watchers.next; l != &t->watchers;
 	     l = l->next) {
