@@ -598,10 +598,22 @@ static struct nd_ltask *task_from_msg(struct nd_ledger *l,
 		t->out.len += 5 + len;
 		t->out_data += len;
 	}
+	*err = 0;
 	return t;
 fail:
 	task_free(t);
 	return NULL;
+}
+
+/* Does t keep the invariants of ledger.h that concern it alone? */
+static bool task_valid(const struct nd_ltask *t)
+{
+	return nd_ltask_ended(t->state) == (t->end_seq != 0) &&
+	       (!on_node(t) || t->node) &&
+	       (!t->node || !t->target_node ||
+		t->state == NODED__TASK_STATE__TASK_PENDING ||
+		!strcmp(t->node, t->target_node)) &&
+	       t->out_data <= t->output_cap && t->out_data <= t->produced;
 }
 
 static int by_end_seq(const void *a, const void *b)
@@ -628,7 +640,7 @@ static int restore_into(struct nd_ledger *fresh,
 		struct nd_ltask *t = task_from_msg(fresh, s->tasks[i], &err);
 
 		if (t && (t->id <= last || t->id >= s->next_id ||
-			  nd_ltask_ended(t->state) != (t->end_seq != 0))) {
+			  !task_valid(t))) {
 			task_free(t);
 			t = NULL;
 			err = -EINVAL;
