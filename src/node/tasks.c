@@ -43,6 +43,7 @@
 #include "core/log.h"
 #include "node/svc.h"
 #include "noded/json.h"
+#include "noded/taskspec.h"
 
 #define LIST_DEFAULT 100
 #define LIST_MAX 10000
@@ -277,30 +278,10 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 			    svc->npending, svc->max_queue);
 		return;
 	}
-	if (!sp->n_argv && !sp->shell[0]) {
+	bad = nd_task_spec_check(sp, why, sizeof(why));
+	if (bad) {
 		nd__out_error(o, f->id, err_kind,
-			    NODED__ERROR_CODE__BAD_REQUEST,
-			    "nothing to run: give argv or a shell command");
-		return;
-	}
-	if (sp->n_argv && sp->shell[0]) {
-		nd__out_error(o, f->id, err_kind,
-			    NODED__ERROR_CODE__BAD_REQUEST,
-			    "give argv or a shell command, not both");
-		return;
-	}
-	if ((sp->all && (sp->node[0] || sp->n_labels)) ||
-	    (sp->node[0] && sp->n_labels)) {
-		nd__out_error(o, f->id, err_kind,
-			    NODED__ERROR_CODE__BAD_REQUEST,
-			    "target one of: a node, labels, or all");
-		return;
-	}
-	if (sp->all && sp->wait_for_node) {
-		nd__out_error(o, f->id, err_kind,
-			    NODED__ERROR_CODE__BAD_REQUEST,
-			    "wait_for_node does not apply to all: a fan-out "
-			    "runs on the nodes alive now");
+			    NODED__ERROR_CODE__BAD_REQUEST, "%s", bad);
 		return;
 	}
 	bad = nd__task_unplaceable(svc, sp, why, sizeof(why));
