@@ -180,6 +180,7 @@ struct tbench {
 	struct nd_client *c;
 	const struct topts *o;
 	Noded__TaskSpec spec;
+	Noded__Command command;         /* spec.command */
 	long started, done, errors;
 	uint64_t t0;
 	struct textra x;
@@ -270,8 +271,10 @@ int nd_bench_tasks(int argc, char **argv)
 	}
 	b->o = &o;
 	noded__task_spec__init(&b->spec);
-	b->spec.argv = o.argv;
-	b->spec.n_argv = (size_t)o.argc;
+	noded__command__init(&b->command);
+	b->command.argv = o.argv;
+	b->command.n_argv = (size_t)o.argc;
+	b->spec.command = &b->command;
 	b->spec.all = o.all;
 	b->spec.labels = o.label_ptrs;
 	b->spec.n_labels = o.nlabels;

@@ -726,36 +726,16 @@ static void real_start(struct task *t, const Noded__TaskAssignment *a)
 	Noded__ExecSpawn sp = NODED__EXEC_SPAWN__INIT;
 	Noded__ExecExited x = NODED__EXEC_EXITED__INIT;
 	struct real *rx = calloc(1, sizeof(*rx));
-	char reason[REASON_MAX] = "out of memory", **env;
+	char reason[REASON_MAX] = "out of memory";
+	uint32_t timeout_ms = a->command ? a->command->timeout_ms : 0;
 	int fds[2], err = ENOMEM;
-	size_t n = 0;
 
-	env = calloc(a->n_env + 1, sizeof(*env));
-	for (; env && n < a->n_env; n++) {
-		size_t kl = strlen(a->env[n]->key), vl = strlen(a->env[n]->value);
-
-		env[n] = malloc(kl + vl + 2);
-		if (!env[n])
-			break;
-		memcpy(env[n], a->env[n]->key, kl);
-		env[n][kl] = '=';
-		memcpy(env[n] + kl + 1, a->env[n]->value, vl + 1);
-	}
-	if (rx && env && n == a->n_env) {
+	if (rx) {
 		sp.task_id = t->id;
-		sp.n_argv = a->n_argv;
-		sp.argv = a->argv;
-		sp.shell = a->shell;
-		sp.n_env = n;
-		sp.env = env;
-		sp.cwd = a->cwd;
-		sp.timeout_ms = a->timeout_ms;
+		sp.command = a->command;
 		err = nd_exec_command_start(&sp, &rx->pid, fds, reason,
 					    sizeof(reason));
 	}
-	for (size_t i = 0; env && i < n; i++)
-		free(env[i]);
-	free(env);
 	if (err) {
 		free(rx);
 		nd_exec_spawn_failed(&x, err, reason);
@@ -763,8 +743,8 @@ static void real_start(struct task *t, const Noded__TaskAssignment *a)
 		return;
 	}
 	t->rx = rx;
-	rx->timeout_ms = a->timeout_ms;
-	rx->deadline_ms = a->timeout_ms ? t->t0_ms + a->timeout_ms : 0;
+	rx->timeout_ms = timeout_ms;
+	rx->deadline_ms = timeout_ms ? t->t0_ms + timeout_ms : 0;
 	for (int i = 0; i < 2; i++) {
 		rx->p[i].t = t;
 		rx->p[i].fd = fds[i];

@@ -10,7 +10,7 @@
 
 #include "noded.pb-c.h"
 
-#define ND_PROTOCOL_VERSION 1
+#define ND_PROTOCOL_VERSION 2
 #define ND_FRAME_HDR 4
 #define ND_MAX_FRAME_DEFAULT (16u << 20)
 

@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "core/shard.h"
 #include "noded/json.h"
+#include "noded/taskspec.h"
 #include "wire/arena.h"
 
 /* ---- service replies ---- */
@@ -227,15 +228,16 @@ static void on_submitted(struct req *r, const Noded__Frame *f)
 				       "nodes", nodes), NULL);
 }
 
-/* A JSON object of strings as map entries (the two map types of TaskSpec
- * have the same layout). NULL with why set when it is not one. */
+/* A JSON object of strings as map entries (the spec's labels and its
+ * command's env have the same layout). NULL with why set when it is not
+ * one. */
 static void **map_entries(struct req *r, json_t *obj, const char *name,
 			  const ProtobufCMessageDescriptor *d, size_t *n,
 			  const char **why)
 {
 	struct nd_arena *a = &r->conn->shard->arena;
 	size_t i = 0, count = json_object_size(obj);
-	Noded__TaskSpec__EnvEntry **e;
+	Noded__Command__EnvEntry **e;
 	const char *k;
 	json_t *v;
 
@@ -269,8 +271,9 @@ static const char *const task_fields[] = {
 	"retries", NULL,
 };
 
-/* Fills sp from the JSON body; NULL, or what is wrong with it (static,
- * or formatted into why_buf). */
+/* Fills sp (its command set by the caller) from the JSON body and checks
+ * it as the master will (nd_task_spec_check); NULL, or what is wrong with
+ * it (static, or formatted into why_buf). */
 static const char *spec_from_json(struct req *r, json_t *j,
 				  Noded__TaskSpec *sp, char *why_buf,
 				  size_t why_size)
@@ -279,6 +282,7 @@ static const char *spec_from_json(struct req *r, json_t *j,
 	json_t *argv = json_object_get(j, "argv");
 	json_t *cmd = json_object_get(j, "cmd");
 	json_t *v;
+	Noded__Command *c = sp->command;
 	const char *k, *why = NULL;
 
 	json_object_foreach(j, k, v) {
@@ -302,30 +306,29 @@ static const char *spec_from_json(struct req *r, json_t *j,
 			return why_buf;
 		}
 	}
-	if (!argv == !cmd)
-		return "give exactly one of \"argv\" (an array of strings) "
-		       "and \"cmd\" (a shell command string)";
+	/* argv and cmd are typed here; which of them, and what they may
+	 * hold, is the spec check's (below) */
 	if (cmd) {
-		if (!json_is_string(cmd) || !json_string_length(cmd))
-			return "\"cmd\" must be a non-empty string";
-		sp->shell = (char *)json_string_value(cmd);
-	} else {
+		if (!json_is_string(cmd))
+			return "\"cmd\" must be a string";
+		c->shell = (char *)json_string_value(cmd);
+	}
+	if (argv) {
 		size_t n = json_array_size(argv);
 
-		if (!json_is_array(argv) || !n)
-			return "\"argv\" must be a non-empty array of strings";
-		sp->argv = nd_arena_alloc(a, n * sizeof(char *));
-		if (!sp->argv)
+		if (!json_is_array(argv))
+			return "\"argv\" must be an array of strings";
+		c->argv = nd_arena_alloc(a, (n ? n : 1) * sizeof(char *));
+		if (!c->argv)
 			return "out of memory";
 		for (size_t i = 0; i < n; i++) {
 			json_t *s = json_array_get(argv, i);
 
 			if (!json_is_string(s))
-				return "\"argv\" must be a non-empty array "
-				       "of strings";
-			sp->argv[i] = (char *)json_string_value(s);
+				return "\"argv\" must be an array of strings";
+			c->argv[i] = (char *)json_string_value(s);
 		}
-		sp->n_argv = n;
+		c->n_argv = n;
 	}
 	if ((v = json_object_get(j, "node"))) {
 		if (!json_is_string(v) || !json_string_length(v))
@@ -335,7 +338,7 @@ static const char *spec_from_json(struct req *r, json_t *j,
 	if ((v = json_object_get(j, "cwd"))) {
 		if (!json_is_string(v))
 			return "\"cwd\" must be a string";
-		sp->cwd = (char *)json_string_value(v);
+		c->cwd = (char *)json_string_value(v);
 	}
 	if ((v = json_object_get(j, "all"))) {
 		if (!json_is_boolean(v))
@@ -348,7 +351,7 @@ static const char *spec_from_json(struct req *r, json_t *j,
 		if (!json_is_number(v) || !(s >= 0) || s * 1000 > UINT32_MAX)
 			return "\"timeout_s\" must be a number of seconds "
 			       "from 0 to 4294967";
-		sp->timeout_ms = (uint32_t)ceil(s * 1000);
+		c->timeout_ms = (uint32_t)ceil(s * 1000);
 	}
 	if ((v = json_object_get(j, "retries"))) {
 		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
@@ -357,11 +360,11 @@ static const char *spec_from_json(struct req *r, json_t *j,
 		sp->retries = (uint32_t)json_integer_value(v);
 	}
 	if ((v = json_object_get(j, "env"))) {
-		sp->env = (Noded__TaskSpec__EnvEntry **)map_entries(
+		c->env = (Noded__Command__EnvEntry **)map_entries(
 			r, v, "\"env\" must be an object of strings",
-			&noded__task_spec__env_entry__descriptor, &sp->n_env,
+			&noded__command__env_entry__descriptor, &c->n_env,
 			&why);
-		if (!sp->env)
+		if (!c->env)
 			return why ? why : "out of memory";
 	}
 	if ((v = json_object_get(j, "labels"))) {
@@ -372,15 +375,14 @@ static const char *spec_from_json(struct req *r, json_t *j,
 		if (!sp->labels)
 			return why ? why : "out of memory";
 	}
-	if (!!sp->node[0] + !!sp->n_labels + !!sp->all > 1)
-		return "\"node\", \"labels\" and \"all\" exclude each other";
-	return NULL;
+	return nd_task_spec_check(sp, why_buf, why_size);
 }
 
 static void submit(struct req *r)
 {
 	Noded__Frame f = NODED__FRAME__INIT;
 	Noded__TaskSpec sp = NODED__TASK_SPEC__INIT;
+	Noded__Command cmd = NODED__COMMAND__INIT;
 	json_error_t err;
 	const char *why;
 	char why_buf[256];
@@ -405,6 +407,7 @@ static void submit(struct req *r)
 		nd_http_error(r, 400, "the body must be a JSON object");
 		return;
 	}
+	sp.command = &cmd;
 	why = spec_from_json(r, j, &sp, why_buf, sizeof(why_buf));
 	if (why) {
 		nd_http_error(r, 400, "%s", why);

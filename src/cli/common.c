@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "noded/auth.h"
+#include "noded/taskspec.h"
 #include "wire/text.h"
 
 bool nd_cli_uint(const char *opt, const char *s, uint64_t min, uint64_t max,
@@ -233,11 +234,11 @@ void nd_cli_task_args_free(struct nd_cli_task_args *a)
 {
 	size_t i;
 
-	for (i = 0; a->spec.env && i < a->spec.n_env; i++)
-		free(a->spec.env[i]->key);
+	for (i = 0; a->command.env && i < a->command.n_env; i++)
+		free(a->command.env[i]->key);
 	for (i = 0; a->spec.labels && i < a->spec.n_labels; i++)
 		free(a->spec.labels[i]->key);
-	free(a->spec.env);
+	free(a->command.env);
 	free(a->spec.labels);
 	free(a->env_store);
 	free(a->label_store);
@@ -246,27 +247,19 @@ void nd_cli_task_args_free(struct nd_cli_task_args *a)
 }
 
 /*
- * After the options of `cmd`: checks that they go together and takes the
- * command from argv[optind..argc) into a (joined when shell). Returns 0,
- * -ENOMEM, -EINVAL (said why: a usage error) or -ENOENT (no command: said
- * so, the usage line is due).
+ * After the options of `cmd`: takes the command from argv[optind..argc)
+ * into a (joined when shell), then checks the spec as the master will
+ * (nd_task_spec_check), so a bad one is refused before anything is sent.
+ * Returns 0, -ENOMEM, -EINVAL (said why: a usage error) or -ENOENT (no
+ * command: said so, the usage line is due).
  */
 static int task_words(struct nd_cli_task_args *a, const char *cmd,
 		      bool shell, int argc, char **argv)
 {
+	const char *bad;
+	char why[256];
 	size_t ncmd;
 
-	if ((a->spec.node[0] != '\0') + (a->spec.n_labels > 0) +
-		    a->spec.all > 1) {
-		fprintf(stderr, "noded %s: --node, --label and --all exclude "
-			"each other\n", cmd);
-		return -EINVAL;
-	}
-	if (a->spec.all && a->spec.wait_for_node) {
-		fprintf(stderr, "noded %s: --wait-for-node does not apply to "
-			"--all (a fan-out runs on the nodes alive now)\n", cmd);
-		return -EINVAL;
-	}
 	if (optind >= argc) {
 		fprintf(stderr, "noded %s: no command given\n", cmd);
 		return -ENOENT;
@@ -276,20 +269,15 @@ static int task_words(struct nd_cli_task_args *a, const char *cmd,
 		a->shell = join_words(argv + optind, ncmd);
 		if (!a->shell)
 			return -ENOMEM;
-		if (!a->shell[strspn(a->shell, " \t\n")]) {
-			fprintf(stderr, "noded %s: the shell command is "
-				"empty\n", cmd);
-			return -EINVAL;
-		}
-		a->spec.shell = a->shell;
+		a->command.shell = a->shell;
 	} else {
-		if (!argv[optind][0]) {
-			fprintf(stderr, "noded %s: the command name is "
-				"empty\n", cmd);
-			return -EINVAL;
-		}
-		a->spec.argv = argv + optind;
-		a->spec.n_argv = ncmd;
+		a->command.argv = argv + optind;
+		a->command.n_argv = ncmd;
+	}
+	bad = nd_task_spec_check(&a->spec, why, sizeof(why));
+	if (bad) {
+		fprintf(stderr, "noded %s: %s\n", cmd, bad);
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -324,14 +312,16 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 
 	memset(a, 0, sizeof(*a));
 	noded__task_spec__init(&a->spec);
+	noded__command__init(&a->command);
+	a->spec.command = &a->command;
 	a->master = ND_CLI_MASTER;
 	*status = ND_CLI_EXIT_FAIL;
 	/* At most one entry per remaining word: the stores never grow. */
 	a->env_store = calloc((size_t)argc + 1, sizeof(*a->env_store));
 	a->label_store = calloc((size_t)argc + 1, sizeof(*a->label_store));
-	a->spec.env = calloc((size_t)argc + 1, sizeof(*a->spec.env));
+	a->command.env = calloc((size_t)argc + 1, sizeof(*a->command.env));
 	a->spec.labels = calloc((size_t)argc + 1, sizeof(*a->spec.labels));
-	if (!a->env_store || !a->label_store || !a->spec.env ||
+	if (!a->env_store || !a->label_store || !a->command.env ||
 	    !a->spec.labels)
 		goto err_nomem;
 
@@ -375,13 +365,13 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 			a->spec.all = true;
 			break;
 		case 't':
-			if (!nd_cli_timeout_ms(optarg, &a->spec.timeout_ms))
+			if (!nd_cli_timeout_ms(optarg, &a->command.timeout_ms))
 				goto err_usage;
 			break;
 		case 'e':
-			ADD_KV(a->env_store, a->spec.env, a->spec.n_env, cmd,
-			       "--env", optarg,
-			       noded__task_spec__env_entry__init, r);
+			ADD_KV(a->env_store, a->command.env, a->command.n_env,
+			       cmd, "--env", optarg,
+			       noded__command__env_entry__init, r);
 			if (r == -ENOMEM)
 				goto err_nomem;
 			if (r)
@@ -393,7 +383,7 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 					"directory\n");
 				goto err_usage;
 			}
-			a->spec.cwd = optarg;
+			a->command.cwd = optarg;
 			break;
 		case 's':
 			shell = true;
@@ -521,7 +511,8 @@ bool nd_cli_end_note(const Noded__TaskRecord *r, char *buf, size_t size)
 		break;
 	case NODED__TASK_STATE__TASK_TIMED_OUT:
 		if (!why) {
-			uint32_t ms = r->spec ? r->spec->timeout_ms : 0;
+			uint32_t ms = r->spec && r->spec->command ?
+				      r->spec->command->timeout_ms : 0;
 
 			if (ms)
 				snprintf(buf, size, "task %llu timed out after "
@@ -587,17 +578,18 @@ static void word_ansi(FILE *f, const char *w)
 
 char *nd_cli_command_string(const Noded__TaskSpec *s)
 {
+	const Noded__Command *c = s ? s->command : NULL;
 	char *out = NULL, why[64];
 	size_t len = 0;
 	FILE *f;
 
-	if (s && s->shell && s->shell[0])
-		return nd_text_escaped(s->shell);
+	if (c && c->shell && c->shell[0])
+		return nd_text_escaped(c->shell);
 	f = open_memstream(&out, &len);
 	if (!f)
 		return NULL;
-	for (size_t i = 0; s && i < s->n_argv; i++) {
-		const char *w = s->argv[i];
+	for (size_t i = 0; c && i < c->n_argv; i++) {
+		const char *w = c->argv[i];
 
 		if (i)
 			fputc(' ', f);
@@ -642,6 +634,7 @@ static const char *fmt_time(uint64_t ms, char *buf, size_t size)
 void nd_cli_task_print(FILE *f, const Noded__TaskRecord *r)
 {
 	bool ended = nd_cli_state_terminal(r->state);
+	const Noded__Command *c = r->spec ? r->spec->command : NULL;
 	char *cmd = nd_cli_command_string(r->spec);
 	char tb[64];
 
@@ -653,16 +646,15 @@ void nd_cli_task_print(FILE *f, const Noded__TaskRecord *r)
 	nd_text_fput(f, r->node && r->node[0] ? r->node : "-");
 	fprintf(f, "\n");
 	fprintf(f, "command:    %s%s\n", cmd ? cmd : "?",
-		r->spec && r->spec->shell && r->spec->shell[0] ?
-			"   (with /bin/sh -c)" : "");
+		c && c->shell && c->shell[0] ? "   (with /bin/sh -c)" : "");
 	free(cmd);
-	if (r->spec && r->spec->cwd && r->spec->cwd[0]) {
+	if (c && c->cwd && c->cwd[0]) {
 		fprintf(f, "cwd:        ");
-		nd_text_fput(f, r->spec->cwd);
+		nd_text_fput(f, c->cwd);
 		fprintf(f, "\n");
 	}
-	if (r->spec && r->spec->timeout_ms)
-		fprintf(f, "timeout:    %g s\n", r->spec->timeout_ms / 1000.0);
+	if (c && c->timeout_ms)
+		fprintf(f, "timeout:    %g s\n", c->timeout_ms / 1000.0);
 	if (r->signal) {
 		const char *abbrev = sigabbrev_np(r->signal);
 

@@ -46,7 +46,8 @@ struct nd_cli_task_args {
 	const char *master;             /* --master, or ND_CLI_MASTER */
 	Noded__TaskSpec spec;
 	/* owned storage behind spec */
-	Noded__TaskSpec__EnvEntry *env_store;
+	Noded__Command command;         /* spec.command points here */
+	Noded__Command__EnvEntry *env_store;
 	Noded__TaskSpec__LabelsEntry *label_store;
 	char *shell;                    /* --shell: the words joined */
 };

@@ -24,28 +24,28 @@
 
 /*
  * The argv to exec, NULL-terminated, in a new array whose strings are
- * sp's (free only the array). Shell mode is `/bin/sh -c shell`, followed
+ * c's (free only the array). Shell mode is `/bin/sh -c shell`, followed
  * by argv if any (the script's $0, $1, ...). Returns 0, -EINVAL (no
  * command at all) or -ENOMEM.
  */
-static int build_argv(const Noded__ExecSpawn *sp, char ***out)
+static int build_argv(const Noded__Command *c, char ***out)
 {
-	bool shell = sp->shell && sp->shell[0];
+	bool shell = c->shell && c->shell[0];
 	size_t k = 0;
 	char **v;
 
-	if (!shell && (sp->n_argv == 0 || !sp->argv[0][0]))
+	if (!shell && (c->n_argv == 0 || !c->argv[0][0]))
 		return -EINVAL;
-	v = malloc((3 + sp->n_argv + 1) * sizeof(*v));
+	v = malloc((3 + c->n_argv + 1) * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
 	if (shell) {
 		v[k++] = "/bin/sh";
 		v[k++] = "-c";
-		v[k++] = sp->shell;
+		v[k++] = c->shell;
 	}
-	for (size_t i = 0; i < sp->n_argv; i++)
-		v[k++] = sp->argv[i];
+	for (size_t i = 0; i < c->n_argv; i++)
+		v[k++] = c->argv[i];
 	v[k] = NULL;
 	*out = v;
 	return 0;
@@ -59,49 +59,59 @@ static bool same_key(const char *a, const char *b)
 	return !strncmp(a, b, n) && (b[n] == '=' || b[n] == '\0');
 }
 
-static bool set_later(const Noded__ExecSpawn *sp, const char *e, size_t from)
+static bool set_later(char *const *env, size_t n, const char *e, size_t from)
 {
-	for (size_t i = from; i < sp->n_env; i++)
-		if (same_key(e, sp->env[i]))
+	for (size_t i = from; i < n; i++)
+		if (same_key(e, env[i]))
 			return true;
 	return false;
 }
 
 /*
- * The command's environment: ours, plus sp's "KEY=VALUE" entries, which
- * win over ours and over earlier entries of their own, plus tag (NULL:
- * none), which wins over both. A new array of
- * borrowed strings (free only the array). Returns 0, -EINVAL with reason
- * set (an entry without a key and '='), or -ENOMEM.
+ * The command's environment: ours, plus c's env entries as "KEY=VALUE",
+ * which win over ours and over earlier entries of their own (a map key
+ * sent twice), plus tag (NULL: none), which wins over both. One malloc'd
+ * block (free only it): the pointer array, then the KEY=VALUE strings made
+ * from c; ours and tag are borrowed. Returns 0, -EINVAL with reason set
+ * (a key that is empty or holds '=': it could not be said as KEY=VALUE),
+ * or -ENOMEM.
  */
-static int build_envp(const Noded__ExecSpawn *sp, const char *tag,
+static int build_envp(const Noded__Command *c, const char *tag,
 		      char ***out, char *reason, size_t reason_size)
 {
-	size_t n = 0, k = 0;
-	char **v;
+	size_t n = 0, k = 0, bytes = 0;
+	char **v, **mine, *p;
 
-	for (size_t i = 0; i < sp->n_env; i++) {
-		const char *eq = strchr(sp->env[i], '=');
+	for (size_t i = 0; i < c->n_env; i++) {
+		const char *key = c->env[i]->key;
 
-		if (!eq || eq == sp->env[i]) {
+		if (!key[0] || strchr(key, '=')) {
 			snprintf(reason, reason_size,
-				 "bad env entry '%.200s' (want KEY=VALUE)",
-				 sp->env[i]);
+				 "bad env key '%.200s' (want a name without "
+				 "'=')", key);
 			return -EINVAL;
 		}
+		bytes += strlen(key) + strlen(c->env[i]->value) + 2;
 	}
 	for (char **e = environ; e && *e; e++)
 		n++;
-	v = malloc((n + sp->n_env + 2) * sizeof(*v));
+	v = malloc((n + 2 * c->n_env + 2) * sizeof(*v) + bytes);
 	if (!v)
 		return -ENOMEM;
+	mine = v + n + c->n_env + 2;
+	p = (char *)(mine + c->n_env);
+	for (size_t i = 0; i < c->n_env; i++) {
+		mine[i] = p;
+		p += sprintf(p, "%s=%s", c->env[i]->key, c->env[i]->value) + 1;
+	}
 	for (char **e = environ; e && *e; e++)
-		if (!set_later(sp, *e, 0) && !(tag && same_key(*e, tag)))
+		if (!set_later(mine, c->n_env, *e, 0) &&
+		    !(tag && same_key(*e, tag)))
 			v[k++] = *e;
-	for (size_t i = 0; i < sp->n_env; i++)
-		if (!set_later(sp, sp->env[i], i + 1) &&
-		    !(tag && same_key(sp->env[i], tag)))
-			v[k++] = sp->env[i];
+	for (size_t i = 0; i < c->n_env; i++)
+		if (!set_later(mine, c->n_env, mine[i], i + 1) &&
+		    !(tag && same_key(mine[i], tag)))
+			v[k++] = mine[i];
 	if (tag)
 		v[k++] = (char *)tag;
 	v[k] = NULL;
@@ -155,12 +165,12 @@ static int devnull(void)
 }
 
 /*
- * Runs argv/envp per sp in a new process group, stdout and stderr on the
+ * Runs argv/envp per c in a new process group, stdout and stderr on the
  * write ends out_w/err_w, stdin from /dev/null, default signal handling
  * and an empty signal mask (we block SIGCHLD; the command must not).
  * Returns 0 with *pid set, or a positive errno.
  */
-static int spawn_command(const Noded__ExecSpawn *sp, char **argv, char **envp,
+static int spawn_command(const Noded__Command *c, char **argv, char **envp,
 			 int out_w, int err_w, pid_t *pid)
 {
 	posix_spawn_file_actions_t fa;
@@ -185,8 +195,8 @@ static int spawn_command(const Noded__ExecSpawn *sp, char **argv, char **envp,
 		err = posix_spawn_file_actions_adddup2(&fa, out_w, 1);
 	if (!err)
 		err = posix_spawn_file_actions_adddup2(&fa, err_w, 2);
-	if (!err && sp->cwd && sp->cwd[0])
-		err = posix_spawn_file_actions_addchdir_np(&fa, sp->cwd);
+	if (!err && c->cwd && c->cwd[0])
+		err = posix_spawn_file_actions_addchdir_np(&fa, c->cwd);
 	if (!err)
 		err = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 	if (!err)
@@ -205,7 +215,7 @@ static int spawn_command(const Noded__ExecSpawn *sp, char **argv, char **envp,
 	/* glibc's posix_spawn reports exec (and chdir) failures of the child
 	 * as its return value; no error pipe of our own is needed. */
 	do {
-		if (sp->shell && sp->shell[0])
+		if (c->shell && c->shell[0])
 			err = posix_spawn(pid, argv[0], &fa, &attr, argv, envp);
 		else
 			err = posix_spawnp(pid, argv[0], &fa, &attr, argv, envp);
@@ -287,7 +297,7 @@ static void close_from(int from, int keep)
 
 /* What the child of spawn_in_cgroup() needs; it writes only err. */
 struct child_ctx {
-	const Noded__ExecSpawn *sp;
+	const Noded__Command *c;
 	char **argv, **envp;
 	const char *path;
 	int out_w, err_w, ep_w;
@@ -304,7 +314,7 @@ struct child_ctx {
 static int child_main(void *arg)
 {
 	const struct child_ctx *cx = arg;
-	const Noded__ExecSpawn *sp = cx->sp;
+	const Noded__Command *c = cx->c;
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
 	sigset_t none;
 	int err;
@@ -321,12 +331,12 @@ static int child_main(void *arg)
 		goto child_failed;
 	if (dup2(cx->out_w, 1) < 0 || dup2(cx->err_w, 2) < 0)
 		goto child_failed;
-	if (sp->cwd && sp->cwd[0] && chdir(sp->cwd) < 0)
+	if (c->cwd && c->cwd[0] && chdir(c->cwd) < 0)
 		goto child_failed;
 	close_from(3, cx->ep_w);
 	sigemptyset(&none); /* we block SIGCHLD; the command must not */
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	if (sp->shell && sp->shell[0])
+	if (c->shell && c->shell[0])
 		execve(cx->argv[0], cx->argv, cx->envp);
 	else
 		errno = exec_search(cx->argv, cx->envp, cx->path);
@@ -401,7 +411,7 @@ static void *child_stack(void)
  * itself failed (nothing started; the caller may use spawn_command
  * instead).
  */
-static int spawn_in_cgroup(const Noded__ExecSpawn *sp, char **argv,
+static int spawn_in_cgroup(const Noded__Command *c, char **argv,
 			   char **envp, int out_w, int err_w, int cgfd,
 			   pid_t *pid)
 {
@@ -411,7 +421,7 @@ static int spawn_in_cgroup(const Noded__ExecSpawn *sp, char **argv,
 		.cgroup = (uint64_t)cgfd,
 	};
 	struct child_ctx cx = {
-		.sp = sp, .argv = argv, .envp = envp, .path = getenv("PATH"),
+		.c = c, .argv = argv, .envp = envp, .path = getenv("PATH"),
 		.out_w = out_w, .err_w = err_w,
 	};
 	sigset_t all, old;
@@ -479,12 +489,14 @@ int nd_exec_command_start_opts(const Noded__ExecSpawn *sp,
 			       struct nd_exec_opts *o, pid_t *pid, int fds[2],
 			       char *reason, size_t reason_size)
 {
+	static const Noded__Command none = NODED__COMMAND__INIT;
+	const Noded__Command *c = sp->command ? sp->command : &none;
 	char **argv, **envp;
 	int out[2], errp[2];
 	int err;
 
 	reason[0] = '\0';
-	err = -build_argv(sp, &argv);
+	err = -build_argv(c, &argv);
 	if (err) {
 		snprintf(reason, reason_size, "%s",
 			 err == EINVAL ? "no command: empty argv and no shell"
@@ -493,7 +505,7 @@ int nd_exec_command_start_opts(const Noded__ExecSpawn *sp,
 	}
 	if (o)
 		o->cgroup_err = 0;
-	err = -build_envp(sp, o ? o->tag : NULL, &envp, reason, reason_size);
+	err = -build_envp(c, o ? o->tag : NULL, &envp, reason, reason_size);
 	if (err)
 		goto free_argv;
 	if (pipe2(out, O_CLOEXEC) < 0) {
@@ -510,7 +522,7 @@ int nd_exec_command_start_opts(const Noded__ExecSpawn *sp,
 	}
 	err = -1;
 	if (o && o->cgroup_fd >= 0) {
-		err = spawn_in_cgroup(sp, argv, envp, out[1], errp[1],
+		err = spawn_in_cgroup(c, argv, envp, out[1], errp[1],
 				      o->cgroup_fd, pid);
 		if (err < 0) {
 			o->cgroup_err = -err;
@@ -518,9 +530,9 @@ int nd_exec_command_start_opts(const Noded__ExecSpawn *sp,
 		}
 	}
 	if (err < 0)
-		err = spawn_command(sp, argv, envp, out[1], errp[1], pid);
+		err = spawn_command(c, argv, envp, out[1], errp[1], pid);
 	if (err) {
-		spawn_reason(reason, reason_size, &err, argv[0], sp->cwd);
+		spawn_reason(reason, reason_size, &err, argv[0], c->cwd);
 		goto close_err_pipe;
 	}
 	close(out[1]);

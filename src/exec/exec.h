@@ -40,7 +40,7 @@ int nd_exec_helper_main(int fd);
 
 /*
  * Starts the command of sp (argv, searched in PATH; or `/bin/sh -c shell`
- * followed by argv) with our environment plus sp's "KEY=VALUE" entries
+ * followed by argv) with our environment plus its env as KEY=VALUE entries
  * (which win), in sp's cwd, in a new process group whose id is its pid,
  * stdin /dev/null, stdout and stderr on two new pipes, default signal
  * dispositions, an empty signal mask and no other descriptor. It blocks

@@ -902,10 +902,10 @@ static void start_task(struct helper *h, const Noded__ExecSpawn *sp)
 	}
 
 	t->state = TASK_RUNNING;
-	t->timeout_ms = sp->timeout_ms;
+	t->timeout_ms = sp->command->timeout_ms; /* started: it has one */
 	t->grace_ms = sp->grace_ms ? sp->grace_ms : GRACE_DEFAULT_MS;
-	t->deadline = sp->timeout_ms ?
-		(int64_t)nd_mono_ms() + sp->timeout_ms : -1;
+	t->deadline = t->timeout_ms ?
+		(int64_t)nd_mono_ms() + t->timeout_ms : -1;
 	t->start_unix_ms = nd_unix_ms();
 	t->lease = sp->lease_deadline_mono_ms > 0 ? sp->lease_deadline_mono_ms
 						  : 0;

@@ -582,7 +582,6 @@ void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a,
 {
 	Noded__ExecRequest req = NODED__EXEC_REQUEST__INIT;
 	Noded__ExecSpawn sp = NODED__EXEC_SPAWN__INIT;
-	char **env = NULL;
 	struct rtask *t;
 
 	if (!a->task_id ||
@@ -633,31 +632,12 @@ void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a,
 		return;
 	}
 	t->leased = lease_deadline > 0;
-	env = calloc(a->n_env ? a->n_env : 1, sizeof(*env));
-	for (size_t i = 0; env && i < a->n_env; i++) {
-		size_t kl = strlen(a->env[i]->key), vl = strlen(a->env[i]->value);
-
-		env[i] = malloc(kl + vl + 2);
-		if (env[i])
-			sprintf(env[i], "%s=%s", a->env[i]->key, a->env[i]->value);
-		else
-			env[i] = strdup("");
-	}
 	sp.task_id = t->key;
-	sp.n_argv = a->n_argv;
-	sp.argv = a->argv;
-	sp.shell = a->shell;
-	sp.n_env = env ? a->n_env : 0;
-	sp.env = env;
-	sp.cwd = a->cwd;
-	sp.timeout_ms = a->timeout_ms;
+	sp.command = a->command; /* the helper checks and execs it */
 	sp.lease_deadline_mono_ms = lease_deadline;
 	req.body_case = NODED__EXEC_REQUEST__BODY_SPAWN;
 	req.spawn = &sp;
 	send_request(t, &req);
-	for (size_t i = 0; env && i < a->n_env; i++)
-		free(env[i]);
-	free(env);
 }
 
 /* Asks t's helper to stop it (TERM, grace, KILL); its end comes back. */

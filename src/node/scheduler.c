@@ -305,13 +305,7 @@ void nd__push_assignment(struct nd_svc *svc, struct task *t)
 	if (!sp || !n)
 		return;
 	a.task_id = t->l.id;
-	a.n_argv = sp->n_argv;
-	a.argv = sp->argv;
-	a.shell = sp->shell;
-	a.n_env = sp->n_env;
-	a.env = (Noded__TaskAssignment__EnvEntry **)sp->env;
-	a.cwd = sp->cwd;
-	a.timeout_ms = sp->timeout_ms;
+	a.command = sp->command;
 	a.output_cap_bytes = t->l.output_cap;
 	a.attempt = t->l.attempt;
 	a.lease_seq = n->hb_seq;

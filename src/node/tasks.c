@@ -43,6 +43,7 @@
 #include "core/log.h"
 #include "node/svc.h"
 #include "noded/json.h"
+#include "noded/taskspec.h"
 
 #define LIST_DEFAULT 100
 #define LIST_MAX 10000
@@ -275,37 +276,41 @@ void nd__tasks_effects(struct nd_svc *svc, const Noded__LedgerEvent *ev,
 
 /* ---- methods ---- */
 
-/* Refuses a submit (into o) that the master cannot take now, before
- * anything is decided: the queue is full, or ids cannot be reserved. */
-static bool submit_room(struct nd_svc *svc, const Noded__Frame *f,
-			const Noded__TaskSpec *sp, Noded__FrameKind err_kind,
-			struct nd_out *o)
+/* Refuses a submit (into o) when the queue is full. */
+static bool queue_room(struct nd_svc *svc, const Noded__Frame *f,
+		       const Noded__TaskSpec *sp, Noded__FrameKind err_kind,
+		       struct nd_out *o)
 {
 	size_t npending = svc->ledger.count[NODED__TASK_STATE__TASK_PENDING];
-	int err;
 
-	if (npending + (sp->all ? svc->count : 1) > svc->max_queue) {
-		ND_LOG(ND_LOG_DEBUG, "task.refused", ND_S("err", "queue full"),
-		       ND_U("queued", npending));
-		nd__out_error(o, f->id, err_kind,
-			    NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
-			    "queue full: %zu tasks wait (--max-queue %zu)",
-			    npending, svc->max_queue);
-		return false;
-	}
-	err = nd_task_ids_reserve(svc->ids, svc->next_task_id,
-				  sp->all ? svc->count : 1);
-	if (err) {
-		ND_LOG(ND_LOG_ERROR, "task.ids_failed", ND_S("err", strerror(-err)),
-		       ND_S("msg", "cannot reserve task ids in --data-dir: "
-			    "submits are refused until it is writable"));
-		nd__out_error(o, f->id, err_kind, NODED__ERROR_CODE__UNAVAILABLE,
-			      "cannot reserve task ids in the master's "
-			      "--data-dir (%s): refusing rather than risk "
-			      "reusing an id", strerror(-err));
-		return false;
-	}
-	return true;
+	if (npending + (sp->all ? svc->count : 1) <= svc->max_queue)
+		return true;
+	ND_LOG(ND_LOG_DEBUG, "task.refused", ND_S("err", "queue full"),
+	       ND_U("queued", npending));
+	nd__out_error(o, f->id, err_kind, NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
+		      "queue full: %zu tasks wait (--max-queue %zu)", npending,
+		      svc->max_queue);
+	return false;
+}
+
+/* Reserves the ids the submit may take (task_ids.h), or refuses it. */
+static bool ids_reserved(struct nd_svc *svc, const Noded__Frame *f,
+			 const Noded__TaskSpec *sp, Noded__FrameKind err_kind,
+			 struct nd_out *o)
+{
+	int err = nd_task_ids_reserve(svc->ids, svc->next_task_id,
+				      sp->all ? svc->count : 1);
+
+	if (!err)
+		return true;
+	ND_LOG(ND_LOG_ERROR, "task.ids_failed", ND_S("err", strerror(-err)),
+	       ND_S("msg", "cannot reserve task ids in --data-dir: "
+		    "submits are refused until it is writable"));
+	nd__out_error(o, f->id, err_kind, NODED__ERROR_CODE__UNAVAILABLE,
+		      "cannot reserve task ids in the master's --data-dir "
+		      "(%s): refusing rather than risk reusing an id",
+		      strerror(-err));
+	return false;
 }
 
 /* The nodes a fan-out runs on: every live registered node that takes
@@ -396,34 +401,14 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 	const char *bad;
 	int err;
 
-	if (!sp->n_argv && !sp->shell[0]) {
+	if (!queue_room(svc, f, sp, err_kind, o))
+		return;
+	bad = nd_task_spec_check(sp, why, sizeof(why));
+	if (bad) {
 		nd__out_error(o, f->id, err_kind,
-			    NODED__ERROR_CODE__BAD_REQUEST,
-			    "nothing to run: give argv or a shell command");
+			    NODED__ERROR_CODE__BAD_REQUEST, "%s", bad);
 		return;
 	}
-	if (sp->n_argv && sp->shell[0]) {
-		nd__out_error(o, f->id, err_kind,
-			    NODED__ERROR_CODE__BAD_REQUEST,
-			    "give argv or a shell command, not both");
-		return;
-	}
-	if ((sp->all && (sp->node[0] || sp->n_labels)) ||
-	    (sp->node[0] && sp->n_labels)) {
-		nd__out_error(o, f->id, err_kind,
-			    NODED__ERROR_CODE__BAD_REQUEST,
-			    "target one of: a node, labels, or all");
-		return;
-	}
-	if (sp->all && sp->wait_for_node) {
-		nd__out_error(o, f->id, err_kind,
-			    NODED__ERROR_CODE__BAD_REQUEST,
-			    "wait_for_node does not apply to all: a fan-out "
-			    "runs on the nodes alive now");
-		return;
-	}
-	if (!submit_room(svc, f, sp, err_kind, o))
-		return;
 	bad = nd__task_unplaceable(svc, sp, why, sizeof(why));
 	if (bad && sp->wait_for_node) {
 		sr.waiting = why;
@@ -432,6 +417,8 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 			    NODED__ERROR_CODE__NOT_FOUND, "%s", bad);
 		return;
 	}
+	if (!ids_reserved(svc, f, sp, err_kind, o))
+		return;
 	len = noded__task_spec__get_packed_size(sp);
 	packed = nd_arena_alloc(svc->arena, len ? len : 1);
 	if (!packed || !submit_event(svc, sp, packed, len, &e))

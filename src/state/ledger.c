@@ -132,9 +132,10 @@ static struct nd_ltask *task_new(struct nd_ledger *l,
 	return t;
 }
 
-static int apply_submit(struct nd_ledger *l, const Noded__LedgerSubmit *e,
+static int apply_submit(struct nd_ledger *l, const void *m,
 			struct nd_ltask **first)
 {
+	const Noded__LedgerSubmit *e = m;
 	size_t n = e->n_nodes ? e->n_nodes : 1, made = 0;
 	struct nd_ltask **ts;
 
@@ -177,9 +178,10 @@ undo:
 	return -ENOMEM;
 }
 
-static int apply_assign(struct nd_ledger *l, const Noded__LedgerAssign *e,
+static int apply_assign(struct nd_ledger *l, const void *m,
 			struct nd_ltask **out)
 {
+	const Noded__LedgerAssign *e = m;
 	int err;
 	struct nd_ltask *t = task_at(l, e->task_id, e->attempt, &err);
 	char *node;
@@ -198,9 +200,10 @@ static int apply_assign(struct nd_ledger *l, const Noded__LedgerAssign *e,
 	return 0;
 }
 
-static int apply_started(struct nd_ledger *l, const Noded__LedgerStarted *e,
+static int apply_started(struct nd_ledger *l, const void *m,
 			 struct nd_ltask **out)
 {
+	const Noded__LedgerStarted *e = m;
 	int err;
 	struct nd_ltask *t = task_at(l, e->task_id, e->attempt, &err);
 
@@ -215,9 +218,10 @@ static int apply_started(struct nd_ledger *l, const Noded__LedgerStarted *e,
 	return 0;
 }
 
-static int apply_output(struct nd_ledger *l, const Noded__LedgerOutput *e,
+static int apply_output(struct nd_ledger *l, const void *m,
 			struct nd_ltask **out)
 {
+	const Noded__LedgerOutput *e = m;
 	int err;
 	struct nd_ltask *t = task_at(l, e->task_id, e->attempt, &err);
 	size_t n = 0;
@@ -253,9 +257,10 @@ static int apply_output(struct nd_ledger *l, const Noded__LedgerOutput *e,
 	return 0;
 }
 
-static int apply_ended(struct nd_ledger *l, const Noded__LedgerEnded *e,
+static int apply_ended(struct nd_ledger *l, const void *m,
 		       struct nd_ltask **out)
 {
+	const Noded__LedgerEnded *e = m;
 	int err;
 	struct nd_ltask *t = task_at(l, e->task_id, e->attempt, &err);
 	char *reason;
@@ -280,9 +285,10 @@ static int apply_ended(struct nd_ledger *l, const Noded__LedgerEnded *e,
 	return 0;
 }
 
-static int apply_cancel(struct nd_ledger *l, const Noded__LedgerCancel *e,
+static int apply_cancel(struct nd_ledger *l, const void *m,
 			struct nd_ltask **out)
 {
+	const Noded__LedgerCancel *e = m;
 	int err;
 	struct nd_ltask *t = task_at(l, e->task_id, 0, &err);
 
@@ -295,9 +301,10 @@ static int apply_cancel(struct nd_ledger *l, const Noded__LedgerCancel *e,
 	return 0;
 }
 
-static int apply_retried(struct nd_ledger *l, const Noded__LedgerRetried *e,
+static int apply_retried(struct nd_ledger *l, const void *m,
 			 struct nd_ltask **out)
 {
+	const Noded__LedgerRetried *e = m;
 	int err;
 	struct nd_ltask *t = task_at(l, e->task_id, e->attempt, &err);
 
@@ -312,9 +319,10 @@ static int apply_retried(struct nd_ledger *l, const Noded__LedgerRetried *e,
 	return 0;
 }
 
-static int apply_lost(struct nd_ledger *l, const Noded__LedgerLost *e,
+static int apply_lost(struct nd_ledger *l, const void *m,
 		      struct nd_ltask **out)
 {
+	const Noded__LedgerLost *e = m;
 	int err;
 	struct nd_ltask *t = task_at(l, e->task_id, e->attempt, &err);
 	char *reason;
@@ -330,8 +338,10 @@ static int apply_lost(struct nd_ledger *l, const Noded__LedgerLost *e,
 	return 0;
 }
 
-static int apply_evict(struct nd_ledger *l, const Noded__LedgerEvict *e)
+static int apply_evict(struct nd_ledger *l, const void *m,
+		       struct nd_ltask **out)
 {
+	const Noded__LedgerEvict *e = m;
 	int err;
 	struct nd_ltask *t = task_at(l, e->task_id, 0, &err);
 
@@ -347,47 +357,38 @@ static int apply_evict(struct nd_ledger *l, const Noded__LedgerEvict *e)
 	l->count[t->state]--;
 	l->kept_bytes -= t->out_data;
 	task_free(t);
+	*out = NULL;
 	return 0;
 }
+
+/* The events: each case of LedgerEvent.body, its name and its function
+ * (given the case's message: the oneof's members share one pointer). */
+static const struct {
+	const char *name;
+	int (*apply)(struct nd_ledger *l, const void *m, struct nd_ltask **t);
+} events[] = {
+	[NODED__LEDGER_EVENT__BODY_SUBMIT] = { "submit", apply_submit },
+	[NODED__LEDGER_EVENT__BODY_ASSIGN] = { "assign", apply_assign },
+	[NODED__LEDGER_EVENT__BODY_STARTED] = { "started", apply_started },
+	[NODED__LEDGER_EVENT__BODY_OUTPUT] = { "output", apply_output },
+	[NODED__LEDGER_EVENT__BODY_ENDED] = { "ended", apply_ended },
+	[NODED__LEDGER_EVENT__BODY_CANCEL] = { "cancel", apply_cancel },
+	[NODED__LEDGER_EVENT__BODY_RETRIED] = { "retried", apply_retried },
+	[NODED__LEDGER_EVENT__BODY_LOST] = { "lost", apply_lost },
+	[NODED__LEDGER_EVENT__BODY_EVICT] = { "evict", apply_evict },
+};
+
+#define NEVENTS (sizeof(events) / sizeof(events[0]))
 
 int nd_ledger_apply(struct nd_ledger *l, const Noded__LedgerEvent *ev,
 		    struct nd_ltask **task)
 {
+	unsigned c = (unsigned)ev->body_case;
 	struct nd_ltask *t = NULL;
-	int err;
+	int err = -EINVAL;
 
-	switch (ev->body_case) {
-	case NODED__LEDGER_EVENT__BODY_SUBMIT:
-		err = apply_submit(l, ev->submit, &t);
-		break;
-	case NODED__LEDGER_EVENT__BODY_ASSIGN:
-		err = apply_assign(l, ev->assign, &t);
-		break;
-	case NODED__LEDGER_EVENT__BODY_STARTED:
-		err = apply_started(l, ev->started, &t);
-		break;
-	case NODED__LEDGER_EVENT__BODY_OUTPUT:
-		err = apply_output(l, ev->output, &t);
-		break;
-	case NODED__LEDGER_EVENT__BODY_ENDED:
-		err = apply_ended(l, ev->ended, &t);
-		break;
-	case NODED__LEDGER_EVENT__BODY_CANCEL:
-		err = apply_cancel(l, ev->cancel, &t);
-		break;
-	case NODED__LEDGER_EVENT__BODY_RETRIED:
-		err = apply_retried(l, ev->retried, &t);
-		break;
-	case NODED__LEDGER_EVENT__BODY_LOST:
-		err = apply_lost(l, ev->lost, &t);
-		break;
-	case NODED__LEDGER_EVENT__BODY_EVICT:
-		err = apply_evict(l, ev->evict);
-		break;
-	default:
-		err = -EINVAL;
-		break;
-	}
+	if (c < NEVENTS && events[c].apply && ev->submit)
+		err = events[c].apply(l, ev->submit, &t);
 	if (!err)
 		l->applied++;
 	if (task)
@@ -397,21 +398,9 @@ int nd_ledger_apply(struct nd_ledger *l, const Noded__LedgerEvent *ev,
 
 const char *nd_ledger_event_name(const Noded__LedgerEvent *ev)
 {
-	static const char *const names[] = {
-		[NODED__LEDGER_EVENT__BODY_SUBMIT] = "submit",
-		[NODED__LEDGER_EVENT__BODY_ASSIGN] = "assign",
-		[NODED__LEDGER_EVENT__BODY_STARTED] = "started",
-		[NODED__LEDGER_EVENT__BODY_OUTPUT] = "output",
-		[NODED__LEDGER_EVENT__BODY_ENDED] = "ended",
-		[NODED__LEDGER_EVENT__BODY_CANCEL] = "cancel",
-		[NODED__LEDGER_EVENT__BODY_RETRIED] = "retried",
-		[NODED__LEDGER_EVENT__BODY_LOST] = "lost",
-		[NODED__LEDGER_EVENT__BODY_EVICT] = "evict",
-	};
 	unsigned c = (unsigned)ev->body_case;
 
-	return c < sizeof(names) / sizeof(names[0]) && names[c] ? names[c] :
-								  "?";
+	return c < NEVENTS && events[c].name ? events[c].name : "?";
 }
 
 /* ---- snapshot ---- */

@@ -249,7 +249,7 @@ err_object:
 
 json_t *nd_json_task(const Noded__TaskRecord *r)
 {
-	const Noded__TaskSpec *s = r->spec;
+	const Noded__Command *s = r->spec ? r->spec->command : NULL;
 	json_t *o = json_pack("{s:I, s:I, s:s}", "id", (json_int_t)r->id,
 			      "job_id", (json_int_t)r->job_id,
 			      "state", nd_task_state_name(r->state));

@@ -279,6 +279,19 @@ static void expect_error(const char *method, const char *path,
 	resp_free(&r);
 }
 
+/* expect_error() with the whole message: {"error": msg} exactly. */
+static void expect_error_is(const char *body, const char *msg)
+{
+	struct resp r;
+
+	req(&r, "POST", "/v1/tasks", body);
+	cr_expect_eq(r.status, 400, "%s: %d, want 400 (%s)", body, r.status,
+		     r.body);
+	cr_expect(r.json && !strcmp(jstr(r.json, "error"), msg),
+		  "%s: error '%s', want '%s'", body, r.body, msg);
+	resp_free(&r);
+}
+
 /* Waits until GET /v1/tasks/id is in a final state; returns its record. */
 static json_t *wait_done(long long id)
 {
@@ -598,9 +611,9 @@ Test(http, bad_requests_get_the_right_status)
 	expect_error("POST", "/v1/tasks", "{\"argv\": [\"true\"", 400,
 		     "bad JSON");
 	expect_error("POST", "/v1/tasks", "[1]", 400, "JSON object");
-	expect_error("POST", "/v1/tasks", "{}", 400, "exactly one");
+	expect_error("POST", "/v1/tasks", "{}", 400, "nothing to run");
 	expect_error("POST", "/v1/tasks",
-		     "{\"argv\": [\"a\"], \"cmd\": \"b\"}", 400, "exactly one");
+		     "{\"argv\": [\"a\"], \"cmd\": \"b\"}", 400, "not both");
 	expect_error("POST", "/v1/tasks", "{\"argv\": []}", 400, "argv");
 	expect_error("POST", "/v1/tasks", "{\"argv\": [1]}", 400, "argv");
 	expect_error("POST", "/v1/tasks", "{\"cmd\": \"x\", \"bogus\": 1}",
@@ -687,6 +700,36 @@ Test(http, bad_requests_get_the_right_status)
 	cr_expect_eq(r.status, 200);
 	resp_free(&r);
 	cr_expect(nd_test_fresh_ping(d.port) == 0, "%s", nd_test_why);
+}
+
+/*
+ * A bad task spec gets the words of the one spec check (noded/taskspec.h),
+ * the same the CLI prints and the master answers (tests/cli, tests/node/
+ * test_tasks.c), before anything reaches the master.
+ */
+Test(http, a_bad_spec_gets_the_spec_check_message)
+{
+	start(1, NULL);
+	expect_error_is("{\"cmd\": \"x\", \"node\": \"a\", \"all\": true}",
+			"node, labels and all exclude each other: target one "
+			"of them");
+	expect_error_is("{\"argv\": [\"a\"], \"node\": \"a\", "
+			"\"labels\": {\"k\": \"v\"}}",
+			"node, labels and all exclude each other: target one "
+			"of them");
+	expect_error_is("{\"argv\": []}",
+			"nothing to run: give argv or a shell command");
+	expect_error_is("{\"argv\": [\"a\"], \"cmd\": \"b\"}",
+			"give argv or a shell command, not both");
+	expect_error_is("{\"argv\": [\"\", \"x\"]}",
+			"argv[0], the command name, is empty");
+	expect_error_is("{\"cmd\": \"  \"}", "the shell command is only blanks");
+	expect_error_is("{\"cmd\": \"env\", \"env\": {\"A=B\": \"x\"}}",
+			"env key 'A=B' is not a variable name: it must be "
+			"non-empty, without '='");
+	expect_error_is("{\"cmd\": \"env\", \"env\": {\"\": \"x\"}}",
+			"env key '' is not a variable name: it must be "
+			"non-empty, without '='");
 }
 
 Test(http, keep_alive_pipelining_and_pieces)

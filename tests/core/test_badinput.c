@@ -355,7 +355,10 @@ Test(badinput, wrong_protocol_version)
 	Noded__HelloRequest h;
 
 	DAEMON_START(&d);
-	nd_test_frame_hello(&f, &h, 3, 2);
+	nd_test_frame_hello(&f, &h, 3, ND_PROTOCOL_VERSION + 1);
+	FATAL_FRAME(false, &f, NODED__ERROR_CODE__VERSION_MISMATCH, -1);
+	/* 1: before Command (argv, env, ... as fields of their own) */
+	nd_test_frame_hello(&f, &h, 6, 1);
 	FATAL_FRAME(false, &f, NODED__ERROR_CODE__VERSION_MISMATCH, -1);
 	nd_test_frame_hello(&f, &h, 4, 0);
 	FATAL_FRAME(false, &f, NODED__ERROR_CODE__VERSION_MISMATCH, -1);

@@ -52,7 +52,7 @@ struct result {
 struct spawn_args {
 	const char *const *argv; /* NULL-terminated */
 	const char *shell;
-	const char *const *env; /* NULL-terminated */
+	const char *const *env; /* KEY, VALUE, KEY, VALUE, ..., NULL */
 	const char *cwd;
 	uint32_t timeout_ms;
 	uint32_t grace_ms;
@@ -160,17 +160,28 @@ static void send_spawn(uint64_t id, const struct spawn_args *a)
 {
 	Noded__ExecRequest r = NODED__EXEC_REQUEST__INIT;
 	Noded__ExecSpawn s = NODED__EXEC_SPAWN__INIT;
+	Noded__Command c = NODED__COMMAND__INIT;
+	Noded__Command__EnvEntry e[8], *ep[8];
 
 	s.task_id = id;
-	s.argv = (char **)a->argv;
-	s.n_argv = count(a->argv);
+	s.command = &c;
+	c.argv = (char **)a->argv;
+	c.n_argv = count(a->argv);
 	if (a->shell)
-		s.shell = (char *)a->shell;
-	s.env = (char **)a->env;
-	s.n_env = count(a->env);
+		c.shell = (char *)a->shell;
+	cr_assert(count(a->env) / 2 <= 8 && count(a->env) % 2 == 0,
+		  "env: up to 8 KEY, VALUE pairs");
+	for (size_t i = 0; i < count(a->env) / 2; i++) {
+		noded__command__env_entry__init(&e[i]);
+		e[i].key = (char *)a->env[2 * i];
+		e[i].value = (char *)a->env[2 * i + 1];
+		ep[i] = &e[i];
+	}
+	c.env = ep;
+	c.n_env = count(a->env) / 2;
 	if (a->cwd)
-		s.cwd = (char *)a->cwd;
-	s.timeout_ms = a->timeout_ms;
+		c.cwd = (char *)a->cwd;
+	c.timeout_ms = a->timeout_ms;
 	s.grace_ms = a->grace_ms;
 	s.lease_deadline_mono_ms = a->lease;
 	r.body_case = NODED__EXEC_REQUEST__BODY_SPAWN;
@@ -581,13 +592,21 @@ Test(exec, bad_requests_are_refused)
 {
 	struct result r;
 
+	/* a key that cannot be said as KEY=VALUE: "A=B" would set A */
 	run(1, &(struct spawn_args){ .argv = ARGV("true"),
-				     .env = ARGV("NOEQUALS") },
+				     .env = ARGV("WITH=EQUALS", "x") },
 	    &r);
-	cr_assert(!r.started, "ran with a bad env entry");
+	cr_assert(!r.started, "ran with a bad env key");
 	cr_assert_eq(r.x->spawn_errno, EINVAL);
-	cr_assert(strstr(r.x->reason, "NOEQUALS"), "reason '%s'",
-		  r.x->reason);
+	cr_assert(strstr(r.x->reason, "bad env key 'WITH=EQUALS'"),
+		  "reason '%s'", r.x->reason);
+	free_result(&r);
+
+	run(3, &(struct spawn_args){ .argv = ARGV("true"),
+				     .env = ARGV("", "x") },
+	    &r);
+	cr_assert(!r.started, "ran with an empty env key");
+	cr_assert_eq(r.x->spawn_errno, EINVAL);
 	free_result(&r);
 
 	run(2, &(struct spawn_args){ 0 }, &r);
@@ -726,7 +745,8 @@ Test(exec, env_added_and_overriding)
 	run(1, &(struct spawn_args){
 		       .argv = ARGV("sh", "-c",
 				    "echo \"$FOO|$HOME|${PATH:+path}\""),
-		       .env = ARGV("FOO=bar baz", "HOME=/x", "HOME=/y") },
+		       .env = ARGV("FOO", "bar baz", "HOME", "/x", "HOME",
+				   "/y") },
 	    &r);
 	EXPECT_EXIT(&r, 0);
 	cr_assert_str_eq(r.out, "bar baz|/y|path\n",
@@ -1196,7 +1216,7 @@ Test(exec, task_tag_in_environment)
 	snprintf(want, sizeof(want), "%d.7\n", (int)hpid);
 	run(7, &(struct spawn_args){ .argv = ARGV("sh", "-c",
 						  "echo $NODED_TASK_TAG"),
-				     .env = ARGV("NODED_TASK_TAG=mine") },
+				     .env = ARGV("NODED_TASK_TAG", "mine") },
 	    &r);
 	EXPECT_EXIT(&r, 0);
 	cr_assert_str_eq(r.out, want, "the tag can be overridden by the task");
@@ -1332,6 +1352,7 @@ static void send_oversized(void)
 {
 	Noded__ExecRequest r = NODED__EXEC_REQUEST__INIT;
 	Noded__ExecSpawn sp = NODED__EXEC_SPAWN__INIT;
+	Noded__Command c = NODED__COMMAND__INIT;
 	size_t len = ND_EXEC_MSG_MAX + 4096, pad = ND_EXEC_MSG_MAX - 32;
 	char *argv[2] = { "true", NULL };
 	char why[256];
@@ -1343,8 +1364,9 @@ static void send_oversized(void)
 	cr_assert_not_null(big);
 	memset(big, 0xff, len);
 	sp.task_id = 99;
-	sp.argv = argv;
-	sp.n_argv = 2;
+	sp.command = &c;
+	c.argv = argv;
+	c.n_argv = 2;
 	r.body_case = NODED__EXEC_REQUEST__BODY_SPAWN;
 	r.spawn = &sp;
 	/* grow the padding argument until the request is exactly

@@ -463,6 +463,7 @@ Test(node, worker_kills_and_forgets_a_void_attempt)
 	Noded__HelloReply hr = NODED__HELLO_REPLY__INIT;
 	Noded__AssignTaskOpen ao = NODED__ASSIGN_TASK_OPEN__INIT;
 	Noded__TaskAssignment ta = NODED__TASK_ASSIGNMENT__INIT;
+	Noded__Command tc_cmd = NODED__COMMAND__INIT;
 	Noded__TaskCancel tc = NODED__TASK_CANCEL__INIT;
 	struct pollfd p;
 	uint64_t stream = 0;
@@ -512,7 +513,8 @@ Test(node, worker_kills_and_forgets_a_void_attempt)
 	SEND_FRAME(fd, &f);
 	ta.task_id = 5;
 	ta.attempt = 1;
-	ta.shell = shell;
+	ta.command = &tc_cmd;
+	tc_cmd.shell = shell;
 	f.body_case = NODED__FRAME__BODY_TASK;
 	f.task = &ta;
 	SEND_FRAME(fd, &f);

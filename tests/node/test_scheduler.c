@@ -119,6 +119,7 @@ static struct node *node_add(const char *name, uint32_t slots,
 static uint64_t submit(const char *node, const char *label, uint32_t retries)
 {
 	Noded__TaskSpec sp = NODED__TASK_SPEC__INIT;
+	Noded__Command cmd = NODED__COMMAND__INIT;
 	Noded__TaskSpec__LabelsEntry le = NODED__TASK_SPEC__LABELS_ENTRY__INIT,
 				     *lp = &le;
 	Noded__LedgerEvent ev = NODED__LEDGER_EVENT__INIT;
@@ -126,8 +127,9 @@ static uint64_t submit(const char *node, const char *label, uint32_t retries)
 	char *argv[] = { "true" }, *nodes[] = { (char *)node }, k[32], v[32];
 	uint8_t buf[256];
 
-	sp.n_argv = 1;
-	sp.argv = argv;
+	cmd.n_argv = 1;
+	cmd.argv = argv;
+	sp.command = &cmd;
 	if (node)
 		sp.node = (char *)node;
 	if (label) {
@@ -478,6 +480,7 @@ Test(sched, out_of_memory_for_a_waiting_class_loses_the_task_with_why)
 		/* the submit event itself, or the class its task waits in */
 		{
 			Noded__TaskSpec sp = NODED__TASK_SPEC__INIT;
+			Noded__Command cmd = NODED__COMMAND__INIT;
 			Noded__TaskSpec__LabelsEntry le =
 				NODED__TASK_SPEC__LABELS_ENTRY__INIT, *lp = &le;
 			Noded__LedgerEvent ev = NODED__LEDGER_EVENT__INIT;
@@ -486,8 +489,9 @@ Test(sched, out_of_memory_for_a_waiting_class_loses_the_task_with_why)
 			uint8_t buf[128];
 			int rc;
 
-			sp.n_argv = 1;
-			sp.argv = argv;
+			cmd.n_argv = 1;
+			cmd.argv = argv;
+			sp.command = &cmd;
 			le.key = "role";
 			le.value = "web"; /* nobody: it waits in its class */
 			sp.n_labels = 1;

@@ -892,6 +892,102 @@ Test(tasks, labels_and_nodes_target_and_refuse)
 	STOP_OK(&d);
 }
 
+/*
+ * One spec check (noded/taskspec.h) behind every surface: the master
+ * answers a bad spec sent straight through the client library (no CLI
+ * check before it) with the same words the CLI prints (and the HTTP API
+ * answers, tests/api/test_http.c), and no task is made.
+ */
+static void expect_submit_refused(struct nd_client *c, Noded__TaskSpec *sp,
+				  const char *msg)
+{
+	Noded__Frame f = NODED__FRAME__INIT, *rf = NULL;
+	int r;
+
+	f.body_case = NODED__FRAME__BODY_SUBMIT;
+	f.submit = sp;
+	r = nd_client_call(c, &f, &rf, 10000);
+	cr_assert(r == ND_EREMOTE && rf &&
+			  rf->body_case == NODED__FRAME__BODY_ERROR,
+		  "submit of a bad spec: %s %s", nd_strerror(r),
+		  rf ? nd_test_describe(rf) : "");
+	cr_expect_eq(rf->error->code, NODED__ERROR_CODE__BAD_REQUEST,
+		     "code %d", rf->error->code);
+	cr_expect_str_eq(rf->error->message, msg);
+	nd_frame_free(rf, NULL);
+}
+
+#define EXPECT_CLI_REFUSED(cmd, msg, ...)                                     \
+	do {                                                                  \
+		CLI(&R, cmd, __VA_ARGS__);                                    \
+		EXPECT_STATUS(&R, 2);                                         \
+		cr_expect_str_eq(R.err, "noded " cmd ": " msg "\n");          \
+	} while (0)
+
+Test(tasks, a_bad_spec_gets_one_message_from_master_and_cli)
+{
+	static const char targets[] =
+		"node, labels and all exclude each other: target one of them";
+	static const char wait_all[] = "wait_for_node does not apply to all: "
+				       "a fan-out runs on the nodes alive now";
+	Noded__Command cmd = NODED__COMMAND__INIT;
+	Noded__TaskSpec spec = NODED__TASK_SPEC__INIT;
+	Noded__Command__EnvEntry e = NODED__COMMAND__ENV_ENTRY__INIT;
+	Noded__Command__EnvEntry *ep[] = { &e };
+	char *argv[] = { "true" }, *empty[] = { "" };
+	struct nd_client *c;
+	json_t *arr;
+	int r;
+
+	MASTER_START();
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+	r = nd_client_connect(&c, master, NULL);
+	cr_assert(r == 0, "nd_client_connect %s: %s", master, nd_strerror(r));
+
+	expect_submit_refused(c, &spec, "nothing to run: give argv or a shell "
+			      "command");
+	spec.command = &cmd;
+	cmd.argv = argv;
+	cmd.n_argv = 1;
+	cmd.shell = "true";
+	expect_submit_refused(c, &spec, "give argv or a shell command, not "
+			      "both");
+	cmd.shell = "";
+	cmd.argv = empty;
+	expect_submit_refused(c, &spec, "argv[0], the command name, is empty");
+	cmd.argv = argv;
+	e.key = "A=B";
+	e.value = "x";
+	cmd.env = ep;
+	cmd.n_env = 1;
+	expect_submit_refused(c, &spec, "env key 'A=B' is not a variable name: "
+			      "it must be non-empty, without '='");
+	cmd.n_env = 0;
+	spec.node = "w1";
+	spec.all = true;
+	expect_submit_refused(c, &spec, targets);
+	spec.node = "";
+	spec.wait_for_node = true;
+	expect_submit_refused(c, &spec, wait_all);
+	nd_client_close(c);
+
+	EXPECT_CLI_REFUSED("submit", "node, labels and all exclude each other: "
+			   "target one of them", "--node", "w1", "--all", "--",
+			   "true");
+	EXPECT_CLI_REFUSED("run", "wait_for_node does not apply to all: a "
+			   "fan-out runs on the nodes alive now", "--all",
+			   "--wait-for-node", "--", "true");
+	EXPECT_CLI_REFUSED("submit", "argv[0], the command name, is empty",
+			   "--", "");
+
+	arr = CLI_JSON("tasks", "--json");
+	cr_expect_eq(json_array_size(arr), 0, "refused specs made tasks: %s",
+		     jdump(arr));
+	json_decref(arr);
+	STOP_OK(&d);
+}
+
 /* ---- many tasks at once (client library) ---- */
 
 #define BULK 1000
@@ -1010,6 +1106,7 @@ Test(tasks, thousand_tasks_all_succeed_within_slots, .timeout = 180)
 {
 	static struct bulk b;
 	char *argv[] = { "true" };
+	Noded__Command cmd = NODED__COMMAND__INIT;
 	Noded__TaskSpec spec = NODED__TASK_SPEC__INIT;
 	struct nd_client *c;
 	int64_t t0, deadline;
@@ -1027,8 +1124,9 @@ Test(tasks, thousand_tasks_all_succeed_within_slots, .timeout = 180)
 	r = nd_client_connect(&c, master, NULL);
 	cr_assert(r == 0, "nd_client_connect %s: %s", master, nd_strerror(r));
 
-	spec.n_argv = 1;
-	spec.argv = argv;
+	spec.command = &cmd;
+	cmd.n_argv = 1;
+	cmd.argv = argv;
 	t0 = nd_test_now_ms();
 	bulk_submit(c, &spec, &b, BULK);
 	cr_log_info("%d submits answered in %lld ms", BULK,
@@ -1130,6 +1228,7 @@ Test(tasks, excess_tasks_wait_in_the_queue)
 {
 	static struct bulk b;
 	char *argv[] = { "sleep", "0.4" };
+	Noded__Command cmd = NODED__COMMAND__INIT;
 	Noded__TaskSpec spec = NODED__TASK_SPEC__INIT;
 	Noded__Frame *rf = NULL;
 	Noded__TaskList *tl;
@@ -1145,8 +1244,9 @@ Test(tasks, excess_tasks_wait_in_the_queue)
 	WAIT_ALIVE("w2");
 	r = nd_client_connect(&c, master, NULL);
 	cr_assert(r == 0, "nd_client_connect %s: %s", master, nd_strerror(r));
-	spec.n_argv = 2;
-	spec.argv = argv;
+	spec.command = &cmd;
+	cmd.n_argv = 2;
+	cmd.argv = argv;
 	t0 = nd_test_now_ms();
 	bulk_submit(c, &spec, &b, 12);
 	tl = client_tasks(c, &rf);
@@ -2226,6 +2326,7 @@ Test(tasks, worker_ran_ids_stay_bounded, .timeout = 180)
 {
 	static struct bulk b;
 	char *argv[] = { "true" };
+	Noded__Command cmd = NODED__COMMAND__INIT;
 	Noded__TaskSpec spec = NODED__TASK_SPEC__INIT;
 	unsigned long long accepted = 0;
 	size_t kept = 0, rounds = 3, open;
@@ -2239,8 +2340,9 @@ Test(tasks, worker_ran_ids_stay_bounded, .timeout = 180)
 	WAIT_ALIVE("w1");
 	r = nd_client_connect(&c, master, NULL);
 	cr_assert(r == 0, "nd_client_connect %s: %s", master, nd_strerror(r));
-	spec.n_argv = 1;
-	spec.argv = argv;
+	spec.command = &cmd;
+	cmd.n_argv = 1;
+	cmd.argv = argv;
 	for (size_t i = 0; i < rounds; i++) {
 		memset(&b, 0, sizeof(b));
 		bulk_submit(c, &spec, &b, 500);
@@ -2571,7 +2673,7 @@ Test(tasks, retention_and_wait_options_refused_clearly)
 			"dev", "--task-history", "");
 	EXPECT_CLI_EXIT(2, "--output-cap 1048576 is over --output-budget 10",
 			"dev", "--output-budget", "10");
-	EXPECT_CLI_EXIT(2, "--wait-for-node does not apply to --all",
+	EXPECT_CLI_EXIT(2, "wait_for_node does not apply to all",
 			"submit", "--all", "--wait-for-node", "--", "true");
 	EXPECT_CLI_EXIT(2, "usage: noded run", "run", "--wait-for-node=1",
 			"--", "true");

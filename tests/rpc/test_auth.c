@@ -425,6 +425,7 @@ static int fake_master(int lfd, enum fake_mode mode, const char *marker)
 		Noded__Frame f = NODED__FRAME__INIT;
 		Noded__AssignTaskOpen ao = NODED__ASSIGN_TASK_OPEN__INIT;
 		Noded__TaskAssignment ta = NODED__TASK_ASSIGNMENT__INIT;
+		Noded__Command c = NODED__COMMAND__INIT;
 		Noded__SubmitReply sr = NODED__SUBMIT_REPLY__INIT;
 		uint64_t ids[1] = { 1 };
 		char cmd[200];
@@ -447,7 +448,8 @@ static int fake_master(int lfd, enum fake_mode mode, const char *marker)
 			snprintf(cmd, sizeof(cmd), "touch %s", marker);
 			ta.task_id = 1;
 			ta.attempt = 1;
-			ta.shell = cmd;
+			ta.command = &c;
+			c.shell = cmd;
 			f.body_case = NODED__FRAME__BODY_TASK;
 			f.task = &ta;
 			send_reply(fd, &f, req->id,

@@ -88,8 +88,8 @@ Test(server, hello_reply_fields)
 	r = RECV(fd);
 	EXPECT_FRAME(r, NODED__FRAME_KIND__REPLY, 77,
 		     NODED__FRAME__BODY_HELLO_REPLY);
-	cr_expect_eq(r->hello_reply->protocol_version, 1,
-		     "protocol_version %u, want 1",
+	cr_expect_eq(r->hello_reply->protocol_version, 2,
+		     "protocol_version %u, want 2",
 		     r->hello_reply->protocol_version);
 	cr_expect_str_eq(r->hello_reply->node_name, "node-under-test",
 			 "node_name \"%s\", want the --name given",

@@ -36,6 +36,7 @@ TestSuite(ledger, .init = setup, .fini = teardown, .timeout = 120);
 
 /* ---- events, built on the stack ---- */
 
+/* The ledger keeps a spec as opaque bytes: any will do. */
 static const uint8_t SPEC[] = { 0x12, 0x04, 't', 'r', 'u', 'e' };
 
 static int submit(uint64_t id, uint64_t job, const char *const *nodes,

@@ -1,0 +1,80 @@
+/* The one check of a task spec: see noded/taskspec.h. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "noded/taskspec.h"
+
+/* Bytes of a bad env key quoted in the message about it. */
+#define KEY_QUOTE_MAX 32
+
+/*
+ * s's first KEY_QUOTE_MAX bytes into out (out_size >= 4 * KEY_QUOTE_MAX +
+ * 4), printable ASCII as it is and every other byte as \xNN, so the message
+ * is readable text in a terminal and in JSON; "..." when cut.
+ */
+static void quote_key(const char *s, char *out, size_t out_size)
+{
+	size_t k = 0, i;
+
+	for (i = 0; s[i] && i < KEY_QUOTE_MAX && k + 5 < out_size; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c >= 0x20 && c < 0x7f && c != '\\')
+			out[k++] = (char)c;
+		else
+			k += (size_t)snprintf(out + k, out_size - k, "\\x%02x",
+					      c);
+	}
+	if (s[i] && k + 4 <= out_size) {
+		memcpy(out + k, "...", 3);
+		k += 3;
+	}
+	out[k] = '\0';
+}
+
+/* buf holding msg (cut to fit); returned for the caller to return. */
+static const char *say(char *buf, size_t size, const char *msg)
+{
+	if (size)
+		snprintf(buf, size, "%s", msg);
+	return buf;
+}
+
+const char *nd_task_spec_check(const Noded__TaskSpec *sp, char *buf,
+			       size_t size)
+{
+	const Noded__Command *c = sp->command;
+	bool shell = c && c->shell && c->shell[0];
+
+	if (!c || (!c->n_argv && !shell))
+		return say(buf, size,
+			   "nothing to run: give argv or a shell command");
+	if (c->n_argv && shell)
+		return say(buf, size,
+			   "give argv or a shell command, not both");
+	if (c->n_argv && (!c->argv[0] || !c->argv[0][0]))
+		return say(buf, size,
+			   "argv[0], the command name, is empty");
+	if (shell && !c->shell[strspn(c->shell, " \t\n")])
+		return say(buf, size, "the shell command is only blanks");
+	for (size_t i = 0; i < c->n_env; i++) {
+		const char *k = c->env[i]->key ? c->env[i]->key : "";
+		char q[4 * KEY_QUOTE_MAX + 4];
+
+		if (k[0] && !strchr(k, '='))
+			continue;
+		quote_key(k, q, sizeof(q));
+		if (size)
+			snprintf(buf, size, "env key '%s' is not a variable "
+				 "name: it must be non-empty, without '='", q);
+		return buf;
+	}
+	if ((sp->node && sp->node[0]) + (sp->n_labels > 0) + sp->all > 1)
+		return say(buf, size, "node, labels and all exclude each "
+			   "other: target one of them");
+	if (sp->all && sp->wait_for_node)
+		return say(buf, size, "wait_for_node does not apply to all: "
+			   "a fan-out runs on the nodes alive now");
+	return NULL;
+}

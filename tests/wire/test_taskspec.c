@@ -1,0 +1,194 @@
+/*
+ * Unit tests for src/wire/taskspec.c: the one check of a task spec that the
+ * CLI, the HTTP API and the master all call (noded/taskspec.h). Every rule
+ * gets a bad case with its exact message; the surfaces' own tests show the
+ * same words (tests/cli, tests/api, tests/node/test_tasks.c).
+ */
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "noded/taskspec.h"
+
+/* A spec that passes: argv ["true"], no target. */
+struct spec {
+	Noded__TaskSpec s;
+	Noded__Command c;
+	Noded__Command__EnvEntry e[2], *ep[2];
+	Noded__TaskSpec__LabelsEntry l, *lp[1];
+	char *argv[2];
+};
+
+static void good(struct spec *x)
+{
+	memset(x, 0, sizeof(*x));
+	noded__task_spec__init(&x->s);
+	noded__command__init(&x->c);
+	x->argv[0] = "true";
+	x->c.argv = x->argv;
+	x->c.n_argv = 1;
+	x->s.command = &x->c;
+	for (int i = 0; i < 2; i++) {
+		noded__command__env_entry__init(&x->e[i]);
+		x->ep[i] = &x->e[i];
+	}
+	noded__task_spec__labels_entry__init(&x->l);
+	x->l.key = "gpu";
+	x->l.value = "yes";
+	x->lp[0] = &x->l;
+}
+
+/* The check's answer for x, "" when it passes. */
+static const char *check(const struct spec *x)
+{
+	static char buf[256];
+	const char *r;
+
+	memset(buf, 'x', sizeof(buf));
+	r = nd_task_spec_check(&x->s, buf, sizeof(buf));
+	cr_assert(!r || r == buf, "the message is not in the caller's buffer");
+	return r ? r : "";
+}
+
+#define EXPECT_BAD(x, msg) cr_expect_str_eq(check(x), (msg))
+
+Test(taskspec, good_specs_pass)
+{
+	struct spec x;
+
+	good(&x);
+	EXPECT_BAD(&x, "");
+	x.c.n_argv = 0;
+	x.c.shell = "echo hi | wc -c";
+	EXPECT_BAD(&x, "");
+	x.s.node = "w1";
+	x.s.wait_for_node = true;
+	EXPECT_BAD(&x, "");
+	good(&x);
+	x.s.labels = x.lp;
+	x.s.n_labels = 1;
+	x.e[0].key = "HOME";
+	x.e[0].value = "a=b";  /* '=' in a value is fine */
+	x.c.env = x.ep;
+	x.c.n_env = 1;
+	x.c.cwd = "/tmp";
+	x.c.timeout_ms = 1000;
+	EXPECT_BAD(&x, "");
+	good(&x);
+	x.s.all = true;
+	x.s.node = "";         /* empty: not a target */
+	EXPECT_BAD(&x, "");
+}
+
+Test(taskspec, a_command_is_required)
+{
+	struct spec x;
+
+	good(&x);
+	x.s.command = NULL;
+	EXPECT_BAD(&x, "nothing to run: give argv or a shell command");
+	good(&x);
+	x.c.n_argv = 0;
+	EXPECT_BAD(&x, "nothing to run: give argv or a shell command");
+	x.c.shell = "";
+	EXPECT_BAD(&x, "nothing to run: give argv or a shell command");
+}
+
+Test(taskspec, argv_or_shell_not_both)
+{
+	struct spec x;
+
+	good(&x);
+	x.c.shell = "true";
+	EXPECT_BAD(&x, "give argv or a shell command, not both");
+}
+
+Test(taskspec, command_name_not_empty)
+{
+	struct spec x;
+
+	good(&x);
+	x.argv[0] = "";
+	EXPECT_BAD(&x, "argv[0], the command name, is empty");
+}
+
+Test(taskspec, shell_not_only_blanks)
+{
+	struct spec x;
+
+	good(&x);
+	x.c.n_argv = 0;
+	x.c.shell = " \t\n ";
+	EXPECT_BAD(&x, "the shell command is only blanks");
+}
+
+Test(taskspec, env_keys_are_names)
+{
+	struct spec x;
+
+	good(&x);
+	x.c.env = x.ep;
+	x.c.n_env = 2;
+	x.e[0].key = "OK";
+	x.e[1].key = "A=B";
+	EXPECT_BAD(&x, "env key 'A=B' is not a variable name: it must be "
+		   "non-empty, without '='");
+	x.e[1].key = "";
+	EXPECT_BAD(&x, "env key '' is not a variable name: it must be "
+		   "non-empty, without '='");
+	/* a key of any bytes is quoted readably, and cut */
+	x.e[1].key = "\x1b[2J=\xff";
+	EXPECT_BAD(&x, "env key '\\x1b[2J=\\xff' is not a variable name: it "
+		   "must be non-empty, without '='");
+	x.e[1].key = "0123456789012345678901234567890123456789=";
+	EXPECT_BAD(&x, "env key '01234567890123456789012345678901...' is not "
+		   "a variable name: it must be non-empty, without '='");
+}
+
+Test(taskspec, one_target_at_most)
+{
+	static const char msg[] =
+		"node, labels and all exclude each other: target one of them";
+	struct spec x;
+
+	good(&x);
+	x.s.node = "w1";
+	x.s.all = true;
+	EXPECT_BAD(&x, msg);
+	good(&x);
+	x.s.node = "w1";
+	x.s.labels = x.lp;
+	x.s.n_labels = 1;
+	EXPECT_BAD(&x, msg);
+	good(&x);
+	x.s.all = true;
+	x.s.labels = x.lp;
+	x.s.n_labels = 1;
+	EXPECT_BAD(&x, msg);
+}
+
+Test(taskspec, wait_for_node_not_with_all)
+{
+	struct spec x;
+
+	good(&x);
+	x.s.all = true;
+	x.s.wait_for_node = true;
+	EXPECT_BAD(&x, "wait_for_node does not apply to all: a fan-out runs "
+		   "on the nodes alive now");
+}
+
+Test(taskspec, rules_in_order_and_message_cut_to_fit)
+{
+	struct spec x;
+	char small[8];
+
+	/* both a command fault and a target fault: the command is named */
+	good(&x);
+	x.c.n_argv = 0;
+	x.s.node = "w1";
+	x.s.all = true;
+	EXPECT_BAD(&x, "nothing to run: give argv or a shell command");
+	cr_expect_str_eq(nd_task_spec_check(&x.s, small, sizeof(small)),
+			 "nothing");
+}
