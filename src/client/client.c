@@ -20,9 +20,8 @@
  */
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
-
-#include <openssl/crypto.h>
 
 #include "client/client.h"
 

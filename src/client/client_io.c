@@ -8,15 +8,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
-
 #include <openssl/crypto.h>
 
-#include "client/client.h"
 #include "core/time.h"
+#include "client/client.h"
 
 /* ---- blocking helpers ---- */
 

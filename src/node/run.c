@@ -2,12 +2,17 @@
  * helper events are in run_events.c. The exec helpers themselves, their
  * sockets and processes, are exec/pool.c's. */
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
-#include "node/run_int.h"
 #include "client/peer.h"
+#include "node/run_int.h"
 
 /* A pipe reader; its 64 KiB buffer is neither zeroed nor freshly faulted
  * when one is reused (that cost showed in profiles, once per task). */

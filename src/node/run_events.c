@@ -5,12 +5,15 @@
  * helpers' events (started, exited, a helper that died).
  */
 
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
-#include "node/run_int.h"
 #include "client/peer.h"
+#include "node/run_int.h"
 
 /* ---- reports to the master ---- */
 
