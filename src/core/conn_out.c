@@ -12,12 +12,31 @@
 #include "core/conn_int.h"
 #include "core/log.h"
 
+/*
+ * The output could not grow by n bytes: the frame that needed them is lost,
+ * and a peer left waiting for it would wait for ever, so c is closed with
+ * flush (what is queued is whole frames; they go out, then FIN). Kept input
+ * is left to the input path (it may be what ops->data is reading now).
+ */
+static void output_refused(struct nd_conn *c, size_t n)
+{
+	char peer[64];
+
+	nd_conn_peer_name(c, peer, sizeof(peer));
+	ND_LOG(ND_LOG_WARN, "conn.dropped", ND_U("shard", c->shard->id),
+	       ND_S("peer", peer), ND_U("bytes", n),
+	       ND_S("msg", "out of memory for output: closing"));
+	nd_conn_close(c, true);
+}
+
 uint8_t *nd_conn_reserve(struct nd_conn *c, size_t n)
 {
 	if (c->flags & (ND_CONN_DEAD | ND_CONN_WR_SHUT))
 		return NULL;
-	if (nd_buf_reserve(&c->out, n))
+	if (nd_buf_reserve(&c->out, n)) {
+		output_refused(c, n);
 		return NULL;
+	}
 	return c->out.data + c->out.len;
 }
 
