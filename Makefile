@@ -62,7 +62,9 @@ BENCH_SRC := $(wildcard perf/*.c)
 TEST_SRC := $(wildcard tests/*/test_*.c)
 TEST_LIB_SRC := $(filter-out tests/test_%,$(wildcard tests/*.c))
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
-FUZZ_LIB_SRC := $(filter-out tests/fuzz/fuzz_%,$(wildcard tests/fuzz/*.c))
+# The fuzz targets share the in-process shard with the tests.
+FUZZ_LIB_SRC := $(filter-out tests/fuzz/fuzz_%,$(wildcard tests/fuzz/*.c)) \
+	tests/inproc.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJ := $(call obj,$(LIB_SRC)) $(BUILD)/obj/gen/noded.pb-c.o
