@@ -17,13 +17,7 @@ void nd_inproc_init(struct nd_inproc *in)
 	if (!s->bufs || !s->br || nd_uring_init(&s->ring, 64, 128, NULL) ||
 	    nd_arena_init(&s->arena, 0))
 		abort();
-	nd_list_init(&s->conns);
-	nd_list_init(&s->dirty);
-	nd_list_init(&s->lazy);
-	nd_list_init(&s->rearm);
-	nd_list_init(&s->stalled);
-	nd_list_init(&s->timed);
-	nd_list_init(&s->dead);
+	nd_shard_init_lists(s);
 	/* A one-shard server, so node-service requests reach the service. */
 	in->srv.shards = s;
 	in->srv.nshards = 1;
