@@ -89,9 +89,6 @@ static void on_started_ack(struct nd_client *c, int status,
 {
 	struct rtask *t = arg;
 
-	(void)c;
-	(void)f;
-	(void)done;
 	if (status == -ECANCELED || status == -ECONNRESET)
 		t->started_sent = false; /* resend after reconnecting */
 	else
@@ -116,9 +113,6 @@ static void on_chunk_ack(struct nd_client *c, int status,
 {
 	struct pipe_rd *p = arg;
 
-	(void)c;
-	(void)f;
-	(void)done;
 	p->sent = false;
 	if (p->t->orphan) { /* nobody takes it: read on, dropping it */
 		p->len = 0;
@@ -154,9 +148,6 @@ static void on_finish_ack(struct nd_client *c, int status,
 {
 	struct rtask *t = arg;
 
-	(void)c;
-	(void)f;
-	(void)done;
 	if (status == -ECANCELED || status == -ECONNRESET) {
 		t->finish_sent = false; /* resend after reconnecting */
 		return;
