@@ -231,6 +231,21 @@ static bool method_streams(Noded__Frame__BodyCase m)
 	       m == NODED__FRAME__BODY_WATCH || m == NODED__FRAME__BODY_RUN;
 }
 
+/* *f = req as a frame of kind with the next id: a shallow copy, the caller
+ * keeps req and its sub-messages. 0, c->err, or -EINVAL (no body). */
+static int frame_from(struct nd_client *c, const Noded__Frame *req,
+		      Noded__FrameKind kind, Noded__Frame *f)
+{
+	if (c->err)
+		return c->err;
+	if (!req || req->body_case == NODED__FRAME__BODY__NOT_SET)
+		return -EINVAL;
+	*f = *req;
+	f->id = c->next_id;
+	f->kind = kind;
+	return 0;
+}
+
 int64_t nd__client_start(struct nd_client *c, const Noded__Frame *req,
 			 nd_reply_cb cb, void *arg, unsigned flags)
 {
@@ -238,14 +253,9 @@ int64_t nd__client_start(struct nd_client *c, const Noded__Frame *req,
 	struct pend p;
 	int r;
 
-	if (c->err)
-		return c->err;
-	if (!req || req->body_case == NODED__FRAME__BODY__NOT_SET)
-		return -EINVAL;
-	/* Shallow copy: the caller keeps req and its sub-messages. */
-	f = *req;
-	f.id = c->next_id;
-	f.kind = NODED__FRAME_KIND__REQUEST;
+	r = frame_from(c, req, NODED__FRAME_KIND__REQUEST, &f);
+	if (r)
+		return r;
 	p.id = f.id;
 	p.cb = cb;
 	p.arg = arg;
@@ -273,14 +283,9 @@ int nd_client_notify(struct nd_client *c, const Noded__Frame *req)
 	Noded__Frame f;
 	int r;
 
-	if (c->err)
-		return c->err;
-	if (!req || req->body_case == NODED__FRAME__BODY__NOT_SET)
-		return -EINVAL;
-	f = *req;
-	f.id = c->next_id;
-	f.kind = NODED__FRAME_KIND__NOTIFY;
-	r = out_frame(c, &f);
+	r = frame_from(c, req, NODED__FRAME_KIND__NOTIFY, &f);
+	if (!r)
+		r = out_frame(c, &f);
 	if (!r)
 		c->next_id++;
 	return r;
