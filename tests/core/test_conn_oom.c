@@ -2,17 +2,21 @@
  * Out of memory on a connection (src/core/conn.c, conn_out.c, buf.c): the
  * server's protocol (rpc/server.c) on a shard in this process (inproc.h),
  * driven through accept (nd_conn_adopt), Hello, a small Ping, a Ping of
- * BIG bytes (kept input and output that must grow) and close, with the
- * n-th allocation failing, for n = 1, 2, ... until the path makes fewer
- * than n. Each time, the contract of conn.h ("Out of memory"): no crash;
+ * BIG bytes (kept input and output that must grow) and close, and an
+ * outbound connect (nd_conn_connect), with the n-th allocation failing,
+ * for n = 1, 2, ... until the path makes fewer than n. Each time, the contract of conn.h ("Out of memory"): no crash;
  * every request is answered, or the connection is closed (with the
  * replies already whole, and nothing else, on the wire); another
  * connection on the same shard goes on working; and nothing leaks
  * (asked of LeakSanitizer at the end, in the sanitizer build).
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 #if defined(__SANITIZE_ADDRESS__)
@@ -280,6 +284,127 @@ Test(conn_oom, every_allocation_of_a_connection_fails_once)
 	cr_assert(in.s.nconns == 0);
 #if defined(__SANITIZE_ADDRESS__)
 	/* A leak report at exit would not fail the test: ask now. */
+	cr_assert(!__lsan_do_recoverable_leak_check(),
+		  "memory leaked (LeakSanitizer's report is above)");
+#endif
+}
+
+/* ---- outbound connects ---- */
+
+struct connect_outcome {
+	int calls;
+	struct nd_conn *c;
+	int err;
+};
+
+static void connect_done(void *arg, struct nd_conn *c, int err)
+{
+	struct connect_outcome *o = arg;
+
+	o->calls++;
+	o->c = c;
+	o->err = err;
+}
+
+static void quiet_open(struct nd_conn *c)
+{
+}
+
+static size_t quiet_data(struct nd_conn *c, const uint8_t *p, size_t len)
+{
+	return len;
+}
+
+static void quiet_close(struct nd_conn *c)
+{
+}
+
+static const struct nd_conn_ops quiet_ops = {
+	.open = quiet_open,
+	.data = quiet_data,
+	.close = quiet_close,
+};
+
+/* Runs the callbacks of the one-off operations that completed (waits for
+ * one), as the shard loop would; drops the rest. */
+static void run_ops(void)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	cr_assert(io_uring_submit_and_wait(&in.s.ring, 1) >= 0);
+	io_uring_for_each_cqe(&in.s.ring, head, cqe) {
+		uint64_t ud = io_uring_cqe_get_data64(cqe);
+
+		if ((ud & ND_TAG_MASK) == ND_TAG_OP) {
+			struct nd_op *op = (struct nd_op *)(uintptr_t)
+						   (ud & ~(uint64_t)ND_TAG_MASK);
+
+			op->cb(&in.s, op, cqe);
+		}
+		n++;
+	}
+	io_uring_cq_advance(&in.s.ring, n);
+}
+
+/* Each allocation of a connect fails in turn: nd_conn_connect says
+ * -ENOMEM and nothing is left, or done runs once with (NULL, -ENOMEM) and
+ * the socket closed; otherwise a connection is made. */
+Test(conn_oom, every_allocation_of_a_connect_fails_once)
+{
+	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+	socklen_t len = sizeof(*sin);
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	long n, refused = 0;
+
+	cr_assert(lfd >= 0);
+	sin->sin_family = AF_INET;
+	sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert(!bind(lfd, (struct sockaddr *)sin, len));
+	cr_assert(!listen(lfd, 64));
+	cr_assert(!getsockname(lfd, (struct sockaddr *)sin, &len));
+
+	for (n = 1; n <= RUNS_MAX; n++) {
+		struct connect_outcome o = { 0 };
+		bool hit;
+		int r, afd;
+
+		nd_alloc_fail_at(n);
+		r = nd_conn_connect(&in.s, &ss, len, &quiet_ops, NULL,
+				    connect_done, &o);
+		if (!r)
+			run_ops();
+		hit = nd_alloc_fail_off();
+		if (r) {
+			cr_assert(hit && r == -ENOMEM, "n=%ld: %d", n, r);
+			cr_assert(!o.calls);
+			refused++;
+		} else {
+			cr_assert(o.calls == 1, "n=%ld: done ran %d times", n,
+				  o.calls);
+			if (!o.c) {
+				cr_assert(hit && o.err == -ENOMEM,
+					  "n=%ld: done(NULL, %d)", n, o.err);
+				refused++;
+			} else {
+				cr_assert(!o.err);
+				nd_inproc_drop(&in, o.c);
+			}
+			afd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+			cr_assert(afd >= 0, "n=%ld: the connect did not reach "
+				  "the listener", n);
+			close(afd);
+		}
+		cr_assert(in.s.nconns == 0, "n=%ld: %u connections left", n,
+			  in.s.nconns);
+		if (!hit)
+			break;
+	}
+	cr_assert(n <= RUNS_MAX && refused >= 2, "n=%ld, refused %ld", n,
+		  refused);
+	close(lfd);
+#if defined(__SANITIZE_ADDRESS__)
 	cr_assert(!__lsan_do_recoverable_leak_check(),
 		  "memory leaked (LeakSanitizer's report is above)");
 #endif
