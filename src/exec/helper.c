@@ -12,7 +12,7 @@
  * leaves zombies.
  *
  * Every signal the helper sends to a task goes to its whole tree
- * (kill_tree), found one of two ways, chosen when the helper starts:
+ * (nd__kill_tree), found one of two ways, chosen when the helper starts:
  * - cgroup mode: each task is born in a cgroup v2 of its own (clone3
  *   with CLONE_INTO_CGROUP: in it before its first instruction, see
  *   spawn_in_cgroup in command.c),
@@ -184,19 +184,19 @@ static void start_task(struct helper *h, const Noded__ExecSpawn *sp)
 	t->id = sp->task_id;
 	snprintf(t->tag, sizeof(t->tag), TAG_KEY "=%d.%llu", (int)getpid(),
 		 (unsigned long long)t->id);
-	cgroup_make(h, t);
+	nd__cgroup_make(h, t);
 	o.cgroup_fd = t->cg_fd;
 	o.tag = t->tag;
 	err = nd_exec_command_start_opts(sp, &o, &t->pid, fds, reason,
 					 sizeof(reason));
 	if (o.cgroup_err && t->cg_fd >= 0) {
 		/* born outside it, or not at all: tree mode for this task */
-		cgroup_release(h, t);
-		cgroup_refused(h, o.cgroup_err);
+		nd__cgroup_release(h, t);
+		nd__cgroup_refused(h, o.cgroup_err);
 	}
 	if (err) {
 		if (t->cg_fd >= 0)
-			cgroup_release(h, t);
+			nd__cgroup_release(h, t);
 		free(t);
 		goto report;
 	}
@@ -224,7 +224,7 @@ static void start_task(struct helper *h, const Noded__ExecSpawn *sp)
 		t->lost_errno = err;
 		t->state = TASK_KILLED;
 		t->deadline = -1;
-		kill_tree(h, t, SIGKILL);
+		nd__kill_tree(h, t, SIGKILL);
 	}
 	close(fds[0]);
 	close(fds[1]);
@@ -240,8 +240,8 @@ report:
  * process gets it), SIGKILL after the grace period. */
 static void terminate(struct helper *h, struct task *t, int64_t now)
 {
-	kill_tree(h, t, SIGTERM);
-	kill_tree(h, t, SIGCONT);
+	nd__kill_tree(h, t, SIGTERM);
+	nd__kill_tree(h, t, SIGCONT);
 	t->state = TASK_TERMED;
 	t->deadline = now + t->grace_ms;
 }
@@ -303,7 +303,7 @@ static int64_t run_deadlines(struct helper *h)
 				t->timed_out = true;
 				terminate(h, t, now);
 			} else {
-				kill_tree(h, t, SIGKILL);
+				nd__kill_tree(h, t, SIGKILL);
 				t->state = TASK_KILLED;
 				t->deadline = -1;
 			}
@@ -376,18 +376,18 @@ static bool reap(struct helper *h)
 		/* What it left is killed: in tree mode now, while its
 		 * group id cannot be reused; in cgroup mode once it is
 		 * reaped, and only if its cgroup still holds something
-		 * (cgroup_release: most commands leave nothing). */
+		 * (nd__cgroup_release: most commands leave nothing). */
 		if (t) {
 			t->exited = true;
 			if (t->cg_fd < 0)
-				kill_tree(h, t, SIGKILL);
+				nd__kill_tree(h, t, SIGKILL);
 		}
 		while (wait4(si.si_pid, &status, 0, &ru) < 0 && errno == EINTR)
 			;
 		if (t) {
 			task_exited(h, t, status, &ru);
 			if (t->cg_fd >= 0)
-				cgroup_release(h, t);
+				nd__cgroup_release(h, t);
 			free(t);
 		}
 	}
@@ -509,7 +509,7 @@ static void stop_all(struct helper *h)
 	struct pollfd p = { .fd = h->sigfd, .events = POLLIN };
 
 	for (struct task *t = h->tasks; t; t = t->next) {
-		kill_tree(h, t, SIGKILL);
+		nd__kill_tree(h, t, SIGKILL);
 		t->state = TASK_KILLED;
 	}
 	while (reap(h) || h->cg_left) {
@@ -517,7 +517,7 @@ static void stop_all(struct helper *h)
 
 		if (left <= 0)
 			break;
-		cgroup_sweep(h);
+		nd__cgroup_sweep(h);
 		poll(&p, 1, (int)(left < CG_RETRY_MS ? left : CG_RETRY_MS));
 		drain_signals(h);
 	}
@@ -619,7 +619,7 @@ int nd_exec_helper_main(int fd)
 		       ND_S("err", strerror(errno)));
 		goto close_sigfd;
 	}
-	cgroup_setup(&h);
+	nd__cgroup_setup(&h);
 
 	for (;;) {
 		struct pollfd p[2] = {
@@ -627,7 +627,7 @@ int nd_exec_helper_main(int fd)
 			{ .fd = h.sigfd, .events = POLLIN },
 		};
 		int64_t next = run_deadlines(&h), wait_ms = -1;
-		int64_t sweep = h.cg_left ? cgroup_sweep(&h) : -1;
+		int64_t sweep = h.cg_left ? nd__cgroup_sweep(&h) : -1;
 
 		if (sweep >= 0 && (next < 0 || sweep < next))
 			next = sweep;

@@ -1,7 +1,7 @@
 /*
  * Internal to the exec helper process (helper.c: the loop, requests,
  * deadlines, reaping; helper_cgroup.c: cgroup mode; helper_tree.c: tree
- * mode and kill_tree). One thread: nothing here is shared.
+ * mode and nd__kill_tree). One thread: nothing here is shared.
  */
 #ifndef ND_EXEC_HELPER_H
 #define ND_EXEC_HELPER_H
@@ -94,16 +94,28 @@ struct helper {
 	int stop_signal; /* SIGTERM/SIGINT/SIGHUP received, 0: none */
 };
 
-/* helper_cgroup.c */
-char *read_all(int dirfd, const char *name, size_t max, size_t *len);
-void cgroup_setup(struct helper *h);
-void cgroup_refused(struct helper *h, int err);
-void cgroup_make(struct helper *h, struct task *t);
-int cgroup_signal(int fd, bool has_kill, int sig);
-void cgroup_release(struct helper *h, struct task *t);
-int64_t cgroup_sweep(struct helper *h);
+/* helper_cgroup.c (fuller contracts at the definitions) */
+/* File name under dirfd, NUL-terminated, in a new buffer (free it), at
+ * most max bytes, *len its length; NULL when unreadable or out of memory. */
+char *nd__helper_read_all(int dirfd, const char *name, size_t max,
+			  size_t *len);
+/* Chooses cgroup or tree mode at start; logs the choice. */
+void nd__cgroup_setup(struct helper *h);
+/* clone3 refused a cgroup (err): tree mode for new tasks when it will
+ * repeat. */
+void nd__cgroup_refused(struct helper *h, int err);
+/* Gives t a cgroup (pooled or new); t->cg_fd stays -1 when that fails. */
+void nd__cgroup_make(struct helper *h, struct task *t);
+/* sig to every process of cgroup fd; the count seen, or -errno. */
+int nd__cgroup_signal(int fd, bool has_kill, int sig);
+/* t was reaped: its cgroup back to the pool, or killed and removed. */
+void nd__cgroup_release(struct helper *h, struct task *t);
+/* Retries the removals left; next try (monotonic ms), -1: none left. */
+int64_t nd__cgroup_sweep(struct helper *h);
 
 /* helper_tree.c */
-void kill_tree(struct helper *h, struct task *t, int sig);
+/* sig to t's whole tree (either mode); t's pid must not be reaped yet.
+ * With SIGKILL, all the mode can find is dead or dying on return. */
+void nd__kill_tree(struct helper *h, struct task *t, int sig);
 
 #endif

@@ -27,7 +27,7 @@
 /* The whole of file name (relative to dirfd), NUL-terminated, in a new
  * buffer (free it), *len its length; at most max bytes. NULL when it
  * cannot be opened or memory is short. */
-char *read_all(int dirfd, const char *name, size_t max, size_t *len)
+char *nd__helper_read_all(int dirfd, const char *name, size_t max, size_t *len)
 {
 	struct nd_buf b = { 0 };
 	ssize_t n = 0;
@@ -171,7 +171,7 @@ static void cgroup_sweep_dead(const char *dir)
 				    O_CLOEXEC);
 			if (fd < 0)
 				continue;
-			cgroup_signal(fd, true, SIGKILL);
+			nd__cgroup_signal(fd, true, SIGKILL);
 			close(fd);
 			for (int i = 0; i < 20 && unlinkat(base, te->d_name,
 							  AT_REMOVEDIR) < 0 &&
@@ -197,7 +197,7 @@ static void cgroup_sweep_dead(const char *dir)
  * whether tasks can really be born there is learnt at the first spawn.
  * Logs the choice. Tree mode needs nothing.
  */
-void cgroup_setup(struct helper *h)
+void nd__cgroup_setup(struct helper *h)
 {
 	const char *knob = getenv("NODED_CGROUP");
 	bool off = knob && !strcmp(knob, "off");
@@ -244,7 +244,7 @@ void cgroup_setup(struct helper *h)
  * processes, not allowed), new tasks use tree mode from now on; tasks
  * already in cgroups keep them (cg_base stays open for their removal).
  */
-void cgroup_refused(struct helper *h, int err)
+void nd__cgroup_refused(struct helper *h, int err)
 {
 	if (err == EAGAIN || err == ENOMEM || err == EINTR || h->cg_off)
 		return;
@@ -257,7 +257,7 @@ void cgroup_refused(struct helper *h, int err)
 
 /* Gives t a cgroup: an emptied one of the pool, or a new one, c<n>;
  * t->cg_fd stays -1 (tree mode for t) when that fails. */
-void cgroup_make(struct helper *h, struct task *t)
+void nd__cgroup_make(struct helper *h, struct task *t)
 {
 	char name[32];
 
@@ -305,7 +305,7 @@ static bool cgroup_populated(int ev)
  * otherwise. Returns the number of processes seen in cgroup.procs (0 after
  * a cgroup.kill), or -errno.
  */
-int cgroup_signal(int fd, bool has_kill, int sig)
+int nd__cgroup_signal(int fd, bool has_kill, int sig)
 {
 	char *buf, *p, *end;
 	int seen = 0;
@@ -320,7 +320,7 @@ int cgroup_signal(int fd, bool has_kill, int sig)
 		if (n == 1)
 			return 0;
 	}
-	buf = read_all(fd, "cgroup.procs", 1u << 20, &len);
+	buf = nd__helper_read_all(fd, "cgroup.procs", 1u << 20, &len);
 	if (!buf)
 		return -errno;
 	for (p = buf;; p = end) {
@@ -348,7 +348,7 @@ static void cgroup_remove(struct helper *h, int fd, unsigned idx);
  * the pool for a next task; otherwise what is left is killed (cgroup.kill)
  * and the cgroup removed once empty (cgroup_remove).
  */
-void cgroup_release(struct helper *h, struct task *t)
+void nd__cgroup_release(struct helper *h, struct task *t)
 {
 	/* Not one that had a cgroup.kill: on some kernels (6.18 here) a
 	 * process later born into it by CLONE_INTO_CGROUP is killed at once
@@ -360,7 +360,7 @@ void cgroup_release(struct helper *h, struct task *t)
 		h->cg_pool[h->cg_npool].idx = t->cg_idx;
 		h->cg_npool++;
 	} else {
-		cgroup_signal(t->cg_fd, h->cg_has_kill, SIGKILL);
+		nd__cgroup_signal(t->cg_fd, h->cg_has_kill, SIGKILL);
 		if (t->cg_events >= 0)
 			close(t->cg_events);
 		cgroup_remove(h, t->cg_fd, t->cg_idx);
@@ -383,7 +383,7 @@ static void cgroup_remove(struct helper *h, int fd, unsigned idx)
 		close(fd);
 		return;
 	}
-	cgroup_signal(fd, h->cg_has_kill, SIGKILL);
+	nd__cgroup_signal(fd, h->cg_has_kill, SIGKILL);
 	l->fd = fd;
 	l->idx = idx;
 	l->give_up = (int64_t)nd_mono_ms() + CG_REMOVE_MS;
@@ -393,7 +393,7 @@ static void cgroup_remove(struct helper *h, int fd, unsigned idx)
 
 /* Retries the removals left; returns when to try again (monotonic ms),
  * or -1 when none is left. */
-int64_t cgroup_sweep(struct helper *h)
+int64_t nd__cgroup_sweep(struct helper *h)
 {
 	int64_t now = (int64_t)nd_mono_ms();
 
@@ -419,7 +419,7 @@ int64_t cgroup_sweep(struct helper *h)
 			free(l);
 			continue;
 		}
-		cgroup_signal(l->fd, h->cg_has_kill, SIGKILL);
+		nd__cgroup_signal(l->fd, h->cg_has_kill, SIGKILL);
 		pp = &l->next;
 	}
 	return h->cg_left ? now + CG_RETRY_MS : -1;

@@ -1,7 +1,7 @@
 /*
  * The exec helper's tree mode (see helper.c's header): a task's tree
  * found by a walk of /proc (descendants, and reparented processes that
- * carry the task's tag), and kill_tree, which signals a task's whole tree
+ * carry the task's tag), and nd__kill_tree, which signals a task's whole tree
  * in either mode.
  */
 
@@ -100,7 +100,7 @@ static bool has_tag(pid_t pid, const char *tag)
 	char path[64], *buf;
 
 	snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
-	buf = read_all(AT_FDCWD, path, 1u << 20, &len);
+	buf = nd__helper_read_all(AT_FDCWD, path, 1u << 20, &len);
 	/* entries are NUL-terminated: match a whole one, NUL included */
 	for (size_t i = 0; buf && i + tlen <= len; i++) {
 		if ((i == 0 || buf[i - 1] == '\0') &&
@@ -217,11 +217,11 @@ static int tree_signal(struct helper *h, struct task *t, int sig)
  * dying when it returns (a cgroup that is not yet empty is killed again
  * by cgroup_remove). Errors are ignored: what is gone needs no signal.
  */
-void kill_tree(struct helper *h, struct task *t, int sig)
+void nd__kill_tree(struct helper *h, struct task *t, int sig)
 {
 	kill(-t->pid, sig);
 	if (t->cg_fd >= 0) {
-		cgroup_signal(t->cg_fd, h->cg_has_kill, sig);
+		nd__cgroup_signal(t->cg_fd, h->cg_has_kill, sig);
 		t->cg_killed |= sig == SIGKILL && h->cg_has_kill;
 	}
 	else if (tree_signal(h, t, sig) > 0 && sig == SIGKILL)
