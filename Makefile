@@ -50,10 +50,11 @@ endif
 
 PROTO_C := $(GEN)/noded.pb-c.c
 # The client library brings the one piece of core it uses (buffers).
-LIB_SRC := $(wildcard src/wire/*.c) src/client/client.c src/core/buf.c
+LIB_SRC := $(wildcard src/wire/*.c) src/client/client.c src/client/client_io.c \
+	src/core/buf.c
 # The client protocol on a core connection (client/peer.c) is server side:
-# it needs core; only client/client.c is in the library.
-SRV_SRC := $(filter-out src/core/buf.c src/client/client.c,$(wildcard src/core/*.c \
+# it needs core; only client/client.c and client_io.c are in the library.
+SRV_SRC := $(filter-out $(LIB_SRC),$(wildcard src/core/*.c \
 	src/exec/*.c src/state/*.c src/node/*.c src/api/*.c src/rpc/*.c src/client/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
 BENCH_SRC := $(wildcard perf/*.c)
@@ -61,7 +62,9 @@ BENCH_SRC := $(wildcard perf/*.c)
 TEST_SRC := $(wildcard tests/*/test_*.c)
 TEST_LIB_SRC := $(filter-out tests/test_%,$(wildcard tests/*.c))
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
-FUZZ_LIB_SRC := $(filter-out tests/fuzz/fuzz_%,$(wildcard tests/fuzz/*.c))
+# The fuzz targets share the in-process shard with the tests.
+FUZZ_LIB_SRC := $(filter-out tests/fuzz/fuzz_%,$(wildcard tests/fuzz/*.c)) \
+	tests/inproc.c
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJ := $(call obj,$(LIB_SRC)) $(BUILD)/obj/gen/noded.pb-c.o

@@ -2,7 +2,7 @@
  * Shared helpers for the integration tests: start and stop a real noded
  * daemon on an ephemeral loopback port, read its memory use, and talk to it
  * over raw sockets (without the client library, so the protocol tests do not
- * depend on src/client/client.c).
+ * depend on src/client/client.c, client_io.c).
  *
  * Conventions: helpers return 0 or a negative errno / ND_E* code and, on
  * failure, describe what went wrong in nd_test_why (overwritten by the next

@@ -16,9 +16,10 @@
  * Buffers shrink as they empty, and the memory of big ones that were freed
  * goes back to the system on the next tick (nd_shard_trim).
  *
- * Output: the protocol appends to c->out; before each submit the shard starts
- * one send per dirty connection (all replies of an iteration coalesced). While
- * a send is in flight new output collects in c->out; the two buffers swap.
+ * Output (conn_out.c): the protocol appends to c->out; before each submit
+ * the shard starts one send per dirty connection (all replies of an
+ * iteration coalesced). While a send is in flight new output collects in
+ * c->out; the two buffers swap.
  *
  * Backpressure: once queued output passes max_output the connection is paused
  * (its recv cancelled, so the kernel's receive window closes on the peer) and
@@ -31,6 +32,7 @@
  * refers to the connection; that happens in nd_conn_reap(), never inside a
  * callback.
  */
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -42,10 +44,10 @@
 #include <unistd.h>
 
 #include "core/conn.h"
+#include "core/conn_int.h"
 #include "core/log.h"
 #include "core/server.h"
 
-#define OUT_KEEP (64 * 1024)   /* larger buffers are freed once drained */
 #define IN_MIN 512
 #define HOLD_KEEP (64 * 1024)  /* input kept while held before reading stops */
 #define TRIM_AFTER (4u << 20)  /* freed buffer bytes before nd_shard_trim */
@@ -54,14 +56,14 @@
  * nothing to return. */
 #define TRIM_DELAY_MS 1000
 
-static size_t queued(const struct nd_conn *c)
+size_t nd__conn_queued(const struct nd_conn *c)
 {
 	return c->out.len + (c->tx.len - c->tx_off);
 }
 
 size_t nd_conn_queued(const struct nd_conn *c)
 {
-	return queued(c);
+	return nd__conn_queued(c);
 }
 
 void nd_conn_want_drain(struct nd_conn *c)
@@ -125,7 +127,7 @@ static void cancel_op(struct nd_conn *c, unsigned tag)
 }
 
 /* Drop the connection now; it is freed by nd_conn_reap(). */
-static void conn_kill(struct nd_conn *c)
+void nd__conn_kill(struct nd_conn *c)
 {
 	struct nd_shard *s = c->shard;
 
@@ -161,7 +163,7 @@ static bool hold_full(const struct nd_conn *c)
 	return (c->flags & ND_CONN_HELD) && c->in.len >= HOLD_KEEP;
 }
 
-static void want_recv(struct nd_conn *c)
+void nd__conn_want_recv(struct nd_conn *c)
 {
 	if (!(c->flags & (ND_CONN_RECV_ARMED | ND_CONN_DEAD | ND_CONN_EOF)) &&
 	    !nd_list_linked(&c->rearm))
@@ -198,7 +200,7 @@ static int in_append(struct nd_conn *c, const uint8_t *p, size_t n)
 }
 
 /* Big buffers freed count toward giving memory back (nd_conn_reap). */
-static void note_freed(struct nd_shard *s, size_t cap)
+void nd__conn_note_freed(struct nd_shard *s, size_t cap)
 {
 	if (cap > OUT_KEEP)
 		s->freed_bytes += cap;
@@ -207,7 +209,7 @@ static void note_freed(struct nd_shard *s, size_t cap)
 static void in_free(struct nd_conn *c)
 {
 	budget_give(c, c->in.cap);
-	note_freed(c->shard, c->in.cap);
+	nd__conn_note_freed(c->shard, c->in.cap);
 	nd_buf_free(&c->in);
 }
 
@@ -229,7 +231,7 @@ static void in_consume(struct nd_conn *c, size_t n)
 	if (nd_buf_resize(&c->in, cap))
 		return; /* keeps the larger one */
 	budget_give(c, was - cap);
-	note_freed(c->shard, was - cap);
+	nd__conn_note_freed(c->shard, was - cap);
 }
 
 static void pause_input(struct nd_conn *c)
@@ -245,7 +247,7 @@ static void pause_input(struct nd_conn *c)
 /* Held connections pause too: holding is the protocol's, this is ours. */
 static void check_watermark(struct nd_conn *c)
 {
-	if (queued(c) > c->shard->cfg->max_output &&
+	if (nd__conn_queued(c) > c->shard->cfg->max_output &&
 	    !(c->flags & (ND_CONN_PAUSED | ND_CONN_CLOSING | ND_CONN_DEAD)))
 		pause_input(c);
 }
@@ -281,7 +283,7 @@ static void input_refused(struct nd_conn *c, int err)
 					   c->shard->cfg->input_budget :
 					   (uint64_t)in_limit(c->shard)));
 	if (!c->ops->input_full) {
-		conn_kill(c);
+		nd__conn_kill(c);
 		in_free(c);
 		return;
 	}
@@ -328,14 +330,14 @@ static void input(struct nd_conn *c, const uint8_t *p, size_t n)
 		cancel_op(c, ND_TAG_RECV);
 }
 
-static void resume(struct nd_conn *c)
+void nd__conn_resume(struct nd_conn *c)
 {
 	c->flags &= ~ND_CONN_PAUSED;
 	nd_list_del(&c->stall);
 	feed_kept(c);
 	if (nd_conn_readable(c) ||
 	    ((c->flags & ND_CONN_HELD) && !hold_full(c)))
-		want_recv(c);
+		nd__conn_want_recv(c);
 }
 
 struct nd_conn *nd_conn_adopt(struct nd_shard *s, int fd,
@@ -430,140 +432,6 @@ int nd_conn_connect(struct nd_shard *s, const struct sockaddr_storage *addr,
 	return 0;
 }
 
-uint8_t *nd_conn_reserve(struct nd_conn *c, size_t n)
-{
-	if (c->flags & (ND_CONN_DEAD | ND_CONN_WR_SHUT))
-		return NULL;
-	if (nd_buf_reserve(&c->out, n))
-		return NULL;
-	return c->out.data + c->out.len;
-}
-
-/* Copies p[0..n) (n > 0) after the queued output, not yet counted. */
-static bool copy_out(struct nd_conn *c, const void *p, size_t n)
-{
-	uint8_t *dst = nd_conn_reserve(c, n);
-
-	if (dst)
-		memcpy(dst, p, n);
-	return dst;
-}
-
-bool nd_conn_write(struct nd_conn *c, const void *p, size_t n)
-{
-	if (!n)
-		return true;
-	if (!copy_out(c, p, n))
-		return false;
-	nd_conn_commit(c, n);
-	return true;
-}
-
-void nd_conn_commit(struct nd_conn *c, size_t n)
-{
-	c->out.len += n;
-	nd_list_del(&c->lazy);
-	if (!(c->flags & ND_CONN_SENDING) && !nd_list_linked(&c->dirty))
-		nd_list_add_tail(&c->shard->dirty, &c->dirty);
-}
-
-bool nd_conn_write_lazy(struct nd_conn *c, const void *p, size_t n)
-{
-	if (!n)
-		return true;
-	if (!copy_out(c, p, n))
-		return false;
-	c->out.len += n;
-	/* A send in flight takes it when it completes (nd_conn_on_send). */
-	if (!(c->flags & ND_CONN_SENDING) && !nd_list_linked(&c->dirty) &&
-	    !nd_list_linked(&c->lazy))
-		nd_list_add_tail(&c->shard->lazy, &c->lazy);
-	return true;
-}
-
-static void send_tx(struct nd_conn *c)
-{
-	struct io_uring_sqe *sqe = nd_shard_sqe(c->shard);
-
-	io_uring_prep_send(sqe, c->fd, c->tx.data + c->tx_off,
-			   c->tx.len - c->tx_off, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, ND_UD(c, ND_TAG_SEND));
-	c->flags |= ND_CONN_SENDING;
-	c->inflight++;
-	c->shard->st.sends++;
-}
-
-/* All output is out: finish a flushing close with FIN, then linger. */
-static void flushed(struct nd_conn *c)
-{
-	if (!(c->flags & ND_CONN_CLOSING) || (c->flags & ND_CONN_WR_SHUT))
-		return;
-	c->flags |= ND_CONN_WR_SHUT;
-	/* Draining, we do not wait for the peer: its unread input, if any,
-	 * turns our close into a reset, which a stopping server may do. */
-	if (c->flags & ND_CONN_EOF || c->shard->draining) {
-		conn_kill(c);
-		return;
-	}
-	shutdown(c->fd, SHUT_WR);
-	want_recv(c);
-}
-
-static void start_send(struct nd_conn *c)
-{
-	struct nd_buf b = c->tx;   /* sent: its memory is reused */
-
-	if ((c->flags & (ND_CONN_SENDING | ND_CONN_DEAD)) || !c->out.len)
-		return;
-	nd_list_del(&c->lazy);
-	c->tx = c->out;
-	c->tx_off = 0;
-	c->out = b;
-	nd_buf_reset(&c->out);
-	send_tx(c);
-}
-
-void nd_conn_on_send(struct nd_conn *c, struct io_uring_cqe *cqe)
-{
-	struct nd_shard *s = c->shard;
-
-	c->inflight--;
-	c->flags &= ~ND_CONN_SENDING;
-	if (c->flags & ND_CONN_DEAD)
-		return;
-	if (cqe->res < 0) {
-		if (cqe->res != -EPIPE && cqe->res != -ECONNRESET)
-			ND_LOG(ND_LOG_WARN, "conn.error", ND_U("shard", s->id),
-			       ND_S("op", "send"),
-			       ND_S("err", strerror(-cqe->res)));
-		conn_kill(c);
-		return;
-	}
-	s->st.bytes_out += (unsigned)cqe->res;
-	c->tx_off += (unsigned)cqe->res;
-	if (c->tx_off < c->tx.len) {
-		send_tx(c);
-		return;
-	}
-	nd_buf_reset(&c->tx);
-	c->tx_off = 0;
-	if (c->tx.cap > OUT_KEEP) {
-		note_freed(s, c->tx.cap);
-		nd_buf_free(&c->tx);
-	}
-	if (c->out.len)
-		start_send(c);
-	else
-		flushed(c);
-	if ((c->flags & ND_CONN_PAUSED) && queued(c) <= s->cfg->max_output / 4)
-		resume(c);
-	if ((c->flags & ND_CONN_WANT_DRAIN) &&
-	    queued(c) <= s->cfg->max_output / 4 && c->ops->drained) {
-		c->flags &= ~ND_CONN_WANT_DRAIN;
-		c->ops->drained(c);
-	}
-}
-
 void nd_conn_on_recv(struct nd_conn *c, struct io_uring_cqe *cqe)
 {
 	struct nd_shard *s = c->shard;
@@ -593,7 +461,7 @@ void nd_conn_on_recv(struct nd_conn *c, struct io_uring_cqe *cqe)
 	if (res == 0) {
 		c->flags |= ND_CONN_EOF;
 		if (c->flags & ND_CONN_WR_SHUT)
-			conn_kill(c);
+			nd__conn_kill(c);
 		else
 			nd_conn_close(c, true); /* a half-close still gets replies */
 		return;
@@ -602,7 +470,7 @@ void nd_conn_on_recv(struct nd_conn *c, struct io_uring_cqe *cqe)
 		if (res == -ENOBUFS) {
 			s->st.recv_enobufs++;
 		} else if (res != -ECANCELED) {
-			conn_kill(c);
+			nd__conn_kill(c);
 			return;
 		}
 	}
@@ -610,7 +478,7 @@ void nd_conn_on_recv(struct nd_conn *c, struct io_uring_cqe *cqe)
 	    (nd_conn_readable(c) || (c->flags & ND_CONN_CLOSING) ||
 	     ((c->flags & ND_CONN_HELD) && !(c->flags & ND_CONN_PAUSED) &&
 	      !hold_full(c))))
-		want_recv(c);
+		nd__conn_want_recv(c);
 }
 
 void nd_conn_hold(struct nd_conn *c, bool hold)
@@ -624,7 +492,7 @@ void nd_conn_hold(struct nd_conn *c, bool hold)
 	c->flags &= ~ND_CONN_HELD;
 	feed_kept(c);
 	if (nd_conn_readable(c))
-		want_recv(c);
+		nd__conn_want_recv(c);
 }
 
 void nd_conn_deadline(struct nd_conn *c, uint32_t ms)
@@ -644,7 +512,7 @@ void nd_conn_close(struct nd_conn *c, bool flush)
 	if (c->flags & ND_CONN_DEAD)
 		return;
 	if (!flush) {
-		conn_kill(c);
+		nd__conn_kill(c);
 		return;
 	}
 	if (c->flags & ND_CONN_CLOSING)
@@ -655,10 +523,10 @@ void nd_conn_close(struct nd_conn *c, bool flush)
 	if (nd_list_linked(&c->lazy))
 		nd_conn_commit(c, 0);
 	stall_start(c);
-	if (!queued(c))
-		flushed(c);
+	if (!nd__conn_queued(c))
+		nd__conn_flushed(c);
 	else if (!(c->flags & ND_CONN_RECV_ARMED))
-		want_recv(c); /* to see the peer's EOF while we flush */
+		nd__conn_want_recv(c); /* to see the peer's EOF while we flush */
 }
 
 void nd_conn_flush_all(struct nd_shard *s)
@@ -668,7 +536,7 @@ void nd_conn_flush_all(struct nd_shard *s)
 						    struct nd_conn, dirty);
 
 		nd_list_del(&c->dirty);
-		start_send(c);
+		nd__conn_start_send(c);
 	}
 	while (!nd_list_empty(&s->rearm)) {
 		struct nd_conn *c = nd_container_of(s->rearm.next,
@@ -689,9 +557,9 @@ static void conn_free(struct nd_conn *c)
 	close(c->fd);
 	nd_list_del(&c->link);
 	budget_give(c, c->in.cap);
-	note_freed(s, c->in.cap);
-	note_freed(s, c->out.cap);
-	note_freed(s, c->tx.cap);
+	nd__conn_note_freed(s, c->in.cap);
+	nd__conn_note_freed(s, c->out.cap);
+	nd__conn_note_freed(s, c->tx.cap);
 	nd_buf_free(&c->in);
 	nd_buf_free(&c->out);
 	nd_buf_free(&c->tx);
@@ -729,7 +597,7 @@ void nd_conn_sweep(struct nd_shard *s)
 
 		next = n->next;
 		if (s->now_ms - c->stall_since_ms >= cfg->stall_timeout_ms)
-			conn_kill(c);
+			nd__conn_kill(c);
 	}
 	for (n = s->timed.next; n != &s->timed; n = next) {
 		struct nd_conn *c = nd_container_of(n, struct nd_conn, timed);
@@ -775,7 +643,7 @@ void nd_conn_drain_all(struct nd_shard *s)
 void nd_conn_kill_all(struct nd_shard *s)
 {
 	while (!nd_list_empty(&s->conns))
-		conn_kill(nd_container_of(s->conns.next, struct nd_conn, link));
+		nd__conn_kill(nd_container_of(s->conns.next, struct nd_conn, link));
 }
 
 void nd_conn_peer_name(const struct nd_conn *c, char *buf, size_t len)

@@ -10,6 +10,16 @@
  * state lives right after struct nd_conn in the same allocation
  * (nd_conn_state). nd_conn_close() starts the end; the conn is freed once no
  * io_uring operation refers to it any more, after ops->close ran.
+ *
+ * Out of memory costs only the connection it happens on, and never leaves
+ * it half working: at accept, nd_conn_adopt returns NULL (fd closed);
+ * kept input that cannot grow is refused (ops->input_full says why, then
+ * close with flush); output that cannot grow closes the connection with
+ * flush, so its peer sees the replies already queued, then EOF, never a
+ * reply that silently does not come. What the protocol allocates itself
+ * follows the same rule (rpc/server.c answers RESOURCE_EXHAUSTED and
+ * closes). Other connections of the shard go on; nothing leaks
+ * (tests/core/test_conn_oom.c fails each allocation of that path in turn).
  */
 #ifndef ND_CORE_CONN_H
 #define ND_CORE_CONN_H
@@ -163,13 +173,14 @@ void nd_conn_check_output(struct nd_conn *c);
 
 /*
  * Room for n bytes of output; write them and call nd_conn_commit(c, n).
- * Returns NULL when out of memory or when the conn is dead.
+ * Returns NULL when out of memory or when the conn is dead (or its output
+ * shut). Out of memory closes c with flush (see "Out of memory" above).
  */
 uint8_t *nd_conn_reserve(struct nd_conn *c, size_t n);
 void nd_conn_commit(struct nd_conn *c, size_t n);
 
 /* Copies p[0..n) into the output (reserve + commit). false when the conn is
- * dead or out of memory. */
+ * dead or out of memory (which closes it, as nd_conn_reserve). */
 bool nd_conn_write(struct nd_conn *c, const void *p, size_t n);
 
 /*

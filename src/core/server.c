@@ -354,13 +354,7 @@ int nd_server_start(struct nd_server *srv)
 		s->cfg = cfg;
 		s->buf_count = cfg->buf_count;
 		s->buf_size = cfg->buf_size;
-		nd_list_init(&s->conns);
-		nd_list_init(&s->dirty);
-		nd_list_init(&s->lazy);
-		nd_list_init(&s->rearm);
-		nd_list_init(&s->stalled);
-		nd_list_init(&s->timed);
-		nd_list_init(&s->dead);
+		nd_shard_init_lists(s);
 		s->wake_fd = eventfd(0, EFD_CLOEXEC);
 		if (s->wake_fd < 0 ||
 		    pthread_create(&s->thread, NULL, nd__shard_main, s)) {

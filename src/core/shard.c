@@ -32,6 +32,17 @@ void nd_shard_trim(struct nd_shard *s)
 #endif
 }
 
+void nd_shard_init_lists(struct nd_shard *s)
+{
+	nd_list_init(&s->conns);
+	nd_list_init(&s->dirty);
+	nd_list_init(&s->lazy);
+	nd_list_init(&s->rearm);
+	nd_list_init(&s->stalled);
+	nd_list_init(&s->timed);
+	nd_list_init(&s->dead);
+}
+
 int nd_uring_init(struct io_uring *ring, unsigned entries, unsigned cq_entries,
 		  unsigned *flags_out)
 {

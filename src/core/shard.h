@@ -208,4 +208,8 @@ int nd_uring_init(struct io_uring *ring, unsigned entries, unsigned cq_entries,
  */
 void nd_shard_trim(struct nd_shard *s);
 
+/* Makes s's connection lists empty (conns, dirty, lazy, rearm, stalled,
+ * timed, dead): one step of setting up a shard. */
+void nd_shard_init_lists(struct nd_shard *s);
+
 #endif

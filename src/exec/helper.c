@@ -12,7 +12,7 @@
  * leaves zombies.
  *
  * Every signal the helper sends to a task goes to its whole tree
- * (kill_tree), found one of two ways, chosen when the helper starts:
+ * (nd__kill_tree), found one of two ways, chosen when the helper starts:
  * - cgroup mode: each task is born in a cgroup v2 of its own (clone3
  *   with CLONE_INTO_CGROUP: in it before its first instruction, see
  *   spawn_in_cgroup in command.c),
@@ -47,7 +47,7 @@
  * spawned with closefrom(3) as well, so a command sees exactly its
  * stdin (/dev/null), stdout and stderr (pipes).
  */
-#include <dirent.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -58,99 +58,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "core/buf.h"
 #include "core/log.h"
 #include "core/time.h"
-#include "exec/exec.h"
-
-#define GRACE_DEFAULT_MS 2000
-/* How long the helper, when it stops, waits for killed commands to be
- * reaped before it exits anyway (what is left goes to our own reaper). */
-#define STOP_REAP_MS 2000
-/* SIGTERM to SIGKILL when a lease runs out: short, so that a healthy
- * worker's renewals (every heartbeat) stay well ahead of the SIGTERM even
- * with the shortest lease the master allows (4 s). */
-#define LEASE_GRACE_MS 1000
-/* Bound on the reason string of an ExecExited; events stay small. */
-#define REASON_MAX 512
-/* How long an ended task's cgroup may stay populated (a process stuck in
- * the kernel) before the helper stops trying to remove it, and how often
- * it tries meanwhile. */
-#define CG_REMOVE_MS 10000
-#define CG_RETRY_MS 50
-/* Emptied cgroups kept for the next tasks, not removed and made anew (a
- * cgroup's mkdir and rmdir cost more than the rest of a short task's
- * handling here; cgroup v2 cannot rename, so they are named c<n>, not for
- * a task). Beyond this many idle ones, they are removed. */
-#define CG_POOL 16
-/* The environment variable that tags a task's processes (tree mode). */
-#define TAG_KEY "NODED_TASK_TAG"
-
-enum task_state {
-	TASK_RUNNING, /* no signal sent yet */
-	TASK_TERMED,  /* SIGTERM sent to the group; SIGKILL at the deadline */
-	TASK_KILLED,  /* SIGKILL sent; waiting to reap */
-};
-
-/* One running command, from a successful spawn until its pid is reaped. */
-struct task {
-	struct task *next;
-	uint64_t id;
-	pid_t pid; /* also its process group id */
-	enum task_state state;
-	int64_t deadline; /* monotonic ms of the next kill step, -1: none */
-	uint32_t timeout_ms;
-	uint32_t grace_ms;
-	bool timed_out;
-	bool cancelled;
-	int lost_errno; /* ExecStarted could not be sent, so we killed it */
-	int64_t lease;  /* monotonic ms its lease ends, 0: no lease */
-	bool lease_expired;
-	uint64_t start_unix_ms;
-	bool exited;    /* its process exited (a zombie until reaped) */
-	int cg_fd;      /* its cgroup directory; -1: tree mode */
-	int cg_events;  /* its cgroup.events, -1 if it could not be opened */
-	unsigned cg_idx; /* its cgroup is c<cg_idx> */
-	bool cg_killed;  /* cgroup.kill was written: never reuse it */
-	char tag[64];   /* TAG_KEY=<helper pid>.<task id> */
-};
-
-/* An ended task's cgroup that was still populated: killed again and
- * removed once empty, or given up at give_up. */
-struct cg_left {
-	struct cg_left *next;
-	int fd;
-	unsigned idx;   /* c<idx> */
-	int64_t give_up;
-};
-
-struct helper {
-	int sock;
-	int sigfd;
-	int cg_base;       /* noded-<pid> directory fd; -1: tree mode */
-	bool cg_off;       /* new tasks in tree mode (clone3 refused) */
-	bool cg_has_kill;  /* cgroup.kill exists */
-	char cg_path[PATH_MAX];
-	struct cg_left *cg_left;
-	struct {           /* emptied cgroups, c<idx> */
-		int fd, events;
-		unsigned idx;
-	} cg_pool[CG_POOL];
-	unsigned cg_npool;
-	unsigned cg_next;  /* the next new cgroup is c<cg_next> */
-	struct task *tasks;
-	uint8_t *buf;    /* ND_EXEC_MSG_MAX bytes: one request */
-	bool warned;     /* a malformed request was logged */
-	int stop_signal; /* SIGTERM/SIGINT/SIGHUP received, 0: none */
-};
+#include "exec/helper.h"
 
 static struct task *find_id(struct helper *h, uint64_t id)
 {
@@ -172,621 +87,6 @@ static struct task *take_pid(struct helper *h, pid_t pid)
 		}
 	}
 	return NULL;
-}
-
-/* ---- a task's tree: cgroup mode ---- */
-
-/* The whole of file name (relative to dirfd), NUL-terminated, in a new
- * buffer (free it), *len its length; at most max bytes. NULL when it
- * cannot be opened or memory is short. */
-static char *read_all(int dirfd, const char *name, size_t max, size_t *len)
-{
-	struct nd_buf b = { 0 };
-	ssize_t n = 0;
-	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
-
-	*len = 0;
-	if (fd < 0)
-		return NULL;
-	do {
-		/* Grows by 16 KiB steps (not doubling): the bound stays
-		 * within a step of max. */
-		if (b.cap - b.len < 4096 + 1 &&
-		    (b.cap >= max || nd_buf_resize(&b, b.cap + 16384)))
-			break;
-		n = read(fd, b.data + b.len, b.cap - b.len - 1);
-		b.len += n > 0 ? (size_t)n : 0;
-	} while (n > 0 || (n < 0 && errno == EINTR));
-	close(fd);
-	if (b.data)
-		b.data[b.len] = '\0';
-	*len = b.len;
-	return (char *)b.data;
-}
-
-/* Undoes mountinfo's octal escapes (\040 for a space) in place. */
-static void unescape(char *s)
-{
-	char *w = s;
-
-	for (char *r = s; *r; r++) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' &&
-		    r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
-			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 +
-				      (r[3] - '0'));
-			r += 3;
-		} else {
-			*w++ = *r;
-		}
-	}
-	*w = '\0';
-}
-
-/*
- * The directory of our own cgroup v2 into dir (size bytes): our "0::/path"
- * line of /proc/self/cgroup under a cgroup2 mount of /proc/self/mountinfo
- * whose root contains it (/sys/fs/cgroup on a unified host,
- * /sys/fs/cgroup/unified on a hybrid one). Returns 0, -ENOENT when there is
- * no cgroup2 mount or our cgroup is not under one, or another -errno.
- */
-static int own_cgroup_dir(char *dir, size_t size)
-{
-	char line[4096], cg[PATH_MAX] = "";
-	int ret = -ENOENT;
-	FILE *f;
-
-	f = fopen("/proc/self/cgroup", "re");
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "0::", 3)) {
-			line[strcspn(line, "\n")] = '\0';
-			snprintf(cg, sizeof(cg), "%s", line + 3);
-		}
-	fclose(f);
-	if (cg[0] != '/')
-		return -ENOENT;
-	f = fopen("/proc/self/mountinfo", "re");
-	if (!f)
-		return -errno;
-	while (ret == -ENOENT && fgets(line, sizeof(line), f)) {
-		char *fld[6], *sep = strstr(line, " - "), *save = NULL;
-		const char *rest;
-		size_t rlen;
-		int n = 0;
-
-		if (!sep || strncmp(sep + 3, "cgroup2 ", 8))
-			continue;
-		*sep = '\0';
-		for (char *w = strtok_r(line, " ", &save); w && n < 6;
-		     w = strtok_r(NULL, " ", &save))
-			fld[n++] = w;
-		if (n < 5)
-			continue;
-		unescape(fld[3]); /* the mount's root in the hierarchy */
-		unescape(fld[4]); /* where it is mounted */
-		rlen = strcmp(fld[3], "/") ? strlen(fld[3]) : 0;
-		if (strncmp(cg, fld[3], rlen) ||
-		    (cg[rlen] != '/' && cg[rlen] != '\0'))
-			continue;
-		rest = cg + rlen;
-		if ((size_t)snprintf(dir, size, "%s%s", fld[4],
-				     strcmp(rest, "/") ? rest : "") >= size)
-			ret = -ENAMETOOLONG;
-		else
-			ret = 0;
-	}
-	fclose(f);
-	return ret;
-}
-
-static int cgroup_signal(int fd, bool has_kill, int sig);
-
-/*
- * Kills and removes what a helper that died (SIGKILL, a crash) left in
- * dir: each noded-<pid> whose pid no longer exists, its task cgroups first
- * (their processes are killed; a cgroup still populated after that is
- * left for the next helper that starts). A pid that was reused keeps its
- * directory: it is left alone. Its tasks already ended as failed on the
- * worker that ran them ("the exec helper died").
- */
-static void cgroup_sweep_dead(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		long pid;
-		char *end;
-		int base;
-		DIR *td;
-		struct dirent *te;
-
-		if (strncmp(de->d_name, "noded-", 6))
-			continue;
-		pid = strtol(de->d_name + 6, &end, 10);
-		if (*end || pid <= 0 || kill((pid_t)pid, 0) == 0 ||
-		    errno != ESRCH)
-			continue;
-		base = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY |
-			      O_CLOEXEC);
-		if (base < 0)
-			continue;
-		td = fdopendir(dup(base));
-		while (td && (te = readdir(td))) {
-			int fd;
-
-			if (te->d_name[0] != 'c' || te->d_name[1] < '0' ||
-			    te->d_name[1] > '9')
-				continue;
-			fd = openat(base, te->d_name, O_RDONLY | O_DIRECTORY |
-				    O_CLOEXEC);
-			if (fd < 0)
-				continue;
-			cgroup_signal(fd, true, SIGKILL);
-			close(fd);
-			for (int i = 0; i < 20 && unlinkat(base, te->d_name,
-							  AT_REMOVEDIR) < 0 &&
-			     errno == EBUSY; i++)
-				usleep(10000);
-		}
-		if (td)
-			closedir(td);
-		close(base);
-		if (!unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR))
-			ND_LOG(ND_LOG_INFO, "helper.cgroup_swept",
-			       ND_S("cgroup", de->d_name),
-			       ND_S("msg", "removed what a dead exec helper "
-				    "left"));
-	}
-	closedir(d);
-}
-
-/*
- * Chooses the kill mode: cgroup mode when NODED_CGROUP is not "off" (the
- * variable is removed from our environment, so commands do not see it) and
- * we can make <our cgroup>/noded-<pid> (root, or a delegated cgroup);
- * whether tasks can really be born there is learnt at the first spawn.
- * Logs the choice. Tree mode needs nothing.
- */
-static void cgroup_setup(struct helper *h)
-{
-	const char *knob = getenv("NODED_CGROUP");
-	bool off = knob && !strcmp(knob, "off");
-	char dir[PATH_MAX];
-	int ret;
-
-	/* the daemon's knob, not the commands' (as NODED_LOG_*) */
-	unsetenv("NODED_CGROUP");
-	h->cg_base = -1;
-	if (off) {
-		ND_LOG(ND_LOG_DEBUG, "helper.kill_mode", ND_S("mode", "tree"),
-		       ND_S("why", "NODED_CGROUP=off"));
-		return;
-	}
-	ret = own_cgroup_dir(dir, sizeof(dir));
-	if (!ret)
-		cgroup_sweep_dead(dir);
-	if (!ret && (size_t)snprintf(h->cg_path, sizeof(h->cg_path),
-				     "%s/noded-%d", dir, (int)getpid()) >=
-			    sizeof(h->cg_path))
-		ret = -ENAMETOOLONG;
-	if (!ret && mkdir(h->cg_path, 0755) < 0 && errno != EEXIST)
-		ret = -errno;
-	if (!ret) {
-		h->cg_base = open(h->cg_path, O_RDONLY | O_DIRECTORY |
-				  O_CLOEXEC);
-		if (h->cg_base < 0)
-			ret = -errno;
-	}
-	if (ret) {
-		ND_LOG(ND_LOG_DEBUG, "helper.kill_mode", ND_S("mode", "tree"),
-		       ND_S("why", ret == -ENOENT ? "no cgroup v2 mounted"
-						  : strerror(-ret)));
-		return;
-	}
-	h->cg_has_kill = faccessat(h->cg_base, "cgroup.kill", F_OK, 0) == 0;
-	ND_LOG(ND_LOG_DEBUG, "helper.kill_mode", ND_S("mode", "cgroup"),
-	       ND_S("path", h->cg_path), ND_B("cgroup_kill", h->cg_has_kill));
-}
-
-/*
- * clone3 refused to start a command in its cgroup with err: when that will
- * repeat (a kernel without CLONE_INTO_CGROUP, a cgroup that cannot take
- * processes, not allowed), new tasks use tree mode from now on; tasks
- * already in cgroups keep them (cg_base stays open for their removal).
- */
-static void cgroup_refused(struct helper *h, int err)
-{
-	if (err == EAGAIN || err == ENOMEM || err == EINTR || h->cg_off)
-		return;
-	h->cg_off = true;
-	ND_LOG(ND_LOG_WARN, "helper.kill_mode", ND_S("mode", "tree"),
-	       ND_S("path", h->cg_path), ND_S("why", strerror(err)),
-	       ND_S("msg", "cannot start commands in a cgroup; killing "
-		    "their process trees found in /proc instead"));
-}
-
-/* Gives t a cgroup: an emptied one of the pool, or a new one, c<n>;
- * t->cg_fd stays -1 (tree mode for t) when that fails. */
-static void cgroup_make(struct helper *h, struct task *t)
-{
-	char name[32];
-
-	t->cg_fd = t->cg_events = -1;
-	if (h->cg_base < 0 || h->cg_off)
-		return;
-	if (h->cg_npool) {
-		unsigned i = --h->cg_npool;
-
-		t->cg_fd = h->cg_pool[i].fd;
-		t->cg_events = h->cg_pool[i].events;
-		t->cg_idx = h->cg_pool[i].idx;
-		return;
-	}
-	t->cg_idx = h->cg_next++;
-	snprintf(name, sizeof(name), "c%u", t->cg_idx);
-	if (mkdirat(h->cg_base, name, 0755) < 0 && errno != EEXIST) {
-		ND_LOG(ND_LOG_WARN, "helper.cgroup_failed", ND_U("task", t->id),
-		       ND_S("op", "mkdir"), ND_S("err", strerror(errno)));
-		return;
-	}
-	t->cg_fd = openat(h->cg_base, name, O_RDONLY | O_DIRECTORY |
-			  O_CLOEXEC);
-	if (t->cg_fd >= 0)
-		t->cg_events = openat(t->cg_fd, "cgroup.events",
-				      O_RDONLY | O_CLOEXEC);
-}
-
-/* Whether the cgroup of events fd ev still holds a process (true when it
- * cannot be read: assume so). */
-static bool cgroup_populated(int ev)
-{
-	char buf[128];
-	ssize_t n = ev >= 0 ? pread(ev, buf, sizeof(buf) - 1, 0) : -1;
-
-	if (n <= 0)
-		return true;
-	buf[n] = '\0';
-	return !strstr(buf, "populated 0");
-}
-
-/*
- * Sends sig to every process in cgroup directory fd: one write of "1" to
- * cgroup.kill for SIGKILL where there is one, each pid of cgroup.procs
- * otherwise. Returns the number of processes seen in cgroup.procs (0 after
- * a cgroup.kill), or -errno.
- */
-static int cgroup_signal(int fd, bool has_kill, int sig)
-{
-	char *buf, *p, *end;
-	int seen = 0;
-	size_t len;
-
-	if (sig == SIGKILL && has_kill) {
-		int kfd = openat(fd, "cgroup.kill", O_WRONLY | O_CLOEXEC);
-		ssize_t n = kfd >= 0 ? write(kfd, "1", 1) : -1;
-
-		if (kfd >= 0)
-			close(kfd);
-		if (n == 1)
-			return 0;
-	}
-	buf = read_all(fd, "cgroup.procs", 1u << 20, &len);
-	if (!buf)
-		return -errno;
-	for (p = buf;; p = end) {
-		long pid = strtol(p, &end, 10);
-
-		if (end == p)
-			break;
-		if (pid > 0) {
-			kill((pid_t)pid, sig);
-			seen++;
-		}
-	}
-	free(buf);
-	return seen;
-}
-
-/* ---- a task's tree: tree mode ---- */
-
-struct pent {
-	pid_t pid, ppid;
-	bool in;
-};
-
-static int pent_cmp(const void *a, const void *b)
-{
-	const struct pent *x = a, *y = b;
-
-	return (x->pid > y->pid) - (x->pid < y->pid);
-}
-
-/* The parent of pid from /proc/pid/stat, or -1. */
-static pid_t stat_ppid(pid_t pid)
-{
-	char path[64], buf[1024], *rp;
-	int fd, ppid = -1;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	rp = strrchr(buf, ')'); /* the name may hold anything, ')' too */
-	if (!rp || sscanf(rp + 1, " %*c %d", &ppid) != 1)
-		return -1;
-	return (pid_t)ppid;
-}
-
-/* Every process of /proc with its parent, sorted by pid, in a new array
- * (*out, free it). Returns the count or -errno. */
-static ssize_t proc_list(struct pent **out)
-{
-	struct pent *v = NULL;
-	size_t n = 0, cap = 0;
-	struct dirent *de;
-	DIR *d = opendir("/proc");
-
-	if (!d)
-		return -errno;
-	while ((de = readdir(d))) {
-		long pid = strtol(de->d_name, NULL, 10);
-		pid_t ppid;
-
-		if (pid <= 0 || (ppid = stat_ppid((pid_t)pid)) < 0)
-			continue;
-		if (n == cap) {
-			/* An array of structs, not bytes: no nd_buf. */
-			struct pent *nv;
-
-			cap = cap ? 2 * cap : 256;
-			nv = realloc(v, cap * sizeof(*v));
-			if (!nv) {
-				free(v);
-				closedir(d);
-				return -ENOMEM;
-			}
-			v = nv;
-		}
-		v[n++] = (struct pent){ .pid = (pid_t)pid, .ppid = ppid };
-	}
-	closedir(d);
-	qsort(v, n, sizeof(*v), pent_cmp);
-	*out = v;
-	return (ssize_t)n;
-}
-
-/* True when tag ("KEY=VALUE") is an entry of pid's environment. */
-static bool has_tag(pid_t pid, const char *tag)
-{
-	size_t tlen = strlen(tag) + 1, len;
-	bool found = false;
-	char path[64], *buf;
-
-	snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
-	buf = read_all(AT_FDCWD, path, 1u << 20, &len);
-	/* entries are NUL-terminated: match a whole one, NUL included */
-	for (size_t i = 0; buf && i + tlen <= len; i++) {
-		if ((i == 0 || buf[i - 1] == '\0') &&
-		    !memcmp(buf + i, tag, tlen)) {
-			found = true;
-			break;
-		}
-	}
-	free(buf);
-	return found;
-}
-
-static bool is_task_pid(const struct helper *h, pid_t pid)
-{
-	for (const struct task *t = h->tasks; t; t = t->next)
-		if (t->pid == pid)
-			return true;
-	return false;
-}
-
-/* Our children (pids) from /proc/self/task/<tid>/children into v (max);
- * returns the count, or -errno when the kernel lacks that file. */
-static ssize_t own_children(pid_t *v, size_t max)
-{
-	char path[64], buf[8192], *p;
-	size_t k = 0;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/children",
-		 (int)gettid());
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0 || n == (ssize_t)sizeof(buf) - 1)
-		return -EOVERFLOW; /* walk /proc instead */
-	buf[n] = '\0';
-	for (p = buf; *p && k < max;) {
-		char *e;
-		long pid = strtol(p, &e, 10);
-
-		if (e == p)
-			break;
-		v[k++] = (pid_t)pid;
-		p = e;
-	}
-	return (ssize_t)k;
-}
-
-/*
- * Tree mode: sends sig to t's process (unless reaped), its descendants,
- * and the processes reparented to us that carry t's tag, with their
- * descendants; returns how many processes other than t's got it. Once t's
- * process has exited its children are ours, so a look at our own children
- * settles the common case (none tagged) without walking /proc.
- */
-static int tree_signal(struct helper *h, struct task *t, int sig)
-{
-	pid_t self = getpid(), kids[256];
-	struct pent *v = NULL;
-	bool changed, any = false;
-	int signalled = 0;
-	ssize_t n;
-
-	if (t->exited) {
-		n = own_children(kids, sizeof(kids) / sizeof(kids[0]));
-		for (ssize_t i = 0; i < n && !any; i++)
-			any = !is_task_pid(h, kids[i]) &&
-			      has_tag(kids[i], t->tag);
-		if (n >= 0 && (size_t)n < sizeof(kids) / sizeof(kids[0]) &&
-		    !any)
-			return 0;
-	}
-	n = proc_list(&v);
-	if (n < 0)
-		return 0;
-	for (ssize_t i = 0; i < n; i++)
-		v[i].in = (!t->exited && v[i].pid == t->pid) ||
-			  (v[i].ppid == self && !is_task_pid(h, v[i].pid) &&
-			   has_tag(v[i].pid, t->tag));
-	do {
-		changed = false;
-		for (ssize_t i = 0; i < n; i++) {
-			struct pent key = { .pid = v[i].ppid }, *parent;
-
-			if (v[i].in)
-				continue;
-			parent = bsearch(&key, v, (size_t)n, sizeof(*v),
-					 pent_cmp);
-			if (parent && parent->in) {
-				v[i].in = true;
-				changed = true;
-			}
-		}
-	} while (changed);
-	for (ssize_t i = 0; i < n; i++)
-		if (v[i].in && v[i].pid != self && kill(v[i].pid, sig) == 0 &&
-		    v[i].pid != t->pid)
-			signalled++;
-	free(v);
-	return signalled;
-}
-
-/*
- * Sends sig to the whole tree of task t: its process group and, in cgroup
- * mode, every process of its cgroup (atomically for SIGKILL with
- * cgroup.kill), in tree mode what tree_signal finds (twice for SIGKILL
- * when it found any, for the children forked meanwhile).
- * The contract callers rely on: t's pid is not yet reaped (a zombie is
- * fine: set t->exited), so its group id cannot have been reused; with
- * SIGKILL, every process of the tree that the mode can find is dead or
- * dying when it returns (a cgroup that is not yet empty is killed again
- * by cgroup_remove). Errors are ignored: what is gone needs no signal.
- */
-static void kill_tree(struct helper *h, struct task *t, int sig)
-{
-	kill(-t->pid, sig);
-	if (t->cg_fd >= 0) {
-		cgroup_signal(t->cg_fd, h->cg_has_kill, sig);
-		t->cg_killed |= sig == SIGKILL && h->cg_has_kill;
-	}
-	else if (tree_signal(h, t, sig) > 0 && sig == SIGKILL)
-		tree_signal(h, t, sig); /* what forked during the first walk */
-}
-
-/* ---- a task's cgroup, once it ended ---- */
-
-/* Removes an ended task's cgroup (fd, closed here or kept in h->cg_left
- * while populated: its processes are killed again at each retry). */
-static void cgroup_remove(struct helper *h, int fd, unsigned idx);
-
-/*
- * t's process was reaped: its cgroup, when nothing is left in it, goes to
- * the pool for a next task; otherwise what is left is killed (cgroup.kill)
- * and the cgroup removed once empty (cgroup_remove).
- */
-static void cgroup_release(struct helper *h, struct task *t)
-{
-	/* Not one that had a cgroup.kill: on some kernels (6.18 here) a
-	 * process later born into it by CLONE_INTO_CGROUP is killed at once
-	 * (the kill is remembered by the cgroup). */
-	if (!t->cg_killed && !cgroup_populated(t->cg_events) &&
-	    h->cg_npool < CG_POOL) {
-		h->cg_pool[h->cg_npool].fd = t->cg_fd;
-		h->cg_pool[h->cg_npool].events = t->cg_events;
-		h->cg_pool[h->cg_npool].idx = t->cg_idx;
-		h->cg_npool++;
-	} else {
-		cgroup_signal(t->cg_fd, h->cg_has_kill, SIGKILL);
-		if (t->cg_events >= 0)
-			close(t->cg_events);
-		cgroup_remove(h, t->cg_fd, t->cg_idx);
-	}
-	t->cg_fd = t->cg_events = -1;
-}
-
-static void cgroup_remove(struct helper *h, int fd, unsigned idx)
-{
-	struct cg_left *l;
-	char name[32];
-
-	snprintf(name, sizeof(name), "c%u", idx);
-	if (!unlinkat(h->cg_base, name, AT_REMOVEDIR) || errno != EBUSY) {
-		close(fd);
-		return;
-	}
-	l = malloc(sizeof(*l));
-	if (!l) {
-		close(fd);
-		return;
-	}
-	cgroup_signal(fd, h->cg_has_kill, SIGKILL);
-	l->fd = fd;
-	l->idx = idx;
-	l->give_up = (int64_t)nd_mono_ms() + CG_REMOVE_MS;
-	l->next = h->cg_left;
-	h->cg_left = l;
-}
-
-/* Retries the removals left; returns when to try again (monotonic ms),
- * or -1 when none is left. */
-static int64_t cgroup_sweep(struct helper *h)
-{
-	int64_t now = (int64_t)nd_mono_ms();
-
-	for (struct cg_left **pp = &h->cg_left; *pp;) {
-		struct cg_left *l = *pp;
-		char name[32];
-		bool done;
-
-		snprintf(name, sizeof(name), "c%u", l->idx);
-		done = !unlinkat(h->cg_base, name, AT_REMOVEDIR) ||
-		       errno != EBUSY;
-		if (!done && now >= l->give_up) {
-			ND_LOG(ND_LOG_WARN, "helper.cgroup_left",
-			       ND_S("path", h->cg_path), ND_S("cgroup", name),
-			       ND_S("msg", "processes of an ended task are "
-				    "still there after SIGKILL; giving up "
-				    "removing its cgroup"));
-			done = true;
-		}
-		if (done) {
-			*pp = l->next;
-			close(l->fd);
-			free(l);
-			continue;
-		}
-		cgroup_signal(l->fd, h->cg_has_kill, SIGKILL);
-		pp = &l->next;
-	}
-	return h->cg_left ? now + CG_RETRY_MS : -1;
 }
 
 /*
@@ -884,19 +184,19 @@ static void start_task(struct helper *h, const Noded__ExecSpawn *sp)
 	t->id = sp->task_id;
 	snprintf(t->tag, sizeof(t->tag), TAG_KEY "=%d.%llu", (int)getpid(),
 		 (unsigned long long)t->id);
-	cgroup_make(h, t);
+	nd__cgroup_make(h, t);
 	o.cgroup_fd = t->cg_fd;
 	o.tag = t->tag;
 	err = nd_exec_command_start_opts(sp, &o, &t->pid, fds, reason,
 					 sizeof(reason));
 	if (o.cgroup_err && t->cg_fd >= 0) {
 		/* born outside it, or not at all: tree mode for this task */
-		cgroup_release(h, t);
-		cgroup_refused(h, o.cgroup_err);
+		nd__cgroup_release(h, t);
+		nd__cgroup_refused(h, o.cgroup_err);
 	}
 	if (err) {
 		if (t->cg_fd >= 0)
-			cgroup_release(h, t);
+			nd__cgroup_release(h, t);
 		free(t);
 		goto report;
 	}
@@ -924,7 +224,7 @@ static void start_task(struct helper *h, const Noded__ExecSpawn *sp)
 		t->lost_errno = err;
 		t->state = TASK_KILLED;
 		t->deadline = -1;
-		kill_tree(h, t, SIGKILL);
+		nd__kill_tree(h, t, SIGKILL);
 	}
 	close(fds[0]);
 	close(fds[1]);
@@ -940,8 +240,8 @@ report:
  * process gets it), SIGKILL after the grace period. */
 static void terminate(struct helper *h, struct task *t, int64_t now)
 {
-	kill_tree(h, t, SIGTERM);
-	kill_tree(h, t, SIGCONT);
+	nd__kill_tree(h, t, SIGTERM);
+	nd__kill_tree(h, t, SIGCONT);
 	t->state = TASK_TERMED;
 	t->deadline = now + t->grace_ms;
 }
@@ -1003,7 +303,7 @@ static int64_t run_deadlines(struct helper *h)
 				t->timed_out = true;
 				terminate(h, t, now);
 			} else {
-				kill_tree(h, t, SIGKILL);
+				nd__kill_tree(h, t, SIGKILL);
 				t->state = TASK_KILLED;
 				t->deadline = -1;
 			}
@@ -1076,18 +376,18 @@ static bool reap(struct helper *h)
 		/* What it left is killed: in tree mode now, while its
 		 * group id cannot be reused; in cgroup mode once it is
 		 * reaped, and only if its cgroup still holds something
-		 * (cgroup_release: most commands leave nothing). */
+		 * (nd__cgroup_release: most commands leave nothing). */
 		if (t) {
 			t->exited = true;
 			if (t->cg_fd < 0)
-				kill_tree(h, t, SIGKILL);
+				nd__kill_tree(h, t, SIGKILL);
 		}
 		while (wait4(si.si_pid, &status, 0, &ru) < 0 && errno == EINTR)
 			;
 		if (t) {
 			task_exited(h, t, status, &ru);
 			if (t->cg_fd >= 0)
-				cgroup_release(h, t);
+				nd__cgroup_release(h, t);
 			free(t);
 		}
 	}
@@ -1209,7 +509,7 @@ static void stop_all(struct helper *h)
 	struct pollfd p = { .fd = h->sigfd, .events = POLLIN };
 
 	for (struct task *t = h->tasks; t; t = t->next) {
-		kill_tree(h, t, SIGKILL);
+		nd__kill_tree(h, t, SIGKILL);
 		t->state = TASK_KILLED;
 	}
 	while (reap(h) || h->cg_left) {
@@ -1217,7 +517,7 @@ static void stop_all(struct helper *h)
 
 		if (left <= 0)
 			break;
-		cgroup_sweep(h);
+		nd__cgroup_sweep(h);
 		poll(&p, 1, (int)(left < CG_RETRY_MS ? left : CG_RETRY_MS));
 		drain_signals(h);
 	}
@@ -1319,7 +619,7 @@ int nd_exec_helper_main(int fd)
 		       ND_S("err", strerror(errno)));
 		goto close_sigfd;
 	}
-	cgroup_setup(&h);
+	nd__cgroup_setup(&h);
 
 	for (;;) {
 		struct pollfd p[2] = {
@@ -1327,7 +627,7 @@ int nd_exec_helper_main(int fd)
 			{ .fd = h.sigfd, .events = POLLIN },
 		};
 		int64_t next = run_deadlines(&h), wait_ms = -1;
-		int64_t sweep = h.cg_left ? cgroup_sweep(&h) : -1;
+		int64_t sweep = h.cg_left ? nd__cgroup_sweep(&h) : -1;
 
 		if (sweep >= 0 && (next < 0 || sweep < next))
 			next = sweep;

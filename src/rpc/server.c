@@ -102,8 +102,16 @@ static void dispatch(struct nd_conn *c, const Noded__Frame *f);
 
 static void on_frame(struct nd_conn *c, const uint8_t *body, size_t len)
 {
-	Noded__Frame *f = nd_frame_decode(body, len, &c->shard->arena.pc);
+	Noded__Frame *f;
 
+	c->shard->arena.failed = false;
+	f = nd_frame_decode(body, len, &c->shard->arena.pc);
+	if (!f && c->shard->arena.failed) {
+		nd_rpc_fatal(c, 0, NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
+			     "out of memory decoding a frame of %zu bytes",
+			     len);
+		return;
+	}
 	if (!f) {
 		nd_rpc_fatal(c, 0, NODED__ERROR_CODE__BAD_FRAME,
 			     "frame of %zu bytes is not a valid noded.Frame",

@@ -40,6 +40,7 @@ int nd_arena_init(struct nd_arena *a, size_t block_size)
 		return -ENOMEM;
 	a->big = NULL;
 	a->used = 0;
+	a->failed = false;
 	a->pc.alloc = pc_alloc;
 	a->pc.free = pc_free;
 	a->pc.allocator_data = a;
@@ -57,8 +58,10 @@ void *nd_arena_alloc(struct nd_arena *a, size_t n)
 	}
 	/* Out of room: a block of its own, linked for release at reset. */
 	b = block_new(n);
-	if (!b)
+	if (!b) {
+		a->failed = true;
 		return NULL;
+	}
 	b->next = a->big;
 	a->big = b;
 	return b->data;

@@ -7,6 +7,7 @@
 #ifndef ND_WIRE_ARENA_H
 #define ND_WIRE_ARENA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <protobuf-c/protobuf-c.h>
@@ -19,6 +20,9 @@ struct nd_arena {
 	struct nd_arena_block *big;     /* oversize blocks, freed at reset */
 	size_t block_size;
 	size_t used;
+	bool failed;    /* an allocation failed (set until cleared): a decode
+			 * that returned NULL ran out of memory, and may not
+			 * have met bad bytes at all */
 };
 
 /* block_size 0: 64 KiB. Returns 0 or -ENOMEM. */

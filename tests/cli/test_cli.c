@@ -1,5 +1,6 @@
 /*
- * Tests for the task commands of the CLI (src/cli/common.c, run.c, task.c).
+ * Tests for the task commands of the CLI (src/cli/common.c, task_args.c,
+ * task_records.c, run.c, task.c).
  *
  * The pure pieces (option parsing into a TaskSpec, state names, exit status
  * mapping, end notes, command display, JSON, the "NODE: " line prefixer) are
@@ -33,6 +34,8 @@
 #include "harness.h"
 
 #include "cli/common.c"
+#include "cli/task_args.c"
+#include "cli/task_records.c"
 #include "cli/run.c"
 #include "cli/task.c"
 

@@ -1,9 +1,10 @@
 /*
- * Unit tests for the client library (src/client/client.c). The "server" is the
- * other end of a socketpair: the test reads the client's requests from it and
- * writes hand-made frames back, so every reply order, split and malformed
- * byte sequence can be produced on purpose. No daemon involved; the connect
- * tests use a tiny listener thread.
+ * Unit tests for the client library (src/client/client.c, client_io.c).
+ * The "server" is the other end of a socketpair: the test reads the
+ * client's requests from it and writes hand-made frames back, so every
+ * reply order, split and malformed byte sequence can be produced on
+ * purpose. No daemon involved; the connect tests use a tiny listener
+ * thread.
  */
 #include <errno.h>
 #include <netinet/in.h>

@@ -1,6 +1,6 @@
 /*
  * The growable byte buffer (core/buf.h) against a plain model, its growth
- * policy and its limits; the clocks of core/time.h against the system's.
+ * policy, its limits and out of memory; the clocks of core/time.h against the system's.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "alloc_fail.h"
 #include "core/buf.h"
 #include "core/time.h"
 
@@ -104,6 +105,46 @@ Test(buf, refuses_what_cannot_be_had_and_keeps_its_bytes)
 	nd_buf_consume(&b, 5);
 	cr_assert_eq(nd_buf_resize(&b, 0), 0);
 	cr_assert(!b.data && !b.cap);
+}
+
+/* Each allocation of a buffer's growth (append, reserve, resize) fails in
+ * turn: the call says -ENOMEM and the buffer keeps its bytes and its
+ * capacity, and the same call succeeds once memory is back. */
+Test(buf, out_of_memory_keeps_the_buffer_as_it_was)
+{
+	static uint8_t model[1 << 16];
+	struct nd_buf b = { 0 };
+	size_t fails = 0;
+
+	for (size_t i = 0; i < sizeof(model); i++)
+		model[i] = (uint8_t)(i * 7 + 3);
+	while (b.len < sizeof(model)) {
+		size_t n = b.len ? b.len : 1, cap = b.cap;
+		int r;
+
+		if (n > sizeof(model) - b.len)
+			n = sizeof(model) - b.len;
+		nd_alloc_fail_at(1);
+		r = nd_buf_append(&b, model + b.len, n);
+		if (nd_alloc_fail_off()) {
+			cr_assert_eq(r, -ENOMEM);
+			cr_assert_eq(b.cap, cap);
+			cr_assert(!b.len || !memcmp(b.data, model, b.len));
+			fails++;
+			r = nd_buf_append(&b, model + b.len, n);
+		}
+		cr_assert_eq(r, 0);
+		cr_assert(!memcmp(b.data, model, b.len));
+	}
+	cr_assert(fails >= 8, "only %zu growths", fails); /* 256 .. 64 KiB */
+	/* a shrink that cannot be had keeps the larger buffer */
+	nd_buf_consume(&b, b.len - 100);
+	nd_alloc_fail_at(1);
+	cr_assert_eq(nd_buf_resize(&b, 128), -ENOMEM);
+	cr_assert(nd_alloc_fail_off());
+	cr_assert_eq(b.cap, sizeof(model));
+	cr_assert(!memcmp(b.data, model + sizeof(model) - 100, 100));
+	nd_buf_free(&b);
 }
 
 Test(time, clocks_agree_with_the_system)

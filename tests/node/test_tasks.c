@@ -2319,7 +2319,7 @@ static size_t client_count(struct nd_client *c, Noded__TaskState st)
 	return n;
 }
 
-/* Must match RAN_RECENT in src/node/run.c. */
+/* Must match RAN_RECENT in src/node/run_int.h. */
 #define WORKER_RAN_RECENT 1024
 
 Test(tasks, worker_ran_ids_stay_bounded, .timeout = 180)

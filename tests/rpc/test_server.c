@@ -627,7 +627,7 @@ Test(server, bad_arguments_fail_with_message)
 	STOP_OK(&d);
 }
 
-/* ---- through the client library (src/client/client.c) ---- */
+/* ---- through the client library (src/client/) ---- */
 
 struct pipelined {
 	int replies, bad;
