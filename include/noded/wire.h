@@ -44,6 +44,12 @@ Noded__Frame *nd_frame_decode(const uint8_t *body, size_t len,
 			      ProtobufCAllocator *a);
 void nd_frame_free(Noded__Frame *f, ProtobufCAllocator *a);
 
+/* Makes *f (initialised here) an Error frame (id, kind) whose body is *e
+ * (initialised here) with code and message (not copied). */
+void nd_frame_error(Noded__Frame *f, Noded__Error *e, uint64_t id,
+		    Noded__FrameKind kind, Noded__ErrorCode code,
+		    const char *message);
+
 /* Name of a body case ("ping", "hello", ...), for messages and logs. */
 const char *nd_frame_method_name(Noded__Frame__BodyCase c);
 

@@ -84,6 +84,9 @@ bool nd_cli_retention_opt(int opt, const char *arg, struct nd_svc_config *svc,
 /* After parsing: false, after saying why, when --output-cap is over
  * --output-budget (one task's output could never be kept). */
 bool nd_cli_retention_check(const struct nd_svc_config *svc);
+/* After getopt: true when no word is left (optind == argc), else says
+ * "PROG: unexpected argument 'WORD'" on stderr (prog: "noded master"). */
+bool nd_cli_no_more_args(const char *prog, int argc, char **argv);
 
 /*
  * The daemons' log options (master, worker, dev; in common.c):

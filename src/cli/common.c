@@ -303,3 +303,11 @@ void nd_cli_sink_free(struct nd_cli_sink *s)
 	free(s->prefix);
 	memset(s, 0, sizeof(*s));
 }
+
+bool nd_cli_no_more_args(const char *prog, int argc, char **argv)
+{
+	if (optind >= argc)
+		return true;
+	fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[optind]);
+	return false;
+}

@@ -97,11 +97,8 @@ int nd_cli_dev(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, "noded dev: unexpected argument '%s'\n",
-			argv[optind]);
+	if (!nd_cli_no_more_args("noded dev", argc, argv))
 		return 2;
-	}
 	if (!nd_cli_retention_check(&m.svc))
 		return 2;
 	m.cfg.idle_timeout_ms = 60000;

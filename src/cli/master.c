@@ -243,11 +243,8 @@ static int parse_args(int argc, char **argv, struct master_args *a)
 			return 2;
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, "noded master: unexpected argument '%s'\n",
-			argv[optind]);
+	if (!nd_cli_no_more_args("noded master", argc, argv))
 		return 2;
-	}
 	if (!nd_cli_retention_check(&a->m.svc))
 		return 2;
 	if (a->m.cfg.input_budget && a->m.cfg.input_budget <

@@ -115,11 +115,8 @@ static int task_parse(int argc, char **argv, unsigned allowed,
 			goto err_usage;
 		optind++;
 	}
-	if (optind < argc) {
-		fprintf(stderr, "%s: unexpected argument '%s'\n", name,
-			argv[optind]);
+	if (!nd_cli_no_more_args(name, argc, argv))
 		goto err_usage;
-	}
 	argv[0] = saved0;
 	return -1;
 

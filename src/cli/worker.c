@@ -174,11 +174,8 @@ int nd_cli_worker(int argc, char **argv)
 			goto err_usage;
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, "noded worker: unexpected argument '%s'\n",
-			argv[optind]);
+	if (!nd_cli_no_more_args("noded worker", argc, argv))
 		goto err_usage;
-	}
 	if (!wc.name) {
 		if (gethostname(host, sizeof(host) - 1))
 			snprintf(host, sizeof(host), "worker");

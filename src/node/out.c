@@ -19,20 +19,15 @@ void nd__out_frame(struct nd_out *o, const Noded__Frame *f)
 void nd__out_error(struct nd_out *o, uint64_t id, Noded__FrameKind kind,
 		   Noded__ErrorCode code, const char *fmt, ...)
 {
-	Noded__Frame f = NODED__FRAME__INIT;
-	Noded__Error e = NODED__ERROR__INIT;
+	Noded__Frame f;
+	Noded__Error e;
 	char msg[512];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	e.code = code;
-	e.message = msg;
-	f.id = id;
-	f.kind = kind;
-	f.body_case = NODED__FRAME__BODY_ERROR;
-	f.error = &e;
+	nd_frame_error(&f, &e, id, kind, code, msg);
 	nd__out_frame(o, &f);
 	o->errors++;
 }

@@ -226,11 +226,13 @@ static void queue(struct nd_svc *svc, struct task *t,
 static void submitted(struct nd_svc *svc, const Noded__LedgerSubmit *e)
 {
 	size_t n = e->n_nodes ? e->n_nodes : 1;
-	Noded__TaskSpec *sp = NULL;
+	const Noded__TaskSpec *sp = NULL;
 
-	/* labels are in the spec, and only a task for no node has them */
+	/* labels are in the spec, and only a task for no node has them; the
+	 * submit that made the event has it decoded already */
 	if (!e->n_nodes)
-		sp = noded__task_spec__unpack(&svc->arena->pc, e->spec.len,
+		sp = svc->submit_spec ? svc->submit_spec :
+		     noded__task_spec__unpack(&svc->arena->pc, e->spec.len,
 					      e->spec.data);
 	for (size_t i = 0; i < n; i++) {
 		struct task *t = nd__task_of(nd_ledger_get(&svc->ledger,

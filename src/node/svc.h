@@ -161,6 +161,9 @@ struct nd_svc {
 	nd__effects_fn *effects;
 	struct nd_arena *arena;       /* for unpacking (the shard's) */
 	FILE *trace;                  /* --ledger-trace: applied events */
+	const Noded__TaskSpec *submit_spec; /* while a submit made here is
+				       * applied: its spec, decoded (spares
+				       * decoding the event's copy again) */
 	struct nd_list pending_any;   /* FIFO of tasks any node may run */
 	struct nd_u64map classes;     /* hash of a key -> struct pclass */
 	struct nd_list class_list;    /* those classes (pclass.link) */

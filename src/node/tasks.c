@@ -432,7 +432,9 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 	if (k) {
 		ev.body_case = NODED__LEDGER_EVENT__BODY_SUBMIT;
 		ev.submit = &e;
+		svc->submit_spec = sp;
 		err = nd__svc_apply(svc, &ev, NULL);
+		svc->submit_spec = NULL;
 		if (err)
 			goto oom;
 		svc->next_task_id += k;

@@ -28,17 +28,12 @@ static void verror(struct nd_conn *c, uint64_t id, Noded__FrameKind kind,
 static void verror(struct nd_conn *c, uint64_t id, Noded__FrameKind kind,
 		   Noded__ErrorCode code, const char *fmt, va_list ap)
 {
-	Noded__Frame f = NODED__FRAME__INIT;
-	Noded__Error e = NODED__ERROR__INIT;
+	Noded__Frame f;
+	Noded__Error e;
 	char msg[256];
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	e.code = code;
-	e.message = msg;
-	f.id = id;
-	f.kind = kind;
-	f.body_case = NODED__FRAME__BODY_ERROR;
-	f.error = &e;
+	nd_frame_error(&f, &e, id, kind, code, msg);
 	c->shard->st.errors++;
 	c->shard->m.rpc_errors[c->shard->cur_method]++;
 	nd_rpc_send(c, &f);

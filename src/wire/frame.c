@@ -51,6 +51,20 @@ void nd_frame_free(Noded__Frame *f, ProtobufCAllocator *a)
 		noded__frame__free_unpacked(f, a);
 }
 
+void nd_frame_error(Noded__Frame *f, Noded__Error *e, uint64_t id,
+		    Noded__FrameKind kind, Noded__ErrorCode code,
+		    const char *message)
+{
+	noded__frame__init(f);
+	noded__error__init(e);
+	e->code = code;
+	e->message = (char *)message;
+	f->id = id;
+	f->kind = kind;
+	f->body_case = NODED__FRAME__BODY_ERROR;
+	f->error = e;
+}
+
 const char *nd_frame_method_name(Noded__Frame__BodyCase c)
 {
 	switch (c) {
