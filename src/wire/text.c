@@ -66,36 +66,59 @@ static bool c1_at(const unsigned char *p, size_t n)
 	return n == 2 && p[0] == 0xc2 && p[1] < 0xa0;
 }
 
-int nd_text_fput(FILE *f, const char *s)
+/*
+ * Writes s to f one UTF-8 sequence at a time: esc writes the sequence at p
+ * (*n bytes, 0 when not valid UTF-8; it may set *n to what it consumed)
+ * in its escaped form and returns 0, or returns 1 to have it written as it
+ * is, or a negative number when writing failed. 0 or -EIO.
+ */
+static int put_escaped(FILE *f, const char *s,
+		       int (*esc)(FILE *f, const unsigned char *p, size_t *n))
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t len = s ? strlen(s) : 0;
 
 	while (len) {
 		size_t n = nd_utf8_seq(p, len);
-		int r;
+		int r = esc(f, p, &n);
 
-		if (n == 1 && (p[0] < 0x20 || p[0] == 0x7f)) {
-			r = p[0] == '\n' ? fputs("\\n", f) :
-			    p[0] == '\t' ? fputs("\\t", f) :
-			    p[0] == '\r' ? fputs("\\r", f) :
-					   fprintf(f, "\\x%02x", p[0]);
-		} else if (!n || c1_at(p, n)) {
-			if (!n)
-				n = 1;
-			for (size_t i = 0; i < n; i++)
-				if (fprintf(f, "\\x%02x", p[i]) < 0)
-					return -EIO;
-			r = 0;
-		} else {
+		if (r > 0)
 			r = fwrite(p, 1, n, f) == n ? 0 : EOF;
-		}
 		if (r < 0)
 			return -EIO;
 		p += n;
 		len -= n;
 	}
 	return 0;
+}
+
+/* An escape's result from what fputs or fprintf returned. */
+static int written(int r)
+{
+	return r < 0 ? -1 : 0;
+}
+
+/* nd_text_fput's escapes: controls and bytes that are not UTF-8 as \xHH. */
+static int esc_text(FILE *f, const unsigned char *p, size_t *n)
+{
+	if (*n == 1 && (p[0] < 0x20 || p[0] == 0x7f))
+		return written(p[0] == '\n' ? fputs("\\n", f) :
+			       p[0] == '\t' ? fputs("\\t", f) :
+			       p[0] == '\r' ? fputs("\\r", f) :
+					      fprintf(f, "\\x%02x", p[0]));
+	if (*n && !c1_at(p, *n))
+		return 1;
+	if (!*n)
+		*n = 1;
+	for (size_t i = 0; i < *n; i++)
+		if (fprintf(f, "\\x%02x", p[i]) < 0)
+			return -1;
+	return 0;
+}
+
+int nd_text_fput(FILE *f, const char *s)
+{
+	return put_escaped(f, s, esc_text);
 }
 
 char *nd_text_escaped(const char *s)
@@ -115,33 +138,21 @@ char *nd_text_escaped(const char *s)
 	return out;
 }
 
+/* Prometheus label escapes; bytes that are not UTF-8 become U+FFFD. */
+static int esc_prom(FILE *f, const unsigned char *p, size_t *n)
+{
+	if (!*n) {
+		*n = 1;
+		return written(fputs("\xef\xbf\xbd", f));   /* U+FFFD */
+	}
+	return p[0] == '\\' ? written(fputs("\\\\", f)) :
+	       p[0] == '"' ? written(fputs("\\\"", f)) :
+	       p[0] == '\n' ? written(fputs("\\n", f)) : 1;
+}
+
 int nd_text_fput_prom(FILE *f, const char *s)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	size_t len = s ? strlen(s) : 0;
-
-	while (len) {
-		size_t n = nd_utf8_seq(p, len);
-		int r;
-
-		if (!n) {
-			r = fputs("\xef\xbf\xbd", f);   /* U+FFFD */
-			n = 1;
-		} else if (p[0] == '\\') {
-			r = fputs("\\\\", f);
-		} else if (p[0] == '"') {
-			r = fputs("\\\"", f);
-		} else if (p[0] == '\n') {
-			r = fputs("\\n", f);
-		} else {
-			r = fwrite(p, 1, n, f) == n ? 0 : EOF;
-		}
-		if (r < 0)
-			return -EIO;
-		p += n;
-		len -= n;
-	}
-	return 0;
+	return put_escaped(f, s, esc_prom);
 }
 
 const char *nd_text_name_problem(const char *s, char *buf, size_t size)
