@@ -253,6 +253,7 @@ void nd__tasks_effects(struct nd_svc *svc, const Noded__LedgerEvent *ev,
 		c.task_id = ev->output->task_id;
 		c.fd = ev->output->fd;
 		c.data = ev->output->data;
+		c.attempt = ev->output->attempt;
 		nd__watchers_output(svc, t, &c);
 		break;
 	}

@@ -113,28 +113,21 @@ void nd__tasks_conn_gone(struct nd_svc *svc, uint64_t serial)
 						      conn_link));
 }
 
-/* Replays the kept output as OutputChunk items. */
+/* Replays the kept output as OutputChunk items (each naming its
+ * attempt). */
 static void replay(const struct task *t, uint64_t id, struct nd_out *o)
 {
 	Noded__Frame f = NODED__FRAME__INIT;
 	Noded__OutputChunk c = NODED__OUTPUT_CHUNK__INIT;
-	size_t off = 0;
+	struct nd_lout_iter it = { 0 };
 
 	f.id = id;
 	f.kind = NODED__FRAME_KIND__STREAM_ITEM;
 	f.body_case = NODED__FRAME__BODY_OUTPUT;
 	f.output = &c;
 	c.task_id = t->l.id;
-	while (off + 5 <= t->l.out.len) {
-		uint32_t len;
-
-		memcpy(&len, t->l.out.data + off + 1, 4);
-		c.fd = t->l.out.data[off];
-		c.data.data = t->l.out.data + off + 5;
-		c.data.len = len;
+	while (nd_ltask_output_next(&t->l, &it, &c))
 		nd__out_frame(o, &f);
-		off += 5 + len;
-	}
 }
 
 void nd__task_watch(struct nd_svc *svc, const Noded__Frame *f,
