@@ -15,6 +15,7 @@
  * is retried, when a retry is placed, and when the task ends. Nothing is
  * polled.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -503,8 +504,13 @@ int nd_cli_cancel_job(const char *master, uint64_t job)
 		}
 		asked++;
 	}
-	while (nd_client_pending(c) && r >= 0)
-		r = nd_client_poll(c, -1);
+	/* the master answers each within its own bound (5 s) */
+	deadline = (int64_t)nd_mono_ms() + ND_CLI_CALL_TIMEOUT_MS;
+	while (nd_client_pending(c) && r >= 0 &&
+	       (int64_t)nd_mono_ms() < deadline)
+		r = nd_client_poll(c, CANCEL_POLL_MS);
+	if (r >= 0 && nd_client_pending(c))
+		r = -ETIMEDOUT;
 	if (r < 0) {
 		fprintf(stderr, "noded cancel: lost the connection to the "
 			"master %s (%s)\n", master, nd_cli_error_text(r, NULL));
