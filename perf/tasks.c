@@ -212,7 +212,9 @@ static void on_watch(struct nd_client *c, int status, const Noded__Frame *f,
 		b->x.submitted++;
 		b->x.submit_us = nd_mono_us() - b->t0;
 	}
-	if (status == 0 && f->body_case == NODED__FRAME__BODY_TASK_RECORD) {
+	/* (a record before the end says an attempt was retried) */
+	if (status == 0 && f->body_case == NODED__FRAME__BODY_TASK_RECORD &&
+	    f->task_record->state >= NODED__TASK_STATE__TASK_SUCCEEDED) {
 		s->ended++;
 		b->x.tasks++;
 		if (f->task_record->state != NODED__TASK_STATE__TASK_SUCCEEDED)

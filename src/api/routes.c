@@ -5,7 +5,7 @@
  *   GET    /healthz                       200 {"status":"ok"}
  *   GET    /metrics                       Prometheus text (metrics.c)
  *   POST   /v1/tasks, POST /tasks         201 {"id":N} or {"job_id":J,...}
- *   GET    /v1/tasks?state=S&limit=N      200 {"tasks":[...]}
+ *   GET    /v1/tasks?state=S&limit=N&job=J&node=X  200 {"tasks":[...]}
  *   GET    /v1/tasks/ID                   200 the record, with its output
  *   GET    /v1/tasks/ID/output[?follow=1] 200 chunked output
  *   DELETE /v1/tasks/ID                   200 the record (cancel asked)
@@ -448,8 +448,9 @@ static void list(struct req *r, const char *q)
 {
 	Noded__Frame f = NODED__FRAME__INIT;
 	Noded__TaskListRequest lr = NODED__TASK_LIST_REQUEST__INIT;
-	static const char *const params[] = { "state", "limit", NULL };
-	char buf[64];
+	static const char *const params[] = { "state", "limit", "job", "node",
+					      NULL };
+	char buf[64], node[256];
 	uint64_t limit;
 
 	if (!query_ok(r, q, params))
@@ -467,6 +468,18 @@ static void list(struct req *r, const char *q)
 			return;
 		}
 		lr.limit = (uint32_t)limit;
+	}
+	if (query_get(q, "job", buf, sizeof(buf)) &&
+	    (!parse_u64(buf, &lr.job_id) || !lr.job_id)) {
+		nd_http_error(r, 400, "job must be a job id (a number above 0)");
+		return;
+	}
+	if (query_get(q, "node", node, sizeof(node))) {
+		if (!node[0]) {
+			nd_http_error(r, 400, "node must be a node name");
+			return;
+		}
+		lr.node = node;
 	}
 	f.body_case = NODED__FRAME__BODY_LIST_TASKS;
 	f.list_tasks = &lr;

@@ -15,6 +15,11 @@ int nd_cli_task(int argc, char **argv);
 int nd_cli_tasks(int argc, char **argv);
 int nd_cli_logs(int argc, char **argv);
 int nd_cli_cancel(int argc, char **argv);
+int nd_cli_job(int argc, char **argv);
+int nd_cli_wait(int argc, char **argv);
+/* noded cancel --job N (job.c): cancels each task of the job that has not
+ * ended, prints the state each reached; the exit status. */
+int nd_cli_cancel_job(const char *master, uint64_t job);
 
 /* Default address of the master for workers and client commands. */
 #define ND_CLI_MASTER "127.0.0.1:7070"

@@ -27,6 +27,7 @@
 #define ND_CLI_EXIT_FAIL 1      /* the master refused or was not reached */
 #define ND_CLI_EXIT_USAGE 2     /* bad command line */
 #define ND_CLI_EXIT_LOST 255    /* the task was lost, or so was the master */
+#define ND_CLI_EXIT_WAIT_TIMEOUT 254 /* wait --timeout: not ended in time */
 
 /* Longest partial line kept per task and fd before it is printed anyway. */
 #define ND_CLI_LINE_MAX 65536
@@ -50,6 +51,7 @@ struct nd_cli_task_args {
 	Noded__Command__EnvEntry *env_store;
 	Noded__TaskSpec__LabelsEntry *label_store;
 	char *shell;                    /* --shell: the words joined */
+	bool print_id;                  /* run --print-id */
 };
 
 /*
@@ -111,8 +113,32 @@ bool nd_cli_end_note(const Noded__TaskRecord *r, char *buf, size_t size);
 char *nd_cli_command_string(const Noded__TaskSpec *s);
 
 
-/* The human-readable view of noded task. */
+/* The human-readable view of noded task (its attempts last, one line
+ * each). */
 void nd_cli_task_print(FILE *f, const Noded__TaskRecord *r);
+
+/* ---- attempts ---- */
+
+/*
+ * What run, logs --follow and wait say on stderr (without "noded: " nor
+ * newline) of a record that came on a stream before its task ended: the
+ * master sends one when an attempt was retried, "task 7: attempt 1 on w1
+ * was lost (REASON); retrying as attempt 2", and one when the retry went
+ * to a node, "task 7: attempt 2 runs on w2". false (buf "") for any other.
+ */
+bool nd_cli_attempt_note(const Noded__TaskRecord *r, char *buf, size_t size);
+
+/*
+ * Output of a task arrives chunk by chunk, each naming its attempt: true
+ * when this chunk's attempt is not the one before it (at first: not 1),
+ * so a marker is due before it; *seen (0 at first) follows. Attempt 0
+ * (a master that does not say) never is.
+ */
+bool nd_cli_attempt_begins(uint32_t *seen, uint32_t attempt);
+
+/* The marker line before the output of another attempt, on f:
+ * "noded: --- task 7: output of attempt 2 ---". */
+void nd_cli_attempt_marker(FILE *f, uint64_t task, uint32_t attempt);
 
 /* ---- talking to the master ---- */
 

@@ -27,9 +27,13 @@ static void usage(FILE *f)
 		"             exit with its status (noded run --help)\n"
 		"  submit     queue a command, print its task id\n"
 		"  task ID    one task's record (--json)\n"
-		"  tasks      list tasks (--state STATE, --limit N, --json)\n"
+		"  tasks      list tasks (--state STATE, --job N, --node NAME,\n"
+		"             --limit N, --json)\n"
+		"  job ID     a job's tasks by state (--json)\n"
+		"  wait ID    wait for a task (or --job N) to end, exit with its\n"
+		"             status as run does (--timeout SECS)\n"
 		"  logs ID    a task's output (--follow)\n"
-		"  cancel ID  cancel a task\n"
+		"  cancel ID  cancel a task (or --job N: a job's tasks)\n"
 		"  version    print the version\n"
 		"  help       this text\n");
 }
@@ -60,6 +64,10 @@ int main(int argc, char **argv)
 		return nd_cli_logs(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "cancel"))
 		return nd_cli_cancel(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "job"))
+		return nd_cli_job(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "wait"))
+		return nd_cli_wait(argc - 1, argv + 1);
 	/* Internal: a helper of the exec pool, started by the daemon itself
 	 * with its socket on fd 3 (src/exec). */
 	if (!strcmp(argv[1], "exec-helper"))

@@ -36,6 +36,7 @@ struct run_task {
 	int status;             /* exit status once ended */
 	Noded__TaskState state; /* its terminal state once ended */
 	char *node;             /* where it ran, when known (owned) */
+	uint32_t attempt;       /* of its output before (nd_cli_attempt_begins) */
 };
 
 struct run {
@@ -46,6 +47,7 @@ struct run {
 	uint64_t job;           /* the fan-out's job id (--all) */
 	size_t open;            /* 1 while the run stream is not over */
 	bool all;               /* --all: prefix lines with the node */
+	bool print_id;          /* --print-id */
 	bool refused;           /* the master refused the submission */
 	int conn_err;           /* why the connection went, 0 while it is up */
 	bool broken;            /* stdout or stderr failed (say, a closed pipe) */
@@ -147,6 +149,34 @@ static int run_tasks_init(struct run *run, const Noded__SubmitReply *sr)
 	return 0;
 }
 
+/* --print-id: the task's id, or the job's, on stderr as soon as known,
+ * for another terminal (noded wait, cancel, logs). */
+static void run_print_id(const struct run *run, const Noded__SubmitReply *sr)
+{
+	if (!run->print_id || !sr->n_task_ids)
+		return;
+	if (sr->job_id)
+		fprintf(stderr, "noded: job %" PRIu64 "\n", sr->job_id);
+	else
+		fprintf(stderr, "noded: task %" PRIu64 "\n", sr->task_ids[0]);
+	fflush(stderr);
+}
+
+/* A record before the task's end: the master says an attempt was
+ * retried, or where the retry runs. */
+static void run_attempt_note(struct run_task *t, const Noded__TaskRecord *r)
+{
+	char note[1024];
+
+	if (!nd_cli_attempt_note(r, note, sizeof(note)))
+		return;
+	nd_cli_sink_flush(&t->sink);
+	fflush(stdout);
+	fputs("noded: ", stderr);
+	nd_text_fput(stderr, note);
+	fputc('\n', stderr);
+}
+
 static void run_stream_cb(struct nd_client *c, int status,
 			  const Noded__Frame *f, bool done, void *arg)
 {
@@ -169,9 +199,16 @@ static void run_stream_cb(struct nd_client *c, int status,
 			fprintf(stderr, "noded: out of memory\n");
 			run->refused = true;
 		}
+		run_print_id(run, f->submit_reply);
 		nd_cli_waiting_note(f->submit_reply);
 	} else if (f->body_case == NODED__FRAME__BODY_OUTPUT && f->output) {
 		t = run_find(run, f->output->task_id);
+		if (t && !run->broken &&
+		    nd_cli_attempt_begins(&t->attempt, f->output->attempt)) {
+			nd_cli_sink_flush(&t->sink);
+			fflush(stdout);
+			nd_cli_attempt_marker(stderr, t->id, f->output->attempt);
+		}
 		/* Once stdout is gone the rest is dropped (and the tasks
 		 * cancelled by the loop). */
 		if (t && !run->broken &&
@@ -182,8 +219,10 @@ static void run_stream_cb(struct nd_client *c, int status,
 	} else if (f->body_case == NODED__FRAME__BODY_TASK_RECORD &&
 		   f->task_record) {
 		t = run_find(run, f->task_record->id);
-		if (t)
+		if (t && nd_cli_state_terminal(f->task_record->state))
 			run_task_ended(t, f->task_record);
+		else if (t)
+			run_attempt_note(t, f->task_record);
 	}
 	if (!done)
 		return;
@@ -394,6 +433,7 @@ int nd_cli_run(int argc, char **argv)
 		return status;
 	run.master = a.master;
 	run.all = a.spec.all;
+	run.print_id = a.print_id;
 	run.c = nd_cli_connect(a.master);
 	if (!run.c) {
 		status = ND_CLI_EXIT_FAIL;

@@ -1,8 +1,11 @@
 /*
- * noded task ID [--json]       one task's record
- * noded tasks [--state S] [--limit N] [--json]   the task table
- * noded logs ID [--follow]     a task's kept output, then live with --follow
- * noded cancel ID              cancel a task, print its state
+ * noded task ID [--json]       one task's record, with its attempts
+ * noded tasks [--state S] [--job N] [--node X] [--limit N] [--json]
+ *                              the task table (filtered by the master)
+ * noded logs ID [--follow]     a task's kept output, then live with
+ *                              --follow (then it exits like run)
+ * noded cancel ID | --job N    cancel a task (or a job's), print its state
+ * The commands' common options: nd_cli_task_opts_parse() (task_opts.h).
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -14,31 +17,11 @@
 
 #include "cli/cli.h"
 #include "cli/common.h"
+#include "cli/task_opts.h"
 #include "wire/text.h"
 
-/* Options a command accepts (a mask of these). */
-enum {
-	TO_JSON = 1 << 0,
-	TO_STATE = 1 << 1,
-	TO_LIMIT = 1 << 2,
-	TO_FOLLOW = 1 << 3,
-	TO_ID = 1 << 4,         /* one positional task ID, required */
-};
-
-struct task_opts {
-	const char *master;
-	bool json, follow;
-	Noded__TaskState state;
-	uint32_t limit;
-	uint64_t id;
-};
-
-/*
- * Parses the command line of the commands above into o. Returns -1 to go
- * on, else the exit status (0 after --help, 2 after a usage error).
- */
-static int task_parse(int argc, char **argv, unsigned allowed,
-		      const char *usage, struct task_opts *o)
+int nd_cli_task_opts_parse(int argc, char **argv, unsigned allowed,
+			   const char *usage, struct nd_cli_task_opts *o)
 {
 	static const struct option opts[] = {
 		{ "master", required_argument, NULL, 'm' },
@@ -46,6 +29,9 @@ static int task_parse(int argc, char **argv, unsigned allowed,
 		{ "state", required_argument, NULL, 's' },
 		{ "limit", required_argument, NULL, 'n' },
 		{ "follow", no_argument, NULL, 'f' },
+		{ "job", required_argument, NULL, 'J' },
+		{ "node", required_argument, NULL, 'N' },
+		{ "timeout", required_argument, NULL, 't' },
 		{ "token-file", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -63,7 +49,9 @@ static int task_parse(int argc, char **argv, unsigned allowed,
 	optind = 0;
 	while ((li = -1, c = getopt_long(argc, argv, "hf", opts, &li)) != -1) {
 		bit = c == 'j' ? TO_JSON : c == 's' ? TO_STATE :
-		      c == 'n' ? TO_LIMIT : c == 'f' ? TO_FOLLOW : 0;
+		      c == 'n' ? TO_LIMIT : c == 'f' ? TO_FOLLOW :
+		      c == 'J' ? TO_JOB : c == 'N' ? TO_NODE :
+		      c == 't' ? TO_TIMEOUT : 0;
 		if (bit && !(allowed & bit)) {
 			fprintf(stderr, "%s: %s does not apply here\n", name,
 				argv[optind - 1]);
@@ -98,6 +86,22 @@ static int task_parse(int argc, char **argv, unsigned allowed,
 				goto err_usage;
 			o->limit = (uint32_t)v;
 			break;
+		case 'J':
+			if (!nd_cli_uint("--job", optarg, 1, UINT64_MAX, &v))
+				goto err_usage;
+			o->job = v;
+			break;
+		case 'N':
+			if (!*optarg) {
+				fprintf(stderr, "%s: --node wants a name\n", name);
+				goto err_usage;
+			}
+			o->node = optarg;
+			break;
+		case 't':
+			if (!nd_cli_timeout_ms(optarg, &o->timeout_ms))
+				goto err_usage;
+			break;
 		case 'h':
 			printf("%s\n", usage);
 			ret = 0;
@@ -106,9 +110,17 @@ static int task_parse(int argc, char **argv, unsigned allowed,
 			goto err_usage;
 		}
 	}
-	if (allowed & TO_ID) {
+	if ((allowed & TO_ID_OR_JOB) && o->job) {
+		if (optind < argc) {
+			fprintf(stderr, "%s: a task ID or --job, not both\n",
+				name);
+			goto err_usage;
+		}
+	} else if (allowed & TO_ID) {
 		if (optind >= argc) {
-			fprintf(stderr, "%s: which task? give its ID\n", name);
+			fprintf(stderr, "%s: which %s? give its ID\n", name,
+				allowed & TO_ID_OR_JOB ? "task (or --job N)" :
+				!strcmp(saved0, "job") ? "job" : "task");
 			goto err_usage;
 		}
 		if (!nd_cli_task_id(argv[optind], &o->id))
@@ -145,12 +157,12 @@ static int print_json(json_t *j)
 
 int nd_cli_task(int argc, char **argv)
 {
-	struct task_opts o;
+	struct nd_cli_task_opts o;
 	Noded__TaskQuery q = NODED__TASK_QUERY__INIT;
 	Noded__Frame f = NODED__FRAME__INIT, *reply;
 	int r;
 
-	r = task_parse(argc, argv, TO_ID | TO_JSON,
+	r = nd_cli_task_opts_parse(argc, argv, TO_ID | TO_JSON,
 		       "usage: noded task ID [--master HOST:PORT] [--json] [--token-file FILE]", &o);
 	if (r >= 0)
 		return r;
@@ -192,22 +204,32 @@ static const char *exit_column(const Noded__TaskRecord *r, char *buf,
 
 int nd_cli_tasks(int argc, char **argv)
 {
-	struct task_opts o;
+	struct nd_cli_task_opts o;
 	Noded__TaskListRequest lr = NODED__TASK_LIST_REQUEST__INIT;
 	Noded__Frame f = NODED__FRAME__INIT, *reply;
 	Noded__TaskList *tl;
 	int r;
 
-	r = task_parse(argc, argv, TO_STATE | TO_LIMIT | TO_JSON,
+	r = nd_cli_task_opts_parse(argc, argv, TO_STATE | TO_LIMIT | TO_JSON |
+		       TO_JOB | TO_NODE,
 		       "usage: noded tasks [--master HOST:PORT] [--state STATE] "
-		       "[--limit N] [--json] [--token-file FILE]\n"
+		       "[--job N] [--node NAME]\n"
+		       "                   [--limit N] [--json] "
+		       "[--token-file FILE]\n"
 		       "  STATE: pending, assigned, running, succeeded, failed, "
 		       "timed_out, cancelled, lost\n"
-		       "  N: how many (the master's default: 100)", &o);
+		       "  --job N: only the tasks of job N (a fan-out: run or "
+		       "submit --all)\n"
+		       "  --node NAME: only the tasks that run or ran there (or "
+		       "wait for it)\n"
+		       "  N: how many, newest first (the master's default: 100)",
+		       &o);
 	if (r >= 0)
 		return r;
 	lr.state = o.state;
 	lr.limit = o.limit;
+	lr.job_id = o.job;
+	lr.node = (char *)(o.node ? o.node : "");
 	f.body_case = NODED__FRAME__BODY_LIST_TASKS;
 	f.list_tasks = &lr;
 	r = nd_cli_request(o.master, &f, NODED__FRAME__BODY_TASK_LIST,
@@ -252,9 +274,37 @@ int nd_cli_tasks(int argc, char **argv)
 struct logs {
 	struct nd_cli_sink sink;
 	bool done;
+	bool follow;
+	bool ended;             /* its terminal record came */
 	int status;             /* exit status */
 	int conn_err;
+	uint64_t id;
+	uint32_t attempt;       /* of the output before (nd_cli_attempt_begins) */
 };
+
+/* A record on the stream: a retry's note while the task runs; its end
+ * (the exit status with --follow), and whether its output was cut. */
+static void logs_record(struct logs *l, const Noded__TaskRecord *r)
+{
+	char note[1024];
+
+	fflush(stdout);
+	if (!nd_cli_state_terminal(r->state)) {
+		if (nd_cli_attempt_note(r, note, sizeof(note))) {
+			fputs("noded: ", stderr);
+			nd_text_fput(stderr, note);
+			fputc('\n', stderr);
+		}
+		return;
+	}
+	l->ended = true;
+	if (l->follow)
+		l->status = nd_cli_exit_status(r);
+	if (r->truncated)
+		fprintf(stderr, "noded: task %" PRIu64 " wrote %" PRIu64
+			" bytes; the master kept only part of them\n",
+			r->id, r->output_bytes);
+}
 
 static void logs_cb(struct nd_client *c, int status, const Noded__Frame *f,
 		    bool done, void *arg)
@@ -267,18 +317,20 @@ static void logs_cb(struct nd_client *c, int status, const Noded__Frame *f,
 		l->status = ND_CLI_EXIT_FAIL;
 	} else if (status < 0) {
 		l->conn_err = status;
-		l->status = ND_CLI_EXIT_FAIL;
+		l->status = l->follow ? ND_CLI_EXIT_LOST : ND_CLI_EXIT_FAIL;
 	} else if (f->kind == NODED__FRAME_KIND__STREAM_ITEM &&
 		   f->body_case == NODED__FRAME__BODY_OUTPUT && f->output) {
+		if (nd_cli_attempt_begins(&l->attempt, f->output->attempt)) {
+			nd_cli_sink_flush(&l->sink);
+			fflush(stdout);
+			nd_cli_attempt_marker(stderr, l->id, f->output->attempt);
+		}
 		nd_cli_sink_write(&l->sink, f->output->fd,
 				  f->output->data.data, f->output->data.len);
 	} else if (f->kind == NODED__FRAME_KIND__STREAM_ITEM &&
 		   f->body_case == NODED__FRAME__BODY_TASK_RECORD &&
-		   f->task_record && f->task_record->truncated) {
-		fflush(stdout);
-		fprintf(stderr, "noded: task %" PRIu64 " wrote %" PRIu64
-			" bytes; the master kept only part of them\n",
-			f->task_record->id, f->task_record->output_bytes);
+		   f->task_record) {
+		logs_record(l, f->task_record);
 	}
 	if (done)
 		l->done = true;
@@ -286,7 +338,7 @@ static void logs_cb(struct nd_client *c, int status, const Noded__Frame *f,
 
 int nd_cli_logs(int argc, char **argv)
 {
-	struct task_opts o;
+	struct nd_cli_task_opts o;
 	Noded__WatchRequest w = NODED__WATCH_REQUEST__INIT;
 	Noded__Frame f = NODED__FRAME__INIT;
 	struct logs l = { .status = 0 };
@@ -294,14 +346,19 @@ int nd_cli_logs(int argc, char **argv)
 	int64_t pinged = 0;
 	int r;
 
-	r = task_parse(argc, argv, TO_ID | TO_FOLLOW,
-		       "usage: noded logs ID [--master HOST:PORT] [--follow] [--token-file FILE]",
+	r = nd_cli_task_opts_parse(argc, argv, TO_ID | TO_FOLLOW,
+		       "usage: noded logs ID [--master HOST:PORT] [--follow] [--token-file FILE]\n"
+		       "  Prints the output the master kept (each attempt's after a marker line\n"
+		       "  on stderr). With --follow, then the live output until the task ends,\n"
+		       "  and exits with its status as run does (255 when the master is lost).",
 		       &o);
 	if (r >= 0)
 		return r;
 	c = nd_cli_connect(o.master);
 	if (!c)
 		return ND_CLI_EXIT_FAIL;
+	l.follow = o.follow;
+	l.id = o.id;
 	nd_cli_sink_init(&l.sink, stdout, stderr, NULL);
 	w.task_id = o.id;
 	w.follow = o.follow;
@@ -320,10 +377,14 @@ int nd_cli_logs(int argc, char **argv)
 		if (r < 0) {
 			if (!l.conn_err)
 				l.conn_err = r;
-			l.status = ND_CLI_EXIT_FAIL;
+			l.status = o.follow ? ND_CLI_EXIT_LOST :
+					      ND_CLI_EXIT_FAIL;
 			break;
 		}
 	}
+	/* the stream ended with no end of the task: as run, 255 */
+	if (o.follow && !l.ended && l.status == 0)
+		l.status = ND_CLI_EXIT_LOST;
 	fflush(stdout);
 	if (l.conn_err)
 		fprintf(stderr, "noded: logs: lost the connection to the master "
@@ -348,16 +409,22 @@ int nd_cli_logs(int argc, char **argv)
  */
 int nd_cli_cancel(int argc, char **argv)
 {
-	struct task_opts o;
+	struct nd_cli_task_opts o;
 	Noded__TaskQuery q = NODED__TASK_QUERY__INIT;
 	Noded__Frame f = NODED__FRAME__INIT, *reply;
 	struct nd_client *c;
 	int r, waited = 0;
 
-	r = task_parse(argc, argv, TO_ID,
-		       "usage: noded cancel ID [--master HOST:PORT] [--token-file FILE]", &o);
+	r = nd_cli_task_opts_parse(argc, argv, TO_ID | TO_JOB | TO_ID_OR_JOB,
+		       "usage: noded cancel ID | --job N [--master HOST:PORT] [--token-file FILE]\n"
+		       "  Waits until the task ended (up to 10 s) and prints "
+		       "the state it reached;\n"
+		       "  with --job, does so for every task of job N that had "
+		       "not ended.", &o);
 	if (r >= 0)
 		return r;
+	if (o.job)
+		return nd_cli_cancel_job(o.master, o.job);
 	c = nd_cli_connect(o.master);
 	if (!c)
 		return ND_CLI_EXIT_FAIL;

@@ -39,6 +39,11 @@ void nd_cli_task_usage(FILE *f, const char *cmd)
 		cmd);
 	if (!strcmp(cmd, "run"))
 		fprintf(f,
+			"  --print-id             say 'noded: task ID' (with --all: "
+			"'noded: job ID')\n"
+			"                         on stderr once the master took it\n");
+	if (!strcmp(cmd, "run"))
+		fprintf(f,
 			"Streams stdout and stderr (with --all each line as "
 			"'NODE: line') and exits\n"
 			"with the command's status: 128+N if killed by signal N, "
@@ -48,7 +53,11 @@ void nd_cli_task_usage(FILE *f, const char *cmd)
 			"each node that did not succeed named on stderr, and a "
 			"summary per node last.\n"
 			"Ctrl-C cancels the task(s) and waits for them; a second "
-			"Ctrl-C exits at once.\n");
+			"Ctrl-C exits at once.\n"
+			"A retried attempt is said on stderr, and where the retry "
+			"runs; output of\n"
+			"an attempt after the first follows a marker line on "
+			"stderr.\n");
 	else
 		fprintf(f, "Prints the task id (with --all: 'job J: task T on "
 			"NODE' lines) and exits.\n");
@@ -226,6 +235,7 @@ static const struct option task_opts[] = {
 	{ "retries", required_argument, NULL, 'r' },
 	{ "output-cap", required_argument, NULL, 'o' },
 	{ "wait-for-node", no_argument, NULL, 'W' },
+	{ "print-id", no_argument, NULL, 'P' },
 	{ "token-file", required_argument, NULL, 'T' },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
@@ -332,6 +342,15 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 			break;
 		case 'W':
 			a->spec.wait_for_node = true;
+			break;
+		case 'P':
+			if (strcmp(cmd, "run")) {
+				fprintf(stderr, "noded %s: --print-id is for "
+					"run (%s prints the ids anyway)\n",
+					cmd, cmd);
+				goto err_usage;
+			}
+			a->print_id = true;
 			break;
 		case 'h':
 			nd_cli_task_usage(stdout, cmd);

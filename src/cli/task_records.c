@@ -196,6 +196,38 @@ static const char *fmt_time(uint64_t ms, char *buf, size_t size)
 	return buf;
 }
 
+/* One attempt of noded task: "attempt 1:  w1, LOST, started T, ended T
+ * (ran S s): REASON". */
+static void attempt_print(FILE *f, const Noded__TaskAttempt *a)
+{
+	char tb[64];
+	bool ended = nd_cli_state_terminal(a->state);
+
+	fprintf(f, "attempt %u:%*s", a->attempt,
+		a->attempt < 10 ? 2 : a->attempt < 100 ? 1 : 0, "");
+	nd_text_fput(f, a->node && a->node[0] ? a->node : "-");
+	fprintf(f, ", %s", nd_task_state_name(a->state));
+	fprintf(f, ", %s %s", a->started_unix_ms ? "started" : "assigned",
+		fmt_time(a->started_unix_ms ? a->started_unix_ms :
+			 a->assigned_unix_ms, tb, sizeof(tb)));
+	if (a->ended_unix_ms)
+		fprintf(f, ", ended %s", fmt_time(a->ended_unix_ms, tb,
+						  sizeof(tb)));
+	if (a->started_unix_ms && a->ended_unix_ms >= a->started_unix_ms &&
+	    a->state != NODED__TASK_STATE__TASK_LOST) /* then: unknown */
+		fprintf(f, " (ran %.3f s)",
+			(double)(a->ended_unix_ms - a->started_unix_ms) / 1000);
+	if (ended && a->signal)
+		fprintf(f, ", signal %d", a->signal);
+	else if (ended && a->state != NODED__TASK_STATE__TASK_LOST)
+		fprintf(f, ", exit %d", a->exit_code);
+	if (a->reason && a->reason[0]) {
+		fputs(": ", f);
+		nd_text_fput(f, a->reason);
+	}
+	fputc('\n', f);
+}
+
 void nd_cli_task_print(FILE *f, const Noded__TaskRecord *r)
 {
 	bool ended = nd_cli_state_terminal(r->state);
@@ -254,4 +286,63 @@ void nd_cli_task_print(FILE *f, const Noded__TaskRecord *r)
 			r->watchers);
 	fprintf(f, "output:     %" PRIu64 " bytes%s\n", r->output_bytes,
 		r->truncated ? " (truncated: the master kept only part)" : "");
+	for (size_t i = 0; i < r->n_attempts; i++)
+		attempt_print(f, r->attempts[i]);
+}
+
+/* ---- attempts ---- */
+
+/* The last attempt of r's history, or NULL. */
+static const Noded__TaskAttempt *last_attempt(const Noded__TaskRecord *r)
+{
+	return r->n_attempts ? r->attempts[r->n_attempts - 1] : NULL;
+}
+
+bool nd_cli_attempt_note(const Noded__TaskRecord *r, char *buf, size_t size)
+{
+	const Noded__TaskAttempt *a = last_attempt(r);
+	unsigned long long id = (unsigned long long)r->id;
+	char *node, *why;
+	int n;
+
+	buf[0] = '\0';
+	if (!a || nd_cli_state_terminal(r->state) || r->attempt < 2)
+		return false;
+	node = nd_text_escaped(a->node ? a->node : "");
+	why = nd_text_escaped(a->reason && a->reason[0] ? a->reason :
+			      "no reason given");
+	if (!node || !why)
+		n = -1;
+	else if (r->state == NODED__TASK_STATE__TASK_PENDING &&
+		 a->attempt + 1 == r->attempt)
+		n = snprintf(buf, size, "task %llu: attempt %u on %s was lost "
+			     "(%s); retrying as attempt %u", id, a->attempt,
+			     node, why, r->attempt);
+	else if (r->state != NODED__TASK_STATE__TASK_PENDING &&
+		 a->attempt == r->attempt)
+		n = snprintf(buf, size, "task %llu: attempt %u runs on %s", id,
+			     a->attempt, node);
+	else
+		n = -1;
+	free(node);
+	free(why);
+	if (n < 0)
+		buf[0] = '\0';
+	return n >= 0;
+}
+
+bool nd_cli_attempt_begins(uint32_t *seen, uint32_t attempt)
+{
+	uint32_t last = *seen ? *seen : 1;
+
+	if (!attempt)
+		return false;
+	*seen = attempt;
+	return attempt != last;
+}
+
+void nd_cli_attempt_marker(FILE *f, uint64_t task, uint32_t attempt)
+{
+	fprintf(f, "noded: --- task %" PRIu64 ": output of attempt %u ---\n",
+		task, attempt);
 }

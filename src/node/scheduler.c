@@ -398,6 +398,7 @@ static bool assign(struct nd_svc *svc, struct task *t, struct node *n)
 	e.task_id = t->l.id;
 	e.attempt = t->l.attempt;
 	e.node = n->name;
+	e.unix_ms = nd_unix_ms();
 	ev.body_case = NODED__LEDGER_EVENT__BODY_ASSIGN;
 	ev.assign = &e;
 	return nd__svc_apply(svc, &ev, NULL) == 0;
@@ -472,6 +473,7 @@ bool nd__task_retry_or_lose(struct nd_svc *svc, struct task *t, struct node *n,
 	e.task_id = t->l.id;
 	e.attempt = t->l.attempt;
 	e.reason = (char *)why;
+	e.unix_ms = nd_unix_ms();
 	ev.body_case = NODED__LEDGER_EVENT__BODY_RETRIED;
 	ev.retried = &e;
 	return nd__svc_apply(svc, &ev, NULL) == 0;

@@ -87,6 +87,7 @@ struct watcher {
 	struct task *task;
 	struct nd_dest to;
 	struct run_group *group;      /* NULL: a plain watch */
+	bool records_only;            /* WatchRequest.records_only: no output */
 };
 
 /*
@@ -356,4 +357,7 @@ void nd__watchers_end(struct nd_svc *svc, struct task *t);
 /* An output chunk of t, to its watchers. */
 void nd__watchers_output(struct nd_svc *svc, struct task *t,
 			 const Noded__OutputChunk *chunk);
+/* t's record, to its watchers, their streams going on (an attempt was
+ * retried, or a retry assigned). */
+void nd__watchers_record(struct nd_svc *svc, struct task *t);
 #endif

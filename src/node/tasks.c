@@ -84,6 +84,37 @@ static char *wait_reason(struct nd_svc *svc, const struct task *t)
 	return buf;
 }
 
+/* t's history into r (arena; none when out of memory). */
+static void record_attempts(struct nd_svc *svc, const struct nd_ltask *t,
+			    Noded__TaskRecord *r)
+{
+	Noded__TaskAttempt *am, **ap;
+
+	if (!t->nattempts)
+		return;
+	am = nd_arena_alloc(svc->arena, t->nattempts * sizeof(*am));
+	ap = nd_arena_alloc(svc->arena, t->nattempts * sizeof(*ap));
+	if (!am || !ap)
+		return;
+	for (uint32_t i = 0; i < t->nattempts; i++) {
+		const struct nd_lattempt *a = &t->attempts[i];
+
+		noded__task_attempt__init(&am[i]);
+		am[i].attempt = a->attempt;
+		am[i].node = a->node;
+		am[i].state = a->state;
+		am[i].assigned_unix_ms = a->assigned_unix_ms;
+		am[i].started_unix_ms = a->started_unix_ms;
+		am[i].ended_unix_ms = a->ended_unix_ms;
+		am[i].exit_code = a->exit_code;
+		am[i].signal = a->signal;
+		am[i].reason = a->reason ? a->reason : "";
+		ap[i] = &am[i];
+	}
+	r->attempts = ap;
+	r->n_attempts = t->nattempts;
+}
+
 /* Fills r from t; strings point into t or the arena (valid this batch). */
 void nd__task_record(struct nd_svc *svc, const struct task *t,
 		     Noded__TaskRecord *r)
@@ -110,6 +141,7 @@ void nd__task_record(struct nd_svc *svc, const struct task *t,
 	r->truncated = l->truncated;
 	r->watchers = t->nwatchers;
 	r->cancel_requested = l->cancel_requested && !nd__task_ended(l->state);
+	record_attempts(svc, l, r);
 }
 
 void nd__task_frame_record(struct nd_svc *svc, const struct task *t,
@@ -242,6 +274,8 @@ void nd__tasks_effects(struct nd_svc *svc, const Noded__LedgerEvent *ev,
 	switch (ev->body_case) {
 	case NODED__LEDGER_EVENT__BODY_ASSIGN:
 		nd__push_assignment(svc, t);
+		if (t->l.attempt > 1) /* where the retry runs */
+			nd__watchers_record(svc, t);
 		break;
 	case NODED__LEDGER_EVENT__BODY_STARTED:
 		ND_LOG(ND_LOG_DEBUG, "task.started", ND_U("task", t->l.id),
@@ -253,6 +287,7 @@ void nd__tasks_effects(struct nd_svc *svc, const Noded__LedgerEvent *ev,
 		c.task_id = ev->output->task_id;
 		c.fd = ev->output->fd;
 		c.data = ev->output->data;
+		c.attempt = ev->output->attempt;
 		nd__watchers_output(svc, t, &c);
 		break;
 	}
@@ -268,6 +303,7 @@ void nd__tasks_effects(struct nd_svc *svc, const Noded__LedgerEvent *ev,
 		       ND_S("node", t->l.node), ND_S("reason", ev->retried->reason),
 		       ND_U("attempt", t->l.attempt),
 		       ND_U("retries_left", t->l.retries_left));
+		nd__watchers_record(svc, t);
 		break;
 	default:
 		break;
@@ -509,6 +545,14 @@ void nd__task_get(struct nd_svc *svc, const Noded__Frame *f, struct nd_out *o)
 				      o);
 }
 
+/* Is t's node (where it runs or ran, else the one it waits for) name? */
+static bool on_node_named(const struct task *t, const char *name)
+{
+	const char *n = t->l.node ? t->l.node : t->l.target_node;
+
+	return n && !strcmp(n, name);
+}
+
 void nd__task_list(struct nd_svc *svc, const Noded__Frame *f,
 		   struct nd_out *o)
 {
@@ -528,7 +572,9 @@ void nd__task_list(struct nd_svc *svc, const Noded__Frame *f,
 							     all_link));
 		Noded__TaskRecord *rec;
 
-		if (q->state && t->l.state != q->state)
+		if ((q->state && t->l.state != q->state) ||
+		    (q->job_id && t->l.job_id != q->job_id) ||
+		    (q->node && q->node[0] && !on_node_named(t, q->node)))
 			continue;
 		rec = nd_arena_alloc(svc->arena, sizeof(*rec));
 		if (!rec)

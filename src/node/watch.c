@@ -97,8 +97,26 @@ void nd__watchers_output(struct nd_svc *svc, struct task *t,
 		struct watcher *w = nd_container_of(l, struct watcher,
 						    task_link);
 
+		if (w->records_only)
+			continue;
 		f.id = w->to.stream_id;
 		nd__svc_push(svc, &w->to, &f);
+	}
+}
+
+void nd__watchers_record(struct nd_svc *svc, struct task *t)
+{
+	struct nd_list *l;
+
+	for (l = t->watchers.next; l != &t->watchers; l = l->next) {
+		struct watcher *w = nd_container_of(l, struct watcher,
+						    task_link);
+		struct nd_out o = { 0 };
+
+		nd__task_frame_record(svc, t, w->to.stream_id,
+				      NODED__FRAME_KIND__STREAM_ITEM, &o);
+		nd__svc_push_raw(svc, &w->to, o.buf.data, o.buf.len);
+		nd_buf_free(&o.buf);
 	}
 }
 
@@ -113,28 +131,21 @@ void nd__tasks_conn_gone(struct nd_svc *svc, uint64_t serial)
 						      conn_link));
 }
 
-/* Replays the kept output as OutputChunk items. */
+/* Replays the kept output as OutputChunk items (each naming its
+ * attempt). */
 static void replay(const struct task *t, uint64_t id, struct nd_out *o)
 {
 	Noded__Frame f = NODED__FRAME__INIT;
 	Noded__OutputChunk c = NODED__OUTPUT_CHUNK__INIT;
-	size_t off = 0;
+	struct nd_lout_iter it = { 0 };
 
 	f.id = id;
 	f.kind = NODED__FRAME_KIND__STREAM_ITEM;
 	f.body_case = NODED__FRAME__BODY_OUTPUT;
 	f.output = &c;
 	c.task_id = t->l.id;
-	while (off + 5 <= t->l.out.len) {
-		uint32_t len;
-
-		memcpy(&len, t->l.out.data + off + 1, 4);
-		c.fd = t->l.out.data[off];
-		c.data.data = t->l.out.data + off + 5;
-		c.data.len = len;
+	while (nd_ltask_output_next(&t->l, &it, &c))
 		nd__out_frame(o, &f);
-		off += 5 + len;
-	}
 }
 
 void nd__task_watch(struct nd_svc *svc, const Noded__Frame *f,
@@ -145,17 +156,23 @@ void nd__task_watch(struct nd_svc *svc, const Noded__Frame *f,
 
 	if (!t)
 		return;
-	replay(t, f->id, o);
+	if (!f->watch->records_only)
+		replay(t, f->id, o);
 	if (nd__task_ended(t->l.state) || !f->watch->follow) {
 		nd__task_frame_record(svc, t, f->id,
 				      NODED__FRAME_KIND__STREAM_ITEM, o);
 		nd__out_end(o, f->id);
 		return;
 	}
-	if (!nd__watcher_add(svc, t, from, NULL))
+	if (!nd__watcher_add(svc, t, from, NULL)) {
 		nd__out_error(o, f->id, NODED__FRAME_KIND__STREAM_END,
 			      NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
 			      "out of memory");
+		return;
+	}
+	/* the one just added is the last of t's */
+	nd_container_of(t->watchers.prev, struct watcher,
+			task_link)->records_only = f->watch->records_only;
 }
 
 bool nd__task_congested(struct nd_svc *svc, uint64_t task_id)

@@ -21,8 +21,17 @@ void nd_ledger_init(struct nd_ledger *l, size_t task_size)
 			       task_size : sizeof(struct nd_ltask);
 }
 
+static void attempt_free(struct nd_lattempt *a)
+{
+	free(a->node);
+	free(a->reason);
+}
+
 static void task_free(struct nd_ltask *t)
 {
+	for (uint32_t i = 0; i < t->nattempts; i++)
+		attempt_free(&t->attempts[i]);
+	free(t->attempts);
 	free(t->spec);
 	free(t->target_node);
 	free(t->node);
@@ -102,6 +111,31 @@ static bool on_node(const struct nd_ltask *t)
 {
 	return t->state == NODED__TASK_STATE__TASK_ASSIGNED ||
 	       t->state == NODED__TASK_STATE__TASK_RUNNING;
+}
+
+/* The record of t's current attempt in its history, or NULL (it has not
+ * reached a node). */
+static struct nd_lattempt *current(const struct nd_ltask *t)
+{
+	struct nd_lattempt *a = t->nattempts ?
+					&t->attempts[t->nattempts - 1] : NULL;
+
+	return a && a->attempt == t->attempt ? a : NULL;
+}
+
+/* The current attempt (a, may be NULL) ends in state st with reason
+ * (taken; NULL: none) at unix_ms. */
+static void attempt_end(struct nd_lattempt *a, Noded__TaskState st,
+			uint64_t unix_ms, char *reason)
+{
+	if (!a) {
+		free(reason);
+		return;
+	}
+	a->state = st;
+	a->ended_unix_ms = unix_ms;
+	free(a->reason);
+	a->reason = reason;
 }
 
 /* ---- events ---- */
@@ -188,16 +222,43 @@ static int apply_assign(struct nd_ledger *l, const void *m,
 
 	if (!t)
 		return err;
+	struct nd_lattempt *as, *a;
+	char *anode;
+
 	if (!e->attempt || t->state != NODED__TASK_STATE__TASK_PENDING ||
 	    !e->node[0] || (t->target_node && strcmp(t->target_node, e->node)))
 		return -EINVAL;
 	if (!(node = strdup(e->node)))
 		return -ENOMEM;
+	if (!(anode = strdup(e->node)))
+		goto err_node;
+	as = t->attempts;
+	if (t->nattempts < ND_LEDGER_ATTEMPTS_KEPT) {
+		as = realloc(t->attempts, (t->nattempts + 1) * sizeof(*as));
+		if (!as)
+			goto err_anode;
+		t->attempts = as;
+	} else {
+		/* full: the oldest goes */
+		attempt_free(&as[0]);
+		memmove(as, as + 1, --t->nattempts * sizeof(*as));
+	}
+	a = &as[t->nattempts++];
+	memset(a, 0, sizeof(*a));
+	a->attempt = e->attempt;
+	a->state = NODED__TASK_STATE__TASK_ASSIGNED;
+	a->node = anode;
+	a->assigned_unix_ms = e->unix_ms;
 	free(t->node);
 	t->node = node;
 	set_state(l, t, NODED__TASK_STATE__TASK_ASSIGNED);
 	*out = t;
 	return 0;
+err_anode:
+	free(anode);
+err_node:
+	free(node);
+	return -ENOMEM;
 }
 
 static int apply_started(struct nd_ledger *l, const void *m,
@@ -206,6 +267,7 @@ static int apply_started(struct nd_ledger *l, const void *m,
 	const Noded__LedgerStarted *e = m;
 	int err;
 	struct nd_ltask *t = task_at(l, e->task_id, e->attempt, &err);
+	struct nd_lattempt *a;
 
 	if (!t)
 		return err;
@@ -214,8 +276,66 @@ static int apply_started(struct nd_ledger *l, const void *m,
 	if (t->state != NODED__TASK_STATE__TASK_RUNNING)
 		set_state(l, t, NODED__TASK_STATE__TASK_RUNNING);
 	t->started_unix_ms = e->start_unix_ms;
+	if ((a = current(t))) {
+		a->state = NODED__TASK_STATE__TASK_RUNNING;
+		a->started_unix_ms = e->start_unix_ms;
+	}
 	*out = t;
 	return 0;
+}
+
+/* Appends n bytes of fd from attempt to t's kept output, after a marker
+ * when attempt is not the last kept chunk's (or, first, not 1): 0, or
+ * -ENOMEM with nothing changed. */
+static int out_append(struct nd_ltask *t, uint8_t fd, uint32_t attempt,
+		      const uint8_t *data, size_t n)
+{
+	uint32_t last = t->out_attempt ? t->out_attempt : 1,
+		 len = (uint32_t)n;
+	size_t mark = attempt != last ? 5 : 0;
+	uint8_t *b;
+
+	if (nd_buf_reserve(&t->out, mark + 5 + n))
+		return -ENOMEM;
+	b = t->out.data + t->out.len;
+	if (mark) {
+		b[0] = 0;
+		memcpy(b + 1, &attempt, 4);
+		b += 5;
+	}
+	b[0] = fd;
+	memcpy(b + 1, &len, 4);
+	if (n)
+		memcpy(b + 5, data, n);
+	t->out.len += mark + 5 + n;
+	t->out_data += n;
+	t->out_attempt = attempt;
+	return 0;
+}
+
+bool nd_ltask_output_next(const struct nd_ltask *t, struct nd_lout_iter *it,
+			  Noded__OutputChunk *c)
+{
+	if (!it->attempt)
+		it->attempt = 1;
+	while (it->off + 5 <= t->out.len) {
+		const uint8_t *b = t->out.data + it->off;
+		uint32_t len;
+
+		memcpy(&len, b + 1, 4);
+		if (!b[0]) {
+			it->attempt = len;
+			it->off += 5;
+			continue;
+		}
+		c->fd = b[0];
+		c->attempt = it->attempt;
+		c->data.data = (uint8_t *)b + 5;
+		c->data.len = len;
+		it->off += 5 + len;
+		return true;
+	}
+	return false;
 }
 
 static int apply_output(struct nd_ledger *l, const void *m,
@@ -224,9 +344,8 @@ static int apply_output(struct nd_ledger *l, const void *m,
 	const Noded__LedgerOutput *e = m;
 	int err;
 	struct nd_ltask *t = task_at(l, e->task_id, e->attempt, &err);
+	struct nd_lattempt *a;
 	size_t n = 0;
-	uint32_t len;
-	uint8_t *b;
 
 	if (!t)
 		return err;
@@ -236,23 +355,19 @@ static int apply_output(struct nd_ledger *l, const void *m,
 		size_t room = (size_t)(t->output_cap - t->out_data);
 
 		n = e->data.len < room ? e->data.len : room;
-		if (nd_buf_reserve(&t->out, 5 + n))
+		if (out_append(t, (uint8_t)(e->fd == 2 ? 2 : 1), e->attempt,
+			       e->data.data, n))
 			return -ENOMEM;
-		b = t->out.data + t->out.len;
-		len = (uint32_t)n;
-		b[0] = (uint8_t)(e->fd == 2 ? 2 : 1);
-		memcpy(b + 1, &len, 4);
-		if (n)
-			memcpy(b + 5, e->data.data, n);
-		t->out.len += 5 + n;
-		t->out_data += n;
 		l->kept_bytes += n;
 	}
 	if (n < e->data.len)
 		t->truncated = true;
 	t->produced += e->data.len;
-	if (t->state != NODED__TASK_STATE__TASK_RUNNING)
+	if (t->state != NODED__TASK_STATE__TASK_RUNNING) {
 		set_state(l, t, NODED__TASK_STATE__TASK_RUNNING);
+		if ((a = current(t)))
+			a->state = NODED__TASK_STATE__TASK_RUNNING;
+	}
 	*out = t;
 	return 0;
 }
@@ -263,7 +378,8 @@ static int apply_ended(struct nd_ledger *l, const void *m,
 	const Noded__LedgerEnded *e = m;
 	int err;
 	struct nd_ltask *t = task_at(l, e->task_id, e->attempt, &err);
-	char *reason;
+	struct nd_lattempt *a;
+	char *reason, *areason;
 
 	if (!t)
 		return err;
@@ -271,8 +387,20 @@ static int apply_ended(struct nd_ledger *l, const void *m,
 	    !nd_ltask_ended(e->state) ||
 	    e->state == NODED__TASK_STATE__TASK_LOST || e->state >= NSTATES)
 		return -EINVAL;
+	a = current(t);
 	if (dup_opt(e->reason, &reason))
 		return -ENOMEM;
+	if (dup_opt(a ? e->reason : NULL, &areason)) {
+		free(reason);
+		return -ENOMEM;
+	}
+	if (a) {
+		a->exit_code = e->exit_code;
+		a->signal = e->signal;
+		if (e->start_unix_ms && !a->started_unix_ms)
+			a->started_unix_ms = e->start_unix_ms;
+	}
+	attempt_end(a, e->state, e->unix_ms, areason);
 	t->exit_code = e->exit_code;
 	t->signal = e->signal;
 	if (e->start_unix_ms && !t->started_unix_ms)
@@ -307,11 +435,16 @@ static int apply_retried(struct nd_ledger *l, const void *m,
 	const Noded__LedgerRetried *e = m;
 	int err;
 	struct nd_ltask *t = task_at(l, e->task_id, e->attempt, &err);
+	char *reason;
 
 	if (!t)
 		return err;
 	if (!e->attempt || !on_node(t) || !t->retries_left)
 		return -EINVAL;
+	if (dup_opt(e->reason, &reason))
+		return -ENOMEM;
+	attempt_end(current(t), NODED__TASK_STATE__TASK_LOST, e->unix_ms,
+		    reason);
 	t->retries_left--;
 	t->attempt++;
 	set_state(l, t, NODED__TASK_STATE__TASK_PENDING);
@@ -325,14 +458,21 @@ static int apply_lost(struct nd_ledger *l, const void *m,
 	const Noded__LedgerLost *e = m;
 	int err;
 	struct nd_ltask *t = task_at(l, e->task_id, e->attempt, &err);
-	char *reason;
+	struct nd_lattempt *a;
+	char *reason, *areason;
 
 	if (!t)
 		return err;
 	if (!e->attempt || nd_ltask_ended(t->state))
 		return -EINVAL;
+	a = current(t);
 	if (dup_opt(e->reason, &reason))
 		return -ENOMEM;
+	if (dup_opt(a ? e->reason : NULL, &areason)) {
+		free(reason);
+		return -ENOMEM;
+	}
+	attempt_end(a, NODED__TASK_STATE__TASK_LOST, e->unix_ms, areason);
 	end(l, t, NODED__TASK_STATE__TASK_LOST, e->unix_ms, reason);
 	*out = t;
 	return 0;
@@ -410,35 +550,48 @@ const char *nd_ledger_event_name(const Noded__LedgerEvent *ev)
 static size_t kept_chunks(const struct nd_ltask *t, Noded__OutputChunk *c,
 			  Noded__OutputChunk **chunks)
 {
-	size_t off = 0, n = 0;
+	struct nd_lout_iter it = { 0 };
+	Noded__OutputChunk one = NODED__OUTPUT_CHUNK__INIT;
+	size_t n = 0;
 
-	while (off + 5 <= t->out.len) {
-		uint32_t len;
-
-		memcpy(&len, t->out.data + off + 1, 4);
-		noded__output_chunk__init(&c[n]);
-		c[n].fd = t->out.data[off];
-		c[n].data.data = t->out.data + off + 5;
-		c[n].data.len = len;
+	while (nd_ltask_output_next(t, &it, &one)) {
+		c[n] = one;
 		chunks[n] = &c[n];
 		n++;
-		off += 5 + len;
 	}
 	return n;
 }
 
 static size_t count_chunks(const struct nd_ltask *t)
 {
-	size_t off = 0, n = 0;
+	struct nd_lout_iter it = { 0 };
+	Noded__OutputChunk c;
+	size_t n = 0;
 
-	while (off + 5 <= t->out.len) {
-		uint32_t len;
-
-		memcpy(&len, t->out.data + off + 1, 4);
-		off += 5 + len;
+	while (nd_ltask_output_next(t, &it, &c))
 		n++;
-	}
 	return n;
+}
+
+/* t's history as messages in am[] (room for all), pointed at by ap[]. */
+static void attempts_to_msg(const struct nd_ltask *t, Noded__TaskAttempt *am,
+			    Noded__TaskAttempt **ap)
+{
+	for (uint32_t i = 0; i < t->nattempts; i++) {
+		const struct nd_lattempt *a = &t->attempts[i];
+
+		noded__task_attempt__init(&am[i]);
+		am[i].attempt = a->attempt;
+		am[i].node = a->node;
+		am[i].state = a->state;
+		am[i].assigned_unix_ms = a->assigned_unix_ms;
+		am[i].started_unix_ms = a->started_unix_ms;
+		am[i].ended_unix_ms = a->ended_unix_ms;
+		am[i].exit_code = a->exit_code;
+		am[i].signal = a->signal;
+		am[i].reason = a->reason ? a->reason : "";
+		ap[i] = &am[i];
+	}
 }
 
 static void task_to_msg(const struct nd_ltask *t, Noded__LedgerTask *m)
@@ -475,20 +628,27 @@ int nd_ledger_snapshot(const struct nd_ledger *l, uint8_t **out, size_t *len)
 	Noded__LedgerSnapshot s = NODED__LEDGER_SNAPSHOT__INIT;
 	Noded__LedgerTask *msgs = NULL, **ptrs = NULL;
 	Noded__OutputChunk *chunks = NULL, **cptrs = NULL;
-	size_t nchunks = 0, k = 0, c = 0;
+	Noded__TaskAttempt *am = NULL, **aptrs = NULL;
+	size_t nchunks = 0, natt = 0, k = 0, c = 0, a = 0;
 	int err = -ENOMEM;
 	struct nd_list *it;
 
 	*out = NULL;
 	*len = 0;
-	for (it = l->all.next; it != &l->all; it = it->next)
-		nchunks += count_chunks(nd_container_of(it, struct nd_ltask,
-							all_link));
+	for (it = l->all.next; it != &l->all; it = it->next) {
+		const struct nd_ltask *t = nd_container_of(it, struct nd_ltask,
+							   all_link);
+
+		nchunks += count_chunks(t);
+		natt += t->nattempts;
+	}
 	msgs = calloc(l->ntasks ? l->ntasks : 1, sizeof(*msgs));
 	ptrs = calloc(l->ntasks ? l->ntasks : 1, sizeof(*ptrs));
 	chunks = calloc(nchunks ? nchunks : 1, sizeof(*chunks));
 	cptrs = calloc(nchunks ? nchunks : 1, sizeof(*cptrs));
-	if (!msgs || !ptrs || !chunks || !cptrs)
+	am = calloc(natt ? natt : 1, sizeof(*am));
+	aptrs = calloc(natt ? natt : 1, sizeof(*aptrs));
+	if (!msgs || !ptrs || !chunks || !cptrs || !am || !aptrs)
 		goto out;
 	for (it = l->all.next; it != &l->all; it = it->next, k++) {
 		const struct nd_ltask *t = nd_container_of(it, struct nd_ltask,
@@ -498,6 +658,10 @@ int nd_ledger_snapshot(const struct nd_ledger *l, uint8_t **out, size_t *len)
 		msgs[k].output = cptrs + c;
 		msgs[k].n_output = kept_chunks(t, chunks + c, cptrs + c);
 		c += msgs[k].n_output;
+		attempts_to_msg(t, am + a, aptrs + a);
+		msgs[k].attempts = aptrs + a;
+		msgs[k].n_attempts = t->nattempts;
+		a += t->nattempts;
 		ptrs[k] = &msgs[k];
 	}
 	s.n_tasks = k;
@@ -523,6 +687,8 @@ out:
 	free(ptrs);
 	free(chunks);
 	free(cptrs);
+	free(am);
+	free(aptrs);
 	return err;
 }
 
@@ -570,22 +736,44 @@ static struct nd_ltask *task_from_msg(struct nd_ledger *l,
 	t->end_seq = m->end_seq;
 	for (size_t i = 0; i < m->n_output; i++) {
 		const Noded__OutputChunk *c = m->output[i];
-		uint32_t len = (uint32_t)c->data.len;
-		uint8_t *b;
 
-		if (c->data.len > UINT32_MAX) {
+		if (c->data.len > UINT32_MAX || c->attempt > m->attempt) {
 			*err = -EINVAL;
 			goto fail;
 		}
-		if (nd_buf_reserve(&t->out, 5 + c->data.len))
+		if (out_append(t, (uint8_t)(c->fd == 2 ? 2 : 1),
+			       c->attempt ? c->attempt : 1, c->data.data,
+			       c->data.len))
 			goto fail;
-		b = t->out.data + t->out.len;
-		b[0] = (uint8_t)(c->fd == 2 ? 2 : 1);
-		memcpy(b + 1, &len, 4);
-		if (len)
-			memcpy(b + 5, c->data.data, len);
-		t->out.len += 5 + len;
-		t->out_data += len;
+	}
+	if (m->n_attempts > ND_LEDGER_ATTEMPTS_KEPT) {
+		*err = -EINVAL;
+		goto fail;
+	}
+	if (m->n_attempts &&
+	    !(t->attempts = calloc(m->n_attempts, sizeof(*t->attempts))))
+		goto fail;
+	for (size_t i = 0; i < m->n_attempts; i++) {
+		const Noded__TaskAttempt *am = m->attempts[i];
+		struct nd_lattempt *a = &t->attempts[i];
+
+		t->nattempts++;
+		if (!am->node[0] ||
+		    am->state < NODED__TASK_STATE__TASK_ASSIGNED ||
+		    am->state >= NSTATES) {
+			*err = -EINVAL;
+			goto fail;
+		}
+		if (dup_opt(am->node, &a->node) ||
+		    dup_opt(am->reason, &a->reason))
+			goto fail;
+		a->attempt = am->attempt;
+		a->state = am->state;
+		a->assigned_unix_ms = am->assigned_unix_ms;
+		a->started_unix_ms = am->started_unix_ms;
+		a->ended_unix_ms = am->ended_unix_ms;
+		a->exit_code = am->exit_code;
+		a->signal = am->signal;
 	}
 	*err = 0;
 	return t;
@@ -594,10 +782,30 @@ fail:
 	return NULL;
 }
 
+/* Does t's history keep the invariants of ledger.h? */
+static bool history_valid(const struct nd_ltask *t)
+{
+	const struct nd_lattempt *cur = current(t);
+
+	for (uint32_t i = 0; i < t->nattempts; i++) {
+		const struct nd_lattempt *a = &t->attempts[i];
+
+		if (!a->attempt || a->attempt > t->attempt ||
+		    (i && a->attempt <= t->attempts[i - 1].attempt) ||
+		    (a != cur && !nd_ltask_ended(a->state)))
+			return false;
+	}
+	if (on_node(t))
+		return cur && cur->state == t->state && t->node &&
+		       !strcmp(cur->node, t->node);
+	return !cur || cur->state == t->state;
+}
+
 /* Does t keep the invariants of ledger.h that concern it alone? */
 static bool task_valid(const struct nd_ltask *t)
 {
-	return nd_ltask_ended(t->state) == (t->end_seq != 0) &&
+	return history_valid(t) &&
+	       nd_ltask_ended(t->state) == (t->end_seq != 0) &&
 	       (!on_node(t) || t->node) &&
 	       (!t->node || !t->target_node ||
 		t->state == NODED__TASK_STATE__TASK_PENDING ||

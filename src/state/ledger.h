@@ -18,15 +18,17 @@
  *            no node. Ids must be above every id the ledger has seen (ids
  *            are never reused), consecutive from task_id.
  *   assign   PENDING -> ASSIGNED on a node; the attempt must be the task's,
- *            and a task for a named node goes only there.
+ *            and a task for a named node goes only there. Adds the
+ *            attempt to the task's history (below).
  *   started  ASSIGNED or RUNNING -> RUNNING; the start time.
  *   output   ASSIGNED or RUNNING -> RUNNING; output counted, and kept up to
- *            the task's cap (past it: truncated).
+ *            the task's cap (past it: truncated), marked with its attempt.
  *   ended    not ended -> SUCCEEDED, FAILED, TIMED_OUT or CANCELLED, with
  *            its result (exit, signal, reason, times, usage).
  *   cancel   not ended: cancel_requested.
  *   retried  ASSIGNED or RUNNING with retries left -> PENDING, attempt + 1,
- *            one retry fewer. Its node stays as where it last ran.
+ *            one retry fewer. Its node stays as where it last ran; the
+ *            attempt that ran there ends LOST in the history, with why.
  *   lost     not ended -> LOST, with why.
  *   evict    ended -> gone (its output with it).
  * started, output, ended, retried and lost name an attempt: an event for
@@ -46,6 +48,19 @@
  * - count[st] is the number of tasks in state st; kept_bytes the output
  *   kept by all; done lists exactly the ended tasks, in the order they
  *   ended; all lists every task, in the order submitted.
+ * - History: attempts[] holds the task's attempts that reached a node (an
+ *   assign each), oldest first, attempt numbers rising, none above the
+ *   task's attempt; at most ND_LEDGER_ATTEMPTS_KEPT of them (the oldest
+ *   are dropped first: retries are not bounded by the protocol, a task's
+ *   memory must be). The current one (numbered the task's attempt) is the
+ *   last; while the task is ASSIGNED or RUNNING it is there, on the task's
+ *   node, in the task's state, and once the task ended it has the task's
+ *   final state. Every other one has ended (LOST when retried). assign
+ *   adds one; started, output, ended, retried and lost change the current
+ *   one only.
+ * - Kept output: a chunk of another attempt than the last kept one (or,
+ *   at first, than attempt 1) is preceded by a marker naming its attempt,
+ *   so a replay can tell where each attempt's output begins.
  *
  * Memory: each task is one allocation of the size given to nd_ledger_init()
  * (at least sizeof(struct nd_ltask), which must come first), zeroed, so a
@@ -64,6 +79,18 @@
 #include "core/u64map.h"
 #include "noded.pb-c.h"
 
+/* One attempt of a task in its history (see the invariants above). */
+struct nd_lattempt {
+	uint32_t attempt;
+	Noded__TaskState state;
+	char *node;
+	char *reason;                 /* NULL: none */
+	int32_t exit_code, signal;
+	uint64_t assigned_unix_ms, started_unix_ms, ended_unix_ms;
+};
+
+#define ND_LEDGER_ATTEMPTS_KEPT 16
+
 struct nd_ltask {
 	uint64_t id, job_id;
 	Noded__TaskState state;
@@ -79,8 +106,13 @@ struct nd_ltask {
 	uint64_t submitted_unix_ms, started_unix_ms, ended_unix_ms;
 	uint64_t utime_us, stime_us, max_rss_kib;
 	uint64_t output_cap, produced;
-	struct nd_buf out;            /* kept output: [fd][len32][data]... */
+	struct nd_buf out;            /* kept output: [fd][len32][data]...;
+				       * fd 0: a marker, len32 the attempt
+				       * of the chunks after it, no data */
 	size_t out_data;              /* bytes of data in out */
+	uint32_t out_attempt;         /* of the last kept chunk (0: none) */
+	struct nd_lattempt *attempts; /* the history, oldest first */
+	uint32_t nattempts;
 	uint64_t queue_seq;           /* when it last became PENDING */
 	uint64_t end_seq;             /* when it ended (0: it has not) */
 	struct nd_list all_link;      /* ledger.all */
@@ -108,6 +140,17 @@ static inline bool nd_ltask_ended(Noded__TaskState st)
 {
 	return st >= NODED__TASK_STATE__TASK_SUCCEEDED;
 }
+
+/* Walks the kept output of a task: start with it zeroed. */
+struct nd_lout_iter {
+	size_t off;
+	uint32_t attempt;
+};
+
+/* The next kept chunk of t into c (fd, attempt, data pointing into t;
+ * task_id untouched): true, or false at the end. */
+bool nd_ltask_output_next(const struct nd_ltask *t, struct nd_lout_iter *it,
+			  Noded__OutputChunk *c);
 
 /* An empty ledger whose tasks take task_size bytes each (0: the ledger's
  * own size). */

@@ -247,6 +247,33 @@ err_object:
 	return NULL;
 }
 
+/* The attempts of a record as an array of objects: 0 or -ENOMEM. */
+static int set_attempts(json_t *o, const Noded__TaskRecord *r)
+{
+	json_t *arr = json_array();
+
+	if (!arr || json_object_set_new(o, "attempts", arr))
+		return -ENOMEM;
+	for (size_t i = 0; i < r->n_attempts; i++) {
+		const Noded__TaskAttempt *a = r->attempts[i];
+		json_t *j = json_pack(
+			"{s:I, s:s, s:I, s:I, s:I, s:i, s:i}",
+			"attempt", (json_int_t)a->attempt,
+			"state", nd_task_state_name(a->state),
+			"assigned_unix_ms", (json_int_t)a->assigned_unix_ms,
+			"started_unix_ms", (json_int_t)a->started_unix_ms,
+			"ended_unix_ms", (json_int_t)a->ended_unix_ms,
+			"exit_code", (int)a->exit_code,
+			"signal", (int)a->signal);
+
+		if (!j || json_array_append_new(arr, j) ||
+		    nd_json_set_text(j, "node", a->node) ||
+		    nd_json_set_text(j, "reason", a->reason))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 json_t *nd_json_task(const Noded__TaskRecord *r)
 {
 	const Noded__Command *s = r->spec ? r->spec->command : NULL;
@@ -282,6 +309,8 @@ json_t *nd_json_task(const Noded__TaskRecord *r)
 		goto err_object;
 	if (r->cancel_requested && /* only then: the shape stays */
 	    json_object_set_new(o, "cancel_requested", json_true()))
+		goto err_object;
+	if (set_attempts(o, r))
 		goto err_object;
 	return o;
 err_object:

@@ -444,6 +444,25 @@ Test(http, submit_get_list_and_output)
 	cr_expect_eq(r.status, 201, "%s", r.body);
 	cr_expect(jint(r.json, "job_id") > 0);
 	cr_expect_eq(json_array_size(json_object_get(r.json, "task_ids")), 1);
+	a = jint(r.json, "job_id");
+	resp_free(&r);
+
+	/* the list filtered by job and by node, as noded tasks --job --node */
+	snprintf(path, sizeof(path), "/v1/tasks?job=%lld", a);
+	req(&r, "GET", path, NULL);
+	cr_assert_eq(r.status, 200, "%s", r.body);
+	tasks = json_object_get(r.json, "tasks");
+	cr_expect_eq(json_array_size(tasks), 1, "%s", r.body);
+	cr_expect_eq(jint(json_array_get(tasks, 0), "job_id"), a);
+	resp_free(&r);
+	req(&r, "GET", "/v1/tasks?node=w1&state=failed", NULL);
+	tasks = json_object_get(r.json, "tasks");
+	cr_expect_eq(json_array_size(tasks), 1, "%s", r.body);
+	cr_expect_eq(jint(json_array_get(tasks, 0), "id"), b);
+	resp_free(&r);
+	req(&r, "GET", "/v1/tasks?node=nobody", NULL);
+	cr_expect_eq(r.status, 200, "%s", r.body);
+	cr_expect_eq(json_array_size(json_object_get(r.json, "tasks")), 0);
 	resp_free(&r);
 }
 
@@ -631,6 +650,9 @@ Test(http, bad_requests_get_the_right_status)
 		     404, "zz");
 	expect_error("GET", "/v1/tasks?state=bogus", NULL, 400, "state");
 	expect_error("GET", "/v1/tasks?limit=0", NULL, 400, "limit");
+	expect_error("GET", "/v1/tasks?job=0", NULL, 400, "job");
+	expect_error("GET", "/v1/tasks?job=x", NULL, 400, "job");
+	expect_error("GET", "/v1/tasks?node=", NULL, 400, "node");
 	expect_error("GET", "/v1/tasks/77", NULL, 404, "77");
 	expect_error("GET", "/v1/tasks/abc", NULL, 404, "no such path");
 	expect_error("GET", "/nope", NULL, 404, "no such path");

@@ -38,6 +38,7 @@
 #include "cli/task_records.c"
 #include "cli/run.c"
 #include "cli/task.c"
+#include "cli/job.c"
 
 #define ARGV(...) ((char *[]){ __VA_ARGS__, NULL })
 #define ARGC(...) ((int)(sizeof((char *[]){ __VA_ARGS__ }) / sizeof(char *)))
@@ -647,8 +648,40 @@ Test(record, json_fields)
 		     2000000);
 	cr_expect(json_is_true(json_object_get(j, "truncated")));
 	cr_expect_eq(json_integer_value(json_object_get(j, "watchers")), 3);
-	cr_expect_eq(json_object_size(j), 18);
+	cr_expect_eq(json_array_size(json_object_get(j, "attempts")), 0);
+	cr_expect_eq(json_object_size(j), 19);
 	json_decref(j);
+
+	{
+		Noded__TaskAttempt a1 = NODED__TASK_ATTEMPT__INIT;
+		Noded__TaskAttempt *as[] = { &a1 };
+		json_t *ja;
+
+		a1.attempt = 1;
+		a1.node = "w1";
+		a1.state = S(LOST);
+		a1.started_unix_ms = 5;
+		a1.ended_unix_ms = 6;
+		a1.reason = "node w1 died";
+		r.attempts = as;
+		r.n_attempts = 1;
+		j = nd_json_task(&r);
+		ja = json_array_get(json_object_get(j, "attempts"), 0);
+		cr_assert(json_is_object(ja));
+		cr_expect_eq(json_integer_value(json_object_get(ja, "attempt")),
+			     1);
+		cr_expect_str_eq(json_string_value(json_object_get(ja, "node")),
+				 "w1");
+		cr_expect_str_eq(json_string_value(json_object_get(ja,
+				 "state")), "LOST");
+		cr_expect_str_eq(json_string_value(json_object_get(ja,
+				 "reason")), "node w1 died");
+		cr_expect_eq(json_integer_value(json_object_get(ja,
+			     "ended_unix_ms")), 6);
+		json_decref(j);
+		r.attempts = NULL;
+		r.n_attempts = 0;
+	}
 
 	sc.shell = "sleep 10 &";
 	r.truncated = false;
@@ -666,6 +699,48 @@ Test(record, json_fields)
 	cr_expect_eq(json_array_size(json_object_get(j, "argv")), 0);
 	cr_expect_str_eq(json_string_value(json_object_get(j, "node")), "");
 	json_decref(j);
+}
+
+Test(record, attempt_notes_and_markers)
+{
+	Noded__TaskAttempt a1 = NODED__TASK_ATTEMPT__INIT;
+	Noded__TaskAttempt a2 = NODED__TASK_ATTEMPT__INIT;
+	Noded__TaskAttempt *as[] = { &a1, &a2 };
+	Noded__TaskRecord r = rec(S(PENDING), 0, 0, NULL);
+	char buf[256];
+	uint32_t seen = 0;
+
+	a1.attempt = 1;
+	a1.node = "w1";
+	a1.state = S(LOST);
+	a1.reason = "node w1 died";
+	a2.attempt = 2;
+	a2.node = "w2";
+	a2.state = S(ASSIGNED);
+	cr_expect_not(nd_cli_attempt_note(&r, buf, sizeof(buf)),
+		      "no attempt yet: nothing to say");
+	r.attempts = as;
+	r.n_attempts = 1;
+	r.attempt = 2;
+	cr_assert(nd_cli_attempt_note(&r, buf, sizeof(buf)));
+	cr_expect_str_eq(buf, "task 42: attempt 1 on w1 was lost (node w1 "
+			 "died); retrying as attempt 2");
+	r.n_attempts = 2;
+	r.state = S(ASSIGNED);
+	cr_assert(nd_cli_attempt_note(&r, buf, sizeof(buf)));
+	cr_expect_str_eq(buf, "task 42: attempt 2 runs on w2");
+	r.state = S(SUCCEEDED);
+	cr_expect_not(nd_cli_attempt_note(&r, buf, sizeof(buf)),
+		      "an end is no retry");
+
+	/* output of attempt 1 needs no marker; the next attempt's does */
+	cr_expect_not(nd_cli_attempt_begins(&seen, 1));
+	cr_expect_not(nd_cli_attempt_begins(&seen, 1));
+	cr_expect(nd_cli_attempt_begins(&seen, 2));
+	cr_expect_not(nd_cli_attempt_begins(&seen, 2));
+	cr_expect_not(nd_cli_attempt_begins(&seen, 0), "unknown: none");
+	seen = 0;
+	cr_expect(nd_cli_attempt_begins(&seen, 3), "attempt 3 first");
 }
 
 /* ---- the line prefixer ---- */

@@ -2856,3 +2856,334 @@ Test(tasks, worker_drain_lets_the_running_task_finish)
 	json_decref(t);
 	STOP_OK(&d);
 }
+
+/* ---- jobs, waiting and attempts ---- */
+
+/* The id b printed on stderr as "noded: WHAT ID" (run --print-id), waited
+ * for up to timeout_ms. */
+static uint64_t bg_printed_id(struct bg *b, const char *what, int timeout_ms)
+{
+	int64_t deadline = nd_test_now_ms() + timeout_ms;
+	char want[32];
+
+	snprintf(want, sizeof(want), "noded: %s ", what);
+	for (;;) {
+		const char *e = bg_stderr(b), *p = strstr(e, want);
+
+		if (p && strchr(p, '\n'))
+			return strtoull(p + strlen(want), NULL, 10);
+		cr_assert(nd_test_now_ms() < deadline, "`%s` printed no \"%s"
+			  "ID\" line within %d ms; stderr: %s", b->cmd, want,
+			  timeout_ms, e);
+		nd_test_sleep_ms(20);
+	}
+}
+
+/* `noded submit --all ...` of two nodes: the job id it printed. */
+static uint64_t submit_job(const char *const args[])
+{
+	static struct nd_test_cli s;
+	unsigned long long job = 0;
+
+	nd_test_cli_run(&s, master, ND_TEST_CLI_MS, args);
+	EXPECT_STATUS(&s, 0);
+	cr_assert(sscanf(s.out, "job %llu:", &job) == 1 && job,
+		  "`%s` printed \"%s\", want job lines", s.cmd, s.out);
+	return job;
+}
+
+/* `tasks --json ARGS...` as an array (caller decrefs). */
+#define TASKS_JSON(...) CLI_JSON("tasks", "--json", __VA_ARGS__)
+
+Test(tasks, job_shows_a_fan_out_by_state_and_tasks_filter_by_job_and_node)
+{
+	char script[256], job_s[32];
+	uint64_t job, other;
+	json_t *j, *arr, *t;
+	size_t i;
+
+	make_tmpdir();
+	MASTER_START();
+	/* one after the other: two workers making their shared state
+	 * directory's node id at the same time can collide */
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+	worker_start(1, "w2", 2, NULL);
+	WAIT_ALIVE("w2");
+	/* exactly one node makes the directory first (mkdir is atomic) */
+	snprintf(script, sizeof(script),
+		 "mkdir '%s/a' 2>/dev/null && exit 0 || exit 3", tmpdir);
+	job = submit_job((const char *const[]){ "submit", "--all", "--shell",
+						"--", script, NULL });
+	snprintf(job_s, sizeof(job_s), "%" PRIu64, job);
+	other = SUBMIT("--node", "w1", "--", "true");
+
+	/* wait --job: the largest status of its tasks, as run --all */
+	CLI(&R, "wait", "--job", job_s);
+	EXPECT_STATUS(&R, 3);
+	cr_expect(strstr(R.err, ": FAILED, exit status 3 (task "),
+		  "the failed node is named: %s", R.err);
+	cr_expect(strstr(R.err, "1 SUCCEEDED; 1 FAILED"), "%s", R.err);
+
+	CLI(&R, "job", job_s);
+	EXPECT_STATUS(&R, 0);
+	cr_expect(!strncmp(R.out, "job ", 4) &&
+		  strstr(R.out, ": 2 tasks: 1 SUCCEEDED, 1 FAILED\n"),
+		  "job %s printed: %s", job_s, R.out);
+	cr_expect(strstr(R.out, "SUCCEEDED ") && strstr(R.out, "FAILED "),
+		  "%s", R.out);
+	j = CLI_JSON("job", job_s, "--json");
+	cr_expect_eq(jint(j, "job_id"), (long long)job, "%s", jdump(j));
+	cr_expect_eq(jint(j, "count"), 2, "%s", jdump(j));
+	cr_expect_eq(jint(json_object_get(j, "by_state"), "SUCCEEDED"), 1);
+	cr_expect_eq(jint(json_object_get(j, "by_state"), "FAILED"), 1);
+	cr_expect_eq(json_array_size(json_object_get(j, "tasks")), 2);
+	json_decref(j);
+
+	/* the master filters: by job, by node, by both, with the state */
+	arr = TASKS_JSON("--job", job_s);
+	cr_assert_eq(json_array_size(arr), 2, "%s", jdump(arr));
+	json_array_foreach(arr, i, t)
+		cr_expect_eq(jint(t, "job_id"), (long long)job, "%s", jdump(t));
+	json_decref(arr);
+	arr = TASKS_JSON("--node", "w1");
+	cr_assert_eq(json_array_size(arr), 2, "the job's task and the other "
+		     "one on w1: %s", jdump(arr));
+	json_array_foreach(arr, i, t)
+		cr_expect_str_eq(jstr(t, "node"), "w1");
+	cr_expect_eq(jint(json_array_get(arr, 0), "id"), (long long)other,
+		     "newest first");
+	json_decref(arr);
+	arr = TASKS_JSON("--job", job_s, "--node", "w2");
+	cr_assert_eq(json_array_size(arr), 1, "%s", jdump(arr));
+	cr_expect_str_eq(jstr(json_array_get(arr, 0), "node"), "w2");
+	json_decref(arr);
+	arr = TASKS_JSON("--job", job_s, "--state", "failed");
+	cr_assert_eq(json_array_size(arr), 1, "%s", jdump(arr));
+	json_decref(arr);
+	arr = TASKS_JSON("--node", "nobody");
+	cr_expect_eq(json_array_size(arr), 0, "%s", jdump(arr));
+	json_decref(arr);
+
+	/* a job that is not one: a clear error */
+	CLI(&R, "job", "12345");
+	EXPECT_STATUS(&R, 1);
+	cr_expect(strstr(R.err, "no job 12345"), "%s", R.err);
+	CLI(&R, "wait", "--job", "12345");
+	EXPECT_STATUS(&R, 1);
+	CLI(&R, "tasks", "--job", "x");
+	EXPECT_STATUS(&R, 2);
+	CLI(&R, "wait", "5", "--job", job_s);
+	EXPECT_STATUS(&R, 2);
+	cr_expect(strstr(R.err, "not both"), "%s", R.err);
+	STOP_OK(&d);
+}
+
+Test(tasks, wait_exits_with_the_status_and_times_out_and_run_prints_its_id)
+{
+	char id_s[32];
+	struct bg *b;
+	uint64_t id;
+	int64_t t0;
+	int st;
+
+	MASTER_START();
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+
+	/* run --print-id says the id at once; another terminal waits on it */
+	b = BG("run", "--print-id", "--", "sh", "-c", "sleep 2; exit 7");
+	id = bg_printed_id(b, "task", 10000);
+	snprintf(id_s, sizeof(id_s), "%" PRIu64, id);
+	t0 = nd_test_now_ms();
+	CLI(&R, "wait", id_s, "--timeout", "0.3");
+	EXPECT_STATUS(&R, 254);
+	cr_expect(strstr(R.err, "not ended after --timeout 0.3 s"), "%s",
+		  R.err);
+	cr_expect(nd_test_now_ms() - t0 < 1900, "--timeout 0.3 took %lld ms",
+		  (long long)(nd_test_now_ms() - t0));
+	CLI(&R, "wait", id_s);
+	EXPECT_STATUS(&R, 7);
+	EXPECT_OUT(&R, "");
+	st = bg_wait(b, 5000);
+	cr_expect_eq(st, 7, "run exited %d", st);
+	/* an ended task: at once, the same status */
+	CLI(&R, "wait", id_s, "--timeout", "5");
+	EXPECT_STATUS(&R, 7);
+
+	/* killed by a signal, as run: 128+N, with the end note */
+	id = SUBMIT("--", "sh", "-c", "kill -9 $$");
+	snprintf(id_s, sizeof(id_s), "%" PRIu64, id);
+	CLI(&R, "wait", id_s);
+	EXPECT_STATUS(&R, 128 + 9);
+	cr_expect(strstr(R.err, "killed by signal 9"), "%s", R.err);
+	CLI(&R, "wait", "999999999");
+	EXPECT_STATUS(&R, 1);
+	CLI(&R, "wait");
+	EXPECT_STATUS(&R, 2);
+	STOP_OK(&d);
+}
+
+Test(tasks, cancel_job_cancels_each_task_that_has_not_ended)
+{
+	char job_s[32];
+	uint64_t job;
+	json_t *arr, *t;
+	size_t i;
+
+	MASTER_START();
+	/* one after the other: two workers making their shared state
+	 * directory's node id at the same time can collide */
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+	worker_start(1, "w2", 2, NULL);
+	WAIT_ALIVE("w2");
+	job = submit_job((const char *const[]){ "submit", "--all", "--",
+						"sleep", "30", NULL });
+	snprintf(job_s, sizeof(job_s), "%" PRIu64, job);
+	arr = TASKS_JSON("--job", job_s);
+	json_array_foreach(arr, i, t)
+		json_decref(wait_task((uint64_t)jint(t, "id"), "RUNNING",
+				      5000));
+	json_decref(arr);
+
+	CLI(&R, "cancel", "--job", job_s);
+	EXPECT_STATUS(&R, 0);
+	cr_expect_eq(count_of(R.out, ": CANCELLED\n"), 2,
+		     "want a CANCELLED line per task: %s", R.out);
+	arr = TASKS_JSON("--job", job_s);
+	cr_assert_eq(json_array_size(arr), 2);
+	json_array_foreach(arr, i, t)
+		cr_expect_str_eq(jstr(t, "state"), "CANCELLED", "%s", jdump(t));
+	json_decref(arr);
+	/* the job's summary agrees; nothing is left to cancel */
+	CLI(&R, "job", job_s);
+	cr_expect(strstr(R.out, ": 2 tasks: 2 CANCELLED\n"), "%s", R.out);
+	CLI(&R, "cancel", "--job", job_s);
+	EXPECT_STATUS(&R, 0);
+	cr_expect(strstr(R.out, "nothing to cancel"), "%s", R.out);
+	/* as run: a cancelled task killed by SIGTERM is 128+15 */
+	CLI(&R, "wait", "--job", job_s);
+	EXPECT_STATUS(&R, 128 + 15);
+	STOP_OK(&d);
+}
+
+Test(tasks, logs_follow_exits_with_the_task_status_and_255_without_master)
+{
+	char id_s[32], line[64];
+	struct bg *b;
+	uint64_t id;
+	int st;
+
+	MASTER_START();
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+	id = SUBMIT("--", "sh", "-c", "echo hi; sleep 0.5; exit 4");
+	snprintf(id_s, sizeof(id_s), "%" PRIu64, id);
+	CLI(&R, "logs", id_s, "--follow");
+	EXPECT_STATUS(&R, 4);
+	EXPECT_OUT(&R, "hi\n");
+	/* without --follow: the output, and 0 */
+	CLI(&R, "logs", id_s);
+	EXPECT_STATUS(&R, 0);
+	EXPECT_OUT(&R, "hi\n");
+
+	/* the master goes while logs --follow waits: 255, as run */
+	id = SUBMIT("--", "sh", "-c", "echo waiting; exec sleep 30");
+	snprintf(id_s, sizeof(id_s), "%" PRIu64, id);
+	b = BG("logs", id_s, "--follow");
+	bg_line(b, line, sizeof(line), 10000);
+	cr_assert_str_eq(line, "waiting");
+	cr_assert(kill(d.pid, SIGKILL) == 0);
+	st = bg_wait(b, 10000);
+	cr_expect_eq(st, 255, "logs --follow exited %d when the master was "
+		     "lost; stderr: %s", st, bg_stderr(b));
+	cr_expect(strstr(bg_stderr(b), "lost the connection to the master"),
+		  "%s", bg_stderr(b));
+	nd_test_daemon_stop(&d);
+}
+
+Test(tasks, retried_task_lists_both_attempts_and_run_says_where)
+{
+	char first[32], second[32], id_s[32], want[160];
+	const char *err;
+	json_t *t, *as, *a;
+	struct bg *b;
+	uint64_t id;
+	int st;
+
+	MASTER_START("--heartbeat-timeout", "2", "--lease", "4");
+	/* one after the other: two workers making their shared state
+	 * directory's node id at the same time can collide */
+	worker_start(0, "w1", 2, NULL);
+	WAIT_ALIVE("w1");
+	worker_start(1, "w2", 2, NULL);
+	WAIT_ALIVE("w2");
+
+	b = BG("run", "--print-id", "--retries", "1", "--", "sh", "-c",
+	       "echo started; sleep 3; echo done");
+	id = bg_printed_id(b, "task", 10000);
+	snprintf(id_s, sizeof(id_s), "%" PRIu64, id);
+	t = wait_task(id, "RUNNING", 5000);
+	snprintf(first, sizeof(first), "%s", jstr(t, "node"));
+	json_decref(t);
+	bg_line(b, want, sizeof(want), 5000);
+	cr_assert_str_eq(want, "started");
+	worker_kill(worker_index(first));
+	snprintf(second, sizeof(second), "%s", strcmp(first, "w1") ? "w1" :
+		 "w2");
+
+	/* retried once its lease is over (~5 s), 3 s more on the other */
+	st = bg_wait(b, 4000 + 1000 + 3000 + 5000);
+	err = bg_stderr(b);
+	cr_expect_eq(st, 0, "run exited %d; stderr: %s", st, err);
+	snprintf(want, sizeof(want), "noded: task %s: attempt 1 on %s was "
+		 "lost (node %s died", id_s, first, first);
+	cr_expect(strstr(err, want), "run did not say \"%s\": %s", want, err);
+	cr_expect(strstr(err, "); retrying as attempt 2\n"), "%s", err);
+	snprintf(want, sizeof(want), "noded: task %s: attempt 2 runs on %s\n",
+		 id_s, second);
+	cr_expect(strstr(err, want), "run did not say \"%s\": %s", want, err);
+	snprintf(want, sizeof(want), "noded: --- task %s: output of attempt 2 "
+		 "---\n", id_s);
+	cr_expect(strstr(err, want), "no marker \"%s\": %s", want, err);
+	bg_line(b, want, sizeof(want), 1000);
+	cr_expect_str_eq(want, "started", "attempt 2's output");
+	bg_line(b, want, sizeof(want), 1000);
+	cr_expect_str_eq(want, "done");
+
+	/* task: every attempt, where, how it ended and why */
+	t = task_get(id);
+	as = json_object_get(t, "attempts");
+	cr_assert_eq(json_array_size(as), 2, "%s", jdump(t));
+	a = json_array_get(as, 0);
+	cr_expect(jint(a, "attempt") == 1 && !strcmp(jstr(a, "node"), first) &&
+		  !strcmp(jstr(a, "state"), "LOST") &&
+		  strstr(jstr(a, "reason"), "died") &&
+		  jint(a, "assigned_unix_ms") && jint(a, "ended_unix_ms") >=
+		  jint(a, "assigned_unix_ms") + 2000, "attempt 1: %s", jdump(a));
+	a = json_array_get(as, 1);
+	cr_expect(jint(a, "attempt") == 2 && !strcmp(jstr(a, "node"), second) &&
+		  !strcmp(jstr(a, "state"), "SUCCEEDED") &&
+		  jint(a, "exit_code") == 0 && jint(a, "started_unix_ms") &&
+		  jint(a, "ended_unix_ms") >= jint(a, "started_unix_ms") + 2500,
+		  "attempt 2: %s", jdump(a));
+	json_decref(t);
+	CLI(&R, "task", id_s);
+	EXPECT_STATUS(&R, 0);
+	/* (its start may be unknown: a worker reports it with the end, or
+	 * after a second) */
+	snprintf(want, sizeof(want), "attempt 1:  %s, LOST, ", first);
+	cr_expect(strstr(R.out, want), "want \"%s\" in: %s", want, R.out);
+	snprintf(want, sizeof(want), "attempt 2:  %s, SUCCEEDED, started ",
+		 second);
+	cr_expect(strstr(R.out, want), "want \"%s\" in: %s", want, R.out);
+	/* the kept output: both attempts', the second after its marker */
+	CLI(&R, "logs", id_s);
+	EXPECT_STATUS(&R, 0);
+	EXPECT_OUT(&R, "started\nstarted\ndone\n");
+	snprintf(want, sizeof(want), "noded: --- task %s: output of attempt 2 "
+		 "---\n", id_s);
+	EXPECT_ERR(&R, want);
+	STOP_OK(&d);
+}

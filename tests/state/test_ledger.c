@@ -67,6 +67,7 @@ static int assign(uint64_t id, uint32_t attempt, const char *node)
 	e.task_id = id;
 	e.attempt = attempt;
 	e.node = (char *)node;
+	e.unix_ms = 3000 + id;
 	ev.body_case = NODED__LEDGER_EVENT__BODY_ASSIGN;
 	ev.assign = &e;
 	return nd_ledger_apply(&L, &ev, NULL);
@@ -137,6 +138,7 @@ static int retried(uint64_t id, uint32_t attempt)
 	e.task_id = id;
 	e.attempt = attempt;
 	e.reason = "node died";
+	e.unix_ms = 7000 + id;
 	ev.body_case = NODED__LEDGER_EVENT__BODY_RETRIED;
 	ev.retried = &e;
 	return nd_ledger_apply(&L, &ev, NULL);
@@ -192,6 +194,47 @@ static bool same_snap(const uint8_t *a, size_t alen, const uint8_t *b,
 	return alen == blen && !memcmp(a, b, alen);
 }
 
+/* The history invariants of ledger.h for t. */
+static void check_history(const struct nd_ltask *t)
+{
+	const struct nd_lattempt *cur = NULL;
+	bool on = t->state == NODED__TASK_STATE__TASK_ASSIGNED ||
+		  t->state == NODED__TASK_STATE__TASK_RUNNING;
+	struct nd_lout_iter it = { 0 };
+	Noded__OutputChunk c;
+	uint32_t last = 0;
+
+	cr_assert_leq(t->nattempts, ND_LEDGER_ATTEMPTS_KEPT);
+	for (uint32_t i = 0; i < t->nattempts; i++) {
+		const struct nd_lattempt *a = &t->attempts[i];
+
+		cr_assert_gt(a->attempt, last, "task %llu: attempts not rising",
+			     (unsigned long long)t->id);
+		cr_assert_leq(a->attempt, t->attempt);
+		cr_assert(a->node && a->node[0]);
+		last = a->attempt;
+		if (a->attempt == t->attempt)
+			cur = a;
+		else
+			cr_assert(nd_ltask_ended(a->state),
+				  "task %llu: old attempt %u not ended (%d)",
+				  (unsigned long long)t->id, a->attempt,
+				  a->state);
+	}
+	if (on) {
+		cr_assert(cur, "task %llu runs, its attempt is not in the "
+			  "history", (unsigned long long)t->id);
+		cr_assert_str_eq(cur->node, t->node);
+	}
+	if (cur)
+		cr_assert_eq(cur->state, t->state,
+			     "task %llu: attempt in %d, task in %d",
+			     (unsigned long long)t->id, cur->state, t->state);
+	/* kept output: every chunk names an attempt the task has had */
+	while (nd_ltask_output_next(t, &it, &c))
+		cr_assert(c.attempt >= 1 && c.attempt <= t->attempt);
+}
+
 /* Every invariant of ledger.h, recomputed from the tasks. */
 static void check_invariants(const struct nd_ledger *l)
 {
@@ -223,6 +266,7 @@ static void check_invariants(const struct nd_ledger *l)
 		    t->state != NODED__TASK_STATE__TASK_PENDING)
 			cr_assert_str_eq(t->node, t->target_node);
 		cr_assert_geq(t->produced, t->out_data);
+		check_history(t);
 	}
 	for (it = l->done.next; it != &l->done; it = it->next, ndone++) {
 		const struct nd_ltask *t = nd_container_of(it, struct nd_ltask,
@@ -354,6 +398,78 @@ Test(ledger, a_retry_is_a_new_attempt_and_the_old_one_is_stale)
 	check_invariants(&L);
 }
 
+Test(ledger, every_attempt_is_in_the_history_and_its_output_marked)
+{
+	struct nd_lout_iter it = { 0 };
+	Noded__OutputChunk c;
+	const struct nd_lattempt *a;
+	struct nd_ltask *t;
+	uint8_t *p;
+	size_t len;
+
+	cr_assert_eq(submit(1, 0, NULL, 0, 2, 100), 0);
+	t = T(1);
+	cr_assert_eq(t->nattempts, 0, "no node yet, no attempt");
+	cr_assert_eq(assign(1, 1, "w1"), 0);
+	cr_assert_eq(started(1, 1), 0);
+	cr_assert_eq(output(1, 1, 1, "one\n"), 0);
+	cr_assert_eq(retried(1, 1), 0);
+	cr_assert_eq(assign(1, 2, "w2"), 0);
+	cr_assert_eq(output(1, 2, 2, "two\n"), 0);
+	cr_assert_eq(ended(1, 2, NODED__TASK_STATE__TASK_FAILED, 4, "exit 4"),
+		     0);
+	cr_assert_eq(t->nattempts, 2);
+	a = &t->attempts[0];
+	cr_assert(a->attempt == 1 && !strcmp(a->node, "w1") &&
+		  a->state == NODED__TASK_STATE__TASK_LOST &&
+		  !strcmp(a->reason, "node died") && a->assigned_unix_ms == 3001 &&
+		  a->started_unix_ms == 5001 && a->ended_unix_ms == 7001);
+	a = &t->attempts[1];
+	cr_assert(a->attempt == 2 && !strcmp(a->node, "w2") &&
+		  a->state == NODED__TASK_STATE__TASK_FAILED &&
+		  a->exit_code == 4 && !strcmp(a->reason, "exit 4") &&
+		  a->started_unix_ms == 0 && a->ended_unix_ms == 9001);
+	/* the output of each attempt, told apart */
+	cr_assert(nd_ltask_output_next(t, &it, &c));
+	cr_assert(c.attempt == 1 && c.fd == 1 && c.data.len == 4);
+	cr_assert(nd_ltask_output_next(t, &it, &c));
+	cr_assert(c.attempt == 2 && c.fd == 2 && !memcmp(c.data.data, "two\n", 4));
+	cr_assert_not(nd_ltask_output_next(t, &it, &c));
+	cr_assert_eq(t->out_data, 8, "a marker is no output");
+	check_invariants(&L);
+	/* all of it survives a snapshot and its restore */
+	p = snap(&L, &len);
+	cr_assert_eq(nd_ledger_restore(&L, p, len), 0);
+	t = T(1);
+	cr_assert_eq(t->nattempts, 2);
+	cr_assert_str_eq(t->attempts[0].reason, "node died");
+	check_invariants(&L);
+	free(p);
+}
+
+Test(ledger, the_history_keeps_the_last_attempts_only)
+{
+	struct nd_ltask *t;
+	uint32_t n = ND_LEDGER_ATTEMPTS_KEPT + 5;
+
+	cr_assert_eq(submit(1, 0, NULL, 0, n, 100), 0);
+	for (uint32_t at = 1; at <= n; at++) {
+		cr_assert_eq(assign(1, at, at % 2 ? "w1" : "w2"), 0);
+		cr_assert_eq(retried(1, at), 0);
+		check_invariants(&L);
+	}
+	t = T(1);
+	cr_assert_eq(t->nattempts, ND_LEDGER_ATTEMPTS_KEPT);
+	cr_assert_eq(t->attempts[0].attempt, n - ND_LEDGER_ATTEMPTS_KEPT + 1);
+	cr_assert_eq(t->attempts[ND_LEDGER_ATTEMPTS_KEPT - 1].attempt, n);
+	/* a full history takes a new attempt without memory */
+	nd_alloc_fail_at(3);
+	cr_assert_eq(assign(1, n + 1, "w3"), 0);
+	nd_alloc_fail_off();
+	cr_assert_str_eq(t->attempts[ND_LEDGER_ATTEMPTS_KEPT - 1].node, "w3");
+	check_invariants(&L);
+}
+
 Test(ledger, one_final_state_per_task)
 {
 	cr_assert_eq(submit(1, 0, NULL, 0, 3, 100), 0);
@@ -465,7 +581,8 @@ static size_t random_event(const struct nd_ledger *l, uint8_t **out)
 		s.n_nodes = s.job_id ? 1 + rnd() % 4 :
 					rnd() % 3 == 0 ? 1 : 0;
 		s.nodes = (char **)nodes;
-		s.retries = (uint32_t)(rnd() % 3);
+		/* now and then more retries than the history keeps */
+		s.retries = (uint32_t)(rnd() % 8 ? rnd() % 3 : 40);
 		s.output_cap_bytes = rnd() % 2 ? 16 : 1024;
 		s.unix_ms = rnd() % 100000;
 		ev.body_case = NODED__LEDGER_EVENT__BODY_SUBMIT;
@@ -475,6 +592,7 @@ static size_t random_event(const struct nd_ledger *l, uint8_t **out)
 		a.attempt = attempt;
 		a.node = t->target_node ? t->target_node :
 					  (char *)nodes[rnd() % 4];
+		a.unix_ms = rnd() % 100000;
 		ev.body_case = NODED__LEDGER_EVENT__BODY_ASSIGN;
 		ev.assign = &a;
 	} else if (kind == 3) {
@@ -510,7 +628,8 @@ static size_t random_event(const struct nd_ledger *l, uint8_t **out)
 	} else if (kind == 7) {
 		r.task_id = id;
 		r.attempt = attempt;
-		r.reason = "node died";
+		r.reason = rnd() % 2 ? "" : "node died";
+		r.unix_ms = rnd() % 100000;
 		ev.body_case = NODED__LEDGER_EVENT__BODY_RETRIED;
 		ev.retried = &r;
 	} else if (kind == 8) {
@@ -691,6 +810,29 @@ Test(ledger, restore_refuses_a_bad_snapshot_and_keeps_what_it_had)
 	REFUSED(-EINVAL, nd_ledger_restore(&L, buf, len));
 	t2.node = "a";
 	len = noded__ledger_snapshot__pack(&s, buf);
+	/* running, its attempt not in its history */
+	REFUSED(-EINVAL, nd_ledger_restore(&L, buf, len));
+	{
+		Noded__TaskAttempt a1 = NODED__TASK_ATTEMPT__INIT;
+		Noded__TaskAttempt *as[] = { &a1 };
+
+		a1.attempt = 1;
+		a1.node = "b";
+		a1.state = NODED__TASK_STATE__TASK_RUNNING;
+		t2.attempts = as;
+		t2.n_attempts = 1;
+		len = noded__ledger_snapshot__pack(&s, buf);
+		/* on another node than the task */
+		REFUSED(-EINVAL, nd_ledger_restore(&L, buf, len));
+		a1.node = "a";
+		a1.attempt = 2;
+		len = noded__ledger_snapshot__pack(&s, buf);
+		/* an attempt past the task's */
+		REFUSED(-EINVAL, nd_ledger_restore(&L, buf, len));
+		a1.attempt = 1;
+		len = noded__ledger_snapshot__pack(&s, buf);
+		cr_assert(len <= sizeof(buf));
+	}
 	cr_assert_eq(nd_ledger_restore(&L, buf, len), 0);
 	cr_assert_eq(L.ntasks, 2);
 	cr_assert_null(nd_ledger_get(&L, 5));
@@ -750,6 +892,16 @@ Test(ledger, out_of_memory_in_any_event_changes_nothing)
 	OOM_EACH(output(30, 1, 1, "some output"));
 	OOM_EACH(ended(30, 1, NODED__TASK_STATE__TASK_FAILED, 1, "it failed"));
 	OOM_EACH(lost(21, 1, "node b died"));
+	/* the history: a new attempt, its retry, output of the next one */
+	OOM_EACH(submit(40, 0, NULL, 0, 2, 100));
+	OOM_EACH(assign(40, 1, "w1"));
+	cr_assert_eq(started(40, 1), 0); /* takes no memory */
+	OOM_EACH(retried(40, 1));
+	OOM_EACH(assign(40, 2, "w2"));
+	/* the first output, of attempt 2: its marker, then it */
+	OOM_EACH(output(40, 2, 1, "second"));
+	OOM_EACH(lost(40, 2, "node w2 died"));
+	cr_assert_eq(T(40)->nattempts, 2);
 	check_invariants(&L);
 }
 
