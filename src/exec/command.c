@@ -827,6 +827,16 @@ int nd_exec_command_start_opts(const Noded__ExecSpawn *sp,
 	}
 	if (o)
 		o->cgroup_err = 0;
+	/* limits live in the cgroup the caller made for them; a caller
+	 * without one (noded-bench's simulated workers) must not run the
+	 * task unlimited */
+	if ((c->memory_max_bytes || c->cpu_millis || c->pids_max) &&
+	    !(o && o->cgroup_required && o->cgroup_fd >= 0)) {
+		free(argv);
+		snprintf(reason, reason_size, "cannot apply its limits "
+			 "(memory, cpus, pids): no cgroup to hold them");
+		return EOPNOTSUPP;
+	}
 	err = who(c, &u, reason, reason_size);
 	if (err)
 		goto free_user;

@@ -80,7 +80,9 @@ struct nd_exec_opts {
 	bool cgroup_required;
 };
 
-/* nd_exec_command_start() with o (may be NULL: none). */
+/* nd_exec_command_start() with o (may be NULL: none). A command with
+ * limits (memory, cpu, pids) is refused (EOPNOTSUPP, reason set) unless o
+ * gives the cgroup that holds them, with cgroup_required. */
 int nd_exec_command_start_opts(const Noded__ExecSpawn *sp,
 			       struct nd_exec_opts *o, pid_t *pid, int fds[2],
 			       char *reason, size_t reason_size);
