@@ -74,7 +74,7 @@ const char *nd_task_spec_check(const Noded__TaskSpec *sp, char *buf,
 		const char *u = c->user;
 		size_t i;
 
-		for (i = 0; u[i] && i <= ND_TASK_USER_MAX; i++)
+		for (i = 0; u[i] && i < ND_TASK_USER_MAX; i++)
 			if ((unsigned char)u[i] <= ' ' || u[i] == 0x7f ||
 			    u[i] == '/' || u[i] == ':')
 				break;
