@@ -34,6 +34,13 @@
  * When a task's process ends, for whatever reason, its tree is killed
  * with SIGKILL before its ExecExited is sent.
  *
+ * Limits (command.memory_max_bytes, cpu_millis, pids_max) are written in
+ * a new cgroup of the task's own before it is born there
+ * (nd__cgroup_limit); a task whose limits cannot be applied (tree mode, a
+ * controller the host does not offer) does not run, and its ExecExited
+ * says why. What the limits did (an OOM kill, refused forks) is read from
+ * the cgroup's events when it ends and leads its reason.
+ *
  * Fencing: a command spawned with a lease (ExecSpawn.lease_deadline_mono_ms)
  * gets SIGTERM LEASE_GRACE_MS (or its grace_ms if shorter) before the
  * lease ends and SIGKILL when it ends (to its whole tree, as above),
