@@ -5,10 +5,12 @@
  * what it prints (`env`, `id -un`, its cgroup's files).
  *
  * The limit tests that need a cgroup v2 controller (memory, cpu, pids)
- * run where the worker's cgroup v2 offers it and are skipped, saying so,
- * where it does not (a host that keeps it in a cgroup v1 hierarchy); the
- * refusal there is tested instead (limits_refused_where_the_controller_
- * is_missing), so either way a test covers the host it runs on.
+ * run where the worker can use it (offered to the root cgroup, which the
+ * worker is in) and are skipped, saying so, where it cannot (a host that
+ * keeps it in a cgroup v1 hierarchy, or a worker in a cgroup that holds
+ * processes); the refusal there is tested instead (limits_refused_where_
+ * the_controller_is_missing), so either way a test covers the host it
+ * runs on.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -390,9 +392,10 @@ Test(taskenv, user_refused_when_the_worker_is_not_root)
 /*
  * Whether the cgroup v2 controller name is offered to our cgroup (the
  * worker's, as we start it): listed in cgroup.controllers of our cgroup
- * v2 directory. False without a cgroup v2.
+ * v2 directory; *root (may be NULL) tells whether that is the root
+ * cgroup. False without a cgroup v2.
  */
-static bool controller_here(const char *name)
+static bool controller_offered(const char *name, bool *root)
 {
 	char line[4096], cg[PATH_MAX] = "", dir[2 * PATH_MAX] = "", buf[512];
 	FILE *f = fopen("/proc/self/cgroup", "re");
@@ -411,20 +414,22 @@ static bool controller_here(const char *name)
 	if (!f)
 		return false;
 	while (fgets(line, sizeof(line), f)) {
-		char root[PATH_MAX], mnt[PATH_MAX];
+		char mroot[PATH_MAX], mnt[PATH_MAX];
 		const char *sep = strstr(line, " - cgroup2 ");
 
-		if (!sep || sscanf(line, "%*s %*s %*s %4095s %4095s", root,
+		if (!sep || sscanf(line, "%*s %*s %*s %4095s %4095s", mroot,
 				   mnt) != 2)
 			continue;
-		if (!strcmp(root, "/"))
+		if (!strcmp(mroot, "/"))
 			snprintf(dir, sizeof(dir), "%s%s", mnt,
 				 strcmp(cg, "/") ? cg : "");
-		else if (!strncmp(cg, root, strlen(root)))
+		else if (!strncmp(cg, mroot, strlen(mroot)))
 			snprintf(dir, sizeof(dir), "%s%s", mnt,
-				 cg + strlen(root));
+				 cg + strlen(mroot));
 	}
 	fclose(f);
+	if (root)
+		*root = !strcmp(cg, "/");
 	if (!dir[0] || !cg[0])
 		return false;
 	strncat(dir, "/cgroup.controllers", sizeof(dir) - strlen(dir) - 1);
@@ -438,6 +443,16 @@ static bool controller_here(const char *name)
 		if (!strcmp(w, name))
 			return true;
 	return false;
+}
+
+/* Whether a worker we start can limit with controller name: it is offered
+ * to our cgroup and that is the root cgroup (any other holds processes,
+ * ours, so it cannot enable controllers for its children). */
+static bool controller_here(const char *name)
+{
+	bool root = false;
+
+	return controller_offered(name, &root) && root;
 }
 
 /* Limits where the worker makes no cgroups (NODED_CGROUP=off): each is
@@ -462,8 +477,9 @@ Test(taskenv, limits_refused_without_a_cgroup)
 	STOP_OK(&d);
 }
 
-/* A host whose cgroup v2 lacks a controller (kept by cgroup v1): a limit
- * that needs it is refused with the reason; skipped where all are there. */
+/* A host whose cgroup v2 lacks a controller (kept by cgroup v1), or where
+ * the worker's cgroup holds processes and is not the root: a limit that
+ * needs it is refused with the reason; skipped where all can be used. */
 Test(taskenv, limits_refused_where_the_controller_is_missing)
 {
 	static const char *const opts[][3] = {
@@ -486,13 +502,19 @@ Test(taskenv, limits_refused_where_the_controller_is_missing)
 		    "echo ran");
 		EXPECT_STATUS(&R, 126);
 		cr_assert(!strstr(R.out, "ran"), "it ran: %s", R.out);
-		snprintf(want, sizeof(want), "cannot apply its limits: the %s "
-			 "controller is not available", opts[i][2]);
+		if (controller_offered(opts[i][2], NULL))
+			snprintf(want, sizeof(want), "cannot apply its limits: "
+				 "cannot enable the %s controller for the "
+				 "worker's cgroup", opts[i][2]);
+		else
+			snprintf(want, sizeof(want), "cannot apply its limits: "
+				 "the %s controller is not available",
+				 opts[i][2]);
 		expect_failed_with(want);
 	}
 	STOP_OK(&d);
 	if (!tried)
-		cr_skip_test("every controller is in this host's cgroup v2");
+		cr_skip_test("every controller can be used here");
 }
 
 /* --memory: a task that allocates past it is killed by the kernel in its
@@ -502,8 +524,8 @@ Test(taskenv, memory_limit_kills_past_it)
 	json_t *t;
 
 	if (geteuid() != 0 || !controller_here("memory"))
-		cr_skip_test("needs root and the memory controller in this "
-			     "host's cgroup v2");
+		cr_skip_test("needs root, and the memory controller in the "
+			     "root cgroup v2, which the worker is in");
 	master_start();
 	worker_start(0, "w1", true, NULL, NULL);
 
@@ -534,8 +556,8 @@ Test(taskenv, pids_limit_refuses_forks)
 	json_t *t;
 
 	if (geteuid() != 0 || !controller_here("pids"))
-		cr_skip_test("needs root and the pids controller in this "
-			     "host's cgroup v2");
+		cr_skip_test("needs root, and the pids controller in the "
+			     "root cgroup v2, which the worker is in");
 	master_start();
 	worker_start(0, "w1", true, NULL, NULL);
 
