@@ -477,6 +477,36 @@ Test(taskenv, limits_refused_without_a_cgroup)
 	STOP_OK(&d);
 }
 
+/* A worker that sees no cgroup v2 (its mount namespace has none): limits
+ * are refused saying so. */
+Test(taskenv, limits_refused_without_a_cgroup_v2)
+{
+	const char *const no_cgroup2[] = {
+		"/usr/bin/unshare", "--mount", "--propagation", "private",
+		"/bin/sh", "-c",
+		"for m in $(awk '{ for (i = 1; i < NF; i++) if ($i == \"-\" "
+		"&& $(i + 1) == \"cgroup2\") print $5 }' /proc/self/mountinfo);"
+		" do umount -l \"$m\" || exit 1; done; exec \"$@\"", "sh",
+		NULL,
+	};
+
+	if (geteuid() != 0 || access(no_cgroup2[0], X_OK))
+		cr_skip_test("needs root and unshare for a mount namespace "
+			     "without cgroup v2");
+	master_start();
+	worker_start(0, "w1", true, no_cgroup2, NULL);
+	CLI(&R, "run", "--pids", "16", "--", "sh", "-c", "echo ran");
+	EXPECT_STATUS(&R, 126);
+	cr_assert(!strstr(R.out, "ran"), "it ran: %s", R.out);
+	expect_failed_with("cannot apply its limits (memory, cpus, pids): the "
+			   "worker cannot make cgroups: no cgroup v2 mounted");
+	/* what needs no cgroup still runs */
+	CLI(&R, "run", "--", "sh", "-c", "echo ran");
+	EXPECT_STATUS(&R, 0);
+	EXPECT_OUT(&R, "ran\n");
+	STOP_OK(&d);
+}
+
 /* A host whose cgroup v2 lacks a controller (kept by cgroup v1), or where
  * the worker's cgroup holds processes and is not the root: a limit that
  * needs it is refused with the reason; skipped where all can be used. */
