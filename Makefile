@@ -73,6 +73,7 @@ CLI_OBJ := $(call obj,$(CLI_SRC))
 # noded-bench workers spawns as the exec helpers do (--exec real) and
 # reports its machine as the worker does.
 BENCH_OBJ := $(call obj,$(BENCH_SRC)) $(BUILD)/obj/src/exec/command.o \
+	$(BUILD)/obj/src/exec/command_env.o \
 	$(BUILD)/obj/src/node/status.o
 TEST_LIB_OBJ := $(call obj,$(TEST_LIB_SRC))
 TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))

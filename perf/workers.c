@@ -733,6 +733,10 @@ static void real_start(struct task *t, const Noded__TaskAssignment *a)
 	if (rx) {
 		sp.task_id = t->id;
 		sp.command = a->command;
+		sp.master_task_id = a->task_id; /* its NODED_* variables */
+		sp.job_id = a->job_id;
+		sp.attempt = a->attempt;
+		sp.node = (char *)t->w->name;
 		err = nd_exec_command_start(&sp, &rx->pid, fds, reason,
 					    sizeof(reason));
 	}

@@ -268,8 +268,51 @@ static void **map_entries(struct req *r, json_t *obj, const char *name,
 
 static const char *const task_fields[] = {
 	"argv", "cmd", "node", "labels", "all", "timeout_s", "env", "cwd",
-	"retries", NULL,
+	"retries",
+	"inherit_env", "user", "memory", "cpus", "pids", /* task_env_json */
+	NULL,
 };
+
+/* The task's environment, user and limits from the JSON body into c
+ * (README, "The task's environment, user and limits"): NULL, or what is
+ * wrong (the ranges are the spec check's). */
+static const char *task_env_json(json_t *j, Noded__Command *c)
+{
+	json_t *v;
+
+	if ((v = json_object_get(j, "inherit_env"))) {
+		if (!json_is_boolean(v))
+			return "\"inherit_env\" must be true or false";
+		c->inherit_env = json_is_true(v);
+	}
+	if ((v = json_object_get(j, "user"))) {
+		if (!json_is_string(v) || !json_string_length(v))
+			return "\"user\" must be a non-empty string";
+		c->user = (char *)json_string_value(v);
+	}
+	if ((v = json_object_get(j, "memory"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0)
+			return "\"memory\" must be a whole number of bytes";
+		c->memory_max_bytes = (uint64_t)json_integer_value(v);
+	}
+	if ((v = json_object_get(j, "cpus"))) {
+		double n = json_number_value(v);
+
+		if (!json_is_number(v) || !(n >= 0) || n > 1000)
+			return "\"cpus\" must be a number of CPUs from 0.01 "
+			       "to 1000";
+		c->cpu_millis = (uint32_t)(n * 1000 + 0.5);
+		if (n > 0 && !c->cpu_millis)
+			c->cpu_millis = 1; /* refused by the spec check */
+	}
+	if ((v = json_object_get(j, "pids"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > UINT32_MAX)
+			return "\"pids\" must be a whole number";
+		c->pids_max = (uint32_t)json_integer_value(v);
+	}
+	return NULL;
+}
 
 /* Fills sp (its command set by the caller) from the JSON body and checks
  * it as the master will (nd_task_spec_check); NULL, or what is wrong with
@@ -301,7 +344,8 @@ static const char *spec_from_json(struct req *r, json_t *j,
 					;
 			snprintf(why_buf, why_size, "unknown field \"%.*s\"%s "
 				 "(want argv or cmd, node, labels, all, "
-				 "timeout_s, env, cwd, retries)", kl, k,
+				 "timeout_s, env, cwd, retries, inherit_env, "
+				 "user, memory, cpus, pids)", kl, k,
 				 k[kl] ? "..." : "");
 			return why_buf;
 		}
@@ -367,6 +411,9 @@ static const char *spec_from_json(struct req *r, json_t *j,
 		if (!c->env)
 			return why ? why : "out of memory";
 	}
+	why = task_env_json(j, c);
+	if (why)
+		return why;
 	if ((v = json_object_get(j, "labels"))) {
 		sp->labels = (Noded__TaskSpec__LabelsEntry **)map_entries(
 			r, v, "\"labels\" must be an object of strings",

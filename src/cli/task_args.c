@@ -35,6 +35,19 @@ void nd_cli_task_usage(FILE *f, const char *cmd)
 		"                         that name or with those labels, or none\n"
 		"                         alive), wait PENDING for one to join\n"
 		"                         instead of refusing it (not with --all)\n"
+		"  --inherit-env          the worker's own environment instead of\n"
+		"                         the base one (PATH, HOME, LANG, USER,\n"
+		"                         LOGNAME, SHELL); --env still adds to it\n"
+		"  --user NAME            run as this user (the worker must be root)\n"
+		"  --memory BYTES         memory limit (suffix K, M, G: KiB, MiB,\n"
+		"                         GiB); past it the kernel kills the task\n"
+		"  --cpus N               CPU limit in CPUs (decimals allowed)\n"
+		"  --pids N               at most N processes and threads at once\n"
+		"                         (limits need the worker's cgroup v2; where\n"
+		"                         it has none the task FAILS, never runs\n"
+		"                         unlimited)\n"
+		"The task sees NODED_TASK_ID, NODED_JOB_ID, NODED_NODE and\n"
+		"NODED_ATTEMPT.\n"
 		"Without --shell the words are passed as they are, never split.\n",
 		cmd);
 	if (!strcmp(cmd, "run"))
@@ -87,6 +100,63 @@ bool nd_cli_timeout_ms(const char *s, uint32_t *ms)
 bad:
 	fprintf(stderr, "noded: --timeout wants seconds from 0 to %u "
 		"(decimals allowed), not '%s'\n", UINT32_MAX / 1000, s);
+	return false;
+}
+
+/* --memory: bytes, with an optional K, M, G or T suffix (powers of
+ * 1024); at least ND_TASK_MEMORY_MIN. Says why and returns false when
+ * not. */
+static bool parse_bytes(const char *s, uint64_t *out)
+{
+	static const char units[] = "KMGT";
+	unsigned long long v;
+	const char *u;
+	char *end;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || s[0] == '-')
+		goto bad;
+	if (*end) {
+		u = strchr(units, end[0] & ~0x20);
+		if (!u || !*u || (end[1] && strcmp(end + 1, "iB") &&
+				  strcmp(end + 1, "B")))
+			goto bad;
+		for (long i = 0; i <= u - units; i++) {
+			if (v > UINT64_MAX / 1024)
+				goto bad;
+			v *= 1024;
+		}
+	}
+	if (v < ND_TASK_MEMORY_MIN)
+		goto bad;
+	*out = v;
+	return true;
+bad:
+	fprintf(stderr, "noded: --memory wants bytes, at least 1M (suffixes "
+		"K, M, G, T: powers of 1024), not '%s'\n", s);
+	return false;
+}
+
+/* --cpus: a number of CPUs from 0.01 to 1000 (decimals) into 1/1000 CPU.
+ * Says why and returns false when not. */
+static bool parse_cpus(const char *s, uint32_t *millis)
+{
+	size_t digits = strspn(s, "0123456789.");
+	const char *dot = strchr(s, '.');
+	double v;
+
+	if (!*s || s[digits] || !strcmp(s, ".") ||
+	    (dot && strchr(dot + 1, '.')))
+		goto bad;
+	v = strtod(s, NULL) * 1000.0;
+	if (v < ND_TASK_CPU_MILLIS_MIN || v > ND_TASK_CPU_MILLIS_MAX)
+		goto bad;
+	*millis = (uint32_t)(v + 0.5);
+	return true;
+bad:
+	fprintf(stderr, "noded: --cpus wants a number of CPUs from 0.01 to "
+		"1000 (decimals allowed), not '%s'\n", s);
 	return false;
 }
 
@@ -235,7 +305,12 @@ static const struct option task_opts[] = {
 	{ "retries", required_argument, NULL, 'r' },
 	{ "output-cap", required_argument, NULL, 'o' },
 	{ "wait-for-node", no_argument, NULL, 'W' },
-	{ "print-id", no_argument, NULL, 'P' },
+	{ "print-id", no_argument, NULL, 'i' },
+	{ "inherit-env", no_argument, NULL, 'I' },
+	{ "user", required_argument, NULL, 'u' },
+	{ "memory", required_argument, NULL, 'M' },
+	{ "cpus", required_argument, NULL, 'C' },
+	{ "pids", required_argument, NULL, 'P' },
 	{ "token-file", required_argument, NULL, 'T' },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
@@ -343,7 +418,7 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 		case 'W':
 			a->spec.wait_for_node = true;
 			break;
-		case 'P':
+		case 'i':
 			if (strcmp(cmd, "run")) {
 				fprintf(stderr, "noded %s: --print-id is for "
 					"run (%s prints the ids anyway)\n",
@@ -351,6 +426,31 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 				goto err_usage;
 			}
 			a->print_id = true;
+			break;
+		case 'I':
+			a->command.inherit_env = true;
+			break;
+		case 'u':
+			if (!*optarg) {
+				fprintf(stderr, "noded: --user wants a user "
+					"name\n");
+				goto err_usage;
+			}
+			a->command.user = optarg;
+			break;
+		case 'M':
+			if (!parse_bytes(optarg, &a->command.memory_max_bytes))
+				goto err_usage;
+			break;
+		case 'C':
+			if (!parse_cpus(optarg, &a->command.cpu_millis))
+				goto err_usage;
+			break;
+		case 'P':
+			if (!nd_cli_uint("--pids", optarg, 1, ND_TASK_PIDS_MAX,
+					 &v))
+				goto err_usage;
+			a->command.pids_max = (uint32_t)v;
 			break;
 		case 'h':
 			nd_cli_task_usage(stdout, cmd);

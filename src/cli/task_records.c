@@ -252,6 +252,24 @@ void nd_cli_task_print(FILE *f, const Noded__TaskRecord *r)
 	}
 	if (c && c->timeout_ms)
 		fprintf(f, "timeout:    %g s\n", c->timeout_ms / 1000.0);
+	if (c && c->user && c->user[0]) {
+		fprintf(f, "user:       ");
+		nd_text_fput(f, c->user);
+		fprintf(f, "\n");
+	}
+	if (c && c->inherit_env)
+		fprintf(f, "env:        the worker's (--inherit-env)\n");
+	if (c && (c->memory_max_bytes || c->cpu_millis || c->pids_max)) {
+		fprintf(f, "limits:    ");
+		if (c->memory_max_bytes)
+			fprintf(f, " memory %" PRIu64 " bytes;",
+				c->memory_max_bytes);
+		if (c->cpu_millis)
+			fprintf(f, " cpus %g;", c->cpu_millis / 1000.0);
+		if (c->pids_max)
+			fprintf(f, " pids %u;", c->pids_max);
+		fprintf(f, "\n");
+	}
 	if (r->signal) {
 		const char *abbrev = sigabbrev_np(r->signal);
 

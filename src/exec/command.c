@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "exec/command_int.h"
 #include "exec/exec.h"
 
 /*
@@ -46,74 +47,6 @@ static int build_argv(const Noded__Command *c, char ***out)
 	}
 	for (size_t i = 0; i < c->n_argv; i++)
 		v[k++] = c->argv[i];
-	v[k] = NULL;
-	*out = v;
-	return 0;
-}
-
-/* Same variable: equal up to and including the '=' (or the end). */
-static bool same_key(const char *a, const char *b)
-{
-	size_t n = strcspn(a, "=");
-
-	return !strncmp(a, b, n) && (b[n] == '=' || b[n] == '\0');
-}
-
-static bool set_later(char *const *env, size_t n, const char *e, size_t from)
-{
-	for (size_t i = from; i < n; i++)
-		if (same_key(e, env[i]))
-			return true;
-	return false;
-}
-
-/*
- * The command's environment: ours, plus c's env entries as "KEY=VALUE",
- * which win over ours and over earlier entries of their own (a map key
- * sent twice), plus tag (NULL: none), which wins over both. One malloc'd
- * block (free only it): the pointer array, then the KEY=VALUE strings made
- * from c; ours and tag are borrowed. Returns 0, -EINVAL with reason set
- * (a key that is empty or holds '=': it could not be said as KEY=VALUE),
- * or -ENOMEM.
- */
-static int build_envp(const Noded__Command *c, const char *tag,
-		      char ***out, char *reason, size_t reason_size)
-{
-	size_t n = 0, k = 0, bytes = 0;
-	char **v, **mine, *p;
-
-	for (size_t i = 0; i < c->n_env; i++) {
-		const char *key = c->env[i]->key;
-
-		if (!key[0] || strchr(key, '=')) {
-			snprintf(reason, reason_size,
-				 "bad env key '%.200s' (want a name without "
-				 "'=')", key);
-			return -EINVAL;
-		}
-		bytes += strlen(key) + strlen(c->env[i]->value) + 2;
-	}
-	for (char **e = environ; e && *e; e++)
-		n++;
-	v = malloc((n + 2 * c->n_env + 2) * sizeof(*v) + bytes);
-	if (!v)
-		return -ENOMEM;
-	mine = v + n + c->n_env + 2;
-	p = (char *)(mine + c->n_env);
-	for (size_t i = 0; i < c->n_env; i++) {
-		mine[i] = p;
-		p += sprintf(p, "%s=%s", c->env[i]->key, c->env[i]->value) + 1;
-	}
-	for (char **e = environ; e && *e; e++)
-		if (!set_later(mine, c->n_env, *e, 0) &&
-		    !(tag && same_key(*e, tag)))
-			v[k++] = *e;
-	for (size_t i = 0; i < c->n_env; i++)
-		if (!set_later(mine, c->n_env, mine[i], i + 1) &&
-		    !(tag && same_key(mine[i], tag)))
-			v[k++] = mine[i];
-	if (tag)
-		v[k++] = (char *)tag;
 	v[k] = NULL;
 	*out = v;
 	return 0;
@@ -165,10 +98,46 @@ static int devnull(void)
 }
 
 /*
+ * What execvp does to find file in path, without running it: the first
+ * dir/file that is a regular file we may execute, into buf (size bytes).
+ * Returns 0, ENOENT (none), or EACCES (one exists but may not be run).
+ */
+static int find_in_path(const char *file, const char *path, char *buf,
+			size_t size)
+{
+	size_t flen = strlen(file);
+	bool eacces = false;
+
+	for (const char *p = path;;) {
+		const char *e = strchrnul(p, ':');
+		size_t dlen = (size_t)(e - p);
+		struct stat st;
+
+		if ((dlen ? dlen : 1) + 1 + flen + 1 <= size) {
+			memcpy(buf, dlen ? p : ".", dlen ? dlen : 1);
+			dlen = dlen ? dlen : 1;
+			buf[dlen] = '/';
+			memcpy(buf + dlen + 1, file, flen + 1);
+			if (stat(buf, &st) == 0 && S_ISREG(st.st_mode)) {
+				if (access(buf, X_OK) == 0)
+					return 0;
+				eacces = true;
+			}
+		}
+		if (!*e)
+			break;
+		p = e + 1;
+	}
+	return eacces ? EACCES : ENOENT;
+}
+
+/*
  * Runs argv/envp per c in a new process group, stdout and stderr on the
  * write ends out_w/err_w, stdin from /dev/null, default signal handling
- * and an empty signal mask (we block SIGCHLD; the command must not).
- * Returns 0 with *pid set, or a positive errno.
+ * and an empty signal mask (we block SIGCHLD; the command must not). A
+ * command name without '/' is looked for in envp's PATH (the one the
+ * command will see), not ours. Returns 0 with *pid set, or a positive
+ * errno.
  */
 static int spawn_command(const Noded__Command *c, char **argv, char **envp,
 			 int out_w, int err_w, pid_t *pid)
@@ -176,8 +145,19 @@ static int spawn_command(const Noded__Command *c, char **argv, char **envp,
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	sigset_t all, none;
+	char file[PATH_MAX];
+	const char *exe = argv[0];
 	int err;
 
+	if (!(c->shell && c->shell[0]) && !strchr(argv[0], '/')) {
+		const char *path = nd__exec_env_path(envp);
+
+		err = find_in_path(argv[0], path ? path : ND_EXEC_BASE_PATH, file,
+				   sizeof(file));
+		if (err)
+			return err;
+		exe = file;
+	}
 	err = posix_spawn_file_actions_init(&fa);
 	if (err)
 		return err;
@@ -214,12 +194,9 @@ static int spawn_command(const Noded__Command *c, char **argv, char **envp,
 
 	/* glibc's posix_spawn reports exec (and chdir) failures of the child
 	 * as its return value; no error pipe of our own is needed. */
-	do {
-		if (c->shell && c->shell[0])
-			err = posix_spawn(pid, argv[0], &fa, &attr, argv, envp);
-		else
-			err = posix_spawnp(pid, argv[0], &fa, &attr, argv, envp);
-	} while (err == EINTR);
+	do
+		err = posix_spawn(pid, exe, &fa, &attr, argv, envp);
+	while (err == EINTR);
 
 destroy_attr:
 	posix_spawnattr_destroy(&attr);
@@ -295,9 +272,25 @@ static void close_from(int from, int keep)
 	}
 }
 
-/* What the child of spawn_in_cgroup() needs; it writes only err. */
+/* Where the child of spawn_clone() failed (what it reports with its
+ * errno). */
+enum child_stage {
+	STAGE_SETUP, /* process group, stdio */
+	STAGE_USER,  /* setgroups, setresgid, setresuid */
+	STAGE_CWD,
+	STAGE_EXEC,
+};
+
+/* What the child of spawn_clone() writes on its error pipe. */
+struct child_err {
+	int err;
+	int stage; /* enum child_stage */
+};
+
+/* What the child of spawn_clone() needs; it writes only to its pipe. */
 struct child_ctx {
 	const Noded__Command *c;
+	const struct nd_exec_run_as *u; /* switch to it when u->set */
 	char **argv, **envp;
 	const char *path;
 	int out_w, err_w, ep_w;
@@ -316,8 +309,8 @@ static int child_main(void *arg)
 	const struct child_ctx *cx = arg;
 	const Noded__Command *c = cx->c;
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	struct child_err ce = { .stage = STAGE_SETUP };
 	sigset_t none;
-	int err;
 
 	/* every handler back to default while all signals are blocked:
 	 * ours must never run in this process */
@@ -331,8 +324,20 @@ static int child_main(void *arg)
 		goto child_failed;
 	if (dup2(cx->out_w, 1) < 0 || dup2(cx->err_w, 2) < 0)
 		goto child_failed;
+	/* Raw system calls: glibc's wrappers would try to tell the other
+	 * threads of a process whose memory we share. Groups first, the
+	 * uid last: after it we could change neither. */
+	ce.stage = STAGE_USER;
+	if (cx->u && cx->u->set &&
+	    (syscall(SYS_setgroups, (size_t)cx->u->ngroups, cx->u->groups) < 0 ||
+	     syscall(SYS_setresgid, cx->u->gid, cx->u->gid, cx->u->gid) < 0 ||
+	     syscall(SYS_setresuid, cx->u->uid, cx->u->uid, cx->u->uid) < 0))
+		goto child_failed;
+	/* as the user: a cwd it may not enter is refused */
+	ce.stage = STAGE_CWD;
 	if (c->cwd && c->cwd[0] && chdir(c->cwd) < 0)
 		goto child_failed;
+	ce.stage = STAGE_EXEC;
 	close_from(3, cx->ep_w);
 	sigemptyset(&none); /* we block SIGCHLD; the command must not */
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -341,8 +346,8 @@ static int child_main(void *arg)
 	else
 		errno = exec_search(cx->argv, cx->envp, cx->path);
 child_failed:
-	err = errno;
-	while (write(cx->ep_w, &err, sizeof(err)) < 0 && errno == EINTR)
+	ce.err = errno;
+	while (write(cx->ep_w, &ce, sizeof(ce)) < 0 && errno == EINTR)
 		;
 	_exit(127);
 }
@@ -397,43 +402,42 @@ static void *child_stack(void)
 #endif
 
 /*
- * spawn_command() with the child born in cgroup directory cgfd: clone3
- * with CLONE_INTO_CGROUP | CLONE_VFORK, so it is in its cgroup before its
- * first instruction and we resume once it has exec'd or died. On x86_64
- * also CLONE_VM, as posix_spawn does: the child runs child_main() on a
- * stack of its own in our memory, and the spawn copies no page table (a
+ * spawn_command() by clone3, for what posix_spawn cannot do: with cgfd >=
+ * 0 the child is born in that cgroup directory (CLONE_INTO_CGROUP), so it
+ * is in its cgroup before its first instruction; with cx->u->set it
+ * switches to that user before it changes directory and execs. Always
+ * CLONE_VFORK: we resume once it has exec'd or died. On x86_64 also
+ * CLONE_VM, as posix_spawn does: the child runs child_main() on a stack
+ * of its own in our memory, and the spawn copies no page table (a
  * fork-like clone of the helper cost about 0.15 ms more of CPU per task,
  * in the copy and in the faults that follow it). Elsewhere the child runs
  * on a copy of our memory, as after fork. All signals are blocked around
  * the clone, so none of our handlers can run in the child. Only the exec
  * helper calls this, and it is single-threaded. Returns 0 with *pid set,
- * a positive errno (the command did not start), or -errno when clone3
- * itself failed (nothing started; the caller may use spawn_command
- * instead).
+ * a positive errno (the command did not start; *stage says at which
+ * step), or -errno when clone3 itself failed (nothing started; the caller
+ * may use spawn_command instead).
  */
-static int spawn_in_cgroup(const Noded__Command *c, char **argv,
-			   char **envp, int out_w, int err_w, int cgfd,
-			   pid_t *pid)
+static int spawn_clone(struct child_ctx *cx, int cgfd, pid_t *pid,
+		       int *stage)
 {
 	struct clone_args_v2 ca = {
-		.flags = CLONE_INTO_CGROUP | CLONE_VFORK,
+		.flags = CLONE_VFORK,
 		.exit_signal = SIGCHLD,
-		.cgroup = (uint64_t)cgfd,
 	};
-	struct child_ctx cx = {
-		.c = c, .argv = argv, .envp = envp, .path = getenv("PATH"),
-		.out_w = out_w, .err_w = err_w,
-	};
+	struct child_err ce = { 0 };
 	sigset_t all, old;
 	int ep[2], err = 0;
 	ssize_t n;
 	long child;
 
-	if (!cx.path)
-		cx.path = "/bin:/usr/bin";
+	if (cgfd >= 0) {
+		ca.flags |= CLONE_INTO_CGROUP;
+		ca.cgroup = (uint64_t)cgfd;
+	}
 	if (pipe2(ep, O_CLOEXEC) < 0)
 		return errno;
-	cx.ep_w = ep[1];
+	cx->ep_w = ep[1];
 	(void)devnull(); /* opened here, not in each child */
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, &old);
@@ -442,7 +446,7 @@ static int spawn_in_cgroup(const Noded__Command *c, char **argv,
 		ca.flags |= CLONE_VM;
 		ca.stack = (uint64_t)(uintptr_t)child_stack();
 		ca.stack_size = CHILD_STACK;
-		child = nd__clone3_call(&ca, sizeof(ca), child_main, &cx);
+		child = nd__clone3_call(&ca, sizeof(ca), child_main, cx);
 		if (child < 0) {
 			errno = (int)-child;
 			child = -1;
@@ -452,7 +456,7 @@ static int spawn_in_cgroup(const Noded__Command *c, char **argv,
 	{
 		child = syscall(SYS_clone3, &ca, sizeof(ca));
 		if (child == 0)
-			child_main(&cx); /* does not return */
+			child_main(cx); /* does not return */
 	}
 	if (child < 0)
 		err = -errno;
@@ -462,11 +466,13 @@ static int spawn_in_cgroup(const Noded__Command *c, char **argv,
 	close(ep[1]);
 	ep[1] = -1;
 	do
-		n = read(ep[0], &err, sizeof(err));
+		n = read(ep[0], &ce, sizeof(ce));
 	while (n < 0 && errno == EINTR);
-	if (n == (ssize_t)sizeof(err)) {
+	if (n == (ssize_t)sizeof(ce)) {
 		while (waitpid((pid_t)child, NULL, 0) < 0 && errno == EINTR)
 			;
+		err = ce.err ? ce.err : EIO;
+		*stage = ce.stage;
 	} else {
 		err = 0;
 		*pid = (pid_t)child;
@@ -476,6 +482,33 @@ close_pipe:
 	if (ep[1] >= 0)
 		close(ep[1]);
 	return err;
+}
+
+/* Why the child of spawn_clone() failed with err at stage, into r. */
+static void clone_reason(char *r, size_t size, int err, int stage,
+			 const struct child_ctx *cx)
+{
+	switch (stage) {
+	case STAGE_USER:
+		snprintf(r, size, "cannot switch to user '%.100s': %s",
+			 cx->u->name, strerror(err));
+		break;
+	case STAGE_CWD:
+		snprintf(r, size, "cwd %.200s: %s", cx->c->cwd, strerror(err));
+		break;
+	case STAGE_EXEC:
+		if (err == ENOENT)
+			snprintf(r, size, "command not found: %.200s",
+				 cx->argv[0]);
+		else
+			snprintf(r, size, "cannot run %.200s: %s", cx->argv[0],
+				 strerror(err));
+		break;
+	default:
+		snprintf(r, size, "cannot set up the command: %s",
+			 strerror(err));
+		break;
+	}
 }
 
 int nd_exec_command_start(const Noded__ExecSpawn *sp, pid_t *pid,
@@ -491,9 +524,12 @@ int nd_exec_command_start_opts(const Noded__ExecSpawn *sp,
 {
 	static const Noded__Command none = NODED__COMMAND__INIT;
 	const Noded__Command *c = sp->command ? sp->command : &none;
+	struct child_ctx cx = { .c = c };
+	struct nd_exec_run_as u;
 	char **argv, **envp;
 	int out[2], errp[2];
-	int err;
+	int err, stage = STAGE_SETUP;
+	bool by_clone = false;
 
 	reason[0] = '\0';
 	err = -build_argv(c, &argv);
@@ -505,9 +541,23 @@ int nd_exec_command_start_opts(const Noded__ExecSpawn *sp,
 	}
 	if (o)
 		o->cgroup_err = 0;
-	err = -build_envp(c, o ? o->tag : NULL, &envp, reason, reason_size);
+	/* limits live in the cgroup the caller made for them; a caller
+	 * without one (noded-bench's simulated workers) must not run the
+	 * task unlimited */
+	if ((c->memory_max_bytes || c->cpu_millis || c->pids_max) &&
+	    !(o && o->cgroup_required && o->cgroup_fd >= 0)) {
+		free(argv);
+		snprintf(reason, reason_size, "cannot apply its limits "
+			 "(memory, cpus, pids): no cgroup to hold them");
+		return EOPNOTSUPP;
+	}
+	err = nd__exec_who(c, &u, reason, reason_size);
 	if (err)
-		goto free_argv;
+		goto free_user;
+	err = -nd__exec_envp(sp, c, &u, o ? o->tag : NULL, &envp, reason,
+			     reason_size);
+	if (err)
+		goto free_user;
 	if (pipe2(out, O_CLOEXEC) < 0) {
 		err = errno;
 		snprintf(reason, reason_size, "stdout pipe: %s",
@@ -520,24 +570,55 @@ int nd_exec_command_start_opts(const Noded__ExecSpawn *sp,
 			 strerror(err));
 		goto close_out_pipe;
 	}
+	cx.u = &u;
+	cx.argv = argv;
+	cx.envp = envp;
+	cx.path = nd__exec_env_path(envp);
+	if (!cx.path)
+		cx.path = ND_EXEC_BASE_PATH;
+	cx.out_w = out[1];
+	cx.err_w = errp[1];
 	err = -1;
 	if (o && o->cgroup_fd >= 0) {
-		err = spawn_in_cgroup(c, argv, envp, out[1], errp[1],
-				      o->cgroup_fd, pid);
+		err = spawn_clone(&cx, o->cgroup_fd, pid, &stage);
+		by_clone = err >= 0;
 		if (err < 0) {
 			o->cgroup_err = -err;
+			if (o->cgroup_required) {
+				err = -err;
+				snprintf(reason, reason_size, "cannot start it "
+					 "in its cgroup (for its limits): "
+					 "clone3: %s", strerror(err));
+				goto close_err_pipe;
+			}
 			err = -1;
+		}
+	}
+	/* posix_spawn cannot change the user */
+	if (err < 0 && u.set) {
+		err = spawn_clone(&cx, -1, pid, &stage);
+		by_clone = err >= 0;
+		if (err < 0) {
+			err = -err;
+			snprintf(reason, reason_size, "cannot start it as user "
+				 "'%.100s': clone3: %s", u.name, strerror(err));
+			goto close_err_pipe;
 		}
 	}
 	if (err < 0)
 		err = spawn_command(c, argv, envp, out[1], errp[1], pid);
 	if (err) {
-		spawn_reason(reason, reason_size, &err, argv[0], c->cwd);
+		if (by_clone)
+			clone_reason(reason, reason_size, err, stage, &cx);
+		else
+			spawn_reason(reason, reason_size, &err, argv[0],
+				     c->cwd);
 		goto close_err_pipe;
 	}
 	close(out[1]);
 	close(errp[1]);
 	free(envp);
+	nd__exec_run_as_free(&u);
 	free(argv);
 	fds[0] = out[0];
 	fds[1] = errp[0];
@@ -551,7 +632,8 @@ close_out_pipe:
 	close(out[1]);
 free_envp:
 	free(envp);
-free_argv:
+free_user:
+	nd__exec_run_as_free(&u);
 	free(argv);
 	if (!reason[0])
 		snprintf(reason, reason_size, "%s", strerror(err));

@@ -15,6 +15,7 @@
 #ifndef ND_EXEC_H
 #define ND_EXEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/resource.h>
@@ -39,9 +40,15 @@ int nd_exec_helper_spawn(const char *exe, int *fd, pid_t *pid);
 int nd_exec_helper_main(int fd);
 
 /*
- * Starts the command of sp (argv, searched in PATH; or `/bin/sh -c shell`
- * followed by argv) with our environment plus its env as KEY=VALUE entries
- * (which win), in sp's cwd, in a new process group whose id is its pid,
+ * Starts the command of sp (argv, searched in the PATH it will see; or
+ * `/bin/sh -c shell` followed by argv) with the base environment (PATH,
+ * LANG, and HOME, USER, LOGNAME, SHELL of its user), or ours with
+ * command.inherit_env, then its env as KEY=VALUE entries, then the task's
+ * NODED_TASK_ID, NODED_JOB_ID, NODED_NODE, NODED_ATTEMPT when
+ * sp->master_task_id is set (each later one wins); as command.user when
+ * set (we must be root for another user than ours: setgroups to its
+ * groups, setresgid, setresuid in the child), in sp's cwd (entered as
+ * that user), in a new process group whose id is its pid,
  * stdin /dev/null, stdout and stderr on two new pipes, default signal
  * dispositions, an empty signal mask and no other descriptor. It blocks
  * for the spawn: callers are the helper processes and the load generator,
@@ -68,9 +75,14 @@ struct nd_exec_opts {
 	 * started by posix_spawn outside the cgroup, or not at all when the
 	 * function failed. */
 	int cgroup_err;
+	/* The command must not run outside cgroup_fd (it holds its limits):
+	 * when clone3 cannot start it there, it is not started at all. */
+	bool cgroup_required;
 };
 
-/* nd_exec_command_start() with o (may be NULL: none). */
+/* nd_exec_command_start() with o (may be NULL: none). A command with
+ * limits (memory, cpu, pids) is refused (EOPNOTSUPP, reason set) unless o
+ * gives the cgroup that holds them, with cgroup_required. */
 int nd_exec_command_start_opts(const Noded__ExecSpawn *sp,
 			       struct nd_exec_opts *o, pid_t *pid, int fds[2],
 			       char *reason, size_t reason_size);

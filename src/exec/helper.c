@@ -34,6 +34,13 @@
  * When a task's process ends, for whatever reason, its tree is killed
  * with SIGKILL before its ExecExited is sent.
  *
+ * Limits (command.memory_max_bytes, cpu_millis, pids_max) are written in
+ * a new cgroup of the task's own before it is born there
+ * (nd__cgroup_limit); a task whose limits cannot be applied (tree mode, a
+ * controller the host does not offer) does not run, and its ExecExited
+ * says why. What the limits did (an OOM kill, refused forks) is read from
+ * the cgroup's events when it ends and leads its reason.
+ *
  * Fencing: a command spawned with a lease (ExecSpawn.lease_deadline_mono_ms)
  * gets SIGTERM LEASE_GRACE_MS (or its grace_ms if shorter) before the
  * lease ends and SIGKILL when it ends (to its whole tree, as above),
@@ -163,6 +170,7 @@ static void start_task(struct helper *h, const Noded__ExecSpawn *sp)
 	Noded__ExecEvent ev = NODED__EXEC_EVENT__INIT;
 	Noded__ExecStarted st = NODED__EXEC_STARTED__INIT;
 	struct nd_exec_opts o = { .cgroup_fd = -1 };
+	const Noded__Command *c = sp->command;
 	char reason[REASON_MAX] = "";
 	int fds[2];
 	struct task *t;
@@ -184,7 +192,20 @@ static void start_task(struct helper *h, const Noded__ExecSpawn *sp)
 	t->id = sp->task_id;
 	snprintf(t->tag, sizeof(t->tag), TAG_KEY "=%d.%llu", (int)getpid(),
 		 (unsigned long long)t->id);
+	t->limited = c && (c->memory_max_bytes || c->cpu_millis ||
+			   c->pids_max);
 	nd__cgroup_make(h, t);
+	/* limits are applied, or the task does not run: never unlimited */
+	if (t->limited) {
+		err = nd__cgroup_limit(h, t, c, reason, sizeof(reason));
+		if (err) {
+			if (t->cg_fd >= 0)
+				nd__cgroup_release(h, t);
+			free(t);
+			goto report;
+		}
+		o.cgroup_required = true;
+	}
 	o.cgroup_fd = t->cg_fd;
 	o.tag = t->tag;
 	err = nd_exec_command_start_opts(sp, &o, &t->pid, fds, reason,
@@ -337,7 +358,7 @@ static void task_exited(struct helper *h, const struct task *t, int status,
 			const struct rusage *ru)
 {
 	Noded__ExecExited x = NODED__EXEC_EXITED__INIT;
-	char reason[REASON_MAX];
+	char reason[REASON_MAX], note[REASON_MAX / 2], both[REASON_MAX];
 
 	x.task_id = t->id;
 	x.timed_out = t->timed_out;
@@ -347,6 +368,13 @@ static void task_exited(struct helper *h, const struct task *t, int status,
 	x.end_unix_ms = nd_unix_ms();
 	nd_exec_exited_fill(&x, status, ru, t->timeout_ms, t->lost_errno,
 			    reason, sizeof(reason));
+	if (t->limited) {
+		nd__cgroup_limit_note(t, note, sizeof(note));
+		if (note[0]) {
+			snprintf(both, sizeof(both), "%s%s", note, x.reason);
+			x.reason = both;
+		}
+	}
 	send_exited(h, &x);
 }
 

@@ -33,6 +33,12 @@
  * handling here; cgroup v2 cannot rename, so they are named c<n>, not for
  * a task). Beyond this many idle ones, they are removed. */
 #define CG_POOL 16
+/* Controllers of a task's limits (helper.cg_ctrl). */
+#define CG_CTRL_MEMORY 1u
+#define CG_CTRL_CPU 2u
+#define CG_CTRL_PIDS 4u
+/* The period of cpu.max (us): --cpus N is a quota of N times it. */
+#define CG_CPU_PERIOD_US 100000
 /* The environment variable that tags a task's processes (tree mode). */
 #define TAG_KEY "NODED_TASK_TAG"
 
@@ -62,6 +68,10 @@ struct task {
 	int cg_events;  /* its cgroup.events, -1 if it could not be opened */
 	unsigned cg_idx; /* its cgroup is c<cg_idx> */
 	bool cg_killed;  /* cgroup.kill was written: never reuse it */
+	bool limited;    /* its cgroup holds limits: a fresh one, never
+			  * pooled after (nd__cgroup_limit) */
+	uint64_t mem_max; /* its limits, for the reason of its end */
+	uint32_t pids_max;
 	char tag[64];   /* TAG_KEY=<helper pid>.<task id> */
 };
 
@@ -80,6 +90,8 @@ struct helper {
 	int cg_base;       /* noded-<pid> directory fd; -1: tree mode */
 	bool cg_off;       /* new tasks in tree mode (clone3 refused) */
 	bool cg_has_kill;  /* cgroup.kill exists */
+	unsigned cg_ctrl;  /* CG_CTRL_* enabled for the task cgroups */
+	char cg_why[192];  /* why tasks get no cgroup, "" when they do */
 	char cg_path[PATH_MAX];
 	struct cg_left *cg_left;
 	struct {           /* emptied cgroups, c<idx> */
@@ -112,6 +124,14 @@ int nd__cgroup_signal(int fd, bool has_kill, int sig);
 void nd__cgroup_release(struct helper *h, struct task *t);
 /* Retries the removals left; next try (monotonic ms), -1: none left. */
 int64_t nd__cgroup_sweep(struct helper *h);
+/* Sets c's limits (memory, cpu, pids) in t's cgroup, enabling the
+ * controllers they need first; 0, or a positive errno with reason (size
+ * bytes) saying why they cannot be applied: then t must not run. */
+int nd__cgroup_limit(struct helper *h, struct task *t,
+		     const Noded__Command *c, char *reason, size_t size);
+/* After t (limited) ended: what its limits did, as "out of memory: ..."
+ * (note, size bytes; "" when they did nothing worth saying). */
+void nd__cgroup_limit_note(const struct task *t, char *note, size_t size);
 
 /* helper_tree.c */
 /* sig to t's whole tree (either mode); t's pid must not be reaped yet.

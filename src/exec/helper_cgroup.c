@@ -208,6 +208,8 @@ void nd__cgroup_setup(struct helper *h)
 	unsetenv("NODED_CGROUP");
 	h->cg_base = -1;
 	if (off) {
+		snprintf(h->cg_why, sizeof(h->cg_why), "the worker runs "
+			 "tasks without cgroups (NODED_CGROUP=off)");
 		ND_LOG(ND_LOG_DEBUG, "helper.kill_mode", ND_S("mode", "tree"),
 		       ND_S("why", "NODED_CGROUP=off"));
 		return;
@@ -228,6 +230,9 @@ void nd__cgroup_setup(struct helper *h)
 			ret = -errno;
 	}
 	if (ret) {
+		snprintf(h->cg_why, sizeof(h->cg_why), "the worker cannot "
+			 "make cgroups: %s", ret == -ENOENT ?
+			 "no cgroup v2 mounted" : strerror(-ret));
 		ND_LOG(ND_LOG_DEBUG, "helper.kill_mode", ND_S("mode", "tree"),
 		       ND_S("why", ret == -ENOENT ? "no cgroup v2 mounted"
 						  : strerror(-ret)));
@@ -249,6 +254,8 @@ void nd__cgroup_refused(struct helper *h, int err)
 	if (err == EAGAIN || err == ENOMEM || err == EINTR || h->cg_off)
 		return;
 	h->cg_off = true;
+	snprintf(h->cg_why, sizeof(h->cg_why), "the worker cannot start "
+		 "commands in a cgroup: clone3: %s", strerror(err));
 	ND_LOG(ND_LOG_WARN, "helper.kill_mode", ND_S("mode", "tree"),
 	       ND_S("path", h->cg_path), ND_S("why", strerror(err)),
 	       ND_S("msg", "cannot start commands in a cgroup; killing "
@@ -264,7 +271,8 @@ void nd__cgroup_make(struct helper *h, struct task *t)
 	t->cg_fd = t->cg_events = -1;
 	if (h->cg_base < 0 || h->cg_off)
 		return;
-	if (h->cg_npool) {
+	/* a limited task's cgroup is new: no limits or counts of another */
+	if (h->cg_npool && !t->limited) {
 		unsigned i = --h->cg_npool;
 
 		t->cg_fd = h->cg_pool[i].fd;
@@ -353,7 +361,7 @@ void nd__cgroup_release(struct helper *h, struct task *t)
 	/* Not one that had a cgroup.kill: on some kernels (6.18 here) a
 	 * process later born into it by CLONE_INTO_CGROUP is killed at once
 	 * (the kill is remembered by the cgroup). */
-	if (!t->cg_killed && !cgroup_populated(t->cg_events) &&
+	if (!t->cg_killed && !t->limited && !cgroup_populated(t->cg_events) &&
 	    h->cg_npool < CG_POOL) {
 		h->cg_pool[h->cg_npool].fd = t->cg_fd;
 		h->cg_pool[h->cg_npool].events = t->cg_events;
@@ -423,4 +431,222 @@ int64_t nd__cgroup_sweep(struct helper *h)
 		pp = &l->next;
 	}
 	return h->cg_left ? now + CG_RETRY_MS : -1;
+}
+
+/* ---- a task's limits ---- */
+
+static const struct {
+	unsigned bit;
+	const char *name;
+} controllers[] = {
+	{ CG_CTRL_MEMORY, "memory" },
+	{ CG_CTRL_CPU, "cpu" },
+	{ CG_CTRL_PIDS, "pids" },
+};
+
+/* Whether the space-separated list holds word. */
+static bool has_word(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (const char *p = list; p && *p;) {
+		p += strspn(p, " \n");
+		if (!strncmp(p, word, n) && (p[n] == ' ' || p[n] == '\n' ||
+					     p[n] == '\0'))
+			return true;
+		p += strcspn(p, " \n");
+	}
+	return false;
+}
+
+/* Writes s to file name under dirfd; 0 or -errno. */
+static int write_file(int dirfd, const char *name, const char *s)
+{
+	int fd = openat(dirfd, name, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+	int err;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, s, strlen(s));
+	err = n == (ssize_t)strlen(s) ? 0 : n < 0 ? -errno : -EIO;
+	close(fd);
+	return err;
+}
+
+/* Whether controller name is listed in dirfd's cgroup.controllers (its
+ * text into list, size bytes, for messages). */
+static bool available(int dirfd, const char *name, char *list, size_t size)
+{
+	size_t len;
+	char *s = nd__helper_read_all(dirfd, "cgroup.controllers", 4096, &len);
+	bool yes = s && has_word(s, name);
+
+	snprintf(list, size, "%s", s ? s : "");
+	list[strcspn(list, "\n")] = '\0';
+	free(s);
+	return yes;
+}
+
+/*
+ * Enables the controllers of want for the task cgroups: in our
+ * noded-<pid>'s cgroup.subtree_control, after, when noded-<pid> does not
+ * have one, in its parent's (the worker's cgroup: allowed when that is the
+ * root, or holds no process). Once enabled, a controller stays so for the
+ * helper's life. Returns 0, or a positive errno with why (size bytes).
+ */
+static int enable(struct helper *h, unsigned want, char *why, size_t size)
+{
+	char parent[PATH_MAX], list[256];
+	int pfd = -1, ret = 0;
+
+	snprintf(parent, sizeof(parent), "%s", h->cg_path);
+	*strrchr(parent, '/') = '\0';
+	for (size_t i = 0; i < sizeof(controllers) / sizeof(controllers[0]);
+	     i++) {
+		const char *name = controllers[i].name;
+		char plus[16];
+		int err;
+
+		if (!(want & controllers[i].bit) || (h->cg_ctrl &
+						     controllers[i].bit))
+			continue;
+		snprintf(plus, sizeof(plus), "+%s", name);
+		if (!available(h->cg_base, name, list, sizeof(list))) {
+			if (pfd < 0)
+				pfd = open(parent, O_RDONLY | O_DIRECTORY |
+					   O_CLOEXEC);
+			if (pfd < 0 || !available(pfd, name, list,
+						  sizeof(list))) {
+				snprintf(why, size, "the %s controller is not "
+					 "available in the worker's cgroup v2 "
+					 "(%.150s/cgroup.controllers: \"%.100s\"): "
+					 "the host has it in a cgroup v1 "
+					 "hierarchy, or did not delegate it",
+					 name, parent, list);
+				ret = EOPNOTSUPP;
+				break;
+			}
+			err = write_file(pfd, "cgroup.subtree_control", plus);
+			if (err) {
+				snprintf(why, size, "cannot enable the %s "
+					 "controller for the worker's cgroup "
+					 "(%.150s/cgroup.subtree_control: %s)%s",
+					 name, parent, strerror(-err),
+					 err == -EBUSY ? ": it holds processes "
+					 "itself; run the worker in a cgroup "
+					 "of its own with the controller "
+					 "enabled in the one above" : "");
+				ret = -err;
+				break;
+			}
+		}
+		err = write_file(h->cg_base, "cgroup.subtree_control", plus);
+		if (err) {
+			snprintf(why, size, "cannot enable the %s controller "
+				 "(%.150s/cgroup.subtree_control: %s)", name,
+				 h->cg_path, strerror(-err));
+			ret = -err;
+			break;
+		}
+		h->cg_ctrl |= controllers[i].bit;
+	}
+	if (pfd >= 0)
+		close(pfd);
+	return ret;
+}
+
+int nd__cgroup_limit(struct helper *h, struct task *t,
+		     const Noded__Command *c, char *reason, size_t size)
+{
+	unsigned want = (c->memory_max_bytes ? CG_CTRL_MEMORY : 0) |
+			(c->cpu_millis ? CG_CTRL_CPU : 0) |
+			(c->pids_max ? CG_CTRL_PIDS : 0);
+	char why[448], v[48];
+	const char *file = NULL;
+	int err = 0;
+
+	if (t->cg_fd < 0) {
+		snprintf(reason, size, "cannot apply its limits (memory, cpus, "
+			 "pids): %s", h->cg_why[0] ? h->cg_why :
+			 "its cgroup could not be made");
+		return EOPNOTSUPP;
+	}
+	err = enable(h, want, why, sizeof(why));
+	if (err) {
+		snprintf(reason, size, "cannot apply its limits: %s", why);
+		return err;
+	}
+	if (c->memory_max_bytes) {
+		snprintf(v, sizeof(v), "%llu",
+			 (unsigned long long)c->memory_max_bytes);
+		file = "memory.max";
+		err = write_file(t->cg_fd, file, v);
+		/* a limit, not a push into swap; the whole task goes at
+		 * once when it is reached (either may be absent: no swap
+		 * accounting, an old kernel) */
+		if (!err) {
+			(void)write_file(t->cg_fd, "memory.swap.max", "0");
+			(void)write_file(t->cg_fd, "memory.oom.group", "1");
+		}
+	}
+	if (!err && c->cpu_millis) {
+		snprintf(v, sizeof(v), "%llu %u",
+			 (unsigned long long)c->cpu_millis *
+				 (CG_CPU_PERIOD_US / 1000), CG_CPU_PERIOD_US);
+		file = "cpu.max";
+		err = write_file(t->cg_fd, file, v);
+	}
+	if (!err && c->pids_max) {
+		snprintf(v, sizeof(v), "%u", c->pids_max);
+		file = "pids.max";
+		err = write_file(t->cg_fd, file, v);
+	}
+	if (err) {
+		snprintf(reason, size, "cannot apply its limits: %s %s in "
+			 "%s/c%u: %s", file, v, h->cg_path, t->cg_idx,
+			 strerror(-err));
+		return -err;
+	}
+	t->mem_max = c->memory_max_bytes;
+	t->pids_max = c->pids_max;
+	return 0;
+}
+
+/* The count after key in a flat-keyed file such as memory.events, or 0. */
+static unsigned long long event_count(int dirfd, const char *file,
+				      const char *key)
+{
+	size_t len, klen = strlen(key);
+	char *s = nd__helper_read_all(dirfd, file, 4096, &len);
+	unsigned long long n = 0;
+
+	for (char *p = s; p && *p; p += strcspn(p, "\n"), p += *p == '\n')
+		if (!strncmp(p, key, klen) && p[klen] == ' ')
+			n = strtoull(p + klen + 1, NULL, 10);
+	free(s);
+	return n;
+}
+
+void nd__cgroup_limit_note(const struct task *t, char *note, size_t size)
+{
+	size_t k = 0;
+
+	note[0] = '\0';
+	if (t->cg_fd < 0)
+		return;
+	if (t->mem_max && event_count(t->cg_fd, "memory.events", "oom_kill"))
+		k += (size_t)snprintf(note, size, "out of memory: killed by "
+				      "the kernel at its memory limit (%llu "
+				      "bytes); ",
+				      (unsigned long long)t->mem_max);
+	if (k < size && t->pids_max) {
+		unsigned long long n = event_count(t->cg_fd, "pids.events",
+						   "max");
+
+		if (n)
+			snprintf(note + k, size - k, "%llu fork%s refused at "
+				 "its pids limit (%u); ", n, n == 1 ? "" : "s",
+				 t->pids_max);
+	}
 }

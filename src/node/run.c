@@ -199,6 +199,10 @@ void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a,
 	sp.task_id = t->key;
 	sp.command = a->command; /* the helper checks and execs it */
 	sp.lease_deadline_mono_ms = lease_deadline;
+	sp.master_task_id = a->task_id; /* the task's NODED_* variables */
+	sp.job_id = a->job_id;
+	sp.node = (char *)(r->node ? r->node : "");
+	sp.attempt = a->attempt;
 	req.body_case = NODED__EXEC_REQUEST__BODY_SPAWN;
 	req.spawn = &sp;
 	nd__run_send_request(t, &req);
@@ -216,6 +220,11 @@ static void stop(struct rtask *t)
 	req.body_case = NODED__EXEC_REQUEST__BODY_KILL;
 	req.kill = &k;
 	nd__run_send_request(t, &req);
+}
+
+void nd_runner_set_node(struct nd_runner *r, const char *node)
+{
+	r->node = node;
 }
 
 void nd_runner_cancel(struct nd_runner *r, uint64_t task_id)

@@ -62,6 +62,10 @@ void nd_runner_assign(struct nd_runner *r, const Noded__TaskAssignment *a,
 		      int64_t lease_deadline);
 void nd_runner_cancel(struct nd_runner *r, uint64_t task_id);
 
+/* The node name the tasks see as NODED_NODE (borrowed: it must outlive
+ * r). */
+void nd_runner_set_node(struct nd_runner *r, const char *node);
+
 /* The master no longer counts (task_id, attempt) as running here (a
  * TaskCancel naming the attempt): stop it, never report it, forget it. */
 void nd_runner_void(struct nd_runner *r, uint64_t task_id, uint32_t attempt);

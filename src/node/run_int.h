@@ -71,6 +71,8 @@ struct nd_runner {
 	struct nd_shard *s;
 	struct nd_conn **conn;
 	struct nd_pool *pool;         /* the exec helpers */
+	const char *node;             /* our node name, for NODED_NODE
+				       * (borrowed; NULL: not set) */
 	unsigned next_h, slots;
 	struct nd_u64map tasks;       /* key -> rtask, orphans included */
 	struct nd_u64map by_id;       /* task id -> rtask, of this master

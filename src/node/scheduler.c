@@ -311,6 +311,7 @@ void nd__push_assignment(struct nd_svc *svc, struct task *t)
 	a.output_cap_bytes = t->l.output_cap;
 	a.attempt = t->l.attempt;
 	a.lease_seq = n->hb_seq;
+	a.job_id = t->l.job_id;
 	f.id = n->stream.stream_id;
 	f.kind = NODED__FRAME_KIND__STREAM_ITEM;
 	f.body_case = NODED__FRAME__BODY_TASK;

@@ -482,6 +482,7 @@ int nd_worker_new(struct nd_worker **out, const struct nd_worker_cfg *wc)
 		       ND_S("msg", "cannot start the exec helpers"));
 		goto err;
 	}
+	nd_runner_set_node(w->runner, wc->name);
 	cfg.listen = "none";
 	cfg.shards = 1;
 	cfg.max_conns = 64;

@@ -310,6 +310,23 @@ json_t *nd_json_task(const Noded__TaskRecord *r)
 	if (r->cancel_requested && /* only then: the shape stays */
 	    json_object_set_new(o, "cancel_requested", json_true()))
 		goto err_object;
+	/* the task's user and limits, as POST /v1/tasks takes them; only
+	 * when set */
+	if (s && s->inherit_env &&
+	    json_object_set_new(o, "inherit_env", json_true()))
+		goto err_object;
+	if (s && s->user && s->user[0] && nd_json_set_text(o, "user", s->user))
+		goto err_object;
+	if (s && s->memory_max_bytes &&
+	    json_object_set_new(o, "memory", json_integer(
+				(json_int_t)s->memory_max_bytes)))
+		goto err_object;
+	if (s && s->cpu_millis &&
+	    json_object_set_new(o, "cpus", json_real(s->cpu_millis / 1000.0)))
+		goto err_object;
+	if (s && s->pids_max &&
+	    json_object_set_new(o, "pids", json_integer(s->pids_max)))
+		goto err_object;
 	if (set_attempts(o, r))
 		goto err_object;
 	return o;

@@ -70,6 +70,29 @@ const char *nd_task_spec_check(const Noded__TaskSpec *sp, char *buf,
 				 "name: it must be non-empty, without '='", q);
 		return buf;
 	}
+	if (c->user && c->user[0]) {
+		const char *u = c->user;
+		size_t i;
+
+		for (i = 0; u[i] && i < ND_TASK_USER_MAX; i++)
+			if ((unsigned char)u[i] <= ' ' || u[i] == 0x7f ||
+			    u[i] == '/' || u[i] == ':')
+				break;
+		if (u[i] || u[0] == '-')
+			return say(buf, size, "user is not a user name: at "
+				   "most 256 bytes, without '/', ':', blanks "
+				   "or control characters, not starting with "
+				   "'-'");
+	}
+	if (c->memory_max_bytes && c->memory_max_bytes < ND_TASK_MEMORY_MIN)
+		return say(buf, size, "memory limit under 1 MiB (1048576 "
+			   "bytes): nothing could run in it");
+	if (c->cpu_millis && (c->cpu_millis < ND_TASK_CPU_MILLIS_MIN ||
+			      c->cpu_millis > ND_TASK_CPU_MILLIS_MAX))
+		return say(buf, size, "cpus must be from 0.01 to 1000");
+	if (c->pids_max > ND_TASK_PIDS_MAX)
+		return say(buf, size, "pids limit over 4194304 (the kernel's "
+			   "most)");
 	if ((sp->node && sp->node[0]) + (sp->n_labels > 0) + sp->all > 1)
 		return say(buf, size, "node, labels and all exclude each "
 			   "other: target one of them");

@@ -754,6 +754,55 @@ Test(http, a_bad_spec_gets_the_spec_check_message)
 			"non-empty, without '='");
 }
 
+/* The task's environment, user and limits over HTTP: the same options as
+ * the CLI's, with the spec check's messages for bad ones. */
+Test(http, task_environment_user_and_limits)
+{
+	json_t *t;
+	long long id;
+
+	setenv("ND_TEST_HTTP_WORKER_VAR", "seen", 1); /* the worker's */
+	start(1, NULL);
+	unsetenv("ND_TEST_HTTP_WORKER_VAR");
+	wait_node_alive();
+	id = submit("{\"cmd\": \"echo ${ND_TEST_HTTP_WORKER_VAR:-none} "
+		    "$NODED_NODE\"}");
+	t = wait_done(id);
+	cr_expect_str_eq(jstr(t, "output"), "none w1\n");
+	json_decref(t);
+	id = submit("{\"cmd\": \"echo $ND_TEST_HTTP_WORKER_VAR $X\", "
+		    "\"inherit_env\": true, \"env\": {\"X\": \"x\"}}");
+	t = wait_done(id);
+	cr_expect_str_eq(jstr(t, "output"), "seen x\n");
+	json_decref(t);
+	if (geteuid() == 0) {
+		id = submit("{\"argv\": [\"id\", \"-un\"], \"user\": "
+			    "\"nobody\"}");
+		t = wait_done(id);
+		cr_expect_str_eq(jstr(t, "output"), "nobody\n");
+		json_decref(t);
+	}
+	expect_error_is("{\"cmd\": \"x\", \"memory\": 10}",
+			"memory limit under 1 MiB (1048576 bytes): nothing "
+			"could run in it");
+	expect_error_is("{\"cmd\": \"x\", \"cpus\": 0.001}",
+			"cpus must be from 0.01 to 1000");
+	expect_error_is("{\"cmd\": \"x\", \"cpus\": \"1\"}",
+			"\"cpus\" must be a number of CPUs from 0.01 to 1000");
+	expect_error_is("{\"cmd\": \"x\", \"pids\": -1}",
+			"\"pids\" must be a whole number");
+	expect_error_is("{\"cmd\": \"x\", \"pids\": 4194305}",
+			"pids limit over 4194304 (the kernel's most)");
+	expect_error_is("{\"cmd\": \"x\", \"user\": \"\"}",
+			"\"user\" must be a non-empty string");
+	expect_error_is("{\"cmd\": \"x\", \"user\": \"a/b\"}",
+			"user is not a user name: at most 256 bytes, without "
+			"'/', ':', blanks or control characters, not starting "
+			"with '-'");
+	expect_error_is("{\"cmd\": \"x\", \"inherit_env\": 1}",
+			"\"inherit_env\" must be true or false");
+}
+
 Test(http, keep_alive_pipelining_and_pieces)
 {
 	struct resp r;

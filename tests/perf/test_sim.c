@@ -338,6 +338,17 @@ Test(sim, real_commands)
 	CLI(&R, "run", "--node", "sim-00001", "--", "no-such-command-here");
 	EXPECT_STATUS(&R, 127);
 
+	/* it spawns as the exec helpers do: the task's variables, and no
+	 * limit it cannot hold (it has no cgroups) */
+	CLI(&R, "run", "--node", "sim-00002", "--shell", "--",
+	    "echo $NODED_NODE $NODED_ATTEMPT");
+	EXPECT_STATUS(&R, 0);
+	EXPECT_OUT(&R, "sim-00002 1\n");
+	CLI(&R, "run", "--node", "sim-00002", "--memory", "64M", "--", "true");
+	EXPECT_STATUS(&R, 126);
+	cr_assert(strstr(R.err, "cannot apply its limits (memory, cpus, pids): "
+			 "no cgroup to hold them"), "stderr: %s", R.err);
+
 	CLI(&R, "run", "--node", "sim-00001", "--timeout", "0.3", "--",
 	    "sleep", "30");
 	EXPECT_STATUS(&R, 124);

@@ -178,6 +178,59 @@ Test(taskspec, wait_for_node_not_with_all)
 		   "on the nodes alive now");
 }
 
+Test(taskspec, user_is_a_user_name)
+{
+	static const char *const ok[] = { "nobody", "www-data", "a.b_c$",
+					  "1000" };
+	static const char *const bad[] = { "a:b", "a/b", "a b", "-x",
+					   "tab\there", "del\x7f" };
+	char longname[300];
+	struct spec x;
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		good(&x);
+		x.c.user = (char *)ok[i];
+		EXPECT_BAD(&x, "");
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		good(&x);
+		x.c.user = (char *)bad[i];
+		EXPECT_BAD(&x, "user is not a user name: at most 256 bytes, "
+			   "without '/', ':', blanks or control characters, "
+			   "not starting with '-'");
+	}
+	memset(longname, 'u', sizeof(longname));
+	longname[256] = '\0';
+	good(&x);
+	x.c.user = longname;
+	EXPECT_BAD(&x, "");
+	longname[256] = 'u';
+	longname[257] = '\0';
+	cr_expect_neq(strcmp(check(&x), ""), 0, "257 bytes passed");
+}
+
+Test(taskspec, limits_in_range)
+{
+	struct spec x;
+
+	good(&x);
+	x.c.memory_max_bytes = ND_TASK_MEMORY_MIN;
+	x.c.cpu_millis = ND_TASK_CPU_MILLIS_MIN;
+	x.c.pids_max = 1;
+	EXPECT_BAD(&x, "");
+	x.c.memory_max_bytes = ND_TASK_MEMORY_MIN - 1;
+	EXPECT_BAD(&x, "memory limit under 1 MiB (1048576 bytes): nothing "
+		   "could run in it");
+	good(&x);
+	x.c.cpu_millis = ND_TASK_CPU_MILLIS_MIN - 1;
+	EXPECT_BAD(&x, "cpus must be from 0.01 to 1000");
+	x.c.cpu_millis = ND_TASK_CPU_MILLIS_MAX + 1;
+	EXPECT_BAD(&x, "cpus must be from 0.01 to 1000");
+	good(&x);
+	x.c.pids_max = ND_TASK_PIDS_MAX + 1;
+	EXPECT_BAD(&x, "pids limit over 4194304 (the kernel's most)");
+}
+
 Test(taskspec, rules_in_order_and_message_cut_to_fit)
 {
 	struct spec x;
