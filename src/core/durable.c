@@ -62,13 +62,16 @@ static int write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
-int nd_durable_write(int dirfd, const char *name, const void *data,
-		     size_t len, mode_t mode)
+/* Writes data into a new temporary file in dirfd, named for this process
+ * (two writers never share one), synced: its name into tmp. 0 or -errno
+ * (nothing left behind). */
+static int write_tmp(int dirfd, const char *name, const void *data,
+		     size_t len, mode_t mode, char tmp[NAME_MAX + 1])
 {
-	char tmp[NAME_MAX + 1];
 	int fd, ret;
 
-	if (snprintf(tmp, sizeof(tmp), ".%s.tmp", name) >= (int)sizeof(tmp))
+	if (snprintf(tmp, NAME_MAX + 1, ".%s.%d.tmp", name, (int)getpid()) >
+	    NAME_MAX)
 		return -ENAMETOOLONG;
 	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	if (fd < 0)
@@ -79,16 +82,41 @@ int nd_durable_write(int dirfd, const char *name, const void *data,
 	if (close(fd) && !ret)
 		ret = -errno;
 	if (ret)
-		goto err_unlink_tmp;
+		unlinkat(dirfd, tmp, 0);
+	return ret;
+}
+
+int nd_durable_write(int dirfd, const char *name, const void *data,
+		     size_t len, mode_t mode)
+{
+	char tmp[NAME_MAX + 1];
+	int ret = write_tmp(dirfd, name, data, len, mode, tmp);
+
+	if (ret)
+		return ret;
 	if (renameat(dirfd, tmp, dirfd, name)) {
 		ret = -errno;
-		goto err_unlink_tmp;
+		unlinkat(dirfd, tmp, 0);
+		return ret;
 	}
 	/* the rename itself is durable once the directory is */
 	return fsync(dirfd) ? -errno : 0;
+}
 
-err_unlink_tmp:
+int nd_durable_create(int dirfd, const char *name, const void *data,
+		      size_t len, mode_t mode)
+{
+	char tmp[NAME_MAX + 1];
+	int ret = write_tmp(dirfd, name, data, len, mode, tmp);
+
+	if (ret)
+		return ret;
+	/* a link, unlike a rename, never replaces: the first one wins */
+	if (linkat(dirfd, tmp, dirfd, name, 0))
+		ret = -errno;
 	unlinkat(dirfd, tmp, 0);
+	if (!ret && fsync(dirfd))
+		ret = -errno;
 	return ret;
 }
 

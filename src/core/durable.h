@@ -24,6 +24,12 @@ int nd_dir_open(const char *dir);
 int nd_durable_write(int dirfd, const char *name, const void *data,
 		     size_t len, mode_t mode);
 
+/* Like nd_durable_write, but only when name does not exist yet: -EEXIST
+ * (and nothing changed) when it does, even when another process creates
+ * it at the same moment. */
+int nd_durable_create(int dirfd, const char *name, const void *data,
+		      size_t len, mode_t mode);
+
 /* Reads up to len - 1 bytes of name in dirfd into buf, NUL-terminated.
  * The byte count, or -errno (-ENOENT: no such file). */
 ssize_t nd_small_read(int dirfd, const char *name, char *buf, size_t len);

@@ -119,7 +119,13 @@ int nd_node_id_load(const char *dir, uint8_t id[ND_NODE_ID_LEN], char *err,
 	}
 	nd_node_id_hex(id, ND_NODE_ID_LEN, buf);
 	strcat(buf, "\n");
-	ret = nd_durable_write(dfd, ID_FILE, buf, strlen(buf), 0600);
+	ret = nd_durable_create(dfd, ID_FILE, buf, strlen(buf), 0600);
+	if (ret == -EEXIST) {
+		/* another worker on this directory made one first: it is
+		 * the id of the directory, ours too */
+		n = nd_small_read(dfd, ID_FILE, buf, sizeof(buf));
+		ret = n < 0 ? (int)n : parse(buf, id);
+	}
 	if (ret)
 		snprintf(err, errlen, "cannot write %s/" ID_FILE ": %s", dir,
 			 strerror(-ret));

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -25,6 +26,7 @@
 
 #include "cli.h"
 #include "harness.h"
+#include "node/node_id.h"
 
 #define MAX_WORKERS 2
 
@@ -684,4 +686,65 @@ Test(ident, takeover_loses_the_old_workers_tasks)
 		  "the master");
 	close(c2);
 	STOP_OK(&d);
+}
+
+/*
+ * Workers started at the same moment on one fresh --state-dir: each makes
+ * a node id and the first to store it wins; the others read it back, so
+ * all of them start, with the one id (each used to write the same
+ * temporary file, and all but one failed to start).
+ */
+Test(ident, workers_racing_on_a_fresh_state_dir_share_its_id)
+{
+	enum { N = 8 };
+	char dir[] = "/tmp/nd-ident-race-XXXXXX", path[64];
+	char got[N][2 * ND_NODE_ID_LEN + 1];
+	int go[2], out[2];
+	pid_t pids[N];
+
+	cr_assert(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/state", dir);
+	cr_assert_eq(pipe(go), 0);
+	cr_assert_eq(pipe(out), 0);
+	for (int i = 0; i < N; i++) {
+		pids[i] = fork();
+		cr_assert_geq(pids[i], 0);
+		if (pids[i] == 0) {
+			uint8_t id[ND_NODE_ID_LEN];
+			char err[256], line[2 * ND_NODE_ID_LEN + 2] = { 0 }, c;
+
+			close(go[1]);
+			if (read(go[0], &c, 1) < 0) /* EOF: all start at once */
+				_exit(3);
+			if (nd_node_id_load(path, id, err, sizeof(err)))
+				_exit(1);
+			nd_node_id_hex(id, ND_NODE_ID_LEN, line);
+			line[2 * ND_NODE_ID_LEN] = '\n';
+			_exit(write(out[1], line, sizeof(line) - 1) ==
+			      (ssize_t)sizeof(line) - 1 ? 0 : 2);
+		}
+	}
+	close(go[0]);
+	close(go[1]);
+	close(out[1]);
+	for (int i = 0; i < N; i++) {
+		int st;
+
+		cr_assert_eq(waitpid(pids[i], &st, 0), pids[i]);
+		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+			  "worker %d could not load its node id (exit %d)", i,
+			  WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	}
+	for (int i = 0; i < N; i++) {
+		char line[2 * ND_NODE_ID_LEN + 1];
+
+		cr_assert_eq(read(out[0], line, sizeof(line)),
+			     (ssize_t)sizeof(line));
+		memcpy(got[i], line, 2 * ND_NODE_ID_LEN);
+		got[i][2 * ND_NODE_ID_LEN] = '\0';
+		cr_assert_str_eq(got[i], got[0], "two ids for one directory");
+	}
+	close(out[0]);
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	cr_assert_eq(system(path), 0);
 }
