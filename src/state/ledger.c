@@ -1,5 +1,6 @@
 /*
- * The task ledger (ledger.h): events applied in order, snapshot, restore.
+ * The task ledger (ledger.h): events applied in order (snapshot and restore
+ * are in ledger_snap.c).
  * Each apply_* first checks the event against the task, then gets every
  * piece of memory it needs, and only then changes anything, so a refused
  * or failed event leaves the ledger as it was.
@@ -9,8 +10,7 @@
 #include <string.h>
 
 #include "state/ledger.h"
-
-#define NSTATES (NODED__TASK_STATE__TASK_LOST + 1)
+#include "state/ledger_int.h"
 
 void nd_ledger_init(struct nd_ledger *l, size_t task_size)
 {
@@ -27,7 +27,7 @@ static void attempt_free(struct nd_lattempt *a)
 	free(a->reason);
 }
 
-static void task_free(struct nd_ltask *t)
+void nd__ltask_free(struct nd_ltask *t)
 {
 	for (uint32_t i = 0; i < t->nattempts; i++)
 		attempt_free(&t->attempts[i]);
@@ -49,7 +49,7 @@ void nd_ledger_free(struct nd_ledger *l)
 						     struct nd_ltask, all_link);
 
 		nd_list_del(&t->all_link);
-		task_free(t);
+		nd__ltask_free(t);
 	}
 	nd_u64map_free(&l->tasks);
 	nd_ledger_init(l, task_size);
@@ -87,7 +87,7 @@ static void end(struct nd_ledger *l, struct nd_ltask *t, Noded__TaskState st,
 
 /* "" is no string in these messages: NULL, else a copy in *out (0 or
  * -ENOMEM). */
-static int dup_opt(const char *s, char **out)
+int nd__ledger_dup(const char *s, char **out)
 {
 	*out = NULL;
 	if (!s || !s[0])
@@ -107,7 +107,7 @@ static struct nd_ltask *task_at(struct nd_ledger *l, uint64_t id,
 	return *err ? NULL : t;
 }
 
-static bool on_node(const struct nd_ltask *t)
+bool nd__ltask_on_node(const struct nd_ltask *t)
 {
 	return t->state == NODED__TASK_STATE__TASK_ASSIGNED ||
 	       t->state == NODED__TASK_STATE__TASK_RUNNING;
@@ -115,7 +115,7 @@ static bool on_node(const struct nd_ltask *t)
 
 /* The record of t's current attempt in its history, or NULL (it has not
  * reached a node). */
-static struct nd_lattempt *current(const struct nd_ltask *t)
+struct nd_lattempt *nd__ltask_current(const struct nd_ltask *t)
 {
 	struct nd_lattempt *a = t->nattempts ?
 					&t->attempts[t->nattempts - 1] : NULL;
@@ -149,8 +149,8 @@ static struct nd_ltask *task_new(struct nd_ledger *l,
 	if (!t)
 		return NULL;
 	t->spec = malloc(e->spec.len ? e->spec.len : 1);
-	if (!t->spec || dup_opt(node, &t->target_node)) {
-		task_free(t);
+	if (!t->spec || nd__ledger_dup(node, &t->target_node)) {
+		nd__ltask_free(t);
 		return NULL;
 	}
 	if (e->spec.len)
@@ -206,7 +206,7 @@ undo:
 			continue;
 		if (nd_u64map_get(&l->tasks, ts[i]->id) == ts[i])
 			nd_u64map_del(&l->tasks, ts[i]->id);
-		task_free(ts[i]);
+		nd__ltask_free(ts[i]);
 	}
 	free(ts);
 	return -ENOMEM;
@@ -271,12 +271,12 @@ static int apply_started(struct nd_ledger *l, const void *m,
 
 	if (!t)
 		return err;
-	if (!e->attempt || !on_node(t))
+	if (!e->attempt || !nd__ltask_on_node(t))
 		return -EINVAL;
 	if (t->state != NODED__TASK_STATE__TASK_RUNNING)
 		set_state(l, t, NODED__TASK_STATE__TASK_RUNNING);
 	t->started_unix_ms = e->start_unix_ms;
-	if ((a = current(t))) {
+	if ((a = nd__ltask_current(t))) {
 		a->state = NODED__TASK_STATE__TASK_RUNNING;
 		a->started_unix_ms = e->start_unix_ms;
 	}
@@ -287,8 +287,8 @@ static int apply_started(struct nd_ledger *l, const void *m,
 /* Appends n bytes of fd from attempt to t's kept output, after a marker
  * when attempt is not the last kept chunk's (or, first, not 1): 0, or
  * -ENOMEM with nothing changed. */
-static int out_append(struct nd_ltask *t, uint8_t fd, uint32_t attempt,
-		      const uint8_t *data, size_t n)
+int nd__ltask_out_append(struct nd_ltask *t, uint8_t fd, uint32_t attempt,
+			 const uint8_t *data, size_t n)
 {
 	uint32_t last = t->out_attempt ? t->out_attempt : 1,
 		 len = (uint32_t)n;
@@ -349,13 +349,13 @@ static int apply_output(struct nd_ledger *l, const void *m,
 
 	if (!t)
 		return err;
-	if (!e->attempt || !on_node(t))
+	if (!e->attempt || !nd__ltask_on_node(t))
 		return -EINVAL;
 	if (t->out_data < t->output_cap) {
 		size_t room = (size_t)(t->output_cap - t->out_data);
 
 		n = e->data.len < room ? e->data.len : room;
-		if (out_append(t, (uint8_t)(e->fd == 2 ? 2 : 1), e->attempt,
+		if (nd__ltask_out_append(t, (uint8_t)(e->fd == 2 ? 2 : 1), e->attempt,
 			       e->data.data, n))
 			return -ENOMEM;
 		l->kept_bytes += n;
@@ -365,7 +365,7 @@ static int apply_output(struct nd_ledger *l, const void *m,
 	t->produced += e->data.len;
 	if (t->state != NODED__TASK_STATE__TASK_RUNNING) {
 		set_state(l, t, NODED__TASK_STATE__TASK_RUNNING);
-		if ((a = current(t)))
+		if ((a = nd__ltask_current(t)))
 			a->state = NODED__TASK_STATE__TASK_RUNNING;
 	}
 	*out = t;
@@ -387,10 +387,10 @@ static int apply_ended(struct nd_ledger *l, const void *m,
 	    !nd_ltask_ended(e->state) ||
 	    e->state == NODED__TASK_STATE__TASK_LOST || e->state >= NSTATES)
 		return -EINVAL;
-	a = current(t);
-	if (dup_opt(e->reason, &reason))
+	a = nd__ltask_current(t);
+	if (nd__ledger_dup(e->reason, &reason))
 		return -ENOMEM;
-	if (dup_opt(a ? e->reason : NULL, &areason)) {
+	if (nd__ledger_dup(a ? e->reason : NULL, &areason)) {
 		free(reason);
 		return -ENOMEM;
 	}
@@ -439,11 +439,11 @@ static int apply_retried(struct nd_ledger *l, const void *m,
 
 	if (!t)
 		return err;
-	if (!e->attempt || !on_node(t) || !t->retries_left)
+	if (!e->attempt || !nd__ltask_on_node(t) || !t->retries_left)
 		return -EINVAL;
-	if (dup_opt(e->reason, &reason))
+	if (nd__ledger_dup(e->reason, &reason))
 		return -ENOMEM;
-	attempt_end(current(t), NODED__TASK_STATE__TASK_LOST, e->unix_ms,
+	attempt_end(nd__ltask_current(t), NODED__TASK_STATE__TASK_LOST, e->unix_ms,
 		    reason);
 	t->retries_left--;
 	t->attempt++;
@@ -465,10 +465,10 @@ static int apply_lost(struct nd_ledger *l, const void *m,
 		return err;
 	if (!e->attempt || nd_ltask_ended(t->state))
 		return -EINVAL;
-	a = current(t);
-	if (dup_opt(e->reason, &reason))
+	a = nd__ltask_current(t);
+	if (nd__ledger_dup(e->reason, &reason))
 		return -ENOMEM;
-	if (dup_opt(a ? e->reason : NULL, &areason)) {
+	if (nd__ledger_dup(a ? e->reason : NULL, &areason)) {
 		free(reason);
 		return -ENOMEM;
 	}
@@ -496,7 +496,7 @@ static int apply_evict(struct nd_ledger *l, const void *m,
 	l->ntasks--;
 	l->count[t->state]--;
 	l->kept_bytes -= t->out_data;
-	task_free(t);
+	nd__ltask_free(t);
 	*out = NULL;
 	return 0;
 }
@@ -543,356 +543,3 @@ const char *nd_ledger_event_name(const Noded__LedgerEvent *ev)
 	return c < NEVENTS && events[c].name ? events[c].name : "?";
 }
 
-/* ---- snapshot ---- */
-
-/* The kept output of t as chunks in chunks[] (room for all of them);
- * returns how many. */
-static size_t kept_chunks(const struct nd_ltask *t, Noded__OutputChunk *c,
-			  Noded__OutputChunk **chunks)
-{
-	struct nd_lout_iter it = { 0 };
-	Noded__OutputChunk one = NODED__OUTPUT_CHUNK__INIT;
-	size_t n = 0;
-
-	while (nd_ltask_output_next(t, &it, &one)) {
-		c[n] = one;
-		chunks[n] = &c[n];
-		n++;
-	}
-	return n;
-}
-
-static size_t count_chunks(const struct nd_ltask *t)
-{
-	struct nd_lout_iter it = { 0 };
-	Noded__OutputChunk c;
-	size_t n = 0;
-
-	while (nd_ltask_output_next(t, &it, &c))
-		n++;
-	return n;
-}
-
-/* t's history as messages in am[] (room for all), pointed at by ap[]. */
-static void attempts_to_msg(const struct nd_ltask *t, Noded__TaskAttempt *am,
-			    Noded__TaskAttempt **ap)
-{
-	for (uint32_t i = 0; i < t->nattempts; i++) {
-		const struct nd_lattempt *a = &t->attempts[i];
-
-		noded__task_attempt__init(&am[i]);
-		am[i].attempt = a->attempt;
-		am[i].node = a->node;
-		am[i].state = a->state;
-		am[i].assigned_unix_ms = a->assigned_unix_ms;
-		am[i].started_unix_ms = a->started_unix_ms;
-		am[i].ended_unix_ms = a->ended_unix_ms;
-		am[i].exit_code = a->exit_code;
-		am[i].signal = a->signal;
-		am[i].reason = a->reason ? a->reason : "";
-		ap[i] = &am[i];
-	}
-}
-
-static void task_to_msg(const struct nd_ltask *t, Noded__LedgerTask *m)
-{
-	noded__ledger_task__init(m);
-	m->id = t->id;
-	m->job_id = t->job_id;
-	m->state = t->state;
-	m->spec.data = t->spec;
-	m->spec.len = t->spec_len;
-	m->target_node = t->target_node ? t->target_node : "";
-	m->node = t->node ? t->node : "";
-	m->attempt = t->attempt;
-	m->retries_left = t->retries_left;
-	m->cancel_requested = t->cancel_requested;
-	m->exit_code = t->exit_code;
-	m->signal = t->signal;
-	m->reason = t->reason ? t->reason : "";
-	m->submitted_unix_ms = t->submitted_unix_ms;
-	m->started_unix_ms = t->started_unix_ms;
-	m->ended_unix_ms = t->ended_unix_ms;
-	m->utime_us = t->utime_us;
-	m->stime_us = t->stime_us;
-	m->max_rss_kib = t->max_rss_kib;
-	m->output_cap_bytes = t->output_cap;
-	m->output_bytes = t->produced;
-	m->truncated = t->truncated;
-	m->queue_seq = t->queue_seq;
-	m->end_seq = t->end_seq;
-}
-
-int nd_ledger_snapshot(const struct nd_ledger *l, uint8_t **out, size_t *len)
-{
-	Noded__LedgerSnapshot s = NODED__LEDGER_SNAPSHOT__INIT;
-	Noded__LedgerTask *msgs = NULL, **ptrs = NULL;
-	Noded__OutputChunk *chunks = NULL, **cptrs = NULL;
-	Noded__TaskAttempt *am = NULL, **aptrs = NULL;
-	size_t nchunks = 0, natt = 0, k = 0, c = 0, a = 0;
-	int err = -ENOMEM;
-	struct nd_list *it;
-
-	*out = NULL;
-	*len = 0;
-	for (it = l->all.next; it != &l->all; it = it->next) {
-		const struct nd_ltask *t = nd_container_of(it, struct nd_ltask,
-							   all_link);
-
-		nchunks += count_chunks(t);
-		natt += t->nattempts;
-	}
-	msgs = calloc(l->ntasks ? l->ntasks : 1, sizeof(*msgs));
-	ptrs = calloc(l->ntasks ? l->ntasks : 1, sizeof(*ptrs));
-	chunks = calloc(nchunks ? nchunks : 1, sizeof(*chunks));
-	cptrs = calloc(nchunks ? nchunks : 1, sizeof(*cptrs));
-	am = calloc(natt ? natt : 1, sizeof(*am));
-	aptrs = calloc(natt ? natt : 1, sizeof(*aptrs));
-	if (!msgs || !ptrs || !chunks || !cptrs || !am || !aptrs)
-		goto out;
-	for (it = l->all.next; it != &l->all; it = it->next, k++) {
-		const struct nd_ltask *t = nd_container_of(it, struct nd_ltask,
-							   all_link);
-
-		task_to_msg(t, &msgs[k]);
-		msgs[k].output = cptrs + c;
-		msgs[k].n_output = kept_chunks(t, chunks + c, cptrs + c);
-		c += msgs[k].n_output;
-		attempts_to_msg(t, am + a, aptrs + a);
-		msgs[k].attempts = aptrs + a;
-		msgs[k].n_attempts = t->nattempts;
-		a += t->nattempts;
-		ptrs[k] = &msgs[k];
-	}
-	s.n_tasks = k;
-	s.tasks = ptrs;
-	s.first_id = l->first_id;
-	s.next_id = l->next_id;
-	s.submitted = l->submitted;
-	s.n_ended = NSTATES;
-	s.ended = (uint64_t *)l->ended;
-	s.queue_seq = l->queue_seq;
-	s.end_seq = l->end_seq;
-	s.applied = l->applied;
-	*len = noded__ledger_snapshot__get_packed_size(&s);
-	*out = malloc(*len ? *len : 1);
-	if (!*out)
-		goto out;
-	noded__ledger_snapshot__pack(&s, *out);
-	err = 0;
-out:
-	if (err)
-		*len = 0;
-	free(msgs);
-	free(ptrs);
-	free(chunks);
-	free(cptrs);
-	free(am);
-	free(aptrs);
-	return err;
-}
-
-/* ---- restore ---- */
-
-/* A task from its snapshot message, or NULL (*err: -ENOMEM, -EINVAL). */
-static struct nd_ltask *task_from_msg(struct nd_ledger *l,
-				      const Noded__LedgerTask *m, int *err)
-{
-	struct nd_ltask *t;
-
-	*err = -EINVAL;
-	if (!m->id || m->state < NODED__TASK_STATE__TASK_PENDING ||
-	    m->state >= NSTATES || !m->attempt)
-		return NULL;
-	*err = -ENOMEM;
-	t = calloc(1, l->task_size);
-	if (!t)
-		return NULL;
-	t->spec = malloc(m->spec.len ? m->spec.len : 1);
-	if (!t->spec || dup_opt(m->target_node, &t->target_node) ||
-	    dup_opt(m->node, &t->node) || dup_opt(m->reason, &t->reason))
-		goto fail;
-	if (m->spec.len)
-		memcpy(t->spec, m->spec.data, m->spec.len);
-	t->spec_len = m->spec.len;
-	t->id = m->id;
-	t->job_id = m->job_id;
-	t->state = m->state;
-	t->attempt = m->attempt;
-	t->retries_left = m->retries_left;
-	t->cancel_requested = m->cancel_requested;
-	t->exit_code = m->exit_code;
-	t->signal = m->signal;
-	t->submitted_unix_ms = m->submitted_unix_ms;
-	t->started_unix_ms = m->started_unix_ms;
-	t->ended_unix_ms = m->ended_unix_ms;
-	t->utime_us = m->utime_us;
-	t->stime_us = m->stime_us;
-	t->max_rss_kib = m->max_rss_kib;
-	t->output_cap = m->output_cap_bytes;
-	t->produced = m->output_bytes;
-	t->truncated = m->truncated;
-	t->queue_seq = m->queue_seq;
-	t->end_seq = m->end_seq;
-	for (size_t i = 0; i < m->n_output; i++) {
-		const Noded__OutputChunk *c = m->output[i];
-
-		if (c->data.len > UINT32_MAX || c->attempt > m->attempt) {
-			*err = -EINVAL;
-			goto fail;
-		}
-		if (out_append(t, (uint8_t)(c->fd == 2 ? 2 : 1),
-			       c->attempt ? c->attempt : 1, c->data.data,
-			       c->data.len))
-			goto fail;
-	}
-	if (m->n_attempts > ND_LEDGER_ATTEMPTS_KEPT) {
-		*err = -EINVAL;
-		goto fail;
-	}
-	if (m->n_attempts &&
-	    !(t->attempts = calloc(m->n_attempts, sizeof(*t->attempts))))
-		goto fail;
-	for (size_t i = 0; i < m->n_attempts; i++) {
-		const Noded__TaskAttempt *am = m->attempts[i];
-		struct nd_lattempt *a = &t->attempts[i];
-
-		t->nattempts++;
-		if (!am->node[0] ||
-		    am->state < NODED__TASK_STATE__TASK_ASSIGNED ||
-		    am->state >= NSTATES) {
-			*err = -EINVAL;
-			goto fail;
-		}
-		if (dup_opt(am->node, &a->node) ||
-		    dup_opt(am->reason, &a->reason))
-			goto fail;
-		a->attempt = am->attempt;
-		a->state = am->state;
-		a->assigned_unix_ms = am->assigned_unix_ms;
-		a->started_unix_ms = am->started_unix_ms;
-		a->ended_unix_ms = am->ended_unix_ms;
-		a->exit_code = am->exit_code;
-		a->signal = am->signal;
-	}
-	*err = 0;
-	return t;
-fail:
-	task_free(t);
-	return NULL;
-}
-
-/* Does t's history keep the invariants of ledger.h? */
-static bool history_valid(const struct nd_ltask *t)
-{
-	const struct nd_lattempt *cur = current(t);
-
-	for (uint32_t i = 0; i < t->nattempts; i++) {
-		const struct nd_lattempt *a = &t->attempts[i];
-
-		if (!a->attempt || a->attempt > t->attempt ||
-		    (i && a->attempt <= t->attempts[i - 1].attempt) ||
-		    (a != cur && !nd_ltask_ended(a->state)))
-			return false;
-	}
-	if (on_node(t))
-		return cur && cur->state == t->state && t->node &&
-		       !strcmp(cur->node, t->node);
-	return !cur || cur->state == t->state;
-}
-
-/* Does t keep the invariants of ledger.h that concern it alone? */
-static bool task_valid(const struct nd_ltask *t)
-{
-	return history_valid(t) &&
-	       nd_ltask_ended(t->state) == (t->end_seq != 0) &&
-	       (!on_node(t) || t->node) &&
-	       (!t->node || !t->target_node ||
-		t->state == NODED__TASK_STATE__TASK_PENDING ||
-		!strcmp(t->node, t->target_node)) &&
-	       t->out_data <= t->output_cap && t->out_data <= t->produced;
-}
-
-static int by_end_seq(const void *a, const void *b)
-{
-	const struct nd_ltask *x = *(struct nd_ltask *const *)a;
-	const struct nd_ltask *y = *(struct nd_ltask *const *)b;
-
-	return x->end_seq < y->end_seq ? -1 : x->end_seq > y->end_seq;
-}
-
-/* Fills fresh (empty) from the decoded snapshot s: 0, -EINVAL, -ENOMEM. */
-static int restore_into(struct nd_ledger *fresh,
-			const Noded__LedgerSnapshot *s)
-{
-	struct nd_ltask **ended;
-	size_t nended = 0;
-	uint64_t last = 0;
-	int err = 0;
-
-	ended = calloc(s->n_tasks ? s->n_tasks : 1, sizeof(*ended));
-	if (!ended)
-		return -ENOMEM;
-	for (size_t i = 0; i < s->n_tasks; i++) {
-		struct nd_ltask *t = task_from_msg(fresh, s->tasks[i], &err);
-
-		if (t && (t->id <= last || t->id >= s->next_id ||
-			  !task_valid(t))) {
-			task_free(t);
-			t = NULL;
-			err = -EINVAL;
-		}
-		if (t && nd_u64map_put(&fresh->tasks, t->id, t)) {
-			task_free(t);
-			t = NULL;
-			err = -ENOMEM;
-		}
-		if (!t)
-			goto out;
-		last = t->id;
-		nd_list_add_tail(&fresh->all, &t->all_link);
-		fresh->ntasks++;
-		fresh->count[t->state]++;
-		fresh->kept_bytes += t->out_data;
-		if (nd_ltask_ended(t->state))
-			ended[nended++] = t;
-	}
-	qsort(ended, nended, sizeof(*ended), by_end_seq);
-	for (size_t i = 0; i < nended; i++)
-		nd_list_add_tail(&fresh->done, &ended[i]->done_link);
-	fresh->ndone = nended;
-	fresh->first_id = s->first_id;
-	fresh->next_id = s->next_id;
-	fresh->submitted = s->submitted;
-	for (size_t i = 0; i < s->n_ended && i < NSTATES; i++)
-		fresh->ended[i] = s->ended[i];
-	fresh->queue_seq = s->queue_seq;
-	fresh->end_seq = s->end_seq;
-	fresh->applied = s->applied;
-out:
-	free(ended);
-	return err;
-}
-
-int nd_ledger_restore(struct nd_ledger *l, const uint8_t *p, size_t len)
-{
-	Noded__LedgerSnapshot *s = noded__ledger_snapshot__unpack(NULL, len, p);
-	struct nd_ledger fresh;
-	int err;
-
-	if (!s)
-		return -EINVAL; /* or out of memory: protobuf-c does not say */
-	nd_ledger_init(&fresh, l->task_size);
-	err = restore_into(&fresh, s);
-	noded__ledger_snapshot__free_unpacked(s, NULL);
-	if (err) {
-		nd_ledger_free(&fresh);
-		return err;
-	}
-	nd_ledger_free(l);
-	*l = fresh;
-	/* the lists' heads move from fresh to l */
-	nd_list_take(&l->all, &fresh.all);
-	nd_list_take(&l->done, &fresh.done);
-	return 0;
-}
