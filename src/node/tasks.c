@@ -96,21 +96,7 @@ static void record_attempts(struct nd_svc *svc, const struct nd_ltask *t,
 	ap = nd_arena_alloc(svc->arena, t->nattempts * sizeof(*ap));
 	if (!am || !ap)
 		return;
-	for (uint32_t i = 0; i < t->nattempts; i++) {
-		const struct nd_lattempt *a = &t->attempts[i];
-
-		noded__task_attempt__init(&am[i]);
-		am[i].attempt = a->attempt;
-		am[i].node = a->node;
-		am[i].state = a->state;
-		am[i].assigned_unix_ms = a->assigned_unix_ms;
-		am[i].started_unix_ms = a->started_unix_ms;
-		am[i].ended_unix_ms = a->ended_unix_ms;
-		am[i].exit_code = a->exit_code;
-		am[i].signal = a->signal;
-		am[i].reason = a->reason ? a->reason : "";
-		ap[i] = &am[i];
-	}
+	nd_ledger_attempts_msg(t, am, ap);
 	r->attempts = ap;
 	r->n_attempts = t->nattempts;
 }

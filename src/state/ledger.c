@@ -138,6 +138,21 @@ static void attempt_end(struct nd_lattempt *a, Noded__TaskState st,
 	a->reason = reason;
 }
 
+/* Copies of why for the task and, when it has one (a), for its current
+ * attempt: 0, or -ENOMEM with none made. */
+static int reasons(const char *why, const struct nd_lattempt *a,
+		   char **task, char **attempt)
+{
+	if (nd__ledger_dup(why, task))
+		return -ENOMEM;
+	if (nd__ledger_dup(a ? why : NULL, attempt)) {
+		free(*task);
+		*task = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 /* ---- events ---- */
 
 static struct nd_ltask *task_new(struct nd_ledger *l,
@@ -388,12 +403,8 @@ static int apply_ended(struct nd_ledger *l, const void *m,
 	    e->state == NODED__TASK_STATE__TASK_LOST || e->state >= NSTATES)
 		return -EINVAL;
 	a = nd__ltask_current(t);
-	if (nd__ledger_dup(e->reason, &reason))
+	if (reasons(e->reason, a, &reason, &areason))
 		return -ENOMEM;
-	if (nd__ledger_dup(a ? e->reason : NULL, &areason)) {
-		free(reason);
-		return -ENOMEM;
-	}
 	if (a) {
 		a->exit_code = e->exit_code;
 		a->signal = e->signal;
@@ -443,8 +454,8 @@ static int apply_retried(struct nd_ledger *l, const void *m,
 		return -EINVAL;
 	if (nd__ledger_dup(e->reason, &reason))
 		return -ENOMEM;
-	attempt_end(nd__ltask_current(t), NODED__TASK_STATE__TASK_LOST, e->unix_ms,
-		    reason);
+	attempt_end(nd__ltask_current(t), NODED__TASK_STATE__TASK_LOST,
+		    e->unix_ms, reason);
 	t->retries_left--;
 	t->attempt++;
 	set_state(l, t, NODED__TASK_STATE__TASK_PENDING);
@@ -466,12 +477,8 @@ static int apply_lost(struct nd_ledger *l, const void *m,
 	if (!e->attempt || nd_ltask_ended(t->state))
 		return -EINVAL;
 	a = nd__ltask_current(t);
-	if (nd__ledger_dup(e->reason, &reason))
+	if (reasons(e->reason, a, &reason, &areason))
 		return -ENOMEM;
-	if (nd__ledger_dup(a ? e->reason : NULL, &areason)) {
-		free(reason);
-		return -ENOMEM;
-	}
 	attempt_end(a, NODED__TASK_STATE__TASK_LOST, e->unix_ms, areason);
 	end(l, t, NODED__TASK_STATE__TASK_LOST, e->unix_ms, reason);
 	*out = t;

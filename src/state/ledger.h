@@ -179,6 +179,10 @@ int nd_ledger_snapshot(const struct nd_ledger *l, uint8_t **out,
  * -EINVAL (it does not decode, or breaks an invariant) or -ENOMEM, with l
  * as it was. */
 int nd_ledger_restore(struct nd_ledger *l, const uint8_t *p, size_t len);
+/* t's attempt history as messages in am[] (room for t->nattempts),
+ * pointed at by ap[]; their strings point into t. */
+void nd_ledger_attempts_msg(const struct nd_ltask *t, Noded__TaskAttempt *am,
+			    Noded__TaskAttempt **ap);
 /* The name of an event's kind ("submit", ...), for logs and tests. */
 const char *nd_ledger_event_name(const Noded__LedgerEvent *ev);
 

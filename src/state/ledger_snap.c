@@ -39,8 +39,7 @@ static size_t count_chunks(const struct nd_ltask *t)
 	return n;
 }
 
-/* t's history as messages in am[] (room for all), pointed at by ap[]. */
-static void attempts_to_msg(const struct nd_ltask *t, Noded__TaskAttempt *am,
+void nd_ledger_attempts_msg(const struct nd_ltask *t, Noded__TaskAttempt *am,
 			    Noded__TaskAttempt **ap)
 {
 	for (uint32_t i = 0; i < t->nattempts; i++) {
@@ -124,7 +123,7 @@ int nd_ledger_snapshot(const struct nd_ledger *l, uint8_t **out, size_t *len)
 		msgs[k].output = cptrs + c;
 		msgs[k].n_output = kept_chunks(t, chunks + c, cptrs + c);
 		c += msgs[k].n_output;
-		attempts_to_msg(t, am + a, aptrs + a);
+		nd_ledger_attempts_msg(t, am + a, aptrs + a);
 		msgs[k].attempts = aptrs + a;
 		msgs[k].n_attempts = t->nattempts;
 		a += t->nattempts;
