@@ -27,6 +27,7 @@ static void task_free(struct nd_ltask *t)
 	free(t->target_node);
 	free(t->node);
 	free(t->reason);
+	free(t->stop_reason);
 	nd_buf_free(&t->out);
 	free(t);
 }
@@ -63,6 +64,8 @@ static void end(struct nd_ledger *l, struct nd_ltask *t, Noded__TaskState st,
 {
 	set_state(l, t, st);
 	l->ended[st]++;
+	free(t->stop_reason); /* its attempt is over */
+	t->stop_reason = NULL;
 	t->ended_unix_ms = unix_ms;
 	t->end_seq = ++l->end_seq;
 	if (reason) {
@@ -289,14 +292,25 @@ static int apply_cancel(struct nd_ledger *l, const void *m,
 			struct nd_ltask **out)
 {
 	const Noded__LedgerCancel *e = m;
+	bool stop = e->stop_reason && e->stop_reason[0];
 	int err;
-	struct nd_ltask *t = task_at(l, e->task_id, 0, &err);
+	struct nd_ltask *t = task_at(l, e->task_id, stop ? e->attempt : 0,
+				     &err);
+	char *why;
 
 	if (!t)
 		return err;
-	if (nd_ltask_ended(t->state))
+	if (nd_ltask_ended(t->state) || (stop && (!e->attempt || !on_node(t))))
 		return -EINVAL;
-	t->cancel_requested = true;
+	if (!stop) {
+		t->cancel_requested = true;
+		*out = t;
+		return 0;
+	}
+	if (!(why = strdup(e->stop_reason)))
+		return -ENOMEM;
+	free(t->stop_reason);
+	t->stop_reason = why;
 	*out = t;
 	return 0;
 }
@@ -314,6 +328,8 @@ static int apply_retried(struct nd_ledger *l, const void *m,
 		return -EINVAL;
 	t->retries_left--;
 	t->attempt++;
+	free(t->stop_reason); /* that attempt is over */
+	t->stop_reason = NULL;
 	set_state(l, t, NODED__TASK_STATE__TASK_PENDING);
 	*out = t;
 	return 0;
@@ -454,6 +470,7 @@ static void task_to_msg(const struct nd_ltask *t, Noded__LedgerTask *m)
 	m->attempt = t->attempt;
 	m->retries_left = t->retries_left;
 	m->cancel_requested = t->cancel_requested;
+	m->stop_reason = t->stop_reason ? t->stop_reason : "";
 	m->exit_code = t->exit_code;
 	m->signal = t->signal;
 	m->reason = t->reason ? t->reason : "";
@@ -544,7 +561,8 @@ static struct nd_ltask *task_from_msg(struct nd_ledger *l,
 		return NULL;
 	t->spec = malloc(m->spec.len ? m->spec.len : 1);
 	if (!t->spec || dup_opt(m->target_node, &t->target_node) ||
-	    dup_opt(m->node, &t->node) || dup_opt(m->reason, &t->reason))
+	    dup_opt(m->node, &t->node) || dup_opt(m->reason, &t->reason) ||
+	    dup_opt(m->stop_reason, &t->stop_reason))
 		goto fail;
 	if (m->spec.len)
 		memcpy(t->spec, m->spec.data, m->spec.len);
@@ -598,7 +616,7 @@ fail:
 static bool task_valid(const struct nd_ltask *t)
 {
 	return nd_ltask_ended(t->state) == (t->end_seq != 0) &&
-	       (!on_node(t) || t->node) &&
+	       (!on_node(t) || t->node) && (!t->stop_reason || on_node(t)) &&
 	       (!t->node || !t->target_node ||
 		t->state == NODED__TASK_STATE__TASK_PENDING ||
 		!strcmp(t->node, t->target_node)) &&
