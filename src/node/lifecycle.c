@@ -19,8 +19,9 @@
  * retried elsewhere when it has retries, else LOST with that reason, as a
  * worker's own --drain-timeout does ("worker stopping"). One that ended by
  * itself before the kill keeps its own ending. A node that cannot be
- * reached then keeps them until it comes back or dies (then: LOST or
- * retried once their lease is over, as ever).
+ * reached then is told when its worker registers again (the attempts run
+ * on there meanwhile), or, if it never does, they are LOST or retried once
+ * their lease is over, as for any node that died.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -67,6 +68,29 @@ static void reply_node(struct nd_svc *svc, const Noded__Frame *f,
 	nd__out_frame(o, &r);
 }
 
+/* Tells n's worker (again: it registered anew since) to kill each
+ * attempt on it the drain stopped; the effect of each stop told the
+ * stream of its moment. */
+static void tell_stopped(struct nd_svc *svc, struct node *n)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__TaskCancel tc = NODED__TASK_CANCEL__INIT;
+
+	n->drain_told_serial = n->stream.serial;
+	f.id = n->stream.stream_id;
+	f.kind = NODED__FRAME_KIND__STREAM_ITEM;
+	f.body_case = NODED__FRAME__BODY_TASK_CANCEL;
+	f.task_cancel = &tc;
+	for (struct nd_list *l = n->tasks.next; l != &n->tasks; l = l->next) {
+		struct task *t = nd_container_of(l, struct task, node_link);
+
+		if (!t->l.stop_reason)
+			continue;
+		tc.task_id = t->l.id;
+		nd__svc_push(svc, &n->stream, &f);
+	}
+}
+
 /* The drain deadline of n passed: each attempt on it that is not being
  * cancelled or stopped already is stopped, by its event. */
 static void deadline_passed(struct nd_svc *svc, struct node *n)
@@ -77,6 +101,7 @@ static void deadline_passed(struct nd_svc *svc, struct node *n)
 	uint32_t stopped = 0;
 
 	n->drain_fired = true;
+	n->drain_told_serial = n->stream.serial; /* by the effects below */
 	snprintf(why, sizeof(why), "stopped at the drain deadline of node %s",
 		 n->name);
 	ev.body_case = NODED__LEDGER_EVENT__BODY_CANCEL;
@@ -205,6 +230,10 @@ void nd__nodes_lifecycle_tick(struct nd_svc *svc)
 			if (n->drain_op && n->drain_timed && !n->drain_fired &&
 			    now >= n->drain_deadline_ms)
 				deadline_passed(svc, n);
+			else if (n->drain_fired && n->stream.serial &&
+				 n->drain_told_serial != n->stream.serial &&
+				 n->hb_serial == n->stream.serial)
+				tell_stopped(svc, n);
 			if (down && forget != ND_FORGET_NEVER &&
 			    now - n->down_ms >= forget)
 				nd__node_forget(svc, n, why);

@@ -73,6 +73,8 @@ struct node {
 	bool drain_fired;             /* the deadline passed: its attempts
 				       * were stopped */
 	uint64_t drain_deadline_ms;   /* monotonic, when drain_timed */
+	uint64_t drain_told_serial;   /* the stream its worker was told of
+				       * the stopped attempts on */
 	uint64_t drain_deadline_unix_ms, drain_since_unix_ms;
 	uint64_t down_ms;             /* monotonic, when it became DEAD or
 				       * LEFT (--forget-dead counts from) */

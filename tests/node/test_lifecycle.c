@@ -698,3 +698,121 @@ Test(lifecycle, http_drain_eligible_and_delete)
 	json_decref(j);
 	STOP_OK(&d);
 }
+
+/* ---- a worker cut off at the deadline, on the wire ---- */
+
+/* A raw worker "raw": connects, registers, and reports running the
+ * attempts given (n of them) as heartbeat seq; returns the fd. */
+static int raw_worker(uint64_t seq, uint64_t *ids, uint32_t *attempts,
+		      size_t n)
+{
+	Noded__Frame f = NODED__FRAME__INIT, *r;
+	Noded__AssignTaskRequest ar;
+	Noded__NodeStatus ns = NODED__NODE_STATUS__INIT;
+	int fd = CONNECT(&d);
+
+	HELLO(fd);
+	nd_test_frame_assign(&f, &ar, 2, "raw");
+	SEND_FRAME(fd, &f);
+	r = RECV(fd);
+	EXPECT_FRAME(r, NODED__FRAME_KIND__STREAM_ITEM, 2,
+		     NODED__FRAME__BODY_ASSIGN_OPEN);
+	nd_frame_free(r, NULL);
+	ns.name = "raw";
+	ns.slots_total = 1;
+	ns.heartbeat_seq = seq;
+	ns.n_running_tasks = ns.n_running_attempts = n;
+	ns.running_tasks = ids;
+	ns.running_attempts = attempts;
+	noded__frame__init(&f);
+	f.id = 100 + seq;
+	f.kind = NODED__FRAME_KIND__NOTIFY;
+	f.body_case = NODED__FRAME__BODY_REPORT_STATUS;
+	f.report_status = &ns;
+	SEND_FRAME(fd, &f);
+	return fd;
+}
+
+/* The next stream item of body case want on fd, skipping heartbeat acks;
+ * fails when none comes within ms. */
+static Noded__Frame *raw_expect(int fd, Noded__Frame__BodyCase want, int ms)
+{
+	int64_t deadline = nd_test_now_ms() + ms;
+
+	for (;;) {
+		Noded__Frame *r = NULL;
+		int left = (int)(deadline - nd_test_now_ms());
+		int rc = left > 0 ? nd_test_recv_frame(fd, left, &r) :
+				    -ETIMEDOUT;
+
+		cr_assert(rc == 0, "no %s within %d ms: %s",
+			  nd_frame_method_name(want), ms, nd_test_why);
+		if (r->body_case == want)
+			return r;
+		cr_assert(r->body_case == NODED__FRAME__BODY_HEARTBEAT_ACK,
+			  "want %s, got %s", nd_frame_method_name(want),
+			  nd_test_describe(r));
+		nd_frame_free(r, NULL);
+	}
+}
+
+/*
+ * The deadline passes while the node's worker is cut off (its connection
+ * closed, within the lease): the attempt runs on there, and the worker is
+ * told to stop it once it registers again; its report of the kill ends
+ * the task LOST with the drain's reason.
+ */
+Test(lifecycle, drain_deadline_reaches_a_worker_that_comes_back)
+{
+	Noded__Frame f = NODED__FRAME__INIT, *r;
+	Noded__TaskUpdate tu = NODED__TASK_UPDATE__INIT;
+	Noded__ExecExited x = NODED__EXEC_EXITED__INIT;
+	uint64_t id;
+	uint32_t attempt;
+	json_t *t;
+	int fd;
+
+	MASTER_START("--lease", "30");
+	fd = raw_worker(1, NULL, NULL, 0);
+	wait_node("raw", "ALIVE", 5000);
+	id = SUBMIT("--node", "raw", "--", "sleep", "1");
+	r = raw_expect(fd, NODED__FRAME__BODY_TASK, 5000);
+	cr_assert_eq(r->task->task_id, id);
+	attempt = r->task->attempt;
+	nd_frame_free(r, NULL);
+	close(fd);
+	wait_node("raw", "SUSPECT", 5000);
+
+	CLI(&R, "node", "drain", "raw", "--deadline", "0");
+	EXPECT_STATUS(&R, 0);
+	t = task_get(id);
+	cr_assert(!strcmp(jstr(t, "state"), "ASSIGNED"), "%s", jdump(t));
+	json_decref(t);
+
+	fd = raw_worker(2, &id, &attempt, 1);
+	r = raw_expect(fd, NODED__FRAME__BODY_TASK_CANCEL, 5000);
+	cr_assert(r->task_cancel->task_id == id && !r->task_cancel->attempt,
+		  "want a cancel of task %" PRIu64 ", got %s", id,
+		  nd_test_describe(r));
+	nd_frame_free(r, NULL);
+
+	/* the worker killed it and says so */
+	x.task_id = id;
+	x.cancelled = true;
+	x.signal = 15;
+	tu.task_id = id;
+	tu.attempt = attempt;
+	tu.body_case = NODED__TASK_UPDATE__BODY_FINISHED;
+	tu.finished = &x;
+	f.id = 50;
+	f.kind = NODED__FRAME_KIND__REQUEST;
+	f.body_case = NODED__FRAME__BODY_TASK_UPDATE;
+	f.task_update = &tu;
+	SEND_FRAME(fd, &f);
+	t = wait_task(id, "LOST", 0, 5000);
+	cr_assert(!strcmp(jstr(t, "reason"), "stopped at the drain deadline "
+			  "of node raw"), "%s", jdump(t));
+	json_decref(t);
+	close(fd);
+	STOP_OK(&d);
+}
