@@ -30,12 +30,15 @@ enum nd_route {
 	ND_ROUTE_NODE_LIST,
 	ND_ROUTE_NODE_GET,
 	ND_ROUTE_LEGACY_SUBMIT,
+	ND_ROUTE_NODE_DRAIN,
+	ND_ROUTE_NODE_ELIGIBLE,
+	ND_ROUTE_NODE_REMOVE,
 	ND_ROUTE_OTHER,                 /* 404, 405 and unparsable requests */
 	ND_ROUTES
 };
 
 /* The statuses the API answers, counted per route (metrics.c). */
-#define ND_HTTP_CODES 14
+#define ND_HTTP_CODES 15
 extern const uint16_t nd_http_codes[ND_HTTP_CODES];
 unsigned nd_http_code_index(unsigned status);
 

@@ -10,6 +10,9 @@
  *   GET    /v1/tasks/ID/output[?follow=1] 200 chunked output
  *   DELETE /v1/tasks/ID                   200 the record (cancel asked)
  *   GET    /v1/nodes, /v1/nodes/NAME      200 {"nodes":[...]}, one node
+ *   POST   /v1/nodes/NAME/drain           200 the node ({"deadline_s":S})
+ *   POST   /v1/nodes/NAME/eligible        200 the node
+ *   DELETE /v1/nodes/NAME                 200 {"removed":NAME}; live: 409
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -32,6 +35,7 @@ static unsigned status_of(Noded__ErrorCode code)
 	switch (code) {
 	case NODED__ERROR_CODE__BAD_REQUEST: return 400;
 	case NODED__ERROR_CODE__NOT_FOUND: return 404;
+	case NODED__ERROR_CODE__FAILED_PRECONDITION: return 409;
 	case NODED__ERROR_CODE__RESOURCE_EXHAUSTED: return 429;
 	case NODED__ERROR_CODE__UNAUTHENTICATED: return 401;
 	case NODED__ERROR_CODE__UNAVAILABLE: return 503;
@@ -680,6 +684,106 @@ static void nodes(struct req *r)
 	call(r, &f, on_nodes);
 }
 
+/* ---- a node's lifecycle ---- */
+
+/* The reply of drain and eligible: the node. */
+static void on_node(struct req *r, const Noded__Frame *f)
+{
+	if (error_reply(r, f))
+		return;
+	if (f->body_case != NODED__FRAME__BODY_NODE_LIST ||
+	    f->node_list->n_nodes != 1) {
+		unexpected(r);
+		return;
+	}
+	nd_http_json(r, 200, nd_json_node(f->node_list->nodes[0]), NULL);
+}
+
+static void on_removed(struct req *r, const Noded__Frame *f)
+{
+	if (error_reply(r, f))
+		return;
+	if (f->body_case != NODED__FRAME__BODY_ACK) {
+		unexpected(r);
+		return;
+	}
+	nd_http_json(r, 200, json_pack("{s:o}", "removed",
+				       nd_json_text(r->name)), NULL);
+}
+
+/* The deadline of a drain from its body: none (no body, or no
+ * "deadline_s"), or seconds from now (a number from 0 to a year). NULL,
+ * or why it is refused (in buf). */
+static const char *drain_body(struct req *r, Noded__NodeDrainRequest *dr,
+			      char *buf, size_t len)
+{
+	json_error_t err;
+	const char *k;
+	json_t *j, *v;
+	double s;
+
+	if (!r->body.len)
+		return NULL;
+	j = json_loadb((const char *)r->body.data, r->body.len,
+		       JSON_REJECT_DUPLICATES, &err);
+	if (!j) {
+		snprintf(buf, len, "bad JSON: %s (line %d, column %d)",
+			 err.text, err.line, err.column);
+		return buf;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return "the body must be a JSON object";
+	}
+	json_object_foreach(j, k, v) {
+		if (strcmp(k, "deadline_s")) {
+			json_decref(j);
+			return "unknown field in a drain (want deadline_s)";
+		}
+		s = json_number_value(v);
+		if (!json_is_number(v) || !(s >= 0) || s > 365.0 * 86400) {
+			json_decref(j);
+			return "deadline_s must be a number of seconds from 0 "
+			       "to 31536000";
+		}
+		dr->with_deadline = true;
+		dr->deadline_ms = (uint64_t)llround(s * 1000);
+	}
+	json_decref(j);
+	return NULL;
+}
+
+/* POST /v1/nodes/NAME/drain, /eligible (action), DELETE /v1/nodes/NAME
+ * (action ""); r->name is the node. */
+static void node_action(struct req *r, const char *action)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__NodeDrainRequest dr = NODED__NODE_DRAIN_REQUEST__INIT;
+	Noded__NodeName nn = NODED__NODE_NAME__INIT;
+	const char *why;
+	char buf[256];
+
+	nn.name = dr.name = r->name;
+	if (!strcmp(action, "drain")) {
+		why = drain_body(r, &dr, buf, sizeof(buf));
+		if (why) {
+			nd_http_error(r, 400, "%s", why);
+			return;
+		}
+		f.body_case = NODED__FRAME__BODY_NODE_DRAIN;
+		f.node_drain = &dr;
+		call(r, &f, on_node);
+	} else if (!strcmp(action, "eligible")) {
+		f.body_case = NODED__FRAME__BODY_NODE_ELIGIBLE;
+		f.node_eligible = &nn;
+		call(r, &f, on_node);
+	} else {
+		f.body_case = NODED__FRAME__BODY_NODE_REMOVE;
+		f.node_remove = &nn;
+		call(r, &f, on_removed);
+	}
+}
+
 /* ---- routing ---- */
 
 static bool method_ok(struct req *r, const char *allow, unsigned m1, int m2)
@@ -815,11 +919,35 @@ void nd_api_route(struct req *r)
 		}
 	}
 	if (!strcmp(path, "/v1/nodes") || !strncmp(path, "/v1/nodes/", 10)) {
-		const char *name = path[9] ? path + 10 : "";
+		char *name = path[9] ? path + 10 : "";
+		const char *action = NULL;
+		char *slash = strrchr(name, '/');
 
-		r->route = *name ? ND_ROUTE_NODE_GET : ND_ROUTE_NODE_LIST;
-		if (!method_ok(r, "GET", HTTP_GET, -1) || !query_ok(r, q, NULL))
+		/* NAME/drain, NAME/eligible (a '/' in a name is %2F) */
+		if (slash && (!strcmp(slash, "/drain") ||
+			      !strcmp(slash, "/eligible"))) {
+			action = slash + 1;
+			*slash = '\0';
+			r->route = action[0] == 'd' ? ND_ROUTE_NODE_DRAIN :
+						      ND_ROUTE_NODE_ELIGIBLE;
+			if (!method_ok(r, "POST", HTTP_POST, -1))
+				return;
+		} else if (*name && r->method == HTTP_DELETE) {
+			action = "";
+			r->route = ND_ROUTE_NODE_REMOVE;
+		} else {
+			r->route = *name ? ND_ROUTE_NODE_GET :
+					   ND_ROUTE_NODE_LIST;
+			if (!method_ok(r, *name ? "GET, DELETE" : "GET",
+				       HTTP_GET, -1))
+				return;
+		}
+		if (!query_ok(r, q, NULL))
 			return;
+		if (action && (!*name || strchr(name, '/'))) {
+			nd_http_error(r, 404, "no such path: %s", r->url);
+			return;
+		}
 		if (strlen(name) >= sizeof(r->name)) {
 			nd_http_error(r, 404, "no node has a name that long");
 			return;
@@ -830,7 +958,10 @@ void nd_api_route(struct req *r)
 			nd_http_error(r, 404, "no such path: %s", path);
 			return;
 		}
-		nodes(r);
+		if (action)
+			node_action(r, action);
+		else
+			nodes(r);
 		return;
 	}
 	nd_http_error(r, 404, "no such path: %s", path);

@@ -22,6 +22,8 @@ static void usage(FILE *f)
 		"  master     serve the noded protocol (see noded master --help)\n"
 		"  worker     run commands for a master (noded worker --help)\n"
 		"  nodes      list the nodes a master knows (noded nodes --help)\n"
+		"  node       drain, eligible, rm: a node's lifecycle (noded node\n"
+		"             --help)\n"
 		"  dev        a master and workers in one process, to try noded\n"
 		"  run        run a command on the cluster, stream its output and\n"
 		"             exit with its status (noded run --help)\n"
@@ -50,6 +52,8 @@ int main(int argc, char **argv)
 		return nd_cli_worker(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "nodes"))
 		return nd_cli_nodes(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "node"))
+		return nd_cli_node(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "dev"))
 		return nd_cli_dev(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "run"))

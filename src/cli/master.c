@@ -41,6 +41,8 @@ static void usage(FILE *f)
 		"                         it, and the master retries a dead node's\n"
 		"                         tasks only after it (default: 10, or the\n"
 		"                         heartbeat timeout if longer; at least 4)\n"
+		"  --forget-dead SECS     forget a node DEAD or LEFT this long\n"
+		"                         (default 86400; 0: never)\n"
 		"%s%s"
 		"  --token-file FILE      require every worker and client to prove\n"
 		"                         it holds this token (needed off loopback)\n"
@@ -116,6 +118,7 @@ static const struct option opts[] = {
 	{ "ledger-trace", required_argument, NULL, 'R' },
 	{ "input-budget", required_argument, NULL, 'b' },
 	{ "handshake-timeout", required_argument, NULL, 'W' },
+	{ "forget-dead", required_argument, NULL, 'G' },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -234,6 +237,12 @@ static int parse_args(int argc, char **argv, struct master_args *a)
 					 &v))
 				return 2;
 			a->m.cfg.handshake_timeout_ms = (uint32_t)v * 1000;
+			break;
+		case 'G':
+			if (!nd_cli_uint("--forget-dead", optarg, 0,
+					 10ull * 365 * 86400, &v))
+				return 2;
+			a->m.svc.forget_dead_ms = v ? v * 1000 : ND_FORGET_NEVER;
 			break;
 		case 'h':
 			usage(stdout);

@@ -13,15 +13,40 @@
 #include "noded/client.h"
 #include "wire/text.h"
 
+/* The DRAIN column: who drains n ("-": nobody), and an operator's
+ * deadline: "operator 42s" (left), "operator stop" (passed). */
+static void drain_text(const Noded__NodeInfo *n, uint64_t now_ms, char *buf,
+		       size_t len)
+{
+	size_t off = 0;
+
+	if (!n->drain_operator && !n->drain_worker) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	if (n->drain_operator) {
+		off = (size_t)snprintf(buf, len, "operator");
+		if (n->drain_deadline_unix_ms > now_ms)
+			off += (size_t)snprintf(buf + off, len - off, " %llus",
+				(unsigned long long)((n->drain_deadline_unix_ms -
+						      now_ms + 999) / 1000));
+		else if (n->drain_deadline_unix_ms)
+			off += (size_t)snprintf(buf + off, len - off, " stop");
+	}
+	if (n->drain_worker && off < len)
+		snprintf(buf + off, len - off, "%sworker", off ? "+" : "");
+}
+
 static void print_table(const Noded__NodeList *nl)
 {
 	uint64_t now_ms = nd_unix_ms();
 
-	printf("%-20s %-21s %-8s %6s %11s %7s %9s  %s\n", "NAME", "ADDRESS",
-	       "STATE", "LOAD", "FREE/SLOTS", "RUNNING", "HEARTBEAT", "LABELS");
+	printf("%-20s %-21s %-8s %6s %11s %7s %9s %-16s %s\n", "NAME",
+	       "ADDRESS", "STATE", "LOAD", "FREE/SLOTS", "RUNNING", "HEARTBEAT",
+	       "DRAIN", "LABELS");
 	for (size_t i = 0; i < nl->n_nodes; i++) {
 		const Noded__NodeInfo *n = nl->nodes[i];
-		char slots[32], ago[32];
+		char slots[32], ago[32], drain[48];
 
 		snprintf(slots, sizeof(slots), "%u/%u", n->slots_free,
 			 n->slots_total);
@@ -33,12 +58,13 @@ static void print_table(const Noded__NodeList *nl)
 			snprintf(ago, sizeof(ago), "never");
 		char *name = nd_text_escaped(n->name);
 
-		printf("%-20s %-21s %-8s %6.2f %11s %7u %9s  ",
+		drain_text(n, now_ms, drain, sizeof(drain));
+		printf("%-20s %-21s %-8s %6.2f %11s %7u %9s %-16s ",
 		       name ? name : "?", n->address,
 		       n->draining && n->state == NODED__NODE_STATE__NODE_ALIVE ?
 			       "DRAINING" : nd_node_state_name(n->state),
 		       n->load1, slots,
-		       n->running_tasks, ago);
+		       n->running_tasks, ago, drain);
 		free(name);
 		for (size_t j = 0; j < n->n_labels; j++) {
 			fputs(j ? "," : "", stdout);

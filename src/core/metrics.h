@@ -27,7 +27,7 @@ void nd_hist_write(FILE *f, const char *name, const char *labels,
 		   const struct nd_hist *h);
 
 /* Native methods are counted by frame body case, below this. */
-#define ND_METHODS 64
+#define ND_METHODS 128
 
 struct nd_metrics {
 	uint64_t rpc_requests[ND_METHODS];

@@ -221,6 +221,7 @@ void nd__svc_tick(struct nd_shard *s)
 
 				n->state = NODED__NODE_STATE__NODE_DEAD;
 				n->dead_quiet_ms = quiet;
+				n->down_ms = s->now_ms;
 				n->release_due = true;
 				ND_LOG(ND_LOG_WARN, "node.lost", ND_S("node", n->name),
 				       ND_S("addr", n->address),
@@ -241,6 +242,7 @@ void nd__svc_tick(struct nd_shard *s)
 			}
 		}
 	}
+	nd__nodes_lifecycle_tick(svc);
 	nd__tasks_tick(svc);
 	nd__tasks_trim(svc); /* tasks lost above may be over the history */
 }
@@ -321,7 +323,7 @@ void nd__node_report_status(struct nd_svc *svc, struct nd_ticket *t,
 	/* as scheduler.c's has_room: a node takes tasks once it has sent a
 	 * heartbeat on its current connection (its leases count from one) */
 	was_usable = n->state == NODED__NODE_STATE__NODE_ALIVE &&
-		     n->hb_serial == n->stream.serial && !n->draining &&
+		     n->hb_serial == n->stream.serial && !nd__node_closed(n) &&
 		     nd__node_used(n) < n->slots;
 	if (n->state == NODED__NODE_STATE__NODE_DEAD ||
 	    n->state == NODED__NODE_STATE__NODE_LEFT) {
@@ -368,7 +370,7 @@ void nd__node_report_status(struct nd_svc *svc, struct nd_ticket *t,
 	if (f->kind != NODED__FRAME_KIND__NOTIFY)
 		nd__out_frame(o, &r); /* a notification wants no reply */
 	if (!was_usable && nd__node_used(n) < n->slots && n->stream.serial &&
-	    n->hb_serial == n->stream.serial && !n->draining)
+	    n->hb_serial == n->stream.serial && !nd__node_closed(n))
 		nd__tasks_schedule(svc);
 }
 
@@ -420,6 +422,43 @@ static int by_name(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
+Noded__NodeInfo *nd__node_info(struct nd_svc *svc, struct node *n)
+{
+	struct nd_arena *a = svc->arena;
+	Noded__NodeInfo *ni = nd_arena_alloc(a, sizeof(*ni));
+	Noded__NodeStatus *ns = NULL;
+
+	if (!ni)
+		return NULL;
+	noded__node_info__init(ni);
+	ni->name = n->name;
+	ni->address = n->address;
+	ni->state = n->state;
+	ni->last_heartbeat_unix_ms = n->last_hb_unix_ms;
+	ni->connected_unix_ms = n->connected_unix_ms;
+	ni->running_tasks = n->running;
+	ni->draining = nd__node_closed(n);
+	ni->drain_operator = n->drain_op;
+	ni->drain_worker = n->draining;
+	ni->drain_deadline_unix_ms = n->drain_op && n->drain_timed ?
+					     n->drain_deadline_unix_ms : 0;
+	ni->drain_since_unix_ms = n->drain_op ? n->drain_since_unix_ms : 0;
+	if (n->status)
+		ns = noded__node_status__unpack(&a->pc, n->status_len,
+						n->status);
+	if (ns) {
+		ni->n_labels = ns->n_labels;
+		ni->labels = (Noded__NodeInfo__LabelsEntry **)ns->labels;
+		ni->load1 = ns->load1;
+		ni->mem_total_bytes = ns->mem_total_bytes;
+		ni->mem_available_bytes = ns->mem_available_bytes;
+		ni->slots_total = ns->slots_total;
+		ni->slots_free = nd__node_used(n) < ns->slots_total ?
+					 ns->slots_total - nd__node_used(n) : 0;
+	}
+	return ni;
+}
+
 /* Builds the list in the shard's arena (gone after this batch). */
 void nd__node_list(struct nd_svc *svc, const Noded__Frame *f,
 		   struct nd_out *o)
@@ -433,37 +472,10 @@ void nd__node_list(struct nd_svc *svc, const Noded__Frame *f,
 					     sizeof(*nl.nodes));
 	for (size_t i = 0; nl.nodes && i < svc->nbuckets; i++) {
 		for (struct node *n = svc->buckets[i]; n; n = n->next) {
-			Noded__NodeInfo *ni = nd_arena_alloc(a, sizeof(*ni));
-			Noded__NodeStatus *ns = NULL;
+			Noded__NodeInfo *ni = nd__node_info(svc, n);
 
 			if (!ni)
 				break;
-			noded__node_info__init(ni);
-			ni->name = n->name;
-			ni->address = n->address;
-			ni->state = n->state;
-			ni->last_heartbeat_unix_ms = n->last_hb_unix_ms;
-			ni->connected_unix_ms = n->connected_unix_ms;
-			ni->running_tasks = n->running;
-			ni->draining = n->draining;
-			if (n->status)
-				ns = noded__node_status__unpack(&a->pc,
-								n->status_len,
-								n->status);
-			if (ns) {
-				ni->n_labels = ns->n_labels;
-				ni->labels = (Noded__NodeInfo__LabelsEntry **)
-						     ns->labels;
-				ni->load1 = ns->load1;
-				ni->mem_total_bytes = ns->mem_total_bytes;
-				ni->mem_available_bytes = ns->mem_available_bytes;
-				ni->slots_total = ns->slots_total;
-				ni->slots_free = nd__node_used(n) <
-							 ns->slots_total ?
-							 ns->slots_total -
-								 nd__node_used(n) :
-							 0;
-			}
 			nl.nodes[k++] = ni;
 		}
 	}
@@ -642,6 +654,7 @@ static void stream_msg(struct nd_shard *s0, struct nd_msg *msg)
 			 * over, as for a dead node. */
 			n->state = NODED__NODE_STATE__NODE_LEFT;
 			n->release_due = true;
+			n->down_ms = s0->now_ms;
 			ND_LOG(ND_LOG_INFO, "node.left", ND_S("node", n->name),
 			       ND_S("addr", n->address),
 			       ND_U("running_tasks", n->running));
@@ -659,6 +672,29 @@ static void stream_msg(struct nd_shard *s0, struct nd_msg *msg)
 		       ND_U("running_tasks", n->running));
 	}
 	free(m);
+}
+
+int nd__node_forget(struct nd_svc *svc, struct node *n, const char *why)
+{
+	struct node **pp = &svc->buckets[n->hash & (svc->nbuckets - 1)];
+
+	if (n->state != NODED__NODE_STATE__NODE_DEAD &&
+	    n->state != NODED__NODE_STATE__NODE_LEFT)
+		return -EBUSY;
+	release(svc, n); /* what its lease no longer covers */
+	if (n->release_due || !nd_list_empty(&n->tasks))
+		return -EBUSY;
+	while (*pp != n)
+		pp = &(*pp)->next;
+	*pp = n->next;
+	svc->count--;
+	ND_LOG(ND_LOG_INFO, "node.forgotten", ND_S("node", n->name),
+	       ND_S("state", nd_node_state_name(n->state)),
+	       ND_S("reason", why));
+	if (n->stream.serial)
+		registered(svc, &n->stream, NODED__ERROR_CODE__NOT_FOUND, why);
+	nd__node_free(n);
+	return 0;
 }
 
 static void post_stream(struct nd_shard *from, const char *node,

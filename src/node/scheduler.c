@@ -356,7 +356,7 @@ static bool class_labels(const struct node *n, const struct pclass *c)
 static bool has_room(const struct node *n)
 {
 	return n->state == NODED__NODE_STATE__NODE_ALIVE && n->stream.serial &&
-	       n->hb_serial == n->stream.serial && !n->draining &&
+	       n->hb_serial == n->stream.serial && !nd__node_closed(n) &&
 	       nd__node_used(n) < n->slots;
 }
 

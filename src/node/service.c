@@ -159,6 +159,15 @@ static void svc_exec(struct nd_shard *s0, struct nd_msg *m)
 	case NODED__FRAME__BODY_LEAVE:
 		nd__node_leave(svc, t, f, &o);
 		break;
+	case NODED__FRAME__BODY_NODE_DRAIN:
+		nd__node_drain(svc, f, &o);
+		break;
+	case NODED__FRAME__BODY_NODE_ELIGIBLE:
+		nd__node_eligible(svc, f, &o);
+		break;
+	case NODED__FRAME__BODY_NODE_REMOVE:
+		nd__node_remove(svc, f, &o);
+		break;
 	default:
 		nd__out_error(&o, f->id, NODED__FRAME_KIND__REPLY,
 			      NODED__ERROR_CODE__UNKNOWN_METHOD,
@@ -364,6 +373,7 @@ static const struct nd_svc_config svc_defaults = {
 	.task_history = ND_TASK_HISTORY_DEFAULT,
 	.output_budget = ND_OUTPUT_BUDGET_DEFAULT,
 	.max_queue = 1000000,
+	.forget_dead_ms = ND_FORGET_DEAD_DEFAULT_S * 1000ull,
 };
 
 void nd_svc_config_defaults(struct nd_svc_config *cfg)
@@ -384,6 +394,8 @@ void nd_svc_config_defaults(struct nd_svc_config *cfg)
 		cfg->output_budget = svc_defaults.output_budget;
 	if (!cfg->max_queue)
 		cfg->max_queue = svc_defaults.max_queue;
+	if (!cfg->forget_dead_ms)
+		cfg->forget_dead_ms = svc_defaults.forget_dead_ms;
 }
 
 const struct nd_svc_config *nd_svc_cfg(const struct nd_shard *s)

@@ -89,6 +89,9 @@ struct nd_svc_config {
 	uint64_t task_history;       /* finished tasks the master keeps; 10000 */
 	uint64_t output_budget;      /* kept output over all tasks; 256 MiB */
 	uint64_t max_queue;          /* tasks waiting on the master; 1000000 */
+	uint64_t forget_dead_ms;     /* a node DEAD or LEFT this long is
+				      * forgotten; 24 h; ND_FORGET_NEVER:
+				      * never (--forget-dead 0) */
 	const char *ledger_trace;    /* --ledger-trace: a file for every
 				      * applied ledger event, and FILE.snapshot
 				      * of the ledger at exit; NULL: none */
@@ -96,6 +99,9 @@ struct nd_svc_config {
 				      * owned), or NULL: ids from the clock
 				      * (task_ids.h) */
 };
+
+#define ND_FORGET_NEVER UINT64_MAX
+#define ND_FORGET_DEAD_DEFAULT_S 86400
 
 /* Fills every zero field with its default. */
 void nd_svc_config_defaults(struct nd_svc_config *cfg);

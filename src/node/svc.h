@@ -66,12 +66,31 @@ struct node {
 	uint8_t id_len;               /* 0: it sent none */
 	uint64_t gone_unix_ms;        /* when its stream closed or it died;
 				       * 0 while registered */
+	/* An operator's drain (lifecycle.c): kept until `eligible`, across
+	 * its worker's reconnections; in memory only, as the rest. */
+	bool drain_op;
+	bool drain_timed;             /* with a deadline */
+	bool drain_fired;             /* the deadline passed: its attempts
+				       * were stopped */
+	uint64_t drain_deadline_ms;   /* monotonic, when drain_timed */
+	uint64_t drain_told_serial;   /* the stream its worker was told of
+				       * the stopped attempts on */
+	uint64_t drain_deadline_unix_ms, drain_since_unix_ms;
+	uint64_t down_ms;             /* monotonic, when it became DEAD or
+				       * LEFT (--forget-dead counts from) */
 };
 
 /* Slots of n in use: ours and those its worker still holds. */
 static inline uint32_t nd__node_used(const struct node *n)
 {
 	return n->running + n->held;
+}
+
+/* Does n take no new task (its worker drains or stops, or an operator
+ * drained it)? */
+static inline bool nd__node_closed(const struct node *n)
+{
+	return n->draining || n->drain_op;
 }
 
 /* The tasks of one `run` request, sharing one stream. */
@@ -225,6 +244,24 @@ void nd__node_leave(struct nd_svc *svc, struct nd_ticket *t,
 		    const Noded__Frame *f, struct nd_out *o);
 void nd__node_list(struct nd_svc *svc, const Noded__Frame *f,
 		   struct nd_out *o);
+/* n as the API shows it, in the shard's arena (NULL: no memory). */
+Noded__NodeInfo *nd__node_info(struct nd_svc *svc, struct node *n);
+/* Forgets DEAD or LEFT n (frees it; its AssignTask stream, if any is left,
+ * ends with why so its worker registers afresh): 0, or -EBUSY while it
+ * still holds attempts whose lease is not over. Tasks name nodes, never
+ * point at them: nothing else holds n. */
+int nd__node_forget(struct nd_svc *svc, struct node *n, const char *why);
+
+/* An operator's node lifecycle (lifecycle.c): drain, eligible, remove,
+ * answered into o; and, every tick, drain deadlines and forgetting nodes
+ * DEAD or LEFT for --forget-dead. */
+void nd__node_drain(struct nd_svc *svc, const Noded__Frame *f,
+		    struct nd_out *o);
+void nd__node_eligible(struct nd_svc *svc, const Noded__Frame *f,
+		       struct nd_out *o);
+void nd__node_remove(struct nd_svc *svc, const Noded__Frame *f,
+		     struct nd_out *o);
+void nd__nodes_lifecycle_tick(struct nd_svc *svc);
 
 /* Sends f (or encoded frames) to a connection on any shard; dropped if the
  * connection has gone. */

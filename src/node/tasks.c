@@ -345,7 +345,7 @@ static size_t fan_out_nodes(struct nd_svc *svc, char **nodes)
 	for (size_t i = 0; i < svc->nbuckets; i++)
 		for (struct node *n = svc->buckets[i]; n; n = n->next)
 			if (n->state != NODED__NODE_STATE__NODE_DEAD &&
-			    n->stream.serial && !n->draining)
+			    n->stream.serial && !nd__node_closed(n))
 				nodes[k++] = n->name;
 	return k;
 }
@@ -621,18 +621,25 @@ static void finished(struct nd_svc *svc, struct task *t,
 {
 	Noded__LedgerEvent ev = NODED__LEDGER_EVENT__INIT;
 	Noded__LedgerEnded e = NODED__LEDGER_ENDED__INIT;
-	char why[128];
+	char why[128], stop[256];
 	const char *reason = x->reason[0] ? x->reason : NULL;
+	/* killed because the system stopped it (lifecycle.c: a drain's
+	 * deadline), not because it ended by itself first */
+	bool stopped = t->l.stop_reason && x->cancelled;
 
 	if (!t->l.cancel_requested &&
-	    (x->worker_stopping || x->lease_expired)) {
+	    (x->worker_stopping || x->lease_expired || stopped)) {
 		/* Ended by its node, not by itself: as for a node that died
-		 * (its end is reported, so a retry cannot overlap it). */
+		 * (its end is reported, so a retry cannot overlap it). The
+		 * reason is copied: the event that ends the attempt frees
+		 * stop_reason. */
 		struct node *n = nd__node_find(svc, t->l.node);
 
-		nd__task_retry_or_lose(svc, t, n,
-				       x->worker_stopping ? "worker stopping" :
-				       reason ? reason : "lease expired");
+		snprintf(stop, sizeof(stop), "%s",
+			 x->worker_stopping ? "worker stopping" :
+			 stopped ? t->l.stop_reason :
+			 reason ? reason : "lease expired");
+		nd__task_retry_or_lose(svc, t, n, stop);
 		nd__tasks_schedule(svc);
 		return;
 	}

@@ -180,6 +180,9 @@ static void dispatch(struct nd_conn *c, const Noded__Frame *f)
 	case NODED__FRAME__BODY_WATCH:
 	case NODED__FRAME__BODY_TASK_UPDATE:
 	case NODED__FRAME__BODY_LEAVE:
+	case NODED__FRAME__BODY_NODE_DRAIN:
+	case NODED__FRAME__BODY_NODE_ELIGIBLE:
+	case NODED__FRAME__BODY_NODE_REMOVE:
 		nd__rpc_forward(c, f);
 		return;
 	case NODED__FRAME__BODY_HELLO:

@@ -36,6 +36,7 @@ void nd__ltask_free(struct nd_ltask *t)
 	free(t->target_node);
 	free(t->node);
 	free(t->reason);
+	free(t->stop_reason);
 	nd_buf_free(&t->out);
 	free(t);
 }
@@ -72,6 +73,8 @@ static void end(struct nd_ledger *l, struct nd_ltask *t, Noded__TaskState st,
 {
 	set_state(l, t, st);
 	l->ended[st]++;
+	free(t->stop_reason); /* its attempt is over */
+	t->stop_reason = NULL;
 	t->ended_unix_ms = unix_ms;
 	t->end_seq = ++l->end_seq;
 	if (reason) {
@@ -428,14 +431,26 @@ static int apply_cancel(struct nd_ledger *l, const void *m,
 			struct nd_ltask **out)
 {
 	const Noded__LedgerCancel *e = m;
+	bool stop = e->stop_reason && e->stop_reason[0];
 	int err;
-	struct nd_ltask *t = task_at(l, e->task_id, 0, &err);
+	struct nd_ltask *t = task_at(l, e->task_id, stop ? e->attempt : 0,
+				     &err);
+	char *why;
 
 	if (!t)
 		return err;
-	if (nd_ltask_ended(t->state))
+	if (nd_ltask_ended(t->state) ||
+	    (stop && (!e->attempt || !nd__ltask_on_node(t))))
 		return -EINVAL;
-	t->cancel_requested = true;
+	if (!stop) {
+		t->cancel_requested = true;
+		*out = t;
+		return 0;
+	}
+	if (!(why = strdup(e->stop_reason)))
+		return -ENOMEM;
+	free(t->stop_reason);
+	t->stop_reason = why;
 	*out = t;
 	return 0;
 }
@@ -458,6 +473,8 @@ static int apply_retried(struct nd_ledger *l, const void *m,
 		    e->unix_ms, reason);
 	t->retries_left--;
 	t->attempt++;
+	free(t->stop_reason); /* that attempt is over */
+	t->stop_reason = NULL;
 	set_state(l, t, NODED__TASK_STATE__TASK_PENDING);
 	*out = t;
 	return 0;

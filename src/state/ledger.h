@@ -25,7 +25,10 @@
  *            the task's cap (past it: truncated), marked with its attempt.
  *   ended    not ended -> SUCCEEDED, FAILED, TIMED_OUT or CANCELLED, with
  *            its result (exit, signal, reason, times, usage).
- *   cancel   not ended: cancel_requested.
+ *   cancel   not ended: cancel_requested. With a stop_reason (the system
+ *            stops an attempt: an operator's drain deadline), ASSIGNED or
+ *            RUNNING, of the attempt named: stop_reason kept until the
+ *            attempt is over (retried or ended).
  *   retried  ASSIGNED or RUNNING with retries left -> PENDING, attempt + 1,
  *            one retry fewer. Its node stays as where it last ran; the
  *            attempt that ran there ends LOST in the history, with why.
@@ -100,6 +103,9 @@ struct nd_ltask {
 	char *node;                   /* where it runs or last ran, or NULL */
 	uint32_t attempt, retries_left;
 	bool cancel_requested;
+	char *stop_reason;            /* the system stops this attempt (see
+				       * cancel above); NULL: not; set only
+				       * while ASSIGNED or RUNNING */
 	bool truncated;               /* output past the cap was dropped */
 	int32_t exit_code, signal;
 	char *reason;

@@ -72,6 +72,7 @@ static void task_to_msg(const struct nd_ltask *t, Noded__LedgerTask *m)
 	m->attempt = t->attempt;
 	m->retries_left = t->retries_left;
 	m->cancel_requested = t->cancel_requested;
+	m->stop_reason = t->stop_reason ? t->stop_reason : "";
 	m->exit_code = t->exit_code;
 	m->signal = t->signal;
 	m->reason = t->reason ? t->reason : "";
@@ -175,7 +176,9 @@ static struct nd_ltask *task_from_msg(struct nd_ledger *l,
 		return NULL;
 	t->spec = malloc(m->spec.len ? m->spec.len : 1);
 	if (!t->spec || nd__ledger_dup(m->target_node, &t->target_node) ||
-	    nd__ledger_dup(m->node, &t->node) || nd__ledger_dup(m->reason, &t->reason))
+	    nd__ledger_dup(m->node, &t->node) ||
+	    nd__ledger_dup(m->reason, &t->reason) ||
+	    nd__ledger_dup(m->stop_reason, &t->stop_reason))
 		goto fail;
 	if (m->spec.len)
 		memcpy(t->spec, m->spec.data, m->spec.len);
@@ -272,6 +275,7 @@ static bool task_valid(const struct nd_ltask *t)
 	return history_valid(t) &&
 	       nd_ltask_ended(t->state) == (t->end_seq != 0) &&
 	       (!nd__ltask_on_node(t) || t->node) &&
+	       (!t->stop_reason || nd__ltask_on_node(t)) &&
 	       (!t->node || !t->target_node ||
 		t->state == NODED__TASK_STATE__TASK_PENDING ||
 		!strcmp(t->node, t->target_node)) &&

@@ -94,6 +94,9 @@ const char *nd_frame_method_name(Noded__Frame__BodyCase c)
 	case NODED__FRAME__BODY_ACK: return "ack";
 	case NODED__FRAME__BODY_AUTH: return "auth";
 	case NODED__FRAME__BODY_RUN: return "run";
+	case NODED__FRAME__BODY_NODE_DRAIN: return "node_drain";
+	case NODED__FRAME__BODY_NODE_ELIGIBLE: return "node_eligible";
+	case NODED__FRAME__BODY_NODE_REMOVE: return "node_remove";
 	case NODED__FRAME__BODY__NOT_SET: return "none";
 	default: return "unknown";
 	}

@@ -229,7 +229,8 @@ json_t *nd_json_node(const Noded__NodeInfo *n)
 	    nd_json_set_text(o, "address", n->address) || set_labels(o, n))
 		goto err_object;
 	if (json_object_update_new(o, json_pack(
-		    "{s:s, s:f, s:I, s:I, s:i, s:i, s:i, s:I, s:b}",
+		    "{s:s, s:f, s:I, s:I, s:i, s:i, s:i, s:I, s:b, s:b, s:b, "
+		    "s:I, s:I}",
 		    "state", nd_node_state_name(n->state),
 		    "load1", n->load1,
 		    "mem_total_bytes", (json_int_t)n->mem_total_bytes,
@@ -239,7 +240,12 @@ json_t *nd_json_node(const Noded__NodeInfo *n)
 		    "running_tasks", (int)n->running_tasks,
 		    "last_heartbeat_unix_ms",
 		    (json_int_t)n->last_heartbeat_unix_ms,
-		    "draining", (int)n->draining)))
+		    "draining", (int)n->draining,
+		    "drain_operator", (int)n->drain_operator,
+		    "drain_worker", (int)n->drain_worker,
+		    "drain_deadline_unix_ms",
+		    (json_int_t)n->drain_deadline_unix_ms,
+		    "drain_since_unix_ms", (json_int_t)n->drain_since_unix_ms)))
 		goto err_object;
 	return o;
 err_object:

@@ -130,6 +130,20 @@ static int cancel(uint64_t id)
 	return nd_ledger_apply(&L, &ev, NULL);
 }
 
+/* The system stops attempt of id (an operator's drain deadline). */
+static int stop(uint64_t id, uint32_t attempt, const char *why)
+{
+	Noded__LedgerEvent ev = NODED__LEDGER_EVENT__INIT;
+	Noded__LedgerCancel e = NODED__LEDGER_CANCEL__INIT;
+
+	e.task_id = id;
+	e.attempt = attempt;
+	e.stop_reason = (char *)why;
+	ev.body_case = NODED__LEDGER_EVENT__BODY_CANCEL;
+	ev.cancel = &e;
+	return nd_ledger_apply(&L, &ev, NULL);
+}
+
 static int retried(uint64_t id, uint32_t attempt)
 {
 	Noded__LedgerEvent ev = NODED__LEDGER_EVENT__INIT;
@@ -262,6 +276,9 @@ static void check_invariants(const struct nd_ledger *l)
 		    t->state == NODED__TASK_STATE__TASK_RUNNING)
 			cr_assert(t->node, "task %llu runs on no node",
 				  (unsigned long long)t->id);
+		else
+			cr_assert(!t->stop_reason, "task %llu is stopped off "
+				  "its node", (unsigned long long)t->id);
 		if (t->node && t->target_node &&
 		    t->state != NODED__TASK_STATE__TASK_PENDING)
 			cr_assert_str_eq(t->node, t->target_node);
@@ -470,6 +487,45 @@ Test(ledger, the_history_keeps_the_last_attempts_only)
 	check_invariants(&L);
 }
 
+/* A stop (LedgerCancel with a stop_reason) names the attempt on a node,
+ * is no requester's cancel, lasts while that attempt does, and is in the
+ * snapshot. */
+Test(ledger, a_stop_names_its_attempt_and_ends_with_it)
+{
+	uint8_t *a, *b;
+	size_t alen, blen;
+	struct nd_ledger back;
+
+	cr_assert_eq(submit(10, 0, NULL, 0, 1, 1024), 0);
+	REFUSED(-EINVAL, stop(10, 1, "drain")); /* PENDING: on no node */
+	cr_assert_eq(assign(10, 1, "n1"), 0);
+	REFUSED(-ESTALE, stop(10, 2, "drain"));
+	REFUSED(-EINVAL, stop(10, 0, "drain"));
+	cr_assert_eq(stop(10, 1, "stopped at the drain deadline of node n1"),
+		     0);
+	cr_assert_str_eq(T(10)->stop_reason,
+			 "stopped at the drain deadline of node n1");
+	cr_assert(!T(10)->cancel_requested, "a stop is not a cancel");
+	a = snap(&L, &alen);
+	nd_ledger_init(&back, 0);
+	cr_assert_eq(nd_ledger_restore(&back, a, alen), 0);
+	cr_assert_str_eq(nd_ledger_get(&back, 10)->stop_reason,
+			 "stopped at the drain deadline of node n1");
+	b = snap(&back, &blen);
+	cr_assert(same_snap(a, alen, b, blen));
+	nd_ledger_free(&back);
+	free(a);
+	free(b);
+	cr_assert_eq(retried(10, 1), 0);
+	cr_assert_null(T(10)->stop_reason, "the new attempt is not stopped");
+	cr_assert_eq(assign(10, 2, "n2"), 0);
+	cr_assert_eq(stop(10, 2, "again"), 0);
+	cr_assert_eq(lost(10, 2, "again"), 0);
+	cr_assert_null(T(10)->stop_reason);
+	REFUSED(-EINVAL, stop(10, 2, "ended"));
+	check_invariants(&L);
+}
+
 Test(ledger, one_final_state_per_task)
 {
 	cr_assert_eq(submit(1, 0, NULL, 0, 3, 100), 0);
@@ -623,6 +679,10 @@ static size_t random_event(const struct nd_ledger *l, uint8_t **out)
 		ev.ended = &e;
 	} else if (kind == 6) {
 		c.task_id = id;
+		if (rnd() % 2) { /* the system stops the attempt (a drain) */
+			c.attempt = attempt - (rnd() % 8 == 0);
+			c.stop_reason = "stopped at the drain deadline";
+		}
 		ev.body_case = NODED__LEDGER_EVENT__BODY_CANCEL;
 		ev.cancel = &c;
 	} else if (kind == 7) {
