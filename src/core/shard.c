@@ -689,6 +689,8 @@ void *nd__shard_main(void *arg)
 		nd_arena_reset(&s->arena);
 		s->st.loops++;
 	}
+	/* Done, not stuck: the watchdog waits for the running shards only. */
+	atomic_store(&s->alive_ms, UINT64_MAX);
 	if (s->svc_stop)
 		s->svc_stop(s);
 	shard_teardown(s);

@@ -147,7 +147,7 @@ struct nd_shard {
 	_Atomic uint64_t msgs_run;      /* run here from another (atomic) */
 	/* now_ms of this shard's last tick (atomic): the service manager's
 	 * watchdog is fed only while every shard's stamp is fresh
-	 * (core/notify.h). */
+	 * (core/notify.h). UINT64_MAX once its loop has ended (drained). */
 	_Atomic uint64_t alive_ms;
 
 	struct nd_shard_stats st;
