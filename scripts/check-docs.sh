@@ -3,9 +3,9 @@
 # `make check`, a few seconds): every command `noded help` lists has its
 # page (noded-CMD.1, built) and is named in noded(1); every option its
 # --help shows has its entry in its page's OPTIONS (a line starting
-# *--option*); the completion
-# offers every command and, for each, every option of its --help; the
-# built pages format without groff warnings.
+# *--option*); the completion offers every command and, for each, every
+# option of its --help; the built pages format without groff warnings; the
+# systemd units load (systemd-analyze verify).
 # Usage: scripts/check-docs.sh BUILD_DIR (holding noded and man/).
 set -u
 build=${1:-build}
@@ -48,6 +48,23 @@ if command -v groff >/dev/null; then
 		w=$(groff -man -ww -z "$f" 2>&1)
 		[ -z "$w" ] || fail "$f: groff: $w"
 	done
+fi
+
+# The systemd units, as systemd would load them (with this binary and
+# these man pages, which their Documentation= names).
+if command -v systemd-analyze >/dev/null; then
+	t=$(mktemp -d)
+	mkdir "$t/man1"
+	cp "$man"/*.1 "$t/man1/"
+	for u in dist/systemd/*.service.in; do
+		sed "s|@bindir@|$(cd "$build" && pwd)|g" "$u" >"$t/$(basename "$u" .in)"
+	done
+	w=$(cd "$t" && MANPATH=$t systemd-analyze verify ./*.service 2>&1) ||
+		fail "systemd-analyze verify: $w"
+	[ -z "$w" ] || fail "systemd-analyze verify: $w"
+	rm -rf "$t"
+else
+	echo "check-docs: systemd-analyze missing: units not verified"
 fi
 
 # The completion, as bash runs it on TAB.
