@@ -87,6 +87,12 @@ static void watchdog(void)
 	n.withheld = true;
 }
 
+/*
+ * The thread: sends what nd_notify() recorded (merged into one datagram,
+ * never holding mu while sending), and the keep-alive when it is due;
+ * sleeps on cv between. Ends after nd_notify_stop() once nothing is left
+ * to send.
+ */
 static void *notify_main(void *arg)
 {
 	uint64_t next = nd_mono_ms();
