@@ -256,7 +256,12 @@ static void on_hello(struct nd_client *cl, int status, const Noded__Frame *f,
 			       ND_S("msg", "the master refused us; retrying"));
 		if (!w->refused_warned)
 			nd_notify(0, "refused by master %s: %s; retrying",
-				  w->wc->master, nd_strerror(status));
+				  w->wc->master,
+				  status == ND_EREMOTE && f && f->error ?
+					  f->error->message :
+				  status == ND_EAUTH ?
+					  "wrong or missing --token-file" :
+					  nd_strerror(status));
 		w->refused_warned = true;
 		w->warned = true;
 		if (w->conn)
@@ -334,11 +339,11 @@ static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
 				    "registration; retrying"));
 			nd_notify(0, "registration refused by master %s: %s; "
 				  "retrying", w->wc->master, err);
-		}
-		else if (w->registered)
+		} else if (w->registered) {
 			ND_LOG(ND_LOG_WARN, "worker.stream_ended",
 			       ND_S("master", w->wc->master), ND_S("err", err),
 			       ND_S("msg", "the master ended the task stream"));
+		}
 		if (!w->registered)
 			w->refused_warned = w->warned = true;
 		nd_conn_close(w->conn, false);

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -337,4 +338,31 @@ Test(notify, tasks_do_not_inherit_it)
 	cr_assert(strstr(out, "NOTIFY_SOCKET=unset WATCHDOG_USEC=unset"),
 		  "a task saw: %s", out);
 	STOP_OK(&d);
+}
+
+/* A master that refuses us (no token): not ready, and the status says so. */
+Test(notify, worker_status_says_refused)
+{
+	char log[4096] = "", master[32], token[128];
+	const char *argv[] = { nd_test_bin(), "master", "--listen",
+			       "127.0.0.1:0", "--token-file", token, NULL };
+	FILE *f;
+
+	snprintf(token, sizeof(token), "%s/token", dir);
+	f = fopen(token, "w");
+	cr_assert(f);
+	fputs("0123456789abcdef0123456789abcdef\n", f);
+	fclose(f);
+	chmod(token, 0600);
+	unsetenv("NOTIFY_SOCKET");
+	ND_CHECK(nd_test_daemon_start_argv(&d, argv));
+	setenv("NOTIFY_SOCKET", sock_path, 1);
+	snprintf(master, sizeof(master), "127.0.0.1:%d", d.port);
+	worker_pid = start_worker(master);
+	cr_assert(await("STATUS=refused by master", 10000, log, sizeof(log)),
+		  "%s", log);
+	cr_assert(strstr(log, "token"), "the status does not say why: %s",
+		  log);
+	cr_assert(!await("READY=1", 1500, log, sizeof(log)), "%s", log);
+	cr_assert(!strstr(log, "READY=1"), "%s", log);
 }
