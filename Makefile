@@ -5,6 +5,9 @@
 #   make bench    optimised build and scripts/bench.sh (noded against redis)
 #   make fuzz     libFuzzer targets in tests/fuzz (needs clang; scripts/fuzz.sh)
 #   make fuzz-build  only compile and link them (make check does when clang can)
+#   make man      the man pages (scdoc) into BUILD/man
+#   make install  binaries, man pages, completion, systemd units (PREFIX, DESTDIR)
+#   make deb      a Debian package with dpkg-buildpackage, checked by lintian
 #   SANITIZER=address,undefined  build with sanitizers (into build-san/)
 
 SANITIZER ?=
@@ -31,7 +34,8 @@ WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes \
 	-Werror=implicit-function-declaration -Werror
 CFLAGS += -std=gnu11 -g $(OPT) $(WARN) -D_GNU_SOURCE -MMD -MP \
 	-Iinclude -I$(GEN) -Isrc -pthread
-LDLIBS := -luring -lprotobuf-c -lhttp_parser -ljansson -lcrypto -lpthread -lm
+LDLIBS := -luring -lprotobuf-c -lhttp_parser -ljansson -lcrypto -lsystemd \
+	-lpthread -lm
 
 ifneq ($(FUZZ),)
 # Coverage instrumentation everywhere; libFuzzer's main only in the targets.
@@ -82,7 +86,8 @@ FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC))
 have_fuzz = $(shell echo 'int LLVMFuzzerTestOneInput(const char *d, long n){return 0;}' | \
 	$(FUZZ_CC) -fsanitize=fuzzer -x c - -o /dev/null 2>/dev/null && echo y)
 
-.PHONY: all deps test check check-san demo bench clean install fuzz fuzz-build
+.PHONY: all deps test check check-san demo bench clean install fuzz fuzz-build \
+	man check-docs deb
 all: $(BUILD)/noded $(BUILD)/noded-bench
 
 deps:
@@ -94,11 +99,11 @@ $(GEN)/noded.pb-c.c $(GEN)/noded.pb-c.h &: proto/noded.proto
 
 $(BUILD)/obj/gen/noded.pb-c.o: $(GEN)/noded.pb-c.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
 
 $(BUILD)/obj/%.o: %.c $(GEN)/noded.pb-c.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/libnoded.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
@@ -129,7 +134,7 @@ $(BUILD)/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(call obj,$(FUZZ_LIB_SRC)) \
 # repeated at the end, where a CI log that keeps only its tail still shows them.
 # The fuzz targets are built first (plain build only, when clang can), so a
 # change that breaks them fails here rather than at the next `make fuzz`.
-check: all $(TESTS)
+check: all $(TESTS) check-docs
 ifeq ($(SANITIZER),)
 	@if [ "$(have_fuzz)" = y ]; then $(MAKE) --no-print-directory fuzz-build; \
 	else echo "== fuzz-build skipped: $(FUZZ_CC) cannot link libFuzzer targets"; fi
@@ -169,14 +174,61 @@ fuzz-build:
 		"targets; run: apt-get install -y clang libclang-rt-dev" >&2; exit 1; }
 	$(MAKE) FUZZ=1 CC=$(FUZZ_CC) BUILD=$(FUZZ_BUILD) OPT=-O1 $(FUZZ_TARGETS)
 
+# Man pages: doc/man/*.scd, one per command and noded(1), built with scdoc.
+MAN_SRC := $(wildcard doc/man/*.scd)
+MANS := $(patsubst doc/man/%.scd,$(BUILD)/man/%,$(MAN_SRC))
+man: $(MANS)
+
+$(BUILD)/man/%: doc/man/%.scd
+	@mkdir -p $(dir $@)
+	scdoc < $< > $@
+
+# The man pages and the bash completion against the binary: every command
+# has its page, every option of its --help is in it and is completed
+# (scripts/check-docs.sh; seconds). Part of `make check`.
+check-docs: $(BUILD)/noded $(MANS)
+	@scripts/check-docs.sh $(BUILD)
+
+# Where `make install` puts things; DESTDIR is prepended to each. The
+# defaults are systemd's own search paths under PREFIX (/usr/local/lib/
+# systemd/system is one); the Debian package sets its own (debian/rules).
 PREFIX ?= /usr/local
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/noded $(DESTDIR)$(PREFIX)/lib
-	install -m 755 $(BUILD)/noded $(BUILD)/noded-bench $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 include/noded/*.h $(GEN)/noded.pb-c.h $(DESTDIR)$(PREFIX)/include/noded/
-	install -m 644 $(BUILD)/libnoded.a $(DESTDIR)$(PREFIX)/lib/
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/noded
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+UNITS := noded-master noded-worker
+install: all man
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCLUDEDIR)/noded \
+		$(DESTDIR)$(LIBDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(SYSTEMDUNITDIR) \
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(DOCDIR)/examples
+	install -m 755 $(BUILD)/noded $(BUILD)/noded-bench $(DESTDIR)$(BINDIR)/
+	install -m 644 include/noded/*.h $(GEN)/noded.pb-c.h $(DESTDIR)$(INCLUDEDIR)/noded/
+	install -m 644 $(BUILD)/libnoded.a $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(MANS) $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 dist/bash-completion/noded $(DESTDIR)$(BASHCOMPDIR)/noded
+	for u in $(UNITS); do \
+		sed 's|@bindir@|$(BINDIR)|g' dist/systemd/$$u.service.in \
+			> $(DESTDIR)$(SYSTEMDUNITDIR)/$$u.service && \
+		chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u.service || exit 1; \
+	done
+	install -m 644 dist/sysusers/noded.conf $(DESTDIR)$(SYSUSERSDIR)/noded.conf
+	install -m 644 dist/etc/master.env dist/etc/worker.env $(DESTDIR)$(DOCDIR)/examples/
+
+# A Debian package (debian/) built by dpkg-buildpackage from a copy of the
+# source in build-deb/ (so its clean step leaves this tree's builds alone),
+# then checked by lintian, which must find nothing. Needs the packaging
+# tools: scripts/deps.sh deb installs them.
+deb:
+	@scripts/deps.sh deb
+	scripts/deb.sh
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-fuzz build-deb
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -13,6 +13,7 @@
 
 #include "core/conn.h"
 #include "core/log.h"
+#include "core/notify.h"
 #include "core/server.h"
 #include "noded/auth.h"
 #include "noded/errors.h"
@@ -405,12 +406,22 @@ void nd_server_stop(struct nd_server *srv)
 
 int nd_server_run(struct nd_server *srv)
 {
+	char addr[80], http[80] = "";
 	int ret = nd_server_start(srv);
 
 	if (ret)
 		return ret;
+	/* Ready once every shard runs: the listeners were bound before. */
+	nd_server_addr(srv, addr, sizeof(addr));
+	if (srv->nln > 1)
+		addr_str(&srv->ln[1].addr, http, sizeof(http));
+	nd_notify_start(srv);
+	nd_notify(ND_NOTIFY_READY, "listening on %s%s%s", addr,
+		  *http ? ", http on " : "", http);
 	nd_server_wait_signal();
+	nd_notify(ND_NOTIFY_STOPPING, "draining");
 	nd_server_stop(srv);
+	nd_notify_stop();
 	return 0;
 }
 

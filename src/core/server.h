@@ -89,6 +89,9 @@ int nd_server_listen(struct nd_server *srv, const char *addr, const char *what,
 /*
  * Starts the shards and serves until SIGINT or SIGTERM, then drains (for at
  * most drain_timeout) and returns 0, or -errno when a shard could not start.
+ * The process is this server: under a Type=notify unit (core/notify.h) it
+ * says READY=1 once the shards run, keeps the watchdog fed while they do,
+ * and says STOPPING=1 when the signal comes.
  */
 int nd_server_run(struct nd_server *srv);
 

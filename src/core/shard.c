@@ -429,6 +429,7 @@ static void start_drain(struct nd_shard *s)
 
 static void on_tick(struct nd_shard *s)
 {
+	atomic_store_explicit(&s->alive_ms, s->now_ms, memory_order_relaxed);
 	nd_conn_sweep(s);
 	if (s->trim_due_ms && s->now_ms >= s->trim_due_ms)
 		nd_shard_trim(s);
@@ -635,9 +636,14 @@ void *nd__shard_main(void *arg)
 	struct nd_shard *s = arg;
 	struct io_uring_cqe *cqe;
 	unsigned head, n;
+	char name[16];
 	int ret;
 
 	s->now_ms = nd_mono_coarse_ms();
+	atomic_store(&s->alive_ms, s->now_ms);
+	/* "shard-N" in ps -L, top -H and /proc/PID/task/TID/comm */
+	snprintf(name, sizeof(name), "shard-%u", s->id);
+	pthread_setname_np(pthread_self(), name);
 	s->setup_err = shard_setup(s);
 	sem_post(&s->srv->started);
 	if (s->setup_err)
@@ -683,6 +689,8 @@ void *nd__shard_main(void *arg)
 		nd_arena_reset(&s->arena);
 		s->st.loops++;
 	}
+	/* Done, not stuck: the watchdog waits for the running shards only. */
+	atomic_store(&s->alive_ms, UINT64_MAX);
 	if (s->svc_stop)
 		s->svc_stop(s);
 	shard_teardown(s);

@@ -145,6 +145,10 @@ struct nd_shard {
 					 * (NODED_FAULT_MSG_RING) */
 	_Atomic uint64_t msgs_sent;     /* posted to another shard (atomic) */
 	_Atomic uint64_t msgs_run;      /* run here from another (atomic) */
+	/* now_ms of this shard's last tick (atomic): the service manager's
+	 * watchdog is fed only while every shard's stamp is fresh
+	 * (core/notify.h). UINT64_MAX once its loop has ended (drained). */
+	_Atomic uint64_t alive_ms;
 
 	struct nd_shard_stats st;
 	struct nd_metrics m;

@@ -70,6 +70,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/notify.h"
 #include "core/log.h"
 #include "core/time.h"
 #include "exec/helper.h"
@@ -618,6 +619,7 @@ int nd_exec_helper_main(int fd)
 	}
 	fill_stdio();
 	nd_log_import();
+	nd_notify_env_clear(); /* the daemon's line to systemd, not a task's */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
 		ND_LOG(ND_LOG_ERROR, "helper.failed", ND_S("op", "PR_SET_CHILD_SUBREAPER"),
 		       ND_S("err", strerror(errno)));

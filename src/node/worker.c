@@ -18,6 +18,7 @@
 
 #include "core/conn.h"
 #include "core/log.h"
+#include "core/notify.h"
 #include "core/server.h"
 #include "node/run.h"
 #include "node/status.h"
@@ -253,6 +254,14 @@ static void on_hello(struct nd_client *cl, int status, const Noded__Frame *f,
 						   "wrong or missing --token-file" :
 						   nd_strerror(status)),
 			       ND_S("msg", "the master refused us; retrying"));
+		if (!w->refused_warned)
+			nd_notify(0, "refused by master %s: %s; retrying",
+				  w->wc->master,
+				  status == ND_EREMOTE && f && f->error ?
+					  f->error->message :
+				  status == ND_EAUTH ?
+					  "wrong or missing --token-file" :
+					  nd_strerror(status));
 		w->refused_warned = true;
 		w->warned = true;
 		if (w->conn)
@@ -283,6 +292,8 @@ static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
 		ND_LOG(ND_LOG_INFO, "worker.registered",
 		       ND_S("node", w->wc->name), ND_S("master", w->wc->master),
 		       ND_U("heartbeat_ms", w->heartbeat_ms));
+		nd_notify(ND_NOTIFY_READY, "registered with master %s as %s",
+			  w->wc->master, w->wc->name);
 		w->warned = false;
 		w->refused_warned = false;
 		/* first: a new master instance stops the old one's tasks,
@@ -321,15 +332,18 @@ static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
 
 		/* Ended before it opened: the registration was refused (the
 		 * name is another worker's): said once, retried quietly. */
-		if (!w->registered && !w->refused_warned)
+		if (!w->registered && !w->refused_warned) {
 			ND_LOG(ND_LOG_ERROR, "worker.refused",
 			       ND_S("master", w->wc->master), ND_S("err", err),
 			       ND_S("msg", "the master refused our "
 				    "registration; retrying"));
-		else if (w->registered)
+			nd_notify(0, "registration refused by master %s: %s; "
+				  "retrying", w->wc->master, err);
+		} else if (w->registered) {
 			ND_LOG(ND_LOG_WARN, "worker.stream_ended",
 			       ND_S("master", w->wc->master), ND_S("err", err),
 			       ND_S("msg", "the master ended the task stream"));
+		}
 		if (!w->registered)
 			w->refused_warned = w->warned = true;
 		nd_conn_close(w->conn, false);
@@ -352,10 +366,12 @@ static void closed(void *arg)
 	w->registered = false;
 	if (w->s->draining)
 		return;
-	if (!w->warned)
+	if (!w->warned) {
 		ND_LOG(ND_LOG_WARN, "worker.master_lost",
 		       ND_S("master", w->wc->master),
 		       ND_S("msg", "lost the master; reconnecting"));
+		nd_notify(0, "lost master %s; reconnecting", w->wc->master);
+	}
 	w->warned = true;
 	schedule_retry(w);
 }
@@ -371,6 +387,8 @@ static void connect_done(void *arg, struct nd_conn *c, int err)
 		ND_LOG(ND_LOG_WARN, "worker.master_unreachable",
 		       ND_S("master", w->wc->master), ND_S("err", strerror(-err)),
 		       ND_S("msg", "cannot reach the master; retrying"));
+		nd_notify(0, "cannot reach master %s: %s; retrying",
+			  w->wc->master, strerror(-err));
 		w->warned = true;
 	}
 	if (!w->s->draining)
@@ -519,6 +537,7 @@ int nd_worker_run(const struct nd_worker_cfg *wc)
 	srand((unsigned)getpid());
 	if (nd_worker_new(&nw, wc))
 		return 1;
+	nd_notify(0, "connecting to master %s", wc->master);
 	ret = nd_worker_start(nw);
 	if (!ret) {
 		uint64_t accepted;
@@ -527,7 +546,13 @@ int nd_worker_run(const struct nd_worker_cfg *wc)
 		sigset_t set;
 		int64_t stop_by = 0;
 
+		/* Under a Type=notify unit: READY=1 once registered (on_assign),
+		 * the watchdog fed while the shard runs. */
+		nd_notify_start(&nw->srv);
 		nd_server_wait_signal();
+		nd_notify(ND_NOTIFY_STOPPING, wc->drain ?
+			  "draining: running tasks finish first" :
+			  "stopping: running tasks are stopped");
 		nd_server_block_signals(&set);
 		atomic_store(&nw->w.leave_req, wc->drain ? 2 : 1);
 		/* The shard leaves (worker.c, leave_step); a second signal
@@ -542,6 +567,8 @@ int nd_worker_run(const struct nd_worker_cfg *wc)
 				       ND_S("node", wc->name),
 				       ND_S("msg", "second signal: stopping "
 					    "the running tasks"));
+				nd_notify(0, "second signal: stopping the "
+					  "running tasks");
 				atomic_store(&nw->w.leave_req, 1);
 			}
 			if (atomic_load(&nw->w.leave_req) == 1 && !stop_by)
@@ -551,6 +578,7 @@ int nd_worker_run(const struct nd_worker_cfg *wc)
 				break;
 		}
 		nd_worker_stop(nw);
+		nd_notify_stop();
 		kept = nd_runner_remembered(nw->w.runner, &accepted);
 		ND_LOG(ND_LOG_INFO, "worker.stopped", ND_S("node", wc->name),
 		       ND_U("accepted_tasks", accepted),
