@@ -28,12 +28,39 @@ static void usage(FILE *f)
 		"  --listen HOST:PORT     the master's address (default "
 		ND_CLI_MASTER ")\n"
 		"  --slots N              slots of each worker (default: CPUs)\n"
-		"  --http HOST:PORT       the HTTP/JSON API (default 127.0.0.1:7071;\n"
+		"  --http HOST:PORT       the HTTP/JSON API (default 127.0.0.1:7071,\n"
+		"                         or a free port when --listen's is 0;\n"
 		"                         'none': off)\n"
 		"%s%s"
 		"Prints 'listening on HOST:PORT' on stdout once it serves, then\n"
 		"'http on HOST:PORT'.\n",
 		nd_cli_retention_usage, nd_cli_log_usage);
+}
+
+/* True when the option named name was given (seen: nd_cli_once's). */
+static bool seen_opt(const struct option *opts, const char *const *seen,
+		     const char *name)
+{
+	for (size_t i = 0; opts[i].name; i++)
+		if (!strcmp(opts[i].name, name))
+			return seen[i] != NULL;
+	return false;
+}
+
+/*
+ * A dev cluster asked to listen on port 0 (a free one, so that several run
+ * side by side, as tests and `make demo` do) serves HTTP on a free port of
+ * the same host too, rather than the fixed 7071 another one may hold. True
+ * with "HOST:0" in buf when listen's port is 0.
+ */
+static bool dev_http_any(const char *listen, char *buf, size_t size)
+{
+	const char *colon = strrchr(listen, ':');
+
+	if (!colon || strcmp(colon + 1, "0"))
+		return false;
+	return snprintf(buf, size, "%.*s:0", (int)(colon - listen), listen) <
+	       (int)size;
 }
 
 int nd_cli_dev(int argc, char **argv)
@@ -50,6 +77,7 @@ int nd_cli_dev(int argc, char **argv)
 	};
 	static const char *labels[] = { "dev=true" };
 	struct nd_cli_serve m = { .http = "127.0.0.1:7071" };
+	char http_any[300];
 	struct nd_server srv;
 	struct nd_worker_cfg wc[DEV_MAX_WORKERS];
 	struct nd_worker *w[DEV_MAX_WORKERS] = { 0 };
@@ -99,6 +127,10 @@ int nd_cli_dev(int argc, char **argv)
 	}
 	if (!nd_cli_no_more_args("noded dev", argc, argv))
 		return 2;
+	if (!seen_opt(opts, seen, "http") && dev_http_any(m.cfg.listen,
+							   http_any,
+							   sizeof(http_any)))
+		m.http = http_any;
 	if (!nd_cli_retention_check(&m.svc))
 		return 2;
 	m.cfg.idle_timeout_ms = 60000;
