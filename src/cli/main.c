@@ -9,9 +9,8 @@
 #endif
 
 #include "cli/cli.h"
+#include "core/version.h"
 #include "exec/exec.h"
-
-#define ND_VERSION "0.1.0"
 
 static void usage(FILE *f)
 {
@@ -66,10 +65,14 @@ int main(int argc, char **argv)
 		return nd_exec_helper_main(3);
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
 #ifndef ND_NO_MIMALLOC
-		printf("noded %s (mimalloc %d)\n", ND_VERSION, mi_version());
+		printf("noded %s (%s%s%smimalloc %d)\n", ND_VERSION,
+		       *nd_build_commit ? "commit " : "", nd_build_commit,
+		       *nd_build_commit ? ", " : "", mi_version());
 #else
-		printf("noded %s (sanitizer build, system allocator)\n",
-		       ND_VERSION);
+		printf("noded %s (%s%s%ssanitizer build, system "
+		       "allocator)\n", ND_VERSION,
+		       *nd_build_commit ? "commit " : "", nd_build_commit,
+		       *nd_build_commit ? ", " : "");
 #endif
 		return 0;
 	}
