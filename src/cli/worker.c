@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/server.h"
 #include "node/node_id.h"
 #include "node/worker.h"
 #include "noded/auth.h"
@@ -93,6 +94,8 @@ int nd_cli_worker(int argc, char **argv)
 	const char *token_file = NULL, *state_dir = NULL;
 	const char *seen[sizeof(opts) / sizeof(opts[0])] = { 0 };
 	char dir[4096], err[512], why[512];
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
 	uint64_t v;
 	bool ok;
 	int o, li, ret;
@@ -176,6 +179,12 @@ int nd_cli_worker(int argc, char **argv)
 	}
 	if (!nd_cli_no_more_args("noded worker", argc, argv))
 		goto err_usage;
+	/* resolved once, here: a name that does not resolve is a bad
+	 * address, said at once rather than retried */
+	if (nd_parse_addr_why(wc.master, &ss, &sslen, why, sizeof(why))) {
+		fprintf(stderr, "noded worker: --master %s\n", why);
+		goto err_usage;
+	}
 	if (!wc.name) {
 		if (gethostname(host, sizeof(host) - 1))
 			snprintf(host, sizeof(host), "worker");
