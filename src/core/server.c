@@ -248,7 +248,8 @@ static int bind_listener(struct nd_server *srv, const char *text,
 	if (srv->nln == ND_MAX_LISTENERS)
 		return -EMFILE;
 	if (nd_parse_addr_why(text, &l->addr, &alen, why, sizeof(why))) {
-		ND_LOG(ND_LOG_ERROR, "server.bad_address", ND_S("msg", why),
+		ND_LOG(ND_LOG_ERROR, "server.bad_address",
+		       ND_S("msg", "bad address"), ND_S("err", why),
 		       ND_S("option", what), ND_S("addr", text));
 		return ND_EADDR;
 	}
