@@ -31,7 +31,7 @@ WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes \
 	-Werror=implicit-function-declaration -Werror
 CFLAGS += -std=gnu11 -g $(OPT) $(WARN) -D_GNU_SOURCE -MMD -MP \
 	-Iinclude -I$(GEN) -Isrc -pthread
-LDLIBS := -luring -lprotobuf-c -lhttp_parser -ljansson -lcrypto -lpthread -lm
+LDLIBS := -luring -lprotobuf-c -lhttp_parser -ljansson -lcrypto -linih -lpthread -lm
 
 ifneq ($(FUZZ),)
 # Coverage instrumentation everywhere; libFuzzer's main only in the targets.

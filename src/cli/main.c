@@ -30,10 +30,28 @@ static void usage(FILE *f)
 		"  logs ID    a task's output (--follow)\n"
 		"  cancel ID  cancel a task\n"
 		"  version    print the version\n"
-		"  help       this text\n");
+		"  help       this text\n"
+		"\n"
+		"Settings come from the command line, then the environment\n"
+		"(NODED_MASTER, NODED_TOKEN_FILE), then the user's file\n"
+		"($XDG_CONFIG_HOME/noded/noded.conf or ~/.config/noded/noded.conf),\n"
+		"then " ND_CLI_CONFIG_SYSTEM ": INI files, a [COMMAND] section of\n"
+		"its long options each (key = value) and [common]. --config FILE\n"
+		"reads FILE instead of the two files.\n");
 }
 
+static int dispatch(int argc, char **argv);
+
 int main(int argc, char **argv)
+{
+	int status = dispatch(argc, argv);
+
+	/* a value from a config file was refused: say which line */
+	nd_cli_config_report(status);
+	return status;
+}
+
+static int dispatch(int argc, char **argv)
 {
 	if (argc < 2) {
 		usage(stderr);

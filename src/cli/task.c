@@ -54,14 +54,18 @@ static int task_parse(int argc, char **argv, unsigned allowed,
 	char name[64], *saved0 = argv[0];
 	unsigned bit;
 	uint64_t v;
-	int c, li, ret = ND_CLI_EXIT_USAGE;
+	int c, li, ret = nd_cli_config(argv[0], "hf", opts, &argc, &argv);
 
 	memset(o, 0, sizeof(*o));
+	if (ret >= 0)
+		return ret;
+	ret = ND_CLI_EXIT_USAGE;
+	saved0 = argv[0];
 	o->master = ND_CLI_MASTER;
 	snprintf(name, sizeof(name), "noded %s", argv[0]);
 	argv[0] = name;
 	optind = 0;
-	while ((li = -1, c = getopt_long(argc, argv, "hf", opts, &li)) != -1) {
+	while ((li = -1, c = nd_cli_getopt(argc, argv, "hf", opts, &li)) != -1) {
 		bit = c == 'j' ? TO_JSON : c == 's' ? TO_STATE :
 		      c == 'n' ? TO_LIMIT : c == 'f' ? TO_FOLLOW : 0;
 		if (bit && !(allowed & bit)) {
@@ -151,7 +155,7 @@ int nd_cli_task(int argc, char **argv)
 	int r;
 
 	r = task_parse(argc, argv, TO_ID | TO_JSON,
-		       "usage: noded task ID [--master HOST:PORT] [--json] [--token-file FILE]", &o);
+		       "usage: noded task ID [--master HOST:PORT] [--json] [--token-file FILE] [--config FILE]", &o);
 	if (r >= 0)
 		return r;
 	q.id = o.id;
@@ -200,7 +204,7 @@ int nd_cli_tasks(int argc, char **argv)
 
 	r = task_parse(argc, argv, TO_STATE | TO_LIMIT | TO_JSON,
 		       "usage: noded tasks [--master HOST:PORT] [--state STATE] "
-		       "[--limit N] [--json] [--token-file FILE]\n"
+		       "[--limit N] [--json] [--token-file FILE] [--config FILE]\n"
 		       "  STATE: pending, assigned, running, succeeded, failed, "
 		       "timed_out, cancelled, lost\n"
 		       "  N: how many (the master's default: 100)", &o);
@@ -295,7 +299,7 @@ int nd_cli_logs(int argc, char **argv)
 	int r;
 
 	r = task_parse(argc, argv, TO_ID | TO_FOLLOW,
-		       "usage: noded logs ID [--master HOST:PORT] [--follow] [--token-file FILE]",
+		       "usage: noded logs ID [--master HOST:PORT] [--follow] [--token-file FILE] [--config FILE]",
 		       &o);
 	if (r >= 0)
 		return r;
@@ -355,7 +359,7 @@ int nd_cli_cancel(int argc, char **argv)
 	int r, waited = 0;
 
 	r = task_parse(argc, argv, TO_ID,
-		       "usage: noded cancel ID [--master HOST:PORT] [--token-file FILE]", &o);
+		       "usage: noded cancel ID [--master HOST:PORT] [--token-file FILE] [--config FILE]", &o);
 	if (r >= 0)
 		return r;
 	c = nd_cli_connect(o.master);

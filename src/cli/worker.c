@@ -17,11 +17,15 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: noded worker [options]\n"
-		"  --master HOST:PORT     the master (default " ND_CLI_MASTER ")\n"
+		"  --master HOST:PORT     the master (default: $NODED_MASTER, else\n"
+		"                         " ND_CLI_MASTER ")\n"
 		"  --name NAME            node name (default: host name)\n"
 		"  --label KEY=VALUE      a label for targeting; repeatable\n"
 		"  --slots N              tasks at once (default: CPUs)\n"
-		"  --token-file FILE      the master's token (its --token-file)\n"
+		"  --token-file FILE      the master's token (its --token-file;\n"
+		"                         default: $NODED_TOKEN_FILE)\n"
+		"  --config FILE          read the settings from FILE alone (not\n"
+		"                         /etc/noded/noded.conf and the user's)\n"
 		"  --state-dir DIR        where it keeps its node id (created\n"
 		"                         0700; default $STATE_DIRECTORY, else\n"
 		"                         /var/lib/noded as root, else\n"
@@ -98,14 +102,16 @@ int nd_cli_worker(int argc, char **argv)
 	socklen_t sslen = sizeof(ss);
 	uint64_t v;
 	bool ok;
-	int o, li, ret;
+	int o, li, ret = nd_cli_config("worker", "h", opts, &argc, &argv);
 
+	if (ret >= 0)
+		return ret;
 	wc.labels = calloc((size_t)argc, sizeof(*wc.labels));
 	if (!wc.labels)
-		return 1;
+		return ND_CLI_EXIT_FAIL;
 	wc.slots = ncpu > 0 ? (unsigned)ncpu : 1;
 	optind = 1;
-	while ((li = -1, o = getopt_long(argc, argv, "h", opts, &li)) != -1) {
+	while ((li = -1, o = nd_cli_getopt(argc, argv, "h", opts, &li)) != -1) {
 		if (o != 'l' && !nd_cli_once("worker", opts, seen, li, optarg))
 			goto err_usage;
 		if (nd_cli_log_opt(o, optarg, &ok)) {
@@ -171,7 +177,7 @@ int nd_cli_worker(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			free(wc.labels);
-			return 0;
+			return ND_CLI_EXIT_OK;
 		default:
 			usage(stderr);
 			goto err_usage;
@@ -204,7 +210,7 @@ int nd_cli_worker(int argc, char **argv)
 	if (nd_node_id_load(state_dir, wc.node_id, err, sizeof(err))) {
 		fprintf(stderr, "noded: %s\n", err);
 		free(wc.labels);
-		return 1;
+		return ND_CLI_EXIT_FAIL;
 	}
 	if (token_file) {
 		uint8_t *token;
@@ -220,5 +226,5 @@ int nd_cli_worker(int argc, char **argv)
 
 err_usage:
 	free(wc.labels);
-	return 2;
+	return ND_CLI_EXIT_USAGE;
 }
