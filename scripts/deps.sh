@@ -6,9 +6,11 @@ set -eu
 
 # build: liburing-dev protobuf-c mimalloc; tests: criterion; benchmark
 # reference: redis-server/redis-tools; pkg-config finds the libraries;
-# fuzz targets: clang and its compiler-rt (libFuzzer, sanitizers).
+# fuzz targets: clang and its compiler-rt (libFuzzer, sanitizers); the
+# config files: libinih-dev.
 PKGS="build-essential pkg-config liburing-dev libprotobuf-c-dev protobuf-c-compiler
 libmimalloc-dev libcriterion-dev libjansson-dev libhttp-parser-dev libssl-dev
+libinih-dev
 redis-server redis-tools wrk curl jq procps clang libclang-rt-dev"
 
 missing=""
