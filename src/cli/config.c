@@ -406,7 +406,7 @@ int nd_cli_config(const char *cmd, const char *shortopts,
 	struct store *st = calloc(1, sizeof(*st));
 	const char *config = NULL;
 	size_t nopts = 0;
-	bool *given = NULL, none;
+	bool *given = NULL, none, help = false;
 	int cfg_at = 0, cfg_n = 0, ret = 2, n, top;
 	char *sys, *user;
 
@@ -422,10 +422,19 @@ int nd_cli_config(const char *cmd, const char *shortopts,
 	if (scan(*argc, *argv, shortopts, opts, nopts, given, &config,
 		 &cfg_at, &cfg_n))
 		goto err_free;
+	/* --help answers whatever the files say */
+	for (size_t i = 0; i < nopts; i++)
+		if (given[i] && !strcmp(opts[i].name, "help"))
+			help = true;
 
 	/* files, lowest first */
-	ini_allow_multiline = false; /* an indented line is a line */
-	if (config) {
+	/* an indented line is a line of its own, not a second value of
+	 * the key above it (a global of Debian's libinih, whose options
+	 * are set at run time) */
+	ini_allow_multiline = false;
+	if (help) {
+		/* nothing read */
+	} else if (config) {
 		st->paths[0] = strdup(config);
 		if (!st->paths[0] ||
 		    read_file(st, st->paths[0], true, 2, cmd, opts))
@@ -440,7 +449,8 @@ int nd_cli_config(const char *cmd, const char *shortopts,
 			goto err_free;
 	}
 	/* the environment, for the commands that talk to a master */
-	for (size_t i = 0; opt_index(opts, "master") >= 0 && i < 2; i++) {
+	for (size_t i = 0; !help && opt_index(opts, "master") >= 0 && i < 2;
+	     i++) {
 		const char *v = getenv(env[i][0]);
 		struct setting s = { .section = env[i][0], .layer = 10,
 				     .opt = opt_index(opts, env[i][1]) };
