@@ -228,8 +228,8 @@ static int on_setting(void *user, const char *section, const char *key,
 	return 1;
 }
 
-/* Reads path (layer: 0 system, 1 user, 2 --config) into st. 0, 1 when it
- * does not exist and may not (must: --config), or 2 after saying why. */
+/* Reads path (layer: 0 system, 1 user, 2 --config) into st. 0 (read, or
+ * absent while it need not exist: !must), or -EINVAL after saying why. */
 static int read_file(struct store *st, const char *path, bool must,
 		     int layer, const char *cmd, const struct option *opts)
 {
@@ -240,10 +240,10 @@ static int read_file(struct store *st, const char *path, bool must,
 
 	if (!rd.f) {
 		if (errno == ENOENT && !must)
-			return 1;
+			return 0;
 		fprintf(stderr, "noded: cannot read the config file %s: %s\n",
 			path, strerror(errno));
-		return 2;
+		return -EINVAL;
 	}
 	r = ini_parse_stream(read_line, &rd, on_setting, &p);
 	if (rd.too_long && !p.failed)
@@ -257,7 +257,7 @@ static int read_file(struct store *st, const char *path, bool must,
 	}
 	free(rd.buf);
 	fclose(rd.f);
-	return p.failed ? 2 : 0;
+	return p.failed ? -EINVAL : 0;
 }
 
 /* ---- the files' places ---- */
@@ -290,7 +290,7 @@ enum { OPT_CONFIG = 0x7000 };
  * --config (*config; the words it took, [*cfg_at, *cfg_at + *cfg_n)),
  * with getopt_long itself, on a copy, so abbreviations, --opt=value and
  * the end of options ("--", or the first word for a "+" command) are
- * exactly the command's. 0, or 2 after saying why.
+ * exactly the command's. 0, or -EINVAL / -ENOMEM after saying why.
  */
 static int scan(int argc, char **argv, const char *shortopts,
 		const struct option *opts, size_t nopts, bool *given,
@@ -304,7 +304,7 @@ static int scan(int argc, char **argv, const char *shortopts,
 
 	if (!lo || !copy) {
 		fprintf(stderr, "noded: out of memory\n");
-		ret = 2;
+		ret = -ENOMEM;
 		goto free_copy;
 	}
 	memcpy(lo, opts, nopts * sizeof(*lo));
@@ -327,7 +327,7 @@ static int scan(int argc, char **argv, const char *shortopts,
 				fprintf(stderr, "noded: --config given twice "
 					"('%s' and '%s'): give it once\n",
 					*config, optarg);
-				ret = 2;
+				ret = -EINVAL;
 				break;
 			}
 			*config = optarg;
@@ -407,7 +407,7 @@ int nd_cli_config(const char *cmd, const char *shortopts,
 	const char *config = NULL;
 	size_t nopts = 0;
 	bool *given = NULL, none, help = false;
-	int cfg_at = 0, cfg_n = 0, ret = 2, n, top;
+	int cfg_at = 0, cfg_n = 0, ret = ND_CLI_EXIT_USAGE, n, top;
 	char *sys, *user;
 
 	cur = NULL;
@@ -443,9 +443,9 @@ int nd_cli_config(const char *cmd, const char *shortopts,
 		paths(&sys, &user);
 		st->paths[0] = sys;
 		st->paths[1] = user;
-		if (sys && read_file(st, sys, false, 0, cmd, opts) == 2)
+		if (sys && read_file(st, sys, false, 0, cmd, opts))
 			goto err_free;
-		if (user && read_file(st, user, false, 1, cmd, opts) == 2)
+		if (user && read_file(st, user, false, 1, cmd, opts))
 			goto err_free;
 	}
 	/* the environment, for the commands that talk to a master */
