@@ -19,7 +19,8 @@ void nd_cli_task_usage(FILE *f, const char *cmd)
 {
 	fprintf(f,
 		"usage: noded %s [options] -- CMD [ARG...]\n"
-		"  --master HOST:PORT     the master (default " ND_CLI_MASTER ")\n"
+		"  --master HOST:PORT     the master (default: $NODED_MASTER, else\n"
+		"                         " ND_CLI_MASTER ")\n"
 		"  --token-file FILE      the master's token, if it has one\n"
 		"                         (default: $NODED_TOKEN_FILE)\n"
 		"  --config FILE          read the settings from FILE alone (not\n"
