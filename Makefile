@@ -101,14 +101,15 @@ $(BUILD)/obj/%.o: %.c $(GEN)/noded.pb-c.h
 
 # The commit the binaries are built from (noded version, noded_build_info in
 # /metrics): "" outside a git checkout; `make ND_GIT_COMMIT=...` sets it.
-# version.o is rebuilt every time, so it is never stale.
+# $(GEN)/commit.h is rewritten only when it changes, so version.o (which
+# includes it) is rebuilt then and nothing relinks otherwise.
 ND_GIT_COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell \
 	git rev-parse --git-dir >/dev/null 2>&1 && \
 	! git diff --quiet HEAD -- 2>/dev/null && echo -dirty)
-$(BUILD)/obj/src/core/version.o: CFLAGS += -DND_GIT_COMMIT='"$(ND_GIT_COMMIT)"'
-$(BUILD)/obj/src/core/version.o: FORCE
-.PHONY: FORCE
-FORCE:
+$(shell mkdir -p $(GEN) && \
+	echo '#define ND_GIT_COMMIT "$(ND_GIT_COMMIT)"' > $(GEN)/commit.h.new && \
+	{ cmp -s $(GEN)/commit.h.new $(GEN)/commit.h || \
+	  mv $(GEN)/commit.h.new $(GEN)/commit.h; }; rm -f $(GEN)/commit.h.new)
 
 $(BUILD)/libnoded.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
