@@ -319,6 +319,9 @@ Test(config, errors_name_file_line_and_key)
 	cr_expect_eq(st, 2);
 	snprintf(path, sizeof(path), "of %s/" USER ", line 4)", dir);
 	cr_expect(strstr(err, path), "said '%s', want '%s'", err, path);
+	/* --help answers whatever the files say */
+	st = NODED(out, err, "worker", "--help");
+	cr_expect_eq(st, 0, "--help with a bad file: %d %s", st, err);
 	/* a file that cannot be read */
 	st = NODED(out, err, "nodes", "--config", "/nonexistent/noded.conf");
 	cr_expect_eq(st, 2);
