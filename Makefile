@@ -35,7 +35,7 @@ WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes \
 CFLAGS += -std=gnu11 -g $(OPT) $(WARN) -D_GNU_SOURCE -MMD -MP \
 	-Iinclude -I$(GEN) -Isrc -pthread
 LDLIBS := -luring -lprotobuf-c -lhttp_parser -ljansson -lcrypto -lsystemd \
-	-lpthread -lm
+	-linih -lpthread -lm
 
 ifneq ($(FUZZ),)
 # Coverage instrumentation everywhere; libFuzzer's main only in the targets.
@@ -104,6 +104,18 @@ $(BUILD)/obj/gen/noded.pb-c.o: $(GEN)/noded.pb-c.c
 $(BUILD)/obj/%.o: %.c $(GEN)/noded.pb-c.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+# The commit the binaries are built from (noded version, noded_build_info in
+# /metrics): "" outside a git checkout; `make ND_GIT_COMMIT=...` sets it.
+# $(GEN)/commit.h is rewritten only when it changes, so version.o (which
+# includes it) is rebuilt then and nothing relinks otherwise.
+ND_GIT_COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell \
+	git rev-parse --git-dir >/dev/null 2>&1 && \
+	! git diff --quiet HEAD -- 2>/dev/null && echo -dirty)
+$(shell mkdir -p $(GEN) && \
+	echo '#define ND_GIT_COMMIT "$(ND_GIT_COMMIT)"' > $(GEN)/commit.h.new && \
+	{ cmp -s $(GEN)/commit.h.new $(GEN)/commit.h || \
+	  mv $(GEN)/commit.h.new $(GEN)/commit.h; }; rm -f $(GEN)/commit.h.new)
 
 $(BUILD)/libnoded.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^

@@ -7,10 +7,11 @@ set -eu
 # build: liburing-dev protobuf-c mimalloc; tests: criterion; benchmark
 # reference: redis-server/redis-tools; pkg-config finds the libraries;
 # fuzz targets: clang and its compiler-rt (libFuzzer, sanitizers);
-# systemd units: libsystemd-dev (sd_notify); man pages: scdoc.
+# systemd units: libsystemd-dev (sd_notify); man pages: scdoc; the config
+# files: libinih-dev.
 PKGS="build-essential pkg-config liburing-dev libprotobuf-c-dev protobuf-c-compiler
 libmimalloc-dev libcriterion-dev libjansson-dev libhttp-parser-dev libssl-dev
-libsystemd-dev scdoc
+libsystemd-dev scdoc libinih-dev
 redis-server redis-tools wrk curl jq procps clang libclang-rt-dev"
 # `scripts/deps.sh deb` (make deb): the Debian packaging tools as well.
 if [ "${1:-}" = deb ]; then

@@ -51,6 +51,19 @@ __attribute__((constructor)) static void state_dir_setup(void)
 	atexit(state_dir_remove);
 }
 
+/*
+ * The daemons and commands the tests run read no configuration of the
+ * machine or the user running the tests (noded.conf, NODED_MASTER,
+ * NODED_TOKEN_FILE): a test that wants some sets it itself.
+ */
+__attribute__((constructor)) static void config_isolate(void)
+{
+	setenv("NODED_CONFIG_SYSTEM", "", 1);
+	setenv("XDG_CONFIG_HOME", "/nonexistent/noded-tests", 1);
+	unsetenv("NODED_MASTER");
+	unsetenv("NODED_TOKEN_FILE");
+}
+
 char nd_test_why[512];
 
 /* Records why a helper failed; returns err so callers can `return why(...)`. */

@@ -109,6 +109,9 @@ struct http_conn {
 void nd_api_route(struct req *r);
 /* GET /metrics (metrics.c). */
 void nd_api_metrics(struct req *r);
+/* Appends the process_* families and noded_build_info to a /metrics text
+ * (metrics_process.c). */
+void nd__metrics_process(FILE *f);
 
 /* Whole responses; each completes r. extra: more header lines or NULL. */
 void nd_http_reply(struct req *r, unsigned status, const char *ctype,

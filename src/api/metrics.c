@@ -215,6 +215,7 @@ static void render(FILE *f, const struct scrape *sc)
 	}
 	if (sc->svc_text)
 		fwrite(sc->svc_text, 1, sc->svc_len, f);
+	nd__metrics_process(f);
 }
 
 static void scrape_free(struct scrape *sc)

@@ -215,8 +215,13 @@ static void on_submitted(struct req *r, const Noded__Frame *f)
 	if (!sr->job_id && sr->n_task_ids == 1) {
 		snprintf(loc, sizeof(loc), "Location: /v1/tasks/%" PRIu64
 			 "\r\n", sr->task_ids[0]);
-		nd_http_json(r, 201, json_pack("{s:I}", "id",
-					       (json_int_t)sr->task_ids[0]),
+		/* with wait_for_node, why it waits (as noded run says) */
+		nd_http_json(r, 201, sr->waiting && sr->waiting[0] ?
+			     json_pack("{s:I, s:o}", "id",
+				       (json_int_t)sr->task_ids[0], "waiting",
+				       nd_json_text(sr->waiting)) :
+			     json_pack("{s:I}", "id",
+				       (json_int_t)sr->task_ids[0]),
 			     loc);
 		return;
 	}
@@ -272,7 +277,7 @@ static void **map_entries(struct req *r, json_t *obj, const char *name,
 
 static const char *const task_fields[] = {
 	"argv", "cmd", "node", "labels", "all", "timeout_s", "env", "cwd",
-	"retries",
+	"retries", "output_cap", "wait_for_node",
 	"inherit_env", "user", "memory", "cpus", "pids", /* task_env_json */
 	NULL,
 };
@@ -348,8 +353,9 @@ static const char *spec_from_json(struct req *r, json_t *j,
 					;
 			snprintf(why_buf, why_size, "unknown field \"%.*s\"%s "
 				 "(want argv or cmd, node, labels, all, "
-				 "timeout_s, env, cwd, retries, inherit_env, "
-				 "user, memory, cpus, pids)", kl, k,
+				 "timeout_s, env, cwd, retries, output_cap, "
+				 "wait_for_node, inherit_env, user, memory, "
+				 "cpus, pids)", kl, k,
 				 k[kl] ? "..." : "");
 			return why_buf;
 		}
@@ -401,11 +407,23 @@ static const char *spec_from_json(struct req *r, json_t *j,
 			       "from 0 to 4294967";
 		c->timeout_ms = (uint32_t)ceil(s * 1000);
 	}
+	/* the CLI's bounds (noded run --retries, --output-cap) */
 	if ((v = json_object_get(j, "retries"))) {
 		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-		    json_integer_value(v) > 100)
-			return "\"retries\" must be an integer from 0 to 100";
+		    json_integer_value(v) > 1000)
+			return "\"retries\" must be an integer from 0 to 1000";
 		sp->retries = (uint32_t)json_integer_value(v);
+	}
+	if ((v = json_object_get(j, "output_cap"))) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1)
+			return "\"output_cap\" must be a number of bytes, at "
+			       "least 1";
+		sp->output_cap_bytes = (uint64_t)json_integer_value(v);
+	}
+	if ((v = json_object_get(j, "wait_for_node"))) {
+		if (!json_is_boolean(v))
+			return "\"wait_for_node\" must be true or false";
+		sp->wait_for_node = json_is_true(v);
 	}
 	if ((v = json_object_get(j, "env"))) {
 		c->env = (Noded__Command__EnvEntry **)map_entries(

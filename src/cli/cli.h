@@ -25,6 +25,49 @@ int nd_cli_cancel_job(const char *master, uint64_t job);
 /* Default address of the master for workers and client commands. */
 #define ND_CLI_MASTER "127.0.0.1:7070"
 
+/*
+ * Exit statuses, the same for every command (the README's table, "Exit
+ * statuses"). run (and what follows a task: logs --follow, wait) exits
+ * with the command's own status, or one of the last three.
+ */
+#define ND_CLI_EXIT_OK 0
+#define ND_CLI_EXIT_FAIL 1      /* failed: the master refused or was not
+				   reached; a daemon could not serve, or
+				   stopped on an error */
+#define ND_CLI_EXIT_USAGE 2     /* bad command line, config file or
+				   environment: nothing was done */
+#define ND_CLI_EXIT_TIMEOUT 124 /* the task timed out */
+#define ND_CLI_EXIT_WAIT_TIMEOUT 254 /* wait --timeout: not ended in time */
+#define ND_CLI_EXIT_SIGNAL 128  /* + N: the command was killed by signal N
+				   (130: cancelled by Ctrl-C) */
+#define ND_CLI_EXIT_LOST 255    /* the task was lost, or so was the master */
+
+/* The system-wide config file (NODED_CONFIG_SYSTEM overrides it). */
+#define ND_CLI_CONFIG_SYSTEM "/etc/noded/noded.conf"
+
+/*
+ * The config files and the environment under the command line (config.c;
+ * README, "Configuration"). Call first, with the command's name (its
+ * section) and the options and short options it gives getopt_long: reads
+ * --config FILE, or the system and user files, and NODED_MASTER /
+ * NODED_TOKEN_FILE (commands that have --master), and replaces *argc and
+ * *argv with argv[0], a `--key=value` word for each setting the command
+ * line does not override, and the command line less its --config (the
+ * new words live as long as the process). Returns -1 to go on, or the
+ * exit status after saying why (a file that cannot be read, an unknown
+ * section or key, a bad flag value, each named with file and line).
+ * Then parse with nd_cli_getopt(), which notes the file and line of the
+ * option it returns, for nd_cli_config_report().
+ */
+#include <getopt.h>
+int nd_cli_config(const char *cmd, const char *shortopts,
+		  const struct option *opts, int *argc, char ***argv);
+int nd_cli_getopt(int argc, char **argv, const char *shortopts,
+		  const struct option *opts, int *li);
+/* After the command returned status: when it stopped at an option that
+ * came from a file or the environment with a usage error, says where. */
+void nd_cli_config_report(int status);
+
 /* Parses a whole unsigned number in [min, max] for option opt; prints why
  * and returns false when it is not one. (In common.c, which the tests
  * compile in.) */

@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "cli/common.h"
 #include "core/log.h"
+#include "core/server.h"
 #include "noded/auth.h"
 
 bool nd_cli_uint(const char *opt, const char *s, uint64_t min, uint64_t max,
@@ -80,8 +81,20 @@ bool nd_cli_log_opt(int opt, const char *arg, bool *ok)
 
 const char *nd_cli_token_file;
 
+/* Why addr did not do as a master's address (why: the buffer). */
+static const char *addr_why(const char *addr, char *why, size_t size)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (!nd_parse_addr_why(addr, &ss, &len, why, size))
+		snprintf(why, size, "'%s' (want HOST:PORT)", addr);
+	return why;
+}
+
 struct nd_client *nd_cli_connect(const char *addr)
 {
+	char why[512];
 	const char *path = nd_cli_token_file ? nd_cli_token_file
 					     : getenv("NODED_TOKEN_FILE");
 	struct nd_client_opts opts = { 0 };
@@ -111,9 +124,9 @@ struct nd_client *nd_cli_connect(const char *addr)
 			"our token (its proof does not match): not sending it "
 			"anything (is --token-file the master's? is it the "
 			"master?)\n", addr);
-	else if (r == ND_EADDR)
-		fprintf(stderr, "noded: bad master address '%s' (want "
-			"HOST:PORT)\n", addr);
+	else if (r == ND_EADDR || r == -EAGAIN)
+		fprintf(stderr, "noded: bad master address %s\n",
+			addr_why(addr, why, sizeof(why)));
 	else
 		fprintf(stderr, "noded: cannot reach the master %s: %s%s\n",
 			addr, nd_strerror(r),

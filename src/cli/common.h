@@ -23,11 +23,8 @@
 #include "core/buf.h"
 #include "noded/client.h"
 
-/* Exit statuses of the client commands. */
-#define ND_CLI_EXIT_FAIL 1      /* the master refused or was not reached */
-#define ND_CLI_EXIT_USAGE 2     /* bad command line */
-#define ND_CLI_EXIT_LOST 255    /* the task was lost, or so was the master */
-#define ND_CLI_EXIT_WAIT_TIMEOUT 254 /* wait --timeout: not ended in time */
+/* Exit statuses: cli.h (ND_CLI_EXIT_*). */
+#include "cli/cli.h"
 
 /* Longest partial line kept per task and fd before it is printed anyway. */
 #define ND_CLI_LINE_MAX 65536

@@ -28,12 +28,41 @@ static void usage(FILE *f)
 		"  --listen HOST:PORT     the master's address (default "
 		ND_CLI_MASTER ")\n"
 		"  --slots N              slots of each worker (default: CPUs)\n"
-		"  --http HOST:PORT       the HTTP/JSON API (default 127.0.0.1:7071;\n"
+		"  --config FILE          read the settings from FILE alone (not\n"
+		"                         /etc/noded/noded.conf and the user's)\n"
+		"  --http HOST:PORT       the HTTP/JSON API (default 127.0.0.1:7071,\n"
+		"                         or a free port when --listen's is 0;\n"
 		"                         'none': off)\n"
 		"%s%s"
 		"Prints 'listening on HOST:PORT' on stdout once it serves, then\n"
 		"'http on HOST:PORT'.\n",
 		nd_cli_retention_usage, nd_cli_log_usage);
+}
+
+/* True when the option named name was given (seen: nd_cli_once's). */
+static bool seen_opt(const struct option *opts, const char *const *seen,
+		     const char *name)
+{
+	for (size_t i = 0; opts[i].name; i++)
+		if (!strcmp(opts[i].name, name))
+			return seen[i] != NULL;
+	return false;
+}
+
+/*
+ * A dev cluster asked to listen on port 0 (a free one, so that several run
+ * side by side, as tests and `make demo` do) serves HTTP on a free port of
+ * the same host too, rather than the fixed 7071 another one may hold. True
+ * with "HOST:0" in buf when listen's port is 0.
+ */
+static bool dev_http_any(const char *listen, char *buf, size_t size)
+{
+	const char *colon = strrchr(listen, ':');
+
+	if (!colon || strcmp(colon + 1, "0"))
+		return false;
+	return snprintf(buf, size, "%.*s:0", (int)(colon - listen), listen) <
+	       (int)size;
 }
 
 int nd_cli_dev(int argc, char **argv)
@@ -50,6 +79,7 @@ int nd_cli_dev(int argc, char **argv)
 	};
 	static const char *labels[] = { "dev=true" };
 	struct nd_cli_serve m = { .http = "127.0.0.1:7071" };
+	char http_any[300];
 	struct nd_server srv;
 	struct nd_worker_cfg wc[DEV_MAX_WORKERS];
 	struct nd_worker *w[DEV_MAX_WORKERS] = { 0 };
@@ -59,23 +89,25 @@ int nd_cli_dev(int argc, char **argv)
 	uint64_t v;
 	bool ok;
 	const char *seen[sizeof(opts) / sizeof(opts[0])] = { 0 };
-	int o, li, ret = 1;
+	int o, li, ret = nd_cli_config("dev", "h", opts, &argc, &argv);
 
+	if (ret >= 0)
+		return ret;
 	m.cfg.listen = ND_CLI_MASTER;
 	optind = 1;
-	while ((li = -1, o = getopt_long(argc, argv, "h", opts, &li)) != -1) {
+	while ((li = -1, o = nd_cli_getopt(argc, argv, "h", opts, &li)) != -1) {
 		if (!nd_cli_once("dev", opts, seen, li, optarg))
-			return 2;
+			return ND_CLI_EXIT_USAGE;
 		if (nd_cli_retention_opt(o, optarg, &m.svc, &ok) ||
 		    nd_cli_log_opt(o, optarg, &ok)) {
 			if (!ok)
-				return 2;
+				return ND_CLI_EXIT_USAGE;
 			continue;
 		}
 		switch (o) {
 		case 'w':
 			if (!nd_cli_uint("--workers", optarg, 0, DEV_MAX_WORKERS, &v))
-				return 2;
+				return ND_CLI_EXIT_USAGE;
 			nworkers = (unsigned)v;
 			break;
 		case 'l':
@@ -83,7 +115,7 @@ int nd_cli_dev(int argc, char **argv)
 			break;
 		case 's':
 			if (!nd_cli_uint("--slots", optarg, 1, 4096, &v))
-				return 2;
+				return ND_CLI_EXIT_USAGE;
 			slots = (unsigned)v;
 			break;
 		case 'T':
@@ -91,23 +123,27 @@ int nd_cli_dev(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
-			return 0;
+			return ND_CLI_EXIT_OK;
 		default:
 			usage(stderr);
-			return 2;
+			return ND_CLI_EXIT_USAGE;
 		}
 	}
 	if (!nd_cli_no_more_args("noded dev", argc, argv))
-		return 2;
+		return ND_CLI_EXIT_USAGE;
+	if (!seen_opt(opts, seen, "http") && dev_http_any(m.cfg.listen,
+							   http_any,
+							   sizeof(http_any)))
+		m.http = http_any;
 	if (!nd_cli_retention_check(&m.svc))
-		return 2;
+		return ND_CLI_EXIT_USAGE;
 	m.cfg.idle_timeout_ms = 60000;
 	/* m.svc.ids NULL: task ids from the clock, as nothing is kept */
 	ret = nd_cli_serve_init(&srv, &m, addr, sizeof(addr), http_addr,
 				sizeof(http_addr));
 	if (ret)
 		return ret;
-	ret = 1;
+	ret = ND_CLI_EXIT_FAIL;
 	srand((unsigned)getpid());
 	for (unsigned i = 0; i < nworkers; i++) {
 		snprintf(names[i], sizeof(names[i]), "dev-%u", i + 1);
@@ -135,7 +171,7 @@ int nd_cli_dev(int argc, char **argv)
 	       ND_U("workers", nworkers), ND_S("labels", "dev=true"),
 	       ND_S("msg", hint));
 	nd_server_wait_signal();
-	ret = 0;
+	ret = ND_CLI_EXIT_OK;
 stop:
 	/* workers first, so their tasks end while the master still listens */
 	for (unsigned i = 0; i < started; i++)

@@ -9,9 +9,8 @@
 #endif
 
 #include "cli/cli.h"
+#include "core/version.h"
 #include "exec/exec.h"
-
-#define ND_VERSION "0.1.0"
 
 static void usage(FILE *f)
 {
@@ -37,10 +36,28 @@ static void usage(FILE *f)
 		"  logs ID    a task's output (--follow)\n"
 		"  cancel ID  cancel a task (or --job N: a job's tasks)\n"
 		"  version    print the version\n"
-		"  help       this text\n");
+		"  help       this text\n"
+		"\n"
+		"Settings come from the command line, then the environment\n"
+		"(NODED_MASTER, NODED_TOKEN_FILE), then the user's file\n"
+		"($XDG_CONFIG_HOME/noded/noded.conf or ~/.config/noded/noded.conf),\n"
+		"then " ND_CLI_CONFIG_SYSTEM ": INI files, a [COMMAND] section of\n"
+		"its long options each (key = value) and [common]. --config FILE\n"
+		"reads FILE instead of the two files.\n");
 }
 
+static int dispatch(int argc, char **argv);
+
 int main(int argc, char **argv)
+{
+	int status = dispatch(argc, argv);
+
+	/* a value from a config file was refused: say which line */
+	nd_cli_config_report(status);
+	return status;
+}
+
+static int dispatch(int argc, char **argv)
 {
 	if (argc < 2) {
 		usage(stderr);
@@ -78,10 +95,14 @@ int main(int argc, char **argv)
 		return nd_exec_helper_main(3);
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
 #ifndef ND_NO_MIMALLOC
-		printf("noded %s (mimalloc %d)\n", ND_VERSION, mi_version());
+		printf("noded %s (%s%s%smimalloc %d)\n", ND_VERSION,
+		       *nd_build_commit ? "commit " : "", nd_build_commit,
+		       *nd_build_commit ? ", " : "", mi_version());
 #else
-		printf("noded %s (sanitizer build, system allocator)\n",
-		       ND_VERSION);
+		printf("noded %s (%s%s%ssanitizer build, system "
+		       "allocator)\n", ND_VERSION,
+		       *nd_build_commit ? "commit " : "", nd_build_commit,
+		       *nd_build_commit ? ", " : "");
 #endif
 		return 0;
 	}

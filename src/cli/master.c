@@ -46,6 +46,8 @@ static void usage(FILE *f)
 		"%s%s"
 		"  --token-file FILE      require every worker and client to prove\n"
 		"                         it holds this token (needed off loopback)\n"
+		"  --config FILE          read the settings from FILE alone (not\n"
+		"                         /etc/noded/noded.conf and the user's)\n"
 		"  --max-queue N          tasks waiting for a node before submits\n"
 		"                         are refused (default 1000000)\n"
 		"  --http HOST:PORT       also serve the HTTP/JSON API and /metrics\n"
@@ -130,16 +132,18 @@ static int parse_args(int argc, char **argv, struct master_args *a)
 	const char *seen[sizeof(opts) / sizeof(opts[0])] = { 0 };
 	uint64_t v;
 	bool ok;
-	int o, li;
+	int o, li = nd_cli_config("master", "h", opts, &argc, &argv);
 
+	if (li >= 0)
+		return li;
 	optind = 1;
-	while ((li = -1, o = getopt_long(argc, argv, "h", opts, &li)) != -1) {
+	while ((li = -1, o = nd_cli_getopt(argc, argv, "h", opts, &li)) != -1) {
 		if (!nd_cli_once("master", opts, seen, li, optarg))
-			return 2;
+			return ND_CLI_EXIT_USAGE;
 		if (nd_cli_retention_opt(o, optarg, &a->m.svc, &ok) ||
 		    nd_cli_log_opt(o, optarg, &ok)) {
 			if (!ok)
-				return 2;
+				return ND_CLI_EXIT_USAGE;
 			continue;
 		}
 		switch (o) {
@@ -150,49 +154,49 @@ static int parse_args(int argc, char **argv, struct master_args *a)
 			if (!*optarg || strlen(optarg) > ND_NAME_MAX) {
 				fprintf(stderr, "noded: --name must be 1 to %d "
 					"bytes\n", ND_NAME_MAX);
-				return 2;
+				return ND_CLI_EXIT_USAGE;
 			}
 			a->m.cfg.name = optarg;
 			break;
 		case 's':
 			if (!nd_cli_uint("--shards", optarg, 1, 256, &v))
-				return 2;
+				return ND_CLI_EXIT_USAGE;
 			a->m.cfg.shards = (unsigned)v;
 			break;
 		case 'F':
 			if (!nd_cli_uint("--max-frame", optarg, 64, 1u << 30, &v))
-				return 2;
+				return ND_CLI_EXIT_USAGE;
 			a->m.cfg.max_frame = (uint32_t)v;
 			break;
 		case 'C':
 			if (!nd_cli_uint("--max-conns", optarg, 1, 1u << 20, &v))
-				return 2;
+				return ND_CLI_EXIT_USAGE;
 			a->m.cfg.max_conns = (uint32_t)v;
 			break;
 		case 'I':
 			if (!nd_cli_uint("--idle-timeout", optarg, 0, 86400, &v))
-				return 2;
+				return ND_CLI_EXIT_USAGE;
 			a->m.cfg.idle_timeout_ms = (uint32_t)v * 1000;
 			a->idle_set = true;
 			break;
 		case 'O':
 			if (!nd_cli_uint("--max-output", optarg, 4096, 1u << 30, &v))
-				return 2;
+				return ND_CLI_EXIT_USAGE;
 			a->m.cfg.max_output = v;
 			break;
 		case 'S':
 			if (!nd_cli_uint("--stall-timeout", optarg, 1, 86400, &v))
-				return 2;
+				return ND_CLI_EXIT_USAGE;
 			a->m.cfg.stall_timeout_ms = (uint32_t)v * 1000;
 			break;
 		case 'H':
 			if (!nd_cli_uint("--heartbeat-timeout", optarg, 1, 3600, &v))
-				return 2;
+				return ND_CLI_EXIT_USAGE;
 			a->m.svc.heartbeat_timeout_ms = (uint32_t)v * 1000;
 			break;
 		case 'L':
 			if (!nd_cli_uint("--lease", optarg, 4, 86400, &v))
-				return 2;
+				return ND_CLI_EXIT_USAGE;
 			a->m.svc.lease_ms = (uint32_t)v * 1000;
 			break;
 		case 't':
@@ -203,7 +207,7 @@ static int parse_args(int argc, char **argv, struct master_args *a)
 			break;
 		case 'Q':
 			if (!nd_cli_uint("--max-queue", optarg, 1, 100000000, &v))
-				return 2;
+				return ND_CLI_EXIT_USAGE;
 			a->m.svc.max_queue = v;
 			break;
 		case 'X':
@@ -215,27 +219,27 @@ static int parse_args(int argc, char **argv, struct master_args *a)
 		case 'B':
 			if (!nd_cli_uint("--http-max-body", optarg, 1, 1u << 30,
 					 &v))
-				return 2;
+				return ND_CLI_EXIT_USAGE;
 			a->m.cfg.http_max_body = v;
 			break;
 		case 'D':
 			if (!*optarg) {
 				fprintf(stderr, "noded: --data-dir wants a "
 					"directory\n");
-				return 2;
+				return ND_CLI_EXIT_USAGE;
 			}
 			a->data_dir = optarg;
 			break;
 		case 'b':
 			if (!nd_cli_uint("--input-budget", optarg, 4096,
 					 1ull << 40, &v))
-				return 2;
+				return ND_CLI_EXIT_USAGE;
 			a->m.cfg.input_budget = v;
 			break;
 		case 'W':
 			if (!nd_cli_uint("--handshake-timeout", optarg, 1, 3600,
 					 &v))
-				return 2;
+				return ND_CLI_EXIT_USAGE;
 			a->m.cfg.handshake_timeout_ms = (uint32_t)v * 1000;
 			break;
 		case 'G':
@@ -246,16 +250,16 @@ static int parse_args(int argc, char **argv, struct master_args *a)
 			break;
 		case 'h':
 			usage(stdout);
-			return 0;
+			return ND_CLI_EXIT_OK;
 		default:
 			usage(stderr);
-			return 2;
+			return ND_CLI_EXIT_USAGE;
 		}
 	}
 	if (!nd_cli_no_more_args("noded master", argc, argv))
-		return 2;
+		return ND_CLI_EXIT_USAGE;
 	if (!nd_cli_retention_check(&a->m.svc))
-		return 2;
+		return ND_CLI_EXIT_USAGE;
 	if (a->m.cfg.input_budget && a->m.cfg.input_budget <
 	    (uint64_t)(a->m.cfg.max_frame ? a->m.cfg.max_frame : 16u << 20) +
 	    4) {
@@ -264,7 +268,7 @@ static int parse_args(int argc, char **argv, struct master_args *a)
 			"be received; raise --input-budget or lower "
 			"--max-frame\n",
 			(unsigned long long)a->m.cfg.input_budget);
-		return 2;
+		return ND_CLI_EXIT_USAGE;
 	}
 	if (a->m.svc.lease_ms &&
 	    a->m.svc.lease_ms < (a->m.svc.heartbeat_timeout_ms ?
@@ -272,7 +276,7 @@ static int parse_args(int argc, char **argv, struct master_args *a)
 		fprintf(stderr, "noded: --lease must be at least "
 			"--heartbeat-timeout: workers would kill tasks of a "
 			"node the master still counts alive\n");
-		return 2;
+		return ND_CLI_EXIT_USAGE;
 	}
 	return -1;
 }
@@ -292,10 +296,10 @@ int nd_cli_master(int argc, char **argv)
 	if (!a.idle_set)
 		a.m.cfg.idle_timeout_ms = 60000;
 	if (a.m.http && !a.http_insecure && !http_on_loopback(a.m.http))
-		return 2;
+		return ND_CLI_EXIT_USAGE;
 	if (a.token_file &&
 	    nd_auth_read_token(a.token_file, &token, &a.m.cfg.token_len))
-		return 2;
+		return ND_CLI_EXIT_USAGE;
 	a.m.cfg.token = token;
 	/* Before anything serves: a master that cannot keep its id mark
 	 * could hand out ids it gave before, so it does not start. */
@@ -303,7 +307,7 @@ int nd_cli_master(int argc, char **argv)
 		fprintf(stderr, "noded: %s\n", err);
 		ND_LOG(ND_LOG_ERROR, "master.failed", ND_S("err", err));
 		free(token);
-		return 1;
+		return ND_CLI_EXIT_FAIL;
 	}
 	a.m.svc.ids = &ids;
 	ret = nd_cli_serve_init(&srv, &a.m, addr, sizeof(addr), http_addr,
@@ -316,7 +320,7 @@ int nd_cli_master(int argc, char **argv)
 	       ND_U("shards", srv.cfg.shards),
 	       ND_S("data_dir", a.data_dir ? a.data_dir : ""),
 	       ND_U("first_task_id", ids.first));
-	ret = nd_server_run(&srv) ? 1 : 0;
+	ret = nd_server_run(&srv) ? ND_CLI_EXIT_FAIL : ND_CLI_EXIT_OK;
 	nd_server_close(&srv);
 close_ids:
 	nd_task_ids_close(&ids);

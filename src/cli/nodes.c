@@ -91,12 +91,14 @@ int nd_cli_nodes(int argc, char **argv)
 	struct nd_client *c;
 	const char *seen[sizeof(opts) / sizeof(opts[0])] = { 0 };
 	bool json = false;
-	int o, r, li;
+	int o, r, li = nd_cli_config("nodes", "h", opts, &argc, &argv);
 
+	if (li >= 0)
+		return li;
 	optind = 1;
-	while ((li = -1, o = getopt_long(argc, argv, "h", opts, &li)) != -1) {
+	while ((li = -1, o = nd_cli_getopt(argc, argv, "h", opts, &li)) != -1) {
 		if (!nd_cli_once("nodes", opts, seen, li, optarg))
-			return 2;
+			return ND_CLI_EXIT_USAGE;
 		switch (o) {
 		case 'm':
 			master = optarg;
@@ -109,17 +111,17 @@ int nd_cli_nodes(int argc, char **argv)
 			break;
 		case 'h':
 			printf("usage: noded nodes [--master HOST:PORT] [--json] "
-			       "[--token-file FILE]\n");
-			return 0;
+			       "[--token-file FILE] [--config FILE]\n");
+			return ND_CLI_EXIT_OK;
 		default:
 			fprintf(stderr, "usage: noded nodes [--master HOST:PORT] "
 				"[--json]\n");
-			return 2;
+			return ND_CLI_EXIT_USAGE;
 		}
 	}
 	c = nd_cli_connect(master);
 	if (!c)
-		return 1;
+		return ND_CLI_EXIT_FAIL;
 	req.body_case = NODED__FRAME__BODY_LIST_NODES;
 	req.list_nodes = &lr;
 	r = nd_client_call(c, &req, &reply, 10000);

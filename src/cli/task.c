@@ -40,14 +40,18 @@ int nd_cli_task_opts_parse(int argc, char **argv, unsigned allowed,
 	char name[64], *saved0 = argv[0];
 	unsigned bit;
 	uint64_t v;
-	int c, li, ret = ND_CLI_EXIT_USAGE;
+	int c, li, ret = nd_cli_config(argv[0], "hf", opts, &argc, &argv);
 
 	memset(o, 0, sizeof(*o));
+	if (ret >= 0)
+		return ret;
+	ret = ND_CLI_EXIT_USAGE;
+	saved0 = argv[0];
 	o->master = ND_CLI_MASTER;
 	snprintf(name, sizeof(name), "noded %s", argv[0]);
 	argv[0] = name;
 	optind = 0;
-	while ((li = -1, c = getopt_long(argc, argv, "hf", opts, &li)) != -1) {
+	while ((li = -1, c = nd_cli_getopt(argc, argv, "hf", opts, &li)) != -1) {
 		bit = c == 'j' ? TO_JSON : c == 's' ? TO_STATE :
 		      c == 'n' ? TO_LIMIT : c == 'f' ? TO_FOLLOW :
 		      c == 'J' ? TO_JOB : c == 'N' ? TO_NODE :
@@ -163,7 +167,7 @@ int nd_cli_task(int argc, char **argv)
 	int r;
 
 	r = nd_cli_task_opts_parse(argc, argv, TO_ID | TO_JSON,
-		       "usage: noded task ID [--master HOST:PORT] [--json] [--token-file FILE]", &o);
+		       "usage: noded task ID [--master HOST:PORT] [--json] [--token-file FILE] [--config FILE]", &o);
 	if (r >= 0)
 		return r;
 	q.id = o.id;
@@ -215,7 +219,7 @@ int nd_cli_tasks(int argc, char **argv)
 		       "usage: noded tasks [--master HOST:PORT] [--state STATE] "
 		       "[--job N] [--node NAME]\n"
 		       "                   [--limit N] [--json] "
-		       "[--token-file FILE]\n"
+		       "[--token-file FILE] [--config FILE]\n"
 		       "  STATE: pending, assigned, running, succeeded, failed, "
 		       "timed_out, cancelled, lost\n"
 		       "  --job N: only the tasks of job N (a fan-out: run or "

@@ -19,9 +19,12 @@ void nd_cli_task_usage(FILE *f, const char *cmd)
 {
 	fprintf(f,
 		"usage: noded %s [options] -- CMD [ARG...]\n"
-		"  --master HOST:PORT     the master (default " ND_CLI_MASTER ")\n"
+		"  --master HOST:PORT     the master (default: $NODED_MASTER, else\n"
+		"                         " ND_CLI_MASTER ")\n"
 		"  --token-file FILE      the master's token, if it has one\n"
 		"                         (default: $NODED_TOKEN_FILE)\n"
+		"  --config FILE          read the settings from FILE alone (not\n"
+		"                         /etc/noded/noded.conf and the user's)\n"
 		"  --node NAME            run on this node\n"
 		"  --label KEY=VALUE      or on a node with these labels (repeatable)\n"
 		"  --all                  or once on every live node (a fan-out job)\n"
@@ -327,6 +330,12 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 	int o, r, li;
 
 	memset(a, 0, sizeof(*a));
+	r = nd_cli_config(cmd, "+h", task_opts, &argc, &argv);
+	if (r >= 0) {
+		*status = r;
+		return false;
+	}
+	saved0 = argc > 0 ? argv[0] : NULL;
 	noded__task_spec__init(&a->spec);
 	noded__command__init(&a->command);
 	a->spec.command = &a->command;
@@ -349,7 +358,7 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 	/* "+": the command starts at the first non-option word, so
 	 * `noded run ls -l` does not take -l for itself. */
 	while ((li = -1,
-		o = getopt_long(argc, argv, "+h", task_opts, &li)) != -1) {
+		o = nd_cli_getopt(argc, argv, "+h", task_opts, &li)) != -1) {
 		/* --label and --env repeat; ADD_KV checks their keys */
 		if (o != 'l' && o != 'e' &&
 		    !nd_cli_once(cmd, task_opts, seen, li, optarg))

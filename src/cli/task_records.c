@@ -49,7 +49,7 @@ int nd_cli_exit_status(const Noded__TaskRecord *r)
 			return 1;
 		return r->exit_code;
 	case NODED__TASK_STATE__TASK_TIMED_OUT:
-		return 124;
+		return ND_CLI_EXIT_TIMEOUT;
 	case NODED__TASK_STATE__TASK_CANCELLED:
 		return r->signal ? signal_status(r->signal) : 130;
 	case NODED__TASK_STATE__TASK_LOST:

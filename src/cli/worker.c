@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/server.h"
 #include "node/node_id.h"
 #include "node/worker.h"
 #include "noded/auth.h"
@@ -16,11 +17,15 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: noded worker [options]\n"
-		"  --master HOST:PORT     the master (default " ND_CLI_MASTER ")\n"
+		"  --master HOST:PORT     the master (default: $NODED_MASTER, else\n"
+		"                         " ND_CLI_MASTER ")\n"
 		"  --name NAME            node name (default: host name)\n"
 		"  --label KEY=VALUE      a label for targeting; repeatable\n"
 		"  --slots N              tasks at once (default: CPUs)\n"
-		"  --token-file FILE      the master's token (its --token-file)\n"
+		"  --token-file FILE      the master's token (its --token-file;\n"
+		"                         default: $NODED_TOKEN_FILE)\n"
+		"  --config FILE          read the settings from FILE alone (not\n"
+		"                         /etc/noded/noded.conf and the user's)\n"
 		"  --state-dir DIR        where it keeps its node id (created\n"
 		"                         0700; default $STATE_DIRECTORY, else\n"
 		"                         /var/lib/noded as root, else\n"
@@ -93,16 +98,20 @@ int nd_cli_worker(int argc, char **argv)
 	const char *token_file = NULL, *state_dir = NULL;
 	const char *seen[sizeof(opts) / sizeof(opts[0])] = { 0 };
 	char dir[4096], err[512], why[512];
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
 	uint64_t v;
 	bool ok;
-	int o, li, ret;
+	int o, li, ret = nd_cli_config("worker", "h", opts, &argc, &argv);
 
+	if (ret >= 0)
+		return ret;
 	wc.labels = calloc((size_t)argc, sizeof(*wc.labels));
 	if (!wc.labels)
-		return 1;
+		return ND_CLI_EXIT_FAIL;
 	wc.slots = ncpu > 0 ? (unsigned)ncpu : 1;
 	optind = 1;
-	while ((li = -1, o = getopt_long(argc, argv, "h", opts, &li)) != -1) {
+	while ((li = -1, o = nd_cli_getopt(argc, argv, "h", opts, &li)) != -1) {
 		if (o != 'l' && !nd_cli_once("worker", opts, seen, li, optarg))
 			goto err_usage;
 		if (nd_cli_log_opt(o, optarg, &ok)) {
@@ -168,7 +177,7 @@ int nd_cli_worker(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			free(wc.labels);
-			return 0;
+			return ND_CLI_EXIT_OK;
 		default:
 			usage(stderr);
 			goto err_usage;
@@ -176,6 +185,12 @@ int nd_cli_worker(int argc, char **argv)
 	}
 	if (!nd_cli_no_more_args("noded worker", argc, argv))
 		goto err_usage;
+	/* resolved once, here: a name that does not resolve is a bad
+	 * address, said at once rather than retried */
+	if (nd_parse_addr_why(wc.master, &ss, &sslen, why, sizeof(why))) {
+		fprintf(stderr, "noded worker: --master %s\n", why);
+		goto err_usage;
+	}
 	if (!wc.name) {
 		if (gethostname(host, sizeof(host) - 1))
 			snprintf(host, sizeof(host), "worker");
@@ -195,7 +210,7 @@ int nd_cli_worker(int argc, char **argv)
 	if (nd_node_id_load(state_dir, wc.node_id, err, sizeof(err))) {
 		fprintf(stderr, "noded: %s\n", err);
 		free(wc.labels);
-		return 1;
+		return ND_CLI_EXIT_FAIL;
 	}
 	if (token_file) {
 		uint8_t *token;
@@ -211,5 +226,5 @@ int nd_cli_worker(int argc, char **argv)
 
 err_usage:
 	free(wc.labels);
-	return 2;
+	return ND_CLI_EXIT_USAGE;
 }

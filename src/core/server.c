@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +58,24 @@ void nd_config_defaults(struct nd_config *cfg)
 		cfg->handshake_timeout_ms = 10000;
 }
 
-int nd_parse_addr(const char *s, struct sockaddr_storage *out, socklen_t *len)
+/* Says why into why (when not NULL) and returns ND_EADDR. */
+__attribute__((format(printf, 3, 4))) static int addr_why(char *why,
+							  size_t size,
+							  const char *fmt,
+							  ...)
+{
+	va_list ap;
+
+	if (why && size) {
+		va_start(ap, fmt);
+		vsnprintf(why, size, fmt, ap);
+		va_end(ap);
+	}
+	return ND_EADDR;
+}
+
+int nd_parse_addr_why(const char *s, struct sockaddr_storage *out,
+		      socklen_t *len, char *why, size_t why_size)
 {
 	struct addrinfo hints = { 0 }, *res = NULL;
 	char host[256];
@@ -65,27 +83,34 @@ int nd_parse_addr(const char *s, struct sockaddr_storage *out, socklen_t *len)
 	size_t hl;
 	char *end;
 	long port;
+	int r;
 
 	colon = strrchr(s, ':');
 	if (!colon || colon == s)
-		return ND_EADDR;
+		return addr_why(why, why_size, "'%s' is not HOST:PORT", s);
 	hl = (size_t)(colon - s);
 	if (s[0] == '[' && colon[-1] == ']') { /* [::1]:7070 */
 		h = s + 1;
 		hl -= 2;
 	}
 	if (hl >= sizeof(host))
-		return ND_EADDR;
+		return addr_why(why, why_size, "'%s': the host is over %zu "
+				"bytes", s, sizeof(host) - 1);
 	memcpy(host, h, hl);
 	host[hl] = '\0';
 	errno = 0;
 	port = strtol(colon + 1, &end, 10);
 	if (errno || *end || end == colon + 1 || port < 0 || port > 65535)
-		return ND_EADDR;
+		return addr_why(why, why_size, "'%s': the port must be a "
+				"number from 0 to 65535", s);
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	if (getaddrinfo(host, NULL, &hints, &res) || !res)
-		return ND_EADDR;
+	r = getaddrinfo(host, NULL, &hints, &res);
+	if (r || !res)
+		return addr_why(why, why_size, "'%s': the host name '%s' does "
+				"not resolve (%s)", s, host,
+				r == EAI_SYSTEM ? strerror(errno) :
+				gai_strerror(r));
 	memcpy(out, res->ai_addr, res->ai_addrlen);
 	*len = res->ai_addrlen;
 	freeaddrinfo(res);
@@ -94,6 +119,11 @@ int nd_parse_addr(const char *s, struct sockaddr_storage *out, socklen_t *len)
 	else
 		((struct sockaddr_in6 *)out)->sin6_port = htons((uint16_t)port);
 	return 0;
+}
+
+int nd_parse_addr(const char *s, struct sockaddr_storage *out, socklen_t *len)
+{
+	return nd_parse_addr_why(s, out, len, NULL, 0);
 }
 
 bool nd_addr_is_loopback(const struct sockaddr_storage *ss)
@@ -213,13 +243,14 @@ static int bind_listener(struct nd_server *srv, const char *text,
 {
 	struct nd_listener *l = &srv->ln[srv->nln];
 	socklen_t alen = sizeof(l->addr);
+	char why[512];
 	int one = 1, ret;
 
 	if (srv->nln == ND_MAX_LISTENERS)
 		return -EMFILE;
-	if (nd_parse_addr(text, &l->addr, &alen)) {
+	if (nd_parse_addr_why(text, &l->addr, &alen, why, sizeof(why))) {
 		ND_LOG(ND_LOG_ERROR, "server.bad_address",
-		       ND_S("msg", "bad address (want HOST:PORT)"),
+		       ND_S("msg", "bad address"), ND_S("err", why),
 		       ND_S("option", what), ND_S("addr", text));
 		return ND_EADDR;
 	}

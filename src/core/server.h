@@ -108,8 +108,14 @@ void nd_server_close(struct nd_server *srv);
 /* 127.0.0.0/8 or ::1? */
 bool nd_addr_is_loopback(const struct sockaddr_storage *ss);
 
-/* Parses "HOST:PORT" (IPv4, [IPv6] or a host name). 0 or ND_EADDR. */
+/* Parses "HOST:PORT" (IPv4, [IPv6] or a host name, resolved with
+ * getaddrinfo: its first address). 0 or ND_EADDR. */
 int nd_parse_addr(const char *s, struct sockaddr_storage *out,
 		  socklen_t *len);
+/* The same, and on ND_EADDR why (when not NULL) says what is wrong, naming
+ * s: "'x:y': the port must be a number from 0 to 65535", "'h:1': the host
+ * name 'h' does not resolve (Name or service not known)". */
+int nd_parse_addr_why(const char *s, struct sockaddr_storage *out,
+		      socklen_t *len, char *why, size_t why_size);
 
 #endif

@@ -463,6 +463,7 @@ int nd_worker_new(struct nd_worker **out, const struct nd_worker_cfg *wc)
 	struct nd_worker *nw = calloc(1, sizeof(*nw));
 	struct nd_config cfg = { 0 };
 	struct worker *w;
+	char why[512];
 
 	if (!nw)
 		return -ENOMEM;
@@ -475,9 +476,10 @@ int nd_worker_new(struct nd_worker **out, const struct nd_worker_cfg *wc)
 		       ND_S("msg", "labels must be KEY=VALUE"));
 		goto err;
 	}
-	if (nd_parse_addr(wc->master, &w->addr, &w->addrlen)) {
+	if (nd_parse_addr_why(wc->master, &w->addr, &w->addrlen, why,
+			      sizeof(why))) {
 		ND_LOG(ND_LOG_ERROR, "worker.bad_config",
-		       ND_S("msg", "bad --master address (want HOST:PORT)"),
+		       ND_S("msg", "bad --master address"), ND_S("err", why),
 		       ND_S("master", wc->master));
 		goto err;
 	}

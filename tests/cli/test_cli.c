@@ -34,6 +34,7 @@
 #include "harness.h"
 
 #include "cli/common.c"
+#include "cli/config.c"
 #include "cli/task_args.c"
 #include "cli/task_records.c"
 #include "cli/run.c"

@@ -245,8 +245,10 @@ Test(node, client_commands_fail_clearly)
 	cr_assert_eq(st, 2, "bad --label: exit %d", st);
 	cr_assert(strstr(err, "KEY=VALUE"), "stderr: %s", err);
 	st = nd_test_run(bad_addr, out, sizeof(out), err, sizeof(err), 10000);
-	cr_assert_eq(st, 1, "bad --master: exit %d", st);
-	cr_assert(strstr(err, "HOST:PORT"), "stderr: %s", err);
+	/* a bad address is bad usage, as for every command (exit 2) */
+	cr_assert_eq(st, 2, "bad --master: exit %d", st);
+	cr_assert(strstr(err, "'nowhere' is not HOST:PORT"), "stderr: %s",
+		  err);
 }
 
 /* Reads one frame on fd: an Error of kind `kind` with BAD_REQUEST whose
