@@ -21,7 +21,10 @@
  *   - argv[0], the command name, is not empty
  *   - shell holds more than blanks
  *   - every env key is a variable name: not empty, no '='
- *   - at most one of node, labels and all
+ *   - at most one of node, nodes and all
+ *   - labels not with node or nodes (with all: every live node with them)
+ *   - nodes is a valid node list (noded/hostlist.h), its error's position
+ *   - exclude not with node, and a valid node list
  *   - wait_for_node not with all (a fan-out runs on the nodes alive now)
  *
  * Whether a node can take it now is the master's to say, not this check's.

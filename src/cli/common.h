@@ -50,6 +50,8 @@ struct nd_cli_task_args {
 	Noded__Command__EnvEntry *env_store;
 	Noded__TaskSpec__LabelsEntry *label_store;
 	char *shell;                    /* --shell: the words joined */
+	bool group;                     /* run --group: fold equal output */
+	bool json;                      /* run --json: a JSON object per task */
 };
 
 /*
