@@ -28,7 +28,7 @@
 /* --group: ended results are printed once no other has ended for
  * GROUP_QUIET_MS, or once the oldest has waited GROUP_HOLD_MS, or at the
  * end; results that end together fold together. */
-#define GROUP_QUIET_MS 1000
+#define GROUP_QUIET_MS 2000
 #define GROUP_HOLD_MS 10000
 
 /* One task of the job and its watch stream. */
