@@ -76,8 +76,9 @@ static const char *excluded(const Noded__TaskSpec *sp, struct nd_hostlist *x,
 	err = nd_hostlist_expand(sp->exclude, x, why, sizeof(why));
 	if (!err)
 		return NULL;
-	snprintf(buf, size, "exclude: %s", err == -EINVAL ? why :
-		 "out of memory");
+	if (err != -EINVAL)
+		return "out of memory";
+	snprintf(buf, size, "exclude: %s", why);
 	return buf;
 }
 
@@ -87,9 +88,10 @@ const char *nd__targets_all(struct nd_svc *svc, const Noded__TaskSpec *sp,
 	size_t live = *n, with = 0, k = 0;
 	struct nd_hostlist x;
 	char what[256], q[QUOTE_MAX + 8];
+	const char *bad = excluded(sp, &x, buf, size);
 
-	if (excluded(sp, &x, buf, size))
-		return buf;
+	if (bad)
+		return bad;
 	for (size_t i = 0; i < live; i++) {
 		struct node *nd = nd__node_find(svc, nodes[i]);
 
@@ -146,13 +148,14 @@ const char *nd__targets_list(struct nd_svc *svc, const Noded__TaskSpec *sp,
 	int err;
 
 	*waiting = NULL;
-	if (excluded(sp, &x, buf, size))
-		return buf;
+	if ((bad = excluded(sp, &x, buf, size)))
+		return bad;
 	err = nd_hostlist_expand(sp->nodes, &hl, why, sizeof(why));
 	if (err) {
 		nd_hostlist_free(&x);
-		snprintf(buf, size, "nodes: %s", err == -EINVAL ? why :
-			 "out of memory");
+		if (err != -EINVAL)
+			return "out of memory";
+		snprintf(buf, size, "nodes: %s", why);
 		return buf;
 	}
 	names = nd_arena_alloc(svc->arena, (hl.n ? hl.n : 1) *
