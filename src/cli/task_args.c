@@ -39,8 +39,7 @@ void nd_cli_task_usage(FILE *f, const char *cmd)
 		"  --wait-for-node        when no node can run it yet (no node of\n"
 		"                         that name or with those labels, or none\n"
 		"                         alive), wait PENDING for one to join\n"
-		"                         instead of refusing it (not with --all)\n"
-		"Without --shell the words are passed as they are, never split.\n",
+		"                         instead of refusing it (not with --all)\n",
 		cmd);
 	if (!strcmp(cmd, "run"))
 		fprintf(f,
@@ -48,22 +47,26 @@ void nd_cli_task_usage(FILE *f, const char *cmd)
 			"its task ends, and print\n"
 			"                         equal output of many nodes once, "
 			"headed by their list\n"
+			"                         (in batches, as tasks end)\n"
 			"  --json                 print one JSON object per task "
 			"as it ends (node, task,\n"
 			"                         state, exit code, output)\n"
+			"Without --shell the words are passed as they are, never "
+			"split.\n"
 			"Streams stdout and stderr (with several nodes each line as "
 			"'NODE: line') and exits\n"
 			"with the command's status: 128+N if killed by signal N, "
 			"124 on timeout,\n"
-			"255 when the task or the master is lost; with --all the "
-			"largest of all,\n"
+			"255 when the task or the master is lost; with several "
+			"nodes the largest,\n"
 			"each node that did not succeed named on stderr, and a "
 			"summary per node last.\n"
 			"Ctrl-C cancels the task(s) and waits for them; a second "
 			"Ctrl-C exits at once.\n");
 	else
-		fprintf(f, "Prints the task id (with --all: 'job J: task T on "
-			"NODE' lines) and exits.\n");
+		fprintf(f, "Without --shell the words are passed as they are, "
+			"never split.\nPrints the task id (with --all or a node "
+			"list: 'job J: task T on NODE'\nlines) and exits.\n");
 }
 
 bool nd_cli_timeout_ms(const char *s, uint32_t *ms)
