@@ -55,14 +55,15 @@ static char *class_key(const char *node, const Noded__TaskSpec *sp,
 
 	if (node) {
 		cap += strlen(node);
-	} else {
+	} else if (sp->n_labels) { /* (a class of exclude alone has none) */
 		memcpy(sorted, sp->labels, sp->n_labels * sizeof(*sorted));
 		qsort(sorted, sp->n_labels, sizeof(*sorted), label_cmp);
 		for (size_t i = 0; i < sp->n_labels; i++)
 			cap += strlen(sorted[i]->key) +
 			       strlen(sorted[i]->value) + 48;
-		cap += strlen(sp->exclude) + 24;
 	}
+	if (!node)
+		cap += strlen(sp->exclude) + 24;
 	k = malloc(cap);
 	if (!k)
 		return NULL;
