@@ -35,6 +35,9 @@ json_t *nd_json_node(const Noded__NodeInfo *n);
  * "". Returns 0 or -ENOMEM.
  */
 int nd_json_set_text(json_t *obj, const char *key, const char *s);
+/* The same for len bytes at s, which may hold NULs (a task's output). */
+int nd_json_set_bytes(json_t *obj, const char *key, const char *s,
+		      size_t len);
 /* The same for n texts: obj[key] is the array of readable strings and,
  * when any is not UTF-8, obj[key + "_base64"] the array of all n in
  * base64. */

@@ -36,7 +36,10 @@
  *   - memory 0 or at least ND_TASK_MEMORY_MIN; cpus (cpu_millis) 0 or
  *     from ND_TASK_CPU_MILLIS_MIN to ND_TASK_CPU_MILLIS_MAX; pids 0 or
  *     at most ND_TASK_PIDS_MAX
- *   - at most one of node, labels and all
+ *   - at most one of node, nodes and all
+ *   - labels not with node or nodes (with all: every live node with them)
+ *   - nodes is a valid node list (noded/hostlist.h), its error's position
+ *   - exclude not with node, and a valid node list
  *   - wait_for_node not with all (a fan-out runs on the nodes alive now)
  *
  * Whether a node can take it now is the master's to say, not this check's.

@@ -279,7 +279,7 @@ static const char *const task_fields[] = {
 	"argv", "cmd", "node", "labels", "all", "timeout_s", "env", "cwd",
 	"retries", "output_cap", "wait_for_node",
 	"inherit_env", "user", "memory", "cpus", "pids", /* task_env_json */
-	NULL,
+	"nodes", "exclude", NULL,
 };
 
 /* The task's environment, user and limits from the JSON body into c
@@ -323,6 +323,51 @@ static const char *task_env_json(json_t *j, Noded__Command *c)
 	return NULL;
 }
 
+/*
+ * A node list field (nodes, exclude): a string in hostlist syntax, or an
+ * array of them, joined with commas (in the arena) into *out. NULL, or
+ * what is wrong (the list itself is the spec check's to judge).
+ */
+static const char *node_list(struct req *r, json_t *v, const char *bad,
+			     char **out)
+{
+	size_t n, len = 0;
+	char *s;
+
+	/* a NUL inside would cut the list short unseen */
+	if (json_is_string(v) &&
+	    strlen(json_string_value(v)) != json_string_length(v))
+		return bad;
+	if (json_is_string(v)) {
+		*out = (char *)json_string_value(v);
+		return NULL;
+	}
+	n = json_array_size(v);
+	if (!json_is_array(v) || !n)
+		return bad;
+	for (size_t i = 0; i < n; i++) {
+		json_t *e = json_array_get(v, i);
+
+		if (!json_is_string(e) ||
+		    strlen(json_string_value(e)) != json_string_length(e))
+			return bad;
+		len += json_string_length(e) + 1;
+	}
+	s = nd_arena_alloc(&r->conn->shard->arena, len);
+	if (!s)
+		return "out of memory";
+	*out = s;
+	for (size_t i = 0; i < n; i++) {
+		json_t *e = json_array_get(v, i);
+		size_t l = json_string_length(e);
+
+		memcpy(s, json_string_value(e), l);
+		s += l;
+		*s++ = i + 1 < n ? ',' : '\0';
+	}
+	return NULL;
+}
+
 /* Fills sp (its command set by the caller) from the JSON body and checks
  * it as the master will (nd_task_spec_check); NULL, or what is wrong with
  * it (static, or formatted into why_buf). */
@@ -352,10 +397,10 @@ static const char *spec_from_json(struct req *r, json_t *j,
 				for (kl = 100; (k[kl] & 0xc0) == 0x80; kl--)
 					;
 			snprintf(why_buf, why_size, "unknown field \"%.*s\"%s "
-				 "(want argv or cmd, node, labels, all, "
-				 "timeout_s, env, cwd, retries, output_cap, "
-				 "wait_for_node, inherit_env, user, memory, "
-				 "cpus, pids)", kl, k,
+				 "(want argv or cmd, node, nodes, labels, "
+				 "all, exclude, timeout_s, env, cwd, retries, "
+				 "output_cap, wait_for_node, inherit_env, user, "
+				 "memory, cpus, pids)", kl, k,
 				 k[kl] ? "..." : "");
 			return why_buf;
 		}
@@ -389,6 +434,16 @@ static const char *spec_from_json(struct req *r, json_t *j,
 			return "\"node\" must be a non-empty string";
 		sp->node = (char *)json_string_value(v);
 	}
+	if ((v = json_object_get(j, "nodes")) &&
+	    (why = node_list(r, v, "\"nodes\" must be a node list (a string "
+			     "such as \"web[01-20],db1\") or an array of "
+			     "them", &sp->nodes)))
+		return why;
+	if ((v = json_object_get(j, "exclude")) &&
+	    (why = node_list(r, v, "\"exclude\" must be a node list (a "
+			     "string such as \"web[01-20],db1\") or an "
+			     "array of them", &sp->exclude)))
+		return why;
 	if ((v = json_object_get(j, "cwd"))) {
 		if (!json_is_string(v))
 			return "\"cwd\" must be a string";

@@ -49,6 +49,8 @@ struct nd_cli_task_args {
 	Noded__TaskSpec__LabelsEntry *label_store;
 	char *shell;                    /* --shell: the words joined */
 	bool print_id;                  /* run --print-id */
+	bool group;                     /* run --group: fold equal output */
+	bool json;                      /* run --json: a JSON object per task */
 };
 
 /*

@@ -19,10 +19,17 @@
 
 #include "cli/cli.h"
 #include "cli/common.h"
+#include "cli/results.h"
+#include "core/time.h"
 #include "wire/text.h"
 
 /* How often the wait loop looks at the SIGINT flag at the latest. */
 #define RUN_TICK_MS 100
+/* --group: ended results are printed once no other has ended for
+ * GROUP_QUIET_MS, or once the oldest has waited GROUP_HOLD_MS, or at the
+ * end; results that end together fold together. */
+#define GROUP_QUIET_MS 2000
+#define GROUP_HOLD_MS 10000
 
 /* One task of the job and its watch stream. */
 struct run_task {
@@ -37,6 +44,7 @@ struct run_task {
 	Noded__TaskState state; /* its terminal state once ended */
 	char *node;             /* where it ran, when known (owned) */
 	uint32_t attempt;       /* of its output before (nd_cli_attempt_begins) */
+	struct nd_cli_held held; /* --group, --json: its output until it ends */
 };
 
 struct run {
@@ -46,7 +54,11 @@ struct run {
 	size_t n;
 	uint64_t job;           /* the fan-out's job id (--all) */
 	size_t open;            /* 1 while the run stream is not over */
-	bool all;               /* --all: prefix lines with the node */
+	bool all;               /* a job (--all, a node list): prefix lines
+				 * with the node, end with a summary */
+	bool group, json;       /* --group, --json: output held per task */
+	size_t pending;         /* --group: ended tasks not printed yet */
+	uint64_t first_pending_ms, last_end_ms; /* monotonic */
 	bool print_id;          /* --print-id */
 	bool refused;           /* the master refused the submission */
 	int conn_err;           /* why the connection went, 0 while it is up */
@@ -103,6 +115,18 @@ static void run_task_ended(struct run_task *t, const Noded__TaskRecord *r)
 	    !nd_cli_sink_set_prefix(&t->sink, r->node))
 		t->named = true;
 	nd_cli_sink_flush(&t->sink);
+	if (t->run->json) {
+		if (nd_cli_held_json(stdout, &t->held, t->node, t->id,
+				     t->run->job, r, t->status))
+			t->run->broken = true;
+		nd_cli_held_free(&t->held);
+	} else if (t->run->group) {
+		uint64_t now = nd_mono_ms();
+
+		if (!t->run->pending++)
+			t->run->first_pending_ms = now;
+		t->run->last_end_ms = now;
+	}
 	fflush(stdout);
 	if (t->run->all) {
 		if (r->state != NODED__TASK_STATE__TASK_SUCCEEDED)
@@ -130,6 +154,8 @@ static int run_tasks_init(struct run *run, const Noded__SubmitReply *sr)
 		return -ENOMEM;
 	run->n = sr->n_task_ids;
 	run->job = sr->job_id;
+	if (sr->job_id)
+		run->all = true; /* --all, or a node list */
 	for (size_t i = 0; i < run->n; i++) {
 		struct run_task *t = &run->t[i];
 		char fallback[32];
@@ -211,10 +237,15 @@ static void run_stream_cb(struct nd_client *c, int status,
 		}
 		/* Once stdout is gone the rest is dropped (and the tasks
 		 * cancelled by the loop). */
-		if (t && !run->broken &&
-		    nd_cli_sink_write(&t->sink, f->output->fd,
-				      f->output->data.data,
-				      f->output->data.len))
+		if (t && !run->broken && (run->group || run->json) &&
+		    nd_cli_held_add(&t->held, f->output->fd,
+				    f->output->data.data,
+				    f->output->data.len))
+			run->broken = true; /* out of memory */
+		else if (t && !run->broken && !run->group && !run->json &&
+			 nd_cli_sink_write(&t->sink, f->output->fd,
+					   f->output->data.data,
+					   f->output->data.len))
 			run->broken = true;
 	} else if (f->body_case == NODED__FRAME__BODY_TASK_RECORD &&
 		   f->task_record) {
@@ -275,6 +306,42 @@ static void run_cancel(struct run *run, bool interrupted)
 			"task%s\n", n, n > 1 ? "s" : "");
 }
 
+/* --group: prints the ended results not printed yet, folded, when it is
+ * time (see GROUP_QUIET_MS); with force (at the end), those of tasks whose
+ * end never arrived too. */
+static void run_group_flush(struct run *run, bool force)
+{
+	uint64_t now = nd_mono_ms();
+	struct nd_cli_held **h;
+	char **nodes;
+	size_t k = 0;
+
+	if (!run->group || (!run->pending && !force) ||
+	    (!force && now - run->last_end_ms < GROUP_QUIET_MS &&
+	     now - run->first_pending_ms < GROUP_HOLD_MS))
+		return;
+	h = calloc(run->n ? run->n : 1, sizeof(*h));
+	nodes = calloc(run->n ? run->n : 1, sizeof(*nodes));
+	for (size_t i = 0; h && nodes && i < run->n; i++) {
+		struct run_task *t = &run->t[i];
+
+		if ((t->ended || force) && !t->held.shown) {
+			h[k] = &t->held;
+			nodes[k++] = t->node;
+		}
+	}
+	fflush(stdout);
+	if (!h || !nodes || nd_cli_group_print(stdout, stderr, h, nodes, k))
+		run->broken = true;
+	for (size_t i = 0; i < k; i++)
+		nd_cli_held_free(h[i]);
+	run->pending = 0;
+	free(h);
+	free(nodes);
+	if (fflush(stdout) == EOF)
+		run->broken = true;
+}
+
 /* Sends the run request and serves its stream until it is over. */
 static void run_wait(struct run *run, Noded__TaskSpec *spec)
 {
@@ -301,6 +368,7 @@ static void run_wait(struct run *run, Noded__TaskSpec *spec)
 		 * connection. */
 		nd_cli_keepalive(run->c, &pinged);
 		r = nd_client_poll(run->c, RUN_TICK_MS);
+		run_group_flush(run, false);
 		if (fflush(stdout) == EOF)
 			run->broken = true;
 		if (r < 0) {
@@ -385,7 +453,12 @@ static int run_status(struct run *run)
 		unknown += !t->ended;
 		if (s > status)
 			status = s;
+		/* --json: one object per task, a missing end too */
+		if (run->json && !t->ended)
+			nd_cli_held_json(stdout, &t->held, t->node, t->id,
+					 run->job, NULL, s);
 	}
+	run_group_flush(run, true);
 	fflush(stdout);
 	if (run->conn_err && unknown)
 		fprintf(stderr, "noded: lost the connection to the master %s "
@@ -434,6 +507,8 @@ int nd_cli_run(int argc, char **argv)
 	run.master = a.master;
 	run.all = a.spec.all;
 	run.print_id = a.print_id;
+	run.group = a.group;
+	run.json = a.json;
 	run.c = nd_cli_connect(a.master);
 	if (!run.c) {
 		status = ND_CLI_EXIT_FAIL;
@@ -466,6 +541,7 @@ int nd_cli_run(int argc, char **argv)
 	}
 	for (size_t i = 0; i < run.n; i++) {
 		nd_cli_sink_free(&run.t[i].sink);
+		nd_cli_held_free(&run.t[i].held);
 		free(run.t[i].node);
 	}
 	free(run.t);
@@ -499,7 +575,7 @@ int nd_cli_submit(int argc, char **argv)
 		const char *node = i < sr->n_nodes && sr->nodes[i][0] ?
 			sr->nodes[i] : NULL;
 
-		if (!a.spec.all)
+		if (!sr->job_id)
 			printf("%" PRIu64 "\n", sr->task_ids[i]);
 		else
 			printf("job %" PRIu64 ": task %" PRIu64 " on %s\n",

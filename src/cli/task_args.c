@@ -26,8 +26,13 @@ void nd_cli_task_usage(FILE *f, const char *cmd)
 		"  --config FILE          read the settings from FILE alone (not\n"
 		"                         /etc/noded/noded.conf and the user's)\n"
 		"  --node NAME            run on this node\n"
+		"  --node LIST            or once on each node of a list, as one job:\n"
+		"                         'web[01-20],db1' (pdsh/clush ranges)\n"
 		"  --label KEY=VALUE      or on a node with these labels (repeatable)\n"
-		"  --all                  or once on every live node (a fan-out job)\n"
+		"  --all                  or once on every live node (a fan-out job);\n"
+		"                         with --label, every live node with them\n"
+		"  --exclude LIST         leave these nodes out (same syntax; with\n"
+		"                         --all, --label, a node list, or no target)\n"
 		"  --timeout SECS         kill it after SECS (decimals allowed; 0: never)\n"
 		"  --env KEY=VALUE        add to its environment (repeatable)\n"
 		"  --cwd DIR              working directory on the node\n"
@@ -50,22 +55,29 @@ void nd_cli_task_usage(FILE *f, const char *cmd)
 		"                         it has none the task FAILS, never runs\n"
 		"                         unlimited)\n"
 		"The task sees NODED_TASK_ID, NODED_JOB_ID, NODED_NODE and\n"
-		"NODED_ATTEMPT.\n"
-		"Without --shell the words are passed as they are, never split.\n",
+		"NODED_ATTEMPT.\n",
 		cmd);
 	if (!strcmp(cmd, "run"))
 		fprintf(f,
 			"  --print-id             say 'noded: task ID' (with --all: "
 			"'noded: job ID')\n"
-			"                         on stderr once the master took it\n");
-	if (!strcmp(cmd, "run"))
-		fprintf(f,
-			"Streams stdout and stderr (with --all each line as "
+			"                         on stderr once the master took it\n"
+			"  --group                hold each node's output until "
+			"its task ends, and print\n"
+			"                         equal output of many nodes once, "
+			"headed by their list\n"
+			"                         (in batches, as tasks end)\n"
+			"  --json                 print one JSON object per task "
+			"as it ends (node, task,\n"
+			"                         state, exit code, output)\n"
+			"Without --shell the words are passed as they are, never "
+			"split.\n"
+			"Streams stdout and stderr (with several nodes each line as "
 			"'NODE: line') and exits\n"
 			"with the command's status: 128+N if killed by signal N, "
 			"124 on timeout,\n"
-			"255 when the task or the master is lost; with --all the "
-			"largest of all,\n"
+			"255 when the task or the master is lost; with several "
+			"nodes the largest,\n"
 			"each node that did not succeed named on stderr, and a "
 			"summary per node last.\n"
 			"Ctrl-C cancels the task(s) and waits for them; a second "
@@ -75,8 +87,9 @@ void nd_cli_task_usage(FILE *f, const char *cmd)
 			"an attempt after the first follows a marker line on "
 			"stderr.\n");
 	else
-		fprintf(f, "Prints the task id (with --all: 'job J: task T on "
-			"NODE' lines) and exits.\n");
+		fprintf(f, "Without --shell the words are passed as they are, "
+			"never split.\nPrints the task id (with --all or a node "
+			"list: 'job J: task T on NODE'\nlines) and exits.\n");
 }
 
 bool nd_cli_timeout_ms(const char *s, uint32_t *ms)
@@ -314,6 +327,9 @@ static const struct option task_opts[] = {
 	{ "memory", required_argument, NULL, 'M' },
 	{ "cpus", required_argument, NULL, 'C' },
 	{ "pids", required_argument, NULL, 'P' },
+	{ "exclude", required_argument, NULL, 'x' },
+	{ "group", no_argument, NULL, 'g' },
+	{ "json", no_argument, NULL, 'j' },
 	{ "token-file", required_argument, NULL, 'T' },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
@@ -375,7 +391,37 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 				fprintf(stderr, "noded: --node wants a name\n");
 				goto err_usage;
 			}
-			a->spec.node = optarg;
+			/* a list is a job, even of one node */
+			if (strpbrk(optarg, ",[]"))
+				a->spec.nodes = optarg;
+			else
+				a->spec.node = optarg;
+			break;
+		case 'x':
+			if (!*optarg) {
+				fprintf(stderr, "noded: --exclude wants a node "
+					"list\n");
+				goto err_usage;
+			}
+			a->spec.exclude = optarg;
+			break;
+		case 'g':
+		case 'j':
+			if (strcmp(cmd, "run")) {
+				fprintf(stderr, "noded %s: --%s is for noded "
+					"run\n", cmd, o == 'g' ? "group" :
+					"json");
+				goto err_usage;
+			}
+			if (o == 'g')
+				a->group = true;
+			else
+				a->json = true;
+			if (a->group && a->json) {
+				fprintf(stderr, "noded %s: --group and --json "
+					"exclude each other\n", cmd);
+				goto err_usage;
+			}
 			break;
 		case 'l':
 			ADD_KV(a->label_store, a->spec.labels, a->spec.n_labels,
@@ -470,6 +516,11 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 			goto err_usage_hint;
 		}
 	}
+	/* one node less some is a list */
+	if (a->spec.exclude[0] && a->spec.node[0]) {
+		a->spec.nodes = a->spec.node;
+		a->spec.node = "";
+	}
 	r = task_words(a, cmd, shell, argc, argv);
 	if (r == -ENOMEM)
 		goto err_nomem;
@@ -501,6 +552,12 @@ void nd_cli_waiting_note(const Noded__SubmitReply *sr)
 {
 	if (!sr->waiting || !sr->waiting[0] || !sr->n_task_ids)
 		return;
+	if (sr->job_id) {
+		fprintf(stderr, "noded: job %" PRIu64 ": tasks wait for their "
+			"nodes (--wait-for-node): %s\n", sr->job_id,
+			sr->waiting);
+		return;
+	}
 	fprintf(stderr, "noded: task %" PRIu64 " is waiting for a node "
 		"(--wait-for-node): %s\n", sr->task_ids[0], sr->waiting);
 }

@@ -43,8 +43,9 @@ static int label_cmp(const void *a, const void *b)
 /*
  * The key of a target: 'n' and the node's name, or 'l' and each label as
  * "KEYLEN:KEY VALLEN:VALUE", sorted, so that equal targets have equal keys
- * whatever the order the labels came in. sorted (sp->n_labels entries)
- * receives them in that order. malloc'd; NULL when out of memory.
+ * whatever the order the labels came in, then "xLEN:EXCLUDE" when sp has
+ * an exclude. sorted (sp->n_labels entries) receives them in that order.
+ * malloc'd; NULL when out of memory.
  */
 static char *class_key(const char *node, const Noded__TaskSpec *sp,
 		       Noded__TaskSpec__LabelsEntry **sorted, size_t *len)
@@ -54,13 +55,15 @@ static char *class_key(const char *node, const Noded__TaskSpec *sp,
 
 	if (node) {
 		cap += strlen(node);
-	} else {
+	} else if (sp->n_labels) { /* (a class of exclude alone has none) */
 		memcpy(sorted, sp->labels, sp->n_labels * sizeof(*sorted));
 		qsort(sorted, sp->n_labels, sizeof(*sorted), label_cmp);
 		for (size_t i = 0; i < sp->n_labels; i++)
 			cap += strlen(sorted[i]->key) +
 			       strlen(sorted[i]->value) + 48;
 	}
+	if (!node)
+		cap += strlen(sp->exclude) + 24;
 	k = malloc(cap);
 	if (!k)
 		return NULL;
@@ -74,6 +77,9 @@ static char *class_key(const char *node, const Noded__TaskSpec *sp,
 					strlen(sorted[i]->key), sorted[i]->key,
 					strlen(sorted[i]->value),
 					sorted[i]->value);
+	if (!node && sp->exclude[0])
+		off += (size_t)snprintf(k + off, cap - off, "x%zu:%s",
+					strlen(sp->exclude), sp->exclude);
 	*len = off;
 	return k;
 }
@@ -92,6 +98,7 @@ static void class_destroy(struct pclass *c)
 	}
 	free(c->label_k);
 	free(c->label_v);
+	nd_hostlist_free(&c->excl);
 	free(c->node);
 	free(c->key);
 	free(c);
@@ -151,6 +158,10 @@ static struct pclass *class_get(struct nd_svc *svc, const char *node,
 	c->label_k = calloc(n ? n : 1, sizeof(char *));
 	c->label_v = calloc(n ? n : 1, sizeof(char *));
 	if ((node && !c->node) || !c->label_k || !c->label_v)
+		goto fail;
+	/* checked at submission: only memory can fail here */
+	if (!node && sp->exclude[0] &&
+	    nd_hostlist_expand(sp->exclude, &c->excl, NULL, 0))
 		goto fail;
 	for (size_t i = 0; i < n; i++) {
 		c->label_k[i] = strdup(sorted[i]->key);
@@ -240,7 +251,8 @@ static void submitted(struct nd_svc *svc, const Noded__LedgerSubmit *e)
 
 		nd_list_init(&t->watchers);
 		nd_list_init(&t->cancel_waits);
-		t->any_node = !t->l.target_node && (!sp || !sp->n_labels);
+		t->any_node = !t->l.target_node &&
+			      (!sp || (!sp->n_labels && !sp->exclude[0]));
 		if (!t->l.target_node && !sp) { /* its spec did not unpack */
 			t->stranded = true;
 			nd_list_add_tail(&svc->stranded, &t->queue_link);
@@ -375,7 +387,8 @@ static struct node *pick(struct nd_svc *svc, const struct pclass *c)
 		for (struct node *n = svc->buckets[i]; n; n = n->next) {
 			uint32_t used = nd__node_used(n);
 
-			if (!has_room(n) || (c && !class_labels(n, c)))
+			if (!has_room(n) || (c && !class_labels(n, c)) ||
+			    (c && nd_hostlist_has(&c->excl, n->name)))
 				continue;
 			if (!used)
 				return n; /* idle: none is less loaded */
@@ -536,12 +549,14 @@ void nd__tasks_node_dead(struct nd_svc *svc, struct node *n, const char *why)
 	     l && l != &c->tasks; l = next) {
 		struct task *t = nd_container_of(l, struct task, queue_link);
 		bool only = l->prev == &c->tasks && l->next == &c->tasks;
-		const Noded__TaskSpec *sp = t->l.job_id ? NULL :
-					    nd__task_spec(svc, t);
+		const Noded__TaskSpec *sp = nd__task_spec(svc, t);
 		char lost[320];
 
 		next = l->next;
-		if (!t->l.job_id && (!dead || !sp || sp->wait_for_node)) {
+		/* (a job's task waits only when it asked to: a node list
+		 * with wait_for_node) */
+		if ((!t->l.job_id && (!dead || !sp || sp->wait_for_node)) ||
+		    (t->l.job_id && sp && sp->wait_for_node)) {
 			waiting++;
 			continue;
 		}
@@ -566,6 +581,7 @@ void nd__tasks_node_dead(struct nd_svc *svc, struct node *n, const char *why)
 const char *nd__task_unplaceable(struct nd_svc *svc, const Noded__TaskSpec *sp,
 				 char *buf, size_t len)
 {
+	struct nd_hostlist excl = { 0 };
 	struct node *n;
 
 	if (sp->node[0]) {
@@ -580,12 +596,19 @@ const char *nd__task_unplaceable(struct nd_svc *svc, const Noded__TaskSpec *sp,
 			return NULL;
 		return buf;
 	}
+	if (sp->exclude[0] &&
+	    nd_hostlist_expand(sp->exclude, &excl, NULL, 0))
+		return NULL; /* out of memory: the submit finds out */
 	for (size_t i = 0; i < svc->nbuckets; i++)
 		for (n = svc->buckets[i]; n; n = n->next)
 			if (n->state != NODED__NODE_STATE__NODE_DEAD &&
 			    n->state != NODED__NODE_STATE__NODE_LEFT &&
-			    has_labels(n, sp))
+			    has_labels(n, sp) &&
+			    !nd_hostlist_has(&excl, n->name)) {
+				nd_hostlist_free(&excl);
 				return NULL;
+			}
+	nd_hostlist_free(&excl);
 	if (sp->n_labels) {
 		size_t off = (size_t)snprintf(buf, len, "no live node has the "
 					      "label%s", sp->n_labels > 1 ?
@@ -598,5 +621,9 @@ const char *nd__task_unplaceable(struct nd_svc *svc, const Noded__TaskSpec *sp,
 						sp->labels[i]->value);
 	} else
 		snprintf(buf, len, "no live nodes");
+	if (sp->exclude[0] && strlen(buf) + 1 < len)
+		snprintf(buf + strlen(buf), len - strlen(buf), " outside "
+			 "exclude '%.64s%s'", sp->exclude,
+			 strlen(sp->exclude) > 64 ? "..." : "");
 	return buf;
 }

@@ -17,6 +17,7 @@
 #include "core/u64map.h"
 #include "node/service.h"
 #include "node/task_ids.h"
+#include "noded/hostlist.h"
 #include "state/ledger.h"
 #include "wire/arena.h"
 
@@ -137,6 +138,7 @@ struct pclass {
 	char *node;                   /* the named node, or NULL */
 	char **label_k, **label_v;    /* else these labels */
 	size_t nlabels;
+	struct nd_hostlist excl;      /* and none of these nodes (exclude) */
 };
 
 /*
@@ -377,6 +379,19 @@ void nd__task_unqueue(struct nd_svc *svc, struct task *t);
 const char *nd__task_unplaceable(struct nd_svc *svc,
 				 const Noded__TaskSpec *sp, char *buf,
 				 size_t len);
+/* The nodes of a job (targets.c). */
+/* nodes[0..*n): the nodes a fan-out may use now; kept (in order, *n
+ * updated) those with sp's labels and not in its exclude. NULL, or why
+ * none is left (in buf). */
+const char *nd__targets_all(struct nd_svc *svc, const Noded__TaskSpec *sp,
+			    char **nodes, size_t *n, char *buf, size_t size);
+/* sp's node list less its exclude into *out (arena; names live while the
+ * submit is handled), *nout of them. NULL; or why it is refused (in buf):
+ * nothing left, or nodes that cannot run a task, unless sp waits for its
+ * nodes: then *waiting (arena) says for which, else it is NULL. */
+const char *nd__targets_list(struct nd_svc *svc, const Noded__TaskSpec *sp,
+			     char ***out, size_t *nout, char **waiting,
+			     char *buf, size_t size);
 /* t's attempt on n is over without an ending of its own: queued again
  * (true) while it has retries, else LOST with why. */
 bool nd__task_retry_or_lose(struct nd_svc *svc, struct task *t,

@@ -300,12 +300,11 @@ void nd__tasks_effects(struct nd_svc *svc, const Noded__LedgerEvent *ev,
 
 /* Refuses a submit (into o) when the queue is full. */
 static bool queue_room(struct nd_svc *svc, const Noded__Frame *f,
-		       const Noded__TaskSpec *sp, Noded__FrameKind err_kind,
-		       struct nd_out *o)
+		       size_t k, Noded__FrameKind err_kind, struct nd_out *o)
 {
 	size_t npending = svc->ledger.count[NODED__TASK_STATE__TASK_PENDING];
 
-	if (npending + (sp->all ? svc->count : 1) <= svc->max_queue)
+	if (npending + k <= svc->max_queue)
 		return true;
 	ND_LOG(ND_LOG_DEBUG, "task.refused", ND_S("err", "queue full"),
 	       ND_U("queued", npending));
@@ -315,13 +314,12 @@ static bool queue_room(struct nd_svc *svc, const Noded__Frame *f,
 	return false;
 }
 
-/* Reserves the ids the submit may take (task_ids.h), or refuses it. */
+/* Reserves the k ids the submit takes (task_ids.h), or refuses it. */
 static bool ids_reserved(struct nd_svc *svc, const Noded__Frame *f,
-			 const Noded__TaskSpec *sp, Noded__FrameKind err_kind,
+			 size_t k, Noded__FrameKind err_kind,
 			 struct nd_out *o)
 {
-	int err = nd_task_ids_reserve(svc->ids, svc->next_task_id,
-				      sp->all ? svc->count : 1);
+	int err = nd_task_ids_reserve(svc->ids, svc->next_task_id, k);
 
 	if (!err)
 		return true;
@@ -350,6 +348,25 @@ static size_t fan_out_nodes(struct nd_svc *svc, char **nodes)
 	return k;
 }
 
+/* The nodes of a job (sp all or nodes) into e->nodes, e->n_nodes (see
+ * targets.c). NULL, or why there are none (buf, or "out of memory");
+ * *waiting: for which nodes its tasks wait (wait_for_node), or NULL. */
+static const char *job_nodes(struct nd_svc *svc, const Noded__TaskSpec *sp,
+			     Noded__LedgerSubmit *e, char **waiting,
+			     char *buf, size_t size)
+{
+	*waiting = NULL;
+	if (!sp->all)
+		return nd__targets_list(svc, sp, &e->nodes, &e->n_nodes,
+					waiting, buf, size);
+	e->nodes = nd_arena_alloc(svc->arena, (svc->count ? svc->count : 1) *
+				  sizeof(char *));
+	if (!e->nodes)
+		return "out of memory";
+	e->n_nodes = fan_out_nodes(svc, e->nodes);
+	return nd__targets_all(svc, sp, e->nodes, &e->n_nodes, buf, size);
+}
+
 /* The submit event of sp (packed in packed, len bytes) into e; false when
  * out of memory. */
 static bool submit_event(struct nd_svc *svc, const Noded__TaskSpec *sp,
@@ -365,14 +382,10 @@ static bool submit_event(struct nd_svc *svc, const Noded__TaskSpec *sp,
 	if (e->output_cap_bytes > svc->output_budget)
 		e->output_cap_bytes = svc->output_budget;
 	e->unix_ms = nd_unix_ms();
-	if (sp->all) {
-		/* a job's id is its first task's: unique as they are */
+	if (sp->all || sp->nodes[0]) {
+		/* a job's id is its first task's: unique as they are; its
+		 * nodes are set (job_nodes) */
 		e->job_id = e->task_id;
-		e->nodes = nd_arena_alloc(svc->arena, (svc->count ? svc->count :
-						       1) * sizeof(char *));
-		if (!e->nodes)
-			return false;
-		e->n_nodes = fan_out_nodes(svc, e->nodes);
 	} else if (sp->node[0]) {
 		e->nodes = nd_arena_alloc(svc->arena, sizeof(char *));
 		if (!e->nodes)
@@ -417,36 +430,44 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 	Noded__SubmitReply sr = NODED__SUBMIT_REPLY__INIT;
 	Noded__LedgerEvent ev = NODED__LEDGER_EVENT__INIT;
 	Noded__LedgerSubmit e = NODED__LEDGER_SUBMIT__INIT;
+	bool job = sp->all || sp->nodes[0];
 	uint8_t *packed;
 	size_t len, k;
-	char why[160];
+	char why[512], *waiting;
 	const char *bad;
 	int err;
 
-	if (!queue_room(svc, f, sp, err_kind, o))
-		return;
 	bad = nd_task_spec_check(sp, why, sizeof(why));
 	if (bad) {
 		nd__out_error(o, f->id, err_kind,
 			    NODED__ERROR_CODE__BAD_REQUEST, "%s", bad);
 		return;
 	}
-	bad = nd__task_unplaceable(svc, sp, why, sizeof(why));
-	if (bad && sp->wait_for_node) {
+	if (job) {
+		bad = job_nodes(svc, sp, &e, &waiting, why, sizeof(why));
+		if (bad && !strcmp(bad, "out of memory"))
+			goto oom;
+		if (waiting)
+			sr.waiting = waiting;
+	} else {
+		bad = nd__task_unplaceable(svc, sp, why, sizeof(why));
+	}
+	if (bad && sp->wait_for_node && !job) {
 		sr.waiting = why;
 	} else if (bad) {
 		nd__out_error(o, f->id, err_kind,
 			    NODED__ERROR_CODE__NOT_FOUND, "%s", bad);
 		return;
 	}
-	if (!ids_reserved(svc, f, sp, err_kind, o))
+	k = job ? e.n_nodes : 1;
+	if (!queue_room(svc, f, k, err_kind, o) ||
+	    !ids_reserved(svc, f, k, err_kind, o))
 		return;
 	len = noded__task_spec__get_packed_size(sp);
 	packed = nd_arena_alloc(svc->arena, len ? len : 1);
 	if (!packed || !submit_event(svc, sp, packed, len, &e))
 		goto oom;
 	noded__task_spec__pack(sp, packed);
-	k = sp->all ? e.n_nodes : 1;
 	sr.task_ids = nd_arena_alloc(svc->arena, (k ? k : 1) * sizeof(uint64_t));
 	sr.nodes = nd_arena_alloc(svc->arena, (k ? k : 1) * sizeof(char *));
 	if (!sr.task_ids || !sr.nodes)

@@ -127,7 +127,12 @@ static int set_suffixed(json_t *obj, const char *key, const char *suffix,
 
 int nd_json_set_text(json_t *obj, const char *key, const char *s)
 {
-	size_t len = s ? strlen(s) : 0;
+	return nd_json_set_bytes(obj, key, s, s ? strlen(s) : 0);
+}
+
+int nd_json_set_bytes(json_t *obj, const char *key, const char *s,
+		      size_t len)
+{
 	char *b;
 	int r;
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "noded/hostlist.h"
 #include "noded/taskspec.h"
 
 /* Bytes of a bad env key quoted in the message about it. */
@@ -41,10 +42,26 @@ static const char *say(char *buf, size_t size, const char *msg)
 	return buf;
 }
 
+/* NULL when list (the field what) is a valid node list; else buf with
+ * "what 'LIST': why at position N". */
+static const char *list_check(const char *what, const char *list, char *buf,
+			      size_t size)
+{
+	char why[128], q[4 * KEY_QUOTE_MAX + 4];
+
+	if (!nd_hostlist_check(list, NULL, why, sizeof(why)))
+		return NULL;
+	quote_key(list, q, sizeof(q));
+	if (size)
+		snprintf(buf, size, "%s '%s': %s", what, q, why);
+	return buf;
+}
+
 const char *nd_task_spec_check(const Noded__TaskSpec *sp, char *buf,
 			       size_t size)
 {
 	const Noded__Command *c = sp->command;
+	const char *bad;
 	bool shell = c && c->shell && c->shell[0];
 
 	if (!c || (!c->n_argv && !shell))
@@ -93,9 +110,24 @@ const char *nd_task_spec_check(const Noded__TaskSpec *sp, char *buf,
 	if (c->pids_max > ND_TASK_PIDS_MAX)
 		return say(buf, size, "pids limit over 4194304 (the kernel's "
 			   "most)");
-	if ((sp->node && sp->node[0]) + (sp->n_labels > 0) + sp->all > 1)
-		return say(buf, size, "node, labels and all exclude each "
+	if ((sp->node && sp->node[0]) + (sp->nodes && sp->nodes[0]) +
+	    sp->all > 1)
+		return say(buf, size, "node, nodes and all exclude each "
 			   "other: target one of them");
+	if (sp->n_labels && ((sp->node && sp->node[0]) ||
+			     (sp->nodes && sp->nodes[0])))
+		return say(buf, size, "labels select among all nodes or any "
+			   "node, not among named ones: give node(s) or "
+			   "labels");
+	if (sp->nodes && sp->nodes[0] &&
+	    (bad = list_check("nodes", sp->nodes, buf, size)))
+		return bad;
+	if (sp->exclude && sp->exclude[0] && sp->node && sp->node[0])
+		return say(buf, size, "exclude does not apply to node (one "
+			   "node by name): give nodes, labels or all");
+	if (sp->exclude && sp->exclude[0] &&
+	    (bad = list_check("exclude", sp->exclude, buf, size)))
+		return bad;
 	if (sp->all && sp->wait_for_node)
 		return say(buf, size, "wait_for_node does not apply to all: "
 			   "a fan-out runs on the nodes alive now");

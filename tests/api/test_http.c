@@ -733,12 +733,17 @@ Test(http, a_bad_spec_gets_the_spec_check_message)
 {
 	start(1, NULL);
 	expect_error_is("{\"cmd\": \"x\", \"node\": \"a\", \"all\": true}",
-			"node, labels and all exclude each other: target one "
+			"node, nodes and all exclude each other: target one "
 			"of them");
 	expect_error_is("{\"argv\": [\"a\"], \"node\": \"a\", "
 			"\"labels\": {\"k\": \"v\"}}",
-			"node, labels and all exclude each other: target one "
-			"of them");
+			"labels select among all nodes or any node, not among "
+			"named ones: give node(s) or labels");
+	expect_error_is("{\"argv\": [\"a\"], \"nodes\": \"w[1-\"}",
+			"nodes 'w[1-': range without its end at position 4");
+	expect_error_is("{\"argv\": [\"a\"], \"all\": true, "
+			"\"exclude\": [\"w1\", \"\"]}",
+			"exclude 'w1,': empty name at position 3");
 	expect_error_is("{\"argv\": []}",
 			"nothing to run: give argv or a shell command");
 	expect_error_is("{\"argv\": [\"a\"], \"cmd\": \"b\"}",
@@ -801,6 +806,56 @@ Test(http, task_environment_user_and_limits)
 			"with '-'");
 	expect_error_is("{\"cmd\": \"x\", \"inherit_env\": 1}",
 			"\"inherit_env\" must be true or false");
+}
+
+/*
+ * Task creation takes the CLI's targets: a node list with ranges (a string,
+ * or an array of them) and exclude; a target that matches nobody is 404
+ * naming it.
+ */
+Test(http, node_lists_and_exclude)
+{
+	struct resp r;
+	json_t *t;
+
+	start(2, NULL);
+	wait_node_alive();
+	req(&r, "POST", "/v1/tasks",
+	    "{\"argv\": [\"echo\", \"hi\"], \"nodes\": [\"w[1-2]\", \"w9\"], "
+	    "\"exclude\": \"w[2-9]\"}");
+	cr_assert_eq(r.status, 201, "%d %s", r.status, r.body);
+	cr_expect_eq(jint(r.json, "job_id"), json_integer_value(json_array_get(
+		json_object_get(r.json, "task_ids"), 0)), "a job: %s", r.body);
+	t = json_object_get(r.json, "nodes");
+	cr_assert(json_array_size(t) == 1 &&
+		  !strcmp(json_string_value(json_array_get(t, 0)), "w1"),
+		  "one task, on w1: %s", r.body);
+	t = wait_done(json_integer_value(json_array_get(
+		json_object_get(r.json, "task_ids"), 0)));
+	cr_expect_str_eq(jstr(t, "state"), "SUCCEEDED");
+	json_decref(t);
+	resp_free(&r);
+
+	req(&r, "POST", "/v1/tasks",
+	    "{\"argv\": [\"true\"], \"nodes\": \"w[1-3]\"}");
+	cr_expect_eq(r.status, 404, "%d %s", r.status, r.body);
+	cr_expect_str_eq(jstr(r.json, "error"), "nodes w[2-3] (not "
+			 "registered): no task can run there (leave them out "
+			 "with exclude, or wait for them with wait_for_node)");
+	resp_free(&r);
+	req(&r, "POST", "/v1/tasks",
+	    "{\"argv\": [\"true\"], \"all\": true, \"exclude\": \"w1\"}");
+	cr_expect_eq(r.status, 404, "%d %s", r.status, r.body);
+	cr_expect_str_eq(jstr(r.json, "error"), "every live node is excluded "
+			 "(exclude 'w1')");
+	resp_free(&r);
+	req(&r, "POST", "/v1/tasks",
+	    "{\"argv\": [\"true\"], \"nodes\": 7}");
+	cr_expect_eq(r.status, 400, "%d %s", r.status, r.body);
+	cr_expect_str_eq(jstr(r.json, "error"), "\"nodes\" must be a node "
+			 "list (a string such as \"web[01-20],db1\") or an "
+			 "array of them");
+	resp_free(&r);
 }
 
 Test(http, keep_alive_pipelining_and_pieces)

@@ -37,6 +37,7 @@
 #include "cli/config.c"
 #include "cli/task_args.c"
 #include "cli/task_records.c"
+#include "cli/results.c"
 #include "cli/run.c"
 #include "cli/task.c"
 #include "cli/job.c"
@@ -212,7 +213,10 @@ Test(args, usage_errors, .init = capture)
 		{ "run", "--" },
 		{ "run", "--node", "a", "--all", "--", "x" },
 		{ "run", "--label", "k=v", "--node", "a", "--", "x" },
-		{ "run", "--label", "k=v", "--all", "--", "x" },
+		{ "run", "--node", "w[1-", "--", "x" },
+		{ "run", "--node", "w1", "--all", "--exclude", "", "--", "x" },
+		{ "run", "--group", "--json", "--", "x" },
+		{ "submit", "--group", "--", "x" },
 		{ "run", "--env", "NOEQUALS", "--", "x" },
 		{ "run", "--env", "=v", "--", "x" },
 		{ "run", "--label", "novalue", "--", "x" },
@@ -247,14 +251,62 @@ Test(args, usage_errors, .init = capture)
 	EXPECT_HAS(cap_err, "noded: --env wants KEY=VALUE, not 'NOEQUALS'");
 	/* the spec's own rules: nd_task_spec_check's words, as the HTTP API
 	 * and the master say them */
-	EXPECT_HAS(cap_err, "noded run: node, labels and all exclude each "
+	EXPECT_HAS(cap_err, "noded run: node, nodes and all exclude each "
 		   "other: target one of them\n");
+	EXPECT_HAS(cap_err, "noded run: labels select among all nodes or any "
+		   "node, not among named ones: give node(s) or labels\n");
+	EXPECT_HAS(cap_err, "noded run: nodes 'w[1-': range without its end "
+		   "at position 4\n");
+	EXPECT_HAS(cap_err, "noded: --exclude wants a node list\n");
+	EXPECT_HAS(cap_err, "noded run: --group and --json exclude each "
+		   "other\n");
+	EXPECT_HAS(cap_err, "noded submit: --group is for noded run\n");
 	EXPECT_HAS(cap_err, "noded run: no command given");
 	EXPECT_HAS(cap_err, "noded run: wait_for_node does not apply to all: "
 		   "a fan-out runs on the nodes alive now\n");
 	EXPECT_HAS(cap_err, "noded run: argv[0], the command name, is "
 		   "empty\n");
 	EXPECT_HAS(cap_err, "noded run: the shell command is only blanks\n");
+}
+
+Test(args, targets_combine, .init = capture)
+{
+	struct nd_cli_task_args a;
+
+	/* a name alone is one task; a list (even of one) is a job */
+	parse(&a, ARGC("run", "--node", "w1", "--", "x"),
+	      ARGV("run", "--node", "w1", "--", "x"), true);
+	cr_expect_str_eq(a.spec.node, "w1");
+	cr_expect_str_eq(a.spec.nodes, "");
+	nd_cli_task_args_free(&a);
+	parse(&a, ARGC("run", "--node", "w[01-03],db1", "--exclude", "w02",
+		       "--", "x"),
+	      ARGV("run", "--node", "w[01-03],db1", "--exclude", "w02", "--",
+		   "x"), true);
+	cr_expect_str_eq(a.spec.node, "");
+	cr_expect_str_eq(a.spec.nodes, "w[01-03],db1");
+	cr_expect_str_eq(a.spec.exclude, "w02");
+	nd_cli_task_args_free(&a);
+	/* one node less some: a list, which the master finds empty */
+	parse(&a, ARGC("run", "--node", "w1", "--exclude", "w1", "--", "x"),
+	      ARGV("run", "--node", "w1", "--exclude", "w1", "--", "x"), true);
+	cr_expect_str_eq(a.spec.node, "");
+	cr_expect_str_eq(a.spec.nodes, "w1");
+	nd_cli_task_args_free(&a);
+	parse(&a, ARGC("run", "--all", "--label", "role=web", "--group", "--",
+		       "x"),
+	      ARGV("run", "--all", "--label", "role=web", "--group", "--",
+		   "x"), true);
+	cr_expect(a.spec.all);
+	cr_expect_eq(a.spec.n_labels, 1);
+	cr_expect(a.group);
+	cr_expect(!a.json);
+	nd_cli_task_args_free(&a);
+	parse(&a, ARGC("run", "--exclude", "w[1-3]", "--json", "--", "x"),
+	      ARGV("run", "--exclude", "w[1-3]", "--json", "--", "x"), true);
+	cr_expect_str_eq(a.spec.exclude, "w[1-3]");
+	cr_expect(a.json);
+	nd_cli_task_args_free(&a);
 }
 
 Test(args, conflicting_repeats_are_usage_errors, .init = capture)

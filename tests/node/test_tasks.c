@@ -927,7 +927,7 @@ static void expect_submit_refused(struct nd_client *c, Noded__TaskSpec *sp,
 Test(tasks, a_bad_spec_gets_one_message_from_master_and_cli)
 {
 	static const char targets[] =
-		"node, labels and all exclude each other: target one of them";
+		"node, nodes and all exclude each other: target one of them";
 	static const char wait_all[] = "wait_for_node does not apply to all: "
 				       "a fan-out runs on the nodes alive now";
 	Noded__Command cmd = NODED__COMMAND__INIT;
@@ -970,9 +970,21 @@ Test(tasks, a_bad_spec_gets_one_message_from_master_and_cli)
 	spec.node = "";
 	spec.wait_for_node = true;
 	expect_submit_refused(c, &spec, wait_all);
+	/* node lists: the master checks them as the CLI does */
+	spec.all = false;
+	spec.wait_for_node = false;
+	spec.nodes = "w[1-";
+	expect_submit_refused(c, &spec, "nodes 'w[1-': range without its end "
+			      "at position 4");
+	spec.nodes = "w1";
+	spec.exclude = "w1,";
+	expect_submit_refused(c, &spec, "exclude 'w1,': empty name at "
+			      "position 3");
+	spec.nodes = "";
+	spec.exclude = "";
 	nd_client_close(c);
 
-	EXPECT_CLI_REFUSED("submit", "node, labels and all exclude each other: "
+	EXPECT_CLI_REFUSED("submit", "node, nodes and all exclude each other: "
 			   "target one of them", "--node", "w1", "--all", "--",
 			   "true");
 	EXPECT_CLI_REFUSED("run", "wait_for_node does not apply to all: a "

@@ -148,7 +148,10 @@ Test(taskspec, env_keys_are_names)
 Test(taskspec, one_target_at_most)
 {
 	static const char msg[] =
-		"node, labels and all exclude each other: target one of them";
+		"node, nodes and all exclude each other: target one of them";
+	static const char named[] =
+		"labels select among all nodes or any node, not among named "
+		"ones: give node(s) or labels";
 	struct spec x;
 
 	good(&x);
@@ -156,15 +159,73 @@ Test(taskspec, one_target_at_most)
 	x.s.all = true;
 	EXPECT_BAD(&x, msg);
 	good(&x);
+	x.s.nodes = "w[1-2]";
+	x.s.all = true;
+	EXPECT_BAD(&x, msg);
+	good(&x);
+	x.s.nodes = "w[1-2]";
+	x.s.node = "w1";
+	EXPECT_BAD(&x, msg);
+	good(&x);
 	x.s.node = "w1";
 	x.s.labels = x.lp;
 	x.s.n_labels = 1;
-	EXPECT_BAD(&x, msg);
+	EXPECT_BAD(&x, named);
+	good(&x);
+	x.s.nodes = "w1,w2";
+	x.s.labels = x.lp;
+	x.s.n_labels = 1;
+	EXPECT_BAD(&x, named);
+	/* labels narrow all: every live node with them */
 	good(&x);
 	x.s.all = true;
 	x.s.labels = x.lp;
 	x.s.n_labels = 1;
-	EXPECT_BAD(&x, msg);
+	EXPECT_BAD(&x, "");
+}
+
+Test(taskspec, node_lists_and_exclude)
+{
+	struct spec x;
+
+	good(&x);
+	x.s.nodes = "web[01-20],db1";
+	x.s.exclude = "web[03-04]";
+	EXPECT_BAD(&x, "");
+	good(&x);
+	x.s.all = true;
+	x.s.exclude = "web1";
+	EXPECT_BAD(&x, "");
+	good(&x);
+	x.s.labels = x.lp;
+	x.s.n_labels = 1;
+	x.s.exclude = "web1";
+	EXPECT_BAD(&x, "");
+	good(&x);
+	x.s.exclude = "web1"; /* any node but that one */
+	EXPECT_BAD(&x, "");
+	good(&x);
+	x.s.nodes = "web[01-";
+	EXPECT_BAD(&x, "nodes 'web[01-': range without its end at position "
+		   "7");
+	good(&x);
+	x.s.nodes = "n[1-99999]";
+	EXPECT_BAD(&x, "nodes 'n[1-99999]': the list makes more than 16384 "
+		   "names at position 2");
+	good(&x);
+	x.s.all = true;
+	x.s.exclude = "a,,b";
+	EXPECT_BAD(&x, "exclude 'a,,b': empty name at position 3");
+	good(&x);
+	x.s.node = "w1";
+	x.s.exclude = "w1";
+	EXPECT_BAD(&x, "exclude does not apply to node (one node by name): "
+		   "give nodes, labels or all");
+	/* a list may wait for its nodes, each its own task */
+	good(&x);
+	x.s.nodes = "w[1-2]";
+	x.s.wait_for_node = true;
+	EXPECT_BAD(&x, "");
 }
 
 Test(taskspec, wait_for_node_not_with_all)
