@@ -107,6 +107,12 @@ struct http_conn {
 
 /* Routes a parsed request (routes.c). */
 void nd_api_route(struct req *r);
+/* Fills sp (its command set by the caller) from the JSON body j of POST
+ * /v1/tasks and checks it as the master will: NULL, or what is wrong
+ * (static, or formatted into why_buf) (task_json.c). */
+const char *nd__api_spec_from_json(struct req *r, json_t *j,
+				   Noded__TaskSpec *sp, char *why_buf,
+				   size_t why_size);
 /* GET /metrics (metrics.c). */
 void nd_api_metrics(struct req *r);
 /* Appends the process_* families and noded_build_info to a /metrics text

@@ -335,6 +335,156 @@ static const struct option task_opts[] = {
 	{ 0 },
 };
 
+/* What task_opt() says besides 0, -EINVAL (a usage error, said) and
+ * -ENOMEM. */
+#define OPT_HELP 1              /* --help printed: exit 0 */
+#define OPT_HINT 2              /* getopt said what was wrong: usage line */
+
+/* Option o (its argument in optarg) of `noded cmd` into a. */
+static int task_opt(struct nd_cli_task_args *a, const char *cmd, int o,
+		    bool *shell)
+{
+	uint64_t v;
+	int r;
+
+	switch (o) {
+	case 'm':
+		a->master = optarg;
+		break;
+	case 'T':
+		nd_cli_token_file = optarg;
+		break;
+	case 'n':
+		if (!*optarg) {
+			fprintf(stderr, "noded: --node wants a name\n");
+			return -EINVAL;
+		}
+		/* a list is a job, even of one node */
+		if (strpbrk(optarg, ",[]"))
+			a->spec.nodes = optarg;
+		else
+			a->spec.node = optarg;
+		break;
+	case 'x':
+		if (!*optarg) {
+			fprintf(stderr, "noded: --exclude wants a node "
+				"list\n");
+			return -EINVAL;
+		}
+		a->spec.exclude = optarg;
+		break;
+	case 'g':
+	case 'j':
+		if (strcmp(cmd, "run")) {
+			fprintf(stderr, "noded %s: --%s is for noded "
+				"run\n", cmd, o == 'g' ? "group" :
+				"json");
+			return -EINVAL;
+		}
+		if (o == 'g')
+			a->group = true;
+		else
+			a->json = true;
+		if (a->group && a->json) {
+			fprintf(stderr, "noded %s: --group and --json "
+				"exclude each other\n", cmd);
+			return -EINVAL;
+		}
+		break;
+	case 'l':
+		ADD_KV(a->label_store, a->spec.labels, a->spec.n_labels,
+		       cmd, "--label", optarg,
+		       noded__task_spec__labels_entry__init, r);
+		if (r == -ENOMEM)
+			return -ENOMEM;
+		if (r)
+			return -EINVAL;
+		break;
+	case 'a':
+		a->spec.all = true;
+		break;
+	case 't':
+		if (!nd_cli_timeout_ms(optarg, &a->command.timeout_ms))
+			return -EINVAL;
+		break;
+	case 'e':
+		ADD_KV(a->env_store, a->command.env, a->command.n_env,
+		       cmd, "--env", optarg,
+		       noded__command__env_entry__init, r);
+		if (r == -ENOMEM)
+			return -ENOMEM;
+		if (r)
+			return -EINVAL;
+		break;
+	case 'c':
+		if (!*optarg) {
+			fprintf(stderr, "noded: --cwd wants a "
+				"directory\n");
+			return -EINVAL;
+		}
+		a->command.cwd = optarg;
+		break;
+	case 's':
+		*shell = true;
+		break;
+	case 'r':
+		if (!nd_cli_uint("--retries", optarg, 0, 1000, &v))
+			return -EINVAL;
+		a->spec.retries = (uint32_t)v;
+		break;
+	case 'o':
+		if (!nd_cli_uint("--output-cap", optarg, 1,
+				 UINT64_MAX, &v))
+			return -EINVAL;
+		a->spec.output_cap_bytes = v;
+		break;
+	case 'W':
+		a->spec.wait_for_node = true;
+		break;
+	case 'i':
+		if (strcmp(cmd, "run")) {
+			fprintf(stderr, "noded %s: --print-id is for "
+				"run (%s prints the ids anyway)\n",
+				cmd, cmd);
+			return -EINVAL;
+		}
+		a->print_id = true;
+		break;
+	case 'I':
+		a->command.inherit_env = true;
+		break;
+	case 'u':
+		if (!*optarg) {
+			fprintf(stderr, "noded: --user wants a user "
+				"name\n");
+			return -EINVAL;
+		}
+		a->command.user = optarg;
+		break;
+	case 'M':
+		if (!parse_bytes(optarg, &a->command.memory_max_bytes))
+			return -EINVAL;
+		break;
+	case 'C':
+		if (!parse_cpus(optarg, &a->command.cpu_millis))
+			return -EINVAL;
+		break;
+	case 'P':
+		if (!nd_cli_uint("--pids", optarg, 1, ND_TASK_PIDS_MAX,
+				 &v))
+			return -EINVAL;
+		a->command.pids_max = (uint32_t)v;
+		break;
+	case 'h':
+		nd_cli_task_usage(stdout, cmd);
+		return OPT_HELP;
+	default:
+		/* getopt said what was wrong. */
+		return OPT_HINT;
+	}
+	return 0;
+}
+
 bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 			    char **argv, int *status)
 {
@@ -342,7 +492,6 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 	const char *seen[sizeof(task_opts) / sizeof(task_opts[0])] = { 0 };
 	char name[64], *saved0 = argc > 0 ? argv[0] : NULL;
 	bool shell = false;
-	uint64_t v;
 	int o, r, li;
 
 	memset(a, 0, sizeof(*a));
@@ -379,142 +528,17 @@ bool nd_cli_task_args_parse(struct nd_cli_task_args *a, int argc,
 		if (o != 'l' && o != 'e' &&
 		    !nd_cli_once(cmd, task_opts, seen, li, optarg))
 			goto err_usage;
-		switch (o) {
-		case 'm':
-			a->master = optarg;
-			break;
-		case 'T':
-			nd_cli_token_file = optarg;
-			break;
-		case 'n':
-			if (!*optarg) {
-				fprintf(stderr, "noded: --node wants a name\n");
-				goto err_usage;
-			}
-			/* a list is a job, even of one node */
-			if (strpbrk(optarg, ",[]"))
-				a->spec.nodes = optarg;
-			else
-				a->spec.node = optarg;
-			break;
-		case 'x':
-			if (!*optarg) {
-				fprintf(stderr, "noded: --exclude wants a node "
-					"list\n");
-				goto err_usage;
-			}
-			a->spec.exclude = optarg;
-			break;
-		case 'g':
-		case 'j':
-			if (strcmp(cmd, "run")) {
-				fprintf(stderr, "noded %s: --%s is for noded "
-					"run\n", cmd, o == 'g' ? "group" :
-					"json");
-				goto err_usage;
-			}
-			if (o == 'g')
-				a->group = true;
-			else
-				a->json = true;
-			if (a->group && a->json) {
-				fprintf(stderr, "noded %s: --group and --json "
-					"exclude each other\n", cmd);
-				goto err_usage;
-			}
-			break;
-		case 'l':
-			ADD_KV(a->label_store, a->spec.labels, a->spec.n_labels,
-			       cmd, "--label", optarg,
-			       noded__task_spec__labels_entry__init, r);
-			if (r == -ENOMEM)
-				goto err_nomem;
-			if (r)
-				goto err_usage;
-			break;
-		case 'a':
-			a->spec.all = true;
-			break;
-		case 't':
-			if (!nd_cli_timeout_ms(optarg, &a->command.timeout_ms))
-				goto err_usage;
-			break;
-		case 'e':
-			ADD_KV(a->env_store, a->command.env, a->command.n_env,
-			       cmd, "--env", optarg,
-			       noded__command__env_entry__init, r);
-			if (r == -ENOMEM)
-				goto err_nomem;
-			if (r)
-				goto err_usage;
-			break;
-		case 'c':
-			if (!*optarg) {
-				fprintf(stderr, "noded: --cwd wants a "
-					"directory\n");
-				goto err_usage;
-			}
-			a->command.cwd = optarg;
-			break;
-		case 's':
-			shell = true;
-			break;
-		case 'r':
-			if (!nd_cli_uint("--retries", optarg, 0, 1000, &v))
-				goto err_usage;
-			a->spec.retries = (uint32_t)v;
-			break;
-		case 'o':
-			if (!nd_cli_uint("--output-cap", optarg, 1,
-					 UINT64_MAX, &v))
-				goto err_usage;
-			a->spec.output_cap_bytes = v;
-			break;
-		case 'W':
-			a->spec.wait_for_node = true;
-			break;
-		case 'i':
-			if (strcmp(cmd, "run")) {
-				fprintf(stderr, "noded %s: --print-id is for "
-					"run (%s prints the ids anyway)\n",
-					cmd, cmd);
-				goto err_usage;
-			}
-			a->print_id = true;
-			break;
-		case 'I':
-			a->command.inherit_env = true;
-			break;
-		case 'u':
-			if (!*optarg) {
-				fprintf(stderr, "noded: --user wants a user "
-					"name\n");
-				goto err_usage;
-			}
-			a->command.user = optarg;
-			break;
-		case 'M':
-			if (!parse_bytes(optarg, &a->command.memory_max_bytes))
-				goto err_usage;
-			break;
-		case 'C':
-			if (!parse_cpus(optarg, &a->command.cpu_millis))
-				goto err_usage;
-			break;
-		case 'P':
-			if (!nd_cli_uint("--pids", optarg, 1, ND_TASK_PIDS_MAX,
-					 &v))
-				goto err_usage;
-			a->command.pids_max = (uint32_t)v;
-			break;
-		case 'h':
-			nd_cli_task_usage(stdout, cmd);
+		r = task_opt(a, cmd, o, &shell);
+		if (r == OPT_HELP) {
 			*status = 0;
 			goto out_stop;
-		default:
-			/* getopt said what was wrong. */
-			goto err_usage_hint;
 		}
+		if (r == OPT_HINT)
+			goto err_usage_hint;
+		if (r == -ENOMEM)
+			goto err_nomem;
+		if (r)
+			goto err_usage;
 	}
 	/* one node less some is a list */
 	if (a->spec.exclude[0] && a->spec.node[0]) {
