@@ -331,7 +331,7 @@ void nd__push_assignment(struct nd_svc *svc, struct task *t)
 	nd__svc_push(svc, &n->stream, &f);
 }
 
-static bool has_labels(const struct node *n, const Noded__TaskSpec *sp)
+bool nd__node_has_labels(const struct node *n, const Noded__TaskSpec *sp)
 {
 	for (size_t i = 0; i < sp->n_labels; i++) {
 		size_t j;
@@ -603,7 +603,7 @@ const char *nd__task_unplaceable(struct nd_svc *svc, const Noded__TaskSpec *sp,
 		for (n = svc->buckets[i]; n; n = n->next)
 			if (n->state != NODED__NODE_STATE__NODE_DEAD &&
 			    n->state != NODED__NODE_STATE__NODE_LEFT &&
-			    has_labels(n, sp) &&
+			    nd__node_has_labels(n, sp) &&
 			    !nd_hostlist_has(&excl, n->name)) {
 				nd_hostlist_free(&excl);
 				return NULL;

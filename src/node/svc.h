@@ -375,6 +375,8 @@ int nd__task_enqueue(struct nd_svc *svc, struct task *t,
 void nd__push_assignment(struct nd_svc *svc, struct task *t);
 /* Takes t out of its queue (its class goes with its last task). */
 void nd__task_unqueue(struct nd_svc *svc, struct task *t);
+/* Has n every label of sp? */
+bool nd__node_has_labels(const struct node *n, const Noded__TaskSpec *sp);
 /* Why sp can never run here (written in buf), or NULL when some node could. */
 const char *nd__task_unplaceable(struct nd_svc *svc,
 				 const Noded__TaskSpec *sp, char *buf,

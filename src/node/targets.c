@@ -36,21 +36,6 @@ static const char *quote(const char *list, char *q, size_t size)
 	return q;
 }
 
-static bool labelled(const struct node *n, const Noded__TaskSpec *sp)
-{
-	for (size_t i = 0; i < sp->n_labels; i++) {
-		size_t j;
-
-		for (j = 0; j < n->nlabels; j++)
-			if (!strcmp(n->label_k[j], sp->labels[i]->key) &&
-			    !strcmp(n->label_v[j], sp->labels[i]->value))
-				break;
-		if (j == n->nlabels)
-			return false;
-	}
-	return true;
-}
-
 /* "the labels a=b, c=d" into buf. */
 static void labels_text(const Noded__TaskSpec *sp, char *buf, size_t size)
 {
@@ -95,7 +80,7 @@ const char *nd__targets_all(struct nd_svc *svc, const Noded__TaskSpec *sp,
 	for (size_t i = 0; i < live; i++) {
 		struct node *nd = nd__node_find(svc, nodes[i]);
 
-		if (!nd || !labelled(nd, sp))
+		if (!nd || !nd__node_has_labels(nd, sp))
 			continue;
 		with++;
 		if (!nd_hostlist_has(&x, nodes[i]))
