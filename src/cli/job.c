@@ -165,11 +165,11 @@ int nd_cli_job(int argc, char **argv)
 	r = nd_cli_task_opts_parse(argc, argv, TO_ID | TO_JSON,
 		"usage: noded job ID [--master HOST:PORT] [--json] "
 		"[--token-file FILE]\n"
-		"  The tasks of job ID (the fan-out of run or submit --all; "
-		"its id is its\n"
-		"  first task's), counted and listed by state, with each "
-		"one's exit status\n"
-		"  as run gives it.", &o);
+		"  The tasks of job ID (the fan-out of a run or submit to "
+		"several nodes; its\n"
+		"  id is its first task's), counted and listed by state, with "
+		"each one's exit\n"
+		"  status as run gives it.", &o);
 	if (r >= 0)
 		return r;
 	c = nd_cli_connect(o.master);

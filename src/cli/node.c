@@ -30,9 +30,9 @@ static void usage(FILE *f)
 		"  drain     NAME takes no new task until `eligible`; its\n"
 		"            running tasks finish, or with --deadline are\n"
 		"            stopped after SECS (0: now) and end LOST (or run\n"
-		"            again elsewhere when they have --retries)\n"
+		"            again elsewhere when they have retries left)\n"
 		"  eligible  undoes an operator's drain (not its worker's own\n"
-		"            --drain or stop)\n"
+		"            drain or stop)\n"
 		"  rm        forgets a DEAD or LEFT node (a live one is refused)\n"
 		"  --json    print the node as `noded nodes --json` does\n");
 }

@@ -222,8 +222,8 @@ int nd_cli_tasks(int argc, char **argv)
 		       "[--token-file FILE] [--config FILE]\n"
 		       "  STATE: pending, assigned, running, succeeded, failed, "
 		       "timed_out, cancelled, lost\n"
-		       "  --job N: only the tasks of job N (a fan-out: run or "
-		       "submit --all)\n"
+		       "  --job N: only the tasks of job N (the fan-out of a run or "
+		       "submit)\n"
 		       "  --node NAME: only the tasks that run or ran there (or "
 		       "wait for it)\n"
 		       "  N: how many, newest first (the master's default: 100)",
