@@ -34,8 +34,8 @@
 
 /* The sections a file may have: the commands and common. */
 static const char *const sections[] = {
-	"common", "master", "worker", "dev", "run", "submit", "nodes", "task",
-	"tasks", "logs", "cancel", NULL,
+	"common", "master", "worker", "dev", "run", "submit", "nodes", "node",
+	"task", "tasks", "job", "wait", "logs", "cancel", NULL,
 };
 
 /* The keys of [common]. */
@@ -193,8 +193,8 @@ static int on_setting(void *user, const char *section, const char *key,
 			    "[%s] (or [common])", key, p->cmd);
 	if (!in_list(sections, section)) {
 		fail(p, "unknown section [%s] (want [common] or a command: "
-		     "master, worker, dev, run, submit, nodes, task, tasks, "
-		     "logs, cancel)", section);
+		     "master, worker, dev, run, submit, nodes, node, task, "
+		     "tasks, job, wait, logs, cancel)", section);
 		return 1;
 	}
 	if (!strcmp(section, "common") && !in_list(common_keys, key))

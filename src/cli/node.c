@@ -26,7 +26,8 @@ static void usage(FILE *f)
 		"usage: noded node drain NAME [--deadline SECS] [--json]\n"
 		"       noded node eligible NAME [--json]\n"
 		"       noded node rm NAME\n"
-		"  (each also takes --master HOST:PORT and --token-file FILE)\n"
+		"  (each also takes --master HOST:PORT, --token-file FILE and\n"
+		"  --config FILE)\n"
 		"  drain     NAME takes no new task until `eligible`; its\n"
 		"            running tasks finish, or with --deadline are\n"
 		"            stopped after SECS (0: now) and end LOST (or run\n"
@@ -81,10 +82,12 @@ int nd_cli_node(int argc, char **argv)
 	Noded__Frame__BodyCase want = NODED__FRAME__BODY_NODE_LIST;
 	bool json = false, deadline = false;
 	uint64_t secs = 0;
-	int o, li, r;
+	int o, li, r = nd_cli_config("node", "h", opts, &argc, &argv);
 
+	if (r >= 0)
+		return r;
 	optind = 1;
-	while ((li = -1, o = getopt_long(argc, argv, "h", opts, &li)) != -1) {
+	while ((li = -1, o = nd_cli_getopt(argc, argv, "h", opts, &li)) != -1) {
 		if (!nd_cli_once("node", opts, seen, li, optarg))
 			return ND_CLI_EXIT_USAGE;
 		switch (o) {

@@ -351,7 +351,7 @@ int nd_cli_logs(int argc, char **argv)
 	int r;
 
 	r = nd_cli_task_opts_parse(argc, argv, TO_ID | TO_FOLLOW,
-		       "usage: noded logs ID [--master HOST:PORT] [--follow] [--token-file FILE]\n"
+		       "usage: noded logs ID [--master HOST:PORT] [--follow] [--token-file FILE] [--config FILE]\n"
 		       "  Prints the output the master kept (each attempt's after a marker line\n"
 		       "  on stderr). With --follow, then the live output until the task ends,\n"
 		       "  and exits with its status as run does (255 when the master is lost).",
@@ -421,6 +421,7 @@ int nd_cli_cancel(int argc, char **argv)
 
 	r = nd_cli_task_opts_parse(argc, argv, TO_ID | TO_JOB | TO_ID_OR_JOB,
 		       "usage: noded cancel ID | --job N [--master HOST:PORT] [--token-file FILE]\n"
+		       "                    [--config FILE]\n"
 		       "  Waits until the task ended (up to 10 s) and prints "
 		       "the state it reached;\n"
 		       "  with --job, does so for every task of job N that had "

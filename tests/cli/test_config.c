@@ -334,3 +334,54 @@ Test(config, errors_name_file_line_and_key)
 	cr_expect_eq(st, 2);
 	cr_expect(strstr(err, "'no-port' is not HOST:PORT"), "%s", err);
 }
+
+/* job, wait and node read their sections and [common] (from --config, or
+ * the user's file) and NODED_MASTER, as the other client commands do. */
+Test(config, job_wait_and_node_take_their_sections)
+{
+	char out[8192], err[4096], path[128], id[32];
+	unsigned long long job;
+	json_t *n;
+	int st;
+
+	start_master(NULL);
+	{
+		const char *words[] = { "--master", master, NULL };
+		const char *w[] = { "--name", "cw1", "--master", master, NULL };
+
+		start_worker(w);
+		n = wait_node("cw1", words);
+		json_decref(n);
+	}
+	snprintf(path, sizeof(path), "%s/cli.conf", dir);
+	file("cli.conf", "[common]\nmaster = %s\n[job]\njson = true\n"
+			 "[wait]\ntimeout = 0.3\n", master);
+	/* a fan-out of one node: job J */
+	st = NODED(out, err, "submit", "--config", path, "--all", "--",
+		   "true");
+	cr_assert(st == 0 && sscanf(out, "job %llu:", &job) == 1,
+		  "submit --all: %d '%s' %s", st, out, err);
+	snprintf(id, sizeof(id), "%llu", job);
+	st = NODED(out, err, "job", id, "--config", path);
+	cr_expect(st == 0 && out[0] == '{' && strstr(out, "\"job_id\""),
+		  "[job] json from --config: %d '%s' %s", st, out, err);
+	/* a task that waits for a node nobody has: [wait] timeout ends the
+	 * wait with 254 */
+	st = NODED(out, err, "submit", "--config", path, "--node", "nowhere",
+		   "--wait-for-node", "--", "true");
+	cr_assert_eq(st, 0, "submit: %d %s", st, err);
+	snprintf(id, sizeof(id), "%llu", strtoull(out, NULL, 10));
+	st = NODED(out, err, "wait", id, "--config", path);
+	cr_expect_eq(st, 254, "[wait] timeout from --config: %d %s", st, err);
+	/* node: NODED_MASTER and its section in the user's file */
+	file(USER, "[node]\njson = true\n");
+	setenv("NODED_MASTER", master, 1);
+	st = NODED(out, err, "node", "drain", "cw1");
+	cr_expect(st == 0 && out[0] == '{' && strstr(out, "\"cw1\""),
+		  "node drain with NODED_MASTER and [node] json: %d '%s' %s",
+		  st, out, err);
+	st = NODED(out, err, "node", "eligible", "cw1", "--config", path);
+	cr_expect_eq(st, 0, "node eligible, [common] master: %d %s", st, err);
+	cr_expect(strstr(out, "node cw1: ALIVE, eligible"), "without [node] "
+		  "json: '%s'", out);
+}
