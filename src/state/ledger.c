@@ -99,15 +99,32 @@ int nd__ledger_dup(const char *s, char **out)
 	return *out ? 0 : -ENOMEM;
 }
 
-/* A task, or NULL after setting *err (-ENOENT, or -ESTALE when it is not
- * attempt's). attempt 0: any. */
-static struct nd_ltask *task_at(struct nd_ledger *l, uint64_t id,
-				uint32_t attempt, int *err)
+/*
+ * The task an event names (its task_id field) into *t: 0, -ENOENT, or
+ * -ESTALE when the event names an attempt (its attempt field, when it has
+ * one and it is not 0) that is not the task's. Found through the message's
+ * descriptor, so each event's function starts from its task.
+ */
+static int target(struct nd_ledger *l, const ProtobufCMessage *m,
+		  struct nd_ltask **t)
 {
-	struct nd_ltask *t = nd_ledger_get(l, id);
+	const ProtobufCFieldDescriptor *id =
+		protobuf_c_message_descriptor_get_field_by_name(m->descriptor,
+								"task_id");
+	const ProtobufCFieldDescriptor *at =
+		protobuf_c_message_descriptor_get_field_by_name(m->descriptor,
+								"attempt");
+	uint32_t attempt = 0;
+	uint64_t task_id = 0;
 
-	*err = !t ? -ENOENT : attempt && attempt != t->attempt ? -ESTALE : 0;
-	return *err ? NULL : t;
+	if (id)
+		memcpy(&task_id, (const char *)m + id->offset, sizeof(task_id));
+	if (at)
+		memcpy(&attempt, (const char *)m + at->offset, sizeof(attempt));
+	*t = nd_ledger_get(l, task_id);
+	if (!*t)
+		return -ENOENT;
+	return attempt && attempt != (*t)->attempt ? -ESTALE : 0;
 }
 
 bool nd__ltask_on_node(const struct nd_ltask *t)
@@ -184,8 +201,8 @@ static struct nd_ltask *task_new(struct nd_ledger *l,
 	return t;
 }
 
-static int apply_submit(struct nd_ledger *l, const void *m,
-			struct nd_ltask **first)
+static int apply_submit(struct nd_ledger *l, struct nd_ltask *none,
+			const void *m, struct nd_ltask **first)
 {
 	const Noded__LedgerSubmit *e = m;
 	size_t n = e->n_nodes ? e->n_nodes : 1, made = 0;
@@ -230,16 +247,12 @@ undo:
 	return -ENOMEM;
 }
 
-static int apply_assign(struct nd_ledger *l, const void *m,
-			struct nd_ltask **out)
+static int apply_assign(struct nd_ledger *l, struct nd_ltask *t,
+			const void *m, struct nd_ltask **out)
 {
 	const Noded__LedgerAssign *e = m;
-	int err;
-	struct nd_ltask *t = task_at(l, e->task_id, e->attempt, &err);
 	char *node;
 
-	if (!t)
-		return err;
 	struct nd_lattempt *as, *a;
 	char *anode;
 
@@ -279,16 +292,12 @@ err_node:
 	return -ENOMEM;
 }
 
-static int apply_started(struct nd_ledger *l, const void *m,
-			 struct nd_ltask **out)
+static int apply_started(struct nd_ledger *l, struct nd_ltask *t,
+			 const void *m, struct nd_ltask **out)
 {
 	const Noded__LedgerStarted *e = m;
-	int err;
-	struct nd_ltask *t = task_at(l, e->task_id, e->attempt, &err);
 	struct nd_lattempt *a;
 
-	if (!t)
-		return err;
 	if (!e->attempt || !nd__ltask_on_node(t))
 		return -EINVAL;
 	if (t->state != NODED__TASK_STATE__TASK_RUNNING)
@@ -356,17 +365,13 @@ bool nd_ltask_output_next(const struct nd_ltask *t, struct nd_lout_iter *it,
 	return false;
 }
 
-static int apply_output(struct nd_ledger *l, const void *m,
-			struct nd_ltask **out)
+static int apply_output(struct nd_ledger *l, struct nd_ltask *t,
+			const void *m, struct nd_ltask **out)
 {
 	const Noded__LedgerOutput *e = m;
-	int err;
-	struct nd_ltask *t = task_at(l, e->task_id, e->attempt, &err);
 	struct nd_lattempt *a;
 	size_t n = 0;
 
-	if (!t)
-		return err;
 	if (!e->attempt || !nd__ltask_on_node(t))
 		return -EINVAL;
 	if (t->out_data < t->output_cap) {
@@ -390,17 +395,13 @@ static int apply_output(struct nd_ledger *l, const void *m,
 	return 0;
 }
 
-static int apply_ended(struct nd_ledger *l, const void *m,
-		       struct nd_ltask **out)
+static int apply_ended(struct nd_ledger *l, struct nd_ltask *t,
+		       const void *m, struct nd_ltask **out)
 {
 	const Noded__LedgerEnded *e = m;
-	int err;
-	struct nd_ltask *t = task_at(l, e->task_id, e->attempt, &err);
 	struct nd_lattempt *a;
 	char *reason, *areason;
 
-	if (!t)
-		return err;
 	if (!e->attempt || nd_ltask_ended(t->state) ||
 	    !nd_ltask_ended(e->state) ||
 	    e->state == NODED__TASK_STATE__TASK_LOST || e->state >= NSTATES)
@@ -427,18 +428,13 @@ static int apply_ended(struct nd_ledger *l, const void *m,
 	return 0;
 }
 
-static int apply_cancel(struct nd_ledger *l, const void *m,
-			struct nd_ltask **out)
+static int apply_cancel(struct nd_ledger *l, struct nd_ltask *t,
+			const void *m, struct nd_ltask **out)
 {
 	const Noded__LedgerCancel *e = m;
 	bool stop = e->stop_reason && e->stop_reason[0];
-	int err;
-	struct nd_ltask *t = task_at(l, e->task_id, stop ? e->attempt : 0,
-				     &err);
 	char *why;
 
-	if (!t)
-		return err;
 	if (nd_ltask_ended(t->state) ||
 	    (stop && (!e->attempt || !nd__ltask_on_node(t))))
 		return -EINVAL;
@@ -455,16 +451,12 @@ static int apply_cancel(struct nd_ledger *l, const void *m,
 	return 0;
 }
 
-static int apply_retried(struct nd_ledger *l, const void *m,
-			 struct nd_ltask **out)
+static int apply_retried(struct nd_ledger *l, struct nd_ltask *t,
+			 const void *m, struct nd_ltask **out)
 {
 	const Noded__LedgerRetried *e = m;
-	int err;
-	struct nd_ltask *t = task_at(l, e->task_id, e->attempt, &err);
 	char *reason;
 
-	if (!t)
-		return err;
 	if (!e->attempt || !nd__ltask_on_node(t) || !t->retries_left)
 		return -EINVAL;
 	if (nd__ledger_dup(e->reason, &reason))
@@ -480,17 +472,13 @@ static int apply_retried(struct nd_ledger *l, const void *m,
 	return 0;
 }
 
-static int apply_lost(struct nd_ledger *l, const void *m,
-		      struct nd_ltask **out)
+static int apply_lost(struct nd_ledger *l, struct nd_ltask *t,
+		      const void *m, struct nd_ltask **out)
 {
 	const Noded__LedgerLost *e = m;
-	int err;
-	struct nd_ltask *t = task_at(l, e->task_id, e->attempt, &err);
 	struct nd_lattempt *a;
 	char *reason, *areason;
 
-	if (!t)
-		return err;
 	if (!e->attempt || nd_ltask_ended(t->state))
 		return -EINVAL;
 	a = nd__ltask_current(t);
@@ -502,15 +490,10 @@ static int apply_lost(struct nd_ledger *l, const void *m,
 	return 0;
 }
 
-static int apply_evict(struct nd_ledger *l, const void *m,
-		       struct nd_ltask **out)
+static int apply_evict(struct nd_ledger *l, struct nd_ltask *t,
+		       const void *m, struct nd_ltask **out)
 {
-	const Noded__LedgerEvict *e = m;
-	int err;
-	struct nd_ltask *t = task_at(l, e->task_id, 0, &err);
-
-	if (!t)
-		return err;
+	/* all an evict says is its task's id */
 	if (!nd_ltask_ended(t->state))
 		return -EINVAL;
 	nd_u64map_del(&l->tasks, t->id);
@@ -526,10 +509,12 @@ static int apply_evict(struct nd_ledger *l, const void *m,
 }
 
 /* The events: each case of LedgerEvent.body, its name and its function
- * (given the case's message: the oneof's members share one pointer). */
+ * (given the case's message: the oneof's members share one pointer; and,
+ * but for submit, the task it names, found by target()). */
 static const struct {
 	const char *name;
-	int (*apply)(struct nd_ledger *l, const void *m, struct nd_ltask **t);
+	int (*apply)(struct nd_ledger *l, struct nd_ltask *t, const void *m,
+		     struct nd_ltask **out);
 } events[] = {
 	[NODED__LEDGER_EVENT__BODY_SUBMIT] = { "submit", apply_submit },
 	[NODED__LEDGER_EVENT__BODY_ASSIGN] = { "assign", apply_assign },
@@ -548,11 +533,15 @@ int nd_ledger_apply(struct nd_ledger *l, const Noded__LedgerEvent *ev,
 		    struct nd_ltask **task)
 {
 	unsigned c = (unsigned)ev->body_case;
-	struct nd_ltask *t = NULL;
+	const ProtobufCMessage *m = (const ProtobufCMessage *)ev->submit;
+	struct nd_ltask *t = NULL, *named = NULL;
 	int err = -EINVAL;
 
-	if (c < NEVENTS && events[c].apply && ev->submit)
-		err = events[c].apply(l, ev->submit, &t);
+	if (c < NEVENTS && events[c].apply && m)
+		err = c == NODED__LEDGER_EVENT__BODY_SUBMIT ? 0 :
+		      target(l, m, &named);
+	if (!err)
+		err = events[c].apply(l, named, m, &t);
 	if (!err)
 		l->applied++;
 	if (task)
