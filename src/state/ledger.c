@@ -100,27 +100,21 @@ int nd__ledger_dup(const char *s, char **out)
 }
 
 /*
- * The task an event names (its task_id field) into *t: 0, -ENOENT, or
- * -ESTALE when the event names an attempt (its attempt field, when it has
- * one and it is not 0) that is not the task's. Found through the message's
- * descriptor, so each event's function starts from its task.
+ * The task an event names into *t: 0, -ENOENT, or -ESTALE when the event
+ * names an attempt (not 0) that is not the task's. id_off and at_off are
+ * where the event's message holds its task_id and attempt (at_off 0: it
+ * has none), from the events table, so each event's function starts from
+ * its task.
  */
-static int target(struct nd_ledger *l, const ProtobufCMessage *m,
-		  struct nd_ltask **t)
+static int target(struct nd_ledger *l, const void *m, size_t id_off,
+		  size_t at_off, struct nd_ltask **t)
 {
-	const ProtobufCFieldDescriptor *id =
-		protobuf_c_message_descriptor_get_field_by_name(m->descriptor,
-								"task_id");
-	const ProtobufCFieldDescriptor *at =
-		protobuf_c_message_descriptor_get_field_by_name(m->descriptor,
-								"attempt");
+	uint64_t task_id;
 	uint32_t attempt = 0;
-	uint64_t task_id = 0;
 
-	if (id)
-		memcpy(&task_id, (const char *)m + id->offset, sizeof(task_id));
-	if (at)
-		memcpy(&attempt, (const char *)m + at->offset, sizeof(attempt));
+	memcpy(&task_id, (const char *)m + id_off, sizeof(task_id));
+	if (at_off)
+		memcpy(&attempt, (const char *)m + at_off, sizeof(attempt));
 	*t = nd_ledger_get(l, task_id);
 	if (!*t)
 		return -ENOENT;
@@ -508,23 +502,36 @@ static int apply_evict(struct nd_ledger *l, struct nd_ltask *t,
 	return 0;
 }
 
-/* The events: each case of LedgerEvent.body, its name and its function
- * (given the case's message: the oneof's members share one pointer; and,
- * but for submit, the task it names, found by target()). */
+/* The events: each case of LedgerEvent.body, its name, its function (given
+ * the case's message: the oneof's members share one pointer; and, but for
+ * submit, the task it names, found by target()) and where its message
+ * names the task. */
 static const struct {
 	const char *name;
 	int (*apply)(struct nd_ledger *l, struct nd_ltask *t, const void *m,
 		     struct nd_ltask **out);
+	size_t id_off, at_off;          /* task_id, attempt (0: none) */
 } events[] = {
-	[NODED__LEDGER_EVENT__BODY_SUBMIT] = { "submit", apply_submit },
-	[NODED__LEDGER_EVENT__BODY_ASSIGN] = { "assign", apply_assign },
-	[NODED__LEDGER_EVENT__BODY_STARTED] = { "started", apply_started },
-	[NODED__LEDGER_EVENT__BODY_OUTPUT] = { "output", apply_output },
-	[NODED__LEDGER_EVENT__BODY_ENDED] = { "ended", apply_ended },
-	[NODED__LEDGER_EVENT__BODY_CANCEL] = { "cancel", apply_cancel },
-	[NODED__LEDGER_EVENT__BODY_RETRIED] = { "retried", apply_retried },
-	[NODED__LEDGER_EVENT__BODY_LOST] = { "lost", apply_lost },
-	[NODED__LEDGER_EVENT__BODY_EVICT] = { "evict", apply_evict },
+#define EV(c, n, f, T, at) [NODED__LEDGER_EVENT__BODY_##c] = \
+	{ n, f, offsetof(T, task_id), at }
+#define AT(T) offsetof(T, attempt)
+	[NODED__LEDGER_EVENT__BODY_SUBMIT] = { "submit", apply_submit, 0, 0 },
+	EV(ASSIGN, "assign", apply_assign, Noded__LedgerAssign,
+	   AT(Noded__LedgerAssign)),
+	EV(STARTED, "started", apply_started, Noded__LedgerStarted,
+	   AT(Noded__LedgerStarted)),
+	EV(OUTPUT, "output", apply_output, Noded__LedgerOutput,
+	   AT(Noded__LedgerOutput)),
+	EV(ENDED, "ended", apply_ended, Noded__LedgerEnded,
+	   AT(Noded__LedgerEnded)),
+	EV(CANCEL, "cancel", apply_cancel, Noded__LedgerCancel,
+	   AT(Noded__LedgerCancel)),
+	EV(RETRIED, "retried", apply_retried, Noded__LedgerRetried,
+	   AT(Noded__LedgerRetried)),
+	EV(LOST, "lost", apply_lost, Noded__LedgerLost, AT(Noded__LedgerLost)),
+	EV(EVICT, "evict", apply_evict, Noded__LedgerEvict, 0),
+#undef AT
+#undef EV
 };
 
 #define NEVENTS (sizeof(events) / sizeof(events[0]))
@@ -533,13 +540,13 @@ int nd_ledger_apply(struct nd_ledger *l, const Noded__LedgerEvent *ev,
 		    struct nd_ltask **task)
 {
 	unsigned c = (unsigned)ev->body_case;
-	const ProtobufCMessage *m = (const ProtobufCMessage *)ev->submit;
+	const void *m = ev->submit;
 	struct nd_ltask *t = NULL, *named = NULL;
 	int err = -EINVAL;
 
 	if (c < NEVENTS && events[c].apply && m)
 		err = c == NODED__LEDGER_EVENT__BODY_SUBMIT ? 0 :
-		      target(l, m, &named);
+		      target(l, m, events[c].id_off, events[c].at_off, &named);
 	if (!err)
 		err = events[c].apply(l, named, m, &t);
 	if (!err)
