@@ -3,12 +3,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/durable.h"
 #include "core/log.h"
 #include "core/server.h"
 #include "node/service.h"
 #include "node/task_ids.h"
+#include "raft/raft.h"
 #include "noded/auth.h"
 #include "noded/errors.h"
 #include "rpc/server.h"
@@ -57,9 +60,19 @@ static void usage(FILE *f)
 		"  --http-max-body BYTES  largest HTTP request body (default\n"
 		"                         1048576; over it: 413)\n"
 		"  --data-dir DIR         keep state there (created 0700): the\n"
-		"                         task id mark, so a restart never reuses\n"
-		"                         an id (default: none; ids start from\n"
-		"                         the clock instead)\n"
+		"                         replicated task ledger (a Raft log in\n"
+		"                         DIR/raft, fsync'd before any reply), so\n"
+		"                         a restart loses no task (default: none;\n"
+		"                         tasks live in memory only)\n"
+		"  --raft-listen HOST:PORT  this master's Raft address (default\n"
+		"                         127.0.0.1:0, enough for a lone master)\n"
+		"  --bootstrap            start a new cluster with this master as\n"
+		"                         its only member when DIR holds no log\n"
+		"                         (the default for a lone master)\n"
+		"  --raft-snapshot-threshold N  log entries between snapshots\n"
+		"                         (default 16384)\n"
+		"  --raft-snapshot-trailing N  entries kept behind a snapshot\n"
+		"                         (default 4096)\n"
 		"  --ledger-trace FILE    append every task ledger event to FILE,\n"
 		"                         and its snapshot to FILE.snapshot at exit\n"
 		"                         (to debug or replay; grows without bound)\n"
@@ -96,6 +109,7 @@ struct master_args {
 	struct nd_cli_serve m;
 	bool idle_set, http_insecure;
 	const char *token_file, *data_dir;
+	struct nd_raft_config raft;
 };
 
 static const struct option opts[] = {
@@ -118,12 +132,99 @@ static const struct option opts[] = {
 	{ "http-insecure-token", no_argument, NULL, 'X' },
 	{ "data-dir", required_argument, NULL, 'D' },
 	{ "ledger-trace", required_argument, NULL, 'R' },
+	{ "raft-listen", required_argument, NULL, 'r' },
+	{ "bootstrap", no_argument, NULL, 'J' },
+	{ "raft-snapshot-threshold", required_argument, NULL, 'y' },
+	{ "raft-snapshot-trailing", required_argument, NULL, 'z' },
 	{ "input-budget", required_argument, NULL, 'b' },
 	{ "handshake-timeout", required_argument, NULL, 'W' },
 	{ "forget-dead", required_argument, NULL, 'G' },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
+
+/* libraft's TCP transport takes IPv4 HOST:PORT. */
+static bool raft_addr_ok(const char *addr)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char why[256];
+
+	if (nd_parse_addr_why(addr, &ss, &len, why, sizeof(why))) {
+		fprintf(stderr, "noded: --raft-listen: %s\n", why);
+		return false;
+	}
+	if (ss.ss_family != AF_INET) {
+		fprintf(stderr, "noded: --raft-listen '%s': the Raft link "
+			"takes an IPv4 address\n", addr);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The Raft settings under --data-dir: the log in DIR/raft, this member's
+ * id in DIR/raft-id (1 for the member that bootstraps; kept, since the
+ * log's configuration names members by id). 0, or -1 with why said.
+ */
+static int raft_setup(struct master_args *a, char **raft_dir)
+{
+	char idbuf[32];
+	int dirfd, ret = -1;
+	ssize_t n;
+
+	if (asprintf(raft_dir, "%s/raft", a->data_dir) < 0) {
+		*raft_dir = NULL;
+		fprintf(stderr, "noded: out of memory\n");
+		return -1;
+	}
+	if ((n = nd_mkdir_p(*raft_dir, 0700))) {
+		fprintf(stderr, "noded: --data-dir: cannot create %s: %s\n",
+			*raft_dir, strerror((int)-n));
+		return -1;
+	}
+	dirfd = nd_dir_open(a->data_dir);
+	if (dirfd < 0) {
+		fprintf(stderr, "noded: --data-dir %s: %s\n", a->data_dir,
+			strerror(-dirfd));
+		return -1;
+	}
+	n = nd_small_read(dirfd, "raft-id", idbuf, sizeof(idbuf));
+	if (n == -ENOENT) {
+		/* a new member: the first of its cluster */
+		n = nd_durable_create(dirfd, "raft-id", "1\n", 2, 0600);
+		if (n == 0 || n == -EEXIST)
+			n = nd_small_read(dirfd, "raft-id", idbuf,
+					  sizeof(idbuf));
+		a->raft.bootstrap = true;
+	}
+	if (n < 0) {
+		fprintf(stderr, "noded: %s/raft-id: %s\n", a->data_dir,
+			strerror((int)-n));
+		goto out;
+	}
+	a->raft.id = strtoull(idbuf, NULL, 10);
+	if (!a->raft.id) {
+		fprintf(stderr, "noded: %s/raft-id: not a member id (want a "
+			"positive number)\n", a->data_dir);
+		goto out;
+	}
+	a->raft.dir = *raft_dir;
+	if (!a->raft.address)
+		a->raft.address = "127.0.0.1:0";
+	a->raft.election_ms = ND_RAFT_ELECTION_MS;
+	a->raft.heartbeat_ms = ND_RAFT_HEARTBEAT_MS;
+	if (!a->raft.snapshot_threshold)
+		a->raft.snapshot_threshold = ND_RAFT_SNAPSHOT_THRESHOLD;
+	if (!a->raft.snapshot_trailing)
+		a->raft.snapshot_trailing = ND_RAFT_SNAPSHOT_TRAILING;
+	a->m.svc.raft = &a->raft;
+	a->m.cfg.service_shards = 1;
+	ret = 0;
+out:
+	close(dirfd);
+	return ret;
+}
 
 /* Reads and checks argv into a: -1 to go on, else the exit status (usage
  * shown, or the error said). */
@@ -230,6 +331,26 @@ static int parse_args(int argc, char **argv, struct master_args *a)
 			}
 			a->data_dir = optarg;
 			break;
+		case 'r':
+			if (!raft_addr_ok(optarg))
+				return ND_CLI_EXIT_USAGE;
+			a->raft.address = optarg;
+			break;
+		case 'J':
+			a->raft.bootstrap = true;
+			break;
+		case 'y':
+			if (!nd_cli_uint("--raft-snapshot-threshold", optarg, 16,
+					 1u << 30, &v))
+				return ND_CLI_EXIT_USAGE;
+			a->raft.snapshot_threshold = (unsigned)v;
+			break;
+		case 'z':
+			if (!nd_cli_uint("--raft-snapshot-trailing", optarg, 0,
+					 1u << 30, &v))
+				return ND_CLI_EXIT_USAGE;
+			a->raft.snapshot_trailing = (unsigned)v;
+			break;
 		case 'b':
 			if (!nd_cli_uint("--input-budget", optarg, 4096,
 					 1ull << 40, &v))
@@ -288,6 +409,7 @@ int nd_cli_master(int argc, char **argv)
 	char addr[80];
 	struct nd_task_ids ids;
 	char http_addr[80], err[512];
+	char *raft_dir = NULL;
 	uint8_t *token = NULL;
 	int ret = parse_args(argc, argv, &a);
 
@@ -310,6 +432,10 @@ int nd_cli_master(int argc, char **argv)
 		return ND_CLI_EXIT_FAIL;
 	}
 	a.m.svc.ids = &ids;
+	if (a.data_dir && raft_setup(&a, &raft_dir)) {
+		ret = ND_CLI_EXIT_FAIL;
+		goto close_ids;
+	}
 	ret = nd_cli_serve_init(&srv, &a.m, addr, sizeof(addr), http_addr,
 				sizeof(http_addr));
 	if (ret)
@@ -320,9 +446,11 @@ int nd_cli_master(int argc, char **argv)
 	       ND_U("shards", srv.cfg.shards),
 	       ND_S("data_dir", a.data_dir ? a.data_dir : ""),
 	       ND_U("first_task_id", ids.first));
-	ret = nd_server_run(&srv) ? ND_CLI_EXIT_FAIL : ND_CLI_EXIT_OK;
+	ret = nd_server_run(&srv) || atomic_load(&srv.failed) ?
+		ND_CLI_EXIT_FAIL : ND_CLI_EXIT_OK;
 	nd_server_close(&srv);
 close_ids:
+	free(raft_dir);
 	nd_task_ids_close(&ids);
 	free(token);
 	return ret;

@@ -11,6 +11,8 @@ struct nd_config {
 	const char *listen;          /* "HOST:PORT"; default 127.0.0.1:7070 */
 	const char *name;            /* our node name; default: host name */
 	unsigned shards;             /* default: number of CPUs */
+	unsigned service_shards;     /* more shards after those, taking no
+				      * connections (the raft shard); 0 */
 	uint32_t max_frame;          /* largest frame accepted; 16 MiB */
 	uint32_t max_conns;          /* connections at once; 65536 or the fd limit */
 	uint32_t idle_timeout_ms;    /* silent connection closed; 60 s, 0 off */

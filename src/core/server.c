@@ -289,15 +289,16 @@ err_errno:
 
 int nd_server_init(struct nd_server *srv, const struct nd_config *cfg)
 {
+	uint64_t instance;
 	int ret;
 
 	memset(srv, 0, sizeof(*srv));
 	srv->cfg = *cfg;
 	nd_config_defaults(&srv->cfg);
 	/* Fallback when getrandom fails: still differs between starts. */
-	if (nd_auth_nonce((uint8_t *)&srv->instance, sizeof(srv->instance)))
-		srv->instance = nd_mono_ms() ^ ((uint64_t)getpid() << 32);
-	srv->instance |= 1;
+	if (nd_auth_nonce((uint8_t *)&instance, sizeof(instance)))
+		instance = nd_mono_ms() ^ ((uint64_t)getpid() << 32);
+	atomic_store(&srv->instance, instance | 1);
 	ret = probe_uring();
 	if (ret)
 		return ret;
@@ -372,7 +373,8 @@ int nd_server_start(struct nd_server *srv)
 	int ret = 0;
 
 	nd_server_block_signals(&set);
-	srv->nshards = cfg->shards;
+	srv->nconn_shards = cfg->shards;
+	srv->nshards = cfg->shards + cfg->service_shards;
 	srv->shards = calloc(srv->nshards, sizeof(*srv->shards));
 	if (!srv->shards)
 		return -ENOMEM;

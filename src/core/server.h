@@ -36,7 +36,10 @@ struct nd_listener {
 struct nd_server {
 	struct nd_config cfg;
 	struct nd_shard *shards;
-	unsigned nshards;
+	unsigned nshards;               /* all of them */
+	unsigned nconn_shards;          /* the first ones, which take
+					 * connections (cfg.shards); the rest
+					 * are service shards */
 	/* ln[0]: cfg->listen (when set), whose protocol is proto; more come
 	 * from nd_server_listen (the HTTP API). */
 	struct nd_listener ln[ND_MAX_LISTENERS];
@@ -48,6 +51,9 @@ struct nd_server {
 	void (*shard_start)(struct nd_shard *s, void *arg);
 	void *shard_start_arg;
 	atomic_bool stop;
+	atomic_bool failed;             /* a shard's service could not go on
+					 * (it logged why) and asked to stop:
+					 * the process exits non-zero */
 	/* Bytes of input kept by all connections of all shards (frames that
 	 * span receive buffers, held HTTP requests), against
 	 * cfg.input_budget. Touched only when a connection's kept-input
@@ -60,7 +66,9 @@ struct nd_server {
 					 * ring exists: no shard posts to a
 					 * ring before that */
 	bool running;
-	uint64_t instance;              /* random and nonzero, new per start:
+	/* (atomic: a replicated master sets it to its cluster's id once it
+	 * leads, src/node/replica.c) */
+	_Atomic uint64_t instance;      /* random and nonzero, new per start:
 					 * tells a worker a restarted master
 					 * from the one it knew */
 };

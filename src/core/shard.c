@@ -383,7 +383,7 @@ static void on_accept(struct nd_shard *s, struct nd_listener *l,
 			       ND_S("err", strerror(-cqe->res)));
 		return; /* re-armed by the next tick, not in a tight loop */
 	}
-	for (unsigned i = 0; i < srv->nshards; i++) {
+	for (unsigned i = 0; i < srv->nconn_shards; i++) {
 		unsigned load = atomic_load_explicit(&srv->shards[i].load,
 						     memory_order_relaxed);
 
@@ -660,6 +660,8 @@ void *nd__shard_main(void *arg)
 	if (s->srv->shard_start)
 		s->srv->shard_start(s, s->srv->shard_start_arg);
 	for (;;) {
+		if (s->svc_flush)
+			s->svc_flush(s);
 		nd_conn_flush_all(s);
 		if (s->draining && s->nconns == 0 &&
 		    !(s->svc_drain && s->svc_drain(s)) && all_drained(s))

@@ -124,6 +124,7 @@ struct nd_shard {
 	void (*svc_tick)(struct nd_shard *s);
 	bool (*svc_drain)(struct nd_shard *s);
 	void (*svc_stop)(struct nd_shard *s);  /* after every shard drained */
+	void (*svc_flush)(struct nd_shard *s); /* before each wait */
 	bool drained;
 	/* The HTTP API's state on this shard (its counters), or NULL: made
 	 * by the API on this thread (malloc), freed with the shard. */

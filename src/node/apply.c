@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/server.h"
 #include "node/svc.h"
 #include "noded/json.h"
 
@@ -48,10 +49,21 @@ int nd__svc_apply(struct nd_svc *svc, const Noded__LedgerEvent *ev,
 {
 	struct nd_ltask *l;
 	struct task *t;
-	int err = nd_ledger_apply(&svc->ledger, ev, &l);
+	size_t mark = 0;
+	int err = 0;
 
 	if (out)
 		*out = NULL;
+	/* with raft: logged in the order applied (replica.c) */
+	if (svc->raft && !svc->serving)
+		err = -EAGAIN; /* the callers run only while serving */
+	else if (svc->raft)
+		err = nd__replica_stage(svc, ev, &mark);
+	if (!err) {
+		err = nd_ledger_apply(&svc->ledger, ev, &l);
+		if (err && svc->raft)
+			nd__replica_unstage(svc, mark);
+	}
 	if (err) {
 		/* the callers check first: only memory should fail here */
 		ND_LOG(err == -ENOMEM ? ND_LOG_WARN : ND_LOG_DEBUG,
@@ -62,6 +74,11 @@ int nd__svc_apply(struct nd_svc *svc, const Noded__LedgerEvent *ev,
 	t = l ? nd__task_of(l) : NULL;
 	if (svc->trace)
 		trace(svc, ev);
+	if (ev->body_case == NODED__LEDGER_EVENT__BODY_CLUSTER) {
+		/* workers know the cluster as their master's instance */
+		atomic_store(&svc->s->srv->instance, svc->ledger.cluster_id);
+		return 0;
+	}
 	nd__sched_applied(svc, ev, t);
 	if (svc->effects)
 		svc->effects(svc, ev, t);
@@ -147,18 +164,22 @@ static void task_release(struct nd_svc *svc, struct task *t)
 	nd_list_del(&t->node_link);
 }
 
+void nd__tasks_release_all(struct nd_svc *svc)
+{
+	for (struct nd_list *l = svc->ledger.all.next;
+	     l != &svc->ledger.all; l = l->next)
+		task_release(svc, nd__task_of(nd_container_of(l,
+				struct nd_ltask, all_link)));
+}
+
 void nd__tasks_free(struct nd_svc *svc)
 {
-	struct nd_list *l;
-
 	if (svc->trace) {
 		trace_snapshot(svc);
 		fclose(svc->trace);
 		svc->trace = NULL;
 	}
-	for (l = svc->ledger.all.next; l != &svc->ledger.all; l = l->next)
-		task_release(svc, nd__task_of(nd_container_of(l,
-				struct nd_ltask, all_link)));
+	nd__tasks_release_all(svc);
 	nd_ledger_free(&svc->ledger);
 	nd_u64map_free(&svc->watching);
 	nd_u64map_free(&svc->classes); /* empty: classes go with their tasks */

@@ -193,6 +193,8 @@ void nd__svc_tick(struct nd_shard *s)
 	const struct nd_svc_config *cfg = svc->cfg;
 	uint64_t gap = svc->last_tick_ms ? s->now_ms - svc->last_tick_ms : 0;
 
+	if (!svc->serving)
+		return; /* judging starts over once it serves */
 	svc->last_tick_ms = s->now_ms;
 	if (gap > STALL_MS) {
 		stalled(svc, gap);
@@ -340,6 +342,11 @@ void nd__node_report_status(struct nd_svc *svc, struct nd_ticket *t,
 	n->lease_hb_ms = svc->s->now_ms;
 	n->hb_seq = ns->heartbeat_seq;
 	n->hb_serial = t->conn_serial;
+	if (n->reconcile && n->stream.serial == t->conn_serial) {
+		n->reconcile = false;
+		nd__tasks_reconcile(svc, n, ns->running_tasks,
+				    ns->n_running_tasks);
+	}
 	if (n->stream.serial == t->conn_serial && ns->heartbeat_seq) {
 		if (ns->n_running_attempts == ns->n_running_tasks)
 			nd__tasks_void(svc, n, ns->running_tasks,
@@ -537,7 +544,12 @@ static void registered(struct nd_svc *svc, const struct nd_dest *to,
 	m->code = code;
 	memcpy(m->msg, msg, len);
 	dst = &svc->s->srv->shards[to->shard];
-	nd_shard_post(svc->s, dst, &m->post, registered_deliver);
+	nd__svc_post(svc, dst, &m->post, registered_deliver);
+}
+
+void nd__registry_msg_drop(struct nd_msg *m)
+{
+	free(nd_container_of(m, struct registered_msg, post));
 }
 
 static bool same_id(const struct node *n, const struct stream_msg *m)
@@ -577,7 +589,8 @@ static struct node *stream_register(struct nd_svc *svc, struct stream_msg *m)
 	}
 	if (n->stream.serial == m->dest.serial)
 		goto take;
-	other = !same_id(n, m);
+	/* known from the ledger only: its tasks name it, not an id */
+	other = !same_id(n, m) && !n->restored;
 	if (n->stream.serial && other &&
 	    n->state != NODED__NODE_STATE__NODE_DEAD) {
 		nd_node_id_hex(n->id, n->id_len, idhex);
@@ -624,6 +637,7 @@ static struct node *stream_register(struct nd_svc *svc, struct stream_msg *m)
 			nd__tasks_node_dead(svc, n, why);
 	}
 take:
+	n->restored = false;
 	n->stream = m->dest;
 	/* a worker that drains or leaves says so again */
 	n->draining = n->leaving = false;
@@ -641,6 +655,22 @@ static void stream_msg(struct nd_shard *s0, struct nd_msg *msg)
 	struct nd_svc *svc = s0->svc;
 	struct node *n;
 
+	if (!svc->serving) {
+		/* Not the leader (yet): the worker tries again, here or at
+		 * the leader. A stream that closes is simply gone. */
+		if (m->open)
+			registered(svc, &m->dest, svc->role ==
+				   ND_RAFT_FOLLOWER && svc->leader[0] ?
+				   NODED__ERROR_CODE__NOT_LEADER :
+				   NODED__ERROR_CODE__UNAVAILABLE,
+				   "this master does not lead the cluster "
+				   "now; register again later");
+		else if ((n = nd__node_find(svc, m->node)) &&
+			 n->stream.serial == m->dest.serial)
+			n->stream.serial = 0;
+		free(m);
+		return;
+	}
 	if (m->open) {
 		if (stream_register(svc, m))
 			nd__tasks_schedule(svc);

@@ -233,6 +233,12 @@ static void queue(struct nd_svc *svc, struct task *t,
 	}
 }
 
+void nd__task_requeue(struct nd_svc *svc, struct task *t,
+		      const Noded__TaskSpec *sp)
+{
+	queue(svc, t, sp);
+}
+
 /* New tasks of a submit: set up, and queued in id order. */
 static void submitted(struct nd_svc *svc, const Noded__LedgerSubmit *e)
 {
@@ -491,6 +497,33 @@ bool nd__task_retry_or_lose(struct nd_svc *svc, struct task *t, struct node *n,
 	ev.body_case = NODED__LEDGER_EVENT__BODY_RETRIED;
 	ev.retried = &e;
 	return nd__svc_apply(svc, &ev, NULL) == 0;
+}
+
+void nd__tasks_reconcile(struct nd_svc *svc, struct node *n,
+			 const uint64_t *ids, size_t count)
+{
+	struct nd_list *l, *next;
+	char why[160];
+	bool requeued = false;
+
+	snprintf(why, sizeof(why), "not running on node %s when it came back "
+		 "to the restarted or new leader", n->name);
+	for (l = n->tasks.next; l != &n->tasks; l = next) {
+		struct task *t = nd_container_of(l, struct task, node_link);
+		size_t i;
+
+		next = l->next;
+		for (i = 0; i < count && ids[i] != t->l.id; i++)
+			;
+		if (i < count)
+			continue;
+		/* never reached it, or ended there unreported: once */
+		ND_LOG(ND_LOG_WARN, "task.reconciled", ND_U("task", t->l.id),
+		       ND_S("node", n->name), ND_S("reason", why));
+		requeued |= nd__task_retry_or_lose(svc, t, n, why);
+	}
+	if (requeued)
+		nd__tasks_schedule(svc);
 }
 
 void nd__tasks_void(struct nd_svc *svc, struct node *n, const uint64_t *ids,

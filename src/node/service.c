@@ -5,10 +5,12 @@
  * scheduler.c, watch.c, out.c). See service.h for the threading model.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "core/server.h"
@@ -65,7 +67,7 @@ void nd__svc_push_raw(struct nd_svc *svc, const struct nd_dest *to,
 	p->len = len;
 	memcpy(p->data, frames, len);
 	dst = &svc->s->srv->shards[to->shard];
-	nd_shard_post(svc->s, dst, &p->msg, push_deliver);
+	nd__svc_post(svc, dst, &p->msg, push_deliver);
 }
 
 void nd__svc_push(struct nd_svc *svc, const struct nd_dest *to,
@@ -109,18 +111,110 @@ static void ticket_done(struct nd_shard *s, struct nd_msg *m)
 
 static void ticket_send_home(struct nd_shard *s0, struct nd_ticket *t)
 {
-	nd_shard_post(s0, t->home, &t->msg, ticket_done);
+	nd__svc_post(s0->svc, t->home, &t->msg, ticket_done);
+}
+
+/* The ticket's reply becomes an Error frame (code, msg), for its request's
+ * id, or none when out of memory (the requester times out). */
+static void ticket_error(struct nd_svc *svc, struct nd_ticket *t,
+			 Noded__ErrorCode code, const char *msg)
+{
+	Noded__Frame *f = nd_frame_decode(t->req, t->req_len,
+					  &svc->s->arena.pc);
+	struct nd_out o = { 0 };
+
+	free(t->reply);
+	t->reply = NULL;
+	t->reply_len = 0;
+	t->lazy = false;
+	t->error = true;
+	if (!f || f->kind == NODED__FRAME_KIND__NOTIFY)
+		return; /* nobody waits for an answer */
+	nd__out_error(&o, f->id, NODED__FRAME_KIND__REPLY, code, "%s", msg);
+	t->reply = o.buf.data;
+	t->reply_len = o.buf.len;
+}
+
+void nd__svc_post_failed(struct nd_svc *svc, struct nd_msg *m)
+{
+	if (m->fn == ticket_done) {
+		struct nd_ticket *t = nd_container_of(m, struct nd_ticket, msg);
+
+		ticket_error(svc, t, NODED__ERROR_CODE__UNAVAILABLE,
+			     "the master could not commit this to its log "
+			     "(it lost the leadership, or its disk failed): "
+			     "it may or may not have happened; check, then "
+			     "retry");
+		nd_shard_post(svc->s, m->to, m, ticket_done);
+	} else if (m->fn == push_deliver) {
+		free(nd_container_of(m, struct push, msg));
+	} else {
+		nd__registry_msg_drop(m);
+	}
+}
+
+static void exec_ticket(struct nd_svc *svc, struct nd_ticket *t);
+
+/* Not serving: the ticket waits for the leader to load its ledger, or is
+ * told where the leader is. */
+static void not_serving(struct nd_svc *svc, struct nd_ticket *t)
+{
+	char msg[160];
+
+	if (svc->role == ND_RAFT_STOPPED) {
+		snprintf(msg, sizeof(msg), "this master's log failed: %s",
+			 svc->last_raft_err);
+		ticket_error(svc, t, NODED__ERROR_CODE__UNAVAILABLE, msg);
+	} else if (svc->role == ND_RAFT_FOLLOWER && svc->leader[0]) {
+		snprintf(msg, sizeof(msg), "not the leader; the leader is %s",
+			 svc->leader);
+		ticket_error(svc, t, NODED__ERROR_CODE__NOT_LEADER, msg);
+	} else if (svc->nunready >= ND_UNREADY_MAX) {
+		ticket_error(svc, t, NODED__ERROR_CODE__UNAVAILABLE,
+			     "the master has no leader yet and too many "
+			     "requests wait for one; retry");
+	} else {
+		nd_list_add_tail(&svc->unready, &t->held);
+		svc->nunready++;
+		return;
+	}
+	ticket_send_home(svc->s, t);
+}
+
+void nd__svc_run_unready(struct nd_svc *svc)
+{
+	struct nd_list waiting;
+
+	nd_list_init(&waiting);
+	nd_list_take(&waiting, &svc->unready);
+	svc->nunready = 0;
+	while (!nd_list_empty(&waiting)) {
+		struct nd_ticket *t = nd_container_of(waiting.next,
+						      struct nd_ticket, held);
+
+		nd_list_del(&t->held);
+		exec_ticket(svc, t);
+	}
 }
 
 /* On shard 0: run the method, pack the reply, send the ticket home. */
 static void svc_exec(struct nd_shard *s0, struct nd_msg *m)
 {
-	struct nd_ticket *t = nd_container_of(m, struct nd_ticket, msg);
-	struct nd_svc *svc = s0->svc;
+	exec_ticket(s0->svc, nd_container_of(m, struct nd_ticket, msg));
+}
+
+static void exec_ticket(struct nd_svc *svc, struct nd_ticket *t)
+{
+	struct nd_shard *s0 = svc->s;
 	struct nd_out o = { 0 };
 	struct nd_dest from = { t->home->id, t->conn_serial, 0 };
-	Noded__Frame *f = nd_frame_decode(t->req, t->req_len, &s0->arena.pc);
+	Noded__Frame *f;
 
+	if (!svc->serving) {
+		not_serving(svc, t);
+		return;
+	}
+	f = nd_frame_decode(t->req, t->req_len, &s0->arena.pc);
 	if (!f) {
 		nd__out_error(&o, 0, NODED__FRAME_KIND__REPLY,
 			      NODED__ERROR_CODE__INTERNAL,
@@ -348,6 +442,25 @@ static void svc_stop(struct nd_shard *s)
 		nd_list_del(&t->held);
 		ticket_free(t);
 	}
+	while (!nd_list_empty(&svc->unready)) {
+		struct nd_ticket *t = nd_container_of(svc->unready.next,
+						      struct nd_ticket, held);
+
+		nd_list_del(&t->held);
+		ticket_free(t);
+	}
+	while (svc->gate) {
+		struct nd_msg *m = svc->gate;
+
+		svc->gate = m->next;
+		if (m->fn == ticket_done)
+			ticket_free(nd_container_of(m, struct nd_ticket, msg));
+		else if (m->fn == push_deliver)
+			free(nd_container_of(m, struct push, msg));
+		else
+			nd__registry_msg_drop(m);
+	}
+	nd_raft_batch_free(svc->batch);
 	nd_u64map_free(&svc->congested);
 	nd__tasks_free(svc);
 	for (size_t i = 0; i < svc->nbuckets; i++) {
@@ -363,6 +476,31 @@ static void svc_stop(struct nd_shard *s)
 	s->svc = NULL;
 	s->svc_tick = NULL;
 	s->svc_stop = NULL;
+	s->svc_flush = NULL;
+	s->svc_drain = NULL;
+}
+
+/* Shard 0 drains only once its batches came back (their replies with
+ * them). */
+static bool svc_drain(struct nd_shard *s)
+{
+	return nd__replica_busy(s->svc);
+}
+
+/* On the raft shard. */
+static void raft_shard_start(struct nd_shard *rs,
+			     const struct nd_svc_config *cfg)
+{
+	struct nd_shard *s0 = &rs->srv->shards[0];
+	char err[256];
+
+	if (!nd_raft_start(rs, cfg->raft, s0, nd__replica_news, err,
+			   sizeof(err)))
+		return;
+	ND_LOG(ND_LOG_ERROR, "raft.failed", ND_S("dir", cfg->raft->dir),
+	       ND_S("err", err), ND_S("msg", "the master stops"));
+	atomic_store(&rs->srv->failed, true);
+	kill(getpid(), SIGTERM);
 }
 
 static const struct nd_svc_config svc_defaults = {
@@ -412,6 +550,10 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg)
 	const struct nd_svc_config *cfg = arg ? arg : &svc_defaults;
 	struct nd_svc *svc;
 
+	if (cfg->raft && s->id == s->srv->nconn_shards) {
+		raft_shard_start(s, cfg);
+		return;
+	}
 	if (s->id != 0)
 		return;
 	svc = calloc(1, sizeof(*svc));
@@ -435,6 +577,17 @@ void nd_svc_shard_start(struct nd_shard *s, void *arg)
 	svc->max_queue = cfg->max_queue;
 	nd__tasks_init(svc);
 	nd_list_init(&svc->held);
+	nd_list_init(&svc->unready);
+	svc->gate_tail = &svc->gate;
+	svc->serving = true;
+	if (cfg->raft) {
+		/* serves once the raft shard says it leads (replica.c) */
+		svc->raft = &s->srv->shards[s->srv->nconn_shards];
+		svc->serving = false;
+		svc->role = ND_RAFT_STARTING;
+		s->svc_flush = nd__replica_flush;
+		s->svc_drain = svc_drain;
+	}
 	if (cfg->ledger_trace && !(svc->trace = fopen(cfg->ledger_trace, "w")))
 		ND_LOG(ND_LOG_ERROR, "ledger.trace_failed",
 		       ND_S("path", cfg->ledger_trace), ND_S("err", strerror(errno)));

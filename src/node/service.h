@@ -95,6 +95,9 @@ struct nd_svc_config {
 	const char *ledger_trace;    /* --ledger-trace: a file for every
 				      * applied ledger event, and FILE.snapshot
 				      * of the ledger at exit; NULL: none */
+	/* Replication: the raft shard's settings (src/raft/raft.h), the
+	 * server having one service shard for it; NULL: none. */
+	const struct nd_raft_config *raft;
 	struct nd_task_ids *ids;     /* the reservation of task ids (not
 				      * owned), or NULL: ids from the clock
 				      * (task_ids.h) */

@@ -17,6 +17,7 @@
 #include "core/u64map.h"
 #include "node/service.h"
 #include "node/task_ids.h"
+#include "raft/raft.h"
 #include "noded/hostlist.h"
 #include "state/ledger.h"
 #include "wire/arena.h"
@@ -79,6 +80,11 @@ struct node {
 	uint64_t drain_deadline_unix_ms, drain_since_unix_ms;
 	uint64_t down_ms;             /* monotonic, when it became DEAD or
 				       * LEFT (--forget-dead counts from) */
+	/* Known from the ledger only (replica.c: loaded after a restart or
+	 * a change of leader): its worker may register with any node id,
+	 * and its first report settles what it runs (reconcile). */
+	bool restored;
+	bool reconcile;
 };
 
 /* Slots of n in use: ours and those its worker still holds. */
@@ -207,6 +213,26 @@ struct nd_svc {
 	size_t npending, max_queue;   /* tasks PENDING; their bound */
 	struct nd_hist dispatch;      /* queued to pushed to a worker */
 	uint64_t last_tick_ms;        /* monotonic, of the last service tick */
+	/* Replication (replica.c); raft NULL: none, the ledger lives in
+	 * this master's memory only. */
+	struct nd_shard *raft;        /* the raft shard */
+	bool serving;                 /* methods and ticks run (always
+				       * without raft; else: the leader, its
+				       * ledger loaded) */
+	enum nd_raft_role role;       /* as the raft shard last said */
+	uint64_t term, commit_index;
+	char leader[64];              /* the leader's raft address, or "" */
+	char last_raft_err[128];
+	struct nd_raft_batch *batch;  /* events of this loop, not yet sent */
+	uint32_t gen_sent, gen_done;  /* batches sent, come back (in order) */
+	bool tainted;                 /* a batch failed: frames depending on
+				       * batches up to taint_gen fail */
+	uint32_t taint_gen;
+	struct nd_msg *gate, **gate_tail; /* frames held for their batch */
+	uint64_t gated, batches, proposals_failed;
+	struct nd_list unready;       /* tickets waiting to be served
+				       * (nd_ticket.held) */
+	size_t nunready;
 	bool judging_put_off;         /* the last tick came after a stall */
 };
 
@@ -218,6 +244,42 @@ struct nd_svc {
  */
 int nd__svc_apply(struct nd_svc *svc, const Noded__LedgerEvent *ev,
 		  struct task **t);
+/*
+ * Replication (replica.c). stage appends ev to this loop's batch (before
+ * it is applied; *mark undoes it with unstage when the ledger refuses it);
+ * flush sends the batch to the raft shard (after each loop of shard 0);
+ * busy: a batch is out or open. news: what the raft shard says.
+ */
+int nd__replica_stage(struct nd_svc *svc, const Noded__LedgerEvent *ev,
+		      size_t *mark);
+void nd__replica_unstage(struct nd_svc *svc, size_t mark);
+void nd__replica_flush(struct nd_shard *s0);
+bool nd__replica_busy(const struct nd_svc *svc);
+void nd__replica_news(struct nd_shard *s0, struct nd_raft_news *n);
+void nd__replica_stop_serving(struct nd_svc *svc);
+/* Every message the service sends to a shard goes here: with raft, held
+ * until the batches it depends on are committed (replica.c). */
+void nd__svc_post(struct nd_svc *svc, struct nd_shard *to, struct nd_msg *m,
+		  void (*fn)(struct nd_shard *, struct nd_msg *));
+/* A held message whose batch failed (service.c): a reply becomes an
+ * UNAVAILABLE error, anything else is dropped. */
+void nd__svc_post_failed(struct nd_svc *svc, struct nd_msg *m);
+/* Requests that may wait for a leader at once; past it, UNAVAILABLE. */
+#define ND_UNREADY_MAX 65536
+/* Frees a held registration answer that will not be sent (registry.c). */
+void nd__registry_msg_drop(struct nd_msg *m);
+/* Runs (or, not serving, answers) the tickets that waited (service.c). */
+void nd__svc_run_unready(struct nd_svc *svc);
+/* Unlinks every task from what the service holds of it (queues, nodes,
+ * watchers, cancels), before the ledger is replaced (apply.c). */
+void nd__tasks_release_all(struct nd_svc *svc);
+/* Queues PENDING t again (scheduler.c; sp: its spec). */
+void nd__task_requeue(struct nd_svc *svc, struct task *t,
+		      const Noded__TaskSpec *sp);
+/* The first report of a restored node n (running: ids, count): its tasks
+ * it does not run are retried or LOST (scheduler.c). */
+void nd__tasks_reconcile(struct nd_svc *svc, struct node *n,
+			 const uint64_t *ids, size_t count);
 /* The production effects (tasks.c). */
 void nd__tasks_effects(struct nd_svc *svc, const Noded__LedgerEvent *ev,
 		       struct task *t);

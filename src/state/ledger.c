@@ -502,6 +502,20 @@ static int apply_evict(struct nd_ledger *l, struct nd_ltask *t,
 	return 0;
 }
 
+static int apply_cluster(struct nd_ledger *l, struct nd_ltask *t,
+			 const void *m, struct nd_ltask **out)
+{
+	const Noded__LedgerCluster *e = m;
+
+	if (!e->id)
+		return -EINVAL;
+	if (l->cluster_id)
+		return -EEXIST;
+	l->cluster_id = e->id;
+	*out = NULL;
+	return 0;
+}
+
 /* The events: each case of LedgerEvent.body, its name, its function (given
  * the case's message: the oneof's members share one pointer; and, but for
  * submit, the task it names, found by target()) and where its message
@@ -530,6 +544,7 @@ static const struct {
 	   AT(Noded__LedgerRetried)),
 	EV(LOST, "lost", apply_lost, Noded__LedgerLost, AT(Noded__LedgerLost)),
 	EV(EVICT, "evict", apply_evict, Noded__LedgerEvict, 0),
+	[NODED__LEDGER_EVENT__BODY_CLUSTER] = { "cluster", apply_cluster, 0, 0 },
 #undef AT
 #undef EV
 };
@@ -545,7 +560,8 @@ int nd_ledger_apply(struct nd_ledger *l, const Noded__LedgerEvent *ev,
 	int err = -EINVAL;
 
 	if (c < NEVENTS && events[c].apply && m)
-		err = c == NODED__LEDGER_EVENT__BODY_SUBMIT ? 0 :
+		err = c == NODED__LEDGER_EVENT__BODY_SUBMIT ||
+		      c == NODED__LEDGER_EVENT__BODY_CLUSTER ? 0 :
 		      target(l, m, events[c].id_off, events[c].at_off, &named);
 	if (!err)
 		err = events[c].apply(l, named, m, &t);

@@ -34,6 +34,8 @@
  *            attempt that ran there ends LOST in the history, with why.
  *   lost     not ended -> LOST, with why.
  *   evict    ended -> gone (its output with it).
+ *   cluster  the cluster's id, once: nonzero, refused (-EEXIST) when one
+ *            is set. It names no task.
  * started, output, ended, retried and lost name an attempt: an event for
  * another attempt than the task's is refused (-ESTALE), so a late report
  * of an old attempt never changes the task.
@@ -139,6 +141,7 @@ struct nd_ledger {
 	uint64_t submitted;           /* tasks ever */
 	uint64_t queue_seq, end_seq;  /* counters of the two orders */
 	uint64_t applied;             /* events applied */
+	uint64_t cluster_id;          /* LedgerCluster (0: not set) */
 };
 
 /* Has a task in state st ended? */

@@ -140,6 +140,7 @@ int nd_ledger_snapshot(const struct nd_ledger *l, uint8_t **out, size_t *len)
 	s.queue_seq = l->queue_seq;
 	s.end_seq = l->end_seq;
 	s.applied = l->applied;
+	s.cluster_id = l->cluster_id;
 	*len = noded__ledger_snapshot__get_packed_size(&s);
 	*out = malloc(*len ? *len : 1);
 	if (!*out)
@@ -338,6 +339,7 @@ static int restore_into(struct nd_ledger *fresh,
 	fresh->queue_seq = s->queue_seq;
 	fresh->end_seq = s->end_seq;
 	fresh->applied = s->applied;
+	fresh->cluster_id = s->cluster_id;
 out:
 	free(ended);
 	return err;

@@ -1,0 +1,529 @@
+/*
+ * The raft shard (raft.h): libraft on its own thread, driven from io_uring.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <uv.h>
+
+#include "core/log.h"
+#include "core/server.h"
+#include "core/time.h"
+#include "raft/raft.h"
+#include "state/ledger.h"
+
+struct nd_raft {
+	struct nd_shard *s, *s0;
+	void (*news)(struct nd_shard *s0, struct nd_raft_news *n);
+	uv_loop_t loop;
+	struct raft_uv_transport transport;
+	struct raft_io io;
+	struct raft_fsm fsm;
+	struct raft raft;
+	struct nd_ledger ledger;      /* the committed state */
+	struct nd_raft_stats st;
+
+	struct nd_op poll_op, timer_op;
+	struct __kernel_timespec ts;
+	bool timer_armed;
+	uint64_t timer_due_ms;        /* monotonic, of the armed timeout */
+
+	int last_state;               /* raft_state() as last seen */
+	raft_id last_leader;
+	bool barrier_busy;
+	bool resync_due;              /* shard 0 asked for the ledger */
+	struct raft_barrier barrier;
+	bool closing, closed;
+};
+
+struct apply_req {
+	struct raft_apply req;
+	struct nd_raft_batch *b;
+};
+
+/* ---- the state machine ---- */
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
+		     void **result)
+{
+	struct nd_raft *r = fsm->data;
+	Noded__RaftEntry *e = noded__raft_entry__unpack(NULL, buf->len,
+							buf->base);
+
+	*result = NULL;
+	if (!e) {
+		/* only our own leader writes entries: this is a bug or a
+		 * corrupt log that passed raft's checksums */
+		ND_LOG(ND_LOG_ERROR, "raft.entry_malformed",
+		       ND_U("bytes", buf->len),
+		       ND_S("msg", "a log entry did not decode; skipped"));
+		return 0;
+	}
+	for (size_t i = 0; i < e->n_events; i++) {
+		int err = nd_ledger_apply(&r->ledger, e->events[i], NULL);
+
+		if (err == -ENOMEM) {
+			/* Going on would leave this member's ledger behind
+			 * the log for good: stop instead (a restart replays). */
+			ND_LOG(ND_LOG_ERROR, "raft.apply_failed",
+			       ND_S("err", "out of memory"),
+			       ND_S("msg", "cannot apply a committed entry; "
+				    "stopping"));
+			abort();
+		}
+		if (err)
+			ND_LOG(ND_LOG_WARN, "raft.event_refused",
+			       ND_S("event", nd_ledger_event_name(e->events[i])),
+			       ND_S("err", strerror(-err)));
+	}
+	noded__raft_entry__free_unpacked(e, NULL);
+	atomic_store(&r->st.entries, atomic_load(&r->st.entries) + 1);
+	return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+			unsigned *n_bufs)
+{
+	struct nd_raft *r = fsm->data;
+	uint8_t *snap;
+	size_t len;
+
+	if (nd_ledger_snapshot(&r->ledger, &snap, &len))
+		return RAFT_NOMEM;
+	*bufs = raft_malloc(sizeof(**bufs));
+	if (!*bufs) {
+		free(snap);
+		return RAFT_NOMEM;
+	}
+	(*bufs)[0].base = snap;
+	(*bufs)[0].len = len;
+	*n_bufs = 1;
+	atomic_store(&r->st.snapshots, atomic_load(&r->st.snapshots) + 1);
+	return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+	struct nd_raft *r = fsm->data;
+	int err = nd_ledger_restore(&r->ledger, buf->base, buf->len);
+
+	if (err) {
+		ND_LOG(ND_LOG_ERROR, "raft.restore_failed",
+		       ND_S("err", strerror(-err)));
+		return err == -ENOMEM ? RAFT_NOMEM : RAFT_MALFORMED;
+	}
+	raft_free(buf->base);
+	atomic_store(&r->st.restores, atomic_load(&r->st.restores) + 1);
+	return 0;
+}
+
+/* ---- telling shard 0 ---- */
+
+static void news_home(struct nd_shard *s0, struct nd_msg *m)
+{
+	struct nd_raft_news *n = nd_container_of(m, struct nd_raft_news, msg);
+
+	n->deliver(s0, n);
+}
+
+static void post_news(struct nd_raft *r, enum nd_raft_role role,
+		      const char *err)
+{
+	struct nd_raft_news *n = calloc(1, sizeof(*n));
+	raft_id id = 0;
+	const char *addr = NULL;
+
+	if (!n) {
+		/* shard 0 keeps its last view; the next change tells again */
+		ND_LOG(ND_LOG_ERROR, "raft.news_lost", ND_S("err", "out of memory"));
+		return;
+	}
+	n->role = role;
+	n->term = r->raft.current_term;
+	if (role != ND_RAFT_STOPPED)
+		raft_leader(&r->raft, &id, &addr);
+	snprintf(n->leader, sizeof(n->leader), "%s", addr ? addr : "");
+	snprintf(n->err, sizeof(n->err), "%s", err ? err : "");
+	if (role == ND_RAFT_LEADER &&
+	    nd_ledger_snapshot(&r->ledger, &n->snap, &n->snap_len)) {
+		/* serving from a ledger we cannot copy is not possible:
+		 * try again at the next loop */
+		free(n);
+		r->resync_due = true;
+		return;
+	}
+	n->deliver = r->news;
+	nd_shard_post(r->s, r->s0, &n->msg, news_home);
+}
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+	struct nd_raft *r = req->data;
+
+	r->barrier_busy = false;
+	if (r->closing)
+		return;
+	if (status) {
+		/* lost the leadership meanwhile: the state check says so */
+		r->resync_due = true;
+		return;
+	}
+	post_news(r, ND_RAFT_LEADER, NULL);
+}
+
+/* After each run of the loop: a change of role or leader is news. A new
+ * leader serves only once everything committed before it is applied. */
+static void watch_state(struct nd_raft *r)
+{
+	int st = raft_state(&r->raft);
+	raft_id leader = 0;
+	const char *addr;
+
+	raft_leader(&r->raft, &leader, &addr);
+	atomic_store(&r->st.state, st);
+	atomic_store(&r->st.term, r->raft.current_term);
+	atomic_store(&r->st.commit_index, r->raft.commit_index);
+	atomic_store(&r->st.applied_index, r->raft.last_applied);
+	atomic_store(&r->st.last_index, raft_last_index(&r->raft));
+	if (st == RAFT_LEADER || leader)
+		atomic_store(&r->st.last_contact_ms, nd_unix_ms());
+	if (r->closing)
+		return;
+	if (st != r->last_state || leader != r->last_leader) {
+		if (leader != r->last_leader)
+			atomic_fetch_add(&r->st.leader_changes, 1);
+		ND_LOG(ND_LOG_INFO, "raft.state", ND_S("state", raft_state_name(st)),
+		       ND_U("term", r->raft.current_term),
+		       ND_S("leader", leader ? addr : ""));
+		r->last_state = st;
+		r->last_leader = leader;
+		r->resync_due = true;
+	}
+	if (!r->resync_due || r->barrier_busy)
+		return;
+	r->resync_due = false;
+	if (st != RAFT_LEADER) {
+		post_news(r, ND_RAFT_FOLLOWER, NULL);
+		return;
+	}
+	r->barrier.data = r;
+	if (raft_barrier(&r->raft, &r->barrier, barrier_cb)) {
+		r->resync_due = true; /* tried again after the next run */
+		return;
+	}
+	r->barrier_busy = true;
+}
+
+/* ---- driving the loop from io_uring ---- */
+
+static void arm_poll(struct nd_raft *r);
+static void run_loop(struct nd_raft *r);
+
+static void on_poll(struct nd_shard *s, struct nd_op *op,
+		    struct io_uring_cqe *cqe)
+{
+	struct nd_raft *r = nd_container_of(op, struct nd_raft, poll_op);
+
+	if (!(cqe->flags & IORING_CQE_F_MORE) && !r->closed)
+		arm_poll(r);
+	run_loop(r);
+}
+
+static void on_timer(struct nd_shard *s, struct nd_op *op,
+		     struct io_uring_cqe *cqe)
+{
+	struct nd_raft *r = nd_container_of(op, struct nd_raft, timer_op);
+
+	/* -ETIME: it fired; 0: an update took it over; -ECANCELED */
+	if (cqe->res == -ETIME || cqe->res == -ECANCELED)
+		r->timer_armed = false;
+	run_loop(r);
+}
+
+static void arm_poll(struct nd_raft *r)
+{
+	struct io_uring_sqe *sqe = nd_shard_sqe(r->s);
+
+	io_uring_prep_poll_multishot(sqe, uv_backend_fd(&r->loop), POLLIN);
+	io_uring_sqe_set_data64(sqe, ND_UD(&r->poll_op, ND_TAG_OP));
+}
+
+/* Arms (or moves up) the timeout for the loop's next timer. */
+static void arm_timer(struct nd_raft *r, int ms)
+{
+	uint64_t due = nd_mono_ms() + (uint64_t)ms;
+	struct io_uring_sqe *sqe;
+
+	if (r->timer_armed && r->timer_due_ms <= due)
+		return;
+	r->ts.tv_sec = ms / 1000;
+	r->ts.tv_nsec = (long long)(ms % 1000) * 1000000;
+	sqe = nd_shard_sqe(r->s);
+	if (r->timer_armed) {
+		io_uring_prep_timeout_update(sqe, &r->ts,
+					     ND_UD(&r->timer_op, ND_TAG_OP), 0);
+		io_uring_sqe_set_data64(sqe, ND_UD(NULL, ND_TAG_IGNORE));
+	} else {
+		io_uring_prep_timeout(sqe, &r->ts, 0, 0);
+		io_uring_sqe_set_data64(sqe, ND_UD(&r->timer_op, ND_TAG_OP));
+	}
+	r->timer_armed = true;
+	r->timer_due_ms = due;
+}
+
+static void run_loop(struct nd_raft *r)
+{
+	int ms = 0;
+
+	/* a few rounds while the loop has work ready (0: run again) */
+	for (int i = 0; i < 8 && ms == 0; i++) {
+		uv_run(&r->loop, UV_RUN_NOWAIT);
+		ms = uv_backend_timeout(&r->loop);
+	}
+	if (r->closed)
+		return;
+	watch_state(r);
+	arm_timer(r, ms < 0 ? 250 : ms);
+}
+
+/* ---- proposals ---- */
+
+struct nd_raft_batch *nd_raft_batch_new(void)
+{
+	return calloc(1, sizeof(struct nd_raft_batch));
+}
+
+void nd_raft_batch_free(struct nd_raft_batch *b)
+{
+	if (!b)
+		return;
+	raft_free(b->data);
+	free(b->req);
+	free(b);
+}
+
+static void batch_home(struct nd_shard *s0, struct nd_msg *m)
+{
+	struct nd_raft_batch *b = nd_container_of(m, struct nd_raft_batch, msg);
+
+	b->done(s0, b);
+}
+
+static void batch_return(struct nd_raft *r, struct nd_raft_batch *b,
+			 int status)
+{
+	b->status = status;
+	if (status)
+		snprintf(b->err, sizeof(b->err), "%s", raft_strerror(status));
+	if (r->closing) { /* after the drain barrier: nobody to tell */
+		nd_raft_batch_free(b);
+		return;
+	}
+	nd_shard_post(r->s, b->home, &b->msg, batch_home);
+}
+
+static void apply_cb(struct raft_apply *req, int status, void *result)
+{
+	struct apply_req *ar = nd_container_of(req, struct apply_req, req);
+	struct nd_raft_batch *b = ar->b;
+	struct nd_raft *r = req->data;
+
+	if (!status) {
+		uint64_t ns = nd_mono_ns() - b->t0_ns;
+
+		b->index = r->raft.last_applied;
+		atomic_fetch_add(&r->st.append_ns_sum, ns);
+		atomic_fetch_add(&r->st.append_count, 1);
+	}
+	batch_return(r, b, status);
+}
+
+static void propose_msg(struct nd_shard *rs, struct nd_msg *m)
+{
+	struct nd_raft *r = rs->svc;
+	struct nd_raft_batch *b = nd_container_of(m, struct nd_raft_batch, msg);
+	struct apply_req *ar = calloc(1, sizeof(*ar));
+	struct raft_buffer buf;
+	int err;
+
+	if (!ar) {
+		batch_return(r, b, RAFT_NOMEM);
+		return;
+	}
+	b->req = ar;
+	ar->b = b;
+	ar->req.data = r;
+	buf.base = b->data;
+	buf.len = b->len;
+	err = raft_apply(&r->raft, &ar->req, &buf, 1, apply_cb);
+	if (err) {
+		batch_return(r, b, err);
+		return;
+	}
+	b->data = NULL; /* raft's now */
+	run_loop(r);
+}
+
+void nd_raft_propose(struct nd_shard *s0, struct nd_shard *rs,
+		     struct nd_raft_batch *b)
+{
+	b->home = s0;
+	b->t0_ns = nd_mono_ns();
+	nd_shard_post(s0, rs, &b->msg, propose_msg);
+}
+
+static void resync_msg(struct nd_shard *rs, struct nd_msg *m)
+{
+	struct nd_raft *r = rs->svc;
+
+	free(m);
+	r->resync_due = true;
+	run_loop(r);
+}
+
+void nd_raft_resync(struct nd_shard *s0, struct nd_shard *rs)
+{
+	struct nd_msg *m = calloc(1, sizeof(*m));
+
+	if (m) /* else the next role change resyncs */
+		nd_shard_post(s0, rs, m, resync_msg);
+}
+
+const struct nd_raft_stats *nd_raft_stats(const struct nd_shard *rs)
+{
+	const struct nd_raft *r = rs->svc;
+
+	return r ? &r->st : NULL;
+}
+
+/* ---- life cycle ---- */
+
+static void close_cb(struct raft *raft)
+{
+	struct nd_raft *r = raft->data;
+
+	r->closed = true;
+}
+
+/* After the drain barrier: no message comes or goes any more. Closes raft
+ * (its pending requests fail and are dropped), then the loop. */
+static void raft_stop(struct nd_shard *s)
+{
+	struct nd_raft *r = s->svc;
+
+	r->closing = true;
+	raft_close(&r->raft, close_cb);
+	for (int i = 0; i < 10000 && !r->closed; i++)
+		uv_run(&r->loop, UV_RUN_ONCE);
+	raft_uv_close(&r->io);
+	raft_uv_tcp_close(&r->transport);
+	uv_run(&r->loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&r->loop))
+		ND_LOG(ND_LOG_WARN, "raft.loop_busy",
+		       ND_S("msg", "libuv loop had handles left at exit"));
+	nd_ledger_free(&r->ledger);
+	free(r);
+	s->svc = NULL;
+	s->svc_stop = NULL;
+}
+
+int nd_raft_start(struct nd_shard *rs, const struct nd_raft_config *cfg,
+		  struct nd_shard *s0,
+		  void (*news)(struct nd_shard *s0, struct nd_raft_news *n),
+		  char *errbuf, size_t errlen)
+{
+	struct nd_raft *r = calloc(1, sizeof(*r));
+	int err;
+
+	if (!r) {
+		snprintf(errbuf, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	r->s = rs;
+	r->s0 = s0;
+	r->news = news;
+	r->poll_op.cb = on_poll;
+	r->timer_op.cb = on_timer;
+	r->last_state = -1;
+	nd_ledger_init(&r->ledger, sizeof(struct nd_ltask));
+	if ((err = uv_loop_init(&r->loop))) {
+		snprintf(errbuf, errlen, "libuv: %s", uv_strerror(err));
+		goto err_free;
+	}
+	r->transport.version = 1; /* required before init (else error 20) */
+	r->transport.data = r;
+	if ((err = raft_uv_tcp_init(&r->transport, &r->loop))) {
+		snprintf(errbuf, errlen, "raft transport: %s",
+			 raft_strerror(err));
+		goto err_loop;
+	}
+	if ((err = raft_uv_init(&r->io, &r->loop, cfg->dir, &r->transport))) {
+		snprintf(errbuf, errlen, "raft log in %s: %s", cfg->dir,
+			 r->io.errmsg[0] ? r->io.errmsg : raft_strerror(err));
+		goto err_transport;
+	}
+	r->fsm.version = 1;
+	r->fsm.data = r;
+	r->fsm.apply = fsm_apply;
+	r->fsm.snapshot = fsm_snapshot;
+	r->fsm.restore = fsm_restore;
+	if ((err = raft_init(&r->raft, &r->io, &r->fsm, cfg->id,
+			     cfg->address))) {
+		snprintf(errbuf, errlen, "raft: %s", raft_errmsg(&r->raft));
+		goto err_io;
+	}
+	r->raft.data = r;
+	raft_set_election_timeout(&r->raft, cfg->election_ms);
+	raft_set_heartbeat_timeout(&r->raft, cfg->heartbeat_ms);
+	raft_set_snapshot_threshold(&r->raft, cfg->snapshot_threshold);
+	raft_set_snapshot_trailing(&r->raft, cfg->snapshot_trailing);
+	raft_set_pre_vote(&r->raft, true);
+	if (cfg->bootstrap) {
+		struct raft_configuration conf;
+
+		raft_configuration_init(&conf);
+		err = raft_configuration_add(&conf, cfg->id, cfg->address,
+					     RAFT_VOTER);
+		if (!err)
+			err = raft_bootstrap(&r->raft, &conf);
+		raft_configuration_close(&conf);
+		if (err && err != RAFT_CANTBOOTSTRAP) { /* that: it has a log */
+			snprintf(errbuf, errlen, "raft bootstrap: %s",
+				 raft_errmsg(&r->raft));
+			goto err_raft;
+		}
+	}
+	if ((err = raft_start(&r->raft))) {
+		snprintf(errbuf, errlen, "raft start in %s: %s", cfg->dir,
+			 raft_errmsg(&r->raft));
+		goto err_raft;
+	}
+	rs->svc = r;
+	rs->svc_stop = raft_stop;
+	arm_poll(r);
+	run_loop(r);
+	return 0;
+
+err_raft:
+	/* raft_close runs the loop's close callbacks: one more pass */
+	r->closing = true;
+	raft_close(&r->raft, close_cb);
+	for (int i = 0; i < 10000 && !r->closed; i++)
+		uv_run(&r->loop, UV_RUN_ONCE);
+err_io:
+	raft_uv_close(&r->io);
+err_transport:
+	raft_uv_tcp_close(&r->transport);
+	uv_run(&r->loop, UV_RUN_DEFAULT);
+err_loop:
+	uv_loop_close(&r->loop);
+err_free:
+	nd_ledger_free(&r->ledger);
+	free(r);
+	return -EIO;
+}

@@ -1,0 +1,122 @@
+/*
+ * The raft shard: one more shard thread (after the connection shards; it
+ * takes no connections) that owns a libraft instance, its libuv loop and
+ * its on-disk log (raft_uv: segments, snapshots, fsync) in the master's
+ * data directory. It waits like every shard, on its io_uring: a multishot
+ * poll on the loop's backend fd and a timeout for the loop's next timer,
+ * after either of which the loop runs without blocking. Nothing else calls
+ * libraft. Proposals arrive, and results and role changes leave, as
+ * cross-shard messages (nd_shard_post).
+ *
+ * The state machine (FSM) is the task ledger (state/ledger.h): each log
+ * entry is a RaftEntry (proto), the events one batch of shard 0 applied,
+ * applied here to the raft shard's own copy of the ledger, which is the
+ * committed state. A snapshot is that ledger's snapshot; a restore replaces
+ * it. Shard 0 keeps the serving copy (see node/replica.c for how the two
+ * stay the same).
+ */
+#ifndef ND_RAFT_RAFT_H
+#define ND_RAFT_RAFT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/shard.h"
+
+/* Defaults of the settings below (README, "Replication"). */
+#define ND_RAFT_ELECTION_MS 1000
+#define ND_RAFT_HEARTBEAT_MS 100
+#define ND_RAFT_SNAPSHOT_THRESHOLD 16384
+#define ND_RAFT_SNAPSHOT_TRAILING 4096
+
+struct nd_raft_config {
+	const char *dir;              /* the log's directory (exists) */
+	const char *address;          /* this member's raft link, HOST:PORT */
+	uint64_t id;                  /* this member's id, nonzero */
+	bool bootstrap;               /* an empty log: start a cluster of one */
+	unsigned election_ms, heartbeat_ms;
+	unsigned snapshot_threshold;  /* entries between snapshots */
+	unsigned snapshot_trailing;   /* entries kept behind a snapshot */
+};
+
+/*
+ * A batch of ledger events shard 0 applied (data: a RaftEntry, packed),
+ * travelling to the raft shard and back. gen numbers the batches shard 0
+ * sent, in order; status is 0 once the entry is committed and applied to
+ * the raft shard's ledger, else a raft error (err says it).
+ */
+struct nd_raft_batch {
+	struct nd_msg msg;
+	uint32_t gen;
+	int status;
+	char err[128];
+	uint64_t index;               /* its log index, when committed */
+	uint64_t t0_ns;               /* proposed (monotonic) */
+	uint8_t *data;                /* raft_malloc'd; raft owns it once
+				       * proposed */
+	size_t len, cap;
+	void (*done)(struct nd_shard *s0, struct nd_raft_batch *b);
+	struct nd_shard *home;
+	void *req;                    /* libraft's request (raft.c) */
+};
+
+/* What the raft shard tells shard 0: the role of this member changed.
+ * A leader's message comes once every entry of earlier terms is applied
+ * (a barrier), with the committed ledger's snapshot to serve from. */
+enum nd_raft_role {
+	ND_RAFT_STARTING = 0,
+	ND_RAFT_FOLLOWER,
+	ND_RAFT_LEADER,
+	ND_RAFT_STOPPED,              /* failed: its log could not be used */
+};
+
+struct nd_raft_news {
+	struct nd_msg msg;
+	void (*deliver)(struct nd_shard *s0, struct nd_raft_news *n);
+	enum nd_raft_role role;
+	uint64_t term;
+	char leader[64];              /* the leader's raft address, or "" */
+	uint8_t *snap;                /* LEADER: the ledger's snapshot */
+	size_t snap_len;
+	char err[160];                /* STOPPED: why */
+};
+
+/* Figures for /metrics, written by the raft shard only (atomics). */
+struct nd_raft_stats {
+	_Atomic uint64_t term, commit_index, applied_index, last_index;
+	_Atomic uint64_t leader_changes, entries, snapshots, restores;
+	_Atomic uint64_t last_contact_ms;  /* unix ms, the leader's last
+					    * message (ours, as leader) */
+	_Atomic int state;            /* enum raft_state */
+	_Atomic uint64_t append_ns_sum, append_count;  /* propose->applied */
+};
+
+/*
+ * Starts raft on its shard (on that shard's thread: the shard_start hook),
+ * reporting to s0 through news(s0, n) (n freed by the callee, snap with
+ * it). Returns 0, or -errno with why in err; the master must stop then.
+ */
+int nd_raft_start(struct nd_shard *rs, const struct nd_raft_config *cfg,
+		  struct nd_shard *s0,
+		  void (*news)(struct nd_shard *s0, struct nd_raft_news *n),
+		  char *err, size_t errlen);
+
+/* A new empty batch (NULL: out of memory). */
+struct nd_raft_batch *nd_raft_batch_new(void);
+void nd_raft_batch_free(struct nd_raft_batch *b);
+
+/* Sends b (nonempty) from s0 to the raft shard to be proposed; b comes
+ * back through b->done on s0, exactly once. */
+void nd_raft_propose(struct nd_shard *s0, struct nd_shard *rs,
+		     struct nd_raft_batch *b);
+
+/* Asks the raft shard for the committed ledger again (after a failed
+ * batch): it answers with news, as at a change of role. */
+void nd_raft_resync(struct nd_shard *s0, struct nd_shard *rs);
+
+/* The raft shard's figures (any thread). */
+const struct nd_raft_stats *nd_raft_stats(const struct nd_shard *rs);
+
+#endif
