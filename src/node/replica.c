@@ -158,6 +158,8 @@ static void batch_done(struct nd_shard *s0, struct nd_raft_batch *b)
 		       ND_S("msg", "not committed: the requests it carried "
 			    "get UNAVAILABLE; reloading the committed ledger"));
 		svc->proposals_failed++;
+		svc->disk_full = b->status == RAFT_NOSPACE;
+		svc->loaded = false;
 		svc->tainted = true;
 		svc->taint_gen = svc->gen_sent;
 		snprintf(svc->last_raft_err, sizeof(svc->last_raft_err), "%s",
@@ -303,7 +305,10 @@ static void name_cluster(struct nd_svc *svc)
 	nd__svc_apply(svc, &ev, NULL);
 }
 
-static void become_leader(struct nd_svc *svc, struct nd_raft_news *n)
+/* Replaces the ledger by the committed one the raft shard sent (n->snap)
+ * and rebuilds around it. 0, or -errno: then the ledger is empty and
+ * another copy is asked for. */
+static int load(struct nd_svc *svc, struct nd_raft_news *n)
 {
 	int err;
 
@@ -321,9 +326,11 @@ static void become_leader(struct nd_svc *svc, struct nd_raft_news *n)
 		forget_placement(svc);
 		nd_ledger_free(&svc->ledger);
 		nd_ledger_init(&svc->ledger, sizeof(struct task));
+		svc->loaded = false;
 		nd_raft_resync(svc->s, svc->raft);
-		return;
+		return err;
 	}
+	svc->loaded = true;
 	if (svc->next_task_id < svc->ledger.next_id)
 		svc->next_task_id = svc->ledger.next_id;
 	/* what waited on the batches in doubt fails now; what comes after
@@ -339,8 +346,16 @@ static void become_leader(struct nd_svc *svc, struct nd_raft_news *n)
 		nd__svc_post_failed(svc, m);
 	}
 	svc->tainted = false;
-	svc->serving = true;
 	set_instance(svc);
+	return 0;
+}
+
+static void become_leader(struct nd_svc *svc, struct nd_raft_news *n)
+{
+	if (load(svc, n))
+		return;
+	svc->serving = true;
+	svc->disk_full = false; /* the barrier was written */
 	ND_LOG(ND_LOG_INFO, "raft.serving", ND_U("term", n->term),
 	       ND_U("tasks", svc->ledger.ntasks),
 	       ND_U("next_task_id", svc->next_task_id),
@@ -370,7 +385,10 @@ void nd__replica_news(struct nd_shard *s0, struct nd_raft_news *n)
 	case ND_RAFT_STOPPED:
 	case ND_RAFT_STARTING:
 		svc->serving = false;
-		nd__svc_run_unready(svc); /* they get NOT_LEADER now */
+		/* the committed ledger, when asked for: reads go on */
+		if (n->snap)
+			load(svc, n);
+		nd__svc_run_unready(svc); /* answered, or they wait on */
 		break;
 	}
 	free(n->snap);

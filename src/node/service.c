@@ -155,16 +155,30 @@ void nd__svc_post_failed(struct nd_svc *svc, struct nd_msg *m)
 
 static void exec_ticket(struct nd_svc *svc, struct nd_ticket *t);
 
+/* Methods that change nothing: served from the committed ledger by a
+ * master that does not lead (stale reads; replica.c). */
+static bool reads_only(const Noded__Frame *f)
+{
+	return f->body_case == NODED__FRAME__BODY_GET_TASK ||
+	       f->body_case == NODED__FRAME__BODY_LIST_TASKS ||
+	       f->body_case == NODED__FRAME__BODY_LIST_NODES;
+}
+
 /* Not serving: the ticket waits for the leader to load its ledger, or is
  * told where the leader is. */
 static void not_serving(struct nd_svc *svc, struct nd_ticket *t)
 {
-	char msg[160];
+	char msg[320];
 
 	if (svc->role == ND_RAFT_STOPPED) {
 		snprintf(msg, sizeof(msg), "this master's log failed: %s",
 			 svc->last_raft_err);
 		ticket_error(svc, t, NODED__ERROR_CODE__UNAVAILABLE, msg);
+	} else if (svc->disk_full) {
+		snprintf(msg, sizeof(msg), "the master's log is out of disk "
+			 "space (%s): nothing new is accepted until space is "
+			 "freed in its --data-dir", svc->last_raft_err);
+		ticket_error(svc, t, NODED__ERROR_CODE__RESOURCE_EXHAUSTED, msg);
 	} else if (svc->role == ND_RAFT_FOLLOWER && svc->leader[0]) {
 		snprintf(msg, sizeof(msg), "not the leader; the leader is %s",
 			 svc->leader);
@@ -208,13 +222,12 @@ static void exec_ticket(struct nd_svc *svc, struct nd_ticket *t)
 	struct nd_shard *s0 = svc->s;
 	struct nd_out o = { 0 };
 	struct nd_dest from = { t->home->id, t->conn_serial, 0 };
-	Noded__Frame *f;
+	Noded__Frame *f = nd_frame_decode(t->req, t->req_len, &s0->arena.pc);
 
-	if (!svc->serving) {
+	if (!svc->serving && !(f && svc->loaded && reads_only(f))) {
 		not_serving(svc, t);
 		return;
 	}
-	f = nd_frame_decode(t->req, t->req_len, &s0->arena.pc);
 	if (!f) {
 		nd__out_error(&o, 0, NODED__FRAME_KIND__REPLY,
 			      NODED__ERROR_CODE__INTERNAL,

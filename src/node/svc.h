@@ -219,6 +219,9 @@ struct nd_svc {
 	bool serving;                 /* methods and ticks run (always
 				       * without raft; else: the leader, its
 				       * ledger loaded) */
+	bool loaded;                  /* the ledger holds committed state
+				       * only: reads may be served */
+	bool disk_full;               /* the last batch failed for space */
 	enum nd_raft_role role;       /* as the raft shard last said */
 	uint64_t term, commit_index;
 	char leader[64];              /* the leader's raft address, or "" */

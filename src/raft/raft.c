@@ -36,7 +36,11 @@ struct nd_raft {
 	int last_state;               /* raft_state() as last seen */
 	raft_id last_leader;
 	bool barrier_busy;
+	bool news_due;                /* the role or leader changed */
 	bool resync_due;              /* shard 0 asked for the ledger */
+	/* test hook NODED_FAULT_RAFT_APPLY=[K:]N: after K proposals, N
+	 * fail with RAFT_IOERR, never written */
+	unsigned fault_skip, fault_apply;
 	struct raft_barrier barrier;
 	bool closing, closed;
 };
@@ -149,14 +153,16 @@ static void post_news(struct nd_raft *r, enum nd_raft_role role,
 		raft_leader(&r->raft, &id, &addr);
 	snprintf(n->leader, sizeof(n->leader), "%s", addr ? addr : "");
 	snprintf(n->err, sizeof(n->err), "%s", err ? err : "");
-	if (role == ND_RAFT_LEADER &&
+	if ((role == ND_RAFT_LEADER || r->resync_due) &&
 	    nd_ledger_snapshot(&r->ledger, &n->snap, &n->snap_len)) {
 		/* serving from a ledger we cannot copy is not possible:
 		 * try again at the next loop */
 		free(n);
-		r->resync_due = true;
+		r->news_due = true;
 		return;
 	}
+	if (n->snap)
+		r->resync_due = false;
 	n->deliver = r->news;
 	nd_shard_post(r->s, r->s0, &n->msg, news_home);
 }
@@ -169,8 +175,9 @@ static void barrier_cb(struct raft_barrier *req, int status)
 	if (r->closing)
 		return;
 	if (status) {
-		/* lost the leadership meanwhile: the state check says so */
-		r->resync_due = true;
+		/* lost the leadership meanwhile (or the disk is full): the
+		 * state check says what we are now */
+		r->news_due = true;
 		return;
 	}
 	post_news(r, ND_RAFT_LEADER, NULL);
@@ -202,18 +209,19 @@ static void watch_state(struct nd_raft *r)
 		       ND_S("leader", leader ? addr : ""));
 		r->last_state = st;
 		r->last_leader = leader;
-		r->resync_due = true;
+		r->news_due = true;
 	}
-	if (!r->resync_due || r->barrier_busy)
+	if (!(r->news_due || r->resync_due) || r->barrier_busy)
 		return;
-	r->resync_due = false;
+	r->news_due = false;
 	if (st != RAFT_LEADER) {
+		/* with the ledger when shard 0 asked: it may serve reads */
 		post_news(r, ND_RAFT_FOLLOWER, NULL);
 		return;
 	}
 	r->barrier.data = r;
 	if (raft_barrier(&r->raft, &r->barrier, barrier_cb)) {
-		r->resync_due = true; /* tried again after the next run */
+		r->news_due = true; /* tried again after the next run */
 		return;
 	}
 	r->barrier_busy = true;
@@ -318,7 +326,7 @@ static void batch_return(struct nd_raft *r, struct nd_raft_batch *b,
 			 int status)
 {
 	b->status = status;
-	if (status)
+	if (status && !b->err[0])
 		snprintf(b->err, sizeof(b->err), "%s", raft_strerror(status));
 	if (r->closing) { /* after the drain barrier: nobody to tell */
 		nd_raft_batch_free(b);
@@ -353,6 +361,16 @@ static void propose_msg(struct nd_shard *rs, struct nd_msg *m)
 
 	if (!ar) {
 		batch_return(r, b, RAFT_NOMEM);
+		return;
+	}
+	if (r->fault_skip) {
+		r->fault_skip--;
+	} else if (r->fault_apply) {
+		r->fault_apply--;
+		free(ar);
+		snprintf(b->err, sizeof(b->err), "I/O error (injected: "
+			 "NODED_FAULT_RAFT_APPLY)");
+		batch_return(r, b, RAFT_IOERR);
 		return;
 	}
 	b->req = ar;
@@ -450,6 +468,17 @@ int nd_raft_start(struct nd_shard *rs, const struct nd_raft_config *cfg,
 	r->poll_op.cb = on_poll;
 	r->timer_op.cb = on_timer;
 	r->last_state = -1;
+	if (getenv("NODED_FAULT_RAFT_APPLY")) {
+		char *end;
+		unsigned long k = strtoul(getenv("NODED_FAULT_RAFT_APPLY"),
+					  &end, 10);
+
+		if (*end == ':') {
+			r->fault_skip = (unsigned)k;
+			k = strtoul(end + 1, NULL, 10);
+		}
+		r->fault_apply = (unsigned)k;
+	}
 	nd_ledger_init(&r->ledger, sizeof(struct nd_ltask));
 	if ((err = uv_loop_init(&r->loop))) {
 		snprintf(errbuf, errlen, "libuv: %s", uv_strerror(err));
