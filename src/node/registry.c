@@ -342,7 +342,8 @@ void nd__node_report_status(struct nd_svc *svc, struct nd_ticket *t,
 	n->lease_hb_ms = svc->s->now_ms;
 	n->hb_seq = ns->heartbeat_seq;
 	n->hb_serial = t->conn_serial;
-	if (n->reconcile && n->stream.serial == t->conn_serial) {
+	if (n->reconcile && svc->serving &&
+	    n->stream.serial == t->conn_serial) {
 		n->reconcile = false;
 		nd__tasks_reconcile(svc, n, ns->running_tasks,
 				    ns->n_running_tasks);

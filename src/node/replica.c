@@ -381,6 +381,10 @@ void nd__replica_news(struct nd_shard *s0, struct nd_raft_news *n)
 		}
 		become_leader(svc, n);
 		break;
+	case ND_RAFT_STALLED:
+		snprintf(svc->last_raft_err, sizeof(svc->last_raft_err), "%s",
+			 n->err);
+		/* fall through */
 	case ND_RAFT_FOLLOWER:
 	case ND_RAFT_STOPPED:
 	case ND_RAFT_STARTING:

@@ -309,12 +309,10 @@ static void orphans_sweep(struct nd_runner *r)
 	}
 }
 
-void nd_runner_connected(struct nd_runner *r, uint64_t instance)
+/* Sends every report not yet taken that is not on its way. */
+static void resend(struct nd_runner *r)
 {
-	if (instance && r->instance && instance != r->instance)
-		new_master(r);
-	if (instance)
-		r->instance = instance;
+	r->resend_ms = 0;
 	for (size_t i = 0; i < r->tasks.cap; i++) {
 		struct rtask *t = r->tasks.keys[i] ? r->tasks.vals[i] : NULL;
 
@@ -328,6 +326,15 @@ void nd_runner_connected(struct nd_runner *r, uint64_t instance)
 				nd__run_send_chunk(t->p[k]);
 		nd__run_send_finished(t);
 	}
+}
+
+void nd_runner_connected(struct nd_runner *r, uint64_t instance)
+{
+	if (instance && r->instance && instance != r->instance)
+		new_master(r);
+	if (instance)
+		r->instance = instance;
+	resend(r);
 }
 
 /*
@@ -370,6 +377,8 @@ static void cut_pipes(struct rtask *t)
 void nd_runner_tick(struct nd_runner *r)
 {
 	orphans_sweep(r);
+	if (r->resend_ms && r->s->now_ms >= r->resend_ms && nd__run_client(r))
+		resend(r);
 	for (size_t i = 0; i < r->tasks.cap; i++) {
 		struct rtask *t = r->tasks.keys[i] ? r->tasks.vals[i] : NULL;
 

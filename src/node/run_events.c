@@ -13,6 +13,7 @@
 
 #include "core/log.h"
 #include "client/peer.h"
+#include "noded/errors.h"
 #include "node/run_int.h"
 
 /* ---- reports to the master ---- */
@@ -84,12 +85,42 @@ static bool update(struct rtask *t, Noded__TaskUpdate *u, nd_reply_cb cb,
 	return true;
 }
 
+/*
+ * Could the master not take this report now (its log is out of space, it
+ * does not lead the cluster, it is starting)? Then the report is kept and
+ * sent again a second later (nd_runner_tick), as often as it takes, or
+ * after reconnecting. Dropping it would leave the task unended on the
+ * master.
+ */
+static bool master_cannot_take(struct nd_runner *r, int status,
+			       const Noded__Frame *f)
+{
+	Noded__ErrorCode code;
+
+	if (status != ND_EREMOTE || !f ||
+	    f->body_case != NODED__FRAME__BODY_ERROR || !f->error)
+		return false;
+	code = f->error->code;
+	if (code != NODED__ERROR_CODE__UNAVAILABLE &&
+	    code != NODED__ERROR_CODE__RESOURCE_EXHAUSTED &&
+	    code != NODED__ERROR_CODE__NOT_LEADER)
+		return false;
+	if (!r->resend_ms)
+		ND_LOG(ND_LOG_WARN, "worker.report_refused",
+		       ND_S("err", f->error->message),
+		       ND_S("msg", "the master could not take a task report; "
+			    "sending it again in a second"));
+	r->resend_ms = r->s->now_ms + RESEND_MS;
+	return true;
+}
+
 static void on_started_ack(struct nd_client *c, int status,
 			   const Noded__Frame *f, bool done, void *arg)
 {
 	struct rtask *t = arg;
 
-	if (status == -ECANCELED || status == -ECONNRESET)
+	if (status == -ECANCELED || status == -ECONNRESET ||
+	    master_cannot_take(t->r, status, f))
 		t->started_sent = false; /* resend after reconnecting */
 	else
 		t->started_acked = true;
@@ -120,7 +151,8 @@ static void on_chunk_ack(struct nd_client *c, int status,
 			nd__run_arm_read(p);
 		return;
 	}
-	if (status == -ECANCELED || status == -ECONNRESET)
+	if (status == -ECANCELED || status == -ECONNRESET ||
+	    master_cannot_take(p->t->r, status, f))
 		return; /* kept in buf; sent again after reconnecting */
 	p->len = 0;
 	if (p->fd >= 0)
@@ -148,7 +180,8 @@ static void on_finish_ack(struct nd_client *c, int status,
 {
 	struct rtask *t = arg;
 
-	if (status == -ECANCELED || status == -ECONNRESET) {
+	if (status == -ECANCELED || status == -ECONNRESET ||
+	    master_cannot_take(t->r, status, f)) {
 		t->finish_sent = false; /* resend after reconnecting */
 		return;
 	}

@@ -88,6 +88,9 @@ struct nd_runner {
 	unsigned inflight;            /* pipe reads not completed */
 	bool draining;
 	bool stopping;                /* nd_runner_stop_all: run nothing new */
+	uint64_t resend_ms;           /* monotonic: when to send again the
+				       * reports the master could not take
+				       * (0: none waits) */
 	struct pipe_rd *free_pipes;   /* reused: no zeroing, no page faults */
 	unsigned nfree_pipes;
 };
@@ -97,6 +100,9 @@ static inline uint64_t ran_key(uint64_t id, uint32_t attempt)
 {
 	return id ^ ((uint64_t)attempt << 56);
 }
+
+/* A report the master could not take is sent again after this long. */
+#define RESEND_MS 1000
 
 /* run.c */
 /* A pipe reader (its buffer not zeroed), or NULL; back with pipe_put. */

@@ -135,11 +135,25 @@ static void ticket_error(struct nd_svc *svc, struct nd_ticket *t,
 	t->reply_len = o.buf.len;
 }
 
+static bool reads_only(const Noded__Frame *f);
+
 void nd__svc_post_failed(struct nd_svc *svc, struct nd_msg *m)
 {
 	if (m->fn == ticket_done) {
 		struct nd_ticket *t = nd_container_of(m, struct nd_ticket, msg);
+		Noded__Frame *f = nd_frame_decode(t->req, t->req_len,
+						  &svc->s->arena.pc);
 
+		if (f && reads_only(f)) {
+			/* it changed nothing: asked again of the committed
+			 * ledger, once loaded (nd__svc_run_unready) */
+			free(t->reply);
+			t->reply = NULL;
+			t->reply_len = 0;
+			nd_list_add_tail(&svc->unready, &t->held);
+			svc->nunready++;
+			return;
+		}
 		ticket_error(svc, t, NODED__ERROR_CODE__UNAVAILABLE,
 			     "the master could not commit this to its log "
 			     "(it lost the leadership, or its disk failed): "
@@ -179,6 +193,10 @@ static void not_serving(struct nd_svc *svc, struct nd_ticket *t)
 			 "space (%s): nothing new is accepted until space is "
 			 "freed in its --data-dir", svc->last_raft_err);
 		ticket_error(svc, t, NODED__ERROR_CODE__RESOURCE_EXHAUSTED, msg);
+	} else if (svc->role == ND_RAFT_STALLED) {
+		snprintf(msg, sizeof(msg), "the master cannot write its log "
+			 "(%s): retry later", svc->last_raft_err);
+		ticket_error(svc, t, NODED__ERROR_CODE__UNAVAILABLE, msg);
 	} else if (svc->role == ND_RAFT_FOLLOWER && svc->leader[0]) {
 		snprintf(msg, sizeof(msg), "not the leader; the leader is %s",
 			 svc->leader);
@@ -224,7 +242,12 @@ static void exec_ticket(struct nd_svc *svc, struct nd_ticket *t)
 	struct nd_dest from = { t->home->id, t->conn_serial, 0 };
 	Noded__Frame *f = nd_frame_decode(t->req, t->req_len, &s0->arena.pc);
 
-	if (!svc->serving && !(f && svc->loaded && reads_only(f))) {
+	/* A leader that cannot write its log still renews its workers'
+	 * leases (heartbeats change nothing in the log), so their tasks run
+	 * on while it waits for space. */
+	if (!svc->serving && !(f && svc->loaded && reads_only(f)) &&
+	    !(f && svc->loaded && svc->role == ND_RAFT_STALLED &&
+	      f->body_case == NODED__FRAME__BODY_REPORT_STATUS)) {
 		not_serving(svc, t);
 		return;
 	}

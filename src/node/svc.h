@@ -225,7 +225,7 @@ struct nd_svc {
 	enum nd_raft_role role;       /* as the raft shard last said */
 	uint64_t term, commit_index;
 	char leader[64];              /* the leader's raft address, or "" */
-	char last_raft_err[128];
+	char last_raft_err[160];
 	struct nd_raft_batch *batch;  /* events of this loop, not yet sent */
 	uint32_t gen_sent, gen_done;  /* batches sent, come back (in order) */
 	bool tainted;                 /* a batch failed: frames depending on

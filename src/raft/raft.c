@@ -151,6 +151,8 @@ static void post_news(struct nd_raft *r, enum nd_raft_role role,
 	n->term = r->raft.current_term;
 	if (role != ND_RAFT_STOPPED)
 		raft_leader(&r->raft, &id, &addr);
+	if (role == ND_RAFT_STALLED)
+		addr = NULL; /* no leader that can take anything */
 	snprintf(n->leader, sizeof(n->leader), "%s", addr ? addr : "");
 	snprintf(n->err, sizeof(n->err), "%s", err ? err : "");
 	if ((role == ND_RAFT_LEADER || r->resync_due) &&
@@ -174,10 +176,15 @@ static void barrier_cb(struct raft_barrier *req, int status)
 	r->barrier_busy = false;
 	if (r->closing)
 		return;
+	ND_LOG(ND_LOG_DEBUG, "raft.barrier", ND_S("err", status ?
+	       raft_strerror(status) : ""));
 	if (status) {
-		/* lost the leadership meanwhile (or the disk is full): the
-		 * state check says what we are now */
+		/* lost the leadership meanwhile, or the log cannot be
+		 * written (a full disk): tried again after the next run;
+		 * shard 0, waiting for the ledger, gets it for reads */
 		r->news_due = true;
+		if (r->resync_due)
+			post_news(r, ND_RAFT_STALLED, raft_strerror(status));
 		return;
 	}
 	post_news(r, ND_RAFT_LEADER, NULL);
@@ -187,7 +194,7 @@ static void barrier_cb(struct raft_barrier *req, int status)
  * leader serves only once everything committed before it is applied. */
 static void watch_state(struct nd_raft *r)
 {
-	int st = raft_state(&r->raft);
+	int st = raft_state(&r->raft), err;
 	raft_id leader = 0;
 	const char *addr;
 
@@ -220,8 +227,13 @@ static void watch_state(struct nd_raft *r)
 		return;
 	}
 	r->barrier.data = r;
-	if (raft_barrier(&r->raft, &r->barrier, barrier_cb)) {
+	err = raft_barrier(&r->raft, &r->barrier, barrier_cb);
+	if (err) {
+		ND_LOG(ND_LOG_DEBUG, "raft.barrier_failed",
+		       ND_S("err", raft_strerror(err)));
 		r->news_due = true; /* tried again after the next run */
+		if (r->resync_due)
+			post_news(r, ND_RAFT_STALLED, raft_strerror(err));
 		return;
 	}
 	r->barrier_busy = true;

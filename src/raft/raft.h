@@ -70,6 +70,9 @@ enum nd_raft_role {
 	ND_RAFT_FOLLOWER,
 	ND_RAFT_LEADER,
 	ND_RAFT_STOPPED,              /* failed: its log could not be used */
+	ND_RAFT_STALLED,              /* leads, but cannot write its log
+				       * (err says why): the committed
+				       * ledger comes with it, for reads */
 };
 
 struct nd_raft_news {
