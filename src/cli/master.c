@@ -1,5 +1,6 @@
 /* noded master: serve the protocol until SIGINT/SIGTERM. */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +163,19 @@ static bool raft_addr_ok(const char *addr)
 	return true;
 }
 
+/* Does dir hold a Raft log (libraft's metadata files)? */
+static bool raft_has_log(const char *dir)
+{
+	char path[PATH_MAX];
+
+	for (int i = 1; i <= 2; i++) {
+		snprintf(path, sizeof(path), "%s/metadata%d", dir, i);
+		if (!access(path, F_OK))
+			return true;
+	}
+	return false;
+}
+
 /*
  * The Raft settings under --data-dir: the log in DIR/raft, this member's
  * id in DIR/raft-id (1 for the member that bootstraps; kept, since the
@@ -190,6 +204,15 @@ static int raft_setup(struct master_args *a, char **raft_dir)
 		return -1;
 	}
 	n = nd_small_read(dirfd, "raft-id", idbuf, sizeof(idbuf));
+	if (n >= 0 && !a->raft.bootstrap && !raft_has_log(*raft_dir)) {
+		/* A member whose log went: starting empty would forget every
+		 * task (and, in a cluster, the votes it cast). */
+		fprintf(stderr, "noded: %s holds this master's member id but "
+			"no Raft log (was %s emptied?): every task it had is "
+			"gone. Start it with --bootstrap to begin anew from an "
+			"empty ledger\n", a->data_dir, *raft_dir);
+		goto out;
+	}
 	if (n == -ENOENT) {
 		/* a new member: the first of its cluster */
 		n = nd_durable_create(dirfd, "raft-id", "1\n", 2, 0600);

@@ -680,4 +680,6 @@ void nd_svc_metrics(struct nd_shard *s0, FILE *f)
 		(unsigned long long)busy, (unsigned long long)free_slots,
 		(unsigned long long)slots);
 	nd__tasks_metrics(svc, f);
+	if (svc->raft)
+		nd__replica_metrics(svc, f);
 }

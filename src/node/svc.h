@@ -260,6 +260,8 @@ void nd__replica_flush(struct nd_shard *s0);
 bool nd__replica_busy(const struct nd_svc *svc);
 void nd__replica_news(struct nd_shard *s0, struct nd_raft_news *n);
 void nd__replica_stop_serving(struct nd_svc *svc);
+/* The noded_raft_* series of /metrics. */
+void nd__replica_metrics(struct nd_svc *svc, FILE *f);
 /* Every message the service sends to a shard goes here: with raft, held
  * until the batches it depends on are committed (replica.c). */
 void nd__svc_post(struct nd_svc *svc, struct nd_shard *to, struct nd_msg *m,
