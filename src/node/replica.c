@@ -362,6 +362,7 @@ static void become_leader(struct nd_svc *svc, struct nd_raft_news *n)
 	       ND_U("next_task_id", svc->next_task_id),
 	       ND_S("msg", "leader: serving the committed ledger"));
 	name_cluster(svc);
+	nd__cluster_self(svc);
 	nd__svc_run_unready(svc);
 	nd__tasks_schedule(svc);
 }
@@ -370,9 +371,21 @@ void nd__replica_news(struct nd_shard *s0, struct nd_raft_news *n)
 {
 	struct nd_svc *svc = s0->svc;
 
-	svc->role = n->role;
 	svc->term = n->term;
+	svc->leader_id = n->leader_id;
+	snprintf(svc->leader_client, sizeof(svc->leader_client), "%s",
+		 n->leader_client);
 	snprintf(svc->leader, sizeof(svc->leader), "%s", n->leader);
+	memcpy(svc->voters, n->voters, sizeof(svc->voters));
+	svc->nvoters = n->nvoters;
+	if (n->config_only) {
+		free(n);
+		/* waiting requests can be told where the leader is now */
+		if (!svc->serving && svc->leader_client[0])
+			nd__svc_run_unready(svc);
+		return;
+	}
+	svc->role = n->role;
 	switch (n->role) {
 	case ND_RAFT_LEADER:
 		/* batches still out are in the snapshot or never will be */

@@ -36,6 +36,9 @@
  *   evict    ended -> gone (its output with it).
  *   cluster  the cluster's id, once: nonzero, refused (-EEXIST) when one
  *            is set. It names no task.
+ *   member   a master's addresses, added or replaced by its id (nonzero,
+ *            with a Raft address), or removed (-ENOENT: unknown). It
+ *            names no task.
  * started, output, ended, retried and lost name an attempt: an event for
  * another attempt than the task's is refused (-ESTALE), so a late report
  * of an old attempt never changes the task.
@@ -127,6 +130,12 @@ struct nd_ltask {
 	struct nd_list done_link;     /* ledger.done, once ended */
 };
 
+/* A master of the cluster (LedgerMember). */
+struct nd_lmember {
+	uint64_t id;
+	char *raft, *client, *http;   /* addresses; "" when not given */
+};
+
 struct nd_ledger {
 	struct nd_u64map tasks;       /* id -> struct nd_ltask */
 	struct nd_list all;           /* every task, in submission order */
@@ -142,6 +151,8 @@ struct nd_ledger {
 	uint64_t queue_seq, end_seq;  /* counters of the two orders */
 	uint64_t applied;             /* events applied */
 	uint64_t cluster_id;          /* LedgerCluster (0: not set) */
+	struct nd_lmember *members;   /* LedgerMember, in the order added */
+	size_t nmembers;
 };
 
 /* Has a task in state st ended? */
@@ -194,5 +205,9 @@ void nd_ledger_attempts_msg(const struct nd_ltask *t, Noded__TaskAttempt *am,
 			    Noded__TaskAttempt **ap);
 /* The name of an event's kind ("submit", ...), for logs and tests. */
 const char *nd_ledger_event_name(const Noded__LedgerEvent *ev);
+
+/* The member of that id, or NULL. */
+const struct nd_lmember *nd_ledger_member(const struct nd_ledger *l,
+					  uint64_t id);
 
 #endif
