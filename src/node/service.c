@@ -257,7 +257,7 @@ static void exec_ticket(struct nd_svc *svc, struct nd_ticket *t)
 	/* A leader that cannot write its log still renews its workers'
 	 * leases (heartbeats change nothing in the log), so their tasks run
 	 * on while it waits for space. */
-	if (!svc->serving && !(f && (svc->loaded ||
+	if (!nd__svc_serving(svc) && !(f && (svc->loaded ||
 				     f->body_case == NODED__FRAME__BODY_LEADER) &&
 				reads_only(f)) &&
 	    !(f && svc->loaded && svc->role == ND_RAFT_STALLED &&

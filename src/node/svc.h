@@ -169,6 +169,10 @@ struct task {
 	uint64_t queued_ns;           /* monotonic, when last queued */
 };
 
+/* May the ledger change here (without raft: always; with it: the leader,
+ * its ledger loaded)? Nothing that applies an event runs otherwise. */
+static inline bool nd__svc_serving(const struct nd_svc *svc);
+
 static inline struct task *nd__task_of(struct nd_ltask *l)
 {
 	return nd_container_of(l, struct task, l);
@@ -242,6 +246,11 @@ struct nd_svc {
 	size_t nunready;
 	bool judging_put_off;         /* the last tick came after a stall */
 };
+
+static inline bool nd__svc_serving(const struct nd_svc *svc)
+{
+	return !svc->raft || svc->serving;
+}
 
 /*
  * The one way a task changes: applies ev to the ledger, then what follows
