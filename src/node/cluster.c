@@ -38,6 +38,7 @@ void nd__out_not_leader(struct nd_svc *svc, struct nd_out *o, uint64_t id)
 	nd_frame_error(&f, &e, id, NODED__FRAME_KIND__REPLY,
 		       NODED__ERROR_CODE__NOT_LEADER, msg);
 	e.leader = (char *)leader;
+	e.leader_http = svc->leader_http;
 	nd__out_frame(o, &f);
 	o->errors++;
 }
@@ -73,8 +74,9 @@ void nd__cluster_leader(struct nd_svc *svc, const Noded__Frame *f,
 		li.term = svc->term;
 		li.commit_index = svc->commit_index;
 		li.leader_address = (char *)nd__replica_leader_client(svc);
-		lm = nd_ledger_member(&svc->ledger, svc->leader_id);
-		li.leader_http = lm ? lm->http : "";
+		lm = svc->serving ? nd_ledger_member(&svc->ledger,
+						     svc->leader_id) : NULL;
+		li.leader_http = lm ? lm->http : svc->leader_http;
 	}
 	if (n) {
 		mm = calloc(n, sizeof(*mm));

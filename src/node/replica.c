@@ -375,6 +375,8 @@ void nd__replica_news(struct nd_shard *s0, struct nd_raft_news *n)
 	svc->leader_id = n->leader_id;
 	snprintf(svc->leader_client, sizeof(svc->leader_client), "%s",
 		 n->leader_client);
+	snprintf(svc->leader_http, sizeof(svc->leader_http), "%s",
+		 n->leader_http);
 	snprintf(svc->leader, sizeof(svc->leader), "%s", n->leader);
 	memcpy(svc->voters, n->voters, sizeof(svc->voters));
 	svc->nvoters = n->nvoters;

@@ -229,6 +229,7 @@ struct nd_svc {
 	enum nd_raft_role role;       /* as the raft shard last said */
 	uint64_t leader_id;           /* the leader's member id (0: none) */
 	char leader_client[128];      /* its client address, or "" */
+	char leader_http[128];        /* its HTTP API's, or "" */
 	uint64_t voters[ND_RAFT_MAX_VOTERS]; /* the log's configuration */
 	unsigned nvoters;
 	uint64_t term, commit_index;

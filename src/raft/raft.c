@@ -142,6 +142,8 @@ static void config_copy(struct nd_raft *r, struct nd_raft_news *n)
 
 	snprintf(n->leader_client, sizeof(n->leader_client), "%s",
 		 m ? m->client : "");
+	snprintf(n->leader_http, sizeof(n->leader_http), "%s",
+		 m ? m->http : "");
 	snprintf(r->told_client, sizeof(r->told_client), "%s",
 		 n->leader_client);
 	n->nvoters = 0;

@@ -88,6 +88,7 @@ struct nd_raft_news {
 	char leader[64];              /* the leader's raft address, or "" */
 	char leader_client[128];      /* its client address (the committed
 				       * ledger's member table), or "" */
+	char leader_http[128];        /* its HTTP API's, or "" */
 	uint64_t voters[ND_RAFT_MAX_VOTERS]; /* the log's configuration */
 	unsigned nvoters;
 	uint8_t *snap;                /* LEADER: the ledger's snapshot */
