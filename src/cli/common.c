@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/common.h"
@@ -121,20 +122,31 @@ static bool leader_elsewhere(struct nd_client *c, char *leader, size_t len)
  * address is taken as it is; a follower's NOT_LEADER is followed by
  * nd_cli_call.
  */
+/* The --master of the last nd_cli_connect: where a retry reconnects. */
+static const char *last_master;
+
+static struct nd_client *connect_list(const char *addr, bool quiet);
+
 struct nd_client *nd_cli_connect(const char *addr)
+{
+	last_master = addr;
+	return connect_list(addr, false);
+}
+
+static struct nd_client *connect_list(const char *addr, bool quiet)
 {
 	char one[256], leader[256];
 	struct nd_client *c = NULL, *l;
 	const char *p = addr, *end;
 
 	if (!strchr(addr, ','))
-		return connect_one(addr, false);
+		return connect_one(addr, quiet);
 	while (p && !c) {
 		end = strchr(p, ',');
 		snprintf(one, sizeof(one), "%.*s",
 			 (int)(end ? (size_t)(end - p) : strlen(p)), p);
 		p = end ? end + 1 : NULL;
-		c = connect_one(one, p != NULL);
+		c = connect_one(one, quiet || p != NULL);
 	}
 	if (c && leader_elsewhere(c, leader, sizeof(leader)) &&
 	    (l = connect_one(leader, true)))
@@ -204,12 +216,61 @@ const char *nd_cli_error_text(int status, const Noded__Frame *f)
 	return nd_strerror(status ? status : ND_EPROTO);
 }
 
+/* May req be sent again when its answer was lost? A read, or a submit
+ * with a session (the master answers a resent one with its first tasks). */
+static bool resendable(const Noded__Frame *req)
+{
+	switch (req->body_case) {
+	case NODED__FRAME__BODY_SUBMIT:
+		return req->submit->session != 0;
+	case NODED__FRAME__BODY_GET_TASK:
+	case NODED__FRAME__BODY_LIST_TASKS:
+	case NODED__FRAME__BODY_LIST_NODES:
+	case NODED__FRAME__BODY_LEADER:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Lost to a leader change or a master going (the connection, or an
+ * UNAVAILABLE: it may or may not have happened; a NOT_LEADER while the
+ * cluster elects, naming none)? */
+static bool transient(int r, const Noded__Frame *reply)
+{
+	if (r == -ECONNRESET || r == ND_ECLOSED || r == -EPIPE)
+		return true;
+	return r == ND_EREMOTE && reply &&
+	       reply->body_case == NODED__FRAME__BODY_ERROR &&
+	       (reply->error->code == NODED__ERROR_CODE__UNAVAILABLE ||
+		(reply->error->code == NODED__ERROR_CODE__NOT_LEADER &&
+		 !reply->error->leader[0]));
+}
+
+/* The retries of a resendable request: about 10 s, enough for an
+ * election (a second or two) and a master's restart. */
+#define RESEND_TRIES 40
+#define RESEND_PAUSE_MS 250
+
 int nd_cli_call(struct nd_client *c, const Noded__Frame *req,
 		Noded__Frame__BodyCase want, const char *what,
 		Noded__Frame **reply)
 {
 	int r = nd_client_call(c, req, reply, ND_CLI_CALL_TIMEOUT_MS);
 
+	for (int t = 0; t < RESEND_TRIES && last_master && resendable(req) &&
+	     transient(r, *reply); t++) {
+		struct nd_client *fresh;
+
+		nd_frame_free(*reply, NULL);
+		*reply = NULL;
+		usleep(RESEND_PAUSE_MS * 1000);
+		fresh = connect_list(last_master, true);
+		if (!fresh)
+			continue;
+		nd_client_replace(c, fresh);
+		r = nd_client_call(c, req, reply, ND_CLI_CALL_TIMEOUT_MS);
+	}
 	/* A follower names the leader: asked there instead (a follower
 	 * applies nothing, so nothing was done twice), a few hops at most
 	 * while the cluster elects. */

@@ -56,6 +56,8 @@ void nd_ledger_free(struct nd_ledger *l)
 	for (size_t i = 0; i < l->nmembers; i++)
 		nd__lmember_clear(&l->members[i]);
 	free(l->members);
+	free(l->sessions);
+	nd_u64map_free(&l->session_map);
 	nd_ledger_init(l, task_size);
 }
 
@@ -230,16 +232,50 @@ static struct nd_ltask *task_new(struct nd_ledger *l,
 	return t;
 }
 
+int nd__ledger_session_put(struct nd_ledger *l,
+			   const struct nd_lsession *s)
+{
+	struct nd_lsession *slot = nd_u64map_get(&l->session_map, s->session);
+
+	if (slot) {
+		*slot = *s;
+		return 0;
+	}
+	if (!l->sessions &&
+	    !(l->sessions = calloc(ND_LEDGER_SESSIONS, sizeof(*l->sessions))))
+		return -ENOMEM;
+	slot = &l->sessions[(l->session_head + l->nsessions) %
+			    ND_LEDGER_SESSIONS];
+	if (l->nsessions == ND_LEDGER_SESSIONS)
+		slot = &l->sessions[l->session_head]; /* the oldest goes */
+	/* the map first: it may need memory, and nothing changed yet */
+	if (nd_u64map_put(&l->session_map, s->session, slot))
+		return -ENOMEM;
+	if (l->nsessions == ND_LEDGER_SESSIONS) {
+		nd_u64map_del(&l->session_map, slot->session);
+		l->session_head = (l->session_head + 1) % ND_LEDGER_SESSIONS;
+	} else {
+		l->nsessions++;
+	}
+	*slot = *s;
+	return 0;
+}
+
 static int apply_submit(struct nd_ledger *l, struct nd_ltask *none,
 			const void *m, struct nd_ltask **first)
 {
 	const Noded__LedgerSubmit *e = m;
 	size_t n = e->n_nodes ? e->n_nodes : 1, made = 0;
 	struct nd_ltask **ts;
+	const struct nd_lsession *last = nd_ledger_session(l, e->session);
 
 	if (!e->task_id || e->task_id < l->next_id ||
 	    e->task_id + n < e->task_id)
 		return -EEXIST;
+	/* once per session and sequence (a resent submit is answered, not
+	 * applied: tasks.c) */
+	if (last && e->sequence <= last->sequence)
+		return -EALREADY;
 	ts = calloc(n, sizeof(*ts));
 	if (!ts)
 		return -ENOMEM;
@@ -250,6 +286,13 @@ static int apply_submit(struct nd_ledger *l, struct nd_ltask *none,
 				    e->n_nodes ? e->nodes[made] : NULL);
 		if (!ts[made] || nd_u64map_put(&l->tasks, id, ts[made]))
 			goto undo;
+	}
+	if (e->session) {
+		struct nd_lsession s = { e->session, e->sequence, e->task_id,
+					 e->job_id, (uint32_t)n };
+
+		if (nd__ledger_session_put(l, &s))
+			goto undo_all;
 	}
 	for (size_t i = 0; i < n; i++) {
 		nd_list_add_tail(&l->all, &ts[i]->all_link);
@@ -264,6 +307,8 @@ static int apply_submit(struct nd_ledger *l, struct nd_ltask *none,
 	*first = ts[0];
 	free(ts);
 	return 0;
+undo_all:
+	made = n - 1;
 undo:
 	for (size_t i = 0; i <= made && i < n; i++) {
 		if (!ts[i])

@@ -16,7 +16,11 @@
  * changed):
  *   submit   new tasks, PENDING, attempt 1: one per node named, or one with
  *            no node. Ids must be above every id the ledger has seen (ids
- *            are never reused), consecutive from task_id.
+ *            are never reused), consecutive from task_id. With a client
+ *            session, that session's last submit is recorded (sequence,
+ *            tasks): a submit is made once per session and sequence (the
+ *            caller checks nd_ledger_session first). The last
+ *            ND_LEDGER_SESSIONS sessions are kept, the oldest dropped.
  *   assign   PENDING -> ASSIGNED on a node; the attempt must be the task's,
  *            and a task for a named node goes only there. Adds the
  *            attempt to the task's history (below).
@@ -130,6 +134,14 @@ struct nd_ltask {
 	struct nd_list done_link;     /* ledger.done, once ended */
 };
 
+/* A client session's last submit (LedgerSubmit.session). */
+#define ND_LEDGER_SESSIONS 4096
+struct nd_lsession {
+	uint64_t session, sequence;
+	uint64_t task_id, job_id;     /* its first task; its job */
+	uint32_t tasks;
+};
+
 /* A master of the cluster (LedgerMember). */
 struct nd_lmember {
 	uint64_t id;
@@ -153,6 +165,10 @@ struct nd_ledger {
 	uint64_t cluster_id;          /* LedgerCluster (0: not set) */
 	struct nd_lmember *members;   /* LedgerMember, in the order added */
 	size_t nmembers;
+	struct nd_lsession *sessions; /* ring of ND_LEDGER_SESSIONS (NULL
+				       * until the first), oldest at head */
+	size_t session_head, nsessions;
+	struct nd_u64map session_map; /* session -> its nd_lsession */
 };
 
 /* Has a task in state st ended? */
@@ -205,6 +221,13 @@ void nd_ledger_attempts_msg(const struct nd_ltask *t, Noded__TaskAttempt *am,
 			    Noded__TaskAttempt **ap);
 /* The name of an event's kind ("submit", ...), for logs and tests. */
 const char *nd_ledger_event_name(const Noded__LedgerEvent *ev);
+
+/* The last submit of a client session, or NULL. */
+static inline const struct nd_lsession *
+nd_ledger_session(const struct nd_ledger *l, uint64_t session)
+{
+	return session ? nd_u64map_get(&l->session_map, session) : NULL;
+}
 
 /* The member of that id, or NULL. */
 const struct nd_lmember *nd_ledger_member(const struct nd_ledger *l,

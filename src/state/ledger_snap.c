@@ -96,6 +96,7 @@ int nd_ledger_snapshot(const struct nd_ledger *l, uint8_t **out, size_t *len)
 	Noded__OutputChunk *chunks = NULL, **cptrs = NULL;
 	Noded__TaskAttempt *am = NULL, **aptrs = NULL;
 	Noded__RaftMember *mm = NULL, **mptrs = NULL;
+	Noded__LedgerSession *ss = NULL, **sptrs = NULL;
 	size_t nchunks = 0, natt = 0, k = 0, c = 0, a = 0;
 	int err = -ENOMEM;
 	struct nd_list *it;
@@ -117,9 +118,23 @@ int nd_ledger_snapshot(const struct nd_ledger *l, uint8_t **out, size_t *len)
 	aptrs = calloc(natt ? natt : 1, sizeof(*aptrs));
 	mm = calloc(l->nmembers ? l->nmembers : 1, sizeof(*mm));
 	mptrs = calloc(l->nmembers ? l->nmembers : 1, sizeof(*mptrs));
+	ss = calloc(l->nsessions ? l->nsessions : 1, sizeof(*ss));
+	sptrs = calloc(l->nsessions ? l->nsessions : 1, sizeof(*sptrs));
 	if (!msgs || !ptrs || !chunks || !cptrs || !am || !aptrs || !mm ||
-	    !mptrs)
+	    !mptrs || !ss || !sptrs)
 		goto out;
+	for (size_t i = 0; i < l->nsessions; i++) {
+		const struct nd_lsession *ls = &l->sessions[
+			(l->session_head + i) % ND_LEDGER_SESSIONS];
+
+		noded__ledger_session__init(&ss[i]);
+		ss[i].session = ls->session;
+		ss[i].sequence = ls->sequence;
+		ss[i].task_id = ls->task_id;
+		ss[i].tasks = ls->tasks;
+		ss[i].job_id = ls->job_id;
+		sptrs[i] = &ss[i];
+	}
 	for (size_t i = 0; i < l->nmembers; i++) {
 		noded__raft_member__init(&mm[i]);
 		mm[i].id = l->members[i].id;
@@ -155,6 +170,8 @@ int nd_ledger_snapshot(const struct nd_ledger *l, uint8_t **out, size_t *len)
 	s.cluster_id = l->cluster_id;
 	s.n_members = l->nmembers;
 	s.members = mptrs;
+	s.n_sessions = l->nsessions;
+	s.sessions = sptrs;
 	*len = noded__ledger_snapshot__get_packed_size(&s);
 	*out = malloc(*len ? *len : 1);
 	if (!*out)
@@ -172,6 +189,8 @@ out:
 	free(aptrs);
 	free(mm);
 	free(mptrs);
+	free(ss);
+	free(sptrs);
 	return err;
 }
 
@@ -374,6 +393,24 @@ static int restore_into(struct nd_ledger *fresh,
 			goto out;
 		}
 		fresh->nmembers++;
+	}
+	if (s->n_sessions > ND_LEDGER_SESSIONS) {
+		err = -EINVAL;
+		goto out;
+	}
+	for (size_t i = 0; i < s->n_sessions; i++) {
+		const Noded__LedgerSession *ls = s->sessions[i];
+		struct nd_lsession one = { ls->session, ls->sequence,
+					   ls->task_id, ls->job_id, ls->tasks };
+
+		if (!ls->session || nd_ledger_session(fresh, ls->session)) {
+			err = -EINVAL; /* none, or twice */
+			goto out;
+		}
+		if (nd__ledger_session_put(fresh, &one)) {
+			err = -ENOMEM;
+			goto out;
+		}
 	}
 out:
 	free(ended);
