@@ -70,7 +70,9 @@ static void usage(FILE *f)
 		"                         a restart loses no task (default: none;\n"
 		"                         tasks live in memory only)\n"
 		"  --raft-listen HOST:PORT  this master's Raft address (default\n"
-		"                         127.0.0.1:0, enough for a lone master)\n"
+		"                         127.0.0.1:0, enough for a lone master);\n"
+		"                         off loopback, with --token-file only:\n"
+		"                         the links prove the token\n"
 		"  --bootstrap            start a new cluster with this master as\n"
 		"                         its only member when DIR holds no log\n"
 		"                         (the default for a lone master)\n"
@@ -159,8 +161,9 @@ static bool raft_port_zero(const char *addr)
 	return !colon || !strcmp(colon, ":0");
 }
 
-/* libraft's TCP transport takes IPv4 HOST:PORT; its links are not
- * authenticated yet, so only loopback is taken. */
+/* libraft's TCP transport takes IPv4 HOST:PORT; without a token its links
+ * are not authenticated, so only loopback is taken then (checked once the
+ * options are all read: raft_links_ok). */
 static bool raft_addr_ok(const char *addr)
 {
 	struct sockaddr_storage ss;
@@ -176,14 +179,24 @@ static bool raft_addr_ok(const char *addr)
 			"takes an IPv4 address\n", addr);
 		return false;
 	}
-	if (!nd_addr_is_loopback(&ss)) {
-		fprintf(stderr, "noded: --raft-listen '%s': the Raft links "
-			"between masters are not authenticated yet (TLS and "
-			"token proofs come next): only a loopback address is "
-			"taken\n", addr);
-		return false;
-	}
 	return true;
+}
+
+/* Off loopback, the Raft links must prove the masters' token. */
+static bool raft_links_ok(const struct master_args *a)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (!a->raft.address || a->token_file ||
+	    nd_parse_addr(a->raft.address, &ss, &len) ||
+	    nd_addr_is_loopback(&ss))
+		return true;
+	fprintf(stderr, "noded: --raft-listen '%s' is not a loopback address: "
+		"the Raft links between masters must then be authenticated "
+		"with the masters' shared token: give --token-file\n",
+		a->raft.address);
+	return false;
 }
 
 /* ---- joining a cluster ---- */
@@ -557,6 +570,8 @@ static int parse_args(int argc, char **argv, struct master_args *a)
 			"kept there)\n");
 		return ND_CLI_EXIT_USAGE;
 	}
+	if (!raft_links_ok(a))
+		return ND_CLI_EXIT_USAGE;
 	if (a->join && a->raft.bootstrap) {
 		fprintf(stderr, "noded: --join and --bootstrap exclude each "
 			"other: a master either starts a cluster or joins one\n");
@@ -613,6 +628,8 @@ int nd_cli_master(int argc, char **argv)
 	    nd_auth_read_token(a.token_file, &token, &a.m.cfg.token_len))
 		return ND_CLI_EXIT_USAGE;
 	a.m.cfg.token = token;
+	a.raft.token = token;
+	a.raft.token_len = a.m.cfg.token_len;
 	/* Before anything serves: a master that cannot keep its id mark
 	 * could hand out ids it gave before, so it does not start. */
 	if (nd_task_ids_open(&ids, a.data_dir, err, sizeof(err))) {

@@ -15,6 +15,7 @@
 #include "core/server.h"
 #include "core/time.h"
 #include "raft/raft.h"
+#include "raft/transport.h"
 #include "state/ledger.h"
 
 struct nd_raft {
@@ -45,6 +46,7 @@ struct nd_raft {
 	unsigned fault_skip, fault_apply;
 	struct raft_barrier barrier;
 	bool closing, closed;
+	bool authed;                  /* transport.c's, not plain TCP */
 };
 
 struct apply_req {
@@ -629,6 +631,14 @@ static void close_cb(struct raft *raft)
 	r->closed = true;
 }
 
+static void transport_close(struct nd_raft *r)
+{
+	if (r->authed)
+		nd_raft_transport_close(&r->transport);
+	else
+		raft_uv_tcp_close(&r->transport);
+}
+
 /* After the drain barrier: no message comes or goes any more. Closes raft
  * (its pending requests fail and are dropped), then the loop. */
 static void raft_stop(struct nd_shard *s)
@@ -640,7 +650,7 @@ static void raft_stop(struct nd_shard *s)
 	for (int i = 0; i < 10000 && !r->closed; i++)
 		uv_run(&r->loop, UV_RUN_ONCE);
 	raft_uv_close(&r->io);
-	raft_uv_tcp_close(&r->transport);
+	transport_close(r);
 	uv_run(&r->loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&r->loop))
 		ND_LOG(ND_LOG_WARN, "raft.loop_busy",
@@ -687,7 +697,11 @@ int nd_raft_start(struct nd_shard *rs, const struct nd_raft_config *cfg,
 	}
 	r->transport.version = 1; /* required before init (else error 20) */
 	r->transport.data = r;
-	if ((err = raft_uv_tcp_init(&r->transport, &r->loop))) {
+	r->authed = cfg->token != NULL;
+	if ((err = r->authed ?
+		   nd_raft_transport_init(&r->transport, &r->loop, cfg->token,
+					  cfg->token_len) :
+		   raft_uv_tcp_init(&r->transport, &r->loop))) {
 		snprintf(errbuf, errlen, "raft transport: %s",
 			 raft_strerror(err));
 		goto err_loop;
@@ -748,7 +762,7 @@ err_raft:
 err_io:
 	raft_uv_close(&r->io);
 err_transport:
-	raft_uv_tcp_close(&r->transport);
+	transport_close(r);
 	uv_run(&r->loop, UV_RUN_DEFAULT);
 err_loop:
 	uv_loop_close(&r->loop);

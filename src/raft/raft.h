@@ -39,6 +39,10 @@ struct nd_raft_config {
 	unsigned election_ms, heartbeat_ms;
 	unsigned snapshot_threshold;  /* entries between snapshots */
 	unsigned snapshot_trailing;   /* entries kept behind a snapshot */
+	const uint8_t *token;         /* the masters' token: the links prove
+				       * it (transport.c); NULL: plain TCP
+				       * (loopback only) */
+	size_t token_len;
 };
 
 /*

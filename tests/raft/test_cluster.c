@@ -35,7 +35,7 @@ static struct nd_test_daemon m[N];
 static int client_port[N], raft_port[N], errfd[N] = { -1, -1, -1 };
 static char list[128];
 static pid_t worker;
-static char tmpdir[64];
+static char tmpdir[64], token[128];
 static struct nd_test_cli R;
 
 /* A free loopback port (bound, then closed: the test starts its masters
@@ -57,6 +57,8 @@ static int free_port(void)
 
 static void setup(void)
 {
+	int fd;
+
 	memset(m, 0, sizeof(m));
 	worker = 0;
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/noded-cluster-XXXXXX");
@@ -67,6 +69,15 @@ static void setup(void)
 	}
 	snprintf(list, sizeof(list), "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d",
 		 client_port[0], client_port[1], client_port[2]);
+	/* the masters share a token: their Raft links prove it
+	 * (src/raft/transport.c); the CLI and the worker take it from the
+	 * environment */
+	snprintf(token, sizeof(token), "%s/token", tmpdir);
+	fd = open(token, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+	cr_assert(fd >= 0);
+	cr_assert(write(fd, "cluster-test-token-0123456789\n", 30) == 30);
+	close(fd);
+	setenv("NODED_TOKEN_FILE", token, 1);
 }
 
 static void teardown(void)
@@ -98,10 +109,11 @@ static const char *memfd_text(int fd)
 static void master_start(int i, bool join)
 {
 	char listen[32], raft[32], dir[128], to[32];
-	const char *argv[16] = { nd_test_bin(), "master", "--listen", listen,
+	const char *argv[18] = { nd_test_bin(), "master", "--listen", listen,
 				 "--data-dir", dir, "--raft-listen", raft,
-				 "--heartbeat-timeout", "3", "--lease", "6" };
-	int n = 12;
+				 "--heartbeat-timeout", "3", "--lease", "6",
+				 "--token-file", token };
+	int n = 14;
 
 	snprintf(listen, sizeof(listen), "127.0.0.1:%d", client_port[i]);
 	snprintf(raft, sizeof(raft), "127.0.0.1:%d", raft_port[i]);
@@ -452,7 +464,11 @@ Test(cluster, frozen_leader_is_replaced_and_steps_down)
 
 		f.body_case = NODED__FRAME__BODY_LEADER;
 		f.leader = &lr;
-		if (!nd_client_connect(&c, old, NULL)) {
+		struct nd_client_opts o = {
+			.token = (const uint8_t *)"cluster-test-token-0123456789",
+			.token_len = 29 };
+
+		if (!nd_client_connect(&c, old, &o)) {
 			if (!nd_client_call(c, &f, &reply, 2000))
 				follows = !reply->leader_info->is_leader;
 			nd_frame_free(reply, NULL);
@@ -469,4 +485,41 @@ Test(cluster, frozen_leader_is_replaced_and_steps_down)
 	cr_assert(strtoull(R.out, NULL, 10) > b);
 	cr_assert_str_eq(task_state(a, st, sizeof(st)), "PENDING");
 	cr_assert_str_eq(task_state(b, st, sizeof(st)), "PENDING");
+}
+
+/* A Raft link that does not prove the masters' token: libraft's own
+ * handshake, then a wrong proof, or none; each is closed (a wrong proof at
+ * once, silence within 5 s), said in the log, and the master serves on. */
+Test(cluster, a_raft_link_without_the_token_is_refused)
+{
+	/* libraft's handshake: protocol 1, id 99, address length 16 */
+	uint8_t hs[24 + 16] = { 1, 0, 0, 0, 0, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0,
+				0, 16 };
+	uint8_t nonce[32], junk[64];
+	int fd[2];
+
+	memcpy(hs + 24, "127.0.0.1:9\0\0\0\0\0", 16);
+	memset(junk, 0x5a, sizeof(junk));
+	master_start(0, false);
+	cr_assert(leader_index(1, 15000) >= 0);
+	for (int k = 0; k < 2; k++) {
+		struct sockaddr_in sa = { .sin_family = AF_INET };
+
+		fd[k] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sa.sin_port = htons((uint16_t)raft_port[0]);
+		cr_assert(!connect(fd[k], (struct sockaddr *)&sa, sizeof(sa)));
+		cr_assert(write(fd[k], hs, sizeof(hs)) == sizeof(hs));
+		/* the acceptor's nonce comes first */
+		cr_assert_eq(recv(fd[k], nonce, sizeof(nonce), MSG_WAITALL),
+			     (ssize_t)sizeof(nonce));
+	}
+	cr_assert(write(fd[0], junk, sizeof(junk)) == sizeof(junk));
+	ND_CHECK(nd_test_expect_closed(fd[0], 5000));
+	ND_CHECK(nd_test_expect_closed(fd[1], 8000)); /* silent: timed out */
+	close(fd[0]);
+	close(fd[1]);
+	cr_assert(strstr(memfd_text(errfd[0]), "raft.auth_refused"), "%s",
+		  memfd_text(errfd[0]));
+	cr_assert(submit_pending() > 0);
 }
