@@ -169,6 +169,30 @@ void nd__svc_post_failed(struct nd_svc *svc, struct nd_msg *m)
 
 static void exec_ticket(struct nd_svc *svc, struct nd_ticket *t);
 
+/*
+ * What a master that does not serve (not the leader, or a leader that
+ * cannot write its log) still answers: who leads, always; reads from its
+ * committed ledger when no other master leads (a leader with a full disk,
+ * or none elected; a follower sends them to the leader, whose view is
+ * current); and, a leader that cannot write, its workers' heartbeats, so
+ * their leases are renewed and their tasks run on while it waits for
+ * space (heartbeats change nothing in the log).
+ */
+static bool served_anyway(const struct nd_svc *svc, const Noded__Frame *f)
+{
+	bool no_other = svc->role == ND_RAFT_STALLED ||
+			!*nd__replica_leader_client(svc);
+
+	if (f->body_case == NODED__FRAME__BODY_LEADER)
+		return true;
+	if (!svc->loaded)
+		return false;
+	if (reads_only(f))
+		return no_other;
+	return svc->role == ND_RAFT_STALLED &&
+	       f->body_case == NODED__FRAME__BODY_REPORT_STATUS;
+}
+
 /* Methods that change nothing: served from the committed ledger by a
  * master that does not lead (stale reads; replica.c). */
 static bool reads_only(const Noded__Frame *f)
@@ -254,14 +278,7 @@ static void exec_ticket(struct nd_svc *svc, struct nd_ticket *t)
 	struct nd_dest from = { t->home->id, t->conn_serial, 0 };
 	Noded__Frame *f = nd_frame_decode(t->req, t->req_len, &s0->arena.pc);
 
-	/* A leader that cannot write its log still renews its workers'
-	 * leases (heartbeats change nothing in the log), so their tasks run
-	 * on while it waits for space. */
-	if (!nd__svc_serving(svc) && !(f && (svc->loaded ||
-				     f->body_case == NODED__FRAME__BODY_LEADER) &&
-				reads_only(f)) &&
-	    !(f && svc->loaded && svc->role == ND_RAFT_STALLED &&
-	      f->body_case == NODED__FRAME__BODY_REPORT_STATUS)) {
+	if (!nd__svc_serving(svc) && !(f && served_anyway(svc, f))) {
 		not_serving(svc, t);
 		return;
 	}
