@@ -94,6 +94,12 @@ int nd_test_daemon_wait(struct nd_test_daemon *d, int timeout_ms);
  */
 int nd_test_daemon_baseline(struct nd_test_daemon *d);
 
+/* What fd (a memfd a daemon's stderr went to) holds, NUL-terminated
+ * (static, overwritten by the next call). */
+const char *nd_test_memfd_text(int fd);
+/* The number of lines of the file at path (0 when it does not exist). */
+int nd_test_file_lines(const char *path);
+
 /* VmRSS of pid in KiB from /proc/PID/status, or -1. */
 long nd_test_rss_kib(pid_t pid);
 

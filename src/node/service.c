@@ -114,22 +114,33 @@ static void ticket_send_home(struct nd_shard *s0, struct nd_ticket *t)
 	nd__svc_post(s0->svc, t->home, &t->msg, ticket_done);
 }
 
-/* The ticket's reply becomes an Error frame (code, msg), for its request's
- * id, or none when out of memory (the requester times out). */
-static void ticket_error(struct nd_svc *svc, struct nd_ticket *t,
-			 Noded__ErrorCode code, const char *msg)
+/* Empties the ticket's reply for an error; its request, decoded, when
+ * someone waits for the answer (NULL: a notification, or no memory: the
+ * requester times out). */
+static const Noded__Frame *ticket_error_start(struct nd_svc *svc,
+					      struct nd_ticket *t)
 {
 	Noded__Frame *f = nd_frame_decode(t->req, t->req_len,
 					  &svc->s->arena.pc);
-	struct nd_out o = { 0 };
 
 	free(t->reply);
 	t->reply = NULL;
 	t->reply_len = 0;
 	t->lazy = false;
 	t->error = true;
-	if (!f || f->kind == NODED__FRAME_KIND__NOTIFY)
-		return; /* nobody waits for an answer */
+	return f && f->kind != NODED__FRAME_KIND__NOTIFY ? f : NULL;
+}
+
+/* The ticket's reply becomes an Error frame (code, msg), for its request's
+ * id. */
+static void ticket_error(struct nd_svc *svc, struct nd_ticket *t,
+			 Noded__ErrorCode code, const char *msg)
+{
+	const Noded__Frame *f = ticket_error_start(svc, t);
+	struct nd_out o = { 0 };
+
+	if (!f)
+		return;
 	nd__out_error(&o, f->id, NODED__FRAME_KIND__REPLY, code, "%s", msg);
 	t->reply = o.buf.data;
 	t->reply_len = o.buf.len;
@@ -224,15 +235,10 @@ static void not_serving(struct nd_svc *svc, struct nd_ticket *t)
 		ticket_error(svc, t, NODED__ERROR_CODE__UNAVAILABLE, msg);
 	} else if (svc->role == ND_RAFT_FOLLOWER && svc->leader_id &&
 		   *nd__replica_leader_client(svc)) {
-		Noded__Frame *f = nd_frame_decode(t->req, t->req_len,
-						  &svc->s->arena.pc);
+		const Noded__Frame *f = ticket_error_start(svc, t);
 		struct nd_out o = { 0 };
 
-		free(t->reply);
-		t->reply = NULL;
-		t->reply_len = 0;
-		t->error = true;
-		if (f && f->kind != NODED__FRAME_KIND__NOTIFY) {
+		if (f) {
 			nd__out_not_leader(svc, &o, f->id);
 			t->reply = o.buf.data;
 			t->reply_len = o.buf.len;

@@ -84,26 +84,16 @@ static void master_start_v(const char *const args[])
 #define MASTER_START(...)                                                    \
 	master_start_v((const char *const[]){ "", ##__VA_ARGS__, NULL } + 1)
 
-/* What fd (a memfd) holds, NUL-terminated (static, overwritten). */
-static const char *memfd_text(int fd)
-{
-	static char buf[1 << 16];
-	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-
-	buf[n > 0 ? n : 0] = '\0';
-	return buf;
-}
-
 /* Polls fd's text until it holds needle; fails after timeout_ms. */
 static void wait_text(int fd, const char *needle, int timeout_ms,
 		      const char *what)
 {
 	int64_t deadline = nd_test_now_ms() + timeout_ms;
 
-	while (!strstr(memfd_text(fd), needle)) {
+	while (!strstr(nd_test_memfd_text(fd), needle)) {
 		cr_assert(nd_test_now_ms() < deadline, "%s never said \"%s\" "
 			  "within %d ms: %s", what, needle, timeout_ms,
-			  memfd_text(fd));
+			  nd_test_memfd_text(fd));
 		nd_test_sleep_ms(50);
 	}
 }

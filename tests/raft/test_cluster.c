@@ -95,15 +95,6 @@ static void teardown(void)
 
 TestSuite(cluster, .init = setup, .fini = teardown, .timeout = 180);
 
-static const char *memfd_text(int fd)
-{
-	static char buf[1 << 16];
-	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-
-	buf[n > 0 ? n : 0] = '\0';
-	return buf;
-}
-
 /* Master i: the first bootstraps, the others join it (or, restarted,
  * come back with their log). */
 static void master_start(int i, bool join)
@@ -132,7 +123,7 @@ static void master_start(int i, bool join)
 		nd_test_sleep_ms(100); /* the port may linger after a kill */
 	}
 	cr_assert_fail("master %d did not start: %s; %s", i, nd_test_why,
-		       memfd_text(errfd[i]));
+		       nd_test_memfd_text(errfd[i]));
 }
 
 /* The peers as list-peers --json gives them (caller decrefs), asked of
@@ -186,8 +177,8 @@ static void cluster_start(void)
 	for (int i = 1; i < N; i++)
 		master_start(i, true);
 	cr_assert(leader_index(N, 20000) >= 0, "no leader with 3 voters: "
-		  "%s\n%s\n%s", memfd_text(errfd[0]), memfd_text(errfd[1]),
-		  memfd_text(errfd[2]));
+		  "%s\n%s\n%s", nd_test_memfd_text(errfd[0]), nd_test_memfd_text(errfd[1]),
+		  nd_test_memfd_text(errfd[2]));
 }
 
 static void kill9(int i)
@@ -281,19 +272,6 @@ static void wait_state(uint64_t id, const char *want, int ms)
 	}
 }
 
-static int lines_of(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	int n = 0, c;
-
-	if (!f)
-		return 0;
-	while ((c = fgetc(f)) != EOF)
-		n += c == '\n';
-	fclose(f);
-	return n;
-}
-
 Test(cluster, leader_kill9_loses_no_acknowledged_submit)
 {
 	char acked[160], cmd[640], ran[160], script[256], line[64], st[256];
@@ -319,7 +297,7 @@ Test(cluster, leader_kill9_loses_no_acknowledged_submit)
 	loop = nd_test_spawn((const char *const[]){ "/bin/sh", "-c", cmd,
 						  NULL }, -1, -1, -1);
 	cr_assert(loop > 0);
-	for (int i = 0; i < 200 && lines_of(acked) < 30; i++)
+	for (int i = 0; i < 200 && nd_test_file_lines(acked) < 30; i++)
 		nd_test_sleep_ms(50);
 	lead = leader_index(N, 5000);
 	cr_assert(lead >= 0);
@@ -345,7 +323,7 @@ Test(cluster, leader_kill9_loses_no_acknowledged_submit)
 	cr_assert(n >= 30, "only %" PRIu64 " submits acknowledged", n);
 	/* the running task ran on, reported to the new leader, once */
 	wait_state(running, "SUCCEEDED", 30000);
-	cr_assert_eq(lines_of(ran), 1, "ran %d times", lines_of(ran));
+	cr_assert_eq(nd_test_file_lines(ran), 1, "ran %d times", nd_test_file_lines(ran));
 	/* the worker follows: new tasks run */
 	CLUSTER("run", "--", "echo", "after");
 	EXPECT_STATUS(&R, 0);
@@ -519,7 +497,7 @@ Test(cluster, a_raft_link_without_the_token_is_refused)
 	ND_CHECK(nd_test_expect_closed(fd[1], 8000)); /* silent: timed out */
 	close(fd[0]);
 	close(fd[1]);
-	cr_assert(strstr(memfd_text(errfd[0]), "raft.auth_refused"), "%s",
-		  memfd_text(errfd[0]));
+	cr_assert(strstr(nd_test_memfd_text(errfd[0]), "raft.auth_refused"), "%s",
+		  nd_test_memfd_text(errfd[0]));
 	cr_assert(submit_pending() > 0);
 }

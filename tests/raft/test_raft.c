@@ -69,16 +69,6 @@ TestSuite(raft, .init = setup, .fini = teardown, .timeout = 120);
 
 /* ---- daemons ---- */
 
-/* What fd (a memfd) holds, NUL-terminated (static, overwritten). */
-static const char *memfd_text(int fd)
-{
-	static char buf[1 << 16];
-	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-
-	buf[n > 0 ? n : 0] = '\0';
-	return buf;
-}
-
 /* `noded master --data-dir DATADIR ...` on the port it had before (the
  * worker's --master stays right), stderr kept in master_err. */
 static void master_start_env(const char *fault)
@@ -158,7 +148,7 @@ static void wait_worker(void)
 		if (alive)
 			return;
 		cr_assert(nd_test_now_ms() < deadline, "the worker never "
-			  "came: %s", memfd_text(worker_err));
+			  "came: %s", nd_test_memfd_text(worker_err));
 		nd_test_sleep_ms(50);
 	}
 }
@@ -213,23 +203,9 @@ static void wait_state(uint64_t id, const char *state, int ms)
 			return;
 		cr_assert(nd_test_now_ms() < deadline, "task %" PRIu64 " is "
 			  "%s, not %s, after %d ms; master: %s", id, now, state,
-			  ms, memfd_text(master_err));
+			  ms, nd_test_memfd_text(master_err));
 		nd_test_sleep_ms(50);
 	}
-}
-
-/* The number of lines of path (0 when it does not exist). */
-static int lines_of(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	int n = 0, c;
-
-	if (!f)
-		return 0;
-	while ((c = fgetc(f)) != EOF)
-		n += c == '\n';
-	fclose(f);
-	return n;
 }
 
 /* ---- tests ---- */
@@ -269,8 +245,8 @@ Test(raft, restart_restores_every_task)
 	json_decref(t);
 	/* ran on across the restart, reported to the new master, once */
 	wait_state(b, "SUCCEEDED", 15000);
-	cr_assert_eq(lines_of(ran), 1, "task %" PRIu64 " ran %d times",
-		     b, lines_of(ran));
+	cr_assert_eq(nd_test_file_lines(ran), 1, "task %" PRIu64 " ran %d times",
+		     b, nd_test_file_lines(ran));
 	/* ids go on above the old ones */
 	e = SUBMIT("--", "true");
 	cr_assert(e > c, "new id %" PRIu64 " after %" PRIu64, e, c);
@@ -297,12 +273,12 @@ Test(raft, acknowledged_submits_survive_kill9)
 						  NULL }, -1, -1, -1);
 	cr_assert(loop > 0);
 	/* kill once some are in */
-	for (int i = 0; i < 200 && lines_of(acked) < 40; i++)
+	for (int i = 0; i < 200 && nd_test_file_lines(acked) < 40; i++)
 		nd_test_sleep_ms(50);
 	master_kill9();
 	cr_assert(nd_test_wait_pid(loop, 30000) >= 0);
-	cr_assert(lines_of(acked) >= 40, "only %d submits before the kill",
-		  lines_of(acked));
+	cr_assert(nd_test_file_lines(acked) >= 40, "only %d submits before the kill",
+		  nd_test_file_lines(acked));
 
 	master_start();
 	f = fopen(acked, "r");
@@ -393,7 +369,7 @@ Test(raft, failed_log_write_fails_the_submit_and_the_master_goes_on)
 	json_decref(arr);
 	cr_assert_eq(submit_raw(77, 1, &first), 0);
 	cr_assert_eq(first, again, "sent again, a second task");
-	cr_assert(strstr(memfd_text(master_err), "raft.propose_failed"));
+	cr_assert(strstr(nd_test_memfd_text(master_err), "raft.propose_failed"));
 
 	master_kill9();
 	master_start();
@@ -447,7 +423,7 @@ Test(raft, full_disk_refuses_submits_and_recovers)
 		}
 		cr_assert(strstr(R.err, "disk") || strstr(R.err, "commit"),
 			  "refused without saying why: %s; master: %s", R.err,
-			  memfd_text(master_err));
+			  nd_test_memfd_text(master_err));
 		refused++;
 	}
 	cr_assert(refused, "never refused on a full disk");
@@ -518,34 +494,12 @@ Test(raft, corrupt_log_stops_the_start)
 	cr_assert(strstr(err, "raft"), "no word of the log: %s", err);
 }
 
-/* The first task id a submit of (session, seq) got, over a client of its
- * own, as the library sends it. */
+/* The first task id a submit of (session, seq) got (asserting it did). */
 static uint64_t submit_session(uint64_t session, uint64_t seq)
 {
-	char *argv[] = { "true" };
-	Noded__Command cmd = NODED__COMMAND__INIT;
-	Noded__TaskSpec sp = NODED__TASK_SPEC__INIT;
-	Noded__Frame f = NODED__FRAME__INIT, *reply = NULL;
-	struct nd_client *c;
-	uint64_t id;
+	uint64_t id = 0;
 
-	cmd.n_argv = 1;
-	cmd.argv = argv;
-	sp.command = &cmd;
-	sp.node = "absent";
-	sp.wait_for_node = true;
-	sp.session = session;
-	sp.sequence = seq;
-	f.body_case = NODED__FRAME__BODY_SUBMIT;
-	f.submit = &sp;
-	cr_assert_eq(nd_client_connect(&c, master, NULL), 0);
-	cr_assert_eq(nd_client_call(c, &f, &reply, 5000), 0, "%s",
-		     reply && reply->error ? reply->error->message : "");
-	cr_assert_eq(reply->body_case, NODED__FRAME__BODY_SUBMIT_REPLY);
-	cr_assert_eq(reply->submit_reply->n_task_ids, 1);
-	id = reply->submit_reply->task_ids[0];
-	nd_frame_free(reply, NULL);
-	nd_client_close(c);
+	cr_assert_eq(submit_raw(session, seq, &id), 0, "%s", raw_err);
 	return id;
 }
 
