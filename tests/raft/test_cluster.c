@@ -501,3 +501,118 @@ Test(cluster, a_raft_link_without_the_token_is_refused)
 		  nd_test_memfd_text(errfd[0]));
 	cr_assert(submit_pending() > 0);
 }
+
+/* ---- 1,000 submits in flight ---- */
+
+#define INFLIGHT 1000
+
+struct sent {
+	uint64_t id;                  /* the task the reply named */
+	int status;                   /* 1: no reply yet */
+};
+
+static void on_submitted(struct nd_client *c, int status,
+			 const Noded__Frame *f, bool done, void *arg)
+{
+	struct sent *s = arg;
+
+	s->status = status;
+	if (!status && f->body_case == NODED__FRAME__BODY_SUBMIT_REPLY &&
+	    f->submit_reply->n_task_ids)
+		s->id = f->submit_reply->task_ids[0];
+}
+
+static const struct nd_client_opts token_opts = {
+	.token = (const uint8_t *)"cluster-test-token-0123456789",
+	.token_len = 29,
+};
+
+/* A client of master i. */
+static struct nd_client *client_of(int i)
+{
+	struct nd_client *c;
+	char addr[32];
+
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", client_port[i]);
+	cr_assert_eq(nd_client_connect(&c, addr, &token_opts), 0);
+	return c;
+}
+
+/* kill -9 of the leader with 1,000 submits in flight on one connection
+ * (each with a session of its own, as `noded submit` sends them): every
+ * acknowledged one is there after the failover; each unanswered one, sent
+ * again with its session to the new leader, is made exactly once (or
+ * answered with the task it made before the kill); the cluster holds
+ * exactly 1,000 tasks, one per submit. */
+Test(cluster, leader_kill9_with_1000_submits_in_flight)
+{
+	static struct sent sent[INFLIGHT];
+	char *argv[] = { "true" };
+	Noded__Command cmd = NODED__COMMAND__INIT;
+	Noded__TaskSpec sp = NODED__TASK_SPEC__INIT;
+	Noded__Frame f = NODED__FRAME__INIT;
+	struct nd_client *c;
+	uint64_t base = (uint64_t)nd_test_now_ms() << 12, acked = 0;
+	int lead, next, answered = 0;
+	json_t *arr;
+
+	cluster_start();
+	lead = leader_index(N, 5000);
+	c = client_of(lead);
+	cmd.n_argv = 1;
+	cmd.argv = argv;
+	sp.command = &cmd;
+	sp.node = "absent";
+	sp.wait_for_node = true;
+	sp.sequence = 1;
+	f.body_case = NODED__FRAME__BODY_SUBMIT;
+	f.submit = &sp;
+	for (int i = 0; i < INFLIGHT; i++) {
+		sent[i].status = 1;
+		sp.session = base + (uint64_t)i;
+		cr_assert(nd_client_start(c, &f, on_submitted, &sent[i]) > 0);
+	}
+	/* some answered, then the kill, the rest in flight */
+	while (answered < 200) {
+		int r = nd_client_poll(c, 5000);
+
+		cr_assert(r >= 0, "poll: %d", r);
+		answered = 0;
+		for (int i = 0; i < INFLIGHT; i++)
+			answered += sent[i].status != 1;
+	}
+	kill9(lead);
+	while (nd_client_poll(c, 2000) >= 0 && nd_client_pending(c))
+		;
+	nd_client_close(c); /* fails what is left: -ECANCELED */
+	next = leader_index(N - 1, 15000);
+	cr_assert(next >= 0 && next != lead);
+	c = client_of(next);
+	for (int i = 0; i < INFLIGHT; i++) {
+		Noded__Frame *reply = NULL;
+		int r;
+
+		if (!sent[i].status && sent[i].id) {
+			acked++;
+			continue;
+		}
+		sp.session = base + (uint64_t)i;
+		r = nd_client_call(c, &f, &reply, 10000);
+		cr_assert_eq(r, 0, "submit %d sent again: %s", i, reply &&
+			     reply->error ? reply->error->message : "");
+		sent[i].id = reply->submit_reply->task_ids[0];
+		nd_frame_free(reply, NULL);
+	}
+	nd_client_close(c);
+	cr_assert(acked >= 200, "%" PRIu64 " acknowledged", acked);
+	/* one task per submit, no more */
+	CLUSTER("tasks", "--json", "--limit", "5000");
+	EXPECT_STATUS(&R, 0);
+	arr = json_loads(R.out, 0, NULL);
+	cr_assert_eq(json_array_size(arr), INFLIGHT, "%zu tasks for %d "
+		     "submits", json_array_size(arr), INFLIGHT);
+	json_decref(arr);
+	for (int i = 0; i < INFLIGHT; i++)
+		for (int k = i + 1; k < INFLIGHT; k++)
+			cr_assert_neq(sent[i].id, sent[k].id);
+}
