@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/server.h"
 #include "core/time.h"
+#include "raft/fsm.h"
 #include "raft/raft.h"
 #include "raft/transport.h"
 #include "state/ledger.h"
@@ -24,9 +25,8 @@ struct nd_raft {
 	uv_loop_t loop;
 	struct raft_uv_transport transport;
 	struct raft_io io;
-	struct raft_fsm fsm;
+	struct nd_fsm fsm;            /* the ledger: the committed state */
 	struct raft raft;
-	struct nd_ledger ledger;      /* the committed state */
 	struct nd_raft_stats st;
 
 	struct nd_op poll_op, timer_op;
@@ -54,82 +54,6 @@ struct apply_req {
 	struct nd_raft_batch *b;
 };
 
-/* ---- the state machine ---- */
-
-static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
-		     void **result)
-{
-	struct nd_raft *r = fsm->data;
-	Noded__RaftEntry *e = noded__raft_entry__unpack(NULL, buf->len,
-							buf->base);
-
-	*result = NULL;
-	if (!e) {
-		/* only our own leader writes entries: this is a bug or a
-		 * corrupt log that passed raft's checksums */
-		ND_LOG(ND_LOG_ERROR, "raft.entry_malformed",
-		       ND_U("bytes", buf->len),
-		       ND_S("msg", "a log entry did not decode; skipped"));
-		return 0;
-	}
-	for (size_t i = 0; i < e->n_events; i++) {
-		int err = nd_ledger_apply(&r->ledger, e->events[i], NULL);
-
-		if (err == -ENOMEM) {
-			/* Going on would leave this member's ledger behind
-			 * the log for good: stop instead (a restart replays). */
-			ND_LOG(ND_LOG_ERROR, "raft.apply_failed",
-			       ND_S("err", "out of memory"),
-			       ND_S("msg", "cannot apply a committed entry; "
-				    "stopping"));
-			abort();
-		}
-		if (err)
-			ND_LOG(ND_LOG_WARN, "raft.event_refused",
-			       ND_S("event", nd_ledger_event_name(e->events[i])),
-			       ND_S("err", strerror(-err)));
-	}
-	noded__raft_entry__free_unpacked(e, NULL);
-	atomic_store(&r->st.entries, atomic_load(&r->st.entries) + 1);
-	return 0;
-}
-
-static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
-			unsigned *n_bufs)
-{
-	struct nd_raft *r = fsm->data;
-	uint8_t *snap;
-	size_t len;
-
-	if (nd_ledger_snapshot(&r->ledger, &snap, &len))
-		return RAFT_NOMEM;
-	*bufs = raft_malloc(sizeof(**bufs));
-	if (!*bufs) {
-		free(snap);
-		return RAFT_NOMEM;
-	}
-	(*bufs)[0].base = snap;
-	(*bufs)[0].len = len;
-	*n_bufs = 1;
-	atomic_store(&r->st.snapshots, atomic_load(&r->st.snapshots) + 1);
-	return 0;
-}
-
-static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
-{
-	struct nd_raft *r = fsm->data;
-	int err = nd_ledger_restore(&r->ledger, buf->base, buf->len);
-
-	if (err) {
-		ND_LOG(ND_LOG_ERROR, "raft.restore_failed",
-		       ND_S("err", strerror(-err)));
-		return err == -ENOMEM ? RAFT_NOMEM : RAFT_MALFORMED;
-	}
-	raft_free(buf->base);
-	atomic_store(&r->st.restores, atomic_load(&r->st.restores) + 1);
-	return 0;
-}
-
 /* ---- telling shard 0 ---- */
 
 static void post_config(struct nd_raft *r);
@@ -139,7 +63,7 @@ static void post_config(struct nd_raft *r);
 static void config_copy(struct nd_raft *r, struct nd_raft_news *n)
 {
 	const struct raft_configuration *c = &r->raft.configuration;
-	const struct nd_lmember *m = nd_ledger_member(&r->ledger,
+	const struct nd_lmember *m = nd_ledger_member(&r->fsm.ledger,
 						      n->leader_id);
 
 	snprintf(n->leader_client, sizeof(n->leader_client), "%s",
@@ -184,7 +108,7 @@ static void post_news(struct nd_raft *r, enum nd_raft_role role,
 	config_copy(r, n);
 	snprintf(n->err, sizeof(n->err), "%s", err ? err : "");
 	if ((role == ND_RAFT_LEADER || r->resync_due) &&
-	    nd_ledger_snapshot(&r->ledger, &n->snap, &n->snap_len)) {
+	    nd_ledger_snapshot(&r->fsm.ledger, &n->snap, &n->snap_len)) {
 		/* serving from a ledger we cannot copy is not possible:
 		 * try again at the next loop */
 		free(n);
@@ -232,6 +156,9 @@ static void watch_state(struct nd_raft *r)
 	atomic_store(&r->st.commit_index, r->raft.commit_index);
 	atomic_store(&r->st.applied_index, r->raft.last_applied);
 	atomic_store(&r->st.last_index, raft_last_index(&r->raft));
+	atomic_store(&r->st.entries, atomic_load(&r->fsm.entries));
+	atomic_store(&r->st.snapshots, atomic_load(&r->fsm.snapshots));
+	atomic_store(&r->st.restores, atomic_load(&r->fsm.restores));
 	if (st == RAFT_LEADER || leader)
 		atomic_store(&r->st.last_contact_ms, nd_unix_ms());
 	if (r->closing)
@@ -247,7 +174,7 @@ static void watch_state(struct nd_raft *r)
 		r->news_due = true;
 	}
 	if (!r->news_due && !r->resync_due && leader) {
-		const struct nd_lmember *m = nd_ledger_member(&r->ledger,
+		const struct nd_lmember *m = nd_ledger_member(&r->fsm.ledger,
 							      leader);
 
 		/* its address came with the log (a follower learns it) */
@@ -655,7 +582,7 @@ static void raft_stop(struct nd_shard *s)
 	if (uv_loop_close(&r->loop))
 		ND_LOG(ND_LOG_WARN, "raft.loop_busy",
 		       ND_S("msg", "libuv loop had handles left at exit"));
-	nd_ledger_free(&r->ledger);
+	nd_fsm_close(&r->fsm);
 	free(r);
 	s->svc = NULL;
 	s->svc_stop = NULL;
@@ -690,7 +617,7 @@ int nd_raft_start(struct nd_shard *rs, const struct nd_raft_config *cfg,
 		}
 		r->fault_apply = (unsigned)k;
 	}
-	nd_ledger_init(&r->ledger, sizeof(struct nd_ltask));
+	nd_fsm_init(&r->fsm);
 	if ((err = uv_loop_init(&r->loop))) {
 		snprintf(errbuf, errlen, "libuv: %s", uv_strerror(err));
 		goto err_free;
@@ -711,12 +638,7 @@ int nd_raft_start(struct nd_shard *rs, const struct nd_raft_config *cfg,
 			 r->io.errmsg[0] ? r->io.errmsg : raft_strerror(err));
 		goto err_transport;
 	}
-	r->fsm.version = 1;
-	r->fsm.data = r;
-	r->fsm.apply = fsm_apply;
-	r->fsm.snapshot = fsm_snapshot;
-	r->fsm.restore = fsm_restore;
-	if ((err = raft_init(&r->raft, &r->io, &r->fsm, cfg->id,
+	if ((err = raft_init(&r->raft, &r->io, &r->fsm.fsm, cfg->id,
 			     cfg->address))) {
 		snprintf(errbuf, errlen, "raft: %s", raft_errmsg(&r->raft));
 		goto err_io;
@@ -767,7 +689,7 @@ err_transport:
 err_loop:
 	uv_loop_close(&r->loop);
 err_free:
-	nd_ledger_free(&r->ledger);
+	nd_fsm_close(&r->fsm);
 	free(r);
 	return -EIO;
 }
