@@ -615,6 +615,7 @@ int nd_cli_master(int argc, char **argv)
 	char http_addr[80], err[512];
 	char *raft_dir = NULL;
 	struct joiner join = { 0 };
+	sigset_t sigs;
 	uint8_t *token = NULL;
 	int ret = parse_args(argc, argv, &a);
 
@@ -649,6 +650,10 @@ int nd_cli_master(int argc, char **argv)
 		goto close_ids;
 	a.m.svc.client_address = addr;
 	a.m.svc.http_address = http_addr;
+	/* before anyone is told where we are: a SIGTERM right after the
+	 * line is a request to stop, not a kill (and the join thread below
+	 * inherits the mask, so signals come to nd_server_run's wait) */
+	nd_server_block_signals(&sigs);
 	nd_cli_serve_announce(addr, http_addr);
 	if (a.join) {
 		join.targets = a.join;

@@ -528,3 +528,40 @@ Test(raft, a_resent_submit_makes_no_second_task)
 	json_decref(arr);
 	STOP_OK(&d);
 }
+
+/* A data directory whose log was emptied (its member id left): the master
+ * does not start as if nothing happened (every task would be gone without
+ * a word); --bootstrap begins anew, empty. A wholly empty directory is a
+ * new master. */
+Test(raft, emptied_log_needs_bootstrap_to_begin_anew)
+{
+	char cmd[300], out[256], err[2048];
+	const char *argv[] = { nd_test_bin(), "master", "--listen",
+			       "127.0.0.1:0", "--data-dir", datadir, NULL };
+	const char *boot[] = { nd_test_bin(), "master", "--listen",
+			       "127.0.0.1:0", "--data-dir", datadir,
+			       "--bootstrap", NULL };
+	json_t *arr;
+	int st;
+
+	master_start();
+	SUBMIT("--node", "absent", "--wait-for-node", "--", "true");
+	master_kill9();
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'/raft/*", datadir);
+	cr_assert_eq(system(cmd), 0);
+	st = nd_test_run(argv, out, sizeof(out), err, sizeof(err), 10000);
+	cr_assert_eq(st, 1, "started on an emptied log: %s", out);
+	cr_assert(strstr(err, "--bootstrap") && strstr(err, "no Raft log"),
+		  "%s", err);
+	ND_CHECK(nd_test_daemon_start_argv(&d, boot));
+	snprintf(master, sizeof(master), "127.0.0.1:%d", d.port);
+	arr = CLI_JSON("tasks", "--json");
+	cr_assert_eq(json_array_size(arr), 0);
+	json_decref(arr);
+	STOP_OK(&d);
+	/* a directory never used: a new master, no flag needed */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", datadir);
+	cr_assert_eq(system(cmd), 0);
+	ND_CHECK(nd_test_daemon_start_argv(&d, argv));
+	STOP_OK(&d);
+}
