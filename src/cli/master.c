@@ -356,14 +356,30 @@ static int raft_setup(struct master_args *a, char **raft_dir)
 			"empty ledger\n", a->data_dir, *raft_dir);
 		goto out;
 	}
-	if (n == -ENOENT) {
-		/* a new member: the first of its cluster (id 1), or one that
-		 * joins (a random id, so that two joining never collide) */
+	if (n == -ENOENT && raft_has_log(*raft_dir)) {
+		fprintf(stderr, "noded: %s has a Raft log but no member id "
+			"(%s/raft-id is gone): write this master's id there "
+			"(1 for the master that started the cluster; see "
+			"noded operator raft list-peers)\n", *raft_dir,
+			a->data_dir);
+		goto out;
+	}
+	if (n == -ENOENT && !a->join) {
+		/* A new cluster's first member: id 1. Its id file is written
+		 * once the log holds the bootstrap (raft.c), so a master
+		 * killed before that starts afresh, not "a log removed". */
+		snprintf(idbuf, sizeof(idbuf), "1");
+		n = 1;
+		a->raft.bootstrap = true;
+		a->raft.id_dir = a->data_dir;
+	} else if (n == -ENOENT) {
+		/* one that joins: a random id (two joining never collide),
+		 * kept before it joins, as the leader will know it by it */
 		uint64_t id = 1;
 		char text[32];
 
-		if (a->join && (nd_auth_nonce((uint8_t *)&id, sizeof(id)) ||
-				!(id &= INT64_MAX)))
+		if (nd_auth_nonce((uint8_t *)&id, sizeof(id)) ||
+		    !(id &= INT64_MAX))
 			id = (uint64_t)getpid() << 20 | (uint64_t)time(NULL);
 		snprintf(text, sizeof(text), "%llu\n", (unsigned long long)id);
 		n = nd_durable_create(dirfd, "raft-id", text, strlen(text),
@@ -371,7 +387,6 @@ static int raft_setup(struct master_args *a, char **raft_dir)
 		if (n == 0 || n == -EEXIST)
 			n = nd_small_read(dirfd, "raft-id", idbuf,
 					  sizeof(idbuf));
-		a->raft.bootstrap = !a->join;
 	}
 	if (n < 0) {
 		fprintf(stderr, "noded: %s/raft-id: %s\n", a->data_dir,

@@ -3,17 +3,20 @@
  * the cluster of masters (src/node/cluster.c), asked of any member (the
  * changes are followed to the leader by nd_cli_call).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "cli/cli.h"
 #include "cli/common.h"
 #include "noded/client.h"
+#include "noded/errors.h"
 
 static void usage(FILE *f)
 {
@@ -22,6 +25,7 @@ static void usage(FILE *f)
 		"       noded operator raft add-peer ID RAFT_ADDR [CLIENT_ADDR]\n"
 		"       noded operator raft remove-peer ID\n"
 		"       noded operator raft transfer-leader [ID]\n"
+		"       noded operator snapshot save|restore|inspect FILE\n"
 		"  (each also takes --master HOST:PORT[,...], --token-file FILE\n"
 		"  and --config FILE)\n"
 		"  list-peers       the masters of the cluster: id, addresses,\n"
@@ -33,6 +37,12 @@ static void usage(FILE *f)
 		"  remove-peer      take the member out of the cluster\n"
 		"  transfer-leader  hand the leadership to ID (or to the most\n"
 		"                   up-to-date other voter)\n"
+		"  snapshot save    write the leader's task ledger to FILE (a\n"
+		"                   LedgerSnapshot: every task, its kept output,\n"
+		"                   the counters)\n"
+		"  snapshot restore replace every task of the cluster by FILE's\n"
+		"                   (through the log: every master takes it)\n"
+		"  snapshot inspect what FILE holds (no master asked)\n"
 		"  --json           list-peers as JSON\n");
 }
 
@@ -169,6 +179,214 @@ static int change(const char *master, const char *verb, int argc,
 	return 0;
 }
 
+/* ---- snapshots ---- */
+
+struct save {
+	FILE *f;
+	uint64_t got, total;
+	int status;                   /* 1: not done */
+	char err[256];
+};
+
+static void on_chunk(struct nd_client *c, int status, const Noded__Frame *f,
+		     bool done, void *arg)
+{
+	struct save *s = arg;
+
+	if (status) {
+		snprintf(s->err, sizeof(s->err), "%s",
+			 nd_cli_error_text(status, f));
+		s->status = status;
+		return;
+	}
+	if (f->body_case == NODED__FRAME__BODY_SNAPSHOT_CHUNK) {
+		s->total = f->snapshot_chunk->total;
+		if (fwrite(f->snapshot_chunk->data.data, 1,
+			   f->snapshot_chunk->data.len, s->f) !=
+		    f->snapshot_chunk->data.len) {
+			snprintf(s->err, sizeof(s->err), "cannot write: %s",
+				 strerror(errno));
+			s->status = -EIO;
+		}
+		s->got += f->snapshot_chunk->data.len;
+	}
+	if (done && s->status == 1)
+		s->status = 0;
+}
+
+static int snapshot_save(const char *master, const char *path)
+{
+	Noded__Frame req = NODED__FRAME__INIT;
+	Noded__SnapshotRequest sr = NODED__SNAPSHOT_REQUEST__INIT;
+	struct save s = { .status = 1 };
+	struct nd_client *c = nd_cli_connect(master);
+	int r = 0;
+
+	if (!c)
+		return ND_CLI_EXIT_FAIL;
+	s.f = fopen(path, "wx");
+	if (!s.f) {
+		fprintf(stderr, "noded operator snapshot save: %s: %s\n", path,
+			errno == EEXIST ? "exists already (not overwritten)" :
+			strerror(errno));
+		nd_client_close(c);
+		return ND_CLI_EXIT_FAIL;
+	}
+	req.body_case = NODED__FRAME__BODY_SNAPSHOT;
+	req.snapshot = &sr;
+	if (nd_client_start(c, &req, on_chunk, &s) < 0)
+		s.status = -EIO;
+	while (s.status == 1 && (r = nd_client_poll(c, 30000)) > 0)
+		;
+	if (s.status == 1) {
+		s.status = r ? r : -ETIMEDOUT;
+		snprintf(s.err, sizeof(s.err), "%s", nd_strerror(s.status));
+	}
+	nd_client_close(c);
+	if (fclose(s.f) && !s.status) {
+		s.status = -EIO;
+		snprintf(s.err, sizeof(s.err), "cannot write: %s",
+			 strerror(errno));
+	}
+	if (s.status || s.got != s.total) {
+		fprintf(stderr, "noded operator snapshot save: %s\n",
+			s.status ? s.err : "the snapshot came short");
+		unlink(path);
+		return ND_CLI_EXIT_FAIL;
+	}
+	printf("saved %" PRIu64 " bytes to %s\n", s.got, path);
+	return 0;
+}
+
+/* FILE's bytes (malloc'd) and size, or NULL after saying why. */
+static uint8_t *slurp(const char *verb, const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "r");
+	uint8_t *p = NULL;
+	long n;
+
+	if (!f || fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 ||
+	    fseek(f, 0, SEEK_SET) || !(p = malloc(n ? (size_t)n : 1)) ||
+	    fread(p, 1, (size_t)n, f) != (size_t)n) {
+		fprintf(stderr, "noded operator snapshot %s: %s: %s\n", verb,
+			path, strerror(errno ? errno : EIO));
+		free(p);
+		if (f)
+			fclose(f);
+		return NULL;
+	}
+	fclose(f);
+	*len = (size_t)n;
+	return p;
+}
+
+static int snapshot_inspect(const char *path, bool json)
+{
+	static const char *const states[] = { "?", "pending", "assigned",
+		"running", "succeeded", "failed", "timed_out", "cancelled",
+		"lost" };
+	uint64_t by[9] = { 0 }, kept = 0;
+	Noded__LedgerSnapshot *s;
+	size_t len;
+	uint8_t *p = slurp("inspect", path, &len);
+
+	if (!p)
+		return ND_CLI_EXIT_FAIL;
+	s = noded__ledger_snapshot__unpack(NULL, len, p);
+	free(p);
+	if (!s) {
+		fprintf(stderr, "noded operator snapshot inspect: %s is not a "
+			"ledger snapshot\n", path);
+		return ND_CLI_EXIT_FAIL;
+	}
+	for (size_t i = 0; i < s->n_tasks; i++) {
+		if ((unsigned)s->tasks[i]->state < 9)
+			by[s->tasks[i]->state]++;
+		for (size_t k = 0; k < s->tasks[i]->n_output; k++)
+			kept += s->tasks[i]->output[k]->data.len;
+	}
+	if (json) {
+		json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+			"bytes", (json_int_t)len,
+			"tasks", (json_int_t)s->n_tasks,
+			"next_id", (json_int_t)s->next_id,
+			"submitted", (json_int_t)s->submitted,
+			"events_applied", (json_int_t)s->applied,
+			"output_kept_bytes", (json_int_t)kept,
+			"members", (json_int_t)s->n_members,
+			"sessions", (json_int_t)s->n_sessions);
+
+		for (unsigned st = 1; j && st < 9; st++)
+			json_object_set_new(j, states[st],
+					    json_integer((json_int_t)by[st]));
+		if (!j || json_dumpf(j, stdout, JSON_INDENT(2)))
+			fprintf(stderr, "noded: cannot print it\n");
+		printf("\n");
+		json_decref(j);
+	} else {
+		printf("%s: %zu bytes, %zu tasks (next id %" PRIu64 ", %"
+		       PRIu64 " submitted, %" PRIu64 " events applied)\n",
+		       path, len, s->n_tasks, s->next_id, s->submitted,
+		       s->applied);
+		for (unsigned st = 1; st < 9; st++)
+			if (by[st])
+				printf("  %-10s %" PRIu64 "\n", states[st],
+				       by[st]);
+		printf("  output kept: %" PRIu64 " bytes; members: %zu; "
+		       "client sessions: %zu\n", kept, s->n_members,
+		       s->n_sessions);
+	}
+	noded__ledger_snapshot__free_unpacked(s, NULL);
+	return 0;
+}
+
+static int snapshot_restore(const char *master, const char *path)
+{
+	Noded__Frame req = NODED__FRAME__INIT, *reply = NULL;
+	Noded__LedgerRestore lr = NODED__LEDGER_RESTORE__INIT;
+	size_t len;
+	uint8_t *p = slurp("restore", path, &len);
+	int r;
+
+	if (!p)
+		return ND_CLI_EXIT_FAIL;
+	lr.snapshot.data = p;
+	lr.snapshot.len = len;
+	req.body_case = NODED__FRAME__BODY_RESTORE;
+	req.restore = &lr;
+	r = nd_cli_request(master, &req, NODED__FRAME__BODY_ACK, "restore",
+			   &reply);
+	free(p);
+	if (r)
+		return r;
+	nd_frame_free(reply, NULL);
+	printf("restored %s (%zu bytes)\n", path, len);
+	return 0;
+}
+
+static int snapshot(const char *master, bool json, int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "noded operator snapshot: give save, restore "
+			"or inspect, and a FILE\n");
+		return ND_CLI_EXIT_USAGE;
+	}
+	if (json && strcmp(argv[0], "inspect")) {
+		fprintf(stderr, "noded operator snapshot %s: --json is for "
+			"inspect and list-peers only\n", argv[0]);
+		return ND_CLI_EXIT_USAGE;
+	}
+	if (!strcmp(argv[0], "save"))
+		return snapshot_save(master, argv[1]);
+	if (!strcmp(argv[0], "restore"))
+		return snapshot_restore(master, argv[1]);
+	if (!strcmp(argv[0], "inspect"))
+		return snapshot_inspect(argv[1], json);
+	fprintf(stderr, "noded operator snapshot: unknown verb '%s' (want "
+		"save, restore or inspect)\n", argv[0]);
+	return ND_CLI_EXIT_USAGE;
+}
+
 int nd_cli_operator(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -207,8 +425,12 @@ int nd_cli_operator(int argc, char **argv)
 			return ND_CLI_EXIT_USAGE;
 		}
 	}
+	if (argc - optind >= 1 && !strcmp(argv[optind], "snapshot"))
+		return snapshot(master, json, argc - optind - 1,
+				argv + optind + 1);
 	if (argc - optind < 2 || strcmp(argv[optind], "raft")) {
-		fprintf(stderr, "noded operator: give `raft` and a verb\n");
+		fprintf(stderr, "noded operator: give `raft` or `snapshot` "
+			"and a verb\n");
 		usage(stderr);
 		return ND_CLI_EXIT_USAGE;
 	}

@@ -228,7 +228,8 @@ static bool method_streams(Noded__Frame__BodyCase m)
 {
 	/* Server streams; add new streaming methods here. */
 	return m == NODED__FRAME__BODY_ASSIGN_TASK ||
-	       m == NODED__FRAME__BODY_WATCH || m == NODED__FRAME__BODY_RUN;
+	       m == NODED__FRAME__BODY_WATCH || m == NODED__FRAME__BODY_RUN ||
+	       m == NODED__FRAME__BODY_SNAPSHOT;
 }
 
 /* *f = req as a frame of kind with the next id: a shallow copy, the caller

@@ -54,6 +54,9 @@ int nd__svc_apply(struct nd_svc *svc, const Noded__LedgerEvent *ev,
 
 	if (out)
 		*out = NULL;
+	if (nd__svc_serving(svc) &&
+	    ev->body_case == NODED__LEDGER_EVENT__BODY_RESTORE)
+		return nd__svc_apply_restore(svc, ev);
 	/* with raft: logged in the order applied (replica.c) */
 	if (!nd__svc_serving(svc))
 		err = -EAGAIN; /* the callers run only while serving */

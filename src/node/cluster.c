@@ -286,3 +286,57 @@ void nd__cluster_change(struct nd_svc *svc, const Noded__Frame *f,
 	nd_raft_change(svc->s, svc->raft, &w->c);
 	/* answered by change_done */
 }
+
+/* ---- snapshots ---- */
+
+#define CHUNK (1u << 20)
+
+void nd__cluster_snapshot(struct nd_svc *svc, const Noded__Frame *f,
+			  struct nd_out *o)
+{
+	Noded__Frame r = NODED__FRAME__INIT;
+	Noded__SnapshotChunk c = NODED__SNAPSHOT_CHUNK__INIT;
+	uint8_t *snap;
+	size_t len;
+
+	if (nd_ledger_snapshot(&svc->ledger, &snap, &len)) {
+		nd__out_error(o, f->id, NODED__FRAME_KIND__STREAM_END,
+			      NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
+			      "out of memory for the snapshot");
+		return;
+	}
+	r.id = f->id;
+	r.kind = NODED__FRAME_KIND__STREAM_ITEM;
+	r.body_case = NODED__FRAME__BODY_SNAPSHOT_CHUNK;
+	r.snapshot_chunk = &c;
+	c.total = len;
+	for (size_t off = 0; off < len || !off; off += CHUNK) {
+		c.data.data = snap + off;
+		c.data.len = len - off < CHUNK ? len - off : CHUNK;
+		nd__out_frame(o, &r);
+		if (!len)
+			break;
+	}
+	free(snap);
+	nd__out_end(o, f->id);
+}
+
+void nd__cluster_restore(struct nd_svc *svc, const Noded__Frame *f,
+			 struct nd_out *o)
+{
+	Noded__LedgerEvent ev = NODED__LEDGER_EVENT__INIT;
+	int err;
+
+	ev.body_case = NODED__LEDGER_EVENT__BODY_RESTORE;
+	ev.restore = f->restore;
+	err = nd__svc_apply(svc, &ev, NULL);
+	if (!err) {
+		nd__out_ack(o, f->id);
+		return;
+	}
+	nd__out_error(o, f->id, NODED__FRAME_KIND__REPLY, err == -ENOMEM ?
+		      NODED__ERROR_CODE__RESOURCE_EXHAUSTED :
+		      NODED__ERROR_CODE__BAD_REQUEST, "%s", err == -ENOMEM ?
+		      "out of memory" : "not a snapshot of a ledger (noded "
+		      "operator snapshot inspect says what it holds)");
+}

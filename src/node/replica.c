@@ -327,6 +327,42 @@ static void name_cluster(struct nd_svc *svc)
 	nd__svc_apply(svc, &ev, NULL);
 }
 
+/*
+ * An operator's restore (LedgerRestore), applied as any event but around
+ * it: what the service holds of the tasks goes first (the ledger frees
+ * them), and is built again from the ledger after, restored or not (a
+ * refused snapshot changes nothing). Watchers and waiting cancels of the
+ * old tasks are dropped.
+ */
+int nd__svc_apply_restore(struct nd_svc *svc, const Noded__LedgerEvent *ev)
+{
+	size_t mark = 0;
+	int err = 0;
+
+	if (svc->raft)
+		err = nd__replica_stage(svc, ev, &mark);
+	if (err)
+		return err;
+	nd__tasks_release_all(svc);
+	forget_placement(svc);
+	err = nd_ledger_apply(&svc->ledger, ev, NULL);
+	if (err && svc->raft)
+		nd__replica_unstage(svc, mark);
+	if (rebuild(svc))
+		ND_LOG(ND_LOG_ERROR, "ledger.rebuild_failed",
+		       ND_S("err", "out of memory"),
+		       ND_S("msg", "tasks of nodes not yet known are not "
+			    "counted on them"));
+	if (svc->next_task_id < svc->ledger.next_id)
+		svc->next_task_id = svc->ledger.next_id;
+	ND_LOG(err ? ND_LOG_WARN : ND_LOG_INFO, "ledger.restored",
+	       ND_U("tasks", svc->ledger.ntasks),
+	       ND_S("err", err ? strerror(-err) : ""));
+	if (!err)
+		nd__tasks_schedule(svc);
+	return err;
+}
+
 /* Replaces the ledger by the committed one the raft shard sent (n->snap)
  * and rebuilds around it. 0, or -errno: then the ledger is empty and
  * another copy is asked for. */

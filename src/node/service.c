@@ -341,6 +341,12 @@ static void exec_ticket(struct nd_svc *svc, struct nd_ticket *t)
 	case NODED__FRAME__BODY_RAFT_CHANGE:
 		nd__cluster_change(svc, f, &from, &o);
 		break;
+	case NODED__FRAME__BODY_SNAPSHOT:
+		nd__cluster_snapshot(svc, f, &o);
+		break;
+	case NODED__FRAME__BODY_RESTORE:
+		nd__cluster_restore(svc, f, &o);
+		break;
 	default:
 		nd__out_error(&o, f->id, NODED__FRAME_KIND__REPLY,
 			      NODED__ERROR_CODE__UNKNOWN_METHOD,

@@ -289,6 +289,14 @@ void nd__cluster_change(struct nd_svc *svc, const Noded__Frame *f,
 void nd__cluster_self(struct nd_svc *svc);
 int nd__cluster_member_event(struct nd_svc *svc, const Noded__RaftMember *mb,
 			     bool remove);
+/* Applies an operator's LedgerRestore and rebuilds the service around the
+ * ledger (replica.c; nd__svc_apply leads there). 0 or -errno. */
+int nd__svc_apply_restore(struct nd_svc *svc, const Noded__LedgerEvent *ev);
+/* The snapshot methods (cluster.c): the ledger in chunks; a restore. */
+void nd__cluster_snapshot(struct nd_svc *svc, const Noded__Frame *f,
+			  struct nd_out *o);
+void nd__cluster_restore(struct nd_svc *svc, const Noded__Frame *f,
+			 struct nd_out *o);
 /* The noded_raft_* series of /metrics. */
 void nd__replica_metrics(struct nd_svc *svc, FILE *f);
 /* Every message the service sends to a shard goes here: with raft, held

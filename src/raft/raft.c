@@ -6,11 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <raft.h>
 #include <raft/uv.h>
 #include <uv.h>
 
+#include "core/durable.h"
 #include "core/log.h"
 #include "core/server.h"
 #include "core/time.h"
@@ -588,6 +590,21 @@ static void raft_stop(struct nd_shard *s)
 	s->svc_stop = NULL;
 }
 
+/* Writes the member id to id_dir/raft-id (durably; once, at the first
+ * start of a cluster: blocking is fine then). 0 or -errno. */
+static int keep_id(const struct nd_raft_config *cfg)
+{
+	char text[32];
+	int dirfd = nd_dir_open(cfg->id_dir), err;
+
+	if (dirfd < 0)
+		return dirfd;
+	snprintf(text, sizeof(text), "%llu\n", (unsigned long long)cfg->id);
+	err = nd_durable_create(dirfd, "raft-id", text, strlen(text), 0600);
+	close(dirfd);
+	return err == -EEXIST ? 0 : err;
+}
+
 int nd_raft_start(struct nd_shard *rs, const struct nd_raft_config *cfg,
 		  struct nd_shard *s0,
 		  void (*news)(struct nd_shard *s0, struct nd_raft_news *n),
@@ -661,6 +678,11 @@ int nd_raft_start(struct nd_shard *rs, const struct nd_raft_config *cfg,
 		if (err && err != RAFT_CANTBOOTSTRAP) { /* that: it has a log */
 			snprintf(errbuf, errlen, "raft bootstrap: %s",
 				 raft_errmsg(&r->raft));
+			goto err_raft;
+		}
+		if (cfg->id_dir && (err = keep_id(cfg))) {
+			snprintf(errbuf, errlen, "%s/raft-id: %s", cfg->id_dir,
+				 strerror(-err));
 			goto err_raft;
 		}
 	}

@@ -39,6 +39,8 @@ struct nd_raft_config {
 	unsigned election_ms, heartbeat_ms;
 	unsigned snapshot_threshold;  /* entries between snapshots */
 	unsigned snapshot_trailing;   /* entries kept behind a snapshot */
+	const char *id_dir;           /* set: write "raft-id" (the id) there
+				       * once the bootstrap is in the log */
 	const uint8_t *token;         /* the masters' token: the links prove
 				       * it (transport.c); NULL: plain TCP
 				       * (loopback only) */

@@ -185,6 +185,8 @@ static void dispatch(struct nd_conn *c, const Noded__Frame *f)
 	case NODED__FRAME__BODY_NODE_REMOVE:
 	case NODED__FRAME__BODY_LEADER:
 	case NODED__FRAME__BODY_RAFT_CHANGE:
+	case NODED__FRAME__BODY_SNAPSHOT:
+	case NODED__FRAME__BODY_RESTORE:
 		nd__rpc_forward(c, f);
 		return;
 	case NODED__FRAME__BODY_HELLO:

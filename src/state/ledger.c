@@ -632,6 +632,35 @@ static int apply_member(struct nd_ledger *l, struct nd_ltask *t,
 	return 0;
 }
 
+static int apply_restore(struct nd_ledger *l, struct nd_ltask *t,
+			 const void *m, struct nd_ltask **out)
+{
+	const Noded__LedgerRestore *e = m;
+	uint64_t cluster = l->cluster_id;
+	struct nd_lmember *members = l->members;
+	size_t nmembers = l->nmembers;
+	int err;
+
+	/* the members move over to the restored ledger, not the snapshot's
+	 * (freed with the old one otherwise) */
+	l->members = NULL;
+	l->nmembers = 0;
+	err = nd_ledger_restore(l, e->snapshot.data, e->snapshot.len);
+	if (err) {
+		l->members = members;
+		l->nmembers = nmembers;
+		return err;
+	}
+	for (size_t i = 0; i < l->nmembers; i++)
+		nd__lmember_clear(&l->members[i]);
+	free(l->members);
+	l->members = members;
+	l->nmembers = nmembers;
+	l->cluster_id = cluster;
+	*out = NULL;
+	return 0;
+}
+
 /* The events: each case of LedgerEvent.body, its name, its function (given
  * the case's message: the oneof's members share one pointer; and, but for
  * submit, the task it names, found by target()) and where its message
@@ -662,6 +691,7 @@ static const struct {
 	EV(EVICT, "evict", apply_evict, Noded__LedgerEvict, 0),
 	[NODED__LEDGER_EVENT__BODY_CLUSTER] = { "cluster", apply_cluster, 0, 0 },
 	[NODED__LEDGER_EVENT__BODY_MEMBER] = { "member", apply_member, 0, 0 },
+	[NODED__LEDGER_EVENT__BODY_RESTORE] = { "restore", apply_restore, 0, 0 },
 #undef AT
 #undef EV
 };
@@ -679,7 +709,8 @@ int nd_ledger_apply(struct nd_ledger *l, const Noded__LedgerEvent *ev,
 	if (c < NEVENTS && events[c].apply && m)
 		err = c == NODED__LEDGER_EVENT__BODY_SUBMIT ||
 		      c == NODED__LEDGER_EVENT__BODY_CLUSTER ||
-		      c == NODED__LEDGER_EVENT__BODY_MEMBER ? 0 :
+		      c == NODED__LEDGER_EVENT__BODY_MEMBER ||
+		      c == NODED__LEDGER_EVENT__BODY_RESTORE ? 0 :
 		      target(l, m, events[c].id_off, events[c].at_off, &named);
 	if (!err)
 		err = events[c].apply(l, named, m, &t);

@@ -43,6 +43,9 @@
  *   member   a master's addresses, added or replaced by its id (nonzero,
  *            with a Raft address), or removed (-ENOENT: unknown). It
  *            names no task.
+ *   restore  every task, counter and session replaced by a snapshot's
+ *            (nd_ledger_restore's checks; -EINVAL: refused, nothing
+ *            changed); the cluster's id and members stay.
  * started, output, ended, retried and lost name an attempt: an event for
  * another attempt than the task's is refused (-ESTALE), so a late report
  * of an old attempt never changes the task.

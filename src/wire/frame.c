@@ -100,6 +100,9 @@ const char *nd_frame_method_name(Noded__Frame__BodyCase c)
 	case NODED__FRAME__BODY_RAFT_CHANGE: return "raft_change";
 	case NODED__FRAME__BODY_LEADER: return "leader";
 	case NODED__FRAME__BODY_LEADER_INFO: return "leader_info";
+	case NODED__FRAME__BODY_SNAPSHOT: return "snapshot";
+	case NODED__FRAME__BODY_SNAPSHOT_CHUNK: return "snapshot_chunk";
+	case NODED__FRAME__BODY_RESTORE: return "restore";
 	case NODED__FRAME__BODY__NOT_SET: return "none";
 	default: return "unknown";
 	}

@@ -565,3 +565,64 @@ Test(raft, emptied_log_needs_bootstrap_to_begin_anew)
 	ND_CHECK(nd_test_daemon_start_argv(&d, argv));
 	STOP_OK(&d);
 }
+
+/* noded operator snapshot save, inspect, restore: a master's ledger to a
+ * file, what it holds, and another master's ledger replaced by it (through
+ * its log: still there after kill -9); a file that is no snapshot is
+ * refused and changes nothing. */
+Test(raft, snapshot_save_inspect_and_restore)
+{
+	char file[160], bad[160];
+	uint64_t a, b;
+	json_t *arr, *j;
+	FILE *f;
+
+	snprintf(file, sizeof(file), "%s/ledger.snap", tmpdir);
+	snprintf(bad, sizeof(bad), "%s/bad.snap", tmpdir);
+	master_start();
+	a = SUBMIT("--node", "absent", "--wait-for-node", "--", "echo", "a");
+	b = SUBMIT("--node", "absent", "--wait-for-node", "--", "echo", "b");
+	CLI(&R, "operator", "snapshot", "save", file);
+	EXPECT_STATUS(&R, 0);
+	CLI(&R, "operator", "snapshot", "save", file);
+	cr_assert_eq(R.st, 1, "a snapshot overwrote a file");
+	CLI(&R, "operator", "snapshot", "inspect", file, "--json");
+	EXPECT_STATUS(&R, 0);
+	j = json_loads(R.out, 0, NULL);
+	cr_assert_eq(json_integer_value(json_object_get(j, "tasks")), 2);
+	cr_assert_eq(json_integer_value(json_object_get(j, "pending")), 2);
+	json_decref(j);
+	master_kill9();
+
+	/* another master, with a task of its own */
+	snprintf(datadir, sizeof(datadir), "%s/other", tmpdir);
+	master_port = 0;
+	master_start();
+	SUBMIT("--node", "elsewhere", "--wait-for-node", "--", "true");
+	f = fopen(bad, "w");
+	cr_assert(f && fputs("not a snapshot", f) >= 0 && !fclose(f));
+	CLI(&R, "operator", "snapshot", "restore", bad);
+	cr_assert_eq(R.st, 1);
+	cr_assert(strstr(R.err, "not a snapshot"), "%s", R.err);
+	arr = CLI_JSON("tasks", "--json");
+	cr_assert_eq(json_array_size(arr), 1);
+	json_decref(arr);
+	CLI(&R, "operator", "snapshot", "restore", file);
+	EXPECT_STATUS(&R, 0);
+	master_kill9();
+	master_start();
+	arr = CLI_JSON("tasks", "--json");
+	cr_assert_eq(json_array_size(arr), 2, "%s", R.out);
+	json_decref(arr);
+	{
+		char ids[32];
+
+		snprintf(ids, sizeof(ids), "%" PRIu64, b);
+		j = CLI_JSON("task", ids, "--json");
+		cr_assert_str_eq(json_string_value(json_array_get(
+			json_object_get(j, "argv"), 1)) ?: "?", "b");
+		json_decref(j);
+	}
+	cr_assert(b > a);
+	STOP_OK(&d);
+}
