@@ -748,6 +748,7 @@ static const struct cmd cmds[] = {
 	{ "tasks", nd_bench_tasks, "end-to-end task rate and latency" },
 	{ "spawn", nd_bench_spawn, "bare posix_spawn+waitpid loop (the floor)" },
 	{ "workers", nd_bench_workers, "a simulated fleet of N workers" },
+	{ "first", nd_bench_first, "ms until a master serves (failover, restart)" },
 };
 
 static void usage(FILE *f)
