@@ -78,6 +78,10 @@ int nd_client_hello(struct nd_client *c, nd_reply_cb cb, void *arg);
 
 /* Fails every call still pending with -ECANCELED, closes the socket, frees. */
 void nd_client_close(struct nd_client *c);
+/* Makes c the connection with is (a client from nd_client_connect, freed
+ * here), closing what c was connected to (its pending requests fail with
+ * -ECANCELED): how a caller holding c follows a NOT_LEADER to the leader. */
+void nd_client_replace(struct nd_client *c, struct nd_client *with);
 
 int nd_client_fd(const struct nd_client *c);
 

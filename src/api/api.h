@@ -33,12 +33,14 @@ enum nd_route {
 	ND_ROUTE_NODE_DRAIN,
 	ND_ROUTE_NODE_ELIGIBLE,
 	ND_ROUTE_NODE_REMOVE,
+	ND_ROUTE_STATUS_LEADER,
+	ND_ROUTE_RAFT_PEERS,
 	ND_ROUTE_OTHER,                 /* 404, 405 and unparsable requests */
 	ND_ROUTES
 };
 
 /* The statuses the API answers, counted per route (metrics.c). */
-#define ND_HTTP_CODES 15
+#define ND_HTTP_CODES 16
 extern const uint16_t nd_http_codes[ND_HTTP_CODES];
 unsigned nd_http_code_index(unsigned status);
 

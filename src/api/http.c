@@ -56,6 +56,7 @@ static const char *reason(unsigned status)
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
 	case 503: return "Service Unavailable";
+	case 307: return "Temporary Redirect";
 	case 505: return "HTTP Version Not Supported";
 	default: return "Unknown";
 	}

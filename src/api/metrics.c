@@ -30,8 +30,8 @@ struct scrape {
 };
 
 const uint16_t nd_http_codes[ND_HTTP_CODES] = {
-	200, 201, 400, 401, 404, 405, 409, 411, 413, 429, 431, 500, 503, 505,
-	0,
+	200, 201, 307, 400, 401, 404, 405, 409, 411, 413, 429, 431, 500, 503,
+	505, 0,
 };
 
 /* The index of status in nd_http_codes; the last (0) stands for others. */
@@ -59,6 +59,8 @@ static const char *const route_names[ND_ROUTES] = {
 	[ND_ROUTE_NODE_DRAIN] = "node_drain",
 	[ND_ROUTE_NODE_ELIGIBLE] = "node_eligible",
 	[ND_ROUTE_NODE_REMOVE] = "node_remove",
+	[ND_ROUTE_STATUS_LEADER] = "status_leader",
+	[ND_ROUTE_RAFT_PEERS] = "raft_peers",
 	[ND_ROUTE_OTHER] = "other",
 };
 

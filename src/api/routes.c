@@ -39,6 +39,7 @@ static unsigned status_of(Noded__ErrorCode code)
 	case NODED__ERROR_CODE__RESOURCE_EXHAUSTED: return 429;
 	case NODED__ERROR_CODE__UNAUTHENTICATED: return 401;
 	case NODED__ERROR_CODE__UNAVAILABLE: return 503;
+	case NODED__ERROR_CODE__NOT_LEADER: return 503;
 	default: return 500;
 	}
 }
@@ -50,6 +51,18 @@ static bool error_reply(struct req *r, const Noded__Frame *f)
 		return false;
 	if (r->streaming) { /* headers are gone: end the stream short */
 		nd_http_stream_end(r);
+		return true;
+	}
+	if (f->error->code == NODED__ERROR_CODE__NOT_LEADER &&
+	    f->error->leader_http[0]) {
+		/* a follower: the same request, at the leader's API */
+		char loc[2600];
+
+		snprintf(loc, sizeof(loc), "Location: http://%s%s\r\n",
+			 f->error->leader_http, r->url);
+		nd_http_reply(r, 307, "text/plain; charset=utf-8",
+			      f->error->message, strlen(f->error->message),
+			      loc);
 		return true;
 	}
 	nd_http_error(r, status_of(f->error->code), "%s",
@@ -492,6 +505,78 @@ static void nodes(struct req *r)
 	call(r, &f, on_nodes);
 }
 
+/* ---- the cluster ---- */
+
+static json_t *member_json(const Noded__RaftMember *m, uint64_t leader)
+{
+	return json_pack("{s:I, s:s, s:s, s:s, s:b, s:b}",
+			 "id", (json_int_t)m->id,
+			 "raft_address", m->raft_address,
+			 "client_address", m->client_address,
+			 "http_address", m->http_address,
+			 "voter", (int)m->voter, "leader", m->id == leader);
+}
+
+/* GET /v1/status/leader: who leads as this master knows it (a follower
+ * answers too); /v1/operator/raft/peers: the members (as the leader's
+ * ledger has them, so a follower redirects there). */
+static void on_leader(struct req *r, const Noded__Frame *f)
+{
+	const Noded__LeaderInfo *li = f->leader_info;
+	json_t *a;
+
+	if (error_reply(r, f))
+		return;
+	if (f->body_case != NODED__FRAME__BODY_LEADER_INFO) {
+		unexpected(r);
+		return;
+	}
+	if (r->route == ND_ROUTE_STATUS_LEADER) {
+		nd_http_json(r, 200, json_pack(
+			"{s:b, s:b, s:I, s:I, s:s, s:s, s:I, s:I}",
+			"replicated", (int)li->replicated,
+			"is_leader", (int)li->is_leader,
+			"self_id", (json_int_t)li->self_id,
+			"leader_id", (json_int_t)li->leader_id,
+			"leader_address", li->leader_address,
+			"leader_http", li->leader_http,
+			"term", (json_int_t)li->term,
+			"commit_index", (json_int_t)li->commit_index), NULL);
+		return;
+	}
+	if (li->replicated && !li->is_leader) {
+		char loc[2600];
+
+		if (!li->leader_http[0]) {
+			nd_http_error(r, 503, "this master does not lead and "
+				      "knows of no leader with an HTTP API");
+			return;
+		}
+		snprintf(loc, sizeof(loc), "Location: http://%s%s\r\n",
+			 li->leader_http, r->url);
+		nd_http_reply(r, 307, "text/plain; charset=utf-8", "", 0, loc);
+		return;
+	}
+	a = json_array();
+	for (size_t i = 0; a && i < li->n_members; i++)
+		if (json_array_append_new(a, member_json(li->members[i],
+							 li->leader_id))) {
+			json_decref(a);
+			a = NULL;
+		}
+	nd_http_json(r, 200, a ? json_pack("{s:o}", "peers", a) : NULL, NULL);
+}
+
+static void leader(struct req *r)
+{
+	Noded__Frame f = NODED__FRAME__INIT;
+	Noded__LeaderRequest lr = NODED__LEADER_REQUEST__INIT;
+
+	f.body_case = NODED__FRAME__BODY_LEADER;
+	f.leader = &lr;
+	call(r, &f, on_leader);
+}
+
 /* ---- a node's lifecycle ---- */
 
 /* The reply of drain and eligible: the node. */
@@ -725,6 +810,16 @@ void nd_api_route(struct req *r)
 				     strcmp(fl, "false"), on_output);
 			return;
 		}
+	}
+	if (!strcmp(path, "/v1/status/leader") ||
+	    !strcmp(path, "/v1/operator/raft/peers")) {
+		r->route = path[4] == 's' ? ND_ROUTE_STATUS_LEADER :
+					    ND_ROUTE_RAFT_PEERS;
+		if (!method_ok(r, "GET", HTTP_GET, -1) ||
+		    !query_ok(r, q, NULL))
+			return;
+		leader(r);
+		return;
 	}
 	if (!strcmp(path, "/v1/nodes") || !strncmp(path, "/v1/nodes/", 10)) {
 		char *name = path[9] ? path + 10 : "";

@@ -9,6 +9,7 @@ int nd_cli_master(int argc, char **argv);
 int nd_cli_worker(int argc, char **argv);
 int nd_cli_nodes(int argc, char **argv);
 int nd_cli_node(int argc, char **argv);
+int nd_cli_operator(int argc, char **argv);
 int nd_cli_dev(int argc, char **argv);
 int nd_cli_run(int argc, char **argv);
 int nd_cli_submit(int argc, char **argv);

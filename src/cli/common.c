@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/common.h"
@@ -92,7 +93,68 @@ static const char *addr_why(const char *addr, char *why, size_t size)
 	return why;
 }
 
+static struct nd_client *connect_one(const char *addr, bool quiet);
+
+/* The leader's address when c's master names another one as leading. */
+static bool leader_elsewhere(struct nd_client *c, char *leader, size_t len)
+{
+	Noded__Frame f = NODED__FRAME__INIT, *reply = NULL;
+	Noded__LeaderRequest lr = NODED__LEADER_REQUEST__INIT;
+	bool moved = false;
+
+	f.body_case = NODED__FRAME__BODY_LEADER;
+	f.leader = &lr;
+	if (!nd_client_call(c, &f, &reply, ND_CLI_CALL_TIMEOUT_MS) &&
+	    reply->body_case == NODED__FRAME__BODY_LEADER_INFO &&
+	    reply->leader_info->replicated && !reply->leader_info->is_leader &&
+	    reply->leader_info->leader_address[0]) {
+		snprintf(leader, len, "%s", reply->leader_info->leader_address);
+		moved = true;
+	}
+	nd_frame_free(reply, NULL);
+	return moved;
+}
+
+/*
+ * --master: one address, or a list (HOST:PORT,HOST:PORT...: the masters of
+ * a cluster). From a list the first that answers is taken, then asked who
+ * leads, and the leader taken instead when it is another. A single
+ * address is taken as it is; a follower's NOT_LEADER is followed by
+ * nd_cli_call.
+ */
+/* The --master of the last nd_cli_connect: where a retry reconnects. */
+static const char *last_master;
+
+static struct nd_client *connect_list(const char *addr, bool quiet);
+
 struct nd_client *nd_cli_connect(const char *addr)
+{
+	last_master = addr;
+	return connect_list(addr, false);
+}
+
+static struct nd_client *connect_list(const char *addr, bool quiet)
+{
+	char one[256], leader[256];
+	struct nd_client *c = NULL, *l;
+	const char *p = addr, *end;
+
+	if (!strchr(addr, ','))
+		return connect_one(addr, quiet);
+	while (p && !c) {
+		end = strchr(p, ',');
+		snprintf(one, sizeof(one), "%.*s",
+			 (int)(end ? (size_t)(end - p) : strlen(p)), p);
+		p = end ? end + 1 : NULL;
+		c = connect_one(one, quiet || p != NULL);
+	}
+	if (c && leader_elsewhere(c, leader, sizeof(leader)) &&
+	    (l = connect_one(leader, true)))
+		nd_client_replace(c, l);
+	return c;
+}
+
+static struct nd_client *connect_one(const char *addr, bool quiet)
 {
 	char why[512];
 	const char *path = nd_cli_token_file ? nd_cli_token_file
@@ -109,6 +171,8 @@ struct nd_client *nd_cli_connect(const char *addr)
 	free(token);
 	if (!r)
 		return c;
+	if (quiet)
+		return NULL;
 	if (r == ND_EAUTH)
 		fprintf(stderr, "noded: the master %s %s\n", addr, token ?
 			"did not accept our token (is --token-file the "
@@ -152,12 +216,78 @@ const char *nd_cli_error_text(int status, const Noded__Frame *f)
 	return nd_strerror(status ? status : ND_EPROTO);
 }
 
+/* May req be sent again when its answer was lost? A read, or a submit
+ * with a session (the master answers a resent one with its first tasks). */
+static bool resendable(const Noded__Frame *req)
+{
+	switch (req->body_case) {
+	case NODED__FRAME__BODY_SUBMIT:
+		return req->submit->session != 0;
+	case NODED__FRAME__BODY_GET_TASK:
+	case NODED__FRAME__BODY_LIST_TASKS:
+	case NODED__FRAME__BODY_LIST_NODES:
+	case NODED__FRAME__BODY_LEADER:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Lost to a leader change or a master going (the connection, or an
+ * UNAVAILABLE: it may or may not have happened; a NOT_LEADER while the
+ * cluster elects, naming none)? */
+static bool transient(int r, const Noded__Frame *reply)
+{
+	if (r == -ECONNRESET || r == ND_ECLOSED || r == -EPIPE)
+		return true;
+	return r == ND_EREMOTE && reply &&
+	       reply->body_case == NODED__FRAME__BODY_ERROR &&
+	       (reply->error->code == NODED__ERROR_CODE__UNAVAILABLE ||
+		(reply->error->code == NODED__ERROR_CODE__NOT_LEADER &&
+		 !reply->error->leader[0]));
+}
+
+/* The retries of a resendable request: about 10 s, enough for an
+ * election (a second or two) and a master's restart. */
+#define RESEND_TRIES 40
+#define RESEND_PAUSE_MS 250
+
 int nd_cli_call(struct nd_client *c, const Noded__Frame *req,
 		Noded__Frame__BodyCase want, const char *what,
 		Noded__Frame **reply)
 {
 	int r = nd_client_call(c, req, reply, ND_CLI_CALL_TIMEOUT_MS);
 
+	for (int t = 0; t < RESEND_TRIES && last_master && resendable(req) &&
+	     transient(r, *reply); t++) {
+		struct nd_client *fresh;
+
+		nd_frame_free(*reply, NULL);
+		*reply = NULL;
+		usleep(RESEND_PAUSE_MS * 1000);
+		fresh = connect_list(last_master, true);
+		if (!fresh)
+			continue;
+		nd_client_replace(c, fresh);
+		r = nd_client_call(c, req, reply, ND_CLI_CALL_TIMEOUT_MS);
+	}
+	/* A follower names the leader: asked there instead (a follower
+	 * applies nothing, so nothing was done twice), a few hops at most
+	 * while the cluster elects. */
+	for (int hop = 0; hop < 3 && r == ND_EREMOTE && *reply &&
+	     (*reply)->body_case == NODED__FRAME__BODY_ERROR &&
+	     (*reply)->error->code == NODED__ERROR_CODE__NOT_LEADER &&
+	     (*reply)->error->leader[0]; hop++) {
+		struct nd_client *l = connect_one((*reply)->error->leader,
+						  false);
+
+		if (!l)
+			break;
+		nd_client_replace(c, l);
+		nd_frame_free(*reply, NULL);
+		*reply = NULL;
+		r = nd_client_call(c, req, reply, ND_CLI_CALL_TIMEOUT_MS);
+	}
 	if (!r && (*reply)->body_case == want)
 		return 0;
 	if (!r)

@@ -34,7 +34,7 @@
 
 /* The sections a file may have: the commands and common. */
 static const char *const sections[] = {
-	"common", "master", "worker", "dev", "run", "submit", "nodes", "node",
+	"common", "master", "worker", "dev", "run", "submit", "nodes", "node", "operator",
 	"task", "tasks", "job", "wait", "logs", "cancel", NULL,
 };
 

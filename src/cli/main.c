@@ -35,6 +35,8 @@ static void usage(FILE *f)
 		"             status as run does (--timeout SECS)\n"
 		"  logs ID    a task's output (--follow)\n"
 		"  cancel ID  cancel a task (or --job N: a job's tasks)\n"
+		"  operator   the cluster of masters: operator raft list-peers,\n"
+		"             add-peer, remove-peer, transfer-leader\n"
 		"  version    print the version\n"
 		"  help       this text\n"
 		"\n"
@@ -71,6 +73,8 @@ static int dispatch(int argc, char **argv)
 		return nd_cli_nodes(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "node"))
 		return nd_cli_node(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "operator"))
+		return nd_cli_operator(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "dev"))
 		return nd_cli_dev(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "run"))

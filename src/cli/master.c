@@ -1,5 +1,9 @@
 /* noded master: serve the protocol until SIGINT/SIGTERM. */
 #include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +17,7 @@
 #include "node/task_ids.h"
 #include "raft/raft.h"
 #include "noded/auth.h"
+#include "noded/client.h"
 #include "noded/errors.h"
 #include "rpc/server.h"
 
@@ -69,6 +74,8 @@ static void usage(FILE *f)
 		"  --bootstrap            start a new cluster with this master as\n"
 		"                         its only member when DIR holds no log\n"
 		"                         (the default for a lone master)\n"
+		"  --join HOST:PORT[,...]  join the cluster of those masters\n"
+		"                         (their --listen addresses) as a voter\n"
 		"  --raft-snapshot-threshold N  log entries between snapshots\n"
 		"                         (default 16384)\n"
 		"  --raft-snapshot-trailing N  entries kept behind a snapshot\n"
@@ -110,6 +117,7 @@ struct master_args {
 	bool idle_set, http_insecure;
 	const char *token_file, *data_dir;
 	struct nd_raft_config raft;
+	const char *join;             /* --join: masters to ask, or NULL */
 };
 
 static const struct option opts[] = {
@@ -134,6 +142,7 @@ static const struct option opts[] = {
 	{ "ledger-trace", required_argument, NULL, 'R' },
 	{ "raft-listen", required_argument, NULL, 'r' },
 	{ "bootstrap", no_argument, NULL, 'J' },
+	{ "join", required_argument, NULL, 'j' },
 	{ "raft-snapshot-threshold", required_argument, NULL, 'y' },
 	{ "raft-snapshot-trailing", required_argument, NULL, 'z' },
 	{ "input-budget", required_argument, NULL, 'b' },
@@ -143,7 +152,15 @@ static const struct option opts[] = {
 	{ 0 },
 };
 
-/* libraft's TCP transport takes IPv4 HOST:PORT. */
+static bool raft_port_zero(const char *addr)
+{
+	const char *colon = strrchr(addr, ':');
+
+	return !colon || !strcmp(colon, ":0");
+}
+
+/* libraft's TCP transport takes IPv4 HOST:PORT; its links are not
+ * authenticated yet, so only loopback is taken. */
 static bool raft_addr_ok(const char *addr)
 {
 	struct sockaddr_storage ss;
@@ -159,7 +176,133 @@ static bool raft_addr_ok(const char *addr)
 			"takes an IPv4 address\n", addr);
 		return false;
 	}
+	if (!nd_addr_is_loopback(&ss)) {
+		fprintf(stderr, "noded: --raft-listen '%s': the Raft links "
+			"between masters are not authenticated yet (TLS and "
+			"token proofs come next): only a loopback address is "
+			"taken\n", addr);
+		return false;
+	}
 	return true;
+}
+
+/* ---- joining a cluster ---- */
+
+struct joiner {
+	pthread_t thread;
+	const char *targets;          /* --join */
+	const struct master_args *a;
+	const char *client, *http;    /* our addresses */
+	atomic_bool stop;
+	bool started;
+};
+
+/* Sleeps ms, or less when asked to stop. */
+static void join_sleep(struct joiner *j, int ms)
+{
+	for (; ms > 0 && !atomic_load(&j->stop); ms -= 50)
+		usleep(50 * 1000);
+}
+
+/* The i-th address of the comma-separated list into buf ("" past it). */
+static void list_nth(const char *list, size_t i, char *buf, size_t len)
+{
+	const char *p = list, *end;
+
+	for (; i && p; i--)
+		p = (p = strchr(p, ',')) ? p + 1 : NULL;
+	if (!p) {
+		buf[0] = '\0';
+		return;
+	}
+	end = strchr(p, ',');
+	snprintf(buf, len, "%.*s", (int)(end ? (size_t)(end - p) : strlen(p)),
+		 p);
+}
+
+/*
+ * Asks the masters of --join, in turn, to add us as a voter, following a
+ * NOT_LEADER to the leader it names, until one says it is done (an Ack:
+ * the leader added us, or we were in already) or the master stops. A
+ * refused change is said and tried again every second.
+ */
+static void *join_main(void *arg)
+{
+	struct joiner *j = arg;
+	const struct master_args *a = j->a;
+	struct nd_client_opts copts = { .token = a->m.cfg.token,
+				       .token_len = a->m.cfg.token_len,
+				       .timeout_ms = 3000 };
+	Noded__Frame f = NODED__FRAME__INIT, *reply = NULL;
+	Noded__RaftChange rc = NODED__RAFT_CHANGE__INIT;
+	Noded__RaftMember mb = NODED__RAFT_MEMBER__INIT;
+	char target[256], last_err[256] = "";
+	size_t next = 0;
+
+	mb.id = a->raft.id;
+	mb.raft_address = (char *)a->raft.address;
+	mb.client_address = (char *)j->client;
+	mb.http_address = (char *)j->http;
+	rc.op = NODED__RAFT_CHANGE__OP__ADD;
+	rc.member = &mb;
+	f.body_case = NODED__FRAME__BODY_RAFT_CHANGE;
+	f.raft_change = &rc;
+	list_nth(j->targets, next, target, sizeof(target));
+	while (!atomic_load(&j->stop)) {
+		struct nd_client *c = NULL;
+		char err[256];
+		int r = nd_client_connect(&c, target, &copts);
+
+		if (!r)
+			r = nd_client_call(c, &f, &reply, 10000);
+		if (!r) {
+			ND_LOG(ND_LOG_INFO, "raft.joined", ND_S("via", target),
+			       ND_U("member", mb.id),
+			       ND_S("msg", "a voter of the cluster"));
+			nd_frame_free(reply, NULL);
+			nd_client_close(c);
+			break;
+		}
+		if (r == ND_EREMOTE && reply && reply->error &&
+		    reply->error->code == NODED__ERROR_CODE__NOT_LEADER &&
+		    reply->error->leader[0]) {
+			snprintf(target, sizeof(target), "%s",
+				 reply->error->leader);
+			nd_frame_free(reply, NULL);
+			reply = NULL;
+			nd_client_close(c);
+			continue;
+		}
+		snprintf(err, sizeof(err), "%s", r == ND_EREMOTE && reply &&
+			 reply->error ? reply->error->message : nd_strerror(r));
+		if (strcmp(err, last_err))
+			ND_LOG(ND_LOG_WARN, "raft.join_failed",
+			       ND_S("via", target), ND_S("err", err),
+			       ND_S("msg", "asking again every second"));
+		snprintf(last_err, sizeof(last_err), "%s", err);
+		nd_frame_free(reply, NULL);
+		reply = NULL;
+		if (c)
+			nd_client_close(c);
+		list_nth(j->targets, ++next, target, sizeof(target));
+		if (!target[0])
+			list_nth(j->targets, next = 0, target, sizeof(target));
+		join_sleep(j, 1000);
+	}
+	return NULL;
+}
+
+/* Does dir hold a Raft log (libraft's metadata files)? */
+static bool raft_has_log(const char *dir)
+{
+	char path[PATH_MAX];
+
+	for (int i = 1; i <= 2; i++) {
+		snprintf(path, sizeof(path), "%s/metadata%d", dir, i);
+		if (!access(path, F_OK))
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -190,13 +333,32 @@ static int raft_setup(struct master_args *a, char **raft_dir)
 		return -1;
 	}
 	n = nd_small_read(dirfd, "raft-id", idbuf, sizeof(idbuf));
+	if (n >= 0 && !a->raft.bootstrap && !a->join &&
+	    !raft_has_log(*raft_dir)) {
+		/* A member whose log went: starting empty would forget every
+		 * task (and, in a cluster, the votes it cast). */
+		fprintf(stderr, "noded: %s holds this master's member id but "
+			"no Raft log (was %s emptied?): every task it had is "
+			"gone. Start it with --bootstrap to begin anew from an "
+			"empty ledger\n", a->data_dir, *raft_dir);
+		goto out;
+	}
 	if (n == -ENOENT) {
-		/* a new member: the first of its cluster */
-		n = nd_durable_create(dirfd, "raft-id", "1\n", 2, 0600);
+		/* a new member: the first of its cluster (id 1), or one that
+		 * joins (a random id, so that two joining never collide) */
+		uint64_t id = 1;
+		char text[32];
+
+		if (a->join && (nd_auth_nonce((uint8_t *)&id, sizeof(id)) ||
+				!(id &= INT64_MAX)))
+			id = (uint64_t)getpid() << 20 | (uint64_t)time(NULL);
+		snprintf(text, sizeof(text), "%llu\n", (unsigned long long)id);
+		n = nd_durable_create(dirfd, "raft-id", text, strlen(text),
+				      0600);
 		if (n == 0 || n == -EEXIST)
 			n = nd_small_read(dirfd, "raft-id", idbuf,
 					  sizeof(idbuf));
-		a->raft.bootstrap = true;
+		a->raft.bootstrap = !a->join;
 	}
 	if (n < 0) {
 		fprintf(stderr, "noded: %s/raft-id: %s\n", a->data_dir,
@@ -339,6 +501,14 @@ static int parse_args(int argc, char **argv, struct master_args *a)
 		case 'J':
 			a->raft.bootstrap = true;
 			break;
+		case 'j':
+			if (!*optarg) {
+				fprintf(stderr, "noded: --join wants a master's "
+					"address (HOST:PORT[,HOST:PORT...])\n");
+				return ND_CLI_EXIT_USAGE;
+			}
+			a->join = optarg;
+			break;
 		case 'y':
 			if (!nd_cli_uint("--raft-snapshot-threshold", optarg, 16,
 					 1u << 30, &v))
@@ -379,6 +549,25 @@ static int parse_args(int argc, char **argv, struct master_args *a)
 	}
 	if (!nd_cli_no_more_args("noded master", argc, argv))
 		return ND_CLI_EXIT_USAGE;
+	if ((a->raft.address || a->raft.bootstrap || a->join ||
+	     a->raft.snapshot_threshold || a->raft.snapshot_trailing) &&
+	    !a->data_dir) {
+		fprintf(stderr, "noded: --raft-listen, --bootstrap, --join and "
+			"--raft-snapshot-* need --data-dir (the Raft log is "
+			"kept there)\n");
+		return ND_CLI_EXIT_USAGE;
+	}
+	if (a->join && a->raft.bootstrap) {
+		fprintf(stderr, "noded: --join and --bootstrap exclude each "
+			"other: a master either starts a cluster or joins one\n");
+		return ND_CLI_EXIT_USAGE;
+	}
+	if (a->join && (!a->raft.address || raft_port_zero(a->raft.address))) {
+		fprintf(stderr, "noded: --join needs --raft-listen HOST:PORT "
+			"with a fixed port, where the other masters reach "
+			"this one\n");
+		return ND_CLI_EXIT_USAGE;
+	}
 	if (!nd_cli_retention_check(&a->m.svc))
 		return ND_CLI_EXIT_USAGE;
 	if (a->m.cfg.input_budget && a->m.cfg.input_budget <
@@ -410,6 +599,7 @@ int nd_cli_master(int argc, char **argv)
 	struct nd_task_ids ids;
 	char http_addr[80], err[512];
 	char *raft_dir = NULL;
+	struct joiner join = { 0 };
 	uint8_t *token = NULL;
 	int ret = parse_args(argc, argv, &a);
 
@@ -440,7 +630,20 @@ int nd_cli_master(int argc, char **argv)
 				sizeof(http_addr));
 	if (ret)
 		goto close_ids;
+	a.m.svc.client_address = addr;
+	a.m.svc.http_address = http_addr;
 	nd_cli_serve_announce(addr, http_addr);
+	if (a.join) {
+		join.targets = a.join;
+		join.a = &a;
+		join.client = addr;
+		join.http = http_addr;
+		join.started = !pthread_create(&join.thread, NULL, join_main,
+					       &join);
+		if (!join.started)
+			ND_LOG(ND_LOG_ERROR, "raft.join_failed",
+			       ND_S("err", "cannot start a thread"));
+	}
 	ND_LOG(ND_LOG_INFO, "master.started", ND_S("name", srv.cfg.name),
 	       ND_S("listen", addr), ND_S("http", http_addr),
 	       ND_U("shards", srv.cfg.shards),
@@ -448,6 +651,10 @@ int nd_cli_master(int argc, char **argv)
 	       ND_U("first_task_id", ids.first));
 	ret = nd_server_run(&srv) || atomic_load(&srv.failed) ?
 		ND_CLI_EXIT_FAIL : ND_CLI_EXIT_OK;
+	if (join.started) {
+		atomic_store(&join.stop, true);
+		pthread_join(join.thread, NULL);
+	}
 	nd_server_close(&srv);
 close_ids:
 	free(raft_dir);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "noded/auth.h"
 #include "cli/common.h"
 #include "cli/results.h"
 #include "core/time.h"
@@ -480,6 +481,11 @@ static int run_submit(struct nd_client *c, struct nd_cli_task_args *a,
 
 	f.body_case = NODED__FRAME__BODY_SUBMIT;
 	f.submit = &a->spec;
+	/* sent again after a leader change, it makes no second task */
+	if (nd_auth_nonce((uint8_t *)&a->spec.session,
+			  sizeof(a->spec.session)) || !a->spec.session)
+		a->spec.session = (uint64_t)getpid() << 32 ^ nd_unix_ms();
+	a->spec.sequence = 1;
 	r = nd_cli_call(c, &f, NODED__FRAME__BODY_SUBMIT_REPLY, "submit",
 			reply);
 	if (r)

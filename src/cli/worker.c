@@ -17,7 +17,9 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: noded worker [options]\n"
-		"  --master HOST:PORT     the master (default: $NODED_MASTER, else\n"
+		"  --master HOST:PORT[,HOST:PORT...]  the master, or the masters\n"
+		"                         of a cluster (the leader is found and\n"
+		"                         followed) (default: $NODED_MASTER, else\n"
 		"                         " ND_CLI_MASTER ")\n"
 		"  --name NAME            node name (default: host name)\n"
 		"  --label KEY=VALUE      a label for targeting; repeatable\n"
@@ -187,9 +189,16 @@ int nd_cli_worker(int argc, char **argv)
 		goto err_usage;
 	/* resolved once, here: a name that does not resolve is a bad
 	 * address, said at once rather than retried */
-	if (nd_parse_addr_why(wc.master, &ss, &sslen, why, sizeof(why))) {
-		fprintf(stderr, "noded worker: --master %s\n", why);
-		goto err_usage;
+	for (const char *p = wc.master, *end; p; p = end ? end + 1 : NULL) {
+		char one[256];
+
+		end = strchr(p, ',');
+		snprintf(one, sizeof(one), "%.*s",
+			 (int)(end ? (size_t)(end - p) : strlen(p)), p);
+		if (nd_parse_addr_why(one, &ss, &sslen, why, sizeof(why))) {
+			fprintf(stderr, "noded worker: --master %s\n", why);
+			goto err_usage;
+		}
 	}
 	if (!wc.name) {
 		if (gethostname(host, sizeof(host) - 1))

@@ -256,6 +256,16 @@ void nd_client_close(struct nd_client *c)
 	free(c);
 }
 
+void nd_client_replace(struct nd_client *c, struct nd_client *with)
+{
+	struct nd_client old = *c;
+
+	/* with's allocation now holds what c was, and goes with it */
+	*c = *with;
+	*with = old;
+	nd_client_close(with);
+}
+
 int nd_client_fd(const struct nd_client *c)
 {
 	return c->fd;

@@ -55,7 +55,7 @@ int nd__svc_apply(struct nd_svc *svc, const Noded__LedgerEvent *ev,
 	if (out)
 		*out = NULL;
 	/* with raft: logged in the order applied (replica.c) */
-	if (svc->raft && !svc->serving)
+	if (!nd__svc_serving(svc))
 		err = -EAGAIN; /* the callers run only while serving */
 	else if (svc->raft)
 		err = nd__replica_stage(svc, ev, &mark);

@@ -193,7 +193,7 @@ void nd__svc_tick(struct nd_shard *s)
 	const struct nd_svc_config *cfg = svc->cfg;
 	uint64_t gap = svc->last_tick_ms ? s->now_ms - svc->last_tick_ms : 0;
 
-	if (!svc->serving)
+	if (!nd__svc_serving(svc))
 		return; /* judging starts over once it serves */
 	svc->last_tick_ms = s->now_ms;
 	if (gap > STALL_MS) {
@@ -342,7 +342,7 @@ void nd__node_report_status(struct nd_svc *svc, struct nd_ticket *t,
 	n->lease_hb_ms = svc->s->now_ms;
 	n->hb_seq = ns->heartbeat_seq;
 	n->hb_serial = t->conn_serial;
-	if (n->reconcile && svc->serving &&
+	if (n->reconcile && nd__svc_serving(svc) &&
 	    n->stream.serial == t->conn_serial) {
 		n->reconcile = false;
 		nd__tasks_reconcile(svc, n, ns->running_tasks,
@@ -656,7 +656,7 @@ static void stream_msg(struct nd_shard *s0, struct nd_msg *msg)
 	struct nd_svc *svc = s0->svc;
 	struct node *n;
 
-	if (!svc->serving) {
+	if (!nd__svc_serving(svc)) {
 		/* Not the leader (yet): the worker tries again, here or at
 		 * the leader. A stream that closes is simply gone. */
 		if (m->open)

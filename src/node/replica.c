@@ -29,6 +29,7 @@
  * and no event is applied.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -361,6 +362,7 @@ static void become_leader(struct nd_svc *svc, struct nd_raft_news *n)
 	       ND_U("next_task_id", svc->next_task_id),
 	       ND_S("msg", "leader: serving the committed ledger"));
 	name_cluster(svc);
+	nd__cluster_self(svc);
 	nd__svc_run_unready(svc);
 	nd__tasks_schedule(svc);
 }
@@ -369,9 +371,23 @@ void nd__replica_news(struct nd_shard *s0, struct nd_raft_news *n)
 {
 	struct nd_svc *svc = s0->svc;
 
-	svc->role = n->role;
 	svc->term = n->term;
+	svc->leader_id = n->leader_id;
+	snprintf(svc->leader_client, sizeof(svc->leader_client), "%s",
+		 n->leader_client);
+	snprintf(svc->leader_http, sizeof(svc->leader_http), "%s",
+		 n->leader_http);
 	snprintf(svc->leader, sizeof(svc->leader), "%s", n->leader);
+	memcpy(svc->voters, n->voters, sizeof(svc->voters));
+	svc->nvoters = n->nvoters;
+	if (n->config_only) {
+		free(n);
+		/* waiting requests can be told where the leader is now */
+		if (!svc->serving && svc->leader_client[0])
+			nd__svc_run_unready(svc);
+		return;
+	}
+	svc->role = n->role;
 	switch (n->role) {
 	case ND_RAFT_LEADER:
 		/* batches still out are in the snapshot or never will be */
@@ -398,4 +414,74 @@ void nd__replica_news(struct nd_shard *s0, struct nd_raft_news *n)
 	free(n->snap);
 	free(n);
 	gate_release(svc);
+}
+
+/* ---- figures ---- */
+
+void nd__replica_metrics(struct nd_svc *svc, FILE *f)
+{
+	const struct nd_raft_stats *st = nd_raft_stats(svc->raft);
+	uint64_t n, sum;
+
+	if (!st)
+		return;
+	n = atomic_load(&st->append_count);
+	sum = atomic_load(&st->append_ns_sum);
+	fprintf(f, "# HELP noded_raft_term The current Raft term.\n"
+		"# TYPE noded_raft_term gauge\nnoded_raft_term %llu\n",
+		(unsigned long long)atomic_load(&st->term));
+	fprintf(f, "# HELP noded_raft_state This member's role: 1 follower, "
+		"2 candidate, 3 leader.\n# TYPE noded_raft_state gauge\n"
+		"noded_raft_state %d\n", atomic_load(&st->state));
+	fprintf(f, "# HELP noded_raft_index Log indexes: last in the log, "
+		"committed, applied to the ledger.\n"
+		"# TYPE noded_raft_index gauge\n"
+		"noded_raft_index{kind=\"last\"} %llu\n"
+		"noded_raft_index{kind=\"commit\"} %llu\n"
+		"noded_raft_index{kind=\"applied\"} %llu\n",
+		(unsigned long long)atomic_load(&st->last_index),
+		(unsigned long long)atomic_load(&st->commit_index),
+		(unsigned long long)atomic_load(&st->applied_index));
+	fprintf(f, "# HELP noded_raft_last_contact_unix_ms When this member "
+		"last heard from a leader (itself, leading).\n"
+		"# TYPE noded_raft_last_contact_unix_ms gauge\n"
+		"noded_raft_last_contact_unix_ms %llu\n",
+		(unsigned long long)atomic_load(&st->last_contact_ms));
+	fprintf(f, "# HELP noded_raft_leader_changes_total Changes of leader "
+		"seen.\n# TYPE noded_raft_leader_changes_total counter\n"
+		"noded_raft_leader_changes_total %llu\n",
+		(unsigned long long)atomic_load(&st->leader_changes));
+	fprintf(f, "# HELP noded_raft_entries_applied_total Log entries "
+		"applied to the ledger.\n"
+		"# TYPE noded_raft_entries_applied_total counter\n"
+		"noded_raft_entries_applied_total %llu\n",
+		(unsigned long long)atomic_load(&st->entries));
+	fprintf(f, "# HELP noded_raft_snapshots_total Snapshots of the "
+		"ledger taken and restored.\n"
+		"# TYPE noded_raft_snapshots_total counter\n"
+		"noded_raft_snapshots_total{op=\"take\"} %llu\n"
+		"noded_raft_snapshots_total{op=\"restore\"} %llu\n",
+		(unsigned long long)atomic_load(&st->snapshots),
+		(unsigned long long)atomic_load(&st->restores));
+	fprintf(f, "# HELP noded_raft_append_seconds Proposed to committed "
+		"and applied, over the batches of this leader.\n"
+		"# TYPE noded_raft_append_seconds summary\n"
+		"noded_raft_append_seconds_sum %.9f\n"
+		"noded_raft_append_seconds_count %llu\n",
+		(double)sum / 1e9, (unsigned long long)n);
+	fprintf(f, "# HELP noded_raft_batches_total Batches of ledger events "
+		"proposed by this master, and those that failed.\n"
+		"# TYPE noded_raft_batches_total counter\n"
+		"noded_raft_batches_total{result=\"proposed\"} %llu\n"
+		"noded_raft_batches_total{result=\"failed\"} %llu\n",
+		(unsigned long long)svc->batches,
+		(unsigned long long)svc->proposals_failed);
+	fprintf(f, "# HELP noded_raft_held_messages Replies and pushes "
+		"waiting for their batch to commit.\n"
+		"# TYPE noded_raft_held_messages gauge\n"
+		"noded_raft_held_messages %llu\n",
+		(unsigned long long)svc->gated);
+	fprintf(f, "# HELP noded_raft_serving 1 while this master leads and "
+		"takes writes.\n# TYPE noded_raft_serving gauge\n"
+		"noded_raft_serving %d\n", svc->serving ? 1 : 0);
 }

@@ -428,7 +428,7 @@ void nd__tasks_schedule(struct nd_svc *svc)
 {
 	struct nd_list *l, *next;
 
-	if (!svc->serving)
+	if (!nd__svc_serving(svc))
 		return; /* nothing may change: no event would apply */
 	while (!nd_list_empty(&svc->stranded))
 		nd__task_finish(svc, nd_container_of(svc->stranded.next,

@@ -173,7 +173,8 @@ static void exec_ticket(struct nd_svc *svc, struct nd_ticket *t);
  * master that does not lead (stale reads; replica.c). */
 static bool reads_only(const Noded__Frame *f)
 {
-	return f->body_case == NODED__FRAME__BODY_GET_TASK ||
+	return f->body_case == NODED__FRAME__BODY_LEADER ||
+	       f->body_case == NODED__FRAME__BODY_GET_TASK ||
 	       f->body_case == NODED__FRAME__BODY_LIST_TASKS ||
 	       f->body_case == NODED__FRAME__BODY_LIST_NODES;
 }
@@ -197,10 +198,21 @@ static void not_serving(struct nd_svc *svc, struct nd_ticket *t)
 		snprintf(msg, sizeof(msg), "the master cannot write its log "
 			 "(%s): retry later", svc->last_raft_err);
 		ticket_error(svc, t, NODED__ERROR_CODE__UNAVAILABLE, msg);
-	} else if (svc->role == ND_RAFT_FOLLOWER && svc->leader[0]) {
-		snprintf(msg, sizeof(msg), "not the leader; the leader is %s",
-			 svc->leader);
-		ticket_error(svc, t, NODED__ERROR_CODE__NOT_LEADER, msg);
+	} else if (svc->role == ND_RAFT_FOLLOWER && svc->leader_id &&
+		   *nd__replica_leader_client(svc)) {
+		Noded__Frame *f = nd_frame_decode(t->req, t->req_len,
+						  &svc->s->arena.pc);
+		struct nd_out o = { 0 };
+
+		free(t->reply);
+		t->reply = NULL;
+		t->reply_len = 0;
+		t->error = true;
+		if (f && f->kind != NODED__FRAME_KIND__NOTIFY) {
+			nd__out_not_leader(svc, &o, f->id);
+			t->reply = o.buf.data;
+			t->reply_len = o.buf.len;
+		}
 	} else if (svc->nunready >= ND_UNREADY_MAX) {
 		ticket_error(svc, t, NODED__ERROR_CODE__UNAVAILABLE,
 			     "the master has no leader yet and too many "
@@ -245,7 +257,9 @@ static void exec_ticket(struct nd_svc *svc, struct nd_ticket *t)
 	/* A leader that cannot write its log still renews its workers'
 	 * leases (heartbeats change nothing in the log), so their tasks run
 	 * on while it waits for space. */
-	if (!svc->serving && !(f && svc->loaded && reads_only(f)) &&
+	if (!nd__svc_serving(svc) && !(f && (svc->loaded ||
+				     f->body_case == NODED__FRAME__BODY_LEADER) &&
+				reads_only(f)) &&
 	    !(f && svc->loaded && svc->role == ND_RAFT_STALLED &&
 	      f->body_case == NODED__FRAME__BODY_REPORT_STATUS)) {
 		not_serving(svc, t);
@@ -297,6 +311,12 @@ static void exec_ticket(struct nd_svc *svc, struct nd_ticket *t)
 		break;
 	case NODED__FRAME__BODY_NODE_REMOVE:
 		nd__node_remove(svc, f, &o);
+		break;
+	case NODED__FRAME__BODY_LEADER:
+		nd__cluster_leader(svc, f, &o);
+		break;
+	case NODED__FRAME__BODY_RAFT_CHANGE:
+		nd__cluster_change(svc, f, &from, &o);
 		break;
 	default:
 		nd__out_error(&o, f->id, NODED__FRAME_KIND__REPLY,
@@ -680,4 +700,6 @@ void nd_svc_metrics(struct nd_shard *s0, FILE *f)
 		(unsigned long long)busy, (unsigned long long)free_slots,
 		(unsigned long long)slots);
 	nd__tasks_metrics(svc, f);
+	if (svc->raft)
+		nd__replica_metrics(svc, f);
 }

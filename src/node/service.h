@@ -98,6 +98,9 @@ struct nd_svc_config {
 	/* Replication: the raft shard's settings (src/raft/raft.h), the
 	 * server having one service shard for it; NULL: none. */
 	const struct nd_raft_config *raft;
+	const char *client_address;  /* this master's, as clients reach it
+				      * (the members' table); NULL: none */
+	const char *http_address;
 	struct nd_task_ids *ids;     /* the reservation of task ids (not
 				      * owned), or NULL: ids from the clock
 				      * (task_ids.h) */

@@ -169,6 +169,10 @@ struct task {
 	uint64_t queued_ns;           /* monotonic, when last queued */
 };
 
+/* May the ledger change here (without raft: always; with it: the leader,
+ * its ledger loaded)? Nothing that applies an event runs otherwise. */
+static inline bool nd__svc_serving(const struct nd_svc *svc);
+
 static inline struct task *nd__task_of(struct nd_ltask *l)
 {
 	return nd_container_of(l, struct task, l);
@@ -223,6 +227,11 @@ struct nd_svc {
 				       * only: reads may be served */
 	bool disk_full;               /* the last batch failed for space */
 	enum nd_raft_role role;       /* as the raft shard last said */
+	uint64_t leader_id;           /* the leader's member id (0: none) */
+	char leader_client[128];      /* its client address, or "" */
+	char leader_http[128];        /* its HTTP API's, or "" */
+	uint64_t voters[ND_RAFT_MAX_VOTERS]; /* the log's configuration */
+	unsigned nvoters;
 	uint64_t term, commit_index;
 	char leader[64];              /* the leader's raft address, or "" */
 	char last_raft_err[160];
@@ -238,6 +247,11 @@ struct nd_svc {
 	size_t nunready;
 	bool judging_put_off;         /* the last tick came after a stall */
 };
+
+static inline bool nd__svc_serving(const struct nd_svc *svc)
+{
+	return !svc->raft || svc->serving;
+}
 
 /*
  * The one way a task changes: applies ev to the ledger, then what follows
@@ -260,6 +274,23 @@ void nd__replica_flush(struct nd_shard *s0);
 bool nd__replica_busy(const struct nd_svc *svc);
 void nd__replica_news(struct nd_shard *s0, struct nd_raft_news *n);
 void nd__replica_stop_serving(struct nd_svc *svc);
+/* The cluster (cluster.c): the leader's client address ("" when none is
+ * known, or without raft); a NOT_LEADER error naming it, into o; the
+ * LeaderRequest and RaftChange methods; this master's own addresses into
+ * the ledger when they are not there (a new leader); a LedgerMember
+ * event applied. */
+const char *nd__replica_leader_client(const struct nd_svc *svc);
+struct nd_out;
+void nd__out_not_leader(struct nd_svc *svc, struct nd_out *o, uint64_t id);
+void nd__cluster_leader(struct nd_svc *svc, const Noded__Frame *f,
+			struct nd_out *o);
+void nd__cluster_change(struct nd_svc *svc, const Noded__Frame *f,
+			const struct nd_dest *from, struct nd_out *o);
+void nd__cluster_self(struct nd_svc *svc);
+int nd__cluster_member_event(struct nd_svc *svc, const Noded__RaftMember *mb,
+			     bool remove);
+/* The noded_raft_* series of /metrics. */
+void nd__replica_metrics(struct nd_svc *svc, FILE *f);
 /* Every message the service sends to a shard goes here: with raft, held
  * until the batches it depends on are committed (replica.c). */
 void nd__svc_post(struct nd_svc *svc, struct nd_shard *to, struct nd_msg *m,

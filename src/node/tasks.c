@@ -382,6 +382,8 @@ static bool submit_event(struct nd_svc *svc, const Noded__TaskSpec *sp,
 	if (e->output_cap_bytes > svc->output_budget)
 		e->output_cap_bytes = svc->output_budget;
 	e->unix_ms = nd_unix_ms();
+	e->session = sp->session;
+	e->sequence = sp->session ? sp->sequence : 0;
 	if (sp->all || sp->nodes[0]) {
 		/* a job's id is its first task's: unique as they are; its
 		 * nodes are set (job_nodes) */
@@ -420,6 +422,63 @@ static bool run_watch(struct nd_svc *svc, const Noded__SubmitReply *sr,
 	return true;
 }
 
+/*
+ * A submit sent again (its session and sequence already made tasks: the
+ * reply was lost to a leader change or a dropped connection): answered
+ * with those tasks, none made. true when it was one.
+ */
+static bool resent(struct nd_svc *svc, const Noded__Frame *f,
+		   const Noded__TaskSpec *sp, const struct nd_dest *from,
+		   struct nd_out *o)
+{
+	const struct nd_lsession *last = nd_ledger_session(&svc->ledger,
+							   sp->session);
+	Noded__FrameKind kind = from ? NODED__FRAME_KIND__STREAM_END :
+				       NODED__FRAME_KIND__REPLY;
+	Noded__Frame r = NODED__FRAME__INIT;
+	Noded__SubmitReply sr = NODED__SUBMIT_REPLY__INIT;
+
+	if (!last || sp->sequence > last->sequence)
+		return false;
+	if (sp->sequence < last->sequence || from) {
+		nd__out_error(o, f->id, kind, NODED__ERROR_CODE__ALREADY_EXISTS,
+			      "%s (session %llu, submit %llu)", from ?
+			      "this run was submitted already: follow its "
+			      "tasks with `noded logs --follow`" :
+			      "an older submit of this session, sent again "
+			      "after a newer one", (unsigned long long)
+			      sp->session, (unsigned long long)sp->sequence);
+		return true;
+	}
+	sr.task_ids = nd_arena_alloc(svc->arena, last->tasks *
+				     sizeof(uint64_t));
+	sr.nodes = nd_arena_alloc(svc->arena, last->tasks * sizeof(char *));
+	if (!sr.task_ids || !sr.nodes) {
+		nd__out_error(o, f->id, kind,
+			      NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
+			      "out of memory");
+		return true;
+	}
+	for (uint32_t i = 0; i < last->tasks; i++) {
+		const struct nd_ltask *t = nd_ledger_get(&svc->ledger,
+							 last->task_id + i);
+
+		sr.task_ids[i] = last->task_id + i;
+		sr.nodes[i] = t && t->node ? t->node :
+			      t && t->target_node ? t->target_node : "";
+	}
+	sr.n_task_ids = sr.n_nodes = last->tasks;
+	sr.job_id = last->job_id;
+	ND_LOG(ND_LOG_DEBUG, "task.resubmitted", ND_U("task", last->task_id),
+	       ND_U("session", sp->session), ND_U("sequence", sp->sequence));
+	r.id = f->id;
+	r.kind = NODED__FRAME_KIND__REPLY;
+	r.body_case = NODED__FRAME__BODY_SUBMIT_REPLY;
+	r.submit_reply = &sr;
+	nd__out_frame(o, &r);
+	return true;
+}
+
 void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 		     const struct nd_dest *from, struct nd_out *o)
 {
@@ -443,6 +502,8 @@ void nd__task_submit(struct nd_svc *svc, const Noded__Frame *f,
 			    NODED__ERROR_CODE__BAD_REQUEST, "%s", bad);
 		return;
 	}
+	if (resent(svc, f, sp, from, o))
+		return;
 	if (job) {
 		bad = job_nodes(svc, sp, &e, &waiting, why, sizeof(why));
 		if (bad && !strcmp(bad, "out of memory"))

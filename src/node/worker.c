@@ -25,6 +25,8 @@
 #include "node/worker.h"
 #include "client/peer.h"
 
+/* Masters a --master list may name. */
+#define WORKER_MASTERS 8
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 /* Heartbeats whose send time is remembered, for the master's acks and
@@ -45,8 +47,14 @@ enum leave {
 struct worker {
 	const struct nd_worker_cfg *wc;
 	struct nd_shard *s;
-	struct sockaddr_storage addr;
-	socklen_t addrlen;
+	/* --master: one master, or the masters of a cluster, tried in turn
+	 * (each failure moves on); a NOT_LEADER names the leader, tried next
+	 * (leader). */
+	struct sockaddr_storage addrs[WORKER_MASTERS];
+	socklen_t addrlens[WORKER_MASTERS];
+	unsigned naddrs, cur;
+	struct sockaddr_storage leader;
+	socklen_t leader_len;         /* 0: none to try */
 	struct nd_peer_hooks hooks;
 	struct nd_conn *conn;          /* NULL while disconnected */
 	bool connecting;
@@ -96,6 +104,8 @@ static void schedule_retry(struct worker *w)
 {
 	uint32_t jitter = (uint32_t)rand() % (w->backoff_ms / 2 + 1);
 
+	/* the next master of the list (with one, the same) */
+	w->cur = (w->cur + 1) % w->naddrs;
 	w->next_attempt_ms = w->s->now_ms + w->backoff_ms / 2 + jitter;
 	w->backoff_ms = w->backoff_ms * 2 > BACKOFF_MAX_MS ?
 				BACKOFF_MAX_MS : w->backoff_ms * 2;
@@ -346,6 +356,15 @@ static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
 		}
 		if (!w->registered)
 			w->refused_warned = w->warned = true;
+		/* a follower: the leader it names is tried next, at once */
+		if (!w->registered && status == ND_EREMOTE && f && f->error &&
+		    f->error->code == NODED__ERROR_CODE__NOT_LEADER &&
+		    f->error->leader[0] &&
+		    !nd_parse_addr(f->error->leader, &w->leader,
+				   &w->leader_len)) {
+			w->backoff_ms = BACKOFF_MIN_MS;
+			w->refused_warned = w->warned = false;
+		}
 		nd_conn_close(w->conn, false);
 	}
 }
@@ -402,9 +421,17 @@ static void tick(struct nd_shard *s)
 
 	if (s->draining)
 		return;
-	if (!w->conn && !w->connecting && s->now_ms >= w->next_attempt_ms) {
-		r = nd_conn_connect(s, &w->addr, w->addrlen, &nd_peer_ops,
-				    &w->hooks, connect_done, w);
+	if (!w->conn && !w->connecting &&
+	    (s->now_ms >= w->next_attempt_ms || w->leader_len)) {
+		if (w->leader_len)
+			r = nd_conn_connect(s, &w->leader, w->leader_len,
+					    &nd_peer_ops, &w->hooks,
+					    connect_done, w);
+		else
+			r = nd_conn_connect(s, &w->addrs[w->cur],
+					    w->addrlens[w->cur], &nd_peer_ops,
+					    &w->hooks, connect_done, w);
+		w->leader_len = 0;
 		if (r == 0)
 			w->connecting = true;
 		else
@@ -476,12 +503,27 @@ int nd_worker_new(struct nd_worker **out, const struct nd_worker_cfg *wc)
 		       ND_S("msg", "labels must be KEY=VALUE"));
 		goto err;
 	}
-	if (nd_parse_addr_why(wc->master, &w->addr, &w->addrlen, why,
-			      sizeof(why))) {
-		ND_LOG(ND_LOG_ERROR, "worker.bad_config",
-		       ND_S("msg", "bad --master address"), ND_S("err", why),
-		       ND_S("master", wc->master));
-		goto err;
+	for (const char *p = wc->master, *end; p; p = end ? end + 1 : NULL) {
+		char one[256];
+
+		end = strchr(p, ',');
+		snprintf(one, sizeof(one), "%.*s",
+			 (int)(end ? (size_t)(end - p) : strlen(p)), p);
+		if (w->naddrs == WORKER_MASTERS) {
+			ND_LOG(ND_LOG_ERROR, "worker.bad_config",
+			       ND_S("msg", "--master names more than 8 "
+				    "masters"), ND_S("master", wc->master));
+			goto err;
+		}
+		if (nd_parse_addr_why(one, &w->addrs[w->naddrs],
+				      &w->addrlens[w->naddrs], why,
+				      sizeof(why))) {
+			ND_LOG(ND_LOG_ERROR, "worker.bad_config",
+			       ND_S("msg", "bad --master address"),
+			       ND_S("err", why), ND_S("master", wc->master));
+			goto err;
+		}
+		w->naddrs++;
 	}
 	w->hooks.opts.node_name = wc->name;
 	w->hooks.opts.role = NODED__ROLE__ROLE_WORKER;

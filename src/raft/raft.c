@@ -36,6 +36,8 @@ struct nd_raft {
 	int last_state;               /* raft_state() as last seen */
 	raft_id last_leader;
 	bool barrier_busy;
+	char told_client[128];        /* the leader's client address as shard
+				       * 0 was last told */
 	bool news_due;                /* the role or leader changed */
 	bool resync_due;              /* shard 0 asked for the ledger */
 	/* test hook NODED_FAULT_RAFT_APPLY=[K:]N: after K proposals, N
@@ -128,6 +130,28 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 
 /* ---- telling shard 0 ---- */
 
+static void post_config(struct nd_raft *r);
+
+/* The voters of the log's configuration, and the leader's client
+ * address, into n (n->leader_id set). */
+static void config_copy(struct nd_raft *r, struct nd_raft_news *n)
+{
+	const struct raft_configuration *c = &r->raft.configuration;
+	const struct nd_lmember *m = nd_ledger_member(&r->ledger,
+						      n->leader_id);
+
+	snprintf(n->leader_client, sizeof(n->leader_client), "%s",
+		 m ? m->client : "");
+	snprintf(n->leader_http, sizeof(n->leader_http), "%s",
+		 m ? m->http : "");
+	snprintf(r->told_client, sizeof(r->told_client), "%s",
+		 n->leader_client);
+	n->nvoters = 0;
+	for (unsigned i = 0; i < c->n && n->nvoters < ND_RAFT_MAX_VOTERS; i++)
+		if (c->servers[i].role == RAFT_VOTER)
+			n->voters[n->nvoters++] = c->servers[i].id;
+}
+
 static void news_home(struct nd_shard *s0, struct nd_msg *m)
 {
 	struct nd_raft_news *n = nd_container_of(m, struct nd_raft_news, msg);
@@ -152,8 +176,10 @@ static void post_news(struct nd_raft *r, enum nd_raft_role role,
 	if (role != ND_RAFT_STOPPED)
 		raft_leader(&r->raft, &id, &addr);
 	if (role == ND_RAFT_STALLED)
-		addr = NULL; /* no leader that can take anything */
+		addr = NULL, id = 0; /* no leader that can take anything */
+	n->leader_id = id;
 	snprintf(n->leader, sizeof(n->leader), "%s", addr ? addr : "");
+	config_copy(r, n);
 	snprintf(n->err, sizeof(n->err), "%s", err ? err : "");
 	if ((role == ND_RAFT_LEADER || r->resync_due) &&
 	    nd_ledger_snapshot(&r->ledger, &n->snap, &n->snap_len)) {
@@ -217,6 +243,14 @@ static void watch_state(struct nd_raft *r)
 		r->last_state = st;
 		r->last_leader = leader;
 		r->news_due = true;
+	}
+	if (!r->news_due && !r->resync_due && leader) {
+		const struct nd_lmember *m = nd_ledger_member(&r->ledger,
+							      leader);
+
+		/* its address came with the log (a follower learns it) */
+		if (m && strcmp(m->client, r->told_client))
+			post_config(r);
 	}
 	if (!(r->news_due || r->resync_due) || r->barrier_busy)
 		return;
@@ -405,6 +439,161 @@ void nd_raft_propose(struct nd_shard *s0, struct nd_shard *rs,
 	b->home = s0;
 	b->t0_ns = nd_mono_ns();
 	nd_shard_post(s0, rs, &b->msg, propose_msg);
+}
+
+/* ---- changes of the cluster ---- */
+
+static void change_home(struct nd_shard *s0, struct nd_msg *m)
+{
+	struct nd_raft_change *c = nd_container_of(m, struct nd_raft_change,
+						   msg);
+
+	c->done(s0, c);
+}
+
+/* Tells shard 0 the configuration now (its role unchanged). */
+static void post_config(struct nd_raft *r)
+{
+	struct nd_raft_news *n = calloc(1, sizeof(*n));
+	raft_id id = 0;
+	const char *addr = NULL;
+
+	if (!n)
+		return; /* the next news carries it */
+	n->config_only = true;
+	n->term = r->raft.current_term;
+	raft_leader(&r->raft, &id, &addr);
+	n->leader_id = id;
+	snprintf(n->leader, sizeof(n->leader), "%s", addr ? addr : "");
+	config_copy(r, n);
+	n->deliver = r->news;
+	nd_shard_post(r->s, r->s0, &n->msg, news_home);
+}
+
+static void change_return(struct nd_raft *r, struct nd_raft_change *c,
+			  int status)
+{
+	c->status = status;
+	if (status && !c->err[0])
+		snprintf(c->err, sizeof(c->err), "%s",
+			 r->raft.errmsg[0] ? r->raft.errmsg :
+					     raft_strerror(status));
+	free(c->req);
+	c->req = NULL;
+	if (r->closing) {
+		free(c);
+		return;
+	}
+	post_config(r);
+	nd_shard_post(r->s, c->home, &c->msg, change_home);
+}
+
+/* libraft's request of a change, and who it is for. */
+struct change_req {
+	union {
+		struct raft_change change;
+		struct raft_transfer transfer;
+	} u;
+	struct nd_raft *r;
+	struct nd_raft_change *c;
+};
+
+static void assign_cb(struct raft_change *req, int status)
+{
+	struct change_req *cr = req->data;
+
+	change_return(cr->r, cr->c, status);
+}
+
+/* Added as a spare: now made a voter (it catches up first). */
+static void add_cb(struct raft_change *req, int status)
+{
+	struct change_req *cr = req->data;
+	int err;
+
+	if (status || cr->r->closing) {
+		change_return(cr->r, cr->c, status ? status : RAFT_CANCELED);
+		return;
+	}
+	memset(&cr->u, 0, sizeof(cr->u));
+	cr->u.change.data = cr;
+	err = raft_assign(&cr->r->raft, &cr->u.change, cr->c->id, RAFT_VOTER,
+			  assign_cb);
+	if (err)
+		change_return(cr->r, cr->c, err);
+	else
+		run_loop(cr->r);
+}
+
+static void remove_cb(struct raft_change *req, int status)
+{
+	struct change_req *cr = req->data;
+
+	change_return(cr->r, cr->c, status);
+}
+
+static void transfer_cb(struct raft_transfer *req)
+{
+	struct change_req *cr = req->data;
+	raft_id id = 0;
+	const char *addr;
+	bool moved;
+
+	/* done: whether it worked shows in who leads now */
+	raft_leader(&cr->r->raft, &id, &addr);
+	moved = cr->c->id ? id == cr->c->id : id != cr->r->raft.id;
+	if (!moved)
+		snprintf(cr->c->err, sizeof(cr->c->err), "the leadership "
+			 "did not move");
+	change_return(cr->r, cr->c, moved ? 0 : RAFT_NOTLEADER);
+}
+
+static void change_msg(struct nd_shard *rs, struct nd_msg *m)
+{
+	struct nd_raft *r = rs->svc;
+	struct nd_raft_change *c = nd_container_of(m, struct nd_raft_change,
+						   msg);
+	struct change_req *cr = calloc(1, sizeof(*cr));
+	int err;
+
+	if (!cr) {
+		change_return(r, c, RAFT_NOMEM);
+		return;
+	}
+	c->req = cr;
+	cr->r = r;
+	cr->c = c;
+	switch (c->op) {
+	case 0:
+		cr->u.change.data = cr;
+		err = raft_add(&r->raft, &cr->u.change, c->id, c->address,
+			       add_cb);
+		break;
+	case 1:
+		cr->u.change.data = cr;
+		err = raft_remove(&r->raft, &cr->u.change, c->id, remove_cb);
+		break;
+	case 2:
+		cr->u.transfer.data = cr;
+		err = raft_transfer(&r->raft, &cr->u.transfer, c->id,
+				    transfer_cb);
+		break;
+	default:
+		err = RAFT_INVALID;
+		break;
+	}
+	if (err) {
+		change_return(r, c, err);
+		return;
+	}
+	run_loop(r);
+}
+
+void nd_raft_change(struct nd_shard *s0, struct nd_shard *rs,
+		    struct nd_raft_change *c)
+{
+	c->home = s0;
+	nd_shard_post(s0, rs, &c->msg, change_msg);
 }
 
 static void resync_msg(struct nd_shard *rs, struct nd_msg *m)

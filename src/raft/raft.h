@@ -75,16 +75,48 @@ enum nd_raft_role {
 				       * ledger comes with it, for reads */
 };
 
+#define ND_RAFT_MAX_VOTERS 16
+
 struct nd_raft_news {
 	struct nd_msg msg;
 	void (*deliver)(struct nd_shard *s0, struct nd_raft_news *n);
 	enum nd_raft_role role;
+	bool config_only;             /* only the configuration changed: the
+				       * role is as before (no snapshot) */
 	uint64_t term;
+	uint64_t leader_id;           /* 0: none known */
 	char leader[64];              /* the leader's raft address, or "" */
+	char leader_client[128];      /* its client address (the committed
+				       * ledger's member table), or "" */
+	char leader_http[128];        /* its HTTP API's, or "" */
+	uint64_t voters[ND_RAFT_MAX_VOTERS]; /* the log's configuration */
+	unsigned nvoters;
 	uint8_t *snap;                /* LEADER: the ledger's snapshot */
 	size_t snap_len;
 	char err[160];                /* STOPPED: why */
 };
+
+/*
+ * A change of the cluster (RaftChange.Op: 0 add as a voter, 1 remove,
+ * 2 transfer the leadership; id 0 with transfer: to the best voter), sent
+ * by shard 0 to the raft shard and back through done, exactly once.
+ * status: 0, or a raft error, err saying it.
+ */
+struct nd_raft_change {
+	struct nd_msg msg;
+	int op;
+	uint64_t id;
+	char address[128];
+	int status;
+	char err[256];
+	void (*done)(struct nd_shard *s0, struct nd_raft_change *c);
+	struct nd_shard *home;
+	void *arg;                    /* the caller's */
+	void *req;                    /* libraft's request (raft.c) */
+};
+
+void nd_raft_change(struct nd_shard *s0, struct nd_shard *rs,
+		    struct nd_raft_change *c);
 
 /* Figures for /metrics, written by the raft shard only (atomics). */
 struct nd_raft_stats {

@@ -183,6 +183,8 @@ static void dispatch(struct nd_conn *c, const Noded__Frame *f)
 	case NODED__FRAME__BODY_NODE_DRAIN:
 	case NODED__FRAME__BODY_NODE_ELIGIBLE:
 	case NODED__FRAME__BODY_NODE_REMOVE:
+	case NODED__FRAME__BODY_LEADER:
+	case NODED__FRAME__BODY_RAFT_CHANGE:
 		nd__rpc_forward(c, f);
 		return;
 	case NODED__FRAME__BODY_HELLO:

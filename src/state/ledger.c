@@ -53,7 +53,44 @@ void nd_ledger_free(struct nd_ledger *l)
 		nd__ltask_free(t);
 	}
 	nd_u64map_free(&l->tasks);
+	for (size_t i = 0; i < l->nmembers; i++)
+		nd__lmember_clear(&l->members[i]);
+	free(l->members);
+	free(l->sessions);
+	nd_u64map_free(&l->session_map);
 	nd_ledger_init(l, task_size);
+}
+
+void nd__lmember_clear(struct nd_lmember *m)
+{
+	free(m->raft);
+	free(m->client);
+	free(m->http);
+	m->raft = m->client = m->http = NULL;
+}
+
+const struct nd_lmember *nd_ledger_member(const struct nd_ledger *l,
+					  uint64_t id)
+{
+	for (size_t i = 0; i < l->nmembers; i++)
+		if (l->members[i].id == id)
+			return &l->members[i];
+	return NULL;
+}
+
+int nd__lmember_set(struct nd_lmember *m, const Noded__RaftMember *mb)
+{
+	struct nd_lmember n = { mb->id, strdup(mb->raft_address),
+				strdup(mb->client_address),
+				strdup(mb->http_address) };
+
+	if (!n.raft || !n.client || !n.http) {
+		nd__lmember_clear(&n);
+		return -ENOMEM;
+	}
+	nd__lmember_clear(m);
+	*m = n;
+	return 0;
 }
 
 /* A state change of t, counted. */
@@ -195,16 +232,50 @@ static struct nd_ltask *task_new(struct nd_ledger *l,
 	return t;
 }
 
+int nd__ledger_session_put(struct nd_ledger *l,
+			   const struct nd_lsession *s)
+{
+	struct nd_lsession *slot = nd_u64map_get(&l->session_map, s->session);
+
+	if (slot) {
+		*slot = *s;
+		return 0;
+	}
+	if (!l->sessions &&
+	    !(l->sessions = calloc(ND_LEDGER_SESSIONS, sizeof(*l->sessions))))
+		return -ENOMEM;
+	slot = &l->sessions[(l->session_head + l->nsessions) %
+			    ND_LEDGER_SESSIONS];
+	if (l->nsessions == ND_LEDGER_SESSIONS)
+		slot = &l->sessions[l->session_head]; /* the oldest goes */
+	/* the map first: it may need memory, and nothing changed yet */
+	if (nd_u64map_put(&l->session_map, s->session, slot))
+		return -ENOMEM;
+	if (l->nsessions == ND_LEDGER_SESSIONS) {
+		nd_u64map_del(&l->session_map, slot->session);
+		l->session_head = (l->session_head + 1) % ND_LEDGER_SESSIONS;
+	} else {
+		l->nsessions++;
+	}
+	*slot = *s;
+	return 0;
+}
+
 static int apply_submit(struct nd_ledger *l, struct nd_ltask *none,
 			const void *m, struct nd_ltask **first)
 {
 	const Noded__LedgerSubmit *e = m;
 	size_t n = e->n_nodes ? e->n_nodes : 1, made = 0;
 	struct nd_ltask **ts;
+	const struct nd_lsession *last = nd_ledger_session(l, e->session);
 
 	if (!e->task_id || e->task_id < l->next_id ||
 	    e->task_id + n < e->task_id)
 		return -EEXIST;
+	/* once per session and sequence (a resent submit is answered, not
+	 * applied: tasks.c) */
+	if (last && e->sequence <= last->sequence)
+		return -EALREADY;
 	ts = calloc(n, sizeof(*ts));
 	if (!ts)
 		return -ENOMEM;
@@ -215,6 +286,13 @@ static int apply_submit(struct nd_ledger *l, struct nd_ltask *none,
 				    e->n_nodes ? e->nodes[made] : NULL);
 		if (!ts[made] || nd_u64map_put(&l->tasks, id, ts[made]))
 			goto undo;
+	}
+	if (e->session) {
+		struct nd_lsession s = { e->session, e->sequence, e->task_id,
+					 e->job_id, (uint32_t)n };
+
+		if (nd__ledger_session_put(l, &s))
+			goto undo_all;
 	}
 	for (size_t i = 0; i < n; i++) {
 		nd_list_add_tail(&l->all, &ts[i]->all_link);
@@ -229,6 +307,8 @@ static int apply_submit(struct nd_ledger *l, struct nd_ltask *none,
 	*first = ts[0];
 	free(ts);
 	return 0;
+undo_all:
+	made = n - 1;
 undo:
 	for (size_t i = 0; i <= made && i < n; i++) {
 		if (!ts[i])
@@ -516,6 +596,42 @@ static int apply_cluster(struct nd_ledger *l, struct nd_ltask *t,
 	return 0;
 }
 
+static int apply_member(struct nd_ledger *l, struct nd_ltask *t,
+			const void *msg, struct nd_ltask **out)
+{
+	const Noded__LedgerMember *e = msg;
+	const Noded__RaftMember *mb = e->member;
+	struct nd_lmember *m = NULL, *grown;
+	size_t i;
+
+	if (!mb || !mb->id || (!e->remove && !mb->raft_address[0]))
+		return -EINVAL;
+	for (i = 0; i < l->nmembers && l->members[i].id != mb->id; i++)
+		;
+	*out = NULL;
+	if (e->remove) {
+		if (i == l->nmembers)
+			return -ENOENT;
+		nd__lmember_clear(&l->members[i]);
+		memmove(&l->members[i], &l->members[i + 1],
+			(l->nmembers - i - 1) * sizeof(*l->members));
+		l->nmembers--;
+		return 0;
+	}
+	if (i < l->nmembers)
+		return nd__lmember_set(&l->members[i], mb);
+	grown = realloc(l->members, (l->nmembers + 1) * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	l->members = grown;
+	m = &l->members[l->nmembers];
+	memset(m, 0, sizeof(*m));
+	if (nd__lmember_set(m, mb))
+		return -ENOMEM; /* the array only grew: nothing changed */
+	l->nmembers++;
+	return 0;
+}
+
 /* The events: each case of LedgerEvent.body, its name, its function (given
  * the case's message: the oneof's members share one pointer; and, but for
  * submit, the task it names, found by target()) and where its message
@@ -545,6 +661,7 @@ static const struct {
 	EV(LOST, "lost", apply_lost, Noded__LedgerLost, AT(Noded__LedgerLost)),
 	EV(EVICT, "evict", apply_evict, Noded__LedgerEvict, 0),
 	[NODED__LEDGER_EVENT__BODY_CLUSTER] = { "cluster", apply_cluster, 0, 0 },
+	[NODED__LEDGER_EVENT__BODY_MEMBER] = { "member", apply_member, 0, 0 },
 #undef AT
 #undef EV
 };
@@ -561,7 +678,8 @@ int nd_ledger_apply(struct nd_ledger *l, const Noded__LedgerEvent *ev,
 
 	if (c < NEVENTS && events[c].apply && m)
 		err = c == NODED__LEDGER_EVENT__BODY_SUBMIT ||
-		      c == NODED__LEDGER_EVENT__BODY_CLUSTER ? 0 :
+		      c == NODED__LEDGER_EVENT__BODY_CLUSTER ||
+		      c == NODED__LEDGER_EVENT__BODY_MEMBER ? 0 :
 		      target(l, m, events[c].id_off, events[c].at_off, &named);
 	if (!err)
 		err = events[c].apply(l, named, m, &t);

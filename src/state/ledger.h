@@ -16,7 +16,11 @@
  * changed):
  *   submit   new tasks, PENDING, attempt 1: one per node named, or one with
  *            no node. Ids must be above every id the ledger has seen (ids
- *            are never reused), consecutive from task_id.
+ *            are never reused), consecutive from task_id. With a client
+ *            session, that session's last submit is recorded (sequence,
+ *            tasks): a submit is made once per session and sequence (the
+ *            caller checks nd_ledger_session first). The last
+ *            ND_LEDGER_SESSIONS sessions are kept, the oldest dropped.
  *   assign   PENDING -> ASSIGNED on a node; the attempt must be the task's,
  *            and a task for a named node goes only there. Adds the
  *            attempt to the task's history (below).
@@ -36,6 +40,9 @@
  *   evict    ended -> gone (its output with it).
  *   cluster  the cluster's id, once: nonzero, refused (-EEXIST) when one
  *            is set. It names no task.
+ *   member   a master's addresses, added or replaced by its id (nonzero,
+ *            with a Raft address), or removed (-ENOENT: unknown). It
+ *            names no task.
  * started, output, ended, retried and lost name an attempt: an event for
  * another attempt than the task's is refused (-ESTALE), so a late report
  * of an old attempt never changes the task.
@@ -127,6 +134,20 @@ struct nd_ltask {
 	struct nd_list done_link;     /* ledger.done, once ended */
 };
 
+/* A client session's last submit (LedgerSubmit.session). */
+#define ND_LEDGER_SESSIONS 4096
+struct nd_lsession {
+	uint64_t session, sequence;
+	uint64_t task_id, job_id;     /* its first task; its job */
+	uint32_t tasks;
+};
+
+/* A master of the cluster (LedgerMember). */
+struct nd_lmember {
+	uint64_t id;
+	char *raft, *client, *http;   /* addresses; "" when not given */
+};
+
 struct nd_ledger {
 	struct nd_u64map tasks;       /* id -> struct nd_ltask */
 	struct nd_list all;           /* every task, in submission order */
@@ -142,6 +163,12 @@ struct nd_ledger {
 	uint64_t queue_seq, end_seq;  /* counters of the two orders */
 	uint64_t applied;             /* events applied */
 	uint64_t cluster_id;          /* LedgerCluster (0: not set) */
+	struct nd_lmember *members;   /* LedgerMember, in the order added */
+	size_t nmembers;
+	struct nd_lsession *sessions; /* ring of ND_LEDGER_SESSIONS (NULL
+				       * until the first), oldest at head */
+	size_t session_head, nsessions;
+	struct nd_u64map session_map; /* session -> its nd_lsession */
 };
 
 /* Has a task in state st ended? */
@@ -194,5 +221,16 @@ void nd_ledger_attempts_msg(const struct nd_ltask *t, Noded__TaskAttempt *am,
 			    Noded__TaskAttempt **ap);
 /* The name of an event's kind ("submit", ...), for logs and tests. */
 const char *nd_ledger_event_name(const Noded__LedgerEvent *ev);
+
+/* The last submit of a client session, or NULL. */
+static inline const struct nd_lsession *
+nd_ledger_session(const struct nd_ledger *l, uint64_t session)
+{
+	return session ? nd_u64map_get(&l->session_map, session) : NULL;
+}
+
+/* The member of that id, or NULL. */
+const struct nd_lmember *nd_ledger_member(const struct nd_ledger *l,
+					  uint64_t id);
 
 #endif

@@ -24,4 +24,14 @@ struct nd_lattempt *nd__ltask_current(const struct nd_ltask *t);
 int nd__ltask_out_append(struct nd_ltask *t, uint8_t fd, uint32_t attempt,
 			 const uint8_t *data, size_t n);
 
+/* A member's addresses (ledger.c): set frees what m held before (m zeroed
+ * or set); 0 or -ENOMEM (m unchanged). clear frees them. */
+int nd__lmember_set(struct nd_lmember *m, const Noded__RaftMember *mb);
+void nd__lmember_clear(struct nd_lmember *m);
+
+/* Records a session's last submit (ledger.c), dropping the oldest
+ * session past ND_LEDGER_SESSIONS. 0, or -ENOMEM (nothing changed). */
+int nd__ledger_session_put(struct nd_ledger *l,
+			   const struct nd_lsession *s);
+
 #endif

@@ -95,6 +95,8 @@ int nd_ledger_snapshot(const struct nd_ledger *l, uint8_t **out, size_t *len)
 	Noded__LedgerTask *msgs = NULL, **ptrs = NULL;
 	Noded__OutputChunk *chunks = NULL, **cptrs = NULL;
 	Noded__TaskAttempt *am = NULL, **aptrs = NULL;
+	Noded__RaftMember *mm = NULL, **mptrs = NULL;
+	Noded__LedgerSession *ss = NULL, **sptrs = NULL;
 	size_t nchunks = 0, natt = 0, k = 0, c = 0, a = 0;
 	int err = -ENOMEM;
 	struct nd_list *it;
@@ -114,8 +116,33 @@ int nd_ledger_snapshot(const struct nd_ledger *l, uint8_t **out, size_t *len)
 	cptrs = calloc(nchunks ? nchunks : 1, sizeof(*cptrs));
 	am = calloc(natt ? natt : 1, sizeof(*am));
 	aptrs = calloc(natt ? natt : 1, sizeof(*aptrs));
-	if (!msgs || !ptrs || !chunks || !cptrs || !am || !aptrs)
+	mm = calloc(l->nmembers ? l->nmembers : 1, sizeof(*mm));
+	mptrs = calloc(l->nmembers ? l->nmembers : 1, sizeof(*mptrs));
+	ss = calloc(l->nsessions ? l->nsessions : 1, sizeof(*ss));
+	sptrs = calloc(l->nsessions ? l->nsessions : 1, sizeof(*sptrs));
+	if (!msgs || !ptrs || !chunks || !cptrs || !am || !aptrs || !mm ||
+	    !mptrs || !ss || !sptrs)
 		goto out;
+	for (size_t i = 0; i < l->nsessions; i++) {
+		const struct nd_lsession *ls = &l->sessions[
+			(l->session_head + i) % ND_LEDGER_SESSIONS];
+
+		noded__ledger_session__init(&ss[i]);
+		ss[i].session = ls->session;
+		ss[i].sequence = ls->sequence;
+		ss[i].task_id = ls->task_id;
+		ss[i].tasks = ls->tasks;
+		ss[i].job_id = ls->job_id;
+		sptrs[i] = &ss[i];
+	}
+	for (size_t i = 0; i < l->nmembers; i++) {
+		noded__raft_member__init(&mm[i]);
+		mm[i].id = l->members[i].id;
+		mm[i].raft_address = l->members[i].raft;
+		mm[i].client_address = l->members[i].client;
+		mm[i].http_address = l->members[i].http;
+		mptrs[i] = &mm[i];
+	}
 	for (it = l->all.next; it != &l->all; it = it->next, k++) {
 		const struct nd_ltask *t = nd_container_of(it, struct nd_ltask,
 							   all_link);
@@ -141,6 +168,10 @@ int nd_ledger_snapshot(const struct nd_ledger *l, uint8_t **out, size_t *len)
 	s.end_seq = l->end_seq;
 	s.applied = l->applied;
 	s.cluster_id = l->cluster_id;
+	s.n_members = l->nmembers;
+	s.members = mptrs;
+	s.n_sessions = l->nsessions;
+	s.sessions = sptrs;
 	*len = noded__ledger_snapshot__get_packed_size(&s);
 	*out = malloc(*len ? *len : 1);
 	if (!*out)
@@ -156,6 +187,10 @@ out:
 	free(cptrs);
 	free(am);
 	free(aptrs);
+	free(mm);
+	free(mptrs);
+	free(ss);
+	free(sptrs);
 	return err;
 }
 
@@ -340,6 +375,43 @@ static int restore_into(struct nd_ledger *fresh,
 	fresh->end_seq = s->end_seq;
 	fresh->applied = s->applied;
 	fresh->cluster_id = s->cluster_id;
+	if (s->n_members) {
+		fresh->members = calloc(s->n_members, sizeof(*fresh->members));
+		if (!fresh->members) {
+			err = -ENOMEM;
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < s->n_members; i++) {
+		if (!s->members[i]->id || nd_ledger_member(fresh,
+							   s->members[i]->id)) {
+			err = -EINVAL; /* none, or twice */
+			goto out;
+		}
+		if (nd__lmember_set(&fresh->members[i], s->members[i])) {
+			err = -ENOMEM;
+			goto out;
+		}
+		fresh->nmembers++;
+	}
+	if (s->n_sessions > ND_LEDGER_SESSIONS) {
+		err = -EINVAL;
+		goto out;
+	}
+	for (size_t i = 0; i < s->n_sessions; i++) {
+		const Noded__LedgerSession *ls = s->sessions[i];
+		struct nd_lsession one = { ls->session, ls->sequence,
+					   ls->task_id, ls->job_id, ls->tasks };
+
+		if (!ls->session || nd_ledger_session(fresh, ls->session)) {
+			err = -EINVAL; /* none, or twice */
+			goto out;
+		}
+		if (nd__ledger_session_put(fresh, &one)) {
+			err = -ENOMEM;
+			goto out;
+		}
+	}
 out:
 	free(ended);
 	return err;

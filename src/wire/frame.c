@@ -97,6 +97,9 @@ const char *nd_frame_method_name(Noded__Frame__BodyCase c)
 	case NODED__FRAME__BODY_NODE_DRAIN: return "node_drain";
 	case NODED__FRAME__BODY_NODE_ELIGIBLE: return "node_eligible";
 	case NODED__FRAME__BODY_NODE_REMOVE: return "node_remove";
+	case NODED__FRAME__BODY_RAFT_CHANGE: return "raft_change";
+	case NODED__FRAME__BODY_LEADER: return "leader";
+	case NODED__FRAME__BODY_LEADER_INFO: return "leader_info";
 	case NODED__FRAME__BODY__NOT_SET: return "none";
 	default: return "unknown";
 	}

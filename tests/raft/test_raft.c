@@ -29,6 +29,7 @@
 
 #include "cli.h"
 #include "harness.h"
+#include "noded/client.h"
 
 static struct nd_test_daemon d;
 static char master[32];
@@ -473,4 +474,61 @@ Test(raft, corrupt_log_stops_the_start)
 	st = nd_test_run(argv, out, sizeof(out), err, sizeof(err), 10000);
 	cr_assert(st != 0, "a corrupt log started: %s", out);
 	cr_assert(strstr(err, "raft"), "no word of the log: %s", err);
+}
+
+/* The first task id a submit of (session, seq) got, over a client of its
+ * own, as the library sends it. */
+static uint64_t submit_session(uint64_t session, uint64_t seq)
+{
+	char *argv[] = { "true" };
+	Noded__Command cmd = NODED__COMMAND__INIT;
+	Noded__TaskSpec sp = NODED__TASK_SPEC__INIT;
+	Noded__Frame f = NODED__FRAME__INIT, *reply = NULL;
+	struct nd_client *c;
+	uint64_t id;
+
+	cmd.n_argv = 1;
+	cmd.argv = argv;
+	sp.command = &cmd;
+	sp.node = "absent";
+	sp.wait_for_node = true;
+	sp.session = session;
+	sp.sequence = seq;
+	f.body_case = NODED__FRAME__BODY_SUBMIT;
+	f.submit = &sp;
+	cr_assert_eq(nd_client_connect(&c, master, NULL), 0);
+	cr_assert_eq(nd_client_call(c, &f, &reply, 5000), 0, "%s",
+		     reply && reply->error ? reply->error->message : "");
+	cr_assert_eq(reply->body_case, NODED__FRAME__BODY_SUBMIT_REPLY);
+	cr_assert_eq(reply->submit_reply->n_task_ids, 1);
+	id = reply->submit_reply->task_ids[0];
+	nd_frame_free(reply, NULL);
+	nd_client_close(c);
+	return id;
+}
+
+/* A submit sent again with its session and sequence (its reply lost) is
+ * answered with the task the first made, before and after a restart; the
+ * next sequence makes a new one. */
+Test(raft, a_resent_submit_makes_no_second_task)
+{
+	uint64_t a, b;
+	json_t *arr;
+
+	master_start();
+	a = submit_session(4242, 1);
+	cr_assert_eq(submit_session(4242, 1), a);
+	arr = CLI_JSON("tasks", "--json");
+	cr_assert_eq(json_array_size(arr), 1);
+	json_decref(arr);
+	master_kill9();
+	master_start();
+	cr_assert_eq(submit_session(4242, 1), a, "a resent submit made "
+		     "another task after a restart");
+	b = submit_session(4242, 2);
+	cr_assert(b > a);
+	arr = CLI_JSON("tasks", "--json");
+	cr_assert_eq(json_array_size(arr), 2);
+	json_decref(arr);
+	STOP_OK(&d);
 }

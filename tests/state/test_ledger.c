@@ -1135,3 +1135,94 @@ Test(ledger, a_masters_trace_replays_to_its_snapshot)
 	unlink(path);
 	rmdir(dir);
 }
+
+/* ---- client sessions and members (replication) ---- */
+
+static int submit_in(uint64_t id, uint64_t session, uint64_t seq)
+{
+	Noded__LedgerEvent ev = NODED__LEDGER_EVENT__INIT;
+	Noded__LedgerSubmit e = NODED__LEDGER_SUBMIT__INIT;
+
+	e.task_id = id;
+	e.spec.data = (uint8_t *)SPEC;
+	e.spec.len = sizeof(SPEC);
+	e.session = session;
+	e.sequence = seq;
+	ev.body_case = NODED__LEDGER_EVENT__BODY_SUBMIT;
+	ev.submit = &e;
+	return nd_ledger_apply(&L, &ev, NULL);
+}
+
+static int member(uint64_t id, const char *raft, const char *client,
+		  bool remove)
+{
+	Noded__LedgerEvent ev = NODED__LEDGER_EVENT__INIT;
+	Noded__LedgerMember e = NODED__LEDGER_MEMBER__INIT;
+	Noded__RaftMember m = NODED__RAFT_MEMBER__INIT;
+
+	m.id = id;
+	m.raft_address = (char *)raft;
+	m.client_address = (char *)client;
+	e.member = &m;
+	e.remove = remove;
+	ev.body_case = NODED__LEDGER_EVENT__BODY_MEMBER;
+	ev.member = &e;
+	return nd_ledger_apply(&L, &ev, NULL);
+}
+
+/* A session's submit is made once; the table survives a snapshot and a
+ * restore, and keeps the last ND_LEDGER_SESSIONS sessions. */
+Test(ledger, a_session_submits_once_and_is_kept)
+{
+	const struct nd_lsession *s;
+	struct nd_ledger fresh;
+	uint8_t *a, *b;
+	size_t alen, blen;
+
+	cr_assert_eq(submit_in(1, 77, 1), 0);
+	cr_assert_eq(submit_in(2, 77, 1), -EALREADY);
+	cr_assert_eq(L.ntasks, 1);
+	s = nd_ledger_session(&L, 77);
+	cr_assert(s && s->sequence == 1 && s->task_id == 1 && s->tasks == 1);
+	cr_assert_eq(submit_in(2, 77, 2), 0);
+	cr_assert_eq(nd_ledger_session(&L, 77)->task_id, 2);
+	for (uint64_t i = 0; i < ND_LEDGER_SESSIONS; i++)
+		cr_assert_eq(submit_in(3 + i, 1000 + i, 1), 0);
+	/* the oldest (77) went with the one past the bound */
+	cr_assert_null(nd_ledger_session(&L, 77));
+	cr_assert_not_null(nd_ledger_session(&L, 1000));
+	a = snap(&L, &alen);
+	nd_ledger_init(&fresh, 0);
+	cr_assert_eq(nd_ledger_restore(&fresh, a, alen), 0);
+	b = snap(&fresh, &blen);
+	cr_assert(same_snap(a, alen, b, blen));
+	cr_assert_eq(nd_ledger_session(&fresh, 1000)->task_id, 3);
+	free(a);
+	free(b);
+	nd_ledger_free(&fresh);
+}
+
+Test(ledger, members_are_added_replaced_and_removed)
+{
+	struct nd_ledger fresh;
+	uint8_t *a;
+	size_t alen;
+
+	cr_assert_eq(member(0, "127.0.0.1:1", "", false), -EINVAL);
+	cr_assert_eq(member(5, "", "", false), -EINVAL);
+	cr_assert_eq(member(5, "127.0.0.1:1", "127.0.0.1:2", false), 0);
+	cr_assert_eq(member(6, "127.0.0.1:3", "127.0.0.1:4", false), 0);
+	cr_assert_eq(member(5, "127.0.0.1:1", "127.0.0.1:9", false), 0);
+	cr_assert_eq(L.nmembers, 2);
+	cr_assert_str_eq(nd_ledger_member(&L, 5)->client, "127.0.0.1:9");
+	a = snap(&L, &alen);
+	nd_ledger_init(&fresh, 0);
+	cr_assert_eq(nd_ledger_restore(&fresh, a, alen), 0);
+	cr_assert_str_eq(nd_ledger_member(&fresh, 6)->raft, "127.0.0.1:3");
+	cr_assert_eq(member(7, "x", "", true), -ENOENT);
+	cr_assert_eq(member(5, "", "", true), 0);
+	cr_assert_null(nd_ledger_member(&L, 5));
+	cr_assert_eq(L.nmembers, 1);
+	free(a);
+	nd_ledger_free(&fresh);
+}
