@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/dev.h"
 #include "core/log.h"
 #include "core/server.h"
 #include "node/node_id.h"
@@ -24,7 +25,13 @@ static void usage(FILE *f)
 		"usage: noded dev [--workers N] [--listen HOST:PORT] [--slots N]\n"
 		"                 [--output-cap BYTES] [--task-history N]\n"
 		"                 [--output-budget BYTES] [--http HOST:PORT|none]\n"
+		"                 [--masters 1|3|5]\n"
 		"  --workers N            workers in this process (default 2)\n"
+		"  --masters N            1 (default): a master in this process;\n"
+		"                         3 or 5: a cluster of master processes\n"
+		"                         on free loopback ports, their data in a\n"
+		"                         temporary directory (removed at the\n"
+		"                         end), to try failover (kill -9 one)\n"
 		"  --listen HOST:PORT     the master's address (default "
 		ND_CLI_MASTER ")\n"
 		"  --slots N              slots of each worker (default: CPUs)\n"
@@ -65,6 +72,61 @@ static bool dev_http_any(const char *listen, char *buf, size_t size)
 	       (int)size;
 }
 
+/*
+ * --masters N: the masters are processes of their own (dev_cluster.c);
+ * this one runs the workers, which follow their leader. Prints
+ * 'listening on' the first master, then 'masters LIST'.
+ */
+static int dev_cluster(struct nd_dev_cluster *dc, unsigned nworkers,
+		       unsigned slots, bool http)
+{
+	static const char *labels[] = { "dev=true" };
+	struct nd_worker_cfg wc[DEV_MAX_WORKERS];
+	struct nd_worker *w[DEV_MAX_WORKERS] = { 0 };
+	char names[DEV_MAX_WORKERS][16], hint[300];
+	unsigned started = 0;
+	int ret = ND_CLI_EXIT_FAIL;
+	sigset_t set;
+
+	nd_server_block_signals(&set);
+	if (nd_dev_cluster_start(dc, http))
+		goto out;
+	srand((unsigned)getpid());
+	for (unsigned i = 0; i < nworkers; i++) {
+		snprintf(names[i], sizeof(names[i]), "dev-%u", i + 1);
+		wc[i] = (struct nd_worker_cfg){ .master = dc->list,
+						.name = names[i],
+						.labels = labels, .nlabels = 1,
+						.slots = slots };
+		if (nd_node_id_random(wc[i].node_id) ||
+		    nd_worker_new(&w[i], &wc[i]))
+			goto out;
+	}
+	for (; started < nworkers; started++)
+		if (nd_worker_start(w[started]))
+			goto out;
+	printf("listening on 127.0.0.1:%d\nmasters %s\n", dc->client[0],
+	       dc->list);
+	if (http)
+		printf("http on 127.0.0.1:%d\n", dc->http[0]);
+	fflush(stdout);
+	snprintf(hint, sizeof(hint), "try: noded run --master %s --all -- "
+		 "uname -n; then kill -9 the leader (noded operator raft "
+		 "list-peers)", dc->list);
+	ND_LOG(ND_LOG_INFO, "dev.started", ND_S("masters", dc->list),
+	       ND_S("data_dir", dc->dir), ND_U("workers", nworkers),
+	       ND_S("msg", hint));
+	nd_server_wait_signal();
+	ret = ND_CLI_EXIT_OK;
+out:
+	for (unsigned i = 0; i < started; i++)
+		nd_worker_stop(w[i]);
+	for (unsigned i = 0; i < nworkers; i++)
+		nd_worker_free(w[i]);
+	nd_dev_cluster_stop(dc);
+	return ret;
+}
+
 int nd_cli_dev(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -72,6 +134,7 @@ int nd_cli_dev(int argc, char **argv)
 		{ "listen", required_argument, NULL, 'l' },
 		{ "slots", required_argument, NULL, 's' },
 		{ "http", required_argument, NULL, 'T' },
+		{ "masters", required_argument, NULL, 'M' },
 		ND_CLI_RETENTION_OPTIONS,
 		ND_CLI_LOG_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
@@ -79,6 +142,7 @@ int nd_cli_dev(int argc, char **argv)
 	};
 	static const char *labels[] = { "dev=true" };
 	struct nd_cli_serve m = { .http = "127.0.0.1:7071" };
+	struct nd_dev_cluster dc = { .n = 1 };
 	char http_any[300];
 	struct nd_server srv;
 	struct nd_worker_cfg wc[DEV_MAX_WORKERS];
@@ -121,6 +185,20 @@ int nd_cli_dev(int argc, char **argv)
 		case 'T':
 			m.http = strcmp(optarg, "none") ? optarg : NULL;
 			break;
+		case 'M':
+			if (!nd_cli_uint("--masters", optarg, 1,
+					 ND_DEV_MAX_MASTERS, &v))
+				return ND_CLI_EXIT_USAGE;
+			if (!(v & 1)) {
+				fprintf(stderr, "noded dev: --masters %llu: "
+					"take 1, 3 or 5 (an even number "
+					"tolerates no more failures than the "
+					"odd one below it)\n",
+					(unsigned long long)v);
+				return ND_CLI_EXIT_USAGE;
+			}
+			dc.n = (unsigned)v;
+			break;
 		case 'h':
 			usage(stdout);
 			return ND_CLI_EXIT_OK;
@@ -137,6 +215,8 @@ int nd_cli_dev(int argc, char **argv)
 		m.http = http_any;
 	if (!nd_cli_retention_check(&m.svc))
 		return ND_CLI_EXIT_USAGE;
+	if (dc.n > 1)
+		return dev_cluster(&dc, nworkers, slots, m.http != NULL);
 	m.cfg.idle_timeout_ms = 60000;
 	/* m.svc.ids NULL: task ids from the clock, as nothing is kept */
 	ret = nd_cli_serve_init(&srv, &m, addr, sizeof(addr), http_addr,

@@ -58,7 +58,28 @@ int nd__replica_stage(struct nd_svc *svc, const Noded__LedgerEvent *ev,
 		      size_t *mark)
 {
 	struct nd_raft_batch *b = svc->batch;
-	size_t len = noded__ledger_event__get_packed_size(ev);
+	Noded__LedgerEvent cut;
+	Noded__LedgerOutput out;
+	const struct nd_ltask *t;
+	size_t len;
+
+	/* Output past the task's cap is counted, not kept: the log carries
+	 * its length only (the ledger comes out the same either way). */
+	if (ev->body_case == NODED__LEDGER_EVENT__BODY_OUTPUT &&
+	    (t = nd_ledger_get(&svc->ledger, ev->output->task_id))) {
+		uint64_t room = t->out_data < t->output_cap ?
+					t->output_cap - t->out_data : 0;
+
+		if (ev->output->data.len > room) {
+			cut = *ev;
+			out = *ev->output;
+			out.dropped += out.data.len - room;
+			out.data.len = room;
+			cut.output = &out;
+			ev = &cut;
+		}
+	}
+	len = noded__ledger_event__get_packed_size(ev);
 	size_t need = 1 + varint_len(len) + len;
 	uint8_t *p;
 

@@ -457,9 +457,9 @@ static int apply_output(struct nd_ledger *l, struct nd_ltask *t,
 			return -ENOMEM;
 		l->kept_bytes += n;
 	}
-	if (n < e->data.len)
+	if (n < e->data.len || e->dropped)
 		t->truncated = true;
-	t->produced += e->data.len;
+	t->produced += e->data.len + e->dropped;
 	if (t->state != NODED__TASK_STATE__TASK_RUNNING) {
 		set_state(l, t, NODED__TASK_STATE__TASK_RUNNING);
 		if ((a = nd__ltask_current(t)))

@@ -69,3 +69,66 @@ Test(dev, listen_port_0_picks_a_free_http_port_too)
 	for (int i = 0; i < 2; i++)
 		cr_expect_eq(nd_test_daemon_stop(&devs[i]), 0);
 }
+
+/* The "masters LIST" line after "listening on". */
+static void masters_line(struct nd_test_daemon *d, char *list, size_t len)
+{
+	char *p, *nl;
+
+	for (int64_t end = nd_test_now_ms() + 30000;
+	     !(p = memmem(d->rest, d->rest_len, "masters ", 8)) ||
+	     !memchr(p, '\n', d->rest_len - (size_t)(p - d->rest));) {
+		ssize_t r;
+
+		cr_assert(nd_test_now_ms() < end, "no 'masters' line");
+		r = read(d->out_fd, d->rest + d->rest_len,
+			 sizeof(d->rest) - 1 - d->rest_len);
+		cr_assert(r > 0, "stdout closed before 'masters'");
+		d->rest_len += (size_t)r;
+		d->rest[d->rest_len] = '\0';
+	}
+	nl = strchr(p, '\n');
+	snprintf(list, len, "%.*s", (int)(nl - p - 8), p + 8);
+}
+
+/* dev --masters 3: three master processes form a cluster, the workers
+ * follow it, `run --all` runs on them, and stopping dev stops the masters
+ * and removes their data. */
+Test(dev, three_masters_form_a_cluster_and_go_with_it)
+{
+	const char *argv[] = { nd_test_bin(), "dev", "--listen",
+			       "127.0.0.1:0", "--workers", "2", "--masters",
+			       "3", "--http", "none", NULL };
+	char list[128], out[4096], err[2048];
+	const char *run[] = { nd_test_bin(), "run", "--master", list, "--all",
+			      "--", "echo", "hi", NULL };
+	const char *peers[] = { nd_test_bin(), "operator", "raft",
+				"list-peers", "--master", list, NULL };
+	int n = 0;
+
+	ND_CHECK(nd_test_daemon_start_argv(&devs[0], argv));
+	masters_line(&devs[0], list, sizeof(list));
+	for (char *p = list; (p = strchr(p, ',')); p++)
+		n++;
+	cr_assert_eq(n, 2, "masters: %s", list);
+	cr_assert_eq(nd_test_run(run, out, sizeof(out), err, sizeof(err),
+				 30000), 0, "%s", err);
+	cr_assert(strstr(out, "dev-1: hi") && strstr(out, "dev-2: hi"), "%s",
+		  out);
+	cr_assert_eq(nd_test_run(peers, out, sizeof(out), err, sizeof(err),
+				 10000), 0, "%s", err);
+	cr_assert(strstr(out, "leader"), "%s", out);
+	cr_expect_eq(nd_test_daemon_stop(&devs[0]), 0);
+	/* its masters went with it */
+	cr_assert_neq(nd_test_run(peers, out, sizeof(out), err, sizeof(err),
+				  10000), 0, "still answering: %s", out);
+}
+
+Test(dev, an_even_number_of_masters_is_refused)
+{
+	const char *argv[] = { nd_test_bin(), "dev", "--masters", "2", NULL };
+	char err[512];
+
+	cr_assert_eq(nd_test_run(argv, NULL, 0, err, sizeof(err), 10000), 2);
+	cr_assert(strstr(err, "1, 3 or 5"), "%s", err);
+}

@@ -8,7 +8,8 @@
  *   once, and the worker follows the new leader;
  * - kill -9 of a follower: the others go on; it comes back and catches up;
  * - every master killed and restarted: a leader again, every task back;
- * - a member removed while tasks run: the rest go on.
+ * - a member removed while tasks run: the rest go on;
+ * - the leader frozen (SIGSTOP): replaced, and back it takes no write.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +27,7 @@
 
 #include "cli.h"
 #include "harness.h"
+#include "noded/client.h"
 
 #define N 3
 
@@ -415,4 +417,56 @@ Test(cluster, member_removed_while_tasks_run)
 	CLUSTER("operator", "raft", "remove-peer", "12345");
 	cr_assert_neq(R.st, 0);
 	cr_assert(strstr(R.err, "no member 12345"), "%s", R.err);
+}
+
+/* The leader frozen (SIGSTOP, as a partition looks from the others): the
+ * other two elect a leader and take writes; the old one, back (SIGCONT),
+ * has lost the leadership and takes no write, and its acknowledged
+ * tasks are all there. */
+Test(cluster, frozen_leader_is_replaced_and_steps_down)
+{
+	char old[32], st[256];
+	uint64_t a, b;
+	int lead, next;
+	const char *argv[] = { "submit", "--node", "absent", "--wait-for-node",
+			       "--", "true", NULL };
+
+	cluster_start();
+	a = submit_pending();
+	lead = leader_index(N, 5000);
+	cr_assert(lead >= 0);
+	cr_assert_eq(kill(m[lead].pid, SIGSTOP), 0);
+	/* the cluster goes on without it (the CLI finds the new leader) */
+	b = submit_pending();
+	cr_assert(b > a);
+	next = leader_index(N, 15000);
+	cr_assert(next >= 0 && next != lead);
+	cr_assert_eq(kill(m[lead].pid, SIGCONT), 0);
+	/* back: it follows; asked directly, it refuses to write */
+	snprintf(old, sizeof(old), "127.0.0.1:%d", client_port[lead]);
+	for (int i = 0;; i++) {
+		Noded__Frame f = NODED__FRAME__INIT, *reply = NULL;
+		Noded__LeaderRequest lr = NODED__LEADER_REQUEST__INIT;
+		struct nd_client *c;
+		bool follows = false;
+
+		f.body_case = NODED__FRAME__BODY_LEADER;
+		f.leader = &lr;
+		if (!nd_client_connect(&c, old, NULL)) {
+			if (!nd_client_call(c, &f, &reply, 2000))
+				follows = !reply->leader_info->is_leader;
+			nd_frame_free(reply, NULL);
+			nd_client_close(c);
+		}
+		if (follows)
+			break;
+		cr_assert(i < 100, "the old leader still says it leads");
+		nd_test_sleep_ms(100);
+	}
+	nd_test_cli_run(&R, old, ND_TEST_CLI_MS, argv);
+	/* followed to the new leader: made there, once */
+	EXPECT_STATUS(&R, 0);
+	cr_assert(strtoull(R.out, NULL, 10) > b);
+	cr_assert_str_eq(task_state(a, st, sizeof(st)), "PENDING");
+	cr_assert_str_eq(task_state(b, st, sizeof(st)), "PENDING");
 }
