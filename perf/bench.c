@@ -441,8 +441,10 @@ static int run_load(int argc, char **argv, bool submit)
 	bool ring_ok = false;
 	int opt, r, rc = 1;
 
-	while ((opt = getopt_long(argc, argv, "h", submit ? submit_lopts :
-				  ping_lopts, NULL)) != -1) {
+	/* (ping keeps the short options it always took) */
+	while ((opt = getopt_long(argc, argv, submit ? "h" : "a:c:d:t:p:jh",
+				  submit ? submit_lopts : ping_lopts,
+				  NULL)) != -1) {
 		switch (opt) {
 		case 'a': o.addr = optarg; break;
 		case 'c': o.conns = (unsigned)nd_perf_parse_num("--conns",
