@@ -213,8 +213,8 @@ Test(first, submit_is_taken_by_the_restarted_master)
 	int ofd, efd, st;
 
 	master_start();
-	/* (a master killed before its log's first entry comes back as a
-	 * follower that never serves: kill one that has served) */
+	/* (a master killed before its log has a first entry does not come
+	 * back by itself: kill one that has served) */
 	submit_some("1");
 	master_kill9();
 	PROBE_START(since_now(since, sizeof(since)), &ofd, &efd, "--node",
