@@ -2,7 +2,8 @@
 #   make deps     install missing Debian packages (scripts/deps.sh)
 #   make test     deps, build, run every test, then again under ASan+UBSan
 #   make demo     deps, build, start a master on loopback, ping benchmark, stop
-#   make bench    optimised build and scripts/bench.sh (noded against redis)
+#   make bench    optimised build and scripts/bench.sh (noded against redis,
+#                 etcd: deps.sh bench installs etcd-server and libgrpc++-dev)
 #   make fuzz     libFuzzer targets in tests/fuzz (needs clang; scripts/fuzz.sh)
 #   make fuzz-build  only compile and link them (make check does when clang can)
 #   make man      the man pages (scdoc) into BUILD/man
@@ -127,6 +128,17 @@ $(BUILD)/noded: $(CLI_OBJ) $(SRV_OBJ) $(BUILD)/libnoded.a
 $(BUILD)/noded-bench: $(BENCH_OBJ) $(BUILD)/libnoded.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lm
 
+# etcd-bench (perf/etcd_bench.cc): the etcd 3.4 reference of bench.sh's
+# durable and failover workloads, through its gRPC API. Only when libgrpc++
+# is installed (scripts/deps.sh bench), and never part of all or test.
+GRPC_PC := $(shell pkg-config --exists grpc++ 2>/dev/null && echo grpc++)
+$(BUILD)/etcd-bench: perf/etcd_bench.cc $(BUILD)/obj/perf/hist.o
+	@test -n "$(GRPC_PC)" || { echo "etcd-bench needs libgrpc++-dev" \
+		"(scripts/deps.sh bench)" >&2; exit 1; }
+	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -Werror -Iperf \
+		$(shell pkg-config --cflags grpc++ 2>/dev/null) -o $@ $^ \
+		$(shell pkg-config --libs grpc++ 2>/dev/null)
+
 # Every test binary routes the project's own allocations through
 # tests/alloc_fail.c (off unless a test arms it), so a test can make the Nth
 # one fail and reach the out-of-memory branches.
@@ -174,8 +186,9 @@ demo: deps
 	$(MAKE) all
 	scripts/demo.sh
 
-bench: deps
-	$(MAKE) all
+bench:
+	scripts/deps.sh bench
+	$(MAKE) all $(BUILD)/etcd-bench
 	scripts/bench.sh
 
 # libFuzzer targets (clang): FUZZ_SECONDS per target, default 60.

@@ -4,6 +4,8 @@
  *   noded-bench ping --addr HOST:PORT --conns C --depth D --duration SECS
  *                    [--payload BYTES] [--json]
  *   noded-bench idle --addr HOST:PORT --conns N --hold SECS [--raw]
+ *   noded-bench submit --addr HOST:PORT --conns C --depth D --count N
+ *                    --duration SECS [--node NAME] [--json]
  *
  * ping opens C connections with the client library (blocking handshake),
  * then drives all of them from this one thread with io_uring, the library
@@ -13,6 +15,14 @@
  * request and starts the next one, until the duration is over. In-flight
  * requests then get at most DRAIN_NS to finish; what is left counts as
  * errors.
+ *
+ * submit is the same driver with a Submit in each slot instead of a Ping:
+ * a one-task `--node NAME --wait-for-node` spec (NAME absent by default),
+ * so no worker is needed, every task stays PENDING and the master's reply
+ * is the whole cost (with --data-dir: after the task is fsync'd in its
+ * log). The run ends after N submits were started and answered, or at the
+ * duration, whichever comes first; every submit fills the master's queue,
+ * so its --max-queue must hold them (a refusal is an error).
  *
  * idle opens N connections (Hello handshake each, or --raw TCP only), says
  * so on stdout, holds them and closes them: scripts/bench.sh reads the
@@ -77,7 +87,10 @@ struct bench {
 	struct bconn *conns;
 	unsigned nconns, live;
 	unsigned depth;
-	bool stopping;          /* duration over: no new requests */
+	bool stopping;          /* duration or count over: no new requests */
+	bool submit;            /* requests are Submits, not Pings */
+	uint64_t limit;         /* requests to start at most; 0: no limit */
+	uint64_t started;
 	uint64_t end_ns;
 	uint64_t last_ns;       /* time of the last successful reply */
 	uint64_t inflight;
@@ -85,6 +98,8 @@ struct bench {
 	size_t payload_len;
 	uint8_t *payload;
 	Noded__PingRequest ping;
+	Noded__TaskSpec spec;   /* submit: what each request submits */
+	Noded__Command command;
 	Noded__Frame frame;
 	struct nd_hist hist;
 };
@@ -119,13 +134,19 @@ static void arm_recv(struct bconn *bc)
 static void ping_cb(struct nd_client *c, int status, const Noded__Frame *f,
 		    bool done, void *arg);
 
-/* Starts one Ping in slot r. */
+/* Starts one request (a Ping, or a Submit) in slot r, unless the count
+ * is reached. */
 static void start_ping(struct req *r, uint64_t now)
 {
 	struct bconn *bc = r->bc;
 	struct bench *b = bc->b;
 	int64_t id;
 
+	if (b->limit && b->started >= b->limit) {
+		b->stopping = true;
+		return;
+	}
+	b->started++;
 	r->t0 = now;
 	id = nd_client_start(bc->pc.c, &b->frame, ping_cb, r);
 	if (id < 0) {
@@ -147,12 +168,19 @@ static void ping_cb(struct nd_client *c, int status, const Noded__Frame *f,
 
 	bc->inflight--;
 	b->inflight--;
-	if (!status && f && f->body_case == NODED__FRAME__BODY_PONG &&
-	    f->pong->payload.len == b->payload_len) {
+	if (!status && f && (b->submit ?
+	    f->body_case == NODED__FRAME__BODY_SUBMIT_REPLY &&
+	    f->submit_reply->n_task_ids == 1 :
+	    f->body_case == NODED__FRAME__BODY_PONG &&
+	    f->pong->payload.len == b->payload_len)) {
 		nd_hist_record(&b->hist, (now - r->t0) / 1000);
 		b->requests++;
 		b->last_ns = now;
 	} else {
+		/* The first refusal says why (a full queue, say). */
+		if (status == ND_EREMOTE && f && f->error && !b->errors)
+			fprintf(stderr, "noded-bench: %s\n",
+				f->error->message);
 		b->errors++;
 	}
 	/* Keep the depth while the run lasts, unless the connection is gone
@@ -235,12 +263,34 @@ static void ping_usage(FILE *f)
 		"  latency percentiles (microseconds).\n");
 }
 
+static void submit_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: noded-bench submit --addr HOST:PORT [--conns C] "
+		"[--depth D]\n"
+		"                          [--count N] [--duration SECS] "
+		"[--node NAME] [--json]\n"
+		"  Keeps D one-task submits (`--node NAME --wait-for-node -- "
+		"true`) in\n"
+		"  flight on each of C connections until N were answered or "
+		"SECS are\n"
+		"  over (defaults: C 1, D 1, N 10000, 10 s, NAME "
+		"noded-bench-absent)\n"
+		"  and reports submits/s and latency percentiles "
+		"(microseconds).\n"
+		"  The tasks stay PENDING: the master's --max-queue must hold "
+		"N.\n");
+}
+
 struct ping_opts {
 	const char *addr;
 	unsigned conns, depth;
 	double duration;
 	size_t payload;
 	bool json;
+	bool submit;
+	uint64_t count;         /* submit: requests at most */
+	const char *node;       /* submit: the node named in each spec */
 };
 
 static void ping_report(const struct bench *b, const struct ping_opts *o,
@@ -253,6 +303,19 @@ static void ping_report(const struct bench *b, const struct ping_opts *o,
 	uint64_t p999 = nd_hist_percentile(&b->hist, 99.9);
 	uint64_t max = b->hist.count ? b->hist.max : 0;
 
+	if (o->json && o->submit) {
+		printf("{\"bench\":\"submit\",\"conns\":%u,\"depth\":%u,"
+		       "\"concurrency\":%u,\"count\":%" PRIu64 ","
+		       "\"duration_s\":%.3f,\"requests\":%" PRIu64
+		       ",\"errors\":%" PRIu64 ",\"per_s\":%.1f,"
+		       "\"p50_us\":%" PRIu64 ",\"p90_us\":%" PRIu64
+		       ",\"p99_us\":%" PRIu64 ",\"p999_us\":%" PRIu64
+		       ",\"max_us\":%" PRIu64 ",\"mean_us\":%.1f}\n",
+		       o->conns, o->depth, o->conns * o->depth, o->count, secs,
+		       b->requests, b->errors, rps, p50, p90, p99, p999, max,
+		       nd_hist_mean(&b->hist));
+		return;
+	}
 	if (o->json) {
 		printf("{\"conns\":%u,\"depth\":%u,\"payload\":%zu,"
 		       "\"duration_s\":%.3f,\"requests\":%" PRIu64
@@ -265,8 +328,13 @@ static void ping_report(const struct bench *b, const struct ping_opts *o,
 		       nd_hist_mean(&b->hist));
 		return;
 	}
-	printf("ping %s: %u conns x depth %u, payload %zu B\n", o->addr,
-	       o->conns, o->depth, o->payload);
+	if (o->submit)
+		printf("submit %s: %u conns x depth %u, node %s, at most "
+		       "%" PRIu64 "\n", o->addr, o->conns, o->depth, o->node,
+		       o->count);
+	else
+		printf("ping %s: %u conns x depth %u, payload %zu B\n",
+		       o->addr, o->conns, o->depth, o->payload);
 	printf("  requests   %" PRIu64 "\n", b->requests);
 	printf("  errors     %" PRIu64 "\n", b->errors);
 	printf("  duration   %.3f s\n", secs);
@@ -339,9 +407,10 @@ static void ping_teardown(struct bench *b, bool ring_ok)
 	}
 }
 
-static int cmd_ping(int argc, char **argv)
+/* ping, or submit: the same driver (see the top of this file). */
+static int run_load(int argc, char **argv, bool submit)
 {
-	static const struct option lopts[] = {
+	static const struct option ping_lopts[] = {
 		{ "addr", required_argument, NULL, 'a' },
 		{ "conns", required_argument, NULL, 'c' },
 		{ "depth", required_argument, NULL, 'd' },
@@ -351,14 +420,31 @@ static int cmd_ping(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct ping_opts o = { .conns = 1, .depth = 1, .duration = 10 };
+	static const struct option submit_lopts[] = {
+		{ "addr", required_argument, NULL, 'a' },
+		{ "conns", required_argument, NULL, 'c' },
+		{ "depth", required_argument, NULL, 'd' },
+		{ "duration", required_argument, NULL, 't' },
+		{ "count", required_argument, NULL, 'n' },
+		{ "node", required_argument, NULL, 'N' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static char *true_argv[] = { "true" };
+	struct ping_opts o = { .conns = 1, .depth = 1, .duration = 10,
+			       .submit = submit, .count = submit ? 10000 : 0,
+			       .node = "noded-bench-absent" };
+	void (*usage_fn)(FILE *) = submit ? submit_usage : ping_usage;
 	struct bench *b;
 	uint64_t t0, t1;
 	bool ring_ok = false;
 	int opt, r, rc = 1;
 
-	while ((opt = getopt_long(argc, argv, "a:c:d:t:p:jh", lopts, NULL)) !=
-	       -1) {
+	/* (ping keeps the short options it always took) */
+	while ((opt = getopt_long(argc, argv, submit ? "h" : "a:c:d:t:p:jh",
+				  submit ? submit_lopts : ping_lopts,
+				  NULL)) != -1) {
 		switch (opt) {
 		case 'a': o.addr = optarg; break;
 		case 'c': o.conns = (unsigned)nd_perf_parse_num("--conns",
@@ -369,13 +455,23 @@ static int cmd_ping(int argc, char **argv)
 							  optarg); break;
 		case 'p': o.payload = (size_t)nd_perf_parse_num("--payload",
 						optarg, 0, 8 << 20); break;
+		case 'n': o.count = (uint64_t)nd_perf_parse_num("--count",
+						optarg, 1, 100000000); break;
+		case 'N':
+			if (!optarg[0]) {
+				fprintf(stderr, "noded-bench: --node wants a "
+					"name\n");
+				return 2;
+			}
+			o.node = optarg;
+			break;
 		case 'j': o.json = true; break;
-		case 'h': ping_usage(stdout); return 0;
-		default: ping_usage(stderr); return 2;
+		case 'h': usage_fn(stdout); return 0;
+		default: usage_fn(stderr); return 2;
 		}
 	}
 	if (!o.addr || optind != argc) {
-		ping_usage(stderr);
+		usage_fn(stderr);
 		return 2;
 	}
 	nd_perf_raise_nofile();
@@ -385,6 +481,8 @@ static int cmd_ping(int argc, char **argv)
 		return 1;
 	b->nconns = o.conns;
 	b->depth = o.depth;
+	b->submit = submit;
+	b->limit = o.count;
 	b->payload_len = o.payload;
 	nd_hist_init(&b->hist);
 	b->conns = calloc(o.conns, sizeof(*b->conns));
@@ -398,6 +496,17 @@ static int cmd_ping(int argc, char **argv)
 	noded__frame__init(&b->frame);
 	b->frame.body_case = NODED__FRAME__BODY_PING;
 	b->frame.ping = &b->ping;
+	if (submit) {
+		noded__command__init(&b->command);
+		b->command.argv = true_argv;
+		b->command.n_argv = 1;
+		noded__task_spec__init(&b->spec);
+		b->spec.command = &b->command;
+		b->spec.node = (char *)o.node;
+		b->spec.wait_for_node = true;
+		b->frame.body_case = NODED__FRAME__BODY_SUBMIT;
+		b->frame.submit = &b->spec;
+	}
 
 	ping_connect(b, &o);
 	if (!b->live) {
@@ -459,7 +568,9 @@ static int cmd_ping(int argc, char **argv)
 	ping_teardown(b, ring_ok);
 	ring_ok = false;
 	ping_report(b, &o, (double)(t1 - t0) / 1e9);
-	rc = b->requests ? 0 : 1;
+	/* Every submit must be taken (a refused one means the figure is not
+	 * of the durable path); pings tolerate errors in a long run. */
+	rc = b->requests && (!submit || !b->errors) ? 0 : 1;
 	goto out_free;
 
 out_teardown:
@@ -470,6 +581,16 @@ out_free:
 	free(b->conns);
 	free(b);
 	return rc;
+}
+
+static int cmd_ping(int argc, char **argv)
+{
+	return run_load(argc, argv, false);
+}
+
+static int cmd_submit(int argc, char **argv)
+{
+	return run_load(argc, argv, true);
 }
 
 /* ---- idle: many open connections doing nothing ---- */
@@ -625,9 +746,11 @@ struct cmd {
 static const struct cmd cmds[] = {
 	{ "ping", cmd_ping, "pipelined Ping load: throughput and latency" },
 	{ "idle", cmd_idle, "hold N idle connections (memory per connection)" },
+	{ "submit", cmd_submit, "pipelined one-task submits: rate and latency" },
 	{ "tasks", nd_bench_tasks, "end-to-end task rate and latency" },
 	{ "spawn", nd_bench_spawn, "bare posix_spawn+waitpid loop (the floor)" },
 	{ "workers", nd_bench_workers, "a simulated fleet of N workers" },
+	{ "first", nd_bench_first, "ms until a master serves (failover, restart)" },
 };
 
 static void usage(FILE *f)

@@ -6,5 +6,6 @@
 int nd_bench_tasks(int argc, char **argv);
 int nd_bench_spawn(int argc, char **argv);
 int nd_bench_workers(int argc, char **argv);
+int nd_bench_first(int argc, char **argv);
 
 #endif

@@ -3,7 +3,8 @@
 # markdown table and writes bench-results.json; `--compare OLD.json` also
 # prints the change of every figure against an earlier results file.
 #
-#   scripts/bench.sh [--compare FILE] [--only "ping tasks fanout heartbeats idle queue"]
+#   scripts/bench.sh [--compare FILE] [--only "ping tasks fanout heartbeats idle queue
+#                    durable failover restart"]
 #
 # Workloads (each bounded in time and count; the whole suite takes about
 # 4 minutes on 2 vCPUs):
@@ -27,6 +28,25 @@
 #              QUEUE_WORKERS fake workers: submit rate, completion rate,
 #              master peak RSS (VmHWM), tasks lost, master CPU while it drains;
 #              then as many for a label all those workers have.
+#  durable     one-task submits that wait PENDING for an absent node
+#              (noded-bench submit, one connection per client, one submit in
+#              flight each) at C = DURABLE_C: submits/s, p50, p99, on a
+#              master in memory, on a 1-master and a 3-master cluster with
+#              --data-dir (the client on the leader), beside etcd 3.4 puts
+#              (build/etcd-bench, gRPC, the same C) on a 1- and a 3-member
+#              cluster (the client on the leader). Every data directory is
+#              under DATA_ROOT, which must not be tmpfs (the output says
+#              which filesystem). The 3-master rows need `noded master
+#              --join`; without it they say "not available in this build".
+#  failover    3 members (noded masters, etcd members): kill -9 the leader,
+#              time until the first put/submit the others accept
+#              (noded-bench first, etcd-bench first-put: a request every
+#              10 ms to each survivor), restart it, FAILOVER_KILLS times:
+#              median and worst.
+#  restart     a master with --data-dir holding RESTART_TASKS PENDING tasks
+#              (submitted to an absent node), killed with -9 and started
+#              again RESTART_REPS times: time from start until it answers
+#              a task list (noded-bench first --call tasks), median, worst.
 #
 # Placement: each master runs with --shards SHARDS under `taskset -c
 # SERVER_CPU`; load generators and simulators run on CLIENT_CPU (but see
@@ -36,8 +56,14 @@
 # Knobs (environment): DURATION (5) seconds per ping run, SHARDS (1),
 # PING_RUNS ("1:1 50:1 50:16"), TASKS_COUNT (1000 per round), TASKS_C (4),
 # TASKS_ROUNDS (5), FANOUT_SIZES ("1000 10000"), FANOUT_REPS (20), HB_SECS (10), IDLE_CONNS
-# (10000), QUEUE_TASKS (100000), QUEUE_WORKERS (1000), OUT
-# (bench-results.json), BUILD (build), SERVER_CPU (1), CLIENT_CPU (0).
+# (10000), QUEUE_TASKS (100000), QUEUE_WORKERS (1000), DURABLE_C ("1 16 64"),
+# DURABLE_COUNT (30000 submits at most per run), DURABLE_SECS (5 at most per
+# run), FAILOVER_KILLS (10), RESTART_TASKS (100000), RESTART_REPS (3),
+# DATA_ROOT (/var/tmp), OUT (bench-results.json), BUILD (build), SERVER_CPU
+# (1), CLIENT_CPU (0). Every master, etcd member and cluster of them runs on
+# SERVER_CPU (a 3-member cluster shares it), every client on CLIENT_CPU.
+# durable and failover need etcd-server and libgrpc++-dev (scripts/deps.sh
+# bench); build/etcd-bench is built here.
 #
 # Every wait is bounded; only the processes started here are stopped, by pid.
 set -euo pipefail
@@ -45,7 +71,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COMPARE=""
-ONLY="ping tasks fanout heartbeats idle queue"
+ONLY="ping tasks fanout heartbeats idle queue durable failover restart"
 while [ $# -gt 0 ]; do
 	case $1 in
 	--compare) COMPARE=${2:?--compare wants a results file}; shift 2 ;;
@@ -68,12 +94,20 @@ HB_SECS=${HB_SECS:-10}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 QUEUE_TASKS=${QUEUE_TASKS:-100000}
 QUEUE_WORKERS=${QUEUE_WORKERS:-1000}
+DURABLE_C=${DURABLE_C:-"1 16 64"}
+DURABLE_COUNT=${DURABLE_COUNT:-30000}
+DURABLE_SECS=${DURABLE_SECS:-5}
+FAILOVER_KILLS=${FAILOVER_KILLS:-10}
+RESTART_TASKS=${RESTART_TASKS:-100000}
+RESTART_REPS=${RESTART_REPS:-3}
+DATA_ROOT=${DATA_ROOT:-/var/tmp}
 OUT=${OUT:-bench-results.json}
 BUILD=${BUILD:-build}
 SERVER_CPU=${SERVER_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
 BENCH="$BUILD/noded-bench"
 NODED="$BUILD/noded"
+ETCD_BENCH="$BUILD/etcd-bench"
 
 die() { echo "bench.sh: $*" >&2; exit 1; }
 note() { echo "bench.sh: $*" >&2; }
@@ -91,6 +125,14 @@ for tool in redis-server redis-benchmark redis-cli getconf timeout awk taskset j
 	command -v "$tool" >/dev/null 2>&1 || die "$tool not found (run: make deps)"
 done
 make -s all >/dev/null || die "make all failed"
+if want durable || want failover; then
+	for tool in etcd curl; do
+		command -v "$tool" >/dev/null 2>&1 ||
+			die "$tool not found (run: scripts/deps.sh bench)"
+	done
+	make -s "$ETCD_BENCH" >/dev/null ||
+		die "could not build $ETCD_BENCH (run: scripts/deps.sh bench)"
+fi
 
 # Enough descriptors for the largest fleet or idle set, here and in the
 # servers (children inherit the limit).
@@ -105,6 +147,8 @@ ulimit -n "$want_fds"
 
 CLK_TCK=$(getconf CLK_TCK)
 TMP=$(mktemp -d /tmp/noded-bench.XXXXXX)
+DATA=""          # data directories of durable, failover and restart
+DATA_FS=""
 ROWS="$TMP/rows.jsonl"
 : >"$ROWS"
 PIDS=()          # every process started here, stopped on exit
@@ -122,15 +166,34 @@ stop_pid() {
 		kill -KILL "$pid" 2>/dev/null || true
 	fi
 	wait "$pid" 2>/dev/null || true
+	forget_pid "$pid"
+}
+
+# pid is gone (reaped): its number may be another's from now on.
+forget_pid() {
+	local p keep=()
+	for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+	PIDS=("${keep[@]}")
 }
 
 cleanup() {
 	local p
 	for p in "${PIDS[@]}"; do stop_pid "$p"; done
 	rm -rf "$TMP"
+	[ -z "$DATA" ] || rm -rf "$DATA"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+if want durable || want failover || want restart; then
+	DATA=$(mktemp -d "$DATA_ROOT/noded-bench-data.XXXXXX") ||
+		die "cannot make a directory under DATA_ROOT=$DATA_ROOT"
+	DATA_FS=$(df --output=fstype "$DATA" | tail -n 1 | tr -d ' ')
+	if [ "$DATA_FS" = tmpfs ] || [ "$DATA_FS" = ramfs ]; then
+		rm -rf "$DATA"
+		die "DATA_ROOT=$DATA_ROOT is $DATA_FS: durable figures need a disk"
+	fi
+fi
 
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
@@ -152,11 +215,12 @@ row() {
 		  met: (if $met == "" then null else ($met == "yes") end)}' >>"$ROWS"
 }
 
-# Starts a master: sets MASTER_PID and MASTER_ADDR. Extra args follow.
+# Starts a master: sets MASTER_PID and MASTER_ADDR. Extra args follow;
+# MASTER_LISTEN (default 127.0.0.1:0) is its --listen.
 start_master() {
 	local out="$TMP/master.$RANDOM"
-	"${PIN_SERVER[@]}" "$NODED" master --listen 127.0.0.1:0 --shards "$SHARDS" \
-		--log-level warn "$@" >"$out.out" 2>"$out.err" &
+	"${PIN_SERVER[@]}" "$NODED" master --listen "${MASTER_LISTEN:-127.0.0.1:0}" \
+		--shards "$SHARDS" --log-level warn "$@" >"$out.out" 2>"$out.err" &
 	MASTER_PID=$!
 	PIDS+=("$MASTER_PID")
 	MASTER_ADDR=""
@@ -433,6 +497,343 @@ bench_queue() {
 	stop_pid "$MASTER_PID"
 }
 
+# ---- 7. durable submits, failover and restart: noded against etcd ----
+
+# A TCP port nothing listens on now (the start that takes it may still
+# lose a race; the callers check that what they started runs).
+free_port() {
+	local p
+	for _ in $(seq 100); do
+		p=$((20000 + RANDOM % 20000))
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
+		ss -Htan "( sport = :$p )" 2>/dev/null | grep -q . && continue
+		echo "$p"
+		return 0
+	done
+	return 1
+}
+
+# (grep -q reads a string, not a pipe: under pipefail the writer killed by
+# SIGPIPE would fail the match)
+HAVE_JOIN=""
+grep -q -- --join <<<"$("$NODED" master --help 2>&1)" && HAVE_JOIN=1
+
+# noded masters with --data-dir under DIR: N=1 a lone master, N=3 the
+# first bootstraps and the others --join it, each with a fixed Raft port.
+# Sets M_PID[], M_ADDR[], M_RAFT[], M_DIR[] and waits (bounded) until the
+# cluster has N voters and a leader.
+start_masters() {
+	local n=$1 dir=$2 k rp voters=0
+	M_PID=() M_ADDR=() M_RAFT=() M_DIR=()
+	for k in $(seq 0 $((n - 1))); do
+		rp=$(free_port) || die "no free port"
+		M_RAFT[k]=127.0.0.1:$rp
+		M_DIR[k]=$dir/m$k
+		if [ "$n" = 1 ]; then
+			start_master --data-dir "${M_DIR[k]}"
+		elif [ "$k" = 0 ]; then
+			start_master --data-dir "${M_DIR[k]}" --raft-listen "${M_RAFT[k]}" --bootstrap
+		else
+			start_master --data-dir "${M_DIR[k]}" --raft-listen "${M_RAFT[k]}" \
+				--join "${M_ADDR[0]}"
+		fi
+		M_PID[k]=$MASTER_PID
+		M_ADDR[k]=$MASTER_ADDR
+	done
+	[ "$n" = 1 ] && return 0
+	for _ in $(seq 300); do  # up to 30 s
+		voters=$("$NODED" operator raft list-peers --master "$(masters_csv)" --json \
+			2>/dev/null | jq '[.[] | select(.voter)] | length' 2>/dev/null || echo 0)
+		[ "$voters" = "$n" ] && [ -n "$(master_leader)" ] && return 0
+		sleep 0.1
+	done
+	die "the $n masters did not form a cluster ($voters voters)"
+}
+
+masters_csv() { local IFS=,; echo "${M_ADDR[*]}"; }
+
+# The index in M_ADDR of the master that leads, or "".
+master_leader() {
+	local a k
+	a=$("$NODED" operator raft list-peers --master "$(masters_csv)" --json 2>/dev/null |
+		jq -r '.[] | select(.state == "leader") | .client_address' 2>/dev/null) || return 0
+	for k in "${!M_ADDR[@]}"; do
+		[ "${M_ADDR[k]}" = "$a" ] && { echo "$k"; return 0; }
+	done
+}
+
+stop_masters() { local p; for p in "${M_PID[@]}"; do stop_pid "$p"; done; }
+
+# etcd members with their data under DIR: sets E_PID[], E_CLIENT[],
+# E_PEER[] and waits (bounded) until every one is healthy (has a leader).
+start_etcd() {
+	local n=$1 k cp pp
+	E_DIR=$2 E_CLUSTER="" E_PID=() E_CLIENT=() E_PEER=()
+	mkdir -p "$E_DIR"
+	for k in $(seq 0 $((n - 1))); do
+		cp=$(free_port) && pp=$(free_port) || die "no free port"
+		E_CLIENT[k]=127.0.0.1:$cp
+		E_PEER[k]=127.0.0.1:$pp
+		E_CLUSTER+="${E_CLUSTER:+,}e$k=http://127.0.0.1:$pp"
+	done
+	for k in $(seq 0 $((n - 1))); do etcd_run "$k"; done
+	for k in $(seq 0 $((n - 1))); do etcd_wait "$k"; done
+}
+
+# Starts member k (again: its data directory holds the cluster).
+etcd_run() {
+	local k=$1
+	"${PIN_SERVER[@]}" etcd --name "e$k" --data-dir "$E_DIR/e$k" \
+		--listen-client-urls "http://${E_CLIENT[k]}" \
+		--advertise-client-urls "http://${E_CLIENT[k]}" \
+		--listen-peer-urls "http://${E_PEER[k]}" \
+		--initial-advertise-peer-urls "http://${E_PEER[k]}" \
+		--initial-cluster "$E_CLUSTER" --initial-cluster-state new \
+		--initial-cluster-token noded-bench --logger zap --log-level error \
+		>>"$E_DIR/e$k.log" 2>&1 &
+	E_PID[k]=$!
+	PIDS+=("${E_PID[k]}")
+}
+
+etcd_wait() {
+	local k=$1
+	for _ in $(seq 300); do  # up to 30 s
+		grep -q '"health":"true"' <<<"$(curl -s -m 1 \
+			"http://${E_CLIENT[k]}/health" 2>/dev/null)" && return 0
+		kill -0 "${E_PID[k]}" 2>/dev/null || break
+		sleep 0.1
+	done
+	tail -n 20 "$E_DIR/e$k.log" >&2
+	die "etcd member e$k did not become healthy"
+}
+
+# The index of the etcd member that leads, or "".
+etcd_leader() {
+	local k
+	for k in "${!E_CLIENT[@]}"; do
+		grep -q '^etcd_server_is_leader 1' <<<"$(curl -s -m 1 \
+			"http://${E_CLIENT[k]}/metrics" 2>/dev/null)" && { echo "$k"; return 0; }
+	done
+}
+
+stop_etcd() { local p; for p in "${E_PID[@]}"; do stop_pid "$p"; done; }
+
+# submit_run ADDR C: noded-bench submit JSON (one submit in flight on each
+# of C connections).
+submit_run() {
+	"${PIN_CLIENT[@]}" timeout $((DURABLE_SECS * 4 + 60)) "$BENCH" submit --addr "$1" \
+		--conns "$2" --count "$DURABLE_COUNT" --duration "$DURABLE_SECS" --json ||
+		die "noded-bench submit to $1 at C=$2 failed"
+}
+
+put_run() {
+	"${PIN_CLIENT[@]}" timeout $((DURABLE_SECS * 4 + 60)) "$ETCD_BENCH" put \
+		--endpoints "$1" --conns "$2" --count "$DURABLE_COUNT" \
+		--duration "$DURABLE_SECS" --json || die "etcd-bench put to $1 at C=$2 failed"
+}
+
+# durable_rows C WHAT NODED_JSON [ETCD_JSON ETCD_NAME]: submits/s, p50, p99
+# of one setup at C (etcd's puts as the reference).
+durable_rows() {
+	local c=$1 what=$2 nj=$3 ej=${4:-} en=${5:-} w="durable submit C=$c" rate
+	rate=$(jnum "$nj" .per_s)
+	if [ -n "$ej" ]; then
+		row "$w" "$what submits/s" "$rate" "1/s" "$(jnum "$ej" .per_s)" "$en" \
+			"> etcd" "$(yes_if "$rate" "$(jnum "$ej" .per_s)" ">=")"
+		row "$w" "$what p50" "$(jnum "$nj" .p50_us)" "us" "$(jnum "$ej" .p50_us)" "$en"
+		row "$w" "$what p99" "$(jnum "$nj" .p99_us)" "us" "$(jnum "$ej" .p99_us)" "$en"
+	else
+		row "$w" "$what submits/s" "$rate" "1/s"
+		row "$w" "$what p50" "$(jnum "$nj" .p50_us)" "us"
+		row "$w" "$what p99" "$(jnum "$nj" .p99_us)" "us"
+	fi
+}
+
+# An etcd figure with no noded one beside it (noded's not available).
+etcd_only_rows() {
+	local w="durable submit C=$1" what=$2 ej=$3
+	row "$w" "etcd $what put/s (noded: not available in this build)" "$(jnum "$ej" .per_s)" "1/s"
+	row "$w" "etcd $what p50" "$(jnum "$ej" .p50_us)" "us"
+	row "$w" "etcd $what p99" "$(jnum "$ej" .p99_us)" "us"
+}
+
+bench_durable() {
+	local c mem_addr n1 n3="" e1 e3 leader
+	declare -A MEM ONE THREE E1 E3
+	# in memory
+	start_master
+	mem_addr=$MASTER_ADDR
+	for c in $DURABLE_C; do MEM[$c]=$(submit_run "$mem_addr" "$c"); done
+	stop_pid "$MASTER_PID"
+	# 1 master, 1 etcd member
+	start_masters 1 "$DATA/durable1"
+	n1=${M_ADDR[0]}
+	for c in $DURABLE_C; do ONE[$c]=$(submit_run "$n1" "$c"); done
+	stop_masters
+	start_etcd 1 "$DATA/etcd1"
+	e1=${E_CLIENT[0]}
+	for c in $DURABLE_C; do E1[$c]=$(put_run "$e1" "$c"); done
+	stop_etcd
+	# 3 of each, the client on the leader
+	if [ -n "$HAVE_JOIN" ]; then
+		start_masters 3 "$DATA/durable3"
+		leader=$(master_leader)
+		[ -n "$leader" ] || die "no leader among the 3 masters"
+		n3=${M_ADDR[leader]}
+		for c in $DURABLE_C; do THREE[$c]=$(submit_run "$n3" "$c"); done
+		stop_masters
+	else
+		note "3-master: not available in this build (no master --join)"
+	fi
+	start_etcd 3 "$DATA/etcd3"
+	leader=$(etcd_leader)
+	[ -n "$leader" ] || die "no leader among the 3 etcd members"
+	e3=${E_CLIENT[leader]}
+	for c in $DURABLE_C; do E3[$c]=$(put_run "$e3" "$c"); done
+	stop_etcd
+
+	for c in $DURABLE_C; do
+		durable_rows "$c" "in memory" "${MEM[$c]}"
+		durable_rows "$c" "1-master" "${ONE[$c]}" "${E1[$c]}" "etcd 1-member"
+		if [ -n "$n3" ]; then
+			durable_rows "$c" "3-master" "${THREE[$c]}" "${E3[$c]}" "etcd 3-member"
+		else
+			etcd_only_rows "$c" "3-member" "${E3[$c]}"
+		fi
+		note "durable C=$c: in memory $(jnum "${MEM[$c]}" .per_s)/s, 1-master $(jnum "${ONE[$c]}" .per_s)/s (etcd $(jnum "${E1[$c]}" .per_s)/s)${n3:+, 3-master $(jnum "${THREE[$c]}" .per_s)/s} (etcd 3-member $(jnum "${E3[$c]}" .per_s)/s)"
+	done
+}
+
+# etcd: kill -9 the leader, ms until a survivor takes a put; the killed
+# member is started again and every member is healthy before the next.
+failover_etcd() {
+	local i k t0 eps ms out=()
+	start_etcd 3 "$DATA/failover-etcd"
+	for i in $(seq "$FAILOVER_KILLS"); do
+		k=""
+		for _ in $(seq 100); do k=$(etcd_leader); [ -n "$k" ] && break; sleep 0.1; done
+		[ -n "$k" ] || die "etcd: no leader before kill $i"
+		eps=$(for j in "${!E_CLIENT[@]}"; do [ "$j" = "$k" ] || echo "${E_CLIENT[j]}"; done |
+			paste -sd,)
+		t0=$(date +%s%N)
+		kill -KILL "${E_PID[k]}"
+		ms=$("${PIN_CLIENT[@]}" "$ETCD_BENCH" first-put --endpoints "$eps" --since-ns "$t0" \
+			--timeout 60 | jq -r .ms) || die "etcd: no put accepted after kill $i"
+		wait "${E_PID[k]}" 2>/dev/null || true
+		forget_pid "${E_PID[k]}"
+		out+=("$ms")
+		note "failover etcd $i: ${ms} ms"
+		etcd_run "$k"
+		for j in "${!E_CLIENT[@]}"; do etcd_wait "$j"; done
+		sleep 1
+	done
+	stop_etcd
+	FO_ETCD=("${out[@]}")
+}
+
+# noded: the same with 3 masters; the killed one comes back on its
+# addresses and data directory.
+failover_noded() {
+	local i k t0 addrs ms out=() rp
+	start_masters 3 "$DATA/failover-noded"
+	for i in $(seq "$FAILOVER_KILLS"); do
+		k=""
+		for _ in $(seq 100); do k=$(master_leader); [ -n "$k" ] && break; sleep 0.1; done
+		[ -n "$k" ] || die "noded: no leader before kill $i"
+		addrs=$(for j in "${!M_ADDR[@]}"; do [ "$j" = "$k" ] || echo "${M_ADDR[j]}"; done |
+			paste -sd,)
+		t0=$(date +%s%N)
+		kill -KILL "${M_PID[k]}"
+		ms=$("${PIN_CLIENT[@]}" "$BENCH" first --addr "$addrs" --since-ns "$t0" \
+			--timeout 60 | jq -r .ms) || die "noded: no submit accepted after kill $i"
+		wait "${M_PID[k]}" 2>/dev/null || true
+		forget_pid "${M_PID[k]}"
+		out+=("$ms")
+		note "failover noded $i: ${ms} ms"
+		MASTER_LISTEN=${M_ADDR[k]} start_master --data-dir "${M_DIR[k]}" \
+			--raft-listen "${M_RAFT[k]}"
+		M_PID[k]=$MASTER_PID
+		# back in the cluster: it answers with a leader, and has caught up
+		for _ in $(seq 300); do
+			"$NODED" operator raft list-peers --master "${M_ADDR[k]}" --json 2>/dev/null |
+				jq -e 'any(.[]; .state == "leader")' >/dev/null 2>&1 && break
+			sleep 0.1
+		done
+		sleep 1
+	done
+	stop_masters
+	FO_NODED=("${out[@]}")
+}
+
+bench_failover() {
+	local w="failover: kill -9 the leader of 3, $FAILOVER_KILLS kills" em ew nm nw
+	FO_ETCD=() FO_NODED=()
+	failover_etcd
+	em=$(median "${FO_ETCD[@]}")
+	ew=$(printf '%s\n' "${FO_ETCD[@]}" | sort -g | tail -n 1)
+	if [ -n "$HAVE_JOIN" ]; then
+		failover_noded
+		nm=$(median "${FO_NODED[@]}")
+		nw=$(printf '%s\n' "${FO_NODED[@]}" | sort -g | tail -n 1)
+		row "$w" "first accepted submit, median" "$nm" "ms" "$em" "etcd put" \
+			"< etcd median" "$(yes_if "$nm" "$em" "<")"
+		row "$w" "first accepted submit, worst" "$nw" "ms" "$ew" "etcd put"
+		note "failover: noded ${FO_NODED[*]} ms; etcd ${FO_ETCD[*]} ms"
+	else
+		note "noded failover: not available in this build (no master --join)"
+		row "$w" "etcd first accepted put, median (noded: not available in this build)" "$em" "ms"
+		row "$w" "etcd first accepted put, worst" "$ew" "ms"
+		note "failover: etcd ${FO_ETCD[*]} ms"
+	fi
+}
+
+# A master holding RESTART_TASKS PENDING tasks (submitted to an absent
+# node) killed with -9 and started again: ms from its start until it
+# answers a task list, which it does only once its ledger is loaded.
+bench_restart() {
+	local dir="$DATA/restart" sj i t0 ms out=() addr n m w
+	start_master --data-dir "$dir" --max-queue $((RESTART_TASKS + 1000))
+	sj=$("${PIN_CLIENT[@]}" timeout 600 "$BENCH" submit --addr "$MASTER_ADDR" --conns 16 \
+		--count "$RESTART_TASKS" --duration 500 --json) ||
+		die "submitting $RESTART_TASKS tasks failed"
+	[ "$(jnum "$sj" .requests)" = "$RESTART_TASKS" ] || die "only $(jnum "$sj" .requests) submitted"
+	for i in $(seq "$RESTART_REPS"); do
+		kill -KILL "$MASTER_PID"
+		wait "$MASTER_PID" 2>/dev/null || true
+		forget_pid "$MASTER_PID"
+		local out_f="$TMP/restart.$i"
+		t0=$(date +%s%N)
+		"${PIN_SERVER[@]}" "$NODED" master --listen 127.0.0.1:0 --shards "$SHARDS" \
+			--log-level info --data-dir "$dir" --max-queue $((RESTART_TASKS + 1000)) \
+			>"$out_f.out" 2>"$out_f.err" &
+		MASTER_PID=$!
+		PIDS+=("$MASTER_PID")
+		addr=""
+		for _ in $(seq 3000); do  # up to 30 s
+			addr=$(sed -n 's/^listening on //p' "$out_f.out" | head -n1)
+			[ -n "$addr" ] && break
+			kill -0 "$MASTER_PID" 2>/dev/null || break
+			sleep 0.01
+		done
+		[ -n "$addr" ] || { cat "$out_f.err" >&2; die "the master did not start again"; }
+		ms=$("${PIN_CLIENT[@]}" "$BENCH" first --call tasks --every-ms 5 --addr "$addr" \
+			--since-ns "$t0" --timeout 60 | jq -r .ms) ||
+			die "the restarted master did not serve"
+		n=$(sed -n 's/.*event=raft.serving.* tasks=\([0-9]*\).*/\1/p' "$out_f.err" | head -n1)
+		[ "$n" = "$RESTART_TASKS" ] ||
+			die "the restarted master holds ${n:-?} tasks, want $RESTART_TASKS"
+		out+=("$ms")
+		note "restart $i: serving after $ms ms with $n tasks"
+	done
+	stop_pid "$MASTER_PID"
+	m=$(median "${out[@]}")
+	w="restart: $RESTART_TASKS PENDING tasks in the log, kill -9, start, $RESTART_REPS times"
+	row "$w" "serving (answers a task list), median" "$m" "ms" "" "" "< 1000 ms" \
+		"$(yes_if "$m" 1000 "<")"
+	row "$w" "serving, worst" "$(printf '%s\n' "${out[@]}" | sort -g | tail -n 1)" "ms"
+	row "$w" "submit rate filling it (C=16, durable)" "$(jnum "$sj" .per_s)" "1/s"
+}
+
 # ---- run ----
 
 note "$(nproc) CPUs, masters on CPU $SERVER_CPU (--shards $SHARDS), load on CPU $CLIENT_CPU; workloads: $ONLY"
@@ -443,20 +844,31 @@ if want idle; then bench_idle; fi
 if want tasks; then bench_tasks; fi
 if want fanout || want heartbeats; then bench_fanout; fi
 if want queue; then bench_queue; fi
+if want durable; then bench_durable; fi
+if want failover; then bench_failover; fi
+if want restart; then bench_restart; fi
 
 # ---- report ----
 
+ETCD_VERSION=""
+if want durable || want failover; then
+	ETCD_VERSION=$(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p')
+fi
 MACHINE="$(nproc) vCPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%d GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)"
 jq -s --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg machine "$MACHINE" \
 	--arg redis "$REDIS_VERSION" --argjson shards "$SHARDS" \
-	--argjson duration "$DURATION" \
+	--argjson duration "$DURATION" --arg etcd "$ETCD_VERSION" \
+	--arg fs "$DATA_FS" --arg root "$DATA_ROOT" \
 	'{date: $date, machine: $machine, noded_shards: $shards,
-	  ping_duration_s: $duration, redis_version: $redis, results: .}' \
+	  ping_duration_s: $duration, redis_version: $redis,
+	  etcd_version: $etcd,
+	  data_filesystem: (if $fs == "" then null else "\($fs) (\($root))" end),
+	  results: .}' \
 	"$ROWS" >"$OUT"
 
 {
 	echo
-	echo "$MACHINE; $(date -u +%Y-%m-%d); masters --shards $SHARDS on CPU $SERVER_CPU, load on CPU $CLIENT_CPU"
+	echo "$MACHINE; $(date -u +%Y-%m-%d); masters --shards $SHARDS on CPU $SERVER_CPU, load on CPU $CLIENT_CPU${DATA_FS:+; data directories on $DATA_FS ($DATA_ROOT)}${ETCD_VERSION:+; etcd $ETCD_VERSION}"
 	echo
 	echo "| workload | metric | noded | reference | noded/reference | target | met |"
 	echo "|---|---|---:|---:|---:|---|---|"

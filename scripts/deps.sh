@@ -17,6 +17,13 @@ redis-server redis-tools wrk curl jq procps clang libclang-rt-dev"
 if [ "${1:-}" = deb ]; then
 	PKGS="$PKGS dpkg-dev debhelper fakeroot lintian"
 fi
+# `scripts/deps.sh bench` (make bench): the references of the durable and
+# failover workloads of scripts/bench.sh, for benchmarking only (nothing
+# builds or tests against them): etcd 3.4 (etcd-server) and libgrpc++-dev
+# for its load client, build/etcd-bench (perf/etcd_bench.cc).
+if [ "${1:-}" = bench ]; then
+	PKGS="$PKGS etcd-server libgrpc++-dev"
+fi
 
 # libraft 0.22 or later: bookworm's own 0.15.0 commits entries of earlier
 # terms by counting replicas (canonical/raft #220) and lacks crash fixes. On
