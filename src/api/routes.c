@@ -321,12 +321,22 @@ static void list(struct req *r, const char *q)
 	Noded__Frame f = NODED__FRAME__INIT;
 	Noded__TaskListRequest lr = NODED__TASK_LIST_REQUEST__INIT;
 	static const char *const params[] = { "state", "limit", "job", "node",
-					      NULL };
+					      "stale", NULL };
 	char buf[64], node[256];
 	uint64_t limit;
 
 	if (!query_ok(r, q, params))
 		return;
+	/* ?stale=1: any master answers, from its copy of the ledger */
+	if (query_get(q, "stale", buf, sizeof(buf))) {
+		if (strcmp(buf, "1") && strcmp(buf, "true") &&
+		    strcmp(buf, "0") && strcmp(buf, "false")) {
+			nd_http_error(r, 400, "stale must be 1, true, 0 or "
+				      "false");
+			return;
+		}
+		lr.stale = !strcmp(buf, "1") || !strcmp(buf, "true");
+	}
 	if (query_get(q, "state", buf, sizeof(buf)) &&
 	    !nd_task_state_parse(buf, &lr.state)) {
 		nd_http_error(r, 400, "unknown state '%s' (want PENDING, "

@@ -122,6 +122,8 @@ static bool leader_elsewhere(struct nd_client *c, char *leader, size_t len)
  * address is taken as it is; a follower's NOT_LEADER is followed by
  * nd_cli_call.
  */
+bool nd_cli_stale;
+
 /* The --master of the last nd_cli_connect: where a retry reconnects. */
 static const char *last_master;
 
@@ -148,7 +150,7 @@ static struct nd_client *connect_list(const char *addr, bool quiet)
 		p = end ? end + 1 : NULL;
 		c = connect_one(one, quiet || p != NULL);
 	}
-	if (c && leader_elsewhere(c, leader, sizeof(leader)) &&
+	if (c && !nd_cli_stale && leader_elsewhere(c, leader, sizeof(leader)) &&
 	    (l = connect_one(leader, true)))
 		nd_client_replace(c, l);
 	return c;

@@ -144,6 +144,8 @@ void nd_cli_attempt_marker(FILE *f, uint64_t task, uint32_t attempt);
 /* --token-file of the running command (NULL: $NODED_TOKEN_FILE, or none):
  * the master's token, for masters started with --token-file. */
 extern const char *nd_cli_token_file;
+/* --stale: a read any master may answer (no leader is looked for). */
+extern bool nd_cli_stale;
 
 /*
  * Connects to the master at addr. On failure prints why on stderr

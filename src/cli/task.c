@@ -32,6 +32,7 @@ int nd_cli_task_opts_parse(int argc, char **argv, unsigned allowed,
 		{ "job", required_argument, NULL, 'J' },
 		{ "node", required_argument, NULL, 'N' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "stale", no_argument, NULL, 'S' },
 		{ "token-file", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -55,7 +56,7 @@ int nd_cli_task_opts_parse(int argc, char **argv, unsigned allowed,
 		bit = c == 'j' ? TO_JSON : c == 's' ? TO_STATE :
 		      c == 'n' ? TO_LIMIT : c == 'f' ? TO_FOLLOW :
 		      c == 'J' ? TO_JOB : c == 'N' ? TO_NODE :
-		      c == 't' ? TO_TIMEOUT : 0;
+		      c == 't' ? TO_TIMEOUT : c == 'S' ? TO_STALE : 0;
 		if (bit && !(allowed & bit)) {
 			fprintf(stderr, "%s: %s does not apply here\n", name,
 				argv[optind - 1]);
@@ -75,6 +76,11 @@ int nd_cli_task_opts_parse(int argc, char **argv, unsigned allowed,
 			break;
 		case 'f':
 			o->follow = true;
+			break;
+		case 'S':
+			/* any master of --master answers, from its copy */
+			o->stale = true;
+			nd_cli_stale = true;
 			break;
 		case 's':
 			if (!nd_task_state_parse(optarg, &o->state)) {
@@ -166,11 +172,14 @@ int nd_cli_task(int argc, char **argv)
 	Noded__Frame f = NODED__FRAME__INIT, *reply;
 	int r;
 
-	r = nd_cli_task_opts_parse(argc, argv, TO_ID | TO_JSON,
-		       "usage: noded task ID [--master HOST:PORT] [--json] [--token-file FILE] [--config FILE]", &o);
+	r = nd_cli_task_opts_parse(argc, argv, TO_ID | TO_JSON | TO_STALE,
+		       "usage: noded task ID [--master HOST:PORT] [--json] [--stale] [--token-file FILE] [--config FILE]\n"
+		       "  --stale: the first master of --master answers from its copy of\n"
+		       "           the ledger (a follower's may lag), not the leader", &o);
 	if (r >= 0)
 		return r;
 	q.id = o.id;
+	q.stale = o.stale;
 	f.body_case = NODED__FRAME__BODY_GET_TASK;
 	f.get_task = &q;
 	r = nd_cli_request(o.master, &f, NODED__FRAME__BODY_TASK_RECORD,
@@ -215,11 +224,14 @@ int nd_cli_tasks(int argc, char **argv)
 	int r;
 
 	r = nd_cli_task_opts_parse(argc, argv, TO_STATE | TO_LIMIT | TO_JSON |
-		       TO_JOB | TO_NODE,
+		       TO_JOB | TO_NODE | TO_STALE,
 		       "usage: noded tasks [--master HOST:PORT] [--state STATE] "
 		       "[--job N] [--node NAME]\n"
-		       "                   [--limit N] [--json] "
+		       "                   [--limit N] [--json] [--stale] "
 		       "[--token-file FILE] [--config FILE]\n"
+		       "  --stale: the first master of --master answers from its "
+		       "copy of the ledger\n"
+		       "           (a follower's may lag), not the leader\n"
 		       "  STATE: pending, assigned, running, succeeded, failed, "
 		       "timed_out, cancelled, lost\n"
 		       "  --job N: only the tasks of job N (the fan-out of a run or "
@@ -234,6 +246,7 @@ int nd_cli_tasks(int argc, char **argv)
 	lr.limit = o.limit;
 	lr.job_id = o.job;
 	lr.node = (char *)(o.node ? o.node : "");
+	lr.stale = o.stale;
 	f.body_case = NODED__FRAME__BODY_LIST_TASKS;
 	f.list_tasks = &lr;
 	r = nd_cli_request(o.master, &f, NODED__FRAME__BODY_TASK_LIST,

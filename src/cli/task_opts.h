@@ -21,13 +21,14 @@ enum {
 	TO_JOB = 1 << 5,        /* --job N */
 	TO_NODE = 1 << 6,       /* --node NAME */
 	TO_TIMEOUT = 1 << 7,    /* --timeout SECS */
+	TO_STALE = 1 << 8,      /* --stale */
 	/* with TO_ID and TO_JOB: the ID or --job, exactly one of them */
 	TO_ID_OR_JOB = 1 << 8,
 };
 
 struct nd_cli_task_opts {
 	const char *master;
-	bool json, follow;
+	bool json, follow, stale;
 	Noded__TaskState state;
 	uint32_t limit;
 	uint64_t id;            /* the positional ID (0: none) */

@@ -389,6 +389,7 @@ static int load(struct nd_svc *svc, struct nd_raft_news *n)
 		return err;
 	}
 	svc->loaded = true;
+	svc->load_asked = false;
 	if (svc->next_task_id < svc->ledger.next_id)
 		svc->next_task_id = svc->ledger.next_id;
 	/* what waited on the batches in doubt fails now; what comes after
@@ -422,6 +423,58 @@ static void become_leader(struct nd_svc *svc, struct nd_raft_news *n)
 	nd__cluster_self(svc);
 	nd__svc_run_unready(svc);
 	nd__tasks_schedule(svc);
+}
+
+/* The service's lists of the tasks [from, to) the ledger holds, empty. */
+static void init_lists(struct nd_svc *svc, uint64_t from, uint64_t to)
+{
+	for (uint64_t id = from; id && id < to; id++) {
+		struct nd_ltask *l = nd_ledger_get(&svc->ledger, id);
+
+		if (l && !nd__task_of(l)->watchers.next) {
+			nd_list_init(&nd__task_of(l)->watchers);
+			nd_list_init(&nd__task_of(l)->cancel_waits);
+		}
+	}
+}
+
+void nd__replica_entry(struct nd_shard *s0, struct nd_raft_entry *e)
+{
+	struct nd_svc *svc = s0->svc;
+	Noded__RaftEntry *re;
+
+	if (nd__svc_serving(svc) || !svc->loaded ||
+	    !(re = noded__raft_entry__unpack(NULL, e->len, e->data))) {
+		free(e);
+		return;
+	}
+	for (size_t i = 0; i < re->n_events; i++) {
+		const Noded__LedgerEvent *ev = re->events[i];
+		bool restore = ev->body_case == NODED__LEDGER_EVENT__BODY_RESTORE;
+		int err;
+
+		if (restore) /* the tasks go: nothing may point at them */
+			nd__tasks_release_all(svc);
+		err = nd_ledger_apply(&svc->ledger, ev, NULL);
+		if (err == -ENOMEM) {
+			/* a copy with a hole is worse than none: reload */
+			svc->loaded = false;
+			nd_raft_resync(s0, svc->raft);
+			break;
+		}
+		/* what the service keeps beside a new task: no one follows
+		 * it here (a follower serves reads only) */
+		if (!err && restore)
+			init_lists(svc, svc->ledger.first_id,
+				   svc->ledger.next_id);
+		else if (!err &&
+			 ev->body_case == NODED__LEDGER_EVENT__BODY_SUBMIT)
+			init_lists(svc, ev->submit->task_id,
+				   ev->submit->task_id + (ev->submit->n_nodes ?
+					ev->submit->n_nodes : 1));
+	}
+	noded__raft_entry__free_unpacked(re, NULL);
+	free(e);
 }
 
 void nd__replica_news(struct nd_shard *s0, struct nd_raft_news *n)
@@ -461,6 +514,16 @@ void nd__replica_news(struct nd_shard *s0, struct nd_raft_news *n)
 	case ND_RAFT_FOLLOWER:
 	case ND_RAFT_STOPPED:
 	case ND_RAFT_STARTING:
+		/* a copy to serve stale reads from: a leader that stepped
+		 * down holds what it applied ahead of the log, and a new
+		 * follower none; either asks for the committed one once */
+		if (!n->snap && (svc->serving || !svc->loaded)) {
+			svc->loaded = false;
+			if (!svc->load_asked) {
+				svc->load_asked = true;
+				nd_raft_resync(s0, svc->raft);
+			}
+		}
 		svc->serving = false;
 		/* the committed ledger, when asked for: reads go on */
 		if (n->snap)

@@ -180,6 +180,15 @@ void nd__svc_post_failed(struct nd_svc *svc, struct nd_msg *m)
 
 static void exec_ticket(struct nd_svc *svc, struct nd_ticket *t);
 
+/* A read that any master may answer from its copy (--stale). */
+static bool asks_stale(const Noded__Frame *f)
+{
+	return (f->body_case == NODED__FRAME__BODY_GET_TASK &&
+		f->get_task->stale) ||
+	       (f->body_case == NODED__FRAME__BODY_LIST_TASKS &&
+		f->list_tasks->stale);
+}
+
 /*
  * What a master that does not serve (not the leader, or a leader that
  * cannot write its log) still answers: who leads, always; reads from its
@@ -199,7 +208,7 @@ static bool served_anyway(const struct nd_svc *svc, const Noded__Frame *f)
 	if (!svc->loaded)
 		return false;
 	if (reads_only(f))
-		return no_other;
+		return no_other || asks_stale(f);
 	return svc->role == ND_RAFT_STALLED &&
 	       f->body_case == NODED__FRAME__BODY_REPORT_STATUS;
 }
@@ -579,7 +588,8 @@ static void raft_shard_start(struct nd_shard *rs,
 	struct nd_shard *s0 = &rs->srv->shards[0];
 	char err[256];
 
-	if (!nd_raft_start(rs, cfg->raft, s0, nd__replica_news, err,
+	if (!nd_raft_start(rs, cfg->raft, s0, nd__replica_news,
+			   nd__replica_entry, err,
 			   sizeof(err)))
 		return;
 	ND_LOG(ND_LOG_ERROR, "raft.failed", ND_S("dir", cfg->raft->dir),

@@ -226,6 +226,7 @@ struct nd_svc {
 	bool loaded;                  /* the ledger holds committed state
 				       * only: reads may be served */
 	bool disk_full;               /* the last batch failed for space */
+	bool load_asked;              /* a reload is on its way */
 	enum nd_raft_role role;       /* as the raft shard last said */
 	uint64_t leader_id;           /* the leader's member id (0: none) */
 	char leader_client[128];      /* its client address, or "" */
@@ -273,6 +274,9 @@ void nd__replica_unstage(struct nd_svc *svc, size_t mark);
 void nd__replica_flush(struct nd_shard *s0);
 bool nd__replica_busy(const struct nd_svc *svc);
 void nd__replica_news(struct nd_shard *s0, struct nd_raft_news *n);
+/* A committed entry a follower's raft shard applied: into shard 0's copy,
+ * when it holds the committed ledger and does not serve (stale reads). */
+void nd__replica_entry(struct nd_shard *s0, struct nd_raft_entry *e);
 void nd__replica_stop_serving(struct nd_svc *svc);
 /* The cluster (cluster.c): the leader's client address ("" when none is
  * known, or without raft); a NOT_LEADER error naming it, into o; the

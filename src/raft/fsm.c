@@ -43,6 +43,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 	}
 	noded__raft_entry__free_unpacked(e, NULL);
 	atomic_fetch_add(&r->entries, 1);
+	if (r->applied)
+		r->applied(r, buf);
 	return 0;
 }
 

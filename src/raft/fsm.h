@@ -21,6 +21,9 @@ struct nd_fsm {
 	_Atomic uint64_t entries;     /* applied */
 	_Atomic uint64_t snapshots;   /* taken */
 	_Atomic uint64_t restores;
+	/* After each entry applied (NULL: nothing): the raft shard sends it
+	 * on to shard 0 on a follower, which keeps its copy current. */
+	void (*applied)(struct nd_fsm *f, const struct raft_buffer *buf);
 };
 
 void nd_fsm_init(struct nd_fsm *f);

@@ -24,6 +24,7 @@
 struct nd_raft {
 	struct nd_shard *s, *s0;
 	void (*news)(struct nd_shard *s0, struct nd_raft_news *n);
+	void (*entry)(struct nd_shard *s0, struct nd_raft_entry *e);
 	uv_loop_t loop;
 	struct raft_uv_transport transport;
 	struct raft_io io;
@@ -57,6 +58,35 @@ struct apply_req {
 };
 
 /* ---- telling shard 0 ---- */
+
+static void entry_home(struct nd_shard *s0, struct nd_msg *m)
+{
+	struct nd_raft_entry *e = nd_container_of(m, struct nd_raft_entry,
+						  msg);
+
+	e->deliver(s0, e);
+}
+
+/* A follower's shard 0 keeps its copy of the ledger current, for reads
+ * asked to be served anywhere (stale). Without memory for the copy, shard
+ * 0 is sent the whole ledger again instead (a gap must not stay). */
+static void follower_applied(struct nd_fsm *f, const struct raft_buffer *buf)
+{
+	struct nd_raft *r = nd_container_of(f, struct nd_raft, fsm);
+	struct nd_raft_entry *e;
+
+	if (r->closing || raft_state(&r->raft) == RAFT_LEADER)
+		return;
+	e = malloc(sizeof(*e) + buf->len);
+	if (!e) {
+		r->resync_due = true;
+		return;
+	}
+	e->deliver = r->entry;
+	e->len = buf->len;
+	memcpy(e->data, buf->base, buf->len);
+	nd_shard_post(r->s, r->s0, &e->msg, entry_home);
+}
 
 static void post_config(struct nd_raft *r);
 
@@ -608,6 +638,7 @@ static int keep_id(const struct nd_raft_config *cfg)
 int nd_raft_start(struct nd_shard *rs, const struct nd_raft_config *cfg,
 		  struct nd_shard *s0,
 		  void (*news)(struct nd_shard *s0, struct nd_raft_news *n),
+		  void (*entry)(struct nd_shard *s0, struct nd_raft_entry *e),
 		  char *errbuf, size_t errlen)
 {
 	struct nd_raft *r = calloc(1, sizeof(*r));
@@ -620,6 +651,7 @@ int nd_raft_start(struct nd_shard *rs, const struct nd_raft_config *cfg,
 	r->s = rs;
 	r->s0 = s0;
 	r->news = news;
+	r->entry = entry;
 	r->poll_op.cb = on_poll;
 	r->timer_op.cb = on_timer;
 	r->last_state = -1;
@@ -635,6 +667,7 @@ int nd_raft_start(struct nd_shard *rs, const struct nd_raft_config *cfg,
 		r->fault_apply = (unsigned)k;
 	}
 	nd_fsm_init(&r->fsm);
+	r->fsm.applied = follower_applied;
 	if ((err = uv_loop_init(&r->loop))) {
 		snprintf(errbuf, errlen, "libuv: %s", uv_strerror(err));
 		goto err_free;

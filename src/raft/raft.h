@@ -83,6 +83,14 @@ enum nd_raft_role {
 
 #define ND_RAFT_MAX_VOTERS 16
 
+/* A committed entry a follower applied, for shard 0's copy (raft.c). */
+struct nd_raft_entry {
+	struct nd_msg msg;
+	void (*deliver)(struct nd_shard *s0, struct nd_raft_entry *e);
+	size_t len;
+	uint8_t data[];
+};
+
 struct nd_raft_news {
 	struct nd_msg msg;
 	void (*deliver)(struct nd_shard *s0, struct nd_raft_news *n);
@@ -142,6 +150,7 @@ struct nd_raft_stats {
 int nd_raft_start(struct nd_shard *rs, const struct nd_raft_config *cfg,
 		  struct nd_shard *s0,
 		  void (*news)(struct nd_shard *s0, struct nd_raft_news *n),
+		  void (*entry)(struct nd_shard *s0, struct nd_raft_entry *e),
 		  char *err, size_t errlen);
 
 /* A new empty batch (NULL: out of memory). */

@@ -616,3 +616,33 @@ Test(cluster, leader_kill9_with_1000_submits_in_flight)
 		for (int k = i + 1; k < INFLIGHT; k++)
 			cr_assert_neq(sent[i].id, sent[k].id);
 }
+
+/* --stale: a follower answers from its copy of the ledger, which follows
+ * the log (the tasks submitted at the leader show there within moments);
+ * without it the leader answers. */
+Test(cluster, a_follower_answers_stale_reads_from_a_copy_that_follows)
+{
+	char follower[32], ids[32];
+	const char *stale[] = { "task", ids, "--stale", "--json", NULL };
+	int lead, f;
+	uint64_t id;
+
+	cluster_start();
+	lead = leader_index(N, 5000);
+	f = (lead + 1) % N;
+	snprintf(follower, sizeof(follower), "127.0.0.1:%d", client_port[f]);
+	id = submit_pending();
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	for (int i = 0;; i++) {
+		nd_test_cli_run(&R, follower, ND_TEST_CLI_MS, stale);
+		if (!R.st)
+			break;
+		cr_assert(i < 50, "the follower never had task %s: %s", ids,
+			  R.err);
+		nd_test_sleep_ms(100);
+	}
+	cr_assert(strstr(R.out, "\"PENDING\""), "%s", R.out);
+	kill9(lead); /* the copy stays readable */
+	nd_test_cli_run(&R, follower, ND_TEST_CLI_MS, stale);
+	EXPECT_STATUS(&R, 0);
+}
