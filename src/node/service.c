@@ -192,16 +192,17 @@ static bool asks_stale(const Noded__Frame *f)
 /*
  * What a master that does not serve (not the leader, or a leader that
  * cannot write its log) still answers: who leads, always; reads from its
- * committed ledger when no other master leads (a leader with a full disk,
- * or none elected; a follower sends them to the leader, whose view is
- * current); and, a leader that cannot write, its workers' heartbeats, so
+ * committed ledger when they ask for it (stale) or when it leads but
+ * cannot write (a full disk); other reads wait for a leader, or go to it
+ * (its view is the current one); and, a leader that cannot write, its
+ * workers' heartbeats, so
  * their leases are renewed and their tasks run on while it waits for
  * space (heartbeats change nothing in the log).
  */
 static bool served_anyway(const struct nd_svc *svc, const Noded__Frame *f)
 {
-	bool no_other = svc->role == ND_RAFT_STALLED ||
-			!*nd__replica_leader_client(svc);
+	/* a leader that cannot write: nobody else has a newer view */
+	bool no_other = svc->role == ND_RAFT_STALLED;
 
 	if (f->body_case == NODED__FRAME__BODY_LEADER)
 		return true;
