@@ -27,7 +27,9 @@
 #  queue       QUEUE_TASKS tasks sent at once (one `run` stream each) to
 #              QUEUE_WORKERS fake workers: submit rate, completion rate,
 #              master peak RSS (VmHWM), tasks lost, master CPU while it drains;
-#              then as many for a label all those workers have.
+#              then as many for a label all those workers have; then (when
+#              the build has --join) the same on a 3-master cluster with its
+#              data under DATA_ROOT, against the in-memory completion rate.
 #  durable     one-task submits that wait PENDING for an absent node
 #              (noded-bench submit, one connection per client, one submit in
 #              flight each) at C = DURABLE_C: submits/s, p50, p99, on a
@@ -495,6 +497,41 @@ bench_queue() {
 	done
 	stop_pid "$SIM_PID"
 	stop_pid "$MASTER_PID"
+	[ -n "$HAVE_JOIN" ] && queue_cluster
+}
+
+# The same queue (any node) on a 3-master cluster (every task through the
+# Raft log, fsync'd), the workers and the client on its leader, against
+# the in-memory master's completion rate above (goal: at least half).
+queue_cluster() {
+	local qj dir k w mem
+	dir=$(mktemp -d "$DATA_ROOT/noded-bench-queue3.XXXXXX") ||
+		die "cannot make a directory under DATA_ROOT=$DATA_ROOT"
+	start_masters 3 "$dir"
+	k=$(master_leader)
+	[ -n "$k" ] || die "queue on 3 masters: no leader"
+	MASTER_ADDR=${M_ADDR[k]}
+	start_sims "$QUEUE_WORKERS" 1
+	sleep 2
+	qj=$(timeout 900 "${PIN_CLIENT[@]}" "$BENCH" tasks --addr "$MASTER_ADDR" \
+		--count "$QUEUE_TASKS" --concurrency "$QUEUE_TASKS" --json -- true) ||
+		die "queue of $QUEUE_TASKS on 3 masters failed: $qj"
+	mem=$(jq -r --arg w "queue $QUEUE_TASKS tasks, $QUEUE_WORKERS workers" \
+		'select(.workload == $w and .metric == "completion rate") | .value' \
+		"$ROWS" 2>/dev/null | head -n1)
+	w="queue $QUEUE_TASKS tasks on 3 masters, $QUEUE_WORKERS workers"
+	row "$w" "submit rate" "$(jnum "$qj" .submit_per_s)" "tasks/s"
+	row "$w" "completion rate" "$(jnum "$qj" .per_s)" "tasks/s" "$mem" \
+		"in-memory master" ">= 0.5 x in memory" \
+		"$([ -n "$mem" ] && yes_if "$(awk -v a="$(jnum "$qj" .per_s)" -v b="$mem" \
+			'BEGIN { printf "%.3f", a / b }')" 0.5 ">=")"
+	row "$w" "tasks lost or failed" \
+		"$((QUEUE_TASKS - $(jnum "$qj" .tasks) + $(jnum "$qj" .errors)))" "tasks" \
+		"" "" "0"
+	note "queue on 3 masters: completion $(jnum "$qj" .per_s)/s (in memory: ${mem:-?}/s)"
+	stop_pid "$SIM_PID"
+	stop_masters
+	rm -rf "$dir"
 }
 
 # ---- 7. durable submits, failover and restart: noded against etcd ----
