@@ -82,6 +82,15 @@ void nd_client_close(struct nd_client *c);
  * here), closing what c was connected to (its pending requests fail with
  * -ECANCELED): how a caller holding c follows a NOT_LEADER to the leader. */
 void nd_client_replace(struct nd_client *c, struct nd_client *with);
+/*
+ * reply is a NOT_LEADER error naming the leader (a follower of a cluster
+ * of masters answered): c is connected there instead, with the same
+ * credentials (name, role, token), and the request may be sent again (a
+ * follower applies nothing). 0, -EINVAL when reply names no leader, or
+ * nd_client_connect's error (c unchanged then).
+ */
+int nd_client_follow_leader(struct nd_client *c, const Noded__Frame *reply,
+			    int timeout_ms);
 
 int nd_client_fd(const struct nd_client *c);
 

@@ -280,12 +280,8 @@ int nd_cli_call(struct nd_client *c, const Noded__Frame *req,
 	     (*reply)->body_case == NODED__FRAME__BODY_ERROR &&
 	     (*reply)->error->code == NODED__ERROR_CODE__NOT_LEADER &&
 	     (*reply)->error->leader[0]; hop++) {
-		struct nd_client *l = connect_one((*reply)->error->leader,
-						  false);
-
-		if (!l)
+		if (nd_client_follow_leader(c, *reply, 0))
 			break;
-		nd_client_replace(c, l);
 		nd_frame_free(*reply, NULL);
 		*reply = NULL;
 		r = nd_client_call(c, req, reply, ND_CLI_CALL_TIMEOUT_MS);

@@ -256,6 +256,29 @@ void nd_client_close(struct nd_client *c)
 	free(c);
 }
 
+int nd_client_follow_leader(struct nd_client *c, const Noded__Frame *reply,
+			    int timeout_ms)
+{
+	struct nd_client_opts o = { .node_name = c->node_name,
+				    .role = c->role, .max_frame = c->max_frame,
+				    .timeout_ms = timeout_ms,
+				    .token = c->token,
+				    .token_len = c->token_len };
+	struct nd_client *l;
+	int r;
+
+	if (!reply || reply->body_case != NODED__FRAME__BODY_ERROR ||
+	    !reply->error ||
+	    reply->error->code != NODED__ERROR_CODE__NOT_LEADER ||
+	    !reply->error->leader[0])
+		return -EINVAL;
+	r = nd_client_connect(&l, reply->error->leader, &o);
+	if (r)
+		return r;
+	nd_client_replace(c, l);
+	return 0;
+}
+
 void nd_client_replace(struct nd_client *c, struct nd_client *with)
 {
 	struct nd_client old = *c;

@@ -646,3 +646,31 @@ Test(cluster, a_follower_answers_stale_reads_from_a_copy_that_follows)
 	nd_test_cli_run(&R, follower, ND_TEST_CLI_MS, stale);
 	EXPECT_STATUS(&R, 0);
 }
+
+/* The client library follows a follower's NOT_LEADER to the leader, with
+ * its credentials (the token), and the request then succeeds there. */
+Test(cluster, the_client_library_follows_not_leader)
+{
+	Noded__Frame f = NODED__FRAME__INIT, *reply = NULL;
+	Noded__TaskListRequest lr = NODED__TASK_LIST_REQUEST__INIT;
+	struct nd_client *c;
+	int lead, r;
+
+	cluster_start();
+	lead = leader_index(N, 5000);
+	c = client_of((lead + 1) % N);
+	f.body_case = NODED__FRAME__BODY_LIST_TASKS;
+	f.list_tasks = &lr;
+	r = nd_client_call(c, &f, &reply, 5000);
+	cr_assert_eq(r, ND_EREMOTE);
+	cr_assert_eq(reply->error->code, NODED__ERROR_CODE__NOT_LEADER);
+	cr_assert_eq(nd_client_follow_leader(c, reply, 5000), 0);
+	nd_frame_free(reply, NULL);
+	reply = NULL;
+	cr_assert_eq(nd_client_call(c, &f, &reply, 5000), 0);
+	cr_assert_eq(reply->body_case, NODED__FRAME__BODY_TASK_LIST);
+	nd_frame_free(reply, NULL);
+	/* a reply that names no leader is not followed */
+	cr_assert_eq(nd_client_follow_leader(c, NULL, 5000), -EINVAL);
+	nd_client_close(c);
+}
