@@ -71,6 +71,7 @@ int nd_cli_node(int argc, char **argv)
 		{ "deadline", required_argument, NULL, 'd' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "token-file", required_argument, NULL, 'T' },
+		ND_CLI_TLS_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -105,6 +106,11 @@ int nd_cli_node(int argc, char **argv)
 			break;
 		case 'T':
 			nd_cli_token_file = optarg;
+			break;
+		case ND_CLI_OPT_TLS_CERT:
+		case ND_CLI_OPT_TLS_KEY:
+		case ND_CLI_OPT_TLS_CA:
+			nd_cli_tls_opt(o, optarg);
 			break;
 		case 'h':
 			usage(stdout);

@@ -33,6 +33,7 @@ int nd_cli_task_opts_parse(int argc, char **argv, unsigned allowed,
 		{ "node", required_argument, NULL, 'N' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "token-file", required_argument, NULL, 'T' },
+		ND_CLI_TLS_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -69,6 +70,11 @@ int nd_cli_task_opts_parse(int argc, char **argv, unsigned allowed,
 			break;
 		case 'T':
 			nd_cli_token_file = optarg;
+			break;
+		case ND_CLI_OPT_TLS_CERT:
+		case ND_CLI_OPT_TLS_KEY:
+		case ND_CLI_OPT_TLS_CA:
+			nd_cli_tls_opt(c, optarg);
 			break;
 		case 'j':
 			o->json = true;

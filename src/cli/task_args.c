@@ -331,6 +331,7 @@ static const struct option task_opts[] = {
 	{ "group", no_argument, NULL, 'g' },
 	{ "json", no_argument, NULL, 'j' },
 	{ "token-file", required_argument, NULL, 'T' },
+	ND_CLI_TLS_OPTIONS,
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -353,6 +354,11 @@ static int task_opt(struct nd_cli_task_args *a, const char *cmd, int o,
 		break;
 	case 'T':
 		nd_cli_token_file = optarg;
+		break;
+	case ND_CLI_OPT_TLS_CERT:
+	case ND_CLI_OPT_TLS_KEY:
+	case ND_CLI_OPT_TLS_CA:
+		nd_cli_tls_opt(o, optarg);
 		break;
 	case 'n':
 		if (!*optarg) {
