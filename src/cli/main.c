@@ -35,6 +35,8 @@ static void usage(FILE *f)
 		"             status as run does (--timeout SECS)\n"
 		"  logs ID    a task's output (--follow)\n"
 		"  cancel ID  cancel a task (or --job N: a job's tasks)\n"
+		"  tls        make a cluster's CA and certificates (noded tls\n"
+		"             --help)\n"
 		"  version    print the version\n"
 		"  help       this text\n"
 		"\n"
@@ -85,6 +87,8 @@ static int dispatch(int argc, char **argv)
 		return nd_cli_logs(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "cancel"))
 		return nd_cli_cancel(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "tls"))
+		return nd_cli_tls(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "job"))
 		return nd_cli_job(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "wait"))
