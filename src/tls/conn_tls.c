@@ -34,6 +34,8 @@
 #include "core/log.h"
 #include "tls/conn_tls.h"
 
+#define TLS_CONN_BYTES (32u << 10)
+
 struct nd_tls_conn {
 	SSL *ssl;
 	const uint8_t *in_p;          /* ciphertext offered now */
@@ -136,6 +138,10 @@ void nd__tls_free(struct nd_conn *c)
 	if (!t)
 		return;
 	SSL_free(t->ssl);
+	/* OpenSSL's memory for a connection (the SSL, its handshake and
+	 * record buffers: tens of KiB while a handshake is under way) counts
+	 * towards giving freed memory back, as big buffers do. */
+	c->shard->freed_bytes += TLS_CONN_BYTES;
 	nd__conn_note_freed(c->shard, t->ct.cap);
 	nd_buf_free(&t->ct);
 	free(t);
