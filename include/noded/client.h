@@ -60,6 +60,16 @@ struct nd_client_opts {
 const char *nd_client_last_error(void);
 
 /*
+ * For a sans-I/O driver of a client connected over TLS: the OpenSSL SSL
+ * (an SSL *) under c after its handshake, or NULL without TLS. The driver
+ * then moves the records itself (for instance SSL_set_bio with memory
+ * BIOs: SSL_write what nd_client_output gives, SSL_read what arrives before
+ * nd_client_feed) and no longer calls c's blocking functions. c keeps
+ * ownership.
+ */
+void *nd_client_tls_session(struct nd_client *c);
+
+/*
  * Called once for the reply of a unary call, and once per frame of a stream
  * (STREAM_ITEMs, then the STREAM_END). status is 0 with frame set for a normal
  * reply or stream frame; ND_EREMOTE with frame holding an Error body when the

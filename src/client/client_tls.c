@@ -187,6 +187,11 @@ int nd__client_tls_recv(struct nd_client *c, uint8_t *buf, size_t size)
 	}
 }
 
+void *nd_client_tls_session(struct nd_client *c)
+{
+	return c->ssl;
+}
+
 bool nd__client_tls_pending(const struct nd_client *c)
 {
 	return c->ssl && SSL_pending(c->ssl) > 0;
