@@ -328,8 +328,22 @@ Test(tls, wrong_role_is_refused)
 		cr_assert(worker > 0, "%s", nd_test_why);
 		nd_test_sleep_ms(2000);
 	}
+	nd_test_kill_pid(worker);
+	/* a worker's certificate registers only under its own name */
+	{
+		const char *wargv[] = {
+			nd_test_bin(), "worker", "--master", addr, "--name",
+			"w2", AS("worker-w1"), "--state-dir", path("ws2"),
+			NULL,
+		};
+
+		worker = nd_test_spawn(wargv, -1, -1, -1);
+		cr_assert(worker > 0, "%s", nd_test_why);
+		nd_test_sleep_ms(2000);
+	}
 	cr_assert_eq(NODED("nodes", "--master", addr, AS("client-alice")), 0);
-	cr_assert(!strstr(out, "alice"), "a client registered: %s", out);
+	cr_assert(!strstr(out, "alice") && !strstr(out, "w2"),
+		  "a node registered against its certificate: %s", out);
 	/* a worker's certificate cannot act as a master */
 	ND_CHECK(nd_test_daemon_start(&fake, (const char *const[]){
 		"--tls-cert", path("worker-w1.crt"), "--tls-key",
