@@ -117,7 +117,8 @@ int nd_cli_nodes(int argc, char **argv)
 			break;
 		case 'h':
 			printf("usage: noded nodes [--master HOST:PORT] [--json] "
-			       "[--token-file FILE] [--config FILE]\n");
+			       "[--token-file FILE] "
+		"[--tls-cert FILE --tls-key FILE --tls-ca FILE] [--config FILE]\n");
 			return ND_CLI_EXIT_OK;
 		default:
 			fprintf(stderr, "usage: noded nodes [--master HOST:PORT] "

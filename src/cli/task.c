@@ -173,7 +173,8 @@ int nd_cli_task(int argc, char **argv)
 	int r;
 
 	r = nd_cli_task_opts_parse(argc, argv, TO_ID | TO_JSON,
-		       "usage: noded task ID [--master HOST:PORT] [--json] [--token-file FILE] [--config FILE]", &o);
+		       "usage: noded task ID [--master HOST:PORT] [--json] [--token-file FILE] "
+		"[--tls-cert FILE --tls-key FILE --tls-ca FILE] [--config FILE]", &o);
 	if (r >= 0)
 		return r;
 	q.id = o.id;
@@ -225,7 +226,8 @@ int nd_cli_tasks(int argc, char **argv)
 		       "usage: noded tasks [--master HOST:PORT] [--state STATE] "
 		       "[--job N] [--node NAME]\n"
 		       "                   [--limit N] [--json] "
-		       "[--token-file FILE] [--config FILE]\n"
+		       "[--token-file FILE] "
+		"[--tls-cert FILE --tls-key FILE --tls-ca FILE] [--config FILE]\n"
 		       "  STATE: pending, assigned, running, succeeded, failed, "
 		       "timed_out, cancelled, lost\n"
 		       "  --job N: only the tasks of job N (the fan-out of a run or "
@@ -357,7 +359,8 @@ int nd_cli_logs(int argc, char **argv)
 	int r;
 
 	r = nd_cli_task_opts_parse(argc, argv, TO_ID | TO_FOLLOW,
-		       "usage: noded logs ID [--master HOST:PORT] [--follow] [--token-file FILE] [--config FILE]\n"
+		       "usage: noded logs ID [--master HOST:PORT] [--follow] [--token-file FILE] "
+		"[--tls-cert FILE --tls-key FILE --tls-ca FILE] [--config FILE]\n"
 		       "  Prints the output the master kept (each attempt's after a marker line\n"
 		       "  on stderr). With --follow, then the live output until the task ends,\n"
 		       "  and exits with its status as run does (255 when the master is lost).",
@@ -426,7 +429,8 @@ int nd_cli_cancel(int argc, char **argv)
 	int r, waited = 0;
 
 	r = nd_cli_task_opts_parse(argc, argv, TO_ID | TO_JOB | TO_ID_OR_JOB,
-		       "usage: noded cancel ID | --job N [--master HOST:PORT] [--token-file FILE]\n"
+		       "usage: noded cancel ID | --job N [--master HOST:PORT] [--token-file FILE] "
+		"[--tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
 		       "                    [--config FILE]\n"
 		       "  Waits until the task ended (up to 10 s) and prints "
 		       "the state it reached;\n"

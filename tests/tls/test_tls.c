@@ -727,3 +727,28 @@ Test(tls, off_loopback_with_mutual_tls_needs_no_token)
 			    path("master-m1.key")), 0);
 	cr_assert(strstr(err, "refusing to listen off loopback"), "%s", err);
 }
+
+Test(tls, files_from_the_environment_and_config)
+{
+	char conf[160];
+	FILE *f;
+
+	MASTER_TLS();
+	setenv("NODED_TLS_CERT", path("client-alice.crt"), 1);
+	setenv("NODED_TLS_KEY", path("client-alice.key"), 1);
+	setenv("NODED_TLS_CA", path("ca/ca.crt"), 1);
+	cr_assert_eq(NODED("nodes", "--master", addr), 0, "%s", err);
+	unsetenv("NODED_TLS_CERT");
+	unsetenv("NODED_TLS_KEY");
+	unsetenv("NODED_TLS_CA");
+	cr_assert_eq(NODED("nodes", "--master", addr), 1);
+	snprintf(conf, sizeof(conf), "%s/noded.conf", dir);
+	f = fopen(conf, "w");
+	cr_assert(f);
+	fprintf(f, "[common]\ntls-cert = %s\ntls-key = %s\ntls-ca = %s\n",
+		path("client-alice.crt"), path("client-alice.key"),
+		path("ca/ca.crt"));
+	fclose(f);
+	cr_assert_eq(NODED("tasks", "--master", addr, "--config", conf), 0,
+		     "%s", err);
+}
