@@ -101,6 +101,16 @@ static void budget_give(struct nd_conn *c, size_t n)
 					  memory_order_relaxed);
 }
 
+bool nd__conn_budget_take(struct nd_conn *c, size_t n)
+{
+	return budget_take(c, n);
+}
+
+void nd__conn_budget_give(struct nd_conn *c, size_t n)
+{
+	budget_give(c, n);
+}
+
 static void buf_return(struct nd_shard *s, unsigned bid)
 {
 	io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * s->buf_size,

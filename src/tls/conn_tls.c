@@ -35,6 +35,9 @@
 #include "tls/conn_tls.h"
 
 #define TLS_CONN_BYTES (32u << 10)
+/* The largest record: a 5-byte header and 2^14 + 256 bytes (RFC 8446
+ * 5.2: TLSCiphertext). */
+#define FIRST_MAX (5 + 16384 + 256)
 
 struct nd_tls_conn {
 	SSL *ssl;
@@ -42,6 +45,8 @@ struct nd_tls_conn {
 	size_t in_n;
 	struct nd_buf ct;             /* ciphertext to send */
 	bool done, failed, oom, sniffed;
+	struct nd_tls *tls;           /* the context, until ssl is made */
+	struct nd_buf first;          /* a server's first record, until whole */
 	enum nd_tls_role role;
 	char name[ND_TLS_NAME_MAX];
 	char peer[64];                /* "HOST:PORT", for messages */
@@ -106,10 +111,43 @@ static void make_meth(void)
 		BIO_meth_free(m);
 }
 
+/* The first record's bytes are handed over: their budget goes back. */
+static void free_first(struct nd_conn *c)
+{
+	struct nd_tls_conn *t = c->tls;
+
+	nd__conn_budget_give(c, t->first.cap);
+	nd_buf_free(&t->first);
+}
+
+/* The SSL of c, on our BIO. 0 or -ENOMEM. */
+static int make_ssl(struct nd_conn *c)
+{
+	struct nd_tls_conn *t = c->tls;
+	BIO *b;
+
+	t->ssl = nd_tls_new_ssl(t->tls);
+	b = t->ssl ? BIO_new(bio_meth) : NULL;
+	if (!b) {
+		SSL_free(t->ssl);
+		t->ssl = NULL;
+		ERR_clear_error();
+		return -ENOMEM;
+	}
+	BIO_set_data(b, c);
+	SSL_set_bio(t->ssl, b, b);
+	return 0;
+}
+
+/*
+ * A server makes its SSL only once the client's first record (its
+ * ClientHello) is whole: a peer that sends part of one, or nothing, holds
+ * the bytes it sent and no more, not OpenSSL's state and buffers (tens of
+ * KiB). A client makes it at once: it speaks first.
+ */
 int nd__tls_attach(struct nd_conn *c, struct nd_tls *tls)
 {
 	struct nd_tls_conn *t;
-	BIO *b;
 
 	pthread_once(&meth_once, make_meth);
 	if (!bio_meth)
@@ -117,17 +155,13 @@ int nd__tls_attach(struct nd_conn *c, struct nd_tls *tls)
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
-	t->ssl = nd_tls_new_ssl(tls);
-	b = t->ssl ? BIO_new(bio_meth) : NULL;
-	if (!b) {
-		SSL_free(t->ssl);
+	t->tls = tls;
+	c->tls = t;
+	if (!nd_tls_is_server(tls) && make_ssl(c)) {
 		free(t);
-		ERR_clear_error();
+		c->tls = NULL;
 		return -ENOMEM;
 	}
-	BIO_set_data(b, c);
-	SSL_set_bio(t->ssl, b, b);
-	c->tls = t;
 	return 0;
 }
 
@@ -137,11 +171,13 @@ void nd__tls_free(struct nd_conn *c)
 
 	if (!t)
 		return;
-	SSL_free(t->ssl);
 	/* OpenSSL's memory for a connection (the SSL, its handshake and
 	 * record buffers: tens of KiB while a handshake is under way) counts
 	 * towards giving freed memory back, as big buffers do. */
-	c->shard->freed_bytes += TLS_CONN_BYTES;
+	if (t->ssl)
+		c->shard->freed_bytes += TLS_CONN_BYTES;
+	SSL_free(t->ssl);
+	free_first(c);
 	nd__conn_note_freed(c->shard, t->ct.cap);
 	nd_buf_free(&t->ct);
 	free(t);
@@ -213,6 +249,84 @@ static void handshake_done(struct nd_conn *c)
 	}
 }
 
+/* Not a record a client starts with: said, and c closed. */
+static void bad_first(struct nd_conn *c, const char *why)
+{
+	struct nd_tls_conn *t = c->tls;
+	uint64_t suppressed, others;
+
+	t->failed = true;
+	nd_conn_peer_name(c, t->peer, sizeof(t->peer));
+	if (nd_log_on(ND_LOG_WARN) &&
+	    nd_log_limit(t->peer, c->shard->now_ms, &suppressed, &others))
+		ND_LOG(ND_LOG_WARN, "tls.failed", ND_S("peer", t->peer),
+		       ND_S("stage", "handshake"), ND_S("err", why),
+		       ND_U("suppressed", suppressed),
+		       ND_U("suppressed_others", others),
+		       ND_S("msg", "TLS failed: connection closed"));
+	nd_buf_reset(&c->out);
+	nd_conn_close(c, true);
+}
+
+/*
+ * A server's input before its SSL exists: keeps p[0..n) until the first
+ * record is whole (*p, *n then name all the bytes kept), or refuses.
+ * true when the SSL is made and the bytes are to go to it.
+ */
+static bool first_record(struct nd_conn *c, const uint8_t **p, size_t *n)
+{
+	struct nd_tls_conn *t = c->tls;
+	size_t need, cap;
+
+	if (!*n)
+		return false;
+	/* A client's first byte starts a handshake record. */
+	if (!t->sniffed) {
+		t->sniffed = true;
+		if ((*p)[0] != 0x16) {
+			plaintext_peer(c);
+			return false;
+		}
+	}
+	/* kept like any partial input: within the server's budget */
+	need = t->first.len + *n;
+	if (need > FIRST_MAX + c->shard->buf_size) {
+		bad_first(c, "the first record is longer than TLS allows");
+		return false;
+	}
+	if (need > t->first.cap) {
+		cap = nd_buf_grow_cap(t->first.cap, need, 512);
+		if (!nd__conn_budget_take(c, cap - t->first.cap)) {
+			bad_first(c, "the server's input budget is used up "
+				  "(--input-budget)");
+			return false;
+		}
+		if (nd_buf_resize(&t->first, cap)) {
+			nd__conn_budget_give(c, cap - t->first.cap);
+			bad_first(c, "out of memory for the first record");
+			return false;
+		}
+	}
+	memcpy(t->first.data + t->first.len, *p, *n);
+	t->first.len = need;
+	if (t->first.len < 5)
+		return false;
+	need = 5 + ((size_t)t->first.data[3] << 8 | t->first.data[4]);
+	if (need > FIRST_MAX) {
+		bad_first(c, "the first record is longer than TLS allows");
+		return false;
+	}
+	if (t->first.len < need)
+		return false;
+	if (make_ssl(c)) {
+		bad_first(c, "out of memory for the handshake");
+		return false;
+	}
+	*p = t->first.data;
+	*n = t->first.len;
+	return true;
+}
+
 void nd__tls_input(struct nd_conn *c, const uint8_t *p, size_t n)
 {
 	struct nd_tls_conn *t = c->tls;
@@ -221,14 +335,8 @@ void nd__tls_input(struct nd_conn *c, const uint8_t *p, size_t n)
 
 	if (t->failed)
 		return;
-	/* A client's first byte starts a handshake record. */
-	if (n && !t->sniffed && SSL_is_server(t->ssl)) {
-		t->sniffed = true;
-		if (p[0] != 0x16) {
-			plaintext_peer(c);
-			return;
-		}
-	}
+	if (!t->ssl && !first_record(c, &p, &n))
+		return;
 	/* the peer's address while it is there, for a failure later */
 	if (!t->done && !t->peer[0] && n)
 		nd_conn_peer_name(c, t->peer, sizeof(t->peer));
@@ -267,6 +375,8 @@ void nd__tls_input(struct nd_conn *c, const uint8_t *p, size_t n)
 out:
 	t->in_p = NULL;
 	t->in_n = 0;
+	if (c->tls)
+		free_first(c);
 	if (t->ct.len && !(c->flags & ND_CONN_DEAD))
 		nd_conn_commit(c, 0);
 }

@@ -381,6 +381,11 @@ SSL *nd_tls_new_ssl(struct nd_tls *t)
 	return ssl;
 }
 
+bool nd_tls_is_server(const struct nd_tls *t)
+{
+	return t->server;
+}
+
 bool nd_tls_verifies(const struct nd_tls *t)
 {
 	return t->ca != NULL;

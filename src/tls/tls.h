@@ -74,6 +74,9 @@ void nd_tls_reload_all(void);
 /* A new SSL on the current context (server or client end), or NULL. */
 SSL *nd_tls_new_ssl(struct nd_tls *t);
 
+/* The server end? */
+bool nd_tls_is_server(const struct nd_tls *t);
+
 /* Is a CA given (peers must present a certificate)? */
 bool nd_tls_verifies(const struct nd_tls *t);
 
