@@ -100,6 +100,11 @@ void nd__conn_flushed(struct nd_conn *c)
 {
 	if (!(c->flags & ND_CONN_CLOSING) || (c->flags & ND_CONN_WR_SHUT))
 		return;
+	/* TLS ends with close_notify, so the peer tells our end from a cut */
+	if (c->tls && nd__tls_close_notify(c)) {
+		nd__conn_start_send(c);
+		return;
+	}
 	c->flags |= ND_CONN_WR_SHUT;
 	/* Draining, we do not wait for the peer: its unread input, if any,
 	 * turns our close into a reset, which a stopping server may do. */

@@ -44,7 +44,7 @@ struct nd_tls_conn {
 	const uint8_t *in_p;          /* ciphertext offered now */
 	size_t in_n;
 	struct nd_buf ct;             /* ciphertext to send */
-	bool done, failed, oom, sniffed;
+	bool done, failed, oom, sniffed, notified;
 	struct nd_tls *tls;           /* the context, until ssl is made */
 	struct nd_buf first;          /* a server's first record, until whole */
 	enum nd_tls_role role;
@@ -406,6 +406,18 @@ struct nd_buf *nd__tls_out(struct nd_conn *c)
 		}
 	}
 	return &t->ct;
+}
+
+bool nd__tls_close_notify(struct nd_conn *c)
+{
+	struct nd_tls_conn *t = c->tls;
+
+	if (!t->done || t->failed || t->notified)
+		return false;
+	t->notified = true;
+	SSL_shutdown(t->ssl); /* our close_notify: into t->ct */
+	ERR_clear_error();
+	return t->ct.len > 0;
 }
 
 void nd__tls_closing(struct nd_conn *c)

@@ -36,6 +36,9 @@ struct nd_buf *nd__tls_out(struct nd_conn *c);
 size_t nd__tls_queued(const struct nd_conn *c);
 /* Handshake done and no failure. */
 bool nd__tls_ready(const struct nd_conn *c);
+/* All output of a closing c was sent: queues TLS's close_notify once
+ * (true: send it before the FIN). */
+bool nd__tls_close_notify(struct nd_conn *c);
 /* c is closing with flush: drops plaintext that can never be sent. */
 void nd__tls_closing(struct nd_conn *c);
 

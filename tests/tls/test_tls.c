@@ -752,3 +752,29 @@ Test(tls, files_from_the_environment_and_config)
 	cr_assert_eq(NODED("tasks", "--master", addr, "--config", conf), 0,
 		     "%s", err);
 }
+
+/* A connection the master ends (here: idle) ends with close_notify, so the
+ * client tells it from a cut connection. */
+Test(tls, server_close_sends_close_notify)
+{
+	Noded__Frame *r;
+	uint8_t b;
+	int fd, n;
+	SSL *ssl;
+
+	MASTER_TLS("--idle-timeout", "1");
+	ssl = tls_open("client-alice", TLS1_3_VERSION, &fd);
+	cr_assert(ssl);
+	cr_assert_eq(tls_hello_ping(ssl), 0);
+	r = tls_recv_frame(ssl);   /* the idle timeout's Error */
+	cr_assert(r && r->body_case == NODED__FRAME__BODY_ERROR,
+		  "no Error before the close");
+	nd_frame_free(r, NULL);
+	n = SSL_read(ssl, &b, 1);
+	cr_assert(n <= 0 && SSL_get_error(ssl, n) == SSL_ERROR_ZERO_RETURN,
+		  "the connection ended without close_notify (%d)",
+		  SSL_get_error(ssl, n));
+	SSL_free(ssl);
+	close(fd);
+	good_client_served();
+}
