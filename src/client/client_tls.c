@@ -124,6 +124,10 @@ int nd__client_tls_start(struct nd_client *c,
 
 void nd__client_tls_free(struct nd_client *c)
 {
+	/* our close_notify, best effort (the socket does not block) */
+	if (c->ssl && SSL_is_init_finished(c->ssl))
+		SSL_shutdown(c->ssl);
+	ERR_clear_error();
 	SSL_free(c->ssl);
 	c->ssl = NULL;
 	nd_tls_close(c->tls);
