@@ -360,6 +360,10 @@ void nd__tls_input(struct nd_conn *c, const uint8_t *p, size_t n)
 		r = SSL_read(t->ssl, buf, sizeof(buf));
 		if (r > 0) {
 			nd__conn_input(c, buf, (size_t)r);
+			/* all taken and no record begun: another SSL_read
+			 * would only say it wants more */
+			if (!t->in_n && !SSL_has_pending(t->ssl))
+				break;
 			continue;
 		}
 		err = SSL_get_error(t->ssl, r);
