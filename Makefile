@@ -35,7 +35,7 @@ WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes \
 	-Werror=implicit-function-declaration -Werror
 CFLAGS += -std=gnu11 -g $(OPT) $(WARN) -D_GNU_SOURCE -MMD -MP \
 	-Iinclude -I$(GEN) -Isrc -pthread
-LDLIBS := -luring -lprotobuf-c -lhttp_parser -ljansson -lcrypto -lsystemd \
+LDLIBS := -luring -lprotobuf-c -lhttp_parser -ljansson -lssl -lcrypto -lsystemd \
 	-linih -lraft -luv -lpthread -lm
 
 ifneq ($(FUZZ),)
@@ -56,12 +56,12 @@ endif
 PROTO_C := $(GEN)/noded.pb-c.c
 # The client library brings the one piece of core it uses (buffers).
 LIB_SRC := $(wildcard src/wire/*.c) src/client/client.c src/client/client_io.c \
-	src/core/buf.c
+	src/client/client_tls.c src/core/buf.c src/tls/tls.c
 # The client protocol on a core connection (client/peer.c) is server side:
 # it needs core; only client/client.c and client_io.c are in the library.
 SRV_SRC := $(filter-out $(LIB_SRC),$(wildcard src/core/*.c \
 	src/exec/*.c src/state/*.c src/raft/*.c src/node/*.c src/api/*.c \
-	src/rpc/*.c src/client/*.c))
+	src/rpc/*.c src/client/*.c src/tls/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
 BENCH_SRC := $(wildcard perf/*.c)
 # Tests mirror src/: tests/<dir>/test_<name>.c (see README, Layout).

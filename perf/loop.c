@@ -4,6 +4,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "loop.h"
 #include "util.h"
 
@@ -66,6 +69,26 @@ static void kick(struct nd_perf_loop *l, struct nd_perf_conn *pc)
 	if (!n)
 		return;
 	nd_buf_reset(&pc->buf);
+	if (pc->ssl) {
+		/* the plaintext is encrypted into wb, which is what goes */
+		size_t pend;
+
+		if (SSL_write(pc->ssl, out, (int)n) != (int)n) {
+			ERR_clear_error();
+			l->lost(pc, -EPROTO);
+			return;
+		}
+		nd_client_consume(pc->c, n);
+		pend = BIO_ctrl_pending(pc->wb);
+		if (nd_buf_reserve(&pc->buf, pend)) {
+			l->lost(pc, -ENOMEM);
+			return;
+		}
+		pc->buf.len = (size_t)BIO_read(pc->wb, pc->buf.data, (int)pend);
+		pc->off = 0;
+		prep(l, pc);
+		return;
+	}
 	if (nd_buf_append(&pc->buf, out, n)) {
 		l->lost(pc, -ENOMEM);
 		return;
@@ -120,6 +143,47 @@ int nd_perf_loop_step(struct nd_perf_loop *l, int64_t wait_ns)
 	}
 	io_uring_cq_advance(&l->ring, n);
 	return 0;
+}
+
+int nd_perf_tls_start(struct nd_perf_conn *pc)
+{
+	SSL *ssl = nd_client_tls_session(pc->c);
+
+	if (!ssl)
+		return 0;
+	pc->rb = BIO_new(BIO_s_mem());
+	pc->wb = BIO_new(BIO_s_mem());
+	if (!pc->rb || !pc->wb) {
+		BIO_free(pc->rb);
+		BIO_free(pc->wb);
+		pc->rb = pc->wb = NULL;
+		return -ENOMEM;
+	}
+	SSL_set_bio(ssl, pc->rb, pc->wb); /* the SSL owns them now */
+	pc->ssl = ssl;
+	return 0;
+}
+
+int nd_perf_tls_feed(struct nd_perf_conn *pc, const uint8_t *p, size_t n)
+{
+	uint8_t buf[16384];
+	int r, runs = 0;
+
+	if (BIO_write(pc->rb, p, (int)n) != (int)n)
+		return -ENOMEM;
+	for (;;) {
+		r = SSL_read(pc->ssl, buf, sizeof(buf));
+		if (r <= 0) {
+			if (SSL_get_error(pc->ssl, r) == SSL_ERROR_WANT_READ)
+				return runs;
+			ERR_clear_error();
+			return -EPROTO;
+		}
+		r = nd_client_feed(pc->c, buf, (size_t)r);
+		if (r < 0)
+			return r;
+		runs += r;
+	}
 }
 
 void nd_perf_conn_free(struct nd_perf_conn *pc)

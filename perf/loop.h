@@ -31,7 +31,19 @@ struct nd_perf_conn {
 	bool sending;           /* a send is in the kernel */
 	struct nd_buf buf;      /* the bytes of that send; [off, len) left */
 	size_t off;
+	/* TLS (NULL: plaintext): the client's session, moved over memory
+	 * BIOs by the loop (nd_perf_tls_start); rb takes what arrives. */
+	struct ssl_st *ssl;
+	struct bio_st *rb, *wb;
 };
+
+/* Moves pc's client onto memory BIOs when it is connected over TLS. 0, or
+ * -ENOMEM. */
+int nd_perf_tls_start(struct nd_perf_conn *pc);
+/* Received ciphertext p[0..n) of pc: decrypted and fed to its client.
+ * What nd_client_feed returns (< 0: the connection is lost), or -EPROTO
+ * on a TLS error. */
+int nd_perf_tls_feed(struct nd_perf_conn *pc, const uint8_t *p, size_t n);
 
 struct nd_perf_loop {
 	struct io_uring ring;

@@ -4,7 +4,7 @@
 # prints the change of every figure against an earlier results file.
 #
 #   scripts/bench.sh [--compare FILE] [--only "ping tasks fanout heartbeats idle queue
-#                    durable failover restart"]
+#                    durable failover restart tls"]
 #
 # Workloads (each bounded in time and count; the whole suite takes about
 # 4 minutes on 2 vCPUs):
@@ -49,6 +49,12 @@
 #              (submitted to an absent node), killed with -9 and started
 #              again RESTART_REPS times: time from start until it answers
 #              a task list (noded-bench first --call tasks), median, worst.
+#  tls         noded-bench ping over TLS 1.3 (mutual, certificates from `noded
+#              tls`) at PING_RUNS against plaintext noded and against
+#              redis-server --tls-port (redis-benchmark --tls, TLS 1.3):
+#              requests/s, p50/p99, server CPU per request and its ratio to
+#              plaintext's; full handshakes per second of server CPU and
+#              RSS per idle TLS connection (TLS_IDLE_CONNS, each after Hello).
 #
 # Placement: each master runs with --shards SHARDS under `taskset -c
 # SERVER_CPU`; load generators and simulators run on CLIENT_CPU (but see
@@ -58,7 +64,7 @@
 # Knobs (environment): DURATION (5) seconds per ping run, SHARDS (1),
 # PING_RUNS ("1:1 50:1 50:16"), TASKS_COUNT (1000 per round), TASKS_C (4),
 # TASKS_ROUNDS (5), FANOUT_SIZES ("1000 10000"), FANOUT_REPS (20), HB_SECS (10), IDLE_CONNS
-# (10000), QUEUE_TASKS (100000), QUEUE_WORKERS (1000), DURABLE_C ("1 16 64"),
+# (10000), QUEUE_TASKS (100000), QUEUE_WORKERS (1000), TLS_IDLE_CONNS (2000), DURABLE_C ("1 16 64"),
 # DURABLE_COUNT (30000 submits at most per run), DURABLE_SECS (5 at most per
 # run), FAILOVER_KILLS (10), RESTART_TASKS (100000), RESTART_REPS (3),
 # DATA_ROOT (/var/tmp), OUT (bench-results.json), BUILD (build), SERVER_CPU
@@ -73,7 +79,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COMPARE=""
-ONLY="ping tasks fanout heartbeats idle queue durable failover restart"
+ONLY="ping tasks fanout heartbeats idle queue durable failover restart tls"
 while [ $# -gt 0 ]; do
 	case $1 in
 	--compare) COMPARE=${2:?--compare wants a results file}; shift 2 ;;
@@ -103,6 +109,7 @@ FAILOVER_KILLS=${FAILOVER_KILLS:-10}
 RESTART_TASKS=${RESTART_TASKS:-100000}
 RESTART_REPS=${RESTART_REPS:-3}
 DATA_ROOT=${DATA_ROOT:-/var/tmp}
+TLS_IDLE_CONNS=${TLS_IDLE_CONNS:-2000}
 OUT=${OUT:-bench-results.json}
 BUILD=${BUILD:-build}
 SERVER_CPU=${SERVER_CPU:-1}
@@ -871,6 +878,142 @@ bench_restart() {
 	row "$w" "submit rate filling it (C=16, durable)" "$(jnum "$sj" .per_s)" "1/s"
 }
 
+# ---- 7. tls: ping over TLS 1.3, against plaintext noded and redis with TLS ----
+
+# noded-bench ping at C, D against ADDR (more args: TLS files) with the
+# master PID's CPU around it: prints the JSON, then the CPU per request in us.
+ping_cpu() {
+	local pid=$1 addr=$2 c=$3 d=$4 t0 t1 j
+	shift 4
+	t0=$(cpu_ticks "$pid")
+	j=$("${PIN_CLIENT[@]}" timeout $((DURATION * 2 + 30)) "$BENCH" ping \
+		--addr "$addr" --conns "$c" --depth "$d" --duration "$DURATION" \
+		--json "$@") || die "noded-bench ping ${c}x$d $* failed"
+	t1=$(cpu_ticks "$pid")
+	echo "$j"
+	awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$(jnum "$j" .requests)" \
+		'BEGIN { printf "%.3f\n", (n > 0 ? t * 1e6 / hz / n : 0) }'
+}
+
+bench_tls() {
+	local dir="$TMP/tls" tls=() rtls=() c d out pj p_cpu tj t_cpu cal cal_rps
+	local n t0 t1 r_rps r_p50 r_p99 r_cpu w port="" rpid="" plain_pid plain_addr
+	local rss0 rss1 secs
+	mkdir -p "$dir"
+	"$NODED" tls ca create --dir "$dir/ca" --cluster bench >/dev/null &&
+	"$NODED" tls cert create --master m --ca-dir "$dir/ca" --out-dir "$dir" >/dev/null &&
+	"$NODED" tls cert create --client bench --ca-dir "$dir/ca" --out-dir "$dir" \
+		>/dev/null || die "noded tls could not make the certificates"
+	tls=(--tls-ca "$dir/ca/ca.crt" --tls-cert "$dir/client-bench.crt"
+	     --tls-key "$dir/client-bench.key")
+	rtls=(--tls --cacert "$dir/ca/ca.crt" --cert "$dir/client-bench.crt"
+	      --key "$dir/client-bench.key")
+	start_master
+	plain_pid=$MASTER_PID
+	plain_addr=$MASTER_ADDR
+	start_master --tls-cert "$dir/master-m.crt" --tls-key "$dir/master-m.key" \
+		--tls-ca "$dir/ca/ca.crt"
+	for _ in $(seq 10); do
+		port=$((20000 + RANDOM % 20000))
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue  # taken
+		"${PIN_SERVER[@]}" redis-server --port 0 --tls-port "$port" \
+			--bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+			--tls-cert-file "$dir/master-m.crt" --tls-key-file "$dir/master-m.key" \
+			--tls-ca-cert-file "$dir/ca/ca.crt" --tls-protocols TLSv1.3 \
+			>"$TMP/redis-tls.log" 2>&1 &
+		rpid=$!
+		PIDS+=("$rpid")
+		for _ in $(seq 50); do
+			[ "$(redis-cli "${rtls[@]}" -p "$port" ping 2>/dev/null)" = PONG ] && break 2
+			kill -0 "$rpid" 2>/dev/null || break
+			sleep 0.1
+		done
+		stop_pid "$rpid"
+		rpid=""
+	done
+	[ -n "$rpid" ] || { cat "$TMP/redis-tls.log" >&2; die "redis-server --tls-port did not start"; }
+	[ -n "$REDIS_VERSION" ] || REDIS_VERSION=$(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')
+
+	for run in $PING_RUNS; do
+		IFS=: read -r c d <<<"$run"
+		out=$(ping_cpu "$plain_pid" "$plain_addr" "$c" "$d")
+		pj=$(head -n1 <<<"$out"); p_cpu=$(tail -n1 <<<"$out")
+		out=$(ping_cpu "$MASTER_PID" "$MASTER_ADDR" "$c" "$d" "${tls[@]}")
+		tj=$(head -n1 <<<"$out"); t_cpu=$(tail -n1 <<<"$out")
+
+		cal=$((c * d * 200))
+		[ "$cal" -lt 20000 ] && cal=20000
+		cal_rps=$("${PIN_CLIENT[@]}" timeout 60 redis-benchmark "${rtls[@]}" \
+			-h 127.0.0.1 -p "$port" -t ping_mbulk -c "$c" -P "$d" -n "$cal" \
+			--csv 2>/dev/null | awk -F'"' 'NR == 2 { print $4 }')
+		[ -n "$cal_rps" ] || die "redis-benchmark --tls calibration failed"
+		n=$(awk -v r="$cal_rps" -v s="$DURATION" -v c="$c" -v d="$d" \
+			'BEGIN { n = int(r * s); if (n < c * d * 10) n = c * d * 10; print n }')
+		t0=$(cpu_ticks "$rpid")
+		"${PIN_CLIENT[@]}" timeout $((DURATION * 4 + 60)) redis-benchmark \
+			"${rtls[@]}" -h 127.0.0.1 -p "$port" -t ping_mbulk -c "$c" -P "$d" \
+			-n "$n" 2>/dev/null | tr '\r' '\n' >"$TMP/redis-tls-bench.txt" ||
+			die "redis-benchmark --tls ${c}x$d failed"
+		t1=$(cpu_ticks "$rpid")
+		r_rps=$(awk '/throughput summary:/ { print $3 }' "$TMP/redis-tls-bench.txt")
+		read -r r_p50 r_p99 < <(awk '/avg +min +p50/ { getline;
+			printf "%d %d\n", $3 * 1000 + 0.5, $5 * 1000 + 0.5 }' \
+			"$TMP/redis-tls-bench.txt")
+		[ -n "$r_rps" ] && [ -n "$r_p50" ] ||
+			die "could not parse redis-benchmark --tls output"
+		r_cpu=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$n" \
+			'BEGIN { printf "%.3f", t * 1e6 / hz / n }')
+
+		w="tls ping C=$c D=$d"
+		row "$w" "requests/s" "$(jnum "$tj" .rps)" "1/s" "$r_rps" redis-tls \
+			"ahead of redis-tls" "$(yes_if "$(jnum "$tj" .rps)" "$r_rps" ">=")"
+		row "$w" "p50" "$(jnum "$tj" .p50_us)" "us" "$r_p50" redis-tls
+		row "$w" "p99" "$(jnum "$tj" .p99_us)" "us" "$r_p99" redis-tls
+		row "$w" "server CPU per request" "$t_cpu" "us" "$r_cpu" redis-tls \
+			"below redis-tls" "$(yes_if "$t_cpu" "$r_cpu" "<")"
+		if [ "$c" -ge 50 ]; then
+			row "$w" "server CPU per request, against plaintext" "$t_cpu" "us" \
+				"$p_cpu" noded-plaintext "<= 1.3x plaintext" \
+				"$(yes_if "$t_cpu" "$(awk -v p="$p_cpu" 'BEGIN { print p * 1.3 }')" "<")"
+		else
+			row "$w" "server CPU per request, against plaintext" "$t_cpu" "us" \
+				"$p_cpu" noded-plaintext
+		fi
+		row "$w" "requests/s, against plaintext" "$(jnum "$tj" .rps)" "1/s" \
+			"$(jnum "$pj" .rps)" noded-plaintext
+		[ "$(jnum "$tj" .errors)" = 0 ] || note "tls ping ${c}x$d had $(jnum "$tj" .errors) errors"
+		note "tls ping ${c}x$d: noded $(jnum "$tj" .rps)/s (plaintext $(jnum "$pj" .rps)/s), redis-tls $r_rps/s"
+	done
+
+	# Full handshakes (each then a Hello) one after another: server CPU
+	# per handshake, and the RSS each idle TLS connection keeps.
+	rss0=$(rss_kib "$MASTER_PID")
+	t0=$(cpu_ticks "$MASTER_PID")
+	"${PIN_CLIENT[@]}" "$BENCH" idle --addr "$MASTER_ADDR" --conns "$TLS_IDLE_CONNS" \
+		--hold 600 "${tls[@]}" >"$TMP/tls-idle.out" 2>"$TMP/tls-idle.err" &
+	local ipid=$!
+	PIDS+=("$ipid")
+	for _ in $(seq 1200); do
+		grep -q '^open ' "$TMP/tls-idle.out" && break
+		kill -0 "$ipid" 2>/dev/null || break
+		sleep 0.1
+	done
+	grep -q '^open ' "$TMP/tls-idle.out" || { cat "$TMP/tls-idle.err" >&2; die "TLS idle connections did not open"; }
+	t1=$(cpu_ticks "$MASTER_PID")
+	sleep 2
+	rss1=$(rss_kib "$MASTER_PID")
+	secs=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" 'BEGIN { print t / hz }')
+	row "tls handshakes" "full handshakes per second of server CPU" \
+		"$(awk -v n="$TLS_IDLE_CONNS" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')" "1/s"
+	row "tls idle" "RSS per idle TLS connection" \
+		"$(awk -v a="$rss0" -v b="$rss1" -v n="$TLS_IDLE_CONNS" 'BEGIN { printf "%.2f", (b - a) / n }')" "KiB"
+	note "tls: $TLS_IDLE_CONNS handshakes took $secs s of server CPU; RSS $rss0 -> $rss1 KiB"
+	stop_pid "$ipid"
+	stop_pid "$rpid"
+	stop_pid "$MASTER_PID"
+	stop_pid "$plain_pid"
+}
+
 # ---- run ----
 
 note "$(nproc) CPUs, masters on CPU $SERVER_CPU (--shards $SHARDS), load on CPU $CLIENT_CPU; workloads: $ONLY"
@@ -884,6 +1027,7 @@ if want queue; then bench_queue; fi
 if want durable; then bench_durable; fi
 if want failover; then bench_failover; fi
 if want restart; then bench_restart; fi
+if want tls; then bench_tls; fi
 
 # ---- report ----
 

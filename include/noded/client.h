@@ -42,7 +42,32 @@ struct nd_client_opts {
 	 * ND_EAUTH. */
 	const uint8_t *token;
 	size_t token_len;
+	/*
+	 * TLS 1.3 (any of the three set), paths read at connect. With ca,
+	 * the server must present a certificate signed by it that names the
+	 * master role (tls/tls.h): ND_ETLS otherwise. cert and key: ours, for
+	 * a master that asks for one (mutual TLS). A server that answers in
+	 * plaintext fails the connect with ND_ETLSPLAIN.
+	 */
+	const char *tls_cert, *tls_key, *tls_ca;
 };
+
+/*
+ * Why the last nd_client_connect of this thread failed, beyond its code:
+ * the TLS reason (ND_ETLS), or the server's Error message (ND_EREMOTE);
+ * "" when there is nothing more to say. Valid until the next connect.
+ */
+const char *nd_client_last_error(void);
+
+/*
+ * For a sans-I/O driver of a client connected over TLS: the OpenSSL SSL
+ * (an SSL *) under c after its handshake, or NULL without TLS. The driver
+ * then moves the records itself (for instance SSL_set_bio with memory
+ * BIOs: SSL_write what nd_client_output gives, SSL_read what arrives before
+ * nd_client_feed) and no longer calls c's blocking functions. c keeps
+ * ownership.
+ */
+void *nd_client_tls_session(struct nd_client *c);
 
 /*
  * Called once for the reply of a unary call, and once per frame of a stream

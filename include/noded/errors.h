@@ -23,7 +23,10 @@
 	X(ND_EAUTHNOPROOF, -4020, "the master did not prove it holds the "   \
 	  "token (it asked for none): not trusted")                          \
 	X(ND_EAUTHBADPROOF, -4021, "the master's proof does not match our "   \
-	  "token (another token, or not the master): not trusted")
+	  "token (another token, or not the master): not trusted")            \
+	X(ND_ETLS, -4130, "TLS failed (nd_client_last_error says why)")      \
+	X(ND_ETLSPLAIN, -4131, "the server answered in plaintext: it does "  \
+	  "not speak TLS on this port")
 
 enum {
 #define ND__ERR_ENUM(name, value, msg) name = (value),

@@ -21,6 +21,7 @@
 
 #include "api/api.h"
 #include "api/http.h"
+#include "tls/conn_tls.h"
 #include "core/log.h"
 #include "core/server.h"
 #include "node/service.h"
@@ -47,6 +48,7 @@ static const char *reason(unsigned status)
 	case 201: return "Created";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
 	case 408: return "Request Timeout";
@@ -489,7 +491,13 @@ static int on_complete(http_parser *p)
 
 	hc->cur = NULL;
 	nd_conn_deadline(hc->conn, 0);
-	nd_api_route(r); /* r may be answered and freed by now */
+	/* A worker's certificate reads, never changes (tls/tls.h). */
+	if (nd_conn_tls_peer(hc->conn, NULL) == ND_TLS_ROLE_WORKER &&
+	    r->method != HTTP_GET)
+		nd_http_error(r, 403, "permission denied: a worker "
+			      "certificate may only GET");
+	else
+		nd_api_route(r); /* r may be answered and freed by now */
 	/* Stop after each message while too many are queued, or while the
 	 * responses are over the output limit. */
 	if (hc->nreqs >= MAX_QUEUED || over_output(hc))
@@ -655,6 +663,25 @@ static void http_input_full(struct nd_conn *c, int err)
 	hc_of(c)->failed = true;
 }
 
+/* Plaintext HTTP on the TLS port: a 400 in plaintext saying so. A TLS
+ * client on a plaintext port cannot read plaintext: it is just closed. */
+static void http_wrong_transport(struct nd_conn *c, bool tls_expected)
+{
+	static const char body[] = "this port speaks HTTPS (TLS): use "
+				   "https:// and the cluster's CA\n";
+	char head[160];
+	int n;
+
+	hc_of(c)->failed = true;
+	if (!tls_expected)
+		return;
+	n = snprintf(head, sizeof(head), "HTTP/1.1 400 Bad Request\r\n"
+		     "Content-Type: text/plain\r\nConnection: close\r\n"
+		     "Content-Length: %zu\r\n\r\n", sizeof(body) - 1);
+	nd_conn_write(c, head, (size_t)n);
+	nd_conn_write(c, body, sizeof(body) - 1);
+}
+
 const struct nd_conn_ops nd_http_ops = {
 	.state_size = sizeof(struct http_conn),
 	.open = http_open,
@@ -666,6 +693,7 @@ const struct nd_conn_ops nd_http_ops = {
 	.deliver = http_deliver,
 	.expired = http_expired,
 	.input_full = http_input_full,
+	.wrong_transport = http_wrong_transport,
 };
 
 /* ---- helpers for the routes ---- */

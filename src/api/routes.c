@@ -38,6 +38,7 @@ static unsigned status_of(Noded__ErrorCode code)
 	case NODED__ERROR_CODE__FAILED_PRECONDITION: return 409;
 	case NODED__ERROR_CODE__RESOURCE_EXHAUSTED: return 429;
 	case NODED__ERROR_CODE__UNAUTHENTICATED: return 401;
+	case NODED__ERROR_CODE__PERMISSION_DENIED: return 403;
 	case NODED__ERROR_CODE__UNAVAILABLE: return 503;
 	case NODED__ERROR_CODE__NOT_LEADER: return 503;
 	default: return 500;

@@ -8,6 +8,7 @@
 int nd_cli_master(int argc, char **argv);
 int nd_cli_worker(int argc, char **argv);
 int nd_cli_nodes(int argc, char **argv);
+int nd_cli_tls(int argc, char **argv);
 int nd_cli_node(int argc, char **argv);
 int nd_cli_operator(int argc, char **argv);
 int nd_cli_dev(int argc, char **argv);
@@ -151,5 +152,19 @@ extern const char nd_cli_log_usage[];
 /* True when opt is one of their codes; then *ok says whether arg was good
  * (and applied) or not (said why on stderr). */
 bool nd_cli_log_opt(int opt, const char *arg, bool *ok);
+
+/* --tls-cert, --tls-key, --tls-ca: every command that talks to a master
+ * or serves (also [common] keys and NODED_TLS_CERT/KEY/CA). */
+enum { ND_CLI_OPT_TLS_CERT = 0x110, ND_CLI_OPT_TLS_KEY, ND_CLI_OPT_TLS_CA };
+#define ND_CLI_TLS_OPTIONS                                                  \
+	{ "tls-cert", required_argument, NULL, ND_CLI_OPT_TLS_CERT },        \
+	{ "tls-key", required_argument, NULL, ND_CLI_OPT_TLS_KEY },          \
+	{ "tls-ca", required_argument, NULL, ND_CLI_OPT_TLS_CA }
+/* The usage lines of the three, for a client command. */
+extern const char nd_cli_tls_usage[];
+/* The files given (NULL: none). */
+extern const char *nd_cli_tls_cert, *nd_cli_tls_key, *nd_cli_tls_ca;
+/* True when opt is one of their codes (the file is recorded). */
+bool nd_cli_tls_opt(int opt, const char *arg);
 
 #endif

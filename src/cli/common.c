@@ -78,6 +78,34 @@ bool nd_cli_log_opt(int opt, const char *arg, bool *ok)
 	return true;
 }
 
+/* ---- TLS files ---- */
+
+const char *nd_cli_tls_cert, *nd_cli_tls_key, *nd_cli_tls_ca;
+
+const char nd_cli_tls_usage[] =
+	"  --tls-cert FILE        our certificate, for a master that asks\n"
+	"                         for one (mutual TLS; $NODED_TLS_CERT)\n"
+	"  --tls-key FILE         its private key ($NODED_TLS_KEY)\n"
+	"  --tls-ca FILE          speak TLS 1.3 and trust masters signed by\n"
+	"                         this CA only ($NODED_TLS_CA)\n";
+
+bool nd_cli_tls_opt(int opt, const char *arg)
+{
+	switch (opt) {
+	case ND_CLI_OPT_TLS_CERT:
+		nd_cli_tls_cert = arg;
+		return true;
+	case ND_CLI_OPT_TLS_KEY:
+		nd_cli_tls_key = arg;
+		return true;
+	case ND_CLI_OPT_TLS_CA:
+		nd_cli_tls_ca = arg;
+		return true;
+	default:
+		return false;
+	}
+}
+
 /* ---- talking to the master ---- */
 
 const char *nd_cli_token_file;
@@ -169,12 +197,25 @@ static struct nd_client *connect_one(const char *addr, bool quiet)
 	if (path && *path && nd_auth_read_token(path, &token, &opts.token_len))
 		return NULL; /* it said why */
 	opts.token = token;
+	opts.tls_cert = nd_cli_tls_cert;
+	opts.tls_key = nd_cli_tls_key;
+	opts.tls_ca = nd_cli_tls_ca;
 	r = nd_client_connect(&c, addr, &opts);
 	free(token);
 	if (!r)
 		return c;
 	if (quiet)
 		return NULL;
+	if (r == ND_ETLS || r == ND_ETLSPLAIN) {
+		fprintf(stderr, "noded: TLS with the master %s failed: %s\n",
+			addr, nd_client_last_error());
+		return NULL;
+	}
+	if (r == ND_EREMOTE && *nd_client_last_error()) {
+		fprintf(stderr, "noded: the master %s refused us: %s\n", addr,
+			nd_client_last_error());
+		return NULL;
+	}
 	if (r == ND_EAUTH)
 		fprintf(stderr, "noded: the master %s %s\n", addr, token ?
 			"did not accept our token (is --token-file the "

@@ -40,7 +40,8 @@ static const char *const sections[] = {
 
 /* The keys of [common]. */
 static const char *const common_keys[] = {
-	"master", "token-file", "log-format", "log-level", NULL,
+	"master", "token-file", "log-format", "log-level", "tls-cert",
+	"tls-key", "tls-ca", NULL,
 };
 
 /* One `key = value` of a file, or one variable of the environment. */
@@ -199,7 +200,8 @@ static int on_setting(void *user, const char *section, const char *key,
 	}
 	if (!strcmp(section, "common") && !in_list(common_keys, key))
 		return fail(p, "unknown key '%s' in [common] (it takes "
-			    "master, token-file, log-format, log-level; "
+			    "master, token-file, log-format, log-level, "
+			    "tls-cert, tls-key, tls-ca; "
 			    "other keys go under their command)", key);
 	/* the sections of other commands are theirs to check */
 	if (strcmp(section, "common") && strcmp(section, p->cmd))
@@ -402,6 +404,9 @@ int nd_cli_config(const char *cmd, const char *shortopts,
 	static const char *const env[][2] = {
 		{ "NODED_MASTER", "master" },
 		{ "NODED_TOKEN_FILE", "token-file" },
+		{ "NODED_TLS_CERT", "tls-cert" },
+		{ "NODED_TLS_KEY", "tls-key" },
+		{ "NODED_TLS_CA", "tls-ca" },
 	};
 	struct store *st = calloc(1, sizeof(*st));
 	const char *config = NULL;
@@ -449,8 +454,8 @@ int nd_cli_config(const char *cmd, const char *shortopts,
 			goto err_free;
 	}
 	/* the environment, for the commands that talk to a master */
-	for (size_t i = 0; !help && opt_index(opts, "master") >= 0 && i < 2;
-	     i++) {
+	for (size_t i = 0; !help && opt_index(opts, "master") >= 0 &&
+	     i < sizeof(env) / sizeof(env[0]); i++) {
 		const char *v = getenv(env[i][0]);
 		struct setting s = { .section = env[i][0], .layer = 10,
 				     .opt = opt_index(opts, env[i][1]) };

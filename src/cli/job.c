@@ -164,7 +164,8 @@ int nd_cli_job(int argc, char **argv)
 
 	r = nd_cli_task_opts_parse(argc, argv, TO_ID | TO_JSON,
 		"usage: noded job ID [--master HOST:PORT] [--json] "
-		"[--token-file FILE] [--config FILE]\n"
+		"[--token-file FILE] "
+		"[--tls-cert FILE --tls-key FILE --tls-ca FILE] [--config FILE]\n"
 		"  The tasks of job ID (the fan-out of a run or submit to "
 		"several nodes; its\n"
 		"  id is its first task's), counted and listed by state, with "
@@ -378,7 +379,8 @@ int nd_cli_wait(int argc, char **argv)
 				   TO_TIMEOUT,
 		"usage: noded wait ID | --job N [--timeout SECS] "
 		"[--master HOST:PORT]\n"
-		"                  [--token-file FILE] [--config FILE]\n"
+		"                  [--token-file FILE] "
+		"[--tls-cert FILE --tls-key FILE --tls-ca FILE] [--config FILE]\n"
 		"  Waits for task ID (or every task of job N) to end and exits "
 		"with its\n"
 		"  status as run does: the command's, 128+N if killed by "

@@ -38,6 +38,8 @@ static void usage(FILE *f)
 		"  operator   the cluster of masters: operator raft list-peers,\n"
 		"             add-peer, remove-peer, transfer-leader; operator\n"
 		"             snapshot save, restore, inspect\n"
+		"  tls        make a cluster's CA and certificates (noded tls\n"
+		"             --help)\n"
 		"  version    print the version\n"
 		"  help       this text\n"
 		"\n"
@@ -90,6 +92,8 @@ static int dispatch(int argc, char **argv)
 		return nd_cli_logs(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "cancel"))
 		return nd_cli_cancel(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "tls"))
+		return nd_cli_tls(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "job"))
 		return nd_cli_job(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "wait"))

@@ -20,6 +20,7 @@
 #include "noded/client.h"
 #include "noded/errors.h"
 #include "rpc/server.h"
+#include "tls/tls.h"
 
 static void usage(FILE *f)
 {
@@ -54,6 +55,14 @@ static void usage(FILE *f)
 		"%s%s"
 		"  --token-file FILE      require every worker and client to prove\n"
 		"                         it holds this token (needed off loopback)\n"
+		"  --tls-cert FILE        speak TLS 1.3 on every listener, with\n"
+		"                         this master certificate (see noded tls;\n"
+		"                         the files are re-read on SIGHUP)\n"
+		"  --tls-key FILE         its private key\n"
+		"  --tls-ca FILE          mutual TLS: every worker and client must\n"
+		"                         present a certificate signed by this CA,\n"
+		"                         whose role limits what it may do (with\n"
+		"                         --tls-cert, enough off loopback)\n"
 		"  --config FILE          read the settings from FILE alone (not\n"
 		"                         /etc/noded/noded.conf and the user's)\n"
 		"  --max-queue N          tasks waiting for a node before submits\n"
@@ -136,6 +145,7 @@ static const struct option opts[] = {
 	ND_CLI_RETENTION_OPTIONS,
 	ND_CLI_LOG_OPTIONS,
 	{ "token-file", required_argument, NULL, 't' },
+	ND_CLI_TLS_OPTIONS,
 	{ "http", required_argument, NULL, 'T' },
 	{ "max-queue", required_argument, NULL, 'Q' },
 	{ "http-max-body", required_argument, NULL, 'B' },
@@ -431,6 +441,8 @@ static int parse_args(int argc, char **argv, struct master_args *a)
 	while ((li = -1, o = nd_cli_getopt(argc, argv, "h", opts, &li)) != -1) {
 		if (!nd_cli_once("master", opts, seen, li, optarg))
 			return ND_CLI_EXIT_USAGE;
+		if (nd_cli_tls_opt(o, optarg))
+			continue;
 		if (nd_cli_retention_opt(o, optarg, &a->m.svc, &ok) ||
 		    nd_cli_log_opt(o, optarg, &ok)) {
 			if (!ok)
@@ -632,17 +644,32 @@ int nd_cli_master(int argc, char **argv)
 	struct joiner join = { 0 };
 	sigset_t sigs;
 	uint8_t *token = NULL;
+	struct nd_tls *tls = NULL;
 	int ret = parse_args(argc, argv, &a);
 
 	if (ret >= 0)
 		return ret;
 	if (!a.idle_set)
 		a.m.cfg.idle_timeout_ms = 60000;
-	if (a.m.http && !a.http_insecure && !http_on_loopback(a.m.http))
+	if (nd_cli_tls_cert || nd_cli_tls_key || nd_cli_tls_ca) {
+		struct nd_tls_files f = { nd_cli_tls_cert, nd_cli_tls_key,
+					  nd_cli_tls_ca };
+
+		if (nd_tls_open(&tls, &f, true))
+			return ND_CLI_EXIT_USAGE;
+		a.m.cfg.tls = tls;
+	}
+	/* with mutual TLS the HTTP clients' secret never travels in clear */
+	if (a.m.http && !a.http_insecure && !(tls && nd_tls_verifies(tls)) &&
+	    !http_on_loopback(a.m.http)) {
+		nd_tls_close(tls);
 		return ND_CLI_EXIT_USAGE;
+	}
 	if (a.token_file &&
-	    nd_auth_read_token(a.token_file, &token, &a.m.cfg.token_len))
+	    nd_auth_read_token(a.token_file, &token, &a.m.cfg.token_len)) {
+		nd_tls_close(tls);
 		return ND_CLI_EXIT_USAGE;
+	}
 	a.m.cfg.token = token;
 	a.raft.token = token;
 	a.raft.token_len = a.m.cfg.token_len;
@@ -652,6 +679,7 @@ int nd_cli_master(int argc, char **argv)
 		fprintf(stderr, "noded: %s\n", err);
 		ND_LOG(ND_LOG_ERROR, "master.failed", ND_S("err", err));
 		free(token);
+		nd_tls_close(tls);
 		return ND_CLI_EXIT_FAIL;
 	}
 	a.m.svc.ids = &ids;
@@ -697,5 +725,6 @@ close_ids:
 	free(raft_dir);
 	nd_task_ids_close(&ids);
 	free(token);
+	nd_tls_close(tls);
 	return ret;
 }

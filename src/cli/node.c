@@ -26,8 +26,8 @@ static void usage(FILE *f)
 		"usage: noded node drain NAME [--deadline SECS] [--json]\n"
 		"       noded node eligible NAME [--json]\n"
 		"       noded node rm NAME\n"
-		"  (each also takes --master HOST:PORT, --token-file FILE and\n"
-		"  --config FILE)\n"
+		"  (each also takes --master HOST:PORT, --token-file FILE,\n"
+		"  --tls-cert FILE, --tls-key FILE, --tls-ca FILE and --config FILE)\n"
 		"  drain     NAME takes no new task until `eligible`; its\n"
 		"            running tasks finish, or with --deadline are\n"
 		"            stopped after SECS (0: now) and end LOST (or run\n"
@@ -71,6 +71,7 @@ int nd_cli_node(int argc, char **argv)
 		{ "deadline", required_argument, NULL, 'd' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "token-file", required_argument, NULL, 'T' },
+		ND_CLI_TLS_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -105,6 +106,11 @@ int nd_cli_node(int argc, char **argv)
 			break;
 		case 'T':
 			nd_cli_token_file = optarg;
+			break;
+		case ND_CLI_OPT_TLS_CERT:
+		case ND_CLI_OPT_TLS_KEY:
+		case ND_CLI_OPT_TLS_CA:
+			nd_cli_tls_opt(o, optarg);
 			break;
 		case 'h':
 			usage(stdout);

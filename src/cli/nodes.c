@@ -82,6 +82,7 @@ int nd_cli_nodes(int argc, char **argv)
 		{ "master", required_argument, NULL, 'm' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "token-file", required_argument, NULL, 'T' },
+		ND_CLI_TLS_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -109,9 +110,15 @@ int nd_cli_nodes(int argc, char **argv)
 		case 'T':
 			nd_cli_token_file = optarg;
 			break;
+		case ND_CLI_OPT_TLS_CERT:
+		case ND_CLI_OPT_TLS_KEY:
+		case ND_CLI_OPT_TLS_CA:
+			nd_cli_tls_opt(o, optarg);
+			break;
 		case 'h':
 			printf("usage: noded nodes [--master HOST:PORT] [--json] "
-			       "[--token-file FILE] [--config FILE]\n");
+			       "[--token-file FILE] "
+		"[--tls-cert FILE --tls-key FILE --tls-ca FILE] [--config FILE]\n");
 			return ND_CLI_EXIT_OK;
 		default:
 			fprintf(stderr, "usage: noded nodes [--master HOST:PORT] "

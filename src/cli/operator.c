@@ -26,8 +26,8 @@ static void usage(FILE *f)
 		"       noded operator raft remove-peer ID\n"
 		"       noded operator raft transfer-leader [ID]\n"
 		"       noded operator snapshot save|restore|inspect FILE\n"
-		"  (each also takes --master HOST:PORT[,...], --token-file FILE\n"
-		"  and --config FILE)\n"
+		"  (each also takes --master HOST:PORT[,...], --token-file FILE,\n"
+		"  --tls-cert FILE, --tls-key FILE, --tls-ca FILE and --config FILE)\n"
 		"  list-peers       the masters of the cluster: id, addresses,\n"
 		"                   voter or not, which one leads\n"
 		"  add-peer         make the master with that id and Raft\n"
@@ -393,6 +393,7 @@ int nd_cli_operator(int argc, char **argv)
 		{ "master", required_argument, NULL, 'm' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "token-file", required_argument, NULL, 'T' },
+		ND_CLI_TLS_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -416,6 +417,11 @@ int nd_cli_operator(int argc, char **argv)
 			break;
 		case 'T':
 			nd_cli_token_file = optarg;
+			break;
+		case ND_CLI_OPT_TLS_CERT:
+		case ND_CLI_OPT_TLS_KEY:
+		case ND_CLI_OPT_TLS_CA:
+			nd_cli_tls_opt(o, optarg);
 			break;
 		case 'h':
 			usage(stdout);

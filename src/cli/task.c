@@ -34,6 +34,7 @@ int nd_cli_task_opts_parse(int argc, char **argv, unsigned allowed,
 		{ "timeout", required_argument, NULL, 't' },
 		{ "stale", no_argument, NULL, 'S' },
 		{ "token-file", required_argument, NULL, 'T' },
+		ND_CLI_TLS_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -70,6 +71,11 @@ int nd_cli_task_opts_parse(int argc, char **argv, unsigned allowed,
 			break;
 		case 'T':
 			nd_cli_token_file = optarg;
+			break;
+		case ND_CLI_OPT_TLS_CERT:
+		case ND_CLI_OPT_TLS_KEY:
+		case ND_CLI_OPT_TLS_CA:
+			nd_cli_tls_opt(c, optarg);
 			break;
 		case 'j':
 			o->json = true;
@@ -173,7 +179,8 @@ int nd_cli_task(int argc, char **argv)
 	int r;
 
 	r = nd_cli_task_opts_parse(argc, argv, TO_ID | TO_JSON | TO_STALE,
-		       "usage: noded task ID [--master HOST:PORT] [--json] [--stale] [--token-file FILE] [--config FILE]\n"
+		       "usage: noded task ID [--master HOST:PORT] [--json] [--stale] [--token-file FILE] "
+		"[--tls-cert FILE --tls-key FILE --tls-ca FILE] [--config FILE]\n"
 		       "  --stale: the first master of --master answers from its copy of\n"
 		       "           the ledger (a follower's may lag), not the leader", &o);
 	if (r >= 0)
@@ -228,7 +235,8 @@ int nd_cli_tasks(int argc, char **argv)
 		       "usage: noded tasks [--master HOST:PORT] [--state STATE] "
 		       "[--job N] [--node NAME]\n"
 		       "                   [--limit N] [--json] [--stale] "
-		       "[--token-file FILE] [--config FILE]\n"
+		       "[--token-file FILE] "
+		"[--tls-cert FILE --tls-key FILE --tls-ca FILE] [--config FILE]\n"
 		       "  --stale: the first master of --master answers from its "
 		       "copy of the ledger\n"
 		       "           (a follower's may lag), not the leader\n"
@@ -364,7 +372,8 @@ int nd_cli_logs(int argc, char **argv)
 	int r;
 
 	r = nd_cli_task_opts_parse(argc, argv, TO_ID | TO_FOLLOW,
-		       "usage: noded logs ID [--master HOST:PORT] [--follow] [--token-file FILE] [--config FILE]\n"
+		       "usage: noded logs ID [--master HOST:PORT] [--follow] [--token-file FILE] "
+		"[--tls-cert FILE --tls-key FILE --tls-ca FILE] [--config FILE]\n"
 		       "  Prints the output the master kept (each attempt's after a marker line\n"
 		       "  on stderr). With --follow, then the live output until the task ends,\n"
 		       "  and exits with its status as run does (255 when the master is lost).",
@@ -433,7 +442,8 @@ int nd_cli_cancel(int argc, char **argv)
 	int r, waited = 0;
 
 	r = nd_cli_task_opts_parse(argc, argv, TO_ID | TO_JOB | TO_ID_OR_JOB,
-		       "usage: noded cancel ID | --job N [--master HOST:PORT] [--token-file FILE]\n"
+		       "usage: noded cancel ID | --job N [--master HOST:PORT] [--token-file FILE] "
+		"[--tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
 		       "                    [--config FILE]\n"
 		       "  Waits until the task ended (up to 10 s) and prints "
 		       "the state it reached;\n"

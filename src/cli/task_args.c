@@ -23,6 +23,7 @@ void nd_cli_task_usage(FILE *f, const char *cmd)
 		"                         " ND_CLI_MASTER ")\n"
 		"  --token-file FILE      the master's token, if it has one\n"
 		"                         (default: $NODED_TOKEN_FILE)\n"
+		"%s"
 		"  --config FILE          read the settings from FILE alone (not\n"
 		"                         /etc/noded/noded.conf and the user's)\n"
 		"  --node NAME            run on this node\n"
@@ -56,7 +57,7 @@ void nd_cli_task_usage(FILE *f, const char *cmd)
 		"                         unlimited)\n"
 		"The task sees NODED_TASK_ID, NODED_JOB_ID, NODED_NODE and\n"
 		"NODED_ATTEMPT.\n",
-		cmd);
+		cmd, nd_cli_tls_usage);
 	if (!strcmp(cmd, "run"))
 		fprintf(f,
 			"  --print-id             say 'noded: task ID' (with --all: "
@@ -331,6 +332,7 @@ static const struct option task_opts[] = {
 	{ "group", no_argument, NULL, 'g' },
 	{ "json", no_argument, NULL, 'j' },
 	{ "token-file", required_argument, NULL, 'T' },
+	ND_CLI_TLS_OPTIONS,
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 },
 };
@@ -353,6 +355,11 @@ static int task_opt(struct nd_cli_task_args *a, const char *cmd, int o,
 		break;
 	case 'T':
 		nd_cli_token_file = optarg;
+		break;
+	case ND_CLI_OPT_TLS_CERT:
+	case ND_CLI_OPT_TLS_KEY:
+	case ND_CLI_OPT_TLS_CA:
+		nd_cli_tls_opt(o, optarg);
 		break;
 	case 'n':
 		if (!*optarg) {

@@ -11,6 +11,7 @@
 #include "node/worker.h"
 #include "noded/auth.h"
 #include "rpc/server.h"
+#include "tls/tls.h"
 #include "wire/text.h"
 
 static void usage(FILE *f)
@@ -26,6 +27,12 @@ static void usage(FILE *f)
 		"  --slots N              tasks at once (default: CPUs)\n"
 		"  --token-file FILE      the master's token (its --token-file;\n"
 		"                         default: $NODED_TOKEN_FILE)\n"
+		"  --tls-cert FILE        our worker certificate (see noded tls;\n"
+		"                         default: $NODED_TLS_CERT)\n"
+		"  --tls-key FILE         its private key ($NODED_TLS_KEY)\n"
+		"  --tls-ca FILE          speak TLS 1.3 to the master and trust it\n"
+		"                         only with a master certificate signed by\n"
+		"                         this CA ($NODED_TLS_CA)\n"
 		"  --config FILE          read the settings from FILE alone (not\n"
 		"                         /etc/noded/noded.conf and the user's)\n"
 		"  --state-dir DIR        where it keeps its node id (created\n"
@@ -87,6 +94,7 @@ int nd_cli_worker(int argc, char **argv)
 		{ "label", required_argument, NULL, 'l' },
 		{ "slots", required_argument, NULL, 's' },
 		{ "token-file", required_argument, NULL, 't' },
+		ND_CLI_TLS_OPTIONS,
 		{ "state-dir", required_argument, NULL, 'd' },
 		{ "drain", no_argument, NULL, 'D' },
 		{ "drain-timeout", required_argument, NULL, 'W' },
@@ -98,6 +106,7 @@ int nd_cli_worker(int argc, char **argv)
 	char host[256];
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	const char *token_file = NULL, *state_dir = NULL;
+	struct nd_tls *tls = NULL;
 	const char *seen[sizeof(opts) / sizeof(opts[0])] = { 0 };
 	char dir[4096], err[512], why[512];
 	struct sockaddr_storage ss;
@@ -116,6 +125,8 @@ int nd_cli_worker(int argc, char **argv)
 	while ((li = -1, o = nd_cli_getopt(argc, argv, "h", opts, &li)) != -1) {
 		if (o != 'l' && !nd_cli_once("worker", opts, seen, li, optarg))
 			goto err_usage;
+		if (nd_cli_tls_opt(o, optarg))
+			continue;
 		if (nd_cli_log_opt(o, optarg, &ok)) {
 			if (!ok)
 				goto err_usage;
@@ -228,7 +239,19 @@ int nd_cli_worker(int argc, char **argv)
 			goto err_usage;
 		wc.token = token;
 	}
+	if (nd_cli_tls_cert || nd_cli_tls_key || nd_cli_tls_ca) {
+		struct nd_tls_files f = { nd_cli_tls_cert, nd_cli_tls_key,
+					  nd_cli_tls_ca };
+
+		if (nd_tls_open(&tls, &f, false)) {
+			free((void *)wc.token);
+			goto err_usage;
+		}
+		nd_tls_set_connect_default(tls);
+	}
 	ret = nd_worker_run(&wc);
+	nd_tls_set_connect_default(NULL);
+	nd_tls_close(tls);
 	free((void *)wc.token);
 	free(wc.labels);
 	return ret;

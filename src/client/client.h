@@ -13,6 +13,9 @@
 #include "noded/auth.h"
 #include "noded/client.h"
 
+struct ssl_st;
+struct nd_tls;
+
 #define SOFTWARE "noded 0.1"
 #define DEFAULT_TIMEOUT_MS 5000
 #define SLOTS_MIN 16
@@ -75,7 +78,29 @@ struct nd_client {
 	size_t out_off;
 
 	struct nd_buf in;       /* a partial frame: in.data[0, in.len) */
+
+	struct ssl_st *ssl;     /* TLS over fd (client_tls.c), or NULL */
+	struct nd_tls *tls;     /* its context */
+	bool tls_seen;          /* the server's first bytes came */
+	bool tls_plain;         /* and were not TLS */
 };
+
+/* client_tls.c */
+/* Starts TLS on c (connected) and does the handshake by deadline (mono
+ * ms). 0, ND_ETLS, ND_ETLSPLAIN, -ETIMEDOUT or -ENOMEM; the reason in
+ * nd__client_why. */
+int nd__client_tls_start(struct nd_client *c,
+			 const struct nd_client_opts *opts, int64_t deadline);
+void nd__client_tls_free(struct nd_client *c);
+/* nd_client_flush and the reads, over TLS. */
+int nd__client_tls_flush(struct nd_client *c);
+/* One read: > 0 bytes of plaintext into buf, 0 nothing now (EAGAIN),
+ * ND_ECLOSED at the end, ND_ETLS on a TLS error. */
+int nd__client_tls_recv(struct nd_client *c, uint8_t *buf, size_t size);
+/* Plaintext already decrypted and waiting in OpenSSL? */
+bool nd__client_tls_pending(const struct nd_client *c);
+/* This thread's reason for the last failure (nd_client_last_error). */
+extern __thread char nd__client_why[512];
 
 /* client.c (their contracts are at their definitions) */
 /* The pending request of id, or NULL. */

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -30,6 +31,8 @@ int nd_client_flush(struct nd_client *c)
 		return c->err;
 	if (c->werr)
 		return c->werr;
+	if (c->ssl)
+		return nd__client_tls_flush(c);
 	while (nd__client_out_queued(c)) {
 		n = send(c->fd, c->out.data + c->out_off, nd__client_out_queued(c),
 			 MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -60,7 +63,21 @@ static int read_some(struct nd_client *c)
 	int runs = 0, r, i;
 	ssize_t n;
 
-	for (i = 0; i < READS_PER_POLL; i++) {
+	for (i = 0; c->ssl && i < READS_PER_POLL; i++) {
+		r = nd__client_tls_recv(c, buf, sizeof(buf));
+		if (r == 0)
+			return runs;
+		if (r == ND_ECLOSED)
+			return nd__client_feed_eof(c);
+		if (r < 0)
+			return r;
+		n = r;
+		r = nd_client_feed(c, buf, (size_t)n);
+		if (r < 0)
+			return r;
+		runs += r;
+	}
+	for (i = 0; !c->ssl && i < READS_PER_POLL; i++) {
 		n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -93,6 +110,8 @@ int nd_client_poll(struct nd_client *c, int timeout_ms)
 	r = nd_client_flush(c);
 	if (r && r != -EAGAIN && !c->werr)
 		return r;
+	if (nd__client_tls_pending(c)) /* decrypted, not yet read */
+		return read_some(c);
 	pfd.fd = c->fd;
 	pfd.events = POLLIN | (nd__client_out_queued(c) && !c->werr ? POLLOUT : 0);
 	pfd.revents = 0;
@@ -243,6 +262,7 @@ void nd_client_close(struct nd_client *c)
 	if (!c)
 		return;
 	nd__client_fail_all(c, -ECANCELED, -ECANCELED, NULL, NULL, 0);
+	nd__client_tls_free(c);
 	if (c->fd >= 0)
 		close(c->fd);
 	nd_buf_free(&c->out);
@@ -395,6 +415,7 @@ int nd_client_connect(struct nd_client **out, const char *addr,
 	int r, fd = -ECONNREFUSED;
 
 	*out = NULL;
+	nd__client_why[0] = '\0';
 	r = split_addr(addr, buf, sizeof(buf), &host, &port);
 	if (r)
 		return r;
@@ -417,6 +438,13 @@ int nd_client_connect(struct nd_client **out, const char *addr,
 	r = nd_client_adopt(&c, fd, opts);
 	if (r)
 		return r;
+	if (opts && (opts->tls_cert || opts->tls_key || opts->tls_ca)) {
+		r = nd__client_tls_start(c, opts, deadline);
+		if (r) {
+			nd_client_close(c);
+			return r;
+		}
+	}
 	nd__client_hello_frame(c, &f, &h);
 	left = deadline - (int64_t)nd_mono_ms();
 	r = call(c, &f, &reply, left > 0 ? (int)left : 0, P_HELLO);
@@ -425,6 +453,11 @@ int nd_client_connect(struct nd_client **out, const char *addr,
 	    reply->body_case == NODED__FRAME__BODY_ERROR &&
 	    reply->error->code == NODED__ERROR_CODE__UNAUTHENTICATED)
 		r = ND_EAUTH;
+	if (r == ND_EREMOTE && reply &&
+	    reply->body_case == NODED__FRAME__BODY_ERROR &&
+	    reply->error->message)
+		snprintf(nd__client_why, sizeof(nd__client_why), "%s",
+			 reply->error->message);
 	if (r)
 		goto err_free_reply;
 	/* The HelloReply, or the Ack of our Auth when we hold a token. */

@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+struct nd_tls;
+
 struct nd_config {
 	const char *listen;          /* "HOST:PORT"; default 127.0.0.1:7070 */
 	const char *name;            /* our node name; default: host name */
@@ -28,6 +30,10 @@ struct nd_config {
 				      * 64 MiB or 4 max_frame if more */
 	uint32_t handshake_timeout_ms; /* Hello and auth, or an HTTP request's
 					* headers, must arrive within; 10 s */
+	struct nd_tls *tls;          /* every listener speaks TLS (server end);
+				      * NULL: plaintext. Not owned. */
+	struct nd_tls *tls_connect;  /* outbound connections speak TLS (client
+				      * end, nd_conn_connect); NULL: plaintext */
 };
 
 #define ND_INPUT_BUDGET_DEFAULT (64ull << 20)

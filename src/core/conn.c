@@ -47,6 +47,8 @@
 #include "core/conn_int.h"
 #include "core/log.h"
 #include "core/server.h"
+#include "tls/conn_tls.h"
+#include "tls/tls.h"
 
 #define IN_MIN 512
 #define HOLD_KEEP (64 * 1024)  /* input kept while held before reading stops */
@@ -58,7 +60,8 @@
 
 size_t nd__conn_queued(const struct nd_conn *c)
 {
-	return c->out.len + (c->tx.len - c->tx_off);
+	return c->out.len + (c->tx.len - c->tx_off) +
+	       (c->tls ? nd__tls_queued(c) : 0);
 }
 
 size_t nd_conn_queued(const struct nd_conn *c)
@@ -96,6 +99,16 @@ static void budget_give(struct nd_conn *c, size_t n)
 	if (n)
 		atomic_fetch_sub_explicit(&c->shard->srv->input_bytes, n,
 					  memory_order_relaxed);
+}
+
+bool nd__conn_budget_take(struct nd_conn *c, size_t n)
+{
+	return budget_take(c, n);
+}
+
+void nd__conn_budget_give(struct nd_conn *c, size_t n)
+{
+	budget_give(c, n);
 }
 
 static void buf_return(struct nd_shard *s, unsigned bid)
@@ -307,7 +320,7 @@ static void feed_kept(struct nd_conn *c)
 	check_watermark(c);
 }
 
-static void input(struct nd_conn *c, const uint8_t *p, size_t n)
+void nd__conn_input(struct nd_conn *c, const uint8_t *p, size_t n)
 {
 	size_t used = 0;
 	bool direct = !c->in.len && nd_conn_readable(c);
@@ -340,9 +353,11 @@ void nd__conn_resume(struct nd_conn *c)
 		nd__conn_want_recv(c);
 }
 
-struct nd_conn *nd_conn_adopt(struct nd_shard *s, int fd,
-			      const struct nd_conn_ops *ops, void *ctx,
-			      bool overload)
+/* nd_conn_adopt, with TLS (tls not NULL) or not; sniff: an accepted
+ * plaintext connection, whose first bytes are checked for TLS. */
+static struct nd_conn *adopt(struct nd_shard *s, int fd,
+			     const struct nd_conn_ops *ops, void *ctx,
+			     bool overload, struct nd_tls *tls, bool sniff)
 {
 	struct nd_conn *c;
 	int one = 1;
@@ -352,6 +367,13 @@ struct nd_conn *nd_conn_adopt(struct nd_shard *s, int fd,
 		close(fd);
 		return NULL;
 	}
+	if (tls && nd__tls_attach(c, tls)) {
+		free(c);
+		close(fd);
+		return NULL;
+	}
+	if (!tls && sniff)
+		c->flags |= ND_CONN_SNIFF;
 	c->shard = s;
 	c->ops = ops;
 	c->ctx = ctx;
@@ -365,6 +387,8 @@ struct nd_conn *nd_conn_adopt(struct nd_shard *s, int fd,
 	atomic_store_explicit(&s->load, s->nconns, memory_order_relaxed);
 	s->st.accepted++;
 	c->ops->open(c);
+	if (c->tls && !(c->flags & (ND_CONN_CLOSING | ND_CONN_DEAD)))
+		nd__tls_input(c, NULL, 0); /* a client's hello goes out */
 	if (s->draining && !(c->flags & ND_CONN_CLOSING)) {
 		c->ops->drain(c);
 		nd_conn_close(c, true);
@@ -372,6 +396,55 @@ struct nd_conn *nd_conn_adopt(struct nd_shard *s, int fd,
 	if (!(c->flags & ND_CONN_DEAD))
 		arm_recv(c);
 	return c;
+}
+
+struct nd_conn *nd_conn_adopt(struct nd_shard *s, int fd,
+			      const struct nd_conn_ops *ops, void *ctx,
+			      bool overload)
+{
+	return adopt(s, fd, ops, ctx, overload, NULL, false);
+}
+
+struct nd_conn *nd_conn_adopt_accepted(struct nd_shard *s, int fd,
+				       const struct nd_conn_ops *ops,
+				       void *ctx, bool overload,
+				       struct nd_tls *tls)
+{
+	return adopt(s, fd, ops, ctx, overload, tls, true);
+}
+
+/* A TLS ClientHello on a plaintext port: the protocol says so, in
+ * plaintext, and the connection closes. */
+static void tls_on_plain(struct nd_conn *c)
+{
+	char peer[64];
+
+	nd_conn_peer_name(c, peer, sizeof(peer));
+	ND_LOG(ND_LOG_INFO, "tls.on_plaintext_port", ND_S("peer", peer),
+	       ND_S("msg", "a TLS handshake on a plaintext port (this server "
+		    "runs without --tls-cert): connection closed"));
+	if (c->ops->wrong_transport)
+		c->ops->wrong_transport(c, false);
+	end_unread(c);
+}
+
+/* Received bytes: through TLS, or checked once for a TLS client on a
+ * plaintext port, then to the protocol. */
+static void input(struct nd_conn *c, const uint8_t *p, size_t n)
+{
+	if (c->tls) {
+		nd__tls_input(c, p, n);
+		return;
+	}
+	if (c->flags & ND_CONN_SNIFF) {
+		c->flags &= ~ND_CONN_SNIFF;
+		/* a TLS record of type handshake, version 3.x */
+		if (n >= 2 && p[0] == 0x16 && p[1] == 0x03) {
+			tls_on_plain(c);
+			return;
+		}
+	}
+	nd__conn_input(c, p, n);
 }
 
 struct pending_connect {
@@ -393,7 +466,9 @@ static void connected(struct nd_shard *s, struct nd_op *op,
 	int err = cqe->res;
 
 	if (err == 0) {
-		c = nd_conn_adopt(s, pc->fd, pc->ops, pc->ctx, false);
+		c = adopt(s, pc->fd, pc->ops, pc->ctx, false,
+			  s->cfg->tls_connect ? s->cfg->tls_connect :
+						nd_tls_connect_default(), false);
 		if (!c)
 			err = -ENOMEM;
 	} else {
@@ -519,6 +594,8 @@ void nd_conn_close(struct nd_conn *c, bool flush)
 		return;
 	c->flags |= ND_CONN_CLOSING;
 	c->flags &= ~ND_CONN_PAUSED;
+	if (c->tls)
+		nd__tls_closing(c);
 	nd_list_del(&c->timed);
 	if (nd_list_linked(&c->lazy))
 		nd_conn_commit(c, 0);
@@ -554,6 +631,7 @@ static void conn_free(struct nd_conn *c)
 	struct nd_shard *s = c->shard;
 
 	c->ops->close(c);
+	nd__tls_free(c);
 	close(c->fd);
 	nd_list_del(&c->link);
 	budget_give(c, c->in.cap);

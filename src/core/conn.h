@@ -44,9 +44,12 @@ enum {
 	ND_CONN_OVERLOAD = 1 << 7,    /* over max_conns: refuse in ops->open */
 	ND_CONN_WANT_DRAIN = 1 << 8,  /* call ops->drained when output is low */
 	ND_CONN_HELD = 1 << 9,        /* the protocol takes no input for now */
+	ND_CONN_SNIFF = 1 << 10,      /* accepted in plaintext, no byte yet */
 };
 
 struct nd_conn_ops;
+struct nd_tls;
+struct nd_tls_conn;
 
 struct nd_conn {
 	struct nd_shard *shard;
@@ -69,6 +72,7 @@ struct nd_conn {
 	struct nd_buf out;            /* queued output */
 	struct nd_buf tx;             /* output being sent: tx.data[tx_off..) */
 	size_t tx_off;
+	struct nd_tls_conn *tls;      /* TLS under us (src/tls), or NULL */
 };
 
 /* What the protocol on top of a connection provides. */
@@ -104,6 +108,11 @@ struct nd_conn_ops {
 	 * of all connections) or -ENOMEM. Say why; the connection is closed
 	 * after, with flush. Without it the connection is dropped. */
 	void (*input_full)(struct nd_conn *c, int err);
+	/* The peer speaks the other transport (optional): plaintext on a
+	 * TLS port (tls_expected; TLS is gone, output is plaintext) or a TLS
+	 * ClientHello on a plaintext port. Say so in plaintext; the
+	 * connection is closed after, with flush. */
+	void (*wrong_transport)(struct nd_conn *c, bool tls_expected);
 };
 
 static inline void *nd_conn_state(struct nd_conn *c)
@@ -122,7 +131,18 @@ struct nd_conn *nd_conn_adopt(struct nd_shard *s, int fd,
 			      bool overload);
 
 /*
- * Connects to addr from shard s with io_uring. done(arg, c, 0) runs with the
+ * nd_conn_adopt for a connection accepted on a listener: with tls (the
+ * server end), TLS runs under the protocol; without, a peer whose first
+ * bytes are a TLS ClientHello is told (ops->wrong_transport) and closed.
+ */
+struct nd_conn *nd_conn_adopt_accepted(struct nd_shard *s, int fd,
+				       const struct nd_conn_ops *ops,
+				       void *ctx, bool overload,
+				       struct nd_tls *tls);
+
+/*
+ * Connects to addr from shard s with io_uring (over TLS, client end, when
+ * the server's cfg->tls_connect is set). done(arg, c, 0) runs with the
  * adopted connection (ops/ctx as for nd_conn_adopt), or done(arg, NULL, err)
  * when the socket or the connect failed (err is -errno). Returns 0 when the
  * attempt started (done will run exactly once), or -errno.

@@ -6,7 +6,9 @@
 #ifndef ND_CORE_CONN_INT_H
 #define ND_CORE_CONN_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/conn.h"
 
@@ -22,6 +24,12 @@ void nd__conn_kill(struct nd_conn *c);
 void nd__conn_want_recv(struct nd_conn *c);
 /* A freed buffer of cap bytes (counted if big) towards the next trim. */
 void nd__conn_note_freed(struct nd_shard *s, size_t cap);
+/* Charges n bytes of kept input to the server's --input-budget (false:
+ * over it, nothing charged), and gives them back. */
+bool nd__conn_budget_take(struct nd_conn *c, size_t n);
+void nd__conn_budget_give(struct nd_conn *c, size_t n);
+/* Plaintext input for the protocol (received, or decrypted by TLS). */
+void nd__conn_input(struct nd_conn *c, const uint8_t *p, size_t n);
 /* Ends a pause of c's input (its output fell below the low watermark). */
 void nd__conn_resume(struct nd_conn *c);
 

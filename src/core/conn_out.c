@@ -11,6 +11,7 @@
 #include "core/conn.h"
 #include "core/conn_int.h"
 #include "core/log.h"
+#include "tls/conn_tls.h"
 
 /*
  * The output could not grow by n bytes: the frame that needed them is lost,
@@ -99,6 +100,11 @@ void nd__conn_flushed(struct nd_conn *c)
 {
 	if (!(c->flags & ND_CONN_CLOSING) || (c->flags & ND_CONN_WR_SHUT))
 		return;
+	/* TLS ends with close_notify, so the peer tells our end from a cut */
+	if (c->tls && nd__tls_close_notify(c)) {
+		nd__conn_start_send(c);
+		return;
+	}
 	c->flags |= ND_CONN_WR_SHUT;
 	/* Draining, we do not wait for the peer: its unread input, if any,
 	 * turns our close into a reset, which a stopping server may do. */
@@ -110,11 +116,33 @@ void nd__conn_flushed(struct nd_conn *c)
 	nd__conn_want_recv(c);
 }
 
+/* With TLS: the plaintext queued is encrypted, and the ciphertext is
+ * what goes (the sent buffer becomes the next ciphertext buffer). */
+static void start_send_tls(struct nd_conn *c)
+{
+	struct nd_buf b = c->tx, *ct = nd__tls_out(c);
+
+	if (!ct->len || (c->flags & (ND_CONN_SENDING | ND_CONN_DEAD)))
+		return;
+	nd_list_del(&c->lazy);
+	c->tx = *ct;
+	c->tx_off = 0;
+	*ct = b;
+	nd_buf_reset(ct);
+	send_tx(c);
+}
+
 void nd__conn_start_send(struct nd_conn *c)
 {
 	struct nd_buf b = c->tx;   /* sent: its memory is reused */
 
-	if ((c->flags & (ND_CONN_SENDING | ND_CONN_DEAD)) || !c->out.len)
+	if (c->flags & (ND_CONN_SENDING | ND_CONN_DEAD))
+		return;
+	if (c->tls) {
+		start_send_tls(c);
+		return;
+	}
+	if (!c->out.len)
 		return;
 	nd_list_del(&c->lazy);
 	c->tx = c->out;
@@ -152,9 +180,9 @@ void nd_conn_on_send(struct nd_conn *c, struct io_uring_cqe *cqe)
 		nd__conn_note_freed(s, c->tx.cap);
 		nd_buf_free(&c->tx);
 	}
-	if (c->out.len)
+	if (c->out.len || (c->tls && nd__tls_queued(c)))
 		nd__conn_start_send(c);
-	else
+	if (!nd__conn_queued(c))
 		nd__conn_flushed(c);
 	if ((c->flags & ND_CONN_PAUSED) &&
 	    nd__conn_queued(c) <= s->cfg->max_output / 4)

@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/notify.h"
 #include "core/server.h"
+#include "tls/tls.h"
 #include "noded/auth.h"
 #include "noded/errors.h"
 
@@ -255,11 +256,13 @@ static int bind_listener(struct nd_server *srv, const char *text,
 		return ND_EADDR;
 	}
 	/* Remote execution without authentication is how such tools end up
-	 * in CVEs: off loopback, a token is required. */
-	if (!nd_addr_is_loopback(&l->addr) && !srv->cfg.token) {
+	 * in CVEs: off loopback, a token or mutual TLS is required. */
+	if (!nd_addr_is_loopback(&l->addr) && !srv->cfg.token &&
+	    !(srv->cfg.tls && nd_tls_verifies(srv->cfg.tls))) {
 		ND_LOG(ND_LOG_ERROR, "server.refused_listen",
 		       ND_S("msg", "refusing to listen off loopback without "
-			    "--token-file: anyone who can reach it could run "
+			    "--token-file or mutual TLS (--tls-cert, --tls-key "
+			    "and --tls-ca): anyone who can reach it could run "
 			    "commands on every worker"),
 		       ND_S("option", what), ND_S("addr", text));
 		return ND_EADDR;
@@ -347,6 +350,7 @@ void nd_server_block_signals(sigset_t *set)
 	sigemptyset(set);
 	sigaddset(set, SIGINT);
 	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGHUP);  /* re-read the TLS files */
 	pthread_sigmask(SIG_BLOCK, set, NULL); /* inherited by the shards */
 	signal(SIGPIPE, SIG_IGN);
 }
@@ -357,8 +361,15 @@ int nd_server_wait_signal(void)
 	int sig;
 
 	nd_server_block_signals(&set);
-	while (sigwait(&set, &sig))
-		;
+	for (;;) {
+		if (sigwait(&set, &sig))
+			continue;
+		if (sig != SIGHUP)
+			break;
+		ND_LOG(ND_LOG_INFO, "server.reload",
+		       ND_S("msg", "SIGHUP: re-reading the TLS files"));
+		nd_tls_reload_all();
+	}
 	ND_LOG(ND_LOG_INFO, "server.stopping",
 	       ND_S("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"),
 	       ND_S("msg", "draining"));

@@ -363,7 +363,8 @@ static void adopt_msg(struct nd_shard *to, struct nd_msg *m)
 {
 	struct handoff *h = nd_container_of(m, struct handoff, msg);
 
-	nd_conn_adopt(to, h->fd, h->proto, NULL, h->overload);
+	nd_conn_adopt_accepted(to, h->fd, h->proto, NULL, h->overload,
+			       to->cfg->tls);
 	free(h);
 }
 

@@ -161,6 +161,8 @@ static void dispatch(struct nd_conn *c, const Noded__Frame *f)
 			     "before %s", nd_frame_method_name(f->body_case));
 		return;
 	}
+	if (!nd__rpc_role_allows(c, f))
+		return;
 	if (f->body_case == NODED__FRAME__BODY_RUN ||
 	    f->body_case == NODED__FRAME__BODY_WATCH)
 		rc->sp.watched = true;
@@ -382,4 +384,5 @@ const struct nd_conn_ops nd_rpc_server_ops = {
 	.drained = rpc_drained,
 	.expired = rpc_expired,
 	.input_full = rpc_input_full,
+	.wrong_transport = nd__rpc_wrong_transport,
 };

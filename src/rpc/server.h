@@ -72,6 +72,12 @@ void nd__rpc_ping(struct nd_conn *c, const Noded__Frame *f);
 void nd__rpc_report_status(struct nd_conn *c, const Noded__Frame *f);
 void nd__rpc_forward(struct nd_conn *c, const Noded__Frame *f);
 void nd__rpc_assign_task(struct nd_conn *c, const Noded__Frame *f);
+/* May the peer's certificate role send f (rpc/roles.c)? false after
+ * answering PERMISSION_DENIED (the connection goes on, but for a worker
+ * certificate's Hello under another node's name, which closes it). */
+bool nd__rpc_role_allows(struct nd_conn *c, const Noded__Frame *f);
+/* ops->wrong_transport: an Error in plaintext saying which to use. */
+void nd__rpc_wrong_transport(struct nd_conn *c, bool tls_expected);
 /* A CANCEL frame: ends the AssignTask stream it names. */
 void nd__rpc_assign_cancel(struct nd_conn *c, const Noded__Frame *f);
 /* The node service's answer to the registration on stream stream_id of c:

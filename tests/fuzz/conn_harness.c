@@ -20,8 +20,9 @@ static void setup(void)
 	nd_inproc_init(&in);
 }
 
-void nd_fuzz_conn(const struct nd_conn_ops *ops, const uint8_t *data,
-		  size_t size)
+/* tls: a TLS port's connection (NULL with plain: a plaintext port's). */
+static void run(const struct nd_conn_ops *ops, struct nd_tls *tls, bool plain,
+		const uint8_t *data, size_t size)
 {
 	static const uint8_t token[] = "fuzz-token";
 	struct nd_conn *c;
@@ -32,12 +33,18 @@ void nd_fuzz_conn(const struct nd_conn_ops *ops, const uint8_t *data,
 	if (size < 1)
 		return;
 	chunk = 1 + (data[0] & 0x7f);
-	in.cfg.token = data[0] & 0x80 ? token : NULL;
+	in.cfg.token = !tls && !plain && data[0] & 0x80 ? token : NULL;
 	in.cfg.token_len = in.cfg.token ? sizeof(token) - 1 : 0;
+	if (tls && data[0] & 0x80) {
+		tls = NULL;
+		plain = true;
+	}
 	data++;
 	size--;
 	in.s.now_ms = nd_mono_coarse_ms();
-	c = nd_conn_adopt(&in.s, -1, ops, NULL, false);
+	c = tls || plain ? nd_conn_adopt_accepted(&in.s, -1, ops, NULL, false,
+						  tls)
+			 : nd_conn_adopt(&in.s, -1, ops, NULL, false);
 	if (!c)
 		abort();
 	for (off = 0; off < size; off += n) {
@@ -52,4 +59,16 @@ void nd_fuzz_conn(const struct nd_conn_ops *ops, const uint8_t *data,
 	nd_inproc_drop(&in, c);
 	if (in.s.nconns != 0)
 		abort(); /* a connection that can never be freed */
+}
+
+void nd_fuzz_conn(const struct nd_conn_ops *ops, const uint8_t *data,
+		  size_t size)
+{
+	run(ops, NULL, false, data, size);
+}
+
+void nd_fuzz_conn_tls(const struct nd_conn_ops *ops, struct nd_tls *tls,
+		      const uint8_t *data, size_t size)
+{
+	run(ops, tls, false, data, size);
 }

@@ -26,4 +26,12 @@
 void nd_fuzz_conn(const struct nd_conn_ops *ops, const uint8_t *data,
 		  size_t size);
 
+/*
+ * The same on a connection accepted on a TLS port (tls, the server end),
+ * or, when byte 0's high bit is set, on a plaintext port (no token).
+ */
+struct nd_tls;
+void nd_fuzz_conn_tls(const struct nd_conn_ops *ops, struct nd_tls *tls,
+		      const uint8_t *data, size_t size);
+
 #endif

@@ -1,0 +1,202 @@
+/*
+ * TLS for the client library: OpenSSL over the client's own nonblocking
+ * socket (a client has one connection and blocks in poll, so a socket BIO
+ * is all it needs; the server side runs over memory BIOs, tls/conn_tls.c).
+ * The handshake completes inside nd_client_connect, bounded by its
+ * timeout; after it, nd_client_flush and the reads go through SSL_write
+ * and SSL_read.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "client/client.h"
+#include "core/time.h"
+#include "noded/errors.h"
+#include "tls/tls.h"
+
+__thread char nd__client_why[512];
+
+const char *nd_client_last_error(void)
+{
+	return nd__client_why;
+}
+
+/* Waits for fd to be ready for events by deadline: 0, -ETIMEDOUT. */
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+	struct pollfd pfd = { .fd = fd, .events = events };
+
+	for (;;) {
+		int64_t left = deadline - (int64_t)nd_mono_ms();
+		int r;
+
+		if (left <= 0)
+			return -ETIMEDOUT;
+		r = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+/* Notes whether the server's first bytes start a TLS record: a server
+ * without TLS on the port answers in plaintext (noded: an Error frame). */
+static long first_read(BIO *b, int oper, const char *argp, size_t len,
+		       int argi, long argl, int ret, size_t *processed)
+{
+	struct nd_client *c = (struct nd_client *)BIO_get_callback_arg(b);
+
+	if (oper == (BIO_CB_READ | BIO_CB_RETURN) && ret > 0 && processed &&
+	    *processed > 0 && !c->tls_seen) {
+		c->tls_seen = true;
+		c->tls_plain = !nd_tls_record_start((unsigned char)argp[0]);
+	}
+	return ret;
+}
+
+int nd__client_tls_start(struct nd_client *c,
+			 const struct nd_client_opts *opts, int64_t deadline)
+{
+	struct nd_tls_files f = {
+		.cert = opts->tls_cert, .key = opts->tls_key,
+		.ca = opts->tls_ca,
+	};
+	int r, err;
+
+	nd__client_why[0] = '\0';
+	r = nd_tls_open(&c->tls, &f, false);
+	if (r) {
+		snprintf(nd__client_why, sizeof(nd__client_why),
+			 "cannot load the TLS files (said above)");
+		return r == -ENOMEM ? r : ND_ETLS;
+	}
+	c->ssl = nd_tls_new_ssl(c->tls);
+	if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) {
+		ERR_clear_error();
+		return -ENOMEM;
+	}
+	SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
+		     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	BIO_set_callback_arg(SSL_get_rbio(c->ssl), (char *)c);
+	BIO_set_callback_ex(SSL_get_rbio(c->ssl), first_read);
+	for (;;) {
+		r = SSL_connect(c->ssl);
+		if (r == 1)
+			return 0;
+		err = SSL_get_error(c->ssl, r);
+		if (err == SSL_ERROR_WANT_WRITE) {
+			r = wait_fd(c->fd, POLLOUT, deadline);
+		} else if (err == SSL_ERROR_WANT_READ) {
+			r = wait_fd(c->fd, POLLIN, deadline);
+		} else if (c->tls_plain) {
+			ERR_clear_error();
+			snprintf(nd__client_why, sizeof(nd__client_why),
+				 "the server answered in plaintext: it does not "
+				 "speak TLS on this port (drop --tls-*, or give "
+				 "the port of a master started with "
+				 "--tls-cert)");
+			return ND_ETLSPLAIN;
+		} else {
+			if (err == SSL_ERROR_SYSCALL && !ERR_peek_error())
+				snprintf(nd__client_why, sizeof(nd__client_why),
+					 "the server closed the connection "
+					 "during the TLS handshake");
+			else
+				nd_tls_why(c->ssl, nd__client_why,
+					   sizeof(nd__client_why));
+			return ND_ETLS;
+		}
+		if (r) {
+			if (r == -ETIMEDOUT)
+				snprintf(nd__client_why, sizeof(nd__client_why),
+					 "the TLS handshake did not end in "
+					 "time");
+			return r;
+		}
+	}
+}
+
+void nd__client_tls_free(struct nd_client *c)
+{
+	/* our close_notify, best effort (the socket does not block) */
+	if (c->ssl && SSL_is_init_finished(c->ssl))
+		SSL_shutdown(c->ssl);
+	ERR_clear_error();
+	SSL_free(c->ssl);
+	c->ssl = NULL;
+	nd_tls_close(c->tls);
+	c->tls = NULL;
+}
+
+/* A TLS error after the handshake: its reason, and c is done. */
+static int tls_failed(struct nd_client *c)
+{
+	nd_tls_why(c->ssl, nd__client_why, sizeof(nd__client_why));
+	return nd__client_fail_all(c, ND_ETLS, ND_ETLS, NULL, NULL, 0);
+}
+
+int nd__client_tls_flush(struct nd_client *c)
+{
+	while (nd__client_out_queued(c)) {
+		size_t n = nd__client_out_queued(c);
+		int r = SSL_write(c->ssl, c->out.data + c->out_off,
+				  n > (1u << 30) ? 1 << 30 : (int)n);
+
+		if (r > 0) {
+			nd_client_consume(c, (size_t)r);
+			continue;
+		}
+		switch (SSL_get_error(c->ssl, r)) {
+		case SSL_ERROR_WANT_WRITE:
+		case SSL_ERROR_WANT_READ:
+			return -EAGAIN;
+		case SSL_ERROR_SYSCALL:
+			ERR_clear_error();
+			/* as nd_client_flush: keep reading, drop output */
+			c->werr = errno ? -errno : -EPIPE;
+			c->out_off = 0;
+			nd_buf_reset(&c->out);
+			return c->werr;
+		default:
+			return tls_failed(c);
+		}
+	}
+	return 0;
+}
+
+int nd__client_tls_recv(struct nd_client *c, uint8_t *buf, size_t size)
+{
+	int r = SSL_read(c->ssl, buf, (int)size);
+
+	if (r > 0)
+		return r;
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		return 0;
+	case SSL_ERROR_ZERO_RETURN:
+		return ND_ECLOSED;
+	case SSL_ERROR_SYSCALL:
+		/* EOF or reset without close_notify: closed */
+		ERR_clear_error();
+		return ND_ECLOSED;
+	default:
+		return tls_failed(c);
+	}
+}
+
+void *nd_client_tls_session(struct nd_client *c)
+{
+	return c->ssl;
+}
+
+bool nd__client_tls_pending(const struct nd_client *c)
+{
+	return c->ssl && SSL_pending(c->ssl) > 0;
+}
