@@ -166,5 +166,9 @@ extern const char nd_cli_tls_usage[];
 extern const char *nd_cli_tls_cert, *nd_cli_tls_key, *nd_cli_tls_ca;
 /* True when opt is one of their codes (the file is recorded). */
 bool nd_cli_tls_opt(int opt, const char *arg);
+/* The options every client command takes to reach its master: --master
+ * ('m', into *master), --token-file ('T') and the TLS ones. True when opt
+ * was one of them. */
+bool nd_cli_conn_opt(int opt, const char *arg, const char **master);
 
 #endif

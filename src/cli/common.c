@@ -89,6 +89,20 @@ const char nd_cli_tls_usage[] =
 	"  --tls-ca FILE          speak TLS 1.3 and trust masters signed by\n"
 	"                         this CA only ($NODED_TLS_CA)\n";
 
+bool nd_cli_conn_opt(int opt, const char *arg, const char **master)
+{
+	switch (opt) {
+	case 'm':
+		*master = arg;
+		return true;
+	case 'T':
+		nd_cli_token_file = arg;
+		return true;
+	default:
+		return nd_cli_tls_opt(opt, arg);
+	}
+}
+
 bool nd_cli_tls_opt(int opt, const char *arg)
 {
 	switch (opt) {

@@ -100,20 +100,11 @@ int nd_cli_nodes(int argc, char **argv)
 	while ((li = -1, o = nd_cli_getopt(argc, argv, "h", opts, &li)) != -1) {
 		if (!nd_cli_once("nodes", opts, seen, li, optarg))
 			return ND_CLI_EXIT_USAGE;
+		if (nd_cli_conn_opt(o, optarg, &master))
+			continue;
 		switch (o) {
-		case 'm':
-			master = optarg;
-			break;
 		case 'j':
 			json = true;
-			break;
-		case 'T':
-			nd_cli_token_file = optarg;
-			break;
-		case ND_CLI_OPT_TLS_CERT:
-		case ND_CLI_OPT_TLS_KEY:
-		case ND_CLI_OPT_TLS_CA:
-			nd_cli_tls_opt(o, optarg);
 			break;
 		case 'h':
 			printf("usage: noded nodes [--master HOST:PORT] [--json] "

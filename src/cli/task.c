@@ -65,18 +65,9 @@ int nd_cli_task_opts_parse(int argc, char **argv, unsigned allowed,
 		}
 		if (!nd_cli_once(saved0, opts, seen, li, optarg))
 			goto err_usage;
+		if (nd_cli_conn_opt(c, optarg, &o->master))
+			continue;
 		switch (c) {
-		case 'm':
-			o->master = optarg;
-			break;
-		case 'T':
-			nd_cli_token_file = optarg;
-			break;
-		case ND_CLI_OPT_TLS_CERT:
-		case ND_CLI_OPT_TLS_KEY:
-		case ND_CLI_OPT_TLS_CA:
-			nd_cli_tls_opt(c, optarg);
-			break;
 		case 'j':
 			o->json = true;
 			break;
