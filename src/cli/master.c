@@ -91,6 +91,9 @@ static void usage(FILE *f)
 		"                         (default 16384)\n"
 		"  --raft-snapshot-trailing N  entries kept behind a snapshot\n"
 		"                         (default 4096)\n"
+		"  --raft-election-timeout MS  a follower without a leader waits\n"
+		"                         MS to 2 MS before it stands (default 600;\n"
+		"                         heartbeats every tenth of it)\n"
 		"  --ledger-trace FILE    append every task ledger event to FILE,\n"
 		"                         and its snapshot to FILE.snapshot at exit\n"
 		"                         (to debug or replay; grows without bound)\n"
@@ -157,6 +160,7 @@ static const struct option opts[] = {
 	{ "join", required_argument, NULL, 'j' },
 	{ "raft-snapshot-threshold", required_argument, NULL, 'y' },
 	{ "raft-snapshot-trailing", required_argument, NULL, 'z' },
+	{ "raft-election-timeout", required_argument, NULL, 'e' },
 	{ "input-budget", required_argument, NULL, 'b' },
 	{ "handshake-timeout", required_argument, NULL, 'W' },
 	{ "forget-dead", required_argument, NULL, 'G' },
@@ -412,8 +416,9 @@ static int raft_setup(struct master_args *a, char **raft_dir)
 	a->raft.dir = *raft_dir;
 	if (!a->raft.address)
 		a->raft.address = "127.0.0.1:0";
-	a->raft.election_ms = ND_RAFT_ELECTION_MS;
-	a->raft.heartbeat_ms = ND_RAFT_HEARTBEAT_MS;
+	if (!a->raft.election_ms)
+		a->raft.election_ms = ND_RAFT_ELECTION_MS;
+	a->raft.heartbeat_ms = a->raft.election_ms / 10;
 	if (!a->raft.snapshot_threshold)
 		a->raft.snapshot_threshold = ND_RAFT_SNAPSHOT_THRESHOLD;
 	if (!a->raft.snapshot_trailing)
@@ -561,6 +566,12 @@ static int parse_args(int argc, char **argv, struct master_args *a)
 				return ND_CLI_EXIT_USAGE;
 			a->raft.snapshot_trailing = (unsigned)v;
 			break;
+		case 'e':
+			if (!nd_cli_uint("--raft-election-timeout", optarg, 100,
+					 60000, &v))
+				return ND_CLI_EXIT_USAGE;
+			a->raft.election_ms = (unsigned)v;
+			break;
 		case 'b':
 			if (!nd_cli_uint("--input-budget", optarg, 4096,
 					 1ull << 40, &v))
@@ -590,7 +601,8 @@ static int parse_args(int argc, char **argv, struct master_args *a)
 	if (!nd_cli_no_more_args("noded master", argc, argv))
 		return ND_CLI_EXIT_USAGE;
 	if ((a->raft.address || a->raft.bootstrap || a->join ||
-	     a->raft.snapshot_threshold || a->raft.snapshot_trailing) &&
+	     a->raft.snapshot_threshold || a->raft.snapshot_trailing ||
+	     a->raft.election_ms) &&
 	    !a->data_dir) {
 		fprintf(stderr, "noded: --raft-listen, --bootstrap, --join and "
 			"--raft-snapshot-* need --data-dir (the Raft log is "

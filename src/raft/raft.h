@@ -26,8 +26,14 @@
 #include "core/shard.h"
 
 /* Defaults of the settings below (README, "Replication"). */
-#define ND_RAFT_ELECTION_MS 1000
-#define ND_RAFT_HEARTBEAT_MS 100
+/* The election timeout: a follower waits [T, 2T) without a leader before
+ * it stands. libraft keeps a follower loyal to its leader until its own
+ * timer runs out (a vote asked earlier is refused), so after a leader dies
+ * the later of two followers' timers decides: 1.67 T on average. 600 ms
+ * gives about 1 s (etcd's 1 s default gives about 1.2 s: there the first
+ * timer decides); heartbeats are a tenth of it. */
+#define ND_RAFT_ELECTION_MS 600
+#define ND_RAFT_HEARTBEAT_MS 60
 #define ND_RAFT_SNAPSHOT_THRESHOLD 16384
 #define ND_RAFT_SNAPSHOT_TRAILING 4096
 
