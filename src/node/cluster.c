@@ -6,6 +6,7 @@
  * the leadership), done by the raft shard (raft.h, nd_raft_change).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,13 +146,17 @@ void nd__cluster_self(struct nd_svc *svc)
 
 /* ---- changes ---- */
 
-/* A change under way: the requester waits for its end. */
+/* A change under way: the requester waits for its end. c first: a raft
+ * shard that closes with the change out frees it by c (raft.c). */
 struct change_wait {
 	struct nd_raft_change c;
 	struct nd_dest to;           /* to.stream_id: the request's id */
 	Noded__RaftMember mb;        /* ADD: what the ledger learns after */
 	char raft[128], client[128], http[128];
 };
+
+_Static_assert(offsetof(struct change_wait, c) == 0,
+	       "a closing raft shard frees a change by its nd_raft_change");
 
 static void change_answer(struct nd_svc *svc, struct change_wait *w,
 			  Noded__ErrorCode code, const char *msg)

@@ -135,6 +135,8 @@ struct nd_raft_change {
 	void *req;                    /* libraft's request (raft.c) */
 };
 
+/* c must be the start of a malloc'd block: a raft shard that closes with
+ * the change out (after the drain barrier: nobody to tell) frees it. */
 void nd_raft_change(struct nd_shard *s0, struct nd_shard *rs,
 		    struct nd_raft_change *c);
 
