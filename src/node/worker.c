@@ -364,6 +364,15 @@ static void on_assign(struct nd_client *cl, int status, const Noded__Frame *f,
 				   &w->leader_len)) {
 			w->backoff_ms = BACKOFF_MIN_MS;
 			w->refused_warned = w->warned = false;
+		} else if (!w->registered && status == ND_EREMOTE && f &&
+			   f->error &&
+			   (f->error->code == NODED__ERROR_CODE__NOT_LEADER ||
+			    f->error->code == NODED__ERROR_CODE__UNAVAILABLE)) {
+			/* the cluster elects, or the leader loads its
+			 * ledger: asked again soon (not after a growing
+			 * backoff: the new leader gives our node its
+			 * heartbeat timeout to come back, no more) */
+			w->backoff_ms = BACKOFF_MIN_MS;
 		}
 		nd_conn_close(w->conn, false);
 	}
