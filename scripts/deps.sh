@@ -8,10 +8,11 @@ set -eu
 # reference: redis-server/redis-tools; pkg-config finds the libraries;
 # fuzz targets: clang and its compiler-rt (libFuzzer, sanitizers);
 # systemd units: libsystemd-dev (sd_notify); man pages: scdoc; the config
-# files: libinih-dev; replication: libraft-dev (0.22, see below) and libuv1-dev.
+# files: libinih-dev; replication: libraft-dev (0.22, see below) and libuv1-dev;
+# the partition test's network namespaces: iproute2.
 PKGS="build-essential pkg-config liburing-dev libprotobuf-c-dev protobuf-c-compiler
 libmimalloc-dev libcriterion-dev libjansson-dev libhttp-parser-dev libssl-dev
-libsystemd-dev scdoc libinih-dev libuv1-dev
+libsystemd-dev scdoc libinih-dev libuv1-dev iproute2
 redis-server redis-tools wrk curl jq procps clang libclang-rt-dev"
 # `scripts/deps.sh deb` (make deb): the Debian packaging tools as well.
 if [ "${1:-}" = deb ]; then

@@ -115,11 +115,17 @@ static const struct nd_client_opts opts = {
 	.timeout_ms = 1000,
 };
 
+/* ip(8), for running a master in a namespace (exec takes no PATH). */
+static const char *ip_path(void)
+{
+	return access("/usr/sbin/ip", X_OK) ? "/sbin/ip" : "/usr/sbin/ip";
+}
+
 /* Master i in its namespace: the first bootstraps, the others join. */
 static void master_start(int i)
 {
 	char dir[128];
-	const char *argv[24] = { "/usr/sbin/ip", "netns", "exec", ns[i],
+	const char *argv[24] = { ip_path(), "netns", "exec", ns[i],
 				 nd_test_bin(), "master", "--listen", addr[i],
 				 "--data-dir", dir, "--raft-listen", raft[i],
 				 "--token-file", token };
