@@ -515,6 +515,7 @@ struct registered_msg {
 	struct nd_msg post;
 	uint64_t serial, stream_id;
 	Noded__ErrorCode code;
+	char leader[128];             /* NOT_LEADER: where it is, or "" */
 	char msg[];
 };
 
@@ -525,7 +526,8 @@ static void registered_deliver(struct nd_shard *s, struct nd_msg *msg)
 	struct nd_conn *c = nd_u64map_get(&s->serials, m->serial);
 
 	if (c)
-		nd__rpc_assign_registered(c, m->stream_id, m->code, m->msg);
+		nd__rpc_assign_registered(c, m->stream_id, m->code, m->msg,
+					  m->leader);
 	free(m);
 }
 
@@ -543,6 +545,9 @@ static void registered(struct nd_svc *svc, const struct nd_dest *to,
 	m->serial = to->serial;
 	m->stream_id = to->stream_id;
 	m->code = code;
+	snprintf(m->leader, sizeof(m->leader), "%s",
+		 code == NODED__ERROR_CODE__NOT_LEADER ?
+		 nd__replica_leader_client(svc) : "");
 	memcpy(m->msg, msg, len);
 	dst = &svc->s->srv->shards[to->shard];
 	nd__svc_post(svc, dst, &m->post, registered_deliver);

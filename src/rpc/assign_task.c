@@ -87,7 +87,8 @@ void nd__rpc_assign_task(struct nd_conn *c, const Noded__Frame *f)
 }
 
 void nd__rpc_assign_registered(struct nd_conn *c, uint64_t stream_id,
-			       Noded__ErrorCode code, const char *msg)
+			       Noded__ErrorCode code, const char *msg,
+			       const char *leader)
 {
 	struct nd_rpc_conn *rc = nd_rpc(c);
 
@@ -101,6 +102,19 @@ void nd__rpc_assign_registered(struct nd_conn *c, uint64_t stream_id,
 	 * node's current one */
 	free(rc->stream_node);
 	rc->stream_node = NULL;
+	if (leader && *leader) {
+		/* a follower: the worker is told where the leader is */
+		Noded__Frame f;
+		Noded__Error e;
+
+		rc->stream_open = false;
+		nd_frame_error(&f, &e, stream_id, NODED__FRAME_KIND__STREAM_END,
+			       code, msg);
+		e.leader = (char *)leader;
+		c->shard->st.errors++;
+		nd_rpc_send(c, &f);
+		return;
+	}
 	nd__rpc_assign_end(c, code, msg);
 }
 

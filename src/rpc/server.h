@@ -82,10 +82,12 @@ void nd__rpc_wrong_transport(struct nd_conn *c, bool tls_expected);
 void nd__rpc_assign_cancel(struct nd_conn *c, const Noded__Frame *f);
 /* The node service's answer to the registration on stream stream_id of c:
  * code 0 sends the AssignTaskOpen item; else the stream ends with an Error
- * (code, msg) and the connection holds no node any more. Ignored when that
- * stream is no longer open. */
+ * (code, msg; leader: the leader's client address for NOT_LEADER, or NULL)
+ * and the connection holds no node any more. Ignored when that stream is
+ * no longer open. */
 void nd__rpc_assign_registered(struct nd_conn *c, uint64_t stream_id,
-			       Noded__ErrorCode code, const char *msg);
+			       Noded__ErrorCode code, const char *msg,
+			       const char *leader);
 /* Ends an open AssignTask stream with an Error (drain, close). */
 void nd__rpc_assign_end(struct nd_conn *c, Noded__ErrorCode code,
 			const char *msg);

@@ -674,3 +674,26 @@ Test(cluster, the_client_library_follows_not_leader)
 	cr_assert_eq(nd_client_follow_leader(c, NULL, 5000), -EINVAL);
 	nd_client_close(c);
 }
+
+/* A worker given one master, a follower, is told where the leader is and
+ * registers there. */
+Test(cluster, a_worker_given_a_follower_finds_the_leader)
+{
+	char dir[128], follower[32];
+	const char *argv[] = { nd_test_bin(), "worker", "--master", follower,
+			       "--name", "w1", "--state-dir", dir, NULL };
+	int lead, null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	cluster_start();
+	lead = leader_index(N, 5000);
+	snprintf(follower, sizeof(follower), "127.0.0.1:%d",
+		 client_port[(lead + 1) % N]);
+	snprintf(dir, sizeof(dir), "%s/worker", tmpdir);
+	worker = nd_test_spawn(argv, null_fd, null_fd, null_fd);
+	close(null_fd);
+	cr_assert(worker > 0);
+	wait_worker();
+	CLUSTER("run", "--", "echo", "found");
+	EXPECT_STATUS(&R, 0);
+	cr_assert_str_eq(R.out, "found\n");
+}
