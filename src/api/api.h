@@ -70,6 +70,8 @@ struct req {
 	size_t url_len;
 	char auth[512];               /* the Authorization header */
 	size_t auth_len;
+	char idem[256];               /* the Idempotency-Key header */
+	size_t idem_len;
 	struct nd_buf body;
 	bool close, chunked, has_length;
 	bool too_large, oversized_header;
@@ -98,7 +100,7 @@ struct http_conn {
 	size_t header_bytes;
 	char field[32];               /* the header name being read */
 	size_t field_len;
-	bool in_value, is_auth;
+	bool in_value, is_auth, is_idem;
 	bool held;                    /* input held: too many queued */
 	bool in_data;                 /* inside http_parser_execute */
 	bool failed;                  /* answered an unparsable request */

@@ -400,7 +400,8 @@ static int on_url(http_parser *p, const char *at, size_t n)
 	return 0;
 }
 
-/* Header names and values arrive in pieces; only Authorization matters. */
+/* Header names and values arrive in pieces; only Authorization and
+ * Idempotency-Key matter. */
 static int on_field(http_parser *p, const char *at, size_t n)
 {
 	struct http_conn *hc = p->data;
@@ -433,6 +434,19 @@ static int on_value(http_parser *p, const char *at, size_t n)
 			      !strncasecmp(hc->field, "authorization", 13);
 		if (hc->is_auth)
 			r->auth_len = 0;
+		hc->is_idem = hc->field_len == 15 &&
+			      !strncasecmp(hc->field, "idempotency-key", 15);
+		if (hc->is_idem)
+			r->idem_len = 0;
+	}
+	if (hc->is_idem) {
+		if (r->idem_len + n >= sizeof(r->idem)) {
+			r->idem_len = sizeof(r->idem); /* too long: refused */
+		} else {
+			memcpy(r->idem + r->idem_len, at, n);
+			r->idem_len += n;
+			r->idem[r->idem_len] = '\0';
+		}
 	}
 	if (hc->is_auth) {
 		if (r->auth_len + n >= sizeof(r->auth)) {

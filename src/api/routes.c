@@ -251,6 +251,16 @@ static void on_submitted(struct req *r, const Noded__Frame *f)
 				       "nodes", nodes), NULL);
 }
 
+/* The session of an Idempotency-Key: FNV-1a of it, never 0. */
+static uint64_t key_session(const char *k, size_t n)
+{
+	uint64_t h = 14695981039346656037ull;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)k[i]) * 1099511628211ull;
+	return h ? h : 1;
+}
+
 static void submit(struct req *r)
 {
 	Noded__Frame f = NODED__FRAME__INIT;
@@ -286,6 +296,19 @@ static void submit(struct req *r)
 		nd_http_error(r, 400, "%s", why);
 		json_decref(j);
 		return;
+	}
+	/* Idempotency-Key: a POST sent again with the same key (its answer
+	 * lost to a failover or a broken connection) gets the task the first
+	 * made (the key names a session of one submit: TaskSpec.session) */
+	if (r->idem_len) {
+		if (r->idem_len >= sizeof(r->idem)) {
+			json_decref(j);
+			nd_http_error(r, 400, "Idempotency-Key over %zu bytes",
+				      sizeof(r->idem) - 1);
+			return;
+		}
+		sp.session = key_session(r->idem, r->idem_len);
+		sp.sequence = 1;
 	}
 	f.body_case = NODED__FRAME__BODY_SUBMIT;
 	f.submit = &sp;

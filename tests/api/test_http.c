@@ -1633,3 +1633,47 @@ Test(http, submit_refuses_duplicate_keys)
 	expect_error("POST", "/v1/tasks", "{\"argv\": [\"true\"], \"node\": "
 		     "\"a\", \"node\": \"b\"}", 400, "duplicate");
 }
+
+/* A POST sent again with its Idempotency-Key makes no second task: it is
+ * answered with the first one's id; another key (or none) makes another;
+ * a key over the bound is refused. */
+Test(http, idempotency_key_makes_one_task)
+{
+	const char *body = "{\"argv\": [\"true\"], \"node\": \"absent\", "
+			   "\"wait_for_node\": true}";
+	char req1[512], big[600];
+	long long a, b, c;
+	struct resp r;
+	int fd;
+
+	start(0, NULL);
+	snprintf(req1, sizeof(req1), "POST /v1/tasks HTTP/1.1\r\nHost: x\r\n"
+		 "Idempotency-Key: 7f1c-once\r\nContent-Length: %zu\r\n\r\n%s",
+		 strlen(body), body);
+	for (int k = 0; k < 2; k++) {
+		fd = conn_http();
+		send_str(fd, req1);
+		read_resp(fd, &r, 10000);
+		close(fd);
+		cr_assert_eq(r.status, 201, "%s", r.body);
+		if (!k)
+			a = jint(r.json, "id");
+		else
+			b = jint(r.json, "id");
+		resp_free(&r);
+	}
+	cr_assert_eq(a, b, "sent again with its key, a second task");
+	c = submit(body);
+	cr_assert_neq(c, a);
+	memset(big, 'k', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	snprintf(req1, sizeof(req1), "POST /v1/tasks HTTP/1.1\r\nHost: x\r\n"
+		 "Idempotency-Key: %.300s\r\nContent-Length: %zu\r\n\r\n%s",
+		 big, strlen(body), body);
+	fd = conn_http();
+	send_str(fd, req1);
+	read_resp(fd, &r, 10000);
+	close(fd);
+	cr_assert_eq(r.status, 400, "%s", r.body);
+	resp_free(&r);
+}
