@@ -666,7 +666,8 @@ static void stream_msg(struct nd_shard *s0, struct nd_msg *msg)
 		 * the leader. A stream that closes is simply gone. */
 		if (m->open)
 			registered(svc, &m->dest, svc->role ==
-				   ND_RAFT_FOLLOWER && svc->leader[0] ?
+				   ND_RAFT_FOLLOWER &&
+				   *nd__replica_leader_client(svc) ?
 				   NODED__ERROR_CODE__NOT_LEADER :
 				   NODED__ERROR_CODE__UNAVAILABLE,
 				   "this master does not lead the cluster "

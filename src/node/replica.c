@@ -186,7 +186,7 @@ static void batch_done(struct nd_shard *s0, struct nd_raft_batch *b)
 		svc->taint_gen = svc->gen_sent;
 		snprintf(svc->last_raft_err, sizeof(svc->last_raft_err), "%s",
 			 b->err);
-		nd__replica_stop_serving(svc);
+		svc->serving = false;
 		nd_raft_resync(s0, svc->raft);
 	}
 	nd_raft_batch_free(b);
@@ -241,10 +241,6 @@ bool nd__replica_busy(const struct nd_svc *svc)
 
 /* ---- roles ---- */
 
-void nd__replica_stop_serving(struct nd_svc *svc)
-{
-	svc->serving = false;
-}
 
 /* The task side of every node, emptied before the ledger is replaced. */
 static void forget_placement(struct nd_svc *svc)
@@ -487,7 +483,6 @@ void nd__replica_news(struct nd_shard *s0, struct nd_raft_news *n)
 		 n->leader_client);
 	snprintf(svc->leader_http, sizeof(svc->leader_http), "%s",
 		 n->leader_http);
-	snprintf(svc->leader, sizeof(svc->leader), "%s", n->leader);
 	memcpy(svc->voters, n->voters, sizeof(svc->voters));
 	svc->nvoters = n->nvoters;
 	if (n->config_only) {

@@ -234,7 +234,6 @@ struct nd_svc {
 	uint64_t voters[ND_RAFT_MAX_VOTERS]; /* the log's configuration */
 	unsigned nvoters;
 	uint64_t term, commit_index;
-	char leader[64];              /* the leader's raft address, or "" */
 	char last_raft_err[160];
 	struct nd_raft_batch *batch;  /* events of this loop, not yet sent */
 	uint32_t gen_sent, gen_done;  /* batches sent, come back (in order) */
@@ -277,7 +276,6 @@ void nd__replica_news(struct nd_shard *s0, struct nd_raft_news *n);
 /* A committed entry a follower's raft shard applied: into shard 0's copy,
  * when it holds the committed ledger and does not serve (stale reads). */
 void nd__replica_entry(struct nd_shard *s0, struct nd_raft_entry *e);
-void nd__replica_stop_serving(struct nd_svc *svc);
 /* The cluster (cluster.c): the leader's client address ("" when none is
  * known, or without raft); a NOT_LEADER error naming it, into o; the
  * LeaderRequest and RaftChange methods; this master's own addresses into
