@@ -241,7 +241,6 @@ bool nd__replica_busy(const struct nd_svc *svc)
 
 /* ---- roles ---- */
 
-
 /* The task side of every node, emptied before the ledger is replaced. */
 static void forget_placement(struct nd_svc *svc)
 {
