@@ -151,7 +151,7 @@ static const struct option opts[] = {
 	ND_CLI_RETENTION_OPTIONS,
 	ND_CLI_LOG_OPTIONS,
 	{ "token-file", required_argument, NULL, 't' },
-	{ "acl", required_argument, NULL, 'K' },
+	{ "acl", required_argument, NULL, 'a' },
 	ND_CLI_TLS_OPTIONS,
 	{ "http", required_argument, NULL, 'T' },
 	{ "max-queue", required_argument, NULL, 'Q' },
@@ -512,7 +512,7 @@ static int parse_args(int argc, char **argv, struct master_args *a)
 		case 't':
 			a->token_file = optarg;
 			break;
-		case 'K':
+		case 'a':
 			a->acl = optarg;
 			break;
 		case 'T':
