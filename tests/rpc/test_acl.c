@@ -635,9 +635,18 @@ Test(acl, sighup_keeps_the_old_policy_when_the_new_is_bad)
 
 Test(acl, bad_file_at_start_is_refused)
 {
+	char conf[256];
+
 	write_file(path("bad.acl"), "allow client:alice node:web*\n");
 	cr_assert_eq(NODED("master", "--listen", "127.0.0.1:0", "--acl",
 			   path("bad.acl")), 2);
+	cr_assert(strstr(err, "bad.acl:1: 'allow' wants three words"), "%s",
+		  err);
+	/* the same from the [master] section of a config file */
+	snprintf(conf, sizeof(conf), "[master]\nacl = %s\n", path("bad.acl"));
+	write_file(path("noded.conf"), conf);
+	cr_assert_eq(NODED("master", "--listen", "127.0.0.1:0", "--config",
+			   path("noded.conf")), 2);
 	cr_assert(strstr(err, "bad.acl:1: 'allow' wants three words"), "%s",
 		  err);
 }
