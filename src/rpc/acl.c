@@ -676,7 +676,6 @@ int nd_acl_check_frame(const struct nd_acl *acl, const struct nd_acl_who *who,
 		a = ND_ACL_TASK_CANCEL;
 		break;
 	case NODED__FRAME__BODY_LIST_NODES:
-	case NODED__FRAME__BODY_LEADER:
 		a = ND_ACL_NODE_READ;
 		break;
 	case NODED__FRAME__BODY_NODE_DRAIN:
@@ -700,7 +699,10 @@ int nd_acl_check_frame(const struct nd_acl *acl, const struct nd_acl_who *who,
 		a = ND_ACL_OPERATOR;
 		break;
 	default:
-		return 0; /* hello, ping, auth, the worker's side */
+		/* hello, ping, auth, the worker's side, and the leader
+		 * query (a client given several masters asks it to find
+		 * the leader, whatever else it may do) */
+		return 0;
 	}
 	if (!nd_acl_allows(acl, who, a, &o))
 		return denied(who, a, &o, why, why_size);
@@ -727,7 +729,6 @@ static bool governed(Noded__Frame__BodyCase m)
 	case NODED__FRAME__BODY_WATCH:
 	case NODED__FRAME__BODY_CANCEL_TASK:
 	case NODED__FRAME__BODY_LIST_NODES:
-	case NODED__FRAME__BODY_LEADER:
 	case NODED__FRAME__BODY_NODE_DRAIN:
 	case NODED__FRAME__BODY_NODE_ELIGIBLE:
 	case NODED__FRAME__BODY_NODE_REMOVE:

@@ -105,10 +105,11 @@ const char *nd_acl_who_str(const struct nd_acl_who *who, char *buf,
 /*
  * The decision for a request frame f: the action and object(s) its method
  * means (submit/run: task.submit on the target, every node of a node
- * list; get/list/watch: task.read; cancel: task.cancel; list nodes,
- * leader: node.read; node drain/eligible/remove: operator on that node;
+ * list; get/list/watch: task.read; cancel: task.cancel; list nodes:
+ * node.read; node drain/eligible/remove: operator on that node;
  * raft change, snapshot, restore: operator), checked with nd_acl_allows.
- * Methods that mean none of these (hello, ping, the worker's own) pass.
+ * Methods that mean none of these (hello, ping, the leader query, the
+ * worker's own) pass.
  * 0: allowed (or not governed); -EACCES with why holding "permission
  * denied: ACTION on OBJECT for WHO"; -ENOMEM.
  */

@@ -236,6 +236,8 @@ Test(acl_policy, methods_map_to_actions_and_objects)
 	Noded__TaskListRequest lt = NODED__TASK_LIST_REQUEST__INIT;
 	Noded__NodeDrainRequest dr = NODED__NODE_DRAIN_REQUEST__INIT;
 	Noded__PingRequest ping = NODED__PING_REQUEST__INIT;
+	Noded__LeaderRequest lr = NODED__LEADER_REQUEST__INIT;
+	Noded__NodeListRequest ln = NODED__NODE_LIST_REQUEST__INIT;
 	char why[512];
 
 	f.body_case = NODED__FRAME__BODY_SUBMIT;
@@ -286,10 +288,18 @@ Test(acl_policy, methods_map_to_actions_and_objects)
 	cr_assert(strstr(why, "operator on node:web1"), "%s", why);
 	dr.name = "web2";
 	cr_assert_eq(check(acl, &bob, &f, why), -EACCES);
-	/* ping is no action: it passes */
+	/* ping and the leader query are no action: they pass */
 	f.body_case = NODED__FRAME__BODY_PING;
 	f.ping = &ping;
 	cr_assert_eq(check(acl, &anon, &f, why), 0);
+	f.body_case = NODED__FRAME__BODY_LEADER;
+	f.leader = &lr;
+	cr_assert_eq(check(acl, &anon, &f, why), 0);
+	/* node list: node.read, which nobody has here */
+	f.body_case = NODED__FRAME__BODY_LIST_NODES;
+	f.list_nodes = &ln;
+	cr_assert_eq(check(acl, &alice, &f, why), -EACCES);
+	cr_assert(strstr(why, "node.read on *"), "%s", why);
 	nd_acl_free(acl);
 }
 
