@@ -450,7 +450,7 @@ static void worker_start(int i, const char *name)
 
 /* ---- HTTP over TLS as a client certificate (OpenSSL, blocking) ---- */
 
-static SSL *https_open(const char *who, int *fdp)
+static SSL *tls_conn(const char *who, int port, int *fdp)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	char cert[64], key[64];
@@ -465,7 +465,7 @@ static SSL *https_open(const char *who, int *fdp)
 						 SSL_FILETYPE_PEM), 1);
 	cr_assert_eq(SSL_CTX_load_verify_locations(ctx, path("ca/ca.crt"),
 						   NULL), 1);
-	fd = nd_test_connect(http_port);
+	fd = nd_test_connect(port);
 	cr_assert(fd >= 0);
 	ssl = SSL_new(ctx);
 	SSL_CTX_free(ctx);
@@ -473,6 +473,52 @@ static SSL *https_open(const char *who, int *fdp)
 	cr_assert_eq(SSL_connect(ssl), 1, "handshake");
 	*fdp = fd;
 	return ssl;
+}
+
+static SSL *https_open(const char *who, int *fdp)
+{
+	return tls_conn(who, http_port, fdp);
+}
+
+/* ---- the native protocol over TLS ---- */
+
+static void tls_send_frame(SSL *ssl, const Noded__Frame *f)
+{
+	uint8_t buf[4096];
+	size_t n = nd_frame_size(f);
+
+	cr_assert(n <= sizeof(buf));
+	nd_frame_encode(f, buf);
+	cr_assert_eq(SSL_write(ssl, buf, (int)n), (int)n);
+}
+
+static void tls_read_all(SSL *ssl, uint8_t *p, size_t n)
+{
+	while (n) {
+		int r = SSL_read(ssl, p, (int)n);
+
+		cr_assert(r > 0, "the master closed the connection");
+		p += r;
+		n -= (size_t)r;
+	}
+}
+
+/* The next frame (the caller frees it with nd_frame_free). */
+static Noded__Frame *tls_recv_frame(SSL *ssl)
+{
+	uint8_t hdr[4], *body;
+	uint32_t len;
+	Noded__Frame *f;
+
+	tls_read_all(ssl, hdr, 4);
+	len = (uint32_t)hdr[0] << 24 | hdr[1] << 16 | hdr[2] << 8 | hdr[3];
+	body = malloc(len ? len : 1);
+	cr_assert(body);
+	tls_read_all(ssl, body, len);
+	f = nd_frame_decode(body, len, NULL);
+	free(body);
+	cr_assert(f);
+	return f;
 }
 
 /* Sends req and reads one response (Content-Length bodies) into buf. */
@@ -568,6 +614,61 @@ Test(acl, client_limited_to_web_nodes)
 			   "--node", "web1", "--", "true"), 1);
 	cr_assert(strstr(err, "permission denied: task.submit on node:web1 "
 			 "for master:m1"), "%s", err);
+	/* native, one connection: the denied submit costs nothing else */
+	{
+		Noded__Frame f, *r;
+		Noded__HelloRequest h;
+		Noded__PingRequest pr;
+		Noded__TaskSpec sp = NODED__TASK_SPEC__INIT;
+		Noded__Command cmd = NODED__COMMAND__INIT;
+		Noded__TaskListRequest lt = NODED__TASK_LIST_REQUEST__INIT;
+		char *argv1[] = { "true" };
+
+		ssl = tls_conn("client-alice", d.port, &fd);
+		nd_test_frame_hello(&f, &h, 1, ND_PROTOCOL_VERSION);
+		tls_send_frame(ssl, &f);
+		r = tls_recv_frame(ssl);
+		cr_assert_eq(r->body_case, NODED__FRAME__BODY_HELLO_REPLY);
+		nd_frame_free(r, NULL);
+		cmd.n_argv = 1;
+		cmd.argv = argv1;
+		sp.command = &cmd;
+		sp.node = "db1";
+		memset(&f, 0, sizeof(f));
+		noded__frame__init(&f);
+		f.id = 2;
+		f.kind = NODED__FRAME_KIND__REQUEST;
+		f.body_case = NODED__FRAME__BODY_SUBMIT;
+		f.submit = &sp;
+		tls_send_frame(ssl, &f);
+		r = tls_recv_frame(ssl);
+		cr_assert_eq(r->id, 2);
+		cr_assert_eq(r->body_case, NODED__FRAME__BODY_ERROR, "%s",
+			     nd_test_describe(r));
+		cr_assert_eq(r->error->code,
+			     NODED__ERROR_CODE__PERMISSION_DENIED);
+		cr_assert(strstr(r->error->message, "task.submit on node:db1"),
+			  "%s", r->error->message);
+		nd_frame_free(r, NULL);
+		noded__frame__init(&f);
+		f.id = 3;
+		f.kind = NODED__FRAME_KIND__REQUEST;
+		f.body_case = NODED__FRAME__BODY_LIST_TASKS;
+		f.list_tasks = &lt;
+		tls_send_frame(ssl, &f);
+		r = tls_recv_frame(ssl);
+		cr_assert_eq(r->id, 3);
+		cr_assert_eq(r->body_case, NODED__FRAME__BODY_TASK_LIST, "%s",
+			     nd_test_describe(r));
+		nd_frame_free(r, NULL);
+		nd_test_frame_ping(&f, &pr, 4, "x", 1);
+		tls_send_frame(ssl, &f);
+		r = tls_recv_frame(ssl);
+		cr_assert_eq(r->body_case, NODED__FRAME__BODY_PONG);
+		nd_frame_free(r, NULL);
+		SSL_free(ssl);
+		close(fd);
+	}
 	/* HTTP: 403 naming the action; the connection goes on */
 	ssl = https_open("client-alice", &fd);
 	snprintf(req, sizeof(req), "POST /v1/tasks HTTP/1.1\r\nHost: x\r\n"
