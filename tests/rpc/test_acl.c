@@ -170,6 +170,38 @@ Test(acl_policy, every_action_by_name_and_star)
 	nd_acl_free(acl);
 }
 
+/* The README's example, as written there. */
+Test(acl_policy, readme_example)
+{
+	struct nd_acl *acl = parse_ok(
+		"# the ops group runs anything anywhere and drains nodes\n"
+		"group ops client:alice client:bob\n"
+		"allow @ops * *\n"
+		"# a deploy bot: submit to the web nodes and rack b, read tasks "
+		"and nodes\n"
+		"allow client:deploy node:web* task.submit\n"
+		"allow client:deploy label:rack=b task.submit\n"
+		"allow client:deploy * task.read,node.read\n"
+		"# every client certificate may look\n"
+		"allow role:client * task.read,node.read\n"
+		"# peers holding the --token-file token may read tasks\n"
+		"allow token:shared * task.read\n");
+	const struct nd_acl_who deploy = { ND_TLS_ROLE_CLIENT, "deploy", false };
+	const struct nd_acl_who carol = { ND_TLS_ROLE_CLIENT, "carol", false };
+	struct nd_acl_object web = node("web3"), db = node("db1");
+
+	cr_assert_eq(nd_acl_rules(acl), 6);
+	cr_assert(nd_acl_allows(acl, &bob, ND_ACL_OPERATOR, &db));
+	cr_assert(nd_acl_allows(acl, &deploy, ND_ACL_TASK_SUBMIT, &web));
+	cr_assert_not(nd_acl_allows(acl, &deploy, ND_ACL_TASK_SUBMIT, &db));
+	cr_assert_not(nd_acl_allows(acl, &deploy, ND_ACL_OPERATOR, &web));
+	cr_assert(nd_acl_allows(acl, &carol, ND_ACL_NODE_READ, &any));
+	cr_assert_not(nd_acl_allows(acl, &carol, ND_ACL_TASK_CANCEL, &any));
+	cr_assert(nd_acl_allows(acl, &tok, ND_ACL_TASK_READ, &any));
+	cr_assert_not(nd_acl_allows(acl, &tok, ND_ACL_NODE_READ, &any));
+	nd_acl_free(acl);
+}
+
 Test(acl_policy, bad_files_say_file_and_line)
 {
 	cr_assert_str_eq(parse_err("allow client:alice * task.read\n"
