@@ -793,3 +793,80 @@ Test(acl, bad_file_at_start_is_refused)
 	cr_assert(strstr(err, "bad.acl:1: 'allow' wants three words"), "%s",
 		  err);
 }
+
+/* Sends req over plain HTTP to the master's --http port; the response. */
+static const char *http_do(const char *req, char *buf, size_t size)
+{
+	int fd = nd_test_connect(http_port);
+	size_t n = 0;
+	ssize_t r;
+
+	cr_assert(fd >= 0);
+	cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+	while (n < size - 1 && (r = read(fd, buf + n, size - 1 - n)) > 0)
+		n += (size_t)r;
+	buf[n] = '\0';
+	close(fd);
+	return buf;
+}
+
+/* Without TLS: the subject is token:shared for a peer that proved the
+ * --token-file token (native) or sent it (HTTP bearer). */
+Test(acl, token_subject)
+{
+	static const char secret[] = "correct horse battery staple 42";
+	const char *argv[] = {
+		nd_test_bin(), "master", "--listen", "127.0.0.1:0",
+		"--token-file", NULL, "--acl", NULL, "--http", "127.0.0.1:0",
+		NULL,
+	};
+	char buf[4096], req[512];
+	const char *p;
+	int64_t until = nd_test_now_ms() + ND_TEST_TIMEOUT_MS;
+
+	write_file(path("token"), secret);
+	cr_assert_eq(chmod(path("token"), 0600), 0);
+	write_file(path("p.acl"), "allow token:shared * task.read\n");
+	argv[5] = path("token");
+	argv[7] = path("p.acl");
+	master_err = memfd_create("master-stderr", MFD_CLOEXEC);
+	cr_assert(master_err >= 0);
+	ND_CHECK(nd_test_daemon_start_err(&d, argv, master_err));
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", d.port);
+	while (!(p = memmem(d.rest, d.rest_len, "http on 127.0.0.1:", 18)) &&
+	       nd_test_now_ms() < until && d.rest_len < sizeof(d.rest) - 1) {
+		ssize_t n = read(d.out_fd, d.rest + d.rest_len,
+				 sizeof(d.rest) - 1 - d.rest_len);
+
+		if (n <= 0)
+			break;
+		d.rest_len += (size_t)n;
+		d.rest[d.rest_len] = '\0';
+	}
+	cr_assert(p, "no 'http on' line");
+	http_port = atoi(p + strlen("http on 127.0.0.1:"));
+	/* native: reads allowed, submits not */
+	cr_assert_eq(NODED("tasks", "--master", addr, "--token-file",
+			   path("token")), 0, "%s", err);
+	cr_assert_eq(NODED("submit", "--master", addr, "--token-file",
+			   path("token"), "--", "true"), 1);
+	cr_assert(strstr(err, "permission denied: task.submit on * for "
+			 "token:shared"), "%s", err);
+	/* HTTP with the bearer token: the same */
+	snprintf(req, sizeof(req), "GET /v1/tasks HTTP/1.1\r\nHost: x\r\n"
+		 "Authorization: Bearer %s\r\nConnection: close\r\n\r\n", secret);
+	cr_assert(strstr(http_do(req, buf, sizeof(buf)), "HTTP/1.1 200"),
+		  "%s", buf);
+	snprintf(req, sizeof(req), "POST /v1/tasks HTTP/1.1\r\nHost: x\r\n"
+		 "Authorization: Bearer %s\r\nConnection: close\r\n"
+		 "Content-Length: 14\r\n\r\n{\"argv\":[\"x\"]}", secret);
+	http_do(req, buf, sizeof(buf));
+	cr_assert(strstr(buf, "HTTP/1.1 403") &&
+		  strstr(buf, "task.submit on * for token:shared"), "%s", buf);
+	/* node.read is not given: /metrics is refused */
+	snprintf(req, sizeof(req), "GET /metrics HTTP/1.1\r\nHost: x\r\n"
+		 "Authorization: Bearer %s\r\nConnection: close\r\n\r\n", secret);
+	http_do(req, buf, sizeof(buf));
+	cr_assert(strstr(buf, "HTTP/1.1 403") &&
+		  strstr(buf, "node.read on *"), "%s", buf);
+}
