@@ -7,7 +7,7 @@
  * (native and HTTP 403, the connection going on), may read, may not drain;
  * a worker's or a master's certificate may not submit; the audit lines
  * appear; a SIGHUP with a bad file keeps the old policy, with a good one
- * takes the new.
+ * takes the new; without TLS, a token holder is token:shared.
  */
 #include <errno.h>
 #include <signal.h>
