@@ -137,8 +137,12 @@ void nd_http_stream_data(struct req *r, const void *p, size_t n);
 void nd_http_stream_end(struct req *r);
 
 /* Sends f (id and kind are set here) to the node service; its replies go to
- * r->on_frame. 0 or -ENOMEM. */
+ * r->on_frame. 0 (also when the --acl policy refused it: answered 403)
+ * or -ENOMEM. */
 int nd_http_call(struct req *r, Noded__Frame *f);
+/* Does the --acl policy (rpc/acl.h) let r's peer make the call f (NULL:
+ * GET /metrics, node.read)? false after answering 403 naming the action. */
+bool nd__http_acl_allows(struct req *r, const Noded__Frame *f);
 
 /* Does r carry the master's token, when one is required? */
 bool nd_http_authorized(const struct req *r);

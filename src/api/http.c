@@ -26,6 +26,7 @@
 #include "core/server.h"
 #include "node/service.h"
 #include "noded/json.h"
+#include "rpc/acl.h"
 
 /* Requests queued on one connection before its input is held. */
 #define MAX_QUEUED 64
@@ -277,12 +278,42 @@ static void done(struct req *r)
 
 /* ---- the service ---- */
 
+/* Who sent r, for the policy. */
+static void http_who(const struct req *r, struct nd_acl_who *who)
+{
+	memset(who, 0, sizeof(*who));
+	who->role = nd_conn_tls_peer(r->conn, &who->name);
+	who->token = r->conn->shard->cfg->token && nd_http_authorized(r);
+}
+
+bool nd__http_acl_allows(struct req *r, const Noded__Frame *f)
+{
+	struct nd_acl_who who;
+	char why[512];
+	int ret;
+
+	http_who(r, &who);
+	ret = f ? nd_acl_gate(&who, f, nd_svc_peer(r->conn)->peer, "http",
+			      r->conn->shard->now_ms, why, sizeof(why)) :
+		  nd_acl_gate_action(&who, ND_ACL_NODE_READ, "metrics",
+				     nd_svc_peer(r->conn)->peer, "http",
+				     r->conn->shard->now_ms, why,
+				     sizeof(why));
+	if (!ret)
+		return true;
+	nd_http_error(r, ret == -EACCES ? 403 : 503, "%s", why);
+	return false;
+}
+
 int nd_http_call(struct req *r, Noded__Frame *f)
 {
 	size_t n;
 	uint8_t *body;
 	int ret;
 
+	/* the same policy as the native protocol's (rpc/acl.h) */
+	if (!nd__http_acl_allows(r, f))
+		return 0; /* answered 403 */
 	f->id = r->id;
 	f->kind = NODED__FRAME_KIND__REQUEST;
 	n = noded__frame__get_packed_size(f);

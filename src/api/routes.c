@@ -790,7 +790,8 @@ void nd_api_route(struct req *r)
 	}
 	if (!strcmp(path, "/metrics")) {
 		r->route = ND_ROUTE_METRICS;
-		if (method_ok(r, "GET", HTTP_GET, -1) && query_ok(r, q, NULL))
+		if (method_ok(r, "GET", HTTP_GET, -1) && query_ok(r, q, NULL) &&
+		    nd__http_acl_allows(r, NULL))
 			nd_api_metrics(r);
 		return;
 	}

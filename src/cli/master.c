@@ -19,6 +19,7 @@
 #include "noded/auth.h"
 #include "noded/client.h"
 #include "noded/errors.h"
+#include "rpc/acl.h"
 #include "rpc/server.h"
 #include "tls/tls.h"
 
@@ -63,6 +64,10 @@ static void usage(FILE *f)
 		"                         present a certificate signed by this CA,\n"
 		"                         whose role limits what it may do (with\n"
 		"                         --tls-cert, enough off loopback)\n"
+		"  --acl FILE             access control: allow rules by\n"
+		"                         certificate, role or token; what no rule\n"
+		"                         allows is denied (re-read on SIGHUP;\n"
+		"                         see noded-master(1))\n"
 		"  --config FILE          read the settings from FILE alone (not\n"
 		"                         /etc/noded/noded.conf and the user's)\n"
 		"  --max-queue N          tasks waiting for a node before submits\n"
@@ -130,6 +135,7 @@ struct master_args {
 	struct nd_cli_serve m;
 	bool idle_set, http_insecure;
 	const char *token_file, *data_dir;
+	const char *acl;              /* --acl: the policy file, or NULL */
 	struct nd_raft_config raft;
 	const char *join;             /* --join: masters to ask, or NULL */
 };
@@ -148,6 +154,7 @@ static const struct option opts[] = {
 	ND_CLI_RETENTION_OPTIONS,
 	ND_CLI_LOG_OPTIONS,
 	{ "token-file", required_argument, NULL, 't' },
+	{ "acl", required_argument, NULL, 'a' },
 	ND_CLI_TLS_OPTIONS,
 	{ "http", required_argument, NULL, 'T' },
 	{ "max-queue", required_argument, NULL, 'Q' },
@@ -510,6 +517,9 @@ static int parse_args(int argc, char **argv, struct master_args *a)
 		case 't':
 			a->token_file = optarg;
 			break;
+		case 'a':
+			a->acl = optarg;
+			break;
 		case 'T':
 			a->m.http = optarg;
 			break;
@@ -683,6 +693,12 @@ int nd_cli_master(int argc, char **argv)
 		return ND_CLI_EXIT_USAGE;
 	}
 	a.m.cfg.token = token;
+	if (a.acl && nd_acl_global_load(a.acl, err, sizeof(err))) {
+		fprintf(stderr, "noded: --acl: %s\n", err);
+		free(token);
+		nd_tls_close(tls);
+		return ND_CLI_EXIT_USAGE;
+	}
 	a.raft.token = token;
 	a.raft.token_len = a.m.cfg.token_len;
 	/* Before anything serves: a master that cannot keep its id mark
@@ -738,5 +754,6 @@ close_ids:
 	nd_task_ids_close(&ids);
 	free(token);
 	nd_tls_close(tls);
+	nd_acl_global_close();
 	return ret;
 }

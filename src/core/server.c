@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/notify.h"
 #include "core/server.h"
+#include "rpc/acl.h"
 #include "tls/tls.h"
 #include "noded/auth.h"
 #include "noded/errors.h"
@@ -350,7 +351,7 @@ void nd_server_block_signals(sigset_t *set)
 	sigemptyset(set);
 	sigaddset(set, SIGINT);
 	sigaddset(set, SIGTERM);
-	sigaddset(set, SIGHUP);  /* re-read the TLS files */
+	sigaddset(set, SIGHUP);  /* re-read the TLS files, the policy */
 	pthread_sigmask(SIG_BLOCK, set, NULL); /* inherited by the shards */
 	signal(SIGPIPE, SIG_IGN);
 }
@@ -367,8 +368,10 @@ int nd_server_wait_signal(void)
 		if (sig != SIGHUP)
 			break;
 		ND_LOG(ND_LOG_INFO, "server.reload",
-		       ND_S("msg", "SIGHUP: re-reading the TLS files"));
+		       ND_S("msg", "SIGHUP: re-reading the TLS files and "
+			    "the --acl policy"));
 		nd_tls_reload_all();
+		nd_acl_global_reload();
 	}
 	ND_LOG(ND_LOG_INFO, "server.stopping",
 	       ND_S("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"),

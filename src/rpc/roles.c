@@ -13,8 +13,11 @@
  * the connection goes on (it costs the peer nothing else), except a Hello
  * under another node's name, which ends it.
  */
+#include <errno.h>
 #include <string.h>
 
+#include "core/server.h"
+#include "rpc/acl.h"
 #include "rpc/server.h"
 #include "tls/conn_tls.h"
 
@@ -111,6 +114,27 @@ bool nd__rpc_role_allows(struct nd_conn *c, const Noded__Frame *f)
 		return false;
 	}
 	return true;
+}
+
+bool nd__rpc_acl_allows(struct nd_conn *c, const Noded__Frame *f)
+{
+	struct nd_rpc_conn *rc = nd_rpc(c);
+	const struct nd_config *cfg = c->shard->cfg;
+	struct nd_acl_who who = { 0 };
+	char why[512];
+	int ret;
+
+	who.role = nd_conn_tls_peer(c, &who.name);
+	who.token = cfg->token && rc->authed;
+	ret = nd_acl_gate(&who, f, rc->sp.peer, "native", c->shard->now_ms,
+			  why, sizeof(why));
+	if (!ret)
+		return true;
+	nd_rpc_error(c, f->id, NODED__FRAME_KIND__REPLY,
+		     ret == -EACCES ? NODED__ERROR_CODE__PERMISSION_DENIED :
+				      NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
+		     "%s", why);
+	return false;
 }
 
 void nd__rpc_wrong_transport(struct nd_conn *c, bool tls_expected)

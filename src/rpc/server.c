@@ -161,7 +161,7 @@ static void dispatch(struct nd_conn *c, const Noded__Frame *f)
 			     "before %s", nd_frame_method_name(f->body_case));
 		return;
 	}
-	if (!nd__rpc_role_allows(c, f))
+	if (!nd__rpc_role_allows(c, f) || !nd__rpc_acl_allows(c, f))
 		return;
 	if (f->body_case == NODED__FRAME__BODY_RUN ||
 	    f->body_case == NODED__FRAME__BODY_WATCH)

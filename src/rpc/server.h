@@ -76,6 +76,10 @@ void nd__rpc_assign_task(struct nd_conn *c, const Noded__Frame *f);
  * answering PERMISSION_DENIED (the connection goes on, but for a worker
  * certificate's Hello under another node's name, which closes it). */
 bool nd__rpc_role_allows(struct nd_conn *c, const Noded__Frame *f);
+/* Does the --acl policy let the peer send f (rpc/acl.h)? false after
+ * answering PERMISSION_DENIED naming the action and object (the
+ * connection goes on). */
+bool nd__rpc_acl_allows(struct nd_conn *c, const Noded__Frame *f);
 /* ops->wrong_transport: an Error in plaintext saying which to use. */
 void nd__rpc_wrong_transport(struct nd_conn *c, bool tls_expected);
 /* A CANCEL frame: ends the AssignTask stream it names. */
