@@ -85,8 +85,10 @@ static void usage(FILE *f)
 		"                         tasks live in memory only)\n"
 		"  --raft-listen HOST:PORT  this master's Raft address (default\n"
 		"                         127.0.0.1:0, enough for a lone master);\n"
-		"                         off loopback, with --token-file only:\n"
-		"                         the links prove the token\n"
+		"                         off loopback, with mutual TLS (the\n"
+		"                         links then run it, and each end must be\n"
+		"                         a master's) or --token-file (the links\n"
+		"                         prove it; inside TLS with --tls-cert)\n"
 		"  --bootstrap            start a new cluster with this master as\n"
 		"                         its only member when DIR holds no log\n"
 		"                         (the default for a lone master)\n"
@@ -203,19 +205,22 @@ static bool raft_addr_ok(const char *addr)
 	return true;
 }
 
-/* Off loopback, the Raft links must prove the masters' token. */
+/* Off loopback, the Raft links must prove they are the masters': by the
+ * token, or by certificates with the master role (mutual TLS). */
 static bool raft_links_ok(const struct master_args *a)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
 
 	if (!a->raft.address || a->token_file ||
+	    (nd_cli_tls_cert && nd_cli_tls_ca) ||
 	    nd_parse_addr(a->raft.address, &ss, &len) ||
 	    nd_addr_is_loopback(&ss))
 		return true;
 	fprintf(stderr, "noded: --raft-listen '%s' is not a loopback address: "
-		"the Raft links between masters must then be authenticated "
-		"with the masters' shared token: give --token-file\n",
+		"the Raft links between masters must then be authenticated, "
+		"with master certificates (--tls-cert, --tls-key and "
+		"--tls-ca) or the masters' shared token (--token-file)\n",
 		a->raft.address);
 	return false;
 }
@@ -266,7 +271,10 @@ static void *join_main(void *arg)
 	const struct master_args *a = j->a;
 	struct nd_client_opts copts = { .token = a->m.cfg.token,
 				       .token_len = a->m.cfg.token_len,
-				       .timeout_ms = 3000 };
+				       .timeout_ms = 3000,
+				       .tls_cert = nd_cli_tls_cert,
+				       .tls_key = nd_cli_tls_key,
+				       .tls_ca = nd_cli_tls_ca };
 	Noded__Frame f = NODED__FRAME__INIT, *reply = NULL;
 	Noded__RaftChange rc = NODED__RAFT_CHANGE__INIT;
 	Noded__RaftMember mb = NODED__RAFT_MEMBER__INIT;
@@ -666,7 +674,7 @@ int nd_cli_master(int argc, char **argv)
 	struct joiner join = { 0 };
 	sigset_t sigs;
 	uint8_t *token = NULL;
-	struct nd_tls *tls = NULL;
+	struct nd_tls *tls = NULL, *raft_tls = NULL;
 	int ret = parse_args(argc, argv, &a);
 
 	if (ret >= 0)
@@ -680,15 +688,24 @@ int nd_cli_master(int argc, char **argv)
 		if (nd_tls_open(&tls, &f, true))
 			return ND_CLI_EXIT_USAGE;
 		a.m.cfg.tls = tls;
+		/* the Raft links we open: the same files, client end */
+		if (a.data_dir && nd_tls_open(&raft_tls, &f, false)) {
+			nd_tls_close(tls);
+			return ND_CLI_EXIT_USAGE;
+		}
+		a.raft.tls_server = a.data_dir ? tls : NULL;
+		a.raft.tls_client = raft_tls;
 	}
 	/* with mutual TLS the HTTP clients' secret never travels in clear */
 	if (a.m.http && !a.http_insecure && !(tls && nd_tls_verifies(tls)) &&
 	    !http_on_loopback(a.m.http)) {
+		nd_tls_close(raft_tls);
 		nd_tls_close(tls);
 		return ND_CLI_EXIT_USAGE;
 	}
 	if (a.token_file &&
 	    nd_auth_read_token(a.token_file, &token, &a.m.cfg.token_len)) {
+		nd_tls_close(raft_tls);
 		nd_tls_close(tls);
 		return ND_CLI_EXIT_USAGE;
 	}
@@ -696,6 +713,7 @@ int nd_cli_master(int argc, char **argv)
 	if (a.acl && nd_acl_global_load(a.acl, err, sizeof(err))) {
 		fprintf(stderr, "noded: --acl: %s\n", err);
 		free(token);
+		nd_tls_close(raft_tls);
 		nd_tls_close(tls);
 		return ND_CLI_EXIT_USAGE;
 	}
@@ -707,6 +725,7 @@ int nd_cli_master(int argc, char **argv)
 		fprintf(stderr, "noded: %s\n", err);
 		ND_LOG(ND_LOG_ERROR, "master.failed", ND_S("err", err));
 		free(token);
+		nd_tls_close(raft_tls);
 		nd_tls_close(tls);
 		return ND_CLI_EXIT_FAIL;
 	}
@@ -753,6 +772,7 @@ close_ids:
 	free(raft_dir);
 	nd_task_ids_close(&ids);
 	free(token);
+	nd_tls_close(raft_tls);
 	nd_tls_close(tls);
 	nd_acl_global_close();
 	return ret;

@@ -675,10 +675,13 @@ int nd_raft_start(struct nd_shard *rs, const struct nd_raft_config *cfg,
 	}
 	r->transport.version = 1; /* required before init (else error 20) */
 	r->transport.data = r;
-	r->authed = cfg->token != NULL;
+	r->authed = cfg->token || cfg->tls_server;
 	if ((err = r->authed ?
-		   nd_raft_transport_init(&r->transport, &r->loop, cfg->token,
-					  cfg->token_len) :
+		   nd_raft_transport_init(&r->transport, &r->loop,
+					  &(struct nd_raft_link_auth){
+						  cfg->token, cfg->token_len,
+						  cfg->tls_server,
+						  cfg->tls_client }) :
 		   raft_uv_tcp_init(&r->transport, &r->loop))) {
 		snprintf(errbuf, errlen, "raft transport: %s",
 			 raft_strerror(err));

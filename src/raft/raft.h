@@ -37,6 +37,8 @@
 #define ND_RAFT_SNAPSHOT_THRESHOLD 16384
 #define ND_RAFT_SNAPSHOT_TRAILING 4096
 
+struct nd_tls;
+
 struct nd_raft_config {
 	const char *dir;              /* the log's directory (exists) */
 	const char *address;          /* this member's raft link, HOST:PORT */
@@ -48,9 +50,12 @@ struct nd_raft_config {
 	const char *id_dir;           /* set: write "raft-id" (the id) there
 				       * once the bootstrap is in the log */
 	const uint8_t *token;         /* the masters' token: the links prove
-				       * it (transport.c); NULL: plain TCP
-				       * (loopback only) */
+				       * it (transport.c) */
 	size_t token_len;
+	struct nd_tls *tls_server;    /* TLS on the links (transport.c):
+				       * the master's own context */
+	struct nd_tls *tls_client;    /* the same files, client end */
+	/* none of the three: plain TCP (loopback only) */
 };
 
 /*

@@ -1,9 +1,16 @@
 /*
- * The Raft links between masters, authenticated with the shared token
- * (master --token-file): libraft's TCP transport (raft_uv_tcp) underneath,
- * and before a connection is handed to libraft, both ends prove they hold
- * the token (HMAC-SHA256 over fresh nonces, as the native protocol's
- * challenge; the token never crosses the wire):
+ * The Raft links between masters: libraft's TCP transport (raft_uv_tcp)
+ * underneath, and before a connection is handed to libraft, two stages,
+ * each when configured:
+ *
+ * 1. TLS (the master's --tls-cert/--tls-key; link_tls.c): the connector
+ *    is the TLS client. With --tls-ca both ends present certificates,
+ *    and each must carry the master role of our cluster (mutual TLS).
+ *    libraft then reads and writes the plaintext end of a socketpair the
+ *    link pumps through TLS.
+ * 2. The token (master --token-file): both ends prove they hold it
+ *    (HMAC-SHA256 over fresh nonces, as the native protocol's challenge;
+ *    the token never crosses the wire), inside the TLS when there is one:
  *
  *   connector -> acceptor   (libraft's own handshake: id, address)
  *   acceptor  -> connector  nonce_a (32 bytes)
@@ -12,10 +19,11 @@
  *   acceptor  -> connector  HMAC(token, "noded-raft-server", nonce_c,
  *                           nonce_a) (32)
  *
- * A connection that fails it, or does not finish within AUTH_TIMEOUT_MS,
- * is closed, and logged (raft.auth_refused) at most once a second. The
- * links carry no secret but the proofs, and are not encrypted: mutual TLS
- * is what hides their contents.
+ * A connection that fails a stage, or does not finish both within
+ * AUTH_TIMEOUT_MS, is closed, and logged (raft.auth_refused) at most once a
+ * second. Without TLS the links are not encrypted (the proofs carry no
+ * secret); libraft's own greeting (the connector's id and address) is in
+ * clear either way, before TLS starts.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -28,6 +36,7 @@
 #include "core/log.h"
 #include "core/time.h"
 #include "noded/auth.h"
+#include "raft/link_tls.h"
 #include "raft/transport.h"
 
 #define AUTH_TIMEOUT_MS 5000
@@ -37,8 +46,12 @@
 struct auth {
 	struct raft_uv_transport inner;  /* raft_uv_tcp */
 	uv_loop_t *loop;
-	uint8_t *token;
+	uint8_t *token;               /* NULL: no token stage */
 	size_t token_len;
+	struct nd_tls *tls_server;    /* NULL: no TLS stage */
+	struct nd_tls *tls_client;
+	struct nd_raft_links *links;  /* the TLS links, while TLS is on */
+	bool inner_closed, links_closed;
 	raft_uv_accept_cb accept_cb;
 	struct raft_uv_transport *outer;
 	raft_uv_transport_close_cb close_cb;
@@ -52,7 +65,10 @@ struct hs {
 	struct hs *next, **prev;
 	struct auth *a;
 	bool accepting;                  /* we accepted it */
-	uv_stream_t *stream;
+	struct nd_raft_link *tl;         /* its TLS handshake, under way:
+					  * the link owns the TCP stream */
+	uv_stream_t *stream;             /* the stream libraft will get
+					  * (TCP, or TLS's plaintext end) */
 	uv_timer_t timer;
 	uint8_t nonce_a[ND_NONCE_LEN], nonce_c[ND_NONCE_LEN];
 	uint8_t in[ND_NONCE_LEN + ND_PROOF_LEN];
@@ -84,8 +100,8 @@ static void refused(struct auth *a, const struct hs *h, const char *why)
 	a->last_log_ms = now;
 	ND_LOG(ND_LOG_WARN, "raft.auth_refused", ND_U("member", h->id),
 	       ND_S("address", h->address), ND_S("err", why),
-	       ND_S("msg", "a Raft link that does not prove it holds the "
-		    "masters' token is closed"));
+	       ND_S("msg", "a Raft link that does not prove it is a master's "
+		    "(a master's certificate, the masters' token) is closed"));
 }
 
 static void free_after_close(uv_handle_t *handle)
@@ -120,6 +136,10 @@ static void connect_fail(struct hs *h, int status)
 	struct raft_uv_connect *req = h->req;
 
 	h->cb = NULL;
+	if (h->tl) {
+		nd_raft_link_abort(h->tl);
+		h->tl = NULL;
+	}
 	if (h->writing) {
 		h->dead = true;
 		uv_read_stop(h->stream);
@@ -134,6 +154,10 @@ static void connect_fail(struct hs *h, int status)
 static void fail(struct hs *h, const char *why)
 {
 	refused(h->a, h, why);
+	if (h->tl) {
+		nd_raft_link_abort(h->tl);
+		h->tl = NULL;
+	}
 	if (!h->accepting) {
 		raft_uv_connect_cb cb = h->cb;
 		struct raft_uv_connect *req = h->req;
@@ -157,7 +181,8 @@ static void on_timeout(uv_timer_t *t)
 	struct hs *h = t->data;
 
 	if (!h->dead)
-		fail(h, "no proof within 5 s");
+		fail(h, h->tl ? "no TLS handshake within 5 s (does every "
+		     "master have --tls-cert?)" : "no proof within 5 s");
 }
 
 static void alloc_cb(uv_handle_t *handle, size_t size, uv_buf_t *buf)
@@ -254,7 +279,12 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 				   h->nonce_a, ND_NONCE_LEN, h->nonce_c,
 				   ND_NONCE_LEN, h->in + ND_NONCE_LEN,
 				   ND_PROOF_LEN)) {
-			fail(h, "its proof does not match our token");
+			fail(h, !a->tls_server &&
+				nd_tls_record_start(h->in[0]) &&
+				h->in[1] == 0x03 ?
+			     "it speaks TLS on its Raft link: give every "
+			     "master the same --tls-cert and --tls-key" :
+			     "its proof does not match our token");
 			return;
 		}
 		if (nd_auth_proof(a->token, a->token_len, SERVER_LABEL,
@@ -319,24 +349,89 @@ static struct hs *hs_new(struct auth *a, uv_stream_t *s, bool accepting)
 
 /* ---- the transport's methods ---- */
 
+/* The token stage on h->stream (TCP, or TLS's plaintext end), or the
+ * hand-over when there is no token. */
+static void start_proof(struct hs *h)
+{
+	struct auth *a = h->a;
+
+	if (!a->token) {
+		h->proven = true;
+		hand_over(h);
+		return;
+	}
+	if (h->accepting) {
+		h->want = ND_NONCE_LEN + ND_PROOF_LEN;
+		if (nd_auth_nonce(h->nonce_a, ND_NONCE_LEN) ||
+		    send_bytes(h, h->nonce_a, ND_NONCE_LEN) ||
+		    uv_read_start(h->stream, alloc_cb, on_read))
+			fail(h, "cannot start the proof");
+		return;
+	}
+	h->want = ND_NONCE_LEN;
+	if (nd_auth_nonce(h->nonce_c, ND_NONCE_LEN) ||
+	    uv_read_start(h->stream, alloc_cb, on_read))
+		fail(h, "cannot start the proof");
+}
+
+/* The TLS stage ended: on to the token with the plaintext end. */
+static void tls_done(void *arg, uv_stream_t *plain, const char *why)
+{
+	struct hs *h = arg;
+
+	h->tl = NULL;
+	if (!plain) {
+		if (h->accepting) {
+			fail(h, why);
+		} else {
+			refused(h->a, h, why);
+			connect_fail(h, RAFT_NOCONNECTION);
+		}
+		return;
+	}
+	h->stream = plain;
+	plain->data = h;
+	start_proof(h);
+}
+
+/* The stages on a new TCP stream (ours from here). */
+static void start_stages(struct hs *h, uv_stream_t *tcp)
+{
+	struct auth *a = h->a;
+
+	if (a->tls_server) {
+		struct nd_tls *tls = h->accepting ? a->tls_server
+						  : a->tls_client;
+
+		h->stream = NULL;
+		/* the server end checks the peer's role itself; a client
+		 * context checks the server's (tls.c) */
+		if (nd_raft_link_start(a->links, tls, tcp,
+				       h->accepting && nd_tls_verifies(tls),
+				       tls_done, h, &h->tl))
+			fail(h, "out of memory");
+		return;
+	}
+	h->stream = tcp;
+	tcp->data = h;
+	start_proof(h);
+}
+
+/* ---- the transport's methods ---- */
+
 static void inner_accept(struct raft_uv_transport *inner, raft_id id,
 			 const char *address, struct uv_stream_s *stream)
 {
 	struct auth *a = inner->data;
 	struct hs *h;
 
-	if (a->closing || !(h = hs_new(a, stream, true))) {
+	if (a->closing || !(h = hs_new(a, NULL, true))) {
 		uv_close((uv_handle_t *)stream, free_after_close);
 		return;
 	}
 	h->id = id;
 	snprintf(h->address, sizeof(h->address), "%s", address);
-	stream->data = h;
-	h->want = ND_NONCE_LEN + ND_PROOF_LEN;
-	if (nd_auth_nonce(h->nonce_a, ND_NONCE_LEN) ||
-	    send_bytes(h, h->nonce_a, ND_NONCE_LEN) ||
-	    uv_read_start(stream, alloc_cb, on_read))
-		fail(h, "cannot start the proof");
+	start_stages(h, stream);
 }
 
 static void inner_connected(struct raft_uv_connect *ireq,
@@ -349,12 +444,7 @@ static void inner_connected(struct raft_uv_connect *ireq,
 		connect_fail(h, status ? status : RAFT_CANCELED);
 		return;
 	}
-	h->stream = stream;
-	stream->data = h;
-	h->want = ND_NONCE_LEN;
-	if (nd_auth_nonce(h->nonce_c, ND_NONCE_LEN) ||
-	    uv_read_start(stream, alloc_cb, on_read))
-		fail(h, "cannot start the proof");
+	start_stages(h, stream);
 }
 
 static int t_init(struct raft_uv_transport *t, raft_id id,
@@ -397,11 +487,27 @@ static int t_connect(struct raft_uv_transport *t, struct raft_uv_connect *req,
 	return 0;
 }
 
+/* The transport is closed once the TCP one and every TLS link are. */
+static void maybe_closed(struct auth *a)
+{
+	if (a->inner_closed && a->links_closed)
+		a->close_cb(a->outer);
+}
+
 static void inner_closed(struct raft_uv_transport *inner)
 {
 	struct auth *a = inner->data;
 
-	a->close_cb(a->outer);
+	a->inner_closed = true;
+	maybe_closed(a);
+}
+
+static void links_closed(void *arg)
+{
+	struct auth *a = arg;
+
+	a->links_closed = true;
+	maybe_closed(a);
 }
 
 static void t_close(struct raft_uv_transport *t,
@@ -420,29 +526,44 @@ static void t_close(struct raft_uv_transport *t,
 			continue;
 		if (h->accepting)
 			fail(h, "closing");
-		else if (h->stream)
+		else if (h->stream || h->tl)
 			connect_fail(h, RAFT_CANCELED);
 	}
+	/* the links libraft had (it closed its ends already) */
+	if (a->links)
+		nd_raft_links_close(a->links, links_closed, a);
+	else
+		a->links_closed = true;
 	a->inner.close(&a->inner, inner_closed);
 }
 
 int nd_raft_transport_init(struct raft_uv_transport *t, uv_loop_t *loop,
-			   const uint8_t *token, size_t token_len)
+			   const struct nd_raft_link_auth *auth)
 {
 	struct auth *a = calloc(1, sizeof(*a));
 	int err;
 
-	if (!a || !(a->token = malloc(token_len))) {
-		free(a);
+	if (!a)
 		return RAFT_NOMEM;
+	if (auth->token) {
+		a->token = malloc(auth->token_len);
+		if (!a->token)
+			goto err_free_auth;
+		memcpy(a->token, auth->token, auth->token_len);
+		a->token_len = auth->token_len;
 	}
-	memcpy(a->token, token, token_len);
-	a->token_len = token_len;
+	if (auth->tls_server) {
+		if (nd_raft_links_new(&a->links, loop))
+			goto err_free_token;
+		a->tls_server = auth->tls_server;
+		a->tls_client = auth->tls_client;
+	}
 	a->loop = loop;
 	a->outer = t;
 	a->inner.version = 1;
 	err = raft_uv_tcp_init(&a->inner, loop);
 	if (err) {
+		nd_raft_links_free(a->links);
 		free(a->token);
 		free(a);
 		return err;
@@ -456,6 +577,12 @@ int nd_raft_transport_init(struct raft_uv_transport *t, uv_loop_t *loop,
 	t->connect = t_connect;
 	t->close = t_close;
 	return 0;
+
+err_free_token:
+	free(a->token);
+err_free_auth:
+	free(a);
+	return RAFT_NOMEM;
 }
 
 void nd_raft_transport_close(struct raft_uv_transport *t)
@@ -465,8 +592,12 @@ void nd_raft_transport_close(struct raft_uv_transport *t)
 	if (!a)
 		return;
 	raft_uv_tcp_close(&a->inner);
-	memset(a->token, 0, a->token_len);
-	free(a->token);
+	if (a->links)
+		nd_raft_links_free(a->links);
+	if (a->token) {
+		memset(a->token, 0, a->token_len);
+		free(a->token);
+	}
 	free(a);
 	t->impl = NULL;
 }
