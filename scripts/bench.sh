@@ -34,7 +34,8 @@
 #              (noded-bench submit, one connection per client, one submit in
 #              flight each) at C = DURABLE_C: submits/s, p50, p99, on a
 #              master in memory, on a 1-master and a 3-master cluster with
-#              --data-dir (the client on the leader), beside etcd 3.4 puts
+#              --data-dir (the client on the leader), the 3-master one
+#              again on mutual TLS (clients and Raft links), beside etcd 3.4 puts
 #              (build/etcd-bench, gRPC, the same C) on a 1- and a 3-member
 #              cluster (the client on the leader). Every data directory is
 #              under DATA_ROOT, which must not be tmpfs (the output says
@@ -574,12 +575,13 @@ start_masters() {
 		M_RAFT[k]=127.0.0.1:$rp
 		M_DIR[k]=$dir/m$k
 		if [ "$n" = 1 ]; then
-			start_master --data-dir "${M_DIR[k]}"
+			start_master --data-dir "${M_DIR[k]}" "${M_OPTS[@]}"
 		elif [ "$k" = 0 ]; then
-			start_master --data-dir "${M_DIR[k]}" --raft-listen "${M_RAFT[k]}" --bootstrap
+			start_master --data-dir "${M_DIR[k]}" --raft-listen "${M_RAFT[k]}" --bootstrap \
+				"${M_OPTS[@]}"
 		else
 			start_master --data-dir "${M_DIR[k]}" --raft-listen "${M_RAFT[k]}" \
-				--join "${M_ADDR[0]}"
+				--join "${M_ADDR[0]}" "${M_OPTS[@]}"
 		fi
 		M_PID[k]=$MASTER_PID
 		M_ADDR[k]=$MASTER_ADDR
@@ -664,9 +666,15 @@ stop_etcd() { local p; for p in "${E_PID[@]}"; do stop_pid "$p"; done; }
 
 # submit_run ADDR C: noded-bench submit JSON (one submit in flight on each
 # of C connections).
+# Extra options of the masters start_masters starts, and of the submits
+# submit_run makes (the mutual-TLS row sets both).
+M_OPTS=()
+B_OPTS=()
+
 submit_run() {
 	"${PIN_CLIENT[@]}" timeout $((DURABLE_SECS * 4 + 60)) "$BENCH" submit --addr "$1" \
-		--conns "$2" --count "$DURABLE_COUNT" --duration "$DURABLE_SECS" --json ||
+		--conns "$2" --count "$DURABLE_COUNT" --duration "$DURABLE_SECS" --json \
+		"${B_OPTS[@]}" ||
 		die "noded-bench submit to $1 at C=$2 failed"
 }
 
@@ -693,6 +701,18 @@ durable_rows() {
 	fi
 }
 
+# tls_durable_rows C TLS_JSON PLAIN_JSON: the 3 masters on mutual TLS
+# (clients and Raft links) beside the same on plaintext.
+tls_durable_rows() {
+	local w="durable submit C=$1" tj=$2 pj=$3
+	row "$w" "3-master on mutual TLS submits/s" "$(jnum "$tj" .per_s)" "1/s" \
+		"$(jnum "$pj" .per_s)" "3-master plaintext"
+	row "$w" "3-master on mutual TLS p50" "$(jnum "$tj" .p50_us)" "us" \
+		"$(jnum "$pj" .p50_us)" "3-master plaintext"
+	row "$w" "3-master on mutual TLS p99" "$(jnum "$tj" .p99_us)" "us" \
+		"$(jnum "$pj" .p99_us)" "3-master plaintext"
+}
+
 # An etcd figure with no noded one beside it (noded's not available).
 etcd_only_rows() {
 	local w="durable submit C=$1" what=$2 ej=$3
@@ -702,8 +722,8 @@ etcd_only_rows() {
 }
 
 bench_durable() {
-	local c mem_addr n1 n3="" e1 e3 leader
-	declare -A MEM ONE THREE E1 E3
+	local c mem_addr n1 n3="" n3t="" e1 e3 leader td="$TMP/durable-tls"
+	declare -A MEM ONE THREE THREE_TLS E1 E3
 	# in memory
 	start_master
 	mem_addr=$MASTER_ADDR
@@ -726,6 +746,28 @@ bench_durable() {
 		n3=${M_ADDR[leader]}
 		for c in $DURABLE_C; do THREE[$c]=$(submit_run "$n3" "$c"); done
 		stop_masters
+		# the same on mutual TLS: clients, and the Raft links between
+		# the masters (certificates from `noded tls`)
+		if "$NODED" tls ca create --dir "$td/ca" --cluster bench >/dev/null 2>&1; then
+			"$NODED" tls cert create --master m --ca-dir "$td/ca" \
+				--out-dir "$td" >/dev/null &&
+			"$NODED" tls cert create --client bench --ca-dir "$td/ca" \
+				--out-dir "$td" >/dev/null || die "noded tls cert create failed"
+			export NODED_TLS_CERT="$td/client-bench.crt" NODED_TLS_KEY="$td/client-bench.key" \
+				NODED_TLS_CA="$td/ca/ca.crt"
+			B_OPTS=(--tls-ca "$td/ca/ca.crt" --tls-cert "$td/client-bench.crt"
+				--tls-key "$td/client-bench.key")
+			M_OPTS=(--tls-cert "$td/master-m.crt" --tls-key "$td/master-m.key"
+				--tls-ca "$td/ca/ca.crt")
+			start_masters 3 "$DATA/durable3-tls"
+			leader=$(master_leader)
+			[ -n "$leader" ] || die "no leader among the 3 masters on mutual TLS"
+			n3t=${M_ADDR[leader]}
+			for c in $DURABLE_C; do THREE_TLS[$c]=$(submit_run "$n3t" "$c"); done
+			stop_masters
+			M_OPTS=() B_OPTS=()
+			unset NODED_TLS_CERT NODED_TLS_KEY NODED_TLS_CA
+		fi
 	else
 		note "3-master: not available in this build (no master --join)"
 	fi
@@ -741,6 +783,7 @@ bench_durable() {
 		durable_rows "$c" "1-master" "${ONE[$c]}" "${E1[$c]}" "etcd 1-member"
 		if [ -n "$n3" ]; then
 			durable_rows "$c" "3-master" "${THREE[$c]}" "${E3[$c]}" "etcd 3-member"
+			[ -z "$n3t" ] || tls_durable_rows "$c" "${THREE_TLS[$c]}" "${THREE[$c]}"
 		else
 			etcd_only_rows "$c" "3-member" "${E3[$c]}"
 		fi
