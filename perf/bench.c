@@ -275,6 +275,8 @@ static void submit_usage(FILE *f)
 		"[--depth D]\n"
 		"                          [--count N] [--duration SECS] "
 		"[--node NAME] [--json]\n"
+		"                          [--tls-ca FILE [--tls-cert FILE "
+		"--tls-key FILE]]\n"
 		"  Keeps D one-task submits (`--node NAME --wait-for-node -- "
 		"true`) in\n"
 		"  flight on each of C connections until N were answered or "
@@ -445,6 +447,9 @@ static int run_load(int argc, char **argv, bool submit)
 		{ "count", required_argument, NULL, 'n' },
 		{ "node", required_argument, NULL, 'N' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "tls-cert", required_argument, NULL, 'C' },
+		{ "tls-key", required_argument, NULL, 'K' },
+		{ "tls-ca", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};

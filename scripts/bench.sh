@@ -748,7 +748,8 @@ bench_durable() {
 		stop_masters
 		# the same on mutual TLS: clients, and the Raft links between
 		# the masters (certificates from `noded tls`)
-		if "$NODED" tls ca create --dir "$td/ca" --cluster bench >/dev/null 2>&1; then
+		mkdir -p "$td"
+		if "$NODED" tls ca create --dir "$td/ca" --cluster bench >/dev/null; then
 			"$NODED" tls cert create --master m --ca-dir "$td/ca" \
 				--out-dir "$td" >/dev/null &&
 			"$NODED" tls cert create --client bench --ca-dir "$td/ca" \
@@ -767,6 +768,8 @@ bench_durable() {
 			stop_masters
 			M_OPTS=() B_OPTS=()
 			unset NODED_TLS_CERT NODED_TLS_KEY NODED_TLS_CA
+		else
+			note "3-master on mutual TLS: noded tls ca create failed"
 		fi
 	else
 		note "3-master: not available in this build (no master --join)"

@@ -50,7 +50,6 @@ struct nd_raft {
 	unsigned fault_skip, fault_apply;
 	struct raft_barrier barrier;
 	bool closing, closed;
-	bool authed;                  /* transport.c's, not plain TCP */
 };
 
 struct apply_req {
@@ -593,10 +592,7 @@ static void close_cb(struct raft *raft)
 
 static void transport_close(struct nd_raft *r)
 {
-	if (r->authed)
-		nd_raft_transport_close(&r->transport);
-	else
-		raft_uv_tcp_close(&r->transport);
+	nd_raft_transport_close(&r->transport);
 }
 
 /* After the drain barrier: no message comes or goes any more. Closes raft
@@ -675,14 +671,13 @@ int nd_raft_start(struct nd_shard *rs, const struct nd_raft_config *cfg,
 	}
 	r->transport.version = 1; /* required before init (else error 20) */
 	r->transport.data = r;
-	r->authed = cfg->token || cfg->tls_server;
-	if ((err = r->authed ?
-		   nd_raft_transport_init(&r->transport, &r->loop,
+	/* ours always: it sets TCP_NODELAY, then the stages configured
+	 * (TLS, the token; none on loopback without them) */
+	if ((err = nd_raft_transport_init(&r->transport, &r->loop,
 					  &(struct nd_raft_link_auth){
 						  cfg->token, cfg->token_len,
 						  cfg->tls_server,
-						  cfg->tls_client }) :
-		   raft_uv_tcp_init(&r->transport, &r->loop))) {
+						  cfg->tls_client }))) {
 		snprintf(errbuf, errlen, "raft transport: %s",
 			 raft_strerror(err));
 		goto err_loop;

@@ -16,8 +16,8 @@
 
 #include "tls/tls.h"
 
-/* How the links prove they are the masters'; at least one of the two.
- * Not owned: they outlive the transport. */
+/* How the links prove they are the masters' (neither: they do not, and
+ * are taken on loopback only). Not owned: they outlive the transport. */
 struct nd_raft_link_auth {
 	const uint8_t *token;         /* the masters' token (copied), or
 				       * NULL */

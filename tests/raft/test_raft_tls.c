@@ -5,6 +5,8 @@
  *
  * - the cluster forms (two --join over TLS), runs tasks, and fails over
  *   after kill -9 of the leader with every acknowledged task kept;
+ * - a member far behind catches up by a snapshot larger than a link's
+ *   queue bound;
  * - a Raft link with a worker's certificate, a certificate of another CA,
  *   or no TLS at all is closed and said in the log, while one with a
  *   master's certificate is kept (the check is the role, not just the CA);
@@ -45,6 +47,8 @@ static pid_t worker;
 static char dir[64];
 static char out[65536], err[65536];
 static struct nd_test_cli R;
+/* More options for master_start (NULL-terminated), or NULL. */
+static const char *const *extra;
 
 /* dir/NAME */
 static const char *path(const char *name)
@@ -82,6 +86,7 @@ static void setup(void)
 
 	memset(m, 0, sizeof(m));
 	worker = 0;
+	extra = NULL;
 	snprintf(dir, sizeof(dir), "/tmp/noded-rafttls-XXXXXX");
 	cr_assert(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
 	for (int i = 0; i < N; i++) {
@@ -146,7 +151,7 @@ TestSuite(raft_tls, .init = setup, .fini = teardown, .timeout = 180);
 static void master_start(int i, bool join, bool tls, const char *token)
 {
 	char listen[32], raft[32], data[128], to[32], crt[128], key[128];
-	const char *argv[24] = { nd_test_bin(), "master", "--listen", listen,
+	const char *argv[32] = { nd_test_bin(), "master", "--listen", listen,
 				 "--data-dir", data, "--raft-listen", raft,
 				 "--heartbeat-timeout", "3", "--lease", "6" };
 	int n = 12;
@@ -173,6 +178,8 @@ static void master_start(int i, bool join, bool tls, const char *token)
 		argv[n++] = "--join";
 		argv[n++] = to;
 	}
+	for (int k = 0; extra && extra[k]; k++)
+		argv[n++] = extra[k];
 	argv[n] = NULL;
 	if (errfd[i] < 0)
 		errfd[i] = memfd_create("master-stderr", MFD_CLOEXEC);
@@ -316,6 +323,58 @@ Test(raft_tls, a_cluster_on_mutual_tls_runs_tasks_and_fails_over)
 	/* the worker finds the new leader (it has its heartbeat timeout) */
 	run_echo("after");
 	cr_assert_null(strstr(logs(), "raft.auth_refused"), "%s", logs());
+}
+
+/*
+ * A member far behind catches up by InstallSnapshot over the TLS links: a
+ * snapshot every 32 entries, one member down while 200 tasks of 30,000
+ * bytes each go in (a snapshot of about 6 MB, more than a link's 4 MiB
+ * of queued writes: its pump stops and starts reading), then back: it has
+ * the last task whole.
+ */
+Test(raft_tls, a_member_far_behind_catches_up_by_snapshot_over_tls)
+{
+	static char big[30001];
+	static const char *const snap[] = { "--raft-snapshot-threshold", "32",
+					    "--raft-snapshot-trailing", "8",
+					    NULL };
+	char follower[32], ids[32], want[64];
+	int lead, f;
+	uint64_t last = 0;
+
+	extra = snap;
+	memset(big, 'x', sizeof(big) - 1);
+	memcpy(big, "marker-", 7);
+	master_start(0, false, true, NULL);
+	for (int i = 1; i < N; i++)
+		master_start(i, true, true, NULL);
+	lead = leader_index(N, 30000);
+	cr_assert(lead >= 0, "no leader with 3 voters over TLS:\n%s", logs());
+	f = (lead + 1) % N;
+	kill(m[f].pid, SIGKILL);
+	nd_test_daemon_wait(&m[f], 5000);
+	for (int i = 0; i < 200; i++) {
+		CLUSTER("submit", "--node", "absent", "--wait-for-node", "--",
+			"echo", big);
+		EXPECT_STATUS(&R, 0);
+		last = strtoull(R.out, NULL, 10);
+	}
+	master_start(f, false, true, NULL);
+	snprintf(follower, sizeof(follower), "127.0.0.1:%d", client_port[f]);
+	snprintf(ids, sizeof(ids), "%" PRIu64, last);
+	for (int i = 0;; i++) {
+		nd_test_cli_run(&R, follower, ND_TEST_CLI_MS,
+				(const char *const[]){ "task", ids, "--stale",
+						       "--json", NULL });
+		if (!R.st)
+			break;
+		cr_assert(i < 300, "the member never caught up to task %s: "
+			  "%s\n%s", ids, R.err, logs());
+		nd_test_sleep_ms(100);
+	}
+	snprintf(want, sizeof(want), "marker-xxxxxxxx");
+	cr_assert(strstr(R.out, want) && R.out_bytes > sizeof(big),
+		  "task %s is not whole on the member: %.300s", ids, R.out);
 }
 
 /* ---- raw Raft-link clients ---- */
