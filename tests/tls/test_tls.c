@@ -778,3 +778,72 @@ Test(tls, server_close_sends_close_notify)
 	close(fd);
 	good_client_served();
 }
+
+/* The records ssl would send for frames f[0..n), into buf (not sent):
+ * its write side goes through a memory BIO meanwhile. Their length. */
+static size_t records_of(SSL *ssl, int fd, const Noded__Frame *const *f,
+			 size_t n, uint8_t *buf, size_t size)
+{
+	BIO *mb = BIO_new(BIO_s_mem());
+	int len;
+
+	cr_assert(mb);
+	SSL_set0_wbio(ssl, mb);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(tls_send_frame(ssl, f[i]), 0);
+	len = BIO_read(mb, buf, (int)size);
+	cr_assert(len > 0 && (size_t)len < size);
+	SSL_set0_wbio(ssl, BIO_new_socket(fd, BIO_NOCLOSE));
+	return (size_t)len;
+}
+
+/*
+ * The master gives an idle connection's OpenSSL record buffers back after
+ * a second (tls/conn_tls.c) and keeps them while it is busy: a record
+ * half received when that second passes is kept whole and served when the
+ * rest comes, and a connection whose buffers went is served as before,
+ * here two records in one segment (read ahead together).
+ */
+Test(tls, idle_connection_gives_buffers_back_and_is_served)
+{
+	Noded__Frame f1, f2, *r;
+	const Noded__Frame *both[2] = { &f1, &f2 };
+	Noded__PingRequest p1, p2;
+	uint8_t rec[4096];
+	size_t n;
+	int fd;
+	SSL *ssl;
+
+	MASTER_TLS();
+	ssl = tls_open("client-alice", TLS1_3_VERSION, &fd);
+	cr_assert(ssl);
+	cr_assert_eq(tls_hello_ping(ssl), 0);
+
+	/* a record cut in two across the idle sweep */
+	nd_test_frame_ping(&f1, &p1, 10, "half", 4);
+	n = records_of(ssl, fd, both, 1, rec, sizeof(rec));
+	ND_CHECK(nd_test_send_raw(fd, rec, 8));
+	usleep(1700 * 1000);
+	ND_CHECK(nd_test_send_raw(fd, rec + 8, n - 8));
+	r = tls_recv_frame(ssl);
+	cr_assert(r && r->body_case == NODED__FRAME__BODY_PONG && r->id == 10,
+		  "a record split across the idle sweep was not served");
+	nd_frame_free(r, NULL);
+
+	/* idle (the buffers go), then two records in one segment */
+	usleep(1700 * 1000);
+	nd_test_frame_ping(&f1, &p1, 11, "one", 3);
+	nd_test_frame_ping(&f2, &p2, 12, "two", 3);
+	n = records_of(ssl, fd, both, 2, rec, sizeof(rec));
+	ND_CHECK(nd_test_send_raw(fd, rec, n));
+	for (uint64_t id = 11; id <= 12; id++) {
+		r = tls_recv_frame(ssl);
+		cr_assert(r && r->body_case == NODED__FRAME__BODY_PONG &&
+			  r->id == id, "ping %llu after the idle sweep was not "
+			  "served", (unsigned long long)id);
+		nd_frame_free(r, NULL);
+	}
+	SSL_free(ssl);
+	close(fd);
+	good_client_served();
+}
