@@ -106,8 +106,8 @@ int nd__client_tls_start(struct nd_client *c,
 			 const struct nd_client_opts *opts, int64_t deadline);
 void nd__client_tls_free(struct nd_client *c);
 /* c's contents were swapped with old's (nd_client_replace): each SSL
- * points at its client again, and c keeps old's sessions for the
- * addresses it has none for. */
+ * (its app data, its BIO callback) points at its client again, and c
+ * keeps old's sessions for the addresses it has none for. */
 void nd__client_tls_moved(struct nd_client *c, struct nd_client *old);
 /* nd_client_flush and the reads, over TLS. */
 int nd__client_tls_flush(struct nd_client *c);

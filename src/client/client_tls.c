@@ -10,8 +10,8 @@
  * the HelloReply) is kept in c->sessions under the address connected to,
  * replacing the one before; a connect with opts.tls_from = c (as
  * nd_client_reconnect does) takes c's context and sessions and offers
- * the one for its address. The SSL's app data is its client, which
- * nd_client_replace keeps true.
+ * the one for its address. The SSL's app data and its read BIO's
+ * callback argument are its client, which nd_client_replace keeps true.
  */
 #include <errno.h>
 #include <poll.h>
@@ -217,12 +217,20 @@ void nd__client_tls_free(struct nd_client *c)
 		session_free(&c->sessions[i]);
 }
 
+/* ssl (of c, may be NULL) points at c again: its app data and its read
+ * BIO's callback. */
+static void point_at(SSL *ssl, struct nd_client *c)
+{
+	if (!ssl)
+		return;
+	SSL_set_app_data(ssl, c);
+	BIO_set_callback_arg(SSL_get_rbio(ssl), (char *)c);
+}
+
 void nd__client_tls_moved(struct nd_client *c, struct nd_client *old)
 {
-	if (c->ssl)
-		SSL_set_app_data(c->ssl, c);
-	if (old->ssl)
-		SSL_set_app_data(old->ssl, old);
+	point_at(c->ssl, c);
+	point_at(old->ssl, old);
 	for (size_t i = TLS_SESSIONS; i-- > 0;)
 		if (old->sessions[i].sess &&
 		    !session_for(c, old->sessions[i].addr))
