@@ -47,8 +47,12 @@
 #define TLS_CONN_BYTES (32u << 10)
 /* An SSL's two record buffers, as freed memory to give back. */
 #define TLS_BUF_BYTES (34u << 10)
-/* Idle this long, a connection gives its record buffers back. */
-#define TLS_IDLE_MS 1000
+/* Idle this long, a connection gives its record buffers back: below a
+ * worker's heartbeat interval (1 s), so a fleet of idle workers holds
+ * none between heartbeats (a malloc and a free of each a second is
+ * nothing); above the gaps of a connection in use. Checked each tick
+ * (250 ms). */
+#define TLS_IDLE_MS 500
 /* The largest record: a 5-byte header and 2^14 + 256 bytes (RFC 8446
  * 5.2: TLSCiphertext). */
 #define FIRST_MAX (5 + 16384 + 256)

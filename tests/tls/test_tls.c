@@ -801,10 +801,10 @@ static size_t records_of(SSL *ssl, int fd, const Noded__Frame *const *f,
 
 /*
  * The master gives an idle connection's OpenSSL record buffers back after
- * a second (tls/conn_tls.c) and keeps them while it is busy: a record
- * half received when that second passes is kept whole and served when the
- * rest comes, and a connection whose buffers went is served as before,
- * here two records in one segment (read ahead together).
+ * half a second (tls/conn_tls.c) and keeps them while it is busy: a
+ * record half received when that time passes is kept whole and served
+ * when the rest comes, and a connection whose buffers went is served as
+ * before, here two records in one segment (read ahead together).
  */
 Test(tls, idle_connection_gives_buffers_back_and_is_served)
 {
