@@ -128,8 +128,9 @@ void nd_client_replace(struct nd_client *c, struct nd_client *with);
  * reply is a NOT_LEADER error naming the leader (a follower of a cluster
  * of masters answered): c is connected there instead, with the same
  * credentials (name, role, token, TLS: nd_client_reconnect), and the
- * request may be sent again (a follower applies nothing). 0, -EINVAL when reply names no leader, or
- * nd_client_connect's error (c unchanged then).
+ * request may be sent again (a follower applies nothing). 0, -EINVAL
+ * when reply names no leader, or nd_client_connect's error (c unchanged
+ * then).
  */
 int nd_client_follow_leader(struct nd_client *c, const Noded__Frame *reply,
 			    int timeout_ms);
