@@ -4,6 +4,7 @@
  *   noded-bench ping --addr HOST:PORT --conns C --depth D --duration SECS
  *                    [--payload BYTES] [--json]
  *   noded-bench idle --addr HOST:PORT --conns N --hold SECS [--raw]
+ *                    [--tls-* FILE [--resume]]
  *   noded-bench submit --addr HOST:PORT --conns C --depth D --count N
  *                    --duration SECS [--node NAME] [--json]
  *
@@ -26,7 +27,12 @@
  *
  * idle opens N connections (Hello handshake each, or --raw TCP only), says
  * so on stdout, holds them and closes them: scripts/bench.sh reads the
- * server's RSS meanwhile to get the memory cost of an idle connection.
+ * server's RSS meanwhile to get the memory cost of an idle connection,
+ * and the server's CPU while they open to get the cost of a handshake.
+ * With TLS and --resume, every connection after the first resumes the
+ * session of the one before it (the ticket the server gave it: a client
+ * uses a TLS 1.3 ticket once, RFC 8446 C.4), as a client reconnecting
+ * does: resumed handshakes; one that was not resumed fails the run.
  *
  * Exit status: 0 on success, 1 when the run failed (no request succeeded,
  * not every idle connection opened), 2 on bad usage.
@@ -654,12 +660,15 @@ static void idle_usage(FILE *f)
 		"usage: noded-bench idle --addr HOST:PORT --conns N --hold "
 		"SECS [--raw]\n"
 		"                        [--tls-ca FILE [--tls-cert FILE "
-		"--tls-key FILE]]\n"
+		"--tls-key FILE] [--resume]]\n"
 		"  Opens N connections (each does the Hello handshake; --raw: "
 		"TCP only),\n"
 		"  prints \"open N\" when all are open, holds them SECS "
 		"seconds (or until\n"
-		"  SIGTERM/SIGINT), closes them.\n");
+		"  SIGTERM/SIGINT), closes them. --resume: every TLS connection "
+		"after the\n"
+		"  first resumes the session of the one before it (fails unless "
+		"each did).\n");
 }
 
 static int cmd_idle(int argc, char **argv)
@@ -672,10 +681,13 @@ static int cmd_idle(int argc, char **argv)
 		{ "tls-cert", required_argument, NULL, 'C' },
 		{ "tls-key", required_argument, NULL, 'K' },
 		{ "tls-ca", required_argument, NULL, 'A' },
+		{ "resume", no_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct nd_client_opts co = { .node_name = "noded-bench-idle" };
+	bool resume = false;
+	unsigned resumed = 0;
 	const char *addr = NULL;
 	unsigned conns = 1, opened = 0;
 	double hold = 5;
@@ -696,11 +708,16 @@ static int cmd_idle(int argc, char **argv)
 		case 'C': co.tls_cert = optarg; break;
 		case 'K': co.tls_key = optarg; break;
 		case 'A': co.tls_ca = optarg; break;
+		case 'R': resume = true; break;
 		case 'h': idle_usage(stdout); return 0;
 		default: idle_usage(stderr); return 2;
 		}
 	}
-	if (!addr || optind != argc) {
+	if (!addr || optind != argc ||
+	    (resume && (raw || !(co.tls_ca || co.tls_cert)))) {
+		if (resume)
+			fprintf(stderr, "noded-bench: idle: --resume needs "
+				"TLS (--tls-ca, --tls-cert) and no --raw\n");
 		idle_usage(stderr);
 		return 2;
 	}
@@ -726,7 +743,13 @@ static int cmd_idle(int argc, char **argv)
 			if (r >= 0)
 				fds[opened] = r;
 		} else {
+			/* the context and session of the one before */
+			co.tls_from = resume && opened ? cl[opened - 1]
+						       : NULL;
 			r = nd_client_connect(&cl[opened], addr, &co);
+			if (!r && co.tls_from &&
+			    nd_client_tls_resumed(cl[opened]))
+				resumed++;
 		}
 		if (r < 0)
 			break;
@@ -738,10 +761,17 @@ static int cmd_idle(int argc, char **argv)
 			r < 0 ? nd_strerror(r) : "interrupted");
 		goto out_close;
 	}
+	if (resume && resumed + 1 < opened) {
+		fprintf(stderr, "noded-bench: idle: only %u of the %u "
+			"connections after the first resumed a session\n",
+			resumed, opened - 1);
+		goto out_close;
+	}
 	printf("open %u\n", opened);
 	fflush(stdout);
-	fprintf(stderr, "noded-bench: %u %s connections open in %.2f s\n",
-		opened, raw ? "raw" : "handshaken", (double)(t1 - t0) / 1e9);
+	fprintf(stderr, "noded-bench: %u %s connections open in %.2f s%s\n",
+		opened, raw ? "raw" : "handshaken", (double)(t1 - t0) / 1e9,
+		resume ? " (all but the first resumed)" : "");
 	end = nd_mono_ns() + (uint64_t)(hold * 1e9);
 	while (!stop_hold && nd_mono_ns() < end) {
 		struct timespec ts = { 0, 20000000 };

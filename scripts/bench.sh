@@ -55,7 +55,9 @@
 #              redis-server --tls-port (redis-benchmark --tls, TLS 1.3):
 #              requests/s, p50/p99, server CPU per request and its ratio to
 #              plaintext's; full handshakes per second of server CPU and
-#              RSS per idle TLS connection (TLS_IDLE_CONNS, each after Hello).
+#              RSS per idle TLS connection (TLS_IDLE_CONNS, each after Hello),
+#              then as many resumed handshakes (noded-bench idle --resume:
+#              each connection resumes the session of the one before).
 #
 # Placement: each master runs with --shards SHARDS under `taskset -c
 # SERVER_CPU`; load generators and simulators run on CLIENT_CPU (but see
@@ -1054,6 +1056,26 @@ bench_tls() {
 	row "tls idle" "RSS per idle TLS connection" \
 		"$(awk -v a="$rss0" -v b="$rss1" -v n="$TLS_IDLE_CONNS" 'BEGIN { printf "%.2f", (b - a) / n }')" "KiB"
 	note "tls: $TLS_IDLE_CONNS handshakes took $secs s of server CPU; RSS $rss0 -> $rss1 KiB"
+	stop_pid "$ipid"
+
+	# The same resumed (TLS 1.3 tickets; the first one is full).
+	: >"$TMP/tls-idle.out"
+	t0=$(cpu_ticks "$MASTER_PID")
+	"${PIN_CLIENT[@]}" "$BENCH" idle --addr "$MASTER_ADDR" --conns "$TLS_IDLE_CONNS" \
+		--hold 600 --resume "${tls[@]}" >"$TMP/tls-idle.out" 2>"$TMP/tls-idle.err" &
+	ipid=$!
+	PIDS+=("$ipid")
+	for _ in $(seq 1200); do
+		grep -q '^open ' "$TMP/tls-idle.out" && break
+		kill -0 "$ipid" 2>/dev/null || break
+		sleep 0.1
+	done
+	grep -q '^open ' "$TMP/tls-idle.out" || { cat "$TMP/tls-idle.err" >&2; die "resumed TLS connections did not open"; }
+	t1=$(cpu_ticks "$MASTER_PID")
+	secs=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" 'BEGIN { print t / hz }')
+	row "tls handshakes" "resumed handshakes per second of server CPU" \
+		"$(awk -v n="$TLS_IDLE_CONNS" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')" "1/s"
+	note "tls: $TLS_IDLE_CONNS resumed handshakes took $secs s of server CPU"
 	stop_pid "$ipid"
 	stop_pid "$rpid"
 	stop_pid "$MASTER_PID"

@@ -50,6 +50,19 @@ struct nd_client_opts {
 	 * plaintext fails the connect with ND_ETLSPLAIN.
 	 */
 	const char *tls_cert, *tls_key, *tls_ca;
+	/*
+	 * A client of this thread, open, whose TLS this connect takes on
+	 * (NULL: none): its context (the files it read; tls_* above are
+	 * then not read again) and the TLS sessions it keeps, one per
+	 * server address, the last its server gave. The one for addr is
+	 * offered: TLS 1.3 resumption, where the server skips the
+	 * certificates (a ticket carries what the full handshake that made
+	 * it verified). A server that does not take it (restarted, reloaded
+	 * with SIGHUP, or the ticket older than 2 hours) makes it a full
+	 * handshake. The new client keeps from's sessions too.
+	 * nd_client_reconnect does this.
+	 */
+	struct nd_client *tls_from;
 };
 
 /*
@@ -68,6 +81,10 @@ const char *nd_client_last_error(void);
  * ownership.
  */
 void *nd_client_tls_session(struct nd_client *c);
+
+/* Did c's TLS handshake resume a session (opts.tls_from) instead of a
+ * full one? false without TLS. */
+bool nd_client_tls_resumed(const struct nd_client *c);
 
 /*
  * Called once for the reply of a unary call, and once per frame of a stream
@@ -110,12 +127,23 @@ void nd_client_replace(struct nd_client *c, struct nd_client *with);
 /*
  * reply is a NOT_LEADER error naming the leader (a follower of a cluster
  * of masters answered): c is connected there instead, with the same
- * credentials (name, role, token), and the request may be sent again (a
- * follower applies nothing). 0, -EINVAL when reply names no leader, or
- * nd_client_connect's error (c unchanged then).
+ * credentials (name, role, token, TLS: nd_client_reconnect), and the
+ * request may be sent again (a follower applies nothing). 0, -EINVAL
+ * when reply names no leader, or nd_client_connect's error (c unchanged
+ * then).
  */
 int nd_client_follow_leader(struct nd_client *c, const Noded__Frame *reply,
 			    int timeout_ms);
+/*
+ * Connects c again, to addr (NULL: the address c was connected to with
+ * nd_client_connect), with the credentials it was made with (name, role,
+ * token, TLS context) and offering the TLS session c keeps for addr (see
+ * nd_client_opts.tls_from); then as nd_client_replace. timeout_ms as the
+ * opts'. 0, -EINVAL (no address), or nd_client_connect's error (c
+ * unchanged then).
+ */
+int nd_client_reconnect(struct nd_client *c, const char *addr,
+			int timeout_ms);
 
 int nd_client_fd(const struct nd_client *c);
 

@@ -135,7 +135,8 @@ static const char *addr_why(const char *addr, char *why, size_t size)
 	return why;
 }
 
-static struct nd_client *connect_one(const char *addr, bool quiet);
+static struct nd_client *connect_one(const char *addr, bool quiet,
+				     struct nd_client *from);
 
 /* The leader's address when c's master names another one as leading. */
 static bool leader_elsewhere(struct nd_client *c, char *leader, size_t len)
@@ -169,36 +170,41 @@ bool nd_cli_stale;
 /* The --master of the last nd_cli_connect: where a retry reconnects. */
 static const char *last_master;
 
-static struct nd_client *connect_list(const char *addr, bool quiet);
+static struct nd_client *connect_list(const char *addr, bool quiet,
+				      struct nd_client *from);
 
 struct nd_client *nd_cli_connect(const char *addr)
 {
 	last_master = addr;
-	return connect_list(addr, false);
+	return connect_list(addr, false, NULL);
 }
 
-static struct nd_client *connect_list(const char *addr, bool quiet)
+/* from: a client whose TLS context and sessions to take (resuming with
+ * a master it was connected to), or NULL. */
+static struct nd_client *connect_list(const char *addr, bool quiet,
+				      struct nd_client *from)
 {
 	char one[256], leader[256];
 	struct nd_client *c = NULL, *l;
 	const char *p = addr, *end;
 
 	if (!strchr(addr, ','))
-		return connect_one(addr, quiet);
+		return connect_one(addr, quiet, from);
 	while (p && !c) {
 		end = strchr(p, ',');
 		snprintf(one, sizeof(one), "%.*s",
 			 (int)(end ? (size_t)(end - p) : strlen(p)), p);
 		p = end ? end + 1 : NULL;
-		c = connect_one(one, quiet || p != NULL);
+		c = connect_one(one, quiet || p != NULL, from);
 	}
 	if (c && !nd_cli_stale && leader_elsewhere(c, leader, sizeof(leader)) &&
-	    (l = connect_one(leader, true)))
+	    (l = connect_one(leader, true, c)))
 		nd_client_replace(c, l);
 	return c;
 }
 
-static struct nd_client *connect_one(const char *addr, bool quiet)
+static struct nd_client *connect_one(const char *addr, bool quiet,
+				     struct nd_client *from)
 {
 	char why[512];
 	const char *path = nd_cli_token_file ? nd_cli_token_file
@@ -214,6 +220,7 @@ static struct nd_client *connect_one(const char *addr, bool quiet)
 	opts.tls_cert = nd_cli_tls_cert;
 	opts.tls_key = nd_cli_tls_key;
 	opts.tls_ca = nd_cli_tls_ca;
+	opts.tls_from = from;
 	r = nd_client_connect(&c, addr, &opts);
 	free(token);
 	if (!r)
@@ -322,7 +329,7 @@ int nd_cli_call(struct nd_client *c, const Noded__Frame *req,
 		nd_frame_free(*reply, NULL);
 		*reply = NULL;
 		usleep(RESEND_PAUSE_MS * 1000);
-		fresh = connect_list(last_master, true);
+		fresh = connect_list(last_master, true, c);
 		if (!fresh)
 			continue;
 		nd_client_replace(c, fresh);

@@ -14,6 +14,7 @@
 #include "noded/client.h"
 
 struct ssl_st;
+struct ssl_session_st;
 struct nd_tls;
 
 #define SOFTWARE "noded 0.1"
@@ -29,6 +30,15 @@ struct nd_tls;
  * one poll spends before returning to its caller. */
 #define READ_CHUNK (16u << 10)
 #define READS_PER_POLL 64
+/* TLS sessions kept per client: one per server address, the last used
+ * first (a CLI's --master list names at most a few masters). */
+#define TLS_SESSIONS 8
+
+/* The last TLS session a server at addr gave (client_tls.c). */
+struct tls_session {
+	char *addr;
+	struct ssl_session_st *sess;
+};
 
 enum {
 	P_HELLO = 1 << 0,   /* store the HelloReply fields before the callback */
@@ -79,8 +89,11 @@ struct nd_client {
 
 	struct nd_buf in;       /* a partial frame: in.data[0, in.len) */
 
+	char *addr;             /* "HOST:PORT" of nd_client_connect, or NULL */
+
 	struct ssl_st *ssl;     /* TLS over fd (client_tls.c), or NULL */
-	struct nd_tls *tls;     /* its context */
+	struct nd_tls *tls;     /* its context (shared: nd_tls_hold) */
+	struct tls_session sessions[TLS_SESSIONS]; /* last used first */
 	bool tls_seen;          /* the server's first bytes came */
 	bool tls_plain;         /* and were not TLS */
 };
@@ -92,6 +105,10 @@ struct nd_client {
 int nd__client_tls_start(struct nd_client *c,
 			 const struct nd_client_opts *opts, int64_t deadline);
 void nd__client_tls_free(struct nd_client *c);
+/* c's contents were swapped with old's (nd_client_replace): each SSL
+ * (its app data, its BIO callback) points at its client again, and c
+ * keeps old's sessions for the addresses it has none for. */
+void nd__client_tls_moved(struct nd_client *c, struct nd_client *old);
 /* nd_client_flush and the reads, over TLS. */
 int nd__client_tls_flush(struct nd_client *c);
 /* One read: > 0 bytes of plaintext into buf, 0 nothing now (EAGAIN),

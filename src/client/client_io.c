@@ -265,6 +265,7 @@ void nd_client_close(struct nd_client *c)
 	nd__client_tls_free(c);
 	if (c->fd >= 0)
 		close(c->fd);
+	free(c->addr);
 	nd_buf_free(&c->out);
 	nd_buf_free(&c->in);
 	free(c->server_name);
@@ -276,27 +277,38 @@ void nd_client_close(struct nd_client *c)
 	free(c);
 }
 
-int nd_client_follow_leader(struct nd_client *c, const Noded__Frame *reply,
-			    int timeout_ms)
+int nd_client_reconnect(struct nd_client *c, const char *addr,
+			int timeout_ms)
 {
 	struct nd_client_opts o = { .node_name = c->node_name,
 				    .role = c->role, .max_frame = c->max_frame,
 				    .timeout_ms = timeout_ms,
 				    .token = c->token,
-				    .token_len = c->token_len };
-	struct nd_client *l;
+				    .token_len = c->token_len,
+				    .tls_from = c };
+	struct nd_client *n;
 	int r;
 
+	if (!addr)
+		addr = c->addr;
+	if (!addr)
+		return -EINVAL;
+	r = nd_client_connect(&n, addr, &o);
+	if (r)
+		return r;
+	nd_client_replace(c, n);
+	return 0;
+}
+
+int nd_client_follow_leader(struct nd_client *c, const Noded__Frame *reply,
+			    int timeout_ms)
+{
 	if (!reply || reply->body_case != NODED__FRAME__BODY_ERROR ||
 	    !reply->error ||
 	    reply->error->code != NODED__ERROR_CODE__NOT_LEADER ||
 	    !reply->error->leader[0])
 		return -EINVAL;
-	r = nd_client_connect(&l, reply->error->leader, &o);
-	if (r)
-		return r;
-	nd_client_replace(c, l);
-	return 0;
+	return nd_client_reconnect(c, reply->error->leader, timeout_ms);
 }
 
 void nd_client_replace(struct nd_client *c, struct nd_client *with)
@@ -306,6 +318,7 @@ void nd_client_replace(struct nd_client *c, struct nd_client *with)
 	/* with's allocation now holds what c was, and goes with it */
 	*c = *with;
 	*with = old;
+	nd__client_tls_moved(c, with);
 	nd_client_close(with);
 }
 
@@ -438,7 +451,13 @@ int nd_client_connect(struct nd_client **out, const char *addr,
 	r = nd_client_adopt(&c, fd, opts);
 	if (r)
 		return r;
-	if (opts && (opts->tls_cert || opts->tls_key || opts->tls_ca)) {
+	c->addr = strdup(addr);
+	if (!c->addr) {
+		nd_client_close(c);
+		return -ENOMEM;
+	}
+	if (opts && (opts->tls_cert || opts->tls_key || opts->tls_ca ||
+		     (opts->tls_from && opts->tls_from->tls))) {
 		r = nd__client_tls_start(c, opts, deadline);
 		if (r) {
 			nd_client_close(c);

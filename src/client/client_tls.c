@@ -5,9 +5,17 @@
  * The handshake completes inside nd_client_connect, bounded by its
  * timeout; after it, nd_client_flush and the reads go through SSL_write
  * and SSL_read.
+ *
+ * Resumption: the ticket a server sends after the handshake (read with
+ * the HelloReply) is kept in c->sessions under the address connected to,
+ * replacing the one before; a connect with opts.tls_from = c (as
+ * nd_client_reconnect does) takes c's context and sessions and offers
+ * the one for its address. The SSL's app data and its read BIO's
+ * callback argument are its client, which nd_client_replace keeps true.
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -60,6 +68,67 @@ static long first_read(BIO *b, int oper, const char *argp, size_t len,
 	return ret;
 }
 
+/* The session c keeps for addr, or NULL. */
+static struct tls_session *session_for(struct nd_client *c, const char *addr)
+{
+	for (size_t i = 0; addr && i < TLS_SESSIONS; i++)
+		if (c->sessions[i].addr && !strcmp(c->sessions[i].addr, addr))
+			return &c->sessions[i];
+	return NULL;
+}
+
+static void session_free(struct tls_session *s)
+{
+	SSL_SESSION_free(s->sess);
+	free(s->addr);
+	s->sess = NULL;
+	s->addr = NULL;
+}
+
+/* Keeps sess (a reference taken here) as addr's, first; the least
+ * recently used goes when all places are taken. Silent on ENOMEM: a
+ * session is an optimisation. */
+static void keep_session(struct nd_client *c, const char *addr,
+			 SSL_SESSION *sess)
+{
+	struct tls_session *s = session_for(c, addr), n;
+	size_t at = s ? (size_t)(s - c->sessions) : TLS_SESSIONS - 1;
+
+	if (s) {
+		n.addr = s->addr;
+		SSL_SESSION_free(s->sess);
+	} else {
+		session_free(&c->sessions[at]);
+		n.addr = strdup(addr);
+		if (!n.addr)
+			return;
+	}
+	SSL_SESSION_up_ref(sess);
+	n.sess = sess;
+	memmove(&c->sessions[1], &c->sessions[0], at * sizeof(n));
+	c->sessions[0] = n;
+}
+
+/* A ticket from c's server (nd_tls_on_session). */
+static void got_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct nd_client *c = SSL_get_app_data(ssl);
+
+	if (c && c->addr)
+		keep_session(c, c->addr, sess);
+}
+
+/* c takes from's context and sessions. */
+static void take_tls(struct nd_client *c, struct nd_client *from)
+{
+	nd_tls_hold(from->tls);
+	c->tls = from->tls;
+	for (size_t i = TLS_SESSIONS; i-- > 0;)
+		if (from->sessions[i].sess)
+			keep_session(c, from->sessions[i].addr,
+				     from->sessions[i].sess);
+}
+
 int nd__client_tls_start(struct nd_client *c,
 			 const struct nd_client_opts *opts, int64_t deadline)
 {
@@ -67,20 +136,32 @@ int nd__client_tls_start(struct nd_client *c,
 		.cert = opts->tls_cert, .key = opts->tls_key,
 		.ca = opts->tls_ca,
 	};
+	struct tls_session *s;
 	int r, err;
 
 	nd__client_why[0] = '\0';
-	r = nd_tls_open(&c->tls, &f, false);
-	if (r) {
-		snprintf(nd__client_why, sizeof(nd__client_why),
-			 "cannot load the TLS files (said above)");
-		return r == -ENOMEM ? r : ND_ETLS;
+	if (opts->tls_from && opts->tls_from->tls) {
+		take_tls(c, opts->tls_from);
+	} else {
+		r = nd_tls_open(&c->tls, &f, false);
+		if (r) {
+			snprintf(nd__client_why, sizeof(nd__client_why),
+				 "cannot load the TLS files (said above)");
+			return r == -ENOMEM ? r : ND_ETLS;
+		}
 	}
 	c->ssl = nd_tls_new_ssl(c->tls);
 	if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) {
 		ERR_clear_error();
 		return -ENOMEM;
 	}
+	SSL_set_app_data(c->ssl, c);
+	nd_tls_on_session(c->ssl, got_session);
+	s = session_for(c, c->addr);
+	/* an expired one would only cost its bytes: a full handshake */
+	if (s && SSL_SESSION_is_resumable(s->sess) &&
+	    !SSL_set_session(c->ssl, s->sess))
+		ERR_clear_error();
 	SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE |
 		     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	BIO_set_callback_arg(SSL_get_rbio(c->ssl), (char *)c);
@@ -132,6 +213,29 @@ void nd__client_tls_free(struct nd_client *c)
 	c->ssl = NULL;
 	nd_tls_close(c->tls);
 	c->tls = NULL;
+	for (size_t i = 0; i < TLS_SESSIONS; i++)
+		session_free(&c->sessions[i]);
+}
+
+/* ssl (of c, may be NULL) points at c again: its app data and its read
+ * BIO's callback. */
+static void point_at(SSL *ssl, struct nd_client *c)
+{
+	if (!ssl)
+		return;
+	SSL_set_app_data(ssl, c);
+	BIO_set_callback_arg(SSL_get_rbio(ssl), (char *)c);
+}
+
+void nd__client_tls_moved(struct nd_client *c, struct nd_client *old)
+{
+	point_at(c->ssl, c);
+	point_at(old->ssl, old);
+	for (size_t i = TLS_SESSIONS; i-- > 0;)
+		if (old->sessions[i].sess &&
+		    !session_for(c, old->sessions[i].addr))
+			keep_session(c, old->sessions[i].addr,
+				     old->sessions[i].sess);
 }
 
 /* A TLS error after the handshake: its reason, and c is done. */
@@ -194,6 +298,11 @@ int nd__client_tls_recv(struct nd_client *c, uint8_t *buf, size_t size)
 void *nd_client_tls_session(struct nd_client *c)
 {
 	return c->ssl;
+}
+
+bool nd_client_tls_resumed(const struct nd_client *c)
+{
+	return c->ssl && SSL_session_reused(c->ssl);
 }
 
 bool nd__client_tls_pending(const struct nd_client *c)

@@ -688,6 +688,7 @@ void nd_conn_sweep(struct nd_shard *s)
 			c->ops->expired(c);
 		end_unread(c);
 	}
+	nd__tls_sweep(s);
 	if (!cfg->idle_timeout_ms)
 		return;
 	for (n = s->conns.next; n != &s->conns; n = next) {

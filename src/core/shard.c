@@ -41,6 +41,7 @@ void nd_shard_init_lists(struct nd_shard *s)
 	nd_list_init(&s->stalled);
 	nd_list_init(&s->timed);
 	nd_list_init(&s->dead);
+	nd_list_init(&s->tls_held);
 }
 
 int nd_uring_init(struct io_uring *ring, unsigned entries, unsigned cq_entries,

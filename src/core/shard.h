@@ -102,6 +102,9 @@ struct nd_shard {
 	struct nd_list stalled;         /* paused or closing with output left */
 	struct nd_list timed;           /* with a protocol deadline armed */
 	struct nd_list dead;            /* killed, waiting for their ops */
+	struct nd_list tls_held;        /* TLS conns whose OpenSSL holds its
+					 * record buffers, by last use
+					 * (tls/conn_tls.c) */
 	struct nd_u64map serials;       /* protocol connection serial -> conn */
 	unsigned nconns;
 	size_t freed_bytes;             /* big connection buffers freed since

@@ -10,7 +10,17 @@
  * SSL_read until it wants more); each decrypted run goes to the
  * connection's usual input path (nd__conn_input), so kept input, its
  * limits and backpressure are those of plaintext. OpenSSL keeps at most
- * one partial record itself (SSL_MODE_RELEASE_BUFFERS frees it when idle).
+ * one partial record itself.
+ *
+ * Record buffers: OpenSSL's read and write buffers (about 17 KiB each)
+ * stay with a connection while it is busy; one that has not sent or
+ * received for TLS_IDLE_MS gives them back (SSL_free_buffers, from the
+ * shard's tick), so idle connections hold none, as plaintext ones hold
+ * no receive buffer. (SSL_MODE_RELEASE_BUFFERS did it after every
+ * record: a malloc and a free of each buffer per request, 4.5% of the
+ * master's instructions per TLS ping at C=50, D=1.) shard->tls_held
+ * lists the connections that may hold them, by last use. Reads ahead:
+ * OpenSSL takes all the ciphertext offered in one read of our BIO.
  *
  * Output: the protocol queues plaintext in c->out as ever; when the shard
  * starts a send, the plaintext is encrypted into t->ct, which becomes
@@ -35,6 +45,14 @@
 #include "tls/conn_tls.h"
 
 #define TLS_CONN_BYTES (32u << 10)
+/* An SSL's two record buffers, as freed memory to give back. */
+#define TLS_BUF_BYTES (34u << 10)
+/* Idle this long, a connection gives its record buffers back: below a
+ * worker's heartbeat interval (1 s), so a fleet of idle workers holds
+ * none between heartbeats (a malloc and a free of each a second is
+ * nothing); above the gaps of a connection in use. Checked each tick
+ * (250 ms). */
+#define TLS_IDLE_MS 500
 /* The largest record: a 5-byte header and 2^14 + 256 bytes (RFC 8446
  * 5.2: TLSCiphertext). */
 #define FIRST_MAX (5 + 16384 + 256)
@@ -45,6 +63,9 @@ struct nd_tls_conn {
 	size_t in_n;
 	struct nd_buf ct;             /* ciphertext to send */
 	bool done, failed, oom, sniffed, notified;
+	struct nd_list held;          /* shard->tls_held, while ssl may hold
+				       * record buffers */
+	uint64_t used_ms;             /* last input or output */
 	struct nd_tls *tls;           /* the context, until ssl is made */
 	struct nd_buf first;          /* a server's first record, until whole */
 	enum nd_tls_role role;
@@ -111,6 +132,36 @@ static void make_meth(void)
 		BIO_meth_free(m);
 }
 
+/* ssl was used now (it may hold record buffers): c goes to the end of
+ * the shard's tls_held, once per now_ms. */
+static void used(struct nd_conn *c)
+{
+	struct nd_tls_conn *t = c->tls;
+
+	if (t->used_ms == c->shard->now_ms && nd_list_linked(&t->held))
+		return;
+	t->used_ms = c->shard->now_ms;
+	nd_list_move_tail(&c->shard->tls_held, &t->held);
+}
+
+void nd__tls_sweep(struct nd_shard *s)
+{
+	while (!nd_list_empty(&s->tls_held)) {
+		struct nd_tls_conn *t = nd_container_of(s->tls_held.next,
+							struct nd_tls_conn,
+							held);
+
+		if (s->now_ms - t->used_ms < TLS_IDLE_MS)
+			break; /* by last use: the rest are younger */
+		nd_list_del(&t->held);
+		/* Refused while a record is half read or not yet written
+		 * out: then the connection is not idle, and its next input
+		 * or output lists it again. */
+		if (t->ssl && SSL_free_buffers(t->ssl))
+			s->freed_bytes += TLS_BUF_BYTES;
+	}
+}
+
 /* The first record's bytes are handed over: their budget goes back. */
 static void free_first(struct nd_conn *c)
 {
@@ -136,6 +187,10 @@ static int make_ssl(struct nd_conn *c)
 	}
 	BIO_set_data(b, c);
 	SSL_set_bio(t->ssl, b, b);
+	/* One read of our BIO takes all the ciphertext offered, not a
+	 * record's header and then its body: fewer calls per record.
+	 * (What it took and did not decrypt yet is SSL_has_pending.) */
+	SSL_set_read_ahead(t->ssl, 1);
 	return 0;
 }
 
@@ -176,6 +231,7 @@ void nd__tls_free(struct nd_conn *c)
 	 * towards giving freed memory back, as big buffers do. */
 	if (t->ssl)
 		c->shard->freed_bytes += TLS_CONN_BYTES;
+	nd_list_del(&t->held);
 	SSL_free(t->ssl);
 	free_first(c);
 	nd__conn_note_freed(c->shard, t->ct.cap);
@@ -342,6 +398,7 @@ void nd__tls_input(struct nd_conn *c, const uint8_t *p, size_t n)
 		nd_conn_peer_name(c, t->peer, sizeof(t->peer));
 	t->in_p = p;
 	t->in_n = n;
+	used(c);
 	if (!t->done) {
 		r = SSL_do_handshake(t->ssl);
 		if (r == 1) {
@@ -379,7 +436,7 @@ void nd__tls_input(struct nd_conn *c, const uint8_t *p, size_t n)
 out:
 	t->in_p = NULL;
 	t->in_n = 0;
-	if (c->tls)
+	if (c->tls && t->first.cap)
 		free_first(c);
 	if (t->ct.len && !(c->flags & ND_CONN_DEAD))
 		nd_conn_commit(c, 0);
@@ -392,6 +449,8 @@ struct nd_buf *nd__tls_out(struct nd_conn *c)
 	int r;
 
 	if (t->done && !t->failed) {
+		if (c->out.len)
+			used(c);
 		while (off < c->out.len) {
 			size_t n = c->out.len - off;
 

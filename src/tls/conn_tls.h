@@ -41,5 +41,9 @@ bool nd__tls_ready(const struct nd_conn *c);
 bool nd__tls_close_notify(struct nd_conn *c);
 /* c is closing with flush: drops plaintext that can never be sent. */
 void nd__tls_closing(struct nd_conn *c);
+/* Each tick: the record buffers of connections idle for TLS_IDLE_MS go
+ * back (see conn_tls.c). */
+struct nd_shard;
+void nd__tls_sweep(struct nd_shard *s);
 
 #endif

@@ -27,6 +27,7 @@ struct ctx_info {
 struct nd_tls {
 	pthread_mutex_t mu;
 	SSL_CTX *ctx;                 /* under mu */
+	unsigned refs;                /* under all_mu */
 	bool server;
 	char *cert, *key, *ca;
 	struct nd_tls *next;          /* all, for nd_tls_reload_all */
@@ -37,6 +38,7 @@ static struct nd_tls *all;
 static pthread_once_t idx_once = PTHREAD_ONCE_INIT;
 static int info_idx = -1;         /* SSL_CTX ex data: struct ctx_info */
 static int why_idx = -1;          /* SSL ex data: const char *, static */
+static int sess_idx = -1;         /* SSL ex data: nd_tls_session_fn * */
 
 static void info_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
 		      long argl, void *argp)
@@ -48,6 +50,24 @@ static void make_idx(void)
 {
 	info_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, info_free);
 	why_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	sess_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+void nd_tls_on_session(SSL *ssl, nd_tls_session_fn *fn)
+{
+	SSL_set_ex_data(ssl, sess_idx, (void *)fn);
+}
+
+/* A client's new session (a ticket came): to the SSL's owner, which
+ * takes its own reference; 0: OpenSSL drops the one it lent us. */
+static int new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	nd_tls_session_fn *fn = (nd_tls_session_fn *)SSL_get_ex_data(ssl,
+								  sess_idx);
+
+	if (fn)
+		fn(ssl, sess);
+	return 0;
 }
 
 const char *nd_tls_role_name(enum nd_tls_role r)
@@ -223,11 +243,29 @@ static SSL_CTX *make_ctx(const struct nd_tls *t)
 	/* ctx owns info from here (info_free) */
 	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
 	SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
-	/* Idle connections hold no record buffers. */
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	/* Record buffers are kept while a connection is busy, not freed and
+	 * made again after every record as SSL_MODE_RELEASE_BUFFERS does (a
+	 * malloc and a free of each buffer per record: 4.5% of the
+	 * master's instructions per TLS ping at C=50, D=1). The connection
+	 * layer gives an idle connection's back (tls/conn_tls.c,
+	 * SSL_free_buffers); the client library keeps them for its one
+	 * connection. */
 #ifdef SSL_OP_ENABLE_KTLS
 	SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
 #endif
+	if (t->server) {
+		/* Resumption with a peer certificate asked for needs a
+		 * session context (else OpenSSL fails such a handshake);
+		 * one ticket per full handshake: our clients keep one. */
+		SSL_CTX_set_session_id_context(ctx, (const unsigned char *)
+					       "noded", 5);
+		SSL_CTX_set_num_tickets(ctx, 1);
+	} else {
+		/* Tickets go to the connection's owner, none kept here. */
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+					       SSL_SESS_CACHE_NO_INTERNAL_STORE);
+		SSL_CTX_sess_set_new_cb(ctx, new_session);
+	}
 	if (t->cert) {
 		X509 *x;
 
@@ -282,7 +320,7 @@ int nd_tls_open(struct nd_tls **out, const struct nd_tls_files *f,
 
 	*out = NULL;
 	pthread_once(&idx_once, make_idx);
-	if (info_idx < 0 || why_idx < 0)
+	if (info_idx < 0 || why_idx < 0 || sess_idx < 0)
 		return -ENOMEM;
 	if ((server && (!f->cert || !f->key)) || (!f->cert != !f->key)) {
 		fprintf(stderr, "noded: TLS needs --tls-cert and --tls-key "
@@ -294,6 +332,7 @@ int nd_tls_open(struct nd_tls **out, const struct nd_tls_files *f,
 	if (!t)
 		return -ENOMEM;
 	pthread_mutex_init(&t->mu, NULL);
+	t->refs = 1;
 	t->server = server;
 	if ((f->cert && !(t->cert = strdup(f->cert))) ||
 	    (f->key && !(t->key = strdup(f->key))) ||
@@ -314,11 +353,23 @@ int nd_tls_open(struct nd_tls **out, const struct nd_tls_files *f,
 	return 0;
 }
 
+void nd_tls_hold(struct nd_tls *t)
+{
+	pthread_mutex_lock(&all_mu);
+	t->refs++;
+	pthread_mutex_unlock(&all_mu);
+}
+
 void nd_tls_close(struct nd_tls *t)
 {
 	if (!t)
 		return;
 	pthread_mutex_lock(&all_mu);
+	if (t->refs > 1) {
+		t->refs--;
+		pthread_mutex_unlock(&all_mu);
+		return;
+	}
 	for (struct nd_tls **p = &all; *p; p = &(*p)->next)
 		if (*p == t) {
 			*p = t->next;

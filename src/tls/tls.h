@@ -23,6 +23,16 @@
  * nd_tls of the process is re-read on SIGHUP (nd_tls_reload_all): new
  * handshakes use the new files, connections already up keep theirs. A
  * file that does not load keeps the old context (and says why).
+ *
+ * Resumption (TLS 1.3 tickets): a server context issues one stateless
+ * ticket after each full handshake, sealed with a key OpenSSL makes per
+ * context: random per process, and new at each reload, so a restart or a
+ * SIGHUP makes the next handshakes full ones. The ticket carries what the
+ * full handshake verified (the peer's certificate, so its role and name),
+ * for OpenSSL's default lifetime of 2 hours. A client context hands the
+ * tickets it gets to its owner (nd_tls_on_session), which may offer one
+ * on its next connection (SSL_set_session): the certificates are then
+ * neither sent nor verified again.
  */
 #ifndef ND_TLS_TLS_H
 #define ND_TLS_TLS_H
@@ -57,7 +67,15 @@ struct nd_tls;
  */
 int nd_tls_open(struct nd_tls **out, const struct nd_tls_files *f,
 		bool server);
+/* t gets one more owner: each calls nd_tls_close once. */
+void nd_tls_hold(struct nd_tls *t);
 void nd_tls_close(struct nd_tls *t);
+
+/* What a client end's ssl does with each session (ticket) its server
+ * gives: fn(ssl, sess) takes its own reference (SSL_SESSION_up_ref) to
+ * keep it. Without one, sessions are dropped. */
+typedef void nd_tls_session_fn(SSL *ssl, SSL_SESSION *sess);
+void nd_tls_on_session(SSL *ssl, nd_tls_session_fn *fn);
 
 /*
  * The client end for outbound connections of servers whose config names

@@ -6,7 +6,8 @@
  * one-byte-at-a-time handshakes, a thousand unfinished ones, garbage after
  * the handshake, a TLS 1.2 client, the wrong transport) gets a clear error,
  * its connection closed, and every other connection served; SIGHUP re-reads
- * the files without dropping connections.
+ * the files without dropping connections; a client library reconnecting
+ * resumes its session (the role and name kept), until a reload.
  *
  * The raw TLS clients here are OpenSSL's, written for the test: they do
  * not go through the client library under test.
@@ -25,6 +26,7 @@
 #include <openssl/ssl.h>
 
 #include "harness.h"
+#include "noded/client.h"
 #include "noded/wire.h"
 
 static struct nd_test_daemon d;
@@ -777,4 +779,165 @@ Test(tls, server_close_sends_close_notify)
 	SSL_free(ssl);
 	close(fd);
 	good_client_served();
+}
+
+/* The records ssl would send for frames f[0..n), into buf (not sent):
+ * its write side goes through a memory BIO meanwhile. Their length. */
+static size_t records_of(SSL *ssl, int fd, const Noded__Frame *const *f,
+			 size_t n, uint8_t *buf, size_t size)
+{
+	BIO *mb = BIO_new(BIO_s_mem());
+	int len;
+
+	cr_assert(mb);
+	SSL_set0_wbio(ssl, mb);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(tls_send_frame(ssl, f[i]), 0);
+	len = BIO_read(mb, buf, (int)size);
+	cr_assert(len > 0 && (size_t)len < size);
+	SSL_set0_wbio(ssl, BIO_new_socket(fd, BIO_NOCLOSE));
+	return (size_t)len;
+}
+
+/*
+ * The master gives an idle connection's OpenSSL record buffers back after
+ * half a second (tls/conn_tls.c) and keeps them while it is busy: a
+ * record half received when that time passes is kept whole and served
+ * when the rest comes, and a connection whose buffers went is served as
+ * before, here two records in one segment (read ahead together).
+ */
+Test(tls, idle_connection_gives_buffers_back_and_is_served)
+{
+	Noded__Frame f1, f2, *r;
+	const Noded__Frame *both[2] = { &f1, &f2 };
+	Noded__PingRequest p1, p2;
+	uint8_t rec[4096];
+	size_t n;
+	int fd;
+	SSL *ssl;
+
+	MASTER_TLS();
+	ssl = tls_open("client-alice", TLS1_3_VERSION, &fd);
+	cr_assert(ssl);
+	cr_assert_eq(tls_hello_ping(ssl), 0);
+
+	/* a record cut in two across the idle sweep */
+	nd_test_frame_ping(&f1, &p1, 10, "half", 4);
+	n = records_of(ssl, fd, both, 1, rec, sizeof(rec));
+	ND_CHECK(nd_test_send_raw(fd, rec, 8));
+	usleep(1700 * 1000);
+	ND_CHECK(nd_test_send_raw(fd, rec + 8, n - 8));
+	r = tls_recv_frame(ssl);
+	cr_assert(r && r->body_case == NODED__FRAME__BODY_PONG && r->id == 10,
+		  "a record split across the idle sweep was not served");
+	nd_frame_free(r, NULL);
+
+	/* idle (the buffers go), then two records in one segment */
+	usleep(1700 * 1000);
+	nd_test_frame_ping(&f1, &p1, 11, "one", 3);
+	nd_test_frame_ping(&f2, &p2, 12, "two", 3);
+	n = records_of(ssl, fd, both, 2, rec, sizeof(rec));
+	ND_CHECK(nd_test_send_raw(fd, rec, n));
+	for (uint64_t id = 11; id <= 12; id++) {
+		r = tls_recv_frame(ssl);
+		cr_assert(r && r->body_case == NODED__FRAME__BODY_PONG &&
+			  r->id == id, "ping %llu after the idle sweep was not "
+			  "served", (unsigned long long)id);
+		nd_frame_free(r, NULL);
+	}
+	SSL_free(ssl);
+	close(fd);
+	good_client_served();
+}
+
+/* The TLS options of the client library as who (dir/who.crt, .key). */
+static struct nd_client_opts lib_opts(const char *who)
+{
+	static char crt[160], key[160];
+
+	snprintf(crt, sizeof(crt), "%s/%s.crt", dir, who);
+	snprintf(key, sizeof(key), "%s/%s.key", dir, who);
+	return (struct nd_client_opts){ .tls_cert = crt, .tls_key = key,
+					.tls_ca = path("ca/ca.crt") };
+}
+
+/* A list of tasks on c: its status (ND_EREMOTE: *code says why). */
+static int list_tasks(struct nd_client *c, int *code)
+{
+	Noded__TaskListRequest l = NODED__TASK_LIST_REQUEST__INIT;
+	Noded__Frame f = NODED__FRAME__INIT, *r = NULL;
+	int st;
+
+	f.body_case = NODED__FRAME__BODY_LIST_TASKS;
+	f.list_tasks = &l;
+	st = nd_client_call(c, &f, &r, ND_TEST_TIMEOUT_MS);
+	*code = st == ND_EREMOTE && r &&
+		r->body_case == NODED__FRAME__BODY_ERROR ? (int)r->error->code
+							 : 0;
+	nd_frame_free(r, NULL);
+	return st;
+}
+
+/*
+ * The client library keeps the ticket the master gives after a handshake
+ * and offers it when it connects there again: the handshake is resumed
+ * (SSL_session_reused), each time with the ticket the last connection
+ * got, and the peer keeps its certificate's role and name (a worker's
+ * may still not list tasks); another client can take it over; after a
+ * SIGHUP (new ticket key) the next handshake is a full one, and served.
+ */
+Test(tls, reconnect_resumes_the_session)
+{
+	struct nd_client_opts o = lib_opts("client-alice");
+	struct nd_client *c, *c2, *w;
+	int code;
+	bool resumed = true;
+	int64_t until;
+
+	MASTER_TLS();
+	cr_assert_eq(nd_client_connect(&c, addr, &o), 0, "%s",
+		     nd_client_last_error());
+	cr_assert_not(nd_client_tls_resumed(c), "a first connection resumed");
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(nd_client_reconnect(c, NULL, 0), 0, "%s",
+			     nd_client_last_error());
+		cr_assert(nd_client_tls_resumed(c), "reconnect %d did not "
+			  "resume the TLS session", i + 1);
+		cr_assert_eq(nd_client_ping(c, ND_TEST_TIMEOUT_MS), 0);
+		cr_assert_eq(list_tasks(c, &code), 0, "a resumed client "
+			     "may not list tasks (%d)", code);
+	}
+	o = (struct nd_client_opts){ .tls_from = c };
+	cr_assert_eq(nd_client_connect(&c2, addr, &o), 0, "%s",
+		     nd_client_last_error());
+	cr_assert(nd_client_tls_resumed(c2), "tls_from did not resume");
+	cr_assert_eq(nd_client_ping(c2, ND_TEST_TIMEOUT_MS), 0);
+	nd_client_close(c2);
+
+	/* a worker's certificate, resumed, is still a worker's */
+	o = lib_opts("worker-w1");
+	o.role = NODED__ROLE__ROLE_WORKER;
+	o.node_name = "w1";
+	cr_assert_eq(nd_client_connect(&w, addr, &o), 0, "%s",
+		     nd_client_last_error());
+	cr_assert_eq(nd_client_reconnect(w, NULL, 0), 0, "%s",
+		     nd_client_last_error());
+	cr_assert(nd_client_tls_resumed(w), "the worker did not resume");
+	cr_assert_eq(list_tasks(w, &code), ND_EREMOTE, "a resumed worker "
+		     "certificate could list tasks");
+	cr_assert_eq(code, NODED__ERROR_CODE__PERMISSION_DENIED);
+	nd_client_close(w);
+
+	/* a reload makes a new ticket key: a full handshake, served */
+	cr_assert_eq(kill(d.pid, SIGHUP), 0);
+	until = nd_test_now_ms() + ND_TEST_TIMEOUT_MS;
+	while (resumed && nd_test_now_ms() < until) {
+		nd_test_sleep_ms(100);
+		cr_assert_eq(nd_client_reconnect(c, NULL, 0), 0, "%s",
+			     nd_client_last_error());
+		resumed = nd_client_tls_resumed(c);
+	}
+	cr_assert_not(resumed, "tickets from before SIGHUP still resume");
+	cr_assert_eq(nd_client_ping(c, ND_TEST_TIMEOUT_MS), 0);
+	nd_client_close(c);
 }
