@@ -943,8 +943,26 @@ ping_cpu() {
 		'BEGIN { printf "%.3f\n", (n > 0 ? t * 1e6 / hz / n : 0) }'
 }
 
+# tls_idle_open WHAT ARGS...: TLS_IDLE_CONNS connections of noded-bench
+# idle ARGS to the master, held open; returns once all are (sets ipid).
+tls_idle_open() {
+	local what=$1
+	shift
+	: >"$TMP/tls-idle.out"
+	"${PIN_CLIENT[@]}" "$BENCH" idle --addr "$MASTER_ADDR" --conns "$TLS_IDLE_CONNS" \
+		--hold 600 "$@" >"$TMP/tls-idle.out" 2>"$TMP/tls-idle.err" &
+	ipid=$!
+	PIDS+=("$ipid")
+	for _ in $(seq 1200); do
+		grep -q '^open ' "$TMP/tls-idle.out" && break
+		kill -0 "$ipid" 2>/dev/null || break
+		sleep 0.1
+	done
+	grep -q '^open ' "$TMP/tls-idle.out" || { cat "$TMP/tls-idle.err" >&2; die "$what did not open"; }
+}
+
 bench_tls() {
-	local dir="$TMP/tls" tls=() rtls=() c d out pj p_cpu tj t_cpu cal cal_rps
+	local ipid dir="$TMP/tls" tls=() rtls=() c d out pj p_cpu tj t_cpu cal cal_rps
 	local n t0 t1 r_rps r_p50 r_p99 r_cpu w port="" rpid="" plain_pid plain_addr
 	local rss0 rss1 secs
 	mkdir -p "$dir"
@@ -1037,16 +1055,7 @@ bench_tls() {
 	# per handshake, and the RSS each idle TLS connection keeps.
 	rss0=$(rss_kib "$MASTER_PID")
 	t0=$(cpu_ticks "$MASTER_PID")
-	"${PIN_CLIENT[@]}" "$BENCH" idle --addr "$MASTER_ADDR" --conns "$TLS_IDLE_CONNS" \
-		--hold 600 "${tls[@]}" >"$TMP/tls-idle.out" 2>"$TMP/tls-idle.err" &
-	local ipid=$!
-	PIDS+=("$ipid")
-	for _ in $(seq 1200); do
-		grep -q '^open ' "$TMP/tls-idle.out" && break
-		kill -0 "$ipid" 2>/dev/null || break
-		sleep 0.1
-	done
-	grep -q '^open ' "$TMP/tls-idle.out" || { cat "$TMP/tls-idle.err" >&2; die "TLS idle connections did not open"; }
+	tls_idle_open "TLS idle connections" "${tls[@]}"
 	t1=$(cpu_ticks "$MASTER_PID")
 	sleep 2
 	rss1=$(rss_kib "$MASTER_PID")
@@ -1059,18 +1068,8 @@ bench_tls() {
 	stop_pid "$ipid"
 
 	# The same resumed (TLS 1.3 tickets; the first one is full).
-	: >"$TMP/tls-idle.out"
 	t0=$(cpu_ticks "$MASTER_PID")
-	"${PIN_CLIENT[@]}" "$BENCH" idle --addr "$MASTER_ADDR" --conns "$TLS_IDLE_CONNS" \
-		--hold 600 --resume "${tls[@]}" >"$TMP/tls-idle.out" 2>"$TMP/tls-idle.err" &
-	ipid=$!
-	PIDS+=("$ipid")
-	for _ in $(seq 1200); do
-		grep -q '^open ' "$TMP/tls-idle.out" && break
-		kill -0 "$ipid" 2>/dev/null || break
-		sleep 0.1
-	done
-	grep -q '^open ' "$TMP/tls-idle.out" || { cat "$TMP/tls-idle.err" >&2; die "resumed TLS connections did not open"; }
+	tls_idle_open "resumed TLS connections" --resume "${tls[@]}"
 	t1=$(cpu_ticks "$MASTER_PID")
 	secs=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" 'BEGIN { print t / hz }')
 	row "tls handshakes" "resumed handshakes per second of server CPU" \

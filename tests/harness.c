@@ -1213,3 +1213,31 @@ int nd_test_file_lines(const char *path)
 	fclose(f);
 	return n;
 }
+
+int nd_test_free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = 0;
+
+	if (fd < 0)
+		return why(0, "socket: %s", strerror(errno));
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len))
+		why(0, "a free loopback port: %s", strerror(errno));
+	else
+		port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+const char *nd_test_path(const char *dir, const char *name)
+{
+	static char bufs[16][256];
+	static unsigned n;
+	char *b = bufs[n++ % 16];
+
+	snprintf(b, sizeof(bufs[0]), "%s/%s", dir, name);
+	return b;
+}

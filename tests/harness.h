@@ -216,6 +216,14 @@ int nd_test_expect_quiet(int fd, int quiet_ms);
  */
 int nd_test_expect_closed(int fd, int timeout_ms);
 
+/* A loopback TCP port free now (bound to port 0, then closed: start what
+ * takes it right after), or 0 with nd_test_why set. */
+int nd_test_free_port(void);
+
+/* "DIR/NAME" in one of 16 static buffers used in turn: valid until 16
+ * more calls (paths under a test's temporary directory). */
+const char *nd_test_path(const char *dir, const char *name);
+
 /*
  * Reads and discards whatever arrives until the peer closes (0), or until
  * nothing arrives for quiet_ms (-ETIMEDOUT), within timeout_ms overall.

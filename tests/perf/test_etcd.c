@@ -80,22 +80,6 @@ static void teardown(void)
 
 TestSuite(etcd, .init = setup, .fini = teardown, .timeout = 120);
 
-/* A loopback port free now (bound to port 0, then closed). */
-static int free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	cr_assert(fd >= 0);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert(!bind(fd, (struct sockaddr *)&a, sizeof(a)) &&
-		  !getsockname(fd, (struct sockaddr *)&a, &len));
-	port = ntohs(a.sin_port);
-	close(fd);
-	return port;
-}
-
 /* One etcd member on free loopback ports (its client address ep when
  * already chosen), not yet waited for. */
 static void etcd_spawn(void)
@@ -112,8 +96,8 @@ static void etcd_spawn(void)
 			       NULL };
 
 	if (!ep[0])
-		snprintf(ep, sizeof(ep), "127.0.0.1:%d", free_port());
-	snprintf(peer, sizeof(peer), "127.0.0.1:%d", free_port());
+		snprintf(ep, sizeof(ep), "127.0.0.1:%d", nd_test_free_port());
+	snprintf(peer, sizeof(peer), "127.0.0.1:%d", nd_test_free_port());
 	snprintf(data, sizeof(data), "%s/e0", tmpdir);
 	snprintf(curl, sizeof(curl), "http://%s", ep);
 	snprintf(purl, sizeof(purl), "http://%s", peer);
@@ -211,7 +195,7 @@ Test(etcd, first_put_waits_for_a_member_started_after_it)
 	snprintf(since, sizeof(since), "%lld%09ld", (long long)ts.tv_sec,
 		 ts.tv_nsec);
 	/* the ports are chosen first, the probe started, then etcd */
-	snprintf(ep, sizeof(ep), "127.0.0.1:%d", free_port());
+	snprintf(ep, sizeof(ep), "127.0.0.1:%d", nd_test_free_port());
 	argv[0] = etcd_bench();
 	argv[1] = "first-put";
 	argv[2] = "--endpoints";
@@ -240,7 +224,7 @@ Test(etcd, first_put_gives_up_at_its_timeout)
 	int st;
 
 	need_etcd();
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", free_port());
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", nd_test_free_port());
 	st = RUN_BENCH("first-put", "--endpoints", addr, "--since-ns", "1",
 		       "--timeout", "0.5");
 	cr_assert(st == 1, "exited %d, want 1: %s %s", st, out, err);

@@ -38,23 +38,6 @@ static pid_t worker;
 static char tmpdir[64], token[128];
 static struct nd_test_cli R;
 
-/* A free loopback port (bound, then closed: the test starts its masters
- * right after). */
-static int free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
-
-	cr_assert(fd >= 0);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert(!bind(fd, (struct sockaddr *)&sa, sizeof(sa)));
-	cr_assert(!getsockname(fd, (struct sockaddr *)&sa, &len));
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
-
 static void setup(void)
 {
 	int fd;
@@ -64,8 +47,9 @@ static void setup(void)
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/noded-cluster-XXXXXX");
 	cr_assert(mkdtemp(tmpdir), "mkdtemp: %s", strerror(errno));
 	for (int i = 0; i < N; i++) {
-		client_port[i] = free_port();
-		raft_port[i] = free_port();
+		client_port[i] = nd_test_free_port();
+		raft_port[i] = nd_test_free_port();
+		cr_assert(client_port[i] && raft_port[i], "%s", nd_test_why);
 	}
 	snprintf(list, sizeof(list), "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d",
 		 client_port[0], client_port[1], client_port[2]);

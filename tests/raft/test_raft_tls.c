@@ -53,32 +53,12 @@ static const char *const *extra;
 /* dir/NAME */
 static const char *path(const char *name)
 {
-	static char bufs[16][160];
-	static unsigned n;
-	char *b = bufs[n++ % 16];
-
-	snprintf(b, 160, "%s/%s", dir, name);
-	return b;
+	return nd_test_path(dir, name);
 }
 
 #define NODED(...)                                                           \
 	nd_test_run((const char *const[]){ nd_test_bin(), __VA_ARGS__, NULL }, \
 		    out, sizeof(out), err, sizeof(err), 20000)
-
-static int free_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
-
-	cr_assert(fd >= 0);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert(!bind(fd, (struct sockaddr *)&sa, sizeof(sa)));
-	cr_assert(!getsockname(fd, (struct sockaddr *)&sa, &len));
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
 
 static void setup(void)
 {
@@ -90,8 +70,9 @@ static void setup(void)
 	snprintf(dir, sizeof(dir), "/tmp/noded-rafttls-XXXXXX");
 	cr_assert(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
 	for (int i = 0; i < N; i++) {
-		client_port[i] = free_port();
-		raft_port[i] = free_port();
+		client_port[i] = nd_test_free_port();
+		raft_port[i] = nd_test_free_port();
+		cr_assert(client_port[i] && raft_port[i], "%s", nd_test_why);
 	}
 	snprintf(list, sizeof(list), "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d",
 		 client_port[0], client_port[1], client_port[2]);

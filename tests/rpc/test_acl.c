@@ -347,12 +347,7 @@ static char out[65536], err[65536];
 
 static const char *path(const char *name)
 {
-	static char bufs[16][160];
-	static unsigned n;
-	char *b = bufs[n++ % 16];
-
-	snprintf(b, 160, "%s/%s", dir, name);
-	return b;
+	return nd_test_path(dir, name);
 }
 
 #define NODED(...)                                                           \
