@@ -1,4 +1,7 @@
 /* Running the noded CLI from the tests: see cli.h. */
+#include <inttypes.h>
+#include <stdio.h>
+
 #include "cli.h"
 
 int nd_test_cli_run(struct nd_test_cli *r, const char *master, int timeout_ms,
@@ -45,4 +48,24 @@ json_t *nd_test_cli_json(const char *master, const char *const args[])
 	cr_assert(v, "`%s` printed no JSON (%s): %.500s", j.cmd, je.text,
 		  j.out);
 	return v;
+}
+
+const char *nd_test_task_state(struct nd_test_cli *r, const char *master,
+			       uint64_t id, char *buf, size_t len)
+{
+	char ids[32];
+	json_t *t;
+
+	snprintf(ids, sizeof(ids), "%" PRIu64, id);
+	nd_test_cli_run(r, master, ND_TEST_CLI_MS,
+			(const char *const[]){ "task", ids, "--json", NULL });
+	if (r->st) {
+		snprintf(buf, len, "(none: %.200s)", r->err);
+		return buf;
+	}
+	t = json_loads(r->out, 0, NULL);
+	snprintf(buf, len, "%s", t ? json_string_value(json_object_get(
+						   t, "state")) : "?");
+	json_decref(t);
+	return buf;
 }

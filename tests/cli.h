@@ -46,6 +46,12 @@ int nd_test_cli_run(struct nd_test_cli *r, const char *master, int timeout_ms,
  * caller decrefs). */
 json_t *nd_test_cli_json(const char *master, const char *const args[]);
 
+/* The state of task id as `noded task ID --json` on master gives it, in
+ * buf; "(none: ERROR)" when the command fails (no such task, no leader).
+ * r receives the run. */
+const char *nd_test_task_state(struct nd_test_cli *r, const char *master,
+			       uint64_t id, char *buf, size_t len);
+
 #define CLI(r, ...)                                                          \
 	nd_test_cli_run((r), master, ND_TEST_CLI_MS,                         \
 			(const char *const[]){ __VA_ARGS__, NULL })

@@ -228,20 +228,7 @@ static uint64_t submit_pending(void)
 
 static const char *task_state(uint64_t id, char *buf, size_t len)
 {
-	char ids[32];
-	json_t *t;
-
-	snprintf(ids, sizeof(ids), "%" PRIu64, id);
-	CLUSTER("task", ids, "--json");
-	if (R.st) {
-		snprintf(buf, len, "(none: %.200s)", R.err);
-		return buf;
-	}
-	t = json_loads(R.out, 0, NULL);
-	snprintf(buf, len, "%s", t ? json_string_value(json_object_get(
-						   t, "state")) : "?");
-	json_decref(t);
-	return buf;
+	return nd_test_task_state(&R, list, id, buf, len);
 }
 
 static void wait_state(uint64_t id, const char *want, int ms)
