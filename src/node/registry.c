@@ -286,8 +286,6 @@ void nd__node_report_status(struct nd_svc *svc, struct nd_ticket *t,
 	Noded__Frame r = NODED__FRAME__INIT;
 	Noded__ReportStatusReply sr = NODED__REPORT_STATUS_REPLY__INIT;
 	struct node *n = nd__node_find(svc, ns->name);
-	size_t len;
-	uint8_t *copy;
 	bool was_usable;
 
 	r.id = f->id;
@@ -308,20 +306,23 @@ void nd__node_report_status(struct nd_svc *svc, struct nd_ticket *t,
 				     "for it first", ns->name);
 		return;
 	}
-	len = noded__node_status__get_packed_size(ns);
-	copy = malloc(len ? len : 1);
-	if (!copy) {
-		free(copy);
-		nd__out_error(o, f->id, NODED__FRAME_KIND__REPLY,
-			      NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
-			      "out of memory");
-		return;
+	/* Kept as the worker packed it (its frame, as received), not
+	 * packed again: a fleet's reports outnumber the reads of them. */
+	if (t->req_len > n->status_cap) {
+		uint8_t *p = realloc(n->status, t->req_len);
+
+		if (!p) {
+			nd__out_error(o, f->id, NODED__FRAME_KIND__REPLY,
+				      NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
+				      "out of memory");
+			return;
+		}
+		n->status = p;
+		n->status_cap = t->req_len;
 	}
-	noded__node_status__pack(ns, copy);
+	memcpy(n->status, t->req, t->req_len);
+	n->status_len = t->req_len;
 	set_labels(n, ns);
-	free(n->status);
-	n->status = copy;
-	n->status_len = len;
 	/* as scheduler.c's has_room: a node takes tasks once it has sent a
 	 * heartbeat on its current connection (its leases count from one) */
 	was_usable = n->state == NODED__NODE_STATE__NODE_ALIVE &&
@@ -451,9 +452,13 @@ Noded__NodeInfo *nd__node_info(struct nd_svc *svc, struct node *n)
 	ni->drain_deadline_unix_ms = n->drain_op && n->drain_timed ?
 					     n->drain_deadline_unix_ms : 0;
 	ni->drain_since_unix_ms = n->drain_op ? n->drain_since_unix_ms : 0;
-	if (n->status)
-		ns = noded__node_status__unpack(&a->pc, n->status_len,
-						n->status);
+	if (n->status_len) {
+		Noded__Frame *rf = nd_frame_decode(n->status, n->status_len,
+						   &a->pc);
+
+		if (rf && rf->body_case == NODED__FRAME__BODY_REPORT_STATUS)
+			ns = rf->report_status;
+	}
 	if (ns) {
 		ni->n_labels = ns->n_labels;
 		ni->labels = (Noded__NodeInfo__LabelsEntry **)ns->labels;
@@ -631,7 +636,7 @@ static struct node *stream_register(struct nd_svc *svc, struct stream_msg *m)
 		labels_free(n);
 		free(n->status);
 		n->status = NULL;
-		n->status_len = 0;
+		n->status_len = n->status_cap = 0;
 		n->slots = n->held = 0;
 		n->state = NODED__NODE_STATE__NODE_ALIVE;
 		n->last_hb_ms = svc->s->now_ms;

@@ -292,7 +292,12 @@ static void exec_ticket(struct nd_svc *svc, struct nd_ticket *t)
 	struct nd_shard *s0 = svc->s;
 	struct nd_out o = { 0 };
 	struct nd_dest from = { t->home->id, t->conn_serial, 0 };
-	Noded__Frame *f = nd_frame_decode(t->req, t->req_len, &s0->arena.pc);
+	/* decoded already when it comes from a connection of shard 0 (a
+	 * worker's heartbeat, say), in the same arena */
+	const Noded__Frame *f = t->req_f ? t->req_f :
+		nd_frame_decode(t->req, t->req_len, &s0->arena.pc);
+
+	t->req_f = NULL; /* a ticket that waits is decoded again */
 
 	if (!nd__svc_serving(svc) && !(f && served_anyway(svc, f))) {
 		not_serving(svc, t);
@@ -435,7 +440,8 @@ void nd_svc_congested(struct nd_conn *c, bool on)
 	nd_shard_post(c->shard, s0, &m->msg, congestion_msg);
 }
 
-int nd_svc_forward(struct nd_conn *c, const uint8_t *body, size_t len)
+int nd_svc_forward(struct nd_conn *c, const Noded__Frame *f,
+		   const uint8_t *body, size_t len)
 {
 	struct nd_svc_peer *rc = nd_svc_peer(c);
 	struct nd_shard *s0 = &c->shard->srv->shards[0];
@@ -453,6 +459,9 @@ int nd_svc_forward(struct nd_conn *c, const uint8_t *body, size_t len)
 	t->method = c->shard->cur_method;
 	t->conn_serial = rc->serial;
 	memcpy(t->peer, rc->peer, sizeof(t->peer));
+	/* on shard 0 the post runs svc_exec now, while f lives */
+	if (c->shard == s0)
+		t->req_f = f;
 	nd_list_add_tail(&rc->tickets, &t->link);
 	nd_shard_post(c->shard, s0, &t->msg, svc_exec);
 	return 0;

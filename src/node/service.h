@@ -59,6 +59,8 @@ struct nd_ticket {
 	char peer[64];                /* the connection's peer address */
 	uint8_t *req;                 /* the request Frame body, packed */
 	size_t req_len;
+	const Noded__Frame *req_f;    /* req decoded, while forwarded on
+				       * shard 0 itself (nd_svc_forward) */
 	uint8_t *reply;               /* a whole frame with its header */
 	size_t reply_len;
 	struct nd_list held;          /* svc.held: ack delayed by a watcher */
@@ -127,9 +129,12 @@ const struct nd_svc_config *nd_svc_cfg(const struct nd_shard *s);
 /*
  * Sends the request frame body (len bytes, copied) from connection c to the
  * service; its reply frame is queued on c when it comes back. peer and serial
- * identify the connection to the service. 0, or -ENOMEM.
+ * identify the connection to the service. f, when not NULL, is body decoded:
+ * on shard 0 the service takes it instead of decoding body again. 0, or
+ * -ENOMEM.
  */
-int nd_svc_forward(struct nd_conn *c, const uint8_t *body, size_t len);
+int nd_svc_forward(struct nd_conn *c, const Noded__Frame *f,
+		   const uint8_t *body, size_t len);
 
 /*
  * Connection c (on its shard) asks to register node, with the worker's

@@ -35,8 +35,9 @@ struct node {
 	char *name;
 	char address[64];
 	Noded__NodeState state;
-	uint8_t *status;              /* last NodeStatus, packed */
-	size_t status_len;
+	uint8_t *status;              /* the Frame of its last report,
+				       * packed as received */
+	size_t status_len, status_cap;
 	char **label_k, **label_v;    /* from the last status */
 	size_t nlabels;
 	uint32_t slots;               /* from the last status */

@@ -282,7 +282,7 @@ void nd__rpc_forward(struct nd_conn *c, const Noded__Frame *f)
 {
 	struct nd_rpc_conn *rc = nd_rpc(c);
 
-	if (nd_svc_forward(c, rc->body, rc->body_len))
+	if (nd_svc_forward(c, f, rc->body, rc->body_len))
 		nd_rpc_error(c, f->id, NODED__FRAME_KIND__REPLY,
 			     NODED__ERROR_CODE__RESOURCE_EXHAUSTED,
 			     "out of memory");

@@ -244,6 +244,97 @@ Test(server, report_status_reply_fields)
 	STOP_OK(&d);
 }
 
+/* The node's entry in ListNodes on fd (request id), from a fresh frame the
+ * caller frees with *r. */
+static const Noded__NodeInfo *listed(int fd, uint64_t id, const char *name,
+				     Noded__Frame **r)
+{
+	Noded__NodeListRequest lr = NODED__NODE_LIST_REQUEST__INIT;
+	Noded__Frame f = NODED__FRAME__INIT;
+
+	f.id = id;
+	f.kind = NODED__FRAME_KIND__REQUEST;
+	f.body_case = NODED__FRAME__BODY_LIST_NODES;
+	f.list_nodes = &lr;
+	SEND_FRAME(fd, &f);
+	*r = RECV(fd);
+	EXPECT_FRAME(*r, NODED__FRAME_KIND__REPLY, id,
+		     NODED__FRAME__BODY_NODE_LIST);
+	for (size_t i = 0; i < (*r)->node_list->n_nodes; i++)
+		if (!strcmp((*r)->node_list->nodes[i]->name, name))
+			return (*r)->node_list->nodes[i];
+	cr_assert_fail("node %s is not listed", name);
+	return NULL;
+}
+
+/* The node list shows the latest report, whole: a report that grows (more
+ * labels, a longer value) and one that shrinks after it (none) each
+ * replace the one before, notifications as calls. */
+Test(server, node_list_shows_the_latest_report)
+{
+	Noded__NodeStatus__LabelsEntry l[3], *labels[] = { &l[0], &l[1], &l[2] };
+	static const char *const kv[3][2] = {
+		{ "rack", "r1" }, { "zone", "a-very-long-zone-name-for-growth" },
+		{ "gpu", "none" },
+	};
+	Noded__NodeStatus st = NODED__NODE_STATUS__INIT;
+	Noded__Frame f = NODED__FRAME__INIT, *r;
+	const Noded__NodeInfo *ni;
+	int fd;
+
+	DAEMON_START(&d);
+	fd = CONNECT_HELLO(&d);
+	ASSIGN_OPEN_AS(fd, 2, "worker-list");
+	for (int i = 0; i < 3; i++) {
+		noded__node_status__labels_entry__init(&l[i]);
+		l[i].key = (char *)kv[i][0];
+		l[i].value = (char *)kv[i][1];
+	}
+	st.name = "worker-list";
+	st.slots_total = 4;
+	st.slots_free = 4;
+	st.mem_total_bytes = 8ull << 30;
+	st.mem_available_bytes = 2ull << 30;
+	f.body_case = NODED__FRAME__BODY_REPORT_STATUS;
+	f.report_status = &st;
+	for (unsigned round = 0; round < 3; round++) {
+		/* 1 label, then 3, then none */
+		st.n_labels = round == 0 ? 1 : round == 1 ? 3 : 0;
+		st.labels = st.n_labels ? labels : NULL;
+		st.load1 = 0.25 * (round + 1);
+		st.slots_total = 4 + round;
+		st.slots_free = st.slots_total;
+		f.id = 10 + round;
+		f.kind = round == 0 ? NODED__FRAME_KIND__REQUEST
+				    : NODED__FRAME_KIND__NOTIFY;
+		SEND_FRAME(fd, &f);
+		if (round == 0) {
+			r = RECV(fd);
+			EXPECT_FRAME(r, NODED__FRAME_KIND__REPLY, f.id,
+				     NODED__FRAME__BODY_STATUS_REPLY);
+			nd_frame_free(r, NULL);
+		}
+		/* the list comes after the notification on the same
+		 * connection, so it sees it */
+		ni = listed(fd, 20 + round, "worker-list", &r);
+		cr_expect_eq(ni->n_labels, st.n_labels, "round %u: %zu labels",
+			     round, ni->n_labels);
+		for (size_t i = 0; i < ni->n_labels && i < st.n_labels; i++) {
+			cr_expect_str_eq(ni->labels[i]->key, kv[i][0]);
+			cr_expect_str_eq(ni->labels[i]->value, kv[i][1]);
+		}
+		cr_expect_eq(ni->load1, st.load1, "round %u: load1 %g",
+			     round, ni->load1);
+		cr_expect_eq(ni->slots_total, st.slots_total);
+		cr_expect_eq(ni->mem_total_bytes, 8ull << 30);
+		cr_expect_eq(ni->mem_available_bytes, 2ull << 30);
+		nd_frame_free(r, NULL);
+	}
+	PING(fd, 30);
+	close(fd);
+	STOP_OK(&d);
+}
+
 /* A heartbeat sent as a notification is taken and not answered; any other
  * method sent so is refused and the connection closed. */
 Test(server, report_status_notification_gets_no_reply)
