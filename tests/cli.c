@@ -69,3 +69,41 @@ const char *nd_test_task_state(struct nd_test_cli *r, const char *master,
 	json_decref(t);
 	return buf;
 }
+
+int nd_test_raft_leader(struct nd_test_cli *r, const char *masters,
+			const struct nd_test_daemon *m, const int *client_port,
+			int n, int voters, int ms)
+{
+	int64_t deadline = nd_test_now_ms() + ms;
+
+	for (;;) {
+		json_t *arr, *p;
+		size_t k;
+		int lead = -1, nvoters = 0;
+
+		nd_test_cli_run(r, masters, ND_TEST_CLI_MS,
+				(const char *const[]){ "operator", "raft",
+						       "list-peers", "--json",
+						       NULL });
+		arr = r->st ? NULL : json_loads(r->out, 0, NULL);
+		json_array_foreach(arr, k, p) {
+			const char *client = json_string_value(
+				json_object_get(p, "client_address"));
+			const char *colon = client ? strrchr(client, ':') : NULL;
+
+			nvoters += json_is_true(json_object_get(p, "voter"));
+			if (!colon || strcmp(json_string_value(json_object_get(
+					 p, "state")) ?: "", "leader"))
+				continue;
+			for (int i = 0; i < n; i++)
+				if (m[i].pid && atoi(colon + 1) == client_port[i])
+					lead = i;
+		}
+		json_decref(arr);
+		if (lead >= 0 && nvoters >= voters)
+			return lead;
+		if (nd_test_now_ms() >= deadline)
+			return -1;
+		nd_test_sleep_ms(100);
+	}
+}

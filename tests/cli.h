@@ -52,6 +52,16 @@ json_t *nd_test_cli_json(const char *master, const char *const args[]);
 const char *nd_test_task_state(struct nd_test_cli *r, const char *master,
 			       uint64_t id, char *buf, size_t len);
 
+/*
+ * Which of n masters leads, once `voters` voters are in, as `noded
+ * operator raft list-peers --json` on masters ("A,B,C") says: its index i,
+ * told by its client port (client_port[i]) among those running (m[i].pid).
+ * Asks every 100 ms for up to ms; -1 when none did. r receives each run.
+ */
+int nd_test_raft_leader(struct nd_test_cli *r, const char *masters,
+			const struct nd_test_daemon *m, const int *client_port,
+			int n, int voters, int ms);
+
 #define CLI(r, ...)                                                          \
 	nd_test_cli_run((r), master, ND_TEST_CLI_MS,                         \
 			(const char *const[]){ __VA_ARGS__, NULL })

@@ -125,34 +125,7 @@ static json_t *peers(void)
  * voter is in: -1 never. */
 static int leader_index(int voters, int ms)
 {
-	int64_t deadline = nd_test_now_ms() + ms;
-
-	for (;;) {
-		json_t *arr = peers(), *p;
-		size_t k;
-		int lead = -1, nvoters = 0;
-
-		json_array_foreach(arr, k, p) {
-			const char *client = json_string_value(
-				json_object_get(p, "client_address"));
-
-			nvoters += json_is_true(json_object_get(p, "voter"));
-			if (strcmp(json_string_value(json_object_get(
-				   p, "state")), "leader"))
-				continue;
-			for (int i = 0; i < N; i++)
-				if (m[i].pid && client &&
-				    atoi(strrchr(client, ':') + 1) ==
-					    client_port[i])
-					lead = i;
-		}
-		json_decref(arr);
-		if (lead >= 0 && nvoters >= voters)
-			return lead;
-		if (nd_test_now_ms() >= deadline)
-			return -1;
-		nd_test_sleep_ms(100);
-	}
+	return nd_test_raft_leader(&R, list, m, client_port, N, voters, ms);
 }
 
 static void cluster_start(void)

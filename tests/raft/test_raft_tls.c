@@ -180,36 +180,7 @@ static void master_start(int i, bool join, bool tls, const char *token)
 /* The leader's index once `voters` voters are in, within ms; -1 never. */
 static int leader_index(int voters, int ms)
 {
-	int64_t deadline = nd_test_now_ms() + ms;
-
-	for (;;) {
-		json_t *arr, *p;
-		size_t k;
-		int lead = -1, nvoters = 0;
-
-		CLUSTER("operator", "raft", "list-peers", "--json");
-		arr = R.st ? NULL : json_loads(R.out, 0, NULL);
-		json_array_foreach(arr, k, p) {
-			const char *client = json_string_value(
-				json_object_get(p, "client_address"));
-
-			nvoters += json_is_true(json_object_get(p, "voter"));
-			if (strcmp(json_string_value(json_object_get(
-				   p, "state")) ?: "", "leader"))
-				continue;
-			for (int i = 0; i < N; i++)
-				if (m[i].pid && client &&
-				    atoi(strrchr(client, ':') + 1) ==
-					    client_port[i])
-					lead = i;
-		}
-		json_decref(arr);
-		if (lead >= 0 && nvoters >= voters)
-			return lead;
-		if (nd_test_now_ms() >= deadline)
-			return -1;
-		nd_test_sleep_ms(100);
-	}
+	return nd_test_raft_leader(&R, list, m, client_port, N, voters, ms);
 }
 
 static const char *logs(void)
