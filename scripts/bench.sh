@@ -514,13 +514,11 @@ bench_queue() {
 # Raft log, fsync'd), the workers and the client on its leader, against
 # the in-memory master's completion rate above (goal: at least half).
 queue_cluster() {
-	local qj dir k w mem
+	local qj dir w mem
 	dir=$(mktemp -d "$DATA_ROOT/noded-bench-queue3.XXXXXX") ||
 		die "cannot make a directory under DATA_ROOT=$DATA_ROOT"
-	start_masters 3 "$dir"
-	k=$(master_leader)
-	[ -n "$k" ] || die "queue on 3 masters: no leader"
-	MASTER_ADDR=${M_ADDR[k]}
+	start_three "$dir" "queue on 3 masters"
+	MASTER_ADDR=$LEADER_ADDR
 	start_sims "$QUEUE_WORKERS" 1
 	sleep 2
 	qj=$(timeout 900 "${PIN_CLIENT[@]}" "$BENCH" tasks --addr "$MASTER_ADDR" \
@@ -611,6 +609,17 @@ master_leader() {
 }
 
 stop_masters() { local p; for p in "${M_PID[@]}"; do stop_pid "$p"; done; }
+
+# start_three DIR WHAT: 3 masters with their data under DIR (start_masters),
+# and LEADER_ADDR the client address of the one that leads; WHAT names
+# them if none does.
+start_three() {
+	local k
+	start_masters 3 "$1"
+	k=$(master_leader)
+	[ -n "$k" ] || die "$2: no leader among the 3 masters"
+	LEADER_ADDR=${M_ADDR[k]}
+}
 
 # etcd members with their data under DIR: sets E_PID[], E_CLIENT[],
 # E_PEER[] and waits (bounded) until every one is healthy (has a leader).
@@ -742,10 +751,8 @@ bench_durable() {
 	stop_etcd
 	# 3 of each, the client on the leader
 	if [ -n "$HAVE_JOIN" ]; then
-		start_masters 3 "$DATA/durable3"
-		leader=$(master_leader)
-		[ -n "$leader" ] || die "no leader among the 3 masters"
-		n3=${M_ADDR[leader]}
+		start_three "$DATA/durable3" "durable"
+		n3=$LEADER_ADDR
 		for c in $DURABLE_C; do THREE[$c]=$(submit_run "$n3" "$c"); done
 		stop_masters
 		# the same on mutual TLS: clients, and the Raft links between
@@ -762,10 +769,8 @@ bench_durable() {
 				--tls-key "$td/client-bench.key")
 			M_OPTS=(--tls-cert "$td/master-m.crt" --tls-key "$td/master-m.key"
 				--tls-ca "$td/ca/ca.crt")
-			start_masters 3 "$DATA/durable3-tls"
-			leader=$(master_leader)
-			[ -n "$leader" ] || die "no leader among the 3 masters on mutual TLS"
-			n3t=${M_ADDR[leader]}
+			start_three "$DATA/durable3-tls" "durable on mutual TLS"
+			n3t=$LEADER_ADDR
 			for c in $DURABLE_C; do THREE_TLS[$c]=$(submit_run "$n3t" "$c"); done
 			stop_masters
 			M_OPTS=() B_OPTS=()

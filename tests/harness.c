@@ -1232,6 +1232,24 @@ int nd_test_free_port(void)
 	return port;
 }
 
+int nd_test_cluster_ports(int n, int *client_port, int *raft_port,
+			  char *list, size_t len)
+{
+	size_t at = 0;
+
+	for (int i = 0; i < n; i++) {
+		client_port[i] = nd_test_free_port();
+		raft_port[i] = nd_test_free_port();
+		if (!client_port[i] || !raft_port[i])
+			return -1;
+		at += (size_t)snprintf(list + at, at < len ? len - at : 0,
+				       "%s127.0.0.1:%d", i ? "," : "",
+				       client_port[i]);
+	}
+	return at < len ? 0 : why(-1, "%d masters' list is over %zu bytes",
+				  n, len);
+}
+
 const char *nd_test_path(const char *dir, const char *name)
 {
 	static char bufs[16][256];

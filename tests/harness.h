@@ -220,6 +220,12 @@ int nd_test_expect_closed(int fd, int timeout_ms);
  * takes it right after), or 0 with nd_test_why set. */
 int nd_test_free_port(void);
 
+/* For n masters on loopback: a free client port and a free Raft port each,
+ * and the clients' "127.0.0.1:P,..." list (--master) in list. 0, or -1
+ * with nd_test_why set. */
+int nd_test_cluster_ports(int n, int *client_port, int *raft_port,
+			  char *list, size_t len);
+
 /* "DIR/NAME" in one of 16 static buffers used in turn: valid until 16
  * more calls (paths under a test's temporary directory). */
 const char *nd_test_path(const char *dir, const char *name);

@@ -46,13 +46,8 @@ static void setup(void)
 	worker = 0;
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/noded-cluster-XXXXXX");
 	cr_assert(mkdtemp(tmpdir), "mkdtemp: %s", strerror(errno));
-	for (int i = 0; i < N; i++) {
-		client_port[i] = nd_test_free_port();
-		raft_port[i] = nd_test_free_port();
-		cr_assert(client_port[i] && raft_port[i], "%s", nd_test_why);
-	}
-	snprintf(list, sizeof(list), "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d",
-		 client_port[0], client_port[1], client_port[2]);
+	cr_assert(!nd_test_cluster_ports(N, client_port, raft_port, list,
+					 sizeof(list)), "%s", nd_test_why);
 	/* the masters share a token: their Raft links prove it
 	 * (src/raft/transport.c); the CLI and the worker take it from the
 	 * environment */

@@ -69,13 +69,8 @@ static void setup(void)
 	extra = NULL;
 	snprintf(dir, sizeof(dir), "/tmp/noded-rafttls-XXXXXX");
 	cr_assert(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
-	for (int i = 0; i < N; i++) {
-		client_port[i] = nd_test_free_port();
-		raft_port[i] = nd_test_free_port();
-		cr_assert(client_port[i] && raft_port[i], "%s", nd_test_why);
-	}
-	snprintf(list, sizeof(list), "127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d",
-		 client_port[0], client_port[1], client_port[2]);
+	cr_assert(!nd_test_cluster_ports(N, client_port, raft_port, list,
+					 sizeof(list)), "%s", nd_test_why);
 	snprintf(ca, sizeof(ca), "%s/ca", dir);
 	snprintf(other, sizeof(other), "%s/other", dir);
 	cr_assert_eq(NODED("tls", "ca", "create", "--dir", ca, "--cluster",
