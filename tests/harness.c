@@ -435,6 +435,18 @@ err_kill:
 	return err;
 }
 
+int nd_test_daemon_restart(struct nd_test_daemon *d,
+			   const char *const argv[], int err_fd)
+{
+	for (int k = 0;; k++) {
+		if (!nd_test_daemon_start_err(d, argv, err_fd))
+			return 0;
+		if (k == 49)
+			return -1;
+		nd_test_sleep_ms(100);
+	}
+}
+
 int nd_test_daemon_stop(struct nd_test_daemon *d)
 {
 	int st;

@@ -68,6 +68,10 @@ int nd_test_daemon_start_argv(struct nd_test_daemon *d,
 /* Same with the daemon's stderr on err_fd (-1: inherited). */
 int nd_test_daemon_start_err(struct nd_test_daemon *d,
 			     const char *const argv[], int err_fd);
+/* Same, tried again for up to 5 s while it fails: a port the daemon
+ * takes may linger a moment after a kill. */
+int nd_test_daemon_restart(struct nd_test_daemon *d,
+			   const char *const argv[], int err_fd);
 
 /*
  * Sends SIGTERM, waits up to ND_TEST_TIMEOUT_MS, then SIGKILLs and reaps.

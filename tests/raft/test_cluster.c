@@ -96,13 +96,9 @@ static void master_start(int i, bool join)
 	argv[n] = NULL;
 	if (errfd[i] < 0)
 		errfd[i] = memfd_create("master-stderr", MFD_CLOEXEC);
-	for (int k = 0; k < 50; k++) {
-		if (!nd_test_daemon_start_err(&m[i], argv, errfd[i]))
-			return;
-		nd_test_sleep_ms(100); /* the port may linger after a kill */
-	}
-	cr_assert_fail("master %d did not start: %s; %s", i, nd_test_why,
-		       nd_test_memfd_text(errfd[i]));
+	cr_assert(!nd_test_daemon_restart(&m[i], argv, errfd[i]),
+		  "master %d did not start: %s; %s", i, nd_test_why,
+		  nd_test_memfd_text(errfd[i]));
 }
 
 /* The peers as list-peers --json gives them (caller decrefs), asked of

@@ -84,14 +84,7 @@ static void master_start_env(const char *fault)
 	cr_assert(master_err >= 0);
 	if (fault)
 		setenv("NODED_FAULT_RAFT_APPLY", fault, 1);
-	/* the port may linger a moment after a kill */
-	for (int i = 0; i < 50; i++) {
-		if (!nd_test_daemon_start_err(&d, argv, master_err))
-			break;
-		cr_assert(master_port, "master did not start: %s",
-			  nd_test_why);
-		nd_test_sleep_ms(100);
-	}
+	nd_test_daemon_restart(&d, argv, master_err);
 	unsetenv("NODED_FAULT_RAFT_APPLY");
 	cr_assert(d.pid > 0, "master did not start again on port %d: %s",
 		  master_port, nd_test_why);
