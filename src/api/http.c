@@ -323,7 +323,7 @@ int nd_http_call(struct req *r, Noded__Frame *f)
 	noded__frame__pack(f, body);
 	nd_buf_free(&r->body); /* packed: no longer needed */
 	r->waiting = true; /* the reply may come before the call returns */
-	ret = nd_svc_forward(r->conn, f, body, n);
+	ret = nd_svc_forward(r->conn, NULL, body, n);
 	free(body);
 	if (ret)
 		r->waiting = false;

@@ -129,9 +129,10 @@ const struct nd_svc_config *nd_svc_cfg(const struct nd_shard *s);
 /*
  * Sends the request frame body (len bytes, copied) from connection c to the
  * service; its reply frame is queued on c when it comes back. peer and serial
- * identify the connection to the service. f, when not NULL, is body decoded:
- * on shard 0 the service takes it instead of decoding body again. 0, or
- * -ENOMEM.
+ * identify the connection to the service. f, when not NULL, is body as
+ * nd_frame_decode gave it: on shard 0 the service takes it instead of
+ * decoding body again (a frame built otherwise, as the HTTP API's, may hold
+ * NULL where a decoded one has ""; pass NULL). 0, or -ENOMEM.
  */
 int nd_svc_forward(struct nd_conn *c, const Noded__Frame *f,
 		   const uint8_t *body, size_t len);
