@@ -5,6 +5,7 @@
  *                       [--exec fake|real] [--name-prefix P] [--label K=V]...
  *                       [--output TEXT] [--task-ms MS] [--duration SECS]
  *                       [--ramp N] [--token-file FILE]
+ *                       [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
  *
  * N worker connections from this one thread, moved by one io_uring (the
  * client library used sans-I/O, as `noded-bench ping` does), each speaking
@@ -197,6 +198,7 @@ struct opts {
 	unsigned task_ms;
 	double duration;        /* 0: until a signal */
 	const char *token_file;
+	const char *tls_cert, *tls_key, *tls_ca; /* TLS 1.3 when set */
 };
 
 struct sim {
@@ -210,6 +212,8 @@ struct sim {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	struct nd_client_opts copts;
+	struct nd_client *tls_from; /* the first worker on TLS: the others
+				     * take its context (its files, read once) */
 	struct nd_status_labels labels;
 	uint64_t *ids;          /* scratch: running ids of one report */
 	unsigned next_connect, handshaking, registered;
@@ -323,9 +327,13 @@ static void on_recv(struct sw *w, const struct io_uring_cqe *cqe)
 		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 
 		if (res > 0 && w->st != W_DEAD && !sim->loop.finishing)
-			r = nd_client_feed(w->pc.c,
-					   sim->bufs + (size_t)bid * BUF_SIZE,
-					   (size_t)res);
+			r = w->pc.ssl ?
+				nd_perf_tls_feed(&w->pc, sim->bufs +
+						 (size_t)bid * BUF_SIZE,
+						 (size_t)res) :
+				nd_client_feed(w->pc.c,
+					       sim->bufs + (size_t)bid * BUF_SIZE,
+					       (size_t)res);
 		buf_return(sim, bid);
 	}
 	if (w->st == W_DEAD || sim->loop.finishing)
@@ -1038,6 +1046,25 @@ static void on_connect(struct sw *w, int res)
 		conn_lost(w, nd_strerror(r));
 		return;
 	}
+	/* TLS: the handshake here, blocking this loop meanwhile (the
+	 * master's part is what a fleet costs it), then records through
+	 * memory BIOs on the ring, as noded-bench ping does */
+	if (co.tls_ca || co.tls_cert) {
+		co.tls_from = sim->tls_from;
+		r = nd_client_start_tls(w->pc.c, &co, HANDSHAKE_MS);
+		if (!r)
+			r = nd_perf_tls_start(&w->pc);
+		if (r) {
+			snprintf(why, sizeof(why), "TLS: %s%s%s",
+				 nd_strerror(r),
+				 *nd_client_last_error() ? ": " : "",
+				 nd_client_last_error());
+			conn_lost(w, why);
+			return;
+		}
+		if (!sim->tls_from)
+			sim->tls_from = w->pc.c;
+	}
 	w->st = W_HANDSHAKE;
 	if (nd_client_hello(w->pc.c, on_hello, w)) {
 		conn_lost(w, "cannot queue the Hello");
@@ -1319,6 +1346,7 @@ static void usage(FILE *f)
 		"         [--name-prefix P] [--label K=V]... [--output TEXT] "
 		"[--task-ms MS]\n"
 		"         [--duration SECS] [--ramp N] [--token-file FILE]\n"
+		"         [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n"
 		"  Simulates N workers from this one process (1..%u "
 		"connections): each registers\n"
 		"  as P00001, P00002, ... (default prefix \"sim-\") with the "
@@ -1335,7 +1363,10 @@ static void usage(FILE *f)
 		"until SIGINT or\n"
 		"  SIGTERM) and prints a summary on stderr. No reconnect: a "
 		"lost connection\n"
-		"  stops the run with status 1.\n",
+		"  stops the run with status 1. With --tls-ca (and a "
+		"certificate for a master\n"
+		"  that asks for one): TLS 1.3, each handshake made in turn, "
+		"the files read once.\n",
 		MAX_COUNT, SLOTS_DEFAULT, RAMP_DEFAULT);
 }
 
@@ -1355,6 +1386,9 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "duration", required_argument, NULL, 'd' },
 		{ "ramp", required_argument, NULL, 'r' },
 		{ "token-file", required_argument, NULL, 't' },
+		{ "tls-cert", required_argument, NULL, 'C' },
+		{ "tls-key", required_argument, NULL, 'K' },
+		{ "tls-ca", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1383,6 +1417,9 @@ static int parse(int argc, char **argv, struct opts *o)
 							   optarg); break;
 		case 'o': o->output = optarg; fake_only = true; break;
 		case 't': o->token_file = optarg; break;
+		case 'C': o->tls_cert = optarg; break;
+		case 'K': o->tls_key = optarg; break;
+		case 'A': o->tls_ca = optarg; break;
 		case 'e':
 			if (strcmp(optarg, "fake") && strcmp(optarg, "real")) {
 				fprintf(stderr, "noded-bench: --exec wants fake "
@@ -1453,6 +1490,9 @@ static int prepare(struct sim *sim)
 	sim->copts.role = NODED__ROLE__ROLE_WORKER;
 	sim->copts.token = token;
 	sim->copts.token_len = token_len;
+	sim->copts.tls_cert = o->tls_cert;
+	sim->copts.tls_key = o->tls_key;
+	sim->copts.tls_ca = o->tls_ca;
 	/* Each worker is a socket; a real task adds 2 pipes and a pidfd. */
 	nofile = nd_perf_raise_nofile();
 	if (nofile < (uint64_t)o->count + 64) {

@@ -57,7 +57,11 @@
 #              plaintext's; full handshakes per second of server CPU and
 #              RSS per idle TLS connection (TLS_IDLE_CONNS, each after Hello),
 #              then as many resumed handshakes (noded-bench idle --resume:
-#              each connection resumes the session of the one before).
+#              each connection resumes the session of the one before); then
+#              TLS_FLEET simulated workers heartbeating over TLS (a master
+#              with a certificate that asks none of its peers: the sim has
+#              one certificate, and a worker's names one node) beside the
+#              same fleet in plaintext: master CPU over HB_SECS, and RSS.
 #
 # Placement: each master runs with --shards SHARDS under `taskset -c
 # SERVER_CPU`; load generators and simulators run on CLIENT_CPU (but see
@@ -67,7 +71,8 @@
 # Knobs (environment): DURATION (5) seconds per ping run, SHARDS (1),
 # PING_RUNS ("1:1 50:1 50:16"), TASKS_COUNT (1000 per round), TASKS_C (4),
 # TASKS_ROUNDS (5), FANOUT_SIZES ("1000 10000"), FANOUT_REPS (20), HB_SECS (10), IDLE_CONNS
-# (10000), QUEUE_TASKS (100000), QUEUE_WORKERS (1000), TLS_IDLE_CONNS (2000), DURABLE_C ("1 16 64"),
+# (10000), QUEUE_TASKS (100000), QUEUE_WORKERS (1000), TLS_IDLE_CONNS (2000), TLS_FLEET
+# (10000), DURABLE_C ("1 16 64"),
 # DURABLE_COUNT (30000 submits at most per run), DURABLE_SECS (5 at most per
 # run), FAILOVER_KILLS (10), RESTART_TASKS (100000), RESTART_REPS (3),
 # DATA_ROOT (/var/tmp), OUT (bench-results.json), BUILD (build), SERVER_CPU
@@ -113,6 +118,7 @@ RESTART_TASKS=${RESTART_TASKS:-100000}
 RESTART_REPS=${RESTART_REPS:-3}
 DATA_ROOT=${DATA_ROOT:-/var/tmp}
 TLS_IDLE_CONNS=${TLS_IDLE_CONNS:-2000}
+TLS_FLEET=${TLS_FLEET:-10000}
 OUT=${OUT:-bench-results.json}
 BUILD=${BUILD:-build}
 SERVER_CPU=${SERVER_CPU:-1}
@@ -1084,6 +1090,38 @@ bench_tls() {
 	stop_pid "$rpid"
 	stop_pid "$MASTER_PID"
 	stop_pid "$plain_pid"
+	tls_fleet "$dir"
+}
+
+# hb_window: the master's CPU (% of a core) over HB_SECS while a fleet
+# heartbeats, a space, and its RSS (KiB).
+hb_window() {
+	local t0 t1
+	t0=$(cpu_ticks "$MASTER_PID")
+	sleep "$HB_SECS"
+	t1=$(cpu_ticks "$MASTER_PID")
+	echo "$(cpu_pct "$MASTER_PID" $((t1 - t0)) "$HB_SECS") $(rss_kib "$MASTER_PID")"
+}
+
+# tls_fleet DIR: TLS_FLEET simulated workers heartbeating in plaintext, then
+# over TLS (DIR holds the certificates of bench_tls), each on a new master.
+tls_fleet() {
+	local dir=$1 p t w="heartbeats $TLS_FLEET workers over TLS"
+	start_master
+	start_sims "$TLS_FLEET" 1
+	sleep 3  # registrations and first reports settle
+	p=$(hb_window)
+	stop_pid "$SIM_PID"
+	stop_pid "$MASTER_PID"
+	start_master --tls-cert "$dir/master-m.crt" --tls-key "$dir/master-m.key"
+	start_sims "$TLS_FLEET" 1 --tls-ca "$dir/ca/ca.crt"
+	sleep 3
+	t=$(hb_window)
+	stop_pid "$SIM_PID"
+	stop_pid "$MASTER_PID"
+	row "$w" "master CPU" "${t% *}" "% of a core" "${p% *}" plaintext
+	row "$w" "master RSS" "${t#* }" "KiB" "${p#* }" plaintext
+	note "tls fleet: $TLS_FLEET workers, master CPU ${t% *}% (plaintext ${p% *}%), RSS ${t#* } KiB (plaintext ${p#* } KiB)"
 }
 
 # ---- run ----

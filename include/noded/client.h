@@ -115,6 +115,19 @@ int nd_client_connect(struct nd_client **out, const char *addr,
 int nd_client_adopt(struct nd_client **out, int fd,
 		    const struct nd_client_opts *opts);
 
+/*
+ * TLS 1.3 on a client made by nd_client_adopt from a connected socket, as
+ * nd_client_connect does it: opts' tls_* files, or tls_from's context.
+ * The handshake is done when it returns 0 (it waits on the socket, up to
+ * timeout_ms; 0: 5000); then nd_client_tls_session gives the SSL to a
+ * driver that moves the records itself. A negative code otherwise
+ * (ND_ETLS, ND_ETLSPLAIN, -ETIMEDOUT; nd_client_last_error says why), and
+ * c is only good for nd_client_close. -EINVAL: no fd, TLS already, or
+ * nothing in opts that asks for it.
+ */
+int nd_client_start_tls(struct nd_client *c, const struct nd_client_opts *opts,
+			int timeout_ms);
+
 /* Queues a Hello request (done automatically by nd_client_connect). */
 int nd_client_hello(struct nd_client *c, nd_reply_cb cb, void *arg);
 

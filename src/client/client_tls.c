@@ -295,6 +295,17 @@ int nd__client_tls_recv(struct nd_client *c, uint8_t *buf, size_t size)
 	}
 }
 
+int nd_client_start_tls(struct nd_client *c, const struct nd_client_opts *opts,
+			int timeout_ms)
+{
+	if (!c || !opts || c->fd < 0 || c->ssl ||
+	    !(opts->tls_cert || opts->tls_key || opts->tls_ca ||
+	      (opts->tls_from && opts->tls_from->tls)))
+		return -EINVAL;
+	return nd__client_tls_start(c, opts, (int64_t)nd_mono_ms() +
+					     (timeout_ms > 0 ? timeout_ms : 5000));
+}
+
 void *nd_client_tls_session(struct nd_client *c)
 {
 	return c->ssl;

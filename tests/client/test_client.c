@@ -1187,3 +1187,27 @@ Test(client_connect, refused_and_bad_addresses)
 	cr_assert(r == ND_EADDR || r == -EAGAIN, "got %d", r);
 	cr_assert_null(c);
 }
+
+/* TLS on an adopted socket: refused without a socket, without anything in
+ * the options that asks for it; files that do not load
+ * are ND_ETLS, said why. (tests/perf/test_sim.c runs it against a master.) */
+Test(client_connect, start_tls_bad_cases)
+{
+	struct nd_client_opts none = { 0 };
+	struct nd_client_opts o = { .tls_ca = "/nonexistent/ca.crt" };
+	struct nd_client *c = NULL;
+	int sv[2];
+
+	cr_assert_eq(nd_client_adopt(&c, -1, NULL), 0);
+	cr_assert_eq(nd_client_start_tls(c, &o, 100), -EINVAL);
+	nd_client_close(c);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	cr_assert_eq(nd_client_adopt(&c, sv[0], NULL), 0);
+	cr_assert_eq(nd_client_start_tls(c, &none, 100), -EINVAL);
+	cr_assert_eq(nd_client_start_tls(c, NULL, 100), -EINVAL);
+	cr_assert_eq(nd_client_start_tls(c, &o, 100), ND_ETLS);
+	cr_assert(strstr(nd_client_last_error(), "TLS files"), "%s",
+		  nd_client_last_error());
+	nd_client_close(c);
+	close(sv[1]);
+}

@@ -391,6 +391,78 @@ Test(sim, token)
 	STOP_OK(&d);
 }
 
+/* The fleet over TLS 1.3 (a master with a certificate that asks none of its
+ * peers): it registers, heartbeats and runs tasks through memory BIOs on
+ * its ring; without TLS, or trusting another CA, it is refused with
+ * status 1 and says why. */
+Test(sim, tls)
+{
+	char dir[] = "/tmp/noded-sim-tls-XXXXXX", ca[64], other[64], crt[64],
+	     key[64], cmd[128], err[2048];
+	const char *const margs[] = { "--tls-cert", crt, "--tls-key", key,
+				      NULL };
+	const char *argv[12] = { "workers", "--addr", master, "--count", "3",
+				 "--duration", "5", NULL };
+	int st;
+
+	cr_assert(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+	snprintf(ca, sizeof(ca), "%s/ca", dir);
+	snprintf(other, sizeof(other), "%s/other", dir);
+	snprintf(crt, sizeof(crt), "%s/master-m.crt", dir);
+	snprintf(key, sizeof(key), "%s/master-m.key", dir);
+	cr_assert_eq(nd_test_run((const char *const[]){ nd_test_bin(), "tls",
+				 "ca", "create", "--dir", ca, NULL }, NULL, 0,
+				 err, sizeof(err), ND_TEST_TIMEOUT_MS), 0,
+		     "%s", err);
+	cr_assert_eq(nd_test_run((const char *const[]){ nd_test_bin(), "tls",
+				 "ca", "create", "--dir", other, NULL }, NULL,
+				 0, err, sizeof(err), ND_TEST_TIMEOUT_MS), 0,
+		     "%s", err);
+	cr_assert_eq(nd_test_run((const char *const[]){ nd_test_bin(), "tls",
+				 "cert", "create", "--master", "m", "--ca-dir",
+				 ca, "--out-dir", dir, NULL }, NULL, 0, err,
+				 sizeof(err), ND_TEST_TIMEOUT_MS), 0, "%s",
+		     err);
+	ND_CHECK(nd_test_daemon_start(&d, margs));
+	snprintf(master, sizeof(master), "127.0.0.1:%d", d.port);
+	snprintf(cmd, sizeof(cmd), "%s/ca.crt", ca);
+	setenv("NODED_TLS_CA", cmd, 1); /* for the CLI (this process) */
+
+	SIM_START(&sims[0], "--count", "50", "--tls-ca", cmd);
+	cr_assert_eq(alive_nodes("sim-", 4), 50);
+	CLI(&R, "run", "--all", "--", "true");
+	EXPECT_STATUS(&R, 0);
+	/* one "NODE: ok" line per worker */
+	cr_assert_eq(R.out_bytes, 50 * strlen("sim-00001: ok\n"), "%s",
+		     R.out);
+	/* heartbeats keep them alive past the heartbeat timeout (3 s) */
+	nd_test_sleep_ms(3500);
+	cr_assert_eq(alive_nodes("sim-", 4), 50);
+	cr_assert_eq(sim_stop(&sims[0]), 0, "stderr: %s",
+		     sim_stderr(&sims[0]));
+	cr_assert(strstr(sim_stderr(&sims[0]), "tasks received 50, "
+				   "completed 50 (failed 0)"),
+		  "summary: %s", sim_stderr(&sims[0]));
+
+	/* plaintext to the TLS port: refused, status 1 */
+	st = bench_run(argv, err, sizeof(err));
+	cr_assert(st == 1 && strstr(err, "no reconnect"),
+		  "plaintext: status %d, want 1; stderr: %s", st, err);
+	/* trusting another CA: the handshake fails, status 1 */
+	snprintf(cmd, sizeof(cmd), "%s/ca.crt", other);
+	argv[7] = "--tls-ca";
+	argv[8] = cmd;
+	argv[9] = NULL;
+	st = bench_run(argv, err, sizeof(err));
+	cr_assert(st == 1 && strstr(err, "TLS"),
+		  "another CA: status %d, want 1; stderr: %s", st, err);
+	unsetenv("NODED_TLS_CA");
+	STOP_OK(&d);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd))
+		cr_log_warn("could not remove %s", dir);
+}
+
 Test(sim, master_gone_ends_the_sim)
 {
 	int st;
