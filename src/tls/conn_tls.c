@@ -18,8 +18,11 @@
  * shard's tick), so idle connections hold none, as plaintext ones hold
  * no receive buffer. (SSL_MODE_RELEASE_BUFFERS did it after every
  * record: a malloc and a free of each buffer per request, 4.5% of the
- * master's instructions per TLS ping at C=50, D=1.) shard->tls_held
- * lists the connections that may hold them, by last use. Reads ahead:
+ * master's instructions per TLS ping at C=50, D=1.) A connection heard
+ * from after TLS_IDLE_MS of silence gives them back as soon as its input
+ * is read: a worker's heartbeat every second then holds them for no time
+ * rather than half of it. shard->tls_held lists the connections that may
+ * hold them, by last use. Reads ahead:
  * OpenSSL takes all the ciphertext offered in one read of our BIO.
  *
  * Output: the protocol queues plaintext in c->out as ever; when the shard
@@ -388,6 +391,9 @@ void nd__tls_input(struct nd_conn *c, const uint8_t *p, size_t n)
 	struct nd_tls_conn *t = c->tls;
 	uint8_t buf[16384];
 	int r, err;
+	/* heard from after a silence (a worker's heartbeat): likely silent
+	 * as long again, so its buffers go back now, not half a second on */
+	bool sparse = t->done && c->shard->now_ms - t->used_ms >= TLS_IDLE_MS;
 
 	if (t->failed)
 		return;
@@ -440,6 +446,13 @@ out:
 		free_first(c);
 	if (t->ct.len && !(c->flags & ND_CONN_DEAD))
 		nd_conn_commit(c, 0);
+	/* (refused while a record is half read or a reply not yet sent:
+	 * the sweep then does it) */
+	if (sparse && c->tls && !(c->flags & ND_CONN_DEAD) && !c->out.len &&
+	    SSL_free_buffers(t->ssl)) {
+		nd_list_del(&t->held);
+		c->shard->freed_bytes += TLS_BUF_BYTES;
+	}
 }
 
 struct nd_buf *nd__tls_out(struct nd_conn *c)
