@@ -435,6 +435,34 @@ err_kill:
 	return err;
 }
 
+int nd_test_daemon_http_port(struct nd_test_daemon *d)
+{
+	static const char tag[] = "http on 127.0.0.1:";
+	int64_t until = nd_test_now_ms() + ND_TEST_TIMEOUT_MS;
+	const char *p;
+
+	/* the whole line: the tag, then its newline */
+	while (!(p = memmem(d->rest, d->rest_len, tag, sizeof(tag) - 1)) ||
+	       !memchr(p, '\n', d->rest_len - (size_t)(p - d->rest))) {
+		struct pollfd pfd = { .fd = d->out_fd, .events = POLLIN };
+		int64_t left = until - nd_test_now_ms();
+		ssize_t n;
+
+		if (left <= 0 || d->rest_len >= sizeof(d->rest) - 1)
+			return why(0, "no '%s' line: %.*s", tag,
+				   (int)d->rest_len, d->rest);
+		if (poll(&pfd, 1, (int)left) <= 0)
+			continue;
+		n = read(d->out_fd, d->rest + d->rest_len,
+			 sizeof(d->rest) - 1 - d->rest_len);
+		if (n <= 0)
+			return why(0, "stdout closed before '%s'", tag);
+		d->rest_len += (size_t)n;
+		d->rest[d->rest_len] = '\0';
+	}
+	return atoi(p + sizeof(tag) - 1);
+}
+
 int nd_test_daemon_restart(struct nd_test_daemon *d,
 			   const char *const argv[], int err_fd)
 {

@@ -68,6 +68,13 @@ int nd_test_daemon_start_argv(struct nd_test_daemon *d,
 /* Same with the daemon's stderr on err_fd (-1: inherited). */
 int nd_test_daemon_start_err(struct nd_test_daemon *d,
 			     const char *const argv[], int err_fd);
+/*
+ * The PORT of the "http on 127.0.0.1:PORT" line d printed after its first
+ * (a master with --http), read from its stdout for up to
+ * ND_TEST_TIMEOUT_MS into d->rest; 0 with nd_test_why set when it did not
+ * come.
+ */
+int nd_test_daemon_http_port(struct nd_test_daemon *d);
 /* Same, tried again for up to 5 s while it fails: a port the daemon
  * takes may linger a moment after a kill. */
 int nd_test_daemon_restart(struct nd_test_daemon *d,

@@ -46,36 +46,8 @@ TestSuite(http, .init = setup, .fini = teardown, .timeout = 60);
 /* Reads the "http on 127.0.0.1:PORT" line that follows "listening on". */
 static void read_http_port(void)
 {
-	char line[128];
-	size_t len = 0;
-	int64_t deadline = nd_test_now_ms() + ND_TEST_TIMEOUT_MS;
-
-	while (len < sizeof(line) - 1) {
-		struct pollfd p = { .fd = d.out_fd, .events = POLLIN };
-		ssize_t n;
-
-		if (d.rest_len) { /* read with the first line */
-			line[len] = d.rest[0];
-			memmove(d.rest, d.rest + 1, --d.rest_len);
-			if (line[len] == '\n')
-				break;
-			len++;
-			continue;
-		}
-
-		cr_assert(nd_test_now_ms() < deadline, "no 'http on' line");
-		if (poll(&p, 1, 100) <= 0)
-			continue;
-		n = read(d.out_fd, line + len, 1);
-		cr_assert(n == 1, "master closed stdout before 'http on'");
-		if (line[len] == '\n')
-			break;
-		len++;
-	}
-	line[len] = '\0';
-	cr_assert(!strncmp(line, "http on 127.0.0.1:", 18), "got '%s'", line);
-	http_port = atoi(strrchr(line, ':') + 1);
-	cr_assert(http_port > 0);
+	http_port = nd_test_daemon_http_port(&d);
+	cr_assert(http_port > 0, "%s", nd_test_why);
 }
 
 /* A master with --http and the extra arguments; a worker when slots > 0. */

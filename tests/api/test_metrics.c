@@ -24,22 +24,10 @@ TestSuite(metrics, .fini = teardown, .timeout = 60);
 
 static int http_port(void)
 {
-	char *p;
+	int port = nd_test_daemon_http_port(&d);
 
-	for (int64_t end = nd_test_now_ms() + ND_TEST_TIMEOUT_MS;
-	     !memchr(d.rest, '\n', d.rest_len);) {
-		ssize_t r;
-
-		cr_assert(nd_test_now_ms() < end, "no 'http on' line");
-		r = read(d.out_fd, d.rest + d.rest_len,
-			 sizeof(d.rest) - 1 - d.rest_len);
-		cr_assert(r > 0);
-		d.rest_len += (size_t)r;
-	}
-	d.rest[d.rest_len] = '\0';
-	p = strstr(d.rest, "http on 127.0.0.1:");
-	cr_assert(p, "got '%s'", d.rest);
-	return atoi(p + 18);
+	cr_assert(port, "%s", nd_test_why);
+	return port;
 }
 
 /* The value of the sample line that starts with "series " in text. */

@@ -59,30 +59,8 @@ TestSuite(lifecycle, .init = setup, .fini = teardown, .timeout = 90);
 /* Reads the "http on 127.0.0.1:PORT" line that follows "listening on". */
 static void read_http_port(void)
 {
-	char line[128];
-	size_t len = 0;
-	int64_t deadline = nd_test_now_ms() + ND_TEST_TIMEOUT_MS;
-
-	while (len < sizeof(line) - 1) {
-		struct pollfd p = { .fd = d.out_fd, .events = POLLIN };
-
-		if (d.rest_len) {
-			line[len] = d.rest[0];
-			memmove(d.rest, d.rest + 1, --d.rest_len);
-		} else {
-			cr_assert(nd_test_now_ms() < deadline &&
-					  poll(&p, 1, 100) >= 0,
-				  "no 'http on' line");
-			if (!(p.revents & POLLIN))
-				continue;
-			cr_assert_eq(read(d.out_fd, &line[len], 1), 1);
-		}
-		if (line[len++] == '\n')
-			break;
-	}
-	line[len] = '\0';
-	cr_assert(sscanf(line, "http on 127.0.0.1:%d", &http_port) == 1,
-		  "want 'http on 127.0.0.1:PORT', got '%s'", line);
+	http_port = nd_test_daemon_http_port(&d);
+	cr_assert(http_port > 0, "%s", nd_test_why);
 }
 
 #define MASTER_START(...)                                                    \

@@ -434,25 +434,12 @@ static void master_start(const char *acl)
 		path("master-m1.key"), "--tls-ca", path("ca/ca.crt"), "--acl",
 		acl, "--http", "127.0.0.1:0", NULL,
 	};
-	int64_t until = nd_test_now_ms() + ND_TEST_TIMEOUT_MS;
-	const char *p;
-
 	master_err = memfd_create("master-stderr", MFD_CLOEXEC);
 	cr_assert(master_err >= 0);
 	ND_CHECK(nd_test_daemon_start_err(&d, argv, master_err));
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", d.port);
-	while (!(p = memmem(d.rest, d.rest_len, "http on 127.0.0.1:", 18)) &&
-	       nd_test_now_ms() < until && d.rest_len < sizeof(d.rest) - 1) {
-		ssize_t n = read(d.out_fd, d.rest + d.rest_len,
-				 sizeof(d.rest) - 1 - d.rest_len);
-
-		if (n <= 0)
-			break;
-		d.rest_len += (size_t)n;
-		d.rest[d.rest_len] = '\0';
-	}
-	cr_assert(p, "no 'http on' line");
-	http_port = atoi(p + strlen("http on 127.0.0.1:"));
+	http_port = nd_test_daemon_http_port(&d);
+	cr_assert(http_port, "%s", nd_test_why);
 }
 
 static void worker_start(int i, const char *name)
@@ -816,8 +803,6 @@ Test(acl, token_subject)
 		NULL,
 	};
 	char buf[4096], req[512];
-	const char *p;
-	int64_t until = nd_test_now_ms() + ND_TEST_TIMEOUT_MS;
 
 	write_file(path("token"), secret);
 	cr_assert_eq(chmod(path("token"), 0600), 0);
@@ -828,18 +813,8 @@ Test(acl, token_subject)
 	cr_assert(master_err >= 0);
 	ND_CHECK(nd_test_daemon_start_err(&d, argv, master_err));
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", d.port);
-	while (!(p = memmem(d.rest, d.rest_len, "http on 127.0.0.1:", 18)) &&
-	       nd_test_now_ms() < until && d.rest_len < sizeof(d.rest) - 1) {
-		ssize_t n = read(d.out_fd, d.rest + d.rest_len,
-				 sizeof(d.rest) - 1 - d.rest_len);
-
-		if (n <= 0)
-			break;
-		d.rest_len += (size_t)n;
-		d.rest[d.rest_len] = '\0';
-	}
-	cr_assert(p, "no 'http on' line");
-	http_port = atoi(p + strlen("http on 127.0.0.1:"));
+	http_port = nd_test_daemon_http_port(&d);
+	cr_assert(http_port, "%s", nd_test_why);
 	/* native: reads allowed, submits not */
 	cr_assert_eq(NODED("tasks", "--master", addr, "--token-file",
 			   path("token")), 0, "%s", err);

@@ -621,40 +621,19 @@ Test(tls, sighup_rereads_the_files_and_keeps_connections)
 	cr_assert(nd_test_pid_alive(d.pid));
 }
 
-/* The "http on 127.0.0.1:PORT" line the master prints after its first. */
-static const char *http_line(void)
-{
-	int64_t until = nd_test_now_ms() + ND_TEST_TIMEOUT_MS;
-	const char *p;
-
-	while (!(p = memmem(d.rest, d.rest_len, "http on 127.0.0.1:", 18)) &&
-	       nd_test_now_ms() < until && d.rest_len < sizeof(d.rest) - 1) {
-		ssize_t n = read(d.out_fd, d.rest + d.rest_len,
-				 sizeof(d.rest) - 1 - d.rest_len);
-
-		if (n <= 0)
-			break;
-		d.rest_len += (size_t)n;
-		d.rest[d.rest_len] = '\0';
-	}
-	return p;
-}
-
 Test(tls, https_api_with_client_certificates)
 {
 	char req[256];
 	uint8_t buf[4096];
 	int fd, n, port;
 	SSL *ssl;
-	const char *p;
 
 	ND_CHECK(nd_test_daemon_start(&d, (const char *const[]){
 		"--tls-cert", path("master-m1.crt"), "--tls-key",
 		path("master-m1.key"), "--tls-ca", path("ca/ca.crt"), "--http",
 		"127.0.0.1:0", NULL }));
-	p = http_line();
-	cr_assert(p, "no 'http on' line: %.*s", (int)d.rest_len, d.rest);
-	port = atoi(p + strlen("http on 127.0.0.1:"));
+	port = nd_test_daemon_http_port(&d);
+	cr_assert(port, "%s", nd_test_why);
 	/* the client's certificate: GET works */
 	{
 		int saved = d.port;
