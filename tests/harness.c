@@ -1272,14 +1272,35 @@ int nd_test_free_port(void)
 	return port;
 }
 
+/* A free port none of the n in taken[] (0 with nd_test_why set): the
+ * kernel may hand out a port it just handed out, once that closed. */
+static int other_free_port(const int *taken, int n)
+{
+	for (int tries = 0; tries < 100; tries++) {
+		int port = nd_test_free_port(), k = 0;
+
+		if (!port)
+			return 0;
+		while (k < n && taken[k] != port)
+			k++;
+		if (k == n)
+			return port;
+	}
+	return why(0, "no free port apart from the %d taken", n);
+}
+
 int nd_test_cluster_ports(int n, int *client_port, int *raft_port,
 			  char *list, size_t len)
 {
+	int taken[32];
 	size_t at = 0;
 
+	if (n > 16)
+		return why(-1, "at most 16 masters, not %d", n);
 	for (int i = 0; i < n; i++) {
-		client_port[i] = nd_test_free_port();
-		raft_port[i] = nd_test_free_port();
+		client_port[i] = taken[2 * i] = other_free_port(taken, 2 * i);
+		raft_port[i] = taken[2 * i + 1] =
+			other_free_port(taken, 2 * i + 1);
 		if (!client_port[i] || !raft_port[i])
 			return -1;
 		at += (size_t)snprintf(list + at, at < len ? len - at : 0,

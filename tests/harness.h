@@ -231,9 +231,9 @@ int nd_test_expect_closed(int fd, int timeout_ms);
  * takes it right after), or 0 with nd_test_why set. */
 int nd_test_free_port(void);
 
-/* For n masters on loopback: a free client port and a free Raft port each,
- * and the clients' "127.0.0.1:P,..." list (--master) in list. 0, or -1
- * with nd_test_why set. */
+/* For n masters on loopback (n <= 16): a free client port and a free Raft
+ * port each, all different, and the clients' "127.0.0.1:P,..." list
+ * (--master) in list. 0, or -1 with nd_test_why set. */
 int nd_test_cluster_ports(int n, int *client_port, int *raft_port,
 			  char *list, size_t len);
 
